@@ -1,0 +1,9 @@
+"""minicnn: a from-scratch CNN engine — autograd on NumPy/CuPy arrays, our own CUDA kernels."""
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .gradcheck import gradcheck
+from .ops.shape import cat
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import (Tensor, bool_, empty, float32, float64, int32, int64, ones, ones_like, rand,
+                     randn, tensor, zeros, zeros_like)
+
+__version__ = "0.1.0"

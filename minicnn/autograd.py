@@ -1,0 +1,179 @@
+"""Reverse-mode automatic differentiation.
+
+Every differentiable op is a :class:`Function` subclass with ``forward`` and ``backward`` side by
+side (micrograd / Chainer / torch.autograd.Function style):
+
+    class Mul(Function):
+        @staticmethod
+        def forward(ctx, a, b):            # a, b: arrays (numpy or cupy), never Tensors
+            ctx.save_for_backward(a, b)
+            return a * b
+        @staticmethod
+        def backward(ctx, dout):           # one gradient array per forward input, or None
+            a, b = ctx.saved_tensors
+            return dout * b, dout * a
+
+``Function.apply(*args, **kwargs)`` unwraps Tensor arguments to arrays, runs ``forward`` on the
+backend of their common device (``ctx.backend``; ``ctx.xp`` is its array module), and — when a
+gradient is needed — links the output to a graph node. ``Tensor.backward`` walks the nodes in
+reverse topological order; gradients of a tensor used by several ops are summed, so residual
+connections and DenseNet's concatenations are right.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "backward"]
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording on or off (like torch's)."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _state.grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self.prev
+        return False
+
+
+class no_grad(set_grad_enabled):
+    """``with minicnn.no_grad():`` — ops inside record no graph and outputs need no grad."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    def __init__(self):
+        super().__init__(True)
+
+
+class Context:
+    """What a Function's forward leaves for its backward."""
+
+    def __init__(self, backend, needs_input_grad):
+        self.backend = backend
+        self.xp = backend.xp
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+
+class Node:
+    """A recorded op: its Function, context and the input tensors it needs gradients for."""
+
+    __slots__ = ("fn", "ctx", "inputs")
+
+    def __init__(self, fn, ctx, inputs):
+        self.fn = fn
+        self.ctx = ctx
+        self.inputs = inputs  # tuple over forward args: Tensor (needs grad) or None
+
+
+class Function:
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, dout):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor, common_device
+        from .backends import get_backend
+
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        device = common_device(cls.__name__, tensors)
+        backend = get_backend(device)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        record = is_grad_enabled() and any(needs)
+        ctx = Context(backend, needs)
+        raw = [a._data if isinstance(a, Tensor) else a for a in args]
+        out = cls.forward(ctx, *raw, **kwargs)
+        if isinstance(out, np.generic):  # NumPy reductions return scalars; keep 0-d arrays
+            out = np.asarray(out)
+        result = Tensor._wrap(out, device)
+        if record:
+            result.requires_grad = True
+            result._node = Node(cls, ctx, tuple(a if n else None for a, n in zip(args, needs)))
+        return result
+
+
+def _topological_order(root):
+    """Nodes reachable from ``root`` (a Tensor), each after every tensor that consumes it."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, processed = stack.pop()
+        if processed:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        if t._node is not None:
+            for inp in t._node.inputs:
+                if inp is not None and id(inp) not in visited:
+                    stack.append((inp, False))
+    return reversed(order)
+
+
+def backward(root, grad, retain_graph=False):
+    """Propagate ``grad`` (an array shaped like root) from ``root`` to every leaf that needs it."""
+    grads = {id(root): grad}
+    for t in _topological_order(root):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        node = t._node
+        if node is None:  # a leaf: accumulate into .grad
+            if t.requires_grad:
+                t._accumulate_grad(g)
+            continue
+        if node.ctx is None:
+            raise RuntimeError(
+                "backward: trying to backward through the graph a second time; "
+                "pass retain_graph=True to the first backward()")
+        if t._retains_grad:
+            t._accumulate_grad(g)
+        in_grads = node.fn.backward(node.ctx, g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        if len(in_grads) < len(node.inputs):
+            in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
+        for inp, ig in zip(node.inputs, in_grads):
+            if inp is None or ig is None:
+                continue
+            if isinstance(ig, np.generic):
+                ig = np.asarray(ig)
+            if ig.shape != inp.shape:
+                raise RuntimeError(
+                    f"{node.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
+                    f"for an input of shape {inp.shape}")
+            key = id(inp)
+            if key in grads:
+                grads[key] = grads[key] + ig
+            else:
+                grads[key] = ig
+        if not retain_graph:
+            node.ctx = None
+

@@ -1,0 +1,1 @@
+"""Differentiable ops, one family per file; each Function calls ``ctx.backend.<kernel>``."""

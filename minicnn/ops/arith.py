@@ -1,0 +1,225 @@
+"""Elementwise arithmetic and matmul, with NumPy-style broadcasting reduced back in backward."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` over the axes that broadcasting added or stretched, so it has ``shape``."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, s in enumerate(shape) if s == 1 and g.shape[extra + i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _operand(op, x):
+    """Check an operand of a binary op: a Tensor or a real number (made a Python scalar)."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{op}: operands must be Tensors or real numbers, got {type(x).__name__}")
+    return float(x) if isinstance(x, (float, np.floating)) else int(x)
+
+
+def _binary(op, fn, a, b):
+    a, b = _operand(op, a), _operand(op, b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+    return fn.apply(a, b)
+
+
+def _shape_of(x):
+    return getattr(x, "shape", ())
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = _shape_of(a), _shape_of(b)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, dout):
+        sa, sb = ctx.shapes
+        return unbroadcast(dout, sa), unbroadcast(dout, sb)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = _shape_of(a), _shape_of(b)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, dout):
+        sa, sb = ctx.shapes
+        db = unbroadcast(-dout, sb) if ctx.needs_input_grad[1] else None
+        return unbroadcast(dout, sa), db
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.saved_tensors
+        da = unbroadcast(dout * b, _shape_of(a)) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(dout * a, _shape_of(b)) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.saved_tensors
+        da = unbroadcast(dout / b, _shape_of(a)) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(-dout * a / (b * b), _shape_of(b)) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, dout):
+        return -dout
+
+
+class Pow(Function):
+    """a ** p for a real number p: d/da = p a^(p-1)."""
+
+    @staticmethod
+    def forward(ctx, a, p):
+        ctx.save_for_backward(a)
+        ctx.p = p
+        return a ** p
+
+    @staticmethod
+    def backward(ctx, dout):
+        (a,) = ctx.saved_tensors
+        return dout * ctx.p * a ** (ctx.p - 1)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = ctx.xp.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        (out,) = ctx.saved_tensors
+        return dout * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return ctx.xp.log(a)
+
+    @staticmethod
+    def backward(ctx, dout):
+        (a,) = ctx.saved_tensors
+        return dout / a
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.astype(ctx.dtype)
+
+
+class MatMul(Function):
+    """torch.matmul for operands of rank >= 1 (1-D operands are promoted, then squeezed)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        a2 = a[None, :] if a.ndim == 1 else a           # (…, M, K)
+        b2 = b[:, None] if b.ndim == 1 else b           # (…, K, Nn)
+        d = dout
+        if a.ndim == 1:
+            d = xp.expand_dims(d, -2)
+        if b.ndim == 1:
+            d = xp.expand_dims(d, -1)                   # (…, M, Nn)
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = unbroadcast(d @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            db = unbroadcast(xp.swapaxes(a2, -1, -2) @ d, b2.shape).reshape(b.shape)
+        return da, db
+
+
+def add(a, b):
+    return _binary("add", Add, a, b)
+
+
+def sub(a, b):
+    return _binary("sub", Sub, a, b)
+
+
+def mul(a, b):
+    return _binary("mul", Mul, a, b)
+
+
+def div(a, b):
+    return _binary("div", Div, a, b)
+
+
+def pow(a, exponent):
+    if isinstance(exponent, Tensor) or not isinstance(exponent, numbers.Real):
+        raise TypeError(f"pow: only a real-number exponent is supported, got {type(exponent).__name__}")
+    return Pow.apply(a, float(exponent))
+
+
+def matmul(a, b):
+    for name, t in (("first", a), ("second", b)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"matmul: {name} operand must be a Tensor, got {type(t).__name__}")
+        if t.ndim == 0:
+            raise ValueError(f"matmul: {name} operand must have at least 1 dimension, got a scalar")
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({ka} != {kb})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+    return MatMul.apply(a, b)

@@ -1,0 +1,5 @@
+"""Placeholder: being written."""
+
+
+def batch_norm(*args, **kwargs):
+    raise NotImplementedError("batch_norm")

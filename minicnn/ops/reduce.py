@@ -1,0 +1,59 @@
+"""Reductions: sum and mean over dims (differentiable), argmax (not)."""
+from __future__ import annotations
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import normalize_dim, normalize_dims
+
+
+def _expand_back(ctx, dout):
+    """Re-insert the reduced dims (as size 1) so dout broadcasts against the input."""
+    if not ctx.keepdim:
+        for d in ctx.dims:
+            dout = ctx.xp.expand_dims(dout, d)
+    return dout
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, dims, keepdim):
+        ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+        return a.sum(axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return ctx.xp.broadcast_to(_expand_back(ctx, dout), ctx.shape).copy()
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, dims, keepdim):
+        ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+        ctx.count = 1
+        for d in dims:
+            ctx.count *= a.shape[d]
+        return a.mean(axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, dout):
+        g = _expand_back(ctx, dout) / ctx.count
+        return ctx.xp.broadcast_to(g, ctx.shape).astype(dout.dtype, copy=True)
+
+
+def sum(x, dim=None, keepdim=False):
+    return Sum.apply(x, normalize_dims("sum", dim, x.ndim), bool(keepdim))
+
+
+def mean(x, dim=None, keepdim=False):
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: input must be floating point, got dtype {x.dtype}")
+    dims = normalize_dims("mean", dim, x.ndim)
+    return Mean.apply(x, dims, bool(keepdim))
+
+
+def argmax(x, dim=None, keepdim=False):
+    """Indices of the maxima (int64), not differentiable; flattened when dim is None."""
+    if dim is None:
+        return Tensor(x._data.argmax().reshape((1,) * x.ndim if keepdim else ()), x.device)
+    d = normalize_dim("argmax", dim, x.ndim)
+    return Tensor(x._data.argmax(axis=d, keepdims=keepdim).astype("int64"), x.device)

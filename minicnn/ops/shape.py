@@ -1,0 +1,199 @@
+"""Shape ops: reshape/view/flatten, permute/transpose, (un)squeeze, cat, indexing, copies."""
+from __future__ import annotations
+
+import numbers
+
+from ..autograd import Function
+from ..backends import get_backend
+from ..tensor import Tensor, common_device
+from ._util import normalize_dim
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.reshape(ctx.shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.inverse = tuple(sorted(range(len(dims)), key=lambda i: dims[i]))
+        return a.transpose(dims)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.transpose(ctx.inverse)
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        ctx.sizes = [a.shape[dim] for a in arrays]
+        return ctx.xp.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, dout):
+        grads, start = [None], 0  # None for ``dim``
+        for size, needs in zip(ctx.sizes, ctx.needs_input_grad[1:]):
+            if needs:
+                index = [slice(None)] * dout.ndim
+                index[ctx.dim] = slice(start, start + size)
+                grads.append(dout[tuple(index)])
+            else:
+                grads.append(None)
+            start += size
+        return tuple(grads)
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        return a[index].copy()
+
+    @staticmethod
+    def backward(ctx, dout):
+        g = ctx.xp.zeros(ctx.shape, dtype=ctx.dtype)
+        ctx.xp.add.at(g, ctx.index, dout)  # handles repeated indices of advanced indexing
+        return g
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout
+
+
+class ToDevice(Function):
+    @staticmethod
+    def forward(ctx, a, device):
+        ctx.source = ctx.backend
+        return get_backend(device).from_numpy(ctx.backend.to_numpy(a))
+
+    @staticmethod
+    def backward(ctx, dout):
+        # dout lives on the target device; hand it back to the source backend.
+        return ctx.source.from_numpy(_any_to_numpy(dout))
+
+    @classmethod
+    def apply(cls, a, device):
+        out = super().apply(a, device)
+        out.device = device
+        return out
+
+
+def _any_to_numpy(a):
+    return a.get() if hasattr(a, "get") else a
+
+
+def _resolve_shape(op, numel, shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"{op}: shape must be integers, got {shape}")
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1 or any(s < -1 for s in shape):
+        raise ValueError(f"{op}: invalid shape {shape}")
+    known = 1
+    for s in shape:
+        if s != -1:
+            known *= s
+    if -1 in shape:
+        if known == 0 or numel % known:
+            raise ValueError(f"{op}: shape {shape} is invalid for input of size {numel}")
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    elif known != numel:
+        raise ValueError(f"{op}: shape {shape} is invalid for input of size {numel}")
+    return shape
+
+
+def reshape(x, *shape):
+    return Reshape.apply(x, _resolve_shape("reshape", x.numel(), shape))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge dims start_dim..end_dim into one (torch.flatten)."""
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s = normalize_dim("flatten", start_dim, x.ndim)
+    e = normalize_dim("flatten", end_dim, x.ndim)
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    merged = 1
+    for d in x.shape[s:e + 1]:
+        merged *= d
+    return Reshape.apply(x, x.shape[:s] + (merged,) + x.shape[e + 1:])
+
+
+def permute(x, *dims):
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    norm = tuple(normalize_dim("permute", d, x.ndim) for d in dims)
+    if sorted(norm) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of {x.ndim} dimensions")
+    return Permute.apply(x, norm)
+
+
+def transpose(x, dim0, dim1):
+    dims = list(range(x.ndim))
+    a, b = normalize_dim("transpose", dim0, x.ndim), normalize_dim("transpose", dim1, x.ndim)
+    dims[a], dims[b] = dims[b], dims[a]
+    return Permute.apply(x, tuple(dims))
+
+
+def unsqueeze(x, dim):
+    d = normalize_dim("unsqueeze", dim, x.ndim + 1)
+    return Reshape.apply(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        return Reshape.apply(x, tuple(s for s in x.shape if s != 1))
+    d = normalize_dim("squeeze", dim, x.ndim)
+    if x.shape[d] != 1:
+        return x
+    return Reshape.apply(x, x.shape[:d] + x.shape[d + 1:])
+
+
+def cat(tensors, dim=0):
+    """Concatenate tensors along an existing dim (torch.cat); shapes must agree elsewhere."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"cat: element {i} is a {type(t).__name__}, expected a Tensor")
+    common_device("cat", tensors)
+    ref = tensors[0]
+    d = normalize_dim("cat", dim, ref.ndim)
+    for i, t in enumerate(tensors[1:], 1):
+        if t.ndim != ref.ndim or t.shape[:d] + t.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
+            raise ValueError(f"cat: tensor {i} has shape {t.shape}, incompatible with {ref.shape} "
+                             f"outside dim {d}")
+        if t.dtype != ref.dtype:
+            raise TypeError(f"cat: tensor {i} has dtype {t.dtype}, tensor 0 has {ref.dtype}")
+    return Cat.apply(d, *tensors)
+
+
+def getitem(x, index):
+    """Basic and integer-array indexing; boolean/Tensor indices are turned into arrays."""
+    def conv(i):
+        return i._data if isinstance(i, Tensor) else i
+
+    index = tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)
+    try:
+        x._data[index]
+    except IndexError as e:
+        raise IndexError(f"getitem: index {index!r} is invalid for shape {x.shape}: {e}") from None
+    return GetItem.apply(x, index)

@@ -1,0 +1,31 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minicnn
+
+# Small, fast, deterministic property tests: CI has 2 cores and a time budget.
+settings.register_profile(
+    "default", max_examples=int(os.environ.get("MINICNN_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
+    derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    minicnn.manual_seed(0)
+    yield
+
+
+def assert_close(actual, expected, dtype=np.float64, rtol=None, atol=None):
+    """Compare arrays with a dtype-aware tolerance (float64 ~1e-10, float32 ~1e-4)."""
+    actual = actual.numpy() if isinstance(actual, minicnn.Tensor) else np.asarray(actual)
+    expected = expected.numpy() if isinstance(expected, minicnn.Tensor) else np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    if np.dtype(dtype) == np.float64:
+        rtol, atol = rtol or 1e-10, atol or 1e-10
+    else:
+        rtol, atol = rtol or 1e-4, atol or 1e-5
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
