@@ -174,10 +174,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a           # (…, M, K)
         b2 = b[:, None] if b.ndim == 1 else b           # (…, K, Nn)
         d = dout
-        if a.ndim == 1:
-            d = xp.expand_dims(d, -2)
         if b.ndim == 1:
-            d = xp.expand_dims(d, -1)                   # (…, M, Nn)
+            d = xp.expand_dims(d, -1)
+        if a.ndim == 1:
+            d = xp.expand_dims(d, -2)                   # (…, M, Nn)
         da = db = None
         if ctx.needs_input_grad[0]:
             da = unbroadcast(d @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
