@@ -7,3 +7,4 @@ from .tensor import (Tensor, bool_, empty, float32, float64, int32, int64, ones,
                      randn, tensor, zeros, zeros_like)
 
 __version__ = "0.1.0"
+from . import functional, nn  # noqa: E402  (after the core names they import)

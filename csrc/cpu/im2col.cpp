@@ -38,12 +38,12 @@ void im2col(const T* x, T* cols, const ConvGeometry& g) {
                 std::fill(row, row + p_lo * g.Q, T(0));
                 for (int64_t p = p_lo; p < p_hi; ++p) {
                     T* out = row + p * g.Q;
-                    const T* in = plane + (p * g.sh + hoff) * g.W + woff;
+                    const T* in = plane + (p * g.sh + hoff) * g.W;  // input row, inside the plane
                     std::fill(out, out + q_lo, T(0));
                     if (g.sw == 1) {
-                        std::memcpy(out + q_lo, in + q_lo, sizeof(T) * (q_hi - q_lo));
+                        std::memcpy(out + q_lo, in + q_lo + woff, sizeof(T) * (q_hi - q_lo));
                     } else {
-                        for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw];
+                        for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw + woff];
                     }
                     std::fill(out + q_hi, out + g.Q, T(0));
                 }
@@ -72,8 +72,8 @@ void col2im(const T* cols, T* x, const ConvGeometry& g) {
                 const T* row = rows + (r * g.S + s) * PQ;
                 for (int64_t p = p_lo; p < p_hi; ++p) {
                     const T* in = row + p * g.Q;
-                    T* out = plane + (p * g.sh + hoff) * g.W + woff;
-                    for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw] += in[q];
+                    T* out = plane + (p * g.sh + hoff) * g.W;     // image row, inside the plane
+                    for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw + woff] += in[q];
                 }
             }
         }

@@ -1,5 +1,112 @@
-"""Placeholder: being written."""
+"""Batch normalization (Ioffe & Szegedy 2015) over (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)."""
+from __future__ import annotations
+
+import math
+import numbers
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import check_same_dtype, check_tensor
 
 
-def batch_norm(*args, **kwargs):
-    raise NotImplementedError("batch_norm")
+def _as_4d(shape):
+    """View any (N, C, ...) shape as (N, C, rest, 1) for the (N, C, H, W) kernels."""
+    return (shape[0], shape[1], math.prod(shape[2:]), 1)
+
+
+class BatchNorm(Function):
+    """y = weight · (x − μ) / sqrt(σ² + eps) + bias, per channel, statistics over (N, H, W).
+
+    Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift", algorithm 1 (training) and section 3.1 (inference).
+    Training: μ, σ² are the batch mean and biased variance, and the running buffers are updated in
+    place: running ← (1 − momentum) · running + momentum · batch statistic, with the unbiased
+    variance σ² · M/(M−1), M = N·H·W (as PyTorch). Inference: μ, σ² are the running buffers and
+    the op is an affine map of x. Backward (training):
+
+        dx = weight / sqrt(σ² + eps) · (dy − mean(dy) − x̂ · mean(dy · x̂)),
+        dweight = Σ dy · x̂,  dbias = Σ dy   (sums and means over N, H, W).
+
+    Kernels: backend.batch_norm_forward_training / _inference, batch_norm_backward_training /
+    _inference on (N, C, H, W).
+    """
+
+    @staticmethod
+    def forward(ctx, x, running_mean, running_var, weight, bias, training, momentum, eps):
+        x4 = x.reshape(_as_4d(x.shape))                        # (N, C, H, W)
+        if training:
+            y, mean, invstd = ctx.backend.batch_norm_forward_training(
+                x4, weight, bias, running_mean, running_var, momentum, eps)
+        else:
+            y, mean, invstd = ctx.backend.batch_norm_forward_inference(
+                x4, weight, bias, running_mean, running_var, eps)
+        ctx.training = training
+        ctx.save_for_backward(x4, weight, mean, invstd)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x4, weight, mean, invstd = ctx.saved_tensors
+        kernel = ctx.backend.batch_norm_backward_training if ctx.training else \
+            ctx.backend.batch_norm_backward_inference
+        dx, dweight, dbias = kernel(dout.reshape(x4.shape), x4, weight, mean, invstd)
+        needs = ctx.needs_input_grad
+        return (dx.reshape(dout.shape) if needs[0] else None, None, None,
+                dweight if needs[3] else None, dbias if needs[4] else None)
+
+
+def _check_channel_vector(name, t, C):
+    if t is None:
+        return
+    if not isinstance(t, Tensor):
+        raise TypeError(f"batch_norm: {name} must be a Tensor or None, got {type(t).__name__}")
+    if t.shape != (C,):
+        raise ValueError(f"batch_norm: {name} must have shape ({C},) for an input of {C} channels, "
+                         f"got shape {t.shape}")
+
+
+def _check_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"batch_norm: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    check_tensor("batch_norm", "input", input)
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must be 2-D or more (N, C, ...), got shape {input.shape}")
+    C = input.shape[1]
+    tensors = dict(running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    for name, t in tensors.items():
+        _check_channel_vector(name, t, C)
+    check_same_dtype("batch_norm", input=input, **tensors)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var must either both be None or "
+                         "neither be None")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm: running_mean and running_var must be given in evaluation mode "
+                         "(training=False); pass training=True to normalise with batch statistics")
+    momentum, eps = _check_number("momentum", momentum), _check_number("eps", eps)
+    if eps < 0 or (training and eps == 0):
+        raise ValueError(f"batch_norm: eps must be {'positive' if training else 'non-negative'}, "
+                         f"got {eps}")
+    if training and input.shape[0] * math.prod(input.shape[2:]) == 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input size {input.shape}")
+    return momentum, eps
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Same as ``torch.nn.functional.batch_norm``; the running buffers are updated in place.
+
+    Training with ``running_mean=running_var=None`` normalises with batch statistics and updates
+    nothing; evaluation needs the running buffers (as PyTorch 2.x). An empty batch is returned as
+    is and leaves the running buffers untouched.
+    """
+    momentum, eps = _check_args(input, running_mean, running_var, weight, bias, training,
+                                momentum, eps)
+    if input.numel() == 0:
+        return input
+    return BatchNorm.apply(input, running_mean, running_var, weight, bias, bool(training),
+                           momentum, eps)

@@ -1,0 +1,80 @@
+"""Conv2d: a learnable 2-D convolution (torch.nn.Conv2d) over F.conv2d."""
+from __future__ import annotations
+
+import math
+
+from .. import functional as F
+from . import init
+from ._util import check_int, check_pair, new_parameter
+from .module import Module
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(Module):
+    """y = conv2d(x, weight, bias): weight (K, C/groups, R, S), bias (K,).
+
+    torch's constructor and defaults; ``padding`` may be an int, a pair, "valid" (0) or "same"
+    (stride 1 only; an odd total padding puts the extra row/column at the bottom/right, as torch).
+    Only ``padding_mode="zeros"`` is supported. Default init (torch's): weight
+    kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        name = "Conv2d"
+        self.in_channels = check_int(name, "in_channels", in_channels)
+        self.out_channels = check_int(name, "out_channels", out_channels)
+        self.groups = check_int(name, "groups", groups)
+        for what, n in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if n % groups:
+                raise ValueError(f"{name}: {what} ({n}) must be divisible by groups ({groups})")
+        self.kernel_size = check_pair(name, "kernel_size", kernel_size, 1)
+        self.stride = check_pair(name, "stride", stride, 1)
+        self.dilation = check_pair(name, "dilation", dilation, 1)
+        self.padding = self._check_padding(padding)
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: padding_mode {padding_mode!r} is not supported; only 'zeros'")
+        self.padding_mode = padding_mode
+        self.transposed, self.output_padding = False, (0, 0)
+        self.weight = new_parameter((out_channels, in_channels // groups) + self.kernel_size, device, dtype)
+        if bias:
+            self.bias = new_parameter((out_channels,), device, dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def _check_padding(self, padding):
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2d: padding {padding!r} is invalid; use 'same', 'valid' or ints")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
+                                 f"(stride={self.stride})")
+            return padding
+        return check_pair("Conv2d", "padding", padding, 0)
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+

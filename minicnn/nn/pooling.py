@@ -1,0 +1,90 @@
+"""Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d (torch.nn) over minicnn.functional.
+
+Like torch, the attributes keep the values as given (``MaxPool2d(3, 2).kernel_size == 3``) and a
+missing stride defaults to the kernel size.
+"""
+from __future__ import annotations
+
+import numbers
+
+from .. import functional as F
+from ._util import check_int, check_pair
+from .module import Module
+
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d"]
+
+
+def _check_window(layer, kernel_size, stride, padding, dilation=1):
+    """Validate the window arguments; padding may be at most half the effective kernel size."""
+    k = check_pair(layer, "kernel_size", kernel_size, 1)
+    check_pair(layer, "stride", stride, 1)
+    p = check_pair(layer, "padding", padding, 0)
+    d = check_pair(layer, "dilation", dilation, 1)
+    effective = tuple((ki - 1) * di + 1 for ki, di in zip(k, d))
+    if any(2 * pi > ei for pi, ei in zip(p, effective)):
+        raise ValueError(f"{layer}: padding {padding!r} must be at most half of the effective kernel "
+                         f"size {effective} (kernel_size={kernel_size!r}, dilation={dilation!r})")
+
+
+class MaxPool2d(Module):
+    """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's 3/2)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        _check_window("MaxPool2d", kernel_size, stride, padding, dilation)
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, input):
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """Mean over each window; ``count_include_pad`` counts padded zeros in the divisor."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        _check_window("AvgPool2d", kernel_size, stride, padding)
+        if divisor_override is not None:
+            check_int("AvgPool2d", "divisor_override", divisor_override)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, input):
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average into a fixed (P, Q) output whatever the input size; None keeps that input dim."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
+        if isinstance(output_size, (tuple, list)) and len(output_size) != 2:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be an int or a pair, got {output_size!r}")
+        for s in sizes:
+            if s is not None and not (isinstance(s, numbers.Integral) and not isinstance(s, bool)):
+                raise TypeError(f"AdaptiveAvgPool2d: output_size must be ints or None, got {output_size!r}")
+            if s is not None and s < 1:
+                raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, got {output_size!r}")
+        self.output_size = output_size
+
+    def forward(self, input):
+        return F.adaptive_avg_pool2d(input, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"

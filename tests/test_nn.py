@@ -1,0 +1,863 @@
+"""minicnn.nn: Module registration, naming, state_dict, modes, dtypes, containers and the layers."""
+import copy
+import pickle
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minicnn
+import minicnn.functional as F
+from minicnn import nn
+from conftest import assert_close
+
+
+# ---- arithmetic-only modules (no layer ops needed) ----------------------------------------------
+class Affine(nn.Module):
+    """y = x * scale + shift, with a persistent and a non-persistent buffer."""
+
+    def __init__(self, n=3):
+        super().__init__()
+        self.scale = nn.Parameter(minicnn.ones(n))
+        self.shift = nn.Parameter(minicnn.zeros(n))
+        self.register_buffer("count", minicnn.zeros(n))
+        self.register_buffer("cache", minicnn.zeros(n), persistent=False)
+
+    def forward(self, x):
+        return x * self.scale + self.shift
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(Affine(), Affine())
+        self.head = Affine()
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+# ---- Parameter ------------------------------------------------------------------------------------
+def test_parameter():
+    t = minicnn.ones(2, 3)
+    p = nn.Parameter(t)
+    assert isinstance(p, minicnn.Tensor) and p.requires_grad and p.is_leaf
+    assert p._data is t._data                       # shares storage, as torch.nn.Parameter(t)
+    assert not nn.Parameter(t, requires_grad=False).requires_grad
+    assert nn.Parameter().shape == (0,)
+    assert nn.Parameter([[1.0, 2.0]]).shape == (1, 2)
+    assert repr(nn.Parameter(minicnn.ones(2))) == \
+        "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
+    with pytest.raises(TypeError, match="floating-point"):
+        nn.Parameter(minicnn.tensor([1, 2]))
+
+
+# ---- registration ---------------------------------------------------------------------------------
+def test_registration_and_attribute_access():
+    m = Affine()
+    assert list(m._parameters) == ["scale", "shift"]
+    assert list(m._buffers) == ["count", "cache"]
+    assert m.scale is m._parameters["scale"] and m.count is m._buffers["count"]
+    assert "scale" not in m.__dict__
+    m.shift = None                                  # a parameter slot may be emptied
+    assert m.shift is None and [n for n, _ in m.named_parameters()] == ["scale"]
+    m.shift = nn.Parameter(minicnn.zeros(3))
+    assert [n for n, _ in m.named_parameters()] == ["scale", "shift"]
+    m.plain = minicnn.zeros(2)                      # a plain Tensor attribute is not registered
+    assert "plain" not in m._parameters and "plain" not in m._buffers
+    m.count = minicnn.ones(3)                       # assigning a Tensor to a buffer name replaces it
+    assert m._buffers["count"].numpy().sum() == 3
+    del m.count
+    assert "count" not in m._buffers and not hasattr(m, "count")
+    m.sub = Affine()
+    assert m._modules["sub"] is m.sub
+    m.sub = nn.Parameter(minicnn.zeros(1))           # re-assigning moves it between registries
+    assert "sub" not in m._modules and "sub" in m._parameters
+
+
+def test_registration_errors():
+    m = Affine()
+    with pytest.raises(TypeError, match="cannot assign 'Tensor' as parameter 'scale'"):
+        m.scale = minicnn.ones(3)
+    with pytest.raises(TypeError, match="cannot assign 'int' as buffer 'count'"):
+        m.count = 3
+    with pytest.raises(KeyError, match="empty or contain"):
+        m.register_buffer("a.b", minicnn.zeros(1))
+    with pytest.raises(KeyError, match="attribute 'forward' already exists"):
+        m.register_parameter("forward", nn.Parameter(minicnn.zeros(1)))
+    with pytest.raises(TypeError, match="cannot assign 'Tensor' object to parameter 'w'"):
+        m.register_parameter("w", minicnn.zeros(1))
+    with pytest.raises(TypeError, match="cannot assign 'list' object to buffer 'b'"):
+        m.register_buffer("b", [1.0])
+    with pytest.raises(TypeError, match="int is not a Module subclass"):
+        m.add_module("x", 3)
+    with pytest.raises(AttributeError, match="'Affine' object has no attribute 'nope'"):
+        m.nope
+    m.child = Affine()
+    with pytest.raises(TypeError, match="cannot assign 'int' as child module 'child'"):
+        m.child = 1
+
+    class Early(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(minicnn.zeros(1))
+
+    with pytest.raises(AttributeError, match=r"before Module.__init__\(\) call"):
+        Early()
+
+
+def test_forward_missing_and_call():
+    with pytest.raises(NotImplementedError, match=r'Module \[Module\] is missing the required "forward"'):
+        nn.Module()(1)
+    out = Affine()(minicnn.ones(2, 3))
+    assert_close(out, np.ones((2, 3), np.float32), dtype=np.float32)
+
+
+def test_non_leaf_parameter_rejected():
+    m = nn.Module()
+    p = nn.Parameter(minicnn.ones(2))
+    p._node = object()  # pretend it came out of an op
+    with pytest.raises(ValueError, match="non-leaf"):
+        m.register_parameter("p", p)
+
+
+# ---- naming and traversal --------------------------------------------------------------------------
+def test_nested_names():
+    net = Net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["features.0.scale", "features.0.shift", "features.1.scale", "features.1.shift",
+                     "head.scale", "head.shift"]
+    assert [n for n, _ in net.named_buffers()] == ["features.0.count", "features.0.cache",
+                                                   "features.1.count", "features.1.cache",
+                                                   "head.count", "head.cache"]
+    assert [n for n, _ in net.named_modules()] == ["", "features", "features.0", "features.1", "head"]
+    assert [n for n, _ in net.named_children()] == ["features", "head"]
+    assert [n for n, _ in net.named_parameters(prefix="model")][0] == "model.features.0.scale"
+    assert [n for n, _ in net.head.named_parameters(recurse=False)] == ["scale", "shift"]
+    assert len(list(net.parameters())) == 6 and len(list(net.buffers())) == 6
+    assert list(net.modules())[0] is net and list(net.children())[1] is net.head
+    assert net.get_submodule("features.1") is net.features[1]
+    with pytest.raises(AttributeError, match="no submodule `2`"):
+        net.get_submodule("features.2")
+
+
+def test_shared_parameters_and_modules_are_listed_once():
+    shared = Affine()
+    net = nn.Sequential(shared, nn.ReLU(), shared)
+    assert [n for n, _ in net.named_parameters()] == ["0.scale", "0.shift"]
+    assert [n for n, _ in net.named_modules()] == ["", "0", "1"]
+    assert len(list(net.children())) == 2
+    # state_dict keeps every name (as torch), so both aliases round-trip
+    assert list(net.state_dict()) == ["0.scale", "0.shift", "0.count", "2.scale", "2.shift", "2.count"]
+    tied = Net()
+    tied.head.scale = tied.features[0].scale          # a tied weight under two names
+    assert len(list(tied.parameters())) == 5
+    assert len(list(tied.named_parameters(remove_duplicate=False))) == 6
+
+
+# ---- state_dict -------------------------------------------------------------------------------------
+def small_cnn():
+    return nn.Sequential(OrderedDict([
+        ("conv", nn.Conv2d(2, 4, 3, padding=1)), ("bn", nn.BatchNorm2d(4)), ("relu", nn.ReLU()),
+        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(4, 3))]))
+
+
+def test_state_dict_order_and_types():
+    sd = small_cnn().state_dict()
+    assert isinstance(sd, OrderedDict)
+    assert list(sd) == ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean",
+                        "bn.running_var", "bn.num_batches_tracked", "fc.weight", "fc.bias"]
+    assert all(isinstance(v, np.ndarray) for v in sd.values())
+    assert sd["conv.weight"].shape == (4, 2, 3, 3) and sd["conv.weight"].dtype == np.float32
+    nbt = sd["bn.num_batches_tracked"]
+    assert nbt.shape == () and nbt.dtype == np.int64 and nbt == 0
+    # non-persistent buffers and empty (None) slots are left out
+    assert list(Affine().state_dict()) == ["scale", "shift", "count"]
+    assert list(nn.Conv2d(1, 1, 1, bias=False).state_dict()) == ["weight"]
+    assert list(nn.BatchNorm2d(2, affine=False, track_running_stats=False).state_dict()) == []
+
+
+def test_state_dict_is_a_copy_and_keep_vars():
+    m = Affine()
+    sd = m.state_dict()
+    sd["scale"][...] = 7
+    assert m.scale.numpy().sum() == 3
+    kv = m.state_dict(keep_vars=True)
+    assert kv["scale"] is m.scale
+    assert list(m.state_dict(prefix="a.")) == ["a.scale", "a.shift", "a.count"]
+
+
+def test_load_state_dict_round_trip_in_place():
+    minicnn.manual_seed(1)
+    src = small_cnn()
+    src.bn.running_mean = minicnn.randn(4)     # replace a buffer so it differs from the default
+    src.bn.num_batches_tracked._data[...] = 5
+    minicnn.manual_seed(2)
+    dst = small_cnn()
+    weight_before = dst.conv.weight
+    result = dst.load_state_dict(src.state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert repr(result) == "<All keys matched successfully>"
+    assert dst.conv.weight is weight_before            # loaded in place (optimizers keep their refs)
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(dst.state_dict()[k], v)
+    assert dst.bn.num_batches_tracked.item() == 5 and dst.bn.num_batches_tracked.dtype == np.int64
+
+
+def test_load_state_dict_without_num_batches_tracked():
+    """Old torchvision checkpoints lack it; torch loads them (the counter keeps its value)."""
+    src, dst = small_cnn(), small_cnn()
+    dst.bn.num_batches_tracked._data[...] = 3
+    sd = src.state_dict()
+    del sd["bn.num_batches_tracked"]
+    assert dst.load_state_dict(sd) == ([], [])
+    assert dst.bn.num_batches_tracked.item() == 3
+    np.testing.assert_array_equal(dst.conv.weight.numpy(), sd["conv.weight"])
+    del sd["bn.running_mean"]
+    with pytest.raises(RuntimeError, match='Missing key.*: "bn.running_mean". '):
+        dst.load_state_dict(sd)
+
+
+def test_load_state_dict_accepts_tensors_and_casts():
+    m = Affine()
+    m.load_state_dict({"scale": minicnn.tensor([1.0, 2.0, 3.0], dtype=minicnn.float64),
+                       "shift": np.array([4, 5, 6]), "count": np.zeros(3)})
+    assert m.scale.dtype == np.float32 and m.shift.dtype == np.float32
+    np.testing.assert_array_equal(m.scale.numpy(), [1, 2, 3])
+    np.testing.assert_array_equal(m.shift.numpy(), [4, 5, 6])
+
+
+def test_load_state_dict_strict_lists_every_problem_and_loads_nothing():
+    m = Net()
+    before = m.state_dict()
+    bad = m.state_dict()
+    del bad["features.0.scale"], bad["head.count"]
+    bad["extra.weight"] = np.zeros(1)
+    bad["other"] = np.zeros(1)
+    bad["features.1.shift"] = np.zeros(4)
+    bad["head.scale"] = np.zeros((3, 1))
+    bad["features.1.scale"] = np.full(3, 9.0)          # a good entry: must not be loaded either
+    with pytest.raises(RuntimeError) as e:
+        m.load_state_dict(bad)
+    msg = str(e.value)
+    assert msg.startswith("Error(s) in loading state_dict for Net:")
+    assert 'Missing key(s) in state_dict: "features.0.scale", "head.count".' in msg
+    assert 'Unexpected key(s) in state_dict: "extra.weight", "other".' in msg
+    assert "size mismatch for features.1.shift: copying a param with shape (4,) from checkpoint, " \
+           "the shape in current model is (3,)." in msg
+    assert "size mismatch for head.scale: copying a param with shape (3, 1)" in msg
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_load_state_dict_non_strict():
+    m = Net()
+    sd = m.state_dict()
+    del sd["head.shift"]
+    sd["junk"] = np.ones(2)
+    sd["head.scale"] = np.full(3, 2.0)
+    result = m.load_state_dict(sd, strict=False)
+    assert result == (["head.shift"], ["junk"])
+    assert result.missing_keys == ["head.shift"] and result.unexpected_keys == ["junk"]
+    assert "missing_keys=['head.shift']" in repr(result)
+    np.testing.assert_array_equal(m.head.scale.numpy(), [2, 2, 2])
+    # shape mismatches are errors even when not strict, and nothing is loaded then
+    sd["head.scale"] = np.full(3, 5.0)
+    sd["head.count"] = np.zeros(2)
+    with pytest.raises(RuntimeError, match="size mismatch for head.count") as e:
+        m.load_state_dict(sd, strict=False)
+    assert "Missing key" not in str(e.value)
+    np.testing.assert_array_equal(m.head.scale.numpy(), [2, 2, 2])
+
+
+def test_load_state_dict_bad_values():
+    m = Affine()
+    with pytest.raises(TypeError, match="expected state_dict to be dict-like, got list"):
+        m.load_state_dict([1, 2])
+    sd = m.state_dict()
+    sd["scale"] = [1.0, 2.0, 3.0]
+    with pytest.raises(RuntimeError, match='parameter named "scale".*received list'):
+        m.load_state_dict(sd)
+
+
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=4), st.booleans())
+def test_state_dict_round_trip_property(widths, bias):
+    def mlp():
+        layers = []
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.Linear(a, b, bias=bias), nn.ReLU()]
+        return nn.Sequential(*layers)
+
+    src, dst = mlp(), mlp()
+    dst.load_state_dict(src.state_dict())
+    assert list(dst.state_dict()) == list(src.state_dict())
+    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        np.testing.assert_array_equal(a, b)
+    n_params = sum(a * b + (b if bias else 0) for a, b in zip(widths, widths[1:]))
+    assert sum(p.numel() for p in dst.parameters()) == n_params
+
+
+def test_deepcopy_and_pickle():
+    net = small_cnn()
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        assert isinstance(clone.conv.weight, nn.Parameter)
+        assert clone.conv.weight is not net.conv.weight
+        for k, v in net.state_dict().items():
+            np.testing.assert_array_equal(clone.state_dict()[k], v)
+
+
+# ---- modes, grads, dtypes, devices --------------------------------------------------------------
+def test_train_eval_flags():
+    net = small_cnn()
+    assert all(m.training for m in net.modules())
+    assert net.eval() is net and not any(m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+    net.train(False)
+    assert not net.bn.training
+    with pytest.raises(ValueError, match="expected to be a bool"):
+        net.train("yes")
+
+
+def test_zero_grad_and_requires_grad():
+    m = Affine()
+    (m(minicnn.ones(2, 3)).sum()).backward()
+    assert m.scale.grad is not None
+    m.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(m.scale.grad.numpy(), np.zeros(3))
+    m.zero_grad()
+    assert m.scale.grad is None
+    assert m.requires_grad_(False) is m and not any(p.requires_grad for p in m.parameters())
+    m.requires_grad_()
+    assert all(p.requires_grad for p in m.parameters())
+
+
+def test_apply_order():
+    seen = []
+    net = Net()
+    assert net.apply(lambda mod: seen.append(type(mod).__name__)) is net
+    assert seen == ["Affine", "Affine", "Sequential", "Affine", "Net"]   # children first
+
+
+def test_to_float64_in_place():
+    net = small_cnn()
+    w = net.conv.weight
+    net(minicnn.randn(2, 2, 3, 3)).sum().backward()
+    assert net.to(minicnn.float64) is net
+    assert net.conv.weight is w
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert net.conv.weight.grad.dtype == np.float64
+    assert net.bn.running_mean.dtype == np.float64 and net.bn.running_var.dtype == np.float64
+    assert net.bn.num_batches_tracked.dtype == np.int64        # integer buffers are not cast
+    out = net(minicnn.randn(2, 2, 3, 3, dtype=minicnn.float64))
+    assert out.dtype == np.float64
+    net.float()
+    assert all(p.dtype == np.float32 for p in net.parameters())
+    net.double()
+    assert net.fc.bias.dtype == np.float64
+    net.to("float32")
+    assert net.fc.bias.dtype == np.float32
+    net.to(minicnn.zeros(1, dtype=minicnn.float64))           # like a tensor: its device and dtype
+    assert net.fc.bias.dtype == np.float64
+    net.to("cpu", dtype="float32")
+    assert net.fc.bias.dtype == np.float32 and net.fc.bias.device == "cpu"
+
+
+def test_to_device_errors_leave_the_module_unchanged():
+    net = small_cnn()
+    assert net.to("cpu") is net and net.cpu() is net
+    for device in ("cuda", "emu"):
+        with pytest.raises(RuntimeError, match="not available"):
+            net.to(device, minicnn.float64)
+    assert net.conv.weight.device == "cpu" and net.conv.weight.dtype == np.float32
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        net.to("tpu")
+    with pytest.raises(TypeError, match="only accepts floating point dtypes"):
+        net.to(minicnn.int64)
+
+
+def test_forward_hooks():
+    m = Affine()
+    calls = []
+    h1 = m.register_forward_pre_hook(lambda mod, args: (args[0] * 2,))
+    h2 = m.register_forward_hook(lambda mod, args, out: calls.append(out.shape))
+    out = m(minicnn.ones(1, 3))
+    assert calls == [(1, 3)] and out.numpy().sum() == 6
+    h1.remove()
+    h2.remove()
+    assert m(minicnn.ones(1, 3)).numpy().sum() == 3 and len(calls) == 1
+
+
+# ---- repr -----------------------------------------------------------------------------------------
+def test_repr_nested():
+    net = nn.Sequential(OrderedDict([
+        ("features", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))),
+        ("classifier", nn.ModuleList([nn.Dropout(), nn.Dropout(), nn.Linear(8, 4)]))]))
+    assert repr(net) == """Sequential(
+  (features): Sequential(
+    (0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)
+    (2): ReLU(inplace=True)
+    (3): MaxPool2d(kernel_size=3, stride=2, padding=0, dilation=1, ceil_mode=False)
+  )
+  (classifier): ModuleList(
+    (0-1): 2 x Dropout(p=0.5, inplace=False)
+    (2): Linear(in_features=8, out_features=4, bias=True)
+  )
+)"""
+    assert repr(nn.Identity()) == "Identity()" and repr(nn.ModuleList()) == "ModuleList()"
+
+
+def all_layers_torch_style(nn_mod):
+    """The same layer list built with minicnn.nn or torch.nn (identical constructor calls)."""
+    return [nn_mod.Conv2d(4, 8, (3, 5), stride=2, padding=(1, 2), dilation=2, groups=2),
+            nn_mod.Conv2d(3, 3, 3, padding="same"), nn_mod.Conv2d(3, 3, 1, padding="valid"),
+            nn_mod.BatchNorm2d(8, momentum=None, affine=False), nn_mod.BatchNorm1d(3, bias=False),
+            nn_mod.AvgPool2d(3, 1, 1, ceil_mode=True), nn_mod.AdaptiveAvgPool2d((2, None)),
+            nn_mod.AdaptiveAvgPool2d(6), nn_mod.LocalResponseNorm(5, alpha=1e-3, beta=0.5, k=2.0),
+            nn_mod.Dropout(0.25), nn_mod.Flatten(0, 2), nn_mod.Linear(3, 2, bias=False),
+            nn_mod.CrossEntropyLoss(label_smoothing=0.1), nn_mod.Softmax(dim=-1), nn_mod.LogSoftmax(1),
+            nn_mod.ReLU(), nn_mod.MaxPool2d((2, 3), (1, 2), (1, 1), ceil_mode=True),
+            nn_mod.ModuleDict({"a": nn_mod.ReLU(), "b": nn_mod.Identity()})]
+
+
+def test_repr_matches_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = all_layers_torch_style(nn), all_layers_torch_style(torch.nn)
+    for a, b in zip(ours, theirs):
+        assert repr(a) == repr(b)
+    assert repr(nn.Sequential(*ours)) == repr(torch.nn.Sequential(*theirs))
+
+
+# ---- containers -------------------------------------------------------------------------------------
+def test_sequential_indexing():
+    a, b, c = Affine(), nn.ReLU(), Affine()
+    s = nn.Sequential(a, b, c)
+    assert len(s) == 3 and list(s) == [a, b, c]
+    assert s[0] is a and s[-1] is c and s[-3] is a
+    sub = s[1:]
+    assert isinstance(sub, nn.Sequential) and list(sub) == [b, c]
+    assert list(sub._modules) == ["1", "2"]                 # a slice keeps the names (as torch)
+    assert list(s[::-1]) == [c, b, a]
+    with pytest.raises(IndexError, match="index 3 is out of range"):
+        s[3]
+    with pytest.raises(IndexError, match="index -4 is out of range"):
+        s[-4]
+    d = nn.Identity()
+    s[1] = d
+    assert s[1] is d
+    s.append(nn.ReLU())
+    assert list(s._modules) == ["0", "1", "2", "3"]
+    del s[1]
+    assert list(s._modules) == ["0", "1", "2"] and s[1] is c  # renumbered after a deletion
+    s.insert(0, b)
+    assert s[0] is b and s[1] is a and len(s) == 4
+    assert len(s + nn.Sequential(nn.ReLU())) == 5
+
+
+def test_sequential_forward_and_ordered_dict():
+    s = nn.Sequential(OrderedDict([("first", Affine()), ("second", Affine())]))
+    s.first.scale.data = minicnn.tensor([2.0, 2.0, 2.0])
+    s.second.shift.data = minicnn.tensor([1.0, 1.0, 1.0])
+    out = s(minicnn.ones(1, 3))
+    np.testing.assert_array_equal(out.numpy(), [[3, 3, 3]])
+    assert [n for n, _ in s.named_parameters()][0] == "first.scale"
+    assert s[1] is s.second
+    assert nn.Sequential()(5) == 5                                 # empty: identity
+
+
+def test_module_list():
+    layers = nn.ModuleList([Affine() for _ in range(3)])
+    assert len(layers) == 3 and [n for n, _ in layers.named_children()] == ["0", "1", "2"]
+    assert layers[-1] is layers[2] and isinstance(layers[:2], nn.ModuleList)
+    layers.append(nn.ReLU())
+    layers.extend([nn.Identity()])
+    layers += [nn.ReLU()]
+    assert len(layers) == 6
+    layers.insert(1, nn.Identity())
+    assert isinstance(layers[1], nn.Identity) and len(layers) == 7
+    del layers[0]
+    assert list(layers._modules) == [str(i) for i in range(6)]
+    layers[0] = nn.ReLU()
+    assert isinstance(layers[0], nn.ReLU)
+    assert len(list(layers.parameters())) == 4
+    with pytest.raises(IndexError):
+        layers[10]
+    with pytest.raises(TypeError, match="iterable"):
+        layers.extend(3)
+    with pytest.raises(NotImplementedError):
+        layers(1)
+
+
+def test_module_dict():
+    d = nn.ModuleDict({"a": Affine(), "b": nn.ReLU()})
+    assert list(d) == ["a", "b"] and "a" in d and len(d) == 2
+    d["c"] = Affine()
+    assert list(d.keys()) == ["a", "b", "c"]
+    assert [n for n, _ in d.named_parameters()] == ["a.scale", "a.shift", "c.scale", "c.shift"]
+    assert isinstance(d.pop("b"), nn.ReLU) and "b" not in d
+    d.update([("e", nn.Identity())])
+    assert list(d.values())[-1] is d["e"]
+    with pytest.raises(ValueError, match="element #0 should be a"):
+        d.update([1])
+    with pytest.raises(KeyError, match="attribute 'training' already exists"):
+        d["training"] = nn.ReLU()
+    d.clear()
+    assert len(d) == 0
+
+
+# ---- layers: constructor checks, attributes, parameter counts ------------------------------------
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda: nn.Conv2d(0, 4, 3), ValueError, "Conv2d: in_channels must be >= 1, got 0"),
+    (lambda: nn.Conv2d(4, -1, 3), ValueError, "Conv2d: out_channels must be >= 1, got -1"),
+    (lambda: nn.Conv2d(6, 8, 3, groups=4), ValueError,
+     r"Conv2d: in_channels \(6\) must be divisible by groups \(4\)"),
+    (lambda: nn.Conv2d(4, 6, 3, groups=4), ValueError,
+     r"Conv2d: out_channels \(6\) must be divisible by groups \(4\)"),
+    (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, "Conv2d: groups must be >= 1, got 0"),
+    (lambda: nn.Conv2d(4, 4, 0), ValueError, "Conv2d: kernel_size must be >= 1"),
+    (lambda: nn.Conv2d(4, 4, 3, stride=0), ValueError, "Conv2d: stride must be >= 1"),
+    (lambda: nn.Conv2d(4, 4, 3, padding=-1), ValueError, "Conv2d: padding must be >= 0"),
+    (lambda: nn.Conv2d(4, 4, 3, padding="full"), ValueError, "Conv2d: padding 'full' is invalid"),
+    (lambda: nn.Conv2d(4, 4, 3, stride=2, padding="same"), ValueError, "not supported for strided"),
+    (lambda: nn.Conv2d(4, 4, 3, padding_mode="reflect"), ValueError,
+     "padding_mode 'reflect' is not supported"),
+    (lambda: nn.Conv2d(4.0, 4, 3), TypeError, "Conv2d: in_channels must be an int, got 4.0"),
+    (lambda: nn.Conv2d(4, 4, (3, 3, 3)), TypeError, "Conv2d: kernel_size must be an int or a pair"),
+    (lambda: nn.Linear(0, 3), ValueError, "Linear: in_features must be >= 1, got 0"),
+    (lambda: nn.Linear(3, 0), ValueError, "Linear: out_features must be >= 1, got 0"),
+    (lambda: nn.BatchNorm2d(0), ValueError, "BatchNorm2d: num_features must be >= 1, got 0"),
+    (lambda: nn.BatchNorm2d(3, momentum=1.5), ValueError,
+     r"BatchNorm2d: momentum must be in \[0, 1\], got 1.5"),
+    (lambda: nn.BatchNorm1d(3, eps=-1.0), ValueError, "BatchNorm1d: eps must be in"),
+    (lambda: nn.MaxPool2d(0), ValueError, "MaxPool2d: kernel_size must be >= 1"),
+    (lambda: nn.MaxPool2d(2, stride=0), ValueError, "MaxPool2d: stride must be >= 1"),
+    (lambda: nn.MaxPool2d(2, padding=2), ValueError,
+     r"MaxPool2d: padding 2 must be at most half of the effective kernel size \(2, 2\)"),
+    (lambda: nn.MaxPool2d(3, dilation=0), ValueError, "MaxPool2d: dilation must be >= 1"),
+    (lambda: nn.AvgPool2d(3, padding=(1, 2)), ValueError,
+     r"AvgPool2d: padding \(1, 2\) must be at most half"),
+    (lambda: nn.AvgPool2d(3, divisor_override=0), ValueError, "AvgPool2d: divisor_override must be >= 1"),
+    (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "AdaptiveAvgPool2d: output_size must be >= 1, got 0"),
+    (lambda: nn.AdaptiveAvgPool2d((1, 2, 3)), ValueError,
+     "AdaptiveAvgPool2d: output_size must be an int or a pair"),
+    (lambda: nn.AdaptiveAvgPool2d(1.5), TypeError, "AdaptiveAvgPool2d: output_size must be ints or None"),
+    (lambda: nn.LocalResponseNorm(0), ValueError, "LocalResponseNorm: size must be >= 1, got 0"),
+    (lambda: nn.Dropout(1.5), ValueError,
+     r"Dropout: p \(the dropout probability\) must be in \[0, 1\], got 1.5"),
+    (lambda: nn.Dropout(-0.1), ValueError, "Dropout: p"),
+    (lambda: nn.CrossEntropyLoss(reduction="avg"), ValueError, "CrossEntropyLoss: reduction must be one of"),
+    (lambda: nn.CrossEntropyLoss(label_smoothing=2.0), ValueError,
+     "CrossEntropyLoss: label_smoothing must be in"),
+    (lambda: nn.CrossEntropyLoss(weight=[1.0, 2.0]), ValueError,
+     "CrossEntropyLoss: weight must be a 1-D Tensor"),
+])
+def test_constructor_errors(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_layer_attributes_and_defaults():
+    conv = nn.Conv2d(4, 8, 3, groups=2, bias=False)
+    assert conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (0, 0)
+    assert conv.dilation == (1, 1) and conv.groups == 2 and conv.bias is None
+    assert conv.padding_mode == "zeros" and conv.weight.shape == (8, 2, 3, 3)
+    assert nn.Conv2d(1, 1, 3, padding="same").padding == "same"
+    lin = nn.Linear(5, 2)
+    assert lin.weight.shape == (2, 5) and lin.bias.shape == (2,)
+    assert nn.Linear(5, 2, dtype=minicnn.float64).weight.dtype == np.float64
+    assert nn.Conv2d(1, 2, 3, dtype=minicnn.float64).bias.dtype == np.float64
+    pool = nn.MaxPool2d(3)
+    assert pool.kernel_size == 3 and pool.stride == 3 and pool.padding == 0 and pool.dilation == 1
+    assert nn.AvgPool2d((2, 3)).stride == (2, 3)
+    bn = nn.BatchNorm2d(5)
+    assert (bn.eps, bn.momentum, bn.affine, bn.track_running_stats) == (1e-5, 0.1, True, True)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), np.zeros(5))
+    np.testing.assert_array_equal(bn.running_var.numpy(), np.ones(5))
+    assert not bn.running_mean.requires_grad
+    bn64 = nn.BatchNorm2d(2, dtype=minicnn.float64)
+    assert bn64.running_var.dtype == np.float64 and bn64.num_batches_tracked.dtype == np.int64
+    assert nn.BatchNorm2d(5, affine=False).weight is None
+    assert nn.BatchNorm2d(5, track_running_stats=False).running_mean is None
+    lrn = nn.LocalResponseNorm(5)
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 1.0)
+    assert (nn.Flatten().start_dim, nn.Flatten().end_dim) == (1, -1)
+    ce = nn.CrossEntropyLoss()
+    assert (ce.weight, ce.ignore_index, ce.reduction, ce.label_smoothing) == (None, -100, "mean", 0.0)
+    weighted = nn.CrossEntropyLoss(weight=minicnn.ones(3))
+    assert list(weighted.state_dict()) == ["weight"]               # a buffer, as in torch
+    assert nn.CrossEntropyLoss(size_average=False).reduction == "sum"
+    assert nn.CrossEntropyLoss(reduce=False).reduction == "none"
+    assert nn.Identity(3, foo="bar")(7) == 7
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def lenet():
+    return nn.Sequential(OrderedDict([
+        ("c1", nn.Conv2d(1, 6, 5)), ("r1", nn.ReLU()), ("s2", nn.MaxPool2d(2)),
+        ("c3", nn.Conv2d(6, 16, 5)), ("r3", nn.ReLU()), ("s4", nn.MaxPool2d(2)), ("flat", nn.Flatten()),
+        ("f5", nn.Linear(400, 120)), ("r5", nn.ReLU()), ("f6", nn.Linear(120, 84)), ("r6", nn.ReLU()),
+        ("out", nn.Linear(84, 10))]))
+
+
+def test_parameter_counts():
+    # LeNet-5: 156 + 2416 + 48120 + 10164 + 850
+    assert n_params(lenet()) == 61706
+    assert n_params(nn.Conv2d(4, 8, 3, groups=2)) == 8 * 2 * 9 + 8       # the two AlexNet towers
+    assert n_params(nn.Conv2d(4, 8, 3)) == 8 * 4 * 9 + 8
+    assert n_params(nn.BatchNorm2d(8)) == 16 and n_params(nn.BatchNorm2d(8, affine=False)) == 0
+    # VGG's argument: two 3x3 convs (18 C²) vs one 5x5 (25 C²), no bias
+    c = 16
+    two = nn.Sequential(nn.Conv2d(c, c, 3, bias=False), nn.Conv2d(c, c, 3, bias=False))
+    assert n_params(two) == 18 * c * c and n_params(nn.Conv2d(c, c, 5, bias=False)) == 25 * c * c
+    # GoogLeNet's 1x1 reduction: 256 -> 64 -> 3x3 -> 128 vs a direct 3x3
+    assert n_params(nn.Conv2d(256, 64, 1, bias=False)) + n_params(nn.Conv2d(64, 128, 3, bias=False)) \
+        == 256 * 64 + 64 * 128 * 9 < n_params(nn.Conv2d(256, 128, 3, bias=False))
+
+
+def test_state_dict_keys_and_shapes_match_torch():
+    torch = pytest.importorskip("torch")
+    tnet = torch.nn.Sequential(OrderedDict([
+        ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)), ("bn", torch.nn.BatchNorm2d(4)),
+        ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)),
+        ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(4, 3))]))
+    ours = small_cnn().state_dict()
+    theirs = tnet.state_dict()
+    assert list(ours) == list(theirs)
+    for k in ours:
+        assert ours[k].shape == tuple(theirs[k].shape) and ours[k].dtype == theirs[k].numpy().dtype
+    assert n_params(lenet()) == sum(p.numel() for p in _torch_lenet(torch).parameters())
+
+
+def _torch_lenet(torch):
+    tnn = torch.nn
+    return tnn.Sequential(tnn.Conv2d(1, 6, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5),
+                          tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(400, 120),
+                          tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+
+
+# ---- layers forward (over minicnn.functional) ------------------------------------------------------
+def naive_conv2d(x, w, b, stride, padding, dilation, groups):
+    """Direct loops over output positions (N, K, P, Q)."""
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    ph, pw = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    p = (h + 2 * ph - dilation[0] * (r - 1) - 1) // stride[0] + 1
+    q = (wd + 2 * pw - dilation[1] * (s - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, k, p, q))
+    kg = k // groups
+    for ni in range(n):
+        for ki in range(k):
+            g = ki // kg
+            for i in range(p):
+                for j in range(q):
+                    acc = 0.0 if b is None else b[ki]
+                    for ci in range(cg):
+                        for ri in range(r):
+                            for si in range(s):
+                                y = i * stride[0] + ri * dilation[0]
+                                x_ = j * stride[1] + si * dilation[1]
+                                acc += w[ki, ci, ri, si] * xp[ni, g * cg + ci, y, x_]
+                    out[ni, ki, i, j] = acc
+    return out
+
+
+def test_conv2d_forward_vs_naive():
+    conv = nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2,
+                     dtype=minicnn.float64)
+    x = minicnn.randn(2, 4, 5, 4, dtype=minicnn.float64)
+    ref = naive_conv2d(x.numpy(), conv.weight.numpy(), conv.bias.numpy(), conv.stride, conv.padding,
+                       conv.dilation, conv.groups)
+    assert_close(conv(x), ref)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 4, (2, 3)])
+def test_conv2d_same_padding_keeps_the_size(kernel_size):
+    conv = nn.Conv2d(2, 3, kernel_size, padding="same", dtype=minicnn.float64)
+    x = minicnn.randn(1, 2, 5, 6, dtype=minicnn.float64)
+    y = conv(x)
+    assert y.shape == (1, 3, 5, 6)
+    # torch: the extra padding of an even kernel goes to the bottom/right
+    k = conv.kernel_size
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), ((k[0] - 1) // 2, k[0] // 2), ((k[1] - 1) // 2, k[1] // 2)))
+    ref = naive_conv2d(xp, conv.weight.numpy(), conv.bias.numpy(), (1, 1), (0, 0), (1, 1), 1)
+    assert_close(y, ref)
+
+
+def test_conv2d_valid_padding_and_no_bias():
+    conv = nn.Conv2d(2, 3, 3, padding="valid", bias=False, dtype=minicnn.float64)
+    x = minicnn.randn(1, 2, 4, 5, dtype=minicnn.float64)
+    assert_close(conv(x), naive_conv2d(x.numpy(), conv.weight.numpy(), None, (1, 1), (0, 0), (1, 1), 1))
+
+
+def test_linear_forward_and_backward():
+    lin = nn.Linear(4, 3, dtype=minicnn.float64)
+    x = minicnn.randn(5, 4, dtype=minicnn.float64)
+    y = lin(x)
+    assert_close(y, x.numpy() @ lin.weight.numpy().T + lin.bias.numpy())
+    y.sum().backward()
+    assert_close(lin.weight.grad, np.ones((5, 3)).T @ x.numpy())
+    assert_close(lin.bias.grad, np.full(3, 5.0))
+    assert nn.Linear(4, 3, bias=False)(minicnn.randn(2, 4)).shape == (2, 3)
+
+
+def test_batchnorm2d_train_updates_running_stats():
+    bn = nn.BatchNorm2d(3, momentum=0.3, dtype=minicnn.float64)
+    x = minicnn.randn(4, 3, 2, 5, dtype=minicnn.float64) * 2 + 1
+    a = x.numpy()
+    y = bn(x)
+    mean, var = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3))
+    ref = (a - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
+    assert_close(y, ref)
+    m = a.shape[0] * a.shape[2] * a.shape[3]
+    assert_close(bn.running_mean, 0.3 * mean)
+    assert_close(bn.running_var, 0.7 + 0.3 * var * m / (m - 1))        # unbiased variance
+    assert bn.num_batches_tracked.item() == 1
+    bn(x)
+    assert bn.num_batches_tracked.item() == 2
+    bn.eval()
+    y_eval = bn(x)
+    rm, rv = bn.running_mean.numpy(), bn.running_var.numpy()
+    assert_close(y_eval, (a - rm[None, :, None, None]) / np.sqrt(rv[None, :, None, None] + 1e-5))
+    assert bn.num_batches_tracked.item() == 2                          # eval counts nothing
+
+
+def test_batchnorm_momentum_none_is_a_cumulative_average():
+    bn = nn.BatchNorm2d(2, momentum=None, dtype=minicnn.float64)
+    batches = [minicnn.randn(3, 2, 2, 2, dtype=minicnn.float64) + i for i in range(3)]
+    for x in batches:
+        bn(x)
+    means = [x.numpy().mean(axis=(0, 2, 3)) for x in batches]
+    assert_close(bn.running_mean, np.mean(means, axis=0))
+    assert bn.num_batches_tracked.item() == 3
+
+
+def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
+    bn = nn.BatchNorm2d(2, track_running_stats=False, affine=False, dtype=minicnn.float64).eval()
+    x = minicnn.randn(3, 2, 2, 2, dtype=minicnn.float64)
+    a = x.numpy()
+    ref = (a - a.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(a.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    assert_close(bn(x), ref)
+
+
+def test_batchnorm_input_checks():
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected 4-D input, got shape \(2, 3\)"):
+        nn.BatchNorm2d(3)(minicnn.randn(2, 3))
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected 3 channels \(num_features\), "
+                                         r"got input of shape \(2, 4, 1, 1\)"):
+        nn.BatchNorm2d(3)(minicnn.randn(2, 4, 1, 1))
+    with pytest.raises(ValueError, match="BatchNorm1d: expected 2-D or 3-D input"):
+        nn.BatchNorm1d(3)(minicnn.randn(2, 3, 1, 1))
+    with pytest.raises(TypeError, match="BatchNorm2d: input must be a Tensor"):
+        nn.BatchNorm2d(3)(np.zeros((2, 3, 1, 1)))
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+def test_batchnorm1d(shape):
+    bn = nn.BatchNorm1d(3, dtype=minicnn.float64)
+    x = minicnn.randn(*shape, dtype=minicnn.float64)
+    a = x.numpy()
+    axes = (0,) if a.ndim == 2 else (0, 2)
+    ref = (a - a.mean(axis=axes, keepdims=True)) / np.sqrt(a.var(axis=axes, keepdims=True) + 1e-5)
+    y = bn(x)
+    assert y.shape == shape
+    assert_close(y, ref)
+    assert_close(bn.running_mean, 0.1 * a.mean(axis=axes))
+
+
+def test_dropout_train_and_eval():
+    drop = nn.Dropout(0.5)
+    x = minicnn.ones(200, 50)
+    y = drop(x).numpy()
+    assert set(np.unique(y)) <= {0.0, 2.0} and 0.4 < (y == 0).mean() < 0.6
+    drop.eval()
+    np.testing.assert_array_equal(drop(x).numpy(), x.numpy())
+    net = nn.Sequential(nn.Dropout(0.9)).eval()                 # switched through the container
+    np.testing.assert_array_equal(net(x).numpy(), x.numpy())
+    assert np.all(nn.Dropout(0.0)(x).numpy() == 1)
+
+
+@pytest.mark.parametrize("layer,call", [
+    (nn.MaxPool2d(3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1)),
+    (nn.MaxPool2d(2, ceil_mode=True), lambda x: F.max_pool2d(x, 2, 2, ceil_mode=True)),
+    (nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+     lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
+    (nn.AdaptiveAvgPool2d((2, 3)), lambda x: F.adaptive_avg_pool2d(x, (2, 3))),
+    (nn.LocalResponseNorm(3, alpha=0.5, beta=0.75, k=2.0),
+     lambda x: F.local_response_norm(x, 3, 0.5, 0.75, 2.0)),
+    (nn.ReLU(), lambda x: F.relu(x)),
+    (nn.Flatten(), lambda x: x.reshape(2, -1)),
+    (nn.Softmax(dim=1), lambda x: F.softmax(x, 1)),
+    (nn.LogSoftmax(dim=1), lambda x: F.log_softmax(x, 1)),
+])
+def test_layers_pass_their_arguments(layer, call):
+    x = minicnn.randn(2, 4, 5, 5, dtype=minicnn.float64)
+    assert_close(layer(x), call(x))
+
+
+def test_max_pool_vs_naive():
+    x = minicnn.randn(1, 2, 5, 5, dtype=minicnn.float64)
+    y = nn.MaxPool2d(3, 2)(x).numpy()
+    a = x.numpy()
+    ref = np.array([[[[a[0, c, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max() for j in range(2)] for i in range(2)]
+                     for c in range(2)]])
+    assert_close(y, ref)
+
+
+def test_cross_entropy_loss():
+    logits = minicnn.randn(4, 3, dtype=minicnn.float64)
+    target = minicnn.tensor([0, 2, 1, 2])
+    a = logits.numpy()
+    logp = a - a.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    nll = -logp[np.arange(4), [0, 2, 1, 2]]
+    assert_close(nn.CrossEntropyLoss()(logits, target), nll.mean())
+    assert_close(nn.CrossEntropyLoss(reduction="sum")(logits, target), nll.sum())
+    assert_close(nn.CrossEntropyLoss(reduction="none")(logits, target), nll)
+    w = np.array([1.0, 2.0, 0.5])
+    weighted = nn.CrossEntropyLoss(weight=minicnn.tensor(w, dtype=minicnn.float64))(logits, target)
+    tw = w[[0, 2, 1, 2]]
+    assert_close(weighted, (tw * nll).sum() / tw.sum())
+    ignored = nn.CrossEntropyLoss(ignore_index=2)(logits, target)
+    assert_close(ignored, nll[[0, 2]].mean())
+    smooth = nn.CrossEntropyLoss(label_smoothing=0.3)(logits, target)
+    assert_close(smooth, (0.7 * nll - 0.3 * logp.mean(1)).mean())
+
+
+def test_small_cnn_forward_backward_and_eval():
+    net = small_cnn()
+    x = minicnn.randn(2, 2, 5, 5)
+    loss = nn.CrossEntropyLoss()(net(x), minicnn.tensor([0, 2]))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in net.parameters())
+    assert net.bn.num_batches_tracked.item() == 1
+    net.eval()
+    y1, y2 = net(x), net(x)
+    np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+    assert net.bn.num_batches_tracked.item() == 1
+
+
+# ---- optional: same outputs as torch.nn with the same weights -----------------------------------------
+def test_forward_matches_torch_with_loaded_weights():
+    torch = pytest.importorskip("torch")
+    tnet = torch.nn.Sequential(OrderedDict([
+        ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)), ("bn", torch.nn.BatchNorm2d(4)),
+        ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)),
+        ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(4, 3))])).double()
+    net = small_cnn().double()
+    net.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((3, 2, 5, 5))
+    for train in (True, False):
+        tnet.train(train)
+        net.train(train)
+        expected = tnet(torch.from_numpy(x)).detach().numpy()
+        assert_close(net(minicnn.tensor(x)), expected, rtol=1e-9, atol=1e-9)
+    theirs = {k: v.numpy() for k, v in tnet.state_dict().items()}
+    for k, v in net.state_dict().items():
+        assert_close(v, theirs[k], rtol=1e-9, atol=1e-12)
