@@ -26,9 +26,25 @@ import threading
 
 import numpy as np
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "backward"]
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "backward",
+           "trace_ops"]
 
 _state = threading.local()
+_trace_hooks = []  # callables hook(function_class, args, kwargs, output): see trace_ops
+
+
+@contextlib.contextmanager
+def trace_ops(hook):
+    """Call ``hook(fn, args, kwargs, out)`` after every Function.apply inside the block.
+
+    ``args`` are the op's positional arguments as passed (Tensors included), ``out`` the result
+    Tensor. Tools such as minicnn.summary use it to see every op of a forward pass.
+    """
+    _trace_hooks.append(hook)
+    try:
+        yield
+    finally:
+        _trace_hooks.remove(hook)
 
 
 def is_grad_enabled() -> bool:
@@ -114,6 +130,8 @@ class Function:
         if record:
             result.requires_grad = True
             result._node = Node(cls, ctx, tuple(a if n else None for a, n in zip(args, needs)))
+        for hook in _trace_hooks:
+            hook(cls, args, kwargs, result)
         return result
 
 
