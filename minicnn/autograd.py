@@ -78,6 +78,10 @@ class enable_grad(set_grad_enabled):
         super().__init__(True)
 
 
+class GradShapeError(RuntimeError, ValueError):
+    """backward() on a non-scalar without ``grad``: a RuntimeError as in torch, and a ValueError."""
+
+
 class Context:
     """What a Function's forward leaves for its backward."""
 

@@ -34,6 +34,41 @@ def as_dtype(dtype):
     return d
 
 
+def _category(dtype):
+    return 0 if dtype.kind == "b" else 1 if dtype.kind in "iu" else 2
+
+
+def _promote(dtypes):
+    """Promote within the highest category present (torch: int64 with float32 is float32)."""
+    top = max(_category(d) for d in dtypes)
+    same = [d for d in dtypes if _category(d) == top]
+    out = same[0]
+    for d in same[1:]:
+        out = np.promote_types(out, d)
+    return out
+
+
+def result_type(*operands):
+    """PyTorch's type promotion for Tensors and Python numbers.
+
+    Dimensioned tensors decide the dtype; a 0-d tensor or a Python number only matters when it is
+    of a higher category (bool < integer < float): then 0-d tensors promote among themselves, and
+    a Python float gives float32 (the default dtype), an int int64. So float32 + 0-d float64 is
+    float32, int64 + 0.5 is float32, as in torch (NumPy would give float64 for both).
+    """
+    dimensioned = [t.dtype for t in operands if isinstance(t, Tensor) and t.ndim > 0]
+    zero_dim = [t.dtype for t in operands if isinstance(t, Tensor) and t.ndim == 0]
+    scalars = [bool_ if isinstance(x, (bool, np.bool_)) else int64 if isinstance(x, numbers.Integral)
+               else float32 for x in operands if not isinstance(x, Tensor)]
+    result = _promote(dimensioned) if dimensioned else None
+    for group in (zero_dim, scalars):
+        if group:
+            g = _promote(group)
+            if result is None or _category(g) > _category(result):
+                result = g
+    return result
+
+
 def common_device(op: str, tensors) -> str:
     """The one device all ``tensors`` are on; mixing devices is an error naming both."""
     device = None
@@ -183,7 +218,8 @@ class Tensor:
         out = self
         if dtype is not None and as_dtype(dtype) != self.dtype:
             from .ops.arith import Cast
-            out = Cast.apply(out, as_dtype(dtype)) if out.requires_grad else \
+            out = Cast.apply(out, as_dtype(dtype)) if out.requires_grad and \
+                as_dtype(dtype) in FLOAT_DTYPES else \
                 Tensor(out._data.astype(as_dtype(dtype)), out.device)
         if device is not None and canonical_device(device) != out.device:
             from .ops.shape import ToDevice
@@ -209,7 +245,7 @@ class Tensor:
             raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
         if grad is None:
             if self.numel() != 1:
-                raise RuntimeError(
+                raise autograd.GradShapeError(
                     f"backward: grad can be implicitly created only for scalar outputs; "
                     f"this tensor has shape {self.shape}, pass grad= of that shape")
             g = get_backend(self.device).xp.ones(self._data.shape, dtype=self.dtype)
@@ -270,6 +306,8 @@ class Tensor:
         return _arith.matmul(other, self)
 
     def _compare(self, other, ufunc):
+        if isinstance(other, Tensor):
+            _arith.check_broadcast(ufunc.__name__, self, other)
         o = other._data if isinstance(other, Tensor) else other
         return Tensor(ufunc(self._data, o), self.device)
 
@@ -296,11 +334,14 @@ class Tensor:
     def __getitem__(self, index):
         return _shape.getitem(self, index)
 
+    def _floating(self):
+        return self if self.dtype in FLOAT_DTYPES else self.to(float32)
+
     def exp(self):
-        return _arith.Exp.apply(self)
+        return _arith.Exp.apply(self._floating())
 
     def log(self):
-        return _arith.Log.apply(self)
+        return _arith.Log.apply(self._floating())
 
     def sqrt(self):
         return _arith.pow(self, 0.5)
@@ -350,10 +391,13 @@ class Tensor:
 
 
 def _infer_dtype(data):
-    """torch's rule: Python floats become float32, ints int64; NumPy arrays keep their dtype."""
-    if isinstance(data, np.ndarray):
+    """torch's rule: Python floats become float32, ints int64; NumPy arrays and scalars keep theirs."""
+    if isinstance(data, (np.ndarray, np.generic)):
         return None
-    a = np.asarray(data)
+    try:
+        a = np.asarray(data)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
     if a.dtype.kind == "f":
         return float32
     if a.dtype.kind in "iu":

@@ -29,8 +29,8 @@ def relu_forward(x):
 
 
 def relu_backward(dout, y):
-    """dx = dout where y > 0, else 0."""
-    return np.where(y > 0, dout, 0).astype(dout.dtype, copy=False)
+    """dx = 0 where y <= 0, else dout (a NaN input passes its gradient, as in PyTorch)."""
+    return np.where(y <= 0, 0, dout).astype(dout.dtype, copy=False)
 
 
 # ---- the kernel families, one file each -------------------------------------------------------

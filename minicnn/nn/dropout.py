@@ -14,6 +14,8 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         self.p = check_real("Dropout", "p (the dropout probability)", p, 0, 1)
+        if self.p == 1:  # as F.dropout: p must lie in [0, 1)
+            raise ValueError("Dropout: p (the dropout probability) must be in [0, 1), got 1")
         self.inplace = inplace
 
     def forward(self, input):

@@ -17,10 +17,15 @@ def normalize_dim(op, dim, ndim):
 
 
 def normalize_dims(op, dim, ndim):
-    """None (all dims), an int or a sequence of ints → a sorted tuple of distinct dims."""
-    if dim is None:
+    """None or () (all dims, as torch), an int or a sequence of ints → sorted distinct dims."""
+    if isinstance(dim, numbers.Integral):
+        dims = [dim]
+    elif dim is None or isinstance(dim, (tuple, list)):
+        dims = list(dim or ())
+    else:
+        raise TypeError(f"{op}: dim must be an int or a tuple of ints, got {dim!r}")
+    if not dims:
         return tuple(range(ndim))
-    dims = [dim] if isinstance(dim, numbers.Integral) else list(dim)
     out = tuple(sorted({normalize_dim(op, d, ndim) for d in dims}))
     if len(out) != len(dims):
         raise ValueError(f"{op}: dim {tuple(dims)} names a dimension twice")

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor
+from ..tensor import Tensor, float32, result_type
 
 
 def unbroadcast(g, shape):
@@ -31,13 +31,22 @@ def _operand(op, x):
     return float(x) if isinstance(x, (float, np.floating)) else int(x)
 
 
+def check_broadcast(op, a, b):
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+
+
 def _binary(op, fn, a, b):
+    """Check operands, promote them to torch's result dtype, apply ``fn``."""
     a, b = _operand(op, a), _operand(op, b)
     if isinstance(a, Tensor) and isinstance(b, Tensor):
-        try:
-            np.broadcast_shapes(a.shape, b.shape)
-        except ValueError:
-            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        check_broadcast(op, a, b)
+    dtype = result_type(a, b)
+    if fn is Div and dtype.kind != "f":
+        dtype = float32  # true division of integers gives the default float dtype
+    a, b = (x.to(dtype) if isinstance(x, Tensor) else x for x in (a, b))
     return fn.apply(a, b)
 
 
@@ -120,6 +129,8 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, dout):
         (a,) = ctx.saved_tensors
+        if ctx.p == 0:  # d/da a^0 = 0, also at a = 0 (not 0 · 0^-1 = NaN)
+            return ctx.xp.zeros_like(dout)
         return dout * ctx.p * a ** (ctx.p - 1)
 
 
@@ -205,7 +216,11 @@ def div(a, b):
 def pow(a, exponent):
     if isinstance(exponent, Tensor) or not isinstance(exponent, numbers.Real):
         raise TypeError(f"pow: only a real-number exponent is supported, got {type(exponent).__name__}")
-    return Pow.apply(a, float(exponent))
+    if a.dtype.kind in "iu" and isinstance(exponent, numbers.Integral) and exponent < 0:
+        raise ValueError(f"pow: integer tensors cannot be raised to a negative integer power ({exponent})")
+    if a.dtype.kind in "iub" and not isinstance(exponent, numbers.Integral):
+        a = a.to(float32)  # int ** 0.5 is a float, as in torch
+    return Pow.apply(a, exponent if isinstance(exponent, numbers.Integral) else float(exponent))
 
 
 def matmul(a, b):

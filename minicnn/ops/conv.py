@@ -69,9 +69,9 @@ def _check_conv_shapes(op, x, w, b, groups):
     C, (K, Cg) = x.shape[-3], w.shape[:2]
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
-    if K == 0 or min(w.shape[2:]) < 1:
-        raise ValueError(f"{op}: weight {w.shape} must have at least one output channel and a "
-                         f"non-empty kernel")
+    if K == 0 or Cg == 0 or min(w.shape[2:]) < 1:
+        raise ValueError(f"{op}: weight {w.shape} must have at least one output channel, one input "
+                         f"channel per group and a non-empty kernel")
     if K % groups:
         raise ValueError(f"{op}: out_channels {K} of weight {w.shape} must be divisible by "
                          f"groups={groups}")

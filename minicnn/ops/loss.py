@@ -53,7 +53,9 @@ class NLLLoss(Function):
                                           ignore_index, smoothing, x.dtype)
         ctx.save_for_backward(coef)
         ctx.class_dim, ctx.reduction, ctx.denom = class_dim, reduction, denom
-        losses = -(coef * x).sum(axis=class_dim)                      # (N, d1, …)
+        # where(): a masked-out logit of -inf has coef 0 and must add 0, not 0 · -inf = NaN
+        with np.errstate(invalid="ignore"):
+            losses = -ctx.xp.where(coef != 0, coef * x, 0).sum(axis=class_dim)   # (N, d1, …)
         if reduction == "none":
             return losses
         with np.errstate(invalid="ignore", divide="ignore"):

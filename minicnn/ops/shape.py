@@ -5,7 +5,7 @@ import numbers
 
 from ..autograd import Function
 from ..backends import get_backend
-from ..tensor import Tensor, common_device
+from ..tensor import Tensor, common_device, result_type
 from ._util import normalize_dim
 
 
@@ -146,6 +146,9 @@ def permute(x, *dims):
 
 
 def transpose(x, dim0, dim1):
+    if x.ndim == 0:
+        normalize_dim("transpose", dim0, 0), normalize_dim("transpose", dim1, 0)
+        return x
     dims = list(range(x.ndim))
     a, b = normalize_dim("transpose", dim0, x.ndim), normalize_dim("transpose", dim1, x.ndim)
     dims[a], dims[b] = dims[b], dims[a]
@@ -160,29 +163,34 @@ def unsqueeze(x, dim):
 def squeeze(x, dim=None):
     if dim is None:
         return Reshape.apply(x, tuple(s for s in x.shape if s != 1))
-    d = normalize_dim("squeeze", dim, x.ndim)
-    if x.shape[d] != 1:
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    drop = {d for d in (normalize_dim("squeeze", d, x.ndim) for d in dims) if x.ndim and x.shape[d] == 1}
+    if not drop:
         return x
-    return Reshape.apply(x, x.shape[:d] + x.shape[d + 1:])
+    return Reshape.apply(x, tuple(s for i, s in enumerate(x.shape) if i not in drop))
 
 
 def cat(tensors, dim=0):
     """Concatenate tensors along an existing dim (torch.cat); shapes must agree elsewhere."""
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}")
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"cat: element {i} is a {type(t).__name__}, expected a Tensor")
+        if t.ndim == 0:
+            raise ValueError(f"cat: zero-dimensional tensor (element {i}) cannot be concatenated")
     common_device("cat", tensors)
+    dtype = result_type(*tensors)  # mixed dtypes promote, as torch.cat
+    tensors = [t.to(dtype) for t in tensors]
     ref = tensors[0]
     d = normalize_dim("cat", dim, ref.ndim)
     for i, t in enumerate(tensors[1:], 1):
         if t.ndim != ref.ndim or t.shape[:d] + t.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
             raise ValueError(f"cat: tensor {i} has shape {t.shape}, incompatible with {ref.shape} "
                              f"outside dim {d}")
-        if t.dtype != ref.dtype:
-            raise TypeError(f"cat: tensor {i} has dtype {t.dtype}, tensor 0 has {ref.dtype}")
     return Cat.apply(d, *tensors)
 
 
@@ -196,4 +204,36 @@ def getitem(x, index):
         x._data[index]
     except IndexError as e:
         raise IndexError(f"getitem: index {index!r} is invalid for shape {x.shape}: {e}") from None
+    steps = _split_int_and_advanced(index)
+    if steps is not None:  # NumPy would move the advanced dims first; torch selects ints first
+        return GetItem.apply(GetItem.apply(x, steps[0]), steps[1])
     return GetItem.apply(x, index)
+
+
+def _is_advanced(i):
+    return not isinstance(i, (numbers.Integral, slice)) and i is not None and i is not Ellipsis
+
+
+def _split_int_and_advanced(index):
+    """For an index mixing integers with arrays, (basic index with the ints, the rest); else None.
+
+    torch treats an integer as a plain select, so ``x[0, :, [0, 1]]`` keeps the sliced dim first;
+    NumPy treats it as an advanced index broadcast with the list and moves the result dims first.
+    """
+    if not isinstance(index, tuple):
+        return None
+    ints = [isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in index]
+    if not any(ints) or not any(_is_advanced(i) for i in index):
+        return None
+    first, second = [], []
+    for i, is_int in zip(index, ints):
+        if is_int:
+            first.append(i)
+        elif _is_advanced(i):
+            width = getattr(i, "ndim", 1) if getattr(i, "dtype", None) == bool else 1
+            first.extend([slice(None)] * width)
+            second.append(i)
+        else:  # slice, None, Ellipsis
+            first.append(i)
+            second.append(slice(None) if i is None else i if i is Ellipsis else slice(None))
+    return tuple(first), tuple(second)
