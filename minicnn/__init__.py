@@ -8,3 +8,4 @@ from .tensor import (Tensor, bool_, empty, float32, float64, int32, int64, ones,
 
 __version__ = "0.1.0"
 from . import functional, nn  # noqa: E402  (after the core names they import)
+from .summary import Summary, summary  # noqa: E402

@@ -84,6 +84,10 @@ def _fill(tensor, values):
     return tensor
 
 
+def _draw_dtype(tensor):
+    return np.float32 if tensor.dtype == np.float32 else np.float64
+
+
 def _gen(generator):
     return _random.generator() if generator is None else generator
 
@@ -93,7 +97,11 @@ def uniform_(tensor, a=0.0, b=1.0, generator=None):
     _check("uniform_", tensor)
     if not a <= b:
         raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
-    return _fill(tensor, _gen(generator).uniform(a, b, size=tensor.shape))
+    # draw in the tensor's own precision: float32 draws are ~2x faster and need no cast
+    u = _gen(generator).random(size=tensor.shape, dtype=_draw_dtype(tensor))
+    u *= b - a
+    u += a
+    return _fill(tensor, u)
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
@@ -101,7 +109,10 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     _check("normal_", tensor)
     if std < 0:
         raise ValueError(f"normal_: std must be non-negative, got {std}")
-    return _fill(tensor, _gen(generator).normal(mean, std, size=tensor.shape))
+    z = _gen(generator).standard_normal(size=tensor.shape, dtype=_draw_dtype(tensor))
+    z *= std
+    z += mean
+    return _fill(tensor, z)
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
