@@ -1,11 +1,21 @@
 """Device dispatch: the one place where a device name becomes a backend module.
 
 Every backend module has the same function names (``conv2d_forward``, ``max_pool2d_backward``, …)
-and an ``xp`` attribute, the array module (NumPy for "cpu" and "emu", CuPy for "cuda").
+and an ``xp`` attribute, the array module (NumPy for "cpu" and "emu", CuPy for "cuda"):
+
+    cpu    numpy_backend   NumPy, with C++ helpers (minicnn._C_cpu)
+    emu    emu_backend     our CUDA kernels on the CPU emulator (minicnn._C_emu), NumPy arrays
+    cuda   cuda_backend    our CUDA kernels on the GPU (minicnn._C_cuda), CuPy arrays
+
+"emu" and "cuda" are imported on first use, so ``import minicnn`` needs neither CuPy nor a GPU.
 """
 from __future__ import annotations
 
+import importlib
+
 DEVICES = ("cpu", "emu", "cuda")
+_MODULES = {"cpu": "numpy_backend", "emu": "emu_backend", "cuda": "cuda_backend"}
+_ready = {}  # device -> its backend module, once it has loaded and is usable
 
 
 def canonical_device(device) -> str:
@@ -20,12 +30,25 @@ def canonical_device(device) -> str:
 
 
 def get_backend(device: str):
-    """The backend module for ``device``; a clear error where it is not available here."""
+    """The backend module for ``device``; RuntimeError saying why where it can't run here."""
+    backend = _ready.get(device) if isinstance(device, str) else None
+    if backend is not None:
+        return backend
     device = canonical_device(device)
-    if device == "cpu":
-        from . import numpy_backend
-        return numpy_backend
-    raise RuntimeError(
-        f"device {device!r} is not available in this build: the {device} backend (our CUDA kernels "
-        f"{'compiled for the CPU emulator' if device == 'emu' else 'on CuPy arrays'}) is not built "
-        "yet; use device='cpu'")
+    module = importlib.import_module(f"{__name__}.{_MODULES[device]}")
+    reason = getattr(module, "unavailable_reason", lambda: None)()
+    if reason is not None:
+        hint = ("use device='emu' to run the same CUDA kernels on the CPU emulator, or device='cpu'"
+                if device == "cuda" else "or use device='cpu'")
+        raise RuntimeError(f"device {device!r} is not available here: {reason}; {hint}")
+    _ready[device] = module
+    return module
+
+
+def is_available(device: str) -> bool:
+    """Whether ``device`` can run here (``get_backend`` would not raise)."""
+    try:
+        get_backend(device)
+    except RuntimeError:
+        return False
+    return True

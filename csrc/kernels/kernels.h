@@ -1,0 +1,104 @@
+// The launchers of minicnn's CUDA kernels: what csrc/bindings.cpp calls.
+//
+// Plain C++: no CUDA header and no emulator, so bindings.cpp compiles with the host compiler into
+// both extensions. The definitions live in the .cu files next to this header (launchers at the
+// bottom of each), explicitly instantiated for float and double.
+//
+// Conventions (llm.c's): outputs first, then inputs; a `d` prefix for gradients; every pointer is
+// device memory (host memory under the emulator), contiguous, with its shape written beside it.
+// Launchers return as soon as the kernels are queued on `stream` (the emulator runs them before
+// returning) and throw std::runtime_error naming the kernel when a launch fails.
+//
+// Letters, used everywhere: N batch, C channels, H x W input, P x Q output, R x S pooling window.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+// The CUDA runtime's stream handle, declared identically by cuda_runtime.h and csrc/emu/runtime.h.
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
+namespace minicnn {
+namespace kernels {
+
+// The geometry of a 2-D pooling, checked and sized by minicnn/ops/pool.py. Window (p, q) starts at
+// input pixel (p*sh - ph, q*sw - pw); its offset (r, s) reads (p*sh - ph + r*dh, q*sw - pw + s*dw).
+struct Pool2d {
+  int64_t N, C;   // batch, channels
+  int H, W;       // input plane
+  int P, Q;       // output plane
+  int R, S;       // window
+  int sh, sw;     // stride
+  int ph, pw;     // padding (top/left; a ceil_mode window may also run past the bottom/right)
+  int dh, dw;     // dilation (1 for average pooling)
+};
+
+// ---- relu.cu --------------------------------------------------------------------------------------
+template <class T> void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
+template <class T> void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream);
+
+// ---- pool.cu --------------------------------------------------------------------------------------
+template <class T>
+void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g, cudaStream_t stream);
+// version 1: scatter with atomicAdd from the outputs; version 2: gather at the inputs (the default).
+template <class T>
+void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g, int version,
+                         cudaStream_t stream);
+// divisor_override: 0 for none (the window area, per count_include_pad).
+template <class T>
+void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad, int64_t divisor_override,
+                        cudaStream_t stream);
+template <class T>
+void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad,
+                         int64_t divisor_override, cudaStream_t stream);
+// Adaptive pooling uses N, C, H, W, P, Q of the geometry only.
+template <class T>
+void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStream_t stream);
+template <class T>
+void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream);
+
+// ---- lrn.cu ---------------------------------------------------------------------------------------
+template <class T>
+void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW, int size,
+                                 double alpha, double beta, double k, cudaStream_t stream);
+template <class T>
+void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T* scale, int64_t N, int C,
+                                  int64_t HW, int size, double alpha, double beta, cudaStream_t stream);
+
+// ---- batchnorm.cu ---------------------------------------------------------------------------------
+// weight, bias, running_mean, running_var may be nullptr (1, 0, and no running-stat update).
+template <class T>
+void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var, const T* inp,
+                                 const T* weight, const T* bias, int64_t N, int C, int64_t HW, double momentum,
+                                 double eps, cudaStream_t stream);
+template <class T>
+void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight, const T* bias,
+                                  const T* running_mean, const T* running_var, int64_t N, int C, int64_t HW,
+                                  double eps, cudaStream_t stream);
+// training: dx through the batch statistics; else dx = dy * weight * invstd. Both give dweight, dbias.
+template <class T>
+void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                         const T* mean, const T* invstd, int64_t N, int C, int64_t HW, bool training,
+                         cudaStream_t stream);
+
+// ---- selftest.cu: kernels that exist to test the error paths -------------------------------------
+// Launches a kernel of `blocks` x `threads`; the thread (trap_block, trap_thread) calls __trap().
+// trap_block < 0: nobody traps (so only the launch configuration is tested).
+void selftest_trap(int blocks, int threads, int trap_block, int trap_thread, cudaStream_t stream);
+// Every thread but `early` reaches a __syncthreads(); thread `early` returns before it.
+void selftest_divergent_barrier(int threads, int early, cudaStream_t stream);
+
+// ---- device.cu: what the extension runs on --------------------------------------------------------
+struct DeviceInfo {
+  bool usable;         // a device is there and this build can launch on it
+  std::string reason;  // why not, when !usable
+  std::string name;    // the device, e.g. "NVIDIA H100 80GB HBM3" or "CUDA emulator (CPU)"
+  int major, minor;    // compute capability (0.0 for the emulator)
+  int runtime_version, driver_version;  // CUDA versions as 1000*major + 10*minor (0 for the emulator)
+};
+DeviceInfo device_info();
+void synchronize();  // wait for every queued kernel; throws if one faulted
+
+}  // namespace kernels
+}  // namespace minicnn

@@ -1,0 +1,320 @@
+// Pooling over (N, C, H, W): max (with argmax), average, adaptive average; forward and backward.
+//
+// Window (p, q) of an output plane starts at input pixel (h_start, w_start) = (p*sh - ph, q*sw - pw)
+// and its offset (r, s) reads pixel (h_start + r*dh, w_start + s*dw); pixels outside the input are
+// padding (-inf for max, 0 for average). P and Q come from minicnn/ops/pool.py (ceil_mode included:
+// a last window may run past the padded border).
+//
+//   max:       y[p, q] = max over the window,  argmax[p, q] = h*W + w of the first maximum in
+//              row-major window order (a NaN wins; the last NaN of a window); a window holding no
+//              input pixel gives -inf and the index (h0*W + w0) of its first in-plane position
+//              h0 = h_start + dh*ceil(-h_start/dh) (w0 alike), as PyTorch.
+//              dx[argmax[p, q]] += dy[p, q], except from windows holding no input pixel.
+//   average:   y[p, q] = Σ_window x / D[p, q], D = divisor_override, or the window area clipped to
+//              [-ph, H + ph) x [-pw, W + pw) (count_include_pad) or to the input (not);
+//              dx[h, w] = Σ over the windows (p, q) that read (h, w) of dy[p, q] / D[p, q].
+//   adaptive:  bin p covers rows [floor(p*H/P), ceil((p+1)*H/P)) (columns alike); y = the bin's
+//              mean; dx[h, w] = Σ over the bins (p, q) holding (h, w) of dy[p, q] / area(p, q).
+//
+// Versions:
+//   forward kernels: one output pixel per thread, the window read straight from global memory
+//     (windows are small; neighbouring threads read neighbouring pixels, so loads coalesce).
+//   max_pool2d_backward
+//     1. scatter: one thread per output pixel adds dy to dx[argmax] with atomicAdd (dx zeroed
+//        first). Overlapping windows (AlexNet's 3x3, stride 2) make threads collide, and the sum
+//        order, hence the float rounding, changes from run to run.
+//     2. gather: one thread per input pixel visits the windows that can read it (at most
+//        ceil(R/sh) * ceil(S/sw) of them) and sums dy of those whose argmax is this pixel. No
+//        atomics, no memset, deterministic. The default.
+//   avg and adaptive backward: gather, one thread per input pixel, as max version 2.
+//
+// Buffers: x, dx (N, C, H, W); y, dy, argmax (N, C, P, Q); argmax is int64, an index into the
+// (H, W) plane (PyTorch's `indices`).
+#include "common.cuh"
+
+namespace minicnn {
+namespace kernels {
+
+// ---- helpers --------------------------------------------------------------------------------------
+// First coordinate >= 0 that a window starting at `start` reads with dilation `dil` (may be past
+// the input's end: then the window reads no pixel along this axis).
+__device__ __forceinline__ int first_inside(int start, int dil) {
+  return start >= 0 ? start : start + ((-start + dil - 1) / dil) * dil;
+}
+
+// Number of positions a window [start, start + R) counts along one axis (ceil_mode windows may run
+// past the padded end n + pad).
+__device__ __forceinline__ int window_count(int start, int R, int n, int pad, bool count_include_pad) {
+  int end = min(start + R, n + pad);
+  if (!count_include_pad) {
+    start = max(start, 0);
+    end = min(end, n);
+  }
+  return end - start;
+}
+
+// The output window index p along one axis whose offset r reads coordinate h, or -1 if none.
+__device__ __forceinline__ int window_reading(int h, int r, int stride, int pad, int dil, int P) {
+  int t = h + pad - r * dil;  // = p * stride
+  if (t < 0 || t % stride != 0) return -1;
+  int p = t / stride;
+  return p < P ? p : -1;
+}
+
+// ---- max pooling ----------------------------------------------------------------------------------
+template <class T>
+__global__ void max_pool2d_forward_kernel(T* out,            // (N, C, P, Q)
+                                          int64_t* argmax,   // (N, C, P, Q)
+                                          const T* inp,      // (N, C, H, W)
+                                          Pool2d g) {
+  int64_t i = global_index();  // output pixel (n, c, p, q)
+  if (i < g.N * g.C * g.P * g.Q) {
+    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
+    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+    int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
+    T best = T(-INFINITY);
+    int64_t best_index = static_cast<int64_t>(first_inside(h_start, g.dh)) * g.W + first_inside(w_start, g.dw);
+    for (int r = 0; r < g.R; ++r) {
+      int h = h_start + r * g.dh;
+      if (h < 0 || h >= g.H) continue;
+      for (int s = 0; s < g.S; ++s) {
+        int w = w_start + s * g.dw;
+        if (w < 0 || w >= g.W) continue;
+        T v = plane[h * g.W + w];
+        if (v > best || is_nan(v)) {
+          best = v;
+          best_index = h * g.W + w;
+        }
+      }
+    }
+    out[i] = best;
+    argmax[i] = best_index;
+  }
+}
+
+// version 1: scatter. dinp must be zeroed.
+template <class T>
+__global__ void max_pool2d_backward_scatter_kernel(T* dinp,                // (N, C, H, W)
+                                                   const T* dout,          // (N, C, P, Q)
+                                                   const int64_t* argmax,  // (N, C, P, Q)
+                                                   Pool2d g) {
+  int64_t i = global_index();  // output pixel (n, c, p, q)
+  if (i < g.N * g.C * g.P * g.Q) {
+    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
+    bool reads_input = first_inside(p * g.sh - g.ph, g.dh) < g.H && first_inside(q * g.sw - g.pw, g.dw) < g.W;
+    int64_t a = argmax[i];
+    if (reads_input && a >= 0 && a < static_cast<int64_t>(g.H) * g.W) {
+      int64_t plane = i / (static_cast<int64_t>(g.P) * g.Q);
+      atomicAdd(&dinp[plane * g.H * g.W + a], dout[i]);
+    }
+  }
+}
+
+// version 2: gather.
+template <class T>
+__global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N, C, H, W)
+                                                  const T* dout,          // (N, C, P, Q)
+                                                  const int64_t* argmax,  // (N, C, P, Q)
+                                                  Pool2d g) {
+  int64_t i = global_index();  // input pixel (n, c, h, w)
+  if (i < g.N * g.C * g.H * g.W) {
+    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
+    int64_t plane = (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // start of (P, Q) plane
+    int64_t self = static_cast<int64_t>(h) * g.W + w;
+    T sum = 0;
+    for (int r = 0; r < g.R; ++r) {
+      int p = window_reading(h, r, g.sh, g.ph, g.dh, g.P);
+      if (p < 0) continue;
+      for (int s = 0; s < g.S; ++s) {
+        int q = window_reading(w, s, g.sw, g.pw, g.dw, g.Q);
+        if (q >= 0 && argmax[plane + p * g.Q + q] == self) sum += dout[plane + p * g.Q + q];
+      }
+    }
+    dinp[i] = sum;
+  }
+}
+
+// ---- average pooling ------------------------------------------------------------------------------
+template <class T>
+__device__ __forceinline__ T avg_divisor(int h_start, int w_start, const Pool2d& g, bool count_include_pad,
+                                         int64_t divisor_override) {
+  if (divisor_override != 0) return T(divisor_override);
+  return T(window_count(h_start, g.R, g.H, g.ph, count_include_pad)) *
+         T(window_count(w_start, g.S, g.W, g.pw, count_include_pad));
+}
+
+template <class T>
+__global__ void avg_pool2d_forward_kernel(T* out,          // (N, C, P, Q)
+                                          const T* inp,    // (N, C, H, W)
+                                          Pool2d g, bool count_include_pad, int64_t divisor_override) {
+  int64_t i = global_index();  // output pixel (n, c, p, q)
+  if (i < g.N * g.C * g.P * g.Q) {
+    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
+    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+    int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
+    T sum = 0;
+    for (int r = 0; r < g.R; ++r) {
+      int h = h_start + r;
+      if (h < 0 || h >= g.H) continue;
+      for (int s = 0; s < g.S; ++s) {
+        int w = w_start + s;
+        if (w >= 0 && w < g.W) sum += plane[h * g.W + w];
+      }
+    }
+    out[i] = sum / avg_divisor<T>(h_start, w_start, g, count_include_pad, divisor_override);
+  }
+}
+
+template <class T>
+__global__ void avg_pool2d_backward_kernel(T* dinp,         // (N, C, H, W)
+                                           const T* dout,   // (N, C, P, Q)
+                                           Pool2d g, bool count_include_pad, int64_t divisor_override) {
+  int64_t i = global_index();  // input pixel (n, c, h, w)
+  if (i < g.N * g.C * g.H * g.W) {
+    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
+    const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
+    T sum = 0;
+    for (int r = 0; r < g.R; ++r) {
+      int p = window_reading(h, r, g.sh, g.ph, 1, g.P);
+      if (p < 0) continue;
+      for (int s = 0; s < g.S; ++s) {
+        int q = window_reading(w, s, g.sw, g.pw, 1, g.Q);
+        if (q < 0) continue;
+        T divisor = avg_divisor<T>(p * g.sh - g.ph, q * g.sw - g.pw, g, count_include_pad, divisor_override);
+        sum += dplane[p * g.Q + q] / divisor;
+      }
+    }
+    dinp[i] = sum;
+  }
+}
+
+// ---- adaptive average pooling ---------------------------------------------------------------------
+__device__ __forceinline__ int bin_start(int p, int n, int P) {
+  return static_cast<int>((static_cast<int64_t>(p) * n) / P);
+}
+__device__ __forceinline__ int bin_end(int p, int n, int P) {
+  return static_cast<int>(((static_cast<int64_t>(p) + 1) * n + P - 1) / P);
+}
+
+template <class T>
+__global__ void adaptive_avg_pool2d_forward_kernel(T* out,         // (N, C, P, Q)
+                                                   const T* inp,   // (N, C, H, W)
+                                                   Pool2d g) {
+  int64_t i = global_index();  // output pixel (n, c, p, q)
+  if (i < g.N * g.C * g.P * g.Q) {
+    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
+    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+    int h0 = bin_start(p, g.H, g.P), h1 = bin_end(p, g.H, g.P);
+    int w0 = bin_start(q, g.W, g.Q), w1 = bin_end(q, g.W, g.Q);
+    T sum = 0;
+    for (int h = h0; h < h1; ++h)
+      for (int w = w0; w < w1; ++w) sum += plane[h * g.W + w];
+    out[i] = sum / (T(h1 - h0) * T(w1 - w0));
+  }
+}
+
+template <class T>
+__global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,         // (N, C, H, W)
+                                                    const T* dout,   // (N, C, P, Q)
+                                                    Pool2d g) {
+  int64_t i = global_index();  // input pixel (n, c, h, w)
+  if (i < g.N * g.C * g.H * g.W) {
+    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
+    const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
+    // The bins holding row h are p in [floor(h*P/H), ceil((h+1)*P/H)) (columns alike).
+    int p0 = bin_start(h, g.P, g.H), p1 = bin_end(h, g.P, g.H);
+    int q0 = bin_start(w, g.Q, g.W), q1 = bin_end(w, g.Q, g.W);
+    T sum = 0;
+    for (int p = p0; p < p1; ++p) {
+      int h0 = bin_start(p, g.H, g.P), h1 = bin_end(p, g.H, g.P);
+      if (h < h0 || h >= h1) continue;
+      for (int q = q0; q < q1; ++q) {
+        int w0 = bin_start(q, g.W, g.Q), w1 = bin_end(q, g.W, g.Q);
+        if (w >= w0 && w < w1) sum += dplane[p * g.Q + q] / (T(h1 - h0) * T(w1 - w0));
+      }
+    }
+    dinp[i] = sum;
+  }
+}
+
+// ---- launchers ------------------------------------------------------------------------------------
+inline int64_t output_pixels(const Pool2d& g) { return g.N * g.C * g.P * g.Q; }
+inline int64_t input_pixels(const Pool2d& g) { return g.N * g.C * g.H * g.W; }
+
+template <class T>
+void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g, cudaStream_t stream) {
+  int64_t n = output_pixels(g);
+  if (n == 0) return;
+  LAUNCH((max_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, argmax, inp, g);
+  CHECK_LAUNCH("max_pool2d_forward_kernel");
+}
+
+template <class T>
+void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g, int version,
+                         cudaStream_t stream) {
+  int64_t n = input_pixels(g);
+  if (n == 0) return;
+  if (version == 1) {
+    CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
+    if (output_pixels(g) == 0) return;
+    LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0, stream)(
+        dinp, dout, argmax, g);
+    CHECK_LAUNCH("max_pool2d_backward_scatter_kernel");
+  } else if (version == 2) {
+    LAUNCH((max_pool2d_backward_gather_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, argmax, g);
+    CHECK_LAUNCH("max_pool2d_backward_gather_kernel");
+  } else {
+    throw std::invalid_argument("max_pool2d_backward: version must be 1 (scatter) or 2 (gather), got " +
+                                std::to_string(version));
+  }
+}
+
+template <class T>
+void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad, int64_t divisor_override,
+                        cudaStream_t stream) {
+  int64_t n = output_pixels(g);
+  if (n == 0) return;
+  LAUNCH((avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, g, count_include_pad,
+                                                                               divisor_override);
+  CHECK_LAUNCH("avg_pool2d_forward_kernel");
+}
+
+template <class T>
+void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad, int64_t divisor_override,
+                         cudaStream_t stream) {
+  int64_t n = input_pixels(g);
+  if (n == 0) return;
+  LAUNCH((avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, g, count_include_pad,
+                                                                                divisor_override);
+  CHECK_LAUNCH("avg_pool2d_backward_kernel");
+}
+
+template <class T>
+void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStream_t stream) {
+  int64_t n = output_pixels(g);
+  if (n == 0) return;
+  LAUNCH((adaptive_avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, g);
+  CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
+}
+
+template <class T>
+void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream) {
+  int64_t n = input_pixels(g);
+  if (n == 0) return;
+  LAUNCH((adaptive_avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, g);
+  CHECK_LAUNCH("adaptive_avg_pool2d_backward_kernel");
+}
+
+#define INSTANTIATE(T)                                                                                         \
+  template void max_pool2d_forward<T>(T*, int64_t*, const T*, const Pool2d&, cudaStream_t);                    \
+  template void max_pool2d_backward<T>(T*, const T*, const int64_t*, const Pool2d&, int, cudaStream_t);        \
+  template void avg_pool2d_forward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t);               \
+  template void avg_pool2d_backward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t);              \
+  template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2d&, cudaStream_t);                     \
+  template void adaptive_avg_pool2d_backward<T>(T*, const T*, const Pool2d&, cudaStream_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace kernels
+}  // namespace minicnn

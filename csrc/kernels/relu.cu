@@ -1,0 +1,64 @@
+// ReLU, forward and backward.
+//
+//   forward:   y = max(x, 0)                   (a NaN passes through, as in PyTorch)
+//   backward:  dx = dy where y > 0, else 0     (the subgradient at 0 is 0; dy passes where y is NaN)
+//
+// The backward reads the forward's output y, not its input: y > 0 exactly where x > 0, and y is the
+// tensor the op saves anyway.
+//
+// Versions:
+//   1. one element per thread, blocks of 256 threads covering the array. ReLU moves 8 (forward) or
+//      12 (backward) bytes per float and does one comparison: memory-bound, and this simple form
+//      already streams at the memory bandwidth once the grid has many blocks.
+//
+// Buffers are contiguous arrays of n elements, any shape.
+#include "common.cuh"
+
+namespace minicnn {
+namespace kernels {
+
+// ---- kernels --------------------------------------------------------------------------------------
+template <class T>
+__global__ void relu_forward_kernel(T* out,          // (n,)
+                                    const T* inp,    // (n,)
+                                    int64_t n) {
+  int64_t i = global_index();
+  if (i < n) {
+    T x = inp[i];
+    out[i] = x < T(0) ? T(0) : x;  // NaN < 0 is false: NaN passes
+  }
+}
+
+template <class T>
+__global__ void relu_backward_kernel(T* dinp,         // (n,)
+                                     const T* dout,   // (n,)
+                                     const T* out,    // (n,) the forward's y
+                                     int64_t n) {
+  int64_t i = global_index();
+  if (i < n) dinp[i] = out[i] <= T(0) ? T(0) : dout[i];
+}
+
+// ---- launchers ------------------------------------------------------------------------------------
+template <class T>
+void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  LAUNCH((relu_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, n);
+  CHECK_LAUNCH("relu_forward_kernel");
+}
+
+template <class T>
+void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  LAUNCH((relu_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, out, n);
+  CHECK_LAUNCH("relu_backward_kernel");
+}
+
+#define INSTANTIATE(T)                                                \
+  template void relu_forward<T>(T*, const T*, int64_t, cudaStream_t); \
+  template void relu_backward<T>(T*, const T*, const T*, int64_t, cudaStream_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace kernels
+}  // namespace minicnn

@@ -1,0 +1,87 @@
+"""The "cuda" device: our CUDA kernels (csrc/kernels/*.cu, built by nvcc into minicnn._C_cuda) on
+CuPy arrays.
+
+Kernels get the arrays' device pointers and CuPy's current stream (``cupy.cuda.get_current_stream``),
+so they queue in order with CuPy's own work; outputs come from CuPy's memory pool. Generic array work
+(add, matmul, cat, softmax) is CuPy's. conv2d has no CUDA kernel of ours yet: until issue 4 it is the
+TEMPORARY CuPy im2col + GEMM of ``_xp_conv``.
+
+Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
+:func:`unavailable_reason` says which, and ``get_backend("cuda")`` raises with that reason.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _xp_conv
+from ._kernel_backend import KernelBackend, export
+
+name = "cuda"
+xp = None  # cupy, once available
+_C = None
+
+
+def _probe():
+    """(cupy, _C_cuda, None) when kernels can run here, else (…, …, why not)."""
+    problems = []
+    try:
+        import cupy
+    except ImportError as e:
+        cupy = None
+        problems.append(f"CuPy is not installed ({e}); pip install cupy-cuda12x or cupy-cuda13x, "
+                        f"matching the CUDA version nvidia-smi reports")
+    try:
+        from .. import _C_cuda as C
+    except ImportError as e:
+        C = None
+        problems.append(f"minicnn._C_cuda is not built ({e}): nvcc was not found when minicnn was "
+                        f"installed, or MINICNN_CUDA=0; reinstall with nvcc on PATH (MINICNN_CUDA=1 "
+                        f"makes a failed CUDA build an error)")
+    if problems:
+        return cupy, C, "; ".join(problems)
+    info = C.device_info()
+    if not info["usable"]:
+        return cupy, C, f"no usable GPU: {info['reason']}"
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001  cupy's CUDARuntimeError and friends
+        return cupy, C, f"CuPy cannot use the GPU: {e}"
+    try:  # one tiny launch: catches a GPU this build has no code for
+        C._selftest_trap(1, 32)
+        C.synchronize()
+    except RuntimeError as e:
+        major, minor = info["compute_capability"]
+        return cupy, C, (f"a test launch failed on {info['name']} (sm_{major}{minor}); minicnn._C_cuda is "
+                         f"built for {getattr(C, 'cuda_archs', '?')}: rebuild with "
+                         f"MINICNN_CUDA_ARCHS={major}{minor} ({e})")
+    return cupy, C, None
+
+
+_cupy, _C, _unavailable = _probe()
+
+
+def unavailable_reason():
+    """None when the "cuda" device works here, else why not."""
+    return _unavailable
+
+
+def to_numpy(a):
+    """A NumPy copy of a CuPy array (NumPy arrays pass through)."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def from_numpy(a):
+    """A CuPy copy of a NumPy array, C-contiguous."""
+    return _cupy.array(a, order="C")
+
+
+def synchronize():
+    """Wait for the work queued on the current stream."""
+    _cupy.cuda.get_current_stream().synchronize()
+
+
+if _unavailable is None:
+    xp = _cupy
+    _kernels = KernelBackend(name, _cupy, _C, pointer=lambda a: a.data.ptr,
+                             stream=lambda: _cupy.cuda.get_current_stream().ptr)
+    export(_kernels, globals(), conv=_xp_conv)

@@ -1,0 +1,49 @@
+"""The devices that run our CUDA kernels, as pytest parameters: "emu" always, "cuda" where usable.
+
+MINICNN_KERNEL_DEVICES=cuda (comma-separated) restricts the kernel tests to those devices
+(scripts/gpu_check.sh runs them on "cuda" only). A device that can't run here is skipped with the
+reason get_backend gives.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from minicnn.backends import get_backend
+
+
+def unavailable(device):
+    try:
+        get_backend(device)
+    except RuntimeError as e:
+        return str(e)
+    return None
+
+
+def _params():
+    wanted = [d.strip() for d in os.environ.get("MINICNN_KERNEL_DEVICES", "emu,cuda").split(",") if d.strip()]
+    params = []
+    for device in wanted:
+        reason = unavailable(device)
+        params.append(pytest.param(device, id=device,
+                                   marks=pytest.mark.skipif(reason is not None, reason=str(reason))))
+    return params
+
+
+KERNEL_DEVICES = _params()
+DTYPES = [np.float64, np.float32]
+
+
+def on(device, *arrays):
+    """NumPy arrays copied to ``device`` (None stays None)."""
+    backend = get_backend(device)
+    out = tuple(None if a is None else backend.from_numpy(np.asarray(a)) for a in arrays)
+    return out[0] if len(out) == 1 else out
+
+
+def host(device, result):
+    """A kernel's result (an array or a tuple of them) back as NumPy arrays."""
+    backend = get_backend(device)
+    if isinstance(result, tuple):
+        return tuple(backend.to_numpy(r) for r in result)
+    return backend.to_numpy(result)
