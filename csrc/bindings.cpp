@@ -15,6 +15,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <climits>
 #include <stdexcept>
 #include <string>
 
@@ -71,6 +72,28 @@ k::Pool2d pool_geometry(const char* op, py::tuple t) {
   check_sizes(op, {g.N, g.C, g.H, g.W, g.P, g.Q, g.ph, g.pw});
   if (g.R < 1 || g.S < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
     throw py::value_error(std::string(op) + ": window, stride and dilation must be >= 1");
+  return g;
+}
+
+// The tuple (N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G) of kernels::Conv2d, checked by
+// kernels::conv2d_check (inconsistent or too large for the kernels' indices -> ValueError).
+k::Conv2d conv_geometry(const char* op, py::tuple t) {
+  if (t.size() != 16)
+    throw py::value_error(std::string(op) + ": geometry must be (N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G)");
+  int64_t v[16];
+  for (size_t j = 0; j < 16; ++j) {
+    v[j] = t[j].cast<int64_t>();
+    if (j > 0 && (v[j] > INT32_MAX || v[j] < INT32_MIN))
+      throw py::value_error(std::string(op) + ": geometry entry " + std::to_string(j) + " = " + std::to_string(v[j]) +
+                            " does not fit a 32-bit int (a single extent must be < 2^31)");
+  }
+  auto i = [&](size_t j) { return int(v[j]); };
+  k::Conv2d g{v[0], i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), i(10), i(11), i(12), i(13), i(14), i(15)};
+  try {
+    k::conv2d_check(g);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(std::string(op) + ": " + e.what());
+  }
   return g;
 }
 
@@ -250,6 +273,64 @@ void bind_batchnorm(py::module_& m) {
   });
 }
 
+void bind_conv2d(py::module_& m) {
+  // geometry: the tuple of conv_geometry; bias, workspace: 0 for none; tile 0: by shape.
+  m.def("conv2d_check", [](py::tuple geometry) { conv_geometry("conv2d_check", geometry); },
+        "Raise ValueError when the kernels can't run this geometry (nothing is allocated or launched).");
+  m.def("conv2d_forward", [](const std::string& dtype, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t bias,
+                             py::tuple geometry, int version, int tile, uintptr_t stream) {
+    k::Conv2d g = conv_geometry("conv2d_forward", geometry);
+    check_pointers("conv2d_forward", g.N * g.K * g.P * g.Q, {out, inp, weight});
+    dispatch("conv2d_forward", dtype, [&](auto t) {
+      using T = decltype(t);
+      launch([&] {
+        k::conv2d_forward<T>(ptr<T>(out), ptr<const T>(inp), ptr<const T>(weight), ptr<const T>(bias), g, version,
+                             tile, stream_of(stream));
+      });
+    });
+  }, py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("weight"), py::arg("bias"), py::arg("geometry"),
+     py::arg("version"), py::arg("tile"), py::arg("stream"));
+  m.def("conv2d_backward_data", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, uintptr_t weight,
+                                   py::tuple geometry, int tile, uintptr_t stream) {
+    k::Conv2d g = conv_geometry("conv2d_backward_data", geometry);
+    check_pointers("conv2d_backward_data", g.N * g.C * g.H * g.W, {dinp, dout, weight});
+    dispatch("conv2d_backward_data", dtype, [&](auto t) {
+      using T = decltype(t);
+      launch([&] {
+        k::conv2d_backward_data<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const T>(weight), g, tile, stream_of(stream));
+      });
+    });
+  }, py::arg("dtype"), py::arg("dinp"), py::arg("dout"), py::arg("weight"), py::arg("geometry"), py::arg("tile"),
+     py::arg("stream"));
+  m.def("conv2d_backward_weight_splits", [](py::tuple geometry, int tile) {
+    return k::conv2d_backward_weight_splits(conv_geometry("conv2d_backward_weight_splits", geometry), tile);
+  }, py::arg("geometry"), py::arg("tile"));
+  m.def("conv2d_backward_weight", [](const std::string& dtype, uintptr_t dweight, uintptr_t workspace, uintptr_t dout,
+                                     uintptr_t inp, py::tuple geometry, int tile, int splits, uintptr_t stream) {
+    k::Conv2d g = conv_geometry("conv2d_backward_weight", geometry);
+    check_pointers("conv2d_backward_weight", 1, {dweight});
+    check_pointers("conv2d_backward_weight", g.N * g.P * g.Q, {dout, inp});
+    dispatch("conv2d_backward_weight", dtype, [&](auto t) {
+      using T = decltype(t);
+      launch([&] {
+        k::conv2d_backward_weight<T>(ptr<T>(dweight), ptr<T>(workspace), ptr<const T>(dout), ptr<const T>(inp), g,
+                                     tile, splits, stream_of(stream));
+      });
+    });
+  }, py::arg("dtype"), py::arg("dweight"), py::arg("workspace"), py::arg("dout"), py::arg("inp"), py::arg("geometry"),
+     py::arg("tile"), py::arg("splits"), py::arg("stream"));
+  m.def("conv2d_backward_bias", [](const std::string& dtype, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K,
+                                   int64_t PQ, uintptr_t stream) {
+    check_channels("conv2d_backward_bias", N, K, PQ);
+    check_pointers("conv2d_backward_bias", K, {dbias});
+    check_pointers("conv2d_backward_bias", N * K * PQ, {dout});
+    dispatch("conv2d_backward_bias", dtype, [&](auto t) {
+      using T = decltype(t);
+      launch([&] { k::conv2d_backward_bias<T>(ptr<T>(dbias), ptr<const T>(dout), N, int(K), PQ, stream_of(stream)); });
+    });
+  }, py::arg("dtype"), py::arg("dbias"), py::arg("dout"), py::arg("N"), py::arg("K"), py::arg("PQ"), py::arg("stream"));
+}
+
 void bind_runtime(py::module_& m, const char* device) {
   m.attr("device") = device;
   m.def("device_info", [] {
@@ -283,6 +364,7 @@ void define_module(py::module_& m, const char* device) {
   bind_pool(m);
   bind_lrn(m);
   bind_batchnorm(m);
+  bind_conv2d(m);
   bind_runtime(m, device);
 }
 

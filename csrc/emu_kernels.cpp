@@ -8,5 +8,6 @@
 #include "kernels/pool.cu"
 #include "kernels/lrn.cu"
 #include "kernels/batchnorm.cu"
+#include "kernels/conv2d.cu"
 #include "kernels/selftest.cu"
 #include "kernels/device.cu"

@@ -3,6 +3,7 @@
 #   1. build minicnn._C_cuda for this GPU's architecture (and _C_emu, _C_cpu), in place
 #   2. run the kernel tests on device "cuda" (against the cpu backend and PyTorch)
 #   3. print per-kernel timings beside PyTorch/cuDNN's for the same shapes, when PyTorch is installed
+#   4. conv2d on every ResNet-50 conv shape (batch 64, 224 px): TFLOP/s of ours and cuDNN's
 #
 #   scripts/gpu_check.sh [--batch 32]        (extra arguments go to benchmarks/bench_kernels.py)
 #
@@ -51,10 +52,14 @@ print('device cuda: usable')" || fail "device cuda"
 step "kernel tests on device cuda"
 MINICNN_KERNEL_DEVICES=cuda timeout 300 "$PYTHON" -m pytest -q -rs -p no:cacheprovider \
   tests/test_kernels_emu.py tests/test_kernels_ops.py tests/test_kernels_errors.py tests/test_kernels_torch.py \
+  tests/test_kernels_conv.py \
   || fail "kernel tests on cuda"
 
 step "timings: minicnn's kernels beside PyTorch's"
 timeout 180 "$PYTHON" benchmarks/bench_kernels.py --device cuda "$@" || fail "benchmark"
+
+step "conv2d on ResNet-50's layer shapes: ours beside cuDNN (FP32, TF32 off)"
+timeout 150 "$PYTHON" benchmarks/bench_conv_gpu.py --batch 64 --repeats 3 || fail "conv benchmark"
 
 step "done"
 if ((failures > 0)); then

@@ -9,7 +9,8 @@
 // Launchers return as soon as the kernels are queued on `stream` (the emulator runs them before
 // returning) and throw std::runtime_error naming the kernel when a launch fails.
 //
-// Letters, used everywhere: N batch, C channels, H x W input, P x Q output, R x S pooling window.
+// Letters, used everywhere: N batch, C channels, H x W input, P x Q output, R x S pooling window or
+// convolution kernel, K output channels, G groups.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +82,39 @@ template <class T>
 void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                          const T* mean, const T* invstd, int64_t N, int C, int64_t HW, bool training,
                          cudaStream_t stream);
+
+// ---- conv2d.cu ------------------------------------------------------------------------------------
+// The geometry of a 2-D convolution, checked and sized by minicnn/backends/_kernel_backend.py:
+// x (N, C, H, W), w (K, C/G, R, S), y (N, K, P, Q); output pixel (p, q) reads input pixels
+// (p*sh - ph + r*dh, q*sw - pw + s*dw). See conv2d.cu for the GEMM each pass is.
+struct Conv2d {
+  int64_t N;      // batch
+  int C, H, W;    // input channels and plane
+  int K, P, Q;    // output channels and plane
+  int R, S;       // kernel
+  int sh, sw;     // stride
+  int ph, pw;     // padding (symmetric)
+  int dh, dw;     // dilation
+  int G;          // groups
+};
+// Throws std::invalid_argument when the geometry is inconsistent or its indices would not fit the
+// kernels' index types or the grid (called by every launcher before launching; no memory touched).
+void conv2d_check(const Conv2d& g);
+// tile: 0 picks by shape, else 32, 64 or 128 (the GEMM block tile edge).
+// version 1: naive, one thread per output; version 2: implicit GEMM (the default).
+template <class T>
+void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int version, int tile,
+                    cudaStream_t stream);
+template <class T>
+void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int tile, cudaStream_t stream);
+// How many slices to split backward weight's reduction over N*P*Q into; splits > 1 needs a
+// workspace of splits * K * C/G * R * S elements.
+int conv2d_backward_weight_splits(const Conv2d& g, int tile);
+template <class T>
+void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int tile,
+                            int splits, cudaStream_t stream);
+template <class T>
+void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ, cudaStream_t stream);
 
 // ---- selftest.cu: kernels that exist to test the error paths -------------------------------------
 // Launches a kernel of `blocks` x `threads`; the thread (trap_block, trap_thread) calls __trap().

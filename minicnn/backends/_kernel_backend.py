@@ -20,7 +20,7 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # The kernel functions every backend module provides (numpy_backend's names); the emu and cuda
-# modules export these from their KernelBackend, plus the conv2d ones (issue 4 brings their kernels).
+# modules export these and the conv2d ones from their KernelBackend.
 KERNELS = (
     "relu_forward", "relu_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -304,8 +304,91 @@ class KernelBackend:
         return self._batch_norm_backward("batch_norm_backward_inference", dout, x, weight, mean, invstd, False)
 
 
-def export(backend, namespace, conv):
-    """Put ``backend``'s kernel functions and ``conv``'s conv2d functions into a module namespace."""
+    # ---- convolution (csrc/kernels/conv2d.cu) -----------------------------------------------------
+    def _conv_geometry(self, op, x_shape, w_shape, stride, padding, dilation, groups):
+        """(geometry tuple of the bindings, (P, Q)), checked before anything is allocated: shapes and
+        groups as in minicnn/ops/conv.py, then by the kernels (index sizes, grid limits)."""
+        N, C, H, W = self._shape4(op, "x shape", x_shape)
+        K, Cg, R, S = self._shape4(op, "weight shape", w_shape)
+        G = int(groups)
+        if G < 1 or K < 1 or Cg < 1 or R < 1 or S < 1 or K % G or Cg * G != C:
+            raise ValueError(f"{op}: input {(N, C, H, W)} and weight {(K, Cg, R, S)} with groups={G} disagree "
+                             f"(need C = weight.shape[1] * groups, K divisible by groups, a non-empty kernel)")
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
+            raise ValueError(f"{op}: stride and dilation must be >= 1 and padding >= 0, got "
+                             f"{stride}, {dilation}, {padding}")
+        P = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1
+        Q = (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
+        if P < 1 or Q < 1:
+            raise ValueError(f"{op}: kernel {(R, S)} with dilation {dilation} is larger than the padded input "
+                             f"{(H + 2 * ph, W + 2 * pw)}")
+        geometry = tuple(int(v) for v in (N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G))
+        self.C.conv2d_check(geometry)  # ValueError: too large for the kernels' indices or grid
+        return geometry, (P, Q)
+
+    def conv2d_forward(self, x, w, b, stride, padding, dilation, groups, *, version=2, tile=0):
+        """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.
+
+        version 1: the naive kernel; 2: implicit GEMM. tile: 0 by shape, else 32, 64, 128."""
+        op = "conv2d_forward"
+        g, (P, Q) = self._conv_geometry(op, x.shape, w.shape, stride, padding, dilation, groups)
+        x = self._array(op, "x", x, ndim=4)
+        w = self._array(op, "weight", w, dtype=x.dtype)
+        b = self._optional(op, "bias", b, x.dtype, (w.shape[0],))
+        y = self._empty((x.shape[0], w.shape[0], P, Q), x.dtype)       # (N, K, P, Q)
+        self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w), self._ptr(b), g,
+                              int(version), int(tile), self._stream())
+        return y
+
+    def conv2d_backward_data(self, dout, w, x_shape, stride, padding, dilation, groups, *, tile=0):
+        """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R, S)."""
+        op = "conv2d_backward_data"
+        g, PQ = self._conv_geometry(op, x_shape, w.shape, stride, padding, dilation, groups)
+        dout = self._array(op, "dout", dout, shape=(g[0], g[4], *PQ))
+        w = self._array(op, "weight", w, dtype=dout.dtype)
+        dx = self._empty(g[:4], dout.dtype)                            # (N, C, H, W)
+        self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(w), g,
+                                    int(tile), self._stream())
+        return dx
+
+    def conv2d_backward_weight(self, dout, x, w_shape, stride, padding, dilation, groups, *, tile=0, splits=None):
+        """dw (K, C/G, R, S) = Σ_{n, p, q} dout ⊗ windows of x, the reduction split in ``splits``
+        slices (None: the kernels' choice) added deterministically."""
+        op = "conv2d_backward_weight"
+        g, PQ = self._conv_geometry(op, x.shape, w_shape, stride, padding, dilation, groups)
+        dout = self._array(op, "dout", dout, shape=(g[0], g[4], *PQ))
+        x = self._array(op, "x", x, dtype=dout.dtype)
+        if splits is None:
+            splits = self.C.conv2d_backward_weight_splits(g, int(tile))
+        dw = self._empty(w_shape, dout.dtype)                          # (K, C/G, R, S)
+        work = self._empty((splits, *w_shape), dout.dtype) if splits > 1 else None  # (splits, K, C/G, R, S)
+        self.C.conv2d_backward_weight(self._dtype_name(dout), self._ptr(dw), self._ptr(work), self._ptr(dout),
+                                      self._ptr(x), g, int(tile), int(splits), self._stream())
+        return dw
+
+    def conv2d_backward_bias(self, dout):
+        """db (K,) = Σ_{n, p, q} dout (N, K, P, Q)."""
+        dout = self._array("conv2d_backward_bias", "dout", dout, ndim=4)
+        N, K, P, Q = dout.shape
+        db = self._empty((K,), dout.dtype)                             # (K,)
+        self.C.conv2d_backward_bias(self._dtype_name(dout), self._ptr(db), self._ptr(dout), N, K, P * Q,
+                                    self._stream())
+        return db
+
+    def conv2d_backward(self, dout, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
+        """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
+        hyper = (stride, padding, dilation, groups)
+        dx = self.conv2d_backward_data(dout, w, x.shape, *hyper) if needs[0] else None
+        dw = self.conv2d_backward_weight(dout, x, w.shape, *hyper) if needs[1] else None
+        db = self.conv2d_backward_bias(dout) if needs[2] else None
+        return dx, dw, db
+
+
+def export(backend, namespace, conv=None):
+    """Put ``backend``'s kernel functions and the conv2d functions of ``conv`` (default: the backend's
+    own kernels) into a module namespace."""
+    conv = backend if conv is None else conv
     for name in KERNELS:
         namespace[name] = getattr(backend, name)
     for name in CONV_KERNELS:

@@ -1,4 +1,6 @@
-"""TEMPORARY conv2d for the "cuda" device, until issue 4 brings our conv2d CUDA kernels.
+"""TEMPORARY conv2d for the "cuda" device, no longer used: since issue 4 "cuda" runs our conv2d CUDA
+kernels (csrc/kernels/conv2d.cu). Kept only until those are checked on a GPU, then to be deleted
+(with tests/test_xp_conv.py).
 
 The explicit-GEMM algorithm of the cpu backend (minicnn/backends/_np_conv.py: im2col, one batched
 matrix product per group, col2im for the data gradient), written against the array module of its

@@ -3,8 +3,7 @@ CuPy arrays.
 
 Kernels get the arrays' device pointers and CuPy's current stream (``cupy.cuda.get_current_stream``),
 so they queue in order with CuPy's own work; outputs come from CuPy's memory pool. Generic array work
-(add, matmul, cat, softmax) is CuPy's. conv2d has no CUDA kernel of ours yet: until issue 4 it is the
-TEMPORARY CuPy im2col + GEMM of ``_xp_conv``.
+(add, matmul, cat, softmax) is CuPy's; conv2d is our implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
 Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
 :func:`unavailable_reason` says which, and ``get_backend("cuda")`` raises with that reason.
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _xp_conv
 from ._kernel_backend import KernelBackend, export
 
 name = "cuda"
@@ -84,4 +82,4 @@ if _unavailable is None:
     xp = _cupy
     _kernels = KernelBackend(name, _cupy, _C, pointer=lambda a: a.data.ptr,
                              stream=lambda: _cupy.cuda.get_current_stream().ptr)
-    export(_kernels, globals(), conv=_xp_conv)
+    export(_kernels, globals())

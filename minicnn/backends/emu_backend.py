@@ -6,8 +6,9 @@ can run, test and step through the real kernels, and CI executes every one of th
 arrays; pointers are their data addresses; launches are synchronous, so there is no stream (0).
 A fault inside a kernel raises RuntimeError "kernel <name>: block (x,y,z) thread (x,y,z): <what>".
 
-Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu". conv2d has no CUDA
-kernel yet (issue 4), so "emu" uses the cpu backend's im2col + GEMM for it until then.
+Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu"; conv2d is our implicit-GEMM
+kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so convolutions on "emu"
+are slow: keep them small.
 
 ``MINICNN_EMU_EXTENSION=/path/to/_C_emu….so`` loads the kernels from that file instead (CI uses it
 for a copy built with AddressSanitizer, see .ci/run).
@@ -20,7 +21,6 @@ import os
 
 import numpy as np
 
-from . import numpy_backend as _cpu
 from ._kernel_backend import KernelBackend, export
 
 xp = np
@@ -69,4 +69,4 @@ def synchronize():
 
 if _C is not None:
     _kernels = KernelBackend(name, np, _C, pointer=lambda a: a.ctypes.data, stream=lambda: 0)
-    export(_kernels, globals(), conv=_cpu)
+    export(_kernels, globals())
