@@ -1,21 +1,45 @@
 """Forward+backward time of representative CNN layers on the CPU, beside PyTorch's when installed.
 
     python benchmarks/bench_ops.py [--batch 8] [--repeats 5] [--threads N] [--dtype float32]
+    python benchmarks/bench_ops.py --model-convs [resnet18 …] [--batch 16] [--size 64]
 
-minicnn and PyTorch run in this one process with the same thread count, alternating, and the
-median of ``--repeats`` timed runs (after one warm-up) is reported. Speed is never asserted.
+minicnn and PyTorch run in this one process with the same thread count, alternating run by run,
+and the median of ``--repeats`` timed runs (after one warm-up) is reported with the ratio
+minicnn/PyTorch. ``--model-convs`` times every distinct conv layer shape of the benchmark models
+(bench_models.py's list, at its batch and input size) instead, and ends with the largest ratio and
+the time-weighted one. Speed is never asserted.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import sys
 import time
 
-import numpy as np
+# --clock cpu measures the process's CPU time instead of wall time: with one thread on a shared,
+# loaded machine it leaves out the time other processes hold the core (not their cache traffic).
+CLOCK = time.perf_counter
 
-import minicnn
-import minicnn.functional as F
+
+def _early_threads():
+    """--threads must reach OpenBLAS (NumPy's GEMM) before NumPy is imported."""
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return None
+
+
+if _early_threads():  # NumPy's OpenBLAS and any OpenMP runtime read these when they load
+    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINICNN_NUM_THREADS"):
+        os.environ[_name] = _early_threads()
+
+import numpy as np  # noqa: E402
+
+import minicnn  # noqa: E402
+import minicnn.functional as F  # noqa: E402
 
 try:
     import torch
@@ -46,14 +70,54 @@ def layers(n):
     ]
 
 
-def _median_time(step, repeats):
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _median_times(steps, repeats):
+    """Median seconds of each step, run alternately ``repeats`` times after one warm-up each."""
+    for step in steps:
         step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in steps]
+    for _ in range(repeats):
+        for step, ts in zip(steps, times):
+            start = CLOCK()
+            step()
+            ts.append(CLOCK() - start)
+    return [statistics.median(ts) for ts in times]
+
+
+def model_conv_layers(names, n, side):
+    """(name, input shape, parameter shapes, op) for every distinct conv of the models, with the
+    number of times it occurs; traced from one forward pass of each minicnn model."""
+    import minicnn.models as models
+    from minicnn.autograd import trace_ops
+    from minicnn.ops.conv import Conv2d
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_models import MODELS, _input_side
+
+    seen = {}
+
+    def hook(fn, args, kwargs, out):
+        if fn is Conv2d:
+            x, w, b, stride, padding, dilation, groups, extra = args
+            key = (x.shape, w.shape, b is not None, stride, padding, dilation, groups)
+            seen.setdefault(key, [0, set()])
+            seen[key][0] += 1
+            seen[key][1].add(current)
+
+    for current in names:
+        kwargs, _ = MODELS[current]
+        model = models.get_model(current, num_classes=1000, **kwargs)
+        model.eval()
+        x = minicnn.zeros(n, 3, _input_side(current, side), _input_side(current, side))
+        with minicnn.no_grad(), trace_ops(hook):
+            model(x)
+    rows = []
+    for (xs, ws, bias, stride, padding, dilation, groups), (count, where) in seen.items():
+        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        label = (f"{ws[2]}x{ws[3]}/{stride[0]} {xs[1]}->{ws[0]} @{xs[2]}"
+                 + (f" g{groups}" if groups > 1 else "") + f" x{count} {','.join(sorted(where))}")
+        pshapes = [ws] + ([(ws[0],)] if bias else [])
+        rows.append((label, xs, pshapes,
+                     (lambda kw: lambda f, x, w, b=None: f.conv2d(x, w, b, **kw))(kw), count))
+    return rows
 
 
 def _minicnn_step(op, arrays):
@@ -88,27 +152,56 @@ def _torch_step(op, arrays):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None, help="default 8, 16 with --model-convs")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--model-convs", nargs="*", metavar="MODEL",
+                        help="time every distinct conv shape of these models (default: all six)")
+    parser.add_argument("--size", type=int, default=64, help="input side for --model-convs")
+    parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: process CPU time (steadier with --threads 1 on a busy machine)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    use_torch = torch is not None and not args.no_torch
     if torch is not None:
         torch.set_num_threads(args.threads)
+    from minicnn.backends import numpy_backend
+    if hasattr(numpy_backend, "set_num_threads"):  # the C++ helpers' thread pool
+        numpy_backend.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"forward+backward, batch {args.batch}, {args.dtype}, {args.threads} threads, "
-          f"median of {args.repeats}; PyTorch {'%s' % torch.__version__ if torch else 'not installed'}")
-    header = f"{'layer':<32}{'minicnn ms':>12}{'torch ms':>10}{'ratio':>8}"
+    if args.model_convs is not None:
+        from bench_models import MODELS
+        names = args.model_convs or list(MODELS)
+        batch = args.batch or 16
+        rows = model_conv_layers(names, batch, args.size)
+    else:
+        batch = args.batch or 8
+        rows = [row + (1,) for row in layers(batch)]
+    print(f"forward+backward, batch {batch}, {args.dtype}, {args.threads} threads, "
+          f"median of {args.repeats}, {args.clock} clock; PyTorch {torch.__version__ if use_torch else 'not used'}")
+    width = max(32, max(len(r[0]) for r in rows) + 2)
+    header = f"{'layer':<{width}}{'minicnn ms':>12}" + (f"{'torch ms':>10}{'ratio':>8}" if use_torch else "")
     print(header)
     print("-" * len(header))
-    for name, xshape, pshapes, op in layers(args.batch):
+    totals, worst = [0.0, 0.0], (0.0, "")
+    for name, xshape, pshapes, op, count in rows:
         arrays = [rng.standard_normal(s).astype(args.dtype) for s in [xshape] + pshapes]
-        ours = _median_time(_minicnn_step(op, arrays), args.repeats)
-        row = f"{name:<32}{ours * 1e3:>12.1f}"
-        if torch is not None:
-            theirs = _median_time(_torch_step(op, arrays), args.repeats)
-            row += f"{theirs * 1e3:>10.1f}{ours / theirs:>8.2f}"
+        steps = [_minicnn_step(op, arrays)] + ([_torch_step(op, arrays)] if use_torch else [])
+        times = _median_times(steps, args.repeats)
+        row = f"{name:<{width}}{times[0] * 1e3:>12.2f}"
+        if use_torch:
+            ratio = times[0] / times[1]
+            row += f"{times[1] * 1e3:>10.2f}{ratio:>8.2f}"
+            totals[0] += count * times[0]
+            totals[1] += count * times[1]
+            worst = max(worst, (ratio, name))
         print(row, flush=True)
+    if use_torch and args.model_convs is not None:
+        print(f"largest ratio {worst[0]:.2f} ({worst[1]}); all layers weighted by their count: "
+              f"minicnn {totals[0]:.3f} s, torch {totals[1]:.3f} s, ratio {totals[0] / totals[1]:.2f}")
 
 
 if __name__ == "__main__":

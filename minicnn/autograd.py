@@ -22,6 +22,7 @@ connections and DenseNet's concatenations are right.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -159,17 +160,89 @@ def _topological_order(root):
     return reversed(order)
 
 
+def _refcount(a):
+    return sys.getrefcount(a)
+
+
+def _counts(a):
+    """(references to array a, references to its memory owner a.base or None)."""
+    base = a.base
+    return _refcount(a), (None if base is None else _refcount(base))
+
+
+def _calibrate():
+    """What _counts reports when the caller's local variable is the only other reference: to a
+    fresh array, and to the memory owner of a view (held by the view alone). Measured through
+    the very call the engine makes, so it stays right on interpreters that count references on
+    the stack differently.
+    """
+    a = np.empty(4)
+    sole, _ = _counts(a)
+    v = a.reshape(2, 2)
+    del a
+    _, sole_base = _counts(v)
+    return sole, sole_base
+
+
+_SOLE_REFERENCE, _SOLE_BASE_REFERENCE = _calibrate()
+
+
+def _is_fresh(n_refs, n_base_refs, a):
+    """Whether array ``a`` (with the counts _counts gave) can be reached only through the
+    engine's local variable: a fresh result, or a view of one (an op's backward reshaped it)."""
+    if n_refs > _SOLE_REFERENCE or not getattr(a.flags, "writeable", True):
+        return False
+    if a.base is None:
+        return True
+    plain_owner = getattr(a.base, "base", 0) is None and hasattr(a.base, "flags")
+    return plain_owner and n_base_refs <= _SOLE_BASE_REFERENCE
+
+
+def _add_grad(grads, owned, key, ig, ig_is_ours):
+    """grads[key] += ig without aliasing bugs.
+
+    ``owned`` holds the keys whose array only the engine holds (a sum it allocated, or a fresh
+    array a backward returned and nobody else references): those are updated in place. Any other
+    array may be shared — Add hands the same dout to both inputs, Cat hands out views of it, a
+    user's grad may be in there — and is never written to: the first sum allocates a new one.
+    """
+    cur = grads.get(key)
+    if cur is None:
+        grads[key] = ig
+        if ig_is_ours:
+            owned.add(key)
+        return
+    same_dtype = cur.dtype == ig.dtype
+    if key in owned and same_dtype:
+        cur += ig
+    elif ig_is_ours and same_dtype:
+        ig += cur
+        grads[key] = ig
+        owned.add(key)
+    else:
+        grads[key] = cur + ig
+        owned.add(key)
+
+
 def backward(root, grad, retain_graph=False):
-    """Propagate ``grad`` (an array shaped like root) from ``root`` to every leaf that needs it."""
+    """Propagate ``grad`` (an array shaped like root) from ``root`` to every leaf that needs it.
+
+    Gradients of a tensor used several times are summed in place where that is safe (see
+    _add_grad), and a fresh gradient array reaches a leaf's ``.grad`` without a copy.
+    """
     grads = {id(root): grad}
+    owned = set()
     for t in _topological_order(root):
-        g = grads.pop(id(t), None)
+        key = id(t)
+        g = grads.pop(key, None)
         if g is None:
             continue
+        g_is_ours = key in owned
+        owned.discard(key)
         node = t._node
         if node is None:  # a leaf: accumulate into .grad
             if t.requires_grad:
-                t._accumulate_grad(g)
+                t._accumulate_grad(g, owned=g_is_ours)
             continue
         if node.ctx is None:
             raise RuntimeError(
@@ -178,11 +251,11 @@ def backward(root, grad, retain_graph=False):
         if t._retains_grad:
             t._accumulate_grad(g)
         in_grads = node.fn.backward(node.ctx, g)
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
+        in_grads = list(in_grads) if isinstance(in_grads, (tuple, list)) else [in_grads]
         if len(in_grads) < len(node.inputs):
-            in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
-        for inp, ig in zip(node.inputs, in_grads):
+            in_grads += [None] * (len(node.inputs) - len(in_grads))
+        for i, inp in enumerate(node.inputs):
+            ig, in_grads[i] = in_grads[i], None  # ig is now our only reference, if it is fresh
             if inp is None or ig is None:
                 continue
             if isinstance(ig, np.generic):
@@ -191,11 +264,10 @@ def backward(root, grad, retain_graph=False):
                 raise RuntimeError(
                     f"{node.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
                     f"for an input of shape {inp.shape}")
-            key = id(inp)
-            if key in grads:
-                grads[key] = grads[key] + ig
-            else:
-                grads[key] = ig
+            # Fresh = owns its memory and nothing else refers to it (not dout, not a saved array,
+            # not another input's gradient); with retain_graph the context may hand it out again.
+            fresh = not retain_graph and _is_fresh(*_counts(ig), ig)
+            _add_grad(grads, owned, id(inp), ig, fresh)
+            del ig
         if not retain_graph:
             node.ctx = None
-

@@ -256,9 +256,12 @@ class Tensor:
             g = g.astype(self.dtype, copy=False)
         autograd.backward(self, g, retain_graph=retain_graph)
 
-    def _accumulate_grad(self, g):
+    def _accumulate_grad(self, g, owned=False):
+        """.grad += g. ``owned``: the engine holds the only reference to g, so a first gradient
+        is taken as it is instead of copied (another holder of g must never see .grad change)."""
         if self.grad is None:
-            self.grad = Tensor(g.astype(self.dtype, copy=True), self.device)
+            data = g if owned and g.dtype == self.dtype else g.astype(self.dtype, copy=True)
+            self.grad = Tensor(data, self.device)
         else:
             self.grad._data += g
 

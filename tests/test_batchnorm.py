@@ -257,3 +257,33 @@ def test_matches_torch_over_three_steps(shape, training):
     assert_close(B.grad, TB.grad.numpy())
     assert_close(RM, TRM.numpy())
     assert_close(RV, TRV.numpy())
+
+
+# ---- the C++ kernels (csrc/cpu/batchnorm.h) against the NumPy versions of the backend ------------
+from minicnn.backends import _np_norm  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 7), (2, 1, 1, 1), (1, 5, 3, 1)])
+def test_cpp_kernels_match_numpy_reference(shape, affine, dtype):
+    if _np_norm._C is None:
+        pytest.skip("minicnn._C_cpu is not built")
+    x, rm, rv, w, b = _make(shape, 11, dtype)
+    w, b = (w, b) if affine else (None, None)
+    dout = np.random.default_rng(12).standard_normal(shape).astype(dtype)
+    rm2, rv2, rm3, rv3 = rm.copy(), rv.copy(), rm.copy(), rv.copy()
+    got = _np_norm.batch_norm_forward_training(x, w, b, rm2, rv2, 0.3, 1e-3)
+    ref = _np_norm.batch_norm_forward_training_reference(x, w, b, rm3, rv3, 0.3, 1e-3)
+    for a, e in zip(got + (rm2, rv2), ref + (rm3, rv3)):
+        assert_close(a, e, dtype)
+    for kernel in ("batch_norm_backward_training", "batch_norm_backward_inference"):
+        got_b = getattr(_np_norm, kernel)(dout, x, w, got[1], got[2])
+        ref_b = getattr(_np_norm, kernel + "_reference")(dout, x, w, ref[1], ref[2])
+        for a, e in zip(got_b, ref_b):
+            assert_close(a, e, dtype, rtol=1e-4 if dtype == np.float32 else None,
+                         atol=1e-4 if dtype == np.float32 else None)
+    got_i = _np_norm.batch_norm_forward_inference(x, w, b, rm, rv, 1e-3)
+    ref_i = _np_norm.batch_norm_forward_inference_reference(x, w, b, rm, rv, 1e-3)
+    for a, e in zip(got_i, ref_i):
+        assert_close(a, e, dtype)

@@ -306,3 +306,23 @@ def test_matches_torch(x_shape, w_shape, stride, padding, dilation, groups, dtyp
     y.backward(torch.tensor(dout))
     for g, e in zip(got, (y, xt.grad, wt.grad, bt.grad)):
         assert_close(g, e.detach().numpy(), dtype=dtype)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
+    ((2, 6, 7, 8), (4, 6, 3, 3), (1, 1), (1, 1), 1),      # K < C, "same"
+    ((2, 4, 9, 9), (4, 2, 3, 2), (2, 1), (2, 1), 2),      # grouped, dilated, uneven padding
+    ((3, 8, 5, 5), (2, 8, 5, 5), (0, 2), (1, 1), 1)])     # 5x5, no padding on one axis
+def test_data_gradient_as_convolution_matches_col2im(monkeypatch, x_shape, w_shape, padding,
+                                                      dilation, groups):
+    """backward-data by the convolution of dout (stride 1, K <= C) equals col2im(w^T @ dout)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    y = _np_conv.conv2d_forward(x, w, None, (1, 1), padding, dilation, groups)
+    dout = rng.standard_normal(y.shape)
+    assert _np_conv._data_grad_as_conv(w_shape[0], x_shape[1], *w_shape[2:], (1, 1), padding,
+                                       dilation, dout.size // w_shape[0]) is not None
+    as_conv = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
+    monkeypatch.setattr(_np_conv, "_data_grad_as_conv", lambda *args: None)
+    with_col2im = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
+    assert_close(as_conv, with_col2im)

@@ -133,3 +133,100 @@ def test_cpp_errors():
         _C.im2col_f32(np.zeros((3, 3), np.float32), 1, 1, 1, 1, 0, 0, 1, 1)
     with pytest.raises(ValueError, match="cols must be"):
         _C.col2im_f32(np.zeros((1, 9, 2), np.float32), 1, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1)
+
+
+# ---- the folded layout (C*R*S, N*P*Q) used by conv2d, and writing into given arrays ---------------
+def folded_reference(x, R, S, stride, padding, dilation):
+    """(C*R*S, N*P*Q): the per-image columns with the batch moved next to P*Q."""
+    cols = im2col_reference(x, R, S, stride, padding, dilation)        # (N, C*R*S, P*Q)
+    return np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(cols.shape[1], -1)
+
+
+@given(geometries(), st.sampled_from([np.float32, np.float64]))
+def test_hypothesis_folded_layout_matches_reference(geometry, dtype):
+    N, C, H, W, R, S, stride, padding, dilation = geometry
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    cols = _np_conv.im2col_folded(x, R, S, stride, padding, dilation)
+    assert np.array_equal(cols, folded_reference(x, R, S, stride, padding, dilation))
+    c = rng.standard_normal(cols.shape).astype(dtype)
+    back = _np_conv.col2im_folded(c, x.shape, R, S, stride, padding, dilation)
+    per_image = np.ascontiguousarray(c.reshape(c.shape[0], N, -1).transpose(1, 0, 2))
+    assert np.array_equal(back, col2im_reference(per_image, x.shape, R, S, stride, padding, dilation))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_folded_numpy_fallback_is_the_same(monkeypatch, case):
+    N, C, H, W, R, S, stride, padding, dilation = case
+    x = np.random.default_rng(6).standard_normal((N, C, H, W)).astype(np.float32)
+    cols = _np_conv.im2col_folded(x, R, S, stride, padding, dilation)
+    back = _np_conv.col2im_folded(cols, x.shape, R, S, stride, padding, dilation)
+    monkeypatch.setattr(_np_conv, "_C", None)
+    assert np.array_equal(_np_conv.im2col_folded(x, R, S, stride, padding, dilation), cols)
+    assert np.array_equal(_np_conv.col2im_folded(cols, x.shape, R, S, stride, padding, dilation), back)
+
+
+def test_out_arrays_are_written_in_place_and_checked():
+    x = np.random.default_rng(7).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    geo = (3, 2, (1, 2), (1, 0), (1, 1))
+    expect = folded_reference(x, *geo)
+    out = np.full(expect.shape, np.nan, np.float32)
+    assert _C.im2col_folded_f32(x, 3, 2, 1, 2, 1, 0, 1, 1, out=out) is out
+    assert np.array_equal(out, expect)
+    dx = np.full(x.shape, np.nan, np.float32)
+    _C.col2im_folded_f32(expect, *x.shape, 3, 2, 1, 2, 1, 0, 1, 1, out=dx)
+    assert np.array_equal(dx, _np_conv.col2im_folded(expect, x.shape, *geo))
+    for bad in (np.empty(expect.shape, np.float64), np.empty(expect.shape[::-1], np.float32).T,
+                np.empty((expect.shape[0], expect.shape[1] + 1), np.float32)):
+        with pytest.raises(ValueError, match="out must be"):
+            _C.im2col_folded_f32(x, 3, 2, 1, 2, 1, 0, 1, 1, out=bad)
+    with pytest.raises(ValueError, match="cols must be"):
+        _C.col2im_folded_f32(np.zeros((3, 4), np.float32), *x.shape, 3, 2, 1, 2, 1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_moves_transpose_and_channel_sums(dtype):
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((3, 5, 7)).astype(dtype)                           # (N, K, L)
+    folded = _np_conv.unfold_batch(a)
+    assert np.array_equal(folded, a.transpose(1, 0, 2).reshape(5, 21))
+    bias = rng.standard_normal(5).astype(dtype)
+    assert np.array_equal(_np_conv.fold_batch(folded, 3), a)
+    np.testing.assert_allclose(_np_conv.fold_batch(folded, 3, bias), a + bias[:, None], rtol=1e-6)
+    assert np.array_equal(_np_conv.transpose(a), a.transpose(0, 2, 1))
+    big = rng.standard_normal((2, 70, 45)).astype(dtype)                       # tiles and edges
+    assert np.array_equal(_np_conv.transpose(big), big.transpose(0, 2, 1))
+    np.testing.assert_allclose(_np_conv.conv2d_backward_bias(a[..., None]), a.sum(axis=(0, 2)),
+                               rtol=1e-5)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    x = np.random.default_rng(9).standard_normal((4, 16, 9, 9)).astype(np.float32)
+    before = _C.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            _C.set_num_threads(threads)
+            cols = _np_conv.im2col_folded(x, 3, 3, (1, 1), (1, 1), (1, 1))
+            results.append((cols, _np_conv.col2im_folded(cols, x.shape, 3, 3, (1, 1), (1, 1), (1, 1))))
+        for cols, back in results[1:]:
+            assert np.array_equal(cols, results[0][0]) and np.array_equal(back, results[0][1])
+    finally:
+        _C.set_num_threads(before)
+
+
+def test_thread_pool_works_in_a_forked_child():
+    import os
+    x = np.random.default_rng(10).standard_normal((4, 8, 9, 9)).astype(np.float32)
+    before = _C.get_num_threads()
+    _C.set_num_threads(2)
+    try:
+        expect = _np_conv.im2col_folded(x, 3, 3, (1, 1), (1, 1), (1, 1))  # parent's workers start
+        pid = os.fork()
+        if pid == 0:  # the child has no workers of its own until it needs them
+            ok = np.array_equal(_np_conv.im2col_folded(x, 3, 3, (1, 1), (1, 1), (1, 1)), expect)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        _C.set_num_threads(before)

@@ -1,17 +1,19 @@
-// See im2col.h for the index mapping. Parallel over (n, c) planes with OpenMP: each plane of x
-// and its C R S rows of cols belong to one iteration, so col2im's accumulation has no races.
+// See im2col.h for the index mapping and the two layouts. One task = one (n, c) plane of x and
+// its R*S rows of columns (P*Q values each, `row_stride` apart).
 #include "im2col.h"
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#include "parallel.h"
 
 namespace minicnn {
 namespace cpu {
 
-// Range of output positions p whose input row p*stride - pad + r*dil lies inside [0, H).
+// Range of output positions p whose input row p*stride + offset lies inside [0, H).
 static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_t P,
                                int64_t* lo, int64_t* hi) {
-    // need 0 <= p*stride + offset < H
     int64_t l = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
     int64_t h = (H - offset + stride - 1) / stride;  // first p with p*stride + offset >= H
     if (H - offset <= 0) h = 0;
@@ -19,60 +21,56 @@ static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_
     *hi = std::max(std::min(h, P), *lo);
 }
 
+// The R*S column rows of one input plane (H, W); row (r, s) starts at rows + (r S + s) row_stride.
+// Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
+// where a library call per run costs more than the copy; the compiler vectorises the loops.
 template <typename T>
-void im2col(const T* x, T* cols, const ConvGeometry& g) {
-    const int64_t NC = g.N * g.C, RS = g.R * g.S, PQ = g.P * g.Q, HW = g.H * g.W;
-#pragma omp parallel for schedule(static)
-    for (int64_t nc = 0; nc < NC; ++nc) {
-        const T* plane = x + nc * HW;                   // (H, W)
-        T* rows = cols + nc * RS * PQ;                  // (R*S, P*Q) rows of this channel
-        for (int64_t r = 0; r < g.R; ++r) {
-            const int64_t hoff = r * g.dh - g.ph;
-            int64_t p_lo, p_hi;
-            valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
-            for (int64_t s = 0; s < g.S; ++s) {
-                const int64_t woff = s * g.dw - g.pw;
-                int64_t q_lo, q_hi;
-                valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
-                T* row = rows + (r * g.S + s) * PQ;    // (P, Q)
-                std::fill(row, row + p_lo * g.Q, T(0));
-                for (int64_t p = p_lo; p < p_hi; ++p) {
-                    T* out = row + p * g.Q;
-                    const T* in = plane + (p * g.sh + hoff) * g.W;  // input row, inside the plane
-                    std::fill(out, out + q_lo, T(0));
-                    if (g.sw == 1) {
-                        std::memcpy(out + q_lo, in + q_lo + woff, sizeof(T) * (q_hi - q_lo));
-                    } else {
-                        for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw + woff];
-                    }
-                    std::fill(out + q_hi, out + g.Q, T(0));
+static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const ConvGeometry& g) {
+    for (int64_t r = 0; r < g.R; ++r) {
+        const int64_t hoff = r * g.dh - g.ph;
+        int64_t p_lo, p_hi;
+        valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
+        for (int64_t s = 0; s < g.S; ++s) {
+            const int64_t woff = s * g.dw - g.pw;
+            int64_t q_lo, q_hi;
+            valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
+            T* row = rows + (r * g.S + s) * row_stride;  // (P, Q)
+            for (int64_t i = 0; i < p_lo * g.Q; ++i) row[i] = T(0);
+            for (int64_t p = p_lo; p < p_hi; ++p) {
+                T* out = row + p * g.Q;
+                const T* in = plane + (p * g.sh + hoff) * g.W + woff;  // input row, inside the plane
+                for (int64_t q = 0; q < q_lo; ++q) out[q] = T(0);
+                if (g.sw == 1) {
+                    for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q];
+                } else {
+                    for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw];
                 }
-                std::fill(row + p_hi * g.Q, row + PQ, T(0));
+                for (int64_t q = q_hi; q < g.Q; ++q) out[q] = T(0);
             }
+            for (int64_t i = p_hi * g.Q; i < g.P * g.Q; ++i) row[i] = T(0);
         }
     }
 }
 
+// plane (H, W) = Σ over the R*S rows scattered back (overwrites the plane).
 template <typename T>
-void col2im(const T* cols, T* x, const ConvGeometry& g) {
-    const int64_t NC = g.N * g.C, RS = g.R * g.S, PQ = g.P * g.Q, HW = g.H * g.W;
-#pragma omp parallel for schedule(static)
-    for (int64_t nc = 0; nc < NC; ++nc) {
-        T* plane = x + nc * HW;
-        const T* rows = cols + nc * RS * PQ;
-        std::fill(plane, plane + HW, T(0));
-        for (int64_t r = 0; r < g.R; ++r) {
-            const int64_t hoff = r * g.dh - g.ph;
-            int64_t p_lo, p_hi;
-            valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
-            for (int64_t s = 0; s < g.S; ++s) {
-                const int64_t woff = s * g.dw - g.pw;
-                int64_t q_lo, q_hi;
-                valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
-                const T* row = rows + (r * g.S + s) * PQ;
-                for (int64_t p = p_lo; p < p_hi; ++p) {
-                    const T* in = row + p * g.Q;
-                    T* out = plane + (p * g.sh + hoff) * g.W;     // image row, inside the plane
+static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const ConvGeometry& g) {
+    std::fill(plane, plane + g.H * g.W, T(0));
+    for (int64_t r = 0; r < g.R; ++r) {
+        const int64_t hoff = r * g.dh - g.ph;
+        int64_t p_lo, p_hi;
+        valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
+        for (int64_t s = 0; s < g.S; ++s) {
+            const int64_t woff = s * g.dw - g.pw;
+            int64_t q_lo, q_hi;
+            valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
+            const T* row = rows + (r * g.S + s) * row_stride;
+            for (int64_t p = p_lo; p < p_hi; ++p) {
+                const T* in = row + p * g.Q;
+                T* out = plane + (p * g.sh + hoff) * g.W;  // image row, inside the plane
+                if (g.sw == 1) {
+                    for (int64_t q = q_lo; q < q_hi; ++q) out[q + woff] += in[q];
+                } else {
                     for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw + woff] += in[q];
                 }
             }
@@ -80,10 +78,92 @@ void col2im(const T* cols, T* x, const ConvGeometry& g) {
     }
 }
 
-template void im2col<float>(const float*, float*, const ConvGeometry&);
-template void im2col<double>(const double*, double*, const ConvGeometry&);
-template void col2im<float>(const float*, float*, const ConvGeometry&);
-template void col2im<double>(const double*, double*, const ConvGeometry&);
+// Where the rows of plane (n, c) start, and how far apart they are, in either layout.
+static inline void rows_of(const ConvGeometry& g, bool folded, int64_t n, int64_t c,
+                           int64_t* offset, int64_t* row_stride) {
+    const int64_t RS = g.R * g.S, PQ = g.P * g.Q;
+    if (folded) {  // (C*R*S, N*P*Q)
+        *offset = c * RS * g.N * PQ + n * PQ;
+        *row_stride = g.N * PQ;
+    } else {       // (N, C*R*S, P*Q)
+        *offset = (n * g.C + c) * RS * PQ;
+        *row_stride = PQ;
+    }
+}
+
+// Tasks of about 64 KiB of column values: small planes are grouped, so the pool's overhead stays
+// small next to the copying.
+static inline int64_t plane_grain(const ConvGeometry& g) {
+    return std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, g.R * g.S * g.P * g.Q));
+}
+
+// Stride-1 columns from a zero-padded copy of the plane: every row of every (r, s) is then one
+// contiguous run of Q values, copied with a length known at compile time for the common map
+// widths (a run of 2-16 values costs less than the bounds logic and library call per run above).
+template <typename T, int64_t kQ>
+static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64_t Q) {
+    const int64_t q = kQ > 0 ? kQ : Q;
+    for (int64_t p = 0; p < P; ++p) std::memcpy(dst + p * q, src + p * src_stride, sizeof(T) * q);
+}
+
+template <typename T>
+static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row_stride,
+                                 const ConvGeometry& g) {
+    const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
+    for (int64_t h = 0; h < g.H; ++h)
+        std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
+    auto copy = copy_runs<T, 0>;
+    switch (g.Q) {
+        case 2: copy = copy_runs<T, 2>; break;
+        case 4: copy = copy_runs<T, 4>; break;
+        case 7: copy = copy_runs<T, 7>; break;
+        case 8: copy = copy_runs<T, 8>; break;
+        case 14: copy = copy_runs<T, 14>; break;
+        case 16: copy = copy_runs<T, 16>; break;
+        case 28: copy = copy_runs<T, 28>; break;
+        case 32: copy = copy_runs<T, 32>; break;
+        default: break;
+    }
+    for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s)
+            copy(padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride,
+                 g.P, g.Q);
+}
+
+template <typename T>
+void im2col(const T* x, T* cols, const ConvGeometry& g, bool folded) {
+    const int64_t HW = g.H * g.W;
+    const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
+    const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
+    parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
+        std::vector<T> padded(padded_runs ? padded_size : 0, T(0));  // the border stays zero
+        for (int64_t nc = begin; nc < end; ++nc) {
+            int64_t offset, row_stride;
+            rows_of(g, folded, nc / g.C, nc % g.C, &offset, &row_stride);
+            if (padded_runs)
+                im2col_plane_stride1(x + nc * HW, padded.data(), cols + offset, row_stride, g);
+            else
+                im2col_plane(x + nc * HW, cols + offset, row_stride, g);
+        }
+    });
+}
+
+template <typename T>
+void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
+    const int64_t HW = g.H * g.W;
+    parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
+        for (int64_t nc = begin; nc < end; ++nc) {
+            int64_t offset, row_stride;
+            rows_of(g, folded, nc / g.C, nc % g.C, &offset, &row_stride);
+            col2im_plane(cols + offset, row_stride, x + nc * HW, g);
+        }
+    });
+}
+
+template void im2col<float>(const float*, float*, const ConvGeometry&, bool);
+template void im2col<double>(const double*, double*, const ConvGeometry&, bool);
+template void col2im<float>(const float*, float*, const ConvGeometry&, bool);
+template void col2im<double>(const double*, double*, const ConvGeometry&, bool);
 
 }  // namespace cpu
 }  // namespace minicnn

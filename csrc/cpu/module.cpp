@@ -1,71 +1,470 @@
 // minicnn._C_cpu: C++ helpers for the "cpu" device where NumPy alone is slow.
-// The Python side (minicnn/backends/numpy_backend.py) checks shapes and dtypes before calling;
-// these functions check again and raise ValueError rather than read out of bounds.
+// The Python side (minicnn/backends/_np_*.py) checks shapes and dtypes before calling; these
+// functions check again and raise ValueError rather than read out of bounds. Every kernel exists
+// as <name>_f32 and <name>_f64 and runs without the GIL on the thread pool of parallel.h.
+//
+// Files: parallel.h (the thread pool), im2col.h/.cpp (conv columns), layout.h (batch moves,
+// transposes, channel sums), blas.h (GEMM through NumPy's BLAS on the pool), relu.h, batchnorm.h,
+// pool.h. Everything but im2col.cpp is header-only, so setup.py's two sources (module.cpp,
+// im2col.cpp) build the whole module. No OpenMP: see parallel.h for why.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
 #include <string>
 
+#include "batchnorm.h"
+#include "blas.h"
 #include "im2col.h"
+#include "layout.h"
+#include "parallel.h"
+#include "pool.h"
+#include "relu.h"
 
 namespace py = pybind11;
 using minicnn::cpu::ConvGeometry;
+using minicnn::cpu::PoolGeometry;
 
 template <typename T>
 using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using Index = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
+static void require(bool ok, const std::string& message) {
+    if (!ok) throw py::value_error(message);
+}
+
+// The array to write into: ``out`` when given (it must be a C-contiguous, writeable array of T
+// with exactly ``shape``: results are never written into a silent copy), else a new one.
+template <typename T>
+static py::array_t<T> output(const py::object& out, const std::vector<py::ssize_t>& shape,
+                             const char* what) {
+    if (out.is_none()) return py::array_t<T>(shape);
+    require(py::isinstance<py::array>(out), std::string(what) + ": out must be a NumPy array");
+    py::array a = py::reinterpret_borrow<py::array>(out);
+    bool same = a.dtype().is(py::dtype::of<T>()) && a.ndim() == static_cast<py::ssize_t>(shape.size()) &&
+                (a.flags() & py::array::c_style) && a.writeable();
+    for (size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];
+    require(same, std::string(what) + ": out must be a writeable C-contiguous array of the result's "
+                                      "dtype and shape");
+    return py::reinterpret_borrow<py::array_t<T>>(out);
+}
+
+// ---- im2col / col2im ----------------------------------------------------------------------------
 static ConvGeometry make_geometry(const py::array& x4, int64_t R, int64_t S, int64_t sh, int64_t sw,
                                   int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
     ConvGeometry g{x4.shape(0), x4.shape(1), x4.shape(2), x4.shape(3), R, S, sh, sw, ph, pw, dh, dw, 0, 0};
-    if (R < 1 || S < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || dh < 1 || dw < 1)
-        throw py::value_error("im2col: kernel, stride and dilation must be >= 1 and padding >= 0");
+    require(R >= 1 && S >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && dh >= 1 && dw >= 1,
+            "im2col: kernel, stride and dilation must be >= 1 and padding >= 0");
     g.P = (g.H + 2 * ph - dh * (R - 1) - 1) / sh + 1;
     g.Q = (g.W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
-    if (g.H + 2 * ph - dh * (R - 1) - 1 < 0 || g.W + 2 * pw - dw * (S - 1) - 1 < 0)
-        throw py::value_error("im2col: kernel larger than the padded input");
+    require(g.H + 2 * ph - dh * (R - 1) - 1 >= 0 && g.W + 2 * pw - dw * (S - 1) - 1 >= 0,
+            "im2col: kernel larger than the padded input");
     return g;
 }
 
-template <typename T>
+template <typename T, bool Folded>
 py::array_t<T> im2col(CArray<T> x, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
-                      int64_t pw, int64_t dh, int64_t dw) {
-    if (x.ndim() != 4) throw py::value_error("im2col: x must be (N, C, H, W)");
+                      int64_t pw, int64_t dh, int64_t dw, py::object out) {
+    require(x.ndim() == 4, "im2col: x must be (N, C, H, W)");
     ConvGeometry g = make_geometry(x, R, S, sh, sw, ph, pw, dh, dw);
-    py::array_t<T> cols({g.N, g.C * R * S, g.P * g.Q});  // (N, C*R*S, P*Q)
+    const int64_t CRS = g.C * R * S, PQ = g.P * g.Q;
+    py::array_t<T> cols = Folded ? output<T>(out, {CRS, g.N * PQ}, "im2col")  // (C*R*S, N*P*Q)
+                                 : output<T>(out, {g.N, CRS, PQ}, "im2col");  // (N, C*R*S, P*Q)
     {
         py::gil_scoped_release release;
-        minicnn::cpu::im2col<T>(x.data(), cols.mutable_data(), g);
+        minicnn::cpu::im2col<T>(x.data(), cols.mutable_data(), g, Folded);
     }
     return cols;
 }
 
-template <typename T>
+template <typename T, bool Folded>
 py::array_t<T> col2im(CArray<T> cols, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
                       int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                      int64_t dw) {
-    py::array_t<T> x({N, C, H, W});  // (N, C, H, W)
+                      int64_t dw, py::object out) {
+    require(N >= 0 && C >= 0 && H >= 1 && W >= 1, "col2im: bad image shape");
+    py::array_t<T> x = output<T>(out, {N, C, H, W}, "col2im");  // (N, C, H, W)
     ConvGeometry g = make_geometry(x, R, S, sh, sw, ph, pw, dh, dw);
-    if (cols.ndim() != 3 || cols.shape(0) != N || cols.shape(1) != C * R * S ||
-        cols.shape(2) != g.P * g.Q)
-        throw py::value_error("col2im: cols must be (N, C*R*S, P*Q) = (" + std::to_string(N) + ", " +
-                              std::to_string(C * R * S) + ", " + std::to_string(g.P * g.Q) + ")");
+    const int64_t CRS = C * R * S, PQ = g.P * g.Q;
+    if (Folded)
+        require(cols.ndim() == 2 && cols.shape(0) == CRS && cols.shape(1) == N * PQ,
+                "col2im: cols must be (C*R*S, N*P*Q) = (" + std::to_string(CRS) + ", " +
+                    std::to_string(N * PQ) + ")");
+    else
+        require(cols.ndim() == 3 && cols.shape(0) == N && cols.shape(1) == CRS && cols.shape(2) == PQ,
+                "col2im: cols must be (N, C*R*S, P*Q) = (" + std::to_string(N) + ", " +
+                    std::to_string(CRS) + ", " + std::to_string(PQ) + ")");
     {
         py::gil_scoped_release release;
-        minicnn::cpu::col2im<T>(cols.data(), x.mutable_data(), g);
+        minicnn::cpu::col2im<T>(cols.data(), x.mutable_data(), g, Folded);
     }
     return x;
 }
 
+// ---- batch <-> GEMM columns ---------------------------------------------------------------------
+template <typename T>
+py::array_t<T> unfold_batch(CArray<T> a, py::object out_arg) {
+    require(a.ndim() == 3, "unfold_batch: a must be (N, K, L)");
+    const int64_t N = a.shape(0), K = a.shape(1), L = a.shape(2);
+    py::array_t<T> out = output<T>(out_arg, {K, N * L}, "unfold_batch");  // (K, N*L)
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::unfold_batch<T>(a.data(), out.mutable_data(), N, K, L);
+    }
+    return out;
+}
+
+template <typename T>
+py::array_t<T> fold_batch(CArray<T> a, int64_t N, std::optional<CArray<T>> bias,
+                          py::object out_arg) {
+    require(a.ndim() == 2 && N >= 1 && a.shape(1) % N == 0, "fold_batch: a must be (K, N*L)");
+    const int64_t K = a.shape(0), L = a.shape(1) / N;
+    if (bias) require(bias->ndim() == 1 && bias->shape(0) == K, "fold_batch: bias must be (K,)");
+    py::array_t<T> out = output<T>(out_arg, {N, K, L}, "fold_batch");  // (N, K, L)
+    const T* b = bias ? bias->data() : nullptr;
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::fold_batch<T>(a.data(), b, out.mutable_data(), N, K, L);
+    }
+    return out;
+}
+
+template <typename T>
+py::array_t<T> channel_sums(CArray<T> a) {
+    require(a.ndim() == 3, "channel_sums: a must be (N, C, L)");
+    py::array_t<T> sums(a.shape(1));  // (C,)
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::channel_sums<T>(a.data(), sums.mutable_data(), a.shape(0), a.shape(1), a.shape(2));
+    }
+    return sums;
+}
+
+template <typename T>
+py::array_t<T> transpose(CArray<T> a) {
+    require(a.ndim() == 2 || a.ndim() == 3, "transpose: a must be (M, N) or (B, M, N)");
+    const bool stacked = a.ndim() == 3;
+    const int64_t B = stacked ? a.shape(0) : 1, M = a.shape(stacked), N = a.shape(stacked + 1);
+    py::array_t<T> out = stacked ? py::array_t<T>({B, N, M}) : py::array_t<T>({N, M});
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::transpose<T>(a.data(), out.mutable_data(), B, M, N);
+    }
+    return out;
+}
+
+template <typename T>
+py::array_t<T> conv_transpose_kernel(CArray<T> w, int64_t groups) {
+    require(w.ndim() == 4 && groups >= 1 && w.shape(0) % groups == 0,
+            "conv_transpose_kernel: w must be (K, C/G, R, S) with K divisible by groups");
+    const int64_t K = w.shape(0), Cg = w.shape(1), R = w.shape(2), S = w.shape(3), Kg = K / groups;
+    py::array_t<T> out({groups * Cg, Kg, R, S});  // (C, K/G, R, S)
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::conv_transpose_kernel<T>(w.data(), out.mutable_data(), groups, Kg, Cg, R * S);
+    }
+    return out;
+}
+
+// ---- GEMM through NumPy's BLAS ----------------------------------------------------------------
+// A 2-D operand as BLAS sees it: row-major, or the transpose of a row-major array (a NumPy
+// transposed view), with its leading dimension. Anything else is refused (the caller copies).
+template <typename T>
+static minicnn::cpu::Operand<T> blas_operand(const py::array& a, const char* what) {
+    require(a.ndim() == 2 && a.dtype().is(py::dtype::of<T>()),
+            std::string("gemm: ") + what + " must be a 2-D array of the kernel's dtype");
+    const int64_t it = sizeof(T), rows = a.shape(0), cols = a.shape(1);
+    const int64_t s0 = a.strides(0), s1 = a.strides(1);
+    const T* data = static_cast<const T*>(a.data());
+    if ((s1 == it || cols <= 1) && (rows <= 1 || (s0 % it == 0 && s0 / it >= cols)))
+        return {data, false, rows <= 1 ? std::max<int64_t>(1, cols) : s0 / it};
+    if ((s0 == it || rows <= 1) && (cols <= 1 || (s1 % it == 0 && s1 / it >= rows)))
+        return {data, true, cols <= 1 ? std::max<int64_t>(1, rows) : s1 / it};
+    throw py::value_error(std::string("gemm: ") + what + " must be row-major or a transposed "
+                                                          "row-major array");
+}
+
+template <typename T>
+void gemm(py::array a, py::array b, py::array c, double alpha, double beta) {
+    require(minicnn::cpu::Blas::instance().gemm<T>() != nullptr, "gemm: no BLAS registered");
+    auto A = blas_operand<T>(a, "a"), B = blas_operand<T>(b, "b");
+    const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+    require(b.shape(0) == K && c.ndim() == 2 && c.shape(0) == M && c.shape(1) == N,
+            "gemm: shapes must be a (M, K), b (K, N), c (M, N)");
+    auto C = blas_operand<T>(c, "c");
+    require(!C.trans && c.writeable(), "gemm: c must be a writeable row-major array");
+    T* out = static_cast<T*>(c.mutable_data());
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::parallel_gemm<T>(M, N, K, static_cast<T>(alpha), A, B, static_cast<T>(beta),
+                                       out, C.ld);
+    }
+}
+
+static void set_blas(uintptr_t sgemm, uintptr_t dgemm, uintptr_t set_threads_local) {
+    auto& blas = minicnn::cpu::Blas::instance();
+    blas.sgemm = reinterpret_cast<minicnn::cpu::CblasGemm<float>>(sgemm);
+    blas.dgemm = reinterpret_cast<minicnn::cpu::CblasGemm<double>>(dgemm);
+    blas.set_threads_local = reinterpret_cast<minicnn::cpu::SetThreadsLocal>(set_threads_local);
+}
+
+// ---- relu ---------------------------------------------------------------------------------------
+static std::vector<py::ssize_t> shape_of(const py::array& a) {
+    return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+template <typename T>
+py::array_t<T> relu_forward(CArray<T> x) {
+    py::array_t<T> y(shape_of(x));
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::relu_forward<T>(x.data(), y.mutable_data(), x.size());
+    }
+    return y;
+}
+
+template <typename T>
+py::array_t<T> relu_backward(CArray<T> dout, CArray<T> y) {
+    require(dout.size() == y.size(), "relu_backward: dout and y must have the same size");
+    py::array_t<T> dx(shape_of(dout));
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::relu_backward<T>(dout.data(), y.data(), dx.mutable_data(), dout.size());
+    }
+    return dx;
+}
+
+// ---- batch norm ---------------------------------------------------------------------------------
+static void check_ncl(const py::array& a, const char* what) {
+    require(a.ndim() == 3, std::string(what) + " must be (N, C, L)");
+}
+
+static void check_channels(const py::array& v, int64_t C, const char* what) {
+    require(v.ndim() == 1 && v.shape(0) == C, std::string(what) + " must be (C,)");
+}
+
+template <typename T>
+py::tuple batch_norm_stats(CArray<T> x) {
+    check_ncl(x, "batch_norm_stats: x");
+    const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+    py::array_t<T> mean(C), var(C);
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::batch_norm_stats<T>(x.data(), mean.mutable_data(), var.mutable_data(), N, C, L);
+    }
+    return py::make_tuple(mean, var);
+}
+
+template <typename T>
+py::array_t<T> channel_affine(CArray<T> x, std::optional<CArray<T>> center, CArray<T> scale,
+                              std::optional<CArray<T>> shift) {
+    check_ncl(x, "channel_affine: x");
+    const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+    check_channels(scale, C, "channel_affine: scale");
+    if (center) check_channels(*center, C, "channel_affine: center");
+    if (shift) check_channels(*shift, C, "channel_affine: shift");
+    py::array_t<T> y({N, C, L});
+    const T* m = center ? center->data() : nullptr;
+    const T* s = shift ? shift->data() : nullptr;
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::channel_affine<T>(x.data(), m, scale.data(), s, y.mutable_data(), N, C, L);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple batch_norm_grad_sums(CArray<T> dout, CArray<T> x, CArray<T> mean, CArray<T> invstd) {
+    check_ncl(x, "batch_norm_grad_sums: x");
+    const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+    require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
+            "batch_norm_grad_sums: dout must be shaped like x");
+    check_channels(mean, C, "batch_norm_grad_sums: mean");
+    check_channels(invstd, C, "batch_norm_grad_sums: invstd");
+    py::array_t<T> sum_dy(C), sum_dy_xhat(C);
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::batch_norm_grad_sums<T>(dout.data(), x.data(), mean.data(), invstd.data(),
+                                              sum_dy.mutable_data(), sum_dy_xhat.mutable_data(),
+                                              N, C, L);
+    }
+    return py::make_tuple(sum_dy, sum_dy_xhat);
+}
+
+template <typename T>
+py::array_t<T> batch_norm_backward_data(CArray<T> dout, CArray<T> x, CArray<T> mean,
+                                        CArray<T> invstd, CArray<T> g, CArray<T> sum_dy,
+                                        CArray<T> sum_dy_xhat) {
+    check_ncl(x, "batch_norm_backward_data: x");
+    const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+    require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
+            "batch_norm_backward_data: dout must be shaped like x");
+    for (const py::array* v : {(py::array*)&mean, (py::array*)&invstd, (py::array*)&g,
+                               (py::array*)&sum_dy, (py::array*)&sum_dy_xhat})
+        check_channels(*v, C, "batch_norm_backward_data: per-channel vectors");
+    py::array_t<T> dx({N, C, L});
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::batch_norm_backward_data<T>(dout.data(), x.data(), mean.data(), invstd.data(),
+                                                  g.data(), sum_dy.data(), sum_dy_xhat.data(),
+                                                  dx.mutable_data(), N, C, L);
+    }
+    return dx;
+}
+
+// ---- pooling ------------------------------------------------------------------------------------
+static PoolGeometry pool_geometry(int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                  int64_t dw, int64_t P, int64_t Q) {
+    require(R >= 1 && S >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && dh >= 1 && dw >= 1 &&
+                P >= 0 && Q >= 0,
+            "pool: kernel, stride and dilation must be >= 1, padding and output size >= 0");
+    return PoolGeometry{N, C, H, W, R, S, sh, sw, ph, pw, dh, dw, P, Q};
+}
+
+template <typename T>
+py::tuple max_pool2d_forward(CArray<T> x, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
+                             int64_t pw, int64_t dh, int64_t dw, int64_t P, int64_t Q) {
+    require(x.ndim() == 4, "max_pool2d_forward: x must be (N, C, H, W)");
+    PoolGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), R, S, sh, sw,
+                                   ph, pw, dh, dw, P, Q);
+    py::array_t<T> y({g.N, g.C, P, Q});
+    py::array_t<int64_t> argmax({g.N, g.C, P, Q});
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::max_pool2d_forward<T>(x.data(), y.mutable_data(), argmax.mutable_data(), g);
+    }
+    return py::make_tuple(y, argmax);
+}
+
+template <typename T>
+py::array_t<T> max_pool2d_backward(CArray<T> dout, Index argmax, int64_t H, int64_t W, int64_t R,
+                                   int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                   int64_t dh, int64_t dw) {
+    require(dout.ndim() == 4 && argmax.ndim() == 4, "max_pool2d_backward: dout, argmax must be 4-D");
+    for (int i = 0; i < 4; ++i)
+        require(dout.shape(i) == argmax.shape(i), "max_pool2d_backward: argmax must be shaped like dout");
+    PoolGeometry g = pool_geometry(dout.shape(0), dout.shape(1), H, W, R, S, sh, sw, ph, pw, dh, dw,
+                                   dout.shape(2), dout.shape(3));
+    py::array_t<T> dx({g.N, g.C, H, W});
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::max_pool2d_backward<T>(dout.data(), argmax.data(), dx.mutable_data(), g);
+    }
+    return dx;
+}
+
+template <typename T>
+py::array_t<T> avg_pool2d_forward(CArray<T> x, CArray<T> divisor, int64_t R, int64_t S, int64_t sh,
+                                  int64_t sw, int64_t ph, int64_t pw) {
+    require(x.ndim() == 4 && divisor.ndim() == 2, "avg_pool2d_forward: x (N, C, H, W), divisor (P, Q)");
+    PoolGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), R, S, sh, sw,
+                                   ph, pw, 1, 1, divisor.shape(0), divisor.shape(1));
+    py::array_t<T> y({g.N, g.C, g.P, g.Q});
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::avg_pool2d_forward<T>(x.data(), divisor.data(), y.mutable_data(), g);
+    }
+    return y;
+}
+
+template <typename T>
+py::array_t<T> avg_pool2d_backward(CArray<T> dout, CArray<T> divisor, int64_t H, int64_t W,
+                                   int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
+                                   int64_t pw) {
+    require(dout.ndim() == 4 && divisor.ndim() == 2 && divisor.shape(0) == dout.shape(2) &&
+                divisor.shape(1) == dout.shape(3),
+            "avg_pool2d_backward: dout (N, C, P, Q), divisor (P, Q)");
+    PoolGeometry g = pool_geometry(dout.shape(0), dout.shape(1), H, W, R, S, sh, sw, ph, pw, 1, 1,
+                                   dout.shape(2), dout.shape(3));
+    py::array_t<T> dx({g.N, g.C, H, W});
+    {
+        py::gil_scoped_release release;
+        minicnn::cpu::avg_pool2d_backward<T>(dout.data(), divisor.data(), dx.mutable_data(), g);
+    }
+    return dx;
+}
+
+// ---- the module ---------------------------------------------------------------------------------
+#define DEF_BOTH(name, fn, ...)                                    \
+    m.def(name "_f32", &fn<float>, __VA_ARGS__);                   \
+    m.def(name "_f64", &fn<double>, __VA_ARGS__)
+
+#define CONV_ARGS py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"), py::arg("ph"), \
+                  py::arg("pw"), py::arg("dh"), py::arg("dw")
+
 PYBIND11_MODULE(_C_cpu, m) {
-    m.doc() = "minicnn CPU helpers (im2col/col2im), float32 and float64";
-    m.def("im2col_f32", &im2col<float>, py::arg("x"), py::arg("R"), py::arg("S"), py::arg("sh"),
-          py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"));
-    m.def("im2col_f64", &im2col<double>, py::arg("x"), py::arg("R"), py::arg("S"), py::arg("sh"),
-          py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"));
-    m.def("col2im_f32", &col2im<float>, py::arg("cols"), py::arg("N"), py::arg("C"), py::arg("H"),
-          py::arg("W"), py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
-          py::arg("pw"), py::arg("dh"), py::arg("dw"));
-    m.def("col2im_f64", &col2im<double>, py::arg("cols"), py::arg("N"), py::arg("C"), py::arg("H"),
-          py::arg("W"), py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
-          py::arg("pw"), py::arg("dh"), py::arg("dw"));
+    m.doc() = "minicnn CPU helpers (im2col/col2im, batch layout, ReLU, batch norm, pooling), "
+              "float32 and float64, on a passive-waiting thread pool";
+    m.def("set_num_threads", [](int n) { minicnn::cpu::ThreadPool::instance().set_num_threads(n); },
+          py::arg("n"), "Threads the helpers use (the caller included); 1 runs serially.");
+    m.def("get_num_threads", [] { return minicnn::cpu::ThreadPool::instance().num_threads(); });
+    m.def("pool_threads_used", [](int64_t tasks, double task_ms) {
+        // How many distinct threads ran the chunks of a parallel_for of `tasks` busy tasks (tests).
+        std::mutex m;
+        std::set<std::thread::id> seen;
+        {
+            py::gil_scoped_release release;
+            minicnn::cpu::parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
+                for (int64_t t = b; t < e; ++t) {
+                    const auto until = std::chrono::steady_clock::now() +
+                                       std::chrono::microseconds(static_cast<int64_t>(task_ms * 1000));
+                    while (std::chrono::steady_clock::now() < until) {
+                    }
+                }
+                std::lock_guard<std::mutex> lock(m);
+                seen.insert(std::this_thread::get_id());
+            });
+        }
+        return static_cast<int>(seen.size());
+    }, py::arg("tasks"), py::arg("task_ms"));
+    m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("set_threads_local"),
+          "Register CBLAS ?gemm functions (addresses; 0 = none) for the gemm_* kernels.");
+    m.def("has_blas", [] { return minicnn::cpu::Blas::instance().sgemm != nullptr; });
+
+    const auto none = py::none();
+    m.def("im2col_f32", &im2col<float, false>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
+    m.def("im2col_f64", &im2col<double, false>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
+    m.def("im2col_folded_f32", &im2col<float, true>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
+    m.def("im2col_folded_f64", &im2col<double, true>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
+    m.def("col2im_f32", &col2im<float, false>, py::arg("cols"), py::arg("N"), py::arg("C"),
+          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
+    m.def("col2im_f64", &col2im<double, false>, py::arg("cols"), py::arg("N"), py::arg("C"),
+          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
+    m.def("col2im_folded_f32", &col2im<float, true>, py::arg("cols"), py::arg("N"), py::arg("C"),
+          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
+    m.def("col2im_folded_f64", &col2im<double, true>, py::arg("cols"), py::arg("N"), py::arg("C"),
+          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
+    DEF_BOTH("channel_sums", channel_sums, py::arg("a"));
+    DEF_BOTH("transpose", transpose, py::arg("a"));
+    DEF_BOTH("conv_transpose_kernel", conv_transpose_kernel, py::arg("w"), py::arg("groups"));
+    DEF_BOTH("gemm", gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha") = 1.0,
+             py::arg("beta") = 0.0);
+
+    DEF_BOTH("unfold_batch", unfold_batch, py::arg("a"), py::arg("out") = none);
+    DEF_BOTH("fold_batch", fold_batch, py::arg("a"), py::arg("N"), py::arg("bias") = none,
+             py::arg("out") = none);
+    DEF_BOTH("relu_forward", relu_forward, py::arg("x"));
+    DEF_BOTH("relu_backward", relu_backward, py::arg("dout"), py::arg("y"));
+    DEF_BOTH("batch_norm_stats", batch_norm_stats, py::arg("x"));
+    DEF_BOTH("channel_affine", channel_affine, py::arg("x"), py::arg("center"), py::arg("scale"),
+             py::arg("shift"));
+    DEF_BOTH("batch_norm_grad_sums", batch_norm_grad_sums, py::arg("dout"), py::arg("x"),
+             py::arg("mean"), py::arg("invstd"));
+    DEF_BOTH("batch_norm_backward_data", batch_norm_backward_data, py::arg("dout"), py::arg("x"),
+             py::arg("mean"), py::arg("invstd"), py::arg("g"), py::arg("sum_dy"),
+             py::arg("sum_dy_xhat"));
+    DEF_BOTH("max_pool2d_forward", max_pool2d_forward, py::arg("x"), CONV_ARGS, py::arg("P"),
+             py::arg("Q"));
+    DEF_BOTH("max_pool2d_backward", max_pool2d_backward, py::arg("dout"), py::arg("argmax"),
+             py::arg("H"), py::arg("W"), CONV_ARGS);
+    DEF_BOTH("avg_pool2d_forward", avg_pool2d_forward, py::arg("x"), py::arg("divisor"),
+             py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"));
+    DEF_BOTH("avg_pool2d_backward", avg_pool2d_backward, py::arg("dout"), py::arg("divisor"),
+             py::arg("H"), py::arg("W"), py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"),
+             py::arg("ph"), py::arg("pw"));
 }

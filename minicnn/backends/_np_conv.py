@@ -5,21 +5,37 @@ G groups (Cg = C/G, Kg = K/G). Hyperparameters arrive checked, as pairs: stride 
 padding (ph, pw) — symmetric; the op pads asymmetric 'same' itself —, dilation (dh, dw).
 
     P = (H + 2 ph - dh (R - 1) - 1) // sh + 1          (Q likewise)
-    cols[n, (c R + r) S + s, p Q + q] = xpad[n, c, p sh + r dh, q sw + s dw]
-    y[n, g] = w[g] (Kg, Cg R S) @ cols[n, g] (Cg R S, P Q)             forward
-    dw[g]   = Σ_n dout[n, g] (Kg, P Q) @ cols[n, g]^T (P Q, Cg R S)    backward-weight
-    dx      = col2im(w[g]^T (Cg R S, Kg) @ dout[n, g] (Kg, P Q))        backward-data
+    cols[(c R + r) S + s, (n P + p) Q + q] = xpad[n, c, p sh + r dh, q sw + s dw]
+    y[:, g]  = w[g] (Kg, Cg R S) @ cols[g] (Cg R S, N P Q)                   forward
+    dw[g]    = dout[:, g] (Kg, N P Q) @ cols[g]^T (N P Q, Cg R S)            backward-weight
+    dx       = col2im(w[g]^T (Cg R S, Kg) @ dout[:, g] (Kg, N P Q))          backward-data
 
-im2col/col2im run in C++ (minicnn._C_cpu, OpenMP over (n, c) planes) when the extension imports;
-``im2col_reference`` / ``col2im_reference`` are the readable NumPy versions, used otherwise and as
-the tests' reference (the two agree bit for bit). The columns are never kept between forward and
-backward: backward-weight recomputes them, and all three kernels work on batch chunks whose columns
-fit in ``COLS_BUDGET_BYTES``, so peak memory stays ~ one chunk of columns, not N of them.
+The batch is folded into the GEMM's columns ("folded" layout, cols (C R S, N P Q)): a batch chunk
+is one GEMM per group however small P x Q is (ResNet's last stage at 64x64 input has 2x2 maps: one
+GEMM per image would run at a fifth of the speed), and backward-weight reduces over the batch
+inside the GEMM instead of a Python loop over images. The price is moving the batch axis of y and
+dout in and out of the GEMM's columns (``fold_batch`` / ``unfold_batch``, one copy each; none for a
+one-image chunk, whose GEMM reads dout and writes y in place). A 1x1, stride-1, unpadded
+convolution needs no im2col: its columns are x itself. With stride 1 and K <= C, backward-data runs
+as the equivalent convolution of dout instead of col2im (see ``_data_grad_as_conv``), and
+backward-weight picks the faster GEMM orientation (``TRANSPOSED_DW_MIN_COLUMNS``).
+
+The GEMMs go through ``_np_blas.gemm`` (NumPy's BLAS in blocks on the C++ thread pool); im2col,
+col2im and the batch moves run in C++ (minicnn._C_cpu) when the extension imports;
+``im2col_reference`` / ``col2im_reference`` are the readable NumPy versions (per-image layout),
+used otherwise and as the tests' reference (they agree bit for bit). The columns are never kept
+between forward and backward: backward-weight recomputes them, and all three kernels work on batch
+chunks whose columns fit in ``COLS_BUDGET_BYTES`` (in scratch arrays kept per thread, see
+``_Buffer``), so peak memory stays ~ one chunk of columns, not N of them.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ._np_blas import gemm
 
 try:
     from .. import _C_cpu as _C
@@ -30,7 +46,7 @@ except ImportError:  # no compiled helper: the NumPy reference does the data mov
 __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_backward_data", "conv2d_backward_weight",
            "conv2d_backward_bias"]
 
-COLS_BUDGET_BYTES = 64 << 20  # largest column buffer built at once (at least one image's)
+COLS_BUDGET_BYTES = 8 << 20  # largest column buffer built at once (at least one image's)
 
 
 def conv2d_output_size(H, W, R, S, stride, padding, dilation):
@@ -66,20 +82,77 @@ def col2im_reference(cols, x_shape, R, S, stride, padding, dilation):
     return np.ascontiguousarray(xpad[:, :, ph:ph + H, pw:pw + W])
 
 
+def _cpp(name, dtype):
+    """The C++ kernel ``name`` for ``dtype`` (float32 or float64), or None without the extension."""
+    if _C is None:
+        return None
+    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
+
+
 def im2col(x, R, S, stride, padding, dilation):
     """x (N, C, H, W) -> cols (N, C*R*S, P*Q); C++ when available, else the NumPy reference."""
-    if _C is None:
+    fn = _cpp("im2col", x.dtype)
+    if fn is None:
         return im2col_reference(x, R, S, stride, padding, dilation)
-    fn = _C.im2col_f32 if x.dtype == np.float32 else _C.im2col_f64
     return fn(x, R, S, *stride, *padding, *dilation)
 
 
 def col2im(cols, x_shape, R, S, stride, padding, dilation):
     """cols (N, C*R*S, P*Q) -> dx (N, C, H, W), summing overlapping windows."""
-    if _C is None:
+    fn = _cpp("col2im", cols.dtype)
+    if fn is None:
         return col2im_reference(cols, x_shape, R, S, stride, padding, dilation)
-    fn = _C.col2im_f32 if cols.dtype == np.float32 else _C.col2im_f64
     return fn(cols, *x_shape, R, S, *stride, *padding, *dilation)
+
+
+def im2col_folded(x, R, S, stride, padding, dilation, out=None):
+    """x (N, C, H, W) -> cols (C*R*S, N*P*Q), the batch folded into the columns (into ``out``)."""
+    fn = _cpp("im2col_folded", x.dtype)
+    if fn is not None:
+        return fn(x, R, S, *stride, *padding, *dilation, out=out)
+    cols = im2col_reference(x, R, S, stride, padding, dilation)              # (N, C*R*S, P*Q)
+    return unfold_batch(cols, out=out)
+
+
+def col2im_folded(cols, x_shape, R, S, stride, padding, dilation, out=None):
+    """cols (C*R*S, N*P*Q) -> dx (N, C, H, W) (into ``out``), summing overlapping windows."""
+    fn = _cpp("col2im_folded", cols.dtype)
+    if fn is not None:
+        return fn(cols, *x_shape, R, S, *stride, *padding, *dilation, out=out)
+    per_image = fold_batch(cols, x_shape[0])                                  # (N, C*R*S, P*Q)
+    dx = col2im_reference(per_image, x_shape, R, S, stride, padding, dilation)
+    return dx if out is None else _store(out, dx)
+
+
+def unfold_batch(a, out=None):
+    """a (N, K, L) -> (K, N*L) (into ``out``)."""
+    fn = _cpp("unfold_batch", a.dtype)
+    if fn is not None:
+        return fn(a, out=out)
+    folded = np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
+    return folded if out is None else _store(out, folded)
+
+
+def fold_batch(a, N, bias=None, out=None):
+    """a (K, N*L) -> (N, K, L), plus bias (K,) if given (into ``out``)."""
+    fn = _cpp("fold_batch", a.dtype)
+    if fn is not None:
+        return fn(a, N, bias, out=out)
+    y = np.ascontiguousarray(a.reshape(a.shape[0], N, -1).transpose(1, 0, 2))  # (N, K, L)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1)
+    return y if out is None else _store(out, y)
+
+
+def transpose(a):
+    """(B, M, N) -> (B, N, M), contiguous."""
+    fn = _cpp("transpose", a.dtype)
+    return np.ascontiguousarray(a.transpose(0, 2, 1)) if fn is None else fn(a)
+
+
+def _store(out, value):
+    out[...] = value
+    return out
 
 
 def _is_pointwise(R, S, stride, padding):
@@ -87,22 +160,73 @@ def _is_pointwise(R, S, stride, padding):
     return (R, S) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
-def _columns(x, R, S, stride, padding, dilation, G):
-    """cols (n, G, Cg*R*S, P*Q) of the images x (n, C, H, W)."""
-    n, C = x.shape[:2]
-    if _is_pointwise(R, S, stride, padding):
-        cols = x.reshape(n, C, -1)
-    else:
-        cols = im2col(x, R, S, stride, padding, dilation)                 # (n, C*R*S, P*Q)
-    return cols.reshape(n, G, (C // G) * R * S, -1)
-
-
+# ---- batch chunks -------------------------------------------------------------------------------
 def _chunks(x_shape, R, S, PQ, itemsize):
     """Slices of the batch whose columns fit in COLS_BUDGET_BYTES (at least one image each)."""
     N, C = x_shape[:2]
     per_image = max(C * R * S * PQ * itemsize, 1)
     step = max(1, COLS_BUDGET_BYTES // per_image)
+    step = -(-N // -(-N // step)) if N else 1  # as even as possible: 8 + 8, not 13 + 3
     return [slice(i, min(i + step, N)) for i in range(0, N, step)]
+
+
+WORKSPACE_MAX_BYTES = 32 << 20  # scratch arrays up to this size are kept for the next call
+
+
+class _Buffer:
+    """A scratch array of one role (columns, moved dout, …), kept between calls per thread.
+
+    A fresh array per call costs page faults: big allocations come straight from the OS, and on
+    this kind of machine faulting in a few MB takes as long as the GEMM that fills them. Each
+    thread keeps one array per role and dtype (at most WORKSPACE_MAX_BYTES, larger ones are
+    dropped after the call), so the memory held is a few column chunks (COLS_BUDGET_BYTES).
+    """
+
+    _local = threading.local()
+
+    def __init__(self, role, dtype):
+        self.key, self.dtype = (role, np.dtype(dtype)), np.dtype(dtype)
+
+    def get(self, shape):
+        size = int(np.prod(shape))
+        cache = self._local.__dict__.setdefault("arrays", {})
+        array = cache.get(self.key)
+        if array is None or array.size < size:
+            array = np.empty(size, dtype=self.dtype)
+            if array.nbytes <= WORKSPACE_MAX_BYTES:
+                cache[self.key] = array
+        return array[:size].reshape(shape)
+
+
+def _columns(x, R, S, stride, padding, dilation, buffer):
+    """cols (C*R*S, n*P*Q) of the images x (n, C, H, W)."""
+    n, C = x.shape[:2]
+    if _is_pointwise(R, S, stride, padding):
+        return x.reshape(C, -1) if n == 1 else unfold_batch(x.reshape(n, C, -1),
+                                                            out=buffer.get((C, x[0].size // C * n)))
+    P, Q = conv2d_output_size(*x.shape[2:], R, S, stride, padding, dilation)
+    return im2col_folded(x, R, S, stride, padding, dilation, out=buffer.get((C * R * S, n * P * Q)))
+
+
+def _dout_columns(dout, buffer):
+    """dout (n, K, P, Q) as (K, n*P*Q): a view for one image, else moved into ``buffer``."""
+    n, K = dout.shape[:2]
+    if n == 1:
+        return dout.reshape(K, -1)
+    return unfold_batch(dout.reshape(n, K, -1), out=buffer.get((K, dout.size // K)))
+
+
+def _grouped(a, G):
+    """(G*M, J) -> (G, M, J)."""
+    return a.reshape(G, -1, a.shape[-1])
+
+
+def _matmul_groups(a, b, out, accumulate=False):
+    """out[g] (+)= a[g] @ b[g] for stacks (G, M, I), (G, I, J) -> out (G, M, J), one GEMM per
+    group (NumPy's stacked matmul does not use BLAS for some transposed operands)."""
+    for g in range(a.shape[0]):
+        gemm(a[g], b[g], out[g], accumulate)
+    return out
 
 
 # ---- kernels ------------------------------------------------------------------------------------
@@ -114,52 +238,113 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     P, Q = conv2d_output_size(H, W, R, S, stride, padding, dilation)
     wg = w.reshape(G, K // G, Cg * R * S)                                  # (G, Kg, Cg*R*S)
     y = np.empty((N, K, P, Q), dtype=x.dtype)                              # (N, K, P, Q)
+    cols_buf, y_buf = _Buffer("cols", x.dtype), _Buffer("out", x.dtype)
     for sl in _chunks(x.shape, R, S, P * Q, x.itemsize):
-        cols = _columns(x[sl], R, S, stride, padding, dilation, G)         # (n, G, Cg*R*S, P*Q)
-        y[sl] = np.matmul(wg, cols).reshape(-1, K, P, Q)                   # (n, G, Kg, P*Q)
-    if b is not None:
-        y += b.reshape(1, K, 1, 1)
+        cols = _columns(x[sl], R, S, stride, padding, dilation, cols_buf)  # (C*R*S, n*P*Q)
+        n = cols.shape[1] // (P * Q)
+        if n == 1:  # the GEMM writes this image's output in place
+            _matmul_groups(wg, _grouped(cols, G), y[sl].reshape(G, K // G, P * Q))
+            if b is not None:
+                y[sl] += b.reshape(1, K, 1, 1)
+            continue
+        yk = _matmul_groups(wg, _grouped(cols, G), y_buf.get((G, K // G, n * P * Q)))
+        fold_batch(yk.reshape(K, -1), n, b, out=y[sl].reshape(n, K, P * Q))   # + bias
     return y
 
 
+def _transposed_kernel(w, G):
+    """w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] per group: (K, C/G, R, S) -> (C, K/G, R, S)."""
+    fn = _cpp("conv_transpose_kernel", w.dtype)
+    if fn is not None:
+        return fn(w, G)
+    K, Cg, R, S = w.shape
+    wt = w.reshape(G, K // G, Cg, R, S)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(wt).reshape(G * Cg, K // G, R, S)
+
+
+def _data_grad_as_conv(K, C, R, S, stride, padding, dilation, NPQ):
+    """Padding of the convolution that gives dx, or None where col2im(w^T @ dout) is better.
+
+    With stride 1, dx is a "full" convolution of dout with the flipped, transposed kernel:
+    dx = conv(dout, w'[c, k, r, s] = w[k, c, R-1-r, S-1-s], padding d(R-1) - p, same dilation).
+    Its columns have K R S rows instead of C R S and its GEMM reduces over K R S instead of K,
+    and im2col gathers where col2im scatter-adds: 1.5-2x faster when K <= C (DenseNet's 128 -> 32).
+    Building w' costs a pass over the weights, as much as col2im on N P Q = K columns: small maps
+    (NPQ < 2K, ResNet's last stage) keep col2im.
+    """
+    if tuple(stride) != (1, 1) or (R, S) == (1, 1) or K > C or NPQ < 2 * K:
+        return None
+    pad = (dilation[0] * (R - 1) - padding[0], dilation[1] * (S - 1) - padding[1])
+    return pad if min(pad) >= 0 else None
+
+
 def conv2d_backward_data(dout, w, x_shape, stride, padding, dilation, groups):
-    """dx (N, C, H, W) from dout (N, K, P, Q) and w (K, C/G, R, S): col2im(w^T @ dout)."""
+    """dx (N, C, H, W) from dout (N, K, P, Q) and w (K, C/G, R, S): col2im(w^T @ dout), or the
+    equivalent convolution of dout (see _data_grad_as_conv)."""
     N, K, P, Q = dout.shape
     _, Cg, R, S = w.shape
     G = groups
+    pad = _data_grad_as_conv(K, x_shape[1], R, S, stride, padding, dilation, N * P * Q)
+    if pad is not None:
+        return conv2d_forward(dout, _transposed_kernel(w, G), None, (1, 1), pad, dilation, G)
     wgT = w.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1)              # (G, Cg*R*S, Kg)
     dx = np.empty(x_shape, dtype=dout.dtype)                               # (N, C, H, W)
+    d_buf, dcols_buf = _Buffer("dout", dout.dtype), _Buffer("cols", dout.dtype)
+    pointwise = _is_pointwise(R, S, stride, padding)
     for sl in _chunks(x_shape, R, S, P * Q, dout.itemsize):
-        d = dout[sl].reshape(-1, G, K // G, P * Q)                         # (n, G, Kg, P*Q)
-        dcols = np.matmul(wgT, d).reshape(d.shape[0], -1, P * Q)           # (n, C*R*S, P*Q)
-        if _is_pointwise(R, S, stride, padding):
-            dx[sl] = dcols.reshape(dx[sl].shape)
+        d = _dout_columns(dout[sl], d_buf)                                 # (K, n*P*Q)
+        n = d.shape[1] // (P * Q)
+        if pointwise and n == 1:  # dx of this image is the GEMM's output
+            _matmul_groups(wgT, _grouped(d, G), dx[sl].reshape(G, Cg, P * Q))
+            continue
+        dcols = _matmul_groups(wgT, _grouped(d, G), dcols_buf.get((G, Cg * R * S, n * P * Q)))
+        dcols = dcols.reshape(-1, n * P * Q)                               # (C*R*S, n*P*Q)
+        if pointwise:
+            fold_batch(dcols, n, out=dx[sl].reshape(n, -1, P * Q))
         else:
-            dx[sl] = col2im(dcols, dx[sl].shape, R, S, stride, padding, dilation)
+            col2im_folded(dcols, dx[sl].shape, R, S, stride, padding, dilation, out=dx[sl])
     return dx
 
 
+TRANSPOSED_DW_MIN_COLUMNS = 1024  # see conv2d_backward_weight
+
+
 def conv2d_backward_weight(dout, x, w_shape, stride, padding, dilation, groups):
-    """dw (K, C/G, R, S) = Σ_n dout[n] @ cols[n]^T, recomputing the columns of x (N, C, H, W)."""
+    """dw (K, C/G, R, S) = dout (K, N P Q) @ cols^T, recomputing the columns of x (N, C, H, W).
+
+    With many columns (N P Q >= TRANSPOSED_DW_MIN_COLUMNS) it is computed transposed,
+    dw^T (Cg R S, Kg) = cols @ dout^T, and transposed back: OpenBLAS runs that orientation 10-20%
+    faster for the short K of most layers, which pays for the transpose once the GEMM is long.
+    """
     N, K, P, Q = dout.shape
     _, Cg, R, S = w_shape
     G = groups
-    dw = np.zeros((G, K // G, Cg * R * S), dtype=dout.dtype)               # (G, Kg, Cg*R*S)
-    for sl in _chunks(x.shape, R, S, P * Q, x.itemsize):
-        cols = _columns(x[sl], R, S, stride, padding, dilation, G)         # (n, G, Cg*R*S, P*Q)
-        d = dout[sl].reshape(-1, G, K // G, P * Q)                         # (n, G, Kg, P*Q)
-        for i in range(d.shape[0]):                                        # one GEMM per image
-            dw += np.matmul(d[i], cols[i].transpose(0, 2, 1))              # no (n, …) temporary
-    return dw.reshape(w_shape)
+    chunks = _chunks(x.shape, R, S, P * Q, x.itemsize)
+    columns = (chunks[0].stop - chunks[0].start if chunks else 0) * P * Q  # per chunk
+    transposed = columns >= TRANSPOSED_DW_MIN_COLUMNS
+    shape = (G, Cg * R * S, K // G) if transposed else (G, K // G, Cg * R * S)
+    acc = np.zeros(shape, dtype=dout.dtype)                               # dw^T or dw, per group
+    cols_buf, d_buf = _Buffer("cols", x.dtype), _Buffer("dout", dout.dtype)
+    for i, sl in enumerate(chunks):
+        cols = _columns(x[sl], R, S, stride, padding, dilation, cols_buf)  # (C*R*S, n*P*Q)
+        cols = _grouped(cols, G)                                           # (G, Cg*R*S, n*P*Q)
+        d = _grouped(_dout_columns(dout[sl], d_buf), G)                    # (G, Kg, n*P*Q)
+        a, b = (cols, d.transpose(0, 2, 1)) if transposed else (d, cols.transpose(0, 2, 1))
+        _matmul_groups(a, b, acc, accumulate=i > 0)
+    return (transpose(acc) if transposed else acc).reshape(w_shape)
 
 
 def conv2d_backward_bias(dout):
     """db (K,) = Σ_{n, p, q} dout (N, K, P, Q)."""
-    return dout.sum(axis=(0, 2, 3))
+    fn = _cpp("channel_sums", dout.dtype)
+    if fn is None:
+        return dout.sum(axis=(0, 2, 3))
+    return fn(dout.reshape(dout.shape[0], dout.shape[1], -1))
 
 
 def conv2d_backward(dout, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
     """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
+    dout = np.ascontiguousarray(dout)
     hyper = (stride, padding, dilation, groups)
     dx = conv2d_backward_data(dout, w, x.shape, *hyper) if needs[0] else None
     dw = conv2d_backward_weight(dout, x, w.shape, *hyper) if needs[1] else None

@@ -7,14 +7,30 @@ Arrays in, arrays out, shapes beside every buffer. Inputs are (N, C, H, W): the 
   [c - size//2, c + (size-1)//2] ∩ [0, C). The window is a loop over at most 2C - 1 channel offsets
   of whole (N, H, W) slabs, exact (no prefix-sum cancellation).
 - BatchNorm over (N, H, W) per channel, two-pass statistics (mean, then mean of squared deviations).
+  With the C++ helper (csrc/cpu/batchnorm.h) each kernel is two or three passes over x, one channel
+  per task, sums in double: statistics, then normalise + affine in one pass (forward); the two sums
+  Σdy and Σdy·x̂, then dx in one pass (backward). The NumPy versions (``_reference`` suffix) are the
+  readable definition and the fallback.
 """
 from __future__ import annotations
 
 import numpy as np
 
+try:
+    from .. import _C_cpu as _C
+except ImportError:  # no compiled helper: NumPy does everything
+    _C = None
+
+
+def _cpp(name, dtype):
+    """The C++ kernel ``name`` for a float32/float64 ``dtype``, or None without the extension."""
+    if _C is None or dtype not in (np.float32, np.float64):
+        return None
+    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
+
 __all__ = ["local_response_norm_forward", "local_response_norm_backward",
            "batch_norm_forward_training", "batch_norm_forward_inference",
-           "batch_norm_backward_training", "batch_norm_backward_inference"]
+           "batch_norm_backward_training", "batch_norm_backward_inference"]  # the kernels
 
 
 # ---- local response normalization -------------------------------------------------------------
@@ -67,7 +83,7 @@ def _affine(xhat, weight, bias):
     return y if bias is None else y + _per_channel(bias)
 
 
-def batch_norm_forward_training(x, weight, bias, running_mean, running_var, momentum, eps):
+def batch_norm_forward_training_reference(x, weight, bias, running_mean, running_var, momentum, eps):
     """Normalise with the batch statistics; update the running ones IN PLACE (if given).
 
     mean = E[x], var = E[(x - mean)²] over (N, H, W) (biased, used to normalise);
@@ -90,7 +106,7 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
     return y.astype(x.dtype, copy=False), mean, invstd
 
 
-def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps):
+def batch_norm_forward_inference_reference(x, weight, bias, running_mean, running_var, eps):
     """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias.
 
     x, y: (N, C, H, W); running_*: (C,). Returns (y, mean, invstd): the statistics used, (C,)
@@ -107,7 +123,7 @@ def _affine_grads(dout, xhat):
     return (dout * xhat).sum(axis=_AXES), dout.sum(axis=_AXES)
 
 
-def batch_norm_backward_training(dout, x, weight, mean, invstd):
+def batch_norm_backward_training_reference(dout, x, weight, mean, invstd):
     """Gradients through the batch statistics (Ioffe & Szegedy 2015, section 3):
 
     dx = weight · invstd / M · (M·dy − Σdy − xhat · Σ(dy·xhat)), M = N·H·W.
@@ -121,7 +137,7 @@ def batch_norm_backward_training(dout, x, weight, mean, invstd):
     return dx.astype(x.dtype, copy=False), dweight, dbias
 
 
-def batch_norm_backward_inference(dout, x, weight, mean, invstd):
+def batch_norm_backward_inference_reference(dout, x, weight, mean, invstd):
     """Fixed statistics make batch norm an affine map: dx = dy · weight · invstd.
 
     dout, x, dx: (N, C, H, W); weight (C,) or None; mean, invstd (C,). Returns (dx, dweight, dbias).
@@ -130,3 +146,85 @@ def batch_norm_backward_inference(dout, x, weight, mean, invstd):
     dweight, dbias = _affine_grads(dout, xhat)
     g = invstd if weight is None else weight * invstd                     # (C,)
     return (dout * _per_channel(g)).astype(x.dtype, copy=False), dweight, dbias
+
+
+# ---- batch norm kernels: C++ when available -----------------------------------------------------
+def _ncl(a):
+    """(N, C, H, W) -> (N, C, H*W) view (a copy if a is not contiguous)."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def _vector(v, dtype):
+    return None if v is None else np.ascontiguousarray(v, dtype=dtype)
+
+
+def _update_running(running_mean, running_var, mean, var, momentum, M):
+    if running_mean is not None:
+        running_mean *= 1.0 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        running_var *= 1.0 - momentum
+        running_var += (momentum * M / max(M - 1, 1)) * var
+
+
+def batch_norm_forward_training(x, weight, bias, running_mean, running_var, momentum, eps):
+    """Normalise with the batch statistics; update the running ones IN PLACE (if given).
+
+    See batch_norm_forward_training_reference for the math (cuDNN's contract: biased variance to
+    normalise, unbiased M/(M-1) into running_var). Returns (y, mean, invstd), each (C,) but y.
+    """
+    stats = _cpp("batch_norm_stats", x.dtype)
+    if stats is None:
+        return batch_norm_forward_training_reference(x, weight, bias, running_mean, running_var,
+                                                     momentum, eps)
+    M = x.shape[0] * x.shape[2] * x.shape[3]
+    x3 = _ncl(x)                                                          # (N, C, H*W)
+    mean, var = stats(x3)                                                 # (C,), (C,)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)       # (C,)
+    _update_running(running_mean, running_var, mean, var, momentum, M)
+    scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
+    y = _cpp("channel_affine", x.dtype)(x3, mean, scale, _vector(bias, x.dtype))
+    return y.reshape(x.shape), mean, invstd
+
+
+def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps):
+    """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias; returns (y, mean, invstd)."""
+    affine = _cpp("channel_affine", x.dtype)
+    if affine is None:
+        return batch_norm_forward_inference_reference(x, weight, bias, running_mean, running_var, eps)
+    mean = np.array(running_mean, dtype=x.dtype)                          # (C,) a copy
+    invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)  # (C,)
+    scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
+    y = affine(_ncl(x), mean, scale, _vector(bias, x.dtype))
+    return y.reshape(x.shape), mean, invstd
+
+
+def _grad_sums(dout, x, mean, invstd):
+    """(Σ dy, Σ dy · x̂) per channel: dbias and dweight."""
+    return _cpp("batch_norm_grad_sums", x.dtype)(_ncl(dout), _ncl(x), _vector(mean, x.dtype),
+                                                 _vector(invstd, x.dtype))
+
+
+def batch_norm_backward_training(dout, x, weight, mean, invstd):
+    """dx = weight · invstd / M · (M·dy − Σdy − x̂ · Σ(dy·x̂)), M = N·H·W; returns (dx, dweight, dbias)."""
+    fn = _cpp("batch_norm_backward_data", x.dtype)
+    if fn is None:
+        return batch_norm_backward_training_reference(dout, x, weight, mean, invstd)
+    dout = dout.astype(x.dtype, copy=False)
+    sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)               # (C,), (C,)
+    g = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
+    dx = fn(_ncl(dout), _ncl(x), _vector(mean, x.dtype), _vector(invstd, x.dtype),
+            _vector(g, x.dtype), sum_dy, sum_dy_xhat)
+    return dx.reshape(x.shape), sum_dy_xhat, sum_dy
+
+
+def batch_norm_backward_inference(dout, x, weight, mean, invstd):
+    """Fixed statistics: dx = dy · weight · invstd; returns (dx, dweight, dbias)."""
+    affine = _cpp("channel_affine", x.dtype)
+    if affine is None:
+        return batch_norm_backward_inference_reference(dout, x, weight, mean, invstd)
+    dout = dout.astype(x.dtype, copy=False)
+    sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)
+    g = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
+    dx = affine(_ncl(dout), None, _vector(g, x.dtype), None)
+    return dx.reshape(x.shape), sum_dy_xhat, sum_dy

@@ -7,10 +7,29 @@ every kernel below loops over the R*S kernel offsets, never over the P*Q output 
 
 The ops (minicnn/ops/pool.py) validate the arguments and compute the output size (P, Q) — including
 ceil_mode's extra windows, which may run past the padded border — and pass it in.
+
+Version 2: with the C++ helper (csrc/cpu/pool.h) max and average pooling loop over each window
+directly, one (n, c) plane per task on the helper's thread pool: no padded copy of x and no
+R*S passes over the whole batch. The NumPy versions above stay as the readable definition, the
+fallback and the tests' second opinion (``_reference`` suffix). Adaptive average pooling with
+bins that tile the input exactly (H % P == 0, W % Q == 0: the global pool, the identity) is a
+reshape and a mean; other sizes use the averaging matrices.
 """
 from __future__ import annotations
 
 import numpy as np
+
+try:
+    from .. import _C_cpu as _C
+except ImportError:  # no compiled helper: NumPy does everything
+    _C = None
+
+
+def _cpp(name, dtype):
+    """The C++ kernel ``name`` for a float32/float64 ``dtype``, or None without the extension."""
+    if _C is None or dtype not in (np.float32, np.float64):
+        return None
+    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"]
@@ -53,7 +72,7 @@ def _first_inside(p_out, stride, pad, dil):
 
 
 # ---- max pooling --------------------------------------------------------------------------------
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
+def max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, out_size):
     """y = max over each window (padding reads as -inf) and argmax, torch's ``indices``.
 
     argmax (N, C, P, Q) int64 is the flat h*W + w index into the input plane of the first maximum in
@@ -80,7 +99,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
     return y, argmax
 
 
-def max_pool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding, dilation):
+def max_pool2d_backward_reference(dout, argmax, x_shape, kernel_size, stride, padding, dilation):
     """dx[n, c, argmax[n, c, p, q]] += dout[n, c, p, q]: each window's gradient goes to its argmax.
 
     Windows that hold only padding (their output is the constant -inf) pass no gradient.
@@ -123,7 +142,7 @@ def _avg_divisor(x_shape, kernel_size, stride, padding, out_size, count_include_
     return (ch[:, None] * cw[None, :]).astype(dtype)
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding, out_size, count_include_pad=True,
+def avg_pool2d_forward_reference(x, kernel_size, stride, padding, out_size, count_include_pad=True,
                        divisor_override=None):
     """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
     (R, S), dilation = kernel_size, (1, 1)
@@ -137,7 +156,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, out_size, count_include_
     return y
 
 
-def avg_pool2d_backward(dout, x_shape, kernel_size, stride, padding, count_include_pad=True,
+def avg_pool2d_backward_reference(dout, x_shape, kernel_size, stride, padding, count_include_pad=True,
                         divisor_override=None):
     """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
     N, C, H, W = x_shape
@@ -165,7 +184,7 @@ def _adaptive_matrix(n, p_out, dtype):
     return (inside / (end - start)[:, None]).astype(dtype)
 
 
-def adaptive_avg_pool2d_forward(x, out_size):
+def adaptive_avg_pool2d_forward_reference(x, out_size):
     """y = A_h x A_wᵀ per plane, A the bin-averaging matrices: y[p, q] = mean of bin (p, q)."""
     H, W = x.shape[2:]
     A_h = _adaptive_matrix(H, out_size[0], x.dtype)            # (P, H)
@@ -173,10 +192,78 @@ def adaptive_avg_pool2d_forward(x, out_size):
     return np.ascontiguousarray(A_h @ x @ A_w.T)               # (N, C, P, Q)
 
 
-def adaptive_avg_pool2d_backward(dout, x_shape):
+def adaptive_avg_pool2d_backward_reference(dout, x_shape):
     """dx = A_hᵀ dout A_w (the adjoint of the forward's linear map)."""
     H, W = x_shape[2:]
     P, Q = dout.shape[2:]
     A_h = _adaptive_matrix(H, P, dout.dtype)                   # (P, H)
     A_w = _adaptive_matrix(W, Q, dout.dtype)                   # (Q, W)
     return np.ascontiguousarray(A_h.T @ dout @ A_w)            # (N, C, H, W)
+
+
+# ---- the kernels: C++ when available ------------------------------------------------------------
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
+    """(y, argmax) as max_pool2d_forward_reference (torch's indices, NaN and padding rules)."""
+    fn = _cpp("max_pool2d_forward", x.dtype)
+    if fn is None:
+        return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, out_size)
+    return fn(x, *kernel_size, *stride, *padding, *dilation, *out_size)
+
+
+def max_pool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding, dilation):
+    """dx[n, c, argmax[n, c, p, q]] += dout[n, c, p, q] over windows that hold an input pixel."""
+    fn = _cpp("max_pool2d_backward", dout.dtype)
+    if fn is None:
+        return max_pool2d_backward_reference(dout, argmax, x_shape, kernel_size, stride, padding,
+                                             dilation)
+    return fn(dout, argmax, *x_shape[2:], *kernel_size, *stride, *padding, *dilation)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, out_size, count_include_pad=True,
+                       divisor_override=None):
+    """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
+    fn = _cpp("avg_pool2d_forward", x.dtype)
+    if fn is None:
+        return avg_pool2d_forward_reference(x, kernel_size, stride, padding, out_size,
+                                            count_include_pad, divisor_override)
+    divisor = _avg_divisor(x.shape, kernel_size, stride, padding, out_size, count_include_pad,
+                           divisor_override, x.dtype)                          # (P, Q)
+    return fn(x, divisor, *kernel_size, *stride, *padding)
+
+
+def avg_pool2d_backward(dout, x_shape, kernel_size, stride, padding, count_include_pad=True,
+                        divisor_override=None):
+    """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
+    fn = _cpp("avg_pool2d_backward", dout.dtype)
+    if fn is None:
+        return avg_pool2d_backward_reference(dout, x_shape, kernel_size, stride, padding,
+                                             count_include_pad, divisor_override)
+    divisor = _avg_divisor(x_shape, kernel_size, stride, padding, dout.shape[2:], count_include_pad,
+                           divisor_override, dout.dtype)                      # (P, Q)
+    return fn(dout, divisor, *x_shape[2:], *kernel_size, *stride, *padding)
+
+
+def _tiles(n, p_out):
+    """Bin length when the adaptive bins tile [0, n) exactly (n % p_out == 0), else None."""
+    return n // p_out if p_out > 0 and n % p_out == 0 else None
+
+
+def adaptive_avg_pool2d_forward(x, out_size):
+    """y[p, q] = mean of bin (p, q); a reshaped mean where the bins tile the input."""
+    N, C, H, W = x.shape
+    (P, Q), kh, kw = out_size, _tiles(H, out_size[0]), _tiles(W, out_size[1])
+    if kh is None or kw is None or x.dtype not in (np.float32, np.float64):
+        return adaptive_avg_pool2d_forward_reference(x, out_size)
+    return x.reshape(N, C, P, kh, Q, kw).mean(axis=(3, 5))                 # (N, C, P, Q)
+
+
+def adaptive_avg_pool2d_backward(dout, x_shape):
+    """dx = dout / (bin area) spread over each bin."""
+    N, C, H, W = x_shape
+    P, Q = dout.shape[2:]
+    kh, kw = _tiles(H, P), _tiles(W, Q)
+    if kh is None or kw is None or dout.dtype not in (np.float32, np.float64):
+        return adaptive_avg_pool2d_backward_reference(dout, x_shape)
+    g = dout * np.asarray(1.0 / (kh * kw), dtype=dout.dtype)              # (N, C, P, Q)
+    dx = np.broadcast_to(g.reshape(N, C, P, 1, Q, 1), (N, C, P, kh, Q, kw))
+    return np.ascontiguousarray(dx).reshape(x_shape)                      # (N, C, H, W)
