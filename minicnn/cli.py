@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib.util
 import json
 import os
 import sys
+import warnings
 
 
 class UsageError(Exception):
@@ -134,6 +136,230 @@ def _cmd_convert_weights(args):
     return main_convert(args.src, args.dst, model=args.model, compress=args.compress)
 
 
+# ---- train / eval / predict -------------------------------------------------------------------------
+_RESUME_KEEPS = ("device", "workers", "progress")  # what --resume may change; the rest comes from the run
+
+
+def _positive(name, value, allow_zero=False):
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise UsageError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+
+
+def _check_train_numbers(args):
+    for name in ("epochs", "batch_size", "lr", "image_size"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    for name in ("workers", "weight_decay", "momentum", "warmup_epochs"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name), allow_zero=True)
+    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
+        raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.builtin_per_class is not None and min(args.builtin_per_class) < 1:
+        raise UsageError(f"--builtin-per-class must be two positive numbers, got {args.builtin_per_class}")
+    if args.image_size is not None and args.image_size < 8:
+        raise UsageError(f"--image-size must be at least 8, got {args.image_size}")
+    if args.warmup_epochs is not None and args.epochs is not None and args.warmup_epochs >= args.epochs:
+        raise UsageError(f"--warmup-epochs ({args.warmup_epochs}) must be less than --epochs ({args.epochs})")
+
+
+def _train_config(args):
+    from .train import TrainConfig
+
+    given = {f: getattr(args, f) for f in (
+        "model", "data", "epochs", "batch_size", "lr", "optimizer", "schedule", "image_size", "device",
+        "workers", "out", "seed", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "augment",
+        "progress", "no_decay_bn_bias")}
+    if args.builtin_per_class is not None:
+        given["builtin_per_class"] = tuple(args.builtin_per_class)
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.resume is not None:
+        extra = sorted(k for k in given if k not in _RESUME_KEEPS)
+        if extra:
+            raise UsageError(f"train: --resume continues a run with the settings it was started with; "
+                             f"drop {', '.join('--' + k.replace('_', '-') for k in extra)} (only --device, "
+                             f"--workers and --no-progress may change)")
+    config = TrainConfig(**given)
+    if config.model.lower() not in _model_names():
+        close = difflib.get_close_matches(config.model.lower(), _model_names(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"train: unknown model {config.model!r}{hint}; choose from {', '.join(_model_names())}")
+    config.model = config.model.lower()
+    if config.data is None and config.image_size not in (None, 32):
+        raise UsageError("train: the built-in dataset is 32x32; --image-size goes with --data")
+    if args.resume is None and config.out is not None and os.path.exists(os.path.join(config.out, "last.npz")):
+        raise UsageError(f"train: {config.out!r} already holds a run (last.npz); continue it with --resume "
+                         f"{config.out} or choose another --out")
+    return config
+
+
+def _model_names():
+    from .models import list_models
+
+    return list_models()
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Show warnings as 'minicnn: warning: …' lines (e.g. the loader's count of unreadable images)."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"minicnn: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _cmd_train(args):
+    _check_train_numbers(args)
+    config = _train_config(args)
+    from .train import ConfigError, train
+
+    try:
+        with _plain_warnings():
+            result = train(config, resume=args.resume)
+    except ConfigError as e:
+        raise UsageError(f"train: {e}") from None
+    except KeyboardInterrupt:
+        return 130
+    if result["already_finished"]:
+        val = result["val_top1"]
+        print(f"nothing to do: the run in {result['run_dir']} already finished its {result['epochs']} epochs"
+              + (f" (val top-1 {100 * val:.1f}%)" if val is not None else ""))
+        return 0
+    print(f"done: val top-1 {100 * result['val_top1']:.1f}% after {result['epochs']} epochs "
+          f"(best {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch']}), "
+          f"{result['seconds']:.0f} s on {result['device']}; run folder: {result['run_dir']}")
+    return 0
+
+
+def _restore(args, command):
+    from .train import ConfigError, resolve_device, restore_model
+
+    if not os.path.isfile(args.checkpoint):
+        raise UsageError(f"{command}: no such checkpoint file {args.checkpoint!r}")
+    try:
+        device = resolve_device(args.device)
+        model, meta = restore_model(args.checkpoint, device)
+    except ConfigError as e:
+        raise UsageError(f"{command}: {e}") from None
+    return model, meta, device
+
+
+def _cmd_eval(args):
+    from .data import DataLoader
+    from .train import ConfigError, TrainConfig, eval_transform, evaluate, open_folder
+
+    _positive("--batch-size", args.batch_size)
+    _positive("--workers", args.workers, allow_zero=True)
+    if not os.path.isdir(args.data):
+        raise UsageError(f"eval: no such folder {args.data!r}")
+    model, meta, device = _restore(args, "eval")
+    folder = os.path.join(args.data, "val") if os.path.isdir(os.path.join(args.data, "val")) else args.data
+    config, size = TrainConfig.from_json(meta["config"]), meta["image_size"]
+    try:
+        dataset = open_folder(folder, eval_transform(config, size, meta["mean"], meta["std"], args.ten_crop))
+    except ConfigError as e:
+        raise UsageError(f"eval: {e}") from None
+    if dataset.classes != meta["classes"]:
+        raise UsageError(f"eval: the class folders of {folder!r} ({len(dataset.classes)}: "
+                         f"{', '.join(dataset.classes[:3])}, …) are not the checkpoint's "
+                         f"({len(meta['classes'])}: {', '.join(meta['classes'][:3])}, …)")
+    loader = DataLoader(dataset, args.batch_size, num_workers=args.workers, seed=0)
+    try:
+        with _plain_warnings():
+            result = evaluate(model, loader, device, progress=sys.stderr.isatty())
+    finally:
+        loader.close()
+    print(f"{folder}: {result['images']} images{' (ten-crop)' if args.ten_crop else ''}: loss "
+          f"{result['loss']:.4f}, top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%")
+    return 0
+
+
+def _cmd_predict(args):
+    from .data import UnreadableImage, load_image
+    from .train import TrainConfig, eval_transform, predict
+
+    _positive("--top", args.top)
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise UsageError(f"predict: no such image file {path!r}")
+    model, meta, device = _restore(args, "predict")
+    config, size = TrainConfig.from_json(meta["config"]), meta["image_size"]
+    transform = eval_transform(config, size, meta["mean"], meta["std"])
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except UnreadableImage as e:
+            raise UsageError(f"predict: cannot read {path!r} ({e.reason})") from None
+        (top,) = predict(model, [image], transform, meta["classes"], device, k=args.top)
+        print(path)
+        for name, p in top:
+            print(f"  {100 * p:6.2f}%  {name}")
+    return 0
+
+
+def _add_train_parser(sub):
+    p = sub.add_parser("train", help="train a model on image folders (default: the built-in dataset)",
+                       description="Train a model. Without --data it trains on the built-in dataset (10 "
+                                   "classes of rendered shapes, generated on first use under "
+                                   "$MINICNN_CACHE or ~/.cache/minicnn).")
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--model", help=f"a name from minicnn.models.list_models() (default {d.model})")
+    p.add_argument("--data", metavar="DIR", help="a folder with train/<class>/… and val/<class>/… "
+                                                 "(default: the built-in dataset)")
+    p.add_argument("--epochs", type=int, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 x batch-size / 64 for sgd, "
+                                            "1e-3 for adam/adamw)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help=f"default {d.optimizer}")
+    p.add_argument("--schedule", choices=("cosine", "step", "multistep", "constant"),
+                   help=f"after --warmup-epochs of linear warm-up (default {d.schedule})")
+    p.add_argument("--warmup-epochs", type=float, help=f"default {d.warmup_epochs}")
+    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum, Nesterov (default {d.momentum})")
+    p.add_argument("--decay-bn-bias", dest="no_decay_bn_bias", action="store_const", const=False,
+                   help="apply weight decay to biases and BatchNorm parameters too (default: exempt them)")
+    p.add_argument("--label-smoothing", type=float, help=f"default {d.label_smoothing}")
+    p.add_argument("--image-size", type=int, help="train/eval resolution (default: 32 for the built-in "
+                                                  "dataset, else the model's own, e.g. 224)")
+    p.add_argument("--augment", choices=("auto", "small", "imagenet", "none"),
+                   help="small: pad+crop+flip; imagenet: RandomResizedCrop+flip+PCA lighting "
+                        "(default auto: small up to 64 pixels)")
+    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), help="default auto: cuda when a GPU works")
+    p.add_argument("--workers", type=int, help=f"data loader processes (default {d.workers})")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-DATE-TIME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz")
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--builtin-per-class", type=int, nargs=2, metavar=("TRAIN", "VAL"),
+                   help=f"built-in dataset size: images per class (default {d.builtin_per_class[0]} "
+                        f"{d.builtin_per_class[1]})")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                   help="no progress bars (they are off anyway when stderr is not a terminal)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_eval_predict_parsers(sub):
+    p = sub.add_parser("eval", help="loss, top-1 and top-5 of a checkpoint on an image folder")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.npz or last.npz of a run")
+    p.add_argument("--data", required=True, metavar="DIR", help="DIR/val/<class>/… or DIR/<class>/…")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="average the softmax over ten crops (corners, centre, and their mirror images)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("predict", help="top-5 classes of images under a checkpoint")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.npz or last.npz of a run")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
+    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.set_defaults(func=_cmd_predict)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="minicnn", description="minicnn: a from-scratch CNN engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +389,8 @@ def build_parser():
                    help="also check that the weights load into this model (torchvision form)")
     p.add_argument("--compress", action="store_true", help="write a compressed .npz")
     p.set_defaults(func=_cmd_convert_weights)
+    _add_train_parser(sub)
+    _add_eval_predict_parsers(sub)
     return parser
 
 

@@ -1,0 +1,48 @@
+"""SGD with momentum, Nesterov momentum and (L2) weight decay — torch.optim.SGD's update.
+
+For each parameter p with gradient g, learning rate lr, momentum mu, dampening d, weight decay wd:
+
+    g <- g + wd * p                                  (L2 penalty wd/2 |p|^2)
+    b <- g                        on the first step  (momentum buffer)
+    b <- mu * b + (1 - d) * g     afterwards
+    g <- g + mu * b  (nesterov)   or   g <- b
+    p <- p - lr * g
+
+This is the formulation of Sutskever et al. 2013 as PyTorch writes it (lr multiplies the buffer
+at use, not at accumulation), so a changing learning rate acts at once. Nesterov momentum evaluates
+the step as if looking ahead along the buffer.
+"""
+from __future__ import annotations
+
+from .optimizer import Optimizer, _check_number
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        _check_number("momentum value", group["momentum"])
+        _check_number("weight_decay value", group["weight_decay"])
+        _check_number("dampening value", group["dampening"])
+
+    def _update(self, param, grad, state, group, xp):
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if wd != 0:
+            grad = grad + wd * param
+        if mu != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.copy()
+            else:
+                buf *= mu
+                buf += (1 - group["dampening"]) * grad
+            grad = grad + mu * buf if group["nesterov"] else buf
+        param -= lr * grad

@@ -1,0 +1,298 @@
+"""The training loop: epochs of training and evaluation, top-k accuracy, prediction, resuming."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .. import functional as F
+from .. import models
+from .. import random as _random
+from ..autograd import no_grad
+from ..data import DataLoader
+from ..data import transforms as T
+from ..tensor import tensor
+from .checkpoint import _join_arrays, _load_model_state, load_checkpoint, save_checkpoint, write_atomic
+from .config import (CheckpointError, ConfigError, TrainConfig, build_model, build_optimizer, build_scheduler,
+                     data_root, eval_transform, image_size_for, open_folder, resolve_device, train_transform)
+from .metrics import plot_curves, read_metrics, write_metrics
+
+__all__ = ["evaluate", "predict", "train", "train_one_epoch"]
+
+
+def _logits(out):
+    return getattr(out, "logits", out)
+
+
+def _loss(out, target, config):
+    if isinstance(out, models.GoogLeNetOutputs):
+        return models.googlenet_loss(out, target, config.aux_weight, config.label_smoothing)
+    return F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
+
+
+def _topk_correct(scores, labels, ks=(1, 5)):
+    """{k: number of rows whose label is among the k highest scores} (k capped at the class count)."""
+    out = {}
+    order = np.argsort(-scores, axis=1, kind="stable")
+    for k in ks:
+        out[k] = int((order[:, :min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
+    return out
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc="", progress=False):
+    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader``."""
+    model.train()
+    bar = _progress(len(loader), desc, progress)
+    loss_sum = correct = seen = 0
+    start = time.perf_counter()
+    for images, labels in loader:
+        x = tensor(np.ascontiguousarray(images), device=device)
+        y = tensor(labels, device=device)
+        out = model(x)
+        loss = _loss(out, y, config)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        n = len(labels)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"the training loss is {loss_value} (diverged); try a smaller --lr")
+        loss_sum += loss_value * n
+        correct += _topk_correct(_logits(out).numpy(), labels, (1,))[1]
+        seen += n
+        if bar is not None:
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% {rate:.0f} img/s",
+                                refresh=False)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return loss_sum / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start
+
+
+def evaluate(model, loader, device="cpu", progress=False, desc="eval"):
+    """{"loss", "top1", "top5", "images"} of ``model`` on ``loader`` (eval mode, no gradients).
+
+    Batches of shape (N, 10, C, H, W) (``TenCrop``) are scored by averaging the softmax over the crops.
+    """
+    model.eval()
+    bar = _progress(len(loader), desc, progress)
+    loss_sum, hits, seen = 0.0, {1: 0, 5: 0}, 0
+    with no_grad():
+        for images, labels in loader:
+            crops = images.shape[1] if images.ndim == 5 else 0
+            x = tensor(images.reshape((-1,) + images.shape[-3:]) if crops else images, device=device)
+            logits = _logits(model(x))
+            probs = F.softmax(logits, dim=1).numpy().astype(np.float64)
+            if crops:
+                probs = probs.reshape(len(labels), crops, -1).mean(axis=1)
+            picked = probs[np.arange(len(labels)), labels]
+            loss_sum += float(-np.log(np.maximum(picked, 1e-12)).sum())
+            for k, v in _topk_correct(probs, labels).items():
+                hits[k] += v
+            seen += len(labels)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    seen = max(seen, 1)
+    return {"loss": loss_sum / seen, "top1": hits[1] / seen, "top5": hits[5] / seen, "images": seen}
+
+
+def predict(model, images, transform, classes, device="cpu", k=5):
+    """[(class name, probability)] * k for each HWC uint8 image, highest first."""
+    model.eval()
+    batch = np.stack([transform(img) for img in images])
+    with no_grad():
+        probs = F.softmax(_logits(model(tensor(batch, device=device))), dim=1).numpy()
+    out = []
+    for p in probs:
+        top = np.argsort(-p, kind="stable")[:min(k, len(p))]
+        out.append([(classes[i], float(p[i])) for i in top])
+    return out
+
+
+def _default_out(config):
+    name = f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = os.path.join("runs", name)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join("runs", f"{name}-{n}")
+    return path
+
+
+def _check_classes(train_set, val_set, root):
+    if train_set.classes != val_set.classes:
+        only_train = sorted(set(train_set.classes) - set(val_set.classes))
+        only_val = sorted(set(val_set.classes) - set(train_set.classes))
+        detail = "; ".join(s for s in (f"only in train: {', '.join(only_train[:5])}" if only_train else "",
+                                       f"only in val: {', '.join(only_val[:5])}" if only_val else "") if s)
+        raise ConfigError(f"the class folders of {root}/train and {root}/val differ ({detail})")
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything a training run holds while it runs."""
+
+    config: TrainConfig
+    device: str
+    out: str
+    model: object
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: object
+    scheduler: object
+    meta: dict
+    rows: list
+    start_epoch: int = 0
+
+
+def train(config: TrainConfig, resume=None, log=print):
+    """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict."""
+    resumed = None
+    if resume is not None:
+        resumed = _read_resume(resume)
+        config = dataclasses.replace(TrainConfig.from_json(resumed[0]["config"]), device=config.device,
+                                     workers=config.workers, progress=config.progress, out=resume)
+    run = _prepare(config, log)
+    if resumed is not None:
+        run.start_epoch, run.rows = _apply_resume(resumed, run)
+    _open_run_folder(run)
+    train_set = run.train_loader.dataset
+    log(f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
+        f"{len(run.val_loader.dataset)} val images, {len(train_set.classes)} classes, "
+        f"{run.meta['image_size']}x{run.meta['image_size']}, {config.epochs} epochs of "
+        f"{len(run.train_loader)} batches of {config.batch_size}; run folder {run.out}")
+    started = time.perf_counter()
+    try:
+        for epoch in range(run.start_epoch, config.epochs):
+            row = _run_epoch(epoch, run)
+            _finish_epoch(run, row)
+            log(_epoch_line(row, config.epochs))
+    except KeyboardInterrupt:
+        log(f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
+            f"minicnn train --resume {run.out}" if run.rows else
+            "\ninterrupted before the first epoch finished (nothing saved)")
+        raise
+    finally:
+        run.train_loader.close()
+        run.val_loader.close()
+    final = run.rows[-1] if run.rows else None
+    return {"run_dir": run.out, "epochs": len(run.rows), "val_top1": final["val_top1"] if final else None,
+            "already_finished": run.start_epoch >= config.epochs, "best_val_top1": run.meta["best_val_top1"],
+            "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device}
+
+
+def _prepare(config, log):
+    """Data, model, optimizer and schedule of a fresh run (nothing written yet)."""
+    device = resolve_device(config.device)
+    _random.manual_seed(config.seed)
+    root = data_root(config, log)
+    train_set, val_set = open_folder(os.path.join(root, "train")), open_folder(os.path.join(root, "val"))
+    _check_classes(train_set, val_set, root)
+    model = build_model(config.model, len(train_set.classes))
+    size = image_size_for(config, model)
+    if size < getattr(model, "min_input_size", 1):
+        raise ConfigError(f"--image-size {size} is too small for {config.model} (it needs at least "
+                          f"{model.min_input_size})")
+    mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
+    train_set.transform = train_transform(config, size, mean, std)
+    val_set.transform = eval_transform(config, size, mean, std)
+    train_loader = DataLoader(train_set, config.batch_size, shuffle=True,
+                              drop_last=len(train_set) > config.batch_size, num_workers=config.workers,
+                              seed=config.seed)
+    val_loader = DataLoader(val_set, config.batch_size * 2, num_workers=config.workers, seed=config.seed)
+    model.to(device)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer, len(train_loader))
+    meta = {"config": config.to_json(), "classes": train_set.classes, "image_size": size,
+            "mean": list(mean), "std": list(std), "epoch": 0, "best_val_top1": -1.0, "best_epoch": 0}
+    return _Run(config, device, config.out or _default_out(config), model, train_loader, val_loader,
+                optimizer, scheduler, meta, [])
+
+
+def _open_run_folder(run):
+    os.makedirs(run.out, exist_ok=True)
+    for name in os.listdir(run.out):  # temporary files of a save that was killed (the old file is intact)
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.unlink(os.path.join(run.out, name))
+    write_atomic(os.path.join(run.out, "config.json"), json.dumps(run.config.to_json(), indent=2).encode())
+
+
+def _run_epoch(epoch, run):
+    """One epoch of training and evaluation: the metrics.csv row."""
+    started = time.perf_counter()
+    run.train_loader.set_epoch(epoch)
+    tag, progress = f"epoch {epoch + 1}/{run.config.epochs}", run.config.progress
+    progress = sys.stderr.isatty() if progress is None else progress
+    loss, top1, images, seconds = train_one_epoch(run.model, run.train_loader, run.optimizer, run.scheduler,
+                                                  run.config, run.device, f"{tag} train", progress)
+    val = evaluate(run.model, run.val_loader, run.device, progress=progress, desc=f"{tag} val")
+    return {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1, "val_loss": val["loss"],
+            "val_top1": val["top1"], "val_top5": val["top5"], "lr": run.scheduler.get_last_lr()[0],
+            "images_per_s": images / max(seconds, 1e-9), "seconds": time.perf_counter() - started}
+
+
+def _finish_epoch(run, row):
+    """Record the epoch: checkpoints (last, and best when val top-1 improved), metrics.csv, curves.png."""
+    run.rows.append(row)
+    meta = run.meta
+    meta["epoch"] = row["epoch"]
+    is_best = row["val_top1"] > meta["best_val_top1"]
+    if is_best:
+        meta["best_val_top1"], meta["best_epoch"] = row["val_top1"], row["epoch"]
+    save_checkpoint(os.path.join(run.out, "last.npz"), run.model, meta, run.optimizer, run.scheduler)
+    if is_best:
+        save_checkpoint(os.path.join(run.out, "best.npz"), run.model, meta)
+    write_metrics(os.path.join(run.out, "metrics.csv"), run.rows)
+    plot_curves(os.path.join(run.out, "curves.png"), run.rows, f"{run.config.model}: {run.out}")
+
+
+def _epoch_line(row, epochs):
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
+            f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
+            f"top-5 {100 * row['val_top5']:.1f}% | lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
+            f"{row['seconds']:.1f} s")
+
+
+def _read_resume(run_dir):
+    path = os.path.join(run_dir, "last.npz")
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"--resume: no such run folder {run_dir!r}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"--resume: {run_dir!r} has no last.npz (no epoch finished yet?)")
+    meta, state, arrays = load_checkpoint(path)
+    return meta, state, arrays, path
+
+
+def _apply_resume(resumed, run):
+    """Load the checkpoint into the run's model, optimizer, schedule and RNG: (next epoch, metrics rows)."""
+    saved, state, arrays, path = resumed
+    if saved["classes"] != run.meta["classes"]:
+        raise CheckpointError(f"{path!r} was trained on classes {saved['classes'][:5]}…, the data has "
+                              f"{run.meta['classes'][:5]}…")
+    _load_model_state(run.model, state, path, saved["config"]["model"])
+    run.optimizer.load_state_dict(_join_arrays(saved["optimizer"], arrays))
+    run.scheduler.load_state_dict(saved["scheduler"])
+    _random.set_rng_state(saved["rng"])
+    for key in ("epoch", "best_val_top1", "best_epoch"):
+        run.meta[key] = saved[key]
+    rows = [r for r in read_metrics(os.path.join(run.out, "metrics.csv")) if r["epoch"] <= saved["epoch"]]
+    return saved["epoch"], rows
