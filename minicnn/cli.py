@@ -182,8 +182,6 @@ def _train_config(args):
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"train: unknown model {config.model!r}{hint}; choose from {', '.join(_model_names())}")
     config.model = config.model.lower()
-    if config.data is None and config.image_size not in (None, 32):
-        raise UsageError("train: the built-in dataset is 32x32; --image-size goes with --data")
     if args.resume is None and config.out is not None and os.path.exists(os.path.join(config.out, "last.npz")):
         raise UsageError(f"train: {config.out!r} already holds a run (last.npz); continue it with --resume "
                          f"{config.out} or choose another --out")

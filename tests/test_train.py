@@ -191,7 +191,7 @@ def error_line(err):
     (["--data", "/no/such/folder"], "no such folder '/no/such/folder'"),
     (["--resume", "/no/such/run"], "no such run folder"),
     (["--resume", "x", "--model", "vgg11"], "drop --model"),
-    (["--image-size", "64"], "--image-size goes with --data"),
+    (["--image-size", "4"], "--image-size must be at least 8"),
 ])
 def test_train_usage_errors(capsys, argv, message):
     code, _, err = run_cli(capsys, "train", *argv)

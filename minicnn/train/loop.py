@@ -209,9 +209,12 @@ def _prepare(config, log):
     _check_classes(train_set, val_set, root)
     model = build_model(config.model, len(train_set.classes))
     size = image_size_for(config, model)
-    if size < getattr(model, "min_input_size", 1):
-        raise ConfigError(f"--image-size {size} is too small for {config.model} (it needs at least "
-                          f"{model.min_input_size})")
+    need = getattr(model, "min_input_size", 1)
+    if getattr(model, "aux_logits", False):  # GoogLeNet's aux heads need a larger map in training
+        need = max(need, getattr(model, "min_input_size_aux", 1))
+    if size < need:
+        raise ConfigError(f"{config.model} needs images of at least {need}x{need} pixels in training; "
+                          f"the images are resized to {size}x{size} (use --image-size {need} or more)")
     mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
     train_set.transform = train_transform(config, size, mean, std)
     val_set.transform = eval_transform(config, size, mean, std)
