@@ -41,9 +41,10 @@ def cpu_extension():
         "minicnn._C_cpu",
         ["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"],
         include_dirs=["csrc/cpu"],
+        depends=sorted(glob.glob("csrc/cpu/*.h")),  # header edits rebuild the module
         cxx_std=17,
-        extra_compile_args=["-O3", "-fopenmp"],
-        extra_link_args=["-fopenmp"],
+        extra_compile_args=["-O3", "-pthread"],  # our own thread pool (parallel.h), no OpenMP
+        extra_link_args=["-pthread"],
     )
 
 

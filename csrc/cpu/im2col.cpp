@@ -137,25 +137,70 @@ void im2col(const T* x, T* cols, const ConvGeometry& g, bool folded) {
     const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
     parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
         std::vector<T> padded(padded_runs ? padded_size : 0, T(0));  // the border stays zero
-        for (int64_t nc = begin; nc < end; ++nc) {
+        for (int64_t t = begin; t < end; ++t) {
+            const int64_t n = t / g.C, c = t % g.C;  // x's plane t
             int64_t offset, row_stride;
-            rows_of(g, folded, nc / g.C, nc % g.C, &offset, &row_stride);
+            rows_of(g, folded, n, c, &offset, &row_stride);
+            const T* plane = x + (n * g.C + c) * HW;
             if (padded_runs)
-                im2col_plane_stride1(x + nc * HW, padded.data(), cols + offset, row_stride, g);
+                im2col_plane_stride1(plane, padded.data(), cols + offset, row_stride, g);
             else
-                im2col_plane(x + nc * HW, cols + offset, row_stride, g);
+                im2col_plane(plane, cols + offset, row_stride, g);
         }
     });
+}
+
+// col2im's stride-1 counterpart of im2col_plane_stride1: each row of each (r, s) is added to a
+// contiguous run of a zero-padded plane, then the inside is copied out. Same order of additions
+// as col2im_plane (r, then s, then p), so the results agree bit for bit.
+template <typename T, int64_t kQ>
+static void add_runs(const T* src, T* dst, int64_t dst_stride, int64_t P, int64_t Q) {
+    const int64_t q = kQ > 0 ? kQ : Q;
+    for (int64_t p = 0; p < P; ++p)
+        for (int64_t i = 0; i < q; ++i) dst[p * dst_stride + i] += src[p * q + i];
+}
+
+template <typename T>
+static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T* plane,
+                                 const ConvGeometry& g) {
+    const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
+    std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
+    auto add = add_runs<T, 0>;
+    switch (g.Q) {
+        case 2: add = add_runs<T, 2>; break;
+        case 4: add = add_runs<T, 4>; break;
+        case 7: add = add_runs<T, 7>; break;
+        case 8: add = add_runs<T, 8>; break;
+        case 14: add = add_runs<T, 14>; break;
+        case 16: add = add_runs<T, 16>; break;
+        case 28: add = add_runs<T, 28>; break;
+        case 32: add = add_runs<T, 32>; break;
+        default: break;
+    }
+    for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s)
+            add(rows + (r * g.S + s) * row_stride, padded + r * g.dh * Wp + s * g.dw, g.sh * Wp,
+                g.P, g.Q);
+    for (int64_t h = 0; h < g.H; ++h)
+        std::memcpy(plane + h * g.W, padded + (h + g.ph) * Wp + g.pw, sizeof(T) * g.W);
 }
 
 template <typename T>
 void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
     const int64_t HW = g.H * g.W;
+    const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
+    const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
     parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
-        for (int64_t nc = begin; nc < end; ++nc) {
+        std::vector<T> padded(padded_runs ? padded_size : 0);
+        for (int64_t t = begin; t < end; ++t) {
+            const int64_t n = t / g.C, c = t % g.C;  // x's plane t
             int64_t offset, row_stride;
-            rows_of(g, folded, nc / g.C, nc % g.C, &offset, &row_stride);
-            col2im_plane(cols + offset, row_stride, x + nc * HW, g);
+            rows_of(g, folded, n, c, &offset, &row_stride);
+            T* plane = x + (n * g.C + c) * HW;
+            if (padded_runs)
+                col2im_plane_stride1(cols + offset, row_stride, padded.data(), plane, g);
+            else
+                col2im_plane(cols + offset, row_stride, plane, g);
         }
     });
 }
