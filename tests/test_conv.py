@@ -326,3 +326,14 @@ def test_data_gradient_as_convolution_matches_col2im(monkeypatch, x_shape, w_sha
     monkeypatch.setattr(_np_conv, "_data_grad_as_conv", lambda *args: None)
     with_col2im = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
     assert_close(as_conv, with_col2im)
+
+
+def test_arrays_unpickled_from_another_process_are_accepted():
+    # an unpickled array has an equal but distinct dtype object; the C++ helpers once compared
+    # dtypes by identity and refused it (what DataLoader workers send back)
+    import pickle
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    w = minicnn.randn(4, 3, 3, 3)
+    xp = pickle.loads(pickle.dumps(x, protocol=5))
+    got = F.conv2d(minicnn.tensor(xp), w, padding=1)
+    assert_close(got, F.conv2d(minicnn.tensor(x), w, padding=1), np.float32)

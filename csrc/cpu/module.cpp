@@ -46,7 +46,9 @@ static py::array_t<T> output(const py::object& out, const std::vector<py::ssize_
     if (out.is_none()) return py::array_t<T>(shape);
     require(py::isinstance<py::array>(out), std::string(what) + ": out must be a NumPy array");
     py::array a = py::reinterpret_borrow<py::array>(out);
-    bool same = a.dtype().is(py::dtype::of<T>()) && a.ndim() == static_cast<py::ssize_t>(shape.size()) &&
+    // isinstance compares dtypes by equivalence: an array unpickled from a worker process has an
+    // equal but distinct dtype object, which an identity check (dtype().is) would refuse
+    bool same = py::isinstance<py::array_t<T>>(a) && a.ndim() == static_cast<py::ssize_t>(shape.size()) &&
                 (a.flags() & py::array::c_style) && a.writeable();
     for (size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];
     require(same, std::string(what) + ": out must be a writeable C-contiguous array of the result's "
@@ -175,7 +177,7 @@ py::array_t<T> conv_transpose_kernel(CArray<T> w, int64_t groups) {
 // transposed view), with its leading dimension. Anything else is refused (the caller copies).
 template <typename T>
 static minicnn::cpu::Operand<T> blas_operand(const py::array& a, const char* what) {
-    require(a.ndim() == 2 && a.dtype().is(py::dtype::of<T>()),
+    require(a.ndim() == 2 && py::isinstance<py::array_t<T>>(a),
             std::string("gemm: ") + what + " must be a 2-D array of the kernel's dtype");
     const int64_t it = sizeof(T), rows = a.shape(0), cols = a.shape(1);
     const int64_t s0 = a.strides(0), s1 = a.strides(1);
