@@ -84,7 +84,7 @@ def read_meta(path):
         meta = json.loads(arrays["meta.json"].tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path!r}: unreadable meta.json ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+    if isinstance(meta, dict) and meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path!r} is not a minicnn training checkpoint")
     check_meta(meta, path)
     return meta
