@@ -295,3 +295,17 @@ def test_a_linear_model_does_poorly_on_the_builtin_shapes():
         val_acc = ((xva @ W).argmax(1) == yva).mean()
         assert train_acc > 0.5      # it fits the training images ...
         assert val_acc < 0.25       # ... in a way that does not carry over (chance 0.10; a CNN gets > 0.9)
+
+
+def test_random_crop_produces_every_offset():
+    """All 2 * padding + 1 offsets per axis occur (the last one too)."""
+    img = np.arange(8 * 8, dtype=np.uint8).reshape(8, 8, 1)
+    crop, seen = T.RandomCrop(8, padding=2), set()
+    with T.sample_generator(np.random.default_rng(0)):
+        for _ in range(400):
+            out = crop(img)[..., 0]
+            top = next(t for t in range(-2, 3) if np.array_equal(out, T._crop(img, t, 0, 8, 8)[..., 0])
+                       or any(np.array_equal(out, T._crop(img, t, l, 8, 8)[..., 0]) for l in range(-2, 3)))
+            left = next(l for l in range(-2, 3) if np.array_equal(out, T._crop(img, top, l, 8, 8)[..., 0]))
+            seen.add((top, left))
+    assert seen == {(t, l) for t in range(-2, 3) for l in range(-2, 3)}
