@@ -18,6 +18,8 @@ Environment variables:
     MINICNN_EMU_ASAN=1          build _C_emu with AddressSanitizer (load it with
                                 LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)
     MINICNN_EMU_DEBUG=1         build _C_emu with -O0 -g, to step through kernels in gdb
+    MINICNN_EMU_CHECK=1         build _C_emu with the race checker (csrc/emu/check.h; no preload needed;
+                                scripts/emu_check.sh builds it aside and runs the kernel tests on it)
 """
 import glob
 import os
@@ -67,6 +69,9 @@ def emu_extension():
     if _env_flag("MINICNN_EMU_ASAN"):
         compile_args = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
         link_args = ["-fsanitize=address"]
+    if _env_flag("MINICNN_EMU_CHECK"):  # instrumented by -fsanitize=thread, but no libtsan: see check.h
+        compile_args = ["-O1", "-g", "-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
+                        "-DMINICNN_EMU_CHECK=1"]
     return Pybind11Extension(
         "minicnn._C_emu",
         ["csrc/bindings.cpp", "csrc/emu_kernels.cpp"],
