@@ -59,19 +59,20 @@ struct LaunchChecks {
 #error "MINICNN_EMU_CHECK needs -fsanitize=thread: that instrumentation is how the checker sees accesses"
 #endif
 constexpr bool kRaceChecker = true;
-#define MINICNN_EMU_NO_CHECK __attribute__((no_sanitize_thread, noinline))
+#define MINICNN_EMU_NO_CHECK __attribute__((no_sanitize_thread))  // never inlined into checked code
 
 struct Worker;
 struct CheckThread;  // per OS thread: check_runtime.h
 
+// Out of line and uninstrumented: they switch checking on and off, so they must not be checked.
 struct EmuCode {
   bool was_on;
-  inline EmuCode();
-  inline ~EmuCode();
+  MINICNN_EMU_NO_CHECK inline EmuCode();
+  MINICNN_EMU_NO_CHECK inline ~EmuCode();
 };
 struct KernelCode {
-  inline KernelCode();
-  inline ~KernelCode();
+  MINICNN_EMU_NO_CHECK inline KernelCode();
+  MINICNN_EMU_NO_CHECK inline ~KernelCode();
 };
 
 inline void check_block_start(Block& b);

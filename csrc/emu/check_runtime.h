@@ -108,10 +108,10 @@ struct CheckThread {
 };
 inline thread_local CheckThread t_check;
 
-MINICNN_EMU_NO_CHECK EmuCode::EmuCode() : was_on(t_check.on) { t_check.on = false; }
-MINICNN_EMU_NO_CHECK EmuCode::~EmuCode() { t_check.on = was_on; }
-MINICNN_EMU_NO_CHECK KernelCode::KernelCode() { t_check.on = true; }
-MINICNN_EMU_NO_CHECK KernelCode::~KernelCode() { t_check.on = false; }
+inline EmuCode::EmuCode() : was_on(t_check.on) { t_check.on = false; }
+inline EmuCode::~EmuCode() { t_check.on = was_on; }
+inline KernelCode::KernelCode() { t_check.on = true; }
+inline KernelCode::~KernelCode() { t_check.on = false; }
 
 inline int find_tls_segment(dl_phdr_info* info, size_t, void* data) {
   auto* want = static_cast<std::pair<uintptr_t, TlsRanges*>*>(data);
@@ -160,7 +160,12 @@ MINICNN_EMU_HOOK inline Space classify(const CheckThread& c, const Worker& w, ui
 // ---- the happens-before test -------------------------------------------------------------------------
 // Are `p` (earlier in this launch) and `c` (now) unordered and conflicting? See check.h.
 MINICNN_EMU_HOOK inline Unordered conflict(const Access& p, const Access& c, const Block& b) {
-  if ((p.atomic && c.atomic) || !(p.write || c.write)) return Unordered::kNo;
+  // Atomics don't race with atomics, nor with plain reads (the word is read whole: the classic
+  // `old = *p; while (atomicCAS(p, old, ...) != old)` loop); a plain write next to one does.
+  if (p.atomic || c.atomic) {
+    if ((p.atomic && c.atomic) || (p.atomic && !c.write) || (c.atomic && !p.write)) return Unordered::kNo;
+  }
+  if (!(p.write || c.write)) return Unordered::kNo;
   if (p.block != c.block) return Unordered::kBlocks;
   if (p.tid == c.tid || p.epoch != c.epoch) return Unordered::kNo;
   if (p.tid / 32 != c.tid / 32) return Unordered::kBarrier;

@@ -86,7 +86,8 @@ struct Block {
   std::vector<EmuThread> threads;  // linear order: x + y*Dx + z*Dx*Dy; lane = index % 32
   std::vector<Fiber> workers;
   std::vector<int> ready;          // FIFO ring buffer of thread indices
-  std::vector<int> order;          // the schedule's order: threads start (and resume) in this order
+  std::vector<int> order;          // the schedule's order: threads start in this order
+  std::vector<int> wake_order;     // and leave a barrier or warp operation in this one
   int ready_head = 0, ready_count = 0;
   int next_unstarted = 0;          // position in `order` of the next thread to start
   int live = 0;        // threads that have not exited
@@ -216,8 +217,8 @@ inline EmuThread& pop_ready() {
 template <class Wakes>
 inline void wake_in_schedule_order(Wakes wakes) {
   Block& b = cur_block();
-  if (g_launch->schedule.threads == Order::kRandom) fill_order(b.order, b.size(), Order::kRandom, b.rng);
-  for (int i : b.order) {
+  if (g_launch->schedule.threads == Order::kRandom) fill_order(b.wake_order, b.size(), Order::kRandom, b.rng);
+  for (int i : b.wake_order) {
     if (wakes(b.threads[i])) push_ready(b, b.threads[i]);
   }
 }
@@ -349,6 +350,7 @@ inline void run_block() {
   b.epoch = 0;
   for (EmuThread& t : b.threads) t.state = ThreadState::kUnstarted;
   fill_order(b.order, b.size(), g_launch->schedule.threads, b.rng);
+  b.wake_order = b.order;
   check_block_start(b);
   ++t_worker->stats.blocks;
   t_worker->block_failed = false;
