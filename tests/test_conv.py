@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import minicnn
 import minicnn.functional as F
 from minicnn.backends import _np_conv
+from minicnn.ops.geometry import Conv2dGeometry
 from conftest import assert_close
 
 
@@ -318,13 +319,13 @@ def test_data_gradient_as_convolution_matches_col2im(monkeypatch, x_shape, w_sha
     rng = np.random.default_rng(11)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
-    y = _np_conv.conv2d_forward(x, w, None, (1, 1), padding, dilation, groups)
+    g = Conv2dGeometry.of(x_shape, w_shape, (1, 1), padding, dilation, groups)
+    y = _np_conv.conv2d_forward(x, w, None, g)
     dout = rng.standard_normal(y.shape)
-    assert _np_conv._data_grad_as_conv(w_shape[0], x_shape[1], *w_shape[2:], (1, 1), padding,
-                                       dilation, dout.size // w_shape[0]) is not None
-    as_conv = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
-    monkeypatch.setattr(_np_conv, "_data_grad_as_conv", lambda *args: None)
-    with_col2im = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
+    assert _np_conv._data_grad_as_conv(g) is not None
+    as_conv = _np_conv.conv2d_backward_data(dout, w, g)
+    monkeypatch.setattr(_np_conv, "_data_grad_as_conv", lambda g: None)
+    with_col2im = _np_conv.conv2d_backward_data(dout, w, g)
     assert_close(as_conv, with_col2im)
 
 

@@ -492,6 +492,15 @@ def test_adaptive_avg_pool2d_matches_torch(H, W, P, Q, keep_h, seed):
 
 # ---- the C++ kernels (csrc/cpu/pool.h) against the NumPy versions of the backend -----------------
 from minicnn.backends import _np_pool  # noqa: E402
+from minicnn.ops.geometry import Pool2dGeometry  # noqa: E402
+
+
+def geometry_of(case, x):
+    """The Pool2dGeometry the op would compute for a pool_cases() case."""
+    g = Pool2dGeometry.of(x.shape, (case["R"], case["S"]), case["stride"], case["pad"],
+                          case.get("dil", (1, 1)), case["ceil_mode"])
+    assert g.out_size == (case["P"], case["Q"])
+    return g
 
 
 @given(pool_cases(), st.sampled_from([np.float32, np.float64]), st.booleans())
@@ -504,12 +513,13 @@ def test_hypothesis_cpp_max_pool_matches_numpy_reference(case, dtype, special):
         x.flat[1::7] = -np.inf
     geo = ((case["R"], case["S"]), case["stride"], case["pad"], case["dil"])
     out_size = (case["P"], case["Q"])
-    y, idx = _np_pool.max_pool2d_forward(x, *geo, out_size)
+    g = geometry_of(case, x)
+    y, idx = _np_pool.max_pool2d_forward(x, g)
     y_ref, idx_ref = _np_pool.max_pool2d_forward_reference(x, *geo, out_size)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
     dout = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
-    dx = _np_pool.max_pool2d_backward(dout, idx, x.shape, *geo)
+    dx = _np_pool.max_pool2d_backward(dout, idx, g)
     assert dx.dtype == dtype
     assert_close(dx, _np_pool.max_pool2d_backward_reference(dout, idx_ref, x.shape, *geo), dtype)
 
@@ -522,10 +532,11 @@ def test_hypothesis_cpp_avg_pool_matches_numpy_reference(case, dtype, include, o
     x = random_input(case, 5).astype(dtype)
     geo = ((case["R"], case["S"]), case["stride"], case["pad"])
     out_size = (case["P"], case["Q"])
-    y = _np_pool.avg_pool2d_forward(x, *geo, out_size, include, override)
+    g = geometry_of(case, x)
+    y = _np_pool.avg_pool2d_forward(x, g, include, override)
     assert_close(y, _np_pool.avg_pool2d_forward_reference(x, *geo, out_size, include, override), dtype)
     dout = np.random.default_rng(6).standard_normal(y.shape).astype(dtype)
-    dx = _np_pool.avg_pool2d_backward(dout, x.shape, *geo, include, override)
+    dx = _np_pool.avg_pool2d_backward(dout, g, include, override)
     assert dx.dtype == dtype
     assert_close(dx, _np_pool.avg_pool2d_backward_reference(dout, x.shape, *geo, include, override),
                  dtype)
@@ -535,10 +546,11 @@ def test_hypothesis_cpp_avg_pool_matches_numpy_reference(case, dtype, include, o
                                         (6, 4, 4, 3)])
 def test_adaptive_avg_pool_fast_path_matches_the_matrices(H, W, P, Q):
     x = np.random.default_rng(7).standard_normal((2, 3, H, W))
-    y = _np_pool.adaptive_avg_pool2d_forward(x, (P, Q))
+    g = Pool2dGeometry.adaptive(x.shape, (P, Q))
+    y = _np_pool.adaptive_avg_pool2d_forward(x, g)
     assert_close(y, _np_pool.adaptive_avg_pool2d_forward_reference(x, (P, Q)))
     dout = np.random.default_rng(8).standard_normal(y.shape)
-    assert_close(_np_pool.adaptive_avg_pool2d_backward(dout, x.shape),
+    assert_close(_np_pool.adaptive_avg_pool2d_backward(dout, g),
                  _np_pool.adaptive_avg_pool2d_backward_reference(dout, x.shape))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
+from ..ops.conv import resolve_padding
 from . import init
 from ._util import check_int, check_pair, new_parameter
 from .module import Module
@@ -46,14 +47,9 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def _check_padding(self, padding):
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"Conv2d: padding {padding!r} is invalid; use 'same', 'valid' or ints")
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
-                                 f"(stride={self.stride})")
-            return padding
-        return check_pair("Conv2d", "padding", padding, 0)
+        """The functional's padding rules (ops/conv.py), checked early; "same"/"valid" are kept."""
+        resolved, _ = resolve_padding("Conv2d", padding, self.stride, self.dilation, self.kernel_size)
+        return padding if isinstance(padding, str) else resolved
 
     def reset_parameters(self):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numbers
 
 from .. import functional as F
+from ..ops.geometry import check_pool_padding
 from ._util import check_int, check_pair
 from .module import Module
 
@@ -15,15 +16,12 @@ __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d"]
 
 
 def _check_window(layer, kernel_size, stride, padding, dilation=1):
-    """Validate the window arguments; padding may be at most half the effective kernel size."""
+    """Validate the window arguments early, with the functional's rules (the op checks them again
+    with the input, in Pool2dGeometry)."""
     k = check_pair(layer, "kernel_size", kernel_size, 1)
     check_pair(layer, "stride", stride, 1)
-    p = check_pair(layer, "padding", padding, 0)
-    d = check_pair(layer, "dilation", dilation, 1)
-    effective = tuple((ki - 1) * di + 1 for ki, di in zip(k, d))
-    if any(2 * pi > ei for pi, ei in zip(p, effective)):
-        raise ValueError(f"{layer}: padding {padding!r} must be at most half of the effective kernel "
-                         f"size {effective} (kernel_size={kernel_size!r}, dilation={dilation!r})")
+    check_pair(layer, "dilation", dilation, 1)
+    check_pool_padding(layer, k, check_pair(layer, "padding", padding, 0))
 
 
 class MaxPool2d(Module):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..autograd import Function
+from ..tensor import Tensor
 from ._util import check_tensor, normalize_dim
 
 
@@ -69,3 +70,8 @@ def softmax(x, dim):
 def log_softmax(x, dim):
     check_tensor("log_softmax", "input", x)
     return LogSoftmax.apply(x, normalize_dim("log_softmax", dim, x.ndim))
+
+
+Tensor.relu = lambda self: relu(self)
+Tensor.softmax = lambda self, dim: softmax(self, dim)
+Tensor.log_softmax = lambda self, dim: log_softmax(self, dim)

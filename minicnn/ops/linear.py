@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import Function
-from ..tensor import common_device
+from ..backends import common_device
 from ._util import check_same_dtype, check_tensor
 
 

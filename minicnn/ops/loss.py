@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import int64
+from ..dtypes import int64
 from ._util import check_same_dtype, check_tensor
 from .activation import log_softmax
 

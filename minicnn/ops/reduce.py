@@ -57,3 +57,8 @@ def argmax(x, dim=None, keepdim=False):
         return Tensor(x._data.argmax().reshape((1,) * x.ndim if keepdim else ()), x.device)
     d = normalize_dim("argmax", dim, x.ndim)
     return Tensor(x._data.argmax(axis=d, keepdims=keepdim).astype("int64"), x.device)
+
+
+Tensor.sum = lambda self, dim=None, keepdim=False: sum(self, dim, keepdim)
+Tensor.mean = lambda self, dim=None, keepdim=False: mean(self, dim, keepdim)
+Tensor.argmax = lambda self, dim=None, keepdim=False: argmax(self, dim, keepdim)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
-from ..backends import get_backend
-from ..tensor import Tensor, common_device, result_type
+from ..backends import DEVICES, canonical_device, common_device, get_backend
+from ..dtypes import FLOAT_DTYPES, as_dtype, result_type
+from ..tensor import Tensor
 from ._util import normalize_dim
+from .arith import Cast
 
 
 class Reshape(Function):
@@ -237,3 +239,38 @@ def _split_int_and_advanced(index):
             first.append(i)
             second.append(slice(None) if i is None else i if i is Ellipsis else slice(None))
     return tuple(first), tuple(second)
+
+
+# ---- Tensor's shape and conversion methods --------------------------------------------------------
+def to(self, *args, dtype=None, device=None):
+    """``t.to("cpu")``, ``t.to(minicnn.float64)``, ``t.to(device, dtype)``; differentiable."""
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = device or a.device, dtype or a.dtype
+        elif isinstance(a, str) and a.split(":")[0].lower() in DEVICES:
+            device = a
+        else:
+            dtype = a
+    out = self
+    if dtype is not None and as_dtype(dtype) != self.dtype:
+        dtype = as_dtype(dtype)
+        if out.requires_grad and dtype in FLOAT_DTYPES:
+            out = Cast.apply(out, dtype)
+        else:
+            out = Tensor(out._data.astype(dtype), out.device)
+    if device is not None and canonical_device(device) != out.device:
+        out = ToDevice.apply(out, canonical_device(device))
+    return out
+
+
+Tensor.to = to
+Tensor.clone = lambda self: Clone.apply(self)
+Tensor.__getitem__ = lambda self, index: getitem(self, index)
+Tensor.reshape = lambda self, *shape: reshape(self, *shape)
+Tensor.view = lambda self, *shape: reshape(self, *shape)
+Tensor.flatten = lambda self, start_dim=0, end_dim=-1: flatten(self, start_dim, end_dim)
+Tensor.transpose = lambda self, dim0, dim1: transpose(self, dim0, dim1)
+Tensor.permute = lambda self, *dims: permute(self, *dims)
+Tensor.unsqueeze = lambda self, dim: unsqueeze(self, dim)
+Tensor.squeeze = lambda self, dim=None: squeeze(self, dim)
+Tensor.T = property(lambda self: permute(self, *reversed(range(self.ndim))))
