@@ -275,9 +275,25 @@ def test_too_large_for_the_kernels_grid_is_rejected_without_allocating(device):
 def test_huge_logical_sizes_pass_the_check_with_64_bit_indices(device):
     C = get_backend(device).C
     # N*C*H*W = 2^40 elements and N*P*Q = 2^30 GEMM rows: fine with int64 flat indices
-    C.conv2d_check((2**10, 2**10, 2**10, 2**10, 64, 2**10, 2**10, 1, 1, 1, 1, 0, 0, 1, 1, 1))
-    # N*P*Q / 32 > 2^31 - 1 blocks: beyond the grid's x extent
+    args = C.conv2d_check(Conv2dGeometry.of((2**10, 2**10, 2**10, 2**10), (64, 2**10, 1, 1)))
+    assert (args.N, args.C, args.H, args.K, args.P, args.G) == (2**10, 2**10, 2**10, 64, 2**10, 1)
+    # N*P*Q / 32 > 2^31 - 1 blocks: fits the indices (the geometry accepts it), not the grid's x extent
     with pytest.raises(ValueError, match="grid"):
-        C.conv2d_check((2**30, 1, 2**8, 2**8, 1, 2**8, 2**8, 1, 1, 1, 1, 0, 0, 1, 1, 1))
-    with pytest.raises(ValueError, match="P, Q"):
-        C.conv2d_check((1, 1, 5, 5, 1, 4, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1))
+        C.conv2d_check(Conv2dGeometry.of((2**30, 1, 2**8, 2**8), (1, 1, 1, 1)))
+
+
+@emu_only
+def test_the_bindings_take_the_geometry_by_field_name(device):
+    C = get_backend(device).C
+    g = Conv2dGeometry.of((2, 6, 9, 8), (4, 3, 3, 2), (2, 1), (1, 0), (1, 2), 2)
+    fields = {f: getattr(g, f) for f in "N C H W K R S P Q sh sw ph pw dh dw G".split()}
+    ours = C.Conv2dGeometry(**fields)
+    assert repr(ours) == repr(C.Conv2dGeometry.from_python(g)) and ours.P == g.P and ours.G == 2
+    args = C.conv2d_check(ours)
+    assert all(getattr(args, f) == v for f, v in fields.items())
+    with pytest.raises(ValueError, match="Conv2dGeometry: missing field G"):
+        C.conv2d_check({f: v for f, v in fields.items() if f != "G"})
+    with pytest.raises(ValueError, match="Conv2dGeometry: field sh = 36893488147419103232 does not fit"):
+        C.conv2d_check({**fields, "sh": 2**65})
+    with pytest.raises(ValueError, match="extra padding"):
+        C.conv2d_check(Conv2dGeometry.of((1, 1, 4, 4), (1, 1, 2, 2), extra=(1, 1)))

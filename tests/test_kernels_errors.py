@@ -11,7 +11,7 @@ import pytest
 
 import minicnn
 from minicnn.backends import get_backend, is_available
-from minicnn.ops.geometry import Pool2dGeometry
+from minicnn.ops.geometry import Conv2dGeometry, Pool2dGeometry
 
 from kernel_devices import KERNEL_DEVICES, on
 
@@ -118,11 +118,34 @@ def test_bindings_check_what_would_read_out_of_bounds():
         C.relu_forward("float64", 0, x.ctypes.data, 4, 0)
     with pytest.raises(TypeError, match="float32 or float64, got int64"):
         C.relu_forward("int64", x.ctypes.data, x.ctypes.data, 4, 0)
-    with pytest.raises(ValueError, match="geometry must be"):
+    with pytest.raises(TypeError):  # only the checked Pool2dArgs of pool2d_check, no tuple
         C.max_pool2d_forward("float64", x.ctypes.data, x.ctypes.data, x.ctypes.data, (1, 1, 2, 2), 0)
+    g = C.pool2d_check(Pool2dGeometry.of((1, 1, 2, 2), (2, 2), (2, 2)))
+    with pytest.raises(ValueError, match="pointer is null"):
+        C.max_pool2d_forward("float64", x.ctypes.data, 0, x.ctypes.data, g, 0)
+    with pytest.raises(ValueError, match="pool2d: sizes and padding must be >= 0"):
+        C.pool2d_check(dict(N=1, C=1, H=-2, W=2, R=1, S=1, P=1, Q=1, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1))
     with pytest.raises(ValueError, match="version must be 1"):
         get_backend("emu").max_pool2d_backward(np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64),
                                                Pool2dGeometry.of((1, 1, 2, 2), (2, 2), (2, 2)), version=3)
+
+
+def test_ints_that_overflow_a_c_int_are_a_clear_error():
+    """Issue 17: an LRN size beyond a C int was pybind11's signature dump; now it names it."""
+    x = np.ones((1, 3, 2, 2))
+    backend = get_backend("emu")
+    with pytest.raises(ValueError, match=r"local_response_norm_forward: size = 4294967296 does not fit "
+                                         r"a 32-bit int"):
+        backend.local_response_norm_forward(x, 2**32, 1e-4, 0.75, 1.0)
+    with pytest.raises(ValueError, match=r"local_response_norm_backward: size = 2147483648"):
+        backend.local_response_norm_backward(x, x, x, 2**31, 1e-4, 0.75)
+    with pytest.raises(ValueError, match=r"conv2d_forward: tile = -4294967296 does not fit"):
+        backend.conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), None,
+                               Conv2dGeometry.of((1, 1, 3, 3), (1, 1, 1, 1)), tile=-2**32)
+    # through the functional API: the same clear error (cpu computes it: NumPy has no int limit)
+    t = minicnn.tensor(x, device="emu")
+    with pytest.raises(ValueError, match="size = 4294967296"):
+        minicnn.functional.local_response_norm(t, 2**32)
 
 
 def test_empty_batches_launch_nothing():

@@ -1,4 +1,4 @@
-// See im2col.h for the index mapping and the two layouts. One task = one (n, c) plane of x and
+// See im2col.h for the index mapping and the layout. One task = one (n, c) plane of x and
 // its R*S rows of columns (P*Q values each, `row_stride` apart).
 #include "im2col.h"
 
@@ -25,7 +25,7 @@ static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_
 // Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
 // where a library call per run costs more than the copy; the compiler vectorises the loops.
 template <typename T>
-static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const ConvGeometry& g) {
+static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const Conv2dGeometry& g) {
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;
         int64_t p_lo, p_hi;
@@ -54,7 +54,7 @@ static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const Conv
 
 // plane (H, W) = Σ over the R*S rows scattered back (overwrites the plane).
 template <typename T>
-static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const ConvGeometry& g) {
+static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const Conv2dGeometry& g) {
     std::fill(plane, plane + g.H * g.W, T(0));
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;
@@ -78,22 +78,17 @@ static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const Conv
     }
 }
 
-// Where the rows of plane (n, c) start, and how far apart they are, in either layout.
-static inline void rows_of(const ConvGeometry& g, bool folded, int64_t n, int64_t c,
-                           int64_t* offset, int64_t* row_stride) {
+// Where the rows of plane (n, c) start in cols (C*R*S, N*P*Q), and how far apart they are.
+static inline void rows_of(const Conv2dGeometry& g, int64_t n, int64_t c, int64_t* offset,
+                           int64_t* row_stride) {
     const int64_t RS = g.R * g.S, PQ = g.P * g.Q;
-    if (folded) {  // (C*R*S, N*P*Q)
-        *offset = c * RS * g.N * PQ + n * PQ;
-        *row_stride = g.N * PQ;
-    } else {       // (N, C*R*S, P*Q)
-        *offset = (n * g.C + c) * RS * PQ;
-        *row_stride = PQ;
-    }
+    *offset = c * RS * g.N * PQ + n * PQ;
+    *row_stride = g.N * PQ;
 }
 
 // Tasks of about 64 KiB of column values: small planes are grouped, so the pool's overhead stays
 // small next to the copying.
-static inline int64_t plane_grain(const ConvGeometry& g) {
+static inline int64_t plane_grain(const Conv2dGeometry& g) {
     return std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, g.R * g.S * g.P * g.Q));
 }
 
@@ -108,7 +103,7 @@ static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64
 
 template <typename T>
 static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row_stride,
-                                 const ConvGeometry& g) {
+                                 const Conv2dGeometry& g) {
     const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
     for (int64_t h = 0; h < g.H; ++h)
         std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
@@ -131,7 +126,7 @@ static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row
 }
 
 template <typename T>
-void im2col(const T* x, T* cols, const ConvGeometry& g, bool folded) {
+void im2col(const T* x, T* cols, const Conv2dGeometry& g) {
     const int64_t HW = g.H * g.W;
     const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
     const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
@@ -140,7 +135,7 @@ void im2col(const T* x, T* cols, const ConvGeometry& g, bool folded) {
         for (int64_t t = begin; t < end; ++t) {
             const int64_t n = t / g.C, c = t % g.C;  // x's plane t
             int64_t offset, row_stride;
-            rows_of(g, folded, n, c, &offset, &row_stride);
+            rows_of(g, n, c, &offset, &row_stride);
             const T* plane = x + (n * g.C + c) * HW;
             if (padded_runs)
                 im2col_plane_stride1(plane, padded.data(), cols + offset, row_stride, g);
@@ -162,7 +157,7 @@ static void add_runs(const T* src, T* dst, int64_t dst_stride, int64_t P, int64_
 
 template <typename T>
 static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T* plane,
-                                 const ConvGeometry& g) {
+                                 const Conv2dGeometry& g) {
     const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
     std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
     auto add = add_runs<T, 0>;
@@ -186,7 +181,7 @@ static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T
 }
 
 template <typename T>
-void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
+void col2im(const T* cols, T* x, const Conv2dGeometry& g) {
     const int64_t HW = g.H * g.W;
     const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
     const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
@@ -195,7 +190,7 @@ void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
         for (int64_t t = begin; t < end; ++t) {
             const int64_t n = t / g.C, c = t % g.C;  // x's plane t
             int64_t offset, row_stride;
-            rows_of(g, folded, n, c, &offset, &row_stride);
+            rows_of(g, n, c, &offset, &row_stride);
             T* plane = x + (n * g.C + c) * HW;
             if (padded_runs)
                 col2im_plane_stride1(cols + offset, row_stride, padded.data(), plane, g);
@@ -205,10 +200,10 @@ void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
     });
 }
 
-template void im2col<float>(const float*, float*, const ConvGeometry&, bool);
-template void im2col<double>(const double*, double*, const ConvGeometry&, bool);
-template void col2im<float>(const float*, float*, const ConvGeometry&, bool);
-template void col2im<double>(const double*, double*, const ConvGeometry&, bool);
+template void im2col<float>(const float*, float*, const Conv2dGeometry&);
+template void im2col<double>(const double*, double*, const Conv2dGeometry&);
+template void col2im<float>(const float*, float*, const Conv2dGeometry&);
+template void col2im<double>(const double*, double*, const Conv2dGeometry&);
 
 }  // namespace cpu
 }  // namespace minicnn

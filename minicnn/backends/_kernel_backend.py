@@ -109,9 +109,8 @@ class KernelBackend:
 
     # ---- pooling ------------------------------------------------------------------------------
     def _pool_args(self, op, g: Pool2dGeometry):
-        """What the bindings take for ``g`` (checked again there: they must not trust a caller)."""
-        return tuple(int(v) for v in (g.N, g.C, g.H, g.W, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph,
-                                      g.pw, g.dh, g.dw))
+        """The kernels' checked Pool2dArgs for ``g`` (csrc/bindings.cpp), before any allocation."""
+        return self.C.pool2d_check(g)
 
     def _pool_input(self, op, x, g: Pool2dGeometry):
         return self._array(op, "x", x, shape=g.x_shape)
@@ -122,57 +121,63 @@ class KernelBackend:
     def max_pool2d_forward(self, x, g: Pool2dGeometry):
         """(y, argmax): the max of every window and the flat h*W + w index of its first maximum."""
         op = "max_pool2d_forward"
+        args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
         y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
         argmax = self._empty(g.y_shape, np.int64)                      # (N, C, P, Q)
         self.C.max_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(argmax), self._ptr(x),
-                                  self._pool_args(op, g), self._stream())
+                                  args, self._stream())
         return y, argmax
 
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry, *, version=2):
         """dx[argmax] += dout. version 1: scatter with atomics, 2: gather (deterministic)."""
         op = "max_pool2d_backward"
+        args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
         argmax = self._array(op, "argmax", argmax, dtype=np.int64, shape=dout.shape)
         dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
         self.C.max_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(argmax),
-                                   self._pool_args(op, g), int(version), self._stream())
+                                   args, int(version), self._stream())
         return dx
 
     def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
         """y = Σ_window x / divisor."""
         op = "avg_pool2d_forward"
+        args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
         y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
-        self.C.avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._pool_args(op, g),
+        self.C.avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
                                   bool(count_include_pad), int(divisor_override or 0), self._stream())
         return y
 
     def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
         """dx = Σ over the windows reading a pixel of dout / divisor."""
         op = "avg_pool2d_backward"
+        args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
         dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        self.C.avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._pool_args(op, g),
+        self.C.avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), args,
                                    bool(count_include_pad), int(divisor_override or 0), self._stream())
         return dx
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
         """y[p, q] = mean of bin (p, q)."""
         op = "adaptive_avg_pool2d_forward"
+        args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
         y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
-        self.C.adaptive_avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._pool_args(op, g),
+        self.C.adaptive_avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
                                            self._stream())
         return y
 
     def adaptive_avg_pool2d_backward(self, dout, g: Pool2dGeometry):
         """dx = Σ over the bins holding a pixel of dout / bin area."""
         op = "adaptive_avg_pool2d_backward"
+        args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
         dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
         self.C.adaptive_avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
-                                            self._pool_args(op, g), self._stream())
+                                            args, self._stream())
         return dx
 
     # ---- local response normalization -------------------------------------------------------------
@@ -291,14 +296,11 @@ class KernelBackend:
 
     # ---- convolution (csrc/kernels/conv2d.cu) -----------------------------------------------------
     def _conv_args(self, op, g: Conv2dGeometry):
-        """What the bindings take for ``g``, checked by the kernels' conv2d_check before anything
-        is allocated (too large for their indices or grid -> ValueError)."""
+        """The kernels' checked Conv2dArgs for ``g`` (csrc/bindings.cpp: conv2d_check, the one check
+        of the call), before anything is allocated: too large for their indices or grid -> ValueError."""
         if g.extra != (0, 0):
             raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
-        args = tuple(int(v) for v in (g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.sh, g.sw,
-                                      g.ph, g.pw, g.dh, g.dw, g.G))
-        self.C.conv2d_check(args)
-        return args
+        return self.C.conv2d_check(g)
 
     def conv2d_forward(self, x, w, b, g: Conv2dGeometry, *, version=2, tile=0):
         """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.

@@ -31,6 +31,7 @@ chunks whose columns fit in ``COLS_BUDGET_BYTES`` (in scratch arrays kept per th
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -77,22 +78,23 @@ def col2im_reference(cols, x_shape, R, S, stride, padding, dilation):
     return np.ascontiguousarray(xpad[:, :, ph:ph + H, pw:pw + W])
 
 
-def im2col_folded(x, R, S, stride, padding, dilation, out=None):
-    """x (N, C, H, W) -> cols (C*R*S, N*P*Q), the batch folded into the columns (into ``out``)."""
-    fn = cpp_kernel(_C, "im2col_folded", x.dtype)
+def im2col(x, g: Conv2dGeometry, out=None):
+    """x (N, C, H, W) -> cols (C*R*S, N*P*Q), the batch folded into the columns (into ``out``);
+    ``g`` is the geometry of exactly these images (its N is x's)."""
+    fn = cpp_kernel(_C, "im2col", x.dtype)
     if fn is not None:
-        return fn(x, R, S, *stride, *padding, *dilation, out=out)
-    cols = im2col_reference(x, R, S, stride, padding, dilation)              # (N, C*R*S, P*Q)
+        return fn(x, g, out=out)
+    cols = im2col_reference(x, g.R, g.S, g.stride, g.padding, g.dilation)    # (N, C*R*S, P*Q)
     return unfold_batch(cols, out=out)
 
 
-def col2im_folded(cols, x_shape, R, S, stride, padding, dilation, out=None):
+def col2im(cols, g: Conv2dGeometry, out=None):
     """cols (C*R*S, N*P*Q) -> dx (N, C, H, W) (into ``out``), summing overlapping windows."""
-    fn = cpp_kernel(_C, "col2im_folded", cols.dtype)
+    fn = cpp_kernel(_C, "col2im", cols.dtype)
     if fn is not None:
-        return fn(cols, *x_shape, R, S, *stride, *padding, *dilation, out=out)
-    per_image = fold_batch(cols, x_shape[0])                                  # (N, C*R*S, P*Q)
-    dx = col2im_reference(per_image, x_shape, R, S, stride, padding, dilation)
+        return fn(cols, g, out=out)
+    per_image = fold_batch(cols, g.N)                                        # (N, C*R*S, P*Q)
+    dx = col2im_reference(per_image, g.x_shape, g.R, g.S, g.stride, g.padding, g.dilation)
     return dx if out is None else _store(out, dx)
 
 
@@ -170,14 +172,19 @@ class _Buffer:
         return array[:size].reshape(shape)
 
 
-def _columns(x, R, S, stride, padding, dilation, buffer):
-    """cols (C*R*S, n*P*Q) of the images x (n, C, H, W)."""
+def _chunk(g: Conv2dGeometry, sl: slice) -> Conv2dGeometry:
+    """The geometry of the images ``sl`` of the batch."""
+    n = sl.stop - sl.start
+    return g if n == g.N else replace(g, N=n)
+
+
+def _columns(x, g: Conv2dGeometry, buffer):
+    """cols (C*R*S, n*P*Q) of the images x (n, C, H, W), g their geometry."""
     n, C = x.shape[:2]
-    if _is_pointwise(R, S, stride, padding):
+    if _is_pointwise(g.R, g.S, g.stride, g.padding):
         return x.reshape(C, -1) if n == 1 else unfold_batch(x.reshape(n, C, -1),
                                                             out=buffer.get((C, x[0].size // C * n)))
-    P, Q = output_size(*x.shape[2:], R, S, stride, padding, dilation)
-    return im2col_folded(x, R, S, stride, padding, dilation, out=buffer.get((C * R * S, n * P * Q)))
+    return im2col(x, g, out=buffer.get((C * g.R * g.S, n * g.P * g.Q)))
 
 
 def _dout_columns(dout, buffer):
@@ -212,12 +219,11 @@ def conv2d_forward(x, w, b, g: Conv2dGeometry):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None."""
     _check(x.shape, w.shape, g)
     N, K, P, Q, R, S, G = g.N, g.K, g.P, g.Q, g.R, g.S, g.G
-    hyper = (g.stride, g.padding, g.dilation)
     wg = w.reshape(G, K // G, g.Cg * R * S)                                # (G, Kg, Cg*R*S)
     y = np.empty((N, K, P, Q), dtype=x.dtype)                              # (N, K, P, Q)
     cols_buf, y_buf = _Buffer("cols", x.dtype), _Buffer("out", x.dtype)
     for sl in _chunks(x.shape, R, S, P * Q, x.itemsize):
-        cols = _columns(x[sl], R, S, *hyper, cols_buf)                     # (C*R*S, n*P*Q)
+        cols = _columns(x[sl], _chunk(g, sl), cols_buf)                    # (C*R*S, n*P*Q)
         n = cols.shape[1] // (P * Q)
         if n == 1:  # the GEMM writes this image's output in place
             _matmul_groups(wg, _grouped(cols, G), y[sl].reshape(G, K // G, P * Q))
@@ -283,7 +289,7 @@ def conv2d_backward_data(dout, w, g: Conv2dGeometry):
         if pointwise:
             fold_batch(dcols, n, out=dx[sl].reshape(n, -1, P * Q))
         else:
-            col2im_folded(dcols, dx[sl].shape, R, S, g.stride, g.padding, g.dilation, out=dx[sl])
+            col2im(dcols, _chunk(g, sl), out=dx[sl])
     return dx
 
 
@@ -307,7 +313,7 @@ def conv2d_backward_weight(dout, x, g: Conv2dGeometry):
     acc = np.zeros(shape, dtype=dout.dtype)                               # dw^T or dw, per group
     cols_buf, d_buf = _Buffer("cols", x.dtype), _Buffer("dout", dout.dtype)
     for i, sl in enumerate(chunks):
-        cols = _columns(x[sl], R, S, g.stride, g.padding, g.dilation, cols_buf)  # (C*R*S, n*P*Q)
+        cols = _columns(x[sl], _chunk(g, sl), cols_buf)                    # (C*R*S, n*P*Q)
         cols = _grouped(cols, G)                                           # (G, Cg*R*S, n*P*Q)
         d = _grouped(_dout_columns(dout[sl], d_buf), G)                    # (G, Kg, n*P*Q)
         a, b = (cols, d.transpose(0, 2, 1)) if transposed else (d, cols.transpose(0, 2, 1))

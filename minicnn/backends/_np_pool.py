@@ -208,7 +208,7 @@ def max_pool2d_forward(x, g: Pool2dGeometry):
     fn = cpp_kernel(_C, "max_pool2d_forward", x.dtype)
     if fn is None:
         return max_pool2d_forward_reference(x, *_window(g), g.out_size)
-    return fn(x, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.P, g.Q)
+    return fn(x, g)
 
 
 def max_pool2d_backward(dout, argmax, g: Pool2dGeometry):
@@ -217,7 +217,7 @@ def max_pool2d_backward(dout, argmax, g: Pool2dGeometry):
     fn = cpp_kernel(_C, "max_pool2d_backward", dout.dtype)
     if fn is None:
         return max_pool2d_backward_reference(dout, argmax, g.x_shape, *_window(g))
-    return fn(dout, argmax, g.H, g.W, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+    return fn(dout, argmax, g)
 
 
 def avg_pool2d_forward(x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
@@ -229,7 +229,7 @@ def avg_pool2d_forward(x, g: Pool2dGeometry, count_include_pad=True, divisor_ove
                                             count_include_pad, divisor_override)
     divisor = _avg_divisor(x.shape, g.kernel_size, g.stride, g.padding, g.out_size,
                            count_include_pad, divisor_override, x.dtype)      # (P, Q)
-    return fn(x, divisor, g.R, g.S, g.sh, g.sw, g.ph, g.pw)
+    return fn(x, divisor, g)
 
 
 def avg_pool2d_backward(dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
@@ -241,7 +241,7 @@ def avg_pool2d_backward(dout, g: Pool2dGeometry, count_include_pad=True, divisor
                                              count_include_pad, divisor_override)
     divisor = _avg_divisor(g.x_shape, g.kernel_size, g.stride, g.padding, g.out_size,
                            count_include_pad, divisor_override, dout.dtype)   # (P, Q)
-    return fn(dout, divisor, g.H, g.W, g.R, g.S, g.sh, g.sw, g.ph, g.pw)
+    return fn(dout, divisor, g)
 
 
 def _tiles(n, p_out):
