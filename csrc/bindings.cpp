@@ -73,20 +73,24 @@ void def_launcher(py::module_& m, const char* op, void (*f32)(A32...), void (*f6
   static_assert(sizeof...(A32) == sizeof...(A64), "float and double launchers differ");
   for (const char* name : names)
     if (name == nullptr) throw std::logic_error(std::string(op) + ": an argument has no name");
-  m.def(op, [op, f32, f64, names, check](const std::string& dtype, typename Arg<A32>::type... a) {
-    check(op, a...);
-    if (dtype == "float32") {
-      auto args = std::make_tuple(Arg<A32>::from(op, names[I], a)...);
-      py::gil_scoped_release release;
-      std::apply(f32, args);
-    } else if (dtype == "float64") {
-      auto args = std::make_tuple(Arg<A64>::from(op, names[I], a)...);
-      py::gil_scoped_release release;
-      std::apply(f64, args);
-    } else {
-      throw py::type_error(std::string(op) + ": the CUDA kernels take float32 or float64, got " + dtype);
-    }
-  }, py::arg("dtype"), py::arg(names[I])...);
+  m.def(
+      op,
+      [op, f32, f64, names, check](const std::string& dtype, typename Arg<A32>::type... a) {
+        check(op, a...);
+        if (dtype == "float32") {
+          auto args = std::make_tuple(Arg<A32>::from(op, names[I], a)...);
+          py::gil_scoped_release release;
+          std::apply(f32, args);
+        } else if (dtype == "float64") {
+          auto args = std::make_tuple(Arg<A64>::from(op, names[I], a)...);
+          py::gil_scoped_release release;
+          std::apply(f64, args);
+        } else {
+          throw py::type_error(std::string(op) +
+                               ": the CUDA kernels take float32 or float64, got " + dtype);
+        }
+      },
+      py::arg("dtype"), py::arg(names[I])...);
 }
 
 // Bind the float and double instantiations of a launcher as one function `op`. `names` name the
@@ -99,7 +103,8 @@ void def_launcher(py::module_& m, const char* op, void (*f32)(A32...), void (*f6
 
 void check_sizes(const char* op, std::initializer_list<int64_t> sizes) {
   for (int64_t s : sizes)
-    if (s < 0) throw py::value_error(std::string(op) + ": sizes must be >= 0, got " + std::to_string(s));
+    if (s < 0)
+      throw py::value_error(std::string(op) + ": sizes must be >= 0, got " + std::to_string(s));
 }
 
 void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> pointers) {
@@ -111,10 +116,11 @@ void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> 
 int64_t inputs(const k::Pool2d& g) { return g.N * g.C * g.H * g.W; }
 int64_t outputs(const k::Pool2d& g) { return g.N * g.C * g.P * g.Q; }
 
-// ---- the bindings, one family at a time -------------------------------------------------------------
+// ---- the bindings, one family at a time ---------------------------------------------------------
 void bind_relu(py::module_& m) {
   def_launcher(m, "relu_forward", &k::relu_forward<float>, &k::relu_forward<double>,
-               {"out", "inp", "n", "stream"}, [](const char* op, uintptr_t out, uintptr_t inp, int64_t n, auto) {
+               {"out", "inp", "n", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t inp, int64_t n, auto) {
                  check_sizes(op, {n});
                  check_pointers(op, n, {out, inp});
                });
@@ -127,36 +133,44 @@ void bind_relu(py::module_& m) {
 }
 
 void bind_pool(py::module_& m) {
-  py::class_<k::Pool2d> args(m, "Pool2dArgs", py::module_local(),
-                             "A checked Pool2dGeometry as the kernels take it; made by pool2d_check.");
+  py::class_<k::Pool2d> args(
+      m, "Pool2dArgs", py::module_local(),
+      "A checked Pool2dGeometry as the kernels take it; made by pool2d_check.");
 #define MINICNN_FIELD(f) args.def_readonly(#f, &k::Pool2d::f);
   MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
 #undef MINICNN_FIELD
-  m.def("pool2d_check", [](py::object geometry) {
-    try {
-      return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(geometry));
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(e.what());
-    }
-  }, py::arg("geometry"), "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.");
+  m.def(
+      "pool2d_check",
+      [](py::object geometry) {
+        try {
+          return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(geometry));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"),
+      "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.");
   using G = const k::Pool2d&;
-  def_launcher(m, "max_pool2d_forward", &k::max_pool2d_forward<float>, &k::max_pool2d_forward<double>,
-               {"out", "argmax", "inp", "geometry", "stream"},
+  def_launcher(m, "max_pool2d_forward", &k::max_pool2d_forward<float>,
+               &k::max_pool2d_forward<double>, {"out", "argmax", "inp", "geometry", "stream"},
                [](const char* op, uintptr_t out, uintptr_t argmax, uintptr_t inp, G g, auto) {
                  check_pointers(op, outputs(g), {out, argmax, inp});
                });
-  def_launcher(m, "max_pool2d_backward", &k::max_pool2d_backward<float>, &k::max_pool2d_backward<double>,
+  def_launcher(m, "max_pool2d_backward", &k::max_pool2d_backward<float>,
+               &k::max_pool2d_backward<double>,
                {"dinp", "dout", "argmax", "geometry", "version", "stream"},
                [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t argmax, G g, auto...) {
                  check_pointers(op, inputs(g), {dinp});
                  check_pointers(op, outputs(g), {dout, argmax});
                });
-  def_launcher(m, "avg_pool2d_forward", &k::avg_pool2d_forward<float>, &k::avg_pool2d_forward<double>,
+  def_launcher(m, "avg_pool2d_forward", &k::avg_pool2d_forward<float>,
+               &k::avg_pool2d_forward<double>,
                {"out", "inp", "geometry", "count_include_pad", "divisor_override", "stream"},
                [](const char* op, uintptr_t out, uintptr_t inp, G g, auto...) {
                  check_pointers(op, outputs(g), {out, inp});
                });
-  def_launcher(m, "avg_pool2d_backward", &k::avg_pool2d_backward<float>, &k::avg_pool2d_backward<double>,
+  def_launcher(m, "avg_pool2d_backward", &k::avg_pool2d_backward<float>,
+               &k::avg_pool2d_backward<double>,
                {"dinp", "dout", "geometry", "count_include_pad", "divisor_override", "stream"},
                [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto...) {
                  check_pointers(op, inputs(g), {dinp, dout});
@@ -178,8 +192,8 @@ void bind_lrn(py::module_& m) {
   def_launcher(m, "local_response_norm_forward", &k::local_response_norm_forward<float>,
                &k::local_response_norm_forward<double>,
                {"out", "scale", "inp", "N", "C", "HW", "size", "alpha", "beta", "k", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t scale, uintptr_t inp, int64_t N, int64_t C,
-                  int64_t HW, int64_t size, auto...) {
+               [](const char* op, uintptr_t out, uintptr_t scale, uintptr_t inp, int64_t N,
+                  int64_t C, int64_t HW, int64_t size, auto...) {
                  check_sizes(op, {N, C, HW});
                  if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
                  check_pointers(op, N * C * HW, {out, scale, inp});
@@ -187,8 +201,8 @@ void bind_lrn(py::module_& m) {
   def_launcher(m, "local_response_norm_backward", &k::local_response_norm_backward<float>,
                &k::local_response_norm_backward<double>,
                {"dinp", "dout", "inp", "scale", "N", "C", "HW", "size", "alpha", "beta", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t inp, uintptr_t scale, int64_t N,
-                  int64_t C, int64_t HW, int64_t size, auto...) {
+               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t inp, uintptr_t scale,
+                  int64_t N, int64_t C, int64_t HW, int64_t size, auto...) {
                  check_sizes(op, {N, C, HW});
                  if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
                  check_pointers(op, N * C * HW, {dinp, dout, inp, scale});
@@ -197,32 +211,34 @@ void bind_lrn(py::module_& m) {
 
 void bind_batchnorm(py::module_& m) {
   // weight, bias, running_mean, running_var: 0 for None.
-  def_launcher(m, "batch_norm_forward_training", &k::batch_norm_forward_training<float>,
-               &k::batch_norm_forward_training<double>,
-               {"out", "mean", "invstd", "running_mean", "running_var", "inp", "weight", "bias", "N", "C", "HW",
-                "momentum", "eps", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t, uintptr_t,
-                  uintptr_t inp, uintptr_t, uintptr_t, int64_t N, int64_t C, int64_t HW, auto...) {
-                 check_sizes(op, {N, C, HW});
-                 check_pointers(op, N * C * HW, {out, mean, invstd, inp});
-               });
+  def_launcher(
+      m, "batch_norm_forward_training", &k::batch_norm_forward_training<float>,
+      &k::batch_norm_forward_training<double>,
+      {"out", "mean", "invstd", "running_mean", "running_var", "inp", "weight", "bias", "N", "C",
+       "HW", "momentum", "eps", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t, uintptr_t,
+         uintptr_t inp, uintptr_t, uintptr_t, int64_t N, int64_t C, int64_t HW, auto...) {
+        check_sizes(op, {N, C, HW});
+        check_pointers(op, N * C * HW, {out, mean, invstd, inp});
+      });
   def_launcher(m, "batch_norm_forward_inference", &k::batch_norm_forward_inference<float>,
                &k::batch_norm_forward_inference<double>,
-               {"out", "mean", "invstd", "inp", "weight", "bias", "running_mean", "running_var", "N", "C", "HW",
-                "eps", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t inp, uintptr_t,
-                  uintptr_t, uintptr_t running_mean, uintptr_t running_var, int64_t N, int64_t C, int64_t HW,
-                  auto...) {
+               {"out", "mean", "invstd", "inp", "weight", "bias", "running_mean", "running_var",
+                "N", "C", "HW", "eps", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t inp,
+                  uintptr_t, uintptr_t, uintptr_t running_mean, uintptr_t running_var, int64_t N,
+                  int64_t C, int64_t HW, auto...) {
                  check_sizes(op, {N, C, HW});
                  check_pointers(op, C, {mean, invstd, running_mean, running_var});
                  check_pointers(op, N * C * HW, {out, inp});
                });
-  def_launcher(m, "batch_norm_backward", &k::batch_norm_backward<float>, &k::batch_norm_backward<double>,
-               {"dinp", "dweight", "dbias", "dout", "inp", "weight", "mean", "invstd", "N", "C", "HW", "training",
-                "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dweight, uintptr_t dbias, uintptr_t dout,
-                  uintptr_t inp, uintptr_t, uintptr_t mean, uintptr_t invstd, int64_t N, int64_t C, int64_t HW,
-                  auto...) {
+  def_launcher(m, "batch_norm_backward", &k::batch_norm_backward<float>,
+               &k::batch_norm_backward<double>,
+               {"dinp", "dweight", "dbias", "dout", "inp", "weight", "mean", "invstd", "N", "C",
+                "HW", "training", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dweight, uintptr_t dbias,
+                  uintptr_t dout, uintptr_t inp, uintptr_t, uintptr_t mean, uintptr_t invstd,
+                  int64_t N, int64_t C, int64_t HW, auto...) {
                  check_sizes(op, {N, C, HW});
                  check_pointers(op, C, {dweight, dbias, mean, invstd});
                  check_pointers(op, N * C * HW, {dinp, dout, inp});
@@ -230,35 +246,44 @@ void bind_batchnorm(py::module_& m) {
 }
 
 void bind_conv2d(py::module_& m) {
-  py::class_<k::Conv2d> args(m, "Conv2dArgs", py::module_local(),
-                             "A checked Conv2dGeometry as the kernels take it; made by conv2d_check.");
+  py::class_<k::Conv2d> args(
+      m, "Conv2dArgs", py::module_local(),
+      "A checked Conv2dGeometry as the kernels take it; made by conv2d_check.");
 #define MINICNN_FIELD(f) args.def_readonly(#f, &k::Conv2d::f);
   MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
 #undef MINICNN_FIELD
-  m.def("conv2d_check", [](py::object geometry) {
-    try {
-      return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(geometry));
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(e.what());
-    }
-  }, py::arg("geometry"),
-        "The kernels' Conv2dArgs for a Conv2dGeometry; ValueError when they can't run it (too large for their "
-        "indices or grid). Nothing is allocated or launched.");
-  m.def("conv2d_backward_weight_splits", [](const k::Conv2d& g, int64_t tile) {
-    try {
-      return k::conv2d_backward_weight_splits(g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(e.what());
-    }
-  }, py::arg("geometry"), py::arg("tile"));
+  m.def(
+      "conv2d_check",
+      [](py::object geometry) {
+        try {
+          return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(geometry));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"),
+      "The kernels' Conv2dArgs for a Conv2dGeometry; ValueError when they can't run it (too large "
+      "for their "
+      "indices or grid). Nothing is allocated or launched.");
+  m.def(
+      "conv2d_backward_weight_splits",
+      [](const k::Conv2d& g, int64_t tile) {
+        try {
+          return k::conv2d_backward_weight_splits(
+              g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"), py::arg("tile"));
   // bias, workspace: 0 for none; tile 0: by shape.
   using G = const k::Conv2d&;
   def_launcher(m, "conv2d_forward", &k::conv2d_forward<float>, &k::conv2d_forward<double>,
                {"out", "inp", "weight", "bias", "geometry", "version", "tile", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g, auto...) {
-                 check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight});
-               });
-  def_launcher(m, "conv2d_backward_data", &k::conv2d_backward_data<float>, &k::conv2d_backward_data<double>,
+               [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g,
+                  auto...) { check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight}); });
+  def_launcher(m, "conv2d_backward_data", &k::conv2d_backward_data<float>,
+               &k::conv2d_backward_data<double>,
                {"dinp", "dout", "weight", "geometry", "tile", "stream"},
                [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t weight, G g, auto...) {
                  check_pointers(op, g.N * g.C * g.H * g.W, {dinp, dout, weight});
@@ -266,47 +291,62 @@ void bind_conv2d(py::module_& m) {
   def_launcher(m, "conv2d_backward_weight", &k::conv2d_backward_weight<float>,
                &k::conv2d_backward_weight<double>,
                {"dweight", "workspace", "dout", "inp", "geometry", "tile", "splits", "stream"},
-               [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g, auto...) {
+               [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g,
+                  auto...) {
                  check_pointers(op, 1, {dweight});
                  check_pointers(op, g.N * g.P * g.Q, {dout, inp});
                });
-  def_launcher(m, "conv2d_backward_bias", &k::conv2d_backward_bias<float>, &k::conv2d_backward_bias<double>,
-               {"dbias", "dout", "N", "K", "PQ", "stream"},
-               [](const char* op, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K, int64_t PQ, auto) {
-                 check_sizes(op, {N, K, PQ});
-                 check_pointers(op, K, {dbias});
-                 check_pointers(op, N * K * PQ, {dout});
-               });
+  def_launcher(
+      m, "conv2d_backward_bias", &k::conv2d_backward_bias<float>, &k::conv2d_backward_bias<double>,
+      {"dbias", "dout", "N", "K", "PQ", "stream"},
+      [](const char* op, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K, int64_t PQ, auto) {
+        check_sizes(op, {N, K, PQ});
+        check_pointers(op, K, {dbias});
+        check_pointers(op, N * K * PQ, {dout});
+      });
 }
 
 void bind_runtime(py::module_& m, const char* device) {
   m.attr("device") = device;
-  m.def("device_info", [] {
-    k::DeviceInfo info = k::device_info();
-    py::dict d;
-    d["usable"] = info.usable;
-    d["reason"] = info.reason;
-    d["name"] = info.name;
-    d["compute_capability"] = py::make_tuple(info.major, info.minor);
-    d["runtime_version"] = info.runtime_version;
-    d["driver_version"] = info.driver_version;
-    return d;
-  }, "Whether kernels can run here, and on what (a dict).");
-  m.def("synchronize", [] {
-    py::gil_scoped_release release;
-    k::synchronize();
-  }, "Wait for every queued kernel.");
+  m.def(
+      "device_info",
+      [] {
+        k::DeviceInfo info = k::device_info();
+        py::dict d;
+        d["usable"] = info.usable;
+        d["reason"] = info.reason;
+        d["name"] = info.name;
+        d["compute_capability"] = py::make_tuple(info.major, info.minor);
+        d["runtime_version"] = info.runtime_version;
+        d["driver_version"] = info.driver_version;
+        return d;
+      },
+      "Whether kernels can run here, and on what (a dict).");
+  m.def(
+      "synchronize",
+      [] {
+        py::gil_scoped_release release;
+        k::synchronize();
+      },
+      "Wait for every queued kernel.");
   // Test hooks for the error paths (csrc/kernels/selftest.cu); never call _selftest_trap on a GPU
   // you want to keep using: __trap() ruins the CUDA context of the process.
-  m.def("_selftest_trap", [](int blocks, int threads, int trap_block, int trap_thread, uintptr_t stream) {
-    py::gil_scoped_release release;
-    k::selftest_trap(blocks, threads, trap_block, trap_thread, Arg<cudaStream_t>::from("", "", stream));
-  }, py::arg("blocks"), py::arg("threads"), py::arg("trap_block") = -1, py::arg("trap_thread") = -1,
-     py::arg("stream") = 0);
-  m.def("_selftest_divergent_barrier", [](int threads, int early, uintptr_t stream) {
-    py::gil_scoped_release release;
-    k::selftest_divergent_barrier(threads, early, Arg<cudaStream_t>::from("", "", stream));
-  }, py::arg("threads"), py::arg("early"), py::arg("stream") = 0);
+  m.def(
+      "_selftest_trap",
+      [](int blocks, int threads, int trap_block, int trap_thread, uintptr_t stream) {
+        py::gil_scoped_release release;
+        k::selftest_trap(blocks, threads, trap_block, trap_thread,
+                         Arg<cudaStream_t>::from("", "", stream));
+      },
+      py::arg("blocks"), py::arg("threads"), py::arg("trap_block") = -1,
+      py::arg("trap_thread") = -1, py::arg("stream") = 0);
+  m.def(
+      "_selftest_divergent_barrier",
+      [](int threads, int early, uintptr_t stream) {
+        py::gil_scoped_release release;
+        k::selftest_divergent_barrier(threads, early, Arg<cudaStream_t>::from("", "", stream));
+      },
+      py::arg("threads"), py::arg("early"), py::arg("stream") = 0);
 #ifdef MINICNN_CUDA_ARCHS
   m.attr("cuda_archs") = MINICNN_CUDA_ARCHS;  // e.g. "75,80,86,89,90+PTX", set by setup.py
 #endif

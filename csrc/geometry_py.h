@@ -19,8 +19,10 @@ namespace geometry_py {
 
 namespace py = pybind11;
 
-#define MINICNN_CONV2D_FIELDS(X) X(N) X(C) X(H) X(W) X(K) X(R) X(S) X(P) X(Q) X(sh) X(sw) X(ph) X(pw) X(dh) X(dw) X(G)
-#define MINICNN_POOL2D_FIELDS(X) X(N) X(C) X(H) X(W) X(R) X(S) X(P) X(Q) X(sh) X(sw) X(ph) X(pw) X(dh) X(dw)
+#define MINICNN_CONV2D_FIELDS(X) \
+  X(N) X(C) X(H) X(W) X(K) X(R) X(S) X(P) X(Q) X(sh) X(sw) X(ph) X(pw) X(dh) X(dw) X(G)
+#define MINICNN_POOL2D_FIELDS(X) \
+  X(N) X(C) X(H) X(W) X(R) X(S) X(P) X(Q) X(sh) X(sw) X(ph) X(pw) X(dh) X(dw)
 
 // obj.<name> (or obj[name] for a dict) as int64; ValueError naming the field otherwise.
 inline int64_t field(py::handle obj, const char* cls, const char* name) {
@@ -30,7 +32,8 @@ inline int64_t field(py::handle obj, const char* cls, const char* name) {
     if (!d.contains(name)) throw py::value_error(std::string(cls) + ": missing field " + name);
     v = d[name];
   } else {
-    if (!py::hasattr(obj, name)) throw py::value_error(std::string(cls) + ": missing field " + name);
+    if (!py::hasattr(obj, name))
+      throw py::value_error(std::string(cls) + ": missing field " + name);
     v = obj.attr(name);
   }
   if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
@@ -52,7 +55,8 @@ inline Conv2dGeometry conv2d_from(py::handle obj) {
   // the Python object's asymmetric extra padding must have been folded in (kernel_geometry)
   if (!py::isinstance<py::dict>(obj) && py::hasattr(obj, "eh") &&
       (field(obj, "Conv2dGeometry", "eh") != 0 || field(obj, "Conv2dGeometry", "ew") != 0))
-    throw py::value_error("Conv2dGeometry: extra padding (eh, ew) must be 0; pass g.kernel_geometry");
+    throw py::value_error(
+        "Conv2dGeometry: extra padding (eh, ew) must be 0; pass g.kernel_geometry");
   return g;
 }
 
@@ -76,7 +80,8 @@ inline Pool2dGeometry pool2d_geometry(py::handle obj) {
 }
 
 template <class G>
-std::string repr(const char* cls, const G& g, std::initializer_list<std::pair<const char*, int64_t>> fields) {
+std::string repr(const char* cls, const G& g,
+                 std::initializer_list<std::pair<const char*, int64_t>> fields) {
   std::string s = std::string(cls) + "(";
   bool first = true;
   for (const auto& f : fields) {
@@ -87,12 +92,14 @@ std::string repr(const char* cls, const G& g, std::initializer_list<std::pair<co
 }
 
 inline void bind(py::module_& m) {
-  py::class_<Conv2dGeometry> conv(m, "Conv2dGeometry", py::module_local(),
-                                  "x (N, C, H, W) * w (K, C/G, R, S) -> y (N, K, P, Q); see csrc/geometry.h");
+  py::class_<Conv2dGeometry> conv(
+      m, "Conv2dGeometry", py::module_local(),
+      "x (N, C, H, W) * w (K, C/G, R, S) -> y (N, K, P, Q); see csrc/geometry.h");
   conv.def(py::init([](py::kwargs kw) { return conv2d_from(kw); }),
            "Conv2dGeometry(N=, C=, H=, W=, K=, R=, S=, P=, Q=, sh=, sw=, ph=, pw=, dh=, dw=, G=)")
-      .def_static("from_python", [](py::object obj) { return conv2d_from(obj); },
-                  "From any object with the fields as attributes (minicnn.ops.geometry's).");
+      .def_static(
+          "from_python", [](py::object obj) { return conv2d_from(obj); },
+          "From any object with the fields as attributes (minicnn.ops.geometry's).");
 #define MINICNN_FIELD(f) conv.def_readonly(#f, &Conv2dGeometry::f);
   MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
 #undef MINICNN_FIELD
@@ -104,8 +111,9 @@ inline void bind(py::module_& m) {
                                   "x (N, C, H, W) pooled to y (N, C, P, Q); see csrc/geometry.h");
   pool.def(py::init([](py::kwargs kw) { return pool2d_from(kw); }),
            "Pool2dGeometry(N=, C=, H=, W=, R=, S=, P=, Q=, sh=, sw=, ph=, pw=, dh=, dw=)")
-      .def_static("from_python", [](py::object obj) { return pool2d_from(obj); },
-                  "From any object with the fields as attributes (minicnn.ops.geometry's).");
+      .def_static(
+          "from_python", [](py::object obj) { return pool2d_from(obj); },
+          "From any object with the fields as attributes (minicnn.ops.geometry's).");
 #define MINICNN_FIELD(f) pool.def_readonly(#f, &Pool2dGeometry::f);
   MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
 #undef MINICNN_FIELD

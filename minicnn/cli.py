@@ -10,6 +10,8 @@ import os
 import sys
 import warnings
 
+from .backends import DEVICES
+
 
 class UsageError(Exception):
     """A user mistake: printed as one line, exit code 2."""
@@ -327,7 +329,8 @@ def _add_train_parser(sub):
     p.add_argument("--augment", choices=("auto", "small", "imagenet", "none"),
                    help="small: pad+crop+flip; imagenet: RandomResizedCrop+flip+PCA lighting "
                         "(default auto: small up to 64 pixels)")
-    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), help="default auto: cuda when a GPU works")
+    p.add_argument("--device", choices=("auto", *DEVICES),
+                   help="default auto: cuda when a GPU works")
     p.add_argument("--workers", type=int, help=f"data loader processes (default {d.workers})")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-DATE-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz")
@@ -348,13 +351,13 @@ def _add_eval_predict_parsers(sub):
                    help="average the softmax over ten crops (corners, centre, and their mirror images)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", *DEVICES), default="auto")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="top-5 classes of images under a checkpoint")
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.npz or last.npz of a run")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
-    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", *DEVICES), default="auto")
     p.set_defaults(func=_cmd_predict)
 
 

@@ -63,8 +63,8 @@ def result_type(*operands):
     tensors = [t for t in operands if not isinstance(t, (numbers.Number, np.bool_))]  # Tensors
     dimensioned = [t.dtype for t in tensors if t.ndim > 0]
     zero_dim = [t.dtype for t in tensors if t.ndim == 0]
-    scalars = [bool_ if isinstance(x, (bool, np.bool_)) else int64 if isinstance(x, numbers.Integral)
-               else float32 for x in scalars]
+    scalars = [bool_ if isinstance(x, (bool, np.bool_))
+               else int64 if isinstance(x, numbers.Integral) else float32 for x in scalars]
     result = _promote(dimensioned) if dimensioned else None
     for group in (zero_dim, scalars):
         if group:

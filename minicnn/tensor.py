@@ -1,6 +1,8 @@
-"""Tensor: an array (numpy.ndarray on "cpu"/"emu", cupy.ndarray on "cuda") + device + autograd links.
+"""Tensor: an array (numpy.ndarray on "cpu"/"emu", cupy.ndarray on "cuda"), a device, autograd
+links.
 
-This module holds the data side of a Tensor and the factories (``tensor``, ``zeros``, ``randn``, …).
+This module holds the data side of a Tensor and the factories (``tensor``, ``zeros``, ``randn``,
+…).
 The methods that record ops are attached where those ops live, so nothing here imports them:
 ``backward`` by minicnn/autograd.py; ``to`` and ``clone``, indexing and the shape methods by
 minicnn/ops/shape.py; the arithmetic and comparison operators, ``exp``/``log``/``sqrt`` by
@@ -150,8 +152,15 @@ class Tensor:
         else:
             self.grad._data += g
 
-    def zero_grad(self):
-        self.grad = None
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop ``.grad`` (or, with ``set_to_none=False``, fill it with zeros in place): what
+        Module.zero_grad and Optimizer.zero_grad do to each parameter."""
+        if self.grad is None:
+            return
+        if set_to_none:
+            self.grad = None
+        else:
+            self.grad._data[...] = 0
 
     __hash__ = object.__hash__  # the comparison operators (minicnn/ops/arith.py) return Tensors
 

@@ -25,7 +25,8 @@ static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_
 // Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
 // where a library call per run costs more than the copy; the compiler vectorises the loops.
 template <typename T>
-static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const Conv2dGeometry& g) {
+static void im2col_plane(const T* plane, T* rows, int64_t row_stride,
+                         const Conv2dGeometry& g) {
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;
         int64_t p_lo, p_hi;
@@ -54,7 +55,8 @@ static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const Conv
 
 // plane (H, W) = Σ over the R*S rows scattered back (overwrites the plane).
 template <typename T>
-static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const Conv2dGeometry& g) {
+static void col2im_plane(const T* rows, int64_t row_stride, T* plane,
+                         const Conv2dGeometry& g) {
     std::fill(plane, plane + g.H * g.W, T(0));
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;

@@ -1,8 +1,9 @@
 // minicnn._C_cpu: C++ helpers for the "cpu" device where NumPy alone is slow.
 // The Python side (minicnn/backends/_np_*.py) checks shapes and dtypes before calling; these
 // functions check again and raise ValueError rather than read out of bounds. Convolutions and
-// poolings take the geometry the op computed (minicnn/ops/geometry.py), as the shared structs of
-// csrc/geometry.h (bound with named fields by csrc/geometry_py.h, as in the kernel bindings). Every kernel exists
+// poolings take the geometry the op computed (minicnn/ops/geometry.py), as the shared structs
+// of csrc/geometry.h (bound with named fields by csrc/geometry_py.h, as in the kernel
+// bindings). Every kernel exists
 // as <name>_f32 and <name>_f64 and runs without the GIL on the thread pool of parallel.h.
 //
 // Files: parallel.h (the thread pool), im2col.h/.cpp (conv columns), layout.h (batch moves,

@@ -41,7 +41,7 @@
 //
 // Every flat index is int64_t; single extents (C, H, W, K, P, Q, R, S), a plane (H·W, P·Q) and the
 // reduction of forward and backward data (Cg·R·S, Kg·R·S) must fit an int, the grid's y and z
-// extents 65535 (conv2d_check rejects the rest before any launch: the launchers take its result). Index math inside a plane and
+// extents 65535 (conv2d_check rejects the rest before any launch). Index math inside a plane and
 // along those reductions is 32-bit: a 64-bit division costs many times more on a GPU.
 #include <algorithm>
 #include <stdexcept>
@@ -320,9 +320,10 @@ Conv2d conv2d_check(const Conv2dGeometry& g) {
   if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
     fail("bad stride, dilation or padding");
   if (g.G < 1 || g.C % g.G != 0 || g.K % g.G != 0) fail("groups must divide the in and out channels");
-  for (int64_t v : {g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.G})
+  for (int64_t v : {g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,
+                    g.G})
     if (v > INT32_MAX)
-      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (each must be < 2^31)");
+      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
   const int64_t crs = g.C / g.G * g.R * g.S, krs = g.K / g.G * g.R * g.S;
   if (crs > INT32_MAX || krs > INT32_MAX)
     fail("channels x kernel size per group exceeds 2^31 - 1 (the reduction index would overflow)");

@@ -246,7 +246,7 @@ Pool2d pool2d_check(const Pool2dGeometry& g) {
     fail("window, stride and dilation must be >= 1");
   for (int64_t v : {g.H, g.W, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw})
     if (v > INT32_MAX)
-      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (each must be < 2^31)");
+      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
   const int64_t plane = std::max(g.H * g.W, g.P * g.Q);
   if (plane > 0 && g.C > 0 && g.N > INT64_MAX / plane / g.C) fail("2^63 elements or more");
   return Pool2d{g.N,      g.C,      int(g.H),  int(g.W),  int(g.P),  int(g.Q),  int(g.R),

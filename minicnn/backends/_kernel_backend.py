@@ -125,8 +125,8 @@ class KernelBackend:
         x = self._pool_input(op, x, g)
         y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
         argmax = self._empty(g.y_shape, np.int64)                      # (N, C, P, Q)
-        self.C.max_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(argmax), self._ptr(x),
-                                  args, self._stream())
+        self.C.max_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(argmax),
+                                  self._ptr(x), args, self._stream())
         return y, argmax
 
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry, *, version=2):
@@ -136,21 +136,24 @@ class KernelBackend:
         dout = self._pool_dout(op, dout, g)
         argmax = self._array(op, "argmax", argmax, dtype=np.int64, shape=dout.shape)
         dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        self.C.max_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(argmax),
-                                   args, int(version), self._stream())
+        self.C.max_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
+                                   self._ptr(argmax), args, int(version), self._stream())
         return dx
 
-    def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
+    def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True,
+                           divisor_override=None):
         """y = Σ_window x / divisor."""
         op = "avg_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
         y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
         self.C.avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
-                                  bool(count_include_pad), int(divisor_override or 0), self._stream())
+                                  bool(count_include_pad), int(divisor_override or 0),
+                                  self._stream())
         return y
 
-    def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
+    def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
+                            divisor_override=None):
         """dx = Σ over the windows reading a pixel of dout / divisor."""
         op = "avg_pool2d_backward"
         args = self._pool_args(op, g)
@@ -296,8 +299,9 @@ class KernelBackend:
 
     # ---- convolution (csrc/kernels/conv2d.cu) -----------------------------------------------------
     def _conv_args(self, op, g: Conv2dGeometry):
-        """The kernels' checked Conv2dArgs for ``g`` (csrc/bindings.cpp: conv2d_check, the one check
-        of the call), before anything is allocated: too large for their indices or grid -> ValueError."""
+        """The kernels' checked Conv2dArgs for ``g`` (csrc/bindings.cpp: conv2d_check, the one
+        check of the call), before anything is allocated: too large for their indices or grid ->
+        ValueError."""
         if g.extra != (0, 0):
             raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
         return self.C.conv2d_check(g)
@@ -312,8 +316,8 @@ class KernelBackend:
         w = self._array(op, "weight", w, dtype=x.dtype, shape=g.w_shape)
         b = self._optional(op, "bias", b, x.dtype, (g.K,))
         y = self._empty(g.y_shape, x.dtype)                            # (N, K, P, Q)
-        self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w), self._ptr(b), args,
-                              int(version), int(tile), self._stream())
+        self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w),
+                              self._ptr(b), args, int(version), int(tile), self._stream())
         return y
 
     def conv2d_backward_data(self, dout, w, g: Conv2dGeometry, *, tile=0):
@@ -323,8 +327,8 @@ class KernelBackend:
         dout = self._array(op, "dout", dout, shape=g.y_shape)
         w = self._array(op, "weight", w, dtype=dout.dtype, shape=g.w_shape)
         dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(w), args,
-                                    int(tile), self._stream())
+        self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
+                                    self._ptr(w), args, int(tile), self._stream())
         return dx
 
     def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry, *, tile=0, splits=None):
@@ -337,7 +341,8 @@ class KernelBackend:
         if splits is None:
             splits = self.C.conv2d_backward_weight_splits(args, int(tile))
         dw = self._empty(g.w_shape, dout.dtype)                        # (K, C/G, R, S)
-        work = self._empty((splits, *g.w_shape), dout.dtype) if splits > 1 else None  # (splits, K, C/G, R, S)
+        work = (self._empty((splits, *g.w_shape), dout.dtype)          # (splits, K, C/G, R, S)
+                if splits > 1 else None)
         self.C.conv2d_backward_weight(self._dtype_name(dout), self._ptr(dw), self._ptr(work), self._ptr(dout),
                                       self._ptr(x), args, int(tile), int(splits), self._stream())
         return dw

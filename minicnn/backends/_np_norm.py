@@ -189,8 +189,8 @@ def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps
 
 def _grad_sums(dout, x, mean, invstd):
     """(Σ dy, Σ dy · x̂) per channel: dbias and dweight."""
-    return cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)(_ncl(dout), _ncl(x), _vector(mean, x.dtype),
-                                                 _vector(invstd, x.dtype))
+    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
+    return sums(_ncl(dout), _ncl(x), _vector(mean, x.dtype), _vector(invstd, x.dtype))
 
 
 def batch_norm_backward_training(dout, x, weight, mean, invstd):

@@ -6,7 +6,8 @@ so they queue in order with CuPy's own work; outputs come from CuPy's memory poo
 (add, matmul, cat, softmax) is CuPy's; conv2d is our implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
 Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
-:meth:`CudaBackend.unavailable_reason` says which, and ``get_backend("cuda")`` raises with that reason.
+:meth:`CudaBackend.unavailable_reason` says which, and ``get_backend("cuda")`` raises with that
+reason.
 """
 from __future__ import annotations
 

@@ -63,13 +63,13 @@ class Backend(Protocol):
 
     # ---- convolution --------------------------------------------------------------------------
     def conv2d_forward(self, x: Array, w: Array, b: Optional[Array], g: Conv2dGeometry) -> Array:
-        """y[n,k,p,q] = b[k] + Σ_{c,r,s} w[k,c,r,s] x[n, gC/G + c, p sh - ph + r dh, q sw - pw + s dw]."""
+        """y[n,k,p,q] = b[k] + Σ_{c,r,s} w[k,c,r,s] x[n, gC/G + c, p sh-ph + r dh, q sw-pw + s dw]."""
 
     def conv2d_backward_data(self, dout: Array, w: Array, g: Conv2dGeometry) -> Array:
         """dx (N, C, H, W) = the transposed convolution of dout (N, K, P, Q) with w."""
 
     def conv2d_backward_weight(self, dout: Array, x: Array, g: Conv2dGeometry) -> Array:
-        """dw[k,c,r,s] = Σ_{n,p,q} dout[n,k,p,q] x[n, gC/G + c, p sh - ph + r dh, q sw - pw + s dw]."""
+        """dw[k,c,r,s] = Σ_{n,p,q} dout[n,k,p,q] x[n, gC/G + c, p sh-ph + r dh, q sw-pw + s dw]."""
 
     def conv2d_backward_bias(self, dout: Array) -> Array:
         """db[k] = Σ_{n,p,q} dout[n,k,p,q]."""
@@ -113,7 +113,7 @@ class Backend(Protocol):
                                     bias: Optional[Array], running_mean: Optional[Array],
                                     running_var: Optional[Array], momentum: float,
                                     eps: float) -> Tuple[Array, Array, Array]:
-        """(y, mean, invstd): y = weight (x − E[x]) / sqrt(Var[x] + eps) + bias; running ← lerp."""
+        """(y, mean, invstd): y = weight (x − E[x]) / sqrt(Var[x] + eps) + bias; running: lerp."""
 
     def batch_norm_forward_inference(self, x: Array, weight: Optional[Array],
                                      bias: Optional[Array], running_mean: Array,

@@ -48,7 +48,8 @@ class Conv2d(Module):
 
     def _check_padding(self, padding):
         """The functional's padding rules (ops/conv.py), checked early; "same"/"valid" are kept."""
-        resolved, _ = resolve_padding("Conv2d", padding, self.stride, self.dilation, self.kernel_size)
+        resolved, _ = resolve_padding("Conv2d", padding, self.stride, self.dilation,
+                                      self.kernel_size)
         return padding if isinstance(padding, str) else resolved
 
     def reset_parameters(self):

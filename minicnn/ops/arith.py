@@ -242,7 +242,7 @@ def matmul(a, b):
     return MatMul.apply(a, b)
 
 
-# ---- Tensor's operators ---------------------------------------------------------------------------
+# ---- Tensor's operators -------------------------------------------------------------------------
 def _compare(ufunc_name):
     """A comparison operator: elementwise, not differentiable, a bool Tensor."""
     def method(self, other):

@@ -122,7 +122,8 @@ class Conv2dGeometry:
 
     def __post_init__(self):
         op = self.op
-        _check_ints(op, {k: getattr(self, k) for k in "N C H W K R S sh sw ph pw eh ew dh dw G".split()})
+        _check_ints(op, {k: getattr(self, k)
+                         for k in "N C H W K R S sh sw ph pw eh ew dh dw G".split()})
         if min(self.N, self.C, self.H, self.W) < 0:
             raise ValueError(f"{op}: sizes must be >= 0, got input {self.x_shape}")
         if min(self.sh, self.sw, self.dh, self.dw) < 1:
@@ -137,8 +138,10 @@ class Conv2dGeometry:
             raise ValueError(f"{op}: kernel larger than the padded input: input {self.x_shape} "
                              f"padded to {Hp} x {Wp}, weight {self.w_shape} with dilation "
                              f"{self.dilation} spans {Rd} x {Sd}")
-        object.__setattr__(self, "P", conv2d_output_size(self.H + self.eh, self.R, self.sh, self.ph, self.dh))
-        object.__setattr__(self, "Q", conv2d_output_size(self.W + self.ew, self.S, self.sw, self.pw, self.dw))
+        P = conv2d_output_size(self.H + self.eh, self.R, self.sh, self.ph, self.dh)
+        Q = conv2d_output_size(self.W + self.ew, self.S, self.sw, self.pw, self.dw)
+        object.__setattr__(self, "P", P)
+        object.__setattr__(self, "Q", Q)
         _check_index_sizes(
             op, {"input": self.x_shape, "weight": self.w_shape, "output": self.y_shape},
             {"input": (self.x_shape, (self.H, self.W)), "output": (self.y_shape, (self.P, self.Q))},

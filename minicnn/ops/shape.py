@@ -241,7 +241,7 @@ def _split_int_and_advanced(index):
     return tuple(first), tuple(second)
 
 
-# ---- Tensor's shape and conversion methods --------------------------------------------------------
+# ---- Tensor's shape and conversion methods ------------------------------------------------------
 def to(self, *args, dtype=None, device=None):
     """``t.to("cpu")``, ``t.to(minicnn.float64)``, ``t.to(device, dtype)``; differentiable."""
     for a in args:

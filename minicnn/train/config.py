@@ -6,7 +6,7 @@ import dataclasses
 import os
 
 from .. import models
-from ..backends import get_backend, is_available
+from ..backends import DEVICES, get_backend, is_available
 from ..data import ImageFolder, builtin_dataset
 from ..data import transforms as T
 from ..optim import SGD, Adam, AdamW, lr_scheduler, param_groups
@@ -82,8 +82,8 @@ def resolve_device(device):
     """"auto" -> "cuda" when a GPU works here, else "cpu"; other names are checked."""
     if device == "auto":
         return "cuda" if is_available("cuda") else "cpu"
-    if device not in ("cpu", "emu", "cuda"):
-        raise ConfigError(f"unknown device {device!r}; expected auto, cpu, emu or cuda")
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; expected auto, {', '.join(DEVICES)}")
     try:
         get_backend(device)
     except RuntimeError as e:
