@@ -46,6 +46,19 @@ class KernelBackend:
     def _stream(self) -> int:
         raise NotImplementedError
 
+    def __init__(self, xp, C):
+        self.xp, self.C = xp, C
+        self._args = {}  # geometry -> its checked kernel arguments (forward and backward share)
+
+    def _checked(self, g, check):
+        """check(g), once per distinct geometry: a layer's forward and backward, every step."""
+        args = self._args.get(g)
+        if args is None:
+            if len(self._args) >= 1024:
+                self._args.clear()
+            args = self._args[g] = check(g)
+        return args
+
     def set_num_threads(self, n: int) -> None:
         """No host-side pool: the kernels run on the device (the emulator runs one block at a
         time)."""
@@ -110,7 +123,7 @@ class KernelBackend:
     # ---- pooling ------------------------------------------------------------------------------
     def _pool_args(self, op, g: Pool2dGeometry):
         """The kernels' checked Pool2dArgs for ``g`` (csrc/bindings.cpp), before any allocation."""
-        return self.C.pool2d_check(g)
+        return self._checked(g, self.C.pool2d_check)
 
     def _pool_input(self, op, x, g: Pool2dGeometry):
         return self._array(op, "x", x, shape=g.x_shape)
@@ -304,7 +317,7 @@ class KernelBackend:
         ValueError."""
         if g.extra != (0, 0):
             raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
-        return self.C.conv2d_check(g)
+        return self._checked(g, self.C.conv2d_check)
 
     def conv2d_forward(self, x, w, b, g: Conv2dGeometry, *, version=2, tile=0):
         """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.

@@ -63,7 +63,7 @@ class CudaBackend(KernelBackend):
     name = "cuda"
 
     def __init__(self):
-        self.xp, self.C = _cupy, _C
+        super().__init__(_cupy, _C)
 
     @classmethod
     def unavailable_reason(cls) -> Optional[str]:

@@ -52,7 +52,7 @@ class EmuBackend(KernelBackend):
     xp = np
 
     def __init__(self):
-        self.C = _C
+        super().__init__(np, _C)
 
     @classmethod
     def unavailable_reason(cls) -> Optional[str]:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+from typing import Optional, Union
 
 from .. import functional as F
-from ..ops.conv import resolve_padding
+from ..ops.conv import IntPair, resolve_padding
+from ..tensor import Tensor
 from . import init
 from ._util import check_int, check_pair, new_parameter
 from .module import Module
@@ -21,8 +23,10 @@ class Conv2d(Module):
     kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
+                 stride: IntPair = 1, padding: Union[IntPair, str] = 0, dilation: IntPair = 1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device: Optional[str] = None, dtype=None) -> None:
         super().__init__()
         name = "Conv2d"
         self.in_channels = check_int(name, "in_channels", in_channels)
@@ -60,7 +64,7 @@ class Conv2d(Module):
                 bound = 1 / math.sqrt(fan_in)
                 init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):

@@ -78,7 +78,7 @@ class MaxPool2d(Function):
 
 def max_pool2d(input: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None,
                padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False,
-               return_indices: bool = False):
+               return_indices: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Max pooling, torch.nn.functional.max_pool2d. With ``return_indices`` returns (output,
     indices): int64, the flat h*W + w position of each maximum in its input plane (no gradient)."""
     geometry = _pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)

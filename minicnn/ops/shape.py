@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Sequence
 
 from ..autograd import Function
 from ..backends import DEVICES, canonical_device, common_device, get_backend
@@ -120,11 +121,11 @@ def _resolve_shape(op, numel, shape):
     return shape
 
 
-def reshape(x, *shape):
+def reshape(x: Tensor, *shape) -> Tensor:
     return Reshape.apply(x, _resolve_shape("reshape", x.numel(), shape))
 
 
-def flatten(x, start_dim=0, end_dim=-1):
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims start_dim..end_dim into one (torch.flatten)."""
     if x.ndim == 0:
         return reshape(x, 1)
@@ -138,7 +139,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     return Reshape.apply(x, x.shape[:s] + (merged,) + x.shape[e + 1:])
 
 
-def permute(x, *dims):
+def permute(x: Tensor, *dims) -> Tensor:
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     norm = tuple(normalize_dim("permute", d, x.ndim) for d in dims)
@@ -147,7 +148,7 @@ def permute(x, *dims):
     return Permute.apply(x, norm)
 
 
-def transpose(x, dim0, dim1):
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     if x.ndim == 0:
         normalize_dim("transpose", dim0, 0), normalize_dim("transpose", dim1, 0)
         return x
@@ -157,12 +158,12 @@ def transpose(x, dim0, dim1):
     return Permute.apply(x, tuple(dims))
 
 
-def unsqueeze(x, dim):
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
     d = normalize_dim("unsqueeze", dim, x.ndim + 1)
     return Reshape.apply(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
-def squeeze(x, dim=None):
+def squeeze(x: Tensor, dim=None) -> Tensor:
     if dim is None:
         return Reshape.apply(x, tuple(s for s in x.shape if s != 1))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
@@ -172,7 +173,7 @@ def squeeze(x, dim=None):
     return Reshape.apply(x, tuple(s for i, s in enumerate(x.shape) if i not in drop))
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate tensors along an existing dim (torch.cat); shapes must agree elsewhere."""
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
         raise TypeError(f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}")
@@ -242,7 +243,7 @@ def _split_int_and_advanced(index):
 
 
 # ---- Tensor's shape and conversion methods ------------------------------------------------------
-def to(self, *args, dtype=None, device=None):
+def to(self: Tensor, *args, dtype=None, device=None) -> Tensor:
     """``t.to("cpu")``, ``t.to(minicnn.float64)``, ``t.to(device, dtype)``; differentiable."""
     for a in args:
         if isinstance(a, Tensor):
