@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
@@ -97,6 +98,24 @@ static inline int64_t plane_grain(const Conv2dGeometry& g) {
 // Stride-1 columns from a zero-padded copy of the plane: every row of every (r, s) is then one
 // contiguous run of Q values, copied with a length known at compile time for the common map
 // widths (a run of 2-16 values costs less than the bounds logic and library call per run above).
+// pick(std::integral_constant<int64_t, Q>) for the common map widths Q (a run length known at
+// compile time), else pick(std::integral_constant<int64_t, 0>) (the length read at run time).
+template <typename Pick>
+static auto for_width(int64_t Q, Pick pick) {
+    using W = int64_t;
+    switch (Q) {
+        case 2: return pick(std::integral_constant<W, 2>{});
+        case 4: return pick(std::integral_constant<W, 4>{});
+        case 7: return pick(std::integral_constant<W, 7>{});
+        case 8: return pick(std::integral_constant<W, 8>{});
+        case 14: return pick(std::integral_constant<W, 14>{});
+        case 16: return pick(std::integral_constant<W, 16>{});
+        case 28: return pick(std::integral_constant<W, 28>{});
+        case 32: return pick(std::integral_constant<W, 32>{});
+        default: return pick(std::integral_constant<W, 0>{});
+    }
+}
+
 template <typename T, int64_t kQ>
 static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64_t Q) {
     const int64_t q = kQ > 0 ? kQ : Q;
@@ -109,18 +128,7 @@ static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row
     const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
     for (int64_t h = 0; h < g.H; ++h)
         std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
-    auto copy = copy_runs<T, 0>;
-    switch (g.Q) {
-        case 2: copy = copy_runs<T, 2>; break;
-        case 4: copy = copy_runs<T, 4>; break;
-        case 7: copy = copy_runs<T, 7>; break;
-        case 8: copy = copy_runs<T, 8>; break;
-        case 14: copy = copy_runs<T, 14>; break;
-        case 16: copy = copy_runs<T, 16>; break;
-        case 28: copy = copy_runs<T, 28>; break;
-        case 32: copy = copy_runs<T, 32>; break;
-        default: break;
-    }
+    const auto copy = for_width(g.Q, [](auto q) { return &copy_runs<T, decltype(q)::value>; });
     for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s)
             copy(padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride,
@@ -162,18 +170,7 @@ static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T
                                  const Conv2dGeometry& g) {
     const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
     std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
-    auto add = add_runs<T, 0>;
-    switch (g.Q) {
-        case 2: add = add_runs<T, 2>; break;
-        case 4: add = add_runs<T, 4>; break;
-        case 7: add = add_runs<T, 7>; break;
-        case 8: add = add_runs<T, 8>; break;
-        case 14: add = add_runs<T, 14>; break;
-        case 16: add = add_runs<T, 16>; break;
-        case 28: add = add_runs<T, 28>; break;
-        case 32: add = add_runs<T, 32>; break;
-        default: break;
-    }
+    const auto add = for_width(g.Q, [](auto q) { return &add_runs<T, decltype(q)::value>; });
     for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s)
             add(rows + (r * g.S + s) * row_stride, padded + r * g.dh * Wp + s * g.dw, g.sh * Wp,
