@@ -30,6 +30,7 @@ chunks whose columns fit in ``COLS_BUDGET_BYTES`` (in scratch arrays kept per th
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import replace
 
@@ -245,6 +246,7 @@ def _transposed_kernel(w, G):
     return np.ascontiguousarray(wt).reshape(G * Cg, K // G, R, S)
 
 
+@functools.lru_cache(maxsize=256)  # a layer's backward asks every step
 def _data_grad_as_conv(g: Conv2dGeometry):
     """The geometry of the convolution of dout that gives dx, or None where col2im(w^T @ dout)
     is better.

@@ -49,10 +49,15 @@ def check_pool_padding(op: str, kernel_size, padding) -> None:
                          f"padding={tuple(padding)} and kernel_size={tuple(kernel_size)}")
 
 
-def _check_ints(op: str, values: dict) -> None:
-    for name, v in values.items():
+def _check_ints(g, names: str) -> None:
+    """Each named field of ``g`` is an int (a NumPy integer is made a Python int)."""
+    for name in names.split():
+        v = getattr(g, name)
+        if type(v) is int:  # the common case, without the ABC checks below
+            continue
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{op}: geometry field {name} must be an int, got {v!r}")
+            raise TypeError(f"{g.op}: geometry field {name} must be an int, got {v!r}")
+        object.__setattr__(g, name, int(v))
 
 
 def _check_index_sizes(op: str, shapes: dict, planes: dict, reductions: dict) -> None:
@@ -122,8 +127,7 @@ class Conv2dGeometry:
 
     def __post_init__(self):
         op = self.op
-        _check_ints(op, {k: getattr(self, k)
-                         for k in "N C H W K R S sh sw ph pw eh ew dh dw G".split()})
+        _check_ints(self, "N C H W K R S sh sw ph pw eh ew dh dw G")
         if min(self.N, self.C, self.H, self.W) < 0:
             raise ValueError(f"{op}: sizes must be >= 0, got input {self.x_shape}")
         if min(self.sh, self.sw, self.dh, self.dw) < 1:
@@ -223,7 +227,7 @@ class Pool2dGeometry:
 
     def __post_init__(self):
         op = self.op
-        _check_ints(op, {k: getattr(self, k) for k in "N C H W R S sh sw ph pw dh dw".split()})
+        _check_ints(self, "N C H W R S sh sw ph pw dh dw")
         if min(self.N, self.C, self.H, self.W) < 0:
             raise ValueError(f"{op}: sizes must be >= 0, got input {self.x_shape}")
         if self.out is not None:
