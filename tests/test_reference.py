@@ -38,7 +38,8 @@ def close(got, want, dtype):
 
 def run(fn, arrays, device, dtype, grads, seed=0):
     """fn on tensors of ``arrays`` (cast to dtype, on device); (y, dy, [grad of each array with
-    grads[i]]) as NumPy, after backward of a random dy. Integer arrays (targets) keep their dtype."""
+    grads[i]]) as NumPy, after backward of a random dy. Integer arrays (targets) keep their
+    dtype."""
     tensors = [None if a is None else
                minicnn.tensor(a if a.dtype.kind == "i" else a.astype(dtype), device=device,
                               requires_grad=g) for a, g in zip(arrays, grads)]

@@ -29,7 +29,7 @@ def _padding(padding):
 
 def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
     """Checked (stride, ((pt, pb), (pl, pr)), dilation, P, Q)."""
-    (N, C, H, W), (K, Cg, R, S) = x_shape, w_shape
+    (_, C, H, W), (K, Cg, R, S) = x_shape, w_shape
     assert C == Cg * groups and K % groups == 0, "channels must split into the groups"
     stride, padding, dilation = pair(stride), _padding(padding), pair(dilation)
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
@@ -40,7 +40,7 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
 
 def _terms(x_shape, w_shape, stride, padding, dilation, groups):
     """Every product of the sum above: (n, k, p, q, input channel ci, c, r, s, h, v)."""
-    (N, C, H, W), (K, Cg, R, S) = x_shape, w_shape
+    (N, _, H, W), (K, Cg, R, S) = x_shape, w_shape
     (sh, sw), ((pt, _), (pl, _)), (dh, dw), P, Q = _geometry(
         x_shape, w_shape, stride, padding, dilation, groups)
     for n, k, p, q in np.ndindex(N, K, P, Q):

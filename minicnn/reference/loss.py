@@ -58,7 +58,8 @@ def _coefficients(x, target, weight, ignore_index, smoothing):
 
 
 def _reduce(losses, shape, reduction, denom):
-    """'none': the per-sample losses in the target's shape; 'sum'; 'mean': sum / denom (NaN if 0)."""
+    """'none': the per-sample losses in the target's shape; 'sum'; 'mean': sum / denom (NaN if
+    denom is 0, every target ignored)."""
     if reduction == "none":
         return np.array(losses, dtype=np.float64).reshape(shape)
     total = np.float64(sum(losses))

@@ -32,7 +32,7 @@ def pool_output_size(n, R, stride, pad, dilation=1, ceil_mode=False):
 
 
 def _windows(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
-    """(p, q, positions) for every output pixel; positions lists (h, v) in row-major kernel order."""
+    """(p, q, positions) of every output pixel: the window's (h, v), in row-major kernel order."""
     (R, S), (ph, pw), (dh, dw) = pair(kernel_size), pair(padding), pair(dilation)
     sh, sw = pair(kernel_size if stride is None else stride)
     H, W = x_shape[-2:]
