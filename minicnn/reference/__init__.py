@@ -23,12 +23,13 @@ the inputs in the order of the forward's arguments, and results come first, as i
     conv.py        conv2d (stride, padding, dilation, groups)
     pool.py        max_pool2d, avg_pool2d, adaptive_avg_pool2d, pool_output_size
     norm.py        local_response_norm, batch_norm
-    elementwise.py relu, dropout (given its mask), linear
+    elementwise.py relu, dropout (given its mask)
+    linear.py      linear (the fully connected layer)
     loss.py        cross_entropy (class indices or probabilities), nll_loss
 """
 from .conv import conv2d_backward, conv2d_forward
-from .elementwise import (dropout_backward, dropout_forward, linear_backward, linear_forward,
-                          relu_backward, relu_forward)
+from .elementwise import dropout_backward, dropout_forward, relu_backward, relu_forward
+from .linear import linear_backward, linear_forward
 from .loss import (cross_entropy_backward, cross_entropy_forward, nll_loss_backward,
                    nll_loss_forward)
 from .norm import (batch_norm_backward, batch_norm_forward, local_response_norm_backward,
