@@ -268,6 +268,16 @@ class Tensor:
     def zero_grad(self):
         self.grad = None
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs each time backward has finished accumulating this leaf's ``.grad``
+        (torch's); DistributedDataParallel uses it. Returns a handle whose ``remove()`` undoes it."""
+        if not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have one")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        key = object()
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
+
     # ---- operators (implemented in minicnn.ops) -----------------------------------------------
     def __add__(self, other):
         return _arith.add(self, other)
@@ -391,6 +401,14 @@ class Tensor:
     @property
     def T(self):
         return _shape.permute(self, *reversed(range(self.ndim)))
+
+
+class _HookHandle:
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
 
 
 def _infer_dtype(data):
