@@ -11,8 +11,9 @@ from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
 from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .sync_batchnorm import SyncBatchNorm
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
            "Dropout", "Flatten", "Identity", "Linear", "LocalResponseNorm", "LogSoftmax", "MaxPool2d",
-           "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "Softmax",
+           "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "Softmax", "SyncBatchNorm",
            "functional", "init", "parallel"]
