@@ -165,6 +165,9 @@ class DistributedDataParallel(Module):
         if self._backward_started and 0 < self._n_ready < len(self._bucket_of):
             missing = [self._names[i] for i in self._bucket_of
                        if i not in self._bucket_of[i].ready]
+            for bucket in self._buckets:  # launched on every rank alike: complete them
+                if bucket.work is not None:
+                    bucket.work.wait()
             self._reset_iteration()
             raise RuntimeError(
                 f"DistributedDataParallel: the previous backward did not produce a gradient for "
