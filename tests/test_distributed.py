@@ -275,3 +275,31 @@ def test_smoke_test_without_a_gpu_exits_2_with_the_reason(monkeypatch, capsys):
 def test_mpiexec_command_validates_nproc():
     with pytest.raises(ValueError, match="nproc must be an integer >= 1, got 0"):
         launch.mpiexec_command(0, mpiexec="mpiexec")
+
+
+# ---- training helpers in a world of one ---------------------------------------------------------
+
+def test_training_helpers_in_a_world_of_one(monkeypatch):
+    from minicnn.distributed import training
+    for key in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(key, raising=False)
+    world = training.join("cpu")
+    assert (world.rank, world.size, world.main, world.distributed) == (0, 1, True, False)
+    assert world.broadcast("x") == "x" and not dist.is_initialized()
+    assert training.sum_over_ranks({"a": 2, "b": 1.5}, world) == {"a": 2, "b": 1.5}
+    assert training.per_rank_batch(32, world) == 32
+
+
+def test_global_batch_must_divide_over_the_ranks():
+    from minicnn.distributed import training
+    assert training.per_rank_batch(32, training.World(1, 4)) == 8
+    with pytest.raises(ValueError, match="--batch-size 30 .* divisible by the number of processes "
+                                         r"\(4\)"):
+        training.per_rank_batch(30, training.World(0, 4))
+
+
+def test_eval_shards_cover_every_sample_exactly_once():
+    from minicnn.distributed import training
+    shards = [list(training.EvalShard(11, training.World(r, 3))) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 3]
+    assert sorted(i for s in shards for i in s) == list(range(11))

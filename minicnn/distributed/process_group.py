@@ -65,7 +65,7 @@ def init_process_group(backend=None, *, abort_on_exception=True):
     comm = MPI.COMM_WORLD
     mpi = MPIGroup(comm)
     local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=mpi.rank)
-    _state["local_rank"] = local.Get_rank()
+    _state["local_rank"], _state["local_size"] = local.Get_rank(), local.Get_size()
     local.Free()
     name = _default_backend() if backend is None else backend
     nccl = None
@@ -105,6 +105,12 @@ def get_local_rank():
     """This process's rank among the processes of its node (its GPU number on cuda)."""
     _require("get_local_rank")
     return _state["local_rank"]
+
+
+def get_local_world_size():
+    """How many ranks run on this node."""
+    _require("get_local_world_size")
+    return _state["local_size"]
 
 
 def get_backend():
