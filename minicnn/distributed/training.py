@@ -52,7 +52,7 @@ def join(device):
     if not pg.is_initialized():
         pg.init_process_group("nccl" if device == "cuda" and pg.is_nccl_available() else "mpi")
     world = World(pg.get_rank(), pg.get_world_size())
-    if world.distributed and "OMP_NUM_THREADS" not in os.environ:
+    if world.distributed and not {"MINICNN_NUM_THREADS", "OMP_NUM_THREADS"} & set(os.environ):
         _share_cores(world)
     return world
 
@@ -101,7 +101,8 @@ def launch(argv, nproc):
     Ctrl-C reaches mpiexec, which stops every rank; the checkpoints already written stay valid.
     """
     command = mpiexec_command(nproc) + [sys.executable, "-m", "minicnn", *argv]
-    env = dict(os.environ, MINICNN_LAUNCHED_NPROC=str(nproc))
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))  # the ranks share the cores
+    env = {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, **os.environ}
     proc = subprocess.Popen(command, env=env)
     try:
         return proc.wait()
