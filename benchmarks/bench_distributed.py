@@ -42,7 +42,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-# ---- inside the ranks -------------------------------------------------------------------------------
+# ---- inside the ranks -----------------------------------------------------------------------
 
 def allreduce_job(args):
     import numpy as np
@@ -104,7 +104,7 @@ def train_job(args):
             "grad_MB": params * 4 / 2 ** 20, "buckets": len(model._buckets)}
 
 
-# ---- the driver -------------------------------------------------------------------------------------
+# ---- the driver -----------------------------------------------------------------------------
 
 def run_ranks(nproc, job, argv):
     from minicnn.distributed.launch import mpiexec_command
@@ -118,6 +118,19 @@ def run_ranks(nproc, job, argv):
     return result
 
 
+def _without_json(argv):
+    """The arguments to pass on to the ranks: all but ``--json FILE`` / ``--json=FILE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--json":
+            skip = True
+        elif not a.startswith("--json="):
+            out.append(a)
+    return out
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -128,15 +141,13 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(result, f)
         return
-    base = [a for a in argv if not a.startswith("--json")]
-    if "--json" in base:
-        i = base.index("--json")
-        del base[i:i + 2]
+    base = _without_json(argv)
     rows = run_ranks(args.nproc, "allreduce", base)
     print(f"MPI all-reduce, {args.nproc} ranks (float32, median):")
     print(f"{'size':>10} {'time':>10} {'algbw GB/s':>11} {'busbw GB/s':>11}")
     for r in rows:
-        print(f"{r['bytes'] / 2 ** 20:>8.3f}MB {r['seconds'] * 1e3:>8.3f}ms {r['algbw_GBps']:>11.2f} "
+        print(f"{r['bytes'] / 2 ** 20:>8.3f}MB {r['seconds'] * 1e3:>8.3f}ms "
+              f"{r['algbw_GBps']:>11.2f} "
               f"{r['busbw_GBps']:>11.2f}")
     one, many = run_ranks(1, "train", base), run_ranks(args.nproc, "train", base)
     efficiency = many["img_per_s"] / (args.nproc * one["img_per_s"])
@@ -145,11 +156,13 @@ def main(argv=None):
           f"{args.size}x{args.size}, 1 thread/rank ({one['grad_MB']:.2f} MB of gradients, "
           f"{many['buckets']} bucket(s)):")
     for r in (one, many):
-        print(f"  {r['ranks']} rank(s): {r['step_s'] * 1e3:.0f} ms/step, {r['img_per_s']:.1f} img/s")
+        print(f"  {r['ranks']} rank(s): {r['step_s'] * 1e3:.0f} ms/step, "
+              f"{r['img_per_s']:.1f} img/s")
     print(f"  scaling efficiency {args.nproc} ranks: {100 * efficiency:.1f}%")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"allreduce": rows, "train": [one, many], "efficiency": efficiency}, f, indent=2)
+            json.dump({"allreduce": rows, "train": [one, many], "efficiency": efficiency}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":

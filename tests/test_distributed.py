@@ -101,8 +101,8 @@ def test_post_accumulate_grad_hook_fires_once_with_the_full_gradient_last_layer_
     minicnn.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     seen = []
-    handles = [p.register_post_accumulate_grad_hook(
-        lambda t, n=n: seen.append((n, t.grad.numpy().copy()))) for n, p in model.named_parameters()]
+    handles = [p.register_post_accumulate_grad_hook(lambda t, n=n: seen.append(
+        (n, t.grad.numpy().copy()))) for n, p in model.named_parameters()]
     x = minicnn.randn(5, 3)
     out = model(x)
     (out.sum() + out.sum()).backward()  # two consumers: the hook sees their sum, once
@@ -252,8 +252,8 @@ def test_a_rank_that_cannot_see_its_gpu_says_so():
     cupy, used = _fake_cupy(2)
     assert _nccl.select_gpu(cupy, rank=3, local_rank=1) == 1 and used == [1]
     cupy, used = _fake_cupy(1)
-    with pytest.raises(RuntimeError, match=r"rank 5 \(local rank 1\) on host .* cannot see its GPU: "
-                                           r"1 GPU\(s\) visible"):
+    with pytest.raises(RuntimeError, match=r"rank 5 \(local rank 1\) on host .* cannot see its "
+                                           r"GPU: 1 GPU\(s\) visible"):
         _nccl.select_gpu(cupy, rank=5, local_rank=1)
     assert used == []
 

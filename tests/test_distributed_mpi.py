@@ -1,6 +1,7 @@
 """minicnn.distributed across 2 processes under mpiexec (oversubscribed: CI has 2 cores).
 
-This file is also the ranks' program: ``mpiexec -n 2 python tests/test_distributed_mpi.py CASE OUT``.
+This file is also the ranks' program: ``mpiexec -n 2 python tests/test_distributed_mpi.py CASE
+OUT``.
 The "equivalence" case trains on every rank and rank 0 saves what it got; the tests compare that
 with one process trained on the whole batch. Each mpiexec run has a time limit.
 """
@@ -180,7 +181,8 @@ def case_sigint(out):
 # ---- the tests' side -----------------------------------------------------------------------------
 
 def run_ranks(case, out, timeout=180, wait=True):
-    command = launch.mpiexec_command(WORLD) + [sys.executable, os.path.abspath(__file__), case, str(out)]
+    command = launch.mpiexec_command(WORLD) + [sys.executable, os.path.abspath(__file__), case,
+                                               str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MINICNN_NUM_THREADS="1")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)

@@ -3,7 +3,7 @@
     sampler = DistributedSampler(train_set, shuffle=True, seed=0)     # rank, size from dist
     loader = DataLoader(train_set, batch_size=64, sampler=sampler, num_workers=2)
     for epoch in range(epochs):
-        loader.set_epoch(epoch)                # also sets the sampler's epoch (or sampler.set_epoch)
+        loader.set_epoch(epoch)             # also sets the sampler's epoch (or sampler.set_epoch)
 
 Epoch e's order is one permutation drawn from (seed, e) — the same on every rank — padded by
 repeating its head to a multiple of the number of replicas (or cut to one with ``drop_last``);
@@ -46,7 +46,8 @@ class DistributedSampler:
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
                  drop_last=False):
         self.num_replicas, self.rank = _world(num_replicas, rank)
-        self.dataset, self.shuffle, self.seed, self.drop_last = dataset, shuffle, int(seed), drop_last
+        self.dataset, self.shuffle, self.drop_last = dataset, shuffle, drop_last
+        self.seed = int(seed)
         self.epoch = 0
         n = len(dataset)
         if drop_last and n % self.num_replicas:

@@ -1,4 +1,4 @@
-"""What every backend shares: reduction ops, the handle of an asynchronous collective, dtype checks."""
+"""What every backend shares: reduction ops, an asynchronous collective's handle, dtype checks."""
 from __future__ import annotations
 
 import enum
@@ -33,7 +33,8 @@ def check_dtype(name, array, op=None):
         raise TypeError(f"{name}: dtype {dtype} is not supported; use one of "
                         f"{', '.join(str(d) for d in SUPPORTED_DTYPES)}")
     if op == ReduceOp.AVG and dtype.kind != "f":
-        raise TypeError(f"all_reduce: ReduceOp.AVG needs a floating-point tensor, got dtype {dtype}")
+        raise TypeError(f"all_reduce: ReduceOp.AVG needs a floating-point tensor, got dtype "
+                        f"{dtype}")
 
 
 class Work:

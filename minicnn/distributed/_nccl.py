@@ -43,7 +43,8 @@ def select_gpu(cupy, rank, local_rank):
         why = ""
     if local_rank >= count:
         raise RuntimeError(f"init_process_group: rank {rank} (local rank {local_rank}) on host "
-                           f"{socket.gethostname()} cannot see its GPU: {count} GPU(s) visible{why}; "
+                           f"{socket.gethostname()} cannot see its GPU: {count} GPU(s) visible"
+                           f"{why}; "
                            f"start at most {count} processes per node, or check "
                            f"CUDA_VISIBLE_DEVICES")
     cupy.cuda.Device(local_rank).use()

@@ -197,7 +197,8 @@ def all_gather(tensor_list, tensor, group=None):
     outputs = [_array("all_gather", t) for t in tensor_list]
     size = get_world_size()
     if len(outputs) != size:
-        raise ValueError(f"all_gather: tensor_list has {len(outputs)} entries, the world has {size}")
+        raise ValueError(f"all_gather: tensor_list has {len(outputs)} entries, the world has "
+                         f"{size}")
     for i, out in enumerate(outputs):
         if tuple(out.shape) != tuple(array.shape):
             raise ValueError(f"all_gather: tensor_list[{i}] has shape {tuple(out.shape)}, the "

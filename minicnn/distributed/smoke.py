@@ -1,4 +1,4 @@
-"""One-rank smoke test of the GPU path: ``python -m minicnn.distributed.smoke`` (scripts/gpu_check.sh).
+"""One-rank smoke test of the GPU path: ``python -m minicnn.distributed.smoke`` (gpu_check.sh).
 
 A single lent GPU can run only a world of one, but that still exercises everything NCCL-specific:
 the unique id broadcast over MPI, the communicator, all_reduce / broadcast / all_gather of CuPy

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from .. import distributed as dist
 from ..autograd import is_grad_enabled
 from ..distributed.process_group import _xp_of
@@ -38,7 +40,7 @@ class _Bucket:
         self.numel = n
         self.flat, self.work, self.ready = None, None, set()
 
-    def pack(self, world_size):
+    def pack(self):
         """Copy the gradients into the flat buffer (zeros for a parameter without one)."""
         p0 = self.params[0]
         xp = _xp_of(p0._data)
@@ -208,7 +210,7 @@ class DistributedDataParallel(Module):
             bucket = self._buckets[self._next_bucket]
             if len(bucket.ready) < len(bucket.params):
                 return
-            flat = bucket.pack(self.world_size)
+            flat = bucket.pack()
             bucket.work = dist.all_reduce(flat, dist.ReduceOp.SUM, self.process_group,
                                           async_op=True)
             self._next_bucket += 1
@@ -225,7 +227,6 @@ class DistributedDataParallel(Module):
 
     def _global_used(self):
         """{param id: used on some rank}: one small MAX all-reduce of the local use flags."""
-        import numpy as np
         ids = list(self._bucket_of)
         flags = np.array([1 if self._used[i] else 0 for i in ids], dtype=np.int32)
         dist.all_reduce(flags, dist.ReduceOp.MAX, self.process_group)
@@ -249,7 +250,7 @@ def _reachable_leaves(out):
 
 
 def _tensors_in(out):
-    """The Tensors in a forward's output: a Tensor, or tuples (namedtuples), lists, dicts of them."""
+    """The Tensors in a forward's output: a Tensor, or tuples, namedtuples, lists, dicts of them."""
     if isinstance(out, Tensor):
         return [out]
     if isinstance(out, (tuple, list)):

@@ -13,8 +13,8 @@ global loss Σ_r L_r with respect to x_r needs two global sums per channel, all-
     g = Σ_all dy,   h = Σ_all dy · (x − mean),
     dx = weight · invstd · (dy − g / M − (x − mean) · invstd² · h / M).
 
-dweight = Σ_local dy · x̂ and dbias = Σ_local dy stay local: DistributedDataParallel averages them
-with the other gradients. In evaluation mode, or without an initialized process group (or with
+dweight = Σ_local dy · x̂ and dbias = Σ_local dy stay local: DistributedDataParallel averages
+them with the other gradients. In evaluation mode, or without an initialized process group (or with
 one rank), the layer is plain batch_norm, so a converted model also runs in one process.
 """
 from __future__ import annotations
