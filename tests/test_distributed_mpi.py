@@ -115,6 +115,7 @@ def case_equivalence(out):
     branchy_grads(ddp, rank)
     arrays.update({f"unused/{n}": p.grad.numpy() for n, p in ddp.module.named_parameters()
                    if p.grad is not None})
+    results["buffers"] = _buffers_after_sync(dist, rank)
     results["unused_error"] = _unused_error()
     results["sampler"] = _sampler_shards(dist, DistributedSampler)
     results["collectives"] = _collectives(dist)
@@ -122,6 +123,20 @@ def case_equivalence(out):
         np.savez(os.path.join(out, "arrays.npz"), **arrays)
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f)
+
+
+def _buffers_after_sync(dist, rank):
+    """Plain BatchNorm's running mean on each rank after a forward on its own data, and after
+    sync_buffers (rank 0's everywhere)."""
+    ddp = nn.parallel.DistributedDataParallel(nn.BatchNorm2d(2))
+    ddp(minicnn.ones(2, 2, 1, 1) * (rank + 1) + minicnn.randn(2, 2, 1, 1))
+    seen = []
+    for _ in range(2):
+        gathered = []
+        dist.all_gather_object(gathered, ddp.module.running_mean.tolist())
+        seen.append(gathered)
+        ddp.sync_buffers()
+    return seen
 
 
 def _unused_error():
@@ -236,6 +251,12 @@ def test_find_unused_parameters_averages_what_was_used_and_leaves_the_rest(equiv
         want = (grads[0][name] + grads[1][name]) / WORLD
         np.testing.assert_allclose(arrays[f"unused/{name}"], want, rtol=1e-6, err_msg=name)
     assert "unused/never.weight" not in arrays  # unused on every rank: .grad stays None
+
+
+def test_sync_buffers_gives_every_rank_rank_0s_running_statistics(equivalence):
+    before, after = equivalence[0]["buffers"]
+    assert before[0] != before[1]
+    assert after[0] == after[1] == before[0]
 
 
 def test_a_parameter_without_gradient_is_named_at_the_next_forward(equivalence):

@@ -134,14 +134,20 @@ class DistributedDataParallel(Module):
                 t._data[...] = flat[offset:offset + t.numel()].reshape(t.shape)
                 offset += t.numel()
 
+    def sync_buffers(self):
+        """Broadcast rank 0's buffers (BatchNorm's running statistics) to every rank: call it
+        before evaluating on several ranks, as each rank's last training forward updated its own."""
+        if self.world_size > 1:
+            self._sync_state(list(self.module.buffers()))
+
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
         syncing = is_grad_enabled() and self.require_backward_grad_sync
         if syncing:
             self._check_previous_reduction()
             self._reset_iteration()
-        if self.broadcast_buffers and self.training and self.world_size > 1:
-            self._sync_state(list(self.module.buffers()))
+        if self.broadcast_buffers and self.training:
+            self.sync_buffers()
         out = self.module(*args, **kwargs)
         if syncing and self.find_unused_parameters:
             self._mark_unused(out)
