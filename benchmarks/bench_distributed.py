@@ -5,9 +5,11 @@
 
 Starts itself under mpiexec (one thread per rank: OMP/OpenBLAS/the C++ pool), twice:
 
-1. all-reduce: for each message size, the median over repetitions of a float32 MPI Allreduce on
-   ``--nproc`` ranks; reported as algorithm bandwidth (bytes / time) and bus bandwidth
-   (2(N-1)/N · bytes / time, the figure that is comparable across N for a ring all-reduce).
+1. all-reduce: for each message size, the median and the best over repetitions of a float32 MPI
+   Allreduce on ``--nproc`` ranks (each call timed on its slowest rank), as bus bandwidth
+   2(N-1)/N · bytes / time (the figure that is comparable across N for a ring all-reduce). On a
+   shared, busy machine the median includes the time a rank waits to be scheduled; the best
+   shows what the memory system allows.
 2. training: img/s of DDP steps (forward, backward with bucketed all-reduce, SGD momentum) of
    ``--model`` at a fixed per-rank batch (weak scaling), on 1 rank and on ``--nproc`` ranks;
    scaling efficiency = img/s(N) / (N · img/s(1)).
@@ -59,12 +61,14 @@ def allreduce_job(args):
             start = time.perf_counter()
             dist.all_reduce(a)
             times.append(time.perf_counter() - start)
-        t = statistics.median(times[1:])
-        slowest = []
-        dist.all_gather_object(slowest, t)
-        t, n, nbytes = max(slowest), dist.get_world_size(), a.nbytes
-        rows.append({"bytes": nbytes, "seconds": t, "algbw_GBps": nbytes / t / 1e9,
-                     "busbw_GBps": 2 * (n - 1) / n * nbytes / t / 1e9})
+        per_rank = []
+        dist.all_gather_object(per_rank, times[1:])
+        t = statistics.median(max(ts) for ts in zip(*per_rank))  # a call ends on its slowest rank
+        best = min(max(ts) for ts in zip(*per_rank))
+        n, nbytes = dist.get_world_size(), a.nbytes
+        rows.append({"bytes": nbytes, "seconds": t, "best_seconds": best,
+                     "algbw_GBps": nbytes / t / 1e9, "busbw_GBps": 2 * (n - 1) / n * nbytes / t / 1e9,
+                     "best_busbw_GBps": 2 * (n - 1) / n * nbytes / best / 1e9})
     return rows
 
 
@@ -143,12 +147,12 @@ def main(argv=None):
         return
     base = _without_json(argv)
     rows = run_ranks(args.nproc, "allreduce", base)
-    print(f"MPI all-reduce, {args.nproc} ranks (float32, median):")
-    print(f"{'size':>10} {'time':>10} {'algbw GB/s':>11} {'busbw GB/s':>11}")
+    print(f"MPI all-reduce, {args.nproc} ranks (float32; median and best of the calls):")
+    print(f"{'size':>10} {'median':>10} {'busbw GB/s':>11} {'best':>10} {'busbw GB/s':>11}")
     for r in rows:
         print(f"{r['bytes'] / 2 ** 20:>8.3f}MB {r['seconds'] * 1e3:>8.3f}ms "
-              f"{r['algbw_GBps']:>11.2f} "
-              f"{r['busbw_GBps']:>11.2f}")
+              f"{r['busbw_GBps']:>11.2f} {r['best_seconds'] * 1e3:>8.3f}ms "
+              f"{r['best_busbw_GBps']:>11.2f}")
     one, many = run_ranks(1, "train", base), run_ranks(args.nproc, "train", base)
     efficiency = many["img_per_s"] / (args.nproc * one["img_per_s"])
     bn = " + SyncBatchNorm" if args.sync_bn else ""
