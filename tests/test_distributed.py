@@ -268,7 +268,7 @@ def test_nccl_group_rejects_host_arrays():
 def test_smoke_test_without_a_gpu_exits_2_with_the_reason(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "cupy", None)
     from minicnn.distributed import smoke
-    assert smoke.main() == 2
+    assert smoke.main([]) == 2
     assert "cannot run here: backend 'nccl' needs CuPy" in capsys.readouterr().err
 
 

@@ -304,6 +304,15 @@ def test_collectives(equivalence):
                  "all_gather": [[0.0, 0.0], [1.0, 10.0]], "world": 2}
 
 
+def test_the_gpu_smoke_test_runs_its_checks_over_mpi_on_the_cpu():
+    """scripts/gpu_check.sh runs it on cuda over NCCL; here the same checks run on 2 cpu ranks."""
+    command = launch.mpiexec_command(WORLD) + [sys.executable, "-m", "minicnn.distributed.smoke",
+                                               "--device", "cpu"]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("collectives and DDP + SyncBatchNorm steps agree") == WORLD
+
+
 def test_an_exception_on_one_rank_stops_all_ranks_with_its_message(tmp_path):
     started = time.monotonic()
     rc, output = run_ranks("fail", tmp_path, timeout=60)
