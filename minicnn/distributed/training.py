@@ -52,6 +52,11 @@ def join(device):
     if not pg.is_initialized():
         pg.init_process_group("nccl" if device == "cuda" and pg.is_nccl_available() else "mpi")
     world = World(pg.get_rank(), pg.get_world_size())
+    if device == "cuda" and pg.get_backend() == "mpi":  # NCCL's init selected the GPU already
+        import cupy
+
+        from ._nccl import select_gpu
+        select_gpu(cupy, world.rank, pg.get_local_rank())
     if world.distributed and not {"MINICNN_NUM_THREADS", "OMP_NUM_THREADS"} & set(os.environ):
         _share_cores(world)
     return world
