@@ -303,3 +303,15 @@ def test_eval_shards_cover_every_sample_exactly_once():
     shards = [list(training.EvalShard(11, training.World(r, 3))) for r in range(3)]
     assert [len(s) for s in shards] == [4, 4, 3]
     assert sorted(i for s in shards for i in s) == list(range(11))
+
+
+def test_nproc_is_stripped_from_what_the_ranks_run():
+    from minicnn.cli import _without_nproc
+    assert _without_nproc(["train", "--nproc", "2", "--epochs", "1", "--nproc=3"]) == \
+        ["train", "--epochs", "1"]
+
+
+def test_nproc_below_one_is_a_usage_error(capsys):
+    from minicnn.cli import main
+    assert main(["train", "--nproc", "0"]) == 2
+    assert "--nproc must be >= 1, got 0" in capsys.readouterr().err

@@ -118,3 +118,29 @@ def launch(argv, nproc):
         except subprocess.TimeoutExpired:
             proc.kill()
         return 130
+
+
+def wrap_model(model, world, config):
+    """The DistributedDataParallel wrapper of ``model`` (SyncBatchNorm first with
+    ``config.sync_bn``), or None in a world of one."""
+    if not world.distributed:
+        return None
+    from ..nn import SyncBatchNorm
+    from ..nn.parallel import DistributedDataParallel
+    if getattr(config, "sync_bn", False):
+        SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model)
+
+
+def sum_epoch(world, loss, top1, images, val):
+    """An epoch's train (mean loss, top-1, images) and val metrics over every rank's share."""
+    if not world.distributed:
+        return loss, top1, images, val
+    n_val = val["images"]
+    sums = sum_over_ranks({"loss": loss * images, "correct": top1 * images, "images": images,
+                           "val_loss": val["loss"] * n_val, "val_top1": val["top1"] * n_val,
+                           "val_top5": val["top5"] * n_val, "val_images": n_val}, world)
+    seen, val_seen = max(sums["images"], 1), max(sums["val_images"], 1)
+    val = {"loss": sums["val_loss"] / val_seen, "top1": sums["val_top1"] / val_seen,
+           "top5": sums["val_top5"] / val_seen, "images": int(sums["val_images"])}
+    return sums["loss"] / seen, sums["correct"] / seen, int(sums["images"]), val
