@@ -154,9 +154,11 @@ def _topological_order(root):
         visited.add(id(t))
         stack.append((t, True))
         if t._node is not None:
-            for inp in t._node.inputs:
-                if inp is not None and id(inp) not in visited:
-                    stack.append((inp, False))
+            # Leaves are pushed first, so popped last: each is processed right after its last
+            # consumer, and its post-accumulate-grad hook (DDP's bucket) fires early in backward.
+            inputs = [i for i in t._node.inputs if i is not None and id(i) not in visited]
+            stack.extend((inp, False) for inp in inputs if inp._node is None)
+            stack.extend((inp, False) for inp in inputs if inp._node is not None)
     return reversed(order)
 
 
@@ -243,6 +245,8 @@ def backward(root, grad, retain_graph=False):
         if node is None:  # a leaf: accumulate into .grad
             if t.requires_grad:
                 t._accumulate_grad(g, owned=g_is_ours)
+                for hook in tuple(getattr(t, "_post_accumulate_grad_hooks", {}).values()):
+                    hook(t)
             continue
         if node.ctx is None:
             raise RuntimeError(

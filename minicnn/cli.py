@@ -168,7 +168,7 @@ def _train_config(args):
     given = {f: getattr(args, f) for f in (
         "model", "data", "epochs", "batch_size", "lr", "optimizer", "schedule", "image_size", "device",
         "workers", "out", "seed", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "augment",
-        "progress", "no_decay_bn_bias")}
+        "progress", "no_decay_bn_bias", "sync_bn")}
     if args.builtin_per_class is not None:
         given["builtin_per_class"] = tuple(args.builtin_per_class)
     given = {k: v for k, v in given.items() if v is not None}
@@ -211,7 +211,38 @@ def _plain_warnings():
         warnings.showwarning = previous
 
 
+def _without_nproc(argv):
+    """The command line minus ``--nproc N`` / ``--nproc=N`` (what each rank runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch_nproc(args):
+    """``--nproc N``: run this command on N processes under mpiexec; its exit status."""
+    from .distributed import training
+    from .distributed.launch import launched_by_mpi
+    if args.nproc < 1:
+        raise UsageError(f"train: --nproc must be >= 1, got {args.nproc}")
+    if args.nproc == 1 or launched_by_mpi():
+        return None
+    try:
+        return training.launch(_without_nproc(args.argv), args.nproc)
+    except RuntimeError as e:  # no mpiexec: names the extra to install
+        raise UsageError(f"train: --nproc {args.nproc}: {e}") from None
+
+
 def _cmd_train(args):
+    if args.nproc is not None:
+        status = _launch_nproc(args)
+        if status is not None:
+            return status
     _check_train_numbers(args)
     config = _train_config(args)
     from .train import ConfigError, train
@@ -223,6 +254,8 @@ def _cmd_train(args):
         raise UsageError(f"train: {e}") from None
     except KeyboardInterrupt:
         return 130
+    if not result.get("main_process", True):
+        return 0  # rank 0 reports for the job
     if result["already_finished"]:
         val = result["val_top1"]
         print(f"nothing to do: the run in {result['run_dir']} already finished its {result['epochs']} epochs"
@@ -335,6 +368,10 @@ def _add_train_parser(sub):
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-DATE-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--nproc", type=int, help="data-parallel processes: starts mpiexec -n NPROC "
+                   "(needs pip install 'minicnn[distributed]'); --batch-size is the global batch")
+    p.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True,
+                   help="with several processes, BatchNorm statistics over the global batch")
     p.add_argument("--builtin-per-class", type=int, nargs=2, metavar=("TRAIN", "VAL"),
                    help=f"built-in dataset size: images per class (default {d.builtin_per_class[0]} "
                         f"{d.builtin_per_class[1]})")
@@ -397,6 +434,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.func(args)
     except UsageError as e:

@@ -162,6 +162,16 @@ class Tensor:
         else:
             self.grad._data[...] = 0
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs each time backward has finished accumulating this leaf's ``.grad``
+        (torch's); DistributedDataParallel uses it. Returns a handle whose ``remove()`` undoes it."""
+        if not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have one")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        key = object()
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
+
     __hash__ = object.__hash__  # the comparison operators (minicnn/ops/arith.py) return Tensors
 
     def float(self):
@@ -172,6 +182,14 @@ class Tensor:
 
     def cpu(self):
         return self.to("cpu")
+
+
+class _HookHandle:
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
 
 
 def _infer_dtype(data):

@@ -10,7 +10,8 @@
 from . import transforms
 from .folder import IMG_EXTENSIONS, ImageFolder, UnreadableImage, find_classes, load_image
 from .loader import DataLoader, UnreadableImageWarning, default_collate
+from .sampler import DistributedSampler
 from .shapes import builtin_dataset, cache_root
 
-__all__ = ["DataLoader", "IMG_EXTENSIONS", "ImageFolder", "UnreadableImage", "UnreadableImageWarning",
+__all__ = ["DataLoader", "DistributedSampler", "IMG_EXTENSIONS", "ImageFolder", "UnreadableImage", "UnreadableImageWarning",
            "builtin_dataset", "cache_root", "default_collate", "find_classes", "load_image", "transforms"]

@@ -59,6 +59,7 @@ class TrainConfig:
     out: str | None = None
     builtin_per_class: tuple = (500, 100)  # built-in dataset: train and val images per class
     progress: bool | None = None         # None: progress bars when stderr is a terminal
+    sync_bn: bool = False                # with several processes: BatchNorm -> SyncBatchNorm
 
     def resolved_lr(self):
         """``lr``, or the default: SGD's scales linearly with the batch size (Goyal et al. 2017,

@@ -14,7 +14,8 @@ from .. import functional as F
 from .. import models
 from .. import random as _random
 from ..autograd import no_grad
-from ..data import DataLoader
+from ..data import DataLoader, DistributedSampler
+from ..distributed import training as _dist
 from ..data import transforms as T
 from ..tensor import tensor
 from .checkpoint import _join_arrays, _load_model_state, load_checkpoint, save_checkpoint, write_atomic
@@ -162,29 +163,38 @@ class _Run:
     meta: dict
     rows: list
     start_epoch: int = 0
+    world: object = dataclasses.field(default_factory=_dist.World)  # rank 0 alone writes files
+    net: object = None  # what trains: the model, or its DistributedDataParallel wrapper
 
 
 def train(config: TrainConfig, resume=None, log=print):
     """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict."""
     resumed = None
+    world = _dist.join(resolve_device(config.device))
+    log = log if world.main else (lambda *a, **k: None)
     if resume is not None:
         resumed = _read_resume(resume)
         config = dataclasses.replace(TrainConfig.from_json(resumed[0]["config"]), device=config.device,
                                      workers=config.workers, progress=config.progress, out=resume)
-    run = _prepare(config, log)
+    run = _prepare(config, log, world)
     if resumed is not None:
         run.start_epoch, run.rows = _apply_resume(resumed, run)
-    _open_run_folder(run)
+    if world.main:
+        _open_run_folder(run)
     train_set = run.train_loader.dataset
     log(f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
         f"{len(run.val_loader.dataset)} val images, {len(train_set.classes)} classes, "
         f"{run.meta['image_size']}x{run.meta['image_size']}, {config.epochs} epochs of "
-        f"{len(run.train_loader)} batches of {config.batch_size}; run folder {run.out}")
+        f"{len(run.train_loader)} batches of {config.batch_size}"
+        f"{f' over {world.size} processes' if world.distributed else ''}; run folder {run.out}")
     started = time.perf_counter()
     try:
         for epoch in range(run.start_epoch, config.epochs):
             row = _run_epoch(epoch, run)
-            _finish_epoch(run, row)
+            if world.main:
+                _finish_epoch(run, row)
+            else:
+                run.rows.append(row)
             log(_epoch_line(row, config.epochs))
     except KeyboardInterrupt:
         log(f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
@@ -197,14 +207,19 @@ def train(config: TrainConfig, resume=None, log=print):
     final = run.rows[-1] if run.rows else None
     return {"run_dir": run.out, "epochs": len(run.rows), "val_top1": final["val_top1"] if final else None,
             "already_finished": run.start_epoch >= config.epochs, "best_val_top1": run.meta["best_val_top1"],
-            "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device}
+            "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device,
+            "main_process": world.main}
 
 
-def _prepare(config, log):
+def _prepare(config, log, world):
     """Data, model, optimizer and schedule of a fresh run (nothing written yet)."""
     device = resolve_device(config.device)
     _random.manual_seed(config.seed)
+    if not world.main:
+        world.barrier()  # rank 0 generates the built-in dataset first
     root = data_root(config, log)
+    if world.main:
+        world.barrier()
     train_set, val_set = open_folder(os.path.join(root, "train")), open_folder(os.path.join(root, "val"))
     _check_classes(train_set, val_set, root)
     model = build_model(config.model, len(train_set.classes))
@@ -218,17 +233,31 @@ def _prepare(config, log):
     mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
     train_set.transform = train_transform(config, size, mean, std)
     val_set.transform = eval_transform(config, size, mean, std)
-    train_loader = DataLoader(train_set, config.batch_size, shuffle=True,
-                              drop_last=len(train_set) > config.batch_size, num_workers=config.workers,
-                              seed=config.seed)
-    val_loader = DataLoader(val_set, config.batch_size * 2, num_workers=config.workers, seed=config.seed)
+    train_loader, val_loader = _loaders(config, train_set, val_set, world)
     model.to(device)
+    net = _dist.wrap_model(model, world, config)
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer, len(train_loader))
     meta = {"config": config.to_json(), "classes": train_set.classes, "image_size": size,
             "mean": list(mean), "std": list(std), "epoch": 0, "best_val_top1": -1.0, "best_epoch": 0}
-    return _Run(config, device, config.out or _default_out(config), model, train_loader, val_loader,
-                optimizer, scheduler, meta, [])
+    out = world.broadcast(config.out or _default_out(config))  # rank 0's name for the run folder
+    return _Run(config, device, out, model, train_loader, val_loader, optimizer, scheduler, meta, [],
+                world=world, net=net)
+
+
+def _loaders(config, train_set, val_set, world):
+    """Train and val loaders; with N processes each gets a shard and batch/N (the global batch)."""
+    try:
+        batch = _dist.per_rank_batch(config.batch_size, world)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    kw = dict(num_workers=config.workers, seed=config.seed)
+    if not world.distributed:
+        return (DataLoader(train_set, batch, shuffle=True, drop_last=len(train_set) > batch, **kw),
+                DataLoader(val_set, batch * 2, **kw))
+    sampler = DistributedSampler(train_set, world.size, world.rank, seed=config.seed)
+    return (DataLoader(train_set, batch, sampler=sampler, drop_last=len(sampler) > batch, **kw),
+            DataLoader(val_set, batch * 2, sampler=_dist.EvalShard(len(val_set), world), **kw))
 
 
 def _open_run_folder(run):
@@ -245,9 +274,14 @@ def _run_epoch(epoch, run):
     run.train_loader.set_epoch(epoch)
     tag, progress = f"epoch {epoch + 1}/{run.config.epochs}", run.config.progress
     progress = sys.stderr.isatty() if progress is None else progress
-    loss, top1, images, seconds = train_one_epoch(run.model, run.train_loader, run.optimizer, run.scheduler,
-                                                  run.config, run.device, f"{tag} train", progress)
+    progress = progress and run.world.main
+    loss, top1, images, seconds = train_one_epoch(run.net or run.model, run.train_loader, run.optimizer,
+                                                  run.scheduler, run.config, run.device, f"{tag} train",
+                                                  progress)
+    if hasattr(run.net, "sync_buffers"):
+        run.net.sync_buffers()  # every rank evaluates with rank 0's BatchNorm statistics
     val = evaluate(run.model, run.val_loader, run.device, progress=progress, desc=f"{tag} val")
+    loss, top1, images, val = _dist.sum_epoch(run.world, loss, top1, images, val)
     return {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1, "val_loss": val["loss"],
             "val_top1": val["top1"], "val_top5": val["top5"], "lr": run.scheduler.get_last_lr()[0],
             "images_per_s": images / max(seconds, 1e-9), "seconds": time.perf_counter() - started}
