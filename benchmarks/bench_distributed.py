@@ -79,8 +79,8 @@ def train_job(args):
     import minicnn.distributed as dist
     from minicnn import functional as F
     from minicnn import models, nn, optim
-    from minicnn.backends import numpy_backend
-    numpy_backend.set_num_threads(1)
+    from minicnn.backends import get_backend
+    get_backend("cpu").set_num_threads(1)
     dist.init_process_group("mpi")
     minicnn.manual_seed(0)
     model = models.get_model(args.model, num_classes=10)

@@ -63,9 +63,9 @@ def join(device):
 
 
 def _share_cores(world):
-    from ..backends import numpy_backend
+    from ..backends import get_backend
     local = pg.get_local_world_size()
-    numpy_backend.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    get_backend("cpu").set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def per_rank_batch(batch_size, world):
