@@ -15,30 +15,6 @@ class UsageError(Exception):
     """A user mistake: printed as one line, exit code 2."""
 
 
-def _cmd_gradcheck(args):
-    from . import gradcheck_suite
-
-    known = {c.op for c in gradcheck_suite.cases()}
-    unknown = sorted(set(args.op or ()) - known)
-    if unknown:
-        raise UsageError(f"gradcheck: unknown op(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
-    header = f"{'op':<22}{'case':<30}{'inputs':>7}{'worst rel. error':>18}{'time':>8}  result"
-    print(header)
-    print("-" * len(header))
-    failed = total = 0
-    for case in gradcheck_suite.cases():
-        if args.op and case.op not in args.op:
-            continue
-        result, seconds = gradcheck_suite.check(case, tol=args.tol)
-        total += 1
-        failed += not result.passed
-        print(f"{case.op:<22}{case.case:<30}{len(result.inputs):>7}{result.worst_error:>18.2e}"
-              f"{seconds:>7.2f}s  {'pass' if result.passed else 'FAIL'}", flush=True)
-    print("-" * len(header))
-    print(f"{total - failed} passed, {failed} failed (float64 central differences, tolerance {args.tol:.0e})")
-    return 1 if failed else 0
-
-
 def _parse_input(text):
     """'3x224x224' (or '224', meaning 3x224x224) -> (3, 224, 224)."""
     parts = text.lower().replace("*", "x").split("x")
@@ -64,10 +40,13 @@ def _build_model(name, args):
         raise UsageError(f"summary: unknown model {name!r}{hint}; choose from "
                          f"{', '.join(models.list_models())}")
     kwargs = {}
+    if variant or args.variant is not None:
+        try:
+            kwargs = models.variant_kwargs(name.lower(), variant or args.variant)
+        except ValueError as e:
+            raise UsageError(f"summary: --variant: {e}") from None
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
-    if variant or args.variant is not None:
-        kwargs["variant"] = variant or args.variant
     try:
         with skip_init():  # a summary needs shapes, not values: skip drawing random weights
             return models.get_model(name, **kwargs)
@@ -80,7 +59,7 @@ def _summarise(name, size, args):
 
     model = _build_model(name, args)
     try:
-        return summary(model, size, name=name)
+        return summary(model, size, name=name, depth=args.depth)
     except SummaryError as e:
         raise UsageError(f"summary: {e}") from None
 
@@ -90,6 +69,8 @@ def _cmd_summary(args):
         raise UsageError("summary: give one model NAME, or --compare NAME [NAME ...]")
     if args.plot and not args.compare:
         raise UsageError("summary: --plot goes with --compare")
+    if args.depth is not None and args.depth < 1:
+        raise UsageError(f"summary: --depth must be positive, got {args.depth}")
     if args.num_classes is not None and args.num_classes < 1:
         raise UsageError(f"summary: --num-classes must be positive, got {args.num_classes}")
     if args.plot:
@@ -361,10 +342,11 @@ def _add_eval_predict_parsers(sub):
 def build_parser():
     parser = argparse.ArgumentParser(prog="minicnn", description="minicnn: a from-scratch CNN engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("gradcheck", help="finite-difference check of every op's backward (float64)")
-    p.add_argument("--op", action="append", help="check only this op (repeatable)")
-    p.add_argument("--tol", type=float, default=1e-5, help="largest relative error that passes")
-    p.set_defaults(func=_cmd_gradcheck)
+    from .commands import gradcheck as gradcheck_command, models_table, visualize
+
+    gradcheck_command.add_parser(sub)
+    models_table.add_parser(sub)
+    visualize.add_parser(sub)
     p = sub.add_parser("summary",
                        help="per-layer table of a model: params, MACs, memory, receptive field")
     p.add_argument("name", nargs="?",
@@ -378,6 +360,8 @@ def build_parser():
     p.add_argument("--variant", help="build the model(s) with this variant (paper, torchvision)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="with --compare: bar charts of params and MACs")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="collapse modules nested deeper than N into one row each (as torchinfo)")
     p.set_defaults(func=_cmd_summary)
     p = sub.add_parser("convert-weights",
                        help="convert a PyTorch state_dict (.pth) to a NumPy .npz")
