@@ -246,13 +246,20 @@ def _cmd_eval(args):
                          f"{', '.join(dataset.classes[:3])}, …) are not the checkpoint's "
                          f"({len(meta['classes'])}: {', '.join(meta['classes'][:3])}, …)")
     loader = DataLoader(dataset, args.batch_size, num_workers=args.workers, seed=0)
+    from .commands.confusion import Recorder, check_out_dir
+
+    out_dir = check_out_dir(args.out, args.checkpoint)
+    recorder = Recorder(model, meta["classes"])
     try:
         with _plain_warnings():
-            result = evaluate(model, loader, device, progress=sys.stderr.isatty())
+            result = evaluate(model, recorder.wrap(loader), device, progress=sys.stderr.isatty())
     finally:
         loader.close()
+        recorder.close()
     print(f"{folder}: {result['images']} images{' (ten-crop)' if args.ten_crop else ''}: loss "
           f"{result['loss']:.4f}, top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%")
+    print("\n".join(["per-class accuracy:"] + recorder.write(out_dir)))
+    print(f"wrote confusion.csv, confusion.png and per_class.csv in {out_dir}")
     return 0
 
 
@@ -330,6 +337,8 @@ def _add_eval_predict_parsers(sub):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.add_argument("--out", metavar="DIR", help="where confusion.csv, confusion.png and "
+                                                "per_class.csv go (default: the checkpoint's folder)")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="top-5 classes of images under a checkpoint")
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.npz or last.npz of a run")
