@@ -112,9 +112,12 @@ def _cmd_convert_weights(args):
         if args.model.lower() not in list_models():
             raise UsageError(f"convert-weights: unknown model {args.model!r}; choose from "
                              f"{', '.join(list_models())}")
-    from .models.convert import main_convert
+    from .models.convert import ConversionError, main_convert
 
-    return main_convert(args.src, args.dst, model=args.model, compress=args.compress)
+    try:
+        return main_convert(args.src, args.dst, model=args.model, compress=args.compress)
+    except ConversionError as e:
+        raise UsageError(f"convert-weights: {e}") from None
 
 
 # ---- train / eval / predict -------------------------------------------------------------------------
@@ -269,6 +272,9 @@ def _cmd_predict(args):
 
     _positive("--top", args.top)
     for path in args.images:
+        if os.path.isdir(path):
+            raise UsageError(f"predict: {path!r} is a folder; give image files (e.g. {path}/*.png), "
+                             f"or score a folder of class folders with minicnn eval --data")
         if not os.path.isfile(path):
             raise UsageError(f"predict: no such image file {path!r}")
     model, meta, device = _restore(args, "predict")

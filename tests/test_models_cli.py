@@ -151,3 +151,47 @@ def test_gradcheck_cuda_without_a_gpu_is_a_usage_error(capsys):
         pytest.skip("a GPU works here")
     assert main(["gradcheck", "--device", "cuda"]) == 2
     assert "--device cuda is not available" in capsys.readouterr().err
+
+
+# ---- conventions --------------------------------------------------------------------------------
+def test_densenet_legacy_keys_are_renamed_as_torchvision_does():
+    from minicnn.models.convert import rename_legacy_keys
+
+    model = models.densenet_bc_100()
+    # legacy files predate BatchNorm's num_batches_tracked (loading tolerates its absence)
+    state = {k: v for k, v in model.state_dict().items() if "num_batches" not in k}
+    legacy = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v
+              for k, v in state.items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    renamed = rename_legacy_keys(legacy)
+    assert list(renamed) == list(state)           # same keys, same order
+    model.load_state_dict(renamed)                 # strict
+    assert rename_legacy_keys({"features.norm0.weight": 1, "classifier.bias": 2}) == {
+        "features.norm0.weight": 1, "classifier.bias": 2}
+    assert list(rename_legacy_keys({"a.denselayer3.norm.2.running_var": 0})) == [
+        "a.denselayer3.norm2.running_var"]
+
+
+def test_lazy_subpackages_and_torchvision_transform_names():
+    import subprocess
+    import sys
+
+    code = ("import minicnn; print(minicnn.optim.SGD.__name__, minicnn.models.resnet18.__name__, "
+            "minicnn.data.transforms.ToTensor.__name__, minicnn.train.__name__, "
+            "minicnn.io.__name__, 'viz' in dir(minicnn))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.split() == ["SGD", "resnet18", "ToFloatCHW", "minicnn.train", "minicnn.io", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        minicnn.nope
+    from minicnn.data import transforms as T
+
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    t = T.Compose([T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))])(img)
+    np.testing.assert_allclose(t, (img.transpose(2, 0, 1) / 255 - 0.5) / 0.25, rtol=1e-6)
+
+
+def test_load_state_dict_accepts_tensors():
+    src, dst = minicnn.nn.Linear(3, 2), minicnn.nn.Linear(3, 2)
+    dst.load_state_dict({k: minicnn.tensor(v) for k, v in src.state_dict().items()})
+    np.testing.assert_array_equal(dst.weight.numpy(), src.weight.numpy())
+    assert all(isinstance(v, np.ndarray) for v in dst.state_dict().values())   # still arrays

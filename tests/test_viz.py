@@ -196,3 +196,18 @@ def test_eval_writes_confusion_matrix_and_per_class_accuracy(tiny_checkpoint, tm
     assert (tmp_path / "confusion.png").read_bytes()[:8] == PNG
     assert main(["eval", "--checkpoint", str(ckpt), "--data", data, "--out", "/no/such/dir"]) == 2
     assert "--out: no such folder" in capsys.readouterr().err
+
+
+def test_predict_on_a_folder_says_so(tiny_checkpoint, capsys):
+    ckpt, data = tiny_checkpoint
+    assert main(["predict", "--checkpoint", str(ckpt), data]) == 2
+    err = capsys.readouterr().err
+    assert f"predict: {data!r} is a folder" in err and "minicnn eval --data" in err
+
+
+def test_visualize_from_a_checkpoint_names_its_classes(tiny_checkpoint, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    out = tmp_path / "g.png"
+    assert main(["visualize", "gradcam", "--checkpoint", str(ckpt), "--target", "star", "--out",
+                 str(out)]) == 0
+    assert "map of class star" in capsys.readouterr().out and out.exists()
