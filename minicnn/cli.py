@@ -273,8 +273,9 @@ def _cmd_predict(args):
     _positive("--top", args.top)
     for path in args.images:
         if os.path.isdir(path):
-            raise UsageError(f"predict: {path!r} is a folder; give image files (e.g. {path}/*.png), "
-                             f"or score a folder of class folders with minicnn eval --data")
+            raise UsageError(f"predict: {path!r} is a folder; give image files (e.g. "
+                             f"{path}/*.png), or score a folder of class folders with "
+                             f"minicnn eval --data")
         if not os.path.isfile(path):
             raise UsageError(f"predict: no such image file {path!r}")
     model, meta, device = _restore(args, "predict")
@@ -343,8 +344,8 @@ def _add_eval_predict_parsers(sub):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
-    p.add_argument("--out", metavar="DIR", help="where confusion.csv, confusion.png and "
-                                                "per_class.csv go (default: the checkpoint's folder)")
+    p.add_argument("--out", metavar="DIR", help="where confusion.csv, confusion.png and per_class"
+                                                ".csv go (default: the checkpoint's folder)")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="top-5 classes of images under a checkpoint")
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.npz or last.npz of a run")

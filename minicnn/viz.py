@@ -1,4 +1,4 @@
-"""See inside a network: filters, feature maps, saliency, Grad-CAM, activation and gradient statistics.
+"""See inside a network: filters, feature maps, saliency, Grad-CAM, activation/gradient statistics.
 
     from minicnn import models, viz
     model = models.resnet20().eval()
@@ -230,7 +230,8 @@ def _layer_stats(name, module, out, rng, sample):
     values = out.numpy().reshape(-1).astype(np.float64)
     picked = values if values.size <= sample else rng.choice(values, sample, replace=False)
     wgrad = module.weight.grad
-    return LayerStats(name, type(module).__name__, picked, float(values.mean()), float(values.std()),
+    return LayerStats(name, type(module).__name__, picked, float(values.mean()),
+                      float(values.std()),
                       float(np.linalg.norm(wgrad.numpy())) if wgrad is not None else 0.0,
                       float(np.linalg.norm(out.grad.numpy())) if out.grad is not None else 0.0)
 
@@ -322,7 +323,8 @@ def save_stats_figure(path, runs, bins=60):
     ax = axes[-1]
     for label, stats in runs.items():
         depth = np.arange(1, len(stats) + 1)
-        ax.semilogy(depth, [s.weight_grad_norm for s in stats], marker=".", label=f"{label} ||dL/dW||")
+        ax.semilogy(depth, [s.weight_grad_norm for s in stats], marker=".",
+                    label=f"{label} ||dL/dW||")
         ax.semilogy(depth, [s.output_grad_norm for s in stats], ls="--", label=f"{label} ||dL/dy||")
     ax.set_xlabel("layer (forward order)")
     ax.set_title("gradient norms per layer (one batch)")

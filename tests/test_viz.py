@@ -132,6 +132,8 @@ def test_visualize_writes_a_png(tmp_path, capsys, kind, extra, printed):
     (["features", "--model", "resnet20", "--layer", "nope"], "--layer: no layer 'nope'"),
     (["saliency", "--model", "resnet20", "--target", "99"], "--target: '99'"),
     (["filters", "--model", "resnet20", "--compare", "resnet20"], "--compare goes with stats"),
+    (["stats", "--model", "resnet20", "--compare", "nope"], "--compare: unknown model 'nope'"),
+    (["gradcam", "--model", "resnet20", "--layer", "fc"], "layer 'fc' produced no (N, C, H, W)"),
     (["filters", "--model", "resnet20", "--out", "x.jpg"], "--out writes a PNG"),
     (["filters", "--model", "resnet20", "--out", "/no/such/dir/x.png"], "--out: cannot write"),
     (["filters", "--model", "alexnet", "--image-size", "32"], "--image-size 32 is below"),

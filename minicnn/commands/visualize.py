@@ -38,18 +38,18 @@ def _from_checkpoint(args):
     return model, meta["classes"], meta["image_size"], (meta["mean"], meta["std"])
 
 
-def _build(spec, args):
+def _build(spec, args, option="--model"):
     """(model, class names, image size, (mean, std)) of ``--model NAME[:VARIANT]``."""
     from .. import manual_seed, models
     from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     name, _, variant = spec.partition(":")
     if name.lower() not in models.list_models():
-        _fail(f"--model: unknown model {name!r}; choose from {', '.join(models.list_models())}")
+        _fail(f"{option}: unknown model {name!r}; choose from {', '.join(models.list_models())}")
     try:
         kwargs = models.variant_kwargs(name.lower(), variant) if variant else {}
     except ValueError as e:
-        _fail(f"--model: {e}")
+        _fail(f"{option}: {e}")
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     manual_seed(args.seed)
@@ -133,8 +133,8 @@ def _check_layers(model, names):
     for n in names:
         if n not in known:
             close = [k for k in known if k.startswith(n) or n in k][:4]
-            _fail(f"--layer: no layer {n!r} in this model" +
-                  (f" (e.g. {', '.join(close)})" if close else "; `minicnn summary NAME` lists them"))
+            hint = f" (e.g. {', '.join(close)})" if close else "; `minicnn summary NAME` lists them"
+            _fail(f"--layer: no layer {n!r} in this model{hint}")
 
 
 def _filters(model, args, **_):
@@ -186,15 +186,16 @@ def _stats_lines(label, stats, rows=10):
 
     pick = sorted(set(np.linspace(0, len(stats) - 1, min(rows, len(stats))).round().astype(int)))
     out = [f"{label}: {len(stats)} conv/linear layers",
-           f"  {'#':>4}  {'layer':<24}{'act mean':>10}{'act std':>10}{'||dL/dW||':>12}{'||dL/dy||':>12}"]
+           f"  {'#':>4}  {'layer':<24}{'act mean':>10}{'act std':>10}{'||dL/dW||':>12}"
+           f"{'||dL/dy||':>12}"]
     for i in pick:
         s = stats[i]
         out.append(f"  {i + 1:>4}  {s.name:<24}{s.act_mean:>10.3f}{s.act_std:>10.3f}"
                    f"{s.weight_grad_norm:>12.3g}{s.output_grad_norm:>12.3g}")
     convs = [s for s in stats if s.type == "Conv2d"] or stats
     first, last = convs[0], convs[-1]
-    out.append(f"  ||dL/dy|| first conv / last conv: {first.output_grad_norm:.3g} / "
-               f"{last.output_grad_norm:.3g} = {first.output_grad_norm / last.output_grad_norm:.3g}")
+    a, b = first.output_grad_norm, last.output_grad_norm
+    out.append(f"  ||dL/dy|| first conv / last conv: {a:.3g} / {b:.3g} = {a / b:.3g}")
     return out
 
 
@@ -203,7 +204,7 @@ def _stats(model, args, x, labels, **_):
 
     runs = {}
     specs = [(args.model or os.path.basename(args.checkpoint), model)]
-    specs += [(spec, _build(spec, args)[0]) for spec in args.compare or ()]
+    specs += [(spec, _build(spec, args, "--compare")[0]) for spec in args.compare or ()]
     for label, m in specs:
         n = _num_classes(m)
         y = (labels if labels is not None else np.random.default_rng(args.seed)
@@ -263,7 +264,7 @@ def run(args):
         _DRAW[args.kind](model, args, x=x, images=images, labels=labels, classes=classes,
                          kind=args.kind)
     except (KeyError, ValueError) as e:
-        _fail(str(e).strip("'\""))
+        _fail(str(e).strip("'\"").removeprefix("viz: "))
     return 0
 
 

@@ -33,8 +33,8 @@ __all__ = ["ConversionError", "convert_weights", "load_torchvision_weights", "ma
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 # torchvision.models.densenet._load_state_dict's pattern: "denselayer1.norm.1.weight" -> "norm1"
-_LEGACY_DENSENET = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                              r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 class ConversionError(ValueError):

@@ -194,7 +194,8 @@ class CifarResNet(nn.Module):
         self.arch = arch or f"resnet{depth}"
         if shortcut not in SHORTCUTS:
             raise ValueError(f"{self.arch}: unknown shortcut {shortcut!r}; expected 'A' (zero-padding "
-                             f"identity, the paper's CIFAR choice), 'B' (1x1 projection) or 'plain' (none)")
+                             f"identity, the paper's CIFAR choice), 'B' (1x1 projection) or "
+                             f"'plain' (none)")
         self.shortcut = shortcut
         self.default_input_size, self.min_input_size = (3, 32, 32), 1
         n = (depth - 2) // 6
