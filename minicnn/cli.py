@@ -129,19 +129,21 @@ def _positive(name, value, allow_zero=False):
         raise UsageError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
 
 
-def _check_train_numbers(args):
-    for name in ("epochs", "batch_size", "lr", "image_size"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name))
-    for name in ("workers", "weight_decay", "momentum", "warmup_epochs"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name), allow_zero=True)
-    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
-        raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if args.builtin_per_class is not None and min(args.builtin_per_class) < 1:
-        raise UsageError(f"--builtin-per-class must be two positive numbers, got {args.builtin_per_class}")
-    if args.image_size is not None and args.image_size < 8:
-        raise UsageError(f"--image-size must be at least 8, got {args.image_size}")
-    if args.warmup_epochs is not None and args.epochs is not None and args.warmup_epochs >= args.epochs:
-        raise UsageError(f"--warmup-epochs ({args.warmup_epochs}) must be less than --epochs ({args.epochs})")
+def _check_train_numbers(config):
+    """Every numeric option finite and in its range (one line naming the flag, exit 2)."""
+    from .train import ConfigError
+    from .train.validate import check_config
+
+    try:
+        check_config(config, cli=True)
+    except ConfigError as e:
+        raise UsageError(f"train: {e}") from None
+
+
+def _bounded(name, value, high):
+    _positive(name, value, allow_zero=name == "--workers")
+    if value is not None and value > high:
+        raise UsageError(f"{name} must be at most {high}, got {value}")
 
 
 def _train_config(args):
@@ -166,9 +168,6 @@ def _train_config(args):
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"train: unknown model {config.model!r}{hint}; choose from {', '.join(_model_names())}")
     config.model = config.model.lower()
-    if args.resume is None and config.out is not None and os.path.exists(os.path.join(config.out, "last.npz")):
-        raise UsageError(f"train: {config.out!r} already holds a run (last.npz); continue it with --resume "
-                         f"{config.out} or choose another --out")
     return config
 
 
@@ -194,8 +193,8 @@ def _plain_warnings():
 
 
 def _cmd_train(args):
-    _check_train_numbers(args)
     config = _train_config(args)
+    _check_train_numbers(config)
     from .train import ConfigError, train
 
     try:
@@ -233,8 +232,8 @@ def _cmd_eval(args):
     from .data import DataLoader
     from .train import ConfigError, TrainConfig, eval_transform, evaluate, open_folder
 
-    _positive("--batch-size", args.batch_size)
-    _positive("--workers", args.workers, allow_zero=True)
+    _bounded("--batch-size", args.batch_size, 65_536)
+    _bounded("--workers", args.workers, 256)
     if not os.path.isdir(args.data):
         raise UsageError(f"eval: no such folder {args.data!r}")
     model, meta, device = _restore(args, "eval")
@@ -270,7 +269,7 @@ def _cmd_predict(args):
     from .data import UnreadableImage, load_image
     from .train import TrainConfig, eval_transform, predict
 
-    _positive("--top", args.top)
+    _bounded("--top", args.top, 100_000)
     for path in args.images:
         if os.path.isdir(path):
             raise UsageError(f"predict: {path!r} is a folder; give image files (e.g. "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -17,10 +16,13 @@ from ..autograd import no_grad
 from ..data import DataLoader
 from ..data import transforms as T
 from ..tensor import tensor
-from .checkpoint import _join_arrays, _load_model_state, load_checkpoint, save_checkpoint, write_atomic
+from ..data import DataLoaderError, UnreadableDataset
+from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
+from .commit import commit_epoch, repair_derived, rows_of
 from .config import (CheckpointError, ConfigError, TrainConfig, build_model, build_optimizer, build_scheduler,
                      data_root, eval_transform, image_size_for, open_folder, resolve_device, train_transform)
-from .metrics import plot_curves, read_metrics, write_metrics
+from .runfolder import check_run_folder, open_run_folder
+from .validate import check_config, config_from_json
 
 __all__ = ["evaluate", "predict", "train", "train_one_epoch"]
 
@@ -165,42 +167,56 @@ class _Run:
 
 
 def train(config: TrainConfig, resume=None, log=print):
-    """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict."""
+    """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict.
+
+    Every setting and the run folder are checked before the data and the model are built."""
     resumed = None
     if resume is not None:
         resumed = _read_resume(resume)
-        config = dataclasses.replace(TrainConfig.from_json(resumed[0]["config"]), device=config.device,
+        config = dataclasses.replace(config_from_json(resumed["config"], resume), device=config.device,
                                      workers=config.workers, progress=config.progress, out=resume)
-    run = _prepare(config, log)
+    check_config(config)
+    out = config.out or _default_out(config)
+    check_run_folder(out, resume=resume is not None)
+    run = _prepare(config, out, log)
     if resumed is not None:
-        run.start_epoch, run.rows = _apply_resume(resumed, run)
-    _open_run_folder(run)
+        _apply_resume(resumed, run, resume)
+    open_run_folder(run.out, run.config.to_json())
+    if resumed is not None:
+        repair_derived(run, log)
     train_set = run.train_loader.dataset
     log(f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
         f"{len(run.val_loader.dataset)} val images, {len(train_set.classes)} classes, "
         f"{run.meta['image_size']}x{run.meta['image_size']}, {config.epochs} epochs of "
         f"{len(run.train_loader)} batches of {config.batch_size}; run folder {run.out}")
     started = time.perf_counter()
-    try:
-        for epoch in range(run.start_epoch, config.epochs):
-            row = _run_epoch(epoch, run)
-            _finish_epoch(run, row)
-            log(_epoch_line(row, config.epochs))
-    except KeyboardInterrupt:
-        log(f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
-            f"minicnn train --resume {run.out}" if run.rows else
-            "\ninterrupted before the first epoch finished (nothing saved)")
-        raise
-    finally:
-        run.train_loader.close()
-        run.val_loader.close()
+    _run_epochs(run, log)
     final = run.rows[-1] if run.rows else None
     return {"run_dir": run.out, "epochs": len(run.rows), "val_top1": final["val_top1"] if final else None,
             "already_finished": run.start_epoch >= config.epochs, "best_val_top1": run.meta["best_val_top1"],
             "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device}
 
 
-def _prepare(config, log):
+def _run_epochs(run, log):
+    config = run.config
+    try:
+        for epoch in range(run.start_epoch, config.epochs):
+            row = _run_epoch(epoch, run)
+            commit_epoch(run, row)
+            log(_epoch_line(row, config.epochs))
+    except KeyboardInterrupt:
+        log(f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
+            f"minicnn train --resume {run.out}" if run.rows else
+            "\ninterrupted before the first epoch finished (nothing saved)")
+        raise
+    except (UnreadableDataset, DataLoaderError) as e:
+        raise ConfigError(str(e)) from None
+    finally:
+        run.train_loader.close()
+        run.val_loader.close()
+
+
+def _prepare(config, out, log):
     """Data, model, optimizer and schedule of a fresh run (nothing written yet)."""
     device = resolve_device(config.device)
     _random.manual_seed(config.seed)
@@ -227,16 +243,8 @@ def _prepare(config, log):
     scheduler = build_scheduler(config, optimizer, len(train_loader))
     meta = {"config": config.to_json(), "classes": train_set.classes, "image_size": size,
             "mean": list(mean), "std": list(std), "epoch": 0, "best_val_top1": -1.0, "best_epoch": 0}
-    return _Run(config, device, config.out or _default_out(config), model, train_loader, val_loader,
-                optimizer, scheduler, meta, [])
+    return _Run(config, device, out, model, train_loader, val_loader, optimizer, scheduler, meta, [])
 
-
-def _open_run_folder(run):
-    os.makedirs(run.out, exist_ok=True)
-    for name in os.listdir(run.out):  # temporary files of a save that was killed (the old file is intact)
-        if name.startswith(".") and name.endswith(".tmp"):
-            os.unlink(os.path.join(run.out, name))
-    write_atomic(os.path.join(run.out, "config.json"), json.dumps(run.config.to_json(), indent=2).encode())
 
 
 def _run_epoch(epoch, run):
@@ -253,21 +261,6 @@ def _run_epoch(epoch, run):
             "images_per_s": images / max(seconds, 1e-9), "seconds": time.perf_counter() - started}
 
 
-def _finish_epoch(run, row):
-    """Record the epoch: checkpoints (last, and best when val top-1 improved), metrics.csv, curves.png."""
-    run.rows.append(row)
-    meta = run.meta
-    meta["epoch"] = row["epoch"]
-    is_best = row["val_top1"] > meta["best_val_top1"]
-    if is_best:
-        meta["best_val_top1"], meta["best_epoch"] = row["val_top1"], row["epoch"]
-    save_checkpoint(os.path.join(run.out, "last.npz"), run.model, meta, run.optimizer, run.scheduler)
-    if is_best:
-        save_checkpoint(os.path.join(run.out, "best.npz"), run.model, meta)
-    write_metrics(os.path.join(run.out, "metrics.csv"), run.rows)
-    plot_curves(os.path.join(run.out, "curves.png"), run.rows, f"{run.config.model}: {run.out}")
-
-
 def _epoch_line(row, epochs):
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
             f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
@@ -276,26 +269,27 @@ def _epoch_line(row, epochs):
 
 
 def _read_resume(run_dir):
+    """The checked meta.json of RUN_DIR/last.npz (the arrays are read once the model is built)."""
     path = os.path.join(run_dir, "last.npz")
     if not os.path.isdir(run_dir):
         raise ConfigError(f"--resume: no such run folder {run_dir!r}")
     if not os.path.isfile(path):
         raise ConfigError(f"--resume: {run_dir!r} has no last.npz (no epoch finished yet?)")
-    meta, state, arrays = load_checkpoint(path)
-    return meta, state, arrays, path
+    return read_meta(path)
 
 
-def _apply_resume(resumed, run):
-    """Load the checkpoint into the run's model, optimizer, schedule and RNG: (next epoch, metrics rows)."""
-    saved, state, arrays, path = resumed
+def _apply_resume(saved, run, run_dir):
+    """Load last.npz into the run's model, optimizer, schedule and RNG; set its epoch and rows."""
+    path = os.path.join(run_dir, "last.npz")
     if saved["classes"] != run.meta["classes"]:
         raise CheckpointError(f"{path!r} was trained on classes {saved['classes'][:5]}…, the data has "
                               f"{run.meta['classes'][:5]}…")
+    _, state, arrays = load_checkpoint(path, run.model)
     _load_model_state(run.model, state, path, saved["config"]["model"])
-    run.optimizer.load_state_dict(_join_arrays(saved["optimizer"], arrays))
-    run.scheduler.load_state_dict(saved["scheduler"])
+    restore_training_state(saved, arrays, run.optimizer, run.scheduler, path)
     _random.set_rng_state(saved["rng"])
     for key in ("epoch", "best_val_top1", "best_epoch"):
         run.meta[key] = saved[key]
-    rows = [r for r in read_metrics(os.path.join(run.out, "metrics.csv")) if r["epoch"] <= saved["epoch"]]
-    return saved["epoch"], rows
+    run.rows = rows_of(saved, run_dir, path)
+    run.meta["metrics"] = list(run.rows)
+    run.start_epoch = saved["epoch"]

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 
-from .checkpoint import write_atomic
+from ..io import write_atomic
+from .config import CheckpointError
 
 __all__ = ["METRIC_FIELDS", "plot_curves", "read_metrics", "write_metrics"]
 
@@ -14,19 +16,50 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "v
 
 
 def write_metrics(path, rows):
+    """Write the rows as CSV (atomically). The rows are kept in last.npz; this file is derived."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_atomic(path, buf.getvalue().encode())
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    data = buf.getvalue().encode()
+    write_atomic(path, lambda f: f.write(data))
+
+
+MAX_METRICS_BYTES = 64 << 20
 
 
 def read_metrics(path):
+    """The rows of a metrics.csv ([] if there is none); CheckpointError naming the line and the value
+    for anything that is not a metrics row of finite numbers."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
         return []
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    if os.path.getsize(path) > MAX_METRICS_BYTES:
+        raise CheckpointError(f"{path!r}: larger than {MAX_METRICS_BYTES} bytes, not a metrics file")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != METRIC_FIELDS:
+                raise CheckpointError(f"{path!r}: the header is {reader.fieldnames}, expected "
+                                      f"{','.join(METRIC_FIELDS)}")
+            return [_parse_row(row, path, reader.line_num) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CheckpointError(f"{path!r}: not a readable CSV file ({e})") from None
+
+
+def _parse_row(row, path, line):
+    out = {}
+    for key in METRIC_FIELDS:
+        text = row.get(key)
+        try:
+            value = int(text) if key == "epoch" else float(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not math.isfinite(value) or None in row:
+            raise CheckpointError(f"{path!r} line {line}: {key} is {text!r}, not a finite number")
+        out[key] = value
+    return out
 
 
 def plot_curves(path, rows, title=""):
@@ -54,4 +87,5 @@ def plot_curves(path, rows, title=""):
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    write_atomic(path, buf.getvalue())
+    data = buf.getvalue()
+    write_atomic(path, lambda f: f.write(data))
