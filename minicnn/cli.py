@@ -121,7 +121,7 @@ def _cmd_convert_weights(args):
 
 
 # ---- train / eval / predict -------------------------------------------------------------------------
-_RESUME_KEEPS = ("device", "workers", "progress")  # what --resume may change; the rest comes from the run
+_RESUME_KEEPS = ("device", "workers", "progress", "epochs")  # --resume may change; the rest is the run's
 
 
 def _positive(name, value, allow_zero=False):
@@ -152,7 +152,9 @@ def _train_config(args):
     given = {f: getattr(args, f) for f in (
         "model", "data", "epochs", "batch_size", "lr", "optimizer", "schedule", "image_size", "device",
         "workers", "out", "seed", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "augment",
-        "progress", "no_decay_bn_bias")}
+        "progress", "no_decay_bn_bias", "variant", "weights", "val_split")}
+    if args.freeze is not None:
+        given["freeze"] = tuple(args.freeze)
     if args.builtin_per_class is not None:
         given["builtin_per_class"] = tuple(args.builtin_per_class)
     given = {k: v for k, v in given.items() if v is not None}
@@ -161,7 +163,7 @@ def _train_config(args):
         if extra:
             raise UsageError(f"train: --resume continues a run with the settings it was started with; "
                              f"drop {', '.join('--' + k.replace('_', '-') for k in extra)} (only --device, "
-                             f"--workers and --no-progress may change)")
+                             f"--workers, --no-progress and --epochs, to extend it, may change)")
     config = TrainConfig(**given)
     if config.model.lower() not in _model_names():
         close = difflib.get_close_matches(config.model.lower(), _model_names(), n=3)
@@ -199,7 +201,8 @@ def _cmd_train(args):
 
     try:
         with _plain_warnings():
-            result = train(config, resume=args.resume)
+            result = train(config, resume=args.resume,
+                           epochs=args.epochs if args.resume is not None else None)
     except ConfigError as e:
         raise UsageError(f"train: {e}") from None
     except KeyboardInterrupt:
@@ -324,7 +327,9 @@ def _add_train_parser(sub):
     p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), help="default auto: cuda when a GPU works")
     p.add_argument("--workers", type=int, help=f"data loader processes (default {d.workers})")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-DATE-TIME)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz "
+                                                        "(with --epochs N: extend it to N epochs)")
+    _add_finetune_options(p)
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--builtin-per-class", type=int, nargs=2, metavar=("TRAIN", "VAL"),
                    help=f"built-in dataset size: images per class (default {d.builtin_per_class[0]} "
@@ -332,6 +337,19 @@ def _add_train_parser(sub):
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
     p.set_defaults(func=_cmd_train)
+
+
+def _add_finetune_options(p):
+    p.add_argument("--variant", help="the model's variant: paper or torchvision (alexnet, googlenet, "
+                                     "ImageNet ResNets), A, B or plain (CIFAR ResNets)")
+    p.add_argument("--weights", metavar="FILE", help="start from these weights: a converted .npz "
+                                                     "or a checkpoint; a new classifier head when "
+                                                     "the class count differs")
+    p.add_argument("--freeze", nargs="+", metavar="PREFIX",
+                   help="do not train parameters whose names start with these (e.g. conv1 layer1)")
+    p.add_argument("--val-split", type=float, metavar="FRACTION",
+                   help="--data is one folder of class folders: hold out this share of each class "
+                        "for validation (seeded by --seed)")
 
 
 def _add_eval_predict_parsers(sub):

@@ -20,7 +20,8 @@ from ..data import DataLoaderError, UnreadableDataset
 from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
 from .commit import commit_epoch, repair_derived, rows_of
 from .config import (CheckpointError, ConfigError, TrainConfig, build_model, build_optimizer, build_scheduler,
-                     data_root, eval_transform, image_size_for, open_folder, resolve_device, train_transform)
+                     data_root, eval_transform, image_size_for, open_datasets, open_folder, resolve_device,
+                     train_transform)
 from .runfolder import check_run_folder, open_run_folder
 from .validate import check_config, config_from_json
 
@@ -166,21 +167,30 @@ class _Run:
     start_epoch: int = 0
 
 
-def train(config: TrainConfig, resume=None, log=print):
+def train(config: TrainConfig, resume=None, log=print, epochs=None):
     """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict.
 
-    Every setting and the run folder are checked before the data and the model are built."""
+    ``epochs`` with ``resume`` extends the run to that many epochs (its schedule is recomputed for
+    the new length and continues from the step reached). Every setting and the run folder are
+    checked before the data and the model are built."""
     resumed = None
     if resume is not None:
         resumed = _read_resume(resume)
-        config = dataclasses.replace(config_from_json(resumed["config"], resume), device=config.device,
-                                     workers=config.workers, progress=config.progress, out=resume)
+        saved = config_from_json(resumed["config"], resume)
+        if epochs is not None and epochs < resumed["epoch"]:
+            raise ConfigError(f"--epochs {epochs}: the run in {resume} has finished "
+                              f"{resumed['epoch']} epochs already")
+        config = dataclasses.replace(saved, device=config.device, workers=config.workers,
+                                     progress=config.progress, out=resume,
+                                     epochs=saved.epochs if epochs is None else epochs)
     check_config(config)
     out = config.out or _default_out(config)
     check_run_folder(out, resume=resume is not None)
-    run = _prepare(config, out, log)
+    run = _prepare(config, out, log, fresh=resumed is None)
     if resumed is not None:
         _apply_resume(resumed, run, resume)
+        if config.epochs != saved.epochs:
+            _extend_schedule(run, saved.epochs, log)
     open_run_folder(run.out, run.config.to_json())
     if resumed is not None:
         repair_derived(run, log)
@@ -216,15 +226,19 @@ def _run_epochs(run, log):
         run.val_loader.close()
 
 
-def _prepare(config, out, log):
-    """Data, model, optimizer and schedule of a fresh run (nothing written yet)."""
+def _prepare(config, out, log, fresh=True):
+    """Data, model, optimizer and schedule of a run (nothing written yet); a ``fresh`` one loads
+    ``config.weights``. The run's config records the resolved device, lr, image size and variant."""
     device = resolve_device(config.device)
     _random.manual_seed(config.seed)
     root = data_root(config, log)
-    train_set, val_set = open_folder(os.path.join(root, "train")), open_folder(os.path.join(root, "val"))
+    train_set, val_set = open_datasets(config, root)
     _check_classes(train_set, val_set, root)
-    model = build_model(config.model, len(train_set.classes))
+    model = build_model(config.model, len(train_set.classes), config.variant)
+    _start_from(model, config, log, fresh)
     size = image_size_for(config, model)
+    config = dataclasses.replace(config, device=device, lr=config.resolved_lr(), image_size=size,
+                                 variant=config.variant or _default_variant(config.model))
     need = getattr(model, "min_input_size", 1)
     if getattr(model, "aux_logits", False):  # GoogLeNet's aux heads need a larger map in training
         need = max(need, getattr(model, "min_input_size_aux", 1))
@@ -245,6 +259,36 @@ def _prepare(config, out, log):
             "mean": list(mean), "std": list(std), "epoch": 0, "best_val_top1": -1.0, "best_epoch": 0}
     return _Run(config, device, out, model, train_loader, val_loader, optimizer, scheduler, meta, [])
 
+
+
+def _default_variant(name):
+    return next(iter(models.model_variants(name))) or None
+
+
+def _start_from(model, config, log, fresh):
+    """Load ``config.weights`` (a fresh run only) and freeze ``config.freeze``."""
+    from ..finetune import PretrainedError, freeze, load_pretrained
+
+    try:
+        if config.weights is not None and fresh:
+            head = load_pretrained(model, config.weights)
+            log(f"starting from {config.weights}" + (f" with a new head ({head}: "
+                f"{model.get_submodule(head).out_features} classes)" if head else ""))
+        if config.freeze:
+            n = freeze(model, config.freeze)
+            log(f"frozen: {n:,} parameters under {', '.join(config.freeze)}")
+    except PretrainedError as e:
+        raise ConfigError(f"--weights/--freeze: {e}") from None
+
+
+def _extend_schedule(run, old_epochs, log):
+    """A finished run extended: the schedule for the new length, advanced to the step reached."""
+    steps = len(run.train_loader)
+    run.scheduler = build_scheduler(run.config, run.optimizer, steps)
+    for _ in range(run.start_epoch * steps):
+        run.scheduler.step()
+    log(f"extending the run from {old_epochs} to {run.config.epochs} epochs (the learning-rate "
+        f"schedule is recomputed for {run.config.epochs} epochs)")
 
 
 def _run_epoch(epoch, run):
