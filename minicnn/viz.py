@@ -217,7 +217,8 @@ def layer_statistics(model, x, y, sample=20000, seed=0):
         for p in model.parameters():
             p.grad = None
         logits, seen = _capture(model, x, names, keep_grad=True)
-        F.cross_entropy(logits, y if isinstance(y, Tensor) else tensor(np.asarray(y))).backward()
+        y = y if isinstance(y, Tensor) else tensor(np.asarray(y), device=logits.device)
+        F.cross_entropy(logits, y).backward()
     finally:
         for m, mode in modes:
             m.training = mode

@@ -213,3 +213,11 @@ def test_visualize_from_a_checkpoint_names_its_classes(tiny_checkpoint, tmp_path
     assert main(["visualize", "gradcam", "--checkpoint", str(ckpt), "--target", "star", "--out",
                  str(out)]) == 0
     assert "map of class star" in capsys.readouterr().out and out.exists()
+
+
+def test_visualize_runs_our_kernels_on_emu(tmp_path, capsys):
+    for kind in ("gradcam", "stats"):
+        out = tmp_path / f"{kind}.png"
+        assert main(["visualize", kind, "--model", "resnet20", "--device", "emu", "--image-size",
+                     "8", "--batch", "2", "--out", str(out)]) == 0
+        assert out.read_bytes()[:8] == PNG

@@ -264,7 +264,8 @@ def run(args):
         _DRAW[args.kind](model, args, x=x, images=images, labels=labels, classes=classes,
                          kind=args.kind)
     except (KeyError, ValueError) as e:
-        _fail(str(e).strip("'\"").removeprefix("viz: "))
+        text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        _fail(str(text).removeprefix("viz: "))
     return 0
 
 
