@@ -10,7 +10,7 @@ from PIL import Image
 from minicnn.cli import main
 from minicnn.data import builtin_dataset
 from minicnn.data.shapes import render
-from minicnn.train import load_checkpoint
+from minicnn.train import load_checkpoint, read_metrics
 
 QUICK = ["--epochs", "1", "--batch-size", "16", "--workers", "0", "--no-progress",
          "--warmup-epochs", "0.5"]
@@ -50,7 +50,9 @@ def test_metrics_csv_in_percent_and_curves_with_lr(plain_run):
     with open(plain_run / "metrics.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert {"train_top1_pct", "val_top1_pct", "val_top5_pct", "lr"} <= set(row)
-    assert float(row["val_top1_pct"]) == pytest.approx(100 * meta["metrics"][0]["val_top1"])
+    assert float(row["val_top1_pct"]) == pytest.approx(100 * meta["best_val_top1"], rel=1e-5)
+    assert read_metrics(plain_run / "metrics.csv")[0]["val_top1"] == pytest.approx(
+        meta["best_val_top1"], rel=1e-5)
     with Image.open(plain_run / "curves.png") as im:
         assert im.size[0] > 1.2 * 1000              # three panels: loss, accuracy, learning rate
 
@@ -87,7 +89,7 @@ def test_resume_extends_a_finished_run(plain_run, tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--epochs", "2", "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "extending the run from 1 to 2 epochs" in out and "after 2 epochs" in out
-    assert len(load_checkpoint(run / "last.npz")[0]["metrics"]) == 2
+    assert [r["epoch"] for r in read_metrics(run / "metrics.csv")] == [1, 2]
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2
