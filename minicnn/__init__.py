@@ -13,3 +13,20 @@ from . import functional, nn
 from .summary import Summary, summary
 
 __version__ = "0.1.0"
+
+# ---- lazy subpackages: ``import minicnn; minicnn.models.resnet18()`` imports them on first use ----
+_LAZY_SUBMODULES = ("data", "io", "models", "optim", "train", "viz")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
