@@ -33,8 +33,9 @@ from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
 KERNEL_SOURCES = sorted(glob.glob("csrc/kernels/*.cu"))
+GEOMETRY_HEADERS = ["csrc/geometry.h", "csrc/geometry_py.h"]  # shared by _C_cpu and the kernels
 KERNEL_HEADERS = sorted(glob.glob("csrc/kernels/*.h") + glob.glob("csrc/kernels/*.cuh")
-                        + glob.glob("csrc/emu/*.h") + ["csrc/cuda_compat.h"])
+                        + glob.glob("csrc/emu/*.h") + ["csrc/cuda_compat.h"]) + GEOMETRY_HEADERS
 DEFAULT_CUDA_ARCHS = "75,80,86,89,90+PTX"
 
 
@@ -43,7 +44,7 @@ def cpu_extension():
         "minicnn._C_cpu",
         ["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"],
         include_dirs=["csrc/cpu"],
-        depends=sorted(glob.glob("csrc/cpu/*.h")),  # header edits rebuild the module
+        depends=sorted(glob.glob("csrc/cpu/*.h")) + GEOMETRY_HEADERS,  # header edits rebuild it
         cxx_std=17,
         extra_compile_args=["-O3", "-pthread"],  # our own thread pool (parallel.h), no OpenMP
         extra_link_args=["-pthread"],

@@ -1,5 +1,6 @@
-"""batch_norm: naive-loop reference, running-stat updates (unbiased variance), gradcheck in both
-modes, 2-D to 5-D inputs, float32, errors, optional torch (incl. running stats after 3 steps)."""
+"""batch_norm: minicnn.reference's loops (forward and backward), running-stat updates (unbiased
+variance), gradcheck in both modes, 2-D to 5-D inputs, float32, errors, optional torch (incl.
+running stats after 3 steps)."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,41 +8,10 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as F
+import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck, separated
 
 from conftest import assert_close
-
-
-# ---- naive reference ----------------------------------------------------------------------------
-def channel_values(x, c):
-    """All values of channel c, by loops over the batch and the positions."""
-    a = x.reshape(x.shape[0], x.shape[1], -1)
-    return [a[n, c, s] for n in range(a.shape[0]) for s in range(a.shape[2])]
-
-
-def bn_reference(x, rm, rv, w, b, training, momentum, eps):
-    """(y, new running mean, new running var) by loops; rm/rv may be None (training only)."""
-    N, C = x.shape[:2]
-    a = x.reshape(N, C, -1)
-    y = np.empty_like(a)
-    new_rm = None if rm is None else rm.copy()
-    new_rv = None if rv is None else rv.copy()
-    for c in range(C):
-        vals = channel_values(x, c)
-        M = len(vals)
-        if training:
-            mean = sum(vals) / M
-            var = sum((v - mean) ** 2 for v in vals) / M
-            if rm is not None:
-                new_rm[c] = (1 - momentum) * rm[c] + momentum * mean
-                new_rv[c] = (1 - momentum) * rv[c] + momentum * var * M / (M - 1)
-        else:
-            mean, var = rm[c], rv[c]
-        for n in range(N):
-            for s in range(a.shape[2]):
-                xhat = (a[n, c, s] - mean) / np.sqrt(var + eps)
-                y[n, c, s] = (1.0 if w is None else w[c]) * xhat + (0.0 if b is None else b[c])
-    return y.reshape(x.shape), new_rm, new_rv
 
 
 def _make(shape, seed, dtype=np.float64):
@@ -64,12 +34,19 @@ def test_forward_and_running_stats_match_naive_loops(shape, training, affine):
     x, rm, rv, w, b = _make(shape, seed=len(shape))
     if not affine:
         w = b = None
-    RM, RV = _t(rm), _t(rv)
-    y = F.batch_norm(_t(x), RM, RV, _t(w), _t(b), training=training, momentum=0.3, eps=1e-3)
-    y_ref, rm_ref, rv_ref = bn_reference(x, rm, rv, w, b, training, 0.3, 1e-3)
+    RM, RV, X, W, B = _t(rm), _t(rv), _t(x, True), _t(w, affine), _t(b, affine)
+    y = F.batch_norm(X, RM, RV, W, B, training=training, momentum=0.3, eps=1e-3)
+    y_ref, rm_ref, rv_ref = ref.batch_norm_forward(x, rm, rv, w, b, training, 0.3, 1e-3)
     assert_close(y, y_ref)
     assert_close(RM, rm_ref if training else rm)
     assert_close(RV, rv_ref if training else rv)
+    dy = np.random.default_rng(1).standard_normal(shape)
+    y.backward(dy)
+    dx, dw, db = ref.batch_norm_backward(dy, x, rm, rv, w, training, 1e-3)
+    assert_close(X.grad, dx)
+    if affine:
+        assert_close(W.grad, dw)
+        assert_close(B.grad, db)
 
 
 def test_running_stats_are_updated_in_place_with_unbiased_variance():
@@ -100,7 +77,7 @@ def test_momentum_zero_and_one():
 def test_training_without_running_stats_uses_batch_stats_and_updates_nothing():
     x, _, _, w, b = _make((4, 3, 2), seed=6)
     y = F.batch_norm(_t(x), None, None, _t(w), _t(b), training=True)
-    assert_close(y, bn_reference(x, None, None, w, b, True, 0.1, 1e-5)[0])
+    assert_close(y, ref.batch_norm_forward(x, None, None, w, b, True, 0.1, 1e-5)[0])
 
 
 def test_eval_is_not_training_and_leaves_buffers_alone():
@@ -120,7 +97,7 @@ def test_hypothesis_against_reference(N, C, L, training, momentum, eps, seed):
     x, rm, rv, w, b = _make((N, C, L), seed)
     RM, RV = _t(rm), _t(rv)
     y = F.batch_norm(_t(x), RM, RV, _t(w), _t(b), training=training, momentum=momentum, eps=eps)
-    y_ref, rm_ref, rv_ref = bn_reference(x, rm, rv, w, b, training, momentum, eps)
+    y_ref, rm_ref, rv_ref = ref.batch_norm_forward(x, rm, rv, w, b, training, momentum, eps)
     assert_close(y, y_ref, rtol=1e-9, atol=1e-9)
     if training:
         assert_close(RM, rm_ref)

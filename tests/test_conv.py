@@ -1,5 +1,6 @@
-"""conv2d: forward and gradients against a naive 7-loop reference, gradcheck, hypothesis over the
-hyperparameters, float32 vs float64, the C++ and NumPy im2col paths, every error, and torch."""
+"""conv2d: forward and gradients against the naive loops of minicnn.reference, gradcheck,
+hypothesis over the hyperparameters, float32 vs float64, the C++ and NumPy im2col paths, every
+error, and torch."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,44 +8,21 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as F
+import minicnn.reference as ref
 from minicnn.backends import _np_conv
+from minicnn.ops.geometry import Conv2dGeometry
 from conftest import assert_close
 
 
-# ---- naive reference ----------------------------------------------------------------------------
+# ---- the oracle: minicnn.reference ---------------------------------------------------------------
 def naive_conv2d(x, w, b, stride, padding, dilation, groups, dout=None):
-    """y, and with ``dout`` also (dx, dw, db), by explicit loops over n, k, p, q, c, r, s.
+    """minicnn.reference's loops: y, and with ``dout`` also (y, dx, dw, db).
 
     padding is ((top, bottom), (left, right)), so torch's asymmetric 'same' is covered.
     """
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw_) = stride, padding, dilation
-    N, C, H, W = x.shape
-    K, Cg, R, S = w.shape
-    Kg = K // groups
-    P = (H + pt + pb - dh * (R - 1) - 1) // sh + 1
-    Q = (W + pl + pr - dw_ * (S - 1) - 1) // sw + 1
-    y = np.zeros((N, K, P, Q))
-    dx, dw = np.zeros(x.shape), np.zeros(w.shape)
-    for n in range(N):
-        for k in range(K):
-            g = k // Kg
-            for p in range(P):
-                for q in range(Q):
-                    for c in range(Cg):
-                        for r in range(R):
-                            for s in range(S):
-                                h, v = p * sh - pt + r * dh, q * sw - pl + s * dw_
-                                if 0 <= h < H and 0 <= v < W:
-                                    ci = g * Cg + c
-                                    y[n, k, p, q] += w[k, c, r, s] * x[n, ci, h, v]
-                                    if dout is not None:
-                                        dx[n, ci, h, v] += dout[n, k, p, q] * w[k, c, r, s]
-                                        dw[k, c, r, s] += dout[n, k, p, q] * x[n, ci, h, v]
-    if b is not None:
-        y += b.reshape(1, K, 1, 1)
-    if dout is None:
-        return y
-    return y, dx, dw, dout.sum(axis=(0, 2, 3))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = ref.conv2d_forward(x, w, b, **kw)
+    return y if dout is None else (y,) + ref.conv2d_backward(dout, x, w, **kw)
 
 
 def sym(padding):
@@ -318,13 +296,13 @@ def test_data_gradient_as_convolution_matches_col2im(monkeypatch, x_shape, w_sha
     rng = np.random.default_rng(11)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
-    y = _np_conv.conv2d_forward(x, w, None, (1, 1), padding, dilation, groups)
+    g = Conv2dGeometry.of(x_shape, w_shape, (1, 1), padding, dilation, groups)
+    y = _np_conv.conv2d_forward(x, w, None, g)
     dout = rng.standard_normal(y.shape)
-    assert _np_conv._data_grad_as_conv(w_shape[0], x_shape[1], *w_shape[2:], (1, 1), padding,
-                                       dilation, dout.size // w_shape[0]) is not None
-    as_conv = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
-    monkeypatch.setattr(_np_conv, "_data_grad_as_conv", lambda *args: None)
-    with_col2im = _np_conv.conv2d_backward_data(dout, w, x_shape, (1, 1), padding, dilation, groups)
+    assert _np_conv._data_grad_as_conv(g) is not None
+    as_conv = _np_conv.conv2d_backward_data(dout, w, g)
+    monkeypatch.setattr(_np_conv, "_data_grad_as_conv", lambda g: None)
+    with_col2im = _np_conv.conv2d_backward_data(dout, w, g)
     assert_close(as_conv, with_col2im)
 
 

@@ -5,7 +5,10 @@ import pytest
 
 import minicnn
 import minicnn.functional as F
-from minicnn.backends import _np_blas, _np_conv, numpy_backend
+from minicnn.backends import _np_blas, _np_conv, get_backend, numpy_backend
+from minicnn.ops.geometry import Conv2dGeometry
+
+cpu = get_backend("cpu")
 
 _C = pytest.importorskip("minicnn._C_cpu")
 
@@ -15,25 +18,25 @@ def test_relu_kernels_match_numpy(dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
     x.flat[:4] = [np.nan, -0.0, 0.0, -np.inf]
-    y = numpy_backend.relu_forward(x)
+    y = cpu.relu_forward(x)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
     assert np.signbit(y.flat[1])  # -0.0 stays -0.0, as torch.relu
     dout = rng.standard_normal(x.shape).astype(dtype)
-    np.testing.assert_array_equal(numpy_backend.relu_backward(dout, y), np.where(y <= 0, 0, dout))
+    np.testing.assert_array_equal(cpu.relu_backward(dout, y), np.where(y <= 0, 0, dout))
     strided = x[:, ::2]  # non-contiguous input
-    np.testing.assert_array_equal(numpy_backend.relu_forward(strided), np.maximum(strided, 0))
+    np.testing.assert_array_equal(cpu.relu_forward(strided), np.maximum(strided, 0))
 
 
 def test_relu_numpy_fallback_is_the_same(monkeypatch):
     x = np.array([-1.5, -0.0, 0.0, 2.0, np.nan, -np.inf, np.inf], np.float32)
     dout = np.arange(7, dtype=np.float32)
-    y = numpy_backend.relu_forward(x)
-    dx = numpy_backend.relu_backward(dout, y)
+    y = cpu.relu_forward(x)
+    dx = cpu.relu_backward(dout, y)
     monkeypatch.setattr(numpy_backend, "_C", None)
-    y_np = numpy_backend.relu_forward(x)
+    y_np = cpu.relu_forward(x)
     np.testing.assert_array_equal(y_np, y)
     np.testing.assert_array_equal(np.signbit(y_np), np.signbit(y))
-    np.testing.assert_array_equal(numpy_backend.relu_backward(dout, y_np), dx)
+    np.testing.assert_array_equal(cpu.relu_backward(dout, y_np), dx)
 
 
 @pytest.mark.skipif(_np_blas._BLAS_MODE is None, reason="NumPy's BLAS was not found")
@@ -93,22 +96,22 @@ def test_both_weight_gradient_orientations_agree(monkeypatch, threshold):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
     dout = rng.standard_normal((4, 8, 5, 5)).astype(np.float32)
-    geo = ((2, 2), (1, 1), (1, 1), 2)
-    expect = _np_conv.conv2d_backward_weight(dout, x, (8, 3, 3, 3), *geo)
+    g = Conv2dGeometry.of(x.shape, (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 2)
+    expect = _np_conv.conv2d_backward_weight(dout, x, g)
     monkeypatch.setattr(_np_conv, "TRANSPOSED_DW_MIN_COLUMNS", threshold)
-    np.testing.assert_allclose(_np_conv.conv2d_backward_weight(dout, x, (8, 3, 3, 3), *geo), expect,
+    np.testing.assert_allclose(_np_conv.conv2d_backward_weight(dout, x, g), expect,
                                rtol=1e-5, atol=1e-5)
 
 
 def test_set_num_threads_reaches_the_pool():
-    before = numpy_backend.get_num_threads()
+    before = cpu.get_num_threads()
     try:
-        numpy_backend.set_num_threads(3)
-        assert _C.get_num_threads() == 3 and numpy_backend.get_num_threads() == 3
-        numpy_backend.set_num_threads(0)  # at least one
+        cpu.set_num_threads(3)
+        assert _C.get_num_threads() == 3 and cpu.get_num_threads() == 3
+        cpu.set_num_threads(0)  # at least one
         assert _C.get_num_threads() == 1
     finally:
-        numpy_backend.set_num_threads(before)
+        cpu.set_num_threads(before)
 
 
 def test_pool_runs_tasks_on_the_requested_threads():

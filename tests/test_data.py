@@ -225,7 +225,7 @@ class Dying(Numbers):
 
 def test_a_dead_worker_is_an_error():
     loader = DataLoader(Dying(), batch_size=4, num_workers=2)
-    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+    with pytest.raises(RuntimeError, match=r"\(pid \d+\) exited with code 3 while loading batch 2"):
         batches(loader)
     loader.close()
 

@@ -7,17 +7,10 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as F
+import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck, separated
 
 from conftest import assert_close
-
-
-def dropout_reference(x, p, u):
-    """Keep x[i] / (1-p) where the uniform draw u[i] >= p, by a loop over the elements."""
-    out = np.zeros_like(x).reshape(-1)
-    for i, (xi, ui) in enumerate(zip(x.reshape(-1), u.reshape(-1))):
-        out[i] = xi / (1 - p) if ui >= p else 0.0
-    return out.reshape(x.shape)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
@@ -35,9 +28,13 @@ def test_mask_statistics_and_scaling(p):
 def test_mask_comes_from_minicnn_random(p):
     x = np.random.default_rng(0).standard_normal((3, 4, 5))
     minicnn.manual_seed(123)
-    y = F.dropout(minicnn.tensor(x), p)
-    u = minicnn.random.manual_seed(123).random(x.shape)  # the same stream, drawn by hand
-    assert_close(y, dropout_reference(x, p, u))
+    xt = minicnn.tensor(x, requires_grad=True)
+    y = F.dropout(xt, p)
+    keep = minicnn.random.manual_seed(123).random(x.shape) >= p  # the same stream, by hand
+    assert_close(y, ref.dropout_forward(x, keep, p))
+    dy = np.random.default_rng(1).standard_normal(x.shape)
+    y.backward(dy)
+    assert_close(xt.grad, ref.dropout_backward(dy, keep, p))
 
 
 def test_reproducible_with_manual_seed_and_advancing_otherwise():
@@ -92,7 +89,7 @@ def test_hypothesis_shapes_and_probabilities(shape, p, seed):
         assert_close(y, x)
         return
     u = minicnn.random.manual_seed(seed).random(tuple(shape))
-    assert_close(y, dropout_reference(x, p, u), rtol=1e-12)
+    assert_close(y, ref.dropout_forward(x, u >= p, p), rtol=1e-12)
 
 
 def test_float32_keeps_dtype_and_matches_float64():

@@ -1,8 +1,10 @@
 """im2col / col2im: the C++ helper (minicnn._C_cpu) against the NumPy reference, bit for bit.
 
-im2col is pure data movement, so the two must agree exactly; col2im sums overlapping windows in the
-same order in both (kernel row r, then column s), so it must agree exactly too. col2im is checked to
-be the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>.
+The C++ helper writes the "folded" layout (C*R*S, N*P*Q) that conv2d uses; the NumPy reference
+writes the per-image layout (N, C*R*S, P*Q), which ``folded`` moves. im2col is pure data movement,
+so the two must agree exactly; col2im sums overlapping windows in the same order in both (kernel
+row r, then column s), so it must agree exactly too. col2im is checked to be the adjoint of
+im2col: <im2col(x), c> == <x, col2im(c)>.
 """
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn.backends import _np_conv
-from minicnn.backends._np_conv import col2im_reference, conv2d_output_size, im2col_reference
+from minicnn.backends._np_conv import col2im_reference, im2col_reference, output_size
+from minicnn.ops.geometry import Conv2dGeometry
 
 _C = pytest.importorskip("minicnn._C_cpu")
 
@@ -31,7 +34,7 @@ def naive_im2col(x, R, S, stride, padding, dilation):
     """cols[n, (c R + r) S + s, p Q + q] = x[n, c, p sh - ph + r dh, q sw - pw + s dw] or 0."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     N, C, H, W = x.shape
-    P, Q = conv2d_output_size(H, W, R, S, stride, padding, dilation)
+    P, Q = output_size(H, W, R, S, stride, padding, dilation)
     cols = np.zeros((N, C * R * S, P * Q), x.dtype)
     for n in range(N):
         for c in range(C):
@@ -45,14 +48,28 @@ def naive_im2col(x, R, S, stride, padding, dilation):
     return cols
 
 
+def geometry(x_shape, R, S, stride, padding, dilation):
+    return Conv2dGeometry.of(x_shape, (1, x_shape[1], R, S), stride, padding, dilation)
+
+
+def folded(per_image):
+    """(N, L, M) -> (L, N*M): the batch moved next to the columns."""
+    return np.ascontiguousarray(per_image.transpose(1, 0, 2)).reshape(per_image.shape[1], -1)
+
+
+def per_image(cols, N):
+    """(L, N*M) -> (N, L, M)."""
+    return np.ascontiguousarray(cols.reshape(cols.shape[0], N, -1).transpose(1, 0, 2))
+
+
 def cpp_im2col(x, R, S, stride, padding, dilation):
     fn = _C.im2col_f32 if x.dtype == np.float32 else _C.im2col_f64
-    return fn(x, R, S, *stride, *padding, *dilation)
+    return fn(x, geometry(x.shape, R, S, stride, padding, dilation))
 
 
 def cpp_col2im(cols, x_shape, R, S, stride, padding, dilation):
     fn = _C.col2im_f32 if cols.dtype == np.float32 else _C.col2im_f64
-    return fn(cols, *x_shape, R, S, *stride, *padding, *dilation)
+    return fn(cols, geometry(x_shape, R, S, stride, padding, dilation))
 
 
 def _check_case(N, C, H, W, R, S, stride, padding, dilation, dtype, seed=0):
@@ -60,11 +77,12 @@ def _check_case(N, C, H, W, R, S, stride, padding, dilation, dtype, seed=0):
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     cols = cpp_im2col(x, R, S, stride, padding, dilation)
     assert cols.dtype == dtype
-    assert np.array_equal(cols, im2col_reference(x, R, S, stride, padding, dilation))
+    assert np.array_equal(cols, folded(im2col_reference(x, R, S, stride, padding, dilation)))
     c = rng.standard_normal(cols.shape).astype(dtype)
     back = cpp_col2im(c, x.shape, R, S, stride, padding, dilation)
     assert back.dtype == dtype
-    assert np.array_equal(back, col2im_reference(c, x.shape, R, S, stride, padding, dilation))
+    assert np.array_equal(back, col2im_reference(per_image(c, N), x.shape, R, S, stride, padding,
+                                                 dilation))
     return x, cols, c, back
 
 
@@ -111,77 +129,53 @@ def test_hypothesis_cpp_matches_reference(geometry, dtype):
 def test_non_contiguous_input_is_copied():
     x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))[:, :, ::2, ::2]
     assert np.array_equal(cpp_im2col(x, 2, 2, (1, 1), (1, 1), (1, 1)),
-                          im2col_reference(x, 2, 2, (1, 1), (1, 1), (1, 1)))
-
-
-def test_backend_wrappers_use_cpp_and_fall_back(monkeypatch):
-    x = np.random.default_rng(4).standard_normal((2, 2, 6, 5)).astype(np.float32)
-    geo = (3, 2, (2, 1), (1, 0), (1, 2))
-    with_cpp = _np_conv.im2col(x, *geo)
-    monkeypatch.setattr(_np_conv, "_C", None)
-    assert np.array_equal(_np_conv.im2col(x, *geo), with_cpp)
-    assert _np_conv.col2im(with_cpp, x.shape, *geo).dtype == np.float32
+                          folded(im2col_reference(x, 2, 2, (1, 1), (1, 1), (1, 1))))
 
 
 def test_cpp_errors():
     x = np.zeros((1, 1, 3, 3), np.float32)
-    with pytest.raises(ValueError, match="kernel larger"):
-        _C.im2col_f32(x, 4, 4, 1, 1, 0, 0, 1, 1)
+    g = geometry(x.shape, 2, 2, (1, 1), (0, 0), (1, 1))
+    with pytest.raises(ValueError, match=r"x must be \(N, C, H, W\) = \(1, 1, 3, 3\)"):
+        _C.im2col_f32(np.zeros((1, 1, 3, 4), np.float32), g)
     with pytest.raises(ValueError, match=">= 1"):
-        _C.im2col_f32(x, 3, 3, 0, 1, 0, 0, 1, 1)
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        _C.im2col_f32(np.zeros((3, 3), np.float32), 1, 1, 1, 1, 0, 0, 1, 1)
-    with pytest.raises(ValueError, match="cols must be"):
-        _C.col2im_f32(np.zeros((1, 9, 2), np.float32), 1, 1, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1)
+        _C.im2col_f32(x, _C.Conv2dGeometry(**{**fields(g), "sh": 0}))
+    with pytest.raises(ValueError, match="Conv2dGeometry: missing field R"):
+        _C.im2col_f32(x, {k: v for k, v in fields(g).items() if k != "R"})
+    with pytest.raises(ValueError, match=r"cols must be \(C\*R\*S, N\*P\*Q\) = \(4, 4\)"):
+        _C.col2im_f32(np.zeros((1, 9), np.float32), g)
 
 
-# ---- the folded layout (C*R*S, N*P*Q) used by conv2d, and writing into given arrays ---------------
-def folded_reference(x, R, S, stride, padding, dilation):
-    """(C*R*S, N*P*Q): the per-image columns with the batch moved next to P*Q."""
-    cols = im2col_reference(x, R, S, stride, padding, dilation)        # (N, C*R*S, P*Q)
-    return np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(cols.shape[1], -1)
-
-
-@given(geometries(), st.sampled_from([np.float32, np.float64]))
-def test_hypothesis_folded_layout_matches_reference(geometry, dtype):
-    N, C, H, W, R, S, stride, padding, dilation = geometry
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    cols = _np_conv.im2col_folded(x, R, S, stride, padding, dilation)
-    assert np.array_equal(cols, folded_reference(x, R, S, stride, padding, dilation))
-    c = rng.standard_normal(cols.shape).astype(dtype)
-    back = _np_conv.col2im_folded(c, x.shape, R, S, stride, padding, dilation)
-    per_image = np.ascontiguousarray(c.reshape(c.shape[0], N, -1).transpose(1, 0, 2))
-    assert np.array_equal(back, col2im_reference(per_image, x.shape, R, S, stride, padding, dilation))
+def fields(g):
+    return {f: getattr(g, f) for f in "N C H W K R S P Q sh sw ph pw dh dw G".split()}
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_folded_numpy_fallback_is_the_same(monkeypatch, case):
+def test_numpy_fallback_is_the_same(monkeypatch, case):
     N, C, H, W, R, S, stride, padding, dilation = case
     x = np.random.default_rng(6).standard_normal((N, C, H, W)).astype(np.float32)
-    cols = _np_conv.im2col_folded(x, R, S, stride, padding, dilation)
-    back = _np_conv.col2im_folded(cols, x.shape, R, S, stride, padding, dilation)
+    g = geometry(x.shape, R, S, stride, padding, dilation)
+    cols = _np_conv.im2col(x, g)
+    back = _np_conv.col2im(cols, g)
     monkeypatch.setattr(_np_conv, "_C", None)
-    assert np.array_equal(_np_conv.im2col_folded(x, R, S, stride, padding, dilation), cols)
-    assert np.array_equal(_np_conv.col2im_folded(cols, x.shape, R, S, stride, padding, dilation), back)
+    assert np.array_equal(_np_conv.im2col(x, g), cols)
+    assert np.array_equal(_np_conv.col2im(cols, g), back)
 
 
 def test_out_arrays_are_written_in_place_and_checked():
     x = np.random.default_rng(7).standard_normal((2, 3, 6, 5)).astype(np.float32)
     geo = (3, 2, (1, 2), (1, 0), (1, 1))
-    expect = folded_reference(x, *geo)
+    g = geometry(x.shape, *geo)
+    expect = folded(im2col_reference(x, *geo))
     out = np.full(expect.shape, np.nan, np.float32)
-    assert _C.im2col_folded_f32(x, 3, 2, 1, 2, 1, 0, 1, 1, out=out) is out
+    assert _C.im2col_f32(x, g, out=out) is out
     assert np.array_equal(out, expect)
     dx = np.full(x.shape, np.nan, np.float32)
-    _C.col2im_folded_f32(expect, *x.shape, 3, 2, 1, 2, 1, 0, 1, 1, out=dx)
-    assert np.array_equal(dx, _np_conv.col2im_folded(expect, x.shape, *geo))
+    _C.col2im_f32(expect, g, out=dx)
+    assert np.array_equal(dx, col2im_reference(per_image(expect, 2), x.shape, *geo))
     for bad in (np.empty(expect.shape, np.float64), np.empty(expect.shape[::-1], np.float32).T,
                 np.empty((expect.shape[0], expect.shape[1] + 1), np.float32)):
         with pytest.raises(ValueError, match="out must be"):
-            _C.im2col_folded_f32(x, 3, 2, 1, 2, 1, 0, 1, 1, out=bad)
-    with pytest.raises(ValueError, match="cols must be"):
-        _C.col2im_folded_f32(np.zeros((3, 4), np.float32), *x.shape, 3, 2, 1, 2, 1, 0, 1, 1)
+            _C.im2col_f32(x, g, out=bad)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -202,13 +196,14 @@ def test_batch_moves_transpose_and_channel_sums(dtype):
 
 def test_results_do_not_depend_on_the_thread_count():
     x = np.random.default_rng(9).standard_normal((4, 16, 9, 9)).astype(np.float32)
+    G3 = geometry(x.shape, 3, 3, (1, 1), (1, 1), (1, 1))
     before = _C.get_num_threads()
     try:
         results = []
         for threads in (1, 2, 3):
             _C.set_num_threads(threads)
-            cols = _np_conv.im2col_folded(x, 3, 3, (1, 1), (1, 1), (1, 1))
-            results.append((cols, _np_conv.col2im_folded(cols, x.shape, 3, 3, (1, 1), (1, 1), (1, 1))))
+            cols = _np_conv.im2col(x, G3)
+            results.append((cols, _np_conv.col2im(cols, G3)))
         for cols, back in results[1:]:
             assert np.array_equal(cols, results[0][0]) and np.array_equal(back, results[0][1])
     finally:
@@ -218,13 +213,14 @@ def test_results_do_not_depend_on_the_thread_count():
 def test_thread_pool_works_in_a_forked_child():
     import os
     x = np.random.default_rng(10).standard_normal((4, 8, 9, 9)).astype(np.float32)
+    G3 = geometry(x.shape, 3, 3, (1, 1), (1, 1), (1, 1))
     before = _C.get_num_threads()
     _C.set_num_threads(2)
     try:
-        expect = _np_conv.im2col_folded(x, 3, 3, (1, 1), (1, 1), (1, 1))  # parent's workers start
+        expect = _np_conv.im2col(x, G3)  # parent's workers start
         pid = os.fork()
         if pid == 0:  # the child has no workers of its own until it needs them
-            ok = np.array_equal(_np_conv.im2col_folded(x, 3, 3, (1, 1), (1, 1), (1, 1)), expect)
+            ok = np.array_equal(_np_conv.im2col(x, G3), expect)
             os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -173,26 +173,33 @@ def test_convert_unwraps_checkpoints_and_half_precision(tmp_path):
 
 def test_main_convert_reports(tmp_path, capsys):
     torch = pytest.importorskip("torch")
+    from minicnn.cli import main
     from minicnn.models import resnet20
     torch.save({k: torch.from_numpy(v) for k, v in resnet20().state_dict().items()}, tmp_path / "r.pth")
-    assert convert.main_convert(str(tmp_path / "r.pth"), str(tmp_path / "r.npz"), model="resnet20") == 0
+    assert main(["convert-weights", str(tmp_path / "r.pth"), str(tmp_path / "r.npz"), "--model", "resnet20"]) == 0
     assert "loads into resnet20 (strict)" in capsys.readouterr().out
-    assert convert.main_convert(str(tmp_path / "r.pth"), str(tmp_path / "r.npz"), model="resnet32") == 1
-    assert "does not load into resnet32" in capsys.readouterr().err
+    cases = [(["r.pth", "r.npz", "--model", "resnet32"], "does not load into resnet32")]
     torch.save({"a": [1, 2]}, tmp_path / "bad.pth")
-    assert convert.main_convert(str(tmp_path / "bad.pth"), str(tmp_path / "b.npz")) == 1
-    assert "not a state_dict of tensors" in capsys.readouterr().err
+    cases.append((["bad.pth", "b.npz"], "not a state_dict of tensors"))
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    assert convert.main_convert(str(tmp_path / "junk.pth"), str(tmp_path / "b.npz")) == 1
-    assert "cannot read" in capsys.readouterr().err
-    assert convert.main_convert(str(tmp_path / "nope.pth"), str(tmp_path / "b.npz")) == 1
-    assert "no such file" in capsys.readouterr().err
+    cases.append((["junk.pth", "b.npz"], "cannot read"))
+    cases.append((["nope.pth", "b.npz"], "no such file"))
+    for argv, message in cases:
+        paths = [str(tmp_path / a) if a.endswith(("pth", "npz")) else a for a in argv]
+        assert main(["convert-weights"] + paths) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("minicnn: error: convert-weights: ") and message in err
+        assert err.count("\n") == 1
     assert not (tmp_path / "b.npz").exists()
 
 
 def test_convert_without_torch(tmp_path, monkeypatch, capsys):
+    from minicnn.cli import main
     monkeypatch.setitem(sys.modules, "torch", None)  # makes ``import torch`` fail
     with pytest.raises(ImportError, match="needs PyTorch"):
         convert.read_pth(tmp_path / "w.pth")
-    assert convert.main_convert(str(tmp_path / "w.pth"), str(tmp_path / "w.npz")) == 1
-    assert "pip install torch" in capsys.readouterr().err
+    with pytest.raises(convert.ConversionError, match="needs PyTorch"):
+        convert.main_convert(str(tmp_path / "w.pth"), str(tmp_path / "w.npz"))
+    (tmp_path / "w.pth").write_bytes(b"x")
+    assert main(["convert-weights", str(tmp_path / "w.pth"), str(tmp_path / "w.npz")]) == 2
+    assert "pip install 'minicnn[torch]'" in capsys.readouterr().err

@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 import minicnn
 import minicnn.functional as F
 from minicnn.backends import get_backend
-from minicnn.backends import numpy_backend as cpu
 from minicnn.gradcheck import gradcheck, separated
+from minicnn.ops.geometry import Conv2dGeometry
+
+cpu = get_backend("cpu")
 
 from kernel_devices import DTYPES, KERNEL_DEVICES, host, on
 
@@ -53,16 +55,16 @@ def check_against_cpu(device, dtype, N, C, H, W, K, G, R, S, stride, padding, di
     """Forward and all three gradients of ``device`` vs the cpu conv."""
     rng = np.random.default_rng(seed)
     x, w, b = conv_inputs(rng, N, C, H, W, K, G, R, S, dtype, bias)
-    hyper = (stride, padding, dilation, G)
+    g = Conv2dGeometry.of(x.shape, w.shape, stride, padding, dilation, G)
     backend = get_backend(device)
-    y0 = cpu.conv2d_forward(x, w, b, *hyper)
-    y = host(device, backend.conv2d_forward(*on(device, x, w, b), *hyper, tile=tile))
+    y0 = cpu.conv2d_forward(x, w, b, g)
+    y = host(device, backend.conv2d_forward(*on(device, x, w, b), g, tile=tile))
     close(y, y0, dtype, C // G * R * S)
     dy = rng.standard_normal(y0.shape).astype(dtype)
-    dx0, dw0, db0 = cpu.conv2d_backward(dy, x, w, *hyper)
+    dx0, dw0, db0 = cpu.conv2d_backward(dy, x, w, g)
     d_dev, x_dev, w_dev = on(device, dy, x, w)
-    dx = host(device, backend.conv2d_backward_data(d_dev, w_dev, x.shape, *hyper, tile=tile))
-    dw = host(device, backend.conv2d_backward_weight(d_dev, x_dev, w.shape, *hyper, tile=tile))
+    dx = host(device, backend.conv2d_backward_data(d_dev, w_dev, g, tile=tile))
+    dw = host(device, backend.conv2d_backward_weight(d_dev, x_dev, g, tile=tile))
     db = host(device, backend.conv2d_backward_bias(d_dev))
     close(dx, dx0, dtype, K // G * R * S)
     close(dw, dw0, dtype, N * y0.shape[2] * y0.shape[3])
@@ -138,9 +140,9 @@ def test_naive_and_tiled_forward_agree(device, tile, dtype):
     for N, C, H, W, K, G, R, S, stride, padding, dilation in [
             (2, 6, 9, 8, 70, 2, 3, 2, (2, 1), (1, 0), (1, 2)), (1, 3, 17, 15, 5, 1, 5, 5, (1, 2), (2, 2), (2, 1))]:
         x, w, b = on(device, *conv_inputs(rng, N, C, H, W, K, G, R, S, dtype))
-        hyper = (stride, padding, dilation, G)
-        naive = host(device, backend.conv2d_forward(x, w, b, *hyper, version=1))
-        tiled = host(device, backend.conv2d_forward(x, w, b, *hyper, version=2, tile=tile))
+        g = Conv2dGeometry.of(x.shape, w.shape, stride, padding, dilation, G)
+        naive = host(device, backend.conv2d_forward(x, w, b, g, version=1))
+        tiled = host(device, backend.conv2d_forward(x, w, b, g, version=2, tile=tile))
         close(tiled, naive, dtype, C // G * R * S)
 
 
@@ -158,8 +160,9 @@ def test_conv_matches_torch(device, hyper):
     ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, G)
     dy = rng.standard_normal(tuple(ty.shape))
     ty.backward(torch.tensor(dy))
-    y = host(device, backend.conv2d_forward(*on(device, x, w, b), *hyper))
-    dx, dw, db = host(device, backend.conv2d_backward(*on(device, dy, x, w), *hyper))
+    g = Conv2dGeometry.of(x.shape, w.shape, *hyper)
+    y = host(device, backend.conv2d_forward(*on(device, x, w, b), g))
+    dx, dw, db = host(device, backend.conv2d_backward(*on(device, dy, x, w), g))
     for ours, theirs in [(y, ty), (dx, tx.grad), (dw, tw.grad), (db, tb.grad)]:
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
 
@@ -170,13 +173,13 @@ def test_backward_weight_splits_are_deterministic(device):
     rng = np.random.default_rng(5)
     backend = get_backend(device)
     x, w, _ = conv_inputs(rng, 4, 6, 10, 10, 8, 2, 3, 3, np.float32, bias=False)
-    hyper = ((1, 1), (1, 1), (1, 1), 2)
-    dy = rng.standard_normal(cpu.conv2d_forward(x, w, None, *hyper).shape).astype(np.float32)
+    g = Conv2dGeometry.of(x.shape, w.shape, (1, 1), (1, 1), (1, 1), 2)
+    dy = rng.standard_normal(g.y_shape).astype(np.float32)
     d_dev, x_dev = on(device, dy, x)
-    expected = cpu.conv2d_backward_weight(dy.astype(np.float64), x.astype(np.float64), w.shape, *hyper)
+    expected = cpu.conv2d_backward_weight(dy.astype(np.float64), x.astype(np.float64), g)
     for splits in [1, 2, 3, 7, 50]:  # 50 slices of 8 > the 400-step reduction: empty slices add 0
-        first = host(device, backend.conv2d_backward_weight(d_dev, x_dev, w.shape, *hyper, splits=splits))
-        again = host(device, backend.conv2d_backward_weight(d_dev, x_dev, w.shape, *hyper, splits=splits))
+        first = host(device, backend.conv2d_backward_weight(d_dev, x_dev, g, splits=splits))
+        again = host(device, backend.conv2d_backward_weight(d_dev, x_dev, g, splits=splits))
         np.testing.assert_array_equal(first, again)
         close(first, expected.astype(np.float32), np.float32, 400)
 
@@ -185,10 +188,10 @@ def test_backward_weight_splits_are_deterministic(device):
 def test_empty_batch(device):
     backend = get_backend(device)
     x, w, b = on(device, np.zeros((0, 4, 5, 5)), np.ones((6, 4, 3, 3)), np.ones(6))
-    hyper = ((1, 1), (0, 0), (1, 1), 1)
-    assert host(device, backend.conv2d_forward(x, w, b, *hyper)).shape == (0, 6, 3, 3)
+    g = Conv2dGeometry.of(x.shape, w.shape)
+    assert host(device, backend.conv2d_forward(x, w, b, g)).shape == (0, 6, 3, 3)
     dy = on(device, np.zeros((0, 6, 3, 3)))
-    dx, dw, db = host(device, backend.conv2d_backward(dy, x, w, *hyper))
+    dx, dw, db = host(device, backend.conv2d_backward(dy, x, w, g))
     assert dx.shape == (0, 4, 5, 5)
     np.testing.assert_array_equal(dw, np.zeros((6, 4, 3, 3)))
     np.testing.assert_array_equal(db, np.zeros(6))
@@ -237,21 +240,22 @@ def test_nn_conv2d_runs_our_kernel(device, monkeypatch):
 # ---- bad input: raised before any allocation or launch --------------------------------------------------
 @devices
 def test_bad_input_raises(device):
+    """The op checks the geometry (tests/test_geometry.py); the backend checks the arrays against it."""
     backend = get_backend(device)
     x, w = on(device, np.ones((1, 4, 5, 5)), np.ones((6, 2, 3, 3)))
-    hyper = ((1, 1), (0, 0), (1, 1))
-    with pytest.raises(ValueError, match="groups"):
-        backend.conv2d_forward(x, w, None, *hyper, 1)       # C = 4 but weight expects 2 x 1
-    with pytest.raises(ValueError, match="groups"):
-        backend.conv2d_forward(x, on(device, np.ones((5, 1, 3, 3))), None, *hyper, 4)  # 5 % 4
-    with pytest.raises(ValueError, match="larger than the padded input"):
-        backend.conv2d_forward(x, on(device, np.ones((6, 4, 7, 7))), None, *hyper, 1)
-    with pytest.raises(ValueError, match="shape"):
-        backend.conv2d_backward_data(on(device, np.ones((1, 6, 2, 2))), w, (1, 4, 5, 5), *hyper, 2)
+    g = Conv2dGeometry.of(x.shape, w.shape, groups=2)
+    with pytest.raises(ValueError, match=r"weight must have shape \(6, 2, 3, 3\)"):
+        backend.conv2d_forward(x, on(device, np.ones((6, 2, 3, 2))), None, g)
+    with pytest.raises(ValueError, match=r"x must have shape \(1, 4, 5, 5\)"):
+        backend.conv2d_forward(on(device, np.ones((1, 4, 5, 6))), w, None, g)
+    with pytest.raises(ValueError, match="dout must have shape"):
+        backend.conv2d_backward_data(on(device, np.ones((1, 6, 2, 2))), w, g)
     with pytest.raises(TypeError, match="float32 or float64"):
-        backend.conv2d_forward(on(device, np.ones((1, 4, 5, 5), np.int32)), w, None, *hyper, 2)
+        backend.conv2d_forward(on(device, np.ones((1, 4, 5, 5), np.int32)), w, None, g)
     with pytest.raises(ValueError, match="tile"):
-        backend.conv2d_forward(x, w, None, *hyper, 2, tile=48)
+        backend.conv2d_forward(x, w, None, g, tile=48)
+    with pytest.raises(ValueError, match="symmetric padding"):
+        backend.conv2d_forward(x, w, None, Conv2dGeometry.of(x.shape, w.shape, extra=(1, 0), groups=2))
 
 
 def huge(shape, dtype=np.float32):
@@ -260,29 +264,36 @@ def huge(shape, dtype=np.float32):
 
 
 @emu_only
-def test_too_large_for_the_kernels_is_rejected_without_allocating(device):
-    backend = get_backend(device)
-    hyper = ((1, 1), (0, 0), (1, 1), 1)
-    w = np.ones((1, 1, 1, 1), np.float32)
-    # a single extent >= 2^31 does not fit the kernels' int extents
-    with pytest.raises(ValueError, match="32-bit"):
-        backend.conv2d_forward(huge((1, 1, 1, 2**31 + 7)), w, None, *hyper)
-    # channels x kernel per group >= 2^31: the reduction index would overflow
-    with pytest.raises(ValueError, match="reduction index"):
-        backend.conv2d_backward_weight(huge((1, 2**16, 1, 1)), huge((1, 2**16, 1, 1)), (1, 2**16, 2**8, 2**8),
-                                       (1, 1), (2**7, 2**7), (1, 1), 1)
-    # 65536 groups exceed the grid
+def test_too_large_for_the_kernels_grid_is_rejected_without_allocating(device):
+    # 65536 groups fit the indices (the geometry accepts them) but exceed the grid's z extent
+    g = Conv2dGeometry.of((1, 2**16, 1, 1), (2**16, 1, 1, 1), groups=2**16)
     with pytest.raises(ValueError, match="groups"):
-        backend.conv2d_forward(huge((1, 2**16, 1, 1)), huge((2**16, 1, 1, 1)), None, (1, 1), (0, 0), (1, 1), 2**16)
+        get_backend(device).conv2d_forward(huge(g.x_shape), huge(g.w_shape), None, g)
 
 
 @emu_only
 def test_huge_logical_sizes_pass_the_check_with_64_bit_indices(device):
-    C = get_backend(device)._C
+    C = get_backend(device).C
     # N*C*H*W = 2^40 elements and N*P*Q = 2^30 GEMM rows: fine with int64 flat indices
-    C.conv2d_check((2**10, 2**10, 2**10, 2**10, 64, 2**10, 2**10, 1, 1, 1, 1, 0, 0, 1, 1, 1))
-    # N*P*Q / 32 > 2^31 - 1 blocks: beyond the grid's x extent
+    args = C.conv2d_check(Conv2dGeometry.of((2**10, 2**10, 2**10, 2**10), (64, 2**10, 1, 1)))
+    assert (args.N, args.C, args.H, args.K, args.P, args.G) == (2**10, 2**10, 2**10, 64, 2**10, 1)
+    # N*P*Q / 32 > 2^31 - 1 blocks: fits the indices (the geometry accepts it), not the grid's x extent
     with pytest.raises(ValueError, match="grid"):
-        C.conv2d_check((2**30, 1, 2**8, 2**8, 1, 2**8, 2**8, 1, 1, 1, 1, 0, 0, 1, 1, 1))
-    with pytest.raises(ValueError, match="P, Q"):
-        C.conv2d_check((1, 1, 5, 5, 1, 4, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1))
+        C.conv2d_check(Conv2dGeometry.of((2**30, 1, 2**8, 2**8), (1, 1, 1, 1)))
+
+
+@emu_only
+def test_the_bindings_take_the_geometry_by_field_name(device):
+    C = get_backend(device).C
+    g = Conv2dGeometry.of((2, 6, 9, 8), (4, 3, 3, 2), (2, 1), (1, 0), (1, 2), 2)
+    fields = {f: getattr(g, f) for f in "N C H W K R S P Q sh sw ph pw dh dw G".split()}
+    ours = C.Conv2dGeometry(**fields)
+    assert repr(ours) == repr(C.Conv2dGeometry.from_python(g)) and ours.P == g.P and ours.G == 2
+    args = C.conv2d_check(ours)
+    assert all(getattr(args, f) == v for f, v in fields.items())
+    with pytest.raises(ValueError, match="Conv2dGeometry: missing field G"):
+        C.conv2d_check({f: v for f, v in fields.items() if f != "G"})
+    with pytest.raises(ValueError, match="Conv2dGeometry: field sh = 36893488147419103232 does not fit"):
+        C.conv2d_check({**fields, "sh": 2**65})
+    with pytest.raises(ValueError, match="extra padding"):
+        C.conv2d_check(Conv2dGeometry.of((1, 1, 4, 4), (1, 1, 2, 2), extra=(1, 1)))

@@ -13,8 +13,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minicnn.backends import get_backend
-from minicnn.backends import numpy_backend as cpu
-from minicnn.ops.pool import _output_size
+from minicnn.ops.geometry import Pool2dGeometry
+
+cpu = get_backend("cpu")
 
 from kernel_devices import DTYPES, KERNEL_DEVICES, host, on
 
@@ -65,7 +66,7 @@ def test_relu_sizes_around_the_block(device, n):
 # ---- pooling geometry ---------------------------------------------------------------------------
 @st.composite
 def pool_inputs(draw, dilation=True):
-    """(x shape, kernel, stride, padding, dilation, out size) of a valid pooling."""
+    """The Pool2dGeometry of a valid pooling."""
     layout = draw(st.sampled_from(["small", "many channels", "many pixels"]))
     N = draw(st.integers(1, 3))
     if layout == "small":
@@ -79,10 +80,10 @@ def pool_inputs(draw, dilation=True):
     padding = (draw(st.integers(0, R // 2)), draw(st.integers(0, S // 2)))
     dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
     ceil_mode = draw(st.booleans())
-    out = tuple(_output_size(n, r, s, p, d, ceil_mode)
-                for n, r, s, p, d in zip((H, W), (R, S), stride, padding, dil))
-    assume(min(out) >= 1)
-    return (N, C, H, W), (R, S), stride, padding, dil, out
+    try:
+        return Pool2dGeometry.of((N, C, H, W), (R, S), stride, padding, dil, ceil_mode)
+    except ValueError:  # no output
+        assume(False)
 
 
 def pool_values(rng, shape, dtype, kind):
@@ -98,20 +99,19 @@ def pool_values(rng, shape, dtype, kind):
 @given(case=pool_inputs(), seed=st.integers(0, 2**16), kind=st.sampled_from(["normal", "ties", "nan"]))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_pool2d(device, dtype, case, seed, kind):
-    x_shape, kernel, stride, padding, dil, out = case
+    g = case
     rng = np.random.default_rng(seed)
-    x = pool_values(rng, x_shape, dtype, kind)
+    x = pool_values(rng, g.x_shape, dtype, kind)
     backend = get_backend(device)
-    y, argmax = host(device, backend.max_pool2d_forward(on(device, x), kernel, stride, padding, dil, out))
-    y_ref, argmax_ref = cpu.max_pool2d_forward(x, kernel, stride, padding, dil, out)
+    y, argmax = host(device, backend.max_pool2d_forward(on(device, x), g))
+    y_ref, argmax_ref = cpu.max_pool2d_forward(x, g)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     assert argmax.dtype == np.int64
     dout = randn(rng, y.shape, dtype)
-    dx_ref = cpu.max_pool2d_backward(dout, argmax_ref, x_shape, kernel, stride, padding, dil)
+    dx_ref = cpu.max_pool2d_backward(dout, argmax_ref, g)
     for version in (1, 2):
-        dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), x_shape, kernel, stride, padding,
-                                                      dil, version=version))
+        dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), g, version=version))
         close(dx, dx_ref, dtype)
 
 
@@ -119,14 +119,15 @@ def test_max_pool2d_alexnet_overlapping_windows(device):
     """3x3 windows with stride 2 (AlexNet): every interior pixel is read by up to 4 windows."""
     x = np.random.default_rng(0).standard_normal((2, 3, 27, 27))
     backend = get_backend(device)
-    args = ((3, 3), (2, 2), (0, 0), (1, 1), (13, 13))
-    y, argmax = host(device, backend.max_pool2d_forward(on(device, x), *args))
-    y_ref, argmax_ref = cpu.max_pool2d_forward(x, *args)
+    g = Pool2dGeometry.of(x.shape, (3, 3), (2, 2))
+    assert g.out_size == (13, 13)
+    y, argmax = host(device, backend.max_pool2d_forward(on(device, x), g))
+    y_ref, argmax_ref = cpu.max_pool2d_forward(x, g)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     dout = np.random.default_rng(1).standard_normal(y.shape)
-    dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), x.shape, *args[:4]))
-    close(dx, cpu.max_pool2d_backward(dout, argmax_ref, x.shape, *args[:4]), np.float64)
+    dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), g))
+    close(dx, cpu.max_pool2d_backward(dout, argmax_ref, g), np.float64)
 
 
 @pytest.mark.parametrize("x_shape, args", [
@@ -138,16 +139,16 @@ def test_max_pool2d_alexnet_overlapping_windows(device):
 def test_max_pool2d_window_of_padding_only(device, x_shape, args):
     """Dilation can leave a window with no input pixel: -inf, torch's index, and no gradient."""
     x = np.random.default_rng(0).standard_normal(x_shape)
-    out = tuple(_output_size(n, r, s, p, d, False) for n, r, s, p, d in zip(x_shape[2:], *args))
+    g = Pool2dGeometry.of(x_shape, *args)
     backend = get_backend(device)
-    y, argmax = host(device, backend.max_pool2d_forward(on(device, x), *args, out))
-    y_ref, argmax_ref = cpu.max_pool2d_forward(x, *args, out)
+    y, argmax = host(device, backend.max_pool2d_forward(on(device, x), g))
+    y_ref, argmax_ref = cpu.max_pool2d_forward(x, g)
     assert np.isneginf(y_ref).all()
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     dout = np.ones(y.shape)
     for version in (1, 2):
-        dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), x.shape, *args, version=version))
+        dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), g, version=version))
         np.testing.assert_array_equal(dx, np.zeros(x_shape))
 
 
@@ -156,16 +157,16 @@ def test_max_pool2d_window_of_padding_only(device, x_shape, args):
        divisor_override=st.one_of(st.none(), st.integers(-3, 7).filter(bool)))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_avg_pool2d(device, dtype, case, seed, count_include_pad, divisor_override):
-    x_shape, kernel, stride, padding, _, out = case
+    g = case
     rng = np.random.default_rng(seed)
-    x = randn(rng, x_shape, dtype)
+    x = randn(rng, g.x_shape, dtype)
     backend = get_backend(device)
     options = (count_include_pad, divisor_override)
-    y = host(device, backend.avg_pool2d_forward(on(device, x), kernel, stride, padding, out, *options))
-    close(y, cpu.avg_pool2d_forward(x, kernel, stride, padding, out, *options), dtype)
+    y = host(device, backend.avg_pool2d_forward(on(device, x), g, *options))
+    close(y, cpu.avg_pool2d_forward(x, g, *options), dtype)
     dout = randn(rng, y.shape, dtype)
-    dx = host(device, backend.avg_pool2d_backward(on(device, dout), x_shape, kernel, stride, padding, *options))
-    close(dx, cpu.avg_pool2d_backward(dout, x_shape, kernel, stride, padding, *options), dtype)
+    dx = host(device, backend.avg_pool2d_backward(on(device, dout), g, *options))
+    close(dx, cpu.avg_pool2d_backward(dout, g, *options), dtype)
 
 
 @given(N=st.integers(1, 3), C=st.integers(1, 40), H=st.integers(1, 12), W=st.integers(1, 12),
@@ -175,11 +176,12 @@ def test_adaptive_avg_pool2d(device, dtype, N, C, H, W, P, Q, seed):
     rng = np.random.default_rng(seed)
     x = randn(rng, (N, C, H, W), dtype)
     backend = get_backend(device)
-    y = host(device, backend.adaptive_avg_pool2d_forward(on(device, x), (P, Q)))
-    close(y, cpu.adaptive_avg_pool2d_forward(x, (P, Q)), dtype)
+    g = Pool2dGeometry.adaptive(x.shape, (P, Q))
+    y = host(device, backend.adaptive_avg_pool2d_forward(on(device, x), g))
+    close(y, cpu.adaptive_avg_pool2d_forward(x, g), dtype)
     dout = randn(rng, y.shape, dtype)
-    dx = host(device, backend.adaptive_avg_pool2d_backward(on(device, dout), x.shape))
-    close(dx, cpu.adaptive_avg_pool2d_backward(dout, x.shape), dtype)
+    dx = host(device, backend.adaptive_avg_pool2d_backward(on(device, dout), g))
+    close(dx, cpu.adaptive_avg_pool2d_backward(dout, g), dtype)
 
 
 # ---- local response normalization ---------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""cross_entropy and nll_loss: naive-loop references over weight × ignore_index × label_smoothing ×
-reduction, class-index and class-probability targets, (C,), (N, C) and (N, C, d1, ...) inputs,
-gradcheck (input and probability target), stability, float32, errors, optional torch grid."""
+"""cross_entropy and nll_loss: minicnn.reference's loops over weight × ignore_index ×
+label_smoothing × reduction (forward and backward), class-index and class-probability targets,
+(C,), (N, C) and (N, C, d1, ...) inputs, gradcheck (input and probability target), stability,
+float32, errors, optional torch grid."""
 import itertools
 import math
 import warnings
@@ -12,61 +13,25 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as F
+import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck
 
 from conftest import assert_close
 
 
-# ---- naive references ---------------------------------------------------------------------------
-def rows_of(x, target):
-    """(S, C) logit rows and (S, ...) targets: the class axis (1, or 0 unbatched) moved last."""
-    class_dim = 0 if x.ndim == 1 else 1
-    C = x.shape[class_dim]
-    rows = np.moveaxis(x, class_dim, -1).reshape(-1, C)
-    t = np.moveaxis(target, class_dim, -1).reshape(-1, C) if target.shape == x.shape \
-        else target.reshape(-1)
-    return rows, t, C
-
-
-def log_softmax_ref(row):
-    m = max(row)
-    lse = m + math.log(sum(math.exp(v - m) for v in row))
-    return [v - lse for v in row]
-
-
-def reduce_ref(losses, shape, reduction, denom):
-    if reduction == "none":
-        return np.array(losses, dtype=np.float64).reshape(shape)
-    total = sum(losses)
-    return np.float64(total if reduction == "sum" else (total / denom if denom else np.nan))
-
-
-def index_loss_ref(x, target, weight=None, ignore_index=-100, reduction="mean", ls=0.0, logits=True):
-    """cross_entropy (logits=True) or nll_loss (logits=False, ls=0) by loops over the samples."""
-    rows, t, C = rows_of(x, target)
-    w = [1.0] * C if weight is None else list(weight)
-    losses, denom = [], 0.0
-    for s in range(len(rows)):
-        if t[s] == ignore_index:
-            losses.append(0.0)
-            continue
-        logp = log_softmax_ref(rows[s]) if logits else list(rows[s])
-        nll = -w[t[s]] * logp[t[s]]
-        smooth = -sum(w[c] * logp[c] for c in range(C))
-        losses.append((1 - ls) * nll + ls / C * smooth)
-        denom += w[t[s]]
-    return reduce_ref(losses, target.shape, reduction, denom)
-
-
-def prob_loss_ref(x, target, weight=None, reduction="mean", ls=0.0):
-    rows, q, C = rows_of(x, target)
-    w = [1.0] * C if weight is None else list(weight)
-    losses = []
-    for s in range(len(rows)):
-        logp = log_softmax_ref(rows[s])
-        losses.append(-sum(w[c] * ((1 - ls) * q[s, c] + ls / C) * logp[c] for c in range(C)))
-    shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
-    return reduce_ref(losses, shape, reduction, len(rows))
+# ---- the oracle: minicnn.reference ---------------------------------------------------------------
+def backward_matches_reference(out, X, Q, x, target, **kw):
+    """Backward of a random cotangent: dx (and dtarget when Q requires grad) against the loops of
+    minicnn.reference (cross_entropy, or nll_loss when kw has no label_smoothing)."""
+    dloss = np.random.default_rng(0).standard_normal(out.shape)
+    out.backward(dloss)
+    if "label_smoothing" in kw:
+        dx, dq = ref.cross_entropy_backward(dloss, x, target, **kw)
+    else:
+        dx, dq = ref.nll_loss_backward(dloss, x, target, **kw), None
+    assert_close(X.grad, dx)
+    if Q is not None:
+        assert_close(Q.grad, dq)
 
 
 def make_case(shape, seed, ignore_some=True, ignore_index=-100):
@@ -96,9 +61,12 @@ def _mc(a, grad=False):
 def test_cross_entropy_index_targets_match_reference(shape, use_weight, ignore_index, reduction, ls):
     x, target, w = make_case(shape, seed=len(shape), ignore_index=ignore_index)
     w = w if use_weight else None
-    out = F.cross_entropy(_mc(x), _mc(target), _mc(w), ignore_index=ignore_index,
+    X = _mc(x, grad=True)
+    out = F.cross_entropy(X, _mc(target), _mc(w), ignore_index=ignore_index,
                           reduction=reduction, label_smoothing=ls)
-    assert_close(out, index_loss_ref(x, target, w, ignore_index, reduction, ls))
+    kw = dict(weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=ls)
+    assert_close(out, ref.cross_entropy_forward(x, target, **kw))
+    backward_matches_reference(out, X, None, x, target, **kw)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -106,8 +74,11 @@ def test_cross_entropy_index_targets_match_reference(shape, use_weight, ignore_i
 def test_nll_loss_matches_reference(shape, use_weight, ignore_index, reduction):
     x, target, w = make_case(shape, seed=7, ignore_index=ignore_index)
     w = w if use_weight else None
-    out = F.nll_loss(_mc(x), _mc(target), _mc(w), ignore_index=ignore_index, reduction=reduction)
-    assert_close(out, index_loss_ref(x, target, w, ignore_index, reduction, logits=False))
+    X = _mc(x, grad=True)
+    out = F.nll_loss(X, _mc(target), _mc(w), ignore_index=ignore_index, reduction=reduction)
+    kw = dict(weight=w, ignore_index=ignore_index, reduction=reduction)
+    assert_close(out, ref.nll_loss_forward(x, target, **kw))
+    backward_matches_reference(out, X, None, x, target, **kw)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -121,8 +92,11 @@ def test_cross_entropy_probability_targets_match_reference(shape, use_weight, re
     q = rng.random(shape)
     q /= q.sum(axis=class_dim, keepdims=True)
     w = w if use_weight else None
-    out = F.cross_entropy(_mc(x), _mc(q), _mc(w), reduction=reduction, label_smoothing=ls)
-    assert_close(out, prob_loss_ref(x, q, w, reduction, ls))
+    X, Q = _mc(x, grad=True), _mc(q, grad=True)
+    out = F.cross_entropy(X, Q, _mc(w), reduction=reduction, label_smoothing=ls)
+    kw = dict(weight=w, reduction=reduction, label_smoothing=ls)
+    assert_close(out, ref.cross_entropy_forward(x, q, **kw))
+    backward_matches_reference(out, X, Q, x, q, **kw)
 
 
 def test_one_hot_probabilities_equal_index_targets_without_weights():
@@ -166,7 +140,8 @@ def test_hypothesis_against_reference(N, C, use_weight, reduction, ls, ignore_in
     X = _mc(x, grad=True)
     out = F.cross_entropy(X, _mc(target), _mc(w), ignore_index=ignore_index, reduction=reduction,
                           label_smoothing=ls)
-    assert_close(out, index_loss_ref(x, target, w, ignore_index, reduction, ls), rtol=1e-9, atol=1e-9)
+    kw = dict(weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=ls)
+    assert_close(out, ref.cross_entropy_forward(x, target, **kw), rtol=1e-9, atol=1e-9)
 
 
 # ---- gradients ----------------------------------------------------------------------------------

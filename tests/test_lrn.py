@@ -1,4 +1,4 @@
-"""local_response_norm: naive-loop references with LARGE alpha/beta (a small alpha hides a wrong
+"""local_response_norm: minicnn.reference's loops with LARGE alpha/beta (a small alpha hides a wrong
 window: Chainer's test once passed with a 4-wide reference window against a 5-wide op), even and odd
 sizes, size > C, 3-D/4-D/5-D inputs, gradcheck, float32, errors, optional torch."""
 import numpy as np
@@ -8,44 +8,11 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as F
+import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck, separated
+from minicnn.reference.norm import lrn_window as window
 
 from conftest import assert_close
-
-
-# ---- naive references ---------------------------------------------------------------------------
-def window(c, size, C):
-    """Channels summed for output channel c: [c - size//2, c + (size-1)//2] within [0, C)."""
-    return [j for j in range(c - size // 2, c + (size - 1) // 2 + 1) if 0 <= j < C]
-
-
-def lrn_reference(x, size, alpha, beta, k):
-    """b[n, c, s] = a[n, c, s] / (k + alpha/size · Σ_{j ∈ window(c)} a[n, j, s]²)^beta, by loops."""
-    N, C = x.shape[:2]
-    a = x.reshape(N, C, -1)
-    out = np.empty_like(a)
-    for n in range(N):
-        for c in range(C):
-            for s in range(a.shape[2]):
-                sq = sum(a[n, j, s] ** 2 for j in window(c, size, C))
-                out[n, c, s] = a[n, c, s] / (k + alpha / size * sq) ** beta
-    return out.reshape(x.shape)
-
-
-def lrn_backward_reference(x, dy, size, alpha, beta, k):
-    """dx[i] = Σ_c dy[c] ∂b_c/∂a_i from the explicit Jacobian at every (n, position)."""
-    N, C = x.shape[:2]
-    a, g = x.reshape(N, C, -1), dy.reshape(N, C, -1)
-    dx = np.zeros_like(a)
-    for n in range(N):
-        for s in range(a.shape[2]):
-            for c in range(C):
-                base = k + alpha / size * sum(a[n, j, s] ** 2 for j in window(c, size, C))
-                dx[n, c, s] += g[n, c, s] * base ** -beta
-                for i in window(c, size, C):  # ∂b_c/∂a_i through the denominator
-                    dx[n, i, s] -= g[n, c, s] * a[n, c, s] * beta * base ** (-beta - 1) \
-                        * alpha / size * 2 * a[n, i, s]
-    return dx.reshape(x.shape)
 
 
 def _run(x, dy, size, alpha, beta, k):
@@ -63,8 +30,8 @@ def test_forward_backward_match_naive_loops(size, alpha, beta, k):
     x = rng.standard_normal((2, 5, 2, 3))
     dy = rng.standard_normal(x.shape)
     y, dx = _run(x, dy, size, alpha, beta, k)
-    assert_close(y, lrn_reference(x, size, alpha, beta, k))
-    assert_close(dx, lrn_backward_reference(x, dy, size, alpha, beta, k))
+    assert_close(y, ref.local_response_norm_forward(x, size, alpha, beta, k))
+    assert_close(dx, ref.local_response_norm_backward(dy, x, size, alpha, beta, k))
 
 
 def test_window_is_torchs_asymmetric_window():
@@ -91,8 +58,8 @@ def test_3d_5d_and_single_channel_inputs(shape, size):
     x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
     y, dx = _run(x, dy, size, 2.0, 1.25, 1.0)
     assert y.shape == shape
-    assert_close(y, lrn_reference(x, size, 2.0, 1.25, 1.0))
-    assert_close(dx, lrn_backward_reference(x, dy, size, 2.0, 1.25, 1.0))
+    assert_close(y, ref.local_response_norm_forward(x, size, 2.0, 1.25, 1.0))
+    assert_close(dx, ref.local_response_norm_backward(dy, x, size, 2.0, 1.25, 1.0))
 
 
 @pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (4, 3.0, 1.5, 1.0),
@@ -110,8 +77,9 @@ def test_hypothesis_against_reference(N, C, L, size, alpha, beta, k, seed):
     rng = np.random.default_rng(seed)
     x, dy = rng.standard_normal((N, C, L)), rng.standard_normal((N, C, L))
     y, dx = _run(x, dy, size, alpha, beta, k)
-    assert_close(y, lrn_reference(x, size, alpha, beta, k))
-    assert_close(dx, lrn_backward_reference(x, dy, size, alpha, beta, k), rtol=1e-9, atol=1e-9)
+    assert_close(y, ref.local_response_norm_forward(x, size, alpha, beta, k))
+    assert_close(dx, ref.local_response_norm_backward(dy, x, size, alpha, beta, k), rtol=1e-9,
+                 atol=1e-9)
 
 
 def test_float32_agrees_with_float64_and_keeps_dtype():

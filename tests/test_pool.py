@@ -1,6 +1,5 @@
-"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d against naive per-output-pixel loops,
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d against minicnn.reference's loops,
 gradcheck, ties, float32, unbatched input, every error, and (optionally) torch."""
-import math
 
 import numpy as np
 import pytest
@@ -9,83 +8,17 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as F
+import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck, separated
 from conftest import assert_close
 
 
-# ---- naive references: explicit loops over the output pixels ------------------------------------
-def ref_out_size(n, R, s, p, d, ceil_mode):
-    """Count the windows, which start at k*s in padded coordinates: a window fits in the padded
-    input; with ceil_mode also a partial last one, if it starts inside the input or left padding."""
-    L, eff = n + 2 * p, d * (R - 1) + 1
-    k = 0
-    while (k * s + eff <= L) or (ceil_mode and k * s < L - eff + s and k * s < n + p):
-        k += 1
-    return k
-
-
-def window(p, q, R, S, stride, pad, dil):
-    """The (h, w) input positions read by output pixel (p, q), in row-major kernel order."""
-    return [(p * stride[0] - pad[0] + r * dil[0], q * stride[1] - pad[1] + s * dil[1])
-            for r in range(R) for s in range(S)]
-
-
-def ref_max_pool2d(x, R, S, stride, pad, dil, P, Q):
-    """Max over the in-input positions of each window; the index of the first maximum (a NaN
-    replaces the running maximum, as torch's loop does)."""
-    N, C, H, W = x.shape
-    y, idx = np.empty((N, C, P, Q), x.dtype), np.empty((N, C, P, Q), np.int64)
-    for n, c, p, q in np.ndindex(N, C, P, Q):
-        best, arg = None, None
-        for h, w in window(p, q, R, S, stride, pad, dil):
-            if 0 <= h < H and 0 <= w < W:
-                v = x[n, c, h, w]
-                if arg is None or v > best or np.isnan(v):
-                    best, arg = v, h * W + w
-        y[n, c, p, q], idx[n, c, p, q] = best, arg
-    return y, idx
-
-
-def ref_max_pool2d_backward(dout, idx, x_shape):
-    dx = np.zeros(x_shape)
-    for n, c, p, q in np.ndindex(*dout.shape):
-        dx[n, c].flat[idx[n, c, p, q]] += dout[n, c, p, q]
-    return dx
-
-
-def ref_avg_pool2d(x, dout, R, S, stride, pad, P, Q, count_include_pad, divisor_override):
-    """Forward y and backward dx of average pooling, one output pixel at a time."""
-    N, C, H, W = x.shape
-    y, dx = np.zeros((N, C, P, Q)), np.zeros(x.shape)
-    for n, c, p, q in np.ndindex(N, C, P, Q):
-        pos = window(p, q, R, S, stride, pad, (1, 1))
-        inside = [(h, w) for h, w in pos if 0 <= h < H and 0 <= w < W]
-        in_padded = [(h, w) for h, w in pos if -pad[0] <= h < H + pad[0] and -pad[1] <= w < W + pad[1]]
-        div = divisor_override or len(in_padded if count_include_pad else inside)
-        for h, w in inside:
-            y[n, c, p, q] += x[n, c, h, w] / div
-            dx[n, c, h, w] += dout[n, c, p, q] / div
-    return y, dx
-
-
-def ref_adaptive_avg_pool2d(x, dout, P, Q):
-    N, C, H, W = x.shape
-    y, dx = np.zeros((N, C, P, Q)), np.zeros(x.shape)
-    for n, c, i, j in np.ndindex(N, C, P, Q):
-        h0, h1 = math.floor(i * H / P), math.ceil((i + 1) * H / P)
-        w0, w1 = math.floor(j * W / Q), math.ceil((j + 1) * W / Q)
-        area = (h1 - h0) * (w1 - w0)
-        for h in range(h0, h1):
-            for w in range(w0, w1):
-                y[n, c, i, j] += x[n, c, h, w] / area
-                dx[n, c, h, w] += dout[n, c, i, j] / area
-    return y, dx
-
-
-def has_empty_window(H, W, R, S, stride, pad, dil, P, Q):
-    """Whether some max-pool window reads only padding (torch then returns -inf)."""
-    return any(not any(0 <= h < H and 0 <= w < W for h, w in window(p, q, R, S, stride, pad, dil))
-               for p in range(P) for q in range(Q))
+# ---- the oracle: minicnn.reference (explicit loops over the output pixels) ----------------------
+def has_empty_window(case):
+    """Whether some max-pool window reads only padding (torch then returns -inf): where the
+    reference's max of a finite input is -inf."""
+    y, _ = ref.max_pool2d_forward(np.zeros((1, 1, case["H"], case["W"])), **max_args(case))
+    return bool(np.isinf(y).any())
 
 
 # ---- hypothesis strategies ----------------------------------------------------------------------
@@ -103,8 +36,8 @@ def pool_cases(draw, dilation=True):
         lo = max(1, d * (r - 1) + 1 - 2 * p - (s - 1 if ceil_mode else 0))
         sizes.append(draw(st.integers(lo, lo + 5)))
     H, W = sizes
-    P = ref_out_size(H, R, stride[0], pad[0], dil[0], ceil_mode)
-    Q = ref_out_size(W, S, stride[1], pad[1], dil[1], ceil_mode)
+    P = ref.pool_output_size(H, R, stride[0], pad[0], dil[0], ceil_mode)
+    Q = ref.pool_output_size(W, S, stride[1], pad[1], dil[1], ceil_mode)
     assume(P >= 1 and Q >= 1)
     N, C = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     return dict(N=N, C=C, H=H, W=W, R=R, S=S, stride=stride, pad=pad, dil=dil,
@@ -136,7 +69,7 @@ def avg_args(c):
     (2, 3, 2, 0, 1, True, 1),     # ceil_mode keeps a window larger than the input
     (7, 2, 3, 1, 2, False, 3), (4, 1, 5, 0, 1, False, 1), (4, 1, 5, 0, 1, True, 1)])
 def test_output_size(n, k, s, p, d, ceil, expected):
-    assert ref_out_size(n, k, s, p, d, ceil) == expected
+    assert ref.pool_output_size(n, k, s, p, d, ceil) == expected
     x = minicnn.zeros(1, 2, n, n, dtype="float64")
     y = F.max_pool2d(x, k, s, p, d, ceil_mode=ceil)
     assert y.shape == (1, 2, expected, expected)
@@ -148,17 +81,16 @@ def test_output_size(n, k, s, p, d, ceil, expected):
 @given(case=pool_cases(), seed=st.integers(0, 2**16), ties=st.booleans())
 def test_max_pool2d_matches_naive_loop(case, seed, ties):
     c = case
-    assume(not has_empty_window(c["H"], c["W"], c["R"], c["S"], c["stride"], c["pad"], c["dil"],
-                                c["P"], c["Q"]))
+    assume(not has_empty_window(c))
     xv = random_input(c, seed, ties)
     x = minicnn.tensor(xv, requires_grad=True)
     y, idx = F.max_pool2d(x, **max_args(c), return_indices=True)
-    y_ref, idx_ref = ref_max_pool2d(xv, c["R"], c["S"], c["stride"], c["pad"], c["dil"], c["P"], c["Q"])
+    y_ref, idx_ref = ref.max_pool2d_forward(xv, **max_args(c))
     np.testing.assert_array_equal(y.numpy(), y_ref)
     np.testing.assert_array_equal(idx.numpy(), idx_ref)
     dout = np.random.default_rng(seed + 1).standard_normal(y.shape)
     y.backward(dout)
-    assert_close(x.grad, ref_max_pool2d_backward(dout, idx_ref, xv.shape))
+    assert_close(x.grad, ref.max_pool2d_backward(dout, xv, **max_args(c)))
 
 
 @pytest.mark.parametrize("shape,kw", [
@@ -194,7 +126,7 @@ def test_max_pool2d_padding_counts_as_minus_infinity():
     xv = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3) - 100      # all negative: padding 0 would win
     y, idx = F.max_pool2d(minicnn.tensor(xv), 3, stride=1, padding=1, return_indices=True)
     assert y.numpy().max() < -100
-    y_ref, idx_ref = ref_max_pool2d(xv, 3, 3, (1, 1), (1, 1), (1, 1), 3, 3)
+    y_ref, idx_ref = ref.max_pool2d_forward(xv, 3, stride=1, padding=1)
     np.testing.assert_array_equal(y.numpy(), y_ref)
     np.testing.assert_array_equal(idx.numpy(), idx_ref)
     # a window of -inf inputs points at its first in-input element, as torch
@@ -208,7 +140,7 @@ def test_max_pool2d_nan_propagates():
     xv[0, 0, 0, 1] = np.nan
     xv[0, 0, 1, 0] = np.nan
     y, idx = F.max_pool2d(minicnn.tensor(xv), 2, return_indices=True)
-    y_ref, idx_ref = ref_max_pool2d(xv, 2, 2, (2, 2), (0, 0), (1, 1), 2, 2)
+    y_ref, idx_ref = ref.max_pool2d_forward(xv, 2)
     np.testing.assert_array_equal(y.numpy(), y_ref)                   # NaN == NaN here
     np.testing.assert_array_equal(idx.numpy(), idx_ref)
     assert idx.numpy()[0, 0, 0, 0] == 4                                # the last NaN, as torch
@@ -219,6 +151,8 @@ def test_max_pool2d_window_of_only_padding():
     x = minicnn.tensor(np.arange(4.0).reshape(1, 1, 2, 2), requires_grad=True)
     y, idx = F.max_pool2d(x, 2, stride=1, padding=1, dilation=3, return_indices=True)
     assert y.numpy().ravel().tolist() == [-np.inf] and idx.numpy().ravel().tolist() == [6]
+    y_ref, idx_ref = ref.max_pool2d_forward(x.numpy(), 2, stride=1, padding=1, dilation=3)
+    assert y_ref.ravel().tolist() == [-np.inf] and idx_ref.ravel().tolist() == [6]
     y.backward(np.ones(y.shape))
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros((1, 1, 2, 2)))   # a constant: no gradient
 
@@ -245,8 +179,8 @@ def test_avg_pool2d_matches_naive_loop(case, seed, include, override):
     x = minicnn.tensor(xv, requires_grad=True)
     y = F.avg_pool2d(x, **avg_args(c), count_include_pad=include, divisor_override=override)
     dout = np.random.default_rng(seed + 1).standard_normal(y.shape)
-    y_ref, dx_ref = ref_avg_pool2d(xv, dout, c["R"], c["S"], c["stride"], c["pad"], c["P"], c["Q"],
-                                   include, override)
+    kw = dict(avg_args(c), count_include_pad=include, divisor_override=override)
+    y_ref, dx_ref = ref.avg_pool2d_forward(xv, **kw), ref.avg_pool2d_backward(dout, xv.shape, **kw)
     assert_close(y, y_ref)
     y.backward(dout)
     assert_close(x.grad, dx_ref)
@@ -286,7 +220,8 @@ def test_adaptive_avg_pool2d_matches_naive_loop(N, C, H, W, P, Q, seed):
     x = minicnn.tensor(xv, requires_grad=True)
     y = F.adaptive_avg_pool2d(x, (P, Q))
     dout = rng.standard_normal((N, C, P, Q))
-    y_ref, dx_ref = ref_adaptive_avg_pool2d(xv, dout, P, Q)
+    y_ref = ref.adaptive_avg_pool2d_forward(xv, (P, Q))
+    dx_ref = ref.adaptive_avg_pool2d_backward(dout, xv.shape)
     assert_close(y, y_ref)
     y.backward(dout)
     assert_close(x.grad, dx_ref)
@@ -430,8 +365,7 @@ def _torch_grads(torch_fn, xv, dout):
 def test_max_pool2d_matches_torch(case, seed, ties):
     torch = pytest.importorskip("torch")
     c = case
-    assume(not has_empty_window(c["H"], c["W"], c["R"], c["S"], c["stride"], c["pad"], c["dil"],
-                                c["P"], c["Q"]))
+    assume(not has_empty_window(c))
     xv = random_input(c, seed, ties)
     dout = np.random.default_rng(seed + 1).standard_normal((c["N"], c["C"], c["P"], c["Q"]))
     (yt, it), gt = _torch_grads(
@@ -492,6 +426,15 @@ def test_adaptive_avg_pool2d_matches_torch(H, W, P, Q, keep_h, seed):
 
 # ---- the C++ kernels (csrc/cpu/pool.h) against the NumPy versions of the backend -----------------
 from minicnn.backends import _np_pool  # noqa: E402
+from minicnn.ops.geometry import Pool2dGeometry  # noqa: E402
+
+
+def geometry_of(case, x):
+    """The Pool2dGeometry the op would compute for a pool_cases() case."""
+    g = Pool2dGeometry.of(x.shape, (case["R"], case["S"]), case["stride"], case["pad"],
+                          case.get("dil", (1, 1)), case["ceil_mode"])
+    assert g.out_size == (case["P"], case["Q"])
+    return g
 
 
 @given(pool_cases(), st.sampled_from([np.float32, np.float64]), st.booleans())
@@ -504,12 +447,13 @@ def test_hypothesis_cpp_max_pool_matches_numpy_reference(case, dtype, special):
         x.flat[1::7] = -np.inf
     geo = ((case["R"], case["S"]), case["stride"], case["pad"], case["dil"])
     out_size = (case["P"], case["Q"])
-    y, idx = _np_pool.max_pool2d_forward(x, *geo, out_size)
+    g = geometry_of(case, x)
+    y, idx = _np_pool.max_pool2d_forward(x, g)
     y_ref, idx_ref = _np_pool.max_pool2d_forward_reference(x, *geo, out_size)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
     dout = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
-    dx = _np_pool.max_pool2d_backward(dout, idx, x.shape, *geo)
+    dx = _np_pool.max_pool2d_backward(dout, idx, g)
     assert dx.dtype == dtype
     assert_close(dx, _np_pool.max_pool2d_backward_reference(dout, idx_ref, x.shape, *geo), dtype)
 
@@ -522,10 +466,11 @@ def test_hypothesis_cpp_avg_pool_matches_numpy_reference(case, dtype, include, o
     x = random_input(case, 5).astype(dtype)
     geo = ((case["R"], case["S"]), case["stride"], case["pad"])
     out_size = (case["P"], case["Q"])
-    y = _np_pool.avg_pool2d_forward(x, *geo, out_size, include, override)
+    g = geometry_of(case, x)
+    y = _np_pool.avg_pool2d_forward(x, g, include, override)
     assert_close(y, _np_pool.avg_pool2d_forward_reference(x, *geo, out_size, include, override), dtype)
     dout = np.random.default_rng(6).standard_normal(y.shape).astype(dtype)
-    dx = _np_pool.avg_pool2d_backward(dout, x.shape, *geo, include, override)
+    dx = _np_pool.avg_pool2d_backward(dout, g, include, override)
     assert dx.dtype == dtype
     assert_close(dx, _np_pool.avg_pool2d_backward_reference(dout, x.shape, *geo, include, override),
                  dtype)
@@ -535,10 +480,11 @@ def test_hypothesis_cpp_avg_pool_matches_numpy_reference(case, dtype, include, o
                                         (6, 4, 4, 3)])
 def test_adaptive_avg_pool_fast_path_matches_the_matrices(H, W, P, Q):
     x = np.random.default_rng(7).standard_normal((2, 3, H, W))
-    y = _np_pool.adaptive_avg_pool2d_forward(x, (P, Q))
+    g = Pool2dGeometry.adaptive(x.shape, (P, Q))
+    y = _np_pool.adaptive_avg_pool2d_forward(x, g)
     assert_close(y, _np_pool.adaptive_avg_pool2d_forward_reference(x, (P, Q)))
     dout = np.random.default_rng(8).standard_normal(y.shape)
-    assert_close(_np_pool.adaptive_avg_pool2d_backward(dout, x.shape),
+    assert_close(_np_pool.adaptive_avg_pool2d_backward(dout, g),
                  _np_pool.adaptive_avg_pool2d_backward_reference(dout, x.shape))
 
 

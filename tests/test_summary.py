@@ -41,7 +41,7 @@ def rows_by_name(s):
 def test_toy_macs_params_memory_by_hand():
     s = summary(Toy(), (3, 8, 8))
     names = ["features.0", "features.1", "features.2", "features.3", "features.4", "features.5",
-             "features.6", "reshape", "fc"]
+             "features.6", "flatten", "fc"]
     assert [r.name for r in s.rows] == names
     macs = {
         "features.0": 4 * 8 * 8 * 3 * 3 * 3,   # E=256 outputs x C*R*S=27            = 6912
@@ -51,7 +51,7 @@ def test_toy_macs_params_memory_by_hand():
         "features.4": 8 * 2 * 2 * (4 // 2) * 3 * 3,  # 32 outputs x C/G=2 x 9         = 576
         "features.5": 32 * (3 + 2),             # LRN: size + pow + div per element   = 160
         "features.6": 8 * 2 * 2,                # avg pool: 8 outputs x 4-window      = 32
-        "reshape": 0,
+        "flatten": 0,
         "fc": 8 * 5,                            #                                      = 40
     }
     rows = rows_by_name(s)
@@ -261,7 +261,7 @@ def test_summary_restores_training_mode_and_leaves_running_stats_alone():
 
 def test_str_prints_the_table_and_totals():
     text = str(summary(Toy(), (3, 8, 8)))
-    for piece in ("features.4", "Conv2d", "reshape()", "(1, 8, 2, 2)", "Params: 309",
+    for piece in ("features.4", "Conv2d", "flatten()", "(1, 8, 2, 2)", "Params: 309",
                   "Depth: 3", "Largest layer: features.4"):
         assert piece in text
 
@@ -290,7 +290,10 @@ def test_top_level_name():
     (["summary", "vgg16", "--input", "3xAx224"], "--input must look like 3x224x224"),
     (["summary", "vgg16", "--input", "0x224x224"], "--input must look like 3x224x224"),
     (["summary", "vgg16", "--input", "3x16x16"], "too small"),
-    (["summary", "alexnet", "--variant", "nope"], "unknown variant 'nope'"),
+    (["summary", "alexnet", "--variant", "nope"], "--variant: alexnet has no variant 'nope'"),
+    (["summary", "resnet20", "--variant", "paper"], "--variant: resnet20 has no variant 'paper'"),
+    (["summary", "vgg16", "--variant", "paper"], "--variant: vgg16 has no variants"),
+    (["summary", "vgg16", "--depth", "0"], "--depth must be positive"),
     (["summary"], "give one model NAME"),
     (["summary", "vgg16", "--compare", "vgg11"], "give one model NAME"),
     (["summary", "vgg16", "--plot", "x.png"], "--plot goes with --compare"),

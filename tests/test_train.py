@@ -35,6 +35,14 @@ def tiny_config(data, out, **kw):
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------
+def full_meta(**kw):
+    """A training checkpoint's meta.json (what the schema asks for)."""
+    meta = {"config": T.TrainConfig().to_json(), "classes": [str(i) for i in range(10)], "epoch": 3,
+            "best_epoch": 0, "best_val_top1": -1.0, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta.update(kw)
+    return meta
+
+
 def trained_model_and_optimizer():
     model = T.build_model("resnet20", 10)
     opt = optim.SGD(optim.param_groups(model, 5e-4), lr=0.1, momentum=0.9, nesterov=True)
@@ -52,7 +60,7 @@ def trained_model_and_optimizer():
 def test_checkpoint_round_trip(tmp_path):
     model, opt, sched = trained_model_and_optimizer()
     path = tmp_path / "ckpt.npz"
-    meta = {"config": T.TrainConfig().to_json(), "classes": [str(i) for i in range(10)], "epoch": 3}
+    meta = full_meta()
     T.save_checkpoint(path, model, meta, opt, sched)
     with np.load(path, allow_pickle=False) as z:          # a plain, pickle-free .npz
         assert "meta.json" in z.files and z["meta.json"].dtype == np.uint8
@@ -87,12 +95,14 @@ def test_load_checkpoint_errors(tmp_path):
 SAVER = textwrap.dedent("""
     import sys, numpy as np
     from minicnn import nn
-    from minicnn.train import save_checkpoint
+    from minicnn.train import TrainConfig, save_checkpoint
     path = sys.argv[1]
     model = nn.Linear(2000, 2000)                   # 16 MB of weights: each save takes a while
+    meta = {"config": TrainConfig().to_json(), "classes": ["a", "b"], "epoch": 0, "best_epoch": 0,
+            "best_val_top1": -1.0, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
     for version in range(1000000):
         model.weight._data[...] = version
-        save_checkpoint(path, model, {"config": {}, "classes": [], "version": version})
+        save_checkpoint(path, model, dict(meta, version=version))
         print(version, flush=True)
 """)
 
@@ -108,7 +118,7 @@ def test_kill_9_during_a_save_leaves_a_loadable_checkpoint(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-        meta, state, _ = T.load_checkpoint(path)
+        meta, state, _ = T.load_checkpoint(path, minicnn.nn.Linear(2000, 2000))
         assert np.all(state["weight"] == meta["version"])
     leftovers = [f for f in os.listdir(tmp_path) if f != "last.npz"]
     assert all(f.endswith(".tmp") for f in leftovers)    # only the killed save's temporary file
@@ -148,7 +158,8 @@ def test_the_run_folder(tmp_path, tiny_data):
     T.train(tiny_config(tiny_data, tmp_path / "run", epochs=1, optimizer="adamw", schedule="step"),
             log=lambda *a: None)
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["best.npz", "config.json", "curves.png", "last.npz", "metrics.csv"]
+    assert sorted(os.listdir(run)) == [".minicnn-run", "best.npz", "config.json", "curves.png", "last.npz",
+                                       "metrics.csv"]
     rows = T.read_metrics(run / "metrics.csv")
     assert list(rows[0]) == list(T.METRIC_FIELDS) and rows[0]["epoch"] == 1
     assert 0 <= rows[0]["val_top1"] <= rows[0]["val_top5"] <= 1
@@ -182,16 +193,29 @@ def error_line(err):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--epochs", "0"], "--epochs must be positive"),
-    (["--lr", "-0.1"], "--lr must be positive"),
-    (["--batch-size", "0"], "--batch-size must be positive"),
-    (["--workers", "-1"], "--workers must be non-negative"),
-    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
+    (["--epochs", "0"], "--epochs must be in [1, 100000], got 0"),
+    (["--lr", "-0.1"], "--lr must be in (0, 10], got -0.1"),
+    (["--batch-size", "0"], "--batch-size must be in [1, 65536], got 0"),
+    (["--workers", "-1"], "--workers must be in [0, 256], got -1"),
+    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1), got 1.5"),
     (["--model", "resnet21"], "unknown model 'resnet21' (did you mean "),
     (["--data", "/no/such/folder"], "no such folder '/no/such/folder'"),
     (["--resume", "/no/such/run"], "no such run folder"),
     (["--resume", "x", "--model", "vgg11"], "drop --model"),
-    (["--image-size", "4"], "--image-size must be at least 8"),
+    (["--image-size", "4"], "--image-size must be in [8, 1024], got 4"),
+    (["--image-size", "20000"], "--image-size must be in [8, 1024], got 20000"),
+    (["--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--momentum", "nan"], "--momentum must be a finite number, got nan"),
+    (["--momentum", "1"], "--momentum must be in [0, 1), got 1.0"),
+    (["--weight-decay", "inf"], "--weight-decay must be a finite number, got inf"),
+    (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite number, got nan"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs must be in [0, 100000], got -1.0"),
+    (["--epochs", "2", "--warmup-epochs", "2"], "--warmup-epochs (2.0) must be less than --epochs (2)"),
+    (["--seed", "-1"], "--seed must be in [0, 9223372036854775807], got -1"),
+    (["--seed", str(2 ** 64)], "--seed must be in [0, "),
+    (["--builtin-per-class", "0", "3"], "--builtin-per-class must be two integers in [1, 1000000]"),
+    (["--resume", "x", "--workers", "-3"], "--workers must be in [0, 256], got -3"),
 ])
 def test_train_usage_errors(capsys, argv, message):
     code, _, err = run_cli(capsys, "train", *argv)
