@@ -159,11 +159,7 @@ class KernelBackend:
         op = "avg_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
-        y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
-        self.C.avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
-                                  bool(count_include_pad), int(divisor_override or 0),
-                                  self._stream())
-        return y
+        return self._avg_pool2d(op, x, g.y_shape, args, count_include_pad, divisor_override)
 
     def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
                             divisor_override=None):
@@ -171,10 +167,14 @@ class KernelBackend:
         op = "avg_pool2d_backward"
         args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
-        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        self.C.avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), args,
-                                   bool(count_include_pad), int(divisor_override or 0), self._stream())
-        return dx
+        return self._avg_pool2d(op, dout, g.x_shape, args, count_include_pad, divisor_override)
+
+    def _avg_pool2d(self, op, a, out_shape, args, count_include_pad, divisor_override):
+        """Run kernel ``op`` (avg_pool2d_forward/backward) from ``a`` into a new ``out_shape``."""
+        out = self._empty(out_shape, a.dtype)
+        getattr(self.C, op)(self._dtype_name(a), self._ptr(out), self._ptr(a), args,
+                            bool(count_include_pad), int(divisor_override or 0), self._stream())
+        return out
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
         """y[p, q] = mean of bin (p, q)."""

@@ -84,12 +84,7 @@ def batch_norm_forward_training_reference(x, weight, bias, running_mean, running
     xc = x - _per_channel(mean)                                           # (N, C, H, W)
     var = (xc * xc).mean(axis=_AXES)                                      # (C,)
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)       # (C,)
-    if running_mean is not None:
-        running_mean *= 1.0 - momentum
-        running_mean += momentum * mean
-    if running_var is not None:
-        running_var *= 1.0 - momentum
-        running_var += (momentum * M / max(M - 1, 1)) * var
+    _update_running(running_mean, running_var, mean, var, momentum, M)
     y = _affine(xc * _per_channel(invstd), weight, bias)
     return y.astype(x.dtype, copy=False), mean, invstd
 

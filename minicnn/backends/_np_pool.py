@@ -223,25 +223,29 @@ def max_pool2d_backward(dout, argmax, g: Pool2dGeometry):
 def avg_pool2d_forward(x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
     """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
     _check(x.shape, g)
-    fn = cpp_kernel(_C, "avg_pool2d_forward", x.dtype)
-    if fn is None:
-        return avg_pool2d_forward_reference(x, g.kernel_size, g.stride, g.padding, g.out_size,
-                                            count_include_pad, divisor_override)
-    divisor = _avg_divisor(x.shape, g.kernel_size, g.stride, g.padding, g.out_size,
-                           count_include_pad, divisor_override, x.dtype)      # (P, Q)
-    return fn(x, divisor, g)
+    return _avg_pool2d("avg_pool2d_forward", x, g, count_include_pad, divisor_override,
+                       lambda: avg_pool2d_forward_reference(
+                           x, g.kernel_size, g.stride, g.padding, g.out_size,
+                           count_include_pad, divisor_override))
 
 
 def avg_pool2d_backward(dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
     """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
     _check(g.x_shape, g, dout.shape)
-    fn = cpp_kernel(_C, "avg_pool2d_backward", dout.dtype)
+    return _avg_pool2d("avg_pool2d_backward", dout, g, count_include_pad, divisor_override,
+                       lambda: avg_pool2d_backward_reference(
+                           dout, g.x_shape, g.kernel_size, g.stride, g.padding,
+                           count_include_pad, divisor_override))
+
+
+def _avg_pool2d(kernel, a, g: Pool2dGeometry, count_include_pad, divisor_override, reference):
+    """Run the C++ avg-pool ``kernel`` on ``a`` (x or dout) with its divisor, or ``reference()``."""
+    fn = cpp_kernel(_C, kernel, a.dtype)
     if fn is None:
-        return avg_pool2d_backward_reference(dout, g.x_shape, g.kernel_size, g.stride, g.padding,
-                                             count_include_pad, divisor_override)
+        return reference()
     divisor = _avg_divisor(g.x_shape, g.kernel_size, g.stride, g.padding, g.out_size,
-                           count_include_pad, divisor_override, dout.dtype)   # (P, Q)
-    return fn(dout, divisor, g)
+                           count_include_pad, divisor_override, a.dtype)      # (P, Q)
+    return fn(a, divisor, g)
 
 
 def _tiles(n, p_out):

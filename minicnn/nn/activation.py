@@ -29,25 +29,25 @@ def _implicit_dim(ndim):
     return 0 if ndim in (0, 1, 3) else 1
 
 
-class Softmax(Module):
+class _AlongDim(Module):
+    """A layer applying ``_fn(input, dim)`` (softmax, log_softmax) along one dimension."""
+
+    _fn = None
+
     def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.softmax(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
+        return self._fn(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
 
     def extra_repr(self):
         return f"dim={self.dim}"
 
 
-class LogSoftmax(Module):
-    def __init__(self, dim: Optional[int] = None) -> None:
-        super().__init__()
-        self.dim = dim
+class Softmax(_AlongDim):
+    _fn = staticmethod(F.softmax)
 
-    def forward(self, input: Tensor) -> Tensor:
-        return F.log_softmax(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
 
-    def extra_repr(self):
-        return f"dim={self.dim}"
+class LogSoftmax(_AlongDim):
+    _fn = staticmethod(F.log_softmax)

@@ -1,9 +1,6 @@
 """Text tables for one summary and for a side-by-side comparison, and the comparison plot."""
 from __future__ import annotations
 
-import os
-import tempfile
-
 from ._rules import op_label
 
 __all__ = ["compare_rows", "compare_table", "format_table", "human", "human_bytes", "plot_compare"]
@@ -140,15 +137,6 @@ def plot_compare(summaries, path):
         ax.set_title(title)
         ax.margins(y=0.12)
     fig.suptitle("Parameters, compute and depth (conv/linear layers on the longest path)")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes it 0600; a plain new file would not be
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from ..viz import _save   # lazy: viz imports nn
+
+    _save(fig, path)
