@@ -22,12 +22,10 @@ static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_
     *hi = std::max(std::min(h, P), *lo);
 }
 
-// The R*S column rows of one input plane (H, W); row (r, s) starts at rows + (r S + s) row_stride.
-// Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
-// where a library call per run costs more than the copy; the compiler vectorises the loops.
-template <typename T>
-static void im2col_plane(const T* plane, T* rows, int64_t row_stride,
-                         const Conv2dGeometry& g) {
+// Calls tap(tap_index, hoff, woff, p_lo, p_hi, q_lo, q_hi) for each kernel tap (r, s):
+// tap_index = r S + s, its input offsets and the output ranges whose inputs lie inside the plane.
+template <typename Tap>
+static inline void for_each_tap(const Conv2dGeometry& g, Tap tap) {
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;
         int64_t p_lo, p_hi;
@@ -36,22 +34,34 @@ static void im2col_plane(const T* plane, T* rows, int64_t row_stride,
             const int64_t woff = s * g.dw - g.pw;
             int64_t q_lo, q_hi;
             valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
-            T* row = rows + (r * g.S + s) * row_stride;  // (P, Q)
-            for (int64_t i = 0; i < p_lo * g.Q; ++i) row[i] = T(0);
-            for (int64_t p = p_lo; p < p_hi; ++p) {
-                T* out = row + p * g.Q;
-                const T* in = plane + (p * g.sh + hoff) * g.W + woff;  // input row, inside the plane
-                for (int64_t q = 0; q < q_lo; ++q) out[q] = T(0);
-                if (g.sw == 1) {
-                    for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q];
-                } else {
-                    for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw];
-                }
-                for (int64_t q = q_hi; q < g.Q; ++q) out[q] = T(0);
-            }
-            for (int64_t i = p_hi * g.Q; i < g.P * g.Q; ++i) row[i] = T(0);
+            tap(r * g.S + s, hoff, woff, p_lo, p_hi, q_lo, q_hi);
         }
     }
+}
+
+// The R*S column rows of one input plane (H, W); row (r, s) starts at rows + (r S + s) row_stride.
+// Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
+// where a library call per run costs more than the copy; the compiler vectorises the loops.
+template <typename T>
+static void im2col_plane(const T* plane, T* rows, int64_t row_stride,
+                         const Conv2dGeometry& g) {
+    for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
+                        int64_t q_lo, int64_t q_hi) {
+        T* row = rows + tap * row_stride;  // (P, Q)
+        for (int64_t i = 0; i < p_lo * g.Q; ++i) row[i] = T(0);
+        for (int64_t p = p_lo; p < p_hi; ++p) {
+            T* out = row + p * g.Q;
+            const T* in = plane + (p * g.sh + hoff) * g.W + woff;  // input row, inside the plane
+            for (int64_t q = 0; q < q_lo; ++q) out[q] = T(0);
+            if (g.sw == 1) {
+                for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q];
+            } else {
+                for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw];
+            }
+            for (int64_t q = q_hi; q < g.Q; ++q) out[q] = T(0);
+        }
+        for (int64_t i = p_hi * g.Q; i < g.P * g.Q; ++i) row[i] = T(0);
+    });
 }
 
 // plane (H, W) = Σ over the R*S rows scattered back (overwrites the plane).
@@ -59,26 +69,19 @@ template <typename T>
 static void col2im_plane(const T* rows, int64_t row_stride, T* plane,
                          const Conv2dGeometry& g) {
     std::fill(plane, plane + g.H * g.W, T(0));
-    for (int64_t r = 0; r < g.R; ++r) {
-        const int64_t hoff = r * g.dh - g.ph;
-        int64_t p_lo, p_hi;
-        valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
-        for (int64_t s = 0; s < g.S; ++s) {
-            const int64_t woff = s * g.dw - g.pw;
-            int64_t q_lo, q_hi;
-            valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
-            const T* row = rows + (r * g.S + s) * row_stride;
-            for (int64_t p = p_lo; p < p_hi; ++p) {
-                const T* in = row + p * g.Q;
-                T* out = plane + (p * g.sh + hoff) * g.W;  // image row, inside the plane
-                if (g.sw == 1) {
-                    for (int64_t q = q_lo; q < q_hi; ++q) out[q + woff] += in[q];
-                } else {
-                    for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw + woff] += in[q];
-                }
+    for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
+                        int64_t q_lo, int64_t q_hi) {
+        const T* row = rows + tap * row_stride;
+        for (int64_t p = p_lo; p < p_hi; ++p) {
+            const T* in = row + p * g.Q;
+            T* out = plane + (p * g.sh + hoff) * g.W;  // image row, inside the plane
+            if (g.sw == 1) {
+                for (int64_t q = q_lo; q < q_hi; ++q) out[q + woff] += in[q];
+            } else {
+                for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw + woff] += in[q];
             }
         }
-    }
+    });
 }
 
 // Where the rows of plane (n, c) start in cols (C*R*S, N*P*Q), and how far apart they are.

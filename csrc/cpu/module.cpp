@@ -363,30 +363,36 @@ py::array_t<T> max_pool2d_backward(CArray<T> dout, Index argmax, py::object geom
     return dx;
 }
 
+// avg_pool2d_forward (a = x, out = y) or _backward (a = dout, out = dx): both divide by divisor.
 template <typename T>
-py::array_t<T> avg_pool2d_forward(CArray<T> x, CArray<T> divisor, py::object geometry) {
-    const Pool2dGeometry g = pool_geometry(geometry, "avg_pool2d_forward");
-    require_shape(x, {g.N, g.C, g.H, g.W}, "avg_pool2d_forward: x");
-    require_shape(divisor, {g.P, g.Q}, "avg_pool2d_forward: divisor");
-    py::array_t<T> y({g.N, g.C, g.P, g.Q});
+py::array_t<T> avg_pool2d(const char* op, bool forward, CArray<T> a, CArray<T> divisor,
+                          py::object geometry) {
+    const Pool2dGeometry g = pool_geometry(geometry, op);
+    const std::string name(op);
+    if (forward) {
+        require_shape(a, {g.N, g.C, g.H, g.W}, name + ": x");
+    } else {
+        require_shape(a, {g.N, g.C, g.P, g.Q}, name + ": dout");
+    }
+    require_shape(divisor, {g.P, g.Q}, name + ": divisor");
+    py::array_t<T> out = forward ? py::array_t<T>({g.N, g.C, g.P, g.Q})
+                                 : py::array_t<T>({g.N, g.C, g.H, g.W});
     {
         py::gil_scoped_release release;
-        minicnn::cpu::avg_pool2d_forward<T>(x.data(), divisor.data(), y.mutable_data(), g);
+        (forward ? minicnn::cpu::avg_pool2d_forward<T> : minicnn::cpu::avg_pool2d_backward<T>)(
+            a.data(), divisor.data(), out.mutable_data(), g);
     }
-    return y;
+    return out;
+}
+
+template <typename T>
+py::array_t<T> avg_pool2d_forward(CArray<T> x, CArray<T> divisor, py::object geometry) {
+    return avg_pool2d<T>("avg_pool2d_forward", true, x, divisor, geometry);
 }
 
 template <typename T>
 py::array_t<T> avg_pool2d_backward(CArray<T> dout, CArray<T> divisor, py::object geometry) {
-    const Pool2dGeometry g = pool_geometry(geometry, "avg_pool2d_backward");
-    require_shape(dout, {g.N, g.C, g.P, g.Q}, "avg_pool2d_backward: dout");
-    require_shape(divisor, {g.P, g.Q}, "avg_pool2d_backward: divisor");
-    py::array_t<T> dx({g.N, g.C, g.H, g.W});
-    {
-        py::gil_scoped_release release;
-        minicnn::cpu::avg_pool2d_backward<T>(dout.data(), divisor.data(), dx.mutable_data(), g);
-    }
-    return dx;
+    return avg_pool2d<T>("avg_pool2d_backward", false, dout, divisor, geometry);
 }
 
 // ---- the module ---------------------------------------------------------------------------------
