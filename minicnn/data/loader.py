@@ -42,6 +42,7 @@ import time
 import traceback
 import warnings
 import weakref
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -222,8 +223,11 @@ class DataLoaderError(RuntimeError):
 
 
 class DataLoader:
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, num_workers=0, seed=None,
-                 collate_fn=default_collate, prefetch_factor=2, timeout=120.0, sampler=None):
+    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
+                 drop_last: bool = False, num_workers: int = 0, seed: Optional[int] = None,
+                 collate_fn: Callable[[Sequence[Any]], Any] = default_collate,
+                 prefetch_factor: int = 2, timeout: float = 120.0,
+                 sampler: Optional[Any] = None) -> None:
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
                                  ("prefetch_factor", prefetch_factor, 1)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
@@ -241,11 +245,11 @@ class DataLoader:
         self._iterations = itertools.count()
         self._reported = set()  # unreadable files already warned about
 
-    def __len__(self):
+    def __len__(self) -> int:
         n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (its order and augmentation); iterating advances it."""
         self.epoch = int(epoch)
 
@@ -260,7 +264,7 @@ class DataLoader:
         stop = n - n % self.batch_size if self.drop_last else n
         return [order[i:i + self.batch_size] for i in range(0, stop, self.batch_size)]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         batches = self.batch_indices(epoch)
         rank = (getattr(self.sampler, "rank", 0),) if self.sampler is not None else ()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -43,8 +44,8 @@ def _world(num_replicas, rank):
 class DistributedSampler:
     """Indices of rank ``rank``'s share of ``dataset`` for the current epoch (torch's semantics)."""
 
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
-                 drop_last=False):
+    def __init__(self, dataset: Any, num_replicas: Optional[int] = None,
+                 rank: Optional[int] = None, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
         self.num_replicas, self.rank = _world(num_replicas, rank)
         self.dataset, self.shuffle, self.drop_last = dataset, shuffle, drop_last
         self.seed = int(seed)
@@ -56,7 +57,7 @@ class DistributedSampler:
             self.num_samples = math.ceil(n / self.num_replicas)
         self.total_size = self.num_samples * self.num_replicas
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use epoch ``epoch``'s order (the same on every rank)."""
         self.epoch = int(epoch)
 
@@ -71,8 +72,8 @@ class DistributedSampler:
             order = np.concatenate([order, np.resize(order, self.total_size - n)]) if n else order
         return order[self.rank:self.total_size:self.num_replicas].astype(np.int64)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples

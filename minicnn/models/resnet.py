@@ -223,31 +223,31 @@ def _resnet(arch, block, layers, num_classes, variant, **kwargs):
 
 
 @register_model("resnet")
-def resnet18(num_classes=1000, variant="torchvision", **kwargs):
+def resnet18(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-18: BasicBlock x [2, 2, 2, 2]."""
     return _resnet("resnet18", BasicBlock, [2, 2, 2, 2], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet34(num_classes=1000, variant="torchvision", **kwargs):
+def resnet34(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
     return _resnet("resnet34", BasicBlock, [3, 4, 6, 3], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet50(num_classes=1000, variant="torchvision", **kwargs):
+def resnet50(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-50: Bottleneck x [3, 4, 6, 3]; ``variant="paper"`` strides in the first 1x1."""
     return _resnet("resnet50", Bottleneck, [3, 4, 6, 3], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet101(num_classes=1000, variant="torchvision", **kwargs):
+def resnet101(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-101: Bottleneck x [3, 4, 23, 3]."""
     return _resnet("resnet101", Bottleneck, [3, 4, 23, 3], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet152(num_classes=1000, variant="torchvision", **kwargs):
+def resnet152(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-152: Bottleneck x [3, 8, 36, 3]."""
     return _resnet("resnet152", Bottleneck, [3, 8, 36, 3], num_classes, variant, **kwargs)
 
@@ -257,30 +257,30 @@ def _cifar(depth, num_classes, shortcut, **kwargs):
 
 
 @register_model("resnet")
-def resnet20(num_classes=10, shortcut="A", **kwargs):
+def resnet20(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-20 (n=3); ``shortcut="A"`` zero-padding identity (paper), ``"B"`` projection."""
     return _cifar(20, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet32(num_classes=10, shortcut="A", **kwargs):
+def resnet32(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-32 (n=5)."""
     return _cifar(32, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet44(num_classes=10, shortcut="A", **kwargs):
+def resnet44(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-44 (n=7)."""
     return _cifar(44, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet56(num_classes=10, shortcut="A", **kwargs):
+def resnet56(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-56 (n=9)."""
     return _cifar(56, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet110(num_classes=10, shortcut="A", **kwargs):
+def resnet110(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-110 (n=18)."""
     return _cifar(110, num_classes, shortcut, **kwargs)

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from .. import functional as F
 from .. import models
 from .. import random as _random
 from ..autograd import no_grad
+from ..nn import Module
 from ..data import DataLoader, DistributedSampler
 from ..distributed import training as _dist
 from ..data import transforms as T
@@ -90,7 +92,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc=""
     return loss_sum / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start
 
 
-def evaluate(model, loader, device="cpu", progress=False, desc="eval"):
+def evaluate(model: Module, loader: Iterable[Any], device: str = "cpu", progress: bool = False,
+             desc: str = "eval") -> Dict[str, float]:
     """{"loss", "top1", "top5", "images"} of ``model`` on ``loader`` (eval mode, no gradients).
 
     Batches of shape (N, 10, C, H, W) (``TenCrop``) are scored by averaging the softmax over the crops.
@@ -119,7 +122,9 @@ def evaluate(model, loader, device="cpu", progress=False, desc="eval"):
     return {"loss": loss_sum / seen, "top1": hits[1] / seen, "top5": hits[5] / seen, "images": seen}
 
 
-def predict(model, images, transform, classes, device="cpu", k=5):
+def predict(model: Module, images: Sequence[np.ndarray], transform: Callable[[Any], Any],
+            classes: Sequence[str], device: str = "cpu",
+            k: int = 5) -> List[List[Tuple[str, float]]]:
     """[(class name, probability)] * k for each HWC uint8 image, highest first."""
     model.eval()
     batch = np.stack([transform(img) for img in images])
@@ -170,7 +175,8 @@ class _Run:
     net: object = None  # what trains: the model, or its DistributedDataParallel wrapper
 
 
-def train(config: TrainConfig, resume=None, log=print, epochs=None):
+def train(config: TrainConfig, resume: Optional[str] = None, log: Callable[..., Any] = print,
+          epochs: Optional[int] = None) -> Dict[str, Any]:
     """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict.
 
     ``epochs`` with ``resume`` extends the run to that many epochs (its schedule is recomputed for
