@@ -159,7 +159,8 @@ class KernelBackend:
         op = "avg_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
-        return self._avg_pool2d(op, x, g.y_shape, args, count_include_pad, divisor_override)
+        return self._pool_kernel(op, x, g.y_shape, args, bool(count_include_pad),
+                                 int(divisor_override or 0))
 
     def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
                             divisor_override=None):
@@ -167,13 +168,14 @@ class KernelBackend:
         op = "avg_pool2d_backward"
         args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
-        return self._avg_pool2d(op, dout, g.x_shape, args, count_include_pad, divisor_override)
+        return self._pool_kernel(op, dout, g.x_shape, args, bool(count_include_pad),
+                                 int(divisor_override or 0))
 
-    def _avg_pool2d(self, op, a, out_shape, args, count_include_pad, divisor_override):
-        """Run kernel ``op`` (avg_pool2d_forward/backward) from ``a`` into a new ``out_shape``."""
+    def _pool_kernel(self, op, a, out_shape, args, *options):
+        """Run pooling kernel ``op``(dtype, out, a, args, *options, stream) into a new out_shape."""
         out = self._empty(out_shape, a.dtype)
-        getattr(self.C, op)(self._dtype_name(a), self._ptr(out), self._ptr(a), args,
-                            bool(count_include_pad), int(divisor_override or 0), self._stream())
+        getattr(self.C, op)(self._dtype_name(a), self._ptr(out), self._ptr(a), args, *options,
+                            self._stream())
         return out
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
@@ -181,20 +183,14 @@ class KernelBackend:
         op = "adaptive_avg_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
-        y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
-        self.C.adaptive_avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
-                                           self._stream())
-        return y
+        return self._pool_kernel(op, x, g.y_shape, args)                # (N, C, P, Q)
 
     def adaptive_avg_pool2d_backward(self, dout, g: Pool2dGeometry):
         """dx = Σ over the bins holding a pixel of dout / bin area."""
         op = "adaptive_avg_pool2d_backward"
         args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
-        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        self.C.adaptive_avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
-                                            args, self._stream())
-        return dx
+        return self._pool_kernel(op, dout, g.x_shape, args)             # (N, C, H, W)
 
     # ---- local response normalization -------------------------------------------------------------
     @staticmethod
