@@ -3,7 +3,7 @@
 # any finding (a race, an uninitialised shared-memory read, a deadlock) or any failing test.
 #
 #   scripts/emu_check.sh                 # build the checker (build/check) and run every schedule
-#   scripts/emu_check.sh tests/test_kernels_conv.py -k tile    # other pytest arguments
+#   scripts/emu_check.sh tests/kernels/test_kernels_conv.py -k tile    # other pytest arguments
 #
 # The checker is a separate build of minicnn._C_emu (MINICNN_EMU_CHECK=1, csrc/emu/check.h): every
 # load and store of a kernel goes through shadow memory that knows which accesses CUDA orders. A
@@ -21,7 +21,7 @@ export MINICNN_HYPOTHESIS_EXAMPLES="${MINICNN_HYPOTHESIS_EXAMPLES:-10}"
 export MINICNN_EMU_THREADS="${MINICNN_EMU_THREADS:-2}"
 SCHEDULES="${EMU_CHECK_SCHEDULES:-threads=forward blocks=forward;threads=reverse blocks=reverse;\
 threads=random blocks=random seed=1;threads=random blocks=random seed=2}"
-TESTS=(tests/test_kernels_emu.py tests/test_kernels_ops.py tests/test_kernels_errors.py tests/test_kernels_conv.py)
+TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_conv.py)
 if (($# > 0)); then TESTS=("$@"); fi
 
 fail() { echo "emu_check: $*" >&2; exit 2; }

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNEL_TESTS = ["tests/test_kernels_emu.py", "tests/test_kernels_ops.py", "tests/test_kernels_conv.py"]
+KERNEL_TESTS = ["tests/kernels/test_kernels_emu.py", "tests/kernels/test_kernels_ops.py", "tests/kernels/test_kernels_conv.py"]
 # What a caught bug looks like in the test output.
 CAUGHT = re.compile(r"race checker: \d+ finding|divergent barrier|deadlock|does not include the calling lane"
                     r"|names lane")

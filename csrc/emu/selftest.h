@@ -1,5 +1,5 @@
 // Small kernels with known ordering bugs (and their correct twins), for the race checker's own tests
-// (csrc/emu/tests/test_check.cu, tests/test_emu_checker.py through minicnn_emu_selftest in capi.h).
+// (csrc/emu/tests/test_check.cu, tests/kernels/test_emu_checker.py through minicnn_emu_selftest in capi.h).
 // Part of the CUDA emulator (see cuda_emu.h).
 #pragma once
 

@@ -14,7 +14,7 @@ The implementations:
 
 (the last two share ``KernelBackend``, _kernel_backend.py). A backend may add keyword-only
 arguments with defaults (the kernels' ``version`` and ``tile``, which tests pin); everything else
-matches the signatures below exactly (tests/test_backend_interface.py checks it).
+matches the signatures below exactly (tests/core/test_backend_interface.py checks it).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from minicnn.train import checkpoint, loop
 from minicnn.cli import main
 from minicnn.data import builtin_dataset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

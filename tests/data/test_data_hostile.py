@@ -20,7 +20,7 @@ from PIL import Image
 from minicnn.data import (DataLoader, DataLoaderError, ImageFolder, UnreadableDataset, UnreadableImage,
                           load_image, loader as loader_module, transforms as T)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """minicnn.distributed across 2 processes under mpiexec (oversubscribed: CI has 2 cores).
 
-This file is also the ranks' program: ``mpiexec -n 2 python tests/test_distributed_mpi.py CASE
+This file is also the ranks' program: ``mpiexec -n 2 python tests/train/test_distributed_mpi.py CASE
 OUT``.
 The "equivalence" case trains on every rank and rank 0 saves what it got; the tests compare that
 with one process trained on the whole batch. Each mpiexec run has a time limit.

@@ -20,7 +20,7 @@ import pytest
 
 from minicnn.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {("models",): ["models", "--family", "alexnet"]}
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```\n", re.S | re.M)
 

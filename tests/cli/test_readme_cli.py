@@ -9,7 +9,7 @@ import pytest
 from minicnn import gradcheck_suite
 from minicnn.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_commands():

@@ -240,7 +240,7 @@ def test_nn_conv2d_runs_our_kernel(device, monkeypatch):
 # ---- bad input: raised before any allocation or launch --------------------------------------------------
 @devices
 def test_bad_input_raises(device):
-    """The op checks the geometry (tests/test_geometry.py); the backend checks the arrays against it."""
+    """The op checks the geometry (tests/core/test_geometry.py); the backend checks the arrays against it."""
     backend = get_backend(device)
     x, w = on(device, np.ones((1, 4, 5, 5)), np.ones((6, 2, 3, 3)))
     g = Conv2dGeometry.of(x.shape, w.shape, groups=2)

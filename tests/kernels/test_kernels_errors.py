@@ -1,7 +1,7 @@
 """Bad input and failures around the CUDA kernels: rejected or converted before any launch, and a
 failed launch or a fault inside a kernel raised as a Python exception naming the kernel (on "emu"
 also the block and thread), never a crash or a hang. Plus what ``device="cuda"`` says where it
-can't run. (The backend interface itself: tests/test_backend_interface.py.)"""
+can't run. (The backend interface itself: tests/core/test_backend_interface.py.)"""
 import os
 import subprocess
 import sys
@@ -16,7 +16,7 @@ from minicnn.ops.geometry import Conv2dGeometry, Pool2dGeometry
 from kernel_devices import KERNEL_DEVICES, on
 
 devices = pytest.mark.parametrize("device", KERNEL_DEVICES)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 cpu = get_backend("cpu")

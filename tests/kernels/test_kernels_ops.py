@@ -128,7 +128,7 @@ def test_gradcheck_batch_norm_one_pixel_per_channel(device):
 @emu_only
 def test_gradcheck_conv2d_on_emu(device):
     """F.conv2d on "emu" runs the implicit-GEMM kernels of csrc/kernels/conv2d.cu: float64 gradcheck,
-    stride 2, padding, groups and bias (tests/test_kernels_conv.py checks more shapes)."""
+    stride 2, padding, groups and bias (tests/kernels/test_kernels_conv.py checks more shapes)."""
     rng = np.random.default_rng(7)
     x, w, b = emu_tensor(rng.standard_normal((2, 4, 6, 5))), emu_tensor(rng.standard_normal((6, 2, 3, 3))), \
         emu_tensor(rng.standard_normal(6))
