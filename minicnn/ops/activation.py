@@ -21,6 +21,13 @@ class ReLU(Function):
         return ctx.backend.relu_backward(dout, y)
 
 
+def _save_output(ctx, y, dim):
+    """Softmax and log_softmax differentiate through their output y (along ``dim``)."""
+    ctx.dim = dim
+    ctx.save_for_backward(y)
+    return y
+
+
 class LogSoftmax(Function):
     """y = x - max - log Σ exp(x - max);  dx = dy - softmax(x) Σ dy."""
 
@@ -29,9 +36,7 @@ class LogSoftmax(Function):
         xp = ctx.xp
         shifted = x - x.max(axis=dim, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.dim = dim
-        ctx.save_for_backward(y)
-        return y
+        return _save_output(ctx, y, dim)
 
     @staticmethod
     def backward(ctx, dout):
@@ -46,9 +51,7 @@ class Softmax(Function):
     def forward(ctx, x, dim):
         e = ctx.xp.exp(x - x.max(axis=dim, keepdims=True))
         y = e / e.sum(axis=dim, keepdims=True)
-        ctx.dim = dim
-        ctx.save_for_backward(y)
-        return y
+        return _save_output(ctx, y, dim)
 
     @staticmethod
     def backward(ctx, dout):
