@@ -37,14 +37,37 @@ GEOMETRY_HEADERS = ["csrc/geometry.h", "csrc/geometry_py.h"]  # shared by _C_cpu
 KERNEL_HEADERS = sorted(glob.glob("csrc/kernels/*.h") + glob.glob("csrc/kernels/*.cuh")
                         + glob.glob("csrc/emu/*.h") + ["csrc/cuda_compat.h"]) + GEOMETRY_HEADERS
 DEFAULT_CUDA_ARCHS = "75,80,86,89,90+PTX"
+INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
+
+
+def local_includes(sources, include_dirs):
+    """Every file that ``sources`` include with ``#include "…"``, recursively (whatever the #if
+    around it: a superset is safe). An edit of any of them rebuilds the extension: setuptools
+    rebuilds when a source or a ``depends`` entry is newer than the built module."""
+    seen, todo = set(), list(sources)
+    while todo:
+        path = os.path.normpath(todo.pop())
+        if path in seen or not os.path.isfile(path):
+            continue
+        seen.add(path)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for name in INCLUDE.findall(f.read()):
+                for base in [os.path.dirname(path)] + list(include_dirs):
+                    candidate = os.path.join(base, name)
+                    if os.path.isfile(candidate):
+                        todo.append(candidate)
+                        break
+    return sorted(seen - {os.path.normpath(s) for s in sources})
 
 
 def cpu_extension():
+    sources = ["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"]
     return Pybind11Extension(
         "minicnn._C_cpu",
-        ["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"],
+        sources,
         include_dirs=["csrc/cpu"],
-        depends=sorted(glob.glob("csrc/cpu/*.h")) + GEOMETRY_HEADERS,  # header edits rebuild it
+        depends=sorted(set(glob.glob("csrc/cpu/*.h") + GEOMETRY_HEADERS
+                           + local_includes(sources, ["csrc/cpu", "csrc"]))),
         cxx_std=17,
         extra_compile_args=["-O3", "-pthread"],  # our own thread pool (parallel.h), no OpenMP
         extra_link_args=["-pthread"],
@@ -73,11 +96,12 @@ def emu_extension():
     if _env_flag("MINICNN_EMU_CHECK"):  # instrumented by -fsanitize=thread, but no libtsan: see check.h
         compile_args = ["-O1", "-g", "-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
                         "-DMINICNN_EMU_CHECK=1"]
+    sources = ["csrc/bindings.cpp", "csrc/emu_kernels.cpp"]
     return Pybind11Extension(
         "minicnn._C_emu",
-        ["csrc/bindings.cpp", "csrc/emu_kernels.cpp"],
+        sources,
         include_dirs=["csrc"],
-        depends=KERNEL_SOURCES + KERNEL_HEADERS,
+        depends=sorted(set(KERNEL_SOURCES + KERNEL_HEADERS + local_includes(sources, ["csrc"]))),
         cxx_std=17,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
@@ -159,7 +183,8 @@ def cuda_extension():
         "minicnn._C_cuda",
         ["csrc/bindings.cpp"],
         include_dirs=["csrc"],
-        depends=KERNEL_SOURCES + KERNEL_HEADERS,
+        depends=sorted(set(KERNEL_SOURCES + KERNEL_HEADERS
+                           + local_includes(["csrc/bindings.cpp"] + KERNEL_SOURCES, ["csrc"]))),
         cxx_std=17,
         define_macros=[("MINICNN_BUILD_CUDA", "1"), ("MINICNN_CUDA_ARCHS", f'"{arch_text}"')],
         extra_compile_args=["-O2"],
@@ -183,6 +208,24 @@ class BuildExt(build_ext):
     """pybind11's build_ext, plus: nvcc compiles the .cu sources of an extension with ``.cuda``."""
 
     def build_extension(self, ext):
+        forced, self.force = self.force, self.force or self._stale_in_source(ext)
+        try:
+            self._build_one(ext)
+        finally:
+            self.force = forced
+
+    def _stale_in_source(self, ext):
+        """Whether the module in the source tree (``--inplace`` / editable installs) is older than a
+        file it is built from. setuptools only compares with its copy under build/, which can be
+        newer than an edit that the copy in the source tree never got."""
+        target = self.get_ext_filename(ext.name)
+        if not os.path.exists(target):
+            return False
+        built = os.path.getmtime(target)
+        return any(os.path.getmtime(f) > built for f in list(ext.sources) + list(ext.depends or [])
+                   if os.path.exists(f))
+
+    def _build_one(self, ext):
         cuda = getattr(ext, "cuda", None)
         if cuda is None:
             return super().build_extension(ext)

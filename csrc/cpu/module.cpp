@@ -14,7 +14,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -459,4 +461,35 @@ PYBIND11_MODULE(_C_cpu, m) {
              py::arg("geometry"));
     DEF_BOTH("avg_pool2d_backward", avg_pool2d_backward, py::arg("dout"), py::arg("divisor"),
              py::arg("geometry"));
+    // Test-only (tests/ops/test_parallel_for.py): parallel_for over [0, n) with `threads` threads and
+    // chunks of at least `grain`, `repeats` times, each index busy for `spin` loop turns (so that
+    // the workers are awake and claim chunks at the same time); returns how often each index ran.
+    // A chunk claimed twice or never shows up as a count other than `repeats`.
+    m.def("_parallel_for_counts", [](int64_t n, int64_t grain, int threads, int repeats, int spin) {
+        if (n < 1 || n > (int64_t(1) << 24) || grain < 1 || threads < 1 || threads > 256 || repeats < 1
+            || spin < 0)
+            throw py::value_error("_parallel_for_counts: n in [1, 2^24], grain >= 1, threads in "
+                                  "[1, 256], repeats >= 1, spin >= 0");
+        std::unique_ptr<std::atomic<int32_t>[]> counts(new std::atomic<int32_t>[n]);
+        for (int64_t i = 0; i < n; ++i) counts[i].store(0);
+        auto& pool = minicnn::cpu::ThreadPool::instance();
+        const int previous = pool.num_threads();
+        {
+            py::gil_scoped_release release;
+            pool.set_num_threads(threads);
+            for (int r = 0; r < repeats; ++r)
+                minicnn::cpu::parallel_for(n, grain, [&](int64_t b, int64_t e) {
+                    for (int64_t i = b; i < e; ++i) {
+                        for (volatile int k = 0; k < spin; k = k + 1) {
+                        }
+                        counts[i].fetch_add(1, std::memory_order_relaxed);
+                    }
+                });
+            pool.set_num_threads(previous);
+        }
+        py::array_t<int32_t> out(n);
+        auto o = out.mutable_unchecked<1>();
+        for (int64_t i = 0; i < n; ++i) o(i) = counts[i].load();
+        return out;
+    }, py::arg("n"), py::arg("grain"), py::arg("threads"), py::arg("repeats"), py::arg("spin") = 0);
 }
