@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from minicnn.ops.geometry import Conv2dGeometry
+
 # (C, H, K, R, stride, padding, layers of ResNet-50 with this shape); W = H, S = R, groups 1.
 RESNET50_CONVS = [
     (3, 224, 64, 7, 2, 3, 1),                                    # stem
@@ -73,13 +75,13 @@ def run_shape(cupy, backend, torch, shape, batch, dtype, repeats):
     rng = np.random.default_rng(0)
     x = cupy.asarray(rng.standard_normal((batch, C, H, H)).astype(dtype))
     w = cupy.asarray((rng.standard_normal((K, C, R, R)) / np.sqrt(C * R * R)).astype(dtype))
-    hyper = ((stride, stride), (padding, padding), (1, 1), 1)
-    y = backend.conv2d_forward(x, w, None, *hyper)
+    g = Conv2dGeometry.of(x.shape, w.shape, (stride, stride), (padding, padding))
+    y = backend.conv2d_forward(x, w, None, g)
     dy = cupy.asarray(rng.standard_normal(y.shape).astype(dtype))
     ours = {
-        "fwd": lambda: backend.conv2d_forward(x, w, None, *hyper),
-        "bwd-data": lambda: backend.conv2d_backward_data(dy, w, x.shape, *hyper),
-        "bwd-weight": lambda: backend.conv2d_backward_weight(dy, x, w.shape, *hyper),
+        "fwd": lambda: backend.conv2d_forward(x, w, None, g),
+        "bwd-data": lambda: backend.conv2d_backward_data(dy, w, g),
+        "bwd-weight": lambda: backend.conv2d_backward_weight(dy, x, g),
     }
     theirs = {}
     if torch is not None:

@@ -51,8 +51,8 @@ print('device cuda: usable')" || fail "device cuda"
 
 step "kernel tests on device cuda"
 MINICNN_KERNEL_DEVICES=cuda timeout 300 "$PYTHON" -m pytest -q -rs -p no:cacheprovider \
-  tests/test_kernels_emu.py tests/test_kernels_ops.py tests/test_kernels_errors.py tests/test_kernels_torch.py \
-  tests/test_kernels_conv.py \
+  tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_torch.py \
+  tests/kernels/test_kernels_conv.py \
   || fail "kernel tests on cuda"
 
 step "timings: minicnn's kernels beside PyTorch's"

@@ -36,7 +36,7 @@ def assert_close(actual, expected, dtype=np.float64, rtol=None, atol=None):
 
 # ---- a loaded extension older than its sources fails the run (source checkouts only) ------------------
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXTENSION_SOURCES = {"_C_cpu": (["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"], ["csrc/cpu"]),
+EXTENSION_SOURCES = {"_C_cpu": (["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"], ["csrc/cpu", "csrc"]),
                      "_C_emu": (["csrc/bindings.cpp", "csrc/emu_kernels.cpp"], ["csrc"]),
                      "_C_cuda": (["csrc/bindings.cpp"] + sorted(glob.glob(os.path.join(ROOT, "csrc/kernels/*.cu"))),
                                  ["csrc"])}
@@ -80,3 +80,15 @@ def pytest_sessionstart(session):
         lines = [f"  {os.path.relpath(so, ROOT)} is older than {os.path.relpath(src, ROOT)}" for so, src in stale]
         pytest.exit("stale C++ extension(s): the tests would run old code.\n" + "\n".join(lines)
                     + "\nrebuild: python setup.py build_ext --inplace   (or pip install -e .)", returncode=3)
+def pytest_terminal_summary(terminalreporter):
+    """One line per distinct skip reason (with its count) instead of one per test location:
+    without CuPy every "cuda" kernel test repeats the same install hint."""
+    reasons = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped, by reason", sep="-")
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{count:4d} skipped: {reason}")

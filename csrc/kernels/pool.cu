@@ -195,6 +195,10 @@ __device__ __forceinline__ int bin_start(int p, int n, int P) {
 __device__ __forceinline__ int bin_end(int p, int n, int P) {
   return static_cast<int>(((static_cast<int64_t>(p) + 1) * n + P - 1) / P);
 }
+// Bin p of P over [0, n): [bin_start, bin_end) as (x, y).
+__device__ __forceinline__ int2 bin(int p, int n, int P) {
+  return make_int2(bin_start(p, n, P), bin_end(p, n, P));
+}
 
 template <class T>
 __global__ void adaptive_avg_pool2d_forward_kernel(T* out,         // (N, C, P, Q)
@@ -204,12 +208,11 @@ __global__ void adaptive_avg_pool2d_forward_kernel(T* out,         // (N, C, P, 
   if (i < g.N * g.C * g.P * g.Q) {
     int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
     const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
-    int h0 = bin_start(p, g.H, g.P), h1 = bin_end(p, g.H, g.P);
-    int w0 = bin_start(q, g.W, g.Q), w1 = bin_end(q, g.W, g.Q);
+    const int2 hb = bin(p, g.H, g.P), wb = bin(q, g.W, g.Q);
     T sum = 0;
-    for (int h = h0; h < h1; ++h)
-      for (int w = w0; w < w1; ++w) sum += plane[h * g.W + w];
-    out[i] = sum / (T(h1 - h0) * T(w1 - w0));
+    for (int h = hb.x; h < hb.y; ++h)
+      for (int w = wb.x; w < wb.y; ++w) sum += plane[h * g.W + w];
+    out[i] = sum / (T(hb.y - hb.x) * T(wb.y - wb.x));
   }
 }
 
@@ -222,15 +225,14 @@ __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,         // (N, C, H
     int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
     const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
     // The bins holding row h are p in [floor(h*P/H), ceil((h+1)*P/H)) (columns alike).
-    int p0 = bin_start(h, g.P, g.H), p1 = bin_end(h, g.P, g.H);
-    int q0 = bin_start(w, g.Q, g.W), q1 = bin_end(w, g.Q, g.W);
+    const int2 pb = bin(h, g.P, g.H), qb = bin(w, g.Q, g.W);
     T sum = 0;
-    for (int p = p0; p < p1; ++p) {
-      int h0 = bin_start(p, g.H, g.P), h1 = bin_end(p, g.H, g.P);
-      if (h < h0 || h >= h1) continue;
-      for (int q = q0; q < q1; ++q) {
-        int w0 = bin_start(q, g.W, g.Q), w1 = bin_end(q, g.W, g.Q);
-        if (w >= w0 && w < w1) sum += dplane[p * g.Q + q] / (T(h1 - h0) * T(w1 - w0));
+    for (int p = pb.x; p < pb.y; ++p) {
+      const int2 hb = bin(p, g.H, g.P);
+      if (h < hb.x || h >= hb.y) continue;
+      for (int q = qb.x; q < qb.y; ++q) {
+        const int2 wb = bin(q, g.W, g.Q);
+        if (w >= wb.x && w < wb.y) sum += dplane[p * g.Q + q] / (T(hb.y - hb.x) * T(wb.y - wb.x));
       }
     }
     dinp[i] = sum;
@@ -238,6 +240,21 @@ __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,         // (N, C, H
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
+Pool2d pool2d_check(const Pool2dGeometry& g) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("pool2d: " + what); };
+  if (g.N < 0 || g.C < 0 || g.H < 0 || g.W < 0 || g.P < 0 || g.Q < 0 || g.ph < 0 || g.pw < 0)
+    fail("sizes and padding must be >= 0");
+  if (g.R < 1 || g.S < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
+    fail("window, stride and dilation must be >= 1");
+  for (int64_t v : {g.H, g.W, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw})
+    if (v > INT32_MAX)
+      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
+  const int64_t plane = std::max(g.H * g.W, g.P * g.Q);
+  if (plane > 0 && g.C > 0 && g.N > INT64_MAX / plane / g.C) fail("2^63 elements or more");
+  return Pool2d{g.N,      g.C,      int(g.H),  int(g.W),  int(g.P),  int(g.Q),  int(g.R),
+                int(g.S), int(g.sh), int(g.sw), int(g.ph), int(g.pw), int(g.dh), int(g.dw)};
+}
+
 inline int64_t output_pixels(const Pool2d& g) { return g.N * g.C * g.P * g.Q; }
 inline int64_t input_pixels(const Pool2d& g) { return g.N * g.C * g.H * g.W; }
 

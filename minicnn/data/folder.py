@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def _to_uint8(img):
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def load_image(path, max_pixels=MAX_IMAGE_PIXELS):
+def load_image(path: Union[str, os.PathLike], max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """The image at ``path`` as an (H, W, 3) uint8 RGB array; UnreadableImage if it can't be decoded,
     is not a regular file, or has more than ``max_pixels`` pixels."""
     from PIL import Image
@@ -97,7 +98,7 @@ def load_image(path, max_pixels=MAX_IMAGE_PIXELS):
             raise UnreadableImage(path, f"{type(e).__name__}: {e}") from None
 
 
-def find_classes(root):
+def find_classes(root: Union[str, os.PathLike]) -> Tuple[List[str], Dict[str, int]]:
     """(sorted class folder names, {name: index}) of ``root``; FileNotFoundError/ValueError if none."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no such folder: {root!r}")
@@ -160,7 +161,9 @@ class ImageFolder:
     (path, class_index)), ``targets``.
     """
 
-    def __init__(self, root, transform=None, target_transform=None, loader=load_image):
+    def __init__(self, root: Union[str, os.PathLike], transform: Optional[Callable] = None,
+                 target_transform: Optional[Callable] = None,
+                 loader: Callable[[str], Any] = load_image) -> None:
         self.root = os.fspath(root)
         self.classes, self.class_to_idx = find_classes(self.root)
         found = [_scan(os.path.join(self.root, c)) for c in self.classes]
@@ -177,10 +180,10 @@ class ImageFolder:
         self.targets = [t for _, t in self.samples]
         self.transform, self.target_transform, self.loader = transform, target_transform, loader
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Tuple[Any, Any]:
         path, target = self.samples[index]
         image = self.loader(path)
         if self.transform is not None:

@@ -42,6 +42,7 @@ import time
 import traceback
 import warnings
 import weakref
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -222,8 +223,11 @@ class DataLoaderError(RuntimeError):
 
 
 class DataLoader:
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, num_workers=0, seed=None,
-                 collate_fn=default_collate, prefetch_factor=2, timeout=120.0):
+    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
+                 drop_last: bool = False, num_workers: int = 0, seed: Optional[int] = None,
+                 collate_fn: Callable[[Sequence[Any]], Any] = default_collate,
+                 prefetch_factor: int = 2, timeout: float = 120.0,
+                 sampler: Optional[Any] = None) -> None:
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
                                  ("prefetch_factor", prefetch_factor, 1)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
@@ -231,6 +235,9 @@ class DataLoader:
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, int(batch_size), shuffle, drop_last
         self.num_workers, self.prefetch_factor, self.timeout = int(num_workers), prefetch_factor, timeout
         self.collate_fn = collate_fn
+        if sampler is not None and shuffle:  # the sampler decides the order (torch's rule)
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle=True")
+        self.sampler = sampler
         self.seed = int(_random.generator().integers(2 ** 63)) if seed is None else int(seed)
         self.epoch = 0
         self._workers, self._selector, self._finalizer = [], None, None
@@ -238,11 +245,11 @@ class DataLoader:
         self._iterations = itertools.count()
         self._reported = set()  # unreadable files already warned about
 
-    def __len__(self):
-        n = len(self.dataset)
+    def __len__(self) -> int:
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (its order and augmentation); iterating advances it."""
         self.epoch = int(epoch)
 
@@ -250,13 +257,18 @@ class DataLoader:
         """The list of index arrays of epoch ``epoch``."""
         n = len(self.dataset)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:  # e.g. DistributedSampler: told the epoch, gives the order
+            getattr(self.sampler, "set_epoch", lambda e: None)(epoch)
+            order = np.fromiter(iter(self.sampler), dtype=np.int64)
+            n = len(order)
         stop = n - n % self.batch_size if self.drop_last else n
         return [order[i:i + self.batch_size] for i in range(0, stop, self.batch_size)]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         batches = self.batch_indices(epoch)
-        seeds = [(self.seed, epoch, b) for b in range(len(batches))]
+        rank = (getattr(self.sampler, "rank", 0),) if self.sampler is not None else ()
+        seeds = [(self.seed, epoch, b) + rank for b in range(len(batches))]  # per-rank augmentation
         if self.num_workers == 0:
             return self._iter_here(batches, seeds)
         return self._iter_workers(batches, seeds)

@@ -17,8 +17,11 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+from typing import Any, Callable, Iterable, Sequence, Tuple, Union
 
 import numpy as np
+
+Size = Union[int, Sequence[int]]
 
 from .. import random as _random
 
@@ -86,7 +89,7 @@ def _resize(img, size, box=None):
 
 
 class Compose:
-    def __init__(self, transforms):
+    def __init__(self, transforms: Iterable[Callable[[Any], Any]]) -> None:
         self.transforms = list(transforms)
 
     def __call__(self, img):
@@ -107,7 +110,7 @@ class _Repr:
 class Resize(_Repr):
     """``size`` int: the shorter side becomes ``size`` (aspect kept); (h, w): exactly that size."""
 
-    def __init__(self, size):
+    def __init__(self, size: Size) -> None:
         self.size = size if isinstance(size, numbers.Integral) else _pair(size, "Resize")
 
     def __call__(self, img):
@@ -122,7 +125,7 @@ class Resize(_Repr):
 class CenterCrop(_Repr):
     """The central ``size`` window (zero-padded where the image is smaller)."""
 
-    def __init__(self, size):
+    def __init__(self, size: Size) -> None:
         self.size = _pair(size, "CenterCrop")
 
     def __call__(self, img):
@@ -134,7 +137,8 @@ class RandomCrop(_Repr):
     """A random ``size`` window of the image padded by ``padding`` pixels of ``fill`` on every side
     (the CIFAR augmentation of the ResNet paper: pad 4, crop 32); ``pad_if_needed`` pads a smaller image."""
 
-    def __init__(self, size, padding=0, pad_if_needed=False, fill=0):
+    def __init__(self, size: Size, padding: int = 0, pad_if_needed: bool = False,
+                 fill: float = 0) -> None:
         self.size, self.padding = _pair(size, "RandomCrop"), int(padding or 0)
         self.pad_if_needed, self.fill = pad_if_needed, fill
 
@@ -152,7 +156,7 @@ class RandomCrop(_Repr):
 
 
 class RandomHorizontalFlip(_Repr):
-    def __init__(self, p=0.5):
+    def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
     def __call__(self, img):
@@ -164,7 +168,8 @@ class RandomResizedCrop(_Repr):
     resized to ``size`` (the Inception / ResNet ImageNet augmentation; torchvision's sampling:
     10 tries, then the central crop of the closest allowed aspect ratio)."""
 
-    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    def __init__(self, size: Size, scale: Tuple[float, float] = (0.08, 1.0),
+                 ratio: Tuple[float, float] = (3 / 4, 4 / 3)) -> None:
         self.size, self.scale, self.ratio = _pair(size, "RandomResizedCrop"), tuple(scale), tuple(ratio)
 
     def get_params(self, H, W, rng):
@@ -198,7 +203,7 @@ class TenCrop(_Repr):
     averaged. ``vertical_flip`` flips top-bottom instead of left-right.
     """
 
-    def __init__(self, size, vertical_flip=False):
+    def __init__(self, size: Size, vertical_flip: bool = False) -> None:
         self.size, self.vertical_flip = _pair(size, "TenCrop"), vertical_flip
 
     def __call__(self, img):
@@ -223,7 +228,8 @@ class ToFloatCHW(_Repr):
 class Normalize(_Repr):
     """(x - mean) / std per channel of a (…, C, H, W) float array (ImageNet's statistics by default)."""
 
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if min(self.std) <= 0:
             raise ValueError(f"Normalize: std must be positive, got {self.std}")
@@ -243,7 +249,8 @@ class Lighting(_Repr):
     default to ImageNet's (see ``pca`` to compute them for another dataset).
     """
 
-    def __init__(self, alphastd=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC):
+    def __init__(self, alphastd: float = 0.1, eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                 eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC) -> None:
         self.alphastd = float(alphastd)
         self._eigval = np.asarray(eigval, np.float64)
         self._eigvec = np.asarray(eigvec, np.float64)
@@ -265,3 +272,10 @@ class Lighting(_Repr):
         eigval, eigvec = np.linalg.eigh(np.cov(pixels, rowvar=False))
         order = np.argsort(eigval)[::-1]
         return eigval[order], eigvec[:, order]
+
+
+# ---- torchvision's names for the same transforms --------------------------------------------------
+# Compose, Resize, CenterCrop, RandomCrop, RandomHorizontalFlip, RandomResizedCrop, TenCrop and
+# Normalize already carry them (same arguments and semantics on HWC uint8 / CHW float arrays).
+ToTensor = ToFloatCHW        # HWC uint8 -> CHW float32 in [0, 1], as torchvision.transforms.ToTensor
+__all__ += ["ToTensor"]

@@ -130,6 +130,6 @@ class AlexNet(nn.Module):
 
 
 @register_model("alexnet")
-def alexnet(num_classes=1000, variant="paper", dropout=0.5):
+def alexnet(num_classes: int = 1000, variant: str = "paper", dropout: float = 0.5) -> AlexNet:
     """AlexNet; ``variant="paper"`` (two towers, LRN, 227x227) or ``"torchvision"``."""
     return AlexNet(num_classes=num_classes, dropout=dropout, variant=variant)

@@ -140,30 +140,31 @@ def _densenet(arch, growth_rate, block_config, num_init_features, num_classes, *
 
 
 @register_model("densenet")
-def densenet121(num_classes=1000, **kwargs):
+def densenet121(num_classes: int = 1000, **kwargs) -> DenseNet:
     """DenseNet-121: k=32, blocks (6, 12, 24, 16)."""
     return _densenet("densenet121", 32, (6, 12, 24, 16), 64, num_classes, **kwargs)
 
 
 @register_model("densenet")
-def densenet161(num_classes=1000, **kwargs):
+def densenet161(num_classes: int = 1000, **kwargs) -> DenseNet:
     """DenseNet-161: k=48, blocks (6, 12, 36, 24), 96 stem channels."""
     return _densenet("densenet161", 48, (6, 12, 36, 24), 96, num_classes, **kwargs)
 
 
 @register_model("densenet")
-def densenet169(num_classes=1000, **kwargs):
+def densenet169(num_classes: int = 1000, **kwargs) -> DenseNet:
     """DenseNet-169: k=32, blocks (6, 12, 32, 32)."""
     return _densenet("densenet169", 32, (6, 12, 32, 32), 64, num_classes, **kwargs)
 
 
 @register_model("densenet")
-def densenet201(num_classes=1000, **kwargs):
+def densenet201(num_classes: int = 1000, **kwargs) -> DenseNet:
     """DenseNet-201: k=32, blocks (6, 12, 48, 32)."""
     return _densenet("densenet201", 32, (6, 12, 48, 32), 64, num_classes, **kwargs)
 
 
-def densenet_bc(depth=100, growth_rate=12, num_classes=10, **kwargs):
+def densenet_bc(depth: int = 100, growth_rate: int = 12, num_classes: int = 10,
+                **kwargs) -> DenseNet:
     """CIFAR DenseNet-BC of ``depth`` L: three blocks of (L - 4) / 6 bottleneck layers, 2k stem channels."""
     if (depth - 4) % 6 or depth < 10:
         raise ValueError(f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190…), got {depth}")
@@ -173,6 +174,6 @@ def densenet_bc(depth=100, growth_rate=12, num_classes=10, **kwargs):
 
 
 @register_model("densenet")
-def densenet_bc_100(num_classes=10, growth_rate=12, **kwargs):
+def densenet_bc_100(num_classes: int = 10, growth_rate: int = 12, **kwargs) -> DenseNet:
     """CIFAR DenseNet-BC (L=100, k=12): three blocks of 16 layers, 0.8M parameters."""
     return densenet_bc(100, growth_rate, num_classes, **kwargs)

@@ -256,6 +256,7 @@ def googlenet_loss(outputs, target, aux_weight=0.3, label_smoothing=0.0):
 
 
 @register_model("googlenet")
-def googlenet(num_classes=1000, variant="paper", aux_logits=True, **kwargs):
+def googlenet(num_classes: int = 1000, variant: str = "paper", aux_logits: bool = True,
+              **kwargs) -> GoogLeNet:
     """GoogLeNet; ``variant="paper"`` (Table 1, LRN, 5x5 branch) or ``"torchvision"``."""
     return GoogLeNet(num_classes=num_classes, aux_logits=aux_logits, variant=variant, **kwargs)

@@ -38,7 +38,7 @@ __all__ = ["BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ZeroPadShortcut
            "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 
 VARIANTS = ("torchvision", "paper")
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "plain")  # "plain": no shortcut, the paper's plain-20/56 baselines
 
 
 def conv3x3(in_planes, out_planes, stride=1):
@@ -53,6 +53,7 @@ def conv1x1(in_planes, out_planes, stride=1):
 
 class BasicBlock(nn.Module):
     expansion = 1
+    residual = True     # False in the paper's plain baselines (shortcut="plain"): no "+ identity"
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, stride_in_1x1=False):
         super().__init__()
@@ -65,9 +66,11 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)  # after, as torchvision
         return self.relu(out + identity)
 
 
@@ -88,10 +91,10 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)  # after, as torchvision
         return self.relu(out + identity)
 
 
@@ -122,13 +125,15 @@ def _make_layer(block, inplanes, planes, blocks, stride, shortcut="B", stride_in
     """(Sequential of ``blocks`` blocks, output channels); the first may stride and reshape."""
     out_planes = planes * block.expansion
     downsample = None
-    if stride != 1 or inplanes != out_planes:
+    if shortcut != "plain" and (stride != 1 or inplanes != out_planes):
         if shortcut == "A":
             downsample = ZeroPadShortcut(inplanes, out_planes, stride)
         else:
             downsample = nn.Sequential(conv1x1(inplanes, out_planes, stride), nn.BatchNorm2d(out_planes))
     layers = [block(inplanes, planes, stride, downsample, stride_in_1x1)]
     layers += [block(out_planes, planes, stride_in_1x1=stride_in_1x1) for _ in range(1, blocks)]
+    for b in layers if shortcut == "plain" else ():
+        b.residual = False
     return nn.Sequential(*layers), out_planes
 
 
@@ -189,7 +194,8 @@ class CifarResNet(nn.Module):
         self.arch = arch or f"resnet{depth}"
         if shortcut not in SHORTCUTS:
             raise ValueError(f"{self.arch}: unknown shortcut {shortcut!r}; expected 'A' (zero-padding "
-                             f"identity, the paper's CIFAR choice) or 'B' (1x1 projection)")
+                             f"identity, the paper's CIFAR choice), 'B' (1x1 projection) or "
+                             f"'plain' (none)")
         self.shortcut = shortcut
         self.default_input_size, self.min_input_size = (3, 32, 32), 1
         n = (depth - 2) // 6
@@ -217,31 +223,31 @@ def _resnet(arch, block, layers, num_classes, variant, **kwargs):
 
 
 @register_model("resnet")
-def resnet18(num_classes=1000, variant="torchvision", **kwargs):
+def resnet18(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-18: BasicBlock x [2, 2, 2, 2]."""
     return _resnet("resnet18", BasicBlock, [2, 2, 2, 2], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet34(num_classes=1000, variant="torchvision", **kwargs):
+def resnet34(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
     return _resnet("resnet34", BasicBlock, [3, 4, 6, 3], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet50(num_classes=1000, variant="torchvision", **kwargs):
+def resnet50(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-50: Bottleneck x [3, 4, 6, 3]; ``variant="paper"`` strides in the first 1x1."""
     return _resnet("resnet50", Bottleneck, [3, 4, 6, 3], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet101(num_classes=1000, variant="torchvision", **kwargs):
+def resnet101(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-101: Bottleneck x [3, 4, 23, 3]."""
     return _resnet("resnet101", Bottleneck, [3, 4, 23, 3], num_classes, variant, **kwargs)
 
 
 @register_model("resnet")
-def resnet152(num_classes=1000, variant="torchvision", **kwargs):
+def resnet152(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
     """ResNet-152: Bottleneck x [3, 8, 36, 3]."""
     return _resnet("resnet152", Bottleneck, [3, 8, 36, 3], num_classes, variant, **kwargs)
 
@@ -251,30 +257,30 @@ def _cifar(depth, num_classes, shortcut, **kwargs):
 
 
 @register_model("resnet")
-def resnet20(num_classes=10, shortcut="A", **kwargs):
+def resnet20(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-20 (n=3); ``shortcut="A"`` zero-padding identity (paper), ``"B"`` projection."""
     return _cifar(20, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet32(num_classes=10, shortcut="A", **kwargs):
+def resnet32(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-32 (n=5)."""
     return _cifar(32, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet44(num_classes=10, shortcut="A", **kwargs):
+def resnet44(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-44 (n=7)."""
     return _cifar(44, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet56(num_classes=10, shortcut="A", **kwargs):
+def resnet56(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-56 (n=9)."""
     return _cifar(56, num_classes, shortcut, **kwargs)
 
 
 @register_model("resnet")
-def resnet110(num_classes=10, shortcut="A", **kwargs):
+def resnet110(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
     """CIFAR ResNet-110 (n=18)."""
     return _cifar(110, num_classes, shortcut, **kwargs)

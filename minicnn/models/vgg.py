@@ -88,48 +88,48 @@ def _vgg(cfg, batch_norm, arch, num_classes, **kwargs):
 
 
 @register_model("vgg")
-def vgg11(num_classes=1000, **kwargs):
+def vgg11(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-11, configuration A (8 convs + 3 FC)."""
     return _vgg("A", False, "vgg11", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg11_bn(num_classes=1000, **kwargs):
+def vgg11_bn(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-11 with BatchNorm."""
     return _vgg("A", True, "vgg11_bn", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg13(num_classes=1000, **kwargs):
+def vgg13(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-13, configuration B (10 convs + 3 FC)."""
     return _vgg("B", False, "vgg13", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg13_bn(num_classes=1000, **kwargs):
+def vgg13_bn(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-13 with BatchNorm."""
     return _vgg("B", True, "vgg13_bn", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg16(num_classes=1000, **kwargs):
+def vgg16(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-16, configuration D (13 convs + 3 FC)."""
     return _vgg("D", False, "vgg16", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg16_bn(num_classes=1000, **kwargs):
+def vgg16_bn(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-16 with BatchNorm."""
     return _vgg("D", True, "vgg16_bn", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg19(num_classes=1000, **kwargs):
+def vgg19(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-19, configuration E (16 convs + 3 FC)."""
     return _vgg("E", False, "vgg19", num_classes, **kwargs)
 
 
 @register_model("vgg")
-def vgg19_bn(num_classes=1000, **kwargs):
+def vgg19_bn(num_classes: int = 1000, **kwargs) -> VGG:
     """VGG-19 with BatchNorm."""
     return _vgg("E", True, "vgg19_bn", num_classes, **kwargs)

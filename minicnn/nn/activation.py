@@ -1,7 +1,10 @@
 """Activation layers: ReLU, Softmax, LogSoftmax (torch.nn)."""
 from __future__ import annotations
 
+from typing import Optional
+
 from .. import functional as F
+from ..tensor import Tensor
 from .module import Module
 
 __all__ = ["LogSoftmax", "ReLU", "Softmax"]
@@ -10,11 +13,11 @@ __all__ = ["LogSoftmax", "ReLU", "Softmax"]
 class ReLU(Module):
     """y = max(x, 0). ``inplace`` is kept for torch compatibility (and repr); a new tensor is made."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.relu(input, inplace=self.inplace)
 
     def extra_repr(self):
@@ -26,25 +29,25 @@ def _implicit_dim(ndim):
     return 0 if ndim in (0, 1, 3) else 1
 
 
-class Softmax(Module):
-    def __init__(self, dim=None):
+class _AlongDim(Module):
+    """A layer applying ``_fn(input, dim)`` (softmax, log_softmax) along one dimension."""
+
+    _fn = None
+
+    def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, input):
-        return F.softmax(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
+    def forward(self, input: Tensor) -> Tensor:
+        return self._fn(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
 
     def extra_repr(self):
         return f"dim={self.dim}"
 
 
-class LogSoftmax(Module):
-    def __init__(self, dim=None):
-        super().__init__()
-        self.dim = dim
+class Softmax(_AlongDim):
+    _fn = staticmethod(F.softmax)
 
-    def forward(self, input):
-        return F.log_softmax(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
 
-    def extra_repr(self):
-        return f"dim={self.dim}"
+class LogSoftmax(_AlongDim):
+    _fn = staticmethod(F.log_softmax)

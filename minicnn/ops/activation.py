@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..autograd import Function
+from ..tensor import Tensor
 from ._util import check_tensor, normalize_dim
 
 
@@ -20,6 +21,13 @@ class ReLU(Function):
         return ctx.backend.relu_backward(dout, y)
 
 
+def _save_output(ctx, y, dim):
+    """Softmax and log_softmax differentiate through their output y (along ``dim``)."""
+    ctx.dim = dim
+    ctx.save_for_backward(y)
+    return y
+
+
 class LogSoftmax(Function):
     """y = x - max - log Σ exp(x - max);  dx = dy - softmax(x) Σ dy."""
 
@@ -28,9 +36,7 @@ class LogSoftmax(Function):
         xp = ctx.xp
         shifted = x - x.max(axis=dim, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.dim = dim
-        ctx.save_for_backward(y)
-        return y
+        return _save_output(ctx, y, dim)
 
     @staticmethod
     def backward(ctx, dout):
@@ -45,9 +51,7 @@ class Softmax(Function):
     def forward(ctx, x, dim):
         e = ctx.xp.exp(x - x.max(axis=dim, keepdims=True))
         y = e / e.sum(axis=dim, keepdims=True)
-        ctx.dim = dim
-        ctx.save_for_backward(y)
-        return y
+        return _save_output(ctx, y, dim)
 
     @staticmethod
     def backward(ctx, dout):
@@ -55,17 +59,22 @@ class Softmax(Function):
         return y * (dout - (dout * y).sum(axis=ctx.dim, keepdims=True))
 
 
-def relu(x, inplace=False):
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
     """Rectified linear unit. ``inplace`` is accepted for torch compatibility; a new tensor is made."""
     check_tensor("relu", "input", x)
     return ReLU.apply(x)
 
 
-def softmax(x, dim):
+def softmax(x: Tensor, dim: int) -> Tensor:
     check_tensor("softmax", "input", x)
     return Softmax.apply(x, normalize_dim("softmax", dim, x.ndim))
 
 
-def log_softmax(x, dim):
+def log_softmax(x: Tensor, dim: int) -> Tensor:
     check_tensor("log_softmax", "input", x)
     return LogSoftmax.apply(x, normalize_dim("log_softmax", dim, x.ndim))
+
+
+Tensor.relu = lambda self: relu(self)
+Tensor.softmax = lambda self, dim: softmax(self, dim)
+Tensor.log_softmax = lambda self, dim: log_softmax(self, dim)

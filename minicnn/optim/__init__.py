@@ -7,6 +7,10 @@
     ...         opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
     ...     sched.step()
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List
+
 from . import lr_scheduler
 from .adam import Adam, AdamW
 from .optimizer import Optimizer
@@ -14,8 +18,12 @@ from .sgd import SGD
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler", "param_groups"]
 
+if TYPE_CHECKING:
+    from ..nn import Module
 
-def param_groups(model, weight_decay, no_decay_bn_bias=True):
+
+def param_groups(model: Module, weight_decay: float,
+                 no_decay_bn_bias: bool = True) -> List[Dict[str, Any]]:
     """The model's parameters as optimizer groups: with ``no_decay_bn_bias``, biases and BatchNorm's
     scale/shift (every parameter with fewer than 2 dimensions) get no weight decay.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import Any, Dict, List, Optional, Sequence
 
 from .optimizer import Optimizer
 
@@ -28,7 +29,7 @@ __all__ = ["CosineAnnealingLR", "LRScheduler", "LinearLR", "MultiStepLR", "Seque
 class LRScheduler:
     """Base class: subclasses implement ``_lr_at(t)``, the list of group learning rates at step t."""
 
-    def __init__(self, optimizer, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         self.optimizer = optimizer
@@ -48,15 +49,15 @@ class LRScheduler:
     def _lr_at(self, t):
         raise NotImplementedError
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         """The learning rates at the current ``last_epoch``."""
         return self._lr_at(self.last_epoch)
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> List[float]:
         """The learning rates set by the last ``step()``."""
         return list(self._last_lr)
 
-    def step(self, epoch=None):
+    def step(self, epoch: Optional[int] = None) -> None:
         """Advance ``last_epoch`` by one (or set it to ``epoch``) and set the groups' learning rates."""
         self._step_count += 1
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
@@ -64,19 +65,20 @@ class LRScheduler:
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """Every attribute but the optimizer: plain numbers and lists."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
                 if k != "optimizer"}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
 
 
 class StepLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` steps."""
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         if not isinstance(step_size, int) or step_size < 1:
             raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
         self.step_size, self.gamma = step_size, gamma
@@ -89,7 +91,8 @@ class StepLR(LRScheduler):
 class MultiStepLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` at each of the ``milestones`` (step counts)."""
 
-    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         self.milestones, self.gamma = sorted(int(m) for m in milestones), gamma
         super().__init__(optimizer, last_epoch)
 
@@ -100,7 +103,8 @@ class MultiStepLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """Half a cosine from the base lr down to ``eta_min`` over ``T_max`` steps (Loshchilov & Hutter 2017)."""
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
         if T_max <= 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max!r}")
         self.T_max, self.eta_min = T_max, eta_min
@@ -114,7 +118,8 @@ class CosineAnnealingLR(LRScheduler):
 class LinearLR(LRScheduler):
     """Scale the lr linearly from ``start_factor`` to ``end_factor`` over ``total_iters`` steps (warm-up)."""
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3,
+                 end_factor: float = 1.0, total_iters: int = 5, last_epoch: int = -1) -> None:
         if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
             raise ValueError("LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got "
                              f"{start_factor!r} and {end_factor!r}")
@@ -134,7 +139,8 @@ class SequentialLR(LRScheduler):
     is linear warm-up followed by cosine decay.
     """
 
-    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler],
+                 milestones: Sequence[int], last_epoch: int = -1) -> None:
         if len(schedulers) < 1 or len(milestones) != len(schedulers) - 1:
             raise ValueError(f"SequentialLR: expected {len(schedulers) - 1} milestones for "
                              f"{len(schedulers)} schedulers, got {len(milestones)}")
@@ -153,12 +159,12 @@ class SequentialLR(LRScheduler):
         scheduler.last_epoch = t - start
         return scheduler._lr_at(t - start)
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         state = dict(state_dict)
         for scheduler, sub in zip(self._schedulers, state.pop("_schedulers")):
             scheduler.load_state_dict(sub)

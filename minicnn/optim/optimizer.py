@@ -17,11 +17,15 @@ identity and the model sees the new values without any copying.
 from __future__ import annotations
 
 import numbers
+from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import numpy as np
 
 from ..backends import get_backend
 from ..tensor import Tensor
+
+# What an optimizer takes: tensors, or dicts of a "params" list and hyperparameters.
+Params = Iterable[Union[Tensor, Dict[str, Any]]]
 
 __all__ = ["Optimizer"]
 
@@ -37,7 +41,7 @@ def _check_number(name, value, low=0.0, high=None, inclusive_high=False):
 class Optimizer:
     """Base class: subclasses set ``defaults`` and implement ``_update(p, grad, state, group)``."""
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: Params, defaults: Dict[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.param_groups = []
         self.state = {}  # id(param) -> dict of buffers (arrays on the param's device) and counters
@@ -52,7 +56,7 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
-    def add_param_group(self, group):
+    def add_param_group(self, group: Dict[str, Any]) -> None:
         """Add a dict with ``params`` (and optional hyperparameters that override the defaults)."""
         group = dict(group)
         params = group["params"]
@@ -83,18 +87,13 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
     # ---- stepping -------------------------------------------------------------------------------
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every parameter's gradient (``set_to_none=False`` fills them with zeros instead)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad._data[...] = 0
+                p.zero_grad(set_to_none)
 
-    def step(self, closure=None):
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
@@ -116,7 +115,7 @@ class Optimizer:
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """torch's layout with host NumPy arrays and plain numbers (see the module docstring)."""
         index = {id(p): i for i, p in enumerate(self._params())}
         state = {}
@@ -132,7 +131,7 @@ class Optimizer:
             groups.append(g)
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore hyperparameters and buffers saved by ``state_dict`` (the same parameters, in order)."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):

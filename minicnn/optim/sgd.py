@@ -14,13 +14,15 @@ the step as if looking ahead along the buffer.
 """
 from __future__ import annotations
 
-from .optimizer import Optimizer, _check_number
+from .optimizer import Optimizer, Params, _check_number
 
 __all__ = ["SGD"]
 
 
 class SGD(Optimizer):
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov)
         if nesterov and (momentum <= 0 or dampening != 0):

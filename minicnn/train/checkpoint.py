@@ -97,7 +97,7 @@ def model_for(meta, path):
     config = config_from_json(meta["config"], path)
     try:
         with skip_init():
-            return build_model(config.model, len(meta["classes"]))
+            return build_model(config.model, len(meta["classes"]), config.variant)
     except (ConfigError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path!r}: {e}") from None
 

@@ -27,7 +27,7 @@ RANGES = {
     "lighting": (False, 0, 10, True), "workers": (True, 0, 256, True), "seed": (True, 0, MAX_SEED, True),
 }
 OPEN_ABOVE = {"momentum", "label_smoothing"}   # these must stay below their highest value
-OPTIONAL = {"lr", "image_size", "data", "out", "progress"}
+OPTIONAL = {"lr", "image_size", "data", "out", "progress", "variant", "weights", "val_split"}
 
 
 def _flag(name, cli):
@@ -63,14 +63,26 @@ def check_config(config: TrainConfig, cli=False):
         raise ConfigError(f"{_flag('warmup_epochs', cli)} ({config.warmup_epochs}) must be less than "
                           f"{_flag('epochs', cli)} ({config.epochs})")
     _check_sequences(config, cli)
-    for name in ("model", "data", "out"):
+    _check_finetune(config, cli)
+    for name in ("model", "data", "out", "variant", "weights"):
         value = getattr(config, name)
         if not (isinstance(value, str) or (value is None and name in OPTIONAL)):
             raise ConfigError(f"{_flag(name, cli)} must be a string, got {value!r}")
-    for name in ("nesterov", "no_decay_bn_bias", "progress"):
+    for name in ("nesterov", "no_decay_bn_bias", "progress", "sync_bn"):
         value = getattr(config, name)
         if not (isinstance(value, bool) or (value is None and name in OPTIONAL)):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _check_finetune(config, cli):
+    split = config.val_split
+    if split is not None and (isinstance(split, bool) or not isinstance(split, numbers.Real)
+                              or not 0 < split < 1):
+        raise ConfigError(f"{_flag('val_split', cli)} must be between 0 and 1, got {split!r}")
+    if not (isinstance(config.freeze, (tuple, list))
+            and all(isinstance(p, str) and p for p in config.freeze)):
+        raise ConfigError(f"{_flag('freeze', cli)} must be parameter-name prefixes, got "
+                          f"{config.freeze!r}")
 
 
 def _positive_ints(value, count=None):
