@@ -460,14 +460,8 @@ PYBIND11_MODULE(_C_cpu, m) {
     DEF_BOTH("avg_pool2d_forward", avg_pool2d_forward, py::arg("x"), py::arg("divisor"),
              py::arg("geometry"));
     DEF_BOTH("avg_pool2d_backward", avg_pool2d_backward, py::arg("dout"), py::arg("divisor"),
-<<<<<<< HEAD
-             py::arg("H"), py::arg("W"), py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"),
-             py::arg("ph"), py::arg("pw"));
-    // Test-only (tests/test_parallel_for.py): parallel_for over [0, n) with `threads` threads and
-=======
              py::arg("geometry"));
     // Test-only (tests/ops/test_parallel_for.py): parallel_for over [0, n) with `threads` threads and
->>>>>>> main
     // chunks of at least `grain`, `repeats` times, each index busy for `spin` loop turns (so that
     // the workers are awake and claim chunks at the same time); returns how often each index ran.
     // A chunk claimed twice or never shows up as a count other than `repeats`.
