@@ -278,35 +278,40 @@ void bind_conv2d(py::module_& m) {
   m.def("conv2d_check", [](py::tuple geometry) { conv_geometry("conv2d_check", geometry); },
         "Raise ValueError when the kernels can't run this geometry (nothing is allocated or launched).");
   m.def("conv2d_forward", [](const std::string& dtype, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t bias,
-                             py::tuple geometry, int version, int tile, uintptr_t stream) {
+                             py::tuple geometry, int version, int tile, int splits, uintptr_t workspace,
+                             uintptr_t stream) {
     k::Conv2d g = conv_geometry("conv2d_forward", geometry);
     check_pointers("conv2d_forward", g.N * g.K * g.P * g.Q, {out, inp, weight});
     dispatch("conv2d_forward", dtype, [&](auto t) {
       using T = decltype(t);
       launch([&] {
         k::conv2d_forward<T>(ptr<T>(out), ptr<const T>(inp), ptr<const T>(weight), ptr<const T>(bias), g, version,
-                             tile, stream_of(stream));
+                             tile, splits, ptr<T>(workspace), stream_of(stream));
       });
     });
   }, py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("weight"), py::arg("bias"), py::arg("geometry"),
-     py::arg("version"), py::arg("tile"), py::arg("stream"));
+     py::arg("version"), py::arg("tile"), py::arg("splits"), py::arg("workspace"), py::arg("stream"));
   m.def("conv2d_backward_data", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, uintptr_t weight,
-                                   py::tuple geometry, int tile, uintptr_t stream) {
+                                   py::tuple geometry, int version, int tile, int splits, uintptr_t workspace,
+                                   uintptr_t stream) {
     k::Conv2d g = conv_geometry("conv2d_backward_data", geometry);
     check_pointers("conv2d_backward_data", g.N * g.C * g.H * g.W, {dinp, dout, weight});
     dispatch("conv2d_backward_data", dtype, [&](auto t) {
       using T = decltype(t);
       launch([&] {
-        k::conv2d_backward_data<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const T>(weight), g, tile, stream_of(stream));
+        k::conv2d_backward_data<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const T>(weight), g, version, tile, splits,
+                                   ptr<T>(workspace), stream_of(stream));
       });
     });
-  }, py::arg("dtype"), py::arg("dinp"), py::arg("dout"), py::arg("weight"), py::arg("geometry"), py::arg("tile"),
-     py::arg("stream"));
-  m.def("conv2d_backward_weight_splits", [](py::tuple geometry, int tile) {
-    return k::conv2d_backward_weight_splits(conv_geometry("conv2d_backward_weight_splits", geometry), tile);
-  }, py::arg("geometry"), py::arg("tile"));
+  }, py::arg("dtype"), py::arg("dinp"), py::arg("dout"), py::arg("weight"), py::arg("geometry"), py::arg("version"),
+     py::arg("tile"), py::arg("splits"), py::arg("workspace"), py::arg("stream"));
+  m.def("conv2d_splits", [](py::tuple geometry, int pass, int version, int tile) {
+    return k::conv2d_splits(conv_geometry("conv2d_splits", geometry), pass, version, tile);
+  }, py::arg("geometry"), py::arg("pass"), py::arg("version"), py::arg("tile"),
+     "How many slices a pass (0 forward, 1 backward data, 2 backward weight) splits its reduction into.");
   m.def("conv2d_backward_weight", [](const std::string& dtype, uintptr_t dweight, uintptr_t workspace, uintptr_t dout,
-                                     uintptr_t inp, py::tuple geometry, int tile, int splits, uintptr_t stream) {
+                                     uintptr_t inp, py::tuple geometry, int version, int tile, int splits,
+                                     uintptr_t stream) {
     k::Conv2d g = conv_geometry("conv2d_backward_weight", geometry);
     check_pointers("conv2d_backward_weight", 1, {dweight});
     check_pointers("conv2d_backward_weight", g.N * g.P * g.Q, {dout, inp});
@@ -314,11 +319,11 @@ void bind_conv2d(py::module_& m) {
       using T = decltype(t);
       launch([&] {
         k::conv2d_backward_weight<T>(ptr<T>(dweight), ptr<T>(workspace), ptr<const T>(dout), ptr<const T>(inp), g,
-                                     tile, splits, stream_of(stream));
+                                     version, tile, splits, stream_of(stream));
       });
     });
   }, py::arg("dtype"), py::arg("dweight"), py::arg("workspace"), py::arg("dout"), py::arg("inp"), py::arg("geometry"),
-     py::arg("tile"), py::arg("splits"), py::arg("stream"));
+     py::arg("version"), py::arg("tile"), py::arg("splits"), py::arg("stream"));
   m.def("conv2d_backward_bias", [](const std::string& dtype, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K,
                                    int64_t PQ, uintptr_t stream) {
     check_channels("conv2d_backward_bias", N, K, PQ);

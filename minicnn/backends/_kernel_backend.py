@@ -327,44 +327,55 @@ class KernelBackend:
         self.C.conv2d_check(geometry)  # ValueError: too large for the kernels' indices or grid
         return geometry, (P, Q)
 
-    def conv2d_forward(self, x, w, b, stride, padding, dilation, groups, *, version=2, tile=0):
+    def _conv_workspace(self, g, conv_pass, version, tile, splits, out_shape, dtype):
+        """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and their
+        partial outputs (splits, *out_shape)."""
+        if splits is None:
+            splits = self.C.conv2d_splits(g, conv_pass, int(version), int(tile))
+        work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
+        return int(splits), work
+
+    def conv2d_forward(self, x, w, b, stride, padding, dilation, groups, *, version=3, tile=0, splits=None):
         """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.
 
-        version 1: the naive kernel; 2: implicit GEMM. tile: 0 by shape, else 32, 64, 128."""
+        version 1: the naive kernel; 2: implicit GEMM; 3: the fast implicit GEMM. tile: 0 by shape,
+        else 32, 64, 128. splits: of the reduction (version 3; None: by shape)."""
         op = "conv2d_forward"
         g, (P, Q) = self._conv_geometry(op, x.shape, w.shape, stride, padding, dilation, groups)
         x = self._array(op, "x", x, ndim=4)
         w = self._array(op, "weight", w, dtype=x.dtype)
         b = self._optional(op, "bias", b, x.dtype, (w.shape[0],))
         y = self._empty((x.shape[0], w.shape[0], P, Q), x.dtype)       # (N, K, P, Q)
+        splits, work = self._conv_workspace(g, 0, version, tile, splits, y.shape, x.dtype)
         self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w), self._ptr(b), g,
-                              int(version), int(tile), self._stream())
+                              int(version), int(tile), splits, self._ptr(work), self._stream())
         return y
 
-    def conv2d_backward_data(self, dout, w, x_shape, stride, padding, dilation, groups, *, tile=0):
+    def conv2d_backward_data(self, dout, w, x_shape, stride, padding, dilation, groups, *, version=3, tile=0,
+                             splits=None):
         """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R, S)."""
         op = "conv2d_backward_data"
         g, PQ = self._conv_geometry(op, x_shape, w.shape, stride, padding, dilation, groups)
         dout = self._array(op, "dout", dout, shape=(g[0], g[4], *PQ))
         w = self._array(op, "weight", w, dtype=dout.dtype)
         dx = self._empty(g[:4], dout.dtype)                            # (N, C, H, W)
+        splits, work = self._conv_workspace(g, 1, version, tile, splits, dx.shape, dout.dtype)
         self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(w), g,
-                                    int(tile), self._stream())
+                                    int(version), int(tile), splits, self._ptr(work), self._stream())
         return dx
 
-    def conv2d_backward_weight(self, dout, x, w_shape, stride, padding, dilation, groups, *, tile=0, splits=None):
+    def conv2d_backward_weight(self, dout, x, w_shape, stride, padding, dilation, groups, *, version=3, tile=0,
+                               splits=None):
         """dw (K, C/G, R, S) = Σ_{n, p, q} dout ⊗ windows of x, the reduction split in ``splits``
         slices (None: the kernels' choice) added deterministically."""
         op = "conv2d_backward_weight"
         g, PQ = self._conv_geometry(op, x.shape, w_shape, stride, padding, dilation, groups)
         dout = self._array(op, "dout", dout, shape=(g[0], g[4], *PQ))
         x = self._array(op, "x", x, dtype=dout.dtype)
-        if splits is None:
-            splits = self.C.conv2d_backward_weight_splits(g, int(tile))
         dw = self._empty(w_shape, dout.dtype)                          # (K, C/G, R, S)
-        work = self._empty((splits, *w_shape), dout.dtype) if splits > 1 else None  # (splits, K, C/G, R, S)
+        splits, work = self._conv_workspace(g, 2, version, tile, splits, w_shape, dout.dtype)
         self.C.conv2d_backward_weight(self._dtype_name(dout), self._ptr(dw), self._ptr(work), self._ptr(dout),
-                                      self._ptr(x), g, int(tile), int(splits), self._stream())
+                                      self._ptr(x), g, int(version), int(tile), splits, self._stream())
         return dw
 
     def conv2d_backward_bias(self, dout):
