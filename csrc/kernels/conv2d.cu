@@ -384,10 +384,11 @@ static void backward_weight_v3(T* partial, const T* dout, const T* inp, const Co
   auto run = [&](auto lanes) {
     v3::BackwardWeightV3<T, L, decltype(lanes)::value> pb{partial, dout, inp, g, g.C / g.G, g.K / g.G, g.R * g.S,
                                                            g.H * g.W, g.P * g.Q};
+    pb.dy_image = int64_t(g.K) * pb.PQ, pb.x_image = int64_t(g.C) * pb.HW;
     pb.dy_vec = L > 1 && lanes && aligned(dout, L * sizeof(T));
     launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
   };
-  if ((g.P * g.Q) % L == 0) run(std::true_type());
+  if (g.Q % L == 0) run(std::true_type());
   else run(std::false_type());
 }
 

@@ -151,9 +151,8 @@ struct ForwardV3 {
   };
   struct State {
     const T* x;  // this thread's A row: image n, channel grp·Cg
-    const T* w;  // this thread's B column: weight row of output channel k
+    int w;       // this thread's B column: the offset of output channel k's weights (K·Cg·R·S < 2^31)
     int h0, w0, left;
-    bool row_ok, col_ok;
     TapWalk t;
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
@@ -167,12 +166,11 @@ struct ForwardV3 {
   }
   __device__ State start(const Block& b, int64_t m, int64_t k, int64_t d) const {
     State s;
-    s.row_ok = m < b.rows, s.col_ok = k < b.cols;
-    const RowPos o = decode_row(s.row_ok ? m : 0, g.P, g.Q);
+    const RowPos o = decode_row(m < b.rows ? m : 0, g.P, g.Q);
     const int grp = int(blockIdx.z % unsigned(g.G));
     s.x = inp + (o.n * g.C + int64_t(grp) * Cg) * HW;
     s.h0 = o.a * g.sh - g.ph, s.w0 = o.b * g.sw - g.pw;
-    s.w = weight + (int64_t(grp) * Kg + (s.col_ok ? k : 0)) * Cg * RS;
+    s.w = (grp * Kg + (k < b.cols ? int(k) : 0)) * Cg * RS;
     s.left = steps_left(d, b.d_end);
     s.t.start(d, Cg, g.S);
     return s;
@@ -185,12 +183,12 @@ struct ForwardV3 {
     if constexpr (kLanes) {
       const bool in = s.left > 0;  // all L or none: depth and d are multiples of L
       const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
-      const bool a_ok = in && s.row_ok && inside(h, g.H) && inside(w, g.W);
+      const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
       const int at = s.t.c * HW + h * g.W + w;  // in one image: C·H·W < 2^31 (the launcher checks)
 #pragma unroll
       for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(s.x + (at + l * HW)) : T(0);
-      const bool b_ok = in && s.col_ok;
-      const T* pw = s.w + s.t.c * RS + s.t.r * g.S + s.t.s;
+      const bool b_ok = in;
+      const T* pw = weight + (s.w + s.t.c * RS + s.t.r * g.S + s.t.s);
       if (w_vec && b_ok) {
         ldg_vec<L>(rb, pw);
       } else {
@@ -203,9 +201,9 @@ struct ForwardV3 {
         const TapWalk t = s.t.plus(l, Cg, g.S);
         const bool in = l < s.left;
         const int h = s.h0 + t.r * g.dh, w = s.w0 + t.s * g.dw;
-        const bool a_ok = in && s.row_ok && inside(h, g.H) && inside(w, g.W);
+        const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
         ra[l] = a_ok ? __ldg(s.x + (t.c * HW + h * g.W + w)) : T(0);
-        rb[l] = in && s.col_ok ? __ldg(s.w + t.c * RS + t.r * g.S + t.s) : T(0);
+        rb[l] = in ? __ldg(weight + (s.w + t.c * RS + t.r * g.S + t.s)) : T(0);
       }
     }
   }
@@ -248,10 +246,9 @@ struct BackwardDataV3 {
   };
   struct State {
     const T* dy;  // dout[n, grp·Kg]
-    const T* w;   // weight[grp·Kg, c, r0, s0]
+    int w;        // the offset of weight[grp·Kg, c, r0, s0] (K·Cg·R·S < 2^31)
     int pi, qj;   // the dout pixel of tap (0, 0): (i + p0, j + q0)
     int Sv, left;
-    bool row_ok, col_ok;
     TapWalk t;    // (c, r, s) = (k, tr, ts)
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
@@ -269,12 +266,11 @@ struct BackwardDataV3 {
   }
   __device__ State start(const Block& b, int64_t m, int64_t c, int64_t d) const {
     State s;
-    s.row_ok = m < b.rows, s.col_ok = c < b.cols;
-    const RowPos o = decode_row(s.row_ok ? m : 0, b.A, b.B);
+    const RowPos o = decode_row(m < b.rows ? m : 0, b.A, b.B);
     const int grp = int(blockIdx.z % unsigned(g.G));
     s.dy = dout + (o.n * g.K + int64_t(grp) * Kg) * PQ;
     s.pi = o.a + b.tr.p0, s.qj = o.b + b.ts.p0;
-    s.w = weight + (int64_t(grp) * Kg * Cg + (s.col_ok ? c : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
+    s.w = (grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
     s.Sv = b.ts.count > 0 ? b.ts.count : 1;
     s.left = steps_left(d, b.d_end);
     s.t.start(d, Kg, s.Sv);
@@ -288,24 +284,24 @@ struct BackwardDataV3 {
     if constexpr (kLanes) {
       const bool in = s.left > 0;
       const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
-      const bool a_ok = in && s.row_ok && inside(p, g.P) && inside(q, g.Q);
+      const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
       const int at = s.t.c * PQ + p * g.Q + q;  // in one image: K·P·Q < 2^31 (the launcher checks)
 #pragma unroll
       for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(s.dy + (at + l * PQ)) : T(0);
-      const bool b_ok = in && s.col_ok;
+      const bool b_ok = in;
       const int wt = s.t.c * CgRS + s.t.r * rstep * g.S + s.t.s * sstep;  // K·Cg·R·S < 2^31
 #pragma unroll
-      for (int l = 0; l < L; ++l) rb[l] = b_ok ? __ldg(s.w + (wt + l * CgRS)) : T(0);
+      for (int l = 0; l < L; ++l) rb[l] = b_ok ? __ldg(weight + (s.w + wt + l * CgRS)) : T(0);
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // Kg not a multiple of L: one by one
         const TapWalk t = s.t.plus(l, Kg, s.Sv);
         const bool in = l < s.left;
         const int p = s.pi - t.r * pstep, q = s.qj - t.s * qstep;
-        const bool a_ok = in && s.row_ok && inside(p, g.P) && inside(q, g.Q);
+        const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
         ra[l] = a_ok ? __ldg(s.dy + (t.c * PQ + p * g.Q + q)) : T(0);
         const int at = t.c * CgRS + t.r * rstep * g.S + t.s * sstep;
-        rb[l] = in && s.col_ok ? __ldg(s.w + at) : T(0);
+        rb[l] = in ? __ldg(weight + (s.w + at)) : T(0);
       }
     }
   }
@@ -339,13 +335,13 @@ struct BackwardWeightV3 {
   const T* inp;    // (N, C, H, W)
   Conv2d g;
   int Cg, Kg, RS, HW, PQ;
+  int64_t dy_image, x_image;  // K·P·Q and C·H·W: from one image to the next
   bool dy_vec;  // kLanes and dout aligned: one vector load
-  // kLanes: P·Q % L == 0, a thread's L dout values are contiguous in one image
+  // kLanes: Q % L == 0, a thread's L pixels lie in one row of one image (else one by one)
   using Block = BlockBase<T>;
   struct State {
     PixelWalk<T> t;  // dy = dout[n, grp·Kg + k], x = x[n, grp·Cg + c]
     int h0, w0, left;
-    bool row_ok, col_ok;
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
@@ -357,42 +353,34 @@ struct BackwardWeightV3 {
   }
   __device__ State start(const Block& b, int64_t k, int64_t j, int64_t d) const {
     State s;
-    s.row_ok = k < b.rows, s.col_ok = j < b.cols;
     const int grp = int(blockIdx.z % unsigned(g.G));
-    const int jj = s.col_ok ? int(j) : 0, c = jj / RS, rs = jj - c * RS, r = rs / g.S;
+    const int jj = j < b.cols ? int(j) : 0, c = jj / RS, rs = jj - c * RS, r = rs / g.S;
     s.h0 = r * g.dh - g.ph, s.w0 = (rs - r * g.S) * g.dw - g.pw;
     s.left = steps_left(d, b.d_end);
     const int64_t n = d / PQ;  // once per thread
     const int pq = int(d - n * PQ);
     s.t.p = pq / g.Q, s.t.q = pq - s.t.p * g.Q;
-    s.t.dy = dout + (n * g.K + int64_t(grp) * Kg + (s.row_ok ? k : 0)) * PQ;
+    s.t.dy = dout + (n * g.K + int64_t(grp) * Kg + (k < b.rows ? k : 0)) * PQ;
     s.t.x = inp + (n * g.C + int64_t(grp) * Cg + c) * HW;
     return s;
   }
   __device__ __forceinline__ void advance(State& s, const Block&) const {
     s.left -= kBK;
-    s.t.advance(kBK, g, int64_t(g.K) * PQ, int64_t(g.C) * HW);
-  }
-  __device__ __forceinline__ T b_at(const State& s, const PixelWalk<T>& t, bool in) const {
-    const int h = t.p * g.sh + s.h0, w = t.q * g.sw + s.w0;
-    const bool ok = in && s.col_ok && inside(h, g.H) && inside(w, g.W);
-    return ok ? __ldg(t.x + h * g.W + w) : T(0);
+    s.t.advance(kBK, g, dy_image, x_image);
   }
   __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
-    const bool all_in = L <= s.left;
-    if constexpr (kLanes) {  // A: L consecutive pixels of one image
+    if constexpr (kLanes) {  // Q % L == 0: the L pixels lie in one row of one image
+      const bool in = s.left > 0;  // all L or none: P·Q and d are multiples of L
       const T* pa = s.t.dy + s.t.p * g.Q + s.t.q;
-      const bool a_ok = all_in && s.row_ok;
+      const bool a_ok = in;
       if (dy_vec && a_ok) {
         ldg_vec<L>(ra, pa);
       } else {
 #pragma unroll
         for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(pa + l) : T(0);
       }
-    }
-    if (all_in && s.t.q + L <= g.Q) {  // B: L pixels of one row of x
       const int h = s.t.p * g.sh + s.h0, w = s.t.q * g.sw + s.w0;
-      const bool row = s.col_ok && inside(h, g.H);
+      const bool row = in && inside(h, g.H);
       const T* px = s.t.x + h * g.W + w;
       const bool vec = L > 1 && g.sw == 1 && row && w >= 0 && w + L <= g.W &&
                        uintptr_t(px) % (L * sizeof(T)) == 0;
@@ -402,18 +390,16 @@ struct BackwardWeightV3 {
 #pragma unroll
         for (int l = 0; l < L; ++l) rb[l] = row && inside(w + l * g.sw, g.W) ? __ldg(px + l * g.sw) : T(0);
       }
-    } else {
+    } else {  // across rows and images: pixel by pixel
+      PixelWalk<T> t = s.t;
 #pragma unroll
-      for (int l = 0; l < L; ++l) {  // across a row or an image: one by one
-        PixelWalk<T> t = s.t;
-        t.advance(l, g, int64_t(g.K) * PQ, int64_t(g.C) * HW);
-        rb[l] = b_at(s, t, l < s.left);
-        if (!kLanes) ra[l] = l < s.left && s.row_ok ? __ldg(t.dy + t.p * g.Q + t.q) : T(0);
+      for (int l = 0; l < L; ++l) {
+        if (l > 0) t.advance(1, g, dy_image, x_image);
+        const bool in = l < s.left;
+        ra[l] = in ? __ldg(t.dy + t.p * g.Q + t.q) : T(0);
+        const int h = t.p * g.sh + s.h0, w = t.q * g.sw + s.w0;
+        rb[l] = in && inside(h, g.H) && inside(w, g.W) ? __ldg(t.x + h * g.W + w) : T(0);
       }
-    }
-    if (!kLanes && all_in && s.t.q + L <= g.Q) {
-#pragma unroll
-      for (int l = 0; l < L; ++l) ra[l] = s.row_ok ? __ldg(s.t.dy + s.t.p * g.Q + s.t.q + l) : T(0);
     }
   }
   __device__ __forceinline__ void store(const Block& b, const RowPos& o, int j, T v) const {
