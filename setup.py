@@ -18,6 +18,8 @@ Environment variables:
     MINICNN_EMU_ASAN=1          build _C_emu with AddressSanitizer (load it with
                                 LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)
     MINICNN_EMU_DEBUG=1         build _C_emu with -O0 -g, to step through kernels in gdb
+    MINICNN_EMU_CHECK=1         build _C_emu with the race checker (csrc/emu/check.h; no preload needed;
+                                scripts/emu_check.sh builds it aside and runs the kernel tests on it)
 """
 import glob
 import os
@@ -31,8 +33,9 @@ from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
 KERNEL_SOURCES = sorted(glob.glob("csrc/kernels/*.cu"))
+GEOMETRY_HEADERS = ["csrc/geometry.h", "csrc/geometry_py.h"]  # shared by _C_cpu and the kernels
 KERNEL_HEADERS = sorted(glob.glob("csrc/kernels/*.h") + glob.glob("csrc/kernels/*.cuh")
-                        + glob.glob("csrc/emu/*.h") + ["csrc/cuda_compat.h"])
+                        + glob.glob("csrc/emu/*.h") + ["csrc/cuda_compat.h"]) + GEOMETRY_HEADERS
 DEFAULT_CUDA_ARCHS = "75,80,86,89,90+PTX"
 
 
@@ -41,7 +44,7 @@ def cpu_extension():
         "minicnn._C_cpu",
         ["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"],
         include_dirs=["csrc/cpu"],
-        depends=sorted(glob.glob("csrc/cpu/*.h")),  # header edits rebuild the module
+        depends=sorted(glob.glob("csrc/cpu/*.h")) + GEOMETRY_HEADERS,  # header edits rebuild it
         cxx_std=17,
         extra_compile_args=["-O3", "-pthread"],  # our own thread pool (parallel.h), no OpenMP
         extra_link_args=["-pthread"],
@@ -67,6 +70,9 @@ def emu_extension():
     if _env_flag("MINICNN_EMU_ASAN"):
         compile_args = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
         link_args = ["-fsanitize=address"]
+    if _env_flag("MINICNN_EMU_CHECK"):  # instrumented by -fsanitize=thread, but no libtsan: see check.h
+        compile_args = ["-O1", "-g", "-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
+                        "-DMINICNN_EMU_CHECK=1"]
     return Pybind11Extension(
         "minicnn._C_emu",
         ["csrc/bindings.cpp", "csrc/emu_kernels.cpp"],

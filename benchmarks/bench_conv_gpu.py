@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from minicnn.ops.geometry import Conv2dGeometry
+
 # (C, H, K, R, stride, padding, layers of ResNet-50 with this shape); W = H, S = R, groups 1.
 RESNET50_CONVS = [
     (3, 224, 64, 7, 2, 3, 1),                                    # stem
@@ -92,18 +94,19 @@ def torch_setup(device):
     return torch
 
 
-def reference(dev, x, w, dy, hyper):
+def reference(dev, x, w, dy, g):
     """{pass: a callable giving the reference result as NumPy, and its timing callable or None}."""
-    (stride, padding, _, _), torch = hyper, dev.torch
+    torch = dev.torch
     if torch is None:
-        from minicnn.backends import numpy_backend as cpu
+        from minicnn.backends import get_backend
+        cpu = get_backend("cpu")
         hx, hw, hdy = dev.host(x), dev.host(w), dev.host(dy)
-        return {"fwd": (lambda: cpu.conv2d_forward(hx, hw, None, *hyper), None),
-                "bwd-data": (lambda: cpu.conv2d_backward_data(hdy, hw, hx.shape, *hyper), None),
-                "bwd-weight": (lambda: cpu.conv2d_backward_weight(hdy, hx, hw.shape, *hyper), None)}
+        return {"fwd": (lambda: cpu.conv2d_forward(hx, hw, None, g), None),
+                "bwd-data": (lambda: cpu.conv2d_backward_data(hdy, hw, g), None),
+                "bwd-weight": (lambda: cpu.conv2d_backward_weight(hdy, hx, g), None)}
     tdev = "cuda" if dev.name == "cuda" else "cpu"
     tx, tw, tdy = (torch.as_tensor(a, device=tdev) for a in (x, w, dy))
-    kw = dict(stride=stride, padding=padding)
+    kw = dict(stride=g.stride, padding=g.padding)
     calls = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, **kw),
              "bwd-data": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
              "bwd-weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}
@@ -119,15 +122,15 @@ def run_shape(dev, shape, batch, dtype, repeats, scale):
     rng = np.random.default_rng(0)
     x = xp.asarray(rng.standard_normal((batch, C, H, H)).astype(dtype))
     w = xp.asarray((rng.standard_normal((K, C, R, R)) / np.sqrt(C * R * R)).astype(dtype))
-    hyper = ((stride, stride), (padding, padding), (1, 1), 1)
-    y = backend.conv2d_forward(x, w, None, *hyper)
+    g = Conv2dGeometry.of(x.shape, w.shape, (stride, stride), (padding, padding))
+    y = backend.conv2d_forward(x, w, None, g)
     dy = xp.asarray(rng.standard_normal(y.shape).astype(dtype))
     ours = {
-        "fwd": lambda: backend.conv2d_forward(x, w, None, *hyper),
-        "bwd-data": lambda: backend.conv2d_backward_data(dy, w, x.shape, *hyper),
-        "bwd-weight": lambda: backend.conv2d_backward_weight(dy, x, w.shape, *hyper),
+        "fwd": lambda: backend.conv2d_forward(x, w, None, g),
+        "bwd-data": lambda: backend.conv2d_backward_data(dy, w, g),
+        "bwd-weight": lambda: backend.conv2d_backward_weight(dy, x, g),
     }
-    theirs = reference(dev, x, w, dy, hyper)
+    theirs = reference(dev, x, w, dy, g)
     results = {}
     for p in PASSES:
         ms = dev.time_ms(ours[p], repeats)

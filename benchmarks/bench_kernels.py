@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from minicnn.backends import get_backend
+from minicnn.ops.geometry import Pool2dGeometry
 
 try:
     import torch
@@ -79,23 +80,21 @@ def cases(n):
         return (lambda: b.relu_forward(x)), (lambda: b.relu_backward(dy, y)), y
 
     def max_pool(b, x, dy):
-        args = ((3, 3), (2, 2), (0, 0), (1, 1))
-        out = tuple((s - 3) // 2 + 1 for s in x.shape[2:])
-        y, argmax = b.max_pool2d_forward(x, *args, out)
-        return (lambda: b.max_pool2d_forward(x, *args, out)), \
-            (lambda: b.max_pool2d_backward(dy, argmax, x.shape, *args)), y
+        g = Pool2dGeometry.of(x.shape, (3, 3), (2, 2))
+        y, argmax = b.max_pool2d_forward(x, g)
+        return (lambda: b.max_pool2d_forward(x, g)), \
+            (lambda: b.max_pool2d_backward(dy, argmax, g)), y
 
     def avg_pool(b, x, dy):
-        args = ((2, 2), (2, 2), (0, 0))
-        out = tuple(s // 2 for s in x.shape[2:])
-        y = b.avg_pool2d_forward(x, *args, out)
-        return (lambda: b.avg_pool2d_forward(x, *args, out)), \
-            (lambda: b.avg_pool2d_backward(dy, x.shape, *args)), y
+        g = Pool2dGeometry.of(x.shape, (2, 2), (2, 2))
+        y = b.avg_pool2d_forward(x, g)
+        return (lambda: b.avg_pool2d_forward(x, g)), (lambda: b.avg_pool2d_backward(dy, g)), y
 
     def adaptive(b, x, dy):
-        y = b.adaptive_avg_pool2d_forward(x, (1, 1))
-        return (lambda: b.adaptive_avg_pool2d_forward(x, (1, 1))), \
-            (lambda: b.adaptive_avg_pool2d_backward(dy, x.shape)), y
+        g = Pool2dGeometry.adaptive(x.shape, (1, 1))
+        y = b.adaptive_avg_pool2d_forward(x, g)
+        return (lambda: b.adaptive_avg_pool2d_forward(x, g)), \
+            (lambda: b.adaptive_avg_pool2d_backward(dy, g)), y
 
     def lrn(b, x, dy):
         y, scale = b.local_response_norm_forward(x, 5, 1e-4, 0.75, 2.0)

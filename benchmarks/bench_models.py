@@ -437,8 +437,8 @@ def _set_threads(n):
     if torch is not None:
         torch.set_num_threads(n)
     try:
-        from minicnn.backends import numpy_backend
-        numpy_backend.set_num_threads(n)
+        from minicnn.backends import get_backend
+        get_backend("cpu").set_num_threads(n)
     except (ImportError, AttributeError):
         pass
 

@@ -168,9 +168,8 @@ def main():
     use_torch = torch is not None and not args.no_torch
     if torch is not None:
         torch.set_num_threads(args.threads)
-    from minicnn.backends import numpy_backend
-    if hasattr(numpy_backend, "set_num_threads"):  # the C++ helpers' thread pool
-        numpy_backend.set_num_threads(args.threads)
+    from minicnn.backends import get_backend
+    get_backend("cpu").set_num_threads(args.threads)  # the C++ helpers' thread pool
     rng = np.random.default_rng(0)
     if args.model_convs is not None:
         from bench_models import MODELS

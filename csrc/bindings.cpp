@@ -4,21 +4,32 @@
 //   minicnn._C_emu    this file + csrc/emu_kernels.cpp (the same .cu files on the CPU emulator)
 //
 // Only csrc/kernels/kernels.h is included here: no CUDA header, no emulator, so the same object
-// code serves both. Every function takes raw device pointers (Python ints: `a.data.ptr` of a CuPy
-// array, `a.ctypes.data` of a NumPy array), sizes, and a stream handle (an int; 0 is the default
-// stream). The Python side (minicnn/backends/_kernel_backend.py) checks shapes, dtypes and
-// contiguity and allocates the outputs; this layer only rejects what would make a kernel read out
-// of bounds (negative sizes, a missing pointer) and picks the float or double kernel by `dtype`.
+// code serves both. Every launcher is bound by def_launcher: the Python function takes the dtype
+// ("float32" / "float64", which picks the float or double launcher), then the launcher's own
+// arguments by name, with device pointers and the stream handle as ints (`a.data.ptr` of a CuPy
+// array, `a.ctypes.data` of a NumPy array; stream 0 is the default stream) and 64-bit ints for its
+// int arguments (checked to fit: a ValueError naming the argument, never pybind11's signature
+// dump). A convolution or pooling comes as the checked Conv2dArgs / Pool2dArgs that
+// conv2d_check / pool2d_check return for a geometry (csrc/geometry.h, minicnn/ops/geometry.py):
+// the one check of a call, made by the Python side before it allocates anything.
 //
-// The GIL is released while a launcher runs (the emulator executes the whole kernel then). A failed
-// launch or a fault in a kernel throws std::runtime_error "kernel <name>: ..." → RuntimeError.
+// The Python side (minicnn/backends/_kernel_backend.py) checks shapes, dtypes and contiguity and
+// allocates the outputs; this layer only rejects what would make a kernel read out of bounds
+// (negative sizes, a missing pointer). The GIL is released while a launcher runs (the emulator
+// executes the whole kernel then). A failed launch or a fault in a kernel throws
+// std::runtime_error "kernel <name>: ..." -> RuntimeError.
 #include <pybind11/pybind11.h>
 
-#include <cstdint>
+#include <array>
 #include <climits>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
+#include "geometry_py.h"
 #include "kernels/kernels.h"
 
 namespace py = pybind11;
@@ -26,35 +37,74 @@ namespace k = minicnn::kernels;
 
 namespace {
 
+// ---- one binding per launcher -------------------------------------------------------------------
+// How a launcher argument of type A reaches Python, and back: pointers (the stream included) as
+// ints, int as a checked 64-bit int, everything else as itself.
+template <class A>
+struct Arg {
+  using type = A;
+  static A from(const char*, const char*, A v) { return v; }
+};
 template <class T>
-T* ptr(uintptr_t address) {
-  return reinterpret_cast<T*>(address);
-}
-
-cudaStream_t stream_of(uintptr_t handle) { return reinterpret_cast<cudaStream_t>(handle); }
-
-// Call f(T{}) with T = float or double as `dtype` names ("float32" / "float64").
-template <class F>
-void dispatch(const char* op, const std::string& dtype, F&& f) {
-  if (dtype == "float32") {
-    f(float{});
-  } else if (dtype == "float64") {
-    f(double{});
-  } else {
-    throw py::type_error(std::string(op) + ": the CUDA kernels take float32 or float64, got " + dtype);
+struct Arg<T*> {
+  using type = uintptr_t;
+  static T* from(const char*, const char*, uintptr_t v) { return reinterpret_cast<T*>(v); }
+};
+template <>
+struct Arg<int> {
+  using type = int64_t;
+  static int from(const char* op, const char* name, int64_t v) {
+    if (v < INT32_MIN || v > INT32_MAX)
+      throw py::value_error(std::string(op) + ": " + name + " = " + std::to_string(v) +
+                            " does not fit a 32-bit int");
+    return int(v);
   }
+};
+template <class A>
+struct Arg<const A&> {
+  using type = const A&;
+  static const A& from(const char*, const char*, const A& v) { return v; }
+};
+
+template <class Check, class... A32, class... A64, size_t... I>
+void def_launcher(py::module_& m, const char* op, void (*f32)(A32...), void (*f64)(A64...),
+                  std::array<const char*, sizeof...(A32)> names, Check check,
+                  std::index_sequence<I...>) {
+  static_assert(sizeof...(A32) == sizeof...(A64), "float and double launchers differ");
+  for (const char* name : names)
+    if (name == nullptr) throw std::logic_error(std::string(op) + ": an argument has no name");
+  m.def(
+      op,
+      [op, f32, f64, names, check](const std::string& dtype, typename Arg<A32>::type... a) {
+        check(op, a...);
+        if (dtype == "float32") {
+          auto args = std::make_tuple(Arg<A32>::from(op, names[I], a)...);
+          py::gil_scoped_release release;
+          std::apply(f32, args);
+        } else if (dtype == "float64") {
+          auto args = std::make_tuple(Arg<A64>::from(op, names[I], a)...);
+          py::gil_scoped_release release;
+          std::apply(f64, args);
+        } else {
+          throw py::type_error(std::string(op) +
+                               ": the CUDA kernels take float32 or float64, got " + dtype);
+        }
+      },
+      py::arg("dtype"), py::arg(names[I])...);
 }
 
-// Run a launcher without the GIL.
-template <class F>
-void launch(F&& f) {
-  py::gil_scoped_release release;
-  f();
+// Bind the float and double instantiations of a launcher as one function `op`. `names` name the
+// launcher's arguments; `check(op, python arguments...)` rejects what would read out of bounds.
+template <class Check, class... A32, class... A64>
+void def_launcher(py::module_& m, const char* op, void (*f32)(A32...), void (*f64)(A64...),
+                  std::array<const char*, sizeof...(A32)> names, Check check) {
+  def_launcher(m, op, f32, f64, names, check, std::index_sequence_for<A32...>{});
 }
 
 void check_sizes(const char* op, std::initializer_list<int64_t> sizes) {
   for (int64_t s : sizes)
-    if (s < 0) throw py::value_error(std::string(op) + ": sizes must be >= 0, got " + std::to_string(s));
+    if (s < 0)
+      throw py::value_error(std::string(op) + ": sizes must be >= 0, got " + std::to_string(s));
 }
 
 void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> pointers) {
@@ -63,308 +113,263 @@ void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> 
     if (p == 0) throw py::value_error(std::string(op) + ": a required buffer pointer is null");
 }
 
-k::Pool2d pool_geometry(const char* op, py::tuple t) {
-  if (t.size() != 14)
-    throw py::value_error(std::string(op) + ": geometry must be (N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw)");
-  auto i = [&](size_t j) { return t[j].cast<int64_t>(); };
-  k::Pool2d g{i(0), i(1), int(i(2)), int(i(3)), int(i(4)), int(i(5)), int(i(6)), int(i(7)),
-              int(i(8)), int(i(9)), int(i(10)), int(i(11)), int(i(12)), int(i(13))};
-  check_sizes(op, {g.N, g.C, g.H, g.W, g.P, g.Q, g.ph, g.pw});
-  if (g.R < 1 || g.S < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
-    throw py::value_error(std::string(op) + ": window, stride and dilation must be >= 1");
-  return g;
-}
+int64_t inputs(const k::Pool2d& g) { return g.N * g.C * g.H * g.W; }
+int64_t outputs(const k::Pool2d& g) { return g.N * g.C * g.P * g.Q; }
 
-// The tuple (N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G) of kernels::Conv2d, checked by
-// kernels::conv2d_check (inconsistent or too large for the kernels' indices -> ValueError).
-k::Conv2d conv_geometry(const char* op, py::tuple t) {
-  if (t.size() != 16)
-    throw py::value_error(std::string(op) + ": geometry must be (N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G)");
-  int64_t v[16];
-  for (size_t j = 0; j < 16; ++j) {
-    v[j] = t[j].cast<int64_t>();
-    if (j > 0 && (v[j] > INT32_MAX || v[j] < INT32_MIN))
-      throw py::value_error(std::string(op) + ": geometry entry " + std::to_string(j) + " = " + std::to_string(v[j]) +
-                            " does not fit a 32-bit int (a single extent must be < 2^31)");
-  }
-  auto i = [&](size_t j) { return int(v[j]); };
-  k::Conv2d g{v[0], i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), i(10), i(11), i(12), i(13), i(14), i(15)};
-  try {
-    k::conv2d_check(g);
-  } catch (const std::invalid_argument& e) {
-    throw py::value_error(std::string(op) + ": " + e.what());
-  }
-  return g;
-}
-
-// ---- the bindings, one family at a time -------------------------------------------------------------
+// ---- the bindings, one family at a time ---------------------------------------------------------
 void bind_relu(py::module_& m) {
-  m.def("relu_forward", [](const std::string& dtype, uintptr_t out, uintptr_t inp, int64_t n, uintptr_t stream) {
-    check_sizes("relu_forward", {n});
-    check_pointers("relu_forward", n, {out, inp});
-    dispatch("relu_forward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] { k::relu_forward<T>(ptr<T>(out), ptr<const T>(inp), n, stream_of(stream)); });
-    });
-  }, py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("n"), py::arg("stream"));
-  m.def("relu_backward", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, uintptr_t out, int64_t n,
-                            uintptr_t stream) {
-    check_sizes("relu_backward", {n});
-    check_pointers("relu_backward", n, {dinp, dout, out});
-    dispatch("relu_backward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] { k::relu_backward<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const T>(out), n, stream_of(stream)); });
-    });
-  }, py::arg("dtype"), py::arg("dinp"), py::arg("dout"), py::arg("out"), py::arg("n"), py::arg("stream"));
+  def_launcher(m, "relu_forward", &k::relu_forward<float>, &k::relu_forward<double>,
+               {"out", "inp", "n", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t inp, int64_t n, auto) {
+                 check_sizes(op, {n});
+                 check_pointers(op, n, {out, inp});
+               });
+  def_launcher(m, "relu_backward", &k::relu_backward<float>, &k::relu_backward<double>,
+               {"dinp", "dout", "out", "n", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t out, int64_t n, auto) {
+                 check_sizes(op, {n});
+                 check_pointers(op, n, {dinp, dout, out});
+               });
 }
 
 void bind_pool(py::module_& m) {
-  // geometry: the tuple (N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw) of kernels::Pool2d.
-  m.def("max_pool2d_forward", [](const std::string& dtype, uintptr_t out, uintptr_t argmax, uintptr_t inp,
-                                 py::tuple geometry, uintptr_t stream) {
-    k::Pool2d g = pool_geometry("max_pool2d_forward", geometry);
-    check_pointers("max_pool2d_forward", g.N * g.C * g.P * g.Q, {out, argmax, inp});
-    dispatch("max_pool2d_forward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] { k::max_pool2d_forward<T>(ptr<T>(out), ptr<int64_t>(argmax), ptr<const T>(inp), g, stream_of(stream)); });
-    });
-  });
-  m.def("max_pool2d_backward", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, uintptr_t argmax,
-                                  py::tuple geometry, int version, uintptr_t stream) {
-    k::Pool2d g = pool_geometry("max_pool2d_backward", geometry);
-    check_pointers("max_pool2d_backward", g.N * g.C * g.H * g.W, {dinp});
-    check_pointers("max_pool2d_backward", g.N * g.C * g.P * g.Q, {dout, argmax});
-    dispatch("max_pool2d_backward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::max_pool2d_backward<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const int64_t>(argmax), g, version,
-                                  stream_of(stream));
-      });
-    });
-  });
-  m.def("avg_pool2d_forward", [](const std::string& dtype, uintptr_t out, uintptr_t inp, py::tuple geometry,
-                                 bool count_include_pad, int64_t divisor_override, uintptr_t stream) {
-    k::Pool2d g = pool_geometry("avg_pool2d_forward", geometry);
-    check_pointers("avg_pool2d_forward", g.N * g.C * g.P * g.Q, {out, inp});
-    dispatch("avg_pool2d_forward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::avg_pool2d_forward<T>(ptr<T>(out), ptr<const T>(inp), g, count_include_pad, divisor_override,
-                                 stream_of(stream));
-      });
-    });
-  });
-  m.def("avg_pool2d_backward", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, py::tuple geometry,
-                                  bool count_include_pad, int64_t divisor_override, uintptr_t stream) {
-    k::Pool2d g = pool_geometry("avg_pool2d_backward", geometry);
-    check_pointers("avg_pool2d_backward", g.N * g.C * g.H * g.W, {dinp, dout});
-    dispatch("avg_pool2d_backward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::avg_pool2d_backward<T>(ptr<T>(dinp), ptr<const T>(dout), g, count_include_pad, divisor_override,
-                                  stream_of(stream));
-      });
-    });
-  });
-  m.def("adaptive_avg_pool2d_forward", [](const std::string& dtype, uintptr_t out, uintptr_t inp,
-                                          py::tuple geometry, uintptr_t stream) {
-    k::Pool2d g = pool_geometry("adaptive_avg_pool2d_forward", geometry);
-    check_pointers("adaptive_avg_pool2d_forward", g.N * g.C * g.P * g.Q, {out, inp});
-    dispatch("adaptive_avg_pool2d_forward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] { k::adaptive_avg_pool2d_forward<T>(ptr<T>(out), ptr<const T>(inp), g, stream_of(stream)); });
-    });
-  });
-  m.def("adaptive_avg_pool2d_backward", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout,
-                                           py::tuple geometry, uintptr_t stream) {
-    k::Pool2d g = pool_geometry("adaptive_avg_pool2d_backward", geometry);
-    check_pointers("adaptive_avg_pool2d_backward", g.N * g.C * g.H * g.W, {dinp});
-    check_pointers("adaptive_avg_pool2d_backward", g.N * g.C * g.P * g.Q, {dout});
-    dispatch("adaptive_avg_pool2d_backward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] { k::adaptive_avg_pool2d_backward<T>(ptr<T>(dinp), ptr<const T>(dout), g, stream_of(stream)); });
-    });
-  });
-}
-
-void check_channels(const char* op, int64_t N, int64_t C, int64_t HW) {
-  check_sizes(op, {N, C, HW});
-  if (C > INT32_MAX) throw py::value_error(std::string(op) + ": too many channels");
+  py::class_<k::Pool2d> args(
+      m, "Pool2dArgs", py::module_local(),
+      "A checked Pool2dGeometry as the kernels take it; made by pool2d_check.");
+#define MINICNN_FIELD(f) args.def_readonly(#f, &k::Pool2d::f);
+  MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
+#undef MINICNN_FIELD
+  m.def(
+      "pool2d_check",
+      [](py::object geometry) {
+        try {
+          return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(geometry));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"),
+      "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.");
+  using G = const k::Pool2d&;
+  def_launcher(m, "max_pool2d_forward", &k::max_pool2d_forward<float>,
+               &k::max_pool2d_forward<double>, {"out", "argmax", "inp", "geometry", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t argmax, uintptr_t inp, G g, auto) {
+                 check_pointers(op, outputs(g), {out, argmax, inp});
+               });
+  def_launcher(m, "max_pool2d_backward", &k::max_pool2d_backward<float>,
+               &k::max_pool2d_backward<double>,
+               {"dinp", "dout", "argmax", "geometry", "version", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t argmax, G g, auto...) {
+                 check_pointers(op, inputs(g), {dinp});
+                 check_pointers(op, outputs(g), {dout, argmax});
+               });
+  def_launcher(m, "avg_pool2d_forward", &k::avg_pool2d_forward<float>,
+               &k::avg_pool2d_forward<double>,
+               {"out", "inp", "geometry", "count_include_pad", "divisor_override", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t inp, G g, auto...) {
+                 check_pointers(op, outputs(g), {out, inp});
+               });
+  def_launcher(m, "avg_pool2d_backward", &k::avg_pool2d_backward<float>,
+               &k::avg_pool2d_backward<double>,
+               {"dinp", "dout", "geometry", "count_include_pad", "divisor_override", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto...) {
+                 check_pointers(op, inputs(g), {dinp, dout});
+               });
+  def_launcher(m, "adaptive_avg_pool2d_forward", &k::adaptive_avg_pool2d_forward<float>,
+               &k::adaptive_avg_pool2d_forward<double>, {"out", "inp", "geometry", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t inp, G g, auto) {
+                 check_pointers(op, outputs(g), {out, inp});
+               });
+  def_launcher(m, "adaptive_avg_pool2d_backward", &k::adaptive_avg_pool2d_backward<float>,
+               &k::adaptive_avg_pool2d_backward<double>, {"dinp", "dout", "geometry", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto) {
+                 check_pointers(op, inputs(g), {dinp});
+                 check_pointers(op, outputs(g), {dout});
+               });
 }
 
 void bind_lrn(py::module_& m) {
-  m.def("local_response_norm_forward", [](const std::string& dtype, uintptr_t out, uintptr_t scale, uintptr_t inp,
-                                          int64_t N, int64_t C, int64_t HW, int size, double alpha, double beta,
-                                          double k_, uintptr_t stream) {
-    check_channels("local_response_norm_forward", N, C, HW);
-    if (size < 1) throw py::value_error("local_response_norm_forward: size must be >= 1");
-    check_pointers("local_response_norm_forward", N * C * HW, {out, scale, inp});
-    dispatch("local_response_norm_forward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::local_response_norm_forward<T>(ptr<T>(out), ptr<T>(scale), ptr<const T>(inp), N, int(C), HW, size, alpha,
-                                          beta, k_, stream_of(stream));
-      });
-    });
-  });
-  m.def("local_response_norm_backward", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, uintptr_t inp,
-                                           uintptr_t scale, int64_t N, int64_t C, int64_t HW, int size, double alpha,
-                                           double beta, uintptr_t stream) {
-    check_channels("local_response_norm_backward", N, C, HW);
-    if (size < 1) throw py::value_error("local_response_norm_backward: size must be >= 1");
-    check_pointers("local_response_norm_backward", N * C * HW, {dinp, dout, inp, scale});
-    dispatch("local_response_norm_backward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::local_response_norm_backward<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const T>(inp), ptr<const T>(scale),
-                                           N, int(C), HW, size, alpha, beta, stream_of(stream));
-      });
-    });
-  });
+  def_launcher(m, "local_response_norm_forward", &k::local_response_norm_forward<float>,
+               &k::local_response_norm_forward<double>,
+               {"out", "scale", "inp", "N", "C", "HW", "size", "alpha", "beta", "k", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t scale, uintptr_t inp, int64_t N,
+                  int64_t C, int64_t HW, int64_t size, auto...) {
+                 check_sizes(op, {N, C, HW});
+                 if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
+                 check_pointers(op, N * C * HW, {out, scale, inp});
+               });
+  def_launcher(m, "local_response_norm_backward", &k::local_response_norm_backward<float>,
+               &k::local_response_norm_backward<double>,
+               {"dinp", "dout", "inp", "scale", "N", "C", "HW", "size", "alpha", "beta", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t inp, uintptr_t scale,
+                  int64_t N, int64_t C, int64_t HW, int64_t size, auto...) {
+                 check_sizes(op, {N, C, HW});
+                 if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
+                 check_pointers(op, N * C * HW, {dinp, dout, inp, scale});
+               });
 }
 
 void bind_batchnorm(py::module_& m) {
   // weight, bias, running_mean, running_var: 0 for None.
-  m.def("batch_norm_forward_training", [](const std::string& dtype, uintptr_t out, uintptr_t mean, uintptr_t invstd,
-                                          uintptr_t running_mean, uintptr_t running_var, uintptr_t inp,
-                                          uintptr_t weight, uintptr_t bias, int64_t N, int64_t C, int64_t HW,
-                                          double momentum, double eps, uintptr_t stream) {
-    check_channels("batch_norm_forward_training", N, C, HW);
-    check_pointers("batch_norm_forward_training", N * C * HW, {out, mean, invstd, inp});
-    dispatch("batch_norm_forward_training", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::batch_norm_forward_training<T>(ptr<T>(out), ptr<T>(mean), ptr<T>(invstd), ptr<T>(running_mean),
-                                          ptr<T>(running_var), ptr<const T>(inp), ptr<const T>(weight),
-                                          ptr<const T>(bias), N, int(C), HW, momentum, eps, stream_of(stream));
+  def_launcher(
+      m, "batch_norm_forward_training", &k::batch_norm_forward_training<float>,
+      &k::batch_norm_forward_training<double>,
+      {"out", "mean", "invstd", "running_mean", "running_var", "inp", "weight", "bias", "N", "C",
+       "HW", "momentum", "eps", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t, uintptr_t,
+         uintptr_t inp, uintptr_t, uintptr_t, int64_t N, int64_t C, int64_t HW, auto...) {
+        check_sizes(op, {N, C, HW});
+        check_pointers(op, N * C * HW, {out, mean, invstd, inp});
       });
-    });
-  });
-  m.def("batch_norm_forward_inference", [](const std::string& dtype, uintptr_t out, uintptr_t mean, uintptr_t invstd,
-                                           uintptr_t inp, uintptr_t weight, uintptr_t bias, uintptr_t running_mean,
-                                           uintptr_t running_var, int64_t N, int64_t C, int64_t HW, double eps,
-                                           uintptr_t stream) {
-    check_channels("batch_norm_forward_inference", N, C, HW);
-    check_pointers("batch_norm_forward_inference", C, {mean, invstd, running_mean, running_var});
-    check_pointers("batch_norm_forward_inference", N * C * HW, {out, inp});
-    dispatch("batch_norm_forward_inference", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::batch_norm_forward_inference<T>(ptr<T>(out), ptr<T>(mean), ptr<T>(invstd), ptr<const T>(inp),
-                                           ptr<const T>(weight), ptr<const T>(bias), ptr<const T>(running_mean),
-                                           ptr<const T>(running_var), N, int(C), HW, eps, stream_of(stream));
-      });
-    });
-  });
-  m.def("batch_norm_backward", [](const std::string& dtype, uintptr_t dinp, uintptr_t dweight, uintptr_t dbias,
-                                  uintptr_t dout, uintptr_t inp, uintptr_t weight, uintptr_t mean, uintptr_t invstd,
-                                  int64_t N, int64_t C, int64_t HW, bool training, uintptr_t stream) {
-    check_channels("batch_norm_backward", N, C, HW);
-    check_pointers("batch_norm_backward", C, {dweight, dbias, mean, invstd});
-    check_pointers("batch_norm_backward", N * C * HW, {dinp, dout, inp});
-    dispatch("batch_norm_backward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::batch_norm_backward<T>(ptr<T>(dinp), ptr<T>(dweight), ptr<T>(dbias), ptr<const T>(dout), ptr<const T>(inp),
-                                  ptr<const T>(weight), ptr<const T>(mean), ptr<const T>(invstd), N, int(C), HW,
-                                  training, stream_of(stream));
-      });
-    });
-  });
+  def_launcher(m, "batch_norm_forward_inference", &k::batch_norm_forward_inference<float>,
+               &k::batch_norm_forward_inference<double>,
+               {"out", "mean", "invstd", "inp", "weight", "bias", "running_mean", "running_var",
+                "N", "C", "HW", "eps", "stream"},
+               [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t inp,
+                  uintptr_t, uintptr_t, uintptr_t running_mean, uintptr_t running_var, int64_t N,
+                  int64_t C, int64_t HW, auto...) {
+                 check_sizes(op, {N, C, HW});
+                 check_pointers(op, C, {mean, invstd, running_mean, running_var});
+                 check_pointers(op, N * C * HW, {out, inp});
+               });
+  def_launcher(m, "batch_norm_backward", &k::batch_norm_backward<float>,
+               &k::batch_norm_backward<double>,
+               {"dinp", "dweight", "dbias", "dout", "inp", "weight", "mean", "invstd", "N", "C",
+                "HW", "training", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dweight, uintptr_t dbias,
+                  uintptr_t dout, uintptr_t inp, uintptr_t, uintptr_t mean, uintptr_t invstd,
+                  int64_t N, int64_t C, int64_t HW, auto...) {
+                 check_sizes(op, {N, C, HW});
+                 check_pointers(op, C, {dweight, dbias, mean, invstd});
+                 check_pointers(op, N * C * HW, {dinp, dout, inp});
+               });
 }
 
 void bind_conv2d(py::module_& m) {
-  // geometry: the tuple of conv_geometry; bias, workspace: 0 for none; tile 0: by shape.
-  m.def("conv2d_check", [](py::tuple geometry) { conv_geometry("conv2d_check", geometry); },
-        "Raise ValueError when the kernels can't run this geometry (nothing is allocated or launched).");
-  m.def("conv2d_forward", [](const std::string& dtype, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t bias,
-                             py::tuple geometry, int version, int tile, int splits, uintptr_t workspace,
-                             uintptr_t stream) {
-    k::Conv2d g = conv_geometry("conv2d_forward", geometry);
-    check_pointers("conv2d_forward", g.N * g.K * g.P * g.Q, {out, inp, weight});
-    dispatch("conv2d_forward", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::conv2d_forward<T>(ptr<T>(out), ptr<const T>(inp), ptr<const T>(weight), ptr<const T>(bias), g, version,
-                             tile, splits, ptr<T>(workspace), stream_of(stream));
+  py::class_<k::Conv2d> args(
+      m, "Conv2dArgs", py::module_local(),
+      "A checked Conv2dGeometry as the kernels take it; made by conv2d_check.");
+#define MINICNN_FIELD(f) args.def_readonly(#f, &k::Conv2d::f);
+  MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
+#undef MINICNN_FIELD
+  m.def(
+      "conv2d_check",
+      [](py::object geometry) {
+        try {
+          return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(geometry));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"),
+      "The kernels' Conv2dArgs for a Conv2dGeometry; ValueError when they can't run it (too large "
+      "for their "
+      "indices or grid). Nothing is allocated or launched.");
+  m.def(
+      "conv2d_backward_weight_splits",
+      [](const k::Conv2d& g, int64_t tile) {
+        try {
+          return k::conv2d_backward_weight_splits(
+              g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"), py::arg("tile"));
+  m.def(
+      "conv2d_splits",
+      [](const k::Conv2d& g, int64_t pass, int64_t version, int64_t tile) {
+        try {
+          return k::conv2d_splits(g, Arg<int>::from("conv2d_splits", "pass", pass),
+                                  Arg<int>::from("conv2d_splits", "version", version),
+                                  Arg<int>::from("conv2d_splits", "tile", tile));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"), py::arg("pass"), py::arg("version"), py::arg("tile"),
+      "How many slices a pass (0 forward, 1 backward data, 2 backward weight) splits its "
+      "reduction into.");
+  // bias, workspace: 0 for none; tile 0: by shape.
+  using G = const k::Conv2d&;
+  def_launcher(m, "conv2d_forward", &k::conv2d_forward<float>, &k::conv2d_forward<double>,
+               {"out", "inp", "weight", "bias", "geometry", "version", "tile", "splits", "workspace",
+                "stream"},
+               [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g,
+                  auto...) { check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight}); });
+  def_launcher(m, "conv2d_backward_data", &k::conv2d_backward_data<float>,
+               &k::conv2d_backward_data<double>,
+               {"dinp", "dout", "weight", "geometry", "version", "tile", "splits", "workspace", "stream"},
+               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t weight, G g, auto...) {
+                 check_pointers(op, g.N * g.C * g.H * g.W, {dinp, dout, weight});
+               });
+  def_launcher(m, "conv2d_backward_weight", &k::conv2d_backward_weight<float>,
+               &k::conv2d_backward_weight<double>,
+               {"dweight", "workspace", "dout", "inp", "geometry", "version", "tile", "splits",
+                "stream"},
+               [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g,
+                  auto...) {
+                 check_pointers(op, 1, {dweight});
+                 check_pointers(op, g.N * g.P * g.Q, {dout, inp});
+               });
+  def_launcher(
+      m, "conv2d_backward_bias", &k::conv2d_backward_bias<float>, &k::conv2d_backward_bias<double>,
+      {"dbias", "dout", "N", "K", "PQ", "stream"},
+      [](const char* op, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K, int64_t PQ, auto) {
+        check_sizes(op, {N, K, PQ});
+        check_pointers(op, K, {dbias});
+        check_pointers(op, N * K * PQ, {dout});
       });
-    });
-  }, py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("weight"), py::arg("bias"), py::arg("geometry"),
-     py::arg("version"), py::arg("tile"), py::arg("splits"), py::arg("workspace"), py::arg("stream"));
-  m.def("conv2d_backward_data", [](const std::string& dtype, uintptr_t dinp, uintptr_t dout, uintptr_t weight,
-                                   py::tuple geometry, int version, int tile, int splits, uintptr_t workspace,
-                                   uintptr_t stream) {
-    k::Conv2d g = conv_geometry("conv2d_backward_data", geometry);
-    check_pointers("conv2d_backward_data", g.N * g.C * g.H * g.W, {dinp, dout, weight});
-    dispatch("conv2d_backward_data", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::conv2d_backward_data<T>(ptr<T>(dinp), ptr<const T>(dout), ptr<const T>(weight), g, version, tile, splits,
-                                   ptr<T>(workspace), stream_of(stream));
-      });
-    });
-  }, py::arg("dtype"), py::arg("dinp"), py::arg("dout"), py::arg("weight"), py::arg("geometry"), py::arg("version"),
-     py::arg("tile"), py::arg("splits"), py::arg("workspace"), py::arg("stream"));
-  m.def("conv2d_splits", [](py::tuple geometry, int pass, int version, int tile) {
-    return k::conv2d_splits(conv_geometry("conv2d_splits", geometry), pass, version, tile);
-  }, py::arg("geometry"), py::arg("pass"), py::arg("version"), py::arg("tile"),
-     "How many slices a pass (0 forward, 1 backward data, 2 backward weight) splits its reduction into.");
-  m.def("conv2d_backward_weight", [](const std::string& dtype, uintptr_t dweight, uintptr_t workspace, uintptr_t dout,
-                                     uintptr_t inp, py::tuple geometry, int version, int tile, int splits,
-                                     uintptr_t stream) {
-    k::Conv2d g = conv_geometry("conv2d_backward_weight", geometry);
-    check_pointers("conv2d_backward_weight", 1, {dweight});
-    check_pointers("conv2d_backward_weight", g.N * g.P * g.Q, {dout, inp});
-    dispatch("conv2d_backward_weight", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] {
-        k::conv2d_backward_weight<T>(ptr<T>(dweight), ptr<T>(workspace), ptr<const T>(dout), ptr<const T>(inp), g,
-                                     version, tile, splits, stream_of(stream));
-      });
-    });
-  }, py::arg("dtype"), py::arg("dweight"), py::arg("workspace"), py::arg("dout"), py::arg("inp"), py::arg("geometry"),
-     py::arg("version"), py::arg("tile"), py::arg("splits"), py::arg("stream"));
-  m.def("conv2d_backward_bias", [](const std::string& dtype, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K,
-                                   int64_t PQ, uintptr_t stream) {
-    check_channels("conv2d_backward_bias", N, K, PQ);
-    check_pointers("conv2d_backward_bias", K, {dbias});
-    check_pointers("conv2d_backward_bias", N * K * PQ, {dout});
-    dispatch("conv2d_backward_bias", dtype, [&](auto t) {
-      using T = decltype(t);
-      launch([&] { k::conv2d_backward_bias<T>(ptr<T>(dbias), ptr<const T>(dout), N, int(K), PQ, stream_of(stream)); });
-    });
-  }, py::arg("dtype"), py::arg("dbias"), py::arg("dout"), py::arg("N"), py::arg("K"), py::arg("PQ"), py::arg("stream"));
 }
 
 void bind_runtime(py::module_& m, const char* device) {
   m.attr("device") = device;
-  m.def("device_info", [] {
-    k::DeviceInfo info = k::device_info();
-    py::dict d;
-    d["usable"] = info.usable;
-    d["reason"] = info.reason;
-    d["name"] = info.name;
-    d["compute_capability"] = py::make_tuple(info.major, info.minor);
-    d["runtime_version"] = info.runtime_version;
-    d["driver_version"] = info.driver_version;
-    return d;
-  }, "Whether kernels can run here, and on what (a dict).");
-  m.def("synchronize", [] { launch([] { k::synchronize(); }); }, "Wait for every queued kernel.");
+  m.def(
+      "device_info",
+      [] {
+        k::DeviceInfo info = k::device_info();
+        py::dict d;
+        d["usable"] = info.usable;
+        d["reason"] = info.reason;
+        d["name"] = info.name;
+        d["compute_capability"] = py::make_tuple(info.major, info.minor);
+        d["runtime_version"] = info.runtime_version;
+        d["driver_version"] = info.driver_version;
+        return d;
+      },
+      "Whether kernels can run here, and on what (a dict).");
+  m.def(
+      "synchronize",
+      [] {
+        py::gil_scoped_release release;
+        k::synchronize();
+      },
+      "Wait for every queued kernel.");
   // Test hooks for the error paths (csrc/kernels/selftest.cu); never call _selftest_trap on a GPU
   // you want to keep using: __trap() ruins the CUDA context of the process.
-  m.def("_selftest_trap", [](int blocks, int threads, int trap_block, int trap_thread, uintptr_t stream) {
-    launch([&] { k::selftest_trap(blocks, threads, trap_block, trap_thread, stream_of(stream)); });
-  }, py::arg("blocks"), py::arg("threads"), py::arg("trap_block") = -1, py::arg("trap_thread") = -1,
-     py::arg("stream") = 0);
-  m.def("_selftest_divergent_barrier", [](int threads, int early, uintptr_t stream) {
-    launch([&] { k::selftest_divergent_barrier(threads, early, stream_of(stream)); });
-  }, py::arg("threads"), py::arg("early"), py::arg("stream") = 0);
+  m.def(
+      "_selftest_trap",
+      [](int blocks, int threads, int trap_block, int trap_thread, uintptr_t stream) {
+        py::gil_scoped_release release;
+        k::selftest_trap(blocks, threads, trap_block, trap_thread,
+                         Arg<cudaStream_t>::from("", "", stream));
+      },
+      py::arg("blocks"), py::arg("threads"), py::arg("trap_block") = -1,
+      py::arg("trap_thread") = -1, py::arg("stream") = 0);
+  m.def(
+      "_selftest_divergent_barrier",
+      [](int threads, int early, uintptr_t stream) {
+        py::gil_scoped_release release;
+        k::selftest_divergent_barrier(threads, early, Arg<cudaStream_t>::from("", "", stream));
+      },
+      py::arg("threads"), py::arg("early"), py::arg("stream") = 0);
 #ifdef MINICNN_CUDA_ARCHS
   m.attr("cuda_archs") = MINICNN_CUDA_ARCHS;  // e.g. "75,80,86,89,90+PTX", set by setup.py
 #endif
 }
 
 void define_module(py::module_& m, const char* device) {
+  minicnn::geometry_py::bind(m);
   bind_relu(m);
   bind_pool(m);
   bind_lrn(m);

@@ -27,6 +27,9 @@ import threading
 
 import numpy as np
 
+from .backends import common_device, get_backend
+from .tensor import Tensor
+
 __all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "backward",
            "trace_ops"]
 
@@ -118,9 +121,6 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor, common_device
-        from .backends import get_backend
-
         tensors = [a for a in args if isinstance(a, Tensor)]
         device = common_device(cls.__name__, tensors)
         backend = get_backend(device)
@@ -154,9 +154,11 @@ def _topological_order(root):
         visited.add(id(t))
         stack.append((t, True))
         if t._node is not None:
-            for inp in t._node.inputs:
-                if inp is not None and id(inp) not in visited:
-                    stack.append((inp, False))
+            # Leaves are pushed first, so popped last: each is processed right after its last
+            # consumer, and its post-accumulate-grad hook (DDP's bucket) fires early in backward.
+            inputs = [i for i in t._node.inputs if i is not None and id(i) not in visited]
+            stack.extend((inp, False) for inp in inputs if inp._node is None)
+            stack.extend((inp, False) for inp in inputs if inp._node is not None)
     return reversed(order)
 
 
@@ -243,6 +245,8 @@ def backward(root, grad, retain_graph=False):
         if node is None:  # a leaf: accumulate into .grad
             if t.requires_grad:
                 t._accumulate_grad(g, owned=g_is_ours)
+                for hook in tuple(getattr(t, "_post_accumulate_grad_hooks", {}).values()):
+                    hook(t)
             continue
         if node.ctx is None:
             raise RuntimeError(
@@ -271,3 +275,29 @@ def backward(root, grad, retain_graph=False):
             del ig
         if not retain_graph:
             node.ctx = None
+
+
+def _tensor_backward(self: Tensor, grad=None, retain_graph: bool = False) -> None:
+    """Accumulate d(self)/d(leaf) · grad into every leaf's ``.grad``.
+
+    ``grad`` may be omitted only for a one-element tensor (it then defaults to 1).
+    """
+    if not self.requires_grad:
+        raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
+    xp = get_backend(self.device).xp
+    if grad is None:
+        if self.numel() != 1:
+            raise GradShapeError(
+                f"backward: grad can be implicitly created only for scalar outputs; "
+                f"this tensor has shape {self.shape}, pass grad= of that shape")
+        g = xp.ones(self._data.shape, dtype=self.dtype)
+    else:
+        g = grad._data if isinstance(grad, Tensor) else xp.asarray(grad)
+        if tuple(g.shape) != self.shape:
+            raise ValueError(f"backward: grad has shape {tuple(g.shape)}, tensor has shape "
+                             f"{self.shape}")
+        g = g.astype(self.dtype, copy=False)
+    backward(self, g, retain_graph=retain_graph)
+
+
+Tensor.backward = _tensor_backward

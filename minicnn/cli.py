@@ -10,33 +10,11 @@ import os
 import sys
 import warnings
 
+from .backends import DEVICES
+
 
 class UsageError(Exception):
     """A user mistake: printed as one line, exit code 2."""
-
-
-def _cmd_gradcheck(args):
-    from . import gradcheck_suite
-
-    known = {c.op for c in gradcheck_suite.cases()}
-    unknown = sorted(set(args.op or ()) - known)
-    if unknown:
-        raise UsageError(f"gradcheck: unknown op(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
-    header = f"{'op':<22}{'case':<30}{'inputs':>7}{'worst rel. error':>18}{'time':>8}  result"
-    print(header)
-    print("-" * len(header))
-    failed = total = 0
-    for case in gradcheck_suite.cases():
-        if args.op and case.op not in args.op:
-            continue
-        result, seconds = gradcheck_suite.check(case, tol=args.tol)
-        total += 1
-        failed += not result.passed
-        print(f"{case.op:<22}{case.case:<30}{len(result.inputs):>7}{result.worst_error:>18.2e}"
-              f"{seconds:>7.2f}s  {'pass' if result.passed else 'FAIL'}", flush=True)
-    print("-" * len(header))
-    print(f"{total - failed} passed, {failed} failed (float64 central differences, tolerance {args.tol:.0e})")
-    return 1 if failed else 0
 
 
 def _parse_input(text):
@@ -64,10 +42,13 @@ def _build_model(name, args):
         raise UsageError(f"summary: unknown model {name!r}{hint}; choose from "
                          f"{', '.join(models.list_models())}")
     kwargs = {}
+    if variant or args.variant is not None:
+        try:
+            kwargs = models.variant_kwargs(name.lower(), variant or args.variant)
+        except ValueError as e:
+            raise UsageError(f"summary: --variant: {e}") from None
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
-    if variant or args.variant is not None:
-        kwargs["variant"] = variant or args.variant
     try:
         with skip_init():  # a summary needs shapes, not values: skip drawing random weights
             return models.get_model(name, **kwargs)
@@ -80,7 +61,7 @@ def _summarise(name, size, args):
 
     model = _build_model(name, args)
     try:
-        return summary(model, size, name=name)
+        return summary(model, size, name=name, depth=args.depth)
     except SummaryError as e:
         raise UsageError(f"summary: {e}") from None
 
@@ -90,6 +71,8 @@ def _cmd_summary(args):
         raise UsageError("summary: give one model NAME, or --compare NAME [NAME ...]")
     if args.plot and not args.compare:
         raise UsageError("summary: --plot goes with --compare")
+    if args.depth is not None and args.depth < 1:
+        raise UsageError(f"summary: --depth must be positive, got {args.depth}")
     if args.num_classes is not None and args.num_classes < 1:
         raise UsageError(f"summary: --num-classes must be positive, got {args.num_classes}")
     if args.plot:
@@ -131,13 +114,16 @@ def _cmd_convert_weights(args):
         if args.model.lower() not in list_models():
             raise UsageError(f"convert-weights: unknown model {args.model!r}; choose from "
                              f"{', '.join(list_models())}")
-    from .models.convert import main_convert
+    from .models.convert import ConversionError, main_convert
 
-    return main_convert(args.src, args.dst, model=args.model, compress=args.compress)
+    try:
+        return main_convert(args.src, args.dst, model=args.model, compress=args.compress)
+    except ConversionError as e:
+        raise UsageError(f"convert-weights: {e}") from None
 
 
 # ---- train / eval / predict -------------------------------------------------------------------------
-_RESUME_KEEPS = ("device", "workers", "progress")  # what --resume may change; the rest comes from the run
+_RESUME_KEEPS = ("device", "workers", "progress", "epochs")  # --resume may change; the rest is the run's
 
 
 def _positive(name, value, allow_zero=False):
@@ -145,19 +131,21 @@ def _positive(name, value, allow_zero=False):
         raise UsageError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
 
 
-def _check_train_numbers(args):
-    for name in ("epochs", "batch_size", "lr", "image_size"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name))
-    for name in ("workers", "weight_decay", "momentum", "warmup_epochs"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name), allow_zero=True)
-    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
-        raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if args.builtin_per_class is not None and min(args.builtin_per_class) < 1:
-        raise UsageError(f"--builtin-per-class must be two positive numbers, got {args.builtin_per_class}")
-    if args.image_size is not None and args.image_size < 8:
-        raise UsageError(f"--image-size must be at least 8, got {args.image_size}")
-    if args.warmup_epochs is not None and args.epochs is not None and args.warmup_epochs >= args.epochs:
-        raise UsageError(f"--warmup-epochs ({args.warmup_epochs}) must be less than --epochs ({args.epochs})")
+def _check_train_numbers(config):
+    """Every numeric option finite and in its range (one line naming the flag, exit 2)."""
+    from .train import ConfigError
+    from .train.validate import check_config
+
+    try:
+        check_config(config, cli=True)
+    except ConfigError as e:
+        raise UsageError(f"train: {e}") from None
+
+
+def _bounded(name, value, high):
+    _positive(name, value, allow_zero=name == "--workers")
+    if value is not None and value > high:
+        raise UsageError(f"{name} must be at most {high}, got {value}")
 
 
 def _train_config(args):
@@ -166,7 +154,9 @@ def _train_config(args):
     given = {f: getattr(args, f) for f in (
         "model", "data", "epochs", "batch_size", "lr", "optimizer", "schedule", "image_size", "device",
         "workers", "out", "seed", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "augment",
-        "progress", "no_decay_bn_bias")}
+        "progress", "no_decay_bn_bias", "sync_bn", "variant", "weights", "val_split")}
+    if args.freeze is not None:
+        given["freeze"] = tuple(args.freeze)
     if args.builtin_per_class is not None:
         given["builtin_per_class"] = tuple(args.builtin_per_class)
     given = {k: v for k, v in given.items() if v is not None}
@@ -175,16 +165,13 @@ def _train_config(args):
         if extra:
             raise UsageError(f"train: --resume continues a run with the settings it was started with; "
                              f"drop {', '.join('--' + k.replace('_', '-') for k in extra)} (only --device, "
-                             f"--workers and --no-progress may change)")
+                             f"--workers, --no-progress and --epochs, to extend it, may change)")
     config = TrainConfig(**given)
     if config.model.lower() not in _model_names():
         close = difflib.get_close_matches(config.model.lower(), _model_names(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"train: unknown model {config.model!r}{hint}; choose from {', '.join(_model_names())}")
     config.model = config.model.lower()
-    if args.resume is None and config.out is not None and os.path.exists(os.path.join(config.out, "last.npz")):
-        raise UsageError(f"train: {config.out!r} already holds a run (last.npz); continue it with --resume "
-                         f"{config.out} or choose another --out")
     return config
 
 
@@ -209,18 +196,52 @@ def _plain_warnings():
         warnings.showwarning = previous
 
 
+def _without_nproc(argv):
+    """The command line minus ``--nproc N`` / ``--nproc=N`` (what each rank runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch_nproc(args):
+    """``--nproc N``: run this command on N processes under mpiexec; its exit status."""
+    from .distributed import training
+    from .distributed.launch import launched_by_mpi
+    if args.nproc < 1:
+        raise UsageError(f"train: --nproc must be >= 1, got {args.nproc}")
+    if args.nproc == 1 or launched_by_mpi():
+        return None
+    try:
+        return training.launch(_without_nproc(args.argv), args.nproc)
+    except RuntimeError as e:  # no mpiexec: names the extra to install
+        raise UsageError(f"train: --nproc {args.nproc}: {e}") from None
+
+
 def _cmd_train(args):
-    _check_train_numbers(args)
+    if args.nproc is not None:
+        status = _launch_nproc(args)
+        if status is not None:
+            return status
     config = _train_config(args)
+    _check_train_numbers(config)
     from .train import ConfigError, train
 
     try:
         with _plain_warnings():
-            result = train(config, resume=args.resume)
+            result = train(config, resume=args.resume,
+                           epochs=args.epochs if args.resume is not None else None)
     except ConfigError as e:
         raise UsageError(f"train: {e}") from None
     except KeyboardInterrupt:
         return 130
+    if not result.get("main_process", True):
+        return 0  # rank 0 reports for the job
     if result["already_finished"]:
         val = result["val_top1"]
         print(f"nothing to do: the run in {result['run_dir']} already finished its {result['epochs']} epochs"
@@ -249,8 +270,8 @@ def _cmd_eval(args):
     from .data import DataLoader
     from .train import ConfigError, TrainConfig, eval_transform, evaluate, open_folder
 
-    _positive("--batch-size", args.batch_size)
-    _positive("--workers", args.workers, allow_zero=True)
+    _bounded("--batch-size", args.batch_size, 65_536)
+    _bounded("--workers", args.workers, 256)
     if not os.path.isdir(args.data):
         raise UsageError(f"eval: no such folder {args.data!r}")
     model, meta, device = _restore(args, "eval")
@@ -265,13 +286,20 @@ def _cmd_eval(args):
                          f"{', '.join(dataset.classes[:3])}, …) are not the checkpoint's "
                          f"({len(meta['classes'])}: {', '.join(meta['classes'][:3])}, …)")
     loader = DataLoader(dataset, args.batch_size, num_workers=args.workers, seed=0)
+    from .commands.confusion import Recorder, check_out_dir
+
+    out_dir = check_out_dir(args.out, args.checkpoint)
+    recorder = Recorder(model, meta["classes"])
     try:
         with _plain_warnings():
-            result = evaluate(model, loader, device, progress=sys.stderr.isatty())
+            result = evaluate(model, recorder.wrap(loader), device, progress=sys.stderr.isatty())
     finally:
         loader.close()
+        recorder.close()
     print(f"{folder}: {result['images']} images{' (ten-crop)' if args.ten_crop else ''}: loss "
           f"{result['loss']:.4f}, top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%")
+    print("\n".join(["per-class accuracy:"] + recorder.write(out_dir)))
+    print(f"wrote confusion.csv, confusion.png and per_class.csv in {out_dir}")
     return 0
 
 
@@ -279,8 +307,12 @@ def _cmd_predict(args):
     from .data import UnreadableImage, load_image
     from .train import TrainConfig, eval_transform, predict
 
-    _positive("--top", args.top)
+    _bounded("--top", args.top, 100_000)
     for path in args.images:
+        if os.path.isdir(path):
+            raise UsageError(f"predict: {path!r} is a folder; give image files (e.g. "
+                             f"{path}/*.png), or score a folder of class folders with "
+                             f"minicnn eval --data")
         if not os.path.isfile(path):
             raise UsageError(f"predict: no such image file {path!r}")
     model, meta, device = _restore(args, "predict")
@@ -327,17 +359,37 @@ def _add_train_parser(sub):
     p.add_argument("--augment", choices=("auto", "small", "imagenet", "none"),
                    help="small: pad+crop+flip; imagenet: RandomResizedCrop+flip+PCA lighting "
                         "(default auto: small up to 64 pixels)")
-    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), help="default auto: cuda when a GPU works")
+    p.add_argument("--device", choices=("auto", *DEVICES),
+                   help="default auto: cuda when a GPU works")
     p.add_argument("--workers", type=int, help=f"data loader processes (default {d.workers})")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-DATE-TIME)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.npz "
+                                                        "(with --epochs N: extend it to N epochs)")
+    _add_finetune_options(p)
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--nproc", type=int, help="data-parallel processes: starts mpiexec -n NPROC "
+                   "(needs pip install 'minicnn[distributed]'); --batch-size is the global batch")
+    p.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True,
+                   help="with several processes, BatchNorm statistics over the global batch")
     p.add_argument("--builtin-per-class", type=int, nargs=2, metavar=("TRAIN", "VAL"),
                    help=f"built-in dataset size: images per class (default {d.builtin_per_class[0]} "
                         f"{d.builtin_per_class[1]})")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
     p.set_defaults(func=_cmd_train)
+
+
+def _add_finetune_options(p):
+    p.add_argument("--variant", help="the model's variant: paper or torchvision (alexnet, googlenet, "
+                                     "ImageNet ResNets), A, B or plain (CIFAR ResNets)")
+    p.add_argument("--weights", metavar="FILE", help="start from these weights: a converted .npz "
+                                                     "or a checkpoint; a new classifier head when "
+                                                     "the class count differs")
+    p.add_argument("--freeze", nargs="+", metavar="PREFIX",
+                   help="do not train parameters whose names start with these (e.g. conv1 layer1)")
+    p.add_argument("--val-split", type=float, metavar="FRACTION",
+                   help="--data is one folder of class folders: hold out this share of each class "
+                        "for validation (seeded by --seed)")
 
 
 def _add_eval_predict_parsers(sub):
@@ -348,23 +400,26 @@ def _add_eval_predict_parsers(sub):
                    help="average the softmax over ten crops (corners, centre, and their mirror images)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", *DEVICES), default="auto")
+    p.add_argument("--out", metavar="DIR", help="where confusion.csv, confusion.png and per_class"
+                                                ".csv go (default: the checkpoint's folder)")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="top-5 classes of images under a checkpoint")
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.npz or last.npz of a run")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
-    p.add_argument("--device", choices=("auto", "cpu", "emu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", *DEVICES), default="auto")
     p.set_defaults(func=_cmd_predict)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="minicnn", description="minicnn: a from-scratch CNN engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("gradcheck", help="finite-difference check of every op's backward (float64)")
-    p.add_argument("--op", action="append", help="check only this op (repeatable)")
-    p.add_argument("--tol", type=float, default=1e-5, help="largest relative error that passes")
-    p.set_defaults(func=_cmd_gradcheck)
+    from .commands import gradcheck as gradcheck_command, models_table, visualize
+
+    gradcheck_command.add_parser(sub)
+    models_table.add_parser(sub)
+    visualize.add_parser(sub)
     p = sub.add_parser("summary",
                        help="per-layer table of a model: params, MACs, memory, receptive field")
     p.add_argument("name", nargs="?",
@@ -378,6 +433,8 @@ def build_parser():
     p.add_argument("--variant", help="build the model(s) with this variant (paper, torchvision)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="with --compare: bar charts of params and MACs")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="collapse modules nested deeper than N into one row each (as torchinfo)")
     p.set_defaults(func=_cmd_summary)
     p = sub.add_parser("convert-weights",
                        help="convert a PyTorch state_dict (.pth) to a NumPy .npz")
@@ -394,6 +451,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.func(args)
     except UsageError as e:

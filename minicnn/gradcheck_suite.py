@@ -37,7 +37,8 @@ def _dropout(x):
 
 def _batch_norm(training):
     def fn(x, w, b):
-        rm, rv = tensor(np.zeros(x.shape[1])), tensor(np.ones(x.shape[1]) * 1.5)
+        rm = tensor(np.zeros(x.shape[1]), dtype=x.dtype, device=x.device)
+        rv = tensor(np.ones(x.shape[1]) * 1.5, dtype=x.dtype, device=x.device)
         return F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.1, eps=1e-5)
     return fn
 
@@ -82,10 +83,51 @@ def cases():
     ]
 
 
-def check(case, tol=1e-5):
-    """Gradcheck one case; returns (result, seconds)."""
+def on_device(fn, device="cpu", dtype="float64"):
+    """``fn`` run on ``device`` in ``dtype``: float inputs are cast and moved there (both
+    differentiable), the output comes back as float64 on the cpu for the finite differences."""
+    if device == "cpu" and dtype == "float64":
+        return fn
+
+    def moved(*inputs):
+        args = [x.to(device, dtype) if x.dtype.kind == "f" else x.to(device) for x in inputs]
+        return fn(*args).to("cpu", "float64")
+    return moved
+
+
+def _inputs(case):
     seed = sum(map(ord, case.op + case.case))  # fixed per case, independent of the list order
-    inputs = tuple(_x(s, seed=seed + j) for j, s in enumerate(case.shapes)) + tuple(case.extra)
+    return tuple(_x(s, seed=seed + j) for j, s in enumerate(case.shapes)) + tuple(case.extra)
+
+
+def _grads(fn, inputs, w):
+    for x in inputs:
+        x.grad = None
+    fn(*inputs).backward(tensor(w))
+    return [x.grad.numpy() if x.grad is not None else np.zeros(x.shape)
+            for x in inputs if x.requires_grad]
+
+
+def float32_error(case, device):
+    """Worst deviation of ``case``'s float32 gradients on ``device`` from its float64 ones there,
+    relative to each input's largest float64 gradient (float32 rounding gives ~1e-6)."""
+    inputs = _inputs(case)
+    out = case.fn(*inputs)
+    w = np.random.default_rng(0).standard_normal(out.shape)
+    g64 = _grads(on_device(case.fn, device, "float64"), inputs, w)
+    g32 = _grads(on_device(case.fn, device, "float32"), inputs, w)
+    return max(float(np.abs(a - b).max(initial=0) / max(np.abs(b).max(initial=0), 1e-12))
+               for a, b in zip(g32, g64))
+
+
+def check(case, tol=1e-5, device="cpu", dtype="float64", tol32=1e-4):
+    """Gradcheck one case with its ops run on ``device``: float64 central differences against the
+    backward there; with ``dtype="float32"`` also the float32 backward against the float64 one
+    (``tol32``), its error replacing the report's. Returns (result, seconds)."""
     start = time.perf_counter()
-    result = gradcheck(case.fn, inputs, tol=tol)
+    result = gradcheck(on_device(case.fn, device, "float64"), _inputs(case), tol=tol)
+    if dtype == "float32":
+        error = float32_error(case, device)
+        result.passed &= error <= tol32
+        result.float32_error = error
     return result, time.perf_counter() - start

@@ -12,7 +12,10 @@ never half of one.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
 import uuid
 import zipfile
 from collections import OrderedDict
@@ -22,7 +25,10 @@ import numpy as np
 
 from .tensor import Tensor
 
-__all__ = ["load_npz", "save_npz"]
+__all__ = ["is_temp_file", "load_npz", "save_npz", "write_atomic"]
+
+# Deflate cannot shrink data more than about 1032:1; a member that claims more is lying.
+MAX_INFLATE_RATIO = 1100
 
 
 def _as_arrays(state):
@@ -50,6 +56,54 @@ def _as_arrays(state):
     return arrays
 
 
+def write_atomic(path, write):
+    """Write ``path`` atomically: ``write(f)`` fills a new temporary file (binary) beside it, which is
+    flushed, fsynced and moved over ``path`` with ``os.replace``.
+
+    A failure or a kill at any instant leaves the old file (or none) and never half of the new one;
+    on an exception the temporary file is removed and the exception propagates. Temporary names
+    are ``.<name>.<12 hex digits>.tmp`` (see ``is_temp_file``).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # "x": never clobber; created with the umask's permissions
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make a rename in ``directory`` durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{12}\.tmp$")
+
+
+def is_temp_file(name, targets=None):
+    """Whether ``name`` is a temporary file left by a killed ``write_atomic`` (of one of
+    ``targets``, the final names, when given)."""
+    m = _TEMP_NAME.match(name)
+    return bool(m) and (targets is None or m["target"] in targets)
+
+
 def save_npz(path, state, compress=False):
     """Write ``state`` (name -> array or Tensor, e.g. ``model.state_dict()``) to ``path`` atomically.
 
@@ -57,32 +111,18 @@ def save_npz(path, state, compress=False):
     written as given (no ".npz" is appended).
     """
     arrays = _as_arrays(state)
-    path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    try:
-        with open(tmp, "xb") as f:  # "x": never clobber; created with the umask's permissions
-            with zipfile.ZipFile(f, "w", compression=method, allowZip64=True) as zf:
-                for key, value in arrays.items():
-                    with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, value, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=method, allowZip64=True) as zf:
+            for key, value in arrays.items():
+                with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, value, allow_pickle=False)
+
+    write_atomic(path, write)
 
 
-def load_npz(path):
-    """Read an ``.npz`` written by ``save_npz`` (or ``numpy.savez``): OrderedDict name -> ndarray.
-
-    Raises FileNotFoundError for a missing file and ValueError naming the file (and the key, when
-    one member is bad) for anything that is not a readable, pickle-free ``.npz`` archive.
-    """
-    path = os.fspath(path)
+def _check_container(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_npz: no such file: {path!r}")
     if os.path.isdir(path):
@@ -94,15 +134,87 @@ def load_npz(path):
     if not magic.startswith(b"PK"):
         raise ValueError(f"load_npz: {path!r} is not an .npz archive (it does not start with a zip header"
                          + (": it is empty)" if not magic else ")"))
+
+
+def _read_header(member):
+    """(shape, dtype) from the header of an open ``.npy`` member (reads a few hundred bytes)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(member)
+    elif version == (3, 0):  # utf-8 field names; NumPy has no public reader for its header
+        from numpy.lib import _format_impl
+
+        shape, _, dtype = _format_impl._read_array_header(member, version)
+    else:
+        raise ValueError(f"unknown .npy format version {version}")
+    return shape, dtype
+
+
+def _member_header(zf, info):
+    """(key, shape, dtype) of one member, its declared size checked against the archive's."""
+    if not info.filename.endswith(".npy") or info.is_dir():
+        raise ValueError("it is not a .npy array")
+    key = info.filename[:-len(".npy")]
+    with zf.open(info) as member:
+        shape, dtype = _read_header(member)
+    if dtype.hasobject:
+        raise ValueError(f"dtype {dtype} would need pickle (allow_pickle=False)")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size:
+        raise ValueError(f"it declares {shape} {dtype} ({nbytes} bytes) but the archive holds "
+                         f"{info.file_size} bytes for it")
+    if info.file_size > info.compress_size * MAX_INFLATE_RATIO + 4096:
+        raise ValueError(f"it would inflate {info.compress_size} bytes to {info.file_size} "
+                         f"(more than {MAX_INFLATE_RATIO}:1, not a real deflate stream)")
+    return key, shape, dtype
+
+
+def load_npz(path, check=None, max_bytes=None, keys=None):
+    """Read an ``.npz`` written by ``save_npz`` (or ``numpy.savez``): OrderedDict name -> ndarray.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file (and the key, when
+    one member is bad) for anything that is not a readable, pickle-free ``.npz`` archive. Every
+    member must be a ``.npy`` whose declared size fits the bytes the archive holds for it (and
+    their compression ratio a real one); ``check(key, shape, dtype)`` may refuse a member by
+    raising ValueError, and ``max_bytes`` bounds the total. All of this is checked from the headers,
+    before any array is inflated. ``keys``: read only these members (all are checked).
+    """
+    path = os.fspath(path)
+    _check_container(path)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        with zipfile.ZipFile(path) as zf:
+            infos = _checked_members(zf, path, check, max_bytes)
+            return OrderedDict((key, _read_member(zf, info, key, path)) for key, info in infos
+                               if keys is None or key in keys)
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
         raise ValueError(f"load_npz: {path!r} is not a readable .npz archive ({e})") from None
-    out = OrderedDict()
-    with archive:
-        for key in archive.files:
-            try:
-                out[key] = archive[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-                raise ValueError(f"load_npz: entry {key!r} of {path!r} is unreadable ({e})") from None
-    return out
+
+
+def _checked_members(zf, path, check, max_bytes):
+    infos, total = [], 0
+    for info in zf.infolist():
+        try:
+            key, shape, dtype = _member_header(zf, info)
+            if check is not None:
+                check(key, shape, dtype)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            name = info.filename.removesuffix(".npy")
+            raise ValueError(f"load_npz: entry {name!r} of {path!r} is unreadable ({e})") from None
+        if any(key == k for k, _ in infos):
+            raise ValueError(f"load_npz: {path!r} holds {key!r} twice")
+        total += math.prod(shape) * dtype.itemsize
+        if max_bytes is not None and total > max_bytes:
+            raise ValueError(f"load_npz: {path!r} holds more than {max_bytes} bytes of arrays")
+        infos.append((key, info))
+    return infos
+
+
+def _read_member(zf, info, key, path):
+    try:
+        with zf.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"load_npz: entry {key!r} of {path!r} is unreadable ({e})") from None

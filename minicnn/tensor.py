@@ -1,84 +1,24 @@
-"""Tensor: an array (numpy.ndarray on "cpu"/"emu", cupy.ndarray on "cuda") + device + autograd links."""
+"""Tensor: an array (numpy.ndarray on "cpu"/"emu", cupy.ndarray on "cuda"), a device, autograd
+links.
+
+This module holds the data side of a Tensor and the factories (``tensor``, ``zeros``, ``randn``,
+…).
+The methods that record ops are attached where those ops live, so nothing here imports them:
+``backward`` by minicnn/autograd.py; ``to`` and ``clone``, indexing and the shape methods by
+minicnn/ops/shape.py; the arithmetic and comparison operators, ``exp``/``log``/``sqrt`` by
+ops/arith.py; ``sum``/``mean``/``argmax`` by ops/reduce.py; ``relu``/``softmax``/``log_softmax``
+by ops/activation.py.
+"""
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
 
-from . import autograd
+from . import random as _random
 from .backends import canonical_device, get_backend
-
-float32 = np.dtype(np.float32)
-float64 = np.dtype(np.float64)
-int64 = np.dtype(np.int64)
-int32 = np.dtype(np.int32)
-bool_ = np.dtype(np.bool_)
-FLOAT_DTYPES = (float32, float64)
-
-_DTYPE_NAMES = {"float32": float32, "float": float32, "float64": float64, "double": float64,
-                "int64": int64, "long": int64, "int32": int32, "int": int32, "bool": bool_}
-
-
-def as_dtype(dtype):
-    """Normalise a dtype argument (np.dtype, numpy type, or name) or raise TypeError."""
-    if isinstance(dtype, str):
-        if dtype not in _DTYPE_NAMES:
-            raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
-        return _DTYPE_NAMES[dtype]
-    try:
-        d = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"unknown dtype {dtype!r}") from None
-    if d not in FLOAT_DTYPES + (int64, int32, bool_):
-        raise TypeError(f"dtype {d} is not supported; use float32, float64, int64, int32 or bool")
-    return d
-
-
-def _category(dtype):
-    return 0 if dtype.kind == "b" else 1 if dtype.kind in "iu" else 2
-
-
-def _promote(dtypes):
-    """Promote within the highest category present (torch: int64 with float32 is float32)."""
-    top = max(_category(d) for d in dtypes)
-    same = [d for d in dtypes if _category(d) == top]
-    out = same[0]
-    for d in same[1:]:
-        out = np.promote_types(out, d)
-    return out
-
-
-def result_type(*operands):
-    """PyTorch's type promotion for Tensors and Python numbers.
-
-    Dimensioned tensors decide the dtype; a 0-d tensor or a Python number only matters when it is
-    of a higher category (bool < integer < float): then 0-d tensors promote among themselves, and
-    a Python float gives float32 (the default dtype), an int int64. So float32 + 0-d float64 is
-    float32, int64 + 0.5 is float32, as in torch (NumPy would give float64 for both).
-    """
-    dimensioned = [t.dtype for t in operands if isinstance(t, Tensor) and t.ndim > 0]
-    zero_dim = [t.dtype for t in operands if isinstance(t, Tensor) and t.ndim == 0]
-    scalars = [bool_ if isinstance(x, (bool, np.bool_)) else int64 if isinstance(x, numbers.Integral)
-               else float32 for x in operands if not isinstance(x, Tensor)]
-    result = _promote(dimensioned) if dimensioned else None
-    for group in (zero_dim, scalars):
-        if group:
-            g = _promote(group)
-            if result is None or _category(g) > _category(result):
-                result = g
-    return result
-
-
-def common_device(op: str, tensors) -> str:
-    """The one device all ``tensors`` are on; mixing devices is an error naming both."""
-    device = None
-    for t in tensors:
-        if device is None:
-            device = t.device
-        elif t.device != device:
-            raise ValueError(f"{op}: expected all tensors on one device, got {device!r} and {t.device!r}")
-    return device or "cpu"
-
+from .dtypes import (_DTYPE_NAMES, FLOAT_DTYPES, as_dtype, bool_, float32,  # noqa: F401
+                     float64, int32, int64, result_type)
 
 class Tensor:
     """A multi-dimensional array with a device and, if ``requires_grad``, a gradient.
@@ -202,29 +142,37 @@ class Tensor:
     def detach(self):
         return Tensor(self._data, self.device)
 
-    def clone(self):
-        from .ops import shape as _shape
-        return _shape.Clone.apply(self)
+    # ---- autograd (backward: attached by minicnn/autograd.py) --------------------------------
+    def _accumulate_grad(self, g, owned=False):
+        """.grad += g. ``owned``: the engine holds the only reference to g, so a first gradient
+        is taken as it is instead of copied (another holder of g must never see .grad change)."""
+        if self.grad is None:
+            data = g if owned and g.dtype == self.dtype else g.astype(self.dtype, copy=True)
+            self.grad = Tensor(data, self.device)
+        else:
+            self.grad._data += g
 
-    def to(self, *args, dtype=None, device=None):
-        """``t.to("cpu")``, ``t.to(minicnn.float64)``, ``t.to(device, dtype)``; differentiable."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = device or a.device, dtype or a.dtype
-            elif isinstance(a, str) and a.split(":")[0].lower() in ("cpu", "emu", "cuda"):
-                device = a
-            else:
-                dtype = a
-        out = self
-        if dtype is not None and as_dtype(dtype) != self.dtype:
-            from .ops.arith import Cast
-            out = Cast.apply(out, as_dtype(dtype)) if out.requires_grad and \
-                as_dtype(dtype) in FLOAT_DTYPES else \
-                Tensor(out._data.astype(as_dtype(dtype)), out.device)
-        if device is not None and canonical_device(device) != out.device:
-            from .ops.shape import ToDevice
-            out = ToDevice.apply(out, canonical_device(device))
-        return out
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop ``.grad`` (or, with ``set_to_none=False``, fill it with zeros in place): what
+        Module.zero_grad and Optimizer.zero_grad do to each parameter."""
+        if self.grad is None:
+            return
+        if set_to_none:
+            self.grad = None
+        else:
+            self.grad._data[...] = 0
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs each time backward has finished accumulating this leaf's ``.grad``
+        (torch's); DistributedDataParallel uses it. Returns a handle whose ``remove()`` undoes it."""
+        if not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have one")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        key = object()
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
+
+    __hash__ = object.__hash__  # the comparison operators (minicnn/ops/arith.py) return Tensors
 
     def float(self):
         return self.to(float32)
@@ -235,162 +183,13 @@ class Tensor:
     def cpu(self):
         return self.to("cpu")
 
-    # ---- autograd -----------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
-        """Accumulate d(self)/d(leaf) · grad into every leaf's ``.grad``.
 
-        ``grad`` may be omitted only for a one-element tensor (it then defaults to 1).
-        """
-        if not self.requires_grad:
-            raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
-        if grad is None:
-            if self.numel() != 1:
-                raise autograd.GradShapeError(
-                    f"backward: grad can be implicitly created only for scalar outputs; "
-                    f"this tensor has shape {self.shape}, pass grad= of that shape")
-            g = get_backend(self.device).xp.ones(self._data.shape, dtype=self.dtype)
-        else:
-            g = grad._data if isinstance(grad, Tensor) else get_backend(self.device).xp.asarray(grad)
-            if tuple(g.shape) != self.shape:
-                raise ValueError(f"backward: grad has shape {tuple(g.shape)}, tensor has shape {self.shape}")
-            g = g.astype(self.dtype, copy=False)
-        autograd.backward(self, g, retain_graph=retain_graph)
+class _HookHandle:
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
 
-    def _accumulate_grad(self, g, owned=False):
-        """.grad += g. ``owned``: the engine holds the only reference to g, so a first gradient
-        is taken as it is instead of copied (another holder of g must never see .grad change)."""
-        if self.grad is None:
-            data = g if owned and g.dtype == self.dtype else g.astype(self.dtype, copy=True)
-            self.grad = Tensor(data, self.device)
-        else:
-            self.grad._data += g
-
-    def zero_grad(self):
-        self.grad = None
-
-    # ---- operators (implemented in minicnn.ops) -----------------------------------------------
-    def __add__(self, other):
-        return _arith.add(self, other)
-
-    def __radd__(self, other):
-        return _arith.add(other, self)
-
-    def __sub__(self, other):
-        return _arith.sub(self, other)
-
-    def __rsub__(self, other):
-        return _arith.sub(other, self)
-
-    def __mul__(self, other):
-        return _arith.mul(self, other)
-
-    def __rmul__(self, other):
-        return _arith.mul(other, self)
-
-    def __truediv__(self, other):
-        return _arith.div(self, other)
-
-    def __rtruediv__(self, other):
-        return _arith.div(other, self)
-
-    def __neg__(self):
-        return _arith.Neg.apply(self)
-
-    def __pos__(self):
-        return self
-
-    def __pow__(self, exponent):
-        return _arith.pow(self, exponent)
-
-    def __matmul__(self, other):
-        return _arith.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _arith.matmul(other, self)
-
-    def _compare(self, other, ufunc):
-        if isinstance(other, Tensor):
-            _arith.check_broadcast(ufunc.__name__, self, other)
-        o = other._data if isinstance(other, Tensor) else other
-        return Tensor(ufunc(self._data, o), self.device)
-
-    def __eq__(self, other):
-        return self._compare(other, get_backend(self.device).xp.equal)
-
-    def __ne__(self, other):
-        return self._compare(other, get_backend(self.device).xp.not_equal)
-
-    def __lt__(self, other):
-        return self._compare(other, get_backend(self.device).xp.less)
-
-    def __le__(self, other):
-        return self._compare(other, get_backend(self.device).xp.less_equal)
-
-    def __gt__(self, other):
-        return self._compare(other, get_backend(self.device).xp.greater)
-
-    def __ge__(self, other):
-        return self._compare(other, get_backend(self.device).xp.greater_equal)
-
-    __hash__ = object.__hash__
-
-    def __getitem__(self, index):
-        return _shape.getitem(self, index)
-
-    def _floating(self):
-        return self if self.dtype in FLOAT_DTYPES else self.to(float32)
-
-    def exp(self):
-        return _arith.Exp.apply(self._floating())
-
-    def log(self):
-        return _arith.Log.apply(self._floating())
-
-    def sqrt(self):
-        return _arith.pow(self, 0.5)
-
-    def sum(self, dim=None, keepdim=False):
-        return _reduce.sum(self, dim, keepdim)
-
-    def mean(self, dim=None, keepdim=False):
-        return _reduce.mean(self, dim, keepdim)
-
-    def argmax(self, dim=None, keepdim=False):
-        return _reduce.argmax(self, dim, keepdim)
-
-    def reshape(self, *shape):
-        return _shape.reshape(self, *shape)
-
-    def view(self, *shape):
-        return _shape.reshape(self, *shape)
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        return _shape.flatten(self, start_dim, end_dim)
-
-    def transpose(self, dim0, dim1):
-        return _shape.transpose(self, dim0, dim1)
-
-    def permute(self, *dims):
-        return _shape.permute(self, *dims)
-
-    def unsqueeze(self, dim):
-        return _shape.unsqueeze(self, dim)
-
-    def squeeze(self, dim=None):
-        return _shape.squeeze(self, dim)
-
-    def softmax(self, dim):
-        return _activation.softmax(self, dim)
-
-    def log_softmax(self, dim):
-        return _activation.log_softmax(self, dim)
-
-    def relu(self):
-        return _activation.relu(self)
-
-    @property
-    def T(self):
-        return _shape.permute(self, *reversed(range(self.ndim)))
+    def remove(self):
+        self.hooks.pop(self.key, None)
 
 
 def _infer_dtype(data):
@@ -450,13 +249,12 @@ ones = _factory("ones", lambda s, d: np.ones(s, d))
 empty = _factory("empty", lambda s, d: np.empty(s, d))
 
 
-def _random(s, d, method):
-    from . import random as _random_mod
-    return getattr(_random_mod.generator(), method)(size=s).astype(d)
+def _random_array(s, d, method):
+    return getattr(_random.generator(), method)(size=s).astype(d)
 
 
-randn = _factory("randn", lambda s, d: _random(s, d, "standard_normal"))
-rand = _factory("rand", lambda s, d: _random(s, d, "random"))
+randn = _factory("randn", lambda s, d: _random_array(s, d, "standard_normal"))
+rand = _factory("rand", lambda s, d: _random_array(s, d, "random"))
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
@@ -465,9 +263,3 @@ def zeros_like(t, dtype=None, requires_grad=False):
 
 def ones_like(t, dtype=None, requires_grad=False):
     return ones(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
-
-
-from .ops import activation as _activation  # noqa: E402  (ops import Tensor from here)
-from .ops import arith as _arith  # noqa: E402
-from .ops import reduce as _reduce  # noqa: E402
-from .ops import shape as _shape  # noqa: E402

@@ -114,9 +114,10 @@ build() {
   fi
 }
 
-KERNEL_TESTS=(tests/test_kernels_emu.py tests/test_kernels_ops.py tests/test_kernels_errors.py
-              tests/test_kernels_torch.py tests/test_kernels_conv.py tests/test_kernels_conv_v3.py
-              tests/test_kernels_batchnorm_chunks.py)
+KERNEL_TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py
+              tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_torch.py
+              tests/kernels/test_kernels_conv.py tests/kernels/test_kernels_conv_v3.py
+              tests/kernels/test_kernels_batchnorm_chunks.py)
 DEVICE=cuda
 ((DRY)) && DEVICE=emu
 
@@ -126,7 +127,7 @@ sanitizer() {
   for tool in memcheck racecheck; do
     echo "--- $tool"
     MINICNN_KERNEL_DEVICES=cuda timeout 28 compute-sanitizer --tool "$tool" --error-exitcode 1 \
-      "$PYTHON" -m pytest -q -x -p no:cacheprovider tests/test_kernels_conv_v3.py tests/test_kernels_ops.py \
+      "$PYTHON" -m pytest -q -x -p no:cacheprovider tests/kernels/test_kernels_conv_v3.py tests/kernels/test_kernels_ops.py \
       "${small[@]}" || return 1
   done
 }

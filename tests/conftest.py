@@ -29,3 +29,17 @@ def assert_close(actual, expected, dtype=np.float64, rtol=None, atol=None):
     else:
         rtol, atol = rtol or 1e-4, atol or 1e-5
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per distinct skip reason (with its count) instead of one per test location:
+    without CuPy every "cuda" kernel test repeats the same install hint."""
+    reasons = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped, by reason", sep="-")
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{count:4d} skipped: {reason}")

@@ -9,7 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from minicnn.backends import get_backend
+from minicnn.backends import DEVICES, get_backend
+
+KERNEL_DEVICE_NAMES = tuple(d for d in DEVICES if d != "cpu")  # the devices that run csrc/kernels
 
 
 def unavailable(device):
@@ -21,7 +23,8 @@ def unavailable(device):
 
 
 def _params():
-    wanted = [d.strip() for d in os.environ.get("MINICNN_KERNEL_DEVICES", "emu,cuda").split(",") if d.strip()]
+    names = os.environ.get("MINICNN_KERNEL_DEVICES", ",".join(KERNEL_DEVICE_NAMES))
+    wanted = [d.strip() for d in names.split(",") if d.strip()]
     params = []
     for device in wanted:
         reason = unavailable(device)

@@ -1,9 +1,10 @@
-// See im2col.h for the index mapping and the two layouts. One task = one (n, c) plane of x and
+// See im2col.h for the index mapping and the layout. One task = one (n, c) plane of x and
 // its R*S rows of columns (P*Q values each, `row_stride` apart).
 #include "im2col.h"
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
@@ -25,7 +26,8 @@ static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_
 // Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
 // where a library call per run costs more than the copy; the compiler vectorises the loops.
 template <typename T>
-static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const ConvGeometry& g) {
+static void im2col_plane(const T* plane, T* rows, int64_t row_stride,
+                         const Conv2dGeometry& g) {
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;
         int64_t p_lo, p_hi;
@@ -54,7 +56,8 @@ static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const Conv
 
 // plane (H, W) = Σ over the R*S rows scattered back (overwrites the plane).
 template <typename T>
-static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const ConvGeometry& g) {
+static void col2im_plane(const T* rows, int64_t row_stride, T* plane,
+                         const Conv2dGeometry& g) {
     std::fill(plane, plane + g.H * g.W, T(0));
     for (int64_t r = 0; r < g.R; ++r) {
         const int64_t hoff = r * g.dh - g.ph;
@@ -78,28 +81,41 @@ static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const Conv
     }
 }
 
-// Where the rows of plane (n, c) start, and how far apart they are, in either layout.
-static inline void rows_of(const ConvGeometry& g, bool folded, int64_t n, int64_t c,
-                           int64_t* offset, int64_t* row_stride) {
+// Where the rows of plane (n, c) start in cols (C*R*S, N*P*Q), and how far apart they are.
+static inline void rows_of(const Conv2dGeometry& g, int64_t n, int64_t c, int64_t* offset,
+                           int64_t* row_stride) {
     const int64_t RS = g.R * g.S, PQ = g.P * g.Q;
-    if (folded) {  // (C*R*S, N*P*Q)
-        *offset = c * RS * g.N * PQ + n * PQ;
-        *row_stride = g.N * PQ;
-    } else {       // (N, C*R*S, P*Q)
-        *offset = (n * g.C + c) * RS * PQ;
-        *row_stride = PQ;
-    }
+    *offset = c * RS * g.N * PQ + n * PQ;
+    *row_stride = g.N * PQ;
 }
 
 // Tasks of about 64 KiB of column values: small planes are grouped, so the pool's overhead stays
 // small next to the copying.
-static inline int64_t plane_grain(const ConvGeometry& g) {
+static inline int64_t plane_grain(const Conv2dGeometry& g) {
     return std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, g.R * g.S * g.P * g.Q));
 }
 
 // Stride-1 columns from a zero-padded copy of the plane: every row of every (r, s) is then one
 // contiguous run of Q values, copied with a length known at compile time for the common map
 // widths (a run of 2-16 values costs less than the bounds logic and library call per run above).
+// pick(std::integral_constant<int64_t, Q>) for the common map widths Q (a run length known at
+// compile time), else pick(std::integral_constant<int64_t, 0>) (the length read at run time).
+template <typename Pick>
+static auto for_width(int64_t Q, Pick pick) {
+    using W = int64_t;
+    switch (Q) {
+        case 2: return pick(std::integral_constant<W, 2>{});
+        case 4: return pick(std::integral_constant<W, 4>{});
+        case 7: return pick(std::integral_constant<W, 7>{});
+        case 8: return pick(std::integral_constant<W, 8>{});
+        case 14: return pick(std::integral_constant<W, 14>{});
+        case 16: return pick(std::integral_constant<W, 16>{});
+        case 28: return pick(std::integral_constant<W, 28>{});
+        case 32: return pick(std::integral_constant<W, 32>{});
+        default: return pick(std::integral_constant<W, 0>{});
+    }
+}
+
 template <typename T, int64_t kQ>
 static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64_t Q) {
     const int64_t q = kQ > 0 ? kQ : Q;
@@ -108,22 +124,11 @@ static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64
 
 template <typename T>
 static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row_stride,
-                                 const ConvGeometry& g) {
+                                 const Conv2dGeometry& g) {
     const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
     for (int64_t h = 0; h < g.H; ++h)
         std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
-    auto copy = copy_runs<T, 0>;
-    switch (g.Q) {
-        case 2: copy = copy_runs<T, 2>; break;
-        case 4: copy = copy_runs<T, 4>; break;
-        case 7: copy = copy_runs<T, 7>; break;
-        case 8: copy = copy_runs<T, 8>; break;
-        case 14: copy = copy_runs<T, 14>; break;
-        case 16: copy = copy_runs<T, 16>; break;
-        case 28: copy = copy_runs<T, 28>; break;
-        case 32: copy = copy_runs<T, 32>; break;
-        default: break;
-    }
+    const auto copy = for_width(g.Q, [](auto q) { return &copy_runs<T, decltype(q)::value>; });
     for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s)
             copy(padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride,
@@ -131,7 +136,7 @@ static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row
 }
 
 template <typename T>
-void im2col(const T* x, T* cols, const ConvGeometry& g, bool folded) {
+void im2col(const T* x, T* cols, const Conv2dGeometry& g) {
     const int64_t HW = g.H * g.W;
     const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
     const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
@@ -140,7 +145,7 @@ void im2col(const T* x, T* cols, const ConvGeometry& g, bool folded) {
         for (int64_t t = begin; t < end; ++t) {
             const int64_t n = t / g.C, c = t % g.C;  // x's plane t
             int64_t offset, row_stride;
-            rows_of(g, folded, n, c, &offset, &row_stride);
+            rows_of(g, n, c, &offset, &row_stride);
             const T* plane = x + (n * g.C + c) * HW;
             if (padded_runs)
                 im2col_plane_stride1(plane, padded.data(), cols + offset, row_stride, g);
@@ -162,21 +167,10 @@ static void add_runs(const T* src, T* dst, int64_t dst_stride, int64_t P, int64_
 
 template <typename T>
 static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T* plane,
-                                 const ConvGeometry& g) {
+                                 const Conv2dGeometry& g) {
     const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
     std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
-    auto add = add_runs<T, 0>;
-    switch (g.Q) {
-        case 2: add = add_runs<T, 2>; break;
-        case 4: add = add_runs<T, 4>; break;
-        case 7: add = add_runs<T, 7>; break;
-        case 8: add = add_runs<T, 8>; break;
-        case 14: add = add_runs<T, 14>; break;
-        case 16: add = add_runs<T, 16>; break;
-        case 28: add = add_runs<T, 28>; break;
-        case 32: add = add_runs<T, 32>; break;
-        default: break;
-    }
+    const auto add = for_width(g.Q, [](auto q) { return &add_runs<T, decltype(q)::value>; });
     for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s)
             add(rows + (r * g.S + s) * row_stride, padded + r * g.dh * Wp + s * g.dw, g.sh * Wp,
@@ -186,7 +180,7 @@ static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T
 }
 
 template <typename T>
-void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
+void col2im(const T* cols, T* x, const Conv2dGeometry& g) {
     const int64_t HW = g.H * g.W;
     const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
     const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
@@ -195,7 +189,7 @@ void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
         for (int64_t t = begin; t < end; ++t) {
             const int64_t n = t / g.C, c = t % g.C;  // x's plane t
             int64_t offset, row_stride;
-            rows_of(g, folded, n, c, &offset, &row_stride);
+            rows_of(g, n, c, &offset, &row_stride);
             T* plane = x + (n * g.C + c) * HW;
             if (padded_runs)
                 col2im_plane_stride1(cols + offset, row_stride, padded.data(), plane, g);
@@ -205,10 +199,10 @@ void col2im(const T* cols, T* x, const ConvGeometry& g, bool folded) {
     });
 }
 
-template void im2col<float>(const float*, float*, const ConvGeometry&, bool);
-template void im2col<double>(const double*, double*, const ConvGeometry&, bool);
-template void col2im<float>(const float*, float*, const ConvGeometry&, bool);
-template void col2im<double>(const double*, double*, const ConvGeometry&, bool);
+template void im2col<float>(const float*, float*, const Conv2dGeometry&);
+template void im2col<double>(const double*, double*, const Conv2dGeometry&);
+template void col2im<float>(const float*, float*, const Conv2dGeometry&);
+template void col2im<double>(const double*, double*, const Conv2dGeometry&);
 
 }  // namespace cpu
 }  // namespace minicnn

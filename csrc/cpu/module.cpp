@@ -1,6 +1,9 @@
 // minicnn._C_cpu: C++ helpers for the "cpu" device where NumPy alone is slow.
 // The Python side (minicnn/backends/_np_*.py) checks shapes and dtypes before calling; these
-// functions check again and raise ValueError rather than read out of bounds. Every kernel exists
+// functions check again and raise ValueError rather than read out of bounds. Convolutions and
+// poolings take the geometry the op computed (minicnn/ops/geometry.py), as the shared structs
+// of csrc/geometry.h (bound with named fields by csrc/geometry_py.h, as in the kernel
+// bindings). Every kernel exists
 // as <name>_f32 and <name>_f64 and runs without the GIL on the thread pool of parallel.h.
 //
 // Files: parallel.h (the thread pool), im2col.h/.cpp (conv columns), layout.h (batch moves,
@@ -18,6 +21,7 @@
 #include <thread>
 #include <string>
 
+#include "../geometry_py.h"
 #include "batchnorm.h"
 #include "blas.h"
 #include "im2col.h"
@@ -27,8 +31,8 @@
 #include "relu.h"
 
 namespace py = pybind11;
-using minicnn::cpu::ConvGeometry;
-using minicnn::cpu::PoolGeometry;
+using minicnn::Conv2dGeometry;
+using minicnn::Pool2dGeometry;
 
 template <typename T>
 using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
@@ -57,52 +61,48 @@ static py::array_t<T> output(const py::object& out, const std::vector<py::ssize_
 }
 
 // ---- im2col / col2im ----------------------------------------------------------------------------
-static ConvGeometry make_geometry(const py::array& x4, int64_t R, int64_t S, int64_t sh, int64_t sw,
-                                  int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-    ConvGeometry g{x4.shape(0), x4.shape(1), x4.shape(2), x4.shape(3), R, S, sh, sw, ph, pw, dh, dw, 0, 0};
-    require(R >= 1 && S >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && dh >= 1 && dw >= 1,
-            "im2col: kernel, stride and dilation must be >= 1 and padding >= 0");
-    g.P = (g.H + 2 * ph - dh * (R - 1) - 1) / sh + 1;
-    g.Q = (g.W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
-    require(g.H + 2 * ph - dh * (R - 1) - 1 >= 0 && g.W + 2 * pw - dw * (S - 1) - 1 >= 0,
-            "im2col: kernel larger than the padded input");
+static std::string shape_string(std::initializer_list<int64_t> dims) {
+    std::string s = "(";
+    for (int64_t d : dims) s += (s.size() > 1 ? ", " : "") + std::to_string(d);
+    return s + ")";
+}
+
+// The geometry of a call, checked so that no loop reads or writes out of bounds (the sizes come
+// from Python, which computed P and Q; this checks signs and the window, not the formula).
+static Conv2dGeometry conv_geometry(py::handle obj, const char* op) {
+    Conv2dGeometry g = minicnn::geometry_py::conv2d_geometry(obj);
+    require(g.N >= 0 && g.C >= 0 && g.H >= 0 && g.W >= 0 && g.P >= 0 && g.Q >= 0,
+            std::string(op) + ": sizes must be >= 0");
+    require(g.R >= 1 && g.S >= 1 && g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 &&
+                g.dh >= 1 && g.dw >= 1,
+            std::string(op) + ": kernel, stride and dilation must be >= 1 and padding >= 0");
     return g;
 }
 
-template <typename T, bool Folded>
-py::array_t<T> im2col(CArray<T> x, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
-                      int64_t pw, int64_t dh, int64_t dw, py::object out) {
-    require(x.ndim() == 4, "im2col: x must be (N, C, H, W)");
-    ConvGeometry g = make_geometry(x, R, S, sh, sw, ph, pw, dh, dw);
-    const int64_t CRS = g.C * R * S, PQ = g.P * g.Q;
-    py::array_t<T> cols = Folded ? output<T>(out, {CRS, g.N * PQ}, "im2col")  // (C*R*S, N*P*Q)
-                                 : output<T>(out, {g.N, CRS, PQ}, "im2col");  // (N, C*R*S, P*Q)
+template <typename T>
+py::array_t<T> im2col(CArray<T> x, py::object geometry, py::object out) {
+    const Conv2dGeometry g = conv_geometry(geometry, "im2col");
+    require(x.ndim() == 4 && x.shape(0) == g.N && x.shape(1) == g.C && x.shape(2) == g.H &&
+                x.shape(3) == g.W,
+            "im2col: x must be (N, C, H, W) = " + shape_string({g.N, g.C, g.H, g.W}));
+    py::array_t<T> cols = output<T>(out, {g.C * g.R * g.S, g.N * g.P * g.Q}, "im2col");
     {
         py::gil_scoped_release release;
-        minicnn::cpu::im2col<T>(x.data(), cols.mutable_data(), g, Folded);
+        minicnn::cpu::im2col<T>(x.data(), cols.mutable_data(), g);
     }
-    return cols;
+    return cols;  // (C*R*S, N*P*Q)
 }
 
-template <typename T, bool Folded>
-py::array_t<T> col2im(CArray<T> cols, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R,
-                      int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                      int64_t dw, py::object out) {
-    require(N >= 0 && C >= 0 && H >= 1 && W >= 1, "col2im: bad image shape");
-    py::array_t<T> x = output<T>(out, {N, C, H, W}, "col2im");  // (N, C, H, W)
-    ConvGeometry g = make_geometry(x, R, S, sh, sw, ph, pw, dh, dw);
-    const int64_t CRS = C * R * S, PQ = g.P * g.Q;
-    if (Folded)
-        require(cols.ndim() == 2 && cols.shape(0) == CRS && cols.shape(1) == N * PQ,
-                "col2im: cols must be (C*R*S, N*P*Q) = (" + std::to_string(CRS) + ", " +
-                    std::to_string(N * PQ) + ")");
-    else
-        require(cols.ndim() == 3 && cols.shape(0) == N && cols.shape(1) == CRS && cols.shape(2) == PQ,
-                "col2im: cols must be (N, C*R*S, P*Q) = (" + std::to_string(N) + ", " +
-                    std::to_string(CRS) + ", " + std::to_string(PQ) + ")");
+template <typename T>
+py::array_t<T> col2im(CArray<T> cols, py::object geometry, py::object out) {
+    const Conv2dGeometry g = conv_geometry(geometry, "col2im");
+    const int64_t CRS = g.C * g.R * g.S, NPQ = g.N * g.P * g.Q;
+    require(cols.ndim() == 2 && cols.shape(0) == CRS && cols.shape(1) == NPQ,
+            "col2im: cols must be (C*R*S, N*P*Q) = " + shape_string({CRS, NPQ}));
+    py::array_t<T> x = output<T>(out, {g.N, g.C, g.H, g.W}, "col2im");  // (N, C, H, W)
     {
         py::gil_scoped_release release;
-        minicnn::cpu::col2im<T>(cols.data(), x.mutable_data(), g, Folded);
+        minicnn::cpu::col2im<T>(cols.data(), x.mutable_data(), g);
     }
     return x;
 }
@@ -319,23 +319,30 @@ py::array_t<T> batch_norm_backward_data(CArray<T> dout, CArray<T> x, CArray<T> m
 }
 
 // ---- pooling ------------------------------------------------------------------------------------
-static PoolGeometry pool_geometry(int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                                  int64_t dw, int64_t P, int64_t Q) {
-    require(R >= 1 && S >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && dh >= 1 && dw >= 1 &&
-                P >= 0 && Q >= 0,
-            "pool: kernel, stride and dilation must be >= 1, padding and output size >= 0");
-    return PoolGeometry{N, C, H, W, R, S, sh, sw, ph, pw, dh, dw, P, Q};
+static Pool2dGeometry pool_geometry(py::handle obj, const char* op) {
+    Pool2dGeometry g = minicnn::geometry_py::pool2d_geometry(obj);
+    require(g.N >= 0 && g.C >= 0 && g.H >= 0 && g.W >= 0 && g.P >= 0 && g.Q >= 0,
+            std::string(op) + ": sizes must be >= 0");
+    require(g.R >= 1 && g.S >= 1 && g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 &&
+                g.dh >= 1 && g.dw >= 1,
+            std::string(op) + ": kernel, stride and dilation must be >= 1, padding >= 0");
+    return g;
+}
+
+static void require_shape(const py::array& a, std::initializer_list<int64_t> shape,
+                          const std::string& what) {
+    bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    size_t i = 0;
+    for (int64_t d : shape) same = same && a.shape(i++) == d;
+    require(same, what + " must have shape " + shape_string(shape));
 }
 
 template <typename T>
-py::tuple max_pool2d_forward(CArray<T> x, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
-                             int64_t pw, int64_t dh, int64_t dw, int64_t P, int64_t Q) {
-    require(x.ndim() == 4, "max_pool2d_forward: x must be (N, C, H, W)");
-    PoolGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), R, S, sh, sw,
-                                   ph, pw, dh, dw, P, Q);
-    py::array_t<T> y({g.N, g.C, P, Q});
-    py::array_t<int64_t> argmax({g.N, g.C, P, Q});
+py::tuple max_pool2d_forward(CArray<T> x, py::object geometry) {
+    const Pool2dGeometry g = pool_geometry(geometry, "max_pool2d_forward");
+    require_shape(x, {g.N, g.C, g.H, g.W}, "max_pool2d_forward: x");
+    py::array_t<T> y({g.N, g.C, g.P, g.Q});
+    py::array_t<int64_t> argmax({g.N, g.C, g.P, g.Q});
     {
         py::gil_scoped_release release;
         minicnn::cpu::max_pool2d_forward<T>(x.data(), y.mutable_data(), argmax.mutable_data(), g);
@@ -344,15 +351,11 @@ py::tuple max_pool2d_forward(CArray<T> x, int64_t R, int64_t S, int64_t sh, int6
 }
 
 template <typename T>
-py::array_t<T> max_pool2d_backward(CArray<T> dout, Index argmax, int64_t H, int64_t W, int64_t R,
-                                   int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                                   int64_t dh, int64_t dw) {
-    require(dout.ndim() == 4 && argmax.ndim() == 4, "max_pool2d_backward: dout, argmax must be 4-D");
-    for (int i = 0; i < 4; ++i)
-        require(dout.shape(i) == argmax.shape(i), "max_pool2d_backward: argmax must be shaped like dout");
-    PoolGeometry g = pool_geometry(dout.shape(0), dout.shape(1), H, W, R, S, sh, sw, ph, pw, dh, dw,
-                                   dout.shape(2), dout.shape(3));
-    py::array_t<T> dx({g.N, g.C, H, W});
+py::array_t<T> max_pool2d_backward(CArray<T> dout, Index argmax, py::object geometry) {
+    const Pool2dGeometry g = pool_geometry(geometry, "max_pool2d_backward");
+    require_shape(dout, {g.N, g.C, g.P, g.Q}, "max_pool2d_backward: dout");
+    require_shape(argmax, {g.N, g.C, g.P, g.Q}, "max_pool2d_backward: argmax");
+    py::array_t<T> dx({g.N, g.C, g.H, g.W});
     {
         py::gil_scoped_release release;
         minicnn::cpu::max_pool2d_backward<T>(dout.data(), argmax.data(), dx.mutable_data(), g);
@@ -361,11 +364,10 @@ py::array_t<T> max_pool2d_backward(CArray<T> dout, Index argmax, int64_t H, int6
 }
 
 template <typename T>
-py::array_t<T> avg_pool2d_forward(CArray<T> x, CArray<T> divisor, int64_t R, int64_t S, int64_t sh,
-                                  int64_t sw, int64_t ph, int64_t pw) {
-    require(x.ndim() == 4 && divisor.ndim() == 2, "avg_pool2d_forward: x (N, C, H, W), divisor (P, Q)");
-    PoolGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), R, S, sh, sw,
-                                   ph, pw, 1, 1, divisor.shape(0), divisor.shape(1));
+py::array_t<T> avg_pool2d_forward(CArray<T> x, CArray<T> divisor, py::object geometry) {
+    const Pool2dGeometry g = pool_geometry(geometry, "avg_pool2d_forward");
+    require_shape(x, {g.N, g.C, g.H, g.W}, "avg_pool2d_forward: x");
+    require_shape(divisor, {g.P, g.Q}, "avg_pool2d_forward: divisor");
     py::array_t<T> y({g.N, g.C, g.P, g.Q});
     {
         py::gil_scoped_release release;
@@ -375,15 +377,11 @@ py::array_t<T> avg_pool2d_forward(CArray<T> x, CArray<T> divisor, int64_t R, int
 }
 
 template <typename T>
-py::array_t<T> avg_pool2d_backward(CArray<T> dout, CArray<T> divisor, int64_t H, int64_t W,
-                                   int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
-                                   int64_t pw) {
-    require(dout.ndim() == 4 && divisor.ndim() == 2 && divisor.shape(0) == dout.shape(2) &&
-                divisor.shape(1) == dout.shape(3),
-            "avg_pool2d_backward: dout (N, C, P, Q), divisor (P, Q)");
-    PoolGeometry g = pool_geometry(dout.shape(0), dout.shape(1), H, W, R, S, sh, sw, ph, pw, 1, 1,
-                                   dout.shape(2), dout.shape(3));
-    py::array_t<T> dx({g.N, g.C, H, W});
+py::array_t<T> avg_pool2d_backward(CArray<T> dout, CArray<T> divisor, py::object geometry) {
+    const Pool2dGeometry g = pool_geometry(geometry, "avg_pool2d_backward");
+    require_shape(dout, {g.N, g.C, g.P, g.Q}, "avg_pool2d_backward: dout");
+    require_shape(divisor, {g.P, g.Q}, "avg_pool2d_backward: divisor");
+    py::array_t<T> dx({g.N, g.C, g.H, g.W});
     {
         py::gil_scoped_release release;
         minicnn::cpu::avg_pool2d_backward<T>(dout.data(), divisor.data(), dx.mutable_data(), g);
@@ -395,9 +393,6 @@ py::array_t<T> avg_pool2d_backward(CArray<T> dout, CArray<T> divisor, int64_t H,
 #define DEF_BOTH(name, fn, ...)                                    \
     m.def(name "_f32", &fn<float>, __VA_ARGS__);                   \
     m.def(name "_f64", &fn<double>, __VA_ARGS__)
-
-#define CONV_ARGS py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"), py::arg("ph"), \
-                  py::arg("pw"), py::arg("dh"), py::arg("dw")
 
 PYBIND11_MODULE(_C_cpu, m) {
     m.doc() = "minicnn CPU helpers (im2col/col2im, batch layout, ReLU, batch norm, pooling), "
@@ -428,19 +423,10 @@ PYBIND11_MODULE(_C_cpu, m) {
           "Register CBLAS ?gemm functions (addresses; 0 = none) for the gemm_* kernels.");
     m.def("has_blas", [] { return minicnn::cpu::Blas::instance().sgemm != nullptr; });
 
+    minicnn::geometry_py::bind(m);
     const auto none = py::none();
-    m.def("im2col_f32", &im2col<float, false>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
-    m.def("im2col_f64", &im2col<double, false>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
-    m.def("im2col_folded_f32", &im2col<float, true>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
-    m.def("im2col_folded_f64", &im2col<double, true>, py::arg("x"), CONV_ARGS, py::arg("out") = none);
-    m.def("col2im_f32", &col2im<float, false>, py::arg("cols"), py::arg("N"), py::arg("C"),
-          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
-    m.def("col2im_f64", &col2im<double, false>, py::arg("cols"), py::arg("N"), py::arg("C"),
-          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
-    m.def("col2im_folded_f32", &col2im<float, true>, py::arg("cols"), py::arg("N"), py::arg("C"),
-          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
-    m.def("col2im_folded_f64", &col2im<double, true>, py::arg("cols"), py::arg("N"), py::arg("C"),
-          py::arg("H"), py::arg("W"), CONV_ARGS, py::arg("out") = none);
+    DEF_BOTH("im2col", im2col, py::arg("x"), py::arg("geometry"), py::arg("out") = none);
+    DEF_BOTH("col2im", col2im, py::arg("cols"), py::arg("geometry"), py::arg("out") = none);
     DEF_BOTH("channel_sums", channel_sums, py::arg("a"));
     DEF_BOTH("transpose", transpose, py::arg("a"));
     DEF_BOTH("conv_transpose_kernel", conv_transpose_kernel, py::arg("w"), py::arg("groups"));
@@ -460,13 +446,11 @@ PYBIND11_MODULE(_C_cpu, m) {
     DEF_BOTH("batch_norm_backward_data", batch_norm_backward_data, py::arg("dout"), py::arg("x"),
              py::arg("mean"), py::arg("invstd"), py::arg("g"), py::arg("sum_dy"),
              py::arg("sum_dy_xhat"));
-    DEF_BOTH("max_pool2d_forward", max_pool2d_forward, py::arg("x"), CONV_ARGS, py::arg("P"),
-             py::arg("Q"));
+    DEF_BOTH("max_pool2d_forward", max_pool2d_forward, py::arg("x"), py::arg("geometry"));
     DEF_BOTH("max_pool2d_backward", max_pool2d_backward, py::arg("dout"), py::arg("argmax"),
-             py::arg("H"), py::arg("W"), CONV_ARGS);
+             py::arg("geometry"));
     DEF_BOTH("avg_pool2d_forward", avg_pool2d_forward, py::arg("x"), py::arg("divisor"),
-             py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"));
+             py::arg("geometry"));
     DEF_BOTH("avg_pool2d_backward", avg_pool2d_backward, py::arg("dout"), py::arg("divisor"),
-             py::arg("H"), py::arg("W"), py::arg("R"), py::arg("S"), py::arg("sh"), py::arg("sw"),
-             py::arg("ph"), py::arg("pw"));
+             py::arg("geometry"));
 }

@@ -16,16 +16,11 @@
 #include <limits>
 #include <vector>
 
+#include "../geometry.h"
 #include "parallel.h"
 
 namespace minicnn {
 namespace cpu {
-
-struct PoolGeometry {
-    int64_t N, C, H, W;  // input
-    int64_t R, S, sh, sw, ph, pw, dh, dw;
-    int64_t P, Q;        // output (ceil_mode decided by the caller)
-};
 
 // Kernel offsets r in [lo, hi) whose row start + r*dil lies in [0, n); first = the first such row
 // (start + ceil(-start/dil)*dil when start < 0), possibly >= n when the window misses the input.
@@ -64,19 +59,19 @@ struct PaddedPlane {
     int64_t Hp, Wp;
     std::vector<T> data;
 
-    PaddedPlane(const PoolGeometry& g, T fill)
+    PaddedPlane(const Pool2dGeometry& g, T fill)
         : Hp(std::max(g.H + 2 * g.ph, (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1)),
           Wp(std::max(g.W + 2 * g.pw, (g.Q - 1) * g.sw + (g.S - 1) * g.dw + 1)),
           data(Hp * Wp, fill) {}
 
-    void load(const T* plane, const PoolGeometry& g) {  // the border keeps its fill
+    void load(const T* plane, const Pool2dGeometry& g) {  // the border keeps its fill
         for (int64_t h = 0; h < g.H; ++h)
             std::copy(plane + h * g.W, plane + (h + 1) * g.W, data.begin() + (h + g.ph) * Wp + g.pw);
     }
 };
 
 template <typename T>
-void max_pool2d_forward(const T* x, T* y, int64_t* argmax, const PoolGeometry& g) {
+void max_pool2d_forward(const T* x, T* y, int64_t* argmax, const Pool2dGeometry& g) {
     const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
     const std::vector<Span> hs = window_spans(g.P, g.sh, g.ph, g.R, g.dh, g.H);
     const std::vector<Span> ws = window_spans(g.Q, g.sw, g.pw, g.S, g.dw, g.W);
@@ -109,7 +104,7 @@ void max_pool2d_forward(const T* x, T* y, int64_t* argmax, const PoolGeometry& g
 }
 
 template <typename T>
-void max_pool2d_backward(const T* dout, const int64_t* argmax, T* dx, const PoolGeometry& g) {
+void max_pool2d_backward(const T* dout, const int64_t* argmax, T* dx, const Pool2dGeometry& g) {
     const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
     const std::vector<Span> hs = window_spans(g.P, g.sh, g.ph, g.R, g.dh, g.H);
     const std::vector<Span> ws = window_spans(g.Q, g.sw, g.pw, g.S, g.dw, g.W);
@@ -130,7 +125,7 @@ void max_pool2d_backward(const T* dout, const int64_t* argmax, T* dx, const Pool
 }
 
 template <typename T>
-void avg_pool2d_forward(const T* x, const T* divisor, T* y, const PoolGeometry& g) {
+void avg_pool2d_forward(const T* x, const T* divisor, T* y, const Pool2dGeometry& g) {
     const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
     parallel_for(g.N * g.C, plane_grain(HW + PQ), [&](int64_t b, int64_t e) {
         PaddedPlane<T> pad(g, T(0));
@@ -151,7 +146,7 @@ void avg_pool2d_forward(const T* x, const T* divisor, T* y, const PoolGeometry& 
 }
 
 template <typename T>
-void avg_pool2d_backward(const T* dout, const T* divisor, T* dx, const PoolGeometry& g) {
+void avg_pool2d_backward(const T* dout, const T* divisor, T* dx, const Pool2dGeometry& g) {
     const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
     parallel_for(g.N * g.C, plane_grain(HW + PQ), [&](int64_t b, int64_t e) {
         PaddedPlane<T> pad(g, T(0));

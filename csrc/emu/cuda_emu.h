@@ -39,6 +39,17 @@
 
 #define MINICNN_EMU 1
 
+// Standard headers first: types.h defines __noinline__, which some of them use as an attribute.
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
 #include "types.h"
 #include "runtime.h"
 #include "fiber.h"
@@ -46,3 +57,4 @@
 #include "sync.h"
 #include "launch.h"
 #include "device_functions.h"
+#include "capi.h"

@@ -11,20 +11,33 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "scheduler.h"
+
 // ---- atomics --------------------------------------------------------------------------------------
-// Kernels never run in parallel here and fibers switch only inside barriers, shuffles and votes, so
-// nothing can come between the read and the write: an atomic is a plain read-modify-write.
+// Blocks run concurrently on several OS threads, so an atomic is a real atomic read-modify-write
+// (a compare-and-swap loop, which serves float and double too). The race checker records it as an
+// atomic access: atomics never race with each other, but a plain access to the same word does.
+#ifdef MINICNN_EMU_CHECK
+#define MINICNN_EMU_ATOMIC_INLINE inline __attribute__((noinline))  // the checker names the caller
+#else
+#define MINICNN_EMU_ATOMIC_INLINE inline
+#endif
 namespace minicnn_emu::detail {
 template <class T, class Update>
-T atomic_update(T* address, Update update) {
-  T old = *address;
-  *address = update(old);
+__attribute__((always_inline)) inline T atomic_update(T* address, Update update) {
+  EmuCode paused;
+  check_atomic(address, sizeof(T), __builtin_return_address(0));
+  T old, desired;
+  __atomic_load(address, &old, __ATOMIC_RELAXED);
+  do {
+    desired = update(old);
+  } while (!__atomic_compare_exchange(address, &old, &desired, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
   return old;
 }
 }  // namespace minicnn_emu::detail
 
 #define MINICNN_EMU_ATOMIC(name, T, new_value)                                                     \
-  inline T name(T* address, T val) {                                                             \
+  MINICNN_EMU_ATOMIC_INLINE T name(T* address, T val) {                                          \
     return ::minicnn_emu::detail::atomic_update(address, [val]([[maybe_unused]] T old) { return new_value; }); \
   }
 // Integer additions wrap around like the hardware's (computed unsigned: no signed overflow).
@@ -61,7 +74,7 @@ MINICNN_EMU_ATOMIC(atomicDec, unsigned int, (old == 0 || old > val) ? val : old 
 #undef MINICNN_EMU_ATOMIC
 
 #define MINICNN_EMU_ATOMIC_CAS(T)                                                                     \
-  inline T atomicCAS(T* address, T compare, T val) {                                                \
+  MINICNN_EMU_ATOMIC_INLINE T atomicCAS(T* address, T compare, T val) {                             \
     return ::minicnn_emu::detail::atomic_update(address, [=](T old) { return old == compare ? val : old; }); \
   }
 MINICNN_EMU_ATOMIC_CAS(int)
@@ -70,10 +83,11 @@ MINICNN_EMU_ATOMIC_CAS(unsigned long long)
 MINICNN_EMU_ATOMIC_CAS(unsigned short)
 #undef MINICNN_EMU_ATOMIC_CAS
 
-// Memory fences order memory between threads running at the same time; there are none here.
-inline void __threadfence() {}
-inline void __threadfence_block() {}
-inline void __threadfence_system() {}
+// Memory fences: blocks run on several OS threads, so a fence is a real one. (The race checker does
+// not model fence-based synchronisation between blocks: a flag written after a fence is a race.)
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // ---- loads, traps ---------------------------------------------------------------------------------
 template <class T>

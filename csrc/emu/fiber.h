@@ -91,7 +91,7 @@ struct Fiber {
 };
 
 // The fiber that switched to the running one; ASan reports that fiber's stack bounds to us.
-inline Fiber* g_switched_from = nullptr;
+inline thread_local Fiber* g_switched_from = nullptr;
 
 // Called first thing after every switch, on the new stack.
 inline void finish_switch(void* fake_stack) {
@@ -146,7 +146,10 @@ inline void prepare_fiber(Fiber& fiber, char* stack_lo, size_t stack_size, void 
 // PROT_NONE guard page, so a kernel that overflows its stack crashes instead of corrupting memory.
 class StackPool {
  public:
-  static size_t stack_bytes() { return round_to_page(MINICNN_EMU_STACK_BYTES); }
+  static size_t stack_bytes() {
+    static const size_t bytes = round_to_page(MINICNN_EMU_STACK_BYTES);
+    return bytes;
+  }
 
   char* stack(size_t i) {  // lowest usable address of stack i
     while (stacks_.size() <= i) stacks_.push_back(map_stack());

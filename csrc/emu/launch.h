@@ -2,11 +2,13 @@
 //
 // Part of the CUDA emulator (see cuda_emu.h). A launch checks the configuration as CUDA does,
 // copies the arguments once (each CUDA thread then gets its own copy, as kernel parameters are
-// passed by value), and runs the blocks one after another with the scheduler. It returns when the
+// passed by value), and runs the blocks in the schedule's block order on the block workers (OS
+// threads, pool.h), each block with the scheduler. It returns when the
 // whole grid has run; the first error of any thread is rethrown as std::runtime_error
 // "kernel <name>: block (x,y,z) thread (x,y,z): <what>".
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -15,6 +17,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "pool.h"
 #include "scheduler.h"
 
 namespace minicnn_emu {
@@ -56,10 +59,10 @@ inline std::string config_problem(const LaunchConfig& c) {
 }
 
 // ---- dynamic shared memory ---------------------------------------------------------------------
-// One buffer per launch, refilled with 0xFF bytes before every block: NaN when read as float or
-// double, -1 as an integer, so reading what the block never wrote shows up. Under ASan the buffer
-// has exactly `smem` bytes and ASan reports overruns at their source line; otherwise 4 KiB of
-// canary behind it are checked after every block of a kernel that used DYN_SHARED.
+// One buffer per block worker, refilled with 0xFF bytes before every block: NaN when read as float
+// or double, -1 as an integer, so reading what the block never wrote shows up. Under ASan the
+// buffer has exactly `smem` bytes and ASan reports overruns at their source line; otherwise 4 KiB
+// of canary behind it are checked after every block of a kernel that used DYN_SHARED.
 #ifdef MINICNN_EMU_ASAN
 constexpr size_t kCanaryBytes = 0;
 #else
@@ -68,93 +71,107 @@ constexpr size_t kCanaryBytes = 4096;
 constexpr unsigned char kCanary = 0xA5;
 constexpr std::align_val_t kSharedAlignment{64};
 
-inline void allocate_dynamic_shared(size_t bytes) {
-  auto* p = static_cast<unsigned char*>(::operator new(bytes + kCanaryBytes, kSharedAlignment));
-  std::memset(p + bytes, kCanary, kCanaryBytes);
-  g_emu.dyn_smem = p;
-  g_emu.dyn_smem_bytes = bytes;
-  g_emu.dyn_smem_used = false;
+inline void free_dynamic_shared(Worker& w) {
+  ::operator delete(w.dyn_smem, kSharedAlignment);
+  w.dyn_smem = nullptr;
+  w.dyn_smem_bytes = 0;
 }
 
-inline void free_dynamic_shared() {
-  ::operator delete(g_emu.dyn_smem, kSharedAlignment);
-  g_emu.dyn_smem = nullptr;
-  g_emu.dyn_smem_bytes = 0;
+// Give this worker `bytes` of dynamic shared memory, poisoned, with the canary behind it.
+inline void prepare_dynamic_shared(Worker& w, size_t bytes) {
+  if (w.dyn_smem == nullptr || w.dyn_smem_bytes != bytes) {  // exact size: ASan sees overruns
+    free_dynamic_shared(w);
+    w.dyn_smem = static_cast<unsigned char*>(::operator new(bytes + kCanaryBytes, kSharedAlignment));
+    w.dyn_smem_bytes = bytes;
+    std::memset(w.dyn_smem + bytes, kCanary, kCanaryBytes);
+  }
+  if (bytes != 0) std::memset(w.dyn_smem, 0xFF, bytes);
+  w.dyn_smem_used = false;
 }
 
-inline bool dynamic_shared_overrun() {
-  if (!g_emu.dyn_smem_used) return false;
+inline bool dynamic_shared_overrun(Worker& w) {
+  if (!w.dyn_smem_used) return false;
   for (size_t i = 0; i < kCanaryBytes; ++i) {
-    if (g_emu.dyn_smem[g_emu.dyn_smem_bytes + i] != kCanary) return true;
+    if (w.dyn_smem[w.dyn_smem_bytes + i] != kCanary) {
+      std::memset(w.dyn_smem + w.dyn_smem_bytes, kCanary, kCanaryBytes);
+      return true;
+    }
   }
   return false;
 }
 
 // ---- running a grid -----------------------------------------------------------------------------
 inline thread_local bool t_in_launch = false;  // to refuse a launch from inside a kernel
+inline uint32_t g_launch_count = 0;
 
-// Holds the launch lock and the launch's state for the duration of one launch.
-class LaunchScope {
- public:
-  LaunchScope(const LaunchConfig& c, void (*invoke)(const void*), const void* bound_args)
-      : lock_(g_emu.launch_mutex) {
-    g_emu.kernel_name = c.name;
-    g_emu.invoke = invoke;
-    g_emu.bound_args = bound_args;
-    g_emu.error = LaunchError{};
-    gridDim = c.grid;
-    blockDim = c.block;
-    lay_out_threads(c.block);
-    allocate_dynamic_shared(c.smem);
-    ++g_emu.stats.launches;
-    t_in_launch = true;
-  }
-  ~LaunchScope() {
-    free_dynamic_shared();
-    if (g_emu.error.failed) g_emu.stacks.unpoison_all();  // abandoned frames leave ASan marks
-    g_emu.cur_thread = nullptr;
-    g_emu.invoke = nullptr;
-    g_emu.bound_args = nullptr;
-    t_in_launch = false;
-  }
-  LaunchScope(const LaunchScope&) = delete;
-  LaunchScope& operator=(const LaunchScope&) = delete;
-
- private:
-  static void lay_out_threads(dim3 block) {
-    Block& b = g_emu.block;
-    size_t n = size_t{block.x} * block.y * block.z;
-    b.threads.assign(n, EmuThread{});
-    b.workers.assign(n, Fiber{});
-    b.ready.assign(n, 0);
-    size_t i = 0;
-    for (unsigned z = 0; z < block.z; ++z)
-      for (unsigned y = 0; y < block.y; ++y)
-        for (unsigned x = 0; x < block.x; ++x) b.threads[i++].idx = uint3{x, y, z};
-  }
-
-  std::lock_guard<std::mutex> lock_;
-};
-
-inline std::string error_message(const char* kernel, const LaunchError& err) {
-  std::string where = "kernel " + std::string(kernel) + ": block " + coords(err.block);
-  if (err.has_thread) where += " thread " + coords(err.thread);
-  return where + ": " + err.what;
+inline void lay_out_threads(Block& b, dim3 block) {
+  size_t n = size_t{block.x} * block.y * block.z;
+  b.threads.assign(n, EmuThread{});
+  b.workers.assign(n, Fiber{});
+  b.ready.assign(n, 0);
+  size_t i = 0;
+  for (unsigned z = 0; z < block.z; ++z)
+    for (unsigned y = 0; y < block.y; ++y)
+      for (unsigned x = 0; x < block.x; ++x) b.threads[i++].idx = uint3{x, y, z};
 }
 
-inline void run_blocks(dim3 grid) {
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = uint3{x, y, z};
-        if (g_emu.dyn_smem_bytes != 0) std::memset(g_emu.dyn_smem, 0xFF, g_emu.dyn_smem_bytes);
-        run_block();
-        if (dynamic_shared_overrun()) {
-          record_error(nullptr, "wrote past the end of its " + std::to_string(g_emu.dyn_smem_bytes) +
-                                    " bytes of dynamic shared memory");
-        }
-        if (g_emu.error.failed) return;
-      }
+inline uint3 block_coords(uint32_t linear, dim3 grid) {
+  return uint3{linear % grid.x, linear / grid.x % grid.y, linear / (grid.x * grid.y)};
+}
+
+// Run the block at `position` of the block order on this OS thread.
+inline void run_one_block(Worker& w, Launch& l, uint64_t position) {
+  uint32_t linear = l.block_order[position];
+  blockIdx = block_coords(linear, l.grid);
+  w.position = position;
+  w.block.rng = Rng{l.schedule.seed * 0x100000001B3ull + (uint64_t{l.id} << 32) + linear};
+  prepare_dynamic_shared(w, l.dyn_smem_bytes);
+  run_block();
+  if (dynamic_shared_overrun(w)) {
+    w.block_failed = false;  // a block-level error, after the threads' own
+    record_error(nullptr, "wrote past the end of its " + std::to_string(w.dyn_smem_bytes) +
+                              " bytes of dynamic shared memory");
+  }
+}
+
+// One OS thread's share of a launch: take blocks from the order until none is left (or an
+// earlier block failed: blocks before a failed one still run, so the reported error is the same
+// whichever OS thread was faster).
+inline void run_blocks_here(Launch& l) {
+  Worker& w = worker();
+  bool was_in_launch = t_in_launch;
+  t_in_launch = true;
+  gridDim = l.grid;
+  blockDim = l.block;
+  lay_out_threads(w.block, l.block);
+  for (;;) {
+    uint64_t position = l.next_position.fetch_add(1);
+    if (position >= l.block_order.size() || position > l.failed_position.load()) break;
+    run_one_block(w, l, position);
+  }
+  if (l.error.failed) w.stacks.unpoison_all();  // abandoned frames leave ASan marks
+  w.cur_thread = nullptr;
+  t_in_launch = was_in_launch;
+}
+
+inline void order_blocks(Launch& l) {
+  uint64_t n = uint64_t{l.grid.x} * l.grid.y * l.grid.z;
+  std::vector<int> order;
+  Rng rng{l.schedule.seed ^ (uint64_t{l.id} * 0x9E3779B97F4A7C15ull)};
+  fill_order(order, static_cast<int>(n), l.schedule.blocks, rng);
+  l.block_order.assign(order.begin(), order.end());
+}
+
+inline std::string error_message(const Launch& l) {
+  const LaunchError& err = l.error;
+  std::string where = "kernel " + std::string(l.kernel_name) + ": block " + coords(err.block);
+  if (err.has_thread) where += " thread " + coords(err.thread);
+  std::string text = where + ": " + err.what;
+  bool stall = err.what.find("deadlock") != std::string::npos || err.what.find("divergent") != std::string::npos;
+  if (stall || l.schedule.threads != Order::kForward || l.schedule.blocks != Order::kForward) {
+    text += " [schedule " + describe(l.schedule) + "]";
+  }
+  return text;
 }
 
 inline void run_grid(const LaunchConfig& c, void (*invoke)(const void*), const void* bound_args) {
@@ -166,9 +183,27 @@ inline void run_grid(const LaunchConfig& c, void (*invoke)(const void*), const v
   if (!problem.empty()) {
     throw std::runtime_error("kernel " + std::string(c.name) + ": invalid launch configuration: " + problem);
   }
-  LaunchScope scope(c, invoke, bound_args);
-  run_blocks(c.grid);
-  if (g_emu.error.failed) throw std::runtime_error(error_message(c.name, g_emu.error));
+  Schedule schedule = current_schedule();
+  std::lock_guard<std::mutex> lock(g_launch_mutex);
+  Launch l;
+  l.kernel_name = c.name;
+  l.invoke = invoke;
+  l.bound_args = bound_args;
+  l.grid = c.grid;
+  l.block = c.block;
+  l.dyn_smem_bytes = c.smem;
+  l.schedule = schedule;
+  l.id = ++g_launch_count;
+  order_blocks(l);
+  count(g_stats.launches);
+  LaunchChecks checks(l);  // throws if the race checker can't start, saying why
+  uint64_t blocks = l.block_order.size();
+  int workers = static_cast<int>(std::min<uint64_t>(blocks, static_cast<uint64_t>(schedule.workers)));
+  g_launch = &l;
+  worker_pool().run(workers, [&l] { run_blocks_here(l); });
+  g_launch = nullptr;
+  if (l.error.failed) throw std::runtime_error(error_message(l));
+  checks.finish();  // throws the race checker's findings
 }
 
 }  // namespace detail
@@ -215,9 +250,11 @@ template <class T>
 T* dynamic_shared() {
   // With smem = 0 this is a 0-byte buffer: fine to declare, an error to use (caught by ASan or the
   // canary check after the block), as in CUDA.
-  if (detail::g_emu.cur_thread == nullptr) throw std::logic_error("DYN_SHARED used outside a kernel");
-  detail::g_emu.dyn_smem_used = true;
-  return reinterpret_cast<T*>(detail::g_emu.dyn_smem);
+  detail::EmuCode paused;
+  detail::Worker* w = detail::t_worker;
+  if (w == nullptr || w->cur_thread == nullptr) throw std::logic_error("DYN_SHARED used outside a kernel");
+  w->dyn_smem_used = true;
+  return reinterpret_cast<T*>(w->dyn_smem);
 }
 
 }  // namespace minicnn_emu

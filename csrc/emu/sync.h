@@ -38,7 +38,7 @@ inline std::string hex(unsigned v) {
 // The mask must name the calling lane and only lanes that exist in this (possibly partial) warp.
 inline void check_mask(const char* name, unsigned mask, int index) {
   int lane = index % warpSize;
-  int warp_threads = std::min(warpSize, g_emu.block.size() - (index - lane));
+  int warp_threads = std::min(warpSize, cur_block().size() - (index - lane));
   if (((mask >> lane) & 1u) == 0) {
     throw std::runtime_error(std::string(name) + ": mask " + hex(mask) + " does not include the calling lane " +
                              std::to_string(lane));
@@ -46,13 +46,13 @@ inline void check_mask(const char* name, unsigned mask, int index) {
   if (warp_threads < warpSize && (mask >> warp_threads) != 0) {
     throw std::runtime_error(std::string(name) + ": mask " + hex(mask) + " names lanes beyond the " +
                              std::to_string(warp_threads) + " threads of this warp (the block has " +
-                             std::to_string(g_emu.block.size()) + " threads)");
+                             std::to_string(cur_block().size()) + " threads)");
   }
 }
 
 inline bool all_lanes_arrived(const EmuThread& t, int base) {
   for (unsigned m = t.mask; m != 0; m &= m - 1) {
-    const EmuThread& u = g_emu.block.threads[base + __builtin_ctz(m)];
+    const EmuThread& u = cur_block().threads[base + __builtin_ctz(m)];
     if (u.state != ThreadState::kAtWarpOp || u.op != t.op || u.mask != t.mask) return false;
   }
   return true;
@@ -62,7 +62,7 @@ inline uint64_t lane_result(const EmuThread& u, int base, unsigned ballot) {
   switch (u.op) {
     case WarpOp::kShuffle:
       if (((u.mask >> u.src_lane) & 1u) == 0) return kPoisonBits;
-      return g_emu.block.threads[base + u.src_lane].value;
+      return cur_block().threads[base + u.src_lane].value;
     case WarpOp::kBallot: return ballot;
     case WarpOp::kAny: return ballot != 0;
     case WarpOp::kAll: return ballot == u.mask;
@@ -76,21 +76,26 @@ inline void complete_warp_op(EmuThread& last, int base) {
   unsigned ballot = 0;
   for (unsigned m = last.mask; m != 0; m &= m - 1) {
     int lane = __builtin_ctz(m);
-    if (g_emu.block.threads[base + lane].value != 0) ballot |= 1u << lane;
+    if (cur_block().threads[base + lane].value != 0) ballot |= 1u << lane;
   }
   for (unsigned m = last.mask; m != 0; m &= m - 1) {
-    EmuThread& u = g_emu.block.threads[base + __builtin_ctz(m)];
+    EmuThread& u = cur_block().threads[base + __builtin_ctz(m)];
     u.result = lane_result(u, base, ballot);
-    if (&u != &last) push_ready(u);
   }
+  if (last.op == WarpOp::kSync) check_warp_sync(base, last.mask);  // __syncwarp orders memory
+  wake_in_schedule_order([&](EmuThread& u) {
+    int i = cur_block().index_of(u);
+    return i >= base && i < base + warpSize && ((last.mask >> (i - base)) & 1u) && &u != &last;
+  });
   last.state = ThreadState::kRunning;
 }
 
 // Bring `value` to a warp operation; returns this lane's answer.
 inline uint64_t warp_exchange(WarpOp op, const char* name, unsigned mask, uint64_t value, int src_lane,
                               Site site) {
+  EmuCode paused;  // the race checker ignores the emulator's own memory
   EmuThread& t = running_thread(name);
-  int index = g_emu.block.index_of(t);
+  int index = cur_block().index_of(t);
   check_mask(name, mask, index);
   t.state = ThreadState::kAtWarpOp;
   t.op = op;
@@ -109,7 +114,7 @@ inline uint64_t warp_exchange(WarpOp op, const char* name, unsigned mask, uint64
 }
 
 inline int lane_of_running_thread(const char* name) {
-  return g_emu.block.index_of(running_thread(name)) % warpSize;
+  return cur_block().index_of(running_thread(name)) % warpSize;
 }
 
 inline void check_width(const char* name, int width) {
@@ -138,16 +143,20 @@ T shuffle(const char* name, unsigned mask, T var, int src_lane, Site site) {
 #define MINICNN_EMU_SITE ::minicnn_emu::detail::Site{file, line}
 
 inline void __syncthreads(MINICNN_EMU_SITE_PARAMS) {
+  ::minicnn_emu::detail::EmuCode paused;
   ::minicnn_emu::detail::block_barrier("__syncthreads()", 0, MINICNN_EMU_SITE);
 }
 inline int __syncthreads_count(int predicate, MINICNN_EMU_SITE_PARAMS) {
+  ::minicnn_emu::detail::EmuCode paused;
   return ::minicnn_emu::detail::block_barrier("__syncthreads_count()", predicate, MINICNN_EMU_SITE);
 }
 inline int __syncthreads_and(int predicate, MINICNN_EMU_SITE_PARAMS) {
+  ::minicnn_emu::detail::EmuCode paused;
   return ::minicnn_emu::detail::block_barrier("__syncthreads_and()", predicate, MINICNN_EMU_SITE) ==
-         ::minicnn_emu::detail::g_emu.block.size();
+         ::minicnn_emu::detail::cur_block().size();
 }
 inline int __syncthreads_or(int predicate, MINICNN_EMU_SITE_PARAMS) {
+  ::minicnn_emu::detail::EmuCode paused;
   return ::minicnn_emu::detail::block_barrier("__syncthreads_or()", predicate, MINICNN_EMU_SITE) != 0;
 }
 
@@ -161,6 +170,7 @@ inline void __syncwarp(unsigned mask = 0xffffffffu, MINICNN_EMU_SITE_PARAMS) {
 template <class T>
 T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
+  EmuCode paused;
   check_width("__shfl_sync()", width);
   int lane = lane_of_running_thread("__shfl_sync()");
   int src = (lane & ~(width - 1)) + (src_lane & (width - 1));
@@ -170,6 +180,7 @@ T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize, MINICNN_
 template <class T>
 T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
+  EmuCode paused;
   check_width("__shfl_up_sync()", width);
   int lane = lane_of_running_thread("__shfl_up_sync()");
   int src = (lane & (width - 1)) >= static_cast<int>(delta) ? lane - static_cast<int>(delta) : lane;
@@ -179,6 +190,7 @@ T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize, MIN
 template <class T>
 T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
+  EmuCode paused;
   check_width("__shfl_down_sync()", width);
   int lane = lane_of_running_thread("__shfl_down_sync()");
   int src = (lane & (width - 1)) + delta < static_cast<unsigned>(width) ? lane + static_cast<int>(delta) : lane;
@@ -188,6 +200,7 @@ T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize, M
 template <class T>
 T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
+  EmuCode paused;
   check_width("__shfl_xor_sync()", width);
   int lane = lane_of_running_thread("__shfl_xor_sync()");
   int src = lane ^ lane_mask;
@@ -213,13 +226,13 @@ inline int __all_sync(unsigned mask, int predicate, MINICNN_EMU_SITE_PARAMS) {
 // The lanes of the caller's warp that have not exited (not a synchronisation point).
 inline unsigned __activemask() {
   using namespace ::minicnn_emu::detail;
-  const Block& b = g_emu.block;
+  EmuCode paused;
+  const Block& b = cur_block();
   int index = b.index_of(running_thread("__activemask()"));
   int base = index - index % warpSize;
   unsigned active = 0;
   for (int lane = 0; lane < warpSize && base + lane < b.size(); ++lane) {
-    bool started = base + lane < b.next_unstarted;
-    if (!started || b.threads[base + lane].state != ThreadState::kExited) active |= 1u << lane;
+    if (b.threads[base + lane].state != ThreadState::kExited) active |= 1u << lane;
   }
   return active;
 }

@@ -18,11 +18,13 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __constant__
-// `__shared__` variables become function-local statics: one copy, used by the threads of the block
-// that is running (blocks run one after another, so that is the block's shared memory). A static
-// keeps its value from the previous block and launch, which can hide a missing initialisation;
-// dynamic shared memory (DYN_SHARED in cuda_compat.h) is poisoned before every block instead.
-#define __shared__ static
+// `__shared__` variables become function-local thread_local statics: one copy per OS thread, used by
+// the block that thread runs (blocks run concurrently on several OS threads, but a block never
+// leaves its OS thread, so that is the block's shared memory). It keeps its value from the
+// previous block and launch, which can hide a missing initialisation: the race checker
+// (check.h) reports a read of shared memory that no thread of the block wrote; dynamic shared
+// memory (DYN_SHARED in cuda_compat.h) is also poisoned before every block.
+#define __shared__ static thread_local
 // `__restrict__` is already a GNU C++ keyword with the same meaning.
 
 // ---- built-in vector types (the few kernels use) ------------------------------------------------
@@ -55,11 +57,11 @@ inline double2 make_double2(double x, double y) { return {x, y}; }
 inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return {x, y, z}; }
 
 // ---- built-in variables -----------------------------------------------------------------------
-// The coordinates of the CUDA thread that is executing right now. Plain globals: launches hold a
-// process-wide lock (blocks share static __shared__ variables anyway), and the scheduler stores the
-// next thread's coordinates before every switch. Being real variables, a debugger can print them.
-inline uint3 threadIdx;
-inline uint3 blockIdx;
-inline dim3 blockDim;
-inline dim3 gridDim;
+// The coordinates of the CUDA thread that is executing right now on this OS thread (each OS thread
+// runs one block at a time); the scheduler stores the next thread's coordinates before every
+// switch. Being real variables, a debugger can print them.
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline thread_local dim3 blockDim;
+inline thread_local dim3 gridDim;
 constexpr int warpSize = 32;

@@ -189,25 +189,35 @@ static void check_tile(int tile) {
     throw std::invalid_argument("conv2d: tile must be 0 (by shape), 32, 64 or 128, got " + std::to_string(tile));
 }
 
-void conv2d_check(const Conv2d& g) {
+// Narrowing to the kernels' int fields happens here, after every range check (P and Q come as
+// computed by minicnn/ops/geometry.py; the kernels bounds-check every read against H, W, P, Q).
+Conv2d conv2d_check(const Conv2dGeometry& g) {
   auto fail = [](const std::string& what) { throw std::invalid_argument("conv2d: " + what); };
-  if (g.N < 0 || g.C < 1 || g.H < 0 || g.W < 0 || g.K < 1 || g.P < 0 || g.Q < 0 || g.R < 1 || g.S < 1)
+  if (g.N < 0 || g.C < 1 || g.H < 0 || g.W < 0 || g.K < 1 || g.P < 0 || g.Q < 0 || g.R < 1 ||
+      g.S < 1)
     fail("sizes must be >= 0 (channels and kernel >= 1)");
-  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0) fail("bad stride, dilation or padding");
+  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
+    fail("bad stride, dilation or padding");
   if (g.G < 1 || g.C % g.G != 0 || g.K % g.G != 0) fail("groups must divide the in and out channels");
-  if (g.P != (g.H + 2 * int64_t(g.ph) - int64_t(g.dh) * (g.R - 1) - 1) / g.sh + 1 ||
-      g.Q != (g.W + 2 * int64_t(g.pw) - int64_t(g.dw) * (g.S - 1) - 1) / g.sw + 1)
-    fail("P, Q do not match H, W, the kernel, stride, padding and dilation");
-  const int64_t crs = int64_t(g.C / g.G) * g.R * g.S, krs = int64_t(g.K / g.G) * g.R * g.S;
+  for (int64_t v : {g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,
+                    g.G})
+    if (v > INT32_MAX)
+      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
+  const int64_t crs = g.C / g.G * g.R * g.S, krs = g.K / g.G * g.R * g.S;
   if (crs > INT32_MAX || krs > INT32_MAX)
     fail("channels x kernel size per group exceeds 2^31 - 1 (the reduction index would overflow)");
-  if (int64_t(g.H) * g.W > INT32_MAX || int64_t(g.P) * g.Q > INT32_MAX)
+  const int64_t plane = std::max(g.P * g.Q, g.H * g.W);
+  if (plane > INT32_MAX)
     fail("an input or output plane has 2^31 pixels or more (the in-plane index would overflow)");
-  if (g.G > int(kMaxGridYZ)) fail("more than 65535 groups (the grid's z extent)");
-  if ((crs + 31) / 32 > kMaxGridYZ || int64_t(g.K / g.G + 31) / 32 > kMaxGridYZ || int64_t(g.C / g.G + 31) / 32 > kMaxGridYZ)
+  if (g.G > int64_t(kMaxGridYZ)) fail("more than 65535 groups (the grid's z extent)");
+  const int64_t Cg_tiles = (g.C / g.G + 31) / 32, Kg_tiles = (g.K / g.G + 31) / 32;
+  if ((crs + 31) / 32 > kMaxGridYZ || Kg_tiles > kMaxGridYZ || Cg_tiles > kMaxGridYZ)
     fail("too many channels per group for the grid's y extent");
-  const int64_t rows = g.N * std::max(int64_t(g.P) * g.Q, int64_t(g.H) * g.W);
-  if ((rows + 31) / 32 > INT32_MAX) fail("N x H x W is too large for the grid's x extent");
+  if (plane > 0 && (g.N > INT64_MAX / plane || (g.N * plane + 31) / 32 > INT32_MAX))
+    fail("N x H x W is too large for the grid's x extent");
+  return Conv2d{g.N,       int(g.C),  int(g.H),  int(g.W),  int(g.K),  int(g.P),
+                int(g.Q),  int(g.R),  int(g.S),  int(g.sh), int(g.sw), int(g.ph),
+                int(g.pw), int(g.dh), int(g.dw), int(g.G)};
 }
 
 int conv2d_backward_weight_splits(const Conv2d& g, int tile) {
@@ -317,7 +327,6 @@ static bool v3_fits(const Conv2d& g) {
 }
 
 int conv2d_splits(const Conv2d& g, int pass, int version, int tile) {
-  conv2d_check(g);
   check_tile(tile);
   if (pass < kConvForward || pass > kConvBackwardWeight)
     throw std::invalid_argument("conv2d_splits: pass must be 0 (forward), 1 (backward data) or 2 (backward weight)");
@@ -421,7 +430,6 @@ static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaS
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int version, int tile,
                     int splits, T* workspace, cudaStream_t stream) {
-  conv2d_check(g);
   check_tile(tile);
   check_splits("conv2d_forward", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -453,7 +461,6 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 template <class T>
 void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version, int tile,
                           int splits, T* workspace, cudaStream_t stream) {
-  conv2d_check(g);
   check_tile(tile);
   check_splits("conv2d_backward_data", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -481,7 +488,6 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
 template <class T>
 void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int version,
                             int tile, int splits, cudaStream_t stream) {
-  conv2d_check(g);
   check_tile(tile);
   check_splits("conv2d_backward_weight", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;

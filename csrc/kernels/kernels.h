@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <string>
 
+#include "geometry.h"
+
 // The CUDA runtime's stream handle, declared identically by cuda_runtime.h and csrc/emu/runtime.h.
 struct CUstream_st;
 typedef struct CUstream_st* cudaStream_t;
@@ -23,8 +25,9 @@ typedef struct CUstream_st* cudaStream_t;
 namespace minicnn {
 namespace kernels {
 
-// The geometry of a 2-D pooling, checked and sized by minicnn/ops/pool.py. Window (p, q) starts at
-// input pixel (p*sh - ph, q*sw - pw); its offset (r, s) reads (p*sh - ph + r*dh, q*sw - pw + s*dw).
+// A Pool2dGeometry (geometry.h) as the pooling kernels take it, by value: narrowed to their index
+// types by pool2d_check. Window (p, q) starts at input pixel (p*sh - ph, q*sw - pw); its offset
+// (r, s) reads (p*sh - ph + r*dh, q*sw - pw + s*dw).
 struct Pool2d {
   int64_t N, C;   // batch, channels
   int H, W;       // input plane
@@ -40,6 +43,9 @@ template <class T> void relu_forward(T* out, const T* inp, int64_t n, cudaStream
 template <class T> void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream);
 
 // ---- pool.cu --------------------------------------------------------------------------------------
+// The kernels' Pool2d for g; throws std::invalid_argument when a size is negative, a window,
+// stride or dilation < 1, or an extent does not fit an int. Every launcher below takes its result.
+Pool2d pool2d_check(const Pool2dGeometry& g);
 template <class T>
 void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g, cudaStream_t stream);
 // version 1: scatter with atomicAdd from the outputs; version 2: gather at the inputs (the default).
@@ -84,9 +90,10 @@ void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
                          cudaStream_t stream);
 
 // ---- conv2d.cu ------------------------------------------------------------------------------------
-// The geometry of a 2-D convolution, checked and sized by minicnn/backends/_kernel_backend.py:
-// x (N, C, H, W), w (K, C/G, R, S), y (N, K, P, Q); output pixel (p, q) reads input pixels
-// (p*sh - ph + r*dh, q*sw - pw + s*dw). See conv2d.cu for the GEMM each pass is.
+// A Conv2dGeometry (geometry.h) as the conv2d kernels take it, by value: 32-bit extents, narrowed
+// and checked by conv2d_check. x (N, C, H, W), w (K, C/G, R, S), y (N, K, P, Q); output pixel
+// (p, q) reads input pixels (p*sh - ph + r*dh, q*sw - pw + s*dw). See conv2d.cu for the GEMM each
+// pass is.
 struct Conv2d {
   int64_t N;      // batch
   int C, H, W;    // input channels and plane
@@ -97,9 +104,10 @@ struct Conv2d {
   int dh, dw;     // dilation
   int G;          // groups
 };
-// Throws std::invalid_argument when the geometry is inconsistent or its indices would not fit the
-// kernels' index types or the grid (called by every launcher before launching; no memory touched).
-void conv2d_check(const Conv2d& g);
+// The kernels' Conv2d for g; throws std::invalid_argument when g is inconsistent or its indices
+// would not fit the kernels' index types or the grid. The one check of a call: every launcher
+// below takes its result (csrc/bindings.cpp calls it once per binding call, before the launch).
+Conv2d conv2d_check(const Conv2dGeometry& g);
 // The three passes, as conv2d_splits names them.
 enum ConvPass { kConvForward = 0, kConvBackwardData = 1, kConvBackwardWeight = 2 };
 // version 1: naive, one thread per output element; 2: implicit GEMM; 3: the fast implicit GEMM

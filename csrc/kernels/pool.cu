@@ -238,6 +238,21 @@ __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,         // (N, C, H
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
+Pool2d pool2d_check(const Pool2dGeometry& g) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("pool2d: " + what); };
+  if (g.N < 0 || g.C < 0 || g.H < 0 || g.W < 0 || g.P < 0 || g.Q < 0 || g.ph < 0 || g.pw < 0)
+    fail("sizes and padding must be >= 0");
+  if (g.R < 1 || g.S < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
+    fail("window, stride and dilation must be >= 1");
+  for (int64_t v : {g.H, g.W, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw})
+    if (v > INT32_MAX)
+      fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
+  const int64_t plane = std::max(g.H * g.W, g.P * g.Q);
+  if (plane > 0 && g.C > 0 && g.N > INT64_MAX / plane / g.C) fail("2^63 elements or more");
+  return Pool2d{g.N,      g.C,      int(g.H),  int(g.W),  int(g.P),  int(g.Q),  int(g.R),
+                int(g.S), int(g.sh), int(g.sw), int(g.ph), int(g.pw), int(g.dh), int(g.dw)};
+}
+
 inline int64_t output_pixels(const Pool2d& g) { return g.N * g.C * g.P * g.Q; }
 inline int64_t input_pixels(const Pool2d& g) { return g.N * g.C * g.H * g.W; }
 

@@ -1,7 +1,7 @@
 // Kernels that exist only to test the error paths of the launchers, the bindings and the emulator:
 // a bad launch configuration, a fault inside a kernel (__trap), a divergent barrier. Each must
 // surface in Python as an exception naming the kernel (and, on the emulator, the block and thread),
-// never as a crash or a hang. tests/test_kernels_errors.py calls them through minicnn._C_emu.
+// never as a crash or a hang. tests/kernels/test_kernels_errors.py calls them through minicnn._C_emu.
 //
 // Versions:
 //   1. the only one.

@@ -1,21 +1,27 @@
-"""Device dispatch: the one place where a device name becomes a backend module.
+"""Device dispatch: the one place where a device name becomes a backend.
 
-Every backend module has the same function names (``conv2d_forward``, ``max_pool2d_backward``, …)
-and an ``xp`` attribute, the array module (NumPy for "cpu" and "emu", CuPy for "cuda"):
+Every device is a class implementing the :class:`~minicnn.backends.interface.Backend` protocol
+(interface.py lists each kernel with its signature and math); ``get_backend`` returns its one
+instance. ``xp`` is the array module (NumPy for "cpu" and "emu", CuPy for "cuda"):
 
-    cpu    numpy_backend   NumPy, with C++ helpers (minicnn._C_cpu)
-    emu    emu_backend     our CUDA kernels on the CPU emulator (minicnn._C_emu), NumPy arrays
-    cuda   cuda_backend    our CUDA kernels on the GPU (minicnn._C_cuda), CuPy arrays
+    cpu    numpy_backend.CpuBackend    NumPy, with C++ helpers (minicnn._C_cpu)
+    emu    emu_backend.EmuBackend      our CUDA kernels on the CPU emulator (minicnn._C_emu)
+    cuda   cuda_backend.CudaBackend    our CUDA kernels on the GPU (minicnn._C_cuda), CuPy arrays
 
 "emu" and "cuda" are imported on first use, so ``import minicnn`` needs neither CuPy nor a GPU.
 """
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from .interface import Backend
 
 DEVICES = ("cpu", "emu", "cuda")
-_MODULES = {"cpu": "numpy_backend", "emu": "emu_backend", "cuda": "cuda_backend"}
-_ready = {}  # device -> its backend module, once it has loaded and is usable
+_CLASSES = {"cpu": ("numpy_backend", "CpuBackend"), "emu": ("emu_backend", "EmuBackend"),
+            "cuda": ("cuda_backend", "CudaBackend")}
+_ready = {}  # device -> its backend instance, once it has loaded and is usable
 
 
 def canonical_device(device) -> str:
@@ -29,20 +35,33 @@ def canonical_device(device) -> str:
     return base
 
 
-def get_backend(device: str):
-    """The backend module for ``device``; RuntimeError saying why where it can't run here."""
+def common_device(op: str, tensors: Iterable) -> str:
+    """The one device all ``tensors`` are on; mixing devices is an error naming both."""
+    device = None
+    for t in tensors:
+        if device is None:
+            device = t.device
+        elif t.device != device:
+            raise ValueError(f"{op}: expected all tensors on one device, got {device!r} and "
+                             f"{t.device!r}")
+    return device or "cpu"
+
+
+def get_backend(device: str) -> Backend:
+    """The backend of ``device``; RuntimeError saying why where it can't run here."""
     backend = _ready.get(device) if isinstance(device, str) else None
     if backend is not None:
         return backend
     device = canonical_device(device)
-    module = importlib.import_module(f"{__name__}.{_MODULES[device]}")
-    reason = getattr(module, "unavailable_reason", lambda: None)()
+    module_name, class_name = _CLASSES[device]
+    cls = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
+    reason = cls.unavailable_reason()
     if reason is not None:
         hint = ("use device='emu' to run the same CUDA kernels on the CPU emulator, or device='cpu'"
                 if device == "cuda" else "or use device='cpu'")
         raise RuntimeError(f"device {device!r} is not available here: {reason}; {hint}")
-    _ready[device] = module
-    return module
+    _ready[device] = cls()
+    return _ready[device]
 
 
 def is_available(device: str) -> bool:

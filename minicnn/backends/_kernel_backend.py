@@ -3,49 +3,68 @@
 Both devices run the same CUDA kernels (csrc/kernels/*.cu) through the same pybind11 bindings
 (csrc/bindings.cpp): on "cuda" compiled by nvcc into ``minicnn._C_cuda`` and fed CuPy arrays; on
 "emu" compiled for the CPU emulator into ``minicnn._C_emu`` and fed NumPy arrays. A
-:class:`KernelBackend` holds what differs — the array module, the extension, how to get a raw
-pointer and a stream — and implements every kernel function of the backend interface once (the
-names, arguments and results of ``numpy_backend``, whose docstrings give the math).
+:class:`KernelBackend` implements every kernel of the backend interface (interface.py, which
+states the math) once; its subclasses ``EmuBackend`` and ``CudaBackend`` say what differs: the
+array module, the extension, how to get a raw pointer and a stream.
 
 Before any launch each array is checked here: it must be an array of this device, inputs must be
 float32 or float64 (the others are converted to the first input's dtype), shapes must agree, and
 non-contiguous arrays are copied to contiguous ones (the kernels index flat NCHW memory). Outputs
-are allocated here (``xp.empty``: CuPy's memory pool on "cuda"). Letters: N batch, C channels,
-H x W input, P x Q output, R x S window.
+are allocated here (``xp.empty``: CuPy's memory pool on "cuda"). Convolutions and poolings come
+with the geometry their op computed and checked (minicnn/ops/geometry.py); the arrays are checked
+against it here, since a kernel trusts it. Letters: N batch, C channels, H x W input, P x Q
+output, R x S window.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# The kernel functions every backend module provides (numpy_backend's names); the emu and cuda
-# modules export these and the conv2d ones from their KernelBackend.
-KERNELS = (
-    "relu_forward", "relu_backward",
-    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
-    "local_response_norm_forward", "local_response_norm_backward",
-    "batch_norm_forward_training", "batch_norm_forward_inference",
-    "batch_norm_backward_training", "batch_norm_backward_inference",
-)
-CONV_KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_data", "conv2d_backward_weight",
-                "conv2d_backward_bias")
+INT32_MAX = 2**31 - 1
 
 
 class KernelBackend:
-    """The kernel functions of one device, given its array module and compiled extension.
+    """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:      the device ("emu", "cuda")
     xp:        the array module (numpy, cupy)
     C:         the pybind11 extension (minicnn._C_emu, minicnn._C_cuda)
-    pointer:   array -> its data address as an int
-    stream:    () -> the stream handle to launch on, as an int (0: the default stream)
+    _pointer:  array -> its data address as an int
+    _stream:   () -> the stream handle to launch on, as an int (0: the default stream)
     """
 
-    def __init__(self, name, xp, C, pointer, stream):
-        self.name, self.xp, self.C = name, xp, C
-        self._pointer, self._stream = pointer, stream
+    name: str
+    xp = None
+    C = None
+
+    def _pointer(self, a) -> int:
+        raise NotImplementedError
+
+    def _stream(self) -> int:
+        raise NotImplementedError
+
+    def __init__(self, xp, C):
+        self.xp, self.C = xp, C
+        self._args = {}  # geometry -> its checked kernel arguments (forward and backward share)
+
+    def _checked(self, g, check):
+        """check(g), once per distinct geometry: a layer's forward and backward, every step."""
+        args = self._args.get(g)
+        if args is None:
+            if len(self._args) >= 1024:
+                self._args.clear()
+            args = self._args[g] = check(g)
+        return args
+
+    def set_num_threads(self, n: int) -> None:
+        """No host-side pool: the kernels run on the device (the emulator runs one block at a
+        time)."""
+
+    def get_num_threads(self) -> int:
+        return 1
 
     # ---- checking and converting arrays -------------------------------------------------------
     def _array(self, op, what, a, dtype=None, shape=None, ndim=None):
@@ -83,13 +102,6 @@ class KernelBackend:
     def _dtype_name(a):
         return a.dtype.name  # "float32" / "float64": what the bindings dispatch on
 
-    @staticmethod
-    def _shape4(op, what, shape):
-        shape = tuple(int(s) for s in shape)
-        if len(shape) != 4 or min(shape) < 0:
-            raise ValueError(f"{op}: {what} must be an (N, C, H, W) shape, got {shape}")
-        return shape
-
     # ---- relu ---------------------------------------------------------------------------------
     def relu_forward(self, x):
         """y = max(x, 0)."""
@@ -109,85 +121,79 @@ class KernelBackend:
         return dx
 
     # ---- pooling ------------------------------------------------------------------------------
-    @staticmethod
-    def _geometry(x_shape, out_size, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-        """The tuple the bindings take: (N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw)."""
-        values = (*x_shape, *out_size, *kernel_size, *stride, *padding, *dilation)
-        return tuple(int(v) for v in values)
+    def _pool_args(self, op, g: Pool2dGeometry):
+        """The kernels' checked Pool2dArgs for ``g`` (csrc/bindings.cpp), before any allocation."""
+        return self._checked(g, self.C.pool2d_check)
 
-    def _pool_input(self, op, x):
-        return self._array(op, "x", x, ndim=4)
+    def _pool_input(self, op, x, g: Pool2dGeometry):
+        return self._array(op, "x", x, shape=g.x_shape)
 
-    def _pool_dout(self, op, dout, x_shape):
-        x_shape = self._shape4(op, "x_shape", x_shape)
-        dout = self._array(op, "dout", dout, ndim=4)
-        if tuple(dout.shape[:2]) != x_shape[:2]:
-            raise ValueError(f"{op}: dout {tuple(dout.shape)} and x_shape {x_shape} disagree on (N, C)")
-        return dout, x_shape
+    def _pool_dout(self, op, dout, g: Pool2dGeometry):
+        return self._array(op, "dout", dout, shape=g.y_shape)
 
-    def max_pool2d_forward(self, x, kernel_size, stride, padding, dilation, out_size):
+    def max_pool2d_forward(self, x, g: Pool2dGeometry):
         """(y, argmax): the max of every window and the flat h*W + w index of its first maximum."""
         op = "max_pool2d_forward"
-        x = self._pool_input(op, x)
-        N, C = x.shape[:2]
-        y = self._empty((N, C, *out_size), x.dtype)                    # (N, C, P, Q)
-        argmax = self._empty((N, C, *out_size), np.int64)              # (N, C, P, Q)
-        g = self._geometry(x.shape, out_size, kernel_size, stride, padding, dilation)
-        self.C.max_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(argmax), self._ptr(x), g,
-                                  self._stream())
+        args = self._pool_args(op, g)
+        x = self._pool_input(op, x, g)
+        y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
+        argmax = self._empty(g.y_shape, np.int64)                      # (N, C, P, Q)
+        self.C.max_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(argmax),
+                                  self._ptr(x), args, self._stream())
         return y, argmax
 
-    def max_pool2d_backward(self, dout, argmax, x_shape, kernel_size, stride, padding, dilation, *,
-                            version=2):
+    def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry, *, version=2):
         """dx[argmax] += dout. version 1: scatter with atomics, 2: gather (deterministic)."""
         op = "max_pool2d_backward"
-        dout, x_shape = self._pool_dout(op, dout, x_shape)
+        args = self._pool_args(op, g)
+        dout = self._pool_dout(op, dout, g)
         argmax = self._array(op, "argmax", argmax, dtype=np.int64, shape=dout.shape)
-        dx = self._empty(x_shape, dout.dtype)                          # (N, C, H, W)
-        g = self._geometry(x_shape, dout.shape[2:], kernel_size, stride, padding, dilation)
-        self.C.max_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(argmax), g,
-                                   int(version), self._stream())
+        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
+        self.C.max_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
+                                   self._ptr(argmax), args, int(version), self._stream())
         return dx
 
-    def avg_pool2d_forward(self, x, kernel_size, stride, padding, out_size, count_include_pad=True,
+    def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True,
                            divisor_override=None):
         """y = Σ_window x / divisor."""
         op = "avg_pool2d_forward"
-        x = self._pool_input(op, x)
-        y = self._empty((*x.shape[:2], *out_size), x.dtype)            # (N, C, P, Q)
-        g = self._geometry(x.shape, out_size, kernel_size, stride, padding)
-        self.C.avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), g, bool(count_include_pad),
-                                  int(divisor_override or 0), self._stream())
+        args = self._pool_args(op, g)
+        x = self._pool_input(op, x, g)
+        y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
+        self.C.avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
+                                  bool(count_include_pad), int(divisor_override or 0),
+                                  self._stream())
         return y
 
-    def avg_pool2d_backward(self, dout, x_shape, kernel_size, stride, padding, count_include_pad=True,
+    def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
                             divisor_override=None):
         """dx = Σ over the windows reading a pixel of dout / divisor."""
         op = "avg_pool2d_backward"
-        dout, x_shape = self._pool_dout(op, dout, x_shape)
-        dx = self._empty(x_shape, dout.dtype)                          # (N, C, H, W)
-        g = self._geometry(x_shape, dout.shape[2:], kernel_size, stride, padding)
-        self.C.avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), g,
+        args = self._pool_args(op, g)
+        dout = self._pool_dout(op, dout, g)
+        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
+        self.C.avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), args,
                                    bool(count_include_pad), int(divisor_override or 0), self._stream())
         return dx
 
-    def adaptive_avg_pool2d_forward(self, x, out_size):
+    def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
         """y[p, q] = mean of bin (p, q)."""
         op = "adaptive_avg_pool2d_forward"
-        x = self._pool_input(op, x)
-        y = self._empty((*x.shape[:2], *out_size), x.dtype)            # (N, C, P, Q)
-        g = self._geometry(x.shape, out_size)
-        self.C.adaptive_avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), g, self._stream())
+        args = self._pool_args(op, g)
+        x = self._pool_input(op, x, g)
+        y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
+        self.C.adaptive_avg_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), args,
+                                           self._stream())
         return y
 
-    def adaptive_avg_pool2d_backward(self, dout, x_shape):
+    def adaptive_avg_pool2d_backward(self, dout, g: Pool2dGeometry):
         """dx = Σ over the bins holding a pixel of dout / bin area."""
         op = "adaptive_avg_pool2d_backward"
-        dout, x_shape = self._pool_dout(op, dout, x_shape)
-        dx = self._empty(x_shape, dout.dtype)                          # (N, C, H, W)
-        g = self._geometry(x_shape, dout.shape[2:])
-        self.C.adaptive_avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), g,
-                                            self._stream())
+        args = self._pool_args(op, g)
+        dout = self._pool_dout(op, dout, g)
+        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
+        self.C.adaptive_avg_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
+                                            args, self._stream())
         return dx
 
     # ---- local response normalization -------------------------------------------------------------
@@ -305,77 +311,67 @@ class KernelBackend:
 
 
     # ---- convolution (csrc/kernels/conv2d.cu) -----------------------------------------------------
-    def _conv_geometry(self, op, x_shape, w_shape, stride, padding, dilation, groups):
-        """(geometry tuple of the bindings, (P, Q)), checked before anything is allocated: shapes and
-        groups as in minicnn/ops/conv.py, then by the kernels (index sizes, grid limits)."""
-        N, C, H, W = self._shape4(op, "x shape", x_shape)
-        K, Cg, R, S = self._shape4(op, "weight shape", w_shape)
-        G = int(groups)
-        if G < 1 or K < 1 or Cg < 1 or R < 1 or S < 1 or K % G or Cg * G != C:
-            raise ValueError(f"{op}: input {(N, C, H, W)} and weight {(K, Cg, R, S)} with groups={G} disagree "
-                             f"(need C = weight.shape[1] * groups, K divisible by groups, a non-empty kernel)")
-        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-        if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
-            raise ValueError(f"{op}: stride and dilation must be >= 1 and padding >= 0, got "
-                             f"{stride}, {dilation}, {padding}")
-        P = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1
-        Q = (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
-        if P < 1 or Q < 1:
-            raise ValueError(f"{op}: kernel {(R, S)} with dilation {dilation} is larger than the padded input "
-                             f"{(H + 2 * ph, W + 2 * pw)}")
-        geometry = tuple(int(v) for v in (N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G))
-        self.C.conv2d_check(geometry)  # ValueError: too large for the kernels' indices or grid
-        return geometry, (P, Q)
+    def _conv_args(self, op, g: Conv2dGeometry):
+        """The kernels' checked Conv2dArgs for ``g`` (csrc/bindings.cpp: conv2d_check, the one
+        check of the call), before anything is allocated: too large for their indices or grid ->
+        ValueError."""
+        if g.extra != (0, 0):
+            raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
+        return self._checked(g, self.C.conv2d_check)
 
-    def _conv_workspace(self, g, conv_pass, version, tile, splits, out_shape, dtype):
+    def _conv_workspace(self, op, args, conv_pass, version, tile, splits, out_shape, dtype):
         """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and their
         partial outputs (splits, *out_shape)."""
         if splits is None:
-            splits = self.C.conv2d_splits(g, conv_pass, int(version), int(tile))
+            try:
+                splits = self.C.conv2d_splits(args, conv_pass, int(version), int(tile))
+            except ValueError as e:  # named for the op the caller called
+                raise ValueError(str(e).replace("conv2d_splits", op, 1)) from None
         work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
         return int(splits), work
 
-    def conv2d_forward(self, x, w, b, stride, padding, dilation, groups, *, version=3, tile=0, splits=None):
+    def conv2d_forward(self, x, w, b, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
         """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.
 
         version 1: the naive kernel; 2: implicit GEMM; 3: the fast implicit GEMM. tile: 0 by shape,
         else 32, 64, 128. splits: of the reduction (version 3; None: by shape)."""
         op = "conv2d_forward"
-        g, (P, Q) = self._conv_geometry(op, x.shape, w.shape, stride, padding, dilation, groups)
-        x = self._array(op, "x", x, ndim=4)
-        w = self._array(op, "weight", w, dtype=x.dtype)
-        b = self._optional(op, "bias", b, x.dtype, (w.shape[0],))
-        y = self._empty((x.shape[0], w.shape[0], P, Q), x.dtype)       # (N, K, P, Q)
-        splits, work = self._conv_workspace(g, 0, version, tile, splits, y.shape, x.dtype)
-        self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w), self._ptr(b), g,
-                              int(version), int(tile), splits, self._ptr(work), self._stream())
+        args = self._conv_args(op, g)
+        x = self._array(op, "x", x, shape=g.x_shape)
+        w = self._array(op, "weight", w, dtype=x.dtype, shape=g.w_shape)
+        b = self._optional(op, "bias", b, x.dtype, (g.K,))
+        y = self._empty(g.y_shape, x.dtype)                            # (N, K, P, Q)
+        splits, work = self._conv_workspace(op, args, 0, version, tile, splits, g.y_shape, x.dtype)
+        self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w),
+                              self._ptr(b), args, int(version), int(tile), splits, self._ptr(work),
+                              self._stream())
         return y
 
-    def conv2d_backward_data(self, dout, w, x_shape, stride, padding, dilation, groups, *, version=3, tile=0,
-                             splits=None):
+    def conv2d_backward_data(self, dout, w, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
         """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R, S)."""
         op = "conv2d_backward_data"
-        g, PQ = self._conv_geometry(op, x_shape, w.shape, stride, padding, dilation, groups)
-        dout = self._array(op, "dout", dout, shape=(g[0], g[4], *PQ))
-        w = self._array(op, "weight", w, dtype=dout.dtype)
-        dx = self._empty(g[:4], dout.dtype)                            # (N, C, H, W)
-        splits, work = self._conv_workspace(g, 1, version, tile, splits, dx.shape, dout.dtype)
-        self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(w), g,
-                                    int(version), int(tile), splits, self._ptr(work), self._stream())
+        args = self._conv_args(op, g)
+        dout = self._array(op, "dout", dout, shape=g.y_shape)
+        w = self._array(op, "weight", w, dtype=dout.dtype, shape=g.w_shape)
+        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
+        splits, work = self._conv_workspace(op, args, 1, version, tile, splits, g.x_shape, dout.dtype)
+        self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
+                                    self._ptr(w), args, int(version), int(tile), splits, self._ptr(work),
+                                    self._stream())
         return dx
 
-    def conv2d_backward_weight(self, dout, x, w_shape, stride, padding, dilation, groups, *, version=3, tile=0,
-                               splits=None):
+    def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
         """dw (K, C/G, R, S) = Σ_{n, p, q} dout ⊗ windows of x, the reduction split in ``splits``
         slices (None: the kernels' choice) added deterministically."""
         op = "conv2d_backward_weight"
-        g, PQ = self._conv_geometry(op, x.shape, w_shape, stride, padding, dilation, groups)
-        dout = self._array(op, "dout", dout, shape=(g[0], g[4], *PQ))
-        x = self._array(op, "x", x, dtype=dout.dtype)
-        dw = self._empty(w_shape, dout.dtype)                          # (K, C/G, R, S)
-        splits, work = self._conv_workspace(g, 2, version, tile, splits, w_shape, dout.dtype)
+        args = self._conv_args(op, g)
+        dout = self._array(op, "dout", dout, shape=g.y_shape)
+        x = self._array(op, "x", x, dtype=dout.dtype, shape=g.x_shape)
+        dw = self._empty(g.w_shape, dout.dtype)                        # (K, C/G, R, S)
+        splits, work = self._conv_workspace(op, args, 2, version, tile, splits, g.w_shape, dout.dtype)
         self.C.conv2d_backward_weight(self._dtype_name(dout), self._ptr(dw), self._ptr(work), self._ptr(dout),
-                                      self._ptr(x), g, int(version), int(tile), splits, self._stream())
+                                      self._ptr(x), args, int(version), int(tile), splits, self._stream())
+        return dw
         return dw
 
     def conv2d_backward_bias(self, dout):
@@ -387,20 +383,9 @@ class KernelBackend:
                                     self._stream())
         return db
 
-    def conv2d_backward(self, dout, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
+    def conv2d_backward(self, dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
         """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
-        hyper = (stride, padding, dilation, groups)
-        dx = self.conv2d_backward_data(dout, w, x.shape, *hyper) if needs[0] else None
-        dw = self.conv2d_backward_weight(dout, x, w.shape, *hyper) if needs[1] else None
+        dx = self.conv2d_backward_data(dout, w, g) if needs[0] else None
+        dw = self.conv2d_backward_weight(dout, x, g) if needs[1] else None
         db = self.conv2d_backward_bias(dout) if needs[2] else None
         return dx, dw, db
-
-
-def export(backend, namespace, conv=None):
-    """Put ``backend``'s kernel functions and the conv2d functions of ``conv`` (default: the backend's
-    own kernels) into a module namespace."""
-    conv = backend if conv is None else conv
-    for name in KERNELS:
-        namespace[name] = getattr(backend, name)
-    for name in CONV_KERNELS:
-        namespace[name] = getattr(conv, name)

@@ -22,10 +22,9 @@ import os
 
 import numpy as np
 
-try:
-    from .. import _C_cpu as _C
-except ImportError:
-    _C = None
+from ._cpp import load_cpu_extension
+
+_C = load_cpu_extension()
 
 __all__ = ["gemm"]
 

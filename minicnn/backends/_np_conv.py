@@ -1,10 +1,10 @@
 """conv2d on the "cpu" device: im2col + GEMM (the Caffe / cuDNN "explicit GEMM" algorithm).
 
 Letters: N batch, C input channels, H x W input, K output channels, R x S kernel, P x Q output,
-G groups (Cg = C/G, Kg = K/G). Hyperparameters arrive checked, as pairs: stride (sh, sw),
-padding (ph, pw) — symmetric; the op pads asymmetric 'same' itself —, dilation (dh, dw).
+G groups (Cg = C/G, Kg = K/G). The kernels take the op's checked Conv2dGeometry ``g``
+(minicnn/ops/geometry.py: sizes, P and Q, stride (sh, sw), symmetric padding (ph, pw) — the op
+pads asymmetric 'same' itself —, dilation (dh, dw)).
 
-    P = (H + 2 ph - dh (R - 1) - 1) // sh + 1          (Q likewise)
     cols[(c R + r) S + s, (n P + p) Q + q] = xpad[n, c, p sh + r dh, q sw + s dw]
     y[:, g]  = w[g] (Kg, Cg R S) @ cols[g] (Cg R S, N P Q)                   forward
     dw[g]    = dout[:, g] (Kg, N P Q) @ cols[g]^T (N P Q, Cg R S)            backward-weight
@@ -23,36 +23,33 @@ backward-weight picks the faster GEMM orientation (``TRANSPOSED_DW_MIN_COLUMNS``
 The GEMMs go through ``_np_blas.gemm`` (NumPy's BLAS in blocks on the C++ thread pool); im2col,
 col2im and the batch moves run in C++ (minicnn._C_cpu) when the extension imports;
 ``im2col_reference`` / ``col2im_reference`` are the readable NumPy versions (per-image layout),
-used otherwise and as the tests' reference (they agree bit for bit). The columns are never kept
+the fallback otherwise and the tests' reference (they agree bit for bit). The columns are never kept
 between forward and backward: backward-weight recomputes them, and all three kernels work on batch
 chunks whose columns fit in ``COLS_BUDGET_BYTES`` (in scratch arrays kept per thread, see
 ``_Buffer``), so peak memory stays ~ one chunk of columns, not N of them.
 """
 from __future__ import annotations
 
+import functools
 import threading
+from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..ops.geometry import Conv2dGeometry, conv2d_output_size
+from ._cpp import cpp_kernel, load_cpu_extension
 from ._np_blas import gemm
 
-try:
-    from .. import _C_cpu as _C
-except ImportError:  # no compiled helper: the NumPy reference does the data movement
-    _C = None
-
-# The kernels every backend provides; im2col/col2im(_reference) stay private to this module.
-__all__ = ["conv2d_forward", "conv2d_backward", "conv2d_backward_data", "conv2d_backward_weight",
-           "conv2d_backward_bias"]
+_C = load_cpu_extension()  # None: the NumPy reference does the data movement
 
 COLS_BUDGET_BYTES = 8 << 20  # largest column buffer built at once (at least one image's)
 
 
-def conv2d_output_size(H, W, R, S, stride, padding, dilation):
-    """(P, Q) of a convolution with symmetric padding."""
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    return (H + 2 * ph - dh * (R - 1) - 1) // sh + 1, (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
+def output_size(H, W, R, S, stride, padding, dilation):
+    """(P, Q) of a convolution with symmetric padding (geometry.conv2d_output_size per axis)."""
+    return (conv2d_output_size(H, R, stride[0], padding[0], dilation[0]),
+            conv2d_output_size(W, S, stride[1], padding[1], dilation[1]))
 
 
 # ---- im2col / col2im ----------------------------------------------------------------------------
@@ -60,7 +57,7 @@ def im2col_reference(x, R, S, stride, padding, dilation):
     """x (N, C, H, W) -> cols (N, C*R*S, P*Q), in NumPy: windows of the zero-padded input."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     N, C, H, W = x.shape
-    P, Q = conv2d_output_size(H, W, R, S, stride, padding, dilation)
+    P, Q = output_size(H, W, R, S, stride, padding, dilation)
     xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))                 # (N, C, H+2ph, W+2pw)
     span = (dh * (R - 1) + 1, dw * (S - 1) + 1)                            # dilated kernel extent
     win = sliding_window_view(xpad, span, axis=(2, 3))                     # (N, C, ., ., dhR, dwS)
@@ -72,7 +69,7 @@ def col2im_reference(cols, x_shape, R, S, stride, padding, dilation):
     """The adjoint of im2col: scatter-add cols (N, C*R*S, P*Q) into an (N, C, H, W) image."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     N, C, H, W = x_shape
-    P, Q = conv2d_output_size(H, W, R, S, stride, padding, dilation)
+    P, Q = output_size(H, W, R, S, stride, padding, dilation)
     cols = cols.reshape(N, C, R, S, P, Q)
     xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)      # (N, C, H+2ph, W+2pw)
     for r in range(R):
@@ -82,51 +79,29 @@ def col2im_reference(cols, x_shape, R, S, stride, padding, dilation):
     return np.ascontiguousarray(xpad[:, :, ph:ph + H, pw:pw + W])
 
 
-def _cpp(name, dtype):
-    """The C++ kernel ``name`` for ``dtype`` (float32 or float64), or None without the extension."""
-    if _C is None:
-        return None
-    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
-
-
-def im2col(x, R, S, stride, padding, dilation):
-    """x (N, C, H, W) -> cols (N, C*R*S, P*Q); C++ when available, else the NumPy reference."""
-    fn = _cpp("im2col", x.dtype)
-    if fn is None:
-        return im2col_reference(x, R, S, stride, padding, dilation)
-    return fn(x, R, S, *stride, *padding, *dilation)
-
-
-def col2im(cols, x_shape, R, S, stride, padding, dilation):
-    """cols (N, C*R*S, P*Q) -> dx (N, C, H, W), summing overlapping windows."""
-    fn = _cpp("col2im", cols.dtype)
-    if fn is None:
-        return col2im_reference(cols, x_shape, R, S, stride, padding, dilation)
-    return fn(cols, *x_shape, R, S, *stride, *padding, *dilation)
-
-
-def im2col_folded(x, R, S, stride, padding, dilation, out=None):
-    """x (N, C, H, W) -> cols (C*R*S, N*P*Q), the batch folded into the columns (into ``out``)."""
-    fn = _cpp("im2col_folded", x.dtype)
+def im2col(x, g: Conv2dGeometry, out=None):
+    """x (N, C, H, W) -> cols (C*R*S, N*P*Q), the batch folded into the columns (into ``out``);
+    ``g`` is the geometry of exactly these images (its N is x's)."""
+    fn = cpp_kernel(_C, "im2col", x.dtype)
     if fn is not None:
-        return fn(x, R, S, *stride, *padding, *dilation, out=out)
-    cols = im2col_reference(x, R, S, stride, padding, dilation)              # (N, C*R*S, P*Q)
+        return fn(x, g, out=out)
+    cols = im2col_reference(x, g.R, g.S, g.stride, g.padding, g.dilation)    # (N, C*R*S, P*Q)
     return unfold_batch(cols, out=out)
 
 
-def col2im_folded(cols, x_shape, R, S, stride, padding, dilation, out=None):
+def col2im(cols, g: Conv2dGeometry, out=None):
     """cols (C*R*S, N*P*Q) -> dx (N, C, H, W) (into ``out``), summing overlapping windows."""
-    fn = _cpp("col2im_folded", cols.dtype)
+    fn = cpp_kernel(_C, "col2im", cols.dtype)
     if fn is not None:
-        return fn(cols, *x_shape, R, S, *stride, *padding, *dilation, out=out)
-    per_image = fold_batch(cols, x_shape[0])                                  # (N, C*R*S, P*Q)
-    dx = col2im_reference(per_image, x_shape, R, S, stride, padding, dilation)
+        return fn(cols, g, out=out)
+    per_image = fold_batch(cols, g.N)                                        # (N, C*R*S, P*Q)
+    dx = col2im_reference(per_image, g.x_shape, g.R, g.S, g.stride, g.padding, g.dilation)
     return dx if out is None else _store(out, dx)
 
 
 def unfold_batch(a, out=None):
     """a (N, K, L) -> (K, N*L) (into ``out``)."""
-    fn = _cpp("unfold_batch", a.dtype)
+    fn = cpp_kernel(_C, "unfold_batch", a.dtype)
     if fn is not None:
         return fn(a, out=out)
     folded = np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
@@ -135,7 +110,7 @@ def unfold_batch(a, out=None):
 
 def fold_batch(a, N, bias=None, out=None):
     """a (K, N*L) -> (N, K, L), plus bias (K,) if given (into ``out``)."""
-    fn = _cpp("fold_batch", a.dtype)
+    fn = cpp_kernel(_C, "fold_batch", a.dtype)
     if fn is not None:
         return fn(a, N, bias, out=out)
     y = np.ascontiguousarray(a.reshape(a.shape[0], N, -1).transpose(1, 0, 2))  # (N, K, L)
@@ -146,7 +121,7 @@ def fold_batch(a, N, bias=None, out=None):
 
 def transpose(a):
     """(B, M, N) -> (B, N, M), contiguous."""
-    fn = _cpp("transpose", a.dtype)
+    fn = cpp_kernel(_C, "transpose", a.dtype)
     return np.ascontiguousarray(a.transpose(0, 2, 1)) if fn is None else fn(a)
 
 
@@ -198,14 +173,19 @@ class _Buffer:
         return array[:size].reshape(shape)
 
 
-def _columns(x, R, S, stride, padding, dilation, buffer):
-    """cols (C*R*S, n*P*Q) of the images x (n, C, H, W)."""
+def _chunk(g: Conv2dGeometry, sl: slice) -> Conv2dGeometry:
+    """The geometry of the images ``sl`` of the batch."""
+    n = sl.stop - sl.start
+    return g if n == g.N else replace(g, N=n)
+
+
+def _columns(x, g: Conv2dGeometry, buffer):
+    """cols (C*R*S, n*P*Q) of the images x (n, C, H, W), g their geometry."""
     n, C = x.shape[:2]
-    if _is_pointwise(R, S, stride, padding):
+    if _is_pointwise(g.R, g.S, g.stride, g.padding):
         return x.reshape(C, -1) if n == 1 else unfold_batch(x.reshape(n, C, -1),
                                                             out=buffer.get((C, x[0].size // C * n)))
-    P, Q = conv2d_output_size(*x.shape[2:], R, S, stride, padding, dilation)
-    return im2col_folded(x, R, S, stride, padding, dilation, out=buffer.get((C * R * S, n * P * Q)))
+    return im2col(x, g, out=buffer.get((C * g.R * g.S, n * g.P * g.Q)))
 
 
 def _dout_columns(dout, buffer):
@@ -230,17 +210,21 @@ def _matmul_groups(a, b, out, accumulate=False):
 
 
 # ---- kernels ------------------------------------------------------------------------------------
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+def _check(x_shape, w_shape, g):
+    """The arrays' shapes against the geometry the op computed (cheap: NumPy is memory-safe)."""
+    assert tuple(x_shape) == g.x_shape and tuple(w_shape) == g.w_shape and g.extra == (0, 0), \
+        f"conv2d: arrays {tuple(x_shape)}, {tuple(w_shape)} do not match {g}"
+
+
+def conv2d_forward(x, w, b, g: Conv2dGeometry):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None."""
-    N, C, H, W = x.shape
-    K, Cg, R, S = w.shape
-    G = groups
-    P, Q = conv2d_output_size(H, W, R, S, stride, padding, dilation)
-    wg = w.reshape(G, K // G, Cg * R * S)                                  # (G, Kg, Cg*R*S)
+    _check(x.shape, w.shape, g)
+    N, K, P, Q, R, S, G = g.N, g.K, g.P, g.Q, g.R, g.S, g.G
+    wg = w.reshape(G, K // G, g.Cg * R * S)                                # (G, Kg, Cg*R*S)
     y = np.empty((N, K, P, Q), dtype=x.dtype)                              # (N, K, P, Q)
     cols_buf, y_buf = _Buffer("cols", x.dtype), _Buffer("out", x.dtype)
     for sl in _chunks(x.shape, R, S, P * Q, x.itemsize):
-        cols = _columns(x[sl], R, S, stride, padding, dilation, cols_buf)  # (C*R*S, n*P*Q)
+        cols = _columns(x[sl], _chunk(g, sl), cols_buf)                    # (C*R*S, n*P*Q)
         n = cols.shape[1] // (P * Q)
         if n == 1:  # the GEMM writes this image's output in place
             _matmul_groups(wg, _grouped(cols, G), y[sl].reshape(G, K // G, P * Q))
@@ -254,7 +238,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
 
 def _transposed_kernel(w, G):
     """w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] per group: (K, C/G, R, S) -> (C, K/G, R, S)."""
-    fn = _cpp("conv_transpose_kernel", w.dtype)
+    fn = cpp_kernel(_C, "conv_transpose_kernel", w.dtype)
     if fn is not None:
         return fn(w, G)
     K, Cg, R, S = w.shape
@@ -262,8 +246,10 @@ def _transposed_kernel(w, G):
     return np.ascontiguousarray(wt).reshape(G * Cg, K // G, R, S)
 
 
-def _data_grad_as_conv(K, C, R, S, stride, padding, dilation, NPQ):
-    """Padding of the convolution that gives dx, or None where col2im(w^T @ dout) is better.
+@functools.lru_cache(maxsize=256)  # a layer's backward asks every step
+def _data_grad_as_conv(g: Conv2dGeometry):
+    """The geometry of the convolution of dout that gives dx, or None where col2im(w^T @ dout)
+    is better.
 
     With stride 1, dx is a "full" convolution of dout with the flipped, transposed kernel:
     dx = conv(dout, w'[c, k, r, s] = w[k, c, R-1-r, S-1-s], padding d(R-1) - p, same dilation).
@@ -272,26 +258,29 @@ def _data_grad_as_conv(K, C, R, S, stride, padding, dilation, NPQ):
     Building w' costs a pass over the weights, as much as col2im on N P Q = K columns: small maps
     (NPQ < 2K, ResNet's last stage) keep col2im.
     """
-    if tuple(stride) != (1, 1) or (R, S) == (1, 1) or K > C or NPQ < 2 * K:
+    if g.stride != (1, 1) or (g.R, g.S) == (1, 1) or g.K > g.C or g.N * g.P * g.Q < 2 * g.K:
         return None
-    pad = (dilation[0] * (R - 1) - padding[0], dilation[1] * (S - 1) - padding[1])
-    return pad if min(pad) >= 0 else None
+    ph, pw = g.dh * (g.R - 1) - g.ph, g.dw * (g.S - 1) - g.pw
+    if min(ph, pw) < 0:
+        return None
+    return Conv2dGeometry(g.N, g.K, g.P, g.Q, g.C, g.R, g.S, ph=ph, pw=pw, dh=g.dh, dw=g.dw,
+                          G=g.G, op=g.op)
 
 
-def conv2d_backward_data(dout, w, x_shape, stride, padding, dilation, groups):
+def conv2d_backward_data(dout, w, g: Conv2dGeometry):
     """dx (N, C, H, W) from dout (N, K, P, Q) and w (K, C/G, R, S): col2im(w^T @ dout), or the
     equivalent convolution of dout (see _data_grad_as_conv)."""
-    N, K, P, Q = dout.shape
-    _, Cg, R, S = w.shape
-    G = groups
-    pad = _data_grad_as_conv(K, x_shape[1], R, S, stride, padding, dilation, N * P * Q)
-    if pad is not None:
-        return conv2d_forward(dout, _transposed_kernel(w, G), None, (1, 1), pad, dilation, G)
-    wgT = w.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1)              # (G, Cg*R*S, Kg)
-    dx = np.empty(x_shape, dtype=dout.dtype)                               # (N, C, H, W)
+    _check(g.x_shape, w.shape, g)
+    assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+    P, Q, R, S, G, Cg = g.P, g.Q, g.R, g.S, g.G, g.Cg
+    as_conv = _data_grad_as_conv(g)
+    if as_conv is not None:
+        return conv2d_forward(dout, _transposed_kernel(w, G), None, as_conv)
+    wgT = w.reshape(G, g.Kg, Cg * R * S).transpose(0, 2, 1)                # (G, Cg*R*S, Kg)
+    dx = np.empty(g.x_shape, dtype=dout.dtype)                             # (N, C, H, W)
     d_buf, dcols_buf = _Buffer("dout", dout.dtype), _Buffer("cols", dout.dtype)
-    pointwise = _is_pointwise(R, S, stride, padding)
-    for sl in _chunks(x_shape, R, S, P * Q, dout.itemsize):
+    pointwise = _is_pointwise(R, S, g.stride, g.padding)
+    for sl in _chunks(g.x_shape, R, S, P * Q, dout.itemsize):
         d = _dout_columns(dout[sl], d_buf)                                 # (K, n*P*Q)
         n = d.shape[1] // (P * Q)
         if pointwise and n == 1:  # dx of this image is the GEMM's output
@@ -302,51 +291,50 @@ def conv2d_backward_data(dout, w, x_shape, stride, padding, dilation, groups):
         if pointwise:
             fold_batch(dcols, n, out=dx[sl].reshape(n, -1, P * Q))
         else:
-            col2im_folded(dcols, dx[sl].shape, R, S, stride, padding, dilation, out=dx[sl])
+            col2im(dcols, _chunk(g, sl), out=dx[sl])
     return dx
 
 
 TRANSPOSED_DW_MIN_COLUMNS = 1024  # see conv2d_backward_weight
 
 
-def conv2d_backward_weight(dout, x, w_shape, stride, padding, dilation, groups):
+def conv2d_backward_weight(dout, x, g: Conv2dGeometry):
     """dw (K, C/G, R, S) = dout (K, N P Q) @ cols^T, recomputing the columns of x (N, C, H, W).
 
     With many columns (N P Q >= TRANSPOSED_DW_MIN_COLUMNS) it is computed transposed,
     dw^T (Cg R S, Kg) = cols @ dout^T, and transposed back: OpenBLAS runs that orientation 10-20%
     faster for the short K of most layers, which pays for the transpose once the GEMM is long.
     """
-    N, K, P, Q = dout.shape
-    _, Cg, R, S = w_shape
-    G = groups
+    _check(x.shape, g.w_shape, g)
+    assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+    P, Q, R, S, G, Cg, Kg = g.P, g.Q, g.R, g.S, g.G, g.Cg, g.Kg
     chunks = _chunks(x.shape, R, S, P * Q, x.itemsize)
     columns = (chunks[0].stop - chunks[0].start if chunks else 0) * P * Q  # per chunk
     transposed = columns >= TRANSPOSED_DW_MIN_COLUMNS
-    shape = (G, Cg * R * S, K // G) if transposed else (G, K // G, Cg * R * S)
+    shape = (G, Cg * R * S, Kg) if transposed else (G, Kg, Cg * R * S)
     acc = np.zeros(shape, dtype=dout.dtype)                               # dw^T or dw, per group
     cols_buf, d_buf = _Buffer("cols", x.dtype), _Buffer("dout", dout.dtype)
     for i, sl in enumerate(chunks):
-        cols = _columns(x[sl], R, S, stride, padding, dilation, cols_buf)  # (C*R*S, n*P*Q)
+        cols = _columns(x[sl], _chunk(g, sl), cols_buf)                    # (C*R*S, n*P*Q)
         cols = _grouped(cols, G)                                           # (G, Cg*R*S, n*P*Q)
         d = _grouped(_dout_columns(dout[sl], d_buf), G)                    # (G, Kg, n*P*Q)
         a, b = (cols, d.transpose(0, 2, 1)) if transposed else (d, cols.transpose(0, 2, 1))
         _matmul_groups(a, b, acc, accumulate=i > 0)
-    return (transpose(acc) if transposed else acc).reshape(w_shape)
+    return (transpose(acc) if transposed else acc).reshape(g.w_shape)
 
 
 def conv2d_backward_bias(dout):
     """db (K,) = Σ_{n, p, q} dout (N, K, P, Q)."""
-    fn = _cpp("channel_sums", dout.dtype)
+    fn = cpp_kernel(_C, "channel_sums", dout.dtype)
     if fn is None:
         return dout.sum(axis=(0, 2, 3))
     return fn(dout.reshape(dout.shape[0], dout.shape[1], -1))
 
 
-def conv2d_backward(dout, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
+def conv2d_backward(dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
     """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
     dout = np.ascontiguousarray(dout)
-    hyper = (stride, padding, dilation, groups)
-    dx = conv2d_backward_data(dout, w, x.shape, *hyper) if needs[0] else None
-    dw = conv2d_backward_weight(dout, x, w.shape, *hyper) if needs[1] else None
+    dx = conv2d_backward_data(dout, w, g) if needs[0] else None
+    dw = conv2d_backward_weight(dout, x, g) if needs[1] else None
     db = conv2d_backward_bias(dout) if needs[2] else None
     return dx, dw, db

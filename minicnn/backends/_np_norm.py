@@ -16,21 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from .. import _C_cpu as _C
-except ImportError:  # no compiled helper: NumPy does everything
-    _C = None
+from ._cpp import cpp_kernel, load_cpu_extension
 
-
-def _cpp(name, dtype):
-    """The C++ kernel ``name`` for a float32/float64 ``dtype``, or None without the extension."""
-    if _C is None or dtype not in (np.float32, np.float64):
-        return None
-    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
-
-__all__ = ["local_response_norm_forward", "local_response_norm_backward",
-           "batch_norm_forward_training", "batch_norm_forward_inference",
-           "batch_norm_backward_training", "batch_norm_backward_inference"]  # the kernels
+_C = load_cpu_extension()  # None: NumPy does everything
 
 
 # ---- local response normalization -------------------------------------------------------------
@@ -173,7 +161,7 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
     See batch_norm_forward_training_reference for the math (cuDNN's contract: biased variance to
     normalise, unbiased M/(M-1) into running_var). Returns (y, mean, invstd), each (C,) but y.
     """
-    stats = _cpp("batch_norm_stats", x.dtype)
+    stats = cpp_kernel(_C, "batch_norm_stats", x.dtype)
     if stats is None:
         return batch_norm_forward_training_reference(x, weight, bias, running_mean, running_var,
                                                      momentum, eps)
@@ -183,13 +171,13 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)       # (C,)
     _update_running(running_mean, running_var, mean, var, momentum, M)
     scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    y = _cpp("channel_affine", x.dtype)(x3, mean, scale, _vector(bias, x.dtype))
+    y = cpp_kernel(_C, "channel_affine", x.dtype)(x3, mean, scale, _vector(bias, x.dtype))
     return y.reshape(x.shape), mean, invstd
 
 
 def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps):
     """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias; returns (y, mean, invstd)."""
-    affine = _cpp("channel_affine", x.dtype)
+    affine = cpp_kernel(_C, "channel_affine", x.dtype)
     if affine is None:
         return batch_norm_forward_inference_reference(x, weight, bias, running_mean, running_var, eps)
     mean = np.array(running_mean, dtype=x.dtype)                          # (C,) a copy
@@ -201,13 +189,13 @@ def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps
 
 def _grad_sums(dout, x, mean, invstd):
     """(Σ dy, Σ dy · x̂) per channel: dbias and dweight."""
-    return _cpp("batch_norm_grad_sums", x.dtype)(_ncl(dout), _ncl(x), _vector(mean, x.dtype),
-                                                 _vector(invstd, x.dtype))
+    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
+    return sums(_ncl(dout), _ncl(x), _vector(mean, x.dtype), _vector(invstd, x.dtype))
 
 
 def batch_norm_backward_training(dout, x, weight, mean, invstd):
     """dx = weight · invstd / M · (M·dy − Σdy − x̂ · Σ(dy·x̂)), M = N·H·W; returns (dx, dweight, dbias)."""
-    fn = _cpp("batch_norm_backward_data", x.dtype)
+    fn = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
     if fn is None:
         return batch_norm_backward_training_reference(dout, x, weight, mean, invstd)
     dout = dout.astype(x.dtype, copy=False)
@@ -220,7 +208,7 @@ def batch_norm_backward_training(dout, x, weight, mean, invstd):
 
 def batch_norm_backward_inference(dout, x, weight, mean, invstd):
     """Fixed statistics: dx = dy · weight · invstd; returns (dx, dweight, dbias)."""
-    affine = _cpp("channel_affine", x.dtype)
+    affine = cpp_kernel(_C, "channel_affine", x.dtype)
     if affine is None:
         return batch_norm_backward_inference_reference(dout, x, weight, mean, invstd)
     dout = dout.astype(x.dtype, copy=False)

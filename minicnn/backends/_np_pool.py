@@ -6,7 +6,8 @@ fixed (r, s) those pixels, over all (p, q) at once, are one strided slice of the
 every kernel below loops over the R*S kernel offsets, never over the P*Q output pixels.
 
 The ops (minicnn/ops/pool.py) validate the arguments and compute the output size (P, Q) — including
-ceil_mode's extra windows, which may run past the padded border — and pass it in.
+ceil_mode's extra windows, which may run past the padded border — into a Pool2dGeometry
+(minicnn/ops/geometry.py) that the kernels below take; the NumPy versions take plain pairs.
 
 Version 2: with the C++ helper (csrc/cpu/pool.h) max and average pooling loop over each window
 directly, one (n, c) plane per task on the helper's thread pool: no padded copy of x and no
@@ -19,20 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from .. import _C_cpu as _C
-except ImportError:  # no compiled helper: NumPy does everything
-    _C = None
+from ..ops.geometry import Pool2dGeometry
+from ._cpp import cpp_kernel, load_cpu_extension
 
-
-def _cpp(name, dtype):
-    """The C++ kernel ``name`` for a float32/float64 ``dtype``, or None without the extension."""
-    if _C is None or dtype not in (np.float32, np.float64):
-        return None
-    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
-
-__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-           "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"]
+_C = load_cpu_extension()  # None: NumPy does everything
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -202,45 +193,55 @@ def adaptive_avg_pool2d_backward_reference(dout, x_shape):
 
 
 # ---- the kernels: C++ when available ------------------------------------------------------------
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
+def _window(g: Pool2dGeometry):
+    return g.kernel_size, g.stride, g.padding, g.dilation
+
+
+def _check(x_shape, g: Pool2dGeometry, y_shape=None):
+    assert tuple(x_shape) == g.x_shape and (y_shape is None or tuple(y_shape) == g.y_shape), \
+        f"{g.op}: arrays {tuple(x_shape)}, {y_shape} do not match {g}"
+
+
+def max_pool2d_forward(x, g: Pool2dGeometry):
     """(y, argmax) as max_pool2d_forward_reference (torch's indices, NaN and padding rules)."""
-    fn = _cpp("max_pool2d_forward", x.dtype)
+    _check(x.shape, g)
+    fn = cpp_kernel(_C, "max_pool2d_forward", x.dtype)
     if fn is None:
-        return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, out_size)
-    return fn(x, *kernel_size, *stride, *padding, *dilation, *out_size)
+        return max_pool2d_forward_reference(x, *_window(g), g.out_size)
+    return fn(x, g)
 
 
-def max_pool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding, dilation):
+def max_pool2d_backward(dout, argmax, g: Pool2dGeometry):
     """dx[n, c, argmax[n, c, p, q]] += dout[n, c, p, q] over windows that hold an input pixel."""
-    fn = _cpp("max_pool2d_backward", dout.dtype)
+    _check(g.x_shape, g, dout.shape)
+    fn = cpp_kernel(_C, "max_pool2d_backward", dout.dtype)
     if fn is None:
-        return max_pool2d_backward_reference(dout, argmax, x_shape, kernel_size, stride, padding,
-                                             dilation)
-    return fn(dout, argmax, *x_shape[2:], *kernel_size, *stride, *padding, *dilation)
+        return max_pool2d_backward_reference(dout, argmax, g.x_shape, *_window(g))
+    return fn(dout, argmax, g)
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding, out_size, count_include_pad=True,
-                       divisor_override=None):
+def avg_pool2d_forward(x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
     """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
-    fn = _cpp("avg_pool2d_forward", x.dtype)
+    _check(x.shape, g)
+    fn = cpp_kernel(_C, "avg_pool2d_forward", x.dtype)
     if fn is None:
-        return avg_pool2d_forward_reference(x, kernel_size, stride, padding, out_size,
+        return avg_pool2d_forward_reference(x, g.kernel_size, g.stride, g.padding, g.out_size,
                                             count_include_pad, divisor_override)
-    divisor = _avg_divisor(x.shape, kernel_size, stride, padding, out_size, count_include_pad,
-                           divisor_override, x.dtype)                          # (P, Q)
-    return fn(x, divisor, *kernel_size, *stride, *padding)
+    divisor = _avg_divisor(x.shape, g.kernel_size, g.stride, g.padding, g.out_size,
+                           count_include_pad, divisor_override, x.dtype)      # (P, Q)
+    return fn(x, divisor, g)
 
 
-def avg_pool2d_backward(dout, x_shape, kernel_size, stride, padding, count_include_pad=True,
-                        divisor_override=None):
+def avg_pool2d_backward(dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
     """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
-    fn = _cpp("avg_pool2d_backward", dout.dtype)
+    _check(g.x_shape, g, dout.shape)
+    fn = cpp_kernel(_C, "avg_pool2d_backward", dout.dtype)
     if fn is None:
-        return avg_pool2d_backward_reference(dout, x_shape, kernel_size, stride, padding,
+        return avg_pool2d_backward_reference(dout, g.x_shape, g.kernel_size, g.stride, g.padding,
                                              count_include_pad, divisor_override)
-    divisor = _avg_divisor(x_shape, kernel_size, stride, padding, dout.shape[2:], count_include_pad,
-                           divisor_override, dout.dtype)                      # (P, Q)
-    return fn(dout, divisor, *x_shape[2:], *kernel_size, *stride, *padding)
+    divisor = _avg_divisor(g.x_shape, g.kernel_size, g.stride, g.padding, g.out_size,
+                           count_include_pad, divisor_override, dout.dtype)   # (P, Q)
+    return fn(dout, divisor, g)
 
 
 def _tiles(n, p_out):
@@ -248,22 +249,23 @@ def _tiles(n, p_out):
     return n // p_out if p_out > 0 and n % p_out == 0 else None
 
 
-def adaptive_avg_pool2d_forward(x, out_size):
+def adaptive_avg_pool2d_forward(x, g: Pool2dGeometry):
     """y[p, q] = mean of bin (p, q); a reshaped mean where the bins tile the input."""
-    N, C, H, W = x.shape
-    (P, Q), kh, kw = out_size, _tiles(H, out_size[0]), _tiles(W, out_size[1])
+    _check(x.shape, g)
+    N, C, H, W, P, Q = g.N, g.C, g.H, g.W, g.P, g.Q
+    kh, kw = _tiles(H, P), _tiles(W, Q)
     if kh is None or kw is None or x.dtype not in (np.float32, np.float64):
-        return adaptive_avg_pool2d_forward_reference(x, out_size)
+        return adaptive_avg_pool2d_forward_reference(x, g.out_size)
     return x.reshape(N, C, P, kh, Q, kw).mean(axis=(3, 5))                 # (N, C, P, Q)
 
 
-def adaptive_avg_pool2d_backward(dout, x_shape):
+def adaptive_avg_pool2d_backward(dout, g: Pool2dGeometry):
     """dx = dout / (bin area) spread over each bin."""
-    N, C, H, W = x_shape
-    P, Q = dout.shape[2:]
+    _check(g.x_shape, g, dout.shape)
+    N, C, H, W, P, Q = g.N, g.C, g.H, g.W, g.P, g.Q
     kh, kw = _tiles(H, P), _tiles(W, Q)
     if kh is None or kw is None or dout.dtype not in (np.float32, np.float64):
-        return adaptive_avg_pool2d_backward_reference(dout, x_shape)
-    g = dout * np.asarray(1.0 / (kh * kw), dtype=dout.dtype)              # (N, C, P, Q)
-    dx = np.broadcast_to(g.reshape(N, C, P, 1, Q, 1), (N, C, P, kh, Q, kw))
-    return np.ascontiguousarray(dx).reshape(x_shape)                      # (N, C, H, W)
+        return adaptive_avg_pool2d_backward_reference(dout, g.x_shape)
+    grad = dout * np.asarray(1.0 / (kh * kw), dtype=dout.dtype)           # (N, C, P, Q)
+    dx = np.broadcast_to(grad.reshape(N, C, P, 1, Q, 1), (N, C, P, kh, Q, kw))
+    return np.ascontiguousarray(dx).reshape(g.x_shape)                    # (N, C, H, W)

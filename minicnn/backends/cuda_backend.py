@@ -6,17 +6,16 @@ so they queue in order with CuPy's own work; outputs come from CuPy's memory poo
 (add, matmul, cat, softmax) is CuPy's; conv2d is our implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
 Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
-:func:`unavailable_reason` says which, and ``get_backend("cuda")`` raises with that reason.
+:meth:`CudaBackend.unavailable_reason` says which, and ``get_backend("cuda")`` raises with that
+reason.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
-from ._kernel_backend import KernelBackend, export
-
-name = "cuda"
-xp = None  # cupy, once available
-_C = None
+from ._kernel_backend import KernelBackend
 
 
 def _probe():
@@ -58,28 +57,32 @@ def _probe():
 _cupy, _C, _unavailable = _probe()
 
 
-def unavailable_reason():
-    """None when the "cuda" device works here, else why not."""
-    return _unavailable
+class CudaBackend(KernelBackend):
+    """The "cuda" device: CuPy arrays, device pointers, CuPy's current stream."""
 
+    name = "cuda"
 
-def to_numpy(a):
-    """A NumPy copy of a CuPy array (NumPy arrays pass through)."""
-    return a.get() if hasattr(a, "get") else np.asarray(a)
+    def __init__(self):
+        super().__init__(_cupy, _C)
 
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        return _unavailable
 
-def from_numpy(a):
-    """A CuPy copy of a NumPy array, C-contiguous."""
-    return _cupy.array(a, order="C")
+    def _pointer(self, a) -> int:
+        return a.data.ptr
 
+    def _stream(self) -> int:
+        return _cupy.cuda.get_current_stream().ptr
 
-def synchronize():
-    """Wait for the work queued on the current stream."""
-    _cupy.cuda.get_current_stream().synchronize()
+    def to_numpy(self, a):
+        """A NumPy copy of a CuPy array (NumPy arrays pass through)."""
+        return a.get() if hasattr(a, "get") else np.asarray(a)
 
+    def from_numpy(self, a):
+        """A CuPy copy of a NumPy array, C-contiguous."""
+        return _cupy.array(a, order="C")
 
-if _unavailable is None:
-    xp = _cupy
-    _kernels = KernelBackend(name, _cupy, _C, pointer=lambda a: a.data.ptr,
-                             stream=lambda: _cupy.cuda.get_current_stream().ptr)
-    export(_kernels, globals())
+    def synchronize(self) -> None:
+        """Wait for the work queued on the current stream."""
+        _cupy.cuda.get_current_stream().synchronize()

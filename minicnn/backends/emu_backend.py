@@ -18,15 +18,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from typing import Optional
 
 import numpy as np
 
-from ._kernel_backend import KernelBackend, export
-
-xp = np
-name = "emu"
-_C = None
-_unavailable = None  # why the kernels can't be loaded, or None
+from ._kernel_backend import KernelBackend
 
 
 def _load_extension():
@@ -42,31 +38,39 @@ def _load_extension():
 
 
 try:
-    _C = _load_extension()
+    _C, _unavailable = _load_extension(), None
 except ImportError as e:
+    _C = None
     _unavailable = (f"the emulated kernels (minicnn._C_emu) are not built or do not load ({e}); build "
                     f"them with `pip install -e .` or `python setup.py build_ext --inplace`")
 
 
-def unavailable_reason():
-    """None when the "emu" device works here, else why not."""
-    return _unavailable
+class EmuBackend(KernelBackend):
+    """The "emu" device: NumPy arrays, pointers are their data addresses, no stream (0)."""
 
+    name = "emu"
+    xp = np
 
-def to_numpy(a):
-    """The array itself (memory shared, as on "cpu")."""
-    return a
+    def __init__(self):
+        super().__init__(np, _C)
 
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        return _unavailable
 
-def from_numpy(a):
-    """A C-contiguous copy: a tensor moved to "emu" never shares memory with the original."""
-    return np.array(a, copy=True, order="C")
+    def _pointer(self, a) -> int:
+        return a.ctypes.data
 
+    def _stream(self) -> int:
+        return 0
 
-def synchronize():
-    """Nothing to wait for: emulated launches finish before they return."""
+    def to_numpy(self, a):
+        """The array itself (memory shared, as on "cpu")."""
+        return a
 
+    def from_numpy(self, a):
+        """A C-contiguous copy: a tensor moved to "emu" never shares memory with the original."""
+        return np.array(a, copy=True, order="C")
 
-if _C is not None:
-    _kernels = KernelBackend(name, np, _C, pointer=lambda a: a.ctypes.data, stream=lambda: 0)
-    export(_kernels, globals())
+    def synchronize(self) -> None:
+        """Nothing to wait for: emulated launches finish before they return."""

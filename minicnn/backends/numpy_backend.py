@@ -1,66 +1,127 @@
-"""The "cpu" backend: every op in NumPy, with C++ helpers (minicnn._C_cpu) where NumPy is slow.
+"""The "cpu" device: every kernel in NumPy, with C++ helpers (minicnn._C_cpu) where NumPy is slow.
 
-Every backend module ("cpu" here, "emu" and "cuda" later) exposes the same kernel functions: arrays
-in, arrays out, no Tensors and no autograd. Forward kernels return their output (plus what their
-backward needs, e.g. max-pool indices); backward kernels take ``dout`` and return the input
-gradients (``dx``, ``dw``, …). Letters: N batch, C channels, H x W input, K output channels,
-R x S kernel, P x Q output.
+:class:`CpuBackend` implements the backend interface (interface.py, where each method's math is
+stated) by calling the kernel families, one file each:
+
+    relu                        here
+    conv2d_*                    _np_conv.py   im2col + GEMM (_np_blas.py: NumPy's BLAS, our pool)
+    *_pool2d_*                  _np_pool.py
+    local_response_norm_*,
+    batch_norm_*                _np_norm.py
+
+Every family keeps a readable NumPy version beside the C++ path (``_reference`` suffix), used when
+the extension is not built.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
-try:
-    from .. import _C_cpu as _C
-except ImportError:  # no compiled helper: NumPy does everything
-    _C = None
+from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
+from . import _np_conv, _np_norm, _np_pool
+from ._cpp import cpp_kernel, load_cpu_extension
 
-xp = np
-name = "cpu"
+_C = load_cpu_extension()  # None: NumPy does everything
 
 
-def set_num_threads(n):
-    """Threads of the C++ helpers' pool (NumPy's BLAS keeps its own setting, OPENBLAS_NUM_THREADS)."""
-    if _C is not None:
-        _C.set_num_threads(int(n))
+class CpuBackend:
+    """The "cpu" device: NumPy arrays; see the module docstring."""
 
+    name = "cpu"
+    xp = np
 
-def get_num_threads():
-    return _C.get_num_threads() if _C is not None else 1
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        return None  # NumPy is always there; the C++ helpers are optional
 
+    # ---- arrays, threads ----------------------------------------------------------------------
+    def to_numpy(self, a):
+        return a
 
-def _cpp(name, dtype):
-    """The C++ kernel ``name`` for a float32/float64 ``dtype``, or None (no extension, other dtype)."""
-    if _C is None or dtype not in (np.float32, np.float64):
-        return None
-    return getattr(_C, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
+    def from_numpy(self, a):
+        return a
 
+    def synchronize(self) -> None:
+        """Nothing to wait for: NumPy work is done when it returns."""
 
-def to_numpy(a):
-    return a
+    def set_num_threads(self, n: int) -> None:
+        """Threads of the C++ helpers' pool (NumPy's BLAS keeps its own, OPENBLAS_NUM_THREADS)."""
+        if _C is not None:
+            _C.set_num_threads(int(n))
 
+    def get_num_threads(self) -> int:
+        return _C.get_num_threads() if _C is not None else 1
 
-def from_numpy(a):
-    return a
+    # ---- relu ---------------------------------------------------------------------------------
+    def relu_forward(self, x):
+        """y = 0 where x < 0, else x: NaN stays NaN and -0.0 stays -0.0, as torch.relu (np.maximum
+        would give +0.0). C++ (csrc/cpu/relu.h) when available."""
+        fn = cpp_kernel(_C, "relu_forward", x.dtype)
+        return np.where(x < 0, np.zeros((), x.dtype), x) if fn is None else fn(x)
 
+    def relu_backward(self, dout, y):
+        """dx = 0 where y <= 0, else dout (a NaN input passes its gradient, as in PyTorch)."""
+        fn = cpp_kernel(_C, "relu_backward", dout.dtype) if dout.dtype == y.dtype else None
+        if fn is None:
+            return np.where(y <= 0, 0, dout).astype(dout.dtype, copy=False)
+        return fn(dout, y)
 
-# ---- relu ---------------------------------------------------------------------------------------
-def relu_forward(x):
-    """y = 0 where x < 0, else x: NaN stays NaN and -0.0 stays -0.0, as torch.relu (np.maximum
-    would give +0.0). C++ (csrc/cpu/relu.h) when available."""
-    fn = _cpp("relu_forward", x.dtype)
-    return np.where(x < 0, np.zeros((), x.dtype), x) if fn is None else fn(x)
+    # ---- convolution --------------------------------------------------------------------------
+    def conv2d_forward(self, x, w, b, g: Conv2dGeometry):
+        return _np_conv.conv2d_forward(x, w, b, g)
 
+    def conv2d_backward_data(self, dout, w, g: Conv2dGeometry):
+        return _np_conv.conv2d_backward_data(dout, w, g)
 
-def relu_backward(dout, y):
-    """dx = 0 where y <= 0, else dout (a NaN input passes its gradient, as in PyTorch)."""
-    fn = _cpp("relu_backward", dout.dtype) if dout.dtype == y.dtype else None
-    if fn is None:
-        return np.where(y <= 0, 0, dout).astype(dout.dtype, copy=False)
-    return fn(dout, y)
+    def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry):
+        return _np_conv.conv2d_backward_weight(dout, x, g)
 
+    def conv2d_backward_bias(self, dout):
+        return _np_conv.conv2d_backward_bias(dout)
 
-# ---- the kernel families, one file each -------------------------------------------------------
-from ._np_conv import *  # noqa: E402,F401,F403  conv2d_* (im2col + GEMM)
-from ._np_norm import *  # noqa: E402,F401,F403  local_response_norm_*, batch_norm_*
-from ._np_pool import *  # noqa: E402,F401,F403  max_pool2d_*, avg_pool2d_*, adaptive_avg_pool2d_*
+    def conv2d_backward(self, dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
+        return _np_conv.conv2d_backward(dout, x, w, g, needs)
+
+    # ---- pooling ------------------------------------------------------------------------------
+    def max_pool2d_forward(self, x, g: Pool2dGeometry):
+        return _np_pool.max_pool2d_forward(x, g)
+
+    def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry):
+        return _np_pool.max_pool2d_backward(dout, argmax, g)
+
+    def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True,
+                           divisor_override=None):
+        return _np_pool.avg_pool2d_forward(x, g, count_include_pad, divisor_override)
+
+    def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
+                            divisor_override=None):
+        return _np_pool.avg_pool2d_backward(dout, g, count_include_pad, divisor_override)
+
+    def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
+        return _np_pool.adaptive_avg_pool2d_forward(x, g)
+
+    def adaptive_avg_pool2d_backward(self, dout, g: Pool2dGeometry):
+        return _np_pool.adaptive_avg_pool2d_backward(dout, g)
+
+    # ---- normalization ------------------------------------------------------------------------
+    def local_response_norm_forward(self, x, size, alpha, beta, k):
+        return _np_norm.local_response_norm_forward(x, size, alpha, beta, k)
+
+    def local_response_norm_backward(self, dout, x, scale, size, alpha, beta):
+        return _np_norm.local_response_norm_backward(dout, x, scale, size, alpha, beta)
+
+    def batch_norm_forward_training(self, x, weight, bias, running_mean, running_var, momentum,
+                                    eps):
+        return _np_norm.batch_norm_forward_training(x, weight, bias, running_mean, running_var,
+                                                    momentum, eps)
+
+    def batch_norm_forward_inference(self, x, weight, bias, running_mean, running_var, eps):
+        return _np_norm.batch_norm_forward_inference(x, weight, bias, running_mean, running_var,
+                                                     eps)
+
+    def batch_norm_backward_training(self, dout, x, weight, mean, invstd):
+        return _np_norm.batch_norm_backward_training(dout, x, weight, mean, invstd)
+
+    def batch_norm_backward_inference(self, dout, x, weight, mean, invstd):
+        return _np_norm.batch_norm_backward_inference(dout, x, weight, mean, invstd)

@@ -8,9 +8,12 @@
     ...     ...                                                  # NumPy arrays (N, 3, 32, 32), (N,)
 """
 from . import transforms
-from .folder import IMG_EXTENSIONS, ImageFolder, UnreadableImage, find_classes, load_image
-from .loader import DataLoader, UnreadableImageWarning, default_collate
+from .folder import (IMG_EXTENSIONS, MAX_IMAGE_PIXELS, ImageFolder, UnreadableDataset, UnreadableImage,
+                     find_classes, load_image)
+from .loader import DataLoader, DataLoaderError, UnreadableImageWarning, default_collate
+from .sampler import DistributedSampler
 from .shapes import builtin_dataset, cache_root
 
-__all__ = ["DataLoader", "IMG_EXTENSIONS", "ImageFolder", "UnreadableImage", "UnreadableImageWarning",
+__all__ = ["DataLoader", "DataLoaderError", "DistributedSampler", "IMG_EXTENSIONS", "ImageFolder",
+           "MAX_IMAGE_PIXELS", "UnreadableDataset", "UnreadableImage", "UnreadableImageWarning",
            "builtin_dataset", "cache_root", "default_collate", "find_classes", "load_image", "transforms"]

@@ -265,3 +265,10 @@ class Lighting(_Repr):
         eigval, eigvec = np.linalg.eigh(np.cov(pixels, rowvar=False))
         order = np.argsort(eigval)[::-1]
         return eigval[order], eigvec[:, order]
+
+
+# ---- torchvision's names for the same transforms --------------------------------------------------
+# Compose, Resize, CenterCrop, RandomCrop, RandomHorizontalFlip, RandomResizedCrop, TenCrop and
+# Normalize already carry them (same arguments and semantics on HWC uint8 / CHW float arrays).
+ToTensor = ToFloatCHW        # HWC uint8 -> CHW float32 in [0, 1], as torchvision.transforms.ToTensor
+__all__ += ["ToTensor"]

@@ -12,7 +12,8 @@ torchvision's state_dict keys, shapes and parameter counts, so converted torchvi
 (``minicnn.models.convert``) load with ``load_state_dict`` unchanged. Each built model carries
 ``default_input_size`` (C, H, W) and ``min_input_size`` (smallest H = W its forward accepts).
 """
-from ._registry import get_model, get_model_builder, list_models, model_family, register_model
+from ._registry import (get_model, get_model_builder, list_models, model_family, model_table,
+                        model_variants, register_model, variant_kwargs)
 from .alexnet import AlexNet, alexnet
 from .densenet import (DenseNet, densenet121, densenet161, densenet169, densenet201, densenet_bc,
                        densenet_bc_100)
@@ -24,6 +25,7 @@ from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, 
 __all__ = ["AlexNet", "BasicBlock", "Bottleneck", "CifarResNet", "DenseNet", "GoogLeNet", "GoogLeNetOutputs",
            "ResNet", "VGG", "alexnet", "densenet121", "densenet161", "densenet169", "densenet201",
            "densenet_bc", "densenet_bc_100", "get_model", "get_model_builder", "googlenet", "googlenet_loss",
-           "list_models", "model_family", "register_model", "resnet18", "resnet20", "resnet32", "resnet34",
+           "list_models", "model_family", "model_table", "model_variants", "register_model",
+           "variant_kwargs", "resnet18", "resnet20", "resnet32", "resnet34",
            "resnet44", "resnet50", "resnet56", "resnet101", "resnet110", "resnet152", "vgg11", "vgg11_bn",
            "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]

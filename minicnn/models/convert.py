@@ -11,29 +11,52 @@ imports it. The arrays keep torchvision's names (``num_batches_tracked`` include
 
 For alexnet and googlenet build ``variant="torchvision"``. torchvision's pretrained GoogLeNet file
 keeps its (untrained) aux heads and expects ``transform_input=True``: ``load_torchvision_weights``
-drops the aux keys when the model has none.
+drops the aux keys when the model has none. torchvision's DenseNet files use legacy keys
+(``denselayer1.norm.1.weight``) that its ``_load_state_dict`` renames while loading
+(``denselayer1.norm1.weight``); ``read_pth`` renames them the same way (``rename_legacy_keys``).
+
+Errors (no torch, an unreadable file, weights that do not load) raise :class:`ConversionError`;
+``minicnn convert-weights`` prints it as one line and exits with 2, as every subcommand does.
 """
 from __future__ import annotations
 
 import inspect
 import os
-import sys
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
 from ..io import load_npz, save_npz
 
-__all__ = ["convert_weights", "load_torchvision_weights", "main_convert", "read_pth"]
+__all__ = ["ConversionError", "convert_weights", "load_torchvision_weights", "main_convert",
+           "read_pth", "rename_legacy_keys"]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+# torchvision.models.densenet._load_state_dict's pattern: "denselayer1.norm.1.weight" -> "norm1"
+_LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                              r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+class ConversionError(ValueError):
+    """The weights cannot be converted or do not load (one line for the command line)."""
+
+
+def rename_legacy_keys(state):
+    """The state_dict with DenseNet's legacy ``….norm.1.weight`` keys renamed ``….norm1.weight``
+    (torchvision's own renaming, applied to the keys in order; other keys are unchanged)."""
+    out = OrderedDict()
+    for key, value in state.items():
+        match = _LEGACY_DENSENET.match(key)
+        out[match.group(1) + match.group(2) if match else key] = value
+    return out
 
 
 def _import_torch():
     try:
         import torch
     except ImportError:
-        raise ImportError("converting .pth weights needs PyTorch to read the file (pip install torch); "
-                          "minicnn itself does not use it") from None
+        raise ImportError("converting .pth weights needs PyTorch to read the file (pip install "
+                          "'minicnn[torch]' or torch); minicnn itself does not use it") from None
     return torch
 
 
@@ -72,7 +95,7 @@ def read_pth(src):
         if t.dtype in (torch.float16, torch.bfloat16):
             t = t.float()
         out[key[len("module."):] if strip else key] = t.numpy().copy()
-    return out
+    return rename_legacy_keys(out)
 
 
 def convert_weights(src_pth, dst_npz, compress=False):
@@ -110,20 +133,20 @@ def _torchvision_model(name, state):
 
 def main_convert(src, dst, model=None, compress=False):
     """``minicnn convert-weights SRC DST [--model NAME]``: convert, optionally check that the weights
-    load into registry model NAME (torchvision form); print a one-line report; return the exit code."""
+    load into registry model NAME (torchvision form); print a one-line report. Raises
+    :class:`ConversionError` (the command line's exit code 2) on any failure."""
     try:
         arrays = convert_weights(src, dst, compress=compress)
     except (ImportError, OSError, ValueError, TypeError) as e:
-        print(f"minicnn convert-weights: error: {e}", file=sys.stderr)
-        return 1
+        raise ConversionError(str(e)) from None
     checked = ""
     if model is not None:
         try:
             load_torchvision_weights(_torchvision_model(model, arrays), dst, strict=True)
         except (KeyError, ValueError, RuntimeError) as e:
-            print(f"minicnn convert-weights: wrote {dst}, but it does not load into {model}: {e}",
-                  file=sys.stderr)
-            return 1
+            first = " ".join(str(e).strip().splitlines()[:2])
+            raise ConversionError(f"wrote {dst}, but it does not load into {model}: {first}") \
+                from None
         checked = f"; loads into {model} (strict)"
     values = sum(int(a.size) for a in arrays.values())
     mib = sum(a.nbytes for a in arrays.values()) / 2 ** 20

@@ -38,7 +38,7 @@ __all__ = ["BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ZeroPadShortcut
            "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 
 VARIANTS = ("torchvision", "paper")
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "plain")  # "plain": no shortcut, the paper's plain-20/56 baselines
 
 
 def conv3x3(in_planes, out_planes, stride=1):
@@ -53,6 +53,7 @@ def conv1x1(in_planes, out_planes, stride=1):
 
 class BasicBlock(nn.Module):
     expansion = 1
+    residual = True     # False in the paper's plain baselines (shortcut="plain"): no "+ identity"
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, stride_in_1x1=False):
         super().__init__()
@@ -65,9 +66,11 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)  # after, as torchvision
         return self.relu(out + identity)
 
 
@@ -88,10 +91,10 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)  # after, as torchvision
         return self.relu(out + identity)
 
 
@@ -122,13 +125,15 @@ def _make_layer(block, inplanes, planes, blocks, stride, shortcut="B", stride_in
     """(Sequential of ``blocks`` blocks, output channels); the first may stride and reshape."""
     out_planes = planes * block.expansion
     downsample = None
-    if stride != 1 or inplanes != out_planes:
+    if shortcut != "plain" and (stride != 1 or inplanes != out_planes):
         if shortcut == "A":
             downsample = ZeroPadShortcut(inplanes, out_planes, stride)
         else:
             downsample = nn.Sequential(conv1x1(inplanes, out_planes, stride), nn.BatchNorm2d(out_planes))
     layers = [block(inplanes, planes, stride, downsample, stride_in_1x1)]
     layers += [block(out_planes, planes, stride_in_1x1=stride_in_1x1) for _ in range(1, blocks)]
+    for b in layers if shortcut == "plain" else ():
+        b.residual = False
     return nn.Sequential(*layers), out_planes
 
 
@@ -189,7 +194,8 @@ class CifarResNet(nn.Module):
         self.arch = arch or f"resnet{depth}"
         if shortcut not in SHORTCUTS:
             raise ValueError(f"{self.arch}: unknown shortcut {shortcut!r}; expected 'A' (zero-padding "
-                             f"identity, the paper's CIFAR choice) or 'B' (1x1 projection)")
+                             f"identity, the paper's CIFAR choice), 'B' (1x1 projection) or "
+                             f"'plain' (none)")
         self.shortcut = shortcut
         self.default_input_size, self.min_input_size = (3, 32, 32), 1
         n = (depth - 2) // 6

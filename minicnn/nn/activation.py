@@ -1,7 +1,10 @@
 """Activation layers: ReLU, Softmax, LogSoftmax (torch.nn)."""
 from __future__ import annotations
 
+from typing import Optional
+
 from .. import functional as F
+from ..tensor import Tensor
 from .module import Module
 
 __all__ = ["LogSoftmax", "ReLU", "Softmax"]
@@ -10,11 +13,11 @@ __all__ = ["LogSoftmax", "ReLU", "Softmax"]
 class ReLU(Module):
     """y = max(x, 0). ``inplace`` is kept for torch compatibility (and repr); a new tensor is made."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.relu(input, inplace=self.inplace)
 
     def extra_repr(self):
@@ -27,11 +30,11 @@ def _implicit_dim(ndim):
 
 
 class Softmax(Module):
-    def __init__(self, dim=None):
+    def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.softmax(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
 
     def extra_repr(self):
@@ -39,11 +42,11 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
-    def __init__(self, dim=None):
+    def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.log_softmax(input, _implicit_dim(input.ndim) if self.dim is None else self.dim)
 
     def extra_repr(self):

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import math
+from typing import Optional, Union
 
 from .. import functional as F
+from ..ops.conv import IntPair, resolve_padding
+from ..tensor import Tensor
 from . import init
 from ._util import check_int, check_pair, new_parameter
 from .module import Module
@@ -20,8 +23,10 @@ class Conv2d(Module):
     kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
+                 stride: IntPair = 1, padding: Union[IntPair, str] = 0, dilation: IntPair = 1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device: Optional[str] = None, dtype=None) -> None:
         super().__init__()
         name = "Conv2d"
         self.in_channels = check_int(name, "in_channels", in_channels)
@@ -46,14 +51,10 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def _check_padding(self, padding):
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"Conv2d: padding {padding!r} is invalid; use 'same', 'valid' or ints")
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
-                                 f"(stride={self.stride})")
-            return padding
-        return check_pair("Conv2d", "padding", padding, 0)
+        """The functional's padding rules (ops/conv.py), checked early; "same"/"valid" are kept."""
+        resolved, _ = resolve_padding("Conv2d", padding, self.stride, self.dilation,
+                                      self.kernel_size)
+        return padding if isinstance(padding, str) else resolved
 
     def reset_parameters(self):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -63,7 +64,7 @@ class Conv2d(Module):
                 bound = 1 / math.sqrt(fan_in)
                 init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):

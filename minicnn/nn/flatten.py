@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ..tensor import Tensor
 from .module import Module
 
 __all__ = ["Flatten"]
 
 
 class Flatten(Module):
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.flatten(input, self.start_dim, self.end_dim)
 
     def extra_repr(self):

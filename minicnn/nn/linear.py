@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 from .. import functional as F
+from ..tensor import Tensor
 from . import init
 from ._util import check_int, new_parameter
 from .module import Module
@@ -17,7 +19,7 @@ class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return input
 
 
@@ -28,7 +30,8 @@ class Linear(Module):
     U(-1/sqrt(in), 1/sqrt(in)).
     """
 
-    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: Optional[str] = None, dtype=None) -> None:
         super().__init__()
         self.in_features = check_int("Linear", "in_features", in_features)
         self.out_features = check_int("Linear", "out_features", out_features)
@@ -46,7 +49,7 @@ class Linear(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self):

@@ -1,6 +1,8 @@
 """CrossEntropyLoss (torch.nn) over F.cross_entropy."""
 from __future__ import annotations
 
+from typing import Optional
+
 from .. import functional as F
 from ..tensor import Tensor
 from ._util import check_int, check_real
@@ -24,8 +26,8 @@ class CrossEntropyLoss(Module):
     ``weight`` (C,) is registered as a buffer named "weight" (so it is in state_dict when given).
     """
 
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                 label_smoothing=0.0):
+    def __init__(self, weight: Optional[Tensor] = None, size_average=None, ignore_index: int = -100,
+                 reduce=None, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__()
         if size_average is not None or reduce is not None:
             reduction = _legacy_reduction(size_average, reduce)
@@ -39,6 +41,6 @@ class CrossEntropyLoss(Module):
         self.reduction = reduction
         self.label_smoothing = check_real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0, 1)
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                                reduction=self.reduction, label_smoothing=self.label_smoothing)

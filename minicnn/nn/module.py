@@ -402,12 +402,7 @@ class Module:
     def zero_grad(self, set_to_none=True):
         """Drop (or zero in place, with ``set_to_none=False``) every parameter's ``.grad``."""
         for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad._data[...] = 0
+            p.zero_grad(set_to_none)
 
     def apply(self, fn):
         """Call ``fn(module)`` on every child (recursively), then on self; returns self."""

@@ -1,6 +1,8 @@
 """BatchNorm2d / BatchNorm1d and LocalResponseNorm (torch.nn) over minicnn.functional."""
 from __future__ import annotations
 
+from typing import Optional
+
 from .. import functional as F
 from ..tensor import Tensor, int64, ones, tensor, zeros
 from . import init
@@ -21,8 +23,9 @@ class _BatchNorm(Module):
 
     _expected_dims = ()
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 device=None, dtype=None, *, bias=True):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = True,
+                 device: Optional[str] = None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         name = self._get_name()
         self.num_features = check_int(name, "num_features", num_features)
@@ -106,7 +109,7 @@ class BatchNorm2d(_BatchNorm):
 
     _expected_dims = (4,)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         self._check_input(input)
         return self._batch_norm_4d(input)
 
@@ -116,7 +119,7 @@ class BatchNorm1d(_BatchNorm):
 
     _expected_dims = (2, 3)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         self._check_input(input)
         shape = input.shape
         x = input.reshape(shape + (1,) * (4 - input.ndim))  # (N, C, L, 1): the same statistics
@@ -128,14 +131,14 @@ class LocalResponseNorm(Module):
     b_c = a_c / (k + alpha/size · Σ_{c' in window of size around c} a_c'²)^beta.
     """
 
-    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__()
         self.size = check_int("LocalResponseNorm", "size", size)
         self.alpha = check_real("LocalResponseNorm", "alpha", alpha)
         self.beta = check_real("LocalResponseNorm", "beta", beta)
         self.k = check_real("LocalResponseNorm", "k", k)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self):

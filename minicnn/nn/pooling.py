@@ -6,8 +6,12 @@ missing stride defaults to the kernel size.
 from __future__ import annotations
 
 import numbers
+from typing import Optional
 
 from .. import functional as F
+from ..ops.geometry import check_pool_padding
+from ..ops.pool import IntPair
+from ..tensor import Tensor
 from ._util import check_int, check_pair
 from .module import Module
 
@@ -15,29 +19,27 @@ __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d"]
 
 
 def _check_window(layer, kernel_size, stride, padding, dilation=1):
-    """Validate the window arguments; padding may be at most half the effective kernel size."""
+    """Validate the window arguments early, with the functional's rules (the op checks them again
+    with the input, in Pool2dGeometry)."""
     k = check_pair(layer, "kernel_size", kernel_size, 1)
     check_pair(layer, "stride", stride, 1)
-    p = check_pair(layer, "padding", padding, 0)
-    d = check_pair(layer, "dilation", dilation, 1)
-    effective = tuple((ki - 1) * di + 1 for ki, di in zip(k, d))
-    if any(2 * pi > ei for pi, ei in zip(p, effective)):
-        raise ValueError(f"{layer}: padding {padding!r} must be at most half of the effective kernel "
-                         f"size {effective} (kernel_size={kernel_size!r}, dilation={dilation!r})")
+    check_pair(layer, "dilation", dilation, 1)
+    check_pool_padding(layer, k, check_pair(layer, "padding", padding, 0))
 
 
 class MaxPool2d(Module):
     """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's 3/2)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
-                 ceil_mode=False):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+                 dilation: IntPair = 1, return_indices: bool = False,
+                 ceil_mode: bool = False) -> None:
         super().__init__()
         stride = kernel_size if stride is None else stride
         _check_window("MaxPool2d", kernel_size, stride, padding, dilation)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
-    def forward(self, input):
+    def forward(self, input: Tensor):
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
@@ -49,8 +51,9 @@ class MaxPool2d(Module):
 class AvgPool2d(Module):
     """Mean over each window; ``count_include_pad`` counts padded zeros in the divisor."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 divisor_override=None):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: Optional[int] = None) -> None:
         super().__init__()
         stride = kernel_size if stride is None else stride
         _check_window("AvgPool2d", kernel_size, stride, padding)
@@ -60,7 +63,7 @@ class AvgPool2d(Module):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.divisor_override = divisor_override
 
-    def forward(self, input):
+    def forward(self, input: Tensor):
         return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)
 
@@ -71,7 +74,7 @@ class AvgPool2d(Module):
 class AdaptiveAvgPool2d(Module):
     """Average into a fixed (P, Q) output whatever the input size; None keeps that input dim."""
 
-    def __init__(self, output_size):
+    def __init__(self, output_size) -> None:
         super().__init__()
         sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
         if isinstance(output_size, (tuple, list)) and len(output_size) != 2:
@@ -83,7 +86,7 @@ class AdaptiveAvgPool2d(Module):
                 raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, got {output_size!r}")
         self.output_size = output_size
 
-    def forward(self, input):
+    def forward(self, input: Tensor):
         return F.adaptive_avg_pool2d(input, self.output_size)
 
     def extra_repr(self):

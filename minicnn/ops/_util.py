@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numbers
 
-from ..tensor import FLOAT_DTYPES, Tensor
+from ..dtypes import FLOAT_DTYPES
+from ..tensor import Tensor
 
 
 def normalize_dim(op, dim, ndim):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..autograd import Function
+from ..tensor import Tensor
 from ._util import check_tensor, normalize_dim
 
 
@@ -55,17 +56,22 @@ class Softmax(Function):
         return y * (dout - (dout * y).sum(axis=ctx.dim, keepdims=True))
 
 
-def relu(x, inplace=False):
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
     """Rectified linear unit. ``inplace`` is accepted for torch compatibility; a new tensor is made."""
     check_tensor("relu", "input", x)
     return ReLU.apply(x)
 
 
-def softmax(x, dim):
+def softmax(x: Tensor, dim: int) -> Tensor:
     check_tensor("softmax", "input", x)
     return Softmax.apply(x, normalize_dim("softmax", dim, x.ndim))
 
 
-def log_softmax(x, dim):
+def log_softmax(x: Tensor, dim: int) -> Tensor:
     check_tensor("log_softmax", "input", x)
     return LogSoftmax.apply(x, normalize_dim("log_softmax", dim, x.ndim))
+
+
+Tensor.relu = lambda self: relu(self)
+Tensor.softmax = lambda self, dim: softmax(self, dim)
+Tensor.log_softmax = lambda self, dim: log_softmax(self, dim)

@@ -6,7 +6,9 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor, float32, result_type
+from ..backends import get_backend
+from ..dtypes import FLOAT_DTYPES, float32, result_type
+from ..tensor import Tensor
 
 
 def unbroadcast(g, shape):
@@ -238,3 +240,43 @@ def matmul(a, b):
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
     return MatMul.apply(a, b)
+
+
+# ---- Tensor's operators -------------------------------------------------------------------------
+def _compare(ufunc_name):
+    """A comparison operator: elementwise, not differentiable, a bool Tensor."""
+    def method(self, other):
+        if isinstance(other, Tensor):
+            check_broadcast(ufunc_name, self, other)
+        o = other._data if isinstance(other, Tensor) else other
+        return Tensor(getattr(get_backend(self.device).xp, ufunc_name)(self._data, o), self.device)
+    method.__name__ = ufunc_name
+    return method
+
+
+def _floating(t):
+    return t if t.dtype in FLOAT_DTYPES else t.to(float32)
+
+
+Tensor.__add__ = lambda self, other: add(self, other)
+Tensor.__radd__ = lambda self, other: add(other, self)
+Tensor.__sub__ = lambda self, other: sub(self, other)
+Tensor.__rsub__ = lambda self, other: sub(other, self)
+Tensor.__mul__ = lambda self, other: mul(self, other)
+Tensor.__rmul__ = lambda self, other: mul(other, self)
+Tensor.__truediv__ = lambda self, other: div(self, other)
+Tensor.__rtruediv__ = lambda self, other: div(other, self)
+Tensor.__neg__ = lambda self: Neg.apply(self)
+Tensor.__pos__ = lambda self: self
+Tensor.__pow__ = lambda self, exponent: pow(self, exponent)
+Tensor.__matmul__ = lambda self, other: matmul(self, other)
+Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
+Tensor.__eq__ = _compare("equal")
+Tensor.__ne__ = _compare("not_equal")
+Tensor.__lt__ = _compare("less")
+Tensor.__le__ = _compare("less_equal")
+Tensor.__gt__ = _compare("greater")
+Tensor.__ge__ = _compare("greater_equal")
+Tensor.exp = lambda self: Exp.apply(_floating(self))
+Tensor.log = lambda self: Log.apply(_floating(self))
+Tensor.sqrt = lambda self: pow(self, 0.5)

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import numbers
+from typing import Optional, Tuple, Union
 
 from ..autograd import Function
-from ..tensor import common_device
+from ..backends import common_device
+from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor, pair
+from .geometry import Conv2dGeometry
+
+IntPair = Union[int, Tuple[int, int]]
 
 
 class Conv2d(Function):
@@ -24,21 +29,20 @@ class Conv2d(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, extra):
-        ctx.conv = (stride, padding, dilation, groups)
-        ctx.extra = extra
+    def forward(ctx, x, w, b, g: Conv2dGeometry):
+        ctx.g = g
         ctx.save_for_backward(x, w)
-        return ctx.backend.conv2d_forward(_pad_extra(ctx.xp, x, extra), w, b, *ctx.conv)
+        return ctx.backend.conv2d_forward(_pad_extra(ctx.xp, x, g.extra), w, b, g.kernel_geometry)
 
     @staticmethod
     def backward(ctx, dout):
         x, w = ctx.saved_tensors
-        H, W = x.shape[2:]
+        g = ctx.g
         dout = dout.astype(x.dtype, copy=False)
-        dx, dw, db = ctx.backend.conv2d_backward(
-            dout, _pad_extra(ctx.xp, x, ctx.extra), w, *ctx.conv, needs=ctx.needs_input_grad[:3])
-        if dx is not None and ctx.extra != (0, 0):
-            dx = ctx.xp.ascontiguousarray(dx[:, :, :H, :W])
+        dx, dw, db = ctx.backend.conv2d_backward(dout, _pad_extra(ctx.xp, x, g.extra), w,
+                                                 g.kernel_geometry, needs=ctx.needs_input_grad[:3])
+        if dx is not None and g.extra != (0, 0):
+            dx = ctx.xp.ascontiguousarray(dx[:, :, :g.H, :g.W])
         return dx, dw, db
 
 
@@ -49,7 +53,7 @@ def _pad_extra(xp, x, extra):
     return xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
 
 
-def _resolve_padding(op, padding, stride, dilation, kernel):
+def resolve_padding(op, padding, stride, dilation, kernel):
     """int / pair / 'valid' / 'same' -> symmetric (ph, pw) and extra bottom/right (eh, ew)."""
     if not isinstance(padding, str):
         return pair(op, "padding", padding, 0), (0, 0)
@@ -65,37 +69,10 @@ def _resolve_padding(op, padding, stride, dilation, kernel):
     return (total[0] // 2, total[1] // 2), (total[0] % 2, total[1] % 2)
 
 
-def _check_conv_shapes(op, x, w, b, groups):
-    C, (K, Cg) = x.shape[-3], w.shape[:2]
-    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
-    if K == 0 or Cg == 0 or min(w.shape[2:]) < 1:
-        raise ValueError(f"{op}: weight {w.shape} must have at least one output channel, one input "
-                         f"channel per group and a non-empty kernel")
-    if K % groups:
-        raise ValueError(f"{op}: out_channels {K} of weight {w.shape} must be divisible by "
-                         f"groups={groups}")
-    if C % groups or Cg * groups != C:
-        raise ValueError(f"{op}: input {x.shape} has {C} channels but weight {w.shape} with "
-                         f"groups={groups} expects {Cg * groups} (C must equal "
-                         f"weight.shape[1] * groups)")
-    if b is not None and b.shape != (K,):
-        raise ValueError(f"{op}: bias must have shape ({K},) for weight {w.shape}, got {b.shape}")
-
-
-def _check_kernel_fits(op, x, w, padding, extra, dilation):
-    H, W = x.shape[-2:]
-    Hp, Wp = H + 2 * padding[0] + extra[0], W + 2 * padding[1] + extra[1]
-    Rd, Sd = [d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:])]
-    if Rd > Hp or Sd > Wp:
-        raise ValueError(f"{op}: kernel larger than the padded input: input {x.shape} padded to "
-                         f"{Hp} x {Wp}, weight {w.shape} with dilation {dilation} spans "
-                         f"{Rd} x {Sd}")
-
-
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
+           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
     """torch.nn.functional.conv2d: input (N, C, H, W) or (C, H, W), weight (K, C/groups, R, S),
-    bias (K,) or None -> (N, K, P, Q) with P = (H + 2 ph - dh (R - 1) - 1) // sh + 1 (Q alike).
+    bias (K,) or None -> (N, K, P, Q), sizes from Conv2dGeometry (minicnn/ops/geometry.py).
 
     stride, dilation: int or pair, >= 1. padding: int or pair >= 0, 'valid' (0) or 'same' (output
     size = input size; stride 1 only; an odd total padding puts the extra row/column at the
@@ -110,9 +87,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     common_device(op, [t for t in (input, weight, bias) if t is not None])
     stride = pair(op, "stride", stride, 1)
     dilation = pair(op, "dilation", dilation, 1)
-    padding, extra = _resolve_padding(op, padding, stride, dilation, weight.shape[2:])
-    _check_conv_shapes(op, input, weight, bias, groups)
-    _check_kernel_fits(op, input, weight, padding, extra, dilation)
+    padding, extra = resolve_padding(op, padding, stride, dilation, weight.shape[2:])
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
+    g = Conv2dGeometry.of(input.shape, weight.shape, stride, padding, dilation, int(groups), extra,
+                          op)
     x = input.unsqueeze(0) if input.ndim == 3 else input  # unbatched (C, H, W), as torch accepts
-    y = Conv2d.apply(x, weight, bias, stride, padding, dilation, int(groups), extra)
+    if bias is not None and bias.shape != (g.K,):
+        raise ValueError(f"{op}: bias must have shape ({g.K},) for weight {weight.shape}, "
+                         f"got {bias.shape}")
+    y = Conv2d.apply(x, weight, bias, g)
     return y.squeeze(0) if input.ndim == 3 else y

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import random as _random
 from ..autograd import Function
+from ..tensor import Tensor
 from ._util import check_tensor
 
 
@@ -32,7 +33,8 @@ class Dropout(Function):
         return dout * mask
 
 
-def dropout(input, p=0.5, training=True, inplace=False):
+def dropout(input: Tensor, p: float = 0.5, training: bool = True,
+            inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1 − p) when ``training``.
 
     As ``torch.nn.functional.dropout``, except: ``p`` must lie in [0, 1) (p = 1 would zero

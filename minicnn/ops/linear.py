@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 from ..autograd import Function
-from ..tensor import common_device
+from ..backends import common_device
+from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor
 
 
@@ -37,7 +39,7 @@ class Linear(Function):
         return dx, dw, db
 
 
-def linear(input, weight, bias=None):
+def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """torch.nn.functional.linear: input (*, in_features), weight (out_features, in_features),
     bias (out_features,) or None -> (*, out_features)."""
     op = "linear"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Optional
 
 import numpy as np
 
 from ..autograd import Function, is_grad_enabled
-from ..tensor import int64
+from ..dtypes import int64
+from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor
 from .activation import log_softmax
 
@@ -152,8 +154,8 @@ def _prob_target_loss(logp, target, weight, class_dim, reduction, smoothing):
     return total if reduction == "sum" else total * (1.0 / samples if samples else float("nan"))
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, size_average=None,
+             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
     """Negative log likelihood of log-probabilities ``input`` at class indices ``target``.
 
     loss_s = −weight[t_s] · input[s, t_s] (0 where t_s = ignore_index); 'mean' divides the sum by
@@ -166,8 +168,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return NLLLoss.apply(input, target, weight, class_dim, int(ignore_index), reduction, 0.0)
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                  size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Cross entropy of logits ``input`` against class indices or class probabilities ``target``.
 
     = nll_loss(log_softmax(input, class_dim), target) for index targets. Label smoothing ε mixes

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
+from ..tensor import Tensor
 from ._util import check_tensor
 
 
@@ -44,7 +45,8 @@ def _real(name, value):
     return float(value)
 
 
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
     """Normalise over ``size`` neighbouring channels of a (N, C, ...) input (3-D or more).
 
     Same as ``torch.nn.functional.local_response_norm``: α is divided by ``size``, the window of

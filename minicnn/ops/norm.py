@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Optional
 
 from ..autograd import Function
 from ..tensor import Tensor
@@ -96,8 +97,9 @@ def _check_args(input, running_mean, running_var, weight, bias, training, moment
     return momentum, eps
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
+               weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Same as ``torch.nn.functional.batch_norm``; the running buffers are updated in place.
 
     Training with ``running_mean=running_var=None`` normalises with batch statistics and updates

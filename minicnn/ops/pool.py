@@ -1,22 +1,21 @@
 """Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d (kernels: backend.<op>_forward/backward).
 
-Input (N, C, H, W), or (C, H, W) unbatched (then the output is 3-D too). Output size along one axis
-(torch's ``pooling_output_shape``), for input n, kernel R, stride s, padding p, dilation d:
-
-    P = floor((n + 2p - d(R-1) - 1) / s) + 1                      (ceil_mode=False)
-    P = ceil((n + 2p - d(R-1) - 1) / s) + 1, minus 1 if the last window would start at or past
-        n + p (ceil_mode=True: a last, partial window is kept only if it starts inside the input
-        or the left padding; it may run past the padded border)
-
-with p ≤ R // 2 and P ≥ 1 required.
+Input (N, C, H, W), or (C, H, W) unbatched (then the output is 3-D too). The op checks the
+arguments and computes a Pool2dGeometry once (minicnn/ops/geometry.py: the output size, torch's
+``pooling_output_shape`` with ceil_mode; padding ≤ R // 2 and P ≥ 1 required) and hands it to
+the backend.
 """
 from __future__ import annotations
 
 import numbers
+from typing import Optional, Tuple, Union
 
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor, pair
+from .geometry import Pool2dGeometry
+
+IntPair = Union[int, Tuple[int, int]]
 
 
 # ---- argument checking --------------------------------------------------------------------------
@@ -28,35 +27,20 @@ def _check_input(op, x):
                          f"W (only the batch may be empty), got shape {x.shape}")
 
 
-def _output_size(n, r, stride, pad, dil, ceil_mode):
-    """Output length along one axis (module docstring)."""
-    span = n + 2 * pad - dil * (r - 1) - 1
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= n + pad:
-        out -= 1
-    return out
+def _shape4(x):
+    """The (N, C, H, W) shape of a 4-D or unbatched 3-D input."""
+    return (1, *x.shape) if x.ndim == 3 else x.shape
 
 
-def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
-    """Checked (kernel_size, stride, padding, dilation, out_size) pairs for a pooling of x."""
+def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode) -> Pool2dGeometry:
+    """The checked geometry of a max or average pooling of x."""
     _check_input(op, x)
     kernel = pair(op, "kernel_size", kernel_size, 1)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else pair(op, "stride", stride, 1)
     padding = pair(op, "padding", padding, 0)
     dilation = pair(op, "dilation", dilation, 1)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{op}: padding should be at most half of kernel_size, got "
-                         f"padding={padding} and kernel_size={kernel}")
-    H, W = x.shape[-2:]
-    out = tuple(_output_size(n, r, s, p, d, bool(ceil_mode))
-                for n, r, s, p, d in zip((H, W), kernel, stride, padding, dilation))
-    if min(out) < 1:
-        raise ValueError(
-            f"{op}: input of shape {x.shape} with kernel_size={kernel}, stride={stride}, "
-            f"padding={padding}, dilation={dilation}, ceil_mode={bool(ceil_mode)} gives output size "
-            f"{out}; it must be at least 1 (the kernel is larger than the padded input)")
-    return kernel, stride, padding, dilation, out
+    return Pool2dGeometry.of(_shape4(x), kernel, stride, padding, dilation, bool(ceil_mode), op)
 
 
 def _batched(x):
@@ -78,9 +62,8 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, geometry, indices_out):
         x4, unbatched = _batched(x)
-        kernel, stride, padding, dilation, out = geometry
-        y, argmax = ctx.backend.max_pool2d_forward(x4, kernel, stride, padding, dilation, out)
-        ctx.geometry, ctx.x_shape, ctx.unbatched = geometry, x4.shape, unbatched
+        y, argmax = ctx.backend.max_pool2d_forward(x4, geometry)
+        ctx.geometry, ctx.unbatched = geometry, unbatched
         ctx.save_for_backward(argmax)
         indices_out.append(argmax[0] if unbatched else argmax)
         return y[0] if unbatched else y
@@ -88,15 +71,14 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, dout):
         (argmax,) = ctx.saved_tensors
-        kernel, stride, padding, dilation, _ = ctx.geometry
         d4 = dout[None] if ctx.unbatched else dout
-        dx = ctx.backend.max_pool2d_backward(d4, argmax, ctx.x_shape, kernel, stride, padding,
-                                             dilation)
+        dx = ctx.backend.max_pool2d_backward(d4, argmax, ctx.geometry)
         return dx[0] if ctx.unbatched else dx
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+def max_pool2d(input: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None,
+               padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Max pooling, torch.nn.functional.max_pool2d. With ``return_indices`` returns (output,
     indices): int64, the flat h*W + w position of each maximum in its input plane (no gradient)."""
     geometry = _pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
@@ -119,22 +101,21 @@ class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, geometry, count_include_pad, divisor_override):
         x4, unbatched = _batched(x)
-        kernel, stride, padding, _, out = geometry
-        y = ctx.backend.avg_pool2d_forward(x4, kernel, stride, padding, out, count_include_pad,
-                                           divisor_override)
-        ctx.args = (kernel, stride, padding, count_include_pad, divisor_override)
-        ctx.x_shape, ctx.unbatched = x4.shape, unbatched
+        y = ctx.backend.avg_pool2d_forward(x4, geometry, count_include_pad, divisor_override)
+        ctx.args = (geometry, count_include_pad, divisor_override)
+        ctx.unbatched = unbatched
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, dout):
         d4 = dout[None] if ctx.unbatched else dout
-        dx = ctx.backend.avg_pool2d_backward(d4, ctx.x_shape, *ctx.args)
+        dx = ctx.backend.avg_pool2d_backward(d4, *ctx.args)
         return dx[0] if ctx.unbatched else dx
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(input: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None,
+               padding: IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: Optional[int] = None) -> Tensor:
     """Average pooling, torch.nn.functional.avg_pool2d (DenseNet's 2×2 transition pooling)."""
     op = "avg_pool2d"
     geometry = _pool_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
@@ -155,16 +136,16 @@ class AdaptiveAvgPool2d(Function):
     repeat pixels where P > H. Backward: every pixel of a bin gets dy / (bin area)."""
 
     @staticmethod
-    def forward(ctx, x, out_size):
+    def forward(ctx, x, geometry):
         x4, unbatched = _batched(x)
-        y = ctx.backend.adaptive_avg_pool2d_forward(x4, out_size)
-        ctx.x_shape, ctx.unbatched = x4.shape, unbatched
+        y = ctx.backend.adaptive_avg_pool2d_forward(x4, geometry)
+        ctx.geometry, ctx.unbatched = geometry, unbatched
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, dout):
         d4 = dout[None] if ctx.unbatched else dout
-        dx = ctx.backend.adaptive_avg_pool2d_backward(d4, ctx.x_shape)
+        dx = ctx.backend.adaptive_avg_pool2d_backward(d4, ctx.geometry)
         return dx[0] if ctx.unbatched else dx
 
 
@@ -186,11 +167,12 @@ def _adaptive_size(op, output_size, H, W):
     return size
 
 
-def adaptive_avg_pool2d(input, output_size):
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """Adaptive average pooling to a fixed (P, Q), torch.nn.functional.adaptive_avg_pool2d."""
     op = "adaptive_avg_pool2d"
     check_tensor(op, "input", input, ndim=(3, 4))
     if 0 in input.shape[-2:]:
         raise ValueError(f"{op}: expected non-empty H and W, got input shape {input.shape}")
     size = _adaptive_size(op, output_size, *input.shape[-2:])
-    return AdaptiveAvgPool2d.apply(input, out_size=size)
+    geometry = Pool2dGeometry.adaptive(_shape4(input), size, op)
+    return AdaptiveAvgPool2d.apply(input, geometry=geometry)

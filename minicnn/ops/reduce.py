@@ -40,20 +40,25 @@ class Mean(Function):
         return ctx.xp.broadcast_to(g, ctx.shape).astype(dout.dtype, copy=True)
 
 
-def sum(x, dim=None, keepdim=False):
+def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return Sum.apply(x, normalize_dims("sum", dim, x.ndim), bool(keepdim))
 
 
-def mean(x, dim=None, keepdim=False):
+def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     if x.dtype.kind != "f":
         raise TypeError(f"mean: input must be floating point, got dtype {x.dtype}")
     dims = normalize_dims("mean", dim, x.ndim)
     return Mean.apply(x, dims, bool(keepdim))
 
 
-def argmax(x, dim=None, keepdim=False):
+def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Indices of the maxima (int64), not differentiable; flattened when dim is None."""
     if dim is None:
         return Tensor(x._data.argmax().reshape((1,) * x.ndim if keepdim else ()), x.device)
     d = normalize_dim("argmax", dim, x.ndim)
     return Tensor(x._data.argmax(axis=d, keepdims=keepdim).astype("int64"), x.device)
+
+
+Tensor.sum = lambda self, dim=None, keepdim=False: sum(self, dim, keepdim)
+Tensor.mean = lambda self, dim=None, keepdim=False: mean(self, dim, keepdim)
+Tensor.argmax = lambda self, dim=None, keepdim=False: argmax(self, dim, keepdim)

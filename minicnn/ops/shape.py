@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import numbers
+from typing import Sequence
 
 from ..autograd import Function
-from ..backends import get_backend
-from ..tensor import Tensor, common_device, result_type
+from ..backends import DEVICES, canonical_device, common_device, get_backend
+from ..dtypes import FLOAT_DTYPES, as_dtype, result_type
+from ..tensor import Tensor
 from ._util import normalize_dim
+from .arith import Cast
 
 
 class Reshape(Function):
@@ -118,11 +121,11 @@ def _resolve_shape(op, numel, shape):
     return shape
 
 
-def reshape(x, *shape):
+def reshape(x: Tensor, *shape) -> Tensor:
     return Reshape.apply(x, _resolve_shape("reshape", x.numel(), shape))
 
 
-def flatten(x, start_dim=0, end_dim=-1):
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims start_dim..end_dim into one (torch.flatten)."""
     if x.ndim == 0:
         return reshape(x, 1)
@@ -136,7 +139,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     return Reshape.apply(x, x.shape[:s] + (merged,) + x.shape[e + 1:])
 
 
-def permute(x, *dims):
+def permute(x: Tensor, *dims) -> Tensor:
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     norm = tuple(normalize_dim("permute", d, x.ndim) for d in dims)
@@ -145,7 +148,7 @@ def permute(x, *dims):
     return Permute.apply(x, norm)
 
 
-def transpose(x, dim0, dim1):
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     if x.ndim == 0:
         normalize_dim("transpose", dim0, 0), normalize_dim("transpose", dim1, 0)
         return x
@@ -155,12 +158,12 @@ def transpose(x, dim0, dim1):
     return Permute.apply(x, tuple(dims))
 
 
-def unsqueeze(x, dim):
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
     d = normalize_dim("unsqueeze", dim, x.ndim + 1)
     return Reshape.apply(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
-def squeeze(x, dim=None):
+def squeeze(x: Tensor, dim=None) -> Tensor:
     if dim is None:
         return Reshape.apply(x, tuple(s for s in x.shape if s != 1))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
@@ -170,7 +173,7 @@ def squeeze(x, dim=None):
     return Reshape.apply(x, tuple(s for i, s in enumerate(x.shape) if i not in drop))
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate tensors along an existing dim (torch.cat); shapes must agree elsewhere."""
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
         raise TypeError(f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}")
@@ -237,3 +240,38 @@ def _split_int_and_advanced(index):
             first.append(i)
             second.append(slice(None) if i is None else i if i is Ellipsis else slice(None))
     return tuple(first), tuple(second)
+
+
+# ---- Tensor's shape and conversion methods ------------------------------------------------------
+def to(self: Tensor, *args, dtype=None, device=None) -> Tensor:
+    """``t.to("cpu")``, ``t.to(minicnn.float64)``, ``t.to(device, dtype)``; differentiable."""
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = device or a.device, dtype or a.dtype
+        elif isinstance(a, str) and a.split(":")[0].lower() in DEVICES:
+            device = a
+        else:
+            dtype = a
+    out = self
+    if dtype is not None and as_dtype(dtype) != self.dtype:
+        dtype = as_dtype(dtype)
+        if out.requires_grad and dtype in FLOAT_DTYPES:
+            out = Cast.apply(out, dtype)
+        else:
+            out = Tensor(out._data.astype(dtype), out.device)
+    if device is not None and canonical_device(device) != out.device:
+        out = ToDevice.apply(out, canonical_device(device))
+    return out
+
+
+Tensor.to = to
+Tensor.clone = lambda self: Clone.apply(self)
+Tensor.__getitem__ = lambda self, index: getitem(self, index)
+Tensor.reshape = lambda self, *shape: reshape(self, *shape)
+Tensor.view = lambda self, *shape: reshape(self, *shape)
+Tensor.flatten = lambda self, start_dim=0, end_dim=-1: flatten(self, start_dim, end_dim)
+Tensor.transpose = lambda self, dim0, dim1: transpose(self, dim0, dim1)
+Tensor.permute = lambda self, *dims: permute(self, *dims)
+Tensor.unsqueeze = lambda self, dim: unsqueeze(self, dim)
+Tensor.squeeze = lambda self, dim=None: squeeze(self, dim)
+Tensor.T = property(lambda self: permute(self, *reversed(range(self.ndim))))

@@ -87,12 +87,7 @@ class Optimizer:
         """Forget every parameter's gradient (``set_to_none=False`` fills them with zeros instead)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad._data[...] = 0
+                p.zero_grad(set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""

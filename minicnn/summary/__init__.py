@@ -47,13 +47,14 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..tensor import as_dtype, tensor
+from ._collapse import collapse_rows
 from ._format import compare_rows, compare_table, format_table, plot_compare
 from ._trace import Row, trace_model
 
 __all__ = ["Row", "Summary", "SummaryError", "compare_rows", "compare_table", "plot_compare",
            "skip_init", "summary"]
 
-_DERIVED = ("params", "flops_forward", "flops_backward", "largest_layer")
+_DERIVED = ("params", "flops_forward", "flops_backward", "largest_layer", "feature_rf")
 
 
 class SummaryError(ValueError):
@@ -92,6 +93,16 @@ class Summary:
         return 2 * self.flops_forward
 
     @property
+    def feature_rf(self):
+        """Receptive field (H, W) of one position of the last feature map larger than 1x1 (what
+        the network sees before its global pool or classifier), or None."""
+        for r in reversed(self.rows):
+            if r.jump is not None and r.jump[0] is not None and len(r.output_shape) == 4 \
+                    and r.output_shape[2] * r.output_shape[3] > 1:
+                return r.rf
+        return None
+
+    @property
     def largest_layer(self):
         """{name, type, params, fraction} of the row with the most parameters, or None;
         ``fraction`` is of the parameters the forward pass used."""
@@ -110,7 +121,7 @@ class Summary:
         d = _jsonable(asdict(self))
         d["rows"] = [dict(_jsonable(asdict(r)), params=r.params) for r in self.rows]
         for key in _DERIVED:
-            d[key] = getattr(self, key)
+            d[key] = _jsonable(getattr(self, key))
         return d
 
     def to_json(self, indent=2):
@@ -161,17 +172,21 @@ def _model_state(model):
     return "cpu", np.dtype(np.float32)
 
 
-def summary(model, input_size=None, *, batch_size=1, dtype=None, name=None):
+def summary(model, input_size=None, *, batch_size=1, dtype=None, name=None, depth=None):
     """Run ``model`` once on a random (batch_size, *input_size) input and summarise it.
 
     ``input_size`` defaults to the model's ``default_input_size`` attribute, else (3, 224, 224);
     ``dtype`` to the model's parameter dtype; ``name`` (shown in the table) to the model's ``arch``
-    attribute or class name. Raises :class:`SummaryError` (a ValueError) when the model cannot
-    run on that input.
+    attribute or class name; ``depth`` (a positive int, as torchinfo's) collapses the rows of
+    modules nested deeper than ``depth`` into their ancestor's row (the totals do not change).
+    Raises :class:`SummaryError` (a ValueError) when the model cannot run on that input.
     """
     if input_size is None:
         input_size = getattr(model, "default_input_size", (3, 224, 224))
     shape = _check_input_size(input_size, batch_size)
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, (int, np.integer))
+                              or depth < 1):
+        raise SummaryError(f"summary: depth must be a positive int, got {depth!r}")
     device, model_dtype = _model_state(model)
     dtype = model_dtype if dtype is None else as_dtype(dtype)
     data = np.random.default_rng(0).standard_normal(shape).astype(dtype)
@@ -187,7 +202,10 @@ def summary(model, input_size=None, *, batch_size=1, dtype=None, name=None):
     finally:
         for m, mode in modes:
             m.training = mode
-    return _totals(model, trace, shape, dtype, name)
+    s = _totals(model, trace, shape, dtype, name)
+    if depth is not None:
+        s.rows = collapse_rows(s.rows, depth, {n: m._get_name() for n, m in model.named_modules()})
+    return s
 
 
 def _totals(model, trace, shape, dtype, name):

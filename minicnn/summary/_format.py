@@ -92,13 +92,14 @@ def compare_rows(summaries):
         rows.append({"model": s.model, "input_shape": list(s.input_shape), "params": s.params,
                      "params_used": s.params - s.params_unused, "macs": s.macs,
                      "macs_conv_linear": s.macs_conv_linear, "depth": s.depth,
+                     "feature_rf": list(s.feature_rf) if s.feature_rf else None,
                      "largest_layer": big})
     return rows
 
 
 def compare_table(summaries):
     """Side by side: params, MACs, depth and largest layer of each model."""
-    header = ["Model", "Input", "Params", "MACs (all ops)", "MACs (conv+linear)", "Depth",
+    header = ["Model", "Input", "Params", "MACs (all ops)", "MACs (conv+linear)", "Depth", "RF",
               "Largest layer", "Its params"]
     lines, notes = [], []
     for r in compare_rows(summaries):
@@ -109,11 +110,12 @@ def compare_table(summaries):
                          f"do not run in evaluation and are not in the table")
         lines.append([r["model"], "x".join(map(str, r["input_shape"][1:])), human(r["params_used"]),
                       human(r["macs"]), human(r["macs_conv_linear"]), str(r["depth"]),
-                      f"{big['name']} ({big['type']})",
+                      _pair(r["feature_rf"]), f"{big['name']} ({big['type']})",
                       f"{human(big['params'])} ({100 * big['fraction']:.0f}%)"])
-    aligns = ["<", "<", ">", ">", ">", ">", "<", ">"]
-    note = ("Depth counts conv/linear layers on the longest path; MACs are multiply-accumulates "
-            "(FLOPs ~ 2 x MACs).")
+    aligns = ["<", "<", ">", ">", ">", ">", ">", "<", ">"]
+    note = ("Depth counts conv/linear layers on the longest path; RF is the receptive field (input "
+            "pixels) of one position of the last feature map larger than 1x1; MACs are "
+            "multiply-accumulates (FLOPs ~ 2 x MACs).")
     return "\n".join(_grid(header, lines, aligns) + notes + [note])
 
 

@@ -80,10 +80,10 @@ def op_macs(name, args, kwargs, out):
     if name == "Linear":
         return E * args[1].shape[1]
     if name in ("MaxPool2d", "AvgPool2d"):
-        return E * math.prod(kwargs["geometry"][0])
+        return E * math.prod(kwargs["geometry"].kernel_size)
     if name == "AdaptiveAvgPool2d":
         x = args[0]
-        P, Q = kwargs["out_size"]
+        P, Q = kwargs["geometry"].out_size
         H, W = x.shape[-2:]
         return math.prod(x.shape[:-2]) * sum(_adaptive_bins(H, P)) * sum(_adaptive_bins(W, Q))
     if name == "LocalResponseNorm":
@@ -136,11 +136,11 @@ def _spatial(t):
 
 def _window_field(name, args, kwargs, x_field):
     if name == "Conv2d":
-        R, S = args[1].shape[2:]
-        stride, padding, dilation = args[3], args[4], args[5]
-        kernel = (R, S)
+        g = args[3]
+        kernel, stride, padding, dilation = (g.R, g.S), g.stride, g.padding, g.dilation
     else:
-        kernel, stride, padding, dilation = kwargs["geometry"][:4]
+        g = kwargs["geometry"]
+        kernel, stride, padding, dilation = g.kernel_size, g.stride, g.padding, g.dilation
     return tuple(_window(f, k, s, p, d)
                  for f, k, s, p, d in zip(x_field, kernel, stride, padding, dilation))
 
@@ -151,7 +151,7 @@ def _adaptive_field(args, kwargs, x_field):
     input, so the union over all outputs is exact (= n / P, a plain pool, when P divides n)."""
     x = args[0]
     fields = []
-    for (r, j, t), n, p in zip(x_field, x.shape[-2:], kwargs["out_size"]):
+    for (r, j, t), n, p in zip(x_field, x.shape[-2:], kwargs["geometry"].out_size):
         if p == 0:
             fields.append((r, j, t))
             continue

@@ -115,9 +115,10 @@ class _Tracer:
         op = (name, tensors, macs)
         if self.stack and self.stack[-1].leaf:
             self.stack[-1].ops.append(op)
-        else:
+        elif not (name == "Cat" and len(tensors) == 1):   # cat([x]): nothing joined, no row
             parent = self.paths.get(id(self.stack[-1].module), "") if self.stack else ""
-            self.add_row(_join(parent, op_label(name)), name, "op", out, [op], ())
+            shown = _shown_name(name, tensors, out)
+            self.add_row(_join(parent, op_label(shown)), shown, "op", out, [op], ())
 
     # ---- rows ----------------------------------------------------------------------------------
     def leaf_row(self, frame, out):
@@ -158,6 +159,14 @@ class _Tracer:
         else:
             return
         self.counted.add(id(t))
+
+
+def _shown_name(name, tensors, out):
+    """A reshape (N, ...) -> (N, M) is ``flatten`` (``x.flatten(1)``); other ops keep their name."""
+    if name == "Reshape" and tensors and len(out.shape) == 2 and len(tensors[0].shape) >= 3 \
+            and out.shape[0] == tensors[0].shape[0]:
+        return "Flatten"
+    return name
 
 
 def _first_tensor(out):

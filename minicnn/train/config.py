@@ -6,13 +6,14 @@ import dataclasses
 import os
 
 from .. import models
-from ..backends import get_backend, is_available
+from ..backends import DEVICES, get_backend, is_available
 from ..data import ImageFolder, builtin_dataset
 from ..data import transforms as T
 from ..optim import SGD, Adam, AdamW, lr_scheduler, param_groups
 
 __all__ = ["CheckpointError", "ConfigError", "TrainConfig", "build_model", "build_optimizer", "build_scheduler",
-           "data_root", "eval_transform", "image_size_for", "open_folder", "resolve_device", "train_transform"]
+           "data_root", "eval_transform", "image_size_for", "open_datasets", "open_folder",
+           "resolve_device", "train_transform"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "multistep", "constant")
@@ -33,7 +34,11 @@ class TrainConfig:
     """Everything a run depends on (stored in its checkpoints, so ``--resume`` needs nothing else)."""
 
     model: str = "resnet20"
+    variant: str | None = None           # e.g. "paper"/"torchvision", CIFAR ResNets "A"/"B"/"plain"
     data: str | None = None              # root with train/ and val/; None: the built-in dataset
+    val_split: float | None = None       # data is DIR/<class>/…: this share of each class is val
+    weights: str | None = None           # start from these weights (.npz or a checkpoint)
+    freeze: tuple = ()                   # parameter-name prefixes that do not train
     epochs: int = 3
     batch_size: int = 32
     optimizer: str = "sgd"
@@ -59,6 +64,7 @@ class TrainConfig:
     out: str | None = None
     builtin_per_class: tuple = (500, 100)  # built-in dataset: train and val images per class
     progress: bool | None = None         # None: progress bars when stderr is a terminal
+    sync_bn: bool = False                # with several processes: BatchNorm -> SyncBatchNorm
 
     def resolved_lr(self):
         """``lr``, or the default: SGD's scales linearly with the batch size (Goyal et al. 2017,
@@ -82,8 +88,8 @@ def resolve_device(device):
     """"auto" -> "cuda" when a GPU works here, else "cpu"; other names are checked."""
     if device == "auto":
         return "cuda" if is_available("cuda") else "cpu"
-    if device not in ("cpu", "emu", "cuda"):
-        raise ConfigError(f"unknown device {device!r}; expected auto, cpu, emu or cuda")
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; expected auto, {', '.join(DEVICES)}")
     try:
         get_backend(device)
     except RuntimeError as e:
@@ -131,9 +137,15 @@ def data_root(config, log=print):
     if not os.path.isdir(root):
         raise ConfigError(f"--data: no such folder {config.data!r}")
     missing = [s for s in ("train", "val") if not os.path.isdir(os.path.join(root, s))]
+    if config.val_split is not None:
+        if len(missing) < 2:
+            raise ConfigError(f"--val-split splits a folder of class folders; {config.data!r} has "
+                              f"train/ or val/ already (drop --val-split)")
+        return root
     if missing:
         raise ConfigError(f"--data: {config.data!r} has no {' and no '.join(s + '/' for s in missing)} "
-                                f"folder (expected {config.data}/train/<class>/… and {config.data}/val/<class>/…)")
+                          f"folder (expected {config.data}/train/<class>/… and {config.data}/val/<class>/…; "
+                          f"for one folder of class folders add --val-split 0.1)")
     return root
 
 
@@ -145,10 +157,27 @@ def open_folder(path, transform=None):
         raise ConfigError(str(e)) from None
 
 
-def build_model(name, num_classes):
+def build_model(name, num_classes, variant=None):
     if name not in models.list_models():
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(models.list_models())}")
-    return models.get_model(name, num_classes=num_classes)
+    try:
+        kwargs = models.variant_kwargs(name, variant) if variant is not None else {}
+    except ValueError as e:
+        raise ConfigError(f"--variant: {e}") from None
+    return models.get_model(name, num_classes=num_classes, **kwargs)
+
+
+def open_datasets(config, root):
+    """(train, val) ImageFolders: root/train and root/val, or with ``val_split`` a seeded split
+    of the class folders of root itself (``minicnn.finetune.split_image_folder``)."""
+    if config.val_split is None:
+        return open_folder(os.path.join(root, "train")), open_folder(os.path.join(root, "val"))
+    from ..finetune import PretrainedError, split_image_folder
+
+    try:
+        return split_image_folder(root, config.val_split, seed=config.seed)
+    except (PretrainedError, OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def image_size_for(config, model):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -14,13 +13,18 @@ from .. import functional as F
 from .. import models
 from .. import random as _random
 from ..autograd import no_grad
-from ..data import DataLoader
+from ..data import DataLoader, DistributedSampler
+from ..distributed import training as _dist
 from ..data import transforms as T
 from ..tensor import tensor
-from .checkpoint import _join_arrays, _load_model_state, load_checkpoint, save_checkpoint, write_atomic
+from ..data import DataLoaderError, UnreadableDataset
+from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
+from .commit import commit_epoch, repair_derived, rows_of
 from .config import (CheckpointError, ConfigError, TrainConfig, build_model, build_optimizer, build_scheduler,
-                     data_root, eval_transform, image_size_for, open_folder, resolve_device, train_transform)
-from .metrics import plot_curves, read_metrics, write_metrics
+                     data_root, eval_transform, image_size_for, open_datasets, open_folder, resolve_device,
+                     train_transform)
+from .runfolder import check_run_folder, open_run_folder
+from .validate import check_config, config_from_json
 
 __all__ = ["evaluate", "predict", "train", "train_one_epoch"]
 
@@ -162,53 +166,95 @@ class _Run:
     meta: dict
     rows: list
     start_epoch: int = 0
+    world: object = dataclasses.field(default_factory=_dist.World)  # rank 0 alone writes files
+    net: object = None  # what trains: the model, or its DistributedDataParallel wrapper
 
 
-def train(config: TrainConfig, resume=None, log=print):
-    """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict."""
+def train(config: TrainConfig, resume=None, log=print, epochs=None):
+    """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict.
+
+    ``epochs`` with ``resume`` extends the run to that many epochs (its schedule is recomputed for
+    the new length and continues from the step reached). Every setting and the run folder are
+    checked before the data and the model are built."""
     resumed = None
+    world = _dist.join(resolve_device(config.device))
+    log = log if world.main else (lambda *a, **k: None)
     if resume is not None:
         resumed = _read_resume(resume)
-        config = dataclasses.replace(TrainConfig.from_json(resumed[0]["config"]), device=config.device,
-                                     workers=config.workers, progress=config.progress, out=resume)
-    run = _prepare(config, log)
+        saved = config_from_json(resumed["config"], resume)
+        if epochs is not None and epochs < resumed["epoch"]:
+            raise ConfigError(f"--epochs {epochs}: the run in {resume} has finished "
+                              f"{resumed['epoch']} epochs already")
+        config = dataclasses.replace(saved, device=config.device, workers=config.workers,
+                                     progress=config.progress, out=resume,
+                                     epochs=saved.epochs if epochs is None else epochs)
+    check_config(config)
+    out = world.broadcast(config.out or _default_out(config))  # rank 0's name for the run folder
+    if world.main:
+        check_run_folder(out, resume=resume is not None)
+    run = _prepare(config, out, log, world, fresh=resumed is None)
     if resumed is not None:
-        run.start_epoch, run.rows = _apply_resume(resumed, run)
-    _open_run_folder(run)
+        _apply_resume(resumed, run, resume)
+        if config.epochs != saved.epochs:
+            _extend_schedule(run, saved.epochs, log)
+    if world.main:
+        open_run_folder(run.out, run.config.to_json())
+        if resumed is not None:
+            repair_derived(run, log)
     train_set = run.train_loader.dataset
     log(f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
         f"{len(run.val_loader.dataset)} val images, {len(train_set.classes)} classes, "
         f"{run.meta['image_size']}x{run.meta['image_size']}, {config.epochs} epochs of "
-        f"{len(run.train_loader)} batches of {config.batch_size}; run folder {run.out}")
+        f"{len(run.train_loader)} batches of {config.batch_size}"
+        f"{f' over {world.size} processes' if world.distributed else ''}; run folder {run.out}")
     started = time.perf_counter()
+    _run_epochs(run, log)
+    final = run.rows[-1] if run.rows else None
+    return {"run_dir": run.out, "epochs": len(run.rows), "val_top1": final["val_top1"] if final else None,
+            "already_finished": run.start_epoch >= config.epochs, "best_val_top1": run.meta["best_val_top1"],
+            "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device,
+            "main_process": world.main}
+
+
+def _run_epochs(run, log):
+    config = run.config
     try:
         for epoch in range(run.start_epoch, config.epochs):
             row = _run_epoch(epoch, run)
-            _finish_epoch(run, row)
+            if run.world.main:
+                commit_epoch(run, row)
+            else:
+                run.rows.append(row)
             log(_epoch_line(row, config.epochs))
     except KeyboardInterrupt:
         log(f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
             f"minicnn train --resume {run.out}" if run.rows else
             "\ninterrupted before the first epoch finished (nothing saved)")
         raise
+    except (UnreadableDataset, DataLoaderError) as e:
+        raise ConfigError(str(e)) from None
     finally:
         run.train_loader.close()
         run.val_loader.close()
-    final = run.rows[-1] if run.rows else None
-    return {"run_dir": run.out, "epochs": len(run.rows), "val_top1": final["val_top1"] if final else None,
-            "already_finished": run.start_epoch >= config.epochs, "best_val_top1": run.meta["best_val_top1"],
-            "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device}
 
 
-def _prepare(config, log):
-    """Data, model, optimizer and schedule of a fresh run (nothing written yet)."""
+def _prepare(config, out, log, world, fresh=True):
+    """Data, model, optimizer and schedule of a run (nothing written yet); a ``fresh`` one loads
+    ``config.weights``. The run's config records the resolved device, lr, image size and variant."""
     device = resolve_device(config.device)
     _random.manual_seed(config.seed)
+    if not world.main:
+        world.barrier()  # rank 0 generates the built-in dataset first
     root = data_root(config, log)
-    train_set, val_set = open_folder(os.path.join(root, "train")), open_folder(os.path.join(root, "val"))
+    if world.main:
+        world.barrier()
+    train_set, val_set = open_datasets(config, root)
     _check_classes(train_set, val_set, root)
-    model = build_model(config.model, len(train_set.classes))
+    model = build_model(config.model, len(train_set.classes), config.variant)
+    _start_from(model, config, log, fresh)
     size = image_size_for(config, model)
+    config = dataclasses.replace(config, device=device, lr=config.resolved_lr(), image_size=size,
+                                 variant=config.variant or _default_variant(config.model))
     need = getattr(model, "min_input_size", 1)
     if getattr(model, "aux_logits", False):  # GoogLeNet's aux heads need a larger map in training
         need = max(need, getattr(model, "min_input_size_aux", 1))
@@ -218,25 +264,60 @@ def _prepare(config, log):
     mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
     train_set.transform = train_transform(config, size, mean, std)
     val_set.transform = eval_transform(config, size, mean, std)
-    train_loader = DataLoader(train_set, config.batch_size, shuffle=True,
-                              drop_last=len(train_set) > config.batch_size, num_workers=config.workers,
-                              seed=config.seed)
-    val_loader = DataLoader(val_set, config.batch_size * 2, num_workers=config.workers, seed=config.seed)
+    train_loader, val_loader = _loaders(config, train_set, val_set, world)
     model.to(device)
+    net = _dist.wrap_model(model, world, config)
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer, len(train_loader))
     meta = {"config": config.to_json(), "classes": train_set.classes, "image_size": size,
             "mean": list(mean), "std": list(std), "epoch": 0, "best_val_top1": -1.0, "best_epoch": 0}
-    return _Run(config, device, config.out or _default_out(config), model, train_loader, val_loader,
-                optimizer, scheduler, meta, [])
+    return _Run(config, device, out, model, train_loader, val_loader, optimizer, scheduler, meta, [],
+                world=world, net=net)
 
 
-def _open_run_folder(run):
-    os.makedirs(run.out, exist_ok=True)
-    for name in os.listdir(run.out):  # temporary files of a save that was killed (the old file is intact)
-        if name.startswith(".") and name.endswith(".tmp"):
-            os.unlink(os.path.join(run.out, name))
-    write_atomic(os.path.join(run.out, "config.json"), json.dumps(run.config.to_json(), indent=2).encode())
+def _loaders(config, train_set, val_set, world):
+    """Train and val loaders; with N processes each gets a shard and batch/N (the global batch)."""
+    try:
+        batch = _dist.per_rank_batch(config.batch_size, world)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    kw = dict(num_workers=config.workers, seed=config.seed)
+    if not world.distributed:
+        return (DataLoader(train_set, batch, shuffle=True, drop_last=len(train_set) > batch, **kw),
+                DataLoader(val_set, batch * 2, **kw))
+    sampler = DistributedSampler(train_set, world.size, world.rank, seed=config.seed)
+    return (DataLoader(train_set, batch, sampler=sampler, drop_last=len(sampler) > batch, **kw),
+            DataLoader(val_set, batch * 2, sampler=_dist.EvalShard(len(val_set), world), **kw))
+
+
+def _default_variant(name):
+    return next(iter(models.model_variants(name))) or None
+
+
+def _start_from(model, config, log, fresh):
+    """Load ``config.weights`` (a fresh run only) and freeze ``config.freeze``."""
+    from ..finetune import PretrainedError, freeze, load_pretrained
+
+    try:
+        if config.weights is not None and fresh:
+            head = load_pretrained(model, config.weights)
+            log(f"starting from {config.weights}" + (f" with a new head ({head}: "
+                f"{model.get_submodule(head).out_features} classes)" if head else ""))
+        if config.freeze:
+            n = freeze(model, config.freeze)
+            log(f"frozen: {n:,} parameters under {', '.join(config.freeze)}")
+    except PretrainedError as e:
+        raise ConfigError(f"--weights/--freeze: {e}") from None
+
+
+def _extend_schedule(run, old_epochs, log):
+    """A finished run extended: the schedule for the new length, advanced to the step reached."""
+    steps = len(run.train_loader)
+    run.scheduler = build_scheduler(run.config, run.optimizer, steps)
+    for _ in range(run.start_epoch * steps):
+        run.scheduler.step()
+    log(f"extending the run from {old_epochs} to {run.config.epochs} epochs (the learning-rate "
+        f"schedule is recomputed for {run.config.epochs} epochs)")
 
 
 def _run_epoch(epoch, run):
@@ -245,27 +326,17 @@ def _run_epoch(epoch, run):
     run.train_loader.set_epoch(epoch)
     tag, progress = f"epoch {epoch + 1}/{run.config.epochs}", run.config.progress
     progress = sys.stderr.isatty() if progress is None else progress
-    loss, top1, images, seconds = train_one_epoch(run.model, run.train_loader, run.optimizer, run.scheduler,
-                                                  run.config, run.device, f"{tag} train", progress)
+    progress = progress and run.world.main
+    loss, top1, images, seconds = train_one_epoch(run.net or run.model, run.train_loader, run.optimizer,
+                                                  run.scheduler, run.config, run.device, f"{tag} train",
+                                                  progress)
+    if hasattr(run.net, "sync_buffers"):
+        run.net.sync_buffers()  # every rank evaluates with rank 0's BatchNorm statistics
     val = evaluate(run.model, run.val_loader, run.device, progress=progress, desc=f"{tag} val")
+    loss, top1, images, val = _dist.sum_epoch(run.world, loss, top1, images, val)
     return {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1, "val_loss": val["loss"],
             "val_top1": val["top1"], "val_top5": val["top5"], "lr": run.scheduler.get_last_lr()[0],
             "images_per_s": images / max(seconds, 1e-9), "seconds": time.perf_counter() - started}
-
-
-def _finish_epoch(run, row):
-    """Record the epoch: checkpoints (last, and best when val top-1 improved), metrics.csv, curves.png."""
-    run.rows.append(row)
-    meta = run.meta
-    meta["epoch"] = row["epoch"]
-    is_best = row["val_top1"] > meta["best_val_top1"]
-    if is_best:
-        meta["best_val_top1"], meta["best_epoch"] = row["val_top1"], row["epoch"]
-    save_checkpoint(os.path.join(run.out, "last.npz"), run.model, meta, run.optimizer, run.scheduler)
-    if is_best:
-        save_checkpoint(os.path.join(run.out, "best.npz"), run.model, meta)
-    write_metrics(os.path.join(run.out, "metrics.csv"), run.rows)
-    plot_curves(os.path.join(run.out, "curves.png"), run.rows, f"{run.config.model}: {run.out}")
 
 
 def _epoch_line(row, epochs):
@@ -276,26 +347,27 @@ def _epoch_line(row, epochs):
 
 
 def _read_resume(run_dir):
+    """The checked meta.json of RUN_DIR/last.npz (the arrays are read once the model is built)."""
     path = os.path.join(run_dir, "last.npz")
     if not os.path.isdir(run_dir):
         raise ConfigError(f"--resume: no such run folder {run_dir!r}")
     if not os.path.isfile(path):
         raise ConfigError(f"--resume: {run_dir!r} has no last.npz (no epoch finished yet?)")
-    meta, state, arrays = load_checkpoint(path)
-    return meta, state, arrays, path
+    return read_meta(path)
 
 
-def _apply_resume(resumed, run):
-    """Load the checkpoint into the run's model, optimizer, schedule and RNG: (next epoch, metrics rows)."""
-    saved, state, arrays, path = resumed
+def _apply_resume(saved, run, run_dir):
+    """Load last.npz into the run's model, optimizer, schedule and RNG; set its epoch and rows."""
+    path = os.path.join(run_dir, "last.npz")
     if saved["classes"] != run.meta["classes"]:
         raise CheckpointError(f"{path!r} was trained on classes {saved['classes'][:5]}…, the data has "
                               f"{run.meta['classes'][:5]}…")
+    _, state, arrays = load_checkpoint(path, run.model)
     _load_model_state(run.model, state, path, saved["config"]["model"])
-    run.optimizer.load_state_dict(_join_arrays(saved["optimizer"], arrays))
-    run.scheduler.load_state_dict(saved["scheduler"])
+    restore_training_state(saved, arrays, run.optimizer, run.scheduler, path)
     _random.set_rng_state(saved["rng"])
     for key in ("epoch", "best_val_top1", "best_epoch"):
         run.meta[key] = saved[key]
-    rows = [r for r in read_metrics(os.path.join(run.out, "metrics.csv")) if r["epoch"] <= saved["epoch"]]
-    return saved["epoch"], rows
+    run.rows = rows_of(saved, run_dir, path)
+    run.meta["metrics"] = list(run.rows)
+    run.start_epoch = saved["epoch"]

@@ -5,7 +5,9 @@
 #   2. the same with the ucontext fallback (-DMINICNN_EMU_UCONTEXT), as non-x86-64 machines use it
 #   3. the same under AddressSanitizer, plus asan_oob.cu, which must die with an ASan report that
 #      names the offending source line
-#   4. nvcc -c on every test source, so they stay valid CUDA (skipped when nvcc is missing unless
+#   4. the race checker: test_check.cu, and test_kernels.cu / test_errors.cu must stay clean
+#      (-DMINICNN_EMU_CHECK -fsanitize=thread, linked without ThreadSanitizer's runtime)
+#   5. nvcc -c on every test source, so they stay valid CUDA (skipped when nvcc is missing unless
 #      REQUIRE_NVCC=1)
 #
 # Environment: CXX (default g++), NVCC (default nvcc), BUILD_DIR (default: a temporary directory).
@@ -72,9 +74,19 @@ if build asan_oob asan_oob.cu "${ASAN_FLAGS[@]}"; then
   asan_expect_report shared
 fi
 
+step "race checker (-DMINICNN_EMU_CHECK -fsanitize=thread, no libtsan)"
+# build_checked NAME SOURCE: compile with the instrumentation, link without -fsanitize (check.h)
+build_checked() {
+  "$CXX" "${CXXFLAGS[@]}" -O1 -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 -DMINICNN_EMU_CHECK \
+    -x c++ -c "$TESTS/$2" -o "$BUILD/$1.o" && "$CXX" "$BUILD/$1.o" -o "$BUILD/$1" || { fail "build $1"; return 1; }
+}
+build_checked test_check test_check.cu && run_test test_check
+build_checked test_kernels_checked test_kernels.cu && run_test test_kernels_checked
+build_checked test_errors_checked test_errors.cu && run_test test_errors_checked
+
 step "nvcc -c (the sources must stay valid CUDA)"
 if command -v "$NVCC" >/dev/null; then
-  for source in test_kernels.cu test_errors.cu asan_oob.cu; do
+  for source in test_kernels.cu test_errors.cu test_check.cu asan_oob.cu; do
     "$NVCC" -c -std=c++17 -arch=sm_75 -I"$CSRC" -I"$TESTS" "$TESTS/$source" -o "$BUILD/${source%.cu}.o" \
       && echo "nvcc -c $source: ok" || fail "nvcc -c $source"
   done

@@ -363,6 +363,11 @@ __global__ void read_unwritten_shared(float* out) {
 
 void test_shared_poison() {
   Buffer<float> out(64);
+#ifdef MINICNN_EMU_CHECK  // the race checker reports the read instead
+  EXPECT_ERROR(LAUNCH(read_unwritten_shared, 2, 32, 32 * sizeof(float), 0)(out.get()),
+               "uninitialised read of shared memory", "block (1,0,0)", "test_kernels.cu:");
+  return;
+#endif
   LAUNCH(read_unwritten_shared, 2, 32, 32 * sizeof(float), 0)(out.get());
   CHECK_LAUNCH("read_unwritten_shared");
   CHECK(out[0] == 1.0f && out[31] == 1.0f);
