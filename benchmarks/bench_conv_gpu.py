@@ -2,18 +2,28 @@
 shape of ResNet-50 (torchvision, stride on the 3x3) at 224x224 pixels.
 
     python benchmarks/bench_conv_gpu.py [--batch 64] [--repeats 5] [--dtype float32]
+                                        [--check 1e-3] [--device cuda|emu] [--scale 1] [--json out.json]
 
 For each shape: forward, backward data and backward weight, each timed with CUDA events (one
-warm-up, then ``--repeats`` calls), as TFLOP/s (2·N·K·P·Q·C/G·R·S flops per pass) for ours and for
-cuDNN (TF32 off, ``cudnn.benchmark = True``: cuDNN picks its fastest FP32 algorithm per shape),
-their ratio, and the largest relative difference of our result from PyTorch's (an independent
-check). The totals weight each shape by how many layers of ResNet-50 have it: time summed over the
-network, which is what the issue's target (ours >= 50% of cuDNN) is about. Runs only on a GPU.
+warm-up, then ``--repeats`` calls; 0: no timing), as TFLOP/s (2·N·K·P·Q·C/G·R·S flops per pass) for
+ours and for cuDNN (TF32 off, ``cudnn.benchmark = True``: cuDNN picks its fastest FP32 algorithm per
+shape), their ratio, and the largest difference of our result from the reference relative to the
+reference's largest magnitude. The totals weight each shape by how many layers of ResNet-50 have it,
+over the passes a training step runs (every layer's forward and backward weight, and backward data
+of all but the stem, whose input needs no gradient): the issue's target is ours >= 50% of cuDNN.
+
+``--check TOL`` exits 1 when any relative difference exceeds TOL. The reference is PyTorch on the
+same device (cuDNN on cuda), or minicnn's cpu conv (NumPy) where PyTorch is missing. ``--device emu``
+runs the emulator (the dry run of scripts/gpu_check.sh): there ``--scale 4`` divides the image sides
+by 4 (channels, kernels and strides kept) so it takes seconds; its times mean nothing.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 
 import numpy as np
 
@@ -34,34 +44,49 @@ RESNET50_CONVS = [
 PASSES = ("fwd", "bwd-data", "bwd-weight")
 
 
-def need_gpu():
-    """(cupy, the cuda backend), or exit with why not."""
-    from minicnn.backends import get_backend
-    try:
-        backend = get_backend("cuda")
-    except RuntimeError as e:
-        sys.exit(f"bench_conv_gpu.py runs on a GPU only (device 'cuda'), and it is not usable here: {e}")
-    import cupy
-    return cupy, backend
+class Device:
+    """Arrays, timing and the reference of one device: cuda (CuPy, CUDA events, cuDNN) or emu."""
 
+    def __init__(self, name):
+        from minicnn.backends import get_backend
+        try:
+            self.backend = get_backend(name)
+        except RuntimeError as e:
+            sys.exit(f"bench_conv_gpu.py: device {name!r} is not usable here: {e}")
+        self.name = name
+        self.xp = np
+        if name == "cuda":
+            import cupy
+            self.xp = cupy
+        self.torch = torch_setup(name)
 
-def time_ms(cupy, fn, repeats):
-    fn()
-    cupy.cuda.get_current_stream().synchronize()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    start.record()
-    for _ in range(repeats):
+    def sync(self):
+        if self.name == "cuda":
+            self.xp.cuda.get_current_stream().synchronize()
+            if self.torch is not None:
+                self.torch.cuda.synchronize()
+
+    def time_ms(self, fn, repeats):
+        """Mean ms of one call after a warm-up; None when repeats is 0."""
+        if repeats == 0:
+            return None
         fn()
-    end.record()
-    end.synchronize()
-    return cupy.cuda.get_elapsed_time(start, end) / repeats
+        self.sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        self.sync()
+        return (time.perf_counter() - start) * 1e3 / repeats
+
+    def host(self, a):
+        return a.get() if self.name == "cuda" else np.asarray(a)
 
 
-def torch_setup():
+def torch_setup(device):
     try:
         import torch
     except ImportError:
-        print("PyTorch is not installed: only our timings are shown")
+        print("PyTorch is not installed: the reference is minicnn's cpu conv, and no cuDNN timings")
         return None
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
@@ -69,87 +94,137 @@ def torch_setup():
     return torch
 
 
-def run_shape(cupy, backend, torch, shape, batch, dtype, repeats):
-    """{pass: (our ms, torch ms or None, max relative difference or None)} for one layer shape."""
+def reference(dev, x, w, dy, g):
+    """{pass: a callable giving the reference result as NumPy, and its timing callable or None}."""
+    torch = dev.torch
+    if torch is None:
+        from minicnn.backends import get_backend
+        cpu = get_backend("cpu")
+        hx, hw, hdy = dev.host(x), dev.host(w), dev.host(dy)
+        return {"fwd": (lambda: cpu.conv2d_forward(hx, hw, None, g), None),
+                "bwd-data": (lambda: cpu.conv2d_backward_data(hdy, hw, g), None),
+                "bwd-weight": (lambda: cpu.conv2d_backward_weight(hdy, hx, g), None)}
+    tdev = "cuda" if dev.name == "cuda" else "cpu"
+    tx, tw, tdy = (torch.as_tensor(a, device=tdev) for a in (x, w, dy))
+    kw = dict(stride=g.stride, padding=g.padding)
+    calls = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, **kw),
+             "bwd-data": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
+             "bwd-weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}
+    timed = dev.name == "cuda"
+    return {p: ((lambda f=f: f().cpu().numpy()), f if timed else None) for p, f in calls.items()}
+
+
+def run_shape(dev, shape, batch, dtype, repeats, scale):
+    """{pass: (our ms, reference ms or None, max relative difference)} for one layer shape."""
     C, H, K, R, stride, padding, _ = shape
+    H = max(H // scale, R)
+    xp, backend = dev.xp, dev.backend
     rng = np.random.default_rng(0)
-    x = cupy.asarray(rng.standard_normal((batch, C, H, H)).astype(dtype))
-    w = cupy.asarray((rng.standard_normal((K, C, R, R)) / np.sqrt(C * R * R)).astype(dtype))
+    x = xp.asarray(rng.standard_normal((batch, C, H, H)).astype(dtype))
+    w = xp.asarray((rng.standard_normal((K, C, R, R)) / np.sqrt(C * R * R)).astype(dtype))
     g = Conv2dGeometry.of(x.shape, w.shape, (stride, stride), (padding, padding))
     y = backend.conv2d_forward(x, w, None, g)
-    dy = cupy.asarray(rng.standard_normal(y.shape).astype(dtype))
+    dy = xp.asarray(rng.standard_normal(y.shape).astype(dtype))
     ours = {
         "fwd": lambda: backend.conv2d_forward(x, w, None, g),
         "bwd-data": lambda: backend.conv2d_backward_data(dy, w, g),
         "bwd-weight": lambda: backend.conv2d_backward_weight(dy, x, g),
     }
-    theirs = {}
-    if torch is not None:
-        tx, tw, tdy = (torch.as_tensor(a, device="cuda") for a in (x, w, dy))
-        kw = dict(stride=stride, padding=padding)
-        theirs = {
-            "fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, **kw),
-            "bwd-data": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
-            "bwd-weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw),
-        }
+    theirs = reference(dev, x, w, dy, g)
     results = {}
     for p in PASSES:
-        ms = time_ms(cupy, ours[p], repeats)
-        tms = diff = None
-        if theirs:
-            tms = time_ms(cupy, theirs[p], repeats)
-            torch.cuda.synchronize()
-            a, b = cupy.asnumpy(ours[p]()), theirs[p]().cpu().numpy()
-            diff = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+        ms = dev.time_ms(ours[p], repeats)
+        tms = dev.time_ms(theirs[p][1], repeats) if theirs[p][1] is not None else None
+        a, b = dev.host(ours[p]()), theirs[p][0]()
+        diff = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
         results[p] = (ms, tms, diff)
     del x, w, y, dy
-    cupy.get_default_memory_pool().free_all_blocks()
+    if dev.name == "cuda":
+        xp.get_default_memory_pool().free_all_blocks()
     return results
 
 
-def flops(shape, batch):
+def flops(shape, batch, scale=1):
     C, H, K, R, stride, padding, _ = shape
+    H = max(H // scale, R)
     P = (H + 2 * padding - R) // stride + 1
     return 2.0 * batch * K * P * P * C * R * R
 
 
-def main():
+def training_passes(shape):
+    """The passes a training step runs for this shape: no backward data for the stem (its input is
+    the image)."""
+    return [p for p in PASSES if not (p == "bwd-data" and shape[0] == 3)]
+
+
+def cell(f, ms, tms, diff):
+    ours = "" if ms is None else f"{f / ms / 1e9:6.1f}"
+    theirs = "" if tms is None else f" / {f / tms / 1e9:6.1f} ({tms / ms:4.2f})"
+    return f"{ours}{theirs} {diff:8.1e}"
+
+
+def summary(rows, args):
+    """Whole-network ms and TFLOP/s over the training passes, ours and the reference's."""
+    total = {"ours_ms": 0.0, "ref_ms": 0.0, "flops": 0.0}
+    for row in rows:
+        shape = tuple(row["shape"])
+        for p in training_passes(shape):
+            ms, tms = row[p]["ours_ms"], row[p]["ref_ms"]
+            total["flops"] += shape[-1] * flops(shape, args.batch, args.scale)
+            total["ours_ms"] += shape[-1] * (ms or 0.0)
+            total["ref_ms"] += shape[-1] * (tms or 0.0)
+    if total["ours_ms"]:
+        total["ours_tflops"] = total["flops"] / total["ours_ms"] / 1e9
+    if total["ref_ms"]:
+        total["ref_tflops"] = total["flops"] / total["ref_ms"] / 1e9
+        total["ours_over_ref"] = total["ref_ms"] / total["ours_ms"]
+    return total
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per pass (0: check only)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    args = parser.parse_args()
-    cupy, backend = need_gpu()
-    torch = torch_setup()
-    print(f"ResNet-50 conv layers, batch {args.batch}, 224x224, {args.dtype}; TFLOP/s ours / cuDNN (ratio: ours/cuDNN "
-          f"throughput), "
-          f"max relative difference from PyTorch")
-    print(f"{'C':>5} {'HxW':>7} {'K':>5} {'RxS/st':>7} {'#':>2}  " +
-          "  ".join(f"{p:^33}" for p in PASSES))
-    totals = {p: [0.0, 0.0] for p in PASSES}  # ms summed over the network's layers: ours, theirs
+    parser.add_argument("--device", default="cuda", choices=["cuda", "emu"])
+    parser.add_argument("--scale", type=int, default=1, help="divide the image sides by this")
+    parser.add_argument("--check", type=float, help="exit 1 when a relative difference exceeds this")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+    dev = Device(args.device)
+    side = max(224 // args.scale, 7)
+    print(f"ResNet-50 conv layers on {args.device}, batch {args.batch}, {side}x{side}, {args.dtype}; TFLOP/s ours"
+          f" / reference (ratio: ours/reference throughput), max relative difference from the reference")
+    print(f"{'C':>5} {'HxW':>7} {'K':>5} {'RxS/st':>7} {'#':>2}  " + "  ".join(f"{p:^33}" for p in PASSES))
+    rows, worst = [], 0.0
     for shape in RESNET50_CONVS:
         C, H, K, R, stride, _, count = shape
-        res = run_shape(cupy, backend, torch, shape, args.batch, args.dtype, args.repeats)
-        f = flops(shape, args.batch)
-        cells = []
-        for p in PASSES:
-            ms, tms, diff = res[p]
-            totals[p][0] += count * ms
-            totals[p][1] += count * (tms or 0.0)
-            if tms is None:
-                cells.append(f"{f / ms / 1e9:6.1f}{'':27}")
-            else:
-                cells.append(f"{f / ms / 1e9:6.1f} / {f / tms / 1e9:6.1f} ({ms and tms / ms:4.2f}) {diff:8.1e}")
-        print(f"{C:5d} {H:3d}x{H:<3d} {K:5d} {R}x{R}/{stride:<3d} {count:2d}  " + "  ".join(cells), flush=True)
-    total_flops = sum(flops(s, args.batch) * s[-1] for s in RESNET50_CONVS)
-    print("\nwhole network (each shape times its layer count):")
-    for p in PASSES:
-        ours, theirs = totals[p]
-        line = f"  {p:10s} ours {ours:8.2f} ms  {total_flops / ours / 1e9:6.1f} TFLOP/s"
-        if theirs:
-            line += f"   cuDNN {theirs:8.2f} ms  {total_flops / theirs / 1e9:6.1f} TFLOP/s   ours/cuDNN {theirs / ours:5.2f}"
+        res = run_shape(dev, shape, args.batch, args.dtype, args.repeats, args.scale)
+        f = flops(shape, args.batch, args.scale)
+        rows.append(dict(shape=list(shape), **{p: dict(ours_ms=res[p][0], ref_ms=res[p][1], rel_diff=res[p][2],
+                                                        flops=f) for p in PASSES}))
+        worst = max([worst] + [res[p][2] for p in PASSES])
+        H = max(H // args.scale, R)
+        print(f"{C:5d} {H:3d}x{H:<3d} {K:5d} {R}x{R}/{stride:<3d} {count:2d}  " +
+              "  ".join(f"{cell(f, *res[p]):33}" for p in PASSES), flush=True)
+    total = summary(rows, args)
+    if "ours_tflops" in total:
+        line = f"\nwhole network, training passes: ours {total['ours_ms']:.2f} ms {total['ours_tflops']:.1f} TFLOP/s"
+        if "ref_tflops" in total:
+            line += (f"; cuDNN {total['ref_ms']:.2f} ms {total['ref_tflops']:.1f} TFLOP/s;"
+                     f" ours/cuDNN {total['ours_over_ref']:.2f}")
         print(line)
+    passed = args.check is None or worst <= args.check
+    print(f"largest relative difference {worst:.1e}" + ("" if args.check is None else
+          f" (limit {args.check:g}: {'passed' if passed else 'FAILED'})"))
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(dict(device=args.device, batch=args.batch, scale=args.scale, dtype=args.dtype,
+                           reference="torch" if dev.torch is not None else "minicnn cpu", shapes=rows,
+                           network=total, worst_rel_diff=worst, check=args.check, passed=passed), f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

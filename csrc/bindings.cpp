@@ -276,21 +276,37 @@ void bind_conv2d(py::module_& m) {
         }
       },
       py::arg("geometry"), py::arg("tile"));
+  m.def(
+      "conv2d_splits",
+      [](const k::Conv2d& g, int64_t pass, int64_t version, int64_t tile) {
+        try {
+          return k::conv2d_splits(g, Arg<int>::from("conv2d_splits", "pass", pass),
+                                  Arg<int>::from("conv2d_splits", "version", version),
+                                  Arg<int>::from("conv2d_splits", "tile", tile));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"), py::arg("pass"), py::arg("version"), py::arg("tile"),
+      "How many slices a pass (0 forward, 1 backward data, 2 backward weight) splits its "
+      "reduction into.");
   // bias, workspace: 0 for none; tile 0: by shape.
   using G = const k::Conv2d&;
   def_launcher(m, "conv2d_forward", &k::conv2d_forward<float>, &k::conv2d_forward<double>,
-               {"out", "inp", "weight", "bias", "geometry", "version", "tile", "stream"},
+               {"out", "inp", "weight", "bias", "geometry", "version", "tile", "splits", "workspace",
+                "stream"},
                [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g,
                   auto...) { check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight}); });
   def_launcher(m, "conv2d_backward_data", &k::conv2d_backward_data<float>,
                &k::conv2d_backward_data<double>,
-               {"dinp", "dout", "weight", "geometry", "tile", "stream"},
+               {"dinp", "dout", "weight", "geometry", "version", "tile", "splits", "workspace", "stream"},
                [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t weight, G g, auto...) {
                  check_pointers(op, g.N * g.C * g.H * g.W, {dinp, dout, weight});
                });
   def_launcher(m, "conv2d_backward_weight", &k::conv2d_backward_weight<float>,
                &k::conv2d_backward_weight<double>,
-               {"dweight", "workspace", "dout", "inp", "geometry", "tile", "splits", "stream"},
+               {"dweight", "workspace", "dout", "inp", "geometry", "version", "tile", "splits",
+                "stream"},
                [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g,
                   auto...) {
                  check_pointers(op, 1, {dweight});

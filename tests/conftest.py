@@ -92,3 +92,39 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("skipped, by reason", sep="-")
         for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
             terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+
+
+# ---- a stale extension fails the run loudly ------------------------------------------------------
+_EXTENSION_SOURCES = {  # extension -> the csrc globs it is built from (setup.py)
+    "_C_cpu": ["cpu/*", "geometry*.h"],
+    "_C_emu": ["bindings.cpp", "emu_kernels.cpp", "kernels/*", "emu/*.h", "geometry*.h",
+               "cuda_compat.h"],
+    "_C_cuda": ["bindings.cpp", "kernels/*", "geometry*.h", "cuda_compat.h"],
+}
+
+
+def stale_extensions(root):
+    """(module, newest source) for each extension built in the source tree ``root`` that is older
+    than a C++/CUDA file it is built from: the tests would run old code."""
+    import glob
+
+    stale = []
+    for name, patterns in _EXTENSION_SOURCES.items():
+        built = glob.glob(os.path.join(root, "minicnn", f"{name}.*.so"))
+        sources = [f for p in patterns for f in glob.glob(os.path.join(root, "csrc", p))]
+        if not built or not sources:
+            continue
+        newest = max(sources, key=os.path.getmtime)
+        if os.path.getmtime(newest) > max(os.path.getmtime(b) for b in built):
+            stale.append((name, os.path.relpath(newest, root)))
+    return stale
+
+
+def pytest_sessionstart(session):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stale = stale_extensions(root)
+    if stale:
+        lines = [f"minicnn.{name} is older than {source}" for name, source in stale]
+        pytest.exit("stale C++ extension(s): " + "; ".join(lines) + ". Rebuild first: "
+                    ".venv/bin/pip install -e . (or python setup.py build_ext --inplace)",
+                    returncode=2)

@@ -44,15 +44,20 @@
 // extents 65535 (conv2d_check rejects the rest before any launch). Index math inside a plane and
 // along those reductions is 32-bit: a 64-bit division costs many times more on a GPU.
 #include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 
 #include "common.cuh"
+#include "conv2d_v2.cuh"  // version 2
+#include "conv2d_v3.cuh"  // version 3
 
 namespace minicnn {
 namespace kernels {
 
-// ---- version 1: naive forward -------------------------------------------------------------------
+// ---- version 1: naive forward, backward data, backward weight -------------------------------------------------------------------
 template <class T>
 __global__ void conv2d_forward_naive_kernel(T* out,            // (N, K, P, Q)
                                             const T* inp,      // (N, C, H, W)
@@ -75,196 +80,70 @@ __global__ void conv2d_forward_naive_kernel(T* out,            // (N, K, P, Q)
   out[i] = acc;
 }
 
-// ---- version 2: the three implicit GEMMs ----------------------------------------------------------
-// n = a / b, r = a % b, in 32-bit arithmetic when a fits (64-bit division is many times slower on a GPU).
-__device__ __forceinline__ void divmod(int64_t a, int b, int64_t& n, int& r) {
-  if (a <= INT32_MAX) {
-    n = int(a) / b;
-    r = int(a) % b;
-  } else {
-    n = a / b;
-    r = int(a % b);
-  }
+// dx[n, c, h, w] = Σ_{k in c's group, r, s} dout[n, k, p, q] · w[k, c - c0, r, s] over the (p, q)
+// with p·sh = h + ph - r·dh and q·sw = w + pw - s·dw (exact, in range): one thread per dx element.
+template <class T>
+__global__ void conv2d_backward_data_naive_kernel(T* dinp,            // (N, C, H, W)
+                                                  const T* dout,      // (N, K, P, Q)
+                                                  const T* weight,    // (K, Cg, R, S)
+                                                  Conv2d g) {
+  const int64_t i = global_index();
+  if (i >= g.N * g.C * g.H * g.W) return;
+  const int w = int(i % g.W), h = int(i / g.W % g.H), c = int(i / ((int64_t)g.W * g.H) % g.C);
+  const int64_t n = i / ((int64_t)g.W * g.H * g.C);
+  const int Cg = g.C / g.G, Kg = g.K / g.G, k0 = c / Cg * Kg;
+  T acc = T(0);
+  for (int k = k0; k < k0 + Kg; ++k)
+    for (int r = 0; r < g.R; ++r)
+      for (int s = 0; s < g.S; ++s) {
+        const int hp = h + g.ph - r * g.dh, wq = w + g.pw - s * g.dw;  // p·sh and q·sw
+        if (hp < 0 || wq < 0 || hp % g.sh != 0 || wq % g.sw != 0) continue;
+        const int p = hp / g.sh, q = wq / g.sw;
+        if (p >= g.P || q >= g.Q) continue;
+        acc += dout[((n * g.K + k) * g.P + p) * g.Q + q] *
+               weight[(((int64_t)k * Cg + c % Cg) * g.R + r) * g.S + s];
+      }
+  dinp[i] = acc;
 }
 
-// A problem tells the GEMM kernel its sizes and how to read A, B and write the output. Row and Col
-// hold what a thread precomputes once for the row of A / column of B it loads every slice.
-template <class T_>
-struct ConvForwardGemm {
-  using T = T_;
-  T* out; const T* inp; const T* weight; const T* bias; Conv2d g;
-  static constexpr bool kALoadAlongM = true;   // consecutive q: consecutive x
-  static constexpr bool kBLoadAlongJ = false;  // consecutive d: consecutive w
-  __host__ __device__ int64_t rows() const { return g.N * g.P * g.Q; }
-  __host__ __device__ int64_t cols() const { return g.K / g.G; }
-  __host__ __device__ int64_t depth() const { return int64_t(g.C / g.G) * g.R * g.S; }
-  struct Row { const T* x; int h0, w0; };
-  struct Col { const T* w; };
-  __device__ Row row(int grp, int64_t m) const {
-    const int q = int(m % g.Q), p = int(m / g.Q % g.P);
-    const int64_t n = m / ((int64_t)g.P * g.Q);
-    return {inp + (n * g.C + int64_t(grp) * (g.C / g.G)) * g.H * g.W, p * g.sh - g.ph, q * g.sw - g.pw};
-  }
-  __device__ Col col(int grp, int64_t j) const { return {weight + (int64_t(grp) * cols() + j) * depth()}; }
-  __device__ T a(const Row& x, int64_t d64) const {
-    const int d = int(d64);  // < Cg·R·S <= INT32_MAX: 32-bit division, much cheaper on a GPU
-    const int s = d % g.S, r = d / g.S % g.R, c = d / (g.S * g.R);
-    const int h = x.h0 + r * g.dh, w = x.w0 + s * g.dw;
-    return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? x.x[(int64_t(c) * g.H + h) * g.W + w] : T(0);
-  }
-  __device__ T b(const Col& w, int64_t d) const { return w.w[d]; }
-  __device__ void store(int grp, int, int64_t m, int64_t j, T v) const {
-    const int64_t k = grp * cols() + j, n = m / ((int64_t)g.P * g.Q), pq = m % ((int64_t)g.P * g.Q);
-    out[(n * g.K + k) * g.P * g.Q + pq] = bias ? v + bias[k] : v;
-  }
-};
+// dw[k, c, r, s] = Σ_{n, p, q} dout[n, k, p, q] · x[n, c0 + c, p·sh - ph + r·dh, q·sw - pw + s·dw]
+// (pixels outside x read 0): one thread per dw element.
+template <class T>
+__global__ void conv2d_backward_weight_naive_kernel(T* dweight,        // (K, Cg, R, S)
+                                                    const T* dout,     // (N, K, P, Q)
+                                                    const T* inp,      // (N, C, H, W)
+                                                    Conv2d g) {
+  const int64_t i = global_index();
+  const int Cg = g.C / g.G, Kg = g.K / g.G;
+  if (i >= int64_t(g.K) * Cg * g.R * g.S) return;
+  const int s = int(i % g.S), r = int(i / g.S % g.R), c = int(i / (g.S * g.R) % Cg);
+  const int k = int(i / (int64_t(g.S) * g.R * Cg)), c0 = k / Kg * Cg;
+  T acc = T(0);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int p = 0; p < g.P; ++p)
+      for (int q = 0; q < g.Q; ++q) {
+        const int h = p * g.sh - g.ph + r * g.dh, w = q * g.sw - g.pw + s * g.dw;
+        if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
+        acc += dout[((n * g.K + k) * g.P + p) * g.Q + q] * inp[((n * g.C + c0 + c) * g.H + h) * g.W + w];
+      }
+  dweight[i] = acc;
+}
 
-template <class T_>
-struct ConvBackwardDataGemm {
-  using T = T_;
-  T* dinp; const T* dout; const T* weight; Conv2d g;
-  static constexpr bool kALoadAlongM = true;   // consecutive w: consecutive dout (stride 1)
-  static constexpr bool kBLoadAlongJ = false;  // consecutive (r, s): consecutive w
-  __host__ __device__ int64_t rows() const { return g.N * g.H * g.W; }
-  __host__ __device__ int64_t cols() const { return g.C / g.G; }
-  __host__ __device__ int64_t depth() const { return int64_t(g.K / g.G) * g.R * g.S; }
-  struct Row { const T* dy; int h, w; };
-  struct Col { const T* w; };
-  __device__ Row row(int grp, int64_t m) const {
-    const int w = int(m % g.W), h = int(m / g.W % g.H);
-    const int64_t n = m / ((int64_t)g.H * g.W);
-    return {dout + (n * g.K + int64_t(grp) * (g.K / g.G)) * g.P * g.Q, h + g.ph, w + g.pw};
+// out[n, k, :] = bias[k] + Σ_{s < splits} partial[s, n, k, :], in order of s. Block (x, y): pixels
+// x·256 + tid of the planes y, y + gridDim.y, ... (plane = n·K + k: one modulo per block).
+template <class T>
+__global__ void conv2d_reduce_splits_bias_kernel(T* out,             // (N, K, P, Q)
+                                                 const T* partial,   // (splits, N, K, P, Q)
+                                                 const T* bias,      // (K,) or nullptr
+                                                 int64_t planes, int K, int PQ, int splits) {
+  const int pq = int(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (pq >= PQ) return;
+  const int64_t n = planes * PQ;
+  for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+    T sum = bias ? bias[plane % K] : T(0);
+    for (int s = 0; s < splits; ++s) sum += partial[s * n + plane * PQ + pq];
+    out[plane * PQ + pq] = sum;
   }
-  __device__ Col col(int grp, int64_t j) const {
-    return {weight + (int64_t(grp) * (g.K / g.G) * cols() + j) * g.R * g.S};
-  }
-  __device__ T a(const Row& y, int64_t d64) const {
-    const int d = int(d64);  // < Kg·R·S <= INT32_MAX
-    const int s = d % g.S, r = d / g.S % g.R, k = d / (g.S * g.R);
-    const int hp = y.h - r * g.dh, wq = y.w - s * g.dw;  // = p sh and q sw if (h, w) is read by (p, q)
-    if (hp < 0 || wq < 0 || hp % g.sh != 0 || wq % g.sw != 0) return T(0);
-    const int p = hp / g.sh, q = wq / g.sw;
-    return (p < g.P && q < g.Q) ? y.dy[(int64_t(k) * g.P + p) * g.Q + q] : T(0);
-  }
-  __device__ T b(const Col& w, int64_t d64) const {
-    const int d = int(d64), RS = g.R * g.S;
-    return w.w[int64_t(d / RS) * cols() * RS + d % RS];
-  }
-  __device__ void store(int grp, int, int64_t m, int64_t j, T v) const {
-    const int64_t n = m / ((int64_t)g.H * g.W), hw = m % ((int64_t)g.H * g.W);
-    dinp[(n * g.C + grp * cols() + j) * g.H * g.W + hw] = v;
-  }
-};
-
-template <class T_>
-struct ConvBackwardWeightGemm {
-  using T = T_;
-  T* partial;  // (splits, K, Cg, R, S): dw itself when splits == 1
-  const T* dout; const T* inp; Conv2d g;
-  static constexpr bool kALoadAlongM = false;  // consecutive (p, q): consecutive dout
-  static constexpr bool kBLoadAlongJ = false;  // consecutive (p, q): consecutive x (stride 1)
-  __host__ __device__ int64_t rows() const { return g.K / g.G; }
-  __host__ __device__ int64_t cols() const { return int64_t(g.C / g.G) * g.R * g.S; }
-  __host__ __device__ int64_t depth() const { return g.N * g.P * g.Q; }
-  struct Row { const T* dy; };
-  struct Col { const T* x; int h0, w0; };
-  __device__ Row row(int grp, int64_t m) const { return {dout + (int64_t(grp) * rows() + m) * g.P * g.Q}; }
-  __device__ Col col(int grp, int64_t j) const {
-    const int s = int(j % g.S), r = int(j / g.S % g.R), c = int(j / (g.S * g.R));
-    return {inp + (int64_t(grp) * (g.C / g.G) + c) * g.H * g.W, r * g.dh - g.ph, s * g.dw - g.pw};
-  }
-  __device__ T a(const Row& y, int64_t d) const {
-    int64_t n;
-    int pq;
-    divmod(d, g.P * g.Q, n, pq);
-    return y.dy[n * g.K * g.P * g.Q + pq];
-  }
-  __device__ T b(const Col& x, int64_t d) const {
-    int64_t n;
-    int pq;
-    divmod(d, g.P * g.Q, n, pq);
-    const int p = pq / g.Q, q = pq % g.Q;
-    const int h = p * g.sh + x.h0, w = q * g.sw + x.w0;
-    return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? x.x[n * g.C * g.H * g.W + int64_t(h) * g.W + w] : T(0);
-  }
-  __device__ void store(int grp, int split, int64_t m, int64_t j, T v) const {
-    partial[((int64_t(split) * g.K + grp * rows() + m) * cols()) + j] = v;
-  }
-};
-
-// The tiled GEMM. Grid: x over BM-row tiles, y over BN-column tiles, z = group + G · split; split
-// `z / G` reduces over d in [split · chunk, min(depth, (split + 1) · chunk)), chunk a multiple of BK.
-//
-// Shared memory holds the slice transposed, As[d][m] and Bs[d][j] (rows padded by 4 so that writes
-// down a column hit 8 different banks). Each thread loads BM·BK/256 elements of A and BN·BK/256 of B
-// per slice, e = tid + l·256 for l = 0, 1, ...; a problem says for each operand which index the
-// consecutive e (the threads of a warp) walk, so that they read consecutive addresses:
-//   Problem::kALoadAlongM: A element e is (m, d) = (e % BM, e / BM), else (e / BK, e % BK);
-//   Problem::kBLoadAlongJ: B element e is (d, j) = (e / BN, e % BN), else (e % BK, e / BK).
-// What a load needs of its row (column) is computed once, before the slice loop (Problem::Row/Col).
-// Thread t owns the micro-tile rows tm + i·BM/TM and columns tn·TN + j (tm = t % (BM/TM)), so a warp
-// reads As[l][...] at consecutive addresses and stores consecutive output rows (pixels).
-constexpr int kSmemPad = 4;
-
-template <class Problem, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-    conv2d_implicit_gemm_kernel(Problem pb, int64_t chunk) {
-  using T = typename Problem::T;
-  constexpr int kThreads = (BM / TM) * (BN / TN);
-  constexpr int kALoads = BM * BK / kThreads, kBLoads = BN * BK / kThreads;
-  static_assert(kALoads * kThreads == BM * BK && kBLoads * kThreads == BN * BK, "tile shape");
-  __shared__ T As[BK][BM + kSmemPad];
-  __shared__ T Bs[BK][BN + kSmemPad];
-  const int tid = threadIdx.x, G = pb.g.G;
-  const int grp = blockIdx.z % G, split = blockIdx.z / G;
-  const int64_t m0 = int64_t(blockIdx.x) * BM, j0 = int64_t(blockIdx.y) * BN;
-  const int64_t rows = pb.rows(), cols = pb.cols();
-  const int64_t d_begin = split * chunk, d_end = d_begin + chunk < pb.depth() ? d_begin + chunk : pb.depth();
-
-  // where this thread's loads go in the tile, and their rows / columns
-  int a_m[kALoads], a_d[kALoads], b_j[kBLoads], b_d[kBLoads];
-  bool a_ok[kALoads], b_ok[kBLoads];
-  typename Problem::Row arow[kALoads];
-  typename Problem::Col bcol[kBLoads];
-  for (int l = 0; l < kALoads; ++l) {
-    const int e = tid + l * kThreads;
-    a_m[l] = Problem::kALoadAlongM ? e % BM : e / BK;
-    a_d[l] = Problem::kALoadAlongM ? e / BM : e % BK;
-    a_ok[l] = m0 + a_m[l] < rows;
-    arow[l] = pb.row(grp, a_ok[l] ? m0 + a_m[l] : 0);
-  }
-  for (int l = 0; l < kBLoads; ++l) {
-    const int e = tid + l * kThreads;
-    b_j[l] = Problem::kBLoadAlongJ ? e % BN : e / BK;
-    b_d[l] = Problem::kBLoadAlongJ ? e / BN : e % BK;
-    b_ok[l] = j0 + b_j[l] < cols;
-    bcol[l] = pb.col(grp, b_ok[l] ? j0 + b_j[l] : 0);
-  }
-  const int tm = tid % (BM / TM), tn = tid / (BM / TM);  // this thread's micro-tile
-
-  T acc[TM][TN];
-  for (int i = 0; i < TM; ++i)
-    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
-  for (int64_t d0 = d_begin; d0 < d_end; d0 += BK) {
-    for (int l = 0; l < kALoads; ++l)
-      As[a_d[l]][a_m[l]] = (a_ok[l] && d0 + a_d[l] < d_end) ? pb.a(arow[l], d0 + a_d[l]) : T(0);
-    for (int l = 0; l < kBLoads; ++l)
-      Bs[b_d[l]][b_j[l]] = (b_ok[l] && d0 + b_d[l] < d_end) ? pb.b(bcol[l], d0 + b_d[l]) : T(0);
-    __syncthreads();
-    for (int l = 0; l < BK; ++l) {
-      T av[TM], bv[TN];
-      for (int i = 0; i < TM; ++i) av[i] = As[l][tm + i * (BM / TM)];
-      for (int j = 0; j < TN; ++j) bv[j] = Bs[l][tn * TN + j];
-      for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-    }
-    __syncthreads();  // everyone is done with the slice before the next one overwrites it
-  }
-  for (int i = 0; i < TM; ++i)
-    for (int j = 0; j < TN; ++j) {
-      const int64_t m = m0 + tm + i * (BM / TM), col = j0 + tn * TN + j;
-      if (m < rows && col < cols) pb.store(grp, split, m, col, acc[i][j]);
-    }
 }
 
 // dw[i] = Σ_{s < splits} partial[s, i], in order of s (the same bits on every run).
@@ -378,44 +257,262 @@ static void run_gemm(const Problem& pb, int tile, int splits, const char* name, 
   }
 }
 
+// ---- version 3: tile and split-K by shape, launch ---------------------------------------------------
+// The GEMM of a pass as version 3 runs it: rows x cols x depth, and z blocks per tile (groups, and
+// for backward data the sh·sw output phases, whose depth is that of the phase with most taps).
+struct GemmSize {
+  int64_t rows, cols, depth, z;
+};
+static int most_phase_taps(int R, int stride, int pad, int dil) {
+  int most = 0;
+  for (int hr = 0; hr < stride; ++hr) {
+    int n = 0;
+    for (int r = 0; r < R; ++r) n += (hr + pad - r * dil) % stride == 0;
+    most = std::max(most, n);
+  }
+  return most;
+}
+static GemmSize v3_size(const Conv2d& g, int pass) {
+  const int64_t Cg = g.C / g.G, Kg = g.K / g.G;
+  if (pass == kConvForward) return {g.N * g.P * g.Q, Kg, Cg * g.R * g.S, g.G};
+  if (pass == kConvBackwardData)
+    return {g.N * ((g.H + g.sh - 1) / g.sh) * ((g.W + g.sw - 1) / g.sw), Cg,
+            Kg * most_phase_taps(g.R, g.sh, g.ph, g.dh) * most_phase_taps(g.S, g.sw, g.pw, g.dw),
+            int64_t(g.G) * g.sh * g.sw};
+  return {Kg, Cg * g.R * g.S, g.N * g.P * g.Q, g.G};
+}
+
+// The share of a tile grid's work that is real (not padding past the GEMM's edges).
+static double tile_fill(int64_t rows, int64_t cols, int t) {
+  const double tiles = double((rows + t - 1) / t) * double((cols + t - 1) / t) * t * t;
+  return double(rows) * double(cols) / tiles;
+}
+// The 128 tile (the fastest per flop) unless it would compute more than ~30% padding.
+static int v3_pick_tile(int64_t rows, int64_t cols) {
+  if (tile_fill(rows, cols, 128) >= 0.7) return 128;
+  if (tile_fill(rows, cols, 64) >= 0.5 || rows * cols >= 64 * 64 * 132) return 64;
+  return 32;
+}
+
+constexpr int64_t kMaxChunk = int64_t(1) << 30;  // a split's reduction steps: an int in the kernel
+static int64_t chunk_for(int64_t depth, int splits) {
+  const int64_t chunk = (depth + splits - 1) / splits;
+  return (chunk + kTileBK - 1) / kTileBK * kTileBK;
+}
+
+// Split-K: a grid under ~1.5 waves on an H100/H200 (132 SMs; blocks per SM by tile, see
+// benchmarks/bench_sass.py) gets its reduction split until it fills ~1.5 waves (forward, backward
+// data; at most 16 splits, >= 128 steps each) or ~2 waves (backward weight, >= 256 steps each).
+static int v3_splits(const Conv2d& g, int pass, int tile) {
+  const GemmSize z = v3_size(g, pass);
+  const int t = tile ? tile : v3_pick_tile(z.rows, z.cols);
+  const int64_t blocks = ((z.rows + t - 1) / t) * ((z.cols + t - 1) / t) * z.z;
+  const double wave = 132.0 * (t == 128 ? 2 : t == 64 ? 4 : 8);
+  const bool weight = pass == kConvBackwardWeight;
+  if (blocks == 0 || z.depth == 0 || (!weight && blocks >= 1.5 * wave)) return 1;
+  int64_t splits = int64_t(std::ceil((weight ? 2.0 : 1.5) * wave / double(blocks)));
+  splits = std::min<int64_t>(splits, (z.depth + (weight ? 255 : 127)) / (weight ? 256 : 128));
+  if (!weight) splits = std::min<int64_t>(splits, 16);
+  splits = std::max<int64_t>(std::min<int64_t>(splits, kMaxGridYZ / z.z), 1);
+  splits = std::max<int64_t>(splits, (z.depth + kMaxChunk - 1) / kMaxChunk);
+  const int64_t chunk = chunk_for(z.depth, int(splits));
+  return int((z.depth + chunk - 1) / chunk);
+}
+
+// Version 3 indexes within one image (C·H·W, K·P·Q) and the weights with 32-bit offsets; larger
+// convolutions run version 2.
+static bool v3_fits(const Conv2d& g) {
+  return int64_t(g.C) * g.H * g.W <= INT32_MAX && int64_t(g.K) * g.P * g.Q <= INT32_MAX &&
+         int64_t(g.K) * (g.C / g.G) * g.R * g.S <= INT32_MAX;
+}
+
+int conv2d_splits(const Conv2d& g, int pass, int version, int tile) {
+  check_tile(tile);
+  if (pass < kConvForward || pass > kConvBackwardWeight)
+    throw std::invalid_argument("conv2d_splits: pass must be 0 (forward), 1 (backward data) or 2 (backward weight)");
+  if (version == 3 && v3_fits(g)) return v3_splits(g, pass, tile);
+  if (version == 3) version = 2;
+  return pass == kConvBackwardWeight && version == 2 ? conv2d_backward_weight_splits(g, tile) : 1;
+}
+
+static bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+template <int TILE, class Problem>
+static void launch_v3(const Problem& pb, int64_t rows, int64_t cols, int64_t z, int64_t chunk, const char* name,
+                      cudaStream_t stream) {
+  if (z > int64_t(kMaxGridYZ))
+    throw std::invalid_argument(std::string(name) + ": groups x phases x splits exceeds the grid's z extent 65535");
+  if (chunk > kMaxChunk)
+    throw std::invalid_argument(std::string(name) + ": a split of over 2^30 reduction steps; use more splits");
+  const dim3 grid(unsigned((rows + TILE - 1) / TILE), unsigned((cols + TILE - 1) / TILE), unsigned(z));
+  const size_t smem = 2 * 2 * v3::kBK * (TILE + v3::kPad) * sizeof(typename Problem::T);
+  LAUNCH((v3::conv2d_implicit_gemm_v3_kernel<Problem, TILE>), grid, v3::kThreads, smem, stream)(pb, chunk);
+  CHECK_LAUNCH(name);
+}
+
+template <class T, int TILE>
+static void forward_v3(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int splits,
+                       cudaStream_t stream) {
+  constexpr int L = TILE / 32;
+  const GemmSize z = v3_size(g, kConvForward);
+  const char* name = "conv2d_implicit_gemm_v3_kernel (forward)";
+  auto run = [&](auto lanes) {
+    v3::ForwardV3<T, L, decltype(lanes)::value> pb{out, inp, weight, bias, g, g.C / g.G, g.K / g.G, g.R * g.S,
+                                                    g.H * g.W, g.P * g.Q};
+    pb.w_vec = L > 1 && lanes && pb.RS == 1 && aligned(weight, L * sizeof(T));
+    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
+  };
+  if ((g.C / g.G) % L == 0) run(std::true_type());
+  else run(std::false_type());
+}
+
+template <class T, int TILE>
+static void backward_data_v3(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
+                             cudaStream_t stream) {
+  constexpr int L = TILE / 32;
+  const GemmSize z = v3_size(g, kConvBackwardData);
+  const char* name = "conv2d_implicit_gemm_v3_kernel (backward data)";
+  auto run = [&](auto lanes) {
+    v3::BackwardDataV3<T, L, decltype(lanes)::value> pb{dinp, dout, weight, g, g.C / g.G, g.K / g.G, g.R * g.S,
+                                                         g.H * g.W, g.P * g.Q};
+    pb.CgRS = pb.Cg * pb.RS;
+    pb.rstep = g.sh / std::gcd(g.dh, g.sh), pb.sstep = g.sw / std::gcd(g.dw, g.sw);
+    pb.pstep = pb.rstep * g.dh / g.sh, pb.qstep = pb.sstep * g.dw / g.sw;
+    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
+  };
+  if ((g.K / g.G) % L == 0) run(std::true_type());
+  else run(std::false_type());
+}
+
+template <class T, int TILE>
+static void backward_weight_v3(T* partial, const T* dout, const T* inp, const Conv2d& g, int splits,
+                               cudaStream_t stream) {
+  constexpr int L = TILE / 32;
+  const GemmSize z = v3_size(g, kConvBackwardWeight);
+  const char* name = "conv2d_implicit_gemm_v3_kernel (backward weight)";
+  auto run = [&](auto lanes) {
+    v3::BackwardWeightV3<T, L, decltype(lanes)::value> pb{partial, dout, inp, g, g.C / g.G, g.K / g.G, g.R * g.S,
+                                                           g.H * g.W, g.P * g.Q};
+    pb.dy_image = int64_t(g.K) * pb.PQ, pb.x_image = int64_t(g.C) * pb.HW;
+    pb.dy_vec = L > 1 && lanes && aligned(dout, L * sizeof(T));
+    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
+  };
+  if (g.Q % L == 0) run(std::true_type());
+  else run(std::false_type());
+}
+
+// Runs `launch.template operator()<TILE>()` for the tile by shape (tile 0) or the one asked for.
+template <class Launch>
+static void with_v3_tile(const Conv2d& g, int pass, int tile, Launch launch) {
+  check_tile(tile);
+  const GemmSize z = v3_size(g, pass);
+  if (z.rows == 0 || z.cols == 0) return;
+  switch (tile ? tile : v3_pick_tile(z.rows, z.cols)) {
+    case 128: launch(std::integral_constant<int, 128>()); break;
+    case 64: launch(std::integral_constant<int, 64>()); break;
+    default: launch(std::integral_constant<int, 32>()); break;
+  }
+}
+
+static void check_splits(const char* op, int version, int splits, const void* workspace) {
+  if (splits < 1) throw std::invalid_argument(std::string(op) + ": splits must be >= 1, got " + std::to_string(splits));
+  if (splits > 1 && workspace == nullptr) throw std::invalid_argument(std::string(op) + ": splits > 1 needs a workspace");
+  if (splits > 1 && version == 1) throw std::invalid_argument(std::string(op) + ": version 1 does not split");
+}
+
+template <class T>
+static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaStream_t stream) {
+  if (n == 0) return;
+  LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dst, partial, n, splits);
+  CHECK_LAUNCH("conv2d_reduce_splits_kernel");
+}
+
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int version, int tile,
-                    cudaStream_t stream) {
+                    int splits, T* workspace, cudaStream_t stream) {
+  check_tile(tile);
+  check_splits("conv2d_forward", version, splits, workspace);
+  if (version == 3 && !v3_fits(g)) version = 2;
+  const int64_t n = g.N * g.K * g.P * g.Q;
   if (version == 1) {
-    const int64_t n = g.N * g.K * g.P * g.Q;
     if (n == 0) return;
     LAUNCH((conv2d_forward_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, weight, bias, g);
     CHECK_LAUNCH("conv2d_forward_naive_kernel");
     return;
   }
-  if (version != 2) throw std::invalid_argument("conv2d_forward: version must be 1 or 2");
-  run_gemm(ConvForwardGemm<T>{out, inp, weight, bias, g}, tile, 1, "conv2d_implicit_gemm_kernel (forward)", stream);
+  if (version == 2) {
+    if (splits > 1) throw std::invalid_argument("conv2d_forward: version 2 does not split");
+    run_gemm(ConvForwardGemm<T>{out, inp, weight, bias, g}, tile, 1, "conv2d_implicit_gemm_kernel (forward)", stream);
+    return;
+  }
+  if (version != 3) throw std::invalid_argument("conv2d_forward: version must be 1, 2 or 3, got " + std::to_string(version));
+  T* dst = splits > 1 ? workspace : out;
+  with_v3_tile(g, kConvForward, tile, [&](auto t) {
+    forward_v3<T, decltype(t)::value>(dst, inp, weight, splits > 1 ? nullptr : bias, g, splits, stream);
+  });
+  if (splits == 1 || n == 0) return;
+  const int64_t planes = g.N * g.K;
+  const dim3 grid(blocks_for(int64_t(g.P) * g.Q), unsigned(std::min<int64_t>(planes, kMaxGridYZ)));
+  LAUNCH((conv2d_reduce_splits_bias_kernel<T>), grid, kBlockSize, 0, stream)(out, workspace, bias, planes, g.K,
+                                                                               g.P * g.Q, splits);
+  CHECK_LAUNCH("conv2d_reduce_splits_bias_kernel");
 }
 
 template <class T>
-void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int tile, cudaStream_t stream) {
-  run_gemm(ConvBackwardDataGemm<T>{dinp, dout, weight, g}, tile, 1, "conv2d_implicit_gemm_kernel (backward data)",
-           stream);
+void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version, int tile,
+                          int splits, T* workspace, cudaStream_t stream) {
+  check_tile(tile);
+  check_splits("conv2d_backward_data", version, splits, workspace);
+  if (version == 3 && !v3_fits(g)) version = 2;
+  const int64_t n = g.N * g.C * g.H * g.W;
+  if (version == 1) {
+    if (n == 0) return;
+    LAUNCH((conv2d_backward_data_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, weight, g);
+    CHECK_LAUNCH("conv2d_backward_data_naive_kernel");
+    return;
+  }
+  if (version == 2) {
+    if (splits > 1) throw std::invalid_argument("conv2d_backward_data: version 2 does not split");
+    run_gemm(ConvBackwardDataGemm<T>{dinp, dout, weight, g}, tile, 1, "conv2d_implicit_gemm_kernel (backward data)",
+             stream);
+    return;
+  }
+  if (version != 3)
+    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2 or 3, got " + std::to_string(version));
+  with_v3_tile(g, kConvBackwardData, tile, [&](auto t) {
+    backward_data_v3<T, decltype(t)::value>(splits > 1 ? workspace : dinp, dout, weight, g, splits, stream);
+  });
+  if (splits > 1) reduce_splits(dinp, workspace, n, splits, stream);
 }
 
 template <class T>
-void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int tile,
-                            int splits, cudaStream_t stream) {
-  if (splits < 1) throw std::invalid_argument("conv2d_backward_weight: splits must be >= 1");
-  if (splits > 1 && workspace == nullptr)
-    throw std::invalid_argument("conv2d_backward_weight: splits > 1 needs a workspace");
-  ConvBackwardWeightGemm<T> pb{splits > 1 ? workspace : dweight, dout, inp, g};
-  const int64_t n = int64_t(g.K) * pb.cols();
-  if (pb.depth() == 0) {  // an empty batch: dw = 0
+void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int version,
+                            int tile, int splits, cudaStream_t stream) {
+  check_tile(tile);
+  check_splits("conv2d_backward_weight", version, splits, workspace);
+  if (version == 3 && !v3_fits(g)) version = 2;
+  const int64_t n = int64_t(g.K) * (g.C / g.G) * g.R * g.S;
+  if (version == 1) {
+    LAUNCH((conv2d_backward_weight_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dweight, dout, inp, g);
+    CHECK_LAUNCH("conv2d_backward_weight_naive_kernel");
+    return;
+  }
+  if (version != 2 && version != 3)
+    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2 or 3, got " + std::to_string(version));
+  T* dst = splits > 1 ? workspace : dweight;
+  if (g.N * g.P * g.Q == 0) {  // an empty batch: dw = 0
     LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dweight, dweight, n, 0);
     CHECK_LAUNCH("conv2d_reduce_splits_kernel");
     return;
   }
-  run_gemm(pb, tile, splits, "conv2d_implicit_gemm_kernel (backward weight)", stream);
-  if (splits > 1) {
-    LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dweight, workspace, n, splits);
-    CHECK_LAUNCH("conv2d_reduce_splits_kernel");
-  }
+  if (version == 2)
+    run_gemm(ConvBackwardWeightGemm<T>{dst, dout, inp, g}, tile, splits, "conv2d_implicit_gemm_kernel (backward weight)",
+             stream);
+  else
+    with_v3_tile(g, kConvBackwardWeight, tile, [&](auto t) {
+      backward_weight_v3<T, decltype(t)::value>(dst, dout, inp, g, splits, stream);
+    });
+  if (splits > 1) reduce_splits(dweight, workspace, n, splits, stream);
 }
 
 template <class T>
@@ -426,9 +523,10 @@ void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
 }
 
 #define INSTANTIATE(T)                                                                                       \
-  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2d&, int, int, cudaStream_t); \
-  template void conv2d_backward_data<T>(T*, const T*, const T*, const Conv2d&, int, cudaStream_t);          \
-  template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const Conv2d&, int, int, cudaStream_t); \
+  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2d&, int, int, int, T*,         \
+                                  cudaStream_t);                                                           \
+  template void conv2d_backward_data<T>(T*, const T*, const T*, const Conv2d&, int, int, int, T*, cudaStream_t); \
+  template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const Conv2d&, int, int, int, cudaStream_t); \
   template void conv2d_backward_bias<T>(T*, const T*, int64_t, int, int64_t, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -108,19 +108,25 @@ struct Conv2d {
 // would not fit the kernels' index types or the grid. The one check of a call: every launcher
 // below takes its result (csrc/bindings.cpp calls it once per binding call, before the launch).
 Conv2d conv2d_check(const Conv2dGeometry& g);
-// tile: 0 picks by shape, else 32, 64 or 128 (the GEMM block tile edge).
-// version 1: naive, one thread per output; version 2: implicit GEMM (the default).
+// The three passes, as conv2d_splits names them.
+enum ConvPass { kConvForward = 0, kConvBackwardData = 1, kConvBackwardWeight = 2 };
+// version 1: naive, one thread per output element; 2: implicit GEMM; 3: the fast implicit GEMM
+// (the default). tile: 0 picks by shape, else 32, 64 or 128 (the GEMM block tile edge).
+// splits: the reduction split in that many slices (version 3 every pass, version 2 backward
+// weight), whose partials need a workspace of splits x (the output's size) elements.
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int version, int tile,
-                    cudaStream_t stream);
+                    int splits, T* workspace, cudaStream_t stream);
 template <class T>
-void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int tile, cudaStream_t stream);
-// How many slices to split backward weight's reduction over N*P*Q into; splits > 1 needs a
-// workspace of splits * K * C/G * R * S elements.
+void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version, int tile,
+                          int splits, T* workspace, cudaStream_t stream);
+// How many slices to split a pass's reduction into, by shape (version 3: fill ~1.5-2 waves).
+int conv2d_splits(const Conv2d& g, int pass, int version, int tile);
+// Version 2's choice for backward weight.
 int conv2d_backward_weight_splits(const Conv2d& g, int tile);
 template <class T>
-void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int tile,
-                            int splits, cudaStream_t stream);
+void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int version,
+                            int tile, int splits, cudaStream_t stream);
 template <class T>
 void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ, cudaStream_t stream);
 

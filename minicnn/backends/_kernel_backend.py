@@ -315,45 +315,59 @@ class KernelBackend:
             raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
         return self._checked(g, self.C.conv2d_check)
 
-    def conv2d_forward(self, x, w, b, g: Conv2dGeometry, *, version=2, tile=0):
+    def _conv_workspace(self, op, args, conv_pass, version, tile, splits, out_shape, dtype):
+        """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and their
+        partial outputs (splits, *out_shape)."""
+        if splits is None:
+            try:
+                splits = self.C.conv2d_splits(args, conv_pass, int(version), int(tile))
+            except ValueError as e:  # named for the op the caller called
+                raise ValueError(str(e).replace("conv2d_splits", op, 1)) from None
+        work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
+        return int(splits), work
+
+    def conv2d_forward(self, x, w, b, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
         """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.
 
-        version 1: the naive kernel; 2: implicit GEMM. tile: 0 by shape, else 32, 64, 128."""
+        version 1: the naive kernel; 2: implicit GEMM; 3: the fast implicit GEMM. tile: 0 by shape,
+        else 32, 64, 128. splits: of the reduction (version 3; None: by shape)."""
         op = "conv2d_forward"
         args = self._conv_args(op, g)
         x = self._array(op, "x", x, shape=g.x_shape)
         w = self._array(op, "weight", w, dtype=x.dtype, shape=g.w_shape)
         b = self._optional(op, "bias", b, x.dtype, (g.K,))
         y = self._empty(g.y_shape, x.dtype)                            # (N, K, P, Q)
+        splits, work = self._conv_workspace(op, args, 0, version, tile, splits, g.y_shape, x.dtype)
         self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w),
-                              self._ptr(b), args, int(version), int(tile), self._stream())
+                              self._ptr(b), args, int(version), int(tile), splits, self._ptr(work),
+                              self._stream())
         return y
 
-    def conv2d_backward_data(self, dout, w, g: Conv2dGeometry, *, tile=0):
+    def conv2d_backward_data(self, dout, w, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
         """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R, S)."""
         op = "conv2d_backward_data"
         args = self._conv_args(op, g)
         dout = self._array(op, "dout", dout, shape=g.y_shape)
         w = self._array(op, "weight", w, dtype=dout.dtype, shape=g.w_shape)
         dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
+        splits, work = self._conv_workspace(op, args, 1, version, tile, splits, g.x_shape, dout.dtype)
         self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
-                                    self._ptr(w), args, int(tile), self._stream())
+                                    self._ptr(w), args, int(version), int(tile), splits, self._ptr(work),
+                                    self._stream())
         return dx
 
-    def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry, *, tile=0, splits=None):
+    def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
         """dw (K, C/G, R, S) = Σ_{n, p, q} dout ⊗ windows of x, the reduction split in ``splits``
         slices (None: the kernels' choice) added deterministically."""
         op = "conv2d_backward_weight"
         args = self._conv_args(op, g)
         dout = self._array(op, "dout", dout, shape=g.y_shape)
         x = self._array(op, "x", x, dtype=dout.dtype, shape=g.x_shape)
-        if splits is None:
-            splits = self.C.conv2d_backward_weight_splits(args, int(tile))
         dw = self._empty(g.w_shape, dout.dtype)                        # (K, C/G, R, S)
-        work = (self._empty((splits, *g.w_shape), dout.dtype)          # (splits, K, C/G, R, S)
-                if splits > 1 else None)
+        splits, work = self._conv_workspace(op, args, 2, version, tile, splits, g.w_shape, dout.dtype)
         self.C.conv2d_backward_weight(self._dtype_name(dout), self._ptr(dw), self._ptr(work), self._ptr(dout),
-                                      self._ptr(x), args, int(tile), int(splits), self._stream())
+                                      self._ptr(x), args, int(version), int(tile), splits, self._stream())
+        return dw
         return dw
 
     def conv2d_backward_bias(self, dout):

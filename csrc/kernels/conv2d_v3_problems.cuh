@@ -1,0 +1,412 @@
+// conv2d version 3: helpers and the three problems (forward, backward data, backward weight) that
+// the version-3 GEMM kernel (conv2d_v3.cuh) runs. A problem says, for one thread, where its loads of
+// A (one row) and B (one column) are for its reduction position, how that position advances by one
+// slice, and where an output element goes. Its Block is what the grid's z index selects: group,
+// split of the reduction and (backward data) output phase.
+#pragma once
+
+#include <stdint.h>
+
+#include "common.cuh"
+
+namespace minicnn {
+namespace kernels {
+namespace v3 {
+
+constexpr int kBK = 8, kThreads = 256, kPad = 4;
+
+// ---- vector moves: V elements at 16-byte (or V·sizeof(T)) aligned addresses --------------------
+template <int V>
+__device__ __forceinline__ void copy_vec(float* r, const float* s) {
+  if constexpr (V == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(s);
+    r[0] = t.x, r[1] = t.y, r[2] = t.z, r[3] = t.w;
+  } else if constexpr (V == 2) {
+    const float2 t = *reinterpret_cast<const float2*>(s);
+    r[0] = t.x, r[1] = t.y;
+  } else {
+    r[0] = s[0];
+  }
+}
+template <int V>
+__device__ __forceinline__ void copy_vec(double* r, const double* s) {
+  if constexpr (V >= 2) {
+    for (int i = 0; i < V; i += 2) {
+      const double2 t = *reinterpret_cast<const double2*>(s + i);
+      r[i] = t.x, r[i + 1] = t.y;
+    }
+  } else {
+    r[0] = s[0];
+  }
+}
+template <int V>
+__device__ __forceinline__ void ldg_vec(float* r, const float* g) {
+  if constexpr (V == 4) {
+    const float4 t = __ldg(reinterpret_cast<const float4*>(g));
+    r[0] = t.x, r[1] = t.y, r[2] = t.z, r[3] = t.w;
+  } else if constexpr (V == 2) {
+    const float2 t = __ldg(reinterpret_cast<const float2*>(g));
+    r[0] = t.x, r[1] = t.y;
+  } else {
+    r[0] = __ldg(g);
+  }
+}
+template <int V>
+__device__ __forceinline__ void ldg_vec(double* r, const double* g) {
+  if constexpr (V >= 2) {
+    for (int i = 0; i < V; i += 2) {
+      const double2 t = __ldg(reinterpret_cast<const double2*>(g + i));
+      r[i] = t.x, r[i + 1] = t.y;
+    }
+  } else {
+    r[0] = __ldg(g);
+  }
+}
+
+// Output rows are (n, a, b) with extents (·, A, B); decoded once per group of rows, then stepped.
+struct RowPos {
+  int64_t n;
+  int a, b;
+};
+__device__ __forceinline__ RowPos decode_row(int64_t m, int A, int B) {
+  const int64_t plane = int64_t(A) * B;
+  RowPos o;
+  if (m <= INT32_MAX && plane <= INT32_MAX) {  // 32-bit division where it fits
+    o.n = int(m) / int(plane);
+    const int t = int(m) - int(o.n) * int(plane);
+    o.a = t / B, o.b = t - o.a * B;
+  } else {
+    o.n = m / plane;
+    const int t = int(m - o.n * plane);
+    o.a = t / B, o.b = t - o.a * B;
+  }
+  return o;
+}
+__device__ __forceinline__ void step_row(RowPos& o, int A, int B) {
+  if (++o.b == B) {
+    o.b = 0;
+    if (++o.a == A) o.a = 0, ++o.n;
+  }
+}
+
+// The walk over filter taps and channels, reduction index d = (r S + s) Cc + c, stepped by BK.
+struct TapWalk {
+  int c, r, s;
+  __device__ void start(int64_t d, int Cc, int S) {
+    const int di = int(d);  // d < Cc·R·S, an int (conv2d_check)
+    const int rs = di / Cc;
+    c = di - rs * Cc, r = rs / S, s = rs - r * S;
+  }
+  __device__ __forceinline__ void advance(int Cc, int S) {
+    c += kBK;
+    while (c >= Cc) {
+      c -= Cc;
+      if (++s == S) s = 0, ++r;
+    }
+  }
+  // The position `l` steps further (l < L): for the per-element path.
+  __device__ __forceinline__ TapWalk plus(int l, int Cc, int S) const {
+    TapWalk t = *this;
+    t.c += l;
+    while (t.c >= Cc) {
+      t.c -= Cc;
+      if (++t.s == S) t.s = 0, ++t.r;
+    }
+    return t;
+  }
+};
+
+// What the grid's z index selects: the block's GEMM rows and columns, its output rows' extents
+// (n, a, b), its reduction range and where its output goes (group, split and phase folded in).
+template <class T>
+struct BlockBase {
+  int64_t rows, d_begin, d_end;
+  int cols, A, B;
+  T* dst;
+  __device__ void range(int64_t chunk, int split, int64_t depth) {
+    d_begin = split * chunk;
+    d_end = d_begin + chunk < depth ? d_begin + chunk : depth;
+  }
+};
+
+// How many reduction steps are left from d: the walk's in-range test (launchers keep a split's
+// chunk under 2^31).
+__device__ __forceinline__ int steps_left(int64_t d, int64_t d_end) { return d < d_end ? int(d_end - d) : 0; }
+__device__ __forceinline__ bool inside(int i, int n) { return unsigned(i) < unsigned(n); }
+
+// ---- forward: out (N·P·Q x Kg) = im2col(x) (N·P·Q x R·S·Cg) · w^T, reduction d = (r S + s) Cg + c
+template <class T_, int L, bool kLanes>
+struct ForwardV3 {
+  using T = T_;
+  T* out;            // (N, K, P, Q), or (splits, N, K, P, Q) partials (bias then nullptr)
+  const T* inp;      // (N, C, H, W)
+  const T* weight;   // (K, Cg, R, S)
+  const T* bias;     // (K,) or nullptr
+  Conv2d g;
+  int Cg, Kg, RS, HW, PQ;
+  bool w_vec;  // 1x1 kernel with aligned weights: B is one vector load
+  // kLanes: Cg % L == 0, a thread's L loads are L channels at one tap (else one by one)
+  struct Block : BlockBase<T> {
+    const T* bias;  // of the group, or nullptr
+  };
+  struct State {
+    const T* x;  // this thread's A row: image n, channel grp·Cg
+    int w;       // this thread's B column: the offset of output channel k's weights (K·Cg·R·S < 2^31)
+    int h0, w0, left;
+    TapWalk t;
+  };
+  __device__ Block block(unsigned z, int64_t chunk) const {
+    Block b;
+    const int grp = int(z % unsigned(g.G)), split = int(z / unsigned(g.G));
+    b.rows = g.N * PQ, b.cols = Kg, b.A = g.P, b.B = g.Q;
+    b.range(chunk, split, int64_t(RS) * Cg);
+    b.dst = out + (int64_t(split) * g.N * g.K + int64_t(grp) * Kg) * PQ;
+    b.bias = bias ? bias + grp * Kg : nullptr;
+    return b;
+  }
+  __device__ State start(const Block& b, int64_t m, int64_t k, int64_t d) const {
+    State s;
+    const RowPos o = decode_row(m < b.rows ? m : 0, g.P, g.Q);
+    const int grp = int(blockIdx.z % unsigned(g.G));
+    s.x = inp + (o.n * g.C + int64_t(grp) * Cg) * HW;
+    s.h0 = o.a * g.sh - g.ph, s.w0 = o.b * g.sw - g.pw;
+    s.w = (grp * Kg + (k < b.cols ? int(k) : 0)) * Cg * RS;
+    s.left = steps_left(d, b.d_end);
+    s.t.start(d, Cg, g.S);
+    return s;
+  }
+  __device__ __forceinline__ void advance(State& s, const Block&) const {
+    s.left -= kBK;
+    s.t.advance(Cg, g.S);
+  }
+  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
+    if constexpr (kLanes) {
+      const bool in = s.left > 0;  // all L or none: depth and d are multiples of L
+      const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
+      const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
+      const int at = s.t.c * HW + h * g.W + w;  // in one image: C·H·W < 2^31 (the launcher checks)
+#pragma unroll
+      for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(s.x + (at + l * HW)) : T(0);
+      const bool b_ok = in;
+      const T* pw = weight + (s.w + s.t.c * RS + s.t.r * g.S + s.t.s);
+      if (w_vec && b_ok) {
+        ldg_vec<L>(rb, pw);
+      } else {
+#pragma unroll
+        for (int l = 0; l < L; ++l) rb[l] = b_ok ? __ldg(pw + l * RS) : T(0);
+      }
+    } else {
+#pragma unroll
+      for (int l = 0; l < L; ++l) {  // channels not a multiple of L (the RGB stem): one by one
+        const TapWalk t = s.t.plus(l, Cg, g.S);
+        const bool in = l < s.left;
+        const int h = s.h0 + t.r * g.dh, w = s.w0 + t.s * g.dw;
+        const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
+        ra[l] = a_ok ? __ldg(s.x + (t.c * HW + h * g.W + w)) : T(0);
+        rb[l] = in ? __ldg(weight + (s.w + t.c * RS + t.r * g.S + t.s)) : T(0);
+      }
+    }
+  }
+  __device__ __forceinline__ void store(const Block& b, const RowPos& o, int k, T v) const {
+    b.dst[(o.n * g.K + k) * PQ + o.a * g.Q + o.b] = b.bias ? v + b.bias[k] : v;
+  }
+};
+
+// The filter taps r in [0, R) that reach output phase hr of a strided convolution: those with
+// hr + pad - r·dil ≡ 0 (mod stride). They are r0 + t·step for t < count (step = stride / gcd(dil,
+// stride), the same for every phase), and for phase row i tap t reads output row i + p0 - t·pstep
+// (pstep = step·dil / stride; exact divisions).
+struct PhaseTaps {
+  int r0, count, p0;
+  __device__ void find(int hr, int pad, int dil, int stride, int R, int step) {
+    r0 = 0;
+    while (r0 < R && (hr + pad - r0 * dil) % stride != 0) ++r0;
+    count = r0 < R ? (R - 1 - r0) / step + 1 : 0;
+    p0 = (hr + pad - r0 * dil) / stride;
+  }
+};
+
+// ---- backward data, one output phase (hr, wr) = (h mod sh, w mod sw) per block:
+//   dx[n, c, hr + sh i, wr + sw j] = Σ_{tr, ts, k} dout[n, k, i + p0 - tr pstep, j + q0 - ts qstep]
+//                                                  · w[k, c, r0 + tr rstep, s0 + ts sstep]
+// rows (n, i, j), columns c, reduction d = (tr Sv + ts) Kg + k over the phase's taps only.
+template <class T_, int L, bool kLanes>
+struct BackwardDataV3 {
+  using T = T_;
+  T* dinp;           // (N, C, H, W), or (splits, N, C, H, W) partials
+  const T* dout;     // (N, K, P, Q)
+  const T* weight;   // (K, Cg, R, S)
+  Conv2d g;
+  int Cg, Kg, RS, HW, PQ;
+  int CgRS;
+  int rstep, sstep, pstep, qstep;  // taps of a phase: r0 + t·rstep; dout rows: p0 - t·pstep
+  // kLanes: Kg % L == 0 (else one by one)
+  struct Block : BlockBase<T> {
+    PhaseTaps tr, ts;
+  };
+  struct State {
+    const T* dy;  // dout[n, grp·Kg]
+    int w;        // the offset of weight[grp·Kg, c, r0, s0] (K·Cg·R·S < 2^31)
+    int pi, qj;   // the dout pixel of tap (0, 0): (i + p0, j + q0)
+    int Sv, left;
+    TapWalk t;    // (c, r, s) = (k, tr, ts)
+  };
+  __device__ Block block(unsigned z, int64_t chunk) const {
+    Block b;
+    const unsigned phases = unsigned(g.sh) * unsigned(g.sw), rest = z / unsigned(g.G);
+    const int phase = int(rest % phases), grp = int(z % unsigned(g.G)), split = int(rest / phases);
+    const int hr = phase / g.sw, wr = phase % g.sw;
+    b.A = (g.H - hr + g.sh - 1) / g.sh, b.B = (g.W - wr + g.sw - 1) / g.sw;
+    b.tr.find(hr, g.ph, g.dh, g.sh, g.R, rstep);
+    b.ts.find(wr, g.pw, g.dw, g.sw, g.S, sstep);
+    b.rows = g.N * b.A * b.B, b.cols = Cg;
+    b.range(chunk, split, int64_t(b.tr.count) * b.ts.count * Kg);
+    b.dst = dinp + (int64_t(split) * g.N * g.C + int64_t(grp) * Cg) * HW + hr * g.W + wr;
+    return b;
+  }
+  __device__ State start(const Block& b, int64_t m, int64_t c, int64_t d) const {
+    State s;
+    const RowPos o = decode_row(m < b.rows ? m : 0, b.A, b.B);
+    const int grp = int(blockIdx.z % unsigned(g.G));
+    s.dy = dout + (o.n * g.K + int64_t(grp) * Kg) * PQ;
+    s.pi = o.a + b.tr.p0, s.qj = o.b + b.ts.p0;
+    s.w = (grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
+    s.Sv = b.ts.count > 0 ? b.ts.count : 1;
+    s.left = steps_left(d, b.d_end);
+    s.t.start(d, Kg, s.Sv);
+    return s;
+  }
+  __device__ __forceinline__ void advance(State& s, const Block&) const {
+    s.left -= kBK;
+    s.t.advance(Kg, s.Sv);
+  }
+  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
+    if constexpr (kLanes) {
+      const bool in = s.left > 0;
+      const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
+      const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
+      const int at = s.t.c * PQ + p * g.Q + q;  // in one image: K·P·Q < 2^31 (the launcher checks)
+#pragma unroll
+      for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(s.dy + (at + l * PQ)) : T(0);
+      const bool b_ok = in;
+      const int wt = s.t.c * CgRS + s.t.r * rstep * g.S + s.t.s * sstep;  // K·Cg·R·S < 2^31
+#pragma unroll
+      for (int l = 0; l < L; ++l) rb[l] = b_ok ? __ldg(weight + (s.w + wt + l * CgRS)) : T(0);
+    } else {
+#pragma unroll
+      for (int l = 0; l < L; ++l) {  // Kg not a multiple of L: one by one
+        const TapWalk t = s.t.plus(l, Kg, s.Sv);
+        const bool in = l < s.left;
+        const int p = s.pi - t.r * pstep, q = s.qj - t.s * qstep;
+        const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
+        ra[l] = a_ok ? __ldg(s.dy + (t.c * PQ + p * g.Q + q)) : T(0);
+        const int at = t.c * CgRS + t.r * rstep * g.S + t.s * sstep;
+        rb[l] = in ? __ldg(weight + (s.w + at)) : T(0);
+      }
+    }
+  }
+  __device__ __forceinline__ void store(const Block& b, const RowPos& o, int c, T v) const {
+    b.dst[(o.n * g.C + c) * HW + o.a * g.sh * g.W + o.b * g.sw] = v;
+  }
+};
+
+// The walk over output pixels, reduction index d = n·P·Q + p·Q + q, stepped by BK; dy and x follow
+// image n.
+template <class T>
+struct PixelWalk {
+  const T* dy;
+  const T* x;
+  int p, q;
+  __device__ __forceinline__ void advance(int by, const Conv2d& g, int64_t dy_image, int64_t x_image) {
+    q += by;
+    while (q >= g.Q) {
+      q -= g.Q;
+      if (++p == g.P) p = 0, dy += dy_image, x += x_image;
+    }
+  }
+};
+
+// ---- backward weight: dw (Kg x Cg·R·S) = dout (Kg x N·P·Q) · im2col(x) (N·P·Q x Cg·R·S)
+template <class T_, int L, bool kLanes>
+struct BackwardWeightV3 {
+  using T = T_;
+  T* partial;      // (splits, K, Cg, R, S): dw itself when splits == 1
+  const T* dout;   // (N, K, P, Q)
+  const T* inp;    // (N, C, H, W)
+  Conv2d g;
+  int Cg, Kg, RS, HW, PQ;
+  int64_t dy_image, x_image;  // K·P·Q and C·H·W: from one image to the next
+  bool dy_vec;  // kLanes and dout aligned: one vector load
+  // kLanes: Q % L == 0, a thread's L pixels lie in one row of one image (else one by one)
+  using Block = BlockBase<T>;
+  struct State {
+    PixelWalk<T> t;  // dy = dout[n, grp·Kg + k], x = x[n, grp·Cg + c]
+    int h0, w0, left;
+  };
+  __device__ Block block(unsigned z, int64_t chunk) const {
+    Block b;
+    const int grp = int(z % unsigned(g.G)), split = int(z / unsigned(g.G));
+    b.rows = Kg, b.cols = Cg * RS, b.A = 1, b.B = Kg;
+    b.range(chunk, split, g.N * PQ);
+    b.dst = partial + (int64_t(split) * g.K + int64_t(grp) * Kg) * Cg * RS;
+    return b;
+  }
+  __device__ State start(const Block& b, int64_t k, int64_t j, int64_t d) const {
+    State s;
+    const int grp = int(blockIdx.z % unsigned(g.G));
+    const int jj = j < b.cols ? int(j) : 0, c = jj / RS, rs = jj - c * RS, r = rs / g.S;
+    s.h0 = r * g.dh - g.ph, s.w0 = (rs - r * g.S) * g.dw - g.pw;
+    s.left = steps_left(d, b.d_end);
+    const int64_t n = d / PQ;  // once per thread
+    const int pq = int(d - n * PQ);
+    s.t.p = pq / g.Q, s.t.q = pq - s.t.p * g.Q;
+    s.t.dy = dout + (n * g.K + int64_t(grp) * Kg + (k < b.rows ? k : 0)) * PQ;
+    s.t.x = inp + (n * g.C + int64_t(grp) * Cg + c) * HW;
+    return s;
+  }
+  __device__ __forceinline__ void advance(State& s, const Block&) const {
+    s.left -= kBK;
+    s.t.advance(kBK, g, dy_image, x_image);
+  }
+  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
+    if constexpr (kLanes) {  // Q % L == 0: the L pixels lie in one row of one image
+      const bool in = s.left > 0;  // all L or none: P·Q and d are multiples of L
+      const T* pa = s.t.dy + s.t.p * g.Q + s.t.q;
+      const bool a_ok = in;
+      if (dy_vec && a_ok) {
+        ldg_vec<L>(ra, pa);
+      } else {
+#pragma unroll
+        for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(pa + l) : T(0);
+      }
+      const int h = s.t.p * g.sh + s.h0, w = s.t.q * g.sw + s.w0;
+      const bool row = in && inside(h, g.H);
+      const T* px = s.t.x + h * g.W + w;
+      const bool vec = L > 1 && g.sw == 1 && row && w >= 0 && w + L <= g.W &&
+                       uintptr_t(px) % (L * sizeof(T)) == 0;
+      if (vec) {
+        ldg_vec<L>(rb, px);
+      } else {
+#pragma unroll
+        for (int l = 0; l < L; ++l) rb[l] = row && inside(w + l * g.sw, g.W) ? __ldg(px + l * g.sw) : T(0);
+      }
+    } else {  // across rows and images: pixel by pixel
+      PixelWalk<T> t = s.t;
+#pragma unroll
+      for (int l = 0; l < L; ++l) {
+        if (l > 0) t.advance(1, g, dy_image, x_image);
+        const bool in = l < s.left;
+        ra[l] = in ? __ldg(t.dy + t.p * g.Q + t.q) : T(0);
+        const int h = t.p * g.sh + s.h0, w = t.q * g.sw + s.w0;
+        rb[l] = in && inside(h, g.H) && inside(w, g.W) ? __ldg(t.x + h * g.W + w) : T(0);
+      }
+    }
+  }
+  __device__ __forceinline__ void store(const Block& b, const RowPos& o, int j, T v) const {
+    b.dst[int64_t(o.b) * Cg * RS + j] = v;
+  }
+};
+
+}  // namespace v3
+}  // namespace kernels
+}  // namespace minicnn
