@@ -1,7 +1,4 @@
-import glob
-import importlib.util
 import os
-import re
 
 import numpy as np
 import pytest
@@ -34,52 +31,6 @@ def assert_close(actual, expected, dtype=np.float64, rtol=None, atol=None):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
-# ---- a loaded extension older than its sources fails the run (source checkouts only) ------------------
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXTENSION_SOURCES = {"_C_cpu": (["csrc/cpu/module.cpp", "csrc/cpu/im2col.cpp"], ["csrc/cpu", "csrc"]),
-                     "_C_emu": (["csrc/bindings.cpp", "csrc/emu_kernels.cpp"], ["csrc"]),
-                     "_C_cuda": (["csrc/bindings.cpp"] + sorted(glob.glob(os.path.join(ROOT, "csrc/kernels/*.cu"))),
-                                 ["csrc"])}
-_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
-
-
-def _compiled_files(sources, include_dirs):
-    """The sources and every file they #include "…", recursively (as setup.py's local_includes)."""
-    seen, todo = set(), [os.path.join(ROOT, s) for s in sources]
-    while todo:
-        path = os.path.normpath(todo.pop())
-        if path in seen or not os.path.isfile(path):
-            continue
-        seen.add(path)
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for name in _INCLUDE.findall(f.read()):
-                bases = [os.path.dirname(path)] + [os.path.join(ROOT, d) for d in include_dirs]
-                todo += [os.path.join(b, name) for b in bases if os.path.isfile(os.path.join(b, name))][:1]
-    return seen
-
-
-def stale_extensions():
-    """[(module file, newest source)] of the extensions in this source checkout that are older than
-    a file they are compiled from. Copies of built modules keep whole-second times: 1 s of slack."""
-    stale = []
-    for name, (sources, include_dirs) in EXTENSION_SOURCES.items():
-        spec = importlib.util.find_spec(f"minicnn.{name}")
-        if spec is None or not spec.origin or not os.path.isdir(os.path.join(ROOT, "csrc")):
-            continue
-        if os.path.dirname(os.path.abspath(spec.origin)) != os.path.join(ROOT, "minicnn"):
-            continue  # an installed copy, not built from these sources
-        newest = max(_compiled_files(sources, include_dirs), key=os.path.getmtime, default=None)
-        if newest and os.path.getmtime(newest) >= os.path.getmtime(spec.origin) + 1.0:
-            stale.append((spec.origin, newest))
-    return stale
-
-
-def pytest_sessionstart(session):
-    stale = stale_extensions()
-    if stale:
-        lines = [f"  {os.path.relpath(so, ROOT)} is older than {os.path.relpath(src, ROOT)}" for so, src in stale]
-        pytest.exit("stale C++ extension(s): the tests would run old code.\n" + "\n".join(lines)
-                    + "\nrebuild: python setup.py build_ext --inplace   (or pip install -e .)", returncode=3)
 def pytest_terminal_summary(terminalreporter):
     """One line per distinct skip reason (with its count) instead of one per test location:
     without CuPy every "cuda" kernel test repeats the same install hint."""
