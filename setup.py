@@ -16,11 +16,14 @@ Environment variables:
                                 what this nvcc can't target)
     NVCC=/path/to/nvcc          the compiler (default: nvcc on PATH, else $CUDA_HOME/bin/nvcc)
     MINICNN_EMU_ASAN=1          build _C_emu with AddressSanitizer (load it with
-                                LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)
+                                LD_PRELOAD=$(g++ -print-file-name=libasan.so)
+                                ASAN_OPTIONS=detect_leaks=0)
     MINICNN_EMU_DEBUG=1         build _C_emu with -O0 -g, to step through kernels in gdb
     MINICNN_EMU_CHECK=1         build _C_emu with the race checker (csrc/emu/check.h; no preload needed;
-                                scripts/emu_check.sh builds it aside and runs the kernel tests on it)
+                                scripts/emu_check.sh builds it aside and runs the kernel tests on
+                                it)
 """
+
 import glob
 import os
 import re
@@ -34,8 +37,15 @@ from setuptools import setup
 
 KERNEL_SOURCES = sorted(glob.glob("csrc/kernels/*.cu"))
 GEOMETRY_HEADERS = ["csrc/geometry.h", "csrc/geometry_py.h"]  # shared by _C_cpu and the kernels
-KERNEL_HEADERS = sorted(glob.glob("csrc/kernels/*.h") + glob.glob("csrc/kernels/*.cuh")
-                        + glob.glob("csrc/emu/*.h") + ["csrc/cuda_compat.h"]) + GEOMETRY_HEADERS
+KERNEL_HEADERS = (
+    sorted(
+        glob.glob("csrc/kernels/*.h")
+        + glob.glob("csrc/kernels/*.cuh")
+        + glob.glob("csrc/emu/*.h")
+        + ["csrc/cuda_compat.h"]
+    )
+    + GEOMETRY_HEADERS
+)
 DEFAULT_CUDA_ARCHS = "75,80,86,89,90+PTX"
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
@@ -66,8 +76,13 @@ def cpu_extension():
         "minicnn._C_cpu",
         sources,
         include_dirs=["csrc/cpu"],
-        depends=sorted(set(glob.glob("csrc/cpu/*.h") + GEOMETRY_HEADERS
-                           + local_includes(sources, ["csrc/cpu", "csrc"]))),
+        depends=sorted(
+            set(
+                glob.glob("csrc/cpu/*.h")
+                + GEOMETRY_HEADERS
+                + local_includes(sources, ["csrc/cpu", "csrc"])
+            )
+        ),
         cxx_std=17,
         extra_compile_args=["-O3", "-pthread"],  # our own thread pool (parallel.h), no OpenMP
         extra_link_args=["-pthread"],
@@ -93,9 +108,16 @@ def emu_extension():
     if _env_flag("MINICNN_EMU_ASAN"):
         compile_args = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
         link_args = ["-fsanitize=address"]
-    if _env_flag("MINICNN_EMU_CHECK"):  # instrumented by -fsanitize=thread, but no libtsan: see check.h
-        compile_args = ["-O1", "-g", "-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
-                        "-DMINICNN_EMU_CHECK=1"]
+    if _env_flag(
+        "MINICNN_EMU_CHECK"
+    ):  # instrumented by -fsanitize=thread, but no libtsan: see check.h
+        compile_args = [
+            "-O1",
+            "-g",
+            "-fsanitize=thread",
+            "--param=tsan-instrument-func-entry-exit=0",
+            "-DMINICNN_EMU_CHECK=1",
+        ]
     sources = ["csrc/bindings.cpp", "csrc/emu_kernels.cpp"]
     return Pybind11Extension(
         "minicnn._C_emu",
@@ -125,8 +147,11 @@ def find_nvcc():
 def cuda_home(nvcc):
     """The toolkit's root: nvcc may be a wrapper script, so ask nvcc itself (its TOP variable)."""
     try:
-        out = subprocess.run([nvcc, "--dryrun", "-c", "minicnn_probe.cu", "-o", os.devnull],
-                             capture_output=True, text=True).stderr
+        out = subprocess.run(
+            [nvcc, "--dryrun", "-c", "minicnn_probe.cu", "-o", os.devnull],
+            capture_output=True,
+            text=True,
+        ).stderr
         top = re.search(r"^#\$ TOP=(.*)$", out, re.M)
         if top:
             return os.path.normpath(top.group(1).strip())
@@ -136,8 +161,12 @@ def cuda_home(nvcc):
 
 
 def cuda_library_dir(home):
-    for sub in ("lib64", os.path.join("targets", "x86_64-linux", "lib"),
-                os.path.join("targets", "sbsa-linux", "lib"), "lib"):
+    for sub in (
+        "lib64",
+        os.path.join("targets", "x86_64-linux", "lib"),
+        os.path.join("targets", "sbsa-linux", "lib"),
+        "lib",
+    ):
         if os.path.exists(os.path.join(home, sub, "libcudart_static.a")):
             return os.path.join(home, sub)
     return None
@@ -149,10 +178,16 @@ def cuda_archs(nvcc):
     explicit = bool(spec)
     spec = (spec or DEFAULT_CUDA_ARCHS).replace(";", ",").replace(" ", ",")
     with_ptx = spec.upper().endswith("+PTX")
-    archs = [a.strip().replace(".", "") for a in re.sub(r"\+PTX$", "", spec, flags=re.I).split(",") if a.strip()]
+    archs = [
+        a.strip().replace(".", "")
+        for a in re.sub(r"\+PTX$", "", spec, flags=re.I).split(",")
+        if a.strip()
+    ]
     if not explicit:
         try:
-            listed = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True).stdout
+            listed = subprocess.run(
+                [nvcc, "--list-gpu-code"], capture_output=True, text=True
+            ).stdout
             supported = set(re.findall(r"sm_(\d+)", listed))
             if supported:
                 archs = [a for a in archs if a in supported]
@@ -174,8 +209,10 @@ def cuda_extension():
         why = "nvcc not found" if nvcc is None else f"no libcudart_static.a under {cuda_home(nvcc)}"
         if wanted:
             sys.exit(f"setup.py: MINICNN_CUDA=1 but {why}")
-        print(f"minicnn: not building _C_cuda ({why}); the 'emu' device runs the same kernels",
-              file=sys.stderr)
+        print(
+            f"minicnn: not building _C_cuda ({why}); the 'emu' device runs the same kernels",
+            file=sys.stderr,
+        )
         return None
     archs, with_ptx = cuda_archs(nvcc)
     arch_text = ",".join(archs) + ("+PTX" if with_ptx else "")
@@ -183,15 +220,22 @@ def cuda_extension():
         "minicnn._C_cuda",
         ["csrc/bindings.cpp"],
         include_dirs=["csrc"],
-        depends=sorted(set(KERNEL_SOURCES + KERNEL_HEADERS
-                           + local_includes(["csrc/bindings.cpp"] + KERNEL_SOURCES, ["csrc"]))),
+        depends=sorted(
+            set(
+                KERNEL_SOURCES
+                + KERNEL_HEADERS
+                + local_includes(["csrc/bindings.cpp"] + KERNEL_SOURCES, ["csrc"])
+            )
+        ),
         cxx_std=17,
         define_macros=[("MINICNN_BUILD_CUDA", "1"), ("MINICNN_CUDA_ARCHS", f'"{arch_text}"')],
         extra_compile_args=["-O2"],
         library_dirs=[lib_dir],
         libraries=["cudart_static", "dl", "rt", "pthread"],
     )
-    ext.cuda = dict(nvcc=nvcc, archs=archs, with_ptx=with_ptx, sources=KERNEL_SOURCES, required=bool(wanted))
+    ext.cuda = dict(
+        nvcc=nvcc, archs=archs, with_ptx=with_ptx, sources=KERNEL_SOURCES, required=bool(wanted)
+    )
     return ext
 
 
@@ -200,8 +244,20 @@ def nvcc_command(cuda, source, obj):
     if cuda["with_ptx"]:
         last = cuda["archs"][-1]
         gencode.append(f"-gencode=arch=compute_{last},code=compute_{last}")
-    return [cuda["nvcc"], "-c", source, "-o", obj, "-std=c++17", "-O3", "-lineinfo", "-Icsrc",
-            "-Xcompiler", "-fPIC", *gencode]
+    return [
+        cuda["nvcc"],
+        "-c",
+        source,
+        "-o",
+        obj,
+        "-std=c++17",
+        "-O3",
+        "-lineinfo",
+        "-Icsrc",
+        "-Xcompiler",
+        "-fPIC",
+        *gencode,
+    ]
 
 
 class BuildExt(build_ext):
@@ -222,8 +278,11 @@ class BuildExt(build_ext):
         if not os.path.exists(target):
             return False
         built = os.path.getmtime(target)
-        return any(os.path.getmtime(f) > built for f in list(ext.sources) + list(ext.depends or [])
-                   if os.path.exists(f))
+        return any(
+            os.path.getmtime(f) > built
+            for f in list(ext.sources) + list(ext.depends or [])
+            if os.path.exists(f)
+        )
 
     def _build_one(self, ext):
         cuda = getattr(ext, "cuda", None)
@@ -235,8 +294,11 @@ class BuildExt(build_ext):
         except Exception as e:  # noqa: BLE001  an optional extension must not break the install
             if cuda["required"]:
                 raise
-            print(f"minicnn: WARNING: building _C_cuda failed, continuing without the 'cuda' device "
-                  f"(set MINICNN_CUDA=1 to make this an error): {e}", file=sys.stderr)
+            print(
+                f"minicnn: WARNING: building _C_cuda failed, continuing without the 'cuda' device "
+                f"(set MINICNN_CUDA=1 to make this an error): {e}",
+                file=sys.stderr,
+            )
 
     def _nvcc_compile(self, cuda):
         out_dir = os.path.join(self.build_temp, "cuda")

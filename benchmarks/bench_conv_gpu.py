@@ -2,7 +2,8 @@
 shape of ResNet-50 (torchvision, stride on the 3x3) at 224x224 pixels.
 
     python benchmarks/bench_conv_gpu.py [--batch 64] [--repeats 5] [--dtype float32]
-                                        [--check 1e-3] [--device cuda|emu] [--scale 1] [--json out.json]
+                                        [--check 1e-3] [--device cuda|emu] [--scale 1] [--json
+                                        out.json]
 
 For each shape: forward, backward data and backward weight, each timed with CUDA events (one
 warm-up, then ``--repeats`` calls; 0: no timing), as TFLOP/s (2·N·K·P·Q·C/G·R·S flops per pass) for
@@ -13,10 +14,12 @@ over the passes a training step runs (every layer's forward and backward weight,
 of all but the stem, whose input needs no gradient): the issue's target is ours >= 50% of cuDNN.
 
 ``--check TOL`` exits 1 when any relative difference exceeds TOL. The reference is PyTorch on the
-same device (cuDNN on cuda), or minicnn's cpu conv (NumPy) where PyTorch is missing. ``--device emu``
+same device (cuDNN on cuda), or minicnn's cpu conv (NumPy) where PyTorch is missing. ``--device
+emu``
 runs the emulator (the dry run of scripts/gpu_check.sh): there ``--scale 4`` divides the image sides
 by 4 (channels, kernels and strides kept) so it takes seconds; its times mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +34,29 @@ from minicnn.ops.geometry import Conv2dGeometry
 
 # (C, H, K, R, stride, padding, layers of ResNet-50 with this shape); W = H, S = R, groups 1.
 RESNET50_CONVS = [
-    (3, 224, 64, 7, 2, 3, 1),                                    # stem
-    (64, 56, 64, 1, 1, 0, 1), (64, 56, 64, 3, 1, 1, 3), (64, 56, 256, 1, 1, 0, 4),   # layer1 (+ downsample)
+    (3, 224, 64, 7, 2, 3, 1),  # stem
+    (64, 56, 64, 1, 1, 0, 1),
+    (64, 56, 64, 3, 1, 1, 3),
+    (64, 56, 256, 1, 1, 0, 4),  # layer1 (+ downsample)
     (256, 56, 64, 1, 1, 0, 2),
-    (256, 56, 128, 1, 1, 0, 1), (128, 56, 128, 3, 2, 1, 1), (128, 28, 128, 3, 1, 1, 3),  # layer2
-    (128, 28, 512, 1, 1, 0, 4), (256, 56, 512, 1, 2, 0, 1), (512, 28, 128, 1, 1, 0, 3),
-    (512, 28, 256, 1, 1, 0, 1), (256, 28, 256, 3, 2, 1, 1), (256, 14, 256, 3, 1, 1, 5),  # layer3
-    (256, 14, 1024, 1, 1, 0, 6), (512, 28, 1024, 1, 2, 0, 1), (1024, 14, 256, 1, 1, 0, 5),
-    (1024, 14, 512, 1, 1, 0, 1), (512, 14, 512, 3, 2, 1, 1), (512, 7, 512, 3, 1, 1, 2),  # layer4
-    (512, 7, 2048, 1, 1, 0, 3), (1024, 14, 2048, 1, 2, 0, 1), (2048, 7, 512, 1, 1, 0, 2),
+    (256, 56, 128, 1, 1, 0, 1),
+    (128, 56, 128, 3, 2, 1, 1),
+    (128, 28, 128, 3, 1, 1, 3),  # layer2
+    (128, 28, 512, 1, 1, 0, 4),
+    (256, 56, 512, 1, 2, 0, 1),
+    (512, 28, 128, 1, 1, 0, 3),
+    (512, 28, 256, 1, 1, 0, 1),
+    (256, 28, 256, 3, 2, 1, 1),
+    (256, 14, 256, 3, 1, 1, 5),  # layer3
+    (256, 14, 1024, 1, 1, 0, 6),
+    (512, 28, 1024, 1, 2, 0, 1),
+    (1024, 14, 256, 1, 1, 0, 5),
+    (1024, 14, 512, 1, 1, 0, 1),
+    (512, 14, 512, 3, 2, 1, 1),
+    (512, 7, 512, 3, 1, 1, 2),  # layer4
+    (512, 7, 2048, 1, 1, 0, 3),
+    (1024, 14, 2048, 1, 2, 0, 1),
+    (2048, 7, 512, 1, 1, 0, 2),
 ]
 PASSES = ("fwd", "bwd-data", "bwd-weight")
 
@@ -49,6 +66,7 @@ class Device:
 
     def __init__(self, name):
         from minicnn.backends import get_backend
+
         try:
             self.backend = get_backend(name)
         except RuntimeError as e:
@@ -57,6 +75,7 @@ class Device:
         self.xp = np
         if name == "cuda":
             import cupy
+
             self.xp = cupy
         self.torch = torch_setup(name)
 
@@ -99,17 +118,22 @@ def reference(dev, x, w, dy, g):
     torch = dev.torch
     if torch is None:
         from minicnn.backends import get_backend
+
         cpu = get_backend("cpu")
         hx, hw, hdy = dev.host(x), dev.host(w), dev.host(dy)
-        return {"fwd": (lambda: cpu.conv2d_forward(hx, hw, None, g), None),
-                "bwd-data": (lambda: cpu.conv2d_backward_data(hdy, hw, g), None),
-                "bwd-weight": (lambda: cpu.conv2d_backward_weight(hdy, hx, g), None)}
+        return {
+            "fwd": (lambda: cpu.conv2d_forward(hx, hw, None, g), None),
+            "bwd-data": (lambda: cpu.conv2d_backward_data(hdy, hw, g), None),
+            "bwd-weight": (lambda: cpu.conv2d_backward_weight(hdy, hx, g), None),
+        }
     tdev = "cuda" if dev.name == "cuda" else "cpu"
     tx, tw, tdy = (torch.as_tensor(a, device=tdev) for a in (x, w, dy))
     kw = dict(stride=g.stride, padding=g.padding)
-    calls = {"fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, **kw),
-             "bwd-data": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
-             "bwd-weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}
+    calls = {
+        "fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, **kw),
+        "bwd-data": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
+        "bwd-weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw),
+    }
     timed = dev.name == "cuda"
     return {p: ((lambda f=f: f().cpu().numpy()), f if timed else None) for p, f in calls.items()}
 
@@ -138,7 +162,7 @@ def run_shape(dev, shape, batch, dtype, repeats, scale):
         a, b = dev.host(ours[p]()), theirs[p][0]()
         diff = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
         results[p] = (ms, tms, diff)
-    del x, w, y, dy
+    ours = theirs = x = w = y = dy = None  # drop the arrays (the closures hold them too)
     if dev.name == "cuda":
         xp.get_default_memory_pool().free_all_blocks()
     return results
@@ -184,44 +208,84 @@ def summary(rows, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per pass (0: check only)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed calls per pass (0: check only)"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "emu"])
     parser.add_argument("--scale", type=int, default=1, help="divide the image sides by this")
-    parser.add_argument("--check", type=float, help="exit 1 when a relative difference exceeds this")
+    parser.add_argument(
+        "--check", type=float, help="exit 1 when a relative difference exceeds this"
+    )
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
     dev = Device(args.device)
     side = max(224 // args.scale, 7)
-    print(f"ResNet-50 conv layers on {args.device}, batch {args.batch}, {side}x{side}, {args.dtype}; TFLOP/s ours"
-          f" / reference (ratio: ours/reference throughput), max relative difference from the reference")
-    print(f"{'C':>5} {'HxW':>7} {'K':>5} {'RxS/st':>7} {'#':>2}  " + "  ".join(f"{p:^33}" for p in PASSES))
+    print(
+        f"ResNet-50 conv layers on {args.device}, batch {args.batch}, {side}x{side}, {args.dtype}; TFLOP/s ours"
+        f" / reference (ratio: ours/reference throughput), max relative difference from the reference"
+    )
+    print(
+        f"{'C':>5} {'HxW':>7} {'K':>5} {'RxS/st':>7} {'#':>2}  "
+        + "  ".join(f"{p:^33}" for p in PASSES)
+    )
     rows, worst = [], 0.0
     for shape in RESNET50_CONVS:
         C, H, K, R, stride, _, count = shape
         res = run_shape(dev, shape, args.batch, args.dtype, args.repeats, args.scale)
         f = flops(shape, args.batch, args.scale)
-        rows.append(dict(shape=list(shape), **{p: dict(ours_ms=res[p][0], ref_ms=res[p][1], rel_diff=res[p][2],
-                                                        flops=f) for p in PASSES}))
+        rows.append(
+            dict(
+                shape=list(shape),
+                **{
+                    p: dict(ours_ms=res[p][0], ref_ms=res[p][1], rel_diff=res[p][2], flops=f)
+                    for p in PASSES
+                },
+            )
+        )
         worst = max([worst] + [res[p][2] for p in PASSES])
         H = max(H // args.scale, R)
-        print(f"{C:5d} {H:3d}x{H:<3d} {K:5d} {R}x{R}/{stride:<3d} {count:2d}  " +
-              "  ".join(f"{cell(f, *res[p]):33}" for p in PASSES), flush=True)
+        print(
+            f"{C:5d} {H:3d}x{H:<3d} {K:5d} {R}x{R}/{stride:<3d} {count:2d}  "
+            + "  ".join(f"{cell(f, *res[p]):33}" for p in PASSES),
+            flush=True,
+        )
     total = summary(rows, args)
     if "ours_tflops" in total:
         line = f"\nwhole network, training passes: ours {total['ours_ms']:.2f} ms {total['ours_tflops']:.1f} TFLOP/s"
         if "ref_tflops" in total:
-            line += (f"; cuDNN {total['ref_ms']:.2f} ms {total['ref_tflops']:.1f} TFLOP/s;"
-                     f" ours/cuDNN {total['ours_over_ref']:.2f}")
+            line += (
+                f"; cuDNN {total['ref_ms']:.2f} ms {total['ref_tflops']:.1f} TFLOP/s;"
+                f" ours/cuDNN {total['ours_over_ref']:.2f}"
+            )
         print(line)
     passed = args.check is None or worst <= args.check
-    print(f"largest relative difference {worst:.1e}" + ("" if args.check is None else
-          f" (limit {args.check:g}: {'passed' if passed else 'FAILED'})"))
+    print(
+        f"largest relative difference {worst:.1e}"
+        + (
+            ""
+            if args.check is None
+            else f" (limit {args.check:g}: {'passed' if passed else 'FAILED'})"
+        )
+    )
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump(dict(device=args.device, batch=args.batch, scale=args.scale, dtype=args.dtype,
-                           reference="torch" if dev.torch is not None else "minicnn cpu", shapes=rows,
-                           network=total, worst_rel_diff=worst, check=args.check, passed=passed), f, indent=1)
+            json.dump(
+                dict(
+                    device=args.device,
+                    batch=args.batch,
+                    scale=args.scale,
+                    dtype=args.dtype,
+                    reference="torch" if dev.torch is not None else "minicnn cpu",
+                    shapes=rows,
+                    network=total,
+                    worst_rel_diff=worst,
+                    check=args.check,
+                    passed=passed,
+                ),
+                f,
+                indent=1,
+            )
         os.replace(args.json + ".tmp", args.json)
     return 0 if passed else 1
 

@@ -7,8 +7,10 @@
 Each row decodes and augments the training split (pad + random crop + flip + normalise for small
 images, as ``minicnn train`` does; RandomResizedCrop + flip + PCA lighting with --augment imagenet)
 for --epochs epochs after one warm-up epoch (which also starts the worker processes), and reports
-images per second. The load of the machine is printed too: the number is only as quiet as the machine.
+images per second. The load of the machine is printed too: the number is only as quiet as the
+machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +40,9 @@ def measure(dataset, workers, batch_size, epochs):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", help="an image folder with train/ (default: the built-in dataset)")
     p.add_argument("--workers", type=int, nargs="+", default=[2])
     p.add_argument("--batch-size", type=int, default=128)
@@ -48,14 +52,21 @@ def main():
     args = p.parse_args()
     root = args.data or builtin_dataset(log=lambda m: print(m, file=sys.stderr))
     config = TrainConfig(augment=args.augment)
-    dataset = ImageFolder(os.path.join(root, "train"),
-                          train_transform(config, args.image_size, T.IMAGENET_MEAN, T.IMAGENET_STD))
+    dataset = ImageFolder(
+        os.path.join(root, "train"),
+        train_transform(config, args.image_size, T.IMAGENET_MEAN, T.IMAGENET_STD),
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{len(dataset)} images of {root}/train, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
-          f"{os.cpu_count()} CPUs, load average {load:.2f}")
+    print(
+        f"{len(dataset)} images of {root}/train, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+        f"{os.cpu_count()} CPUs, load average {load:.2f}"
+    )
     print(f"{'workers':>8} {'images/s':>10}")
     for workers in args.workers:
-        print(f"{workers:>8} {measure(dataset, workers, args.batch_size, args.epochs):>10.0f}", flush=True)
+        print(
+            f"{workers:>8} {measure(dataset, workers, args.batch_size, args.epochs):>10.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Starts itself under mpiexec (one thread per rank: OMP/OpenBLAS/the C++ pool), tw
 With 2 cores and 2 ranks each rank has one core to itself; a loaded machine lowers every figure.
 Speed is never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,14 +47,16 @@ def parse_args(argv=None):
 
 # ---- inside the ranks -----------------------------------------------------------------------
 
+
 def allreduce_job(args):
     import numpy as np
 
     import minicnn.distributed as dist
+
     dist.init_process_group("mpi")
     rows = []
     for mb in args.sizes_mb:
-        a = np.ones(max(1, int(mb * 2 ** 20 / 4)), dtype=np.float32)
+        a = np.ones(max(1, int(mb * 2**20 / 4)), dtype=np.float32)
         reps = max(3, min(50, int(64 / max(mb, 1e-3))))
         times = []
         for _ in range(reps + 1):
@@ -66,9 +69,16 @@ def allreduce_job(args):
         t = statistics.median(max(ts) for ts in zip(*per_rank))  # a call ends on its slowest rank
         best = min(max(ts) for ts in zip(*per_rank))
         n, nbytes = dist.get_world_size(), a.nbytes
-        rows.append({"bytes": nbytes, "seconds": t, "best_seconds": best,
-                     "algbw_GBps": nbytes / t / 1e9, "busbw_GBps": 2 * (n - 1) / n * nbytes / t / 1e9,
-                     "best_busbw_GBps": 2 * (n - 1) / n * nbytes / best / 1e9})
+        rows.append(
+            {
+                "bytes": nbytes,
+                "seconds": t,
+                "best_seconds": best,
+                "algbw_GBps": nbytes / t / 1e9,
+                "busbw_GBps": 2 * (n - 1) / n * nbytes / t / 1e9,
+                "best_busbw_GBps": 2 * (n - 1) / n * nbytes / best / 1e9,
+            }
+        )
     return rows
 
 
@@ -80,6 +90,7 @@ def train_job(args):
     from minicnn import functional as F
     from minicnn import models, nn, optim
     from minicnn.backends import get_backend
+
     get_backend("cpu").set_num_threads(1)
     dist.init_process_group("mpi")
     minicnn.manual_seed(0)
@@ -104,17 +115,31 @@ def train_job(args):
     dist.all_gather_object(lst, t)
     n = dist.get_world_size()
     params = sum(p.numel() for p in model.parameters())
-    return {"ranks": n, "step_s": max(lst), "img_per_s": n * args.batch / max(lst),
-            "grad_MB": params * 4 / 2 ** 20, "buckets": len(model._buckets)}
+    return {
+        "ranks": n,
+        "step_s": max(lst),
+        "img_per_s": n * args.batch / max(lst),
+        "grad_MB": params * 4 / 2**20,
+        "buckets": len(model._buckets),
+    }
 
 
 # ---- the driver -----------------------------------------------------------------------------
 
+
 def run_ranks(nproc, job, argv):
     from minicnn.distributed.launch import mpiexec_command
+
     out = f"/tmp/bench_distributed_{os.getpid()}_{job}.json"
-    command = mpiexec_command(nproc) + [sys.executable, os.path.abspath(__file__), *argv,
-                                        "--rank-job", job, "--json", out]
+    command = mpiexec_command(nproc) + [
+        sys.executable,
+        os.path.abspath(__file__),
+        *argv,
+        "--rank-job",
+        job,
+        "--json",
+        out,
+    ]
     subprocess.run(command, check=True, env=dict(os.environ, **ONE_THREAD), timeout=1800)
     with open(out) as f:
         result = json.load(f)
@@ -141,6 +166,7 @@ def main(argv=None):
     if args.rank_job:
         result = allreduce_job(args) if args.rank_job == "allreduce" else train_job(args)
         import minicnn.distributed as dist
+
         if dist.get_rank() == 0:
             with open(args.json, "w") as f:
                 json.dump(result, f)
@@ -150,23 +176,29 @@ def main(argv=None):
     print(f"MPI all-reduce, {args.nproc} ranks (float32; median and best of the calls):")
     print(f"{'size':>10} {'median':>10} {'busbw GB/s':>11} {'best':>10} {'busbw GB/s':>11}")
     for r in rows:
-        print(f"{r['bytes'] / 2 ** 20:>8.3f}MB {r['seconds'] * 1e3:>8.3f}ms "
-              f"{r['busbw_GBps']:>11.2f} {r['best_seconds'] * 1e3:>8.3f}ms "
-              f"{r['best_busbw_GBps']:>11.2f}")
+        print(
+            f"{r['bytes'] / 2**20:>8.3f}MB {r['seconds'] * 1e3:>8.3f}ms "
+            f"{r['busbw_GBps']:>11.2f} {r['best_seconds'] * 1e3:>8.3f}ms "
+            f"{r['best_busbw_GBps']:>11.2f}"
+        )
     one, many = run_ranks(1, "train", base), run_ranks(args.nproc, "train", base)
     efficiency = many["img_per_s"] / (args.nproc * one["img_per_s"])
     bn = " + SyncBatchNorm" if args.sync_bn else ""
-    print(f"\n{args.model} DDP{bn} training, batch {args.batch}/rank at "
-          f"{args.size}x{args.size}, 1 thread/rank ({one['grad_MB']:.2f} MB of gradients, "
-          f"{many['buckets']} bucket(s)):")
+    print(
+        f"\n{args.model} DDP{bn} training, batch {args.batch}/rank at "
+        f"{args.size}x{args.size}, 1 thread/rank ({one['grad_MB']:.2f} MB of gradients, "
+        f"{many['buckets']} bucket(s)):"
+    )
     for r in (one, many):
-        print(f"  {r['ranks']} rank(s): {r['step_s'] * 1e3:.0f} ms/step, "
-              f"{r['img_per_s']:.1f} img/s")
+        print(
+            f"  {r['ranks']} rank(s): {r['step_s'] * 1e3:.0f} ms/step, {r['img_per_s']:.1f} img/s"
+        )
     print(f"  scaling efficiency {args.nproc} ranks: {100 * efficiency:.1f}%")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"allreduce": rows, "train": [one, many], "efficiency": efficiency}, f,
-                      indent=2)
+            json.dump(
+                {"allreduce": rows, "train": [one, many], "efficiency": efficiency}, f, indent=2
+            )
 
 
 if __name__ == "__main__":

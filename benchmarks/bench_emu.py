@@ -7,6 +7,7 @@ The emulator runs the blocks of a launch on --threads OS threads (minicnn.emu.se
 cpu device's helpers and OpenBLAS get the same count. Prints the median step time of each device and
 the ratio emu / cpu (issue 12's target: at most 25).
 """
+
 import argparse
 import os
 import sys
@@ -63,8 +64,10 @@ def main():
     minicnn.emu.set_num_threads(args.threads)
     cpu = step_time("cpu", args.batch, args.steps)
     emu = step_time("emu", args.batch, args.steps)
-    print(f"resnet20 batch {args.batch}, {args.threads} thread(s): cpu {cpu:.3f} s/step, emu {emu:.3f} s/step, "
-          f"emu/cpu {emu / cpu:.1f}x")
+    print(
+        f"resnet20 batch {args.batch}, {args.threads} thread(s): cpu {cpu:.3f} s/step, emu {emu:.3f} s/step, "
+        f"emu/cpu {emu / cpu:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ results from PyTorch's (so the table is also an independent check against PyTorc
 runs the emulator against PyTorch on the CPU (tiny batches: it is there to check this script, the
 times mean nothing). Speed is never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,11 @@ def time_cuda_events(fn, repeats, events, synchronize):
         fn()
     end.record()
     end.synchronize()
-    return start.elapsed_time(end) / repeats if hasattr(start, "elapsed_time") else \
-        __import__("cupy").cuda.get_elapsed_time(start, end) / repeats
+    return (
+        start.elapsed_time(end) / repeats
+        if hasattr(start, "elapsed_time")
+        else __import__("cupy").cuda.get_elapsed_time(start, end) / repeats
+    )
 
 
 def time_host(fn, repeats):
@@ -57,24 +61,34 @@ class Timer:
         if self.device != "cuda":
             return time_host(fn, self.repeats)
         import cupy
-        return time_cuda_events(fn, self.repeats, lambda: (cupy.cuda.Event(), cupy.cuda.Event()),
-                                cupy.cuda.get_current_stream().synchronize)
+
+        return time_cuda_events(
+            fn,
+            self.repeats,
+            lambda: (cupy.cuda.Event(), cupy.cuda.Event()),
+            cupy.cuda.get_current_stream().synchronize,
+        )
 
     def torch(self, fn):
         if self.device != "cuda":
             return time_host(fn, self.repeats)
-        return time_cuda_events(fn, self.repeats,
-                                lambda: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)),
-                                torch.cuda.synchronize)
+        return time_cuda_events(
+            fn,
+            self.repeats,
+            lambda: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)),
+            torch.cuda.synchronize,
+        )
 
 
-# ---- the cases ------------------------------------------------------------------------------------
+# ---- the cases
+# ------------------------------------------------------------------------------------
 def cases(n):
     """(name, input shape, ours, theirs).
 
     ours(backend, x, dy) -> (forward, backward, y): closures calling our kernels, and the output;
     theirs(x) -> the same op in PyTorch, as a function of its input tensor.
     """
+
     def relu(b, x, dy):
         y = b.relu_forward(x)
         return (lambda: b.relu_forward(x)), (lambda: b.relu_backward(dy, y)), y
@@ -82,8 +96,11 @@ def cases(n):
     def max_pool(b, x, dy):
         g = Pool2dGeometry.of(x.shape, (3, 3), (2, 2))
         y, argmax = b.max_pool2d_forward(x, g)
-        return (lambda: b.max_pool2d_forward(x, g)), \
-            (lambda: b.max_pool2d_backward(dy, argmax, g)), y
+        return (
+            (lambda: b.max_pool2d_forward(x, g)),
+            (lambda: b.max_pool2d_backward(dy, argmax, g)),
+            y,
+        )
 
     def avg_pool(b, x, dy):
         g = Pool2dGeometry.of(x.shape, (2, 2), (2, 2))
@@ -93,22 +110,32 @@ def cases(n):
     def adaptive(b, x, dy):
         g = Pool2dGeometry.adaptive(x.shape, (1, 1))
         y = b.adaptive_avg_pool2d_forward(x, g)
-        return (lambda: b.adaptive_avg_pool2d_forward(x, g)), \
-            (lambda: b.adaptive_avg_pool2d_backward(dy, g)), y
+        return (
+            (lambda: b.adaptive_avg_pool2d_forward(x, g)),
+            (lambda: b.adaptive_avg_pool2d_backward(dy, g)),
+            y,
+        )
 
     def lrn(b, x, dy):
         y, scale = b.local_response_norm_forward(x, 5, 1e-4, 0.75, 2.0)
-        return (lambda: b.local_response_norm_forward(x, 5, 1e-4, 0.75, 2.0)), \
-            (lambda: b.local_response_norm_backward(dy, x, scale, 5, 1e-4, 0.75)), y
+        return (
+            (lambda: b.local_response_norm_forward(x, 5, 1e-4, 0.75, 2.0)),
+            (lambda: b.local_response_norm_backward(dy, x, scale, 5, 1e-4, 0.75)),
+            y,
+        )
 
     def bn_train(b, x, dy):
         C = x.shape[1]
         w, bias = b.xp.ones(C, x.dtype), b.xp.zeros(C, x.dtype)
         y, mean, invstd = b.batch_norm_forward_training(x, w, bias, None, None, 0.1, 1e-5)
-        return (lambda: b.batch_norm_forward_training(x, w, bias, None, None, 0.1, 1e-5)), \
-            (lambda: b.batch_norm_backward_training(dy, x, w, mean, invstd)), y
+        return (
+            (lambda: b.batch_norm_forward_training(x, w, bias, None, None, 0.1, 1e-5)),
+            (lambda: b.batch_norm_backward_training(dy, x, w, mean, invstd)),
+            y,
+        )
 
-    # PyTorch: given the input tensor (for the parameters' dtype and device), the op as a function of it.
+    # PyTorch: given the input tensor (for the parameters' dtype and device), the op as a function
+    # of it.
     def t_relu(x):
         return TF.relu
 
@@ -125,7 +152,10 @@ def cases(n):
         return lambda t: TF.local_response_norm(t, 5, 1e-4, 0.75, 2.0)
 
     def t_bn_train(x):
-        w, bias = torch.ones(x.shape[1], dtype=x.dtype, device=x.device), torch.zeros_like(x[0, :, 0, 0])
+        w, bias = (
+            torch.ones(x.shape[1], dtype=x.dtype, device=x.device),
+            torch.zeros_like(x[0, :, 0, 0]),
+        )
         return lambda t: TF.batch_norm(t, None, None, w, bias, training=True)
 
     return [
@@ -154,7 +184,12 @@ def torch_pair(make_op, x_np, dy_np, device):
     def backward():
         torch.autograd.grad(y, x, dy, retain_graph=True)
 
-    return forward, backward, y.detach().cpu().numpy(), torch.autograd.grad(y, x, dy, retain_graph=True)[0]
+    return (
+        forward,
+        backward,
+        y.detach().cpu().numpy(),
+        torch.autograd.grad(y, x, dy, retain_graph=True)[0],
+    )
 
 
 def main(argv=None):
@@ -172,8 +207,10 @@ def main(argv=None):
     if torch is None:
         print("PyTorch is not installed: minicnn's times only")
     elif args.device == "cuda":
-        print(f"PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
-              f"{torch.cuda.get_device_name()}")
+        print(
+            f"PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
+            f"{torch.cuda.get_device_name()}"
+        )
     print(f"device {args.device}, {args.dtype}, batch {batch}, ms per call (mean of {repeats})\n")
     head = f"{'kernel':38} {'pass':4} {'minicnn':>9} {'torch':>9} {'ratio':>6} {'max |diff|':>10}"
     print(head)
@@ -198,7 +235,9 @@ def main(argv=None):
             line = f"{name if phase == 'forward' else '':38} {phase[:4]:4} {times[phase]:9.4f}"
             if torch is not None:
                 diff = float(np.abs(results[phase] - ref[phase]).max())
-                line += f" {ref_times[phase]:9.4f} {times[phase] / ref_times[phase]:6.2f} {diff:10.2e}"
+                line += (
+                    f" {ref_times[phase]:9.4f} {times[phase] / ref_times[phase]:6.2f} {diff:10.2e}"
+                )
             print(line, flush=True)
 
 

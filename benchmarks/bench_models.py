@@ -16,6 +16,7 @@ The PyTorch models are written below with torch.nn, mirroring minicnn.models (an
 inplace ReLUs, the same module names, hence the same state_dict keys); torchvision's builders are
 used where torchvision is installed and has the model. Speed is never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,7 @@ except ImportError:  # the table then shows minicnn's figures only
 MODELS = {
     "alexnet": (dict(variant="paper"), "min"),
     "vgg11_bn": ({}, None),
-    "googlenet": (dict(variant="paper", aux_logits=False), None),   # aux heads need >= 79x79
+    "googlenet": (dict(variant="paper", aux_logits=False), None),  # aux heads need >= 79x79
     "resnet18": ({}, None),
     "resnet50": ({}, None),
     "densenet121": ({}, None),
@@ -76,15 +77,32 @@ def _torch_alexnet_paper(num_classes):
     relu = lambda: tnn.ReLU(inplace=True)  # noqa: E731
     m = tnn.Module()
     m.features = tnn.Sequential(
-        tnn.Conv2d(3, 96, 11, stride=4), relu(), lrn(), tnn.MaxPool2d(3, 2),
-        tnn.Conv2d(96, 256, 5, padding=2, groups=2), relu(), lrn(), tnn.MaxPool2d(3, 2),
-        tnn.Conv2d(256, 384, 3, padding=1), relu(),
-        tnn.Conv2d(384, 384, 3, padding=1, groups=2), relu(),
-        tnn.Conv2d(384, 256, 3, padding=1, groups=2), relu(), tnn.MaxPool2d(3, 2))
+        tnn.Conv2d(3, 96, 11, stride=4),
+        relu(),
+        lrn(),
+        tnn.MaxPool2d(3, 2),
+        tnn.Conv2d(96, 256, 5, padding=2, groups=2),
+        relu(),
+        lrn(),
+        tnn.MaxPool2d(3, 2),
+        tnn.Conv2d(256, 384, 3, padding=1),
+        relu(),
+        tnn.Conv2d(384, 384, 3, padding=1, groups=2),
+        relu(),
+        tnn.Conv2d(384, 256, 3, padding=1, groups=2),
+        relu(),
+        tnn.MaxPool2d(3, 2),
+    )
     m.avgpool = tnn.AdaptiveAvgPool2d((6, 6))
     m.classifier = tnn.Sequential(
-        tnn.Linear(9216, 4096), relu(), tnn.Dropout(0.5),
-        tnn.Linear(4096, 4096), relu(), tnn.Dropout(0.5), tnn.Linear(4096, num_classes))
+        tnn.Linear(9216, 4096),
+        relu(),
+        tnn.Dropout(0.5),
+        tnn.Linear(4096, 4096),
+        relu(),
+        tnn.Dropout(0.5),
+        tnn.Linear(4096, num_classes),
+    )
     m.forward = lambda x: m.classifier(torch.flatten(m.avgpool(m.features(x)), 1))
     return m
 
@@ -101,8 +119,14 @@ def _torch_vgg11_bn(num_classes):
     m.features = tnn.Sequential(*layers)
     m.avgpool = tnn.AdaptiveAvgPool2d((7, 7))
     m.classifier = tnn.Sequential(
-        tnn.Linear(512 * 7 * 7, 4096), tnn.ReLU(True), tnn.Dropout(0.5),
-        tnn.Linear(4096, 4096), tnn.ReLU(True), tnn.Dropout(0.5), tnn.Linear(4096, num_classes))
+        tnn.Linear(512 * 7 * 7, 4096),
+        tnn.ReLU(True),
+        tnn.Dropout(0.5),
+        tnn.Linear(4096, 4096),
+        tnn.ReLU(True),
+        tnn.Dropout(0.5),
+        tnn.Linear(4096, num_classes),
+    )
     m.forward = lambda x: m.classifier(torch.flatten(m.avgpool(m.features(x)), 1))
     return m
 
@@ -120,15 +144,20 @@ def _torch_googlenet_paper(num_classes):
         def __init__(self, cin, c1, c3r, c3, c5r, c5, pp):
             super().__init__()
             self.branch1 = ConvReLU(cin, c1, kernel_size=1)
-            self.branch2 = tnn.Sequential(ConvReLU(cin, c3r, kernel_size=1),
-                                          ConvReLU(c3r, c3, kernel_size=3, padding=1))
-            self.branch3 = tnn.Sequential(ConvReLU(cin, c5r, kernel_size=1),
-                                          ConvReLU(c5r, c5, kernel_size=5, padding=2))
-            self.branch4 = tnn.Sequential(tnn.MaxPool2d(3, 1, padding=1, ceil_mode=True),
-                                          ConvReLU(cin, pp, kernel_size=1))
+            self.branch2 = tnn.Sequential(
+                ConvReLU(cin, c3r, kernel_size=1), ConvReLU(c3r, c3, kernel_size=3, padding=1)
+            )
+            self.branch3 = tnn.Sequential(
+                ConvReLU(cin, c5r, kernel_size=1), ConvReLU(c5r, c5, kernel_size=5, padding=2)
+            )
+            self.branch4 = tnn.Sequential(
+                tnn.MaxPool2d(3, 1, padding=1, ceil_mode=True), ConvReLU(cin, pp, kernel_size=1)
+            )
 
         def forward(self, x):
-            return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+            return torch.cat(
+                [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1
+            )
 
     from minicnn.models.googlenet import INCEPTION_CFG, out_channels
 
@@ -226,6 +255,7 @@ def _torch_resnet(block_name, layers, num_classes):
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
         x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
         return m.fc(torch.flatten(m.avgpool(x), 1))
+
     m.forward = forward
     return m
 
@@ -256,9 +286,12 @@ def _torch_densenet121(num_classes, growth=32, blocks=(6, 12, 24, 16), init=64, 
                 features.append(layer(torch.cat(features, 1)))
             return torch.cat(features, 1)
 
-    stem = [("conv0", tnn.Conv2d(3, init, 7, stride=2, padding=3, bias=False)),
-            ("norm0", tnn.BatchNorm2d(init)), ("relu0", tnn.ReLU(inplace=True)),
-            ("pool0", tnn.MaxPool2d(3, 2, padding=1))]
+    stem = [
+        ("conv0", tnn.Conv2d(3, init, 7, stride=2, padding=3, bias=False)),
+        ("norm0", tnn.BatchNorm2d(init)),
+        ("relu0", tnn.ReLU(inplace=True)),
+        ("pool0", tnn.MaxPool2d(3, 2, padding=1)),
+    ]
     m = tnn.Module()
     m.features = tnn.Sequential(OrderedDict(stem))
     c = init
@@ -266,14 +299,25 @@ def _torch_densenet121(num_classes, growth=32, blocks=(6, 12, 24, 16), init=64, 
         m.features.add_module(f"denseblock{i + 1}", DenseBlock(n, c))
         c += n * growth
         if i != len(blocks) - 1:
-            m.features.add_module(f"transition{i + 1}", tnn.Sequential(OrderedDict([
-                ("norm", tnn.BatchNorm2d(c)), ("relu", tnn.ReLU(inplace=True)),
-                ("conv", tnn.Conv2d(c, c // 2, 1, bias=False)), ("pool", tnn.AvgPool2d(2, 2))])))
+            m.features.add_module(
+                f"transition{i + 1}",
+                tnn.Sequential(
+                    OrderedDict(
+                        [
+                            ("norm", tnn.BatchNorm2d(c)),
+                            ("relu", tnn.ReLU(inplace=True)),
+                            ("conv", tnn.Conv2d(c, c // 2, 1, bias=False)),
+                            ("pool", tnn.AvgPool2d(2, 2)),
+                        ]
+                    )
+                ),
+            )
             c //= 2
     m.features.add_module(f"norm{len(blocks) + 1}", tnn.BatchNorm2d(c))
     m.classifier = tnn.Linear(c, num_classes)
-    m.forward = lambda x: m.classifier(torch.flatten(
-        tnn.functional.adaptive_avg_pool2d(torch.relu(m.features(x)), (1, 1)), 1))
+    m.forward = lambda x: m.classifier(
+        torch.flatten(tnn.functional.adaptive_avg_pool2d(torch.relu(m.features(x)), (1, 1)), 1)
+    )
     return m
 
 
@@ -288,6 +332,7 @@ def torch_model(name, num_classes):
     }
     try:  # torchvision's own definitions where they are the same network as minicnn's
         import torchvision.models as tvm
+
         if name in ("vgg11_bn", "resnet18", "resnet50", "densenet121"):
             return getattr(tvm, name)(num_classes=num_classes)
     except ImportError:
@@ -298,8 +343,11 @@ def torch_model(name, num_classes):
 # ---- one training step in each framework ---------------------------------------------------------
 def _input_side(name, size):
     kwargs, side = MODELS[name]
-    return models.get_model(name, num_classes=NUM_CLASSES, **kwargs).min_input_size \
-        if side == "min" else size
+    return (
+        models.get_model(name, num_classes=NUM_CLASSES, **kwargs).min_input_size
+        if side == "min"
+        else size
+    )
 
 
 def _data(batch, side, seed=0):
@@ -323,6 +371,7 @@ class MinicnnTrainer:
     def _optimizer(self):
         try:
             from minicnn.optim import SGD
+
             return SGD(self.params, lr=LR, momentum=MOMENTUM)
         except ImportError:
             return None
@@ -341,7 +390,7 @@ class MinicnnTrainer:
                 self._bufs[i] += g
             flat_p, flat_b = p._data.reshape(-1), self._bufs[i].reshape(-1)
             for start in range(0, flat_p.size, block):
-                flat_p[start:start + block] -= LR * flat_b[start:start + block]
+                flat_p[start : start + block] -= LR * flat_b[start : start + block]
 
     def step(self):
         for p in self.params:
@@ -403,7 +452,8 @@ def time_steps(trainers, warmup, steps):
     return [statistics.median(ts) for ts in times]
 
 
-# ---- peak memory, in a subprocess per framework and model -----------------------------------------
+# ---- peak memory, in a subprocess per framework and model
+# -----------------------------------------
 def _status_kib(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -424,8 +474,19 @@ def _memory_child(framework, name, batch, side):
 
 
 def peak_memory_mib(framework, name, batch, side, threads):
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", framework, name,
-           "--batch", str(batch), "--size", str(side), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        framework,
+        name,
+        "--batch",
+        str(batch),
+        "--size",
+        str(side),
+        "--threads",
+        str(threads),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         return None
@@ -438,28 +499,40 @@ def _set_threads(n):
         torch.set_num_threads(n)
     try:
         from minicnn.backends import get_backend
+
         get_backend("cpu").set_num_threads(n)
     except (ImportError, AttributeError):
         pass
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=64, help="input side (AlexNet: its minimum)")
     parser.add_argument("--steps", type=int, default=7, help="timed steps per framework (median)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the peak-memory subprocesses"
+    )
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
-    parser.add_argument("--check", action="store_true",
-                        help="first check that both frameworks compute the same network")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: process CPU time (steadier with --threads 1 on a busy machine)")
-    parser.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "MODEL"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="first check that both frameworks compute the same network",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: process CPU time (steadier with --threads 1 on a busy machine)",
+    )
+    parser.add_argument(
+        "--memory-child", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -468,10 +541,12 @@ def main():
         _memory_child(*args.memory_child, args.batch, args.size)
         return
     use_torch = torch is not None and not args.no_torch
-    print(f"training step (forward, backward, SGD momentum), batch {args.batch}, float32, "
-          f"{args.threads} threads, median of {args.steps} after {args.warmup} warm-up, {args.clock} "
-          f"clock; PyTorch "
-          f"{torch.__version__ if torch is not None else 'not installed'}")
+    print(
+        f"training step (forward, backward, SGD momentum), batch {args.batch}, float32, "
+        f"{args.threads} threads, median of {args.steps} after {args.warmup} warm-up, {args.clock} "
+        f"clock; PyTorch "
+        f"{torch.__version__ if torch is not None else 'not installed'}"
+    )
     header = f"{'model':<13}{'input':>7}{'minicnn s':>11}{'img/s':>8}"
     if use_torch:
         header += f"{'torch s':>9}{'img/s':>8}{'ratio':>7}"
@@ -482,7 +557,9 @@ def main():
     for name in args.models:
         side = _input_side(name, args.size)
         if args.check and use_torch:
-            print(f"  {name}: max relative difference of the logits {check_same_network(name, side):.2e}")
+            print(
+                f"  {name}: max relative difference of the logits {check_same_network(name, side):.2e}"
+            )
         x, y = _data(args.batch, side)
         trainers = [MinicnnTrainer(name, x, y)] + ([TorchTrainer(name, x, y)] if use_torch else [])
         secs = time_steps(trainers, args.warmup, args.steps)

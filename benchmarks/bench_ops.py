@@ -9,6 +9,7 @@ minicnn/PyTorch. ``--model-convs`` times every distinct conv layer shape of the 
 (bench_models.py's list, at its batch and input size) instead, and ends with the largest ratio and
 the time-weighted one. Speed is never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,22 +52,44 @@ except ImportError:  # the table then shows minicnn's figures only
 def layers(n):
     """(name, input shape, parameter shapes, op for (F, x, *params))."""
     return [
-        ("AlexNet conv1 11x11/4, 3->96", (n, 3, 227, 227), [(96, 3, 11, 11), (96,)],
-         lambda f, x, w, b: f.conv2d(x, w, b, stride=4)),
-        ("VGG conv 3x3, 64->64 @56", (n, 64, 56, 56), [(64, 64, 3, 3), (64,)],
-         lambda f, x, w, b: f.conv2d(x, w, b, padding=1)),
-        ("ResNet 1x1, 256->64 @56", (n, 256, 56, 56), [(64, 256, 1, 1)],
-         lambda f, x, w: f.conv2d(x, w)),
-        ("AlexNet grouped conv2 5x5 @27", (n, 96, 27, 27), [(256, 48, 5, 5), (256,)],
-         lambda f, x, w, b: f.conv2d(x, w, b, padding=2, groups=2)),
-        ("LRN size 5 @55 (96 ch)", (n, 96, 55, 55), [],
-         lambda f, x: f.local_response_norm(x, 5, 1e-4, 0.75, 2.0)),
-        ("BatchNorm train @56 (64 ch)", (n, 64, 56, 56), [(64,), (64,)],
-         lambda f, x, w, b: f.batch_norm(x, None, None, w, b, training=True)),
-        ("MaxPool 3x3/2 @55 (96 ch)", (n, 96, 55, 55), [],
-         lambda f, x: f.max_pool2d(x, 3, 2)),
-        ("ReLU @56 (64 ch)", (n, 64, 56, 56), [],
-         lambda f, x: f.relu(x)),
+        (
+            "AlexNet conv1 11x11/4, 3->96",
+            (n, 3, 227, 227),
+            [(96, 3, 11, 11), (96,)],
+            lambda f, x, w, b: f.conv2d(x, w, b, stride=4),
+        ),
+        (
+            "VGG conv 3x3, 64->64 @56",
+            (n, 64, 56, 56),
+            [(64, 64, 3, 3), (64,)],
+            lambda f, x, w, b: f.conv2d(x, w, b, padding=1),
+        ),
+        (
+            "ResNet 1x1, 256->64 @56",
+            (n, 256, 56, 56),
+            [(64, 256, 1, 1)],
+            lambda f, x, w: f.conv2d(x, w),
+        ),
+        (
+            "AlexNet grouped conv2 5x5 @27",
+            (n, 96, 27, 27),
+            [(256, 48, 5, 5), (256,)],
+            lambda f, x, w, b: f.conv2d(x, w, b, padding=2, groups=2),
+        ),
+        (
+            "LRN size 5 @55 (96 ch)",
+            (n, 96, 55, 55),
+            [],
+            lambda f, x: f.local_response_norm(x, 5, 1e-4, 0.75, 2.0),
+        ),
+        (
+            "BatchNorm train @56 (64 ch)",
+            (n, 64, 56, 56),
+            [(64,), (64,)],
+            lambda f, x, w, b: f.batch_norm(x, None, None, w, b, training=True),
+        ),
+        ("MaxPool 3x3/2 @55 (96 ch)", (n, 96, 55, 55), [], lambda f, x: f.max_pool2d(x, 3, 2)),
+        ("ReLU @56 (64 ch)", (n, 64, 56, 56), [], lambda f, x: f.relu(x)),
     ]
 
 
@@ -89,6 +112,7 @@ def model_conv_layers(names, n, side):
     import minicnn.models as models
     from minicnn.autograd import trace_ops
     from minicnn.ops.conv import Conv2d
+
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_models import MODELS, _input_side
 
@@ -112,11 +136,21 @@ def model_conv_layers(names, n, side):
     rows = []
     for (xs, ws, bias, stride, padding, dilation, groups), (count, where) in seen.items():
         kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        label = (f"{ws[2]}x{ws[3]}/{stride[0]} {xs[1]}->{ws[0]} @{xs[2]}"
-                 + (f" g{groups}" if groups > 1 else "") + f" x{count} {','.join(sorted(where))}")
+        label = (
+            f"{ws[2]}x{ws[3]}/{stride[0]} {xs[1]}->{ws[0]} @{xs[2]}"
+            + (f" g{groups}" if groups > 1 else "")
+            + f" x{count} {','.join(sorted(where))}"
+        )
         pshapes = [ws] + ([(ws[0],)] if bias else [])
-        rows.append((label, xs, pshapes,
-                     (lambda kw: lambda f, x, w, b=None: f.conv2d(x, w, b, **kw))(kw), count))
+        rows.append(
+            (
+                label,
+                xs,
+                pshapes,
+                (lambda kw: lambda f, x, w, b=None: f.conv2d(x, w, b, **kw))(kw),
+                count,
+            )
+        )
     return rows
 
 
@@ -132,6 +166,7 @@ def _minicnn_step(op, arrays):
         if dout is None:
             dout = np.random.default_rng(1).standard_normal(y.shape).astype(y.dtype)
         y.backward(dout)
+
     return step
 
 
@@ -147,21 +182,32 @@ def _torch_step(op, arrays):
         if dout is None:
             dout = torch.randn(y.shape, dtype=y.dtype)
         y.backward(dout)
+
     return step
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=None, help="default 8, 16 with --model-convs")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--model-convs", nargs="*", metavar="MODEL",
-                        help="time every distinct conv shape of these models (default: all six)")
+    parser.add_argument(
+        "--model-convs",
+        nargs="*",
+        metavar="MODEL",
+        help="time every distinct conv shape of these models (default: all six)",
+    )
     parser.add_argument("--size", type=int, default=64, help="input side for --model-convs")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: process CPU time (steadier with --threads 1 on a busy machine)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: process CPU time (steadier with --threads 1 on a busy machine)",
+    )
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -169,20 +215,26 @@ def main():
     if torch is not None:
         torch.set_num_threads(args.threads)
     from minicnn.backends import get_backend
+
     get_backend("cpu").set_num_threads(args.threads)  # the C++ helpers' thread pool
     rng = np.random.default_rng(0)
     if args.model_convs is not None:
         from bench_models import MODELS
+
         names = args.model_convs or list(MODELS)
         batch = args.batch or 16
         rows = model_conv_layers(names, batch, args.size)
     else:
         batch = args.batch or 8
         rows = [row + (1,) for row in layers(batch)]
-    print(f"forward+backward, batch {batch}, {args.dtype}, {args.threads} threads, "
-          f"median of {args.repeats}, {args.clock} clock; PyTorch {torch.__version__ if use_torch else 'not used'}")
+    print(
+        f"forward+backward, batch {batch}, {args.dtype}, {args.threads} threads, "
+        f"median of {args.repeats}, {args.clock} clock; PyTorch {torch.__version__ if use_torch else 'not used'}"
+    )
     width = max(32, max(len(r[0]) for r in rows) + 2)
-    header = f"{'layer':<{width}}{'minicnn ms':>12}" + (f"{'torch ms':>10}{'ratio':>8}" if use_torch else "")
+    header = f"{'layer':<{width}}{'minicnn ms':>12}" + (
+        f"{'torch ms':>10}{'ratio':>8}" if use_torch else ""
+    )
     print(header)
     print("-" * len(header))
     totals, worst = [0.0, 0.0], (0.0, "")
@@ -199,8 +251,10 @@ def main():
             worst = max(worst, (ratio, name))
         print(row, flush=True)
     if use_torch and args.model_convs is not None:
-        print(f"largest ratio {worst[0]:.2f} ({worst[1]}); all layers weighted by their count: "
-              f"minicnn {totals[0]:.3f} s, torch {totals[1]:.3f} s, ratio {totals[0] / totals[1]:.2f}")
+        print(
+            f"largest ratio {worst[0]:.2f} ({worst[1]}); all layers weighted by their count: "
+            f"minicnn {totals[0]:.3f} s, torch {totals[1]:.3f} s, ratio {totals[0] / totals[1]:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ all three passes: main loop >= 75% FFMA, no spills, >= 2 blocks per SM.
 cuobjdump comes with the CUDA toolkit or from PyPI (``pip install nvidia-cuda-cuobjdump``); this
 script looks on PATH, beside nvcc, and in that package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,19 +43,20 @@ THREADS = 256
 
 @dataclass
 class Kernel:
-    name: str                 # demangled
+    name: str  # demangled
     mangled: str
     regs: int = 0
     spill_stores: int = 0
     spill_loads: int = 0
     stack: int = 0
-    smem: int = 0             # static + dynamic bytes per block
+    smem: int = 0  # static + dynamic bytes per block
     blocks_per_sm: int = 0
     occupancy: float = 0.0
     loop: dict = field(default_factory=dict)
 
 
-# ---- parsing ---------------------------------------------------------------------------------------
+# ---- parsing
+# ---------------------------------------------------------------------------------------
 PROPS = re.compile(r"Function properties for (\S+)")
 SPILLS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 USED = re.compile(r"Used (\d+) registers(?:.*?, (\d+) bytes smem)?")
@@ -65,9 +67,13 @@ def parse_ptxas(text: str) -> dict[str, dict]:
     out, current = {}, None
     for line in text.splitlines():
         if m := PROPS.search(line):
-            current = out.setdefault(m.group(1), dict(regs=0, spill_stores=0, spill_loads=0, stack=0, smem=0))
+            current = out.setdefault(
+                m.group(1), dict(regs=0, spill_stores=0, spill_loads=0, stack=0, smem=0)
+            )
         elif current is not None and (m := SPILLS.search(line)):
-            current.update(stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3)))
+            current.update(
+                stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3))
+            )
         elif current is not None and (m := USED.search(line)):
             current.update(regs=int(m.group(1)), smem=int(m.group(2) or 0))
     return out
@@ -127,8 +133,11 @@ def main_loop(code: list[tuple[int, str, str]]) -> dict:
     Every instruction of the loop counts once (taken paths or not), except that a loop nested in it
     that has FFMA itself (version 2's k-steps, not unrolled) counts INNER_TRIPS times."""
     all_loops = loops(code)
-    has_ffma = {lp for lp in all_loops
-                if any(lp[0] <= a <= lp[1] and op in ("FFMA", "DFMA") for a, op, _ in code)}
+    has_ffma = {
+        lp
+        for lp in all_loops
+        if any(lp[0] <= a <= lp[1] and op in ("FFMA", "DFMA") for a, op, _ in code)
+    }
     best = None
     for first, last in all_loops:
         weights = {}
@@ -144,7 +153,8 @@ def main_loop(code: list[tuple[int, str, str]]) -> dict:
     return best[1] if best else {}
 
 
-# ---- occupancy -------------------------------------------------------------------------------------
+# ---- occupancy
+# -------------------------------------------------------------------------------------
 def blocks_per_sm(regs: int, smem: int, threads: int = THREADS) -> int:
     """Theoretical resident blocks per SM of an H100/H200."""
     warps = -(-threads // 32)
@@ -158,13 +168,16 @@ def dynamic_smem(name: str) -> int:
     """The dynamic shared memory the launchers give a kernel (demangled name), in bytes."""
     size = 8 if "double" in name else 4
     if m := re.search(r"conv2d_implicit_gemm_v3_kernel<.*, (\d+)>", name):
-        return 2 * 2 * 8 * (int(m.group(1)) + 4) * size  # 2 stages of A and B, BK = 8, rows padded by 4
+        return (
+            2 * 2 * 8 * (int(m.group(1)) + 4) * size
+        )  # 2 stages of A and B, BK = 8, rows padded by 4
     if name.startswith("minicnn::kernels::batch_norm"):
         return 32 * size  # block_sum's scratch
     return 0
 
 
-# ---- compiling -------------------------------------------------------------------------------------
+# ---- compiling
+# -------------------------------------------------------------------------------------
 def tool(name: str) -> str:
     found = shutil.which(name)
     nvcc = shutil.which("nvcc")
@@ -173,19 +186,33 @@ def tool(name: str) -> str:
         candidates.append(os.path.join(os.path.dirname(os.path.realpath(nvcc)), name))
     try:
         import nvidia.cu13 as pkg  # nvidia-cuda-cuobjdump
+
         candidates.append(os.path.join(list(pkg.__path__)[0], "bin", name))
     except ImportError:
         pass
     for path in candidates:
         if path and os.path.exists(path):
             return path
-    sys.exit(f"bench_sass.py: {name} not found (pip install nvidia-cuda-{name}, or put the CUDA toolkit on PATH)")
+    sys.exit(
+        f"bench_sass.py: {name} not found (pip install nvidia-cuda-{name}, or put the CUDA toolkit on PATH)"
+    )
 
 
 def compile_one(source: str, arch: str, out_dir: str) -> tuple[str, str]:
     """(cubin path, ptxas -v output) of one kernel file."""
     cubin = os.path.join(out_dir, os.path.basename(source) + ".cubin")
-    cmd = ["nvcc", "-cubin", "-std=c++17", f"-arch=sm_{arch}", "-Icsrc", "-Xptxas", "-v", source, "-o", cubin]
+    cmd = [
+        "nvcc",
+        "-cubin",
+        "-std=c++17",
+        f"-arch=sm_{arch}",
+        "-Icsrc",
+        "-Xptxas",
+        "-v",
+        source,
+        "-o",
+        cubin,
+    ]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"bench_sass.py: nvcc failed on {source}:\n{run.stderr[-3000:]}")
@@ -193,7 +220,9 @@ def compile_one(source: str, arch: str, out_dir: str) -> tuple[str, str]:
 
 
 def demangle(names: list[str]) -> dict[str, str]:
-    out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(
+        ["c++filt"], input="\n".join(names), capture_output=True, text=True
+    ).stdout.splitlines()
     return dict(zip(names, out)) if len(out) == len(names) else {n: n for n in names}
 
 
@@ -204,8 +233,11 @@ def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
     kernels = []
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         for cubin, log in pool.map(lambda s: compile_one(s, arch, tmp), sources):
-            sass = parse_sass(subprocess.run([cuobjdump, "-sass", cubin], capture_output=True, text=True,
-                                             check=True).stdout)
+            sass = parse_sass(
+                subprocess.run(
+                    [cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True
+                ).stdout
+            )
             resources = parse_ptxas(log)
             names = demangle(sorted(resources))
             for mangled, res in sorted(resources.items(), key=lambda kv: names[kv[0]]):
@@ -219,30 +251,71 @@ def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
     return kernels
 
 
-# ---- report ----------------------------------------------------------------------------------------
+# ---- report
+# ----------------------------------------------------------------------------------------
 def short(name: str) -> str:
     """'v3 fwd f32 t128' style labels for the conv GEMM kernels, the plain name for the rest."""
     name = name.replace("minicnn::kernels::", "").replace("v3::", "")
-    pass_ = next((p for key, p in [("Forward", "fwd"), ("BackwardData", "bwd-data"), ("BackwardWeight", "bwd-weight")]
-                  if key in name), None)
+    pass_ = next(
+        (
+            p
+            for key, p in [
+                ("Forward", "fwd"),
+                ("BackwardData", "bwd-data"),
+                ("BackwardWeight", "bwd-weight"),
+            ]
+            if key in name
+        ),
+        None,
+    )
     dtype = "f64" if "double" in name else "f32"
     if pass_ and (m := re.search(r"conv2d_implicit_gemm_v3_kernel<.*?(true|false)>, (\d+)>", name)):
-        return f"conv v3 {pass_} {dtype} tile {m.group(2)}" + ("" if m.group(1) == "true" else " (1-by-1 loads)")
-    if pass_ and (m := re.search(r"conv2d_implicit_gemm_kernel<.*, (\d+), \d+, \d+, \d+, \d+>", name)):
+        return f"conv v3 {pass_} {dtype} tile {m.group(2)}" + (
+            "" if m.group(1) == "true" else " (1-by-1 loads)"
+        )
+    if pass_ and (
+        m := re.search(r"conv2d_implicit_gemm_kernel<.*, (\d+), \d+, \d+, \d+, \d+>", name)
+    ):
         return f"conv v2 {pass_} {dtype} tile {m.group(1)}"
     return re.sub(r"\(.*", "", name).replace("<float>", " f32").replace("<double>", " f64")
 
 
 def table(kernels: list[Kernel]) -> str:
-    head = ("kernel", "regs", "spill B", "smem B", "blocks/SM", "occupancy", "loop FFMA", "FFMA", "instr",
-            "LDS.128", "LDS", "LDG", "LDL/STL")
+    head = (
+        "kernel",
+        "regs",
+        "spill B",
+        "smem B",
+        "blocks/SM",
+        "occupancy",
+        "loop FFMA",
+        "FFMA",
+        "instr",
+        "LDS.128",
+        "LDS",
+        "LDG",
+        "LDL/STL",
+    )
     rows = []
     for k in kernels:
         lp = k.loop
-        rows.append((short(k.name), k.regs, k.spill_stores + k.spill_loads, k.smem, k.blocks_per_sm,
-                     f"{k.occupancy:.0%}", f"{lp['ffma_share']:.0%}" if lp else "", lp.get("ffma", ""),
-                     lp.get("instructions", ""), lp.get("lds128", ""), lp.get("lds", ""), lp.get("ldg", ""),
-                     lp.get("local", "")))
+        rows.append(
+            (
+                short(k.name),
+                k.regs,
+                k.spill_stores + k.spill_loads,
+                k.smem,
+                k.blocks_per_sm,
+                f"{k.occupancy:.0%}",
+                f"{lp['ffma_share']:.0%}" if lp else "",
+                lp.get("ffma", ""),
+                lp.get("instructions", ""),
+                lp.get("lds128", ""),
+                lp.get("lds", ""),
+                lp.get("ldg", ""),
+                lp.get("local", ""),
+            )
+        )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -263,33 +336,45 @@ def targets(kernels: list[Kernel]) -> list[str]:
             failed.append(f"{label}: spills {k.spill_stores + k.spill_loads} bytes")
         if k.blocks_per_sm < 2:
             failed.append(f"{label}: {k.blocks_per_sm} block(s)/SM < 2")
-    return failed + [f"missing: {p}" for p in ("fwd", "bwd-data", "bwd-weight")
-                     if f"conv v3 {p} f32 tile 128" not in seen]
+    return failed + [
+        f"missing: {p}"
+        for p in ("fwd", "bwd-data", "bwd-weight")
+        if f"conv v3 {p} f32 tile 128" not in seen
+    ]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="90", help="compute capability to compile for (default 90)")
     ap.add_argument("--match", default="", help="only kernel files whose name contains this")
-    ap.add_argument("--conv-only", action="store_true", help="only the conv GEMM kernels in the table")
+    ap.add_argument(
+        "--conv-only", action="store_true", help="only the conv GEMM kernels in the table"
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--check", action="store_true", help="exit 1 unless the static targets hold")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
-    sources = [s for s in sorted(glob.glob(os.path.join(ROOT, "csrc/kernels/*.cu")))
-               if args.match in os.path.basename(s) and not s.endswith("selftest.cu")]
+    sources = [
+        s
+        for s in sorted(glob.glob(os.path.join(ROOT, "csrc/kernels/*.cu")))
+        if args.match in os.path.basename(s) and not s.endswith("selftest.cu")
+    ]
     kernels = analyse(args.arch, sources, args.jobs)
     shown = [k for k in kernels if "implicit_gemm" in k.name] if args.conv_only else kernels
-    print(f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at {THREADS} threads"
-          " a block\n")
+    print(
+        f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at {THREADS} threads"
+        " a block\n"
+    )
     print(table(shown))
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump([asdict(k) for k in kernels], f, indent=1)
         os.replace(args.json + ".tmp", args.json)
     failed = targets(kernels) if any("conv2d" in s for s in sources) else []
-    print("\nstatic targets (v3 f32 tile 128: loop >= 75% FFMA, no spills, >= 2 blocks/SM): "
-          + ("met" if not failed else "MISSED\n  " + "\n  ".join(failed)))
+    print(
+        "\nstatic targets (v3 f32 tile 128: loop >= 75% FFMA, no spills, >= 2 blocks/SM): "
+        + ("met" if not failed else "MISSED\n  " + "\n  ".join(failed))
+    )
     return 1 if args.check and failed else 0
 
 

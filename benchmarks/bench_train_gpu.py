@@ -2,7 +2,8 @@
 "cuda" beside PyTorch on cuda, from the same initial weights.
 
     python benchmarks/bench_train_gpu.py [--models resnet50 resnet18 densenet121] [--batch 64]
-                                         [--size 224] [--steps 5] [--device cuda|emu] [--json out.json]
+                                         [--size 224] [--steps 5] [--device cuda|emu] [--json
+                                         out.json]
 
 Per model: minicnn's weights are copied into the PyTorch model (benchmarks/bench_models.py writes
 the PyTorch networks with torchvision's module names, or takes torchvision's), both run one step on
@@ -12,6 +13,7 @@ median step time gives images/s. TF32 is off (FP32 on both sides). ``--device em
 the emulator (PyTorch then on the CPU when installed): the dry run of scripts/gpu_check.sh, whose
 times mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,19 +35,26 @@ LR, MOMENTUM, NUM_CLASSES = 0.01, 0.9, 1000
 
 def data(batch, size, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, 3, size, size)).astype(np.float32),
-            rng.integers(0, NUM_CLASSES, size=batch))
+    return (
+        rng.standard_normal((batch, 3, size, size)).astype(np.float32),
+        rng.integers(0, NUM_CLASSES, size=batch),
+    )
 
 
 class Ours:
     def __init__(self, name, x, y, device):
         from minicnn.optim import SGD
+
         self.model = models.get_model(name, num_classes=NUM_CLASSES)
-        self.state = {k: np.array(v) for k, v in self.model.state_dict().items()}  # the initial weights
+        self.state = {
+            k: np.array(v) for k, v in self.model.state_dict().items()
+        }  # the initial weights
         self.model.to(device)
         self.model.train()
         self.x, self.y = minicnn.tensor(x, device=device), minicnn.tensor(y, device=device)
-        self.optimizer = SGD([p for p in self.model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM)
+        self.optimizer = SGD(
+            [p for p in self.model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM
+        )
 
     def step(self):
         self.optimizer.zero_grad()
@@ -58,6 +67,7 @@ class Ours:
 class Theirs:
     def __init__(self, torch, name, x, y, state, device):
         from bench_models import torch_model
+
         self.torch = torch
         self.model = torch_model(name, NUM_CLASSES)
         self.model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
@@ -106,7 +116,9 @@ def run_model(name, args, torch):
     row["loss_ours"] = ours.step()
     if theirs is not None:
         row["loss_torch"] = theirs.step()
-        row["loss_rel_diff"] = abs(row["loss_ours"] - row["loss_torch"]) / max(abs(row["loss_torch"]), 1e-30)
+        row["loss_rel_diff"] = abs(row["loss_ours"] - row["loss_torch"]) / max(
+            abs(row["loss_torch"]), 1e-30
+        )
         row["losses_equal"] = row["loss_rel_diff"] <= args.loss_rtol
     if not np.isfinite(row["loss_ours"]):
         row["losses_equal"] = False

@@ -113,8 +113,12 @@ void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> 
     if (p == 0) throw py::value_error(std::string(op) + ": a required buffer pointer is null");
 }
 
-int64_t inputs(const k::Pool2d& g) { return g.N * g.C * g.H * g.W; }
-int64_t outputs(const k::Pool2d& g) { return g.N * g.C * g.P * g.Q; }
+int64_t inputs(const k::Pool2d& g) {
+  return g.N * g.C * g.H * g.W;
+}
+int64_t outputs(const k::Pool2d& g) {
+  return g.N * g.C * g.P * g.Q;
+}
 
 // ---- the bindings, one family at a time ---------------------------------------------------------
 void bind_relu(py::module_& m) {
@@ -293,25 +297,25 @@ void bind_conv2d(py::module_& m) {
   // bias, workspace: 0 for none; tile 0: by shape.
   using G = const k::Conv2d&;
   def_launcher(m, "conv2d_forward", &k::conv2d_forward<float>, &k::conv2d_forward<double>,
-               {"out", "inp", "weight", "bias", "geometry", "version", "tile", "splits", "workspace",
-                "stream"},
+               {"out", "inp", "weight", "bias", "geometry", "version", "tile", "splits",
+                "workspace", "stream"},
                [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g,
                   auto...) { check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight}); });
-  def_launcher(m, "conv2d_backward_data", &k::conv2d_backward_data<float>,
-               &k::conv2d_backward_data<double>,
-               {"dinp", "dout", "weight", "geometry", "version", "tile", "splits", "workspace", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t weight, G g, auto...) {
-                 check_pointers(op, g.N * g.C * g.H * g.W, {dinp, dout, weight});
-               });
-  def_launcher(m, "conv2d_backward_weight", &k::conv2d_backward_weight<float>,
-               &k::conv2d_backward_weight<double>,
-               {"dweight", "workspace", "dout", "inp", "geometry", "version", "tile", "splits",
-                "stream"},
-               [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g,
-                  auto...) {
-                 check_pointers(op, 1, {dweight});
-                 check_pointers(op, g.N * g.P * g.Q, {dout, inp});
-               });
+  def_launcher(
+      m, "conv2d_backward_data", &k::conv2d_backward_data<float>, &k::conv2d_backward_data<double>,
+      {"dinp", "dout", "weight", "geometry", "version", "tile", "splits", "workspace", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t weight, G g, auto...) {
+        check_pointers(op, g.N * g.C * g.H * g.W, {dinp, dout, weight});
+      });
+  def_launcher(
+      m, "conv2d_backward_weight", &k::conv2d_backward_weight<float>,
+      &k::conv2d_backward_weight<double>,
+      {"dweight", "workspace", "dout", "inp", "geometry", "version", "tile", "splits", "stream"},
+      [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g,
+         auto...) {
+        check_pointers(op, 1, {dweight});
+        check_pointers(op, g.N * g.P * g.Q, {dout, inp});
+      });
   def_launcher(
       m, "conv2d_backward_bias", &k::conv2d_backward_bias<float>, &k::conv2d_backward_bias<double>,
       {"dbias", "dout", "N", "K", "PQ", "stream"},

@@ -37,7 +37,7 @@
   MINICNN_DEPAREN(kernel)<<<(grid), (block), (smem), (stream)>>>
 
 // A char array, so that kernels templated on T don't declare conflicting extern arrays.
-#define DYN_SHARED(T, name)                                                  \
+#define DYN_SHARED(T, name)                                                \
   extern __shared__ __align__(16) unsigned char minicnn_dynamic_shared_[]; \
   T* name = reinterpret_cast<T*>(minicnn_dynamic_shared_)
 
@@ -45,9 +45,9 @@
 // ---- host compiler: the emulator ------------------------------------------------------------------
 #include "emu/cuda_emu.h"
 
-#define LAUNCH(kernel, grid, block, smem, stream)                                                   \
-  ::minicnn_emu::launch(MINICNN_DEPAREN(kernel), MINICNN_STRINGIFY(MINICNN_DEPAREN(kernel)), (grid), \
-                        (block), (smem), (stream))
+#define LAUNCH(kernel, grid, block, smem, stream)                                            \
+  ::minicnn_emu::launch(MINICNN_DEPAREN(kernel), MINICNN_STRINGIFY(MINICNN_DEPAREN(kernel)), \
+                        (grid), (block), (smem), (stream))
 
 #define DYN_SHARED(T, name) T* name = ::minicnn_emu::dynamic_shared<T>()
 
@@ -64,14 +64,15 @@ inline void check_launch(const char* kernel_name) {
   if (err == cudaSuccess) err = cudaDeviceSynchronize();
 #endif
   if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("kernel ") + kernel_name + ": " + cudaGetErrorName(err) + ": " +
-                             cudaGetErrorString(err));
+    throw std::runtime_error(std::string("kernel ") + kernel_name + ": " + cudaGetErrorName(err) +
+                             ": " + cudaGetErrorString(err));
   }
 }
 
 inline void check_cuda(cudaError_t err, const char* call) {
   if (err != cudaSuccess) {
-    throw std::runtime_error(std::string(call) + ": " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+    throw std::runtime_error(std::string(call) + ": " + cudaGetErrorName(err) + ": " +
+                             cudaGetErrorString(err));
   }
 }
 

@@ -1,4 +1,5 @@
 """minicnn: a from-scratch CNN engine — autograd on NumPy/CuPy arrays, our own CUDA kernels."""
+
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .dtypes import bool_, float32, float64, int32, int64
 from .ops import activation as _activation  # noqa: F401  these four attach Tensor's op methods
@@ -14,7 +15,8 @@ from .summary import Summary, summary
 
 __version__ = "0.1.0"
 
-# ---- lazy subpackages: ``import minicnn; minicnn.models.resnet18()`` imports them on first use ----
+# ---- lazy subpackages: ``import minicnn; minicnn.models.resnet18()`` imports them on first use
+# ----
 _LAZY_SUBMODULES = ("data", "io", "models", "optim", "train", "viz")
 
 

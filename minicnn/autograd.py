@@ -19,6 +19,7 @@ gradient is needed — links the output to a graph node. ``Tensor.backward`` wal
 reverse topological order; gradients of a tensor used by several ops are summed, so residual
 connections and DenseNet's concatenations are right.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,15 @@ import numpy as np
 from .backends import common_device, get_backend
 from .tensor import Tensor
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "backward",
-           "trace_ops"]
+__all__ = [
+    "Function",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "set_grad_enabled",
+    "backward",
+    "trace_ops",
+]
 
 _state = threading.local()
 _trace_hooks = []  # callables hook(function_class, args, kwargs, output): see trace_ops
@@ -251,7 +259,8 @@ def backward(root, grad, retain_graph=False):
         if node.ctx is None:
             raise RuntimeError(
                 "backward: trying to backward through the graph a second time; "
-                "pass retain_graph=True to the first backward()")
+                "pass retain_graph=True to the first backward()"
+            )
         if t._retains_grad:
             t._accumulate_grad(g)
         in_grads = node.fn.backward(node.ctx, g)
@@ -267,7 +276,8 @@ def backward(root, grad, retain_graph=False):
             if ig.shape != inp.shape:
                 raise RuntimeError(
                     f"{node.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
-                    f"for an input of shape {inp.shape}")
+                    f"for an input of shape {inp.shape}"
+                )
             # Fresh = owns its memory and nothing else refers to it (not dout, not a saved array,
             # not another input's gradient); with retain_graph the context may hand it out again.
             fresh = not retain_graph and _is_fresh(*_counts(ig), ig)
@@ -289,13 +299,15 @@ def _tensor_backward(self: Tensor, grad=None, retain_graph: bool = False) -> Non
         if self.numel() != 1:
             raise GradShapeError(
                 f"backward: grad can be implicitly created only for scalar outputs; "
-                f"this tensor has shape {self.shape}, pass grad= of that shape")
+                f"this tensor has shape {self.shape}, pass grad= of that shape"
+            )
         g = xp.ones(self._data.shape, dtype=self.dtype)
     else:
         g = grad._data if isinstance(grad, Tensor) else xp.asarray(grad)
         if tuple(g.shape) != self.shape:
-            raise ValueError(f"backward: grad has shape {tuple(g.shape)}, tensor has shape "
-                             f"{self.shape}")
+            raise ValueError(
+                f"backward: grad has shape {tuple(g.shape)}, tensor has shape {self.shape}"
+            )
         g = g.astype(self.dtype, copy=False)
     backward(self, g, retain_graph=retain_graph)
 

@@ -2,14 +2,23 @@
 
 A dtype is a ``numpy.dtype``; ``minicnn.float32`` and friends are these objects.
 """
+
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
 
-__all__ = ["FLOAT_DTYPES", "as_dtype", "bool_", "float32", "float64", "int32", "int64",
-           "result_type"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "as_dtype",
+    "bool_",
+    "float32",
+    "float64",
+    "int32",
+    "int64",
+    "result_type",
+]
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -18,8 +27,17 @@ int32 = np.dtype(np.int32)
 bool_ = np.dtype(np.bool_)
 FLOAT_DTYPES = (float32, float64)
 
-_DTYPE_NAMES = {"float32": float32, "float": float32, "float64": float64, "double": float64,
-                "int64": int64, "long": int64, "int32": int32, "int": int32, "bool": bool_}
+_DTYPE_NAMES = {
+    "float32": float32,
+    "float": float32,
+    "float64": float64,
+    "double": float64,
+    "int64": int64,
+    "long": int64,
+    "int32": int32,
+    "int": int32,
+    "bool": bool_,
+}
 
 
 def as_dtype(dtype):
@@ -63,8 +81,14 @@ def result_type(*operands):
     tensors = [t for t in operands if not isinstance(t, (numbers.Number, np.bool_))]  # Tensors
     dimensioned = [t.dtype for t in tensors if t.ndim > 0]
     zero_dim = [t.dtype for t in tensors if t.ndim == 0]
-    scalars = [bool_ if isinstance(x, (bool, np.bool_))
-               else int64 if isinstance(x, numbers.Integral) else float32 for x in scalars]
+    scalars = [
+        bool_
+        if isinstance(x, (bool, np.bool_))
+        else int64
+        if isinstance(x, numbers.Integral)
+        else float32
+        for x in scalars
+    ]
     result = _promote(dimensioned) if dimensioned else None
     for group in (zero_dim, scalars):
         if group:

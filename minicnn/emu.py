@@ -1,6 +1,7 @@
 """Settings of the CUDA emulator behind the "emu" device: schedules, block workers, race checker.
 
-The emulator (csrc/emu) runs each CUDA thread as a fiber and each block on one of several OS threads.
+The emulator (csrc/emu) runs each CUDA thread as a fiber and each block on one of several OS
+threads.
 A correct kernel gives the same result under every schedule; an ordering bug (a missing
 ``__syncthreads``, two blocks writing one element, a block waiting for block 0) shows under some:
 
@@ -19,6 +20,7 @@ The race checker is a separate build of the extension (``MINICNN_EMU_CHECK=1``, 
 scripts/emu_check.sh); with it every launch raises RuntimeError when it finds a race or a read of
 uninitialised shared memory, naming kernel, block, thread, address and both source lines.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,6 +34,7 @@ _lib = None
 def _extension():
     """The loaded minicnn._C_emu module (MINICNN_EMU_EXTENSION honoured by the backend)."""
     from .backends import emu_backend
+
     module = getattr(emu_backend, "_C", None)
     if module is None:
         reason = getattr(emu_backend, "unavailable_reason", lambda: None)()
@@ -48,11 +51,17 @@ def _c():
         path = _extension().__file__
         lib = ctypes.CDLL(path)
         try:
-            lib.minicnn_emu_set_schedule.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                                                     ctypes.c_size_t]
+            lib.minicnn_emu_set_schedule.argtypes = [
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_size_t,
+            ]
         except AttributeError:
-            raise RuntimeError(f"minicnn.emu: {path} has no emulator settings interface (built from an "
-                               f"older source? rebuild with `python setup.py build_ext --inplace`)") from None
+            raise RuntimeError(
+                f"minicnn.emu: {path} has no emulator settings interface (built from an "
+                f"older source? rebuild with `python setup.py build_ext --inplace`)"
+            ) from None
         lib.minicnn_emu_get_schedule.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.minicnn_emu_selftest.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.minicnn_emu_report.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
@@ -70,8 +79,12 @@ def get_schedule():
     """The current schedule: dict(threads=..., blocks=..., seed=..., workers=...)."""
     _, text = _text_call(_c().minicnn_emu_get_schedule, size=256)
     items = dict(item.split("=", 1) for item in text.split())
-    return dict(threads=items["threads"], blocks=items["blocks"], seed=int(items["seed"]),
-                workers=int(items["workers"]))
+    return dict(
+        threads=items["threads"],
+        blocks=items["blocks"],
+        seed=int(items["seed"]),
+        workers=int(items["workers"]),
+    )
 
 
 def set_schedule(threads=None, blocks=None, seed=None, workers=None):
@@ -80,15 +93,21 @@ def set_schedule(threads=None, blocks=None, seed=None, workers=None):
     for key, value in (("threads", threads), ("blocks", blocks)):
         if value is not None:
             if value not in _ORDERS:
-                raise ValueError(f"set_schedule: {key} must be one of {', '.join(_ORDERS)}, got {value!r}")
+                raise ValueError(
+                    f"set_schedule: {key} must be one of {', '.join(_ORDERS)}, got {value!r}"
+                )
             spec.append(f"{key}={value}")
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"set_schedule: seed must be an integer >= 0, got {seed!r}")
         spec.append(f"seed={seed}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise ValueError(f"set_schedule: workers must be an integer >= 1, got {workers!r}")
-    rc, error = _text_call(_c().minicnn_emu_set_schedule, " ".join(spec).encode(), workers or 0, size=1024)
+    rc, error = _text_call(
+        _c().minicnn_emu_set_schedule, " ".join(spec).encode(), workers or 0, size=1024
+    )
     if rc != 0:
         raise ValueError(error)
 
@@ -121,9 +140,11 @@ def race_checker():
 def require_race_checker():
     """Raise RuntimeError, saying why, unless the race checker is loaded."""
     if not race_checker():
-        raise RuntimeError(f"minicnn.emu: {_extension().__file__} was built without the race checker; build "
-                           f"one with MINICNN_EMU_CHECK=1 (scripts/emu_check.sh does) and load it with "
-                           f"MINICNN_EMU_EXTENSION=/path/to/_C_emu….so")
+        raise RuntimeError(
+            f"minicnn.emu: {_extension().__file__} was built without the race checker; build "
+            f"one with MINICNN_EMU_CHECK=1 (scripts/emu_check.sh does) and load it with "
+            f"MINICNN_EMU_EXTENSION=/path/to/_C_emu….so"
+        )
 
 
 def reports():

@@ -10,6 +10,7 @@ initialisation, a *new head* (as torchvision's fine-tuning recipe replaces ``fc`
 that does not fit (a missing key, an unexpected key, another shape) is an error that lists it:
 the weights belong to another architecture or variant.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["PretrainedError", "classifier_prefix", "freeze", "load_pretrained",
-           "split_image_folder"]
+__all__ = [
+    "PretrainedError",
+    "classifier_prefix",
+    "freeze",
+    "load_pretrained",
+    "split_image_folder",
+]
 
 
 class PretrainedError(ValueError):
@@ -58,24 +64,39 @@ def load_pretrained(model, path):
     """Load the weights at ``path`` into ``model``; returns the new head's name, or None when the
     classifier was loaded too. Raises :class:`PretrainedError` listing what does not fit."""
     state = _read_state(path)
-    if getattr(model, "aux1", 0) is None:     # torchvision's GoogLeNet file keeps its aux heads
-        state = OrderedDict((k, v) for k, v in state.items() if not k.startswith(("aux1.", "aux2.")))
+    if getattr(model, "aux1", 0) is None:  # torchvision's GoogLeNet file keeps its aux heads
+        state = OrderedDict(
+            (k, v) for k, v in state.items() if not k.startswith(("aux1.", "aux2."))
+        )
     own = model.state_dict()
     head = classifier_prefix(model) + "."
-    new_head = any(k.startswith(head) and k in state and np.shape(state[k]) != v.shape
-                   for k, v in own.items())
-    problems = [f"{k}: weights {np.shape(state[k])}, model {v.shape}" for k, v in own.items()
-                if k in state and np.shape(state[k]) != v.shape and not k.startswith(head)]
+    new_head = any(
+        k.startswith(head) and k in state and np.shape(state[k]) != v.shape for k, v in own.items()
+    )
+    problems = [
+        f"{k}: weights {np.shape(state[k])}, model {v.shape}"
+        for k, v in own.items()
+        if k in state and np.shape(state[k]) != v.shape and not k.startswith(head)
+    ]
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     if problems or missing or unexpected:
-        detail = "; ".join(p for p in (
-            ", ".join(problems[:3]),
-            f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else "") if missing else "",
-            f"unexpected {', '.join(unexpected[:3])}" + (" …" if len(unexpected) > 3 else "")
-            if unexpected else "") if p)
-        raise PretrainedError(f"{path!r} does not fit {getattr(model, 'arch', type(model).__name__)}"
-                              f" ({detail})")
+        detail = "; ".join(
+            p
+            for p in (
+                ", ".join(problems[:3]),
+                f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else "")
+                if missing
+                else "",
+                f"unexpected {', '.join(unexpected[:3])}" + (" …" if len(unexpected) > 3 else "")
+                if unexpected
+                else "",
+            )
+            if p
+        )
+        raise PretrainedError(
+            f"{path!r} does not fit {getattr(model, 'arch', type(model).__name__)} ({detail})"
+        )
     keep = {k: v for k, v in state.items() if not (new_head and k.startswith(head))}
     model.load_state_dict(keep, strict=False)
     return head[:-1] if new_head else None
@@ -89,8 +110,10 @@ def freeze(model, prefixes):
     for prefix in prefixes:
         hits = [p for n, p in params if n == prefix or n.startswith(prefix.rstrip(".") + ".")]
         if not hits:
-            raise PretrainedError(f"freeze: no parameter name starts with {prefix!r} (names look "
-                                  f"like {', '.join(n for n, _ in params[:3])}, …)")
+            raise PretrainedError(
+                f"freeze: no parameter name starts with {prefix!r} (names look "
+                f"like {', '.join(n for n, _ in params[:3])}, …)"
+            )
         for p in hits:
             if p.requires_grad:
                 p.requires_grad_(False)
@@ -112,8 +135,10 @@ def split_image_folder(root, fraction, seed=0, transform=None):
     train, val = [], []
     for c, samples in enumerate(by_class):
         if len(samples) < 2:
-            raise PretrainedError(f"--val-split: class {full.classes[c]!r} has {len(samples)} "
-                                  f"image(s); splitting needs at least 2")
+            raise PretrainedError(
+                f"--val-split: class {full.classes[c]!r} has {len(samples)} "
+                f"image(s); splitting needs at least 2"
+            )
         k = min(max(1, round(fraction * len(samples))), len(samples) - 1)
         order = rng.permutation(len(samples))
         val += [samples[i] for i in sorted(order[:k])]

@@ -16,6 +16,7 @@ Non-differentiable points (ReLU at 0, ties inside a max-pool window) are avoided
 by the checker: :func:`separated` makes values whose pairwise gaps and distance from 0 exceed 2ε.
 Random ops (dropout) must be made deterministic inside ``fn`` (seed them on every call).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,11 +31,11 @@ __all__ = ["gradcheck", "GradcheckResult", "InputReport", "separated"]
 
 @dataclass
 class InputReport:
-    index: int            # position in ``inputs``
+    index: int  # position in ``inputs``
     shape: tuple
-    mode: str             # "per-element" or "directional"
-    checks: int           # number of finite differences compared
-    worst_error: float    # worst relative error (see module docstring)
+    mode: str  # "per-element" or "directional"
+    checks: int  # number of finite differences compared
+    worst_error: float  # worst relative error (see module docstring)
 
 
 @dataclass
@@ -51,8 +52,11 @@ class GradcheckResult:
         return self.passed
 
     def __str__(self):
-        rows = [f"input {r.index} {r.shape}: {r.mode}, {r.checks} checks, worst relative error "
-                f"{r.worst_error:.2e}" for r in self.inputs]
+        rows = [
+            f"input {r.index} {r.shape}: {r.mode}, {r.checks} checks, worst relative error "
+            f"{r.worst_error:.2e}"
+            for r in self.inputs
+        ]
         verdict = "passed" if self.passed else "FAILED"
         return f"gradcheck {verdict} (tolerance {self.tolerance:.0e})\n  " + "\n  ".join(rows)
 
@@ -66,8 +70,8 @@ def separated(shape, seed=0, gap=1e-2, scale=1.0):
     n = int(np.prod(shape)) if len(shape) else 1
     rng = np.random.default_rng(seed)
     step = max(gap, 2.0 * scale / max(n, 1))
-    ramp = (np.arange(n) - (n - 1) / 2.0) * step       # symmetric, never exactly 0 …
-    ramp += np.where(ramp >= 0, gap / 2, -gap / 2)    # … and at least gap/2 away from it
+    ramp = (np.arange(n) - (n - 1) / 2.0) * step  # symmetric, never exactly 0 …
+    ramp += np.where(ramp >= 0, gap / 2, -gap / 2)  # … and at least gap/2 away from it
     return rng.permutation(ramp).reshape(shape)
 
 
@@ -87,13 +91,16 @@ def _check_inputs(inputs):
         raise ValueError("gradcheck: no input has requires_grad=True")
     for i in targets:
         if inputs[i].dtype != float64:
-            raise TypeError(f"gradcheck: input {i} must be float64 for finite differences, "
-                            f"got {inputs[i].dtype}")
+            raise TypeError(
+                f"gradcheck: input {i} must be float64 for finite differences, "
+                f"got {inputs[i].dtype}"
+            )
     return inputs, targets
 
 
-def gradcheck(fn, inputs, *, eps=1e-6, tol=1e-5, max_elements=128, directions=8, seed=0,
-              raise_exception=False):
+def gradcheck(
+    fn, inputs, *, eps=1e-6, tol=1e-5, max_elements=128, directions=8, seed=0, raise_exception=False
+):
     """Compare ``fn``'s backward with central differences; returns a :class:`GradcheckResult`.
 
     Inputs with at most ``max_elements`` elements are checked element by element, larger ones
@@ -116,8 +123,12 @@ def gradcheck(fn, inputs, *, eps=1e-6, tol=1e-5, max_elements=128, directions=8,
         analytic = np.zeros(x.shape) if x.grad is None else x.grad.numpy().astype(np.float64)
         if x.numel() <= max_elements:
             numeric = _numeric_per_element(fn, inputs, x, w, eps)
-            floor = 1e-3 * max(np.abs(numeric).max(initial=0), np.abs(analytic).max(initial=0), 1e-12)
-            err = np.abs(analytic - numeric) / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
+            floor = 1e-3 * max(
+                np.abs(numeric).max(initial=0), np.abs(analytic).max(initial=0), 1e-12
+            )
+            err = np.abs(analytic - numeric) / np.maximum(
+                np.maximum(np.abs(analytic), np.abs(numeric)), floor
+            )
             report = InputReport(i, x.shape, "per-element", x.numel(), float(err.max(initial=0)))
         else:
             errs = []
@@ -139,7 +150,9 @@ def gradcheck(fn, inputs, *, eps=1e-6, tol=1e-5, max_elements=128, directions=8,
 def _numeric_per_element(fn, inputs, x, w, eps):
     flat = x._data.reshape(-1)  # a view: perturb in place, restore after
     if not np.shares_memory(flat, x._data):
-        raise ValueError("gradcheck: inputs must be contiguous arrays (make them with minicnn.tensor)")
+        raise ValueError(
+            "gradcheck: inputs must be contiguous arrays (make them with minicnn.tensor)"
+        )
     numeric = np.empty(flat.size)
     with no_grad():
         for j in range(flat.size):

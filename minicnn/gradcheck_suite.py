@@ -3,6 +3,7 @@
 Inputs come from :func:`minicnn.gradcheck.separated`, so ReLU never sees 0 and max-pool windows have
 no ties; random ops are re-seeded on every call so finite differences see the same mask.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,8 @@ class Case:
     op: str
     case: str
     fn: object
-    shapes: tuple           # shapes of the float64 inputs (all require grad)
-    extra: tuple = ()       # non-differentiable trailing arguments
+    shapes: tuple  # shapes of the float64 inputs (all require grad)
+    extra: tuple = ()  # non-differentiable trailing arguments
 
 
 def _x(shape, seed):
@@ -40,40 +41,118 @@ def _batch_norm(training):
         rm = tensor(np.zeros(x.shape[1]), dtype=x.dtype, device=x.device)
         rv = tensor(np.ones(x.shape[1]) * 1.5, dtype=x.dtype, device=x.device)
         return F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.1, eps=1e-5)
+
     return fn
 
 
 def _cross_entropy(**kw):
     def fn(x, target):
         return F.cross_entropy(x, target, **kw)
+
     return fn
 
 
 def cases():
     target = tensor(np.array([2, 0, 4, 1], dtype=np.int64))
     return [
-        Case("conv2d", "3x3 pad 1, bias", lambda x, w, b: F.conv2d(x, w, b, padding=1), ((2, 3, 5, 5), (4, 3, 3, 3), (4,))),
-        Case("conv2d", "3x3 stride 2 dilation 2", lambda x, w: F.conv2d(x, w, stride=2, dilation=2), ((1, 2, 9, 8), (3, 2, 3, 3))),
-        Case("conv2d", "groups 2 (AlexNet towers)", lambda x, w, b: F.conv2d(x, w, b, padding=2, groups=2), ((2, 4, 6, 6), (6, 2, 5, 5), (6,))),
-        Case("conv2d", "11x11 stride 4", lambda x, w: F.conv2d(x, w, stride=4, padding=2), ((1, 3, 19, 19), (2, 3, 11, 11))),
+        Case(
+            "conv2d",
+            "3x3 pad 1, bias",
+            lambda x, w, b: F.conv2d(x, w, b, padding=1),
+            ((2, 3, 5, 5), (4, 3, 3, 3), (4,)),
+        ),
+        Case(
+            "conv2d",
+            "3x3 stride 2 dilation 2",
+            lambda x, w: F.conv2d(x, w, stride=2, dilation=2),
+            ((1, 2, 9, 8), (3, 2, 3, 3)),
+        ),
+        Case(
+            "conv2d",
+            "groups 2 (AlexNet towers)",
+            lambda x, w, b: F.conv2d(x, w, b, padding=2, groups=2),
+            ((2, 4, 6, 6), (6, 2, 5, 5), (6,)),
+        ),
+        Case(
+            "conv2d",
+            "11x11 stride 4",
+            lambda x, w: F.conv2d(x, w, stride=4, padding=2),
+            ((1, 3, 19, 19), (2, 3, 11, 11)),
+        ),
         Case("conv2d", "1x1", lambda x, w: F.conv2d(x, w), ((2, 5, 3, 4), (3, 5, 1, 1))),
-        Case("conv2d", "'same', 4x2 kernel", lambda x, w: F.conv2d(x, w, padding="same"), ((1, 2, 5, 6), (2, 2, 4, 2))),
-        Case("max_pool2d", "3x3 stride 2 (overlapping)", lambda x: F.max_pool2d(x, 3, 2), ((2, 2, 7, 7),)),
-        Case("max_pool2d", "2x2 pad 1 ceil_mode", lambda x: F.max_pool2d(x, 2, 2, padding=1, ceil_mode=True), ((1, 2, 5, 6),)),
-        Case("max_pool2d", "3x3 dilation 2", lambda x: F.max_pool2d(x, 3, 1, dilation=2), ((1, 1, 7, 7),)),
-        Case("avg_pool2d", "3x3 stride 2 pad 1", lambda x: F.avg_pool2d(x, 3, 2, padding=1), ((2, 2, 6, 7),)),
-        Case("avg_pool2d", "ceil_mode, exclude pad", lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False), ((1, 2, 6, 6),)),
-        Case("adaptive_avg_pool2d", "7x5 -> 3x2 (uneven bins)", lambda x: F.adaptive_avg_pool2d(x, (3, 2)), ((2, 2, 7, 5),)),
-        Case("adaptive_avg_pool2d", "global (1x1)", lambda x: F.adaptive_avg_pool2d(x, 1), ((2, 3, 4, 4),)),
-        Case("local_response_norm", "size 5, AlexNet constants", lambda x: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0), ((2, 7, 3, 3),)),
-        Case("local_response_norm", "size 4, alpha 3, beta 1.5", lambda x: F.local_response_norm(x, 4, 3.0, 1.5, 1.0), ((1, 6, 2, 3),)),
+        Case(
+            "conv2d",
+            "'same', 4x2 kernel",
+            lambda x, w: F.conv2d(x, w, padding="same"),
+            ((1, 2, 5, 6), (2, 2, 4, 2)),
+        ),
+        Case(
+            "max_pool2d",
+            "3x3 stride 2 (overlapping)",
+            lambda x: F.max_pool2d(x, 3, 2),
+            ((2, 2, 7, 7),),
+        ),
+        Case(
+            "max_pool2d",
+            "2x2 pad 1 ceil_mode",
+            lambda x: F.max_pool2d(x, 2, 2, padding=1, ceil_mode=True),
+            ((1, 2, 5, 6),),
+        ),
+        Case(
+            "max_pool2d",
+            "3x3 dilation 2",
+            lambda x: F.max_pool2d(x, 3, 1, dilation=2),
+            ((1, 1, 7, 7),),
+        ),
+        Case(
+            "avg_pool2d",
+            "3x3 stride 2 pad 1",
+            lambda x: F.avg_pool2d(x, 3, 2, padding=1),
+            ((2, 2, 6, 7),),
+        ),
+        Case(
+            "avg_pool2d",
+            "ceil_mode, exclude pad",
+            lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+            ((1, 2, 6, 6),),
+        ),
+        Case(
+            "adaptive_avg_pool2d",
+            "7x5 -> 3x2 (uneven bins)",
+            lambda x: F.adaptive_avg_pool2d(x, (3, 2)),
+            ((2, 2, 7, 5),),
+        ),
+        Case(
+            "adaptive_avg_pool2d",
+            "global (1x1)",
+            lambda x: F.adaptive_avg_pool2d(x, 1),
+            ((2, 3, 4, 4),),
+        ),
+        Case(
+            "local_response_norm",
+            "size 5, AlexNet constants",
+            lambda x: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0),
+            ((2, 7, 3, 3),),
+        ),
+        Case(
+            "local_response_norm",
+            "size 4, alpha 3, beta 1.5",
+            lambda x: F.local_response_norm(x, 4, 3.0, 1.5, 1.0),
+            ((1, 6, 2, 3),),
+        ),
         Case("batch_norm", "training", _batch_norm(True), ((4, 3, 2, 2), (3,), (3,))),
         Case("batch_norm", "eval", _batch_norm(False), ((2, 3, 2, 2), (3,), (3,))),
         Case("relu", "3-D input", F.relu, ((3, 4, 5),)),
         Case("dropout", "p=0.3, training", _dropout, ((4, 5),)),
         Case("linear", "with bias", F.linear, ((3, 5), (4, 5), (4,))),
         Case("cross_entropy", "mean", _cross_entropy(), ((4, 5),), (target,)),
-        Case("cross_entropy", "label_smoothing 0.1", _cross_entropy(label_smoothing=0.1), ((4, 5),), (target,)),
+        Case(
+            "cross_entropy",
+            "label_smoothing 0.1",
+            _cross_entropy(label_smoothing=0.1),
+            ((4, 5),),
+            (target,),
+        ),
         Case("softmax", "dim 1", lambda x: F.softmax(x, 1), ((3, 4),)),
         Case("log_softmax", "dim 1", lambda x: F.log_softmax(x, 1), ((3, 4),)),
         Case("flatten", "start_dim 1", lambda x: F.flatten(x, 1) * 2, ((2, 3, 2),)),
@@ -92,6 +171,7 @@ def on_device(fn, device="cpu", dtype="float64"):
     def moved(*inputs):
         args = [x.to(device, dtype) if x.dtype.kind == "f" else x.to(device) for x in inputs]
         return fn(*args).to("cpu", "float64")
+
     return moved
 
 
@@ -104,8 +184,11 @@ def _grads(fn, inputs, w):
     for x in inputs:
         x.grad = None
     fn(*inputs).backward(tensor(w))
-    return [x.grad.numpy() if x.grad is not None else np.zeros(x.shape)
-            for x in inputs if x.requires_grad]
+    return [
+        x.grad.numpy() if x.grad is not None else np.zeros(x.shape)
+        for x in inputs
+        if x.requires_grad
+    ]
 
 
 def float32_error(case, device):
@@ -116,8 +199,10 @@ def float32_error(case, device):
     w = np.random.default_rng(0).standard_normal(out.shape)
     g64 = _grads(on_device(case.fn, device, "float64"), inputs, w)
     g32 = _grads(on_device(case.fn, device, "float32"), inputs, w)
-    return max(float(np.abs(a - b).max(initial=0) / max(np.abs(b).max(initial=0), 1e-12))
-               for a, b in zip(g32, g64))
+    return max(
+        float(np.abs(a - b).max(initial=0) / max(np.abs(b).max(initial=0), 1e-12))
+        for a, b in zip(g32, g64)
+    )
 
 
 def check(case, tol=1e-5, device="cpu", dtype="float64", tol32=1e-4):

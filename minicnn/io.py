@@ -10,6 +10,7 @@ never half of one.
     >>> minicnn.io.save_npz("resnet18.npz", model.state_dict())
     >>> model.load_state_dict(minicnn.io.load_npz("resnet18.npz"))
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,10 @@ MAX_INFLATE_RATIO = 1100
 def _as_arrays(state):
     """OrderedDict key -> ndarray from a mapping of arrays/Tensors, or one error listing every bad entry."""
     if not isinstance(state, Mapping):
-        raise TypeError(f"save_npz: expected a dict of arrays (e.g. model.state_dict()), "
-                        f"got {type(state).__name__}")
+        raise TypeError(
+            f"save_npz: expected a dict of arrays (e.g. model.state_dict()), "
+            f"got {type(state).__name__}"
+        )
     arrays, bad = OrderedDict(), []
     for key, value in state.items():
         if not isinstance(key, str) or not key:
@@ -130,10 +133,14 @@ def _check_container(path):
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic.startswith(b"\x93NUMPY"):
-        raise ValueError(f"load_npz: {path!r} holds a single .npy array, not an .npz archive of named arrays")
+        raise ValueError(
+            f"load_npz: {path!r} holds a single .npy array, not an .npz archive of named arrays"
+        )
     if not magic.startswith(b"PK"):
-        raise ValueError(f"load_npz: {path!r} is not an .npz archive (it does not start with a zip header"
-                         + (": it is empty)" if not magic else ")"))
+        raise ValueError(
+            f"load_npz: {path!r} is not an .npz archive (it does not start with a zip header"
+            + (": it is empty)" if not magic else ")")
+        )
 
 
 def _read_header(member):
@@ -157,18 +164,22 @@ def _member_header(zf, info):
     """(key, shape, dtype) of one member, its declared size checked against the archive's."""
     if not info.filename.endswith(".npy") or info.is_dir():
         raise ValueError("it is not a .npy array")
-    key = info.filename[:-len(".npy")]
+    key = info.filename[: -len(".npy")]
     with zf.open(info) as member:
         shape, dtype = _read_header(member)
     if dtype.hasobject:
         raise ValueError(f"dtype {dtype} would need pickle (allow_pickle=False)")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > info.file_size:
-        raise ValueError(f"it declares {shape} {dtype} ({nbytes} bytes) but the archive holds "
-                         f"{info.file_size} bytes for it")
+        raise ValueError(
+            f"it declares {shape} {dtype} ({nbytes} bytes) but the archive holds "
+            f"{info.file_size} bytes for it"
+        )
     if info.file_size > info.compress_size * MAX_INFLATE_RATIO + 4096:
-        raise ValueError(f"it would inflate {info.compress_size} bytes to {info.file_size} "
-                         f"(more than {MAX_INFLATE_RATIO}:1, not a real deflate stream)")
+        raise ValueError(
+            f"it would inflate {info.compress_size} bytes to {info.file_size} "
+            f"(more than {MAX_INFLATE_RATIO}:1, not a real deflate stream)"
+        )
     return key, shape, dtype
 
 
@@ -187,8 +198,11 @@ def load_npz(path, check=None, max_bytes=None, keys=None):
     try:
         with zipfile.ZipFile(path) as zf:
             infos = _checked_members(zf, path, check, max_bytes)
-            return OrderedDict((key, _read_member(zf, info, key, path)) for key, info in infos
-                               if keys is None or key in keys)
+            return OrderedDict(
+                (key, _read_member(zf, info, key, path))
+                for key, info in infos
+                if keys is None or key in keys
+            )
     except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
         raise ValueError(f"load_npz: {path!r} is not a readable .npz archive ({e})") from None
 

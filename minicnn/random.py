@@ -1,4 +1,5 @@
 """The random number generator behind minicnn's random ops (dropout, randn, initialisation)."""
+
 from __future__ import annotations
 
 import numpy as np

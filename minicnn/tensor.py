@@ -9,6 +9,7 @@ minicnn/ops/shape.py; the arithmetic and comparison operators, ``exp``/``log``/`
 ops/arith.py; ``sum``/``mean``/``argmax`` by ops/reduce.py; ``relu``/``softmax``/``log_softmax``
 by ops/activation.py.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -17,8 +18,10 @@ import numpy as np
 
 from . import random as _random
 from .backends import canonical_device, get_backend
-from .dtypes import (_DTYPE_NAMES, FLOAT_DTYPES, as_dtype, bool_, float32,  # noqa: F401
-                     float64, int32, int64, result_type)
+from .dtypes import FLOAT_DTYPES, as_dtype, bool_, float32, float64, int32, int64
+from .dtypes import _DTYPE_NAMES as _DTYPE_NAMES  # re-exported: older imports take them from here
+from .dtypes import result_type as result_type
+
 
 class Tensor:
     """A multi-dimensional array with a device and, if ``requires_grad``, a gradient.
@@ -49,7 +52,9 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value):
         if value and self._data.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
+            )
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad=True):
@@ -65,7 +70,9 @@ class Tensor:
     def data(self, value):
         array = value._data if isinstance(value, Tensor) else value
         if tuple(array.shape) != self.shape:
-            raise ValueError(f"data: new value has shape {tuple(array.shape)}, tensor has {self.shape}")
+            raise ValueError(
+                f"data: new value has shape {tuple(array.shape)}, tensor has {self.shape}"
+            )
         self._data = array
 
     @property
@@ -123,7 +130,9 @@ class Tensor:
 
     def item(self):
         if self.numel() != 1:
-            raise ValueError(f"item: only one-element tensors can be converted, got shape {self.shape}")
+            raise ValueError(
+                f"item: only one-element tensors can be converted, got shape {self.shape}"
+            )
         return self.numpy().reshape(()).item()
 
     def __float__(self):
@@ -214,8 +223,12 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False):
         data = data.numpy()
     if dtype is None:
         dtype = _infer_dtype(data)
-        if dtype is None and getattr(data, "dtype", None) is not None and data.dtype.kind == "f" \
-                and data.dtype not in FLOAT_DTYPES:
+        if (
+            dtype is None
+            and getattr(data, "dtype", None) is not None
+            and data.dtype.kind == "f"
+            and data.dtype not in FLOAT_DTYPES
+        ):
             dtype = float32  # float16 and friends become float32
     try:
         array = np.array(data, dtype=None if dtype is None else as_dtype(dtype), copy=True)

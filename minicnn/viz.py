@@ -22,6 +22,7 @@ gradient back undiminished (He et al. 2016).
 
 Plots use matplotlib's Agg backend (no display needed) and are written atomically.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,9 +36,20 @@ from .autograd import no_grad
 from .nn import Conv2d, Linear
 from .tensor import Tensor, tensor
 
-__all__ = ["LayerStats", "feature_maps", "filter_grid", "first_conv", "grad_cam", "layer_names",
-           "layer_statistics", "saliency", "save_feature_figure", "save_filter_figure",
-           "save_map_figure", "save_stats_figure"]
+__all__ = [
+    "LayerStats",
+    "feature_maps",
+    "filter_grid",
+    "first_conv",
+    "grad_cam",
+    "layer_names",
+    "layer_statistics",
+    "saliency",
+    "save_feature_figure",
+    "save_filter_figure",
+    "save_map_figure",
+    "save_stats_figure",
+]
 
 
 # ---- filters ------------------------------------------------------------------------------------
@@ -66,7 +78,7 @@ def filter_grid(weight, cols=None, pad=1):
     grid = np.ones((rows * (R + pad) - pad, cols * (S + pad) - pad, tiles.shape[-1]))
     for k in range(K):
         r, c = divmod(k, cols)
-        grid[r * (R + pad):r * (R + pad) + R, c * (S + pad):c * (S + pad) + S] = tiles[k]
+        grid[r * (R + pad) : r * (R + pad) + R, c * (S + pad) : c * (S + pad) + S] = tiles[k]
     return grid if C == 3 else grid[..., 0]
 
 
@@ -96,6 +108,7 @@ def _capture(model, x, names, keep_grad=False):
                 if keep_grad and out.requires_grad:
                     out.retain_grad()
                 seen[name] = out
+
         return hook
 
     try:
@@ -156,9 +169,16 @@ def last_spatial_layer(model, x):
     leaves = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
     with no_grad():
         order = []
-        handles = [_module(model, n).register_forward_hook(
-            lambda m, a, out, n=n: order.append(n) if isinstance(out, Tensor) and out.ndim == 4
-            and out.shape[2] * out.shape[3] > 1 else None) for n in leaves]
+        handles = [
+            _module(model, n).register_forward_hook(
+                lambda m, a, out, n=n: (
+                    order.append(n)
+                    if isinstance(out, Tensor) and out.ndim == 4 and out.shape[2] * out.shape[3] > 1
+                    else None
+                )
+            )
+            for n in leaves
+        ]
         try:
             model(x)
         finally:
@@ -179,8 +199,8 @@ def grad_cam(model, x, target=None, layer=None):
     target = _targets(logits, target)
     _score(logits, target).backward()
     acts, grads = A.numpy().astype(np.float64), A.grad.numpy().astype(np.float64)
-    weights = grads.mean(axis=(2, 3), keepdims=True)            # a_k: (N, K, 1, 1)
-    cams = np.maximum((weights * acts).sum(axis=1), 0)          # (N, h, w)
+    weights = grads.mean(axis=(2, 3), keepdims=True)  # a_k: (N, K, 1, 1)
+    cams = np.maximum((weights * acts).sum(axis=1), 0)  # (N, h, w)
     H, W = x.shape[2:]
     out = np.stack([_upsample(c, H, W) for c in cams])
     peak = out.max(axis=(1, 2), keepdims=True)
@@ -190,21 +210,24 @@ def grad_cam(model, x, target=None, layer=None):
 def _upsample(a, H, W):
     from PIL import Image
 
-    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((W, H),
-                      Image.BILINEAR), dtype=np.float64)
+    return np.asarray(
+        Image.fromarray(a.astype(np.float32), mode="F").resize((W, H), Image.BILINEAR),
+        dtype=np.float64,
+    )
 
 
 # ---- activation and gradient statistics ---------------------------------------------------------
 @dataclass
 class LayerStats:
     """One conv/linear layer of a forward + backward pass over a batch."""
+
     name: str
     type: str
-    activations: np.ndarray        # a sample (at most 20,000 values) of the layer's outputs
+    activations: np.ndarray  # a sample (at most 20,000 values) of the layer's outputs
     act_mean: float
     act_std: float
-    weight_grad_norm: float        # ||dL/dW|| (Frobenius)
-    output_grad_norm: float        # ||dL/d output|| over the batch
+    weight_grad_norm: float  # ||dL/dW|| (Frobenius)
+    output_grad_norm: float  # ||dL/d output|| over the batch
 
 
 def layer_statistics(model, x, y, sample=20000, seed=0):
@@ -231,10 +254,15 @@ def _layer_stats(name, module, out, rng, sample):
     values = out.numpy().reshape(-1).astype(np.float64)
     picked = values if values.size <= sample else rng.choice(values, sample, replace=False)
     wgrad = module.weight.grad
-    return LayerStats(name, type(module).__name__, picked, float(values.mean()),
-                      float(values.std()),
-                      float(np.linalg.norm(wgrad.numpy())) if wgrad is not None else 0.0,
-                      float(np.linalg.norm(out.grad.numpy())) if out.grad is not None else 0.0)
+    return LayerStats(
+        name,
+        type(module).__name__,
+        picked,
+        float(values.mean()),
+        float(values.std()),
+        float(np.linalg.norm(wgrad.numpy())) if wgrad is not None else 0.0,
+        float(np.linalg.norm(out.grad.numpy())) if out.grad is not None else 0.0,
+    )
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -280,7 +308,7 @@ def save_feature_figure(path, maps, cols=8):
     axes = fig.subplots(sum(rows), cols, squeeze=False)
     r0 = 0
     for (name, m), n in zip(maps.items(), rows):
-        for i, ax in enumerate(axes[r0:r0 + n].reshape(-1)):
+        for i, ax in enumerate(axes[r0 : r0 + n].reshape(-1)):
             ax.set_axis_off()
             if i < len(m):
                 ax.imshow(m[i], cmap="viridis", interpolation="nearest")
@@ -316,16 +344,22 @@ def save_stats_figure(path, runs, bins=60):
         hi = max(np.percentile(s.activations, 99.5) for s in stats)
         edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
         dens = np.stack([np.histogram(s.activations, edges, density=True)[0] for s in stats], 1)
-        ax.imshow(np.log1p(dens), aspect="auto", origin="lower", cmap="magma",
-                  extent=(0.5, len(stats) + 0.5, edges[0], edges[-1]))
+        ax.imshow(
+            np.log1p(dens),
+            aspect="auto",
+            origin="lower",
+            cmap="magma",
+            extent=(0.5, len(stats) + 0.5, edges[0], edges[-1]),
+        )
         ax.set_title(f"{label}: distribution of each conv/linear layer's outputs (log density)")
         ax.set_xlabel("layer (forward order)")
         ax.set_ylabel("activation")
     ax = axes[-1]
     for label, stats in runs.items():
         depth = np.arange(1, len(stats) + 1)
-        ax.semilogy(depth, [s.weight_grad_norm for s in stats], marker=".",
-                    label=f"{label} ||dL/dW||")
+        ax.semilogy(
+            depth, [s.weight_grad_norm for s in stats], marker=".", label=f"{label} ||dL/dW||"
+        )
         ax.semilogy(depth, [s.output_grad_norm for s in stats], ls="--", label=f"{label} ||dL/dy||")
     ax.set_xlabel("layer (forward order)")
     ax.set_title("gradient norms per layer (one batch)")

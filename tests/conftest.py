@@ -8,8 +8,12 @@ import minicnn
 
 # Small, fast, deterministic property tests: CI has 2 cores and a time budget.
 settings.register_profile(
-    "default", max_examples=int(os.environ.get("MINICNN_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
-    derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    "default",
+    max_examples=int(os.environ.get("MINICNN_HYPOTHESIS_EXAMPLES", "25")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile("default")
 
 
@@ -36,7 +40,9 @@ def pytest_terminal_summary(terminalreporter):
     without CuPy every "cuda" kernel test repeats the same install hint."""
     reasons = {}
     for report in terminalreporter.stats.get("skipped", []):
-        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = (
+            str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        )
         reason = reason.removeprefix("Skipped: ")
         reasons[reason] = reasons.get(reason, 0) + 1
     if reasons:
@@ -48,8 +54,14 @@ def pytest_terminal_summary(terminalreporter):
 # ---- a stale extension fails the run loudly ------------------------------------------------------
 _EXTENSION_SOURCES = {  # extension -> the csrc globs it is built from (setup.py)
     "_C_cpu": ["cpu/*", "geometry*.h"],
-    "_C_emu": ["bindings.cpp", "emu_kernels.cpp", "kernels/*", "emu/*.h", "geometry*.h",
-               "cuda_compat.h"],
+    "_C_emu": [
+        "bindings.cpp",
+        "emu_kernels.cpp",
+        "kernels/*",
+        "emu/*.h",
+        "geometry*.h",
+        "cuda_compat.h",
+    ],
     "_C_cuda": ["bindings.cpp", "kernels/*", "geometry*.h", "cuda_compat.h"],
 }
 
@@ -76,6 +88,8 @@ def pytest_sessionstart(session):
     stale = stale_extensions(root)
     if stale:
         lines = [f"minicnn.{name} is older than {source}" for name, source in stale]
-        pytest.exit("stale C++ extension(s): " + "; ".join(lines) + ". Rebuild first: "
-                    ".venv/bin/pip install -e . (or python setup.py build_ext --inplace)",
-                    returncode=2)
+        pytest.exit(
+            "stale C++ extension(s): " + "; ".join(lines) + ". Rebuild first: "
+            ".venv/bin/pip install -e . (or python setup.py build_ext --inplace)",
+            returncode=2,
+        )

@@ -4,6 +4,7 @@ MINICNN_KERNEL_DEVICES=cuda (comma-separated) restricts the kernel tests to thos
 (scripts/gpu_check.sh runs them on "cuda" only). A device that can't run here is skipped with the
 reason get_backend gives.
 """
+
 import os
 
 import numpy as np
@@ -28,8 +29,11 @@ def _params():
     params = []
     for device in wanted:
         reason = unavailable(device)
-        params.append(pytest.param(device, id=device,
-                                   marks=pytest.mark.skipif(reason is not None, reason=str(reason))))
+        params.append(
+            pytest.param(
+                device, id=device, marks=pytest.mark.skipif(reason is not None, reason=str(reason))
+            )
+        )
     return params
 
 

@@ -30,66 +30,71 @@ using CblasGemm = void (*)(int order, int trans_a, int trans_b, int64_t m, int64
 using SetThreadsLocal = int (*)(int);
 
 struct Blas {
-    CblasGemm<float> sgemm = nullptr;
-    CblasGemm<double> dgemm = nullptr;
-    SetThreadsLocal set_threads_local = nullptr;
+  CblasGemm<float> sgemm = nullptr;
+  CblasGemm<double> dgemm = nullptr;
+  SetThreadsLocal set_threads_local = nullptr;
 
-    static Blas& instance() {
-        static Blas blas;
-        return blas;
-    }
-    template <typename T>
-    CblasGemm<T> gemm() const;
+  static Blas& instance() {
+    static Blas blas;
+    return blas;
+  }
+  template <typename T>
+  CblasGemm<T> gemm() const;
 };
 
 template <>
-inline CblasGemm<float> Blas::gemm<float>() const { return sgemm; }
+inline CblasGemm<float> Blas::gemm<float>() const {
+  return sgemm;
+}
 template <>
-inline CblasGemm<double> Blas::gemm<double>() const { return dgemm; }
+inline CblasGemm<double> Blas::gemm<double>() const {
+  return dgemm;
+}
 
 // One operand: row-major data, transposed or not, with its leading dimension.
 template <typename T>
 struct Operand {
-    const T* data;
-    bool trans;
-    int64_t ld;
+  const T* data;
+  bool trans;
+  int64_t ld;
 };
 
 // C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C, C row-major with leading dim ldc.
 template <typename T>
 void parallel_gemm(int64_t M, int64_t N, int64_t K, T alpha, Operand<T> A, Operand<T> B, T beta,
                    T* C, int64_t ldc) {
-    const Blas& blas = Blas::instance();
-    CblasGemm<T> gemm = blas.gemm<T>();
-    auto block = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-        const T* a = A.data + (A.trans ? m0 : m0 * A.ld);
-        const T* b = B.data + (B.trans ? n0 * B.ld : n0);
-        gemm(kRowMajor, A.trans ? kTrans : kNoTrans, B.trans ? kTrans : kNoTrans, m1 - m0, n1 - n0,
-             K, alpha, a, A.ld, b, B.ld, beta, C + m0 * ldc + n0, ldc);
-    };
-    const int threads = ThreadPool::instance().num_threads();
-    const double flops = 2.0 * M * N * K;
-    int previous = -1;
-    if (blas.set_threads_local) previous = blas.set_threads_local(1);
-    if (threads <= 1 || flops < 4e6 || M == 0 || N == 0) {
-        if (M > 0 && N > 0) block(0, M, 0, N);
-    } else {
-        // ~4 blocks per thread, split along N (columns) first: each block then packs all of A once
-        // (cheap: A is the weights) and a narrow panel of B. Blocks stay >= 64 wide/tall.
-        const int64_t target = 4 * threads;
-        const int64_t bn = std::max<int64_t>(64, (N + target - 1) / target);
-        const int64_t nb = (N + bn - 1) / bn;
-        const int64_t mb = std::max<int64_t>(1, std::min<int64_t>((target + nb - 1) / nb, (M + 63) / 64));
-        const int64_t bm = (M + mb - 1) / mb;
-        parallel_for(mb * nb, 1, [&](int64_t t0, int64_t t1) {
-            if (blas.set_threads_local) blas.set_threads_local(1);
-            for (int64_t t = t0; t < t1; ++t) {
-                const int64_t i = t / nb, j = t % nb;
-                block(i * bm, std::min(M, (i + 1) * bm), j * bn, std::min(N, (j + 1) * bn));
-            }
-        });
-    }
-    if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
+  const Blas& blas = Blas::instance();
+  CblasGemm<T> gemm = blas.gemm<T>();
+  auto block = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const T* a = A.data + (A.trans ? m0 : m0 * A.ld);
+    const T* b = B.data + (B.trans ? n0 * B.ld : n0);
+    gemm(kRowMajor, A.trans ? kTrans : kNoTrans, B.trans ? kTrans : kNoTrans, m1 - m0, n1 - n0, K,
+         alpha, a, A.ld, b, B.ld, beta, C + m0 * ldc + n0, ldc);
+  };
+  const int threads = ThreadPool::instance().num_threads();
+  const double flops = 2.0 * M * N * K;
+  int previous = -1;
+  if (blas.set_threads_local) previous = blas.set_threads_local(1);
+  if (threads <= 1 || flops < 4e6 || M == 0 || N == 0) {
+    if (M > 0 && N > 0) block(0, M, 0, N);
+  } else {
+    // ~4 blocks per thread, split along N (columns) first: each block then packs all of A once
+    // (cheap: A is the weights) and a narrow panel of B. Blocks stay >= 64 wide/tall.
+    const int64_t target = 4 * threads;
+    const int64_t bn = std::max<int64_t>(64, (N + target - 1) / target);
+    const int64_t nb = (N + bn - 1) / bn;
+    const int64_t mb =
+        std::max<int64_t>(1, std::min<int64_t>((target + nb - 1) / nb, (M + 63) / 64));
+    const int64_t bm = (M + mb - 1) / mb;
+    parallel_for(mb * nb, 1, [&](int64_t t0, int64_t t1) {
+      if (blas.set_threads_local) blas.set_threads_local(1);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t i = t / nb, j = t % nb;
+        block(i * bm, std::min(M, (i + 1) * bm), j * bn, std::min(N, (j + 1) * bn));
+      }
+    });
+  }
+  if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
 }
 
 }  // namespace cpu

@@ -13,89 +13,87 @@ namespace minicnn {
 namespace cpu {
 
 // Range of output positions p whose input row p*stride + offset lies inside [0, H).
-static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_t P,
-                               int64_t* lo, int64_t* hi) {
-    int64_t l = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-    int64_t h = (H - offset + stride - 1) / stride;  // first p with p*stride + offset >= H
-    if (H - offset <= 0) h = 0;
-    *lo = std::min(std::max<int64_t>(l, 0), P);
-    *hi = std::max(std::min(h, P), *lo);
+static inline void valid_range(int64_t offset, int64_t stride, int64_t H, int64_t P, int64_t* lo,
+                               int64_t* hi) {
+  int64_t l = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  int64_t h = (H - offset + stride - 1) / stride;  // first p with p*stride + offset >= H
+  if (H - offset <= 0) h = 0;
+  *lo = std::min(std::max<int64_t>(l, 0), P);
+  *hi = std::max(std::min(h, P), *lo);
 }
 
 // Calls tap(tap_index, hoff, woff, p_lo, p_hi, q_lo, q_hi) for each kernel tap (r, s):
 // tap_index = r S + s, its input offsets and the output ranges whose inputs lie inside the plane.
 template <typename Tap>
 static inline void for_each_tap(const Conv2dGeometry& g, Tap tap) {
-    for (int64_t r = 0; r < g.R; ++r) {
-        const int64_t hoff = r * g.dh - g.ph;
-        int64_t p_lo, p_hi;
-        valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
-        for (int64_t s = 0; s < g.S; ++s) {
-            const int64_t woff = s * g.dw - g.pw;
-            int64_t q_lo, q_hi;
-            valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
-            tap(r * g.S + s, hoff, woff, p_lo, p_hi, q_lo, q_hi);
-        }
+  for (int64_t r = 0; r < g.R; ++r) {
+    const int64_t hoff = r * g.dh - g.ph;
+    int64_t p_lo, p_hi;
+    valid_range(hoff, g.sh, g.H, g.P, &p_lo, &p_hi);
+    for (int64_t s = 0; s < g.S; ++s) {
+      const int64_t woff = s * g.dw - g.pw;
+      int64_t q_lo, q_hi;
+      valid_range(woff, g.sw, g.W, g.Q, &q_lo, &q_hi);
+      tap(r * g.S + s, hoff, woff, p_lo, p_hi, q_lo, q_hi);
     }
+  }
 }
 
 // The R*S column rows of one input plane (H, W); row (r, s) starts at rows + (r S + s) row_stride.
 // Plain loops rather than memcpy/fill: the rows of late layers are a few values long (2x2 maps),
 // where a library call per run costs more than the copy; the compiler vectorises the loops.
 template <typename T>
-static void im2col_plane(const T* plane, T* rows, int64_t row_stride,
-                         const Conv2dGeometry& g) {
-    for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
-                        int64_t q_lo, int64_t q_hi) {
-        T* row = rows + tap * row_stride;  // (P, Q)
-        for (int64_t i = 0; i < p_lo * g.Q; ++i) row[i] = T(0);
-        for (int64_t p = p_lo; p < p_hi; ++p) {
-            T* out = row + p * g.Q;
-            const T* in = plane + (p * g.sh + hoff) * g.W + woff;  // input row, inside the plane
-            for (int64_t q = 0; q < q_lo; ++q) out[q] = T(0);
-            if (g.sw == 1) {
-                for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q];
-            } else {
-                for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw];
-            }
-            for (int64_t q = q_hi; q < g.Q; ++q) out[q] = T(0);
-        }
-        for (int64_t i = p_hi * g.Q; i < g.P * g.Q; ++i) row[i] = T(0);
-    });
+static void im2col_plane(const T* plane, T* rows, int64_t row_stride, const Conv2dGeometry& g) {
+  for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
+                      int64_t q_lo, int64_t q_hi) {
+    T* row = rows + tap * row_stride;  // (P, Q)
+    for (int64_t i = 0; i < p_lo * g.Q; ++i) row[i] = T(0);
+    for (int64_t p = p_lo; p < p_hi; ++p) {
+      T* out = row + p * g.Q;
+      const T* in = plane + (p * g.sh + hoff) * g.W + woff;  // input row, inside the plane
+      for (int64_t q = 0; q < q_lo; ++q) out[q] = T(0);
+      if (g.sw == 1) {
+        for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q];
+      } else {
+        for (int64_t q = q_lo; q < q_hi; ++q) out[q] = in[q * g.sw];
+      }
+      for (int64_t q = q_hi; q < g.Q; ++q) out[q] = T(0);
+    }
+    for (int64_t i = p_hi * g.Q; i < g.P * g.Q; ++i) row[i] = T(0);
+  });
 }
 
 // plane (H, W) = Σ over the R*S rows scattered back (overwrites the plane).
 template <typename T>
-static void col2im_plane(const T* rows, int64_t row_stride, T* plane,
-                         const Conv2dGeometry& g) {
-    std::fill(plane, plane + g.H * g.W, T(0));
-    for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
-                        int64_t q_lo, int64_t q_hi) {
-        const T* row = rows + tap * row_stride;
-        for (int64_t p = p_lo; p < p_hi; ++p) {
-            const T* in = row + p * g.Q;
-            T* out = plane + (p * g.sh + hoff) * g.W;  // image row, inside the plane
-            if (g.sw == 1) {
-                for (int64_t q = q_lo; q < q_hi; ++q) out[q + woff] += in[q];
-            } else {
-                for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw + woff] += in[q];
-            }
-        }
-    });
+static void col2im_plane(const T* rows, int64_t row_stride, T* plane, const Conv2dGeometry& g) {
+  std::fill(plane, plane + g.H * g.W, T(0));
+  for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
+                      int64_t q_lo, int64_t q_hi) {
+    const T* row = rows + tap * row_stride;
+    for (int64_t p = p_lo; p < p_hi; ++p) {
+      const T* in = row + p * g.Q;
+      T* out = plane + (p * g.sh + hoff) * g.W;  // image row, inside the plane
+      if (g.sw == 1) {
+        for (int64_t q = q_lo; q < q_hi; ++q) out[q + woff] += in[q];
+      } else {
+        for (int64_t q = q_lo; q < q_hi; ++q) out[q * g.sw + woff] += in[q];
+      }
+    }
+  });
 }
 
 // Where the rows of plane (n, c) start in cols (C*R*S, N*P*Q), and how far apart they are.
 static inline void rows_of(const Conv2dGeometry& g, int64_t n, int64_t c, int64_t* offset,
                            int64_t* row_stride) {
-    const int64_t RS = g.R * g.S, PQ = g.P * g.Q;
-    *offset = c * RS * g.N * PQ + n * PQ;
-    *row_stride = g.N * PQ;
+  const int64_t RS = g.R * g.S, PQ = g.P * g.Q;
+  *offset = c * RS * g.N * PQ + n * PQ;
+  *row_stride = g.N * PQ;
 }
 
 // Tasks of about 64 KiB of column values: small planes are grouped, so the pool's overhead stays
 // small next to the copying.
 static inline int64_t plane_grain(const Conv2dGeometry& g) {
-    return std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, g.R * g.S * g.P * g.Q));
+  return std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, g.R * g.S * g.P * g.Q));
 }
 
 // Stride-1 columns from a zero-padded copy of the plane: every row of every (r, s) is then one
@@ -105,57 +103,66 @@ static inline int64_t plane_grain(const Conv2dGeometry& g) {
 // compile time), else pick(std::integral_constant<int64_t, 0>) (the length read at run time).
 template <typename Pick>
 static auto for_width(int64_t Q, Pick pick) {
-    using W = int64_t;
-    switch (Q) {
-        case 2: return pick(std::integral_constant<W, 2>{});
-        case 4: return pick(std::integral_constant<W, 4>{});
-        case 7: return pick(std::integral_constant<W, 7>{});
-        case 8: return pick(std::integral_constant<W, 8>{});
-        case 14: return pick(std::integral_constant<W, 14>{});
-        case 16: return pick(std::integral_constant<W, 16>{});
-        case 28: return pick(std::integral_constant<W, 28>{});
-        case 32: return pick(std::integral_constant<W, 32>{});
-        default: return pick(std::integral_constant<W, 0>{});
-    }
+  using W = int64_t;
+  switch (Q) {
+    case 2:
+      return pick(std::integral_constant<W, 2>{});
+    case 4:
+      return pick(std::integral_constant<W, 4>{});
+    case 7:
+      return pick(std::integral_constant<W, 7>{});
+    case 8:
+      return pick(std::integral_constant<W, 8>{});
+    case 14:
+      return pick(std::integral_constant<W, 14>{});
+    case 16:
+      return pick(std::integral_constant<W, 16>{});
+    case 28:
+      return pick(std::integral_constant<W, 28>{});
+    case 32:
+      return pick(std::integral_constant<W, 32>{});
+    default:
+      return pick(std::integral_constant<W, 0>{});
+  }
 }
 
 template <typename T, int64_t kQ>
 static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64_t Q) {
-    const int64_t q = kQ > 0 ? kQ : Q;
-    for (int64_t p = 0; p < P; ++p) std::memcpy(dst + p * q, src + p * src_stride, sizeof(T) * q);
+  const int64_t q = kQ > 0 ? kQ : Q;
+  for (int64_t p = 0; p < P; ++p) std::memcpy(dst + p * q, src + p * src_stride, sizeof(T) * q);
 }
 
 template <typename T>
 static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row_stride,
                                  const Conv2dGeometry& g) {
-    const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
-    for (int64_t h = 0; h < g.H; ++h)
-        std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
-    const auto copy = for_width(g.Q, [](auto q) { return &copy_runs<T, decltype(q)::value>; });
-    for (int64_t r = 0; r < g.R; ++r)
-        for (int64_t s = 0; s < g.S; ++s)
-            copy(padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride,
-                 g.P, g.Q);
+  const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
+  for (int64_t h = 0; h < g.H; ++h)
+    std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
+  const auto copy = for_width(g.Q, [](auto q) { return &copy_runs<T, decltype(q)::value>; });
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s)
+      copy(padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride, g.P,
+           g.Q);
 }
 
 template <typename T>
 void im2col(const T* x, T* cols, const Conv2dGeometry& g) {
-    const int64_t HW = g.H * g.W;
-    const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
-    const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
-    parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
-        std::vector<T> padded(padded_runs ? padded_size : 0, T(0));  // the border stays zero
-        for (int64_t t = begin; t < end; ++t) {
-            const int64_t n = t / g.C, c = t % g.C;  // x's plane t
-            int64_t offset, row_stride;
-            rows_of(g, n, c, &offset, &row_stride);
-            const T* plane = x + (n * g.C + c) * HW;
-            if (padded_runs)
-                im2col_plane_stride1(plane, padded.data(), cols + offset, row_stride, g);
-            else
-                im2col_plane(plane, cols + offset, row_stride, g);
-        }
-    });
+  const int64_t HW = g.H * g.W;
+  const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
+  const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
+  parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(padded_runs ? padded_size : 0, T(0));  // the border stays zero
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.C, c = t % g.C;  // x's plane t
+      int64_t offset, row_stride;
+      rows_of(g, n, c, &offset, &row_stride);
+      const T* plane = x + (n * g.C + c) * HW;
+      if (padded_runs)
+        im2col_plane_stride1(plane, padded.data(), cols + offset, row_stride, g);
+      else
+        im2col_plane(plane, cols + offset, row_stride, g);
+    }
+  });
 }
 
 // col2im's stride-1 counterpart of im2col_plane_stride1: each row of each (r, s) is added to a
@@ -163,43 +170,43 @@ void im2col(const T* x, T* cols, const Conv2dGeometry& g) {
 // as col2im_plane (r, then s, then p), so the results agree bit for bit.
 template <typename T, int64_t kQ>
 static void add_runs(const T* src, T* dst, int64_t dst_stride, int64_t P, int64_t Q) {
-    const int64_t q = kQ > 0 ? kQ : Q;
-    for (int64_t p = 0; p < P; ++p)
-        for (int64_t i = 0; i < q; ++i) dst[p * dst_stride + i] += src[p * q + i];
+  const int64_t q = kQ > 0 ? kQ : Q;
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t i = 0; i < q; ++i) dst[p * dst_stride + i] += src[p * q + i];
 }
 
 template <typename T>
 static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T* plane,
                                  const Conv2dGeometry& g) {
-    const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
-    std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
-    const auto add = for_width(g.Q, [](auto q) { return &add_runs<T, decltype(q)::value>; });
-    for (int64_t r = 0; r < g.R; ++r)
-        for (int64_t s = 0; s < g.S; ++s)
-            add(rows + (r * g.S + s) * row_stride, padded + r * g.dh * Wp + s * g.dw, g.sh * Wp,
-                g.P, g.Q);
-    for (int64_t h = 0; h < g.H; ++h)
-        std::memcpy(plane + h * g.W, padded + (h + g.ph) * Wp + g.pw, sizeof(T) * g.W);
+  const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
+  std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
+  const auto add = for_width(g.Q, [](auto q) { return &add_runs<T, decltype(q)::value>; });
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s)
+      add(rows + (r * g.S + s) * row_stride, padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, g.P,
+          g.Q);
+  for (int64_t h = 0; h < g.H; ++h)
+    std::memcpy(plane + h * g.W, padded + (h + g.ph) * Wp + g.pw, sizeof(T) * g.W);
 }
 
 template <typename T>
 void col2im(const T* cols, T* x, const Conv2dGeometry& g) {
-    const int64_t HW = g.H * g.W;
-    const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
-    const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
-    parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
-        std::vector<T> padded(padded_runs ? padded_size : 0);
-        for (int64_t t = begin; t < end; ++t) {
-            const int64_t n = t / g.C, c = t % g.C;  // x's plane t
-            int64_t offset, row_stride;
-            rows_of(g, n, c, &offset, &row_stride);
-            T* plane = x + (n * g.C + c) * HW;
-            if (padded_runs)
-                col2im_plane_stride1(cols + offset, row_stride, padded.data(), plane, g);
-            else
-                col2im_plane(cols + offset, row_stride, plane, g);
-        }
-    });
+  const int64_t HW = g.H * g.W;
+  const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
+  const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
+  parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(padded_runs ? padded_size : 0);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.C, c = t % g.C;  // x's plane t
+      int64_t offset, row_stride;
+      rows_of(g, n, c, &offset, &row_stride);
+      T* plane = x + (n * g.C + c) * HW;
+      if (padded_runs)
+        col2im_plane_stride1(cols + offset, row_stride, padded.data(), plane, g);
+      else
+        col2im_plane(cols + offset, row_stride, plane, g);
+    }
+  });
 }
 
 template void im2col<float>(const float*, float*, const Conv2dGeometry&);

@@ -29,135 +29,135 @@ namespace cpu {
 
 class ThreadPool {
  public:
-    using Body = void (*)(void* ctx, int64_t begin, int64_t end);
+  using Body = void (*)(void* ctx, int64_t begin, int64_t end);
 
-    static ThreadPool& instance() {
-        static ThreadPool* pool = new ThreadPool();  // never destroyed: workers may outlive exit
-        return *pool;
+  static ThreadPool& instance() {
+    static ThreadPool* pool = new ThreadPool();  // never destroyed: workers may outlive exit
+    return *pool;
+  }
+
+  int num_threads() const { return requested_.load(); }
+
+  void set_num_threads(int n) { requested_.store(std::max(1, n)); }
+
+  // Run body(ctx, b, e) over chunks [b, e) covering [0, n), each at least `grain` long.
+  void run(int64_t n, int64_t grain, Body body, void* ctx) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(grain, 1);
+    const int threads = static_cast<int>(std::min<int64_t>(num_threads(), (n + grain - 1) / grain));
+    if (threads <= 1 || in_parallel_region() || !busy_.try_lock()) {
+      body(ctx, 0, n);
+      return;
     }
-
-    int num_threads() const { return requested_.load(); }
-
-    void set_num_threads(int n) { requested_.store(std::max(1, n)); }
-
-    // Run body(ctx, b, e) over chunks [b, e) covering [0, n), each at least `grain` long.
-    void run(int64_t n, int64_t grain, Body body, void* ctx) {
-        if (n <= 0) return;
-        grain = std::max<int64_t>(grain, 1);
-        const int threads = static_cast<int>(std::min<int64_t>(num_threads(), (n + grain - 1) / grain));
-        if (threads <= 1 || in_parallel_region() || !busy_.try_lock()) {
-            body(ctx, 0, n);
-            return;
-        }
-        std::lock_guard<std::mutex> hold(busy_, std::adopt_lock);
-        State* s = state();
-        ensure_workers(s, threads - 1);
-        // ~4 chunks per thread: small enough to balance a descheduled thread, large enough that
-        // the atomic counter is not contended.
-        const int64_t chunk = std::max<int64_t>(grain, (n + 4 * threads - 1) / (4 * threads));
-        Job job{body, ctx, n, chunk, {0}};
-        {
-            std::lock_guard<std::mutex> lock(s->mutex);
-            s->job = &job;
-            s->wanted = threads - 1;
-            ++s->generation;
-        }
-        s->wake.notify_all();
-        work(&job);
-        std::unique_lock<std::mutex> lock(s->mutex);
-        s->job = nullptr;  // late workers find no job
-        s->done.wait(lock, [s] { return s->active == 0; });
+    std::lock_guard<std::mutex> hold(busy_, std::adopt_lock);
+    State* s = state();
+    ensure_workers(s, threads - 1);
+    // ~4 chunks per thread: small enough to balance a descheduled thread, large enough that
+    // the atomic counter is not contended.
+    const int64_t chunk = std::max<int64_t>(grain, (n + 4 * threads - 1) / (4 * threads));
+    Job job{body, ctx, n, chunk, {0}};
+    {
+      std::lock_guard<std::mutex> lock(s->mutex);
+      s->job = &job;
+      s->wanted = threads - 1;
+      ++s->generation;
     }
+    s->wake.notify_all();
+    work(&job);
+    std::unique_lock<std::mutex> lock(s->mutex);
+    s->job = nullptr;  // late workers find no job
+    s->done.wait(lock, [s] { return s->active == 0; });
+  }
 
  private:
-    struct Job {
-        Body body;
-        void* ctx;
-        int64_t n, chunk;
-        std::atomic<int64_t> next;
-    };
+  struct Job {
+    Body body;
+    void* ctx;
+    int64_t n, chunk;
+    std::atomic<int64_t> next;
+  };
 
-    struct State {
-        std::mutex mutex;
-        std::condition_variable wake, done;
-        Job* job = nullptr;
-        uint64_t generation = 0;
-        int wanted = 0;   // workers asked to join the current job
-        int active = 0;   // workers inside the current job
-        int workers = 0;  // workers started
-        pid_t pid = 0;
-    };
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake, done;
+    Job* job = nullptr;
+    uint64_t generation = 0;
+    int wanted = 0;   // workers asked to join the current job
+    int active = 0;   // workers inside the current job
+    int workers = 0;  // workers started
+    pid_t pid = 0;
+  };
 
-    ThreadPool() { requested_.store(default_threads()); }
+  ThreadPool() { requested_.store(default_threads()); }
 
-    static int default_threads() {
-        for (const char* name : {"MINICNN_NUM_THREADS", "OMP_NUM_THREADS"}) {
-            const char* v = std::getenv(name);
-            if (v && std::atoi(v) > 0) return std::atoi(v);
-        }
-        cpu_set_t set;
-        if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-        return std::max(1u, std::thread::hardware_concurrency());
+  static int default_threads() {
+    for (const char* name : {"MINICNN_NUM_THREADS", "OMP_NUM_THREADS"}) {
+      const char* v = std::getenv(name);
+      if (v && std::atoi(v) > 0) return std::atoi(v);
     }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
 
-    static bool& in_parallel_region() {
-        static thread_local bool inside = false;
-        return inside;
+  static bool& in_parallel_region() {
+    static thread_local bool inside = false;
+    return inside;
+  }
+
+  static void work(Job* job) {
+    bool& inside = in_parallel_region();
+    const bool was = inside;
+    inside = true;
+    for (;;) {
+      const int64_t b = job->next.fetch_add(job->chunk, std::memory_order_relaxed);
+      if (b >= job->n) break;
+      job->body(job->ctx, b, std::min(job->n, b + job->chunk));
     }
+    inside = was;
+  }
 
-    static void work(Job* job) {
-        bool& inside = in_parallel_region();
-        const bool was = inside;
-        inside = true;
-        for (;;) {
-            const int64_t b = job->next.fetch_add(job->chunk, std::memory_order_relaxed);
-            if (b >= job->n) break;
-            job->body(job->ctx, b, std::min(job->n, b + job->chunk));
-        }
-        inside = was;
+  // The pool state of this process (a fresh one in a forked child; the parent's is leaked).
+  State* state() {
+    const pid_t pid = getpid();
+    if (!state_ || state_->pid != pid) {
+      state_ = new State();
+      state_->pid = pid;
     }
+    return state_;
+  }
 
-    // The pool state of this process (a fresh one in a forked child; the parent's is leaked).
-    State* state() {
-        const pid_t pid = getpid();
-        if (!state_ || state_->pid != pid) {
-            state_ = new State();
-            state_->pid = pid;
-        }
-        return state_;
+  static void ensure_workers(State* s, int count) {
+    std::lock_guard<std::mutex> lock(s->mutex);
+    for (; s->workers < count; ++s->workers) std::thread(worker_loop, s, s->generation).detach();
+  }
+
+  static void worker_loop(State* s, uint64_t seen) {
+    std::unique_lock<std::mutex> lock(s->mutex);
+    for (;;) {
+      s->wake.wait(lock, [&] { return s->generation != seen; });
+      seen = s->generation;
+      if (s->job == nullptr || s->wanted <= 0) continue;
+      --s->wanted;
+      Job* job = s->job;
+      ++s->active;
+      lock.unlock();
+      work(job);
+      lock.lock();
+      if (--s->active == 0) s->done.notify_all();
     }
+  }
 
-    static void ensure_workers(State* s, int count) {
-        std::lock_guard<std::mutex> lock(s->mutex);
-        for (; s->workers < count; ++s->workers) std::thread(worker_loop, s, s->generation).detach();
-    }
-
-    static void worker_loop(State* s, uint64_t seen) {
-        std::unique_lock<std::mutex> lock(s->mutex);
-        for (;;) {
-            s->wake.wait(lock, [&] { return s->generation != seen; });
-            seen = s->generation;
-            if (s->job == nullptr || s->wanted <= 0) continue;
-            --s->wanted;
-            Job* job = s->job;
-            ++s->active;
-            lock.unlock();
-            work(job);
-            lock.lock();
-            if (--s->active == 0) s->done.notify_all();
-        }
-    }
-
-    std::atomic<int> requested_{1};
-    std::mutex busy_;
-    State* state_ = nullptr;
+  std::atomic<int> requested_{1};
+  std::mutex busy_;
+  State* state_ = nullptr;
 };
 
 // parallel_for(n, grain, f): f(begin, end) over chunks of [0, n), on the pool.
 template <typename F>
 void parallel_for(int64_t n, int64_t grain, const F& f) {
-    auto body = [](void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
-    ThreadPool::instance().run(n, grain, body, const_cast<F*>(&f));
+  auto body = [](void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
+  ThreadPool::instance().run(n, grain, body, const_cast<F*>(&f));
 }
 
 }  // namespace cpu

@@ -13,22 +13,22 @@ constexpr int64_t kElementwiseGrain = 1 << 15;
 
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n) {
-    parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-            const T v = x[i];
-            y[i] = v < T(0) ? T(0) : v;
-        }
-    });
+  parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T v = x[i];
+      y[i] = v < T(0) ? T(0) : v;
+    }
+  });
 }
 
 template <typename T>
 void relu_backward(const T* dout, const T* y, T* dx, int64_t n) {
-    parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-            const T d = dout[i];  // loaded unconditionally, so the select vectorises
-            dx[i] = y[i] <= T(0) ? T(0) : d;
-        }
-    });
+  parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T d = dout[i];  // loaded unconditionally, so the select vectorises
+      dx[i] = y[i] <= T(0) ? T(0) : d;
+    }
+  });
 }
 
 }  // namespace cpu

@@ -35,7 +35,8 @@ int guarded(char* error, size_t error_bytes, Body body) {
 
 // spec: "threads=forward|reverse|random blocks=forward|reverse|random seed=N" (items optional,
 // applied to the current schedule); workers: OS threads for blocks (<= 0: unchanged).
-MINICNN_EMU_CAPI int minicnn_emu_set_schedule(const char* spec, int workers, char* error, size_t error_bytes) {
+MINICNN_EMU_CAPI int minicnn_emu_set_schedule(const char* spec, int workers, char* error,
+                                              size_t error_bytes) {
   using namespace minicnn_emu;
   return detail::guarded(error, error_bytes, [&] {
     Schedule s = detail::parse_schedule(spec ? spec : "", get_schedule());
@@ -46,15 +47,19 @@ MINICNN_EMU_CAPI int minicnn_emu_set_schedule(const char* spec, int workers, cha
 
 // The current schedule as "threads=... blocks=... seed=... workers=..."; returns its length.
 MINICNN_EMU_CAPI int minicnn_emu_get_schedule(char* out, size_t bytes) {
-  return minicnn_emu::detail::copy_text(minicnn_emu::detail::describe(minicnn_emu::get_schedule()), out, bytes);
+  return minicnn_emu::detail::copy_text(minicnn_emu::detail::describe(minicnn_emu::get_schedule()),
+                                        out, bytes);
 }
 
 // 1 when this build has the race checker (MINICNN_EMU_CHECK), else 0.
-MINICNN_EMU_CAPI int minicnn_emu_race_checker() { return minicnn_emu::detail::kRaceChecker ? 1 : 0; }
+MINICNN_EMU_CAPI int minicnn_emu_race_checker() {
+  return minicnn_emu::detail::kRaceChecker ? 1 : 0;
+}
 
 // Runs the emulator self-test kernel `name` (selftest.h); its error, if any, in `error`.
 MINICNN_EMU_CAPI int minicnn_emu_selftest(const char* name, char* error, size_t error_bytes) {
-  return minicnn_emu::detail::guarded(error, error_bytes, [&] { minicnn_emu::selftest::run(name); });
+  return minicnn_emu::detail::guarded(error, error_bytes,
+                                      [&] { minicnn_emu::selftest::run(name); });
 }
 
 // Race-checker reports so far (one per launch with findings): how many, and report `index`.

@@ -56,7 +56,8 @@ struct LaunchChecks {
 };
 #else
 #if !defined(__SANITIZE_THREAD__)
-#error "MINICNN_EMU_CHECK needs -fsanitize=thread: that instrumentation is how the checker sees accesses"
+#error \
+    "MINICNN_EMU_CHECK needs -fsanitize=thread: that instrumentation is how the checker sees accesses"
 #endif
 constexpr bool kRaceChecker = true;
 #define MINICNN_EMU_NO_CHECK __attribute__((no_sanitize_thread))  // never inlined into checked code

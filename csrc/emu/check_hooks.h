@@ -8,7 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#define MINICNN_EMU_TSAN_FN extern "C" inline __attribute__((no_sanitize_thread, used, visibility("hidden")))
+#define MINICNN_EMU_TSAN_FN \
+  extern "C" inline __attribute__((no_sanitize_thread, used, visibility("hidden")))
 
 MINICNN_EMU_TSAN_FN void __tsan_init() {}
 MINICNN_EMU_TSAN_FN void __tsan_func_entry(void*) {}
@@ -16,21 +17,21 @@ MINICNN_EMU_TSAN_FN void __tsan_func_exit() {}
 MINICNN_EMU_TSAN_FN void __tsan_vptr_update(void**, void*) {}
 MINICNN_EMU_TSAN_FN void __tsan_vptr_read(void**) {}
 
-#define MINICNN_EMU_ACCESS(prefix, n, is_write)                                           \
-  MINICNN_EMU_TSAN_FN void prefix##n(void* p) {                                         \
-    ::minicnn_emu::detail::CheckThread& t = ::minicnn_emu::detail::t_check;             \
-    if (__builtin_expect(!t.on, 1)) {                                                   \
+#define MINICNN_EMU_ACCESS(prefix, n, is_write)                                            \
+  MINICNN_EMU_TSAN_FN void prefix##n(void* p) {                                            \
+    ::minicnn_emu::detail::CheckThread& t = ::minicnn_emu::detail::t_check;                \
+    if (__builtin_expect(!t.on, 1)) {                                                      \
       if (__builtin_expect(::minicnn_emu::detail::g_probe_active, 0)) t.probe_seen = true; \
-      return;                                                                           \
-    }                                                                                   \
-    ::minicnn_emu::detail::on_access(t, p, n, is_write, __builtin_return_address(0));   \
+      return;                                                                              \
+    }                                                                                      \
+    ::minicnn_emu::detail::on_access(t, p, n, is_write, __builtin_return_address(0));      \
   }
-#define MINICNN_EMU_ACCESSES(n)                          \
-  MINICNN_EMU_ACCESS(__tsan_read, n, false)              \
-  MINICNN_EMU_ACCESS(__tsan_write, n, true)              \
-  MINICNN_EMU_ACCESS(__tsan_unaligned_read, n, false)    \
-  MINICNN_EMU_ACCESS(__tsan_unaligned_write, n, true)    \
-  MINICNN_EMU_ACCESS(__tsan_volatile_read, n, false)     \
+#define MINICNN_EMU_ACCESSES(n)                       \
+  MINICNN_EMU_ACCESS(__tsan_read, n, false)           \
+  MINICNN_EMU_ACCESS(__tsan_write, n, true)           \
+  MINICNN_EMU_ACCESS(__tsan_unaligned_read, n, false) \
+  MINICNN_EMU_ACCESS(__tsan_unaligned_write, n, true) \
+  MINICNN_EMU_ACCESS(__tsan_volatile_read, n, false)  \
   MINICNN_EMU_ACCESS(__tsan_volatile_write, n, true)
 MINICNN_EMU_ACCESSES(1)
 MINICNN_EMU_ACCESSES(2)
@@ -51,43 +52,46 @@ MINICNN_EMU_TSAN_FN void __tsan_write_range(void* p, size_t size) {
 
 // ---- atomics: __tsan_atomicN_op(address, ..., memory order) -------------------------------------------
 #define MINICNN_EMU_SC __ATOMIC_SEQ_CST
-#define MINICNN_EMU_ATOMICS(n, T)                                                                      \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_load(const volatile T* a, int) {                            \
-    return __atomic_load_n(a, MINICNN_EMU_SC);                                                         \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN void __tsan_atomic##n##_store(volatile T* a, T v, int) {                         \
-    __atomic_store_n(a, v, MINICNN_EMU_SC);                                                            \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_exchange(volatile T* a, T v, int) {                         \
-    return __atomic_exchange_n(a, v, MINICNN_EMU_SC);                                                  \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_add(volatile T* a, T v, int) {                        \
-    return __atomic_fetch_add(a, v, MINICNN_EMU_SC);                                                   \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_sub(volatile T* a, T v, int) {                        \
-    return __atomic_fetch_sub(a, v, MINICNN_EMU_SC);                                                   \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_and(volatile T* a, T v, int) {                        \
-    return __atomic_fetch_and(a, v, MINICNN_EMU_SC);                                                   \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_or(volatile T* a, T v, int) {                         \
-    return __atomic_fetch_or(a, v, MINICNN_EMU_SC);                                                    \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_xor(volatile T* a, T v, int) {                        \
-    return __atomic_fetch_xor(a, v, MINICNN_EMU_SC);                                                   \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_nand(volatile T* a, T v, int) {                       \
-    return __atomic_fetch_nand(a, v, MINICNN_EMU_SC);                                                  \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_strong(volatile T* a, T* c, T v, int, int) { \
-    return __atomic_compare_exchange_n(a, c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);                \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) { \
-    return __atomic_compare_exchange_n(a, c, v, true, MINICNN_EMU_SC, MINICNN_EMU_SC);                 \
-  }                                                                                                    \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_compare_exchange_val(volatile T* a, T c, T v, int, int) {   \
-    __atomic_compare_exchange_n(a, &c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);                      \
-    return c;                                                                                          \
+#define MINICNN_EMU_ATOMICS(n, T)                                                                 \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_load(const volatile T* a, int) {                       \
+    return __atomic_load_n(a, MINICNN_EMU_SC);                                                    \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN void __tsan_atomic##n##_store(volatile T* a, T v, int) {                    \
+    __atomic_store_n(a, v, MINICNN_EMU_SC);                                                       \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_exchange(volatile T* a, T v, int) {                    \
+    return __atomic_exchange_n(a, v, MINICNN_EMU_SC);                                             \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_add(volatile T* a, T v, int) {                   \
+    return __atomic_fetch_add(a, v, MINICNN_EMU_SC);                                              \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_sub(volatile T* a, T v, int) {                   \
+    return __atomic_fetch_sub(a, v, MINICNN_EMU_SC);                                              \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_and(volatile T* a, T v, int) {                   \
+    return __atomic_fetch_and(a, v, MINICNN_EMU_SC);                                              \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_or(volatile T* a, T v, int) {                    \
+    return __atomic_fetch_or(a, v, MINICNN_EMU_SC);                                               \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_xor(volatile T* a, T v, int) {                   \
+    return __atomic_fetch_xor(a, v, MINICNN_EMU_SC);                                              \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_nand(volatile T* a, T v, int) {                  \
+    return __atomic_fetch_nand(a, v, MINICNN_EMU_SC);                                             \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_strong(volatile T* a, T* c, T v,    \
+                                                                     int, int) {                  \
+    return __atomic_compare_exchange_n(a, c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);           \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_weak(volatile T* a, T* c, T v, int, \
+                                                                   int) {                         \
+    return __atomic_compare_exchange_n(a, c, v, true, MINICNN_EMU_SC, MINICNN_EMU_SC);            \
+  }                                                                                               \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_compare_exchange_val(volatile T* a, T c, T v, int,     \
+                                                                int) {                            \
+    __atomic_compare_exchange_n(a, &c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);                 \
+    return c;                                                                                     \
   }
 MINICNN_EMU_ATOMICS(8, uint8_t)
 MINICNN_EMU_ATOMICS(16, uint16_t)
@@ -96,5 +100,9 @@ MINICNN_EMU_ATOMICS(64, uint64_t)
 #undef MINICNN_EMU_ATOMICS
 #undef MINICNN_EMU_SC
 
-MINICNN_EMU_TSAN_FN void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-MINICNN_EMU_TSAN_FN void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+MINICNN_EMU_TSAN_FN void __tsan_atomic_thread_fence(int) {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+MINICNN_EMU_TSAN_FN void __tsan_atomic_signal_fence(int) {
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}

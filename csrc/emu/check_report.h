@@ -52,8 +52,8 @@ struct Findings {
   std::mutex mutex;
   std::vector<Finding> shown;  // the first few distinct ones of this launch
   std::set<std::tuple<int, uintptr_t, uintptr_t>> seen;
-  uint64_t count = 0;          // distinct (kind, both instructions) in this launch
-  uint64_t total = 0;          // over the process
+  uint64_t count = 0;            // distinct (kind, both instructions) in this launch
+  uint64_t total = 0;            // over the process
   std::vector<std::string> log;  // every launch's report, for minicnn.emu.reports()
 };
 inline Findings g_findings;
@@ -88,22 +88,25 @@ inline bool on_path(const char* program) {
 
 inline void require_addr2line() {
   if (!on_path("addr2line")) {
-    throw std::runtime_error("race checker: addr2line (GNU binutils) is not on PATH; the checker needs it to "
-                             "name source lines (apt-get install binutils)");
+    throw std::runtime_error(
+        "race checker: addr2line (GNU binutils) is not on PATH; the checker needs it to "
+        "name source lines (apt-get install binutils)");
   }
 }
 
 inline std::string short_path(std::string path) {
   for (size_t up; (up = path.find("/../")) != std::string::npos;) {  // "a/b/../c" -> "a/c"
     size_t parent = path.rfind('/', up == 0 ? 0 : up - 1);
-    path.erase(parent == std::string::npos ? 0 : parent, up + 3 - (parent == std::string::npos ? 0 : parent));
+    path.erase(parent == std::string::npos ? 0 : parent,
+               up + 3 - (parent == std::string::npos ? 0 : parent));
   }
   size_t at = path.rfind("csrc/");
   if (at == std::string::npos) at = path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1;
   return path.substr(at);
 }
 
-inline std::string short_function(std::string f) {  // "ns::kernel<float, 3>(float*, int)" -> "kernel"
+inline std::string short_function(
+    std::string f) {  // "ns::kernel<float, 3>(float*, int)" -> "kernel"
   f = f.substr(0, f.find('('));
   std::string flat;
   int depth = 0;
@@ -125,9 +128,11 @@ inline std::string source_line(uintptr_t pc) {
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(pc), &info) && info.dli_fname) {
     auto* header = static_cast<const ElfW(Ehdr)*>(info.dli_fbase);
-    uintptr_t at = pc - 1 - (header->e_type == ET_EXEC ? 0 : reinterpret_cast<uintptr_t>(info.dli_fbase));
+    uintptr_t at =
+        pc - 1 - (header->e_type == ET_EXEC ? 0 : reinterpret_cast<uintptr_t>(info.dli_fbase));
     std::snprintf(hex, sizeof hex, "0x%zx", size_t(at));
-    std::string command = std::string("addr2line -C -f -i -e '") + info.dli_fname + "' " + hex + " 2>/dev/null";
+    std::string command =
+        std::string("addr2line -C -f -i -e '") + info.dli_fname + "' " + hex + " 2>/dev/null";
     std::vector<std::string> lines;
     if (FILE* pipe = popen(command.c_str(), "r")) {
       char buf[4096];
@@ -152,8 +157,8 @@ inline std::string dims3(uint32_t linear, dim3 d) {
 
 inline std::string access_text(const Access& a, const Launch& l) {
   std::string what = a.atomic ? "atomic" : a.write ? "write" : "read";
-  return what + " by block " + dims3(a.block, l.grid) + " thread " + dims3(a.tid, l.block) + " at " +
-         source_line(a.pc);
+  return what + " by block " + dims3(a.block, l.grid) + " thread " + dims3(a.tid, l.block) +
+         " at " + source_line(a.pc);
 }
 
 inline std::string finding_text(const Finding& f, const Launch& l) {
@@ -164,10 +169,12 @@ inline std::string finding_text(const Finding& f, const Launch& l) {
     return "uninitialised read of " + memory + ": " + access_text(f.now, l) +
            "; no thread of this block wrote it before";
   }
-  const char* why = f.why == Unordered::kBlocks  ? "different blocks of one launch are unordered"
-                    : f.why == Unordered::kBarrier ? "same barrier interval, no __syncthreads() between them"
-                                                   : "same warp, no __syncwarp() between them";
-  return "race on " + memory + ": " + access_text(f.now, l) + " and " + access_text(f.before, l) + " (" + why + ")";
+  const char* why = f.why == Unordered::kBlocks ? "different blocks of one launch are unordered"
+                    : f.why == Unordered::kBarrier
+                        ? "same barrier interval, no __syncthreads() between them"
+                        : "same warp, no __syncwarp() between them";
+  return "race on " + memory + ": " + access_text(f.now, l) + " and " + access_text(f.before, l) +
+         " (" + why + ")";
 }
 
 // The report of the launch that just ran ("" when clean); also kept for minicnn.emu.reports().
@@ -175,8 +182,9 @@ inline std::string end_findings(const Launch& l) {
   std::lock_guard<std::mutex> lock(g_findings.mutex);
   if (g_findings.count == 0) return "";
   g_findings.total += g_findings.count;
-  std::string text = "kernel " + std::string(l.kernel_name) + ": race checker: " +
-                     std::to_string(g_findings.count) + " finding(s) [schedule " + describe(l.schedule) + "]";
+  std::string text = "kernel " + std::string(l.kernel_name) +
+                     ": race checker: " + std::to_string(g_findings.count) +
+                     " finding(s) [schedule " + describe(l.schedule) + "]";
   for (const Finding& f : g_findings.shown) text += "\n  " + finding_text(f, l);
   if (g_findings.count > g_findings.shown.size()) text += "\n  ...";
   g_findings.log.push_back(text);

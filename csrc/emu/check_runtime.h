@@ -24,9 +24,9 @@ namespace minicnn_emu::detail {
 #define MINICNN_EMU_HOOK __attribute__((no_sanitize_thread))
 
 // ---- shadow memory ------------------------------------------------------------------------------
-constexpr uintptr_t kPageBytes = 4096;                 // application bytes per shadow page
-constexpr uintptr_t kWordsPerPage = kPageBytes / 4;    // one Cell per 4-byte word
-constexpr size_t kMaxShadowPages = 4096;               // ~400 MiB of shadow: then start afresh
+constexpr uintptr_t kPageBytes = 4096;               // application bytes per shadow page
+constexpr uintptr_t kWordsPerPage = kPageBytes / 4;  // one Cell per 4-byte word
+constexpr size_t kMaxShadowPages = 4096;             // ~400 MiB of shadow: then start afresh
 
 struct Cell {
   Access write;    // the last write (launch 0: none)
@@ -36,7 +36,7 @@ struct Cell {
 struct Shadow {
   std::mutex mutex;  // guards `pages`
   std::unordered_map<uintptr_t, Cell*> pages;
-  uint64_t generation = 1;  // bumped when the pages are freed (thread caches then refill)
+  uint64_t generation = 1;         // bumped when the pages are freed (thread caches then refill)
   unsigned char locks[4096] = {};  // spin locks, by word address
 };
 inline Shadow g_shadow;
@@ -53,7 +53,8 @@ MINICNN_EMU_HOOK inline Cell& shadow_cell(PageCache& cache, uintptr_t address) {
   uintptr_t page = address / kPageBytes;
   int slot = static_cast<int>((page ^ (page >> 6)) % kPageCacheEntries);
   uint64_t generation = __atomic_load_n(&g_shadow.generation, __ATOMIC_ACQUIRE);
-  if (cache.generation[slot] != generation || cache.page[slot] != page || cache.cells[slot] == nullptr) {
+  if (cache.generation[slot] != generation || cache.page[slot] != page ||
+      cache.cells[slot] == nullptr) {
     std::lock_guard<std::mutex> lock(g_shadow.mutex);
     Cell*& cells = g_shadow.pages[page];
     if (cells == nullptr) cells = static_cast<Cell*>(std::calloc(kWordsPerPage, sizeof(Cell)));
@@ -108,10 +109,18 @@ struct CheckThread {
 };
 inline thread_local CheckThread t_check;
 
-inline EmuCode::EmuCode() : was_on(t_check.on) { t_check.on = false; }
-inline EmuCode::~EmuCode() { t_check.on = was_on; }
-inline KernelCode::KernelCode() { t_check.on = true; }
-inline KernelCode::~KernelCode() { t_check.on = false; }
+inline EmuCode::EmuCode() : was_on(t_check.on) {
+  t_check.on = false;
+}
+inline EmuCode::~EmuCode() {
+  t_check.on = was_on;
+}
+inline KernelCode::KernelCode() {
+  t_check.on = true;
+}
+inline KernelCode::~KernelCode() {
+  t_check.on = false;
+}
 
 inline int find_tls_segment(dl_phdr_info* info, size_t, void* data) {
   auto* want = static_cast<std::pair<uintptr_t, TlsRanges*>*>(data);
@@ -137,11 +146,14 @@ inline void learn_tls_ranges() {
   t_check.probe_seen = t_check.probe_seen;  // make sure this thread's TLS block exists
   std::pair<uintptr_t, TlsRanges*> want{reinterpret_cast<uintptr_t>(&find_tls_segment), &r};
   dl_iterate_phdr(find_tls_segment, &want);
-  if (r.size == 0) throw std::runtime_error("race checker: cannot find this module's thread-local storage "
-                                            "(where static __shared__ arrays live); dl_iterate_phdr gave none");
+  if (r.size == 0)
+    throw std::runtime_error(
+        "race checker: cannot find this module's thread-local storage "
+        "(where static __shared__ arrays live); dl_iterate_phdr gave none");
   const void* builtins[4] = {&threadIdx, &blockIdx, &blockDim, &gridDim};
   const size_t sizes[4] = {sizeof threadIdx, sizeof blockIdx, sizeof blockDim, sizeof gridDim};
-  for (int i = 0; i < 4; ++i) r.excluded[i] = reinterpret_cast<uintptr_t>(builtins[i]), r.excluded_size[i] = sizes[i];
+  for (int i = 0; i < 4; ++i)
+    r.excluded[i] = reinterpret_cast<uintptr_t>(builtins[i]), r.excluded_size[i] = sizes[i];
   r.known = true;
 }
 
@@ -163,7 +175,8 @@ MINICNN_EMU_HOOK inline Unordered conflict(const Access& p, const Access& c, con
   // Atomics don't race with atomics, nor with plain reads (the word is read whole: the classic
   // `old = *p; while (atomicCAS(p, old, ...) != old)` loop); a plain write next to one does.
   if (p.atomic || c.atomic) {
-    if ((p.atomic && c.atomic) || (p.atomic && !c.write) || (c.atomic && !p.write)) return Unordered::kNo;
+    if ((p.atomic && c.atomic) || (p.atomic && !c.write) || (c.atomic && !p.write))
+      return Unordered::kNo;
   }
   if (!(p.write || c.write)) return Unordered::kNo;
   if (p.block != c.block) return Unordered::kBlocks;
@@ -196,7 +209,8 @@ MINICNN_EMU_HOOK inline bool live(const Access& p, const Access& c) {
 }
 
 template <Space kSpace>
-MINICNN_EMU_HOOK inline void check_word(CheckThread& t, uintptr_t word, const Access& c, const Block& b) {
+MINICNN_EMU_HOOK inline void check_word(CheckThread& t, uintptr_t word, const Access& c,
+                                        const Block& b) {
   constexpr bool kShared = kSpace == Space::kShared;
   Cell& cell = shadow_cell(t.cache, word);
   if (!kShared) lock_word(word);  // a block's shared memory is touched by its OS thread only
@@ -205,9 +219,11 @@ MINICNN_EMU_HOOK inline void check_word(CheckThread& t, uintptr_t word, const Ac
   auto note = [&](FindingKind kind, Unordered why, const Access& before) {
     if (n < 3) found[n++] = Finding{kind, why, kShared, word, c, before};
   };
-  if (!c.write && kShared && !live<kSpace>(cell.write, c)) note(FindingKind::kUninitialised, Unordered::kNo, Access{});
+  if (!c.write && kShared && !live<kSpace>(cell.write, c))
+    note(FindingKind::kUninitialised, Unordered::kNo, Access{});
   if (live<kSpace>(cell.write, c)) {
-    if (Unordered u = conflict(cell.write, c, b); u != Unordered::kNo) note(FindingKind::kRace, u, cell.write);
+    if (Unordered u = conflict(cell.write, c, b); u != Unordered::kNo)
+      note(FindingKind::kRace, u, cell.write);
   }
   if (c.write) {
     for (const Access& r : cell.read) {
@@ -224,8 +240,8 @@ MINICNN_EMU_HOOK inline void check_word(CheckThread& t, uintptr_t word, const Ac
 }
 
 // An access of `size` bytes at `a` by the running CUDA thread.
-MINICNN_EMU_HOOK inline void check_access(CheckThread& t, Worker& w, uintptr_t a, size_t size, bool write,
-                                          bool atomic, const void* pc) {
+MINICNN_EMU_HOOK inline void check_access(CheckThread& t, Worker& w, uintptr_t a, size_t size,
+                                          bool write, bool atomic, const void* pc) {
   Space space = classify(t, w, a);
   if (space == Space::kIgnore || w.cur_thread == nullptr) return;
   const Block& b = w.block;
@@ -239,12 +255,15 @@ MINICNN_EMU_HOOK inline void check_access(CheckThread& t, Worker& w, uintptr_t a
   c.write = write;
   c.atomic = atomic;
   for (uintptr_t word = a & ~uintptr_t{3}; word < a + size; word += 4) {
-    if (space == Space::kShared) check_word<Space::kShared>(t, word, c, b);
-    else check_word<Space::kGlobal>(t, word, c, b);
+    if (space == Space::kShared)
+      check_word<Space::kShared>(t, word, c, b);
+    else
+      check_word<Space::kGlobal>(t, word, c, b);
   }
 }
 
-MINICNN_EMU_HOOK inline void on_access(CheckThread& t, const void* p, size_t size, bool write, const void* pc) {
+MINICNN_EMU_HOOK inline void on_access(CheckThread& t, const void* p, size_t size, bool write,
+                                       const void* pc) {
   Worker& w = *t.worker;
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   const Fiber& f = *w.cur_fiber;
@@ -308,7 +327,8 @@ inline void check_checker_works() {
   if (!__atomic_load_n(&t_check.probe_seen, __ATOMIC_SEQ_CST)) {
     throw std::runtime_error(
         "race checker: the compiler's -fsanitize=thread instrumentation does not reach the checker "
-        "(is ThreadSanitizer's runtime libtsan loaded, e.g. by LD_PRELOAD? The checker replaces it: "
+        "(is ThreadSanitizer's runtime libtsan loaded, e.g. by LD_PRELOAD? The checker replaces "
+        "it: "
         "unset LD_PRELOAD)");
   }
   require_addr2line();

@@ -34,7 +34,8 @@
 #pragma once
 
 #ifdef __CUDACC__
-#error "csrc/emu/cuda_emu.h is for host compilers; nvcc uses the real CUDA runtime (see cuda_compat.h)"
+#error \
+    "csrc/emu/cuda_emu.h is for host compilers; nvcc uses the real CUDA runtime (see cuda_compat.h)"
 #endif
 
 #define MINICNN_EMU 1

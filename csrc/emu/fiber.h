@@ -55,10 +55,10 @@
 #else
 #define MINICNN_EMU_NOIPA
 #endif
-extern "C" __attribute__((naked, noinline, MINICNN_EMU_NOIPA visibility("hidden"))) inline void minicnn_emu_switch_stack(
-    void** /*save_sp*/, void* /*load_sp*/) {
+extern "C" __attribute__((naked, noinline, MINICNN_EMU_NOIPA visibility("hidden"))) inline void
+minicnn_emu_switch_stack(void** /*save_sp*/, void* /*load_sp*/) {
   asm volatile(
-      "pushq %rbp\n\t"          // save the callee-saved registers on the current stack
+      "pushq %rbp\n\t"  // save the callee-saved registers on the current stack
       "pushq %rbx\n\t"
       "pushq %r12\n\t"
       "pushq %r13\n\t"
@@ -72,7 +72,7 @@ extern "C" __attribute__((naked, noinline, MINICNN_EMU_NOIPA visibility("hidden"
       "popq  %r12\n\t"
       "popq  %rbx\n\t"
       "popq  %rbp\n\t"
-      "ret\n\t");               // return into the other fiber's call of this function
+      "ret\n\t");  // return into the other fiber's call of this function
 }
 #endif
 
@@ -166,7 +166,9 @@ class StackPool {
 
  private:
   static size_t page_bytes() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
-  static size_t round_to_page(size_t n) { return (n + page_bytes() - 1) / page_bytes() * page_bytes(); }
+  static size_t round_to_page(size_t n) {
+    return (n + page_bytes() - 1) / page_bytes() * page_bytes();
+  }
 
   static char* map_stack() {
     size_t guard = page_bytes();

@@ -27,10 +27,12 @@ struct LaunchConfig {
   const char* name;
   const void* kernel;  // identifies the kernel for cudaFuncSetAttribute opt-ins
   dim3 grid, block;
-  size_t smem;         // bytes of dynamic shared memory
+  size_t smem;  // bytes of dynamic shared memory
 };
 
-inline std::string dims(dim3 d) { return coords(uint3(d)); }
+inline std::string dims(dim3 d) {
+  return coords(uint3(d));
+}
 
 inline size_t max_dynamic_shared_bytes(const void* kernel) {
   std::lock_guard<std::mutex> lock(g_smem_opt_ins.mutex);
@@ -41,18 +43,23 @@ inline size_t max_dynamic_shared_bytes(const void* kernel) {
 // What CUDA would reject with cudaErrorInvalidConfiguration; "" when the configuration is valid.
 inline std::string config_problem(const LaunchConfig& c) {
   uint64_t threads = uint64_t{c.block.x} * c.block.y * c.block.z;
-  if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0) return "gridDim " + dims(c.grid) + " has a zero dimension";
+  if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0)
+    return "gridDim " + dims(c.grid) + " has a zero dimension";
   if (threads == 0) return "blockDim " + dims(c.block) + " has a zero dimension";
   if (threads > 1024) {
-    return "blockDim " + dims(c.block) + " has " + std::to_string(threads) + " threads, more than 1024";
+    return "blockDim " + dims(c.block) + " has " + std::to_string(threads) +
+           " threads, more than 1024";
   }
   if (c.block.z > 64) return "blockDim " + dims(c.block) + ": z is limited to 64";
   if (c.grid.x > 2147483647u) return "gridDim " + dims(c.grid) + ": x is limited to 2^31 - 1";
-  if (c.grid.y > 65535 || c.grid.z > 65535) return "gridDim " + dims(c.grid) + ": y and z are limited to 65535";
+  if (c.grid.y > 65535 || c.grid.z > 65535)
+    return "gridDim " + dims(c.grid) + ": y and z are limited to 65535";
   size_t limit = max_dynamic_shared_bytes(c.kernel);
   if (c.smem > limit) {
-    return std::to_string(c.smem) + " bytes of dynamic shared memory exceed this kernel's limit of " +
-           std::to_string(limit) + " (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, "
+    return std::to_string(c.smem) +
+           " bytes of dynamic shared memory exceed this kernel's limit of " +
+           std::to_string(limit) +
+           " (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, "
            "bytes) raises it up to 227 KiB)";
   }
   return "";
@@ -81,7 +88,8 @@ inline void free_dynamic_shared(Worker& w) {
 inline void prepare_dynamic_shared(Worker& w, size_t bytes) {
   if (w.dyn_smem == nullptr || w.dyn_smem_bytes != bytes) {  // exact size: ASan sees overruns
     free_dynamic_shared(w);
-    w.dyn_smem = static_cast<unsigned char*>(::operator new(bytes + kCanaryBytes, kSharedAlignment));
+    w.dyn_smem =
+        static_cast<unsigned char*>(::operator new(bytes + kCanaryBytes, kSharedAlignment));
     w.dyn_smem_bytes = bytes;
     std::memset(w.dyn_smem + bytes, kCanary, kCanaryBytes);
   }
@@ -167,7 +175,8 @@ inline std::string error_message(const Launch& l) {
   std::string where = "kernel " + std::string(l.kernel_name) + ": block " + coords(err.block);
   if (err.has_thread) where += " thread " + coords(err.thread);
   std::string text = where + ": " + err.what;
-  bool stall = err.what.find("deadlock") != std::string::npos || err.what.find("divergent") != std::string::npos;
+  bool stall = err.what.find("deadlock") != std::string::npos ||
+               err.what.find("divergent") != std::string::npos;
   if (stall || l.schedule.threads != Order::kForward || l.schedule.blocks != Order::kForward) {
     text += " [schedule " + describe(l.schedule) + "]";
   }
@@ -176,12 +185,14 @@ inline std::string error_message(const Launch& l) {
 
 inline void run_grid(const LaunchConfig& c, void (*invoke)(const void*), const void* bound_args) {
   if (t_in_launch) {
-    throw std::runtime_error("kernel " + std::string(c.name) +
-                             ": launched from inside a kernel (dynamic parallelism is not emulated)");
+    throw std::runtime_error(
+        "kernel " + std::string(c.name) +
+        ": launched from inside a kernel (dynamic parallelism is not emulated)");
   }
   std::string problem = config_problem(c);
   if (!problem.empty()) {
-    throw std::runtime_error("kernel " + std::string(c.name) + ": invalid launch configuration: " + problem);
+    throw std::runtime_error("kernel " + std::string(c.name) +
+                             ": invalid launch configuration: " + problem);
   }
   Schedule schedule = current_schedule();
   std::lock_guard<std::mutex> lock(g_launch_mutex);
@@ -198,7 +209,8 @@ inline void run_grid(const LaunchConfig& c, void (*invoke)(const void*), const v
   count(g_stats.launches);
   LaunchChecks checks(l);  // throws if the race checker can't start, saying why
   uint64_t blocks = l.block_order.size();
-  int workers = static_cast<int>(std::min<uint64_t>(blocks, static_cast<uint64_t>(schedule.workers)));
+  int workers =
+      static_cast<int>(std::min<uint64_t>(blocks, static_cast<uint64_t>(schedule.workers)));
   g_launch = &l;
   worker_pool().run(workers, [&l] { run_blocks_here(l); });
   g_launch = nullptr;
@@ -211,10 +223,12 @@ inline void run_grid(const LaunchConfig& c, void (*invoke)(const void*), const v
 // The object LAUNCH(...) evaluates to; calling it with the kernel's arguments runs the grid.
 template <class... Params>
 class KernelLaunch {
-  static_assert(!(std::is_reference<Params>::value || ...), "CUDA kernels take their parameters by value");
+  static_assert(!(std::is_reference<Params>::value || ...),
+                "CUDA kernels take their parameters by value");
 
  public:
-  KernelLaunch(void (*kernel)(Params...), detail::LaunchConfig config) : kernel_(kernel), config_(config) {}
+  KernelLaunch(void (*kernel)(Params...), detail::LaunchConfig config)
+      : kernel_(kernel), config_(config) {}
 
   template <class... Args>
   void operator()(Args&&... args) const {
@@ -239,10 +253,10 @@ class KernelLaunch {
 };
 
 template <class... Params>
-KernelLaunch<Params...> launch(void (*kernel)(Params...), const char* name, dim3 grid, dim3 block, size_t smem,
-                               cudaStream_t /*stream: launches are synchronous*/) {
-  return KernelLaunch<Params...>(kernel, detail::LaunchConfig{name, reinterpret_cast<const void*>(kernel), grid,
-                                                              block, smem});
+KernelLaunch<Params...> launch(void (*kernel)(Params...), const char* name, dim3 grid, dim3 block,
+                               size_t smem, cudaStream_t /*stream: launches are synchronous*/) {
+  return KernelLaunch<Params...>(
+      kernel, detail::LaunchConfig{name, reinterpret_cast<const void*>(kernel), grid, block, smem});
 }
 
 // DYN_SHARED(T, name) in emulator mode: the launch's dynamic shared memory, as T*.
@@ -252,7 +266,8 @@ T* dynamic_shared() {
   // canary check after the block), as in CUDA.
   detail::EmuCode paused;
   detail::Worker* w = detail::t_worker;
-  if (w == nullptr || w->cur_thread == nullptr) throw std::logic_error("DYN_SHARED used outside a kernel");
+  if (w == nullptr || w->cur_thread == nullptr)
+    throw std::logic_error("DYN_SHARED used outside a kernel");
   w->dyn_smem_used = true;
   return reinterpret_cast<T*>(w->dyn_smem);
 }

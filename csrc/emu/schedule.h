@@ -53,7 +53,8 @@ inline int default_workers() {
     char* end = nullptr;
     long n = std::strtol(env, &end, 10);
     if (*end != '\0' || n < 1 || n > 1024) {
-      throw std::invalid_argument(std::string("MINICNN_EMU_THREADS=") + env + ": expected an integer in [1, 1024]");
+      throw std::invalid_argument(std::string("MINICNN_EMU_THREADS=") + env +
+                                  ": expected an integer in [1, 1024]");
     }
     return static_cast<int>(n);
   }
@@ -64,11 +65,13 @@ inline int default_workers() {
 // "threads=random blocks=reverse seed=3" (spaces or commas between the items; all optional).
 inline Schedule parse_schedule(const std::string& text, Schedule s) {
   std::string spaced = text;
-  for (char& ch : spaced) if (ch == ',') ch = ' ';
+  for (char& ch : spaced)
+    if (ch == ',') ch = ' ';
   std::istringstream items(spaced);
   for (std::string item; items >> item;) {
     size_t eq = item.find('=');
-    std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    std::string key = item.substr(0, eq),
+                value = eq == std::string::npos ? "" : item.substr(eq + 1);
     if (key == "threads") {
       s.threads = parse_order(key, value);
     } else if (key == "blocks") {
@@ -76,7 +79,8 @@ inline Schedule parse_schedule(const std::string& text, Schedule s) {
     } else if (key == "seed") {
       char* end = nullptr;
       s.seed = std::strtoull(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0') throw std::invalid_argument("emulator schedule: seed=" + value + ": not an integer");
+      if (value.empty() || *end != '\0')
+        throw std::invalid_argument("emulator schedule: seed=" + value + ": not an integer");
     } else {
       throw std::invalid_argument("emulator schedule: unknown item '" + item +
                                   "' (expected threads=..., blocks=..., seed=N)");
@@ -134,11 +138,15 @@ inline void fill_order(std::vector<int>& order, int n, Order how, Rng& rng) {
 
 // The schedule of the next launches (C++ API; Python: minicnn.emu.set_schedule).
 inline void set_schedule(const Schedule& s) {
-  if (s.workers < 1) throw std::invalid_argument("emulator schedule: workers must be >= 1, got " + std::to_string(s.workers));
+  if (s.workers < 1)
+    throw std::invalid_argument("emulator schedule: workers must be >= 1, got " +
+                                std::to_string(s.workers));
   detail::current_schedule();
   std::lock_guard<std::mutex> lock(detail::g_schedule.mutex);
   detail::g_schedule.value = s;
 }
-inline Schedule get_schedule() { return detail::current_schedule(); }
+inline Schedule get_schedule() {
+  return detail::current_schedule();
+}
 
 }  // namespace minicnn_emu

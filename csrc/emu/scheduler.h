@@ -49,7 +49,9 @@ struct Stats {
 namespace detail {
 
 inline Stats g_stats;  // launches; the other counters are per block worker (Worker::stats)
-inline void count(uint64_t& counter, uint64_t n = 1) { __atomic_fetch_add(&counter, n, __ATOMIC_RELAXED); }
+inline void count(uint64_t& counter, uint64_t n = 1) {
+  __atomic_fetch_add(&counter, n, __ATOMIC_RELAXED);
+}
 
 struct Site {  // the source line a thread waits at
   const char* file = "";
@@ -68,9 +70,9 @@ enum class ThreadState : uint8_t {
 enum class WarpOp : uint8_t { kSync, kShuffle, kBallot, kAny, kAll };
 
 struct EmuThread {
-  uint3 idx;           // its threadIdx
+  uint3 idx;  // its threadIdx
   ThreadState state;
-  Fiber* fiber;        // the worker it runs on, once started
+  Fiber* fiber;  // the worker it runs on, once started
   // What it waits in, and the values it exchanges there: `value` is what it brings (a shuffled
   // value, a predicate), `result` what it takes away.
   const char* op_name;
@@ -85,13 +87,13 @@ struct EmuThread {
 struct Block {
   std::vector<EmuThread> threads;  // linear order: x + y*Dx + z*Dx*Dy; lane = index % 32
   std::vector<Fiber> workers;
-  std::vector<int> ready;          // FIFO ring buffer of thread indices
-  std::vector<int> order;          // the schedule's order: threads start in this order
-  std::vector<int> wake_order;     // and leave a barrier or warp operation in this one
+  std::vector<int> ready;       // FIFO ring buffer of thread indices
+  std::vector<int> order;       // the schedule's order: threads start in this order
+  std::vector<int> wake_order;  // and leave a barrier or warp operation in this one
   int ready_head = 0, ready_count = 0;
-  int next_unstarted = 0;          // position in `order` of the next thread to start
-  int live = 0;        // threads that have not exited
-  int at_barrier = 0;  // threads waiting in __syncthreads
+  int next_unstarted = 0;  // position in `order` of the next thread to start
+  int live = 0;            // threads that have not exited
+  int at_barrier = 0;      // threads waiting in __syncthreads
   int nworkers = 0;
   uint32_t epoch = 0;  // barriers passed by this block (the race checker's barrier intervals)
   Rng rng{0};          // the thread order's random stream for this block
@@ -135,16 +137,16 @@ struct Worker {
   uint64_t position = 0;            // of the running block in the block order
   EmuThread* cur_thread = nullptr;  // nullptr outside kernels
   Fiber* cur_fiber = nullptr;
-  Fiber main_fiber;                 // this OS thread's own stack
+  Fiber main_fiber;  // this OS thread's own stack
   StackPool stacks;
   unsigned char* dyn_smem = nullptr;  // this worker's dynamic shared memory (launch.h)
   size_t dyn_smem_bytes = 0;
-  bool dyn_smem_used = false;       // DYN_SHARED was called in this block
-  Stats stats;                      // blocks, worker fibers and switches run here
+  bool dyn_smem_used = false;  // DYN_SHARED was called in this block
+  Stats stats;                 // blocks, worker fibers and switches run here
 };
 
-inline std::mutex g_launch_mutex;     // one launch at a time in the process
-inline Launch* g_launch = nullptr;    // the launch in progress
+inline std::mutex g_launch_mutex;   // one launch at a time in the process
+inline Launch* g_launch = nullptr;  // the launch in progress
 inline thread_local Worker* t_worker = nullptr;
 
 struct WorkerList {  // every Worker ever made, for stats()
@@ -161,7 +163,9 @@ inline Worker& worker() {
   }
   return *t_worker;
 }
-inline Block& cur_block() { return t_worker->block; }
+inline Block& cur_block() {
+  return t_worker->block;
+}
 
 // ---- small helpers ------------------------------------------------------------------------------
 inline std::string coords(uint3 v) {
@@ -195,7 +199,8 @@ inline void record_error(const EmuThread* t, std::string what) {
   Launch& l = *g_launch;
   std::lock_guard<std::mutex> lock(l.error_mutex);
   if (l.error.failed && l.error.position <= w.position) return;
-  l.error = LaunchError{true, t != nullptr, blockIdx, t ? t->idx : uint3{}, std::move(what), w.position};
+  l.error =
+      LaunchError{true, t != nullptr, blockIdx, t ? t->idx : uint3{}, std::move(what), w.position};
   l.failed_position.store(w.position);
 }
 
@@ -217,7 +222,8 @@ inline EmuThread& pop_ready() {
 template <class Wakes>
 inline void wake_in_schedule_order(Wakes wakes) {
   Block& b = cur_block();
-  if (g_launch->schedule.threads == Order::kRandom) fill_order(b.wake_order, b.size(), Order::kRandom, b.rng);
+  if (g_launch->schedule.threads == Order::kRandom)
+    fill_order(b.wake_order, b.size(), Order::kRandom, b.rng);
   for (int i : b.wake_order) {
     if (wakes(b.threads[i])) push_ready(b, b.threads[i]);
   }
@@ -253,8 +259,9 @@ inline void diagnose_stall() {
     if (t.state == ThreadState::kExited && !exited) exited = &t;
   }
   if (at_barrier && exited) {
-    return record_error(at_barrier, "divergent barrier: " + where(*at_barrier) + " is never reached by thread " +
-                                        coords(exited->idx) + ", which has exited");
+    return record_error(at_barrier, "divergent barrier: " + where(*at_barrier) +
+                                        " is never reached by thread " + coords(exited->idx) +
+                                        ", which has exited");
   }
   record_error(at_barrier, "deadlock: no thread can continue");
 }
@@ -298,7 +305,9 @@ inline Fiber& pick_next() {
 }
 
 // The running thread has started to wait (its state says where): run others until it is ready.
-inline void wait_running_thread() { switch_to(pick_next(), false); }
+inline void wait_running_thread() {
+  switch_to(pick_next(), false);
+}
 
 }  // namespace detail
 }  // namespace minicnn_emu
@@ -366,8 +375,8 @@ inline int release_barrier(EmuThread& last) {
   int count = 0;
   for (const EmuThread& t : b.threads) {
     if (!same_site(t.site, last.site)) {
-      throw std::runtime_error("divergent barrier: this thread waits in " + where(last) + ", thread " +
-                               coords(t.idx) + " in " + where(t));
+      throw std::runtime_error("divergent barrier: this thread waits in " + where(last) +
+                               ", thread " + coords(t.idx) + " in " + where(t));
     }
     count += static_cast<int>(t.value);
   }

@@ -20,12 +20,16 @@ __global__ void neighbour_exchange(float* out) {
 }
 
 // Every block writes out[threadIdx.x]: blocks write the same elements.
-__global__ void blocks_write_same(float* out) { out[threadIdx.x] = float(blockIdx.x); }
+__global__ void blocks_write_same(float* out) {
+  out[threadIdx.x] = float(blockIdx.x);
+}
 
 // Blocks > 0 read what block 0 writes: depends on block 0 running first.
 __global__ void waits_for_block0(float* out) {
-  if (blockIdx.x == 0) out[threadIdx.x] = 1.0f;
-  else out[blockIdx.x * blockDim.x + threadIdx.x] = out[threadIdx.x] + 1.0f;
+  if (blockIdx.x == 0)
+    out[threadIdx.x] = 1.0f;
+  else
+    out[blockIdx.x * blockDim.x + threadIdx.x] = out[threadIdx.x] + 1.0f;
 }
 
 // A warp-synchronous tree sum in shared memory; without __syncwarp lanes read stale partials.
@@ -52,7 +56,9 @@ __global__ void reads_unwritten_shared(float* out) {
 }
 
 // Atomics from every block onto one counter: not a race.
-__global__ void atomic_counter(float* out) { atomicAdd(&out[0], 1.0f); }
+__global__ void atomic_counter(float* out) {
+  atomicAdd(&out[0], 1.0f);
+}
 
 // A barrier only some threads reach.
 __global__ void partial_barrier(float* out) {
@@ -65,17 +71,30 @@ __global__ void partial_barrier(float* out) {
 inline void run(const std::string& name) {
   std::vector<float> out(4 * 64, 0.0f);
   float* o = out.data();
-  if (name == "neighbour_exchange_race") ::minicnn_emu::launch(neighbour_exchange<false>, "neighbour_exchange<false>", 2, 64, 0, nullptr)(o);
-  else if (name == "neighbour_exchange") ::minicnn_emu::launch(neighbour_exchange<true>, "neighbour_exchange<true>", 2, 64, 0, nullptr)(o);
-  else if (name == "blocks_write_same") ::minicnn_emu::launch(blocks_write_same, "blocks_write_same", 3, 32, 0, nullptr)(o);
-  else if (name == "waits_for_block0") ::minicnn_emu::launch(waits_for_block0, "waits_for_block0", 3, 32, 0, nullptr)(o);
-  else if (name == "warp_tree_sum_race") ::minicnn_emu::launch(warp_tree_sum<false>, "warp_tree_sum<false>", 2, 32, 0, nullptr)(o);
-  else if (name == "warp_tree_sum") ::minicnn_emu::launch(warp_tree_sum<true>, "warp_tree_sum<true>", 2, 32, 0, nullptr)(o);
-  else if (name == "reads_unwritten_shared") ::minicnn_emu::launch(reads_unwritten_shared, "reads_unwritten_shared", 2, 32, 0, nullptr)(o);
-  else if (name == "atomic_counter") ::minicnn_emu::launch(atomic_counter, "atomic_counter", 4, 64, 0, nullptr)(o);
-  else if (name == "partial_barrier") ::minicnn_emu::launch(partial_barrier, "partial_barrier", 1, 32, 0, nullptr)(o);
-  else throw std::invalid_argument("no emulator selftest named '" + name + "'");
-  if (name == "atomic_counter" && out[0] != 256.0f) throw std::runtime_error("atomic_counter: lost updates");
+  if (name == "neighbour_exchange_race")
+    ::minicnn_emu::launch(neighbour_exchange<false>, "neighbour_exchange<false>", 2, 64, 0,
+                          nullptr)(o);
+  else if (name == "neighbour_exchange")
+    ::minicnn_emu::launch(neighbour_exchange<true>, "neighbour_exchange<true>", 2, 64, 0,
+                          nullptr)(o);
+  else if (name == "blocks_write_same")
+    ::minicnn_emu::launch(blocks_write_same, "blocks_write_same", 3, 32, 0, nullptr)(o);
+  else if (name == "waits_for_block0")
+    ::minicnn_emu::launch(waits_for_block0, "waits_for_block0", 3, 32, 0, nullptr)(o);
+  else if (name == "warp_tree_sum_race")
+    ::minicnn_emu::launch(warp_tree_sum<false>, "warp_tree_sum<false>", 2, 32, 0, nullptr)(o);
+  else if (name == "warp_tree_sum")
+    ::minicnn_emu::launch(warp_tree_sum<true>, "warp_tree_sum<true>", 2, 32, 0, nullptr)(o);
+  else if (name == "reads_unwritten_shared")
+    ::minicnn_emu::launch(reads_unwritten_shared, "reads_unwritten_shared", 2, 32, 0, nullptr)(o);
+  else if (name == "atomic_counter")
+    ::minicnn_emu::launch(atomic_counter, "atomic_counter", 4, 64, 0, nullptr)(o);
+  else if (name == "partial_barrier")
+    ::minicnn_emu::launch(partial_barrier, "partial_barrier", 1, 32, 0, nullptr)(o);
+  else
+    throw std::invalid_argument("no emulator selftest named '" + name + "'");
+  if (name == "atomic_counter" && out[0] != 256.0f)
+    throw std::runtime_error("atomic_counter: lost updates");
 }
 
 }  // namespace minicnn_emu::selftest

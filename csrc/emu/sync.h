@@ -40,12 +40,13 @@ inline void check_mask(const char* name, unsigned mask, int index) {
   int lane = index % warpSize;
   int warp_threads = std::min(warpSize, cur_block().size() - (index - lane));
   if (((mask >> lane) & 1u) == 0) {
-    throw std::runtime_error(std::string(name) + ": mask " + hex(mask) + " does not include the calling lane " +
-                             std::to_string(lane));
+    throw std::runtime_error(std::string(name) + ": mask " + hex(mask) +
+                             " does not include the calling lane " + std::to_string(lane));
   }
   if (warp_threads < warpSize && (mask >> warp_threads) != 0) {
-    throw std::runtime_error(std::string(name) + ": mask " + hex(mask) + " names lanes beyond the " +
-                             std::to_string(warp_threads) + " threads of this warp (the block has " +
+    throw std::runtime_error(std::string(name) + ": mask " + hex(mask) +
+                             " names lanes beyond the " + std::to_string(warp_threads) +
+                             " threads of this warp (the block has " +
                              std::to_string(cur_block().size()) + " threads)");
   }
 }
@@ -63,10 +64,14 @@ inline uint64_t lane_result(const EmuThread& u, int base, unsigned ballot) {
     case WarpOp::kShuffle:
       if (((u.mask >> u.src_lane) & 1u) == 0) return kPoisonBits;
       return cur_block().threads[base + u.src_lane].value;
-    case WarpOp::kBallot: return ballot;
-    case WarpOp::kAny: return ballot != 0;
-    case WarpOp::kAll: return ballot == u.mask;
-    case WarpOp::kSync: return 0;
+    case WarpOp::kBallot:
+      return ballot;
+    case WarpOp::kAny:
+      return ballot != 0;
+    case WarpOp::kAll:
+      return ballot == u.mask;
+    case WarpOp::kSync:
+      return 0;
   }
   return 0;
 }
@@ -91,8 +96,8 @@ inline void complete_warp_op(EmuThread& last, int base) {
 }
 
 // Bring `value` to a warp operation; returns this lane's answer.
-inline uint64_t warp_exchange(WarpOp op, const char* name, unsigned mask, uint64_t value, int src_lane,
-                              Site site) {
+inline uint64_t warp_exchange(WarpOp op, const char* name, unsigned mask, uint64_t value,
+                              int src_lane, Site site) {
   EmuCode paused;  // the race checker ignores the emulator's own memory
   EmuThread& t = running_thread(name);
   int index = cur_block().index_of(t);
@@ -140,7 +145,10 @@ T shuffle(const char* name, unsigned mask, T var, int src_lane, Site site) {
 
 // ---- barriers -----------------------------------------------------------------------------------
 #define MINICNN_EMU_SITE_PARAMS const char *file = __builtin_FILE(), int line = __builtin_LINE()
-#define MINICNN_EMU_SITE ::minicnn_emu::detail::Site{file, line}
+#define MINICNN_EMU_SITE        \
+  ::minicnn_emu::detail::Site { \
+    file, line                  \
+  }
 
 inline void __syncthreads(MINICNN_EMU_SITE_PARAMS) {
   ::minicnn_emu::detail::EmuCode paused;
@@ -157,7 +165,8 @@ inline int __syncthreads_and(int predicate, MINICNN_EMU_SITE_PARAMS) {
 }
 inline int __syncthreads_or(int predicate, MINICNN_EMU_SITE_PARAMS) {
   ::minicnn_emu::detail::EmuCode paused;
-  return ::minicnn_emu::detail::block_barrier("__syncthreads_or()", predicate, MINICNN_EMU_SITE) != 0;
+  return ::minicnn_emu::detail::block_barrier("__syncthreads_or()", predicate, MINICNN_EMU_SITE) !=
+         0;
 }
 
 inline void __syncwarp(unsigned mask = 0xffffffffu, MINICNN_EMU_SITE_PARAMS) {
@@ -178,7 +187,8 @@ T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize, MINICNN_
 }
 
 template <class T>
-T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
+T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
+                 MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
   EmuCode paused;
   check_width("__shfl_up_sync()", width);
@@ -188,17 +198,21 @@ T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize, MIN
 }
 
 template <class T>
-T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
+T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
+                   MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
   EmuCode paused;
   check_width("__shfl_down_sync()", width);
   int lane = lane_of_running_thread("__shfl_down_sync()");
-  int src = (lane & (width - 1)) + delta < static_cast<unsigned>(width) ? lane + static_cast<int>(delta) : lane;
+  int src = (lane & (width - 1)) + delta < static_cast<unsigned>(width)
+                ? lane + static_cast<int>(delta)
+                : lane;
   return shuffle("__shfl_down_sync()", mask, var, src, MINICNN_EMU_SITE);
 }
 
 template <class T>
-T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
+T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize,
+                  MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
   EmuCode paused;
   check_width("__shfl_xor_sync()", width);
@@ -216,11 +230,13 @@ inline unsigned __ballot_sync(unsigned mask, int predicate, MINICNN_EMU_SITE_PAR
 }
 inline int __any_sync(unsigned mask, int predicate, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
-  return static_cast<int>(warp_exchange(WarpOp::kAny, "__any_sync()", mask, predicate != 0, 0, MINICNN_EMU_SITE));
+  return static_cast<int>(
+      warp_exchange(WarpOp::kAny, "__any_sync()", mask, predicate != 0, 0, MINICNN_EMU_SITE));
 }
 inline int __all_sync(unsigned mask, int predicate, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
-  return static_cast<int>(warp_exchange(WarpOp::kAll, "__all_sync()", mask, predicate != 0, 0, MINICNN_EMU_SITE));
+  return static_cast<int>(
+      warp_exchange(WarpOp::kAll, "__all_sync()", mask, predicate != 0, 0, MINICNN_EMU_SITE));
 }
 
 // The lanes of the caller's warp that have not exited (not a synchronisation point).

@@ -42,7 +42,8 @@ constexpr int kBatchNormThreads = 256;  // per block; a multiple of 32
 // Calls f(offset of x[n, c, hw]) for this thread's values m in [m0, m1) of channel c, m = n·HW + hw,
 // m0 + threadIdx.x, then every blockDim.x.
 template <class F>
-__device__ __forceinline__ void for_each_value(int c, int64_t m0, int64_t m1, int C, int64_t HW, F f) {
+__device__ __forceinline__ void for_each_value(int c, int64_t m0, int64_t m1, int C, int64_t HW,
+                                               F f) {
   int64_t m = m0 + threadIdx.x;
   if (m >= m1) return;
   int64_t n = m / HW, hw = m - n * HW;  // once per thread
@@ -67,10 +68,11 @@ struct ChannelRange {
 
 // ---- kernels --------------------------------------------------------------------------------------
 template <class T>
-__global__ void batch_norm_partial_stats_kernel(T* part_mean,       // (C, chunks)
-                                                T* part_m2,         // (C, chunks)
-                                                const T* inp,       // (N, C, HW)
-                                                int64_t N, int C, int64_t HW, int chunks, int64_t chunk) {
+__global__ void batch_norm_partial_stats_kernel(T* part_mean,  // (C, chunks)
+                                                T* part_m2,    // (C, chunks)
+                                                const T* inp,  // (N, C, HW)
+                                                int64_t N, int C, int64_t HW, int chunks,
+                                                int64_t chunk) {
   DYN_SHARED(T, scratch);  // (32,) for block_sum
   const ChannelRange rg(chunks, chunk, N * HW);
   T sum = 0;
@@ -78,18 +80,21 @@ __global__ void batch_norm_partial_stats_kernel(T* part_mean,       // (C, chunk
   const T count = T(rg.m1 > rg.m0 ? rg.m1 - rg.m0 : 1);
   const T mu = block_sum(sum, scratch) / count;
   T squares = 0;
-  for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) { squares += (inp[at] - mu) * (inp[at] - mu); });
+  for_each_value(rg.c, rg.m0, rg.m1, C, HW,
+                 [&](int64_t at) { squares += (inp[at] - mu) * (inp[at] - mu); });
   const T m2 = block_sum(squares, scratch);
   if (threadIdx.x == 0) part_mean[blockIdx.x] = mu, part_m2[blockIdx.x] = m2;
 }
 
 // One thread per channel: (count, mean, M2) of its ranges merged in order (Chan et al. 1979).
 template <class T>
-__global__ void batch_norm_finalize_stats_kernel(T* mean, T* invstd,                 // (C,)
-                                                 T* running_mean, T* running_var,    // (C,) or nullptr
-                                                 const T* part_mean, const T* part_m2,  // (C, chunks)
-                                                 int64_t M, int C, int chunks, int64_t chunk, T momentum,
-                                                 T eps) {
+__global__ void batch_norm_finalize_stats_kernel(T* mean, T* invstd,  // (C,)
+                                                 T* running_mean,
+                                                 T* running_var,  // (C,) or nullptr
+                                                 const T* part_mean,
+                                                 const T* part_m2,  // (C, chunks)
+                                                 int64_t M, int C, int chunks, int64_t chunk,
+                                                 T momentum, T eps) {
   const int64_t c = global_index();
   if (c >= C) return;
   T n = 0, mu = 0, m2 = 0;
@@ -104,7 +109,8 @@ __global__ void batch_norm_finalize_stats_kernel(T* mean, T* invstd,            
   const T var = m2 / T(M);
   mean[c] = mu;
   invstd[c] = T(1) / square_root(var + eps);
-  if (running_mean != nullptr) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mu;
+  if (running_mean != nullptr)
+    running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mu;
   if (running_var != nullptr) {
     const T unbiased = m2 / T(M > 1 ? M - 1 : 1);
     running_var[c] = (T(1) - momentum) * running_var[c] + momentum * unbiased;
@@ -112,10 +118,10 @@ __global__ void batch_norm_finalize_stats_kernel(T* mean, T* invstd,            
 }
 
 template <class T>
-__global__ void batch_norm_inference_stats_kernel(T* mean,                 // (C,)
-                                                  T* invstd,               // (C,)
-                                                  const T* running_mean,   // (C,)
-                                                  const T* running_var,    // (C,)
+__global__ void batch_norm_inference_stats_kernel(T* mean,                // (C,)
+                                                  T* invstd,              // (C,)
+                                                  const T* running_mean,  // (C,)
+                                                  const T* running_var,   // (C,)
                                                   int C, T eps) {
   int64_t c = global_index();
   if (c < C) {
@@ -126,13 +132,14 @@ __global__ void batch_norm_inference_stats_kernel(T* mean,                 // (C
 
 // y = (x − μ)·invstd·weight + bias over this block's range.
 template <class T>
-__global__ void batch_norm_normalize_kernel(T* out,            // (N, C, HW)
-                                            const T* inp,      // (N, C, HW)
-                                            const T* mean,     // (C,)
-                                            const T* invstd,   // (C,)
-                                            const T* weight,   // (C,) or nullptr
-                                            const T* bias,     // (C,) or nullptr
-                                            int64_t N, int C, int64_t HW, int chunks, int64_t chunk) {
+__global__ void batch_norm_normalize_kernel(T* out,           // (N, C, HW)
+                                            const T* inp,     // (N, C, HW)
+                                            const T* mean,    // (C,)
+                                            const T* invstd,  // (C,)
+                                            const T* weight,  // (C,) or nullptr
+                                            const T* bias,    // (C,) or nullptr
+                                            int64_t N, int C, int64_t HW, int chunks,
+                                            int64_t chunk) {
   const ChannelRange rg(chunks, chunk, N * HW);
   const T scale = invstd[rg.c] * (weight != nullptr ? weight[rg.c] : T(1));
   const T shift = (bias != nullptr ? bias[rg.c] : T(0)) - mean[rg.c] * scale;
@@ -140,13 +147,14 @@ __global__ void batch_norm_normalize_kernel(T* out,            // (N, C, HW)
 }
 
 template <class T>
-__global__ void batch_norm_partial_grads_kernel(T* part_dy,         // (C, chunks): Σ dy
-                                                T* part_dy_xhat,    // (C, chunks): Σ dy·x̂
-                                                const T* dout,      // (N, C, HW)
-                                                const T* inp,       // (N, C, HW)
-                                                const T* mean,      // (C,)
-                                                const T* invstd,    // (C,)
-                                                int64_t N, int C, int64_t HW, int chunks, int64_t chunk) {
+__global__ void batch_norm_partial_grads_kernel(T* part_dy,       // (C, chunks): Σ dy
+                                                T* part_dy_xhat,  // (C, chunks): Σ dy·x̂
+                                                const T* dout,    // (N, C, HW)
+                                                const T* inp,     // (N, C, HW)
+                                                const T* mean,    // (C,)
+                                                const T* invstd,  // (C,)
+                                                int64_t N, int C, int64_t HW, int chunks,
+                                                int64_t chunk) {
   DYN_SHARED(T, scratch);  // (32,) for block_sum
   const ChannelRange rg(chunks, chunk, N * HW);
   const T mu = mean[rg.c], inv = invstd[rg.c];
@@ -162,29 +170,31 @@ __global__ void batch_norm_partial_grads_kernel(T* part_dy,         // (C, chunk
 
 // dbias[c] = Σ dy, dweight[c] = Σ dy·x̂: the ranges of channel c added in order.
 template <class T>
-__global__ void batch_norm_finalize_grads_kernel(T* dweight, T* dbias,   // (C,)
-                                                 const T* part_dy, const T* part_dy_xhat,  // (C, chunks)
+__global__ void batch_norm_finalize_grads_kernel(T* dweight, T* dbias,  // (C,)
+                                                 const T* part_dy,
+                                                 const T* part_dy_xhat,  // (C, chunks)
                                                  int C, int chunks) {
   const int64_t c = global_index();
   if (c >= C) return;
   T db = 0, dw = 0;
-  for (int i = 0; i < chunks; ++i) db += part_dy[c * chunks + i], dw += part_dy_xhat[c * chunks + i];
+  for (int i = 0; i < chunks; ++i)
+    db += part_dy[c * chunks + i], dw += part_dy_xhat[c * chunks + i];
   dbias[c] = db;
   dweight[c] = dw;
 }
 
 // training:  dx = weight·invstd·(dy − dbias/M − x̂·dweight/M);  inference: dx = weight·invstd·dy.
 template <class T>
-__global__ void batch_norm_backward_data_kernel(T* dinp,             // (N, C, HW)
-                                                const T* dout,       // (N, C, HW)
-                                                const T* inp,        // (N, C, HW)
-                                                const T* weight,     // (C,) or nullptr
-                                                const T* mean,       // (C,)
-                                                const T* invstd,     // (C,)
-                                                const T* dweight,    // (C,)
-                                                const T* dbias,      // (C,)
-                                                int64_t N, int C, int64_t HW, int chunks, int64_t chunk,
-                                                bool training) {
+__global__ void batch_norm_backward_data_kernel(T* dinp,           // (N, C, HW)
+                                                const T* dout,     // (N, C, HW)
+                                                const T* inp,      // (N, C, HW)
+                                                const T* weight,   // (C,) or nullptr
+                                                const T* mean,     // (C,)
+                                                const T* invstd,   // (C,)
+                                                const T* dweight,  // (C,)
+                                                const T* dbias,    // (C,)
+                                                int64_t N, int C, int64_t HW, int chunks,
+                                                int64_t chunk, bool training) {
   const ChannelRange rg(chunks, chunk, N * HW);
   const T inv = invstd[rg.c], g = (weight != nullptr ? weight[rg.c] : T(1)) * inv, M = T(N * HW);
   const T mu = mean[rg.c], db_mean = training ? dbias[rg.c] / M : T(0);
@@ -210,20 +220,20 @@ static Chunking batch_norm_chunking(int64_t M, int C) {
 }
 
 template <class T>
-void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var, const T* inp,
-                                 const T* weight, const T* bias, int64_t N, int C, int64_t HW, double momentum,
-                                 double eps, cudaStream_t stream) {
+void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var,
+                                 const T* inp, const T* weight, const T* bias, int64_t N, int C,
+                                 int64_t HW, double momentum, double eps, cudaStream_t stream) {
   if (C == 0 || N * HW == 0) return;
   const Chunking k = batch_norm_chunking(N * HW, C);
   const int64_t blocks = int64_t(C) * k.chunks;
   T* part_mean = k.chunks == 1 ? mean : out;  // (C, chunks), in the output until it is written
   T* part_m2 = k.chunks == 1 ? invstd : out + blocks;
-  LAUNCH((batch_norm_partial_stats_kernel<T>), unsigned(blocks), kBatchNormThreads, kWarpSize * sizeof(T), stream)(
-      part_mean, part_m2, inp, N, C, HW, k.chunks, k.chunk);
+  LAUNCH((batch_norm_partial_stats_kernel<T>), unsigned(blocks), kBatchNormThreads,
+         kWarpSize * sizeof(T), stream)(part_mean, part_m2, inp, N, C, HW, k.chunks, k.chunk);
   CHECK_LAUNCH("batch_norm_partial_stats_kernel");
   LAUNCH((batch_norm_finalize_stats_kernel<T>), blocks_for(C), kBlockSize, 0, stream)(
-      mean, invstd, running_mean, running_var, part_mean, part_m2, N * HW, C, k.chunks, k.chunk, T(momentum),
-      T(eps));
+      mean, invstd, running_mean, running_var, part_mean, part_m2, N * HW, C, k.chunks, k.chunk,
+      T(momentum), T(eps));
   CHECK_LAUNCH("batch_norm_finalize_stats_kernel");
   LAUNCH((batch_norm_normalize_kernel<T>), unsigned(blocks), kBatchNormThreads, 0, stream)(
       out, inp, mean, invstd, weight, bias, N, C, HW, k.chunks, k.chunk);
@@ -231,31 +241,32 @@ void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T*
 }
 
 template <class T>
-void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight, const T* bias,
-                                  const T* running_mean, const T* running_var, int64_t N, int C, int64_t HW,
-                                  double eps, cudaStream_t stream) {
+void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight,
+                                  const T* bias, const T* running_mean, const T* running_var,
+                                  int64_t N, int C, int64_t HW, double eps, cudaStream_t stream) {
   if (C == 0) return;
   LAUNCH((batch_norm_inference_stats_kernel<T>), blocks_for(C), kBlockSize, 0, stream)(
       mean, invstd, running_mean, running_var, C, T(eps));
   CHECK_LAUNCH("batch_norm_inference_stats_kernel");
   if (N * HW == 0) return;
   const Chunking k = batch_norm_chunking(N * HW, C);
-  LAUNCH((batch_norm_normalize_kernel<T>), unsigned(int64_t(C) * k.chunks), kBatchNormThreads, 0, stream)(
-      out, inp, mean, invstd, weight, bias, N, C, HW, k.chunks, k.chunk);
+  LAUNCH((batch_norm_normalize_kernel<T>), unsigned(int64_t(C) * k.chunks), kBatchNormThreads, 0,
+         stream)(out, inp, mean, invstd, weight, bias, N, C, HW, k.chunks, k.chunk);
   CHECK_LAUNCH("batch_norm_normalize_kernel");
 }
 
 template <class T>
-void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                         const T* mean, const T* invstd, int64_t N, int C, int64_t HW, bool training,
-                         cudaStream_t stream) {
+void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                         const T* weight, const T* mean, const T* invstd, int64_t N, int C,
+                         int64_t HW, bool training, cudaStream_t stream) {
   if (C == 0) return;
   const Chunking k = batch_norm_chunking(N * HW, C);
   const int64_t blocks = int64_t(C) * k.chunks;
   T* part_dy = k.chunks == 1 ? dbias : dinp;  // (C, chunks), in dx until it is written
   T* part_dy_xhat = k.chunks == 1 ? dweight : dinp + blocks;
-  LAUNCH((batch_norm_partial_grads_kernel<T>), unsigned(blocks), kBatchNormThreads, kWarpSize * sizeof(T), stream)(
-      part_dy, part_dy_xhat, dout, inp, mean, invstd, N, C, HW, k.chunks, k.chunk);
+  LAUNCH((batch_norm_partial_grads_kernel<T>), unsigned(blocks), kBatchNormThreads,
+         kWarpSize * sizeof(T),
+         stream)(part_dy, part_dy_xhat, dout, inp, mean, invstd, N, C, HW, k.chunks, k.chunk);
   CHECK_LAUNCH("batch_norm_partial_grads_kernel");
   if (k.chunks > 1) {
     LAUNCH((batch_norm_finalize_grads_kernel<T>), blocks_for(C), kBlockSize, 0, stream)(
@@ -268,13 +279,15 @@ void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
   CHECK_LAUNCH("batch_norm_backward_data_kernel");
 }
 
-#define INSTANTIATE(T)                                                                                         \
-  template void batch_norm_forward_training<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*, int64_t, int, \
-                                               int64_t, double, double, cudaStream_t);                         \
-  template void batch_norm_forward_inference<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*,  \
-                                                int64_t, int, int64_t, double, cudaStream_t);                  \
-  template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t,  \
-                                       int, int64_t, bool, cudaStream_t);
+#define INSTANTIATE(T)                                                                             \
+  template void batch_norm_forward_training<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,   \
+                                               int64_t, int, int64_t, double, double,              \
+                                               cudaStream_t);                                      \
+  template void batch_norm_forward_inference<T>(T*, T*, T*, const T*, const T*, const T*,          \
+                                                const T*, const T*, int64_t, int, int64_t, double, \
+                                                cudaStream_t);                                     \
+  template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,         \
+                                       const T*, int64_t, int, int64_t, bool, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

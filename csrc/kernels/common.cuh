@@ -28,10 +28,18 @@ __device__ __forceinline__ int64_t global_index() {
 }
 
 // ---- math on T = float or double: the single-precision functions for float ----------------------
-__device__ __forceinline__ float power(float x, float y) { return powf(x, y); }
-__device__ __forceinline__ double power(double x, double y) { return pow(x, y); }
-__device__ __forceinline__ float square_root(float x) { return sqrtf(x); }
-__device__ __forceinline__ double square_root(double x) { return sqrt(x); }
+__device__ __forceinline__ float power(float x, float y) {
+  return powf(x, y);
+}
+__device__ __forceinline__ double power(double x, double y) {
+  return pow(x, y);
+}
+__device__ __forceinline__ float square_root(float x) {
+  return sqrtf(x);
+}
+__device__ __forceinline__ double square_root(double x) {
+  return sqrt(x);
+}
 template <class T>
 __device__ __forceinline__ bool is_nan(T x) {
   return x != x;
@@ -41,7 +49,8 @@ __device__ __forceinline__ bool is_nan(T x) {
 // Sum over the 32 lanes of a warp; lane 0 gets the total. Every lane of the warp must call it.
 template <class T>
 __device__ __forceinline__ T warp_sum(T v) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+    v += __shfl_down_sync(0xffffffffu, v, offset);
   return v;
 }
 

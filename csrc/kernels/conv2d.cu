@@ -59,10 +59,10 @@ namespace kernels {
 
 // ---- version 1: naive forward, backward data, backward weight -------------------------------------------------------------------
 template <class T>
-__global__ void conv2d_forward_naive_kernel(T* out,            // (N, K, P, Q)
-                                            const T* inp,      // (N, C, H, W)
-                                            const T* weight,   // (K, Cg, R, S)
-                                            const T* bias,     // (K,) or nullptr
+__global__ void conv2d_forward_naive_kernel(T* out,           // (N, K, P, Q)
+                                            const T* inp,     // (N, C, H, W)
+                                            const T* weight,  // (K, Cg, R, S)
+                                            const T* bias,    // (K,) or nullptr
                                             Conv2d g) {
   int64_t i = global_index();
   if (i >= g.N * g.K * g.P * g.Q) return;
@@ -75,7 +75,8 @@ __global__ void conv2d_forward_naive_kernel(T* out,            // (N, K, P, Q)
       for (int s = 0; s < g.S; ++s) {
         const int h = p * g.sh - g.ph + r * g.dh, w = q * g.sw - g.pw + s * g.dw;
         if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
-        acc += inp[((n * g.C + c0 + c) * g.H + h) * g.W + w] * weight[(((int64_t)k * Cg + c) * g.R + r) * g.S + s];
+        acc += inp[((n * g.C + c0 + c) * g.H + h) * g.W + w] *
+               weight[(((int64_t)k * Cg + c) * g.R + r) * g.S + s];
       }
   out[i] = acc;
 }
@@ -83,9 +84,9 @@ __global__ void conv2d_forward_naive_kernel(T* out,            // (N, K, P, Q)
 // dx[n, c, h, w] = Σ_{k in c's group, r, s} dout[n, k, p, q] · w[k, c - c0, r, s] over the (p, q)
 // with p·sh = h + ph - r·dh and q·sw = w + pw - s·dw (exact, in range): one thread per dx element.
 template <class T>
-__global__ void conv2d_backward_data_naive_kernel(T* dinp,            // (N, C, H, W)
-                                                  const T* dout,      // (N, K, P, Q)
-                                                  const T* weight,    // (K, Cg, R, S)
+__global__ void conv2d_backward_data_naive_kernel(T* dinp,          // (N, C, H, W)
+                                                  const T* dout,    // (N, K, P, Q)
+                                                  const T* weight,  // (K, Cg, R, S)
                                                   Conv2d g) {
   const int64_t i = global_index();
   if (i >= g.N * g.C * g.H * g.W) return;
@@ -109,9 +110,9 @@ __global__ void conv2d_backward_data_naive_kernel(T* dinp,            // (N, C, 
 // dw[k, c, r, s] = Σ_{n, p, q} dout[n, k, p, q] · x[n, c0 + c, p·sh - ph + r·dh, q·sw - pw + s·dw]
 // (pixels outside x read 0): one thread per dw element.
 template <class T>
-__global__ void conv2d_backward_weight_naive_kernel(T* dweight,        // (K, Cg, R, S)
-                                                    const T* dout,     // (N, K, P, Q)
-                                                    const T* inp,      // (N, C, H, W)
+__global__ void conv2d_backward_weight_naive_kernel(T* dweight,     // (K, Cg, R, S)
+                                                    const T* dout,  // (N, K, P, Q)
+                                                    const T* inp,   // (N, C, H, W)
                                                     Conv2d g) {
   const int64_t i = global_index();
   const int Cg = g.C / g.G, Kg = g.K / g.G;
@@ -124,7 +125,8 @@ __global__ void conv2d_backward_weight_naive_kernel(T* dweight,        // (K, Cg
       for (int q = 0; q < g.Q; ++q) {
         const int h = p * g.sh - g.ph + r * g.dh, w = q * g.sw - g.pw + s * g.dw;
         if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
-        acc += dout[((n * g.K + k) * g.P + p) * g.Q + q] * inp[((n * g.C + c0 + c) * g.H + h) * g.W + w];
+        acc += dout[((n * g.K + k) * g.P + p) * g.Q + q] *
+               inp[((n * g.C + c0 + c) * g.H + h) * g.W + w];
       }
   dweight[i] = acc;
 }
@@ -132,9 +134,9 @@ __global__ void conv2d_backward_weight_naive_kernel(T* dweight,        // (K, Cg
 // out[n, k, :] = bias[k] + Σ_{s < splits} partial[s, n, k, :], in order of s. Block (x, y): pixels
 // x·256 + tid of the planes y, y + gridDim.y, ... (plane = n·K + k: one modulo per block).
 template <class T>
-__global__ void conv2d_reduce_splits_bias_kernel(T* out,             // (N, K, P, Q)
-                                                 const T* partial,   // (splits, N, K, P, Q)
-                                                 const T* bias,      // (K,) or nullptr
+__global__ void conv2d_reduce_splits_bias_kernel(T* out,            // (N, K, P, Q)
+                                                 const T* partial,  // (splits, N, K, P, Q)
+                                                 const T* bias,     // (K,) or nullptr
                                                  int64_t planes, int K, int PQ, int splits) {
   const int pq = int(blockIdx.x) * blockDim.x + threadIdx.x;
   if (pq >= PQ) return;
@@ -148,8 +150,8 @@ __global__ void conv2d_reduce_splits_bias_kernel(T* out,             // (N, K, P
 
 // dw[i] = Σ_{s < splits} partial[s, i], in order of s (the same bits on every run).
 template <class T>
-__global__ void conv2d_reduce_splits_kernel(T* dweight,         // (n,)
-                                            const T* partial,   // (splits, n)
+__global__ void conv2d_reduce_splits_kernel(T* dweight,        // (n,)
+                                            const T* partial,  // (splits, n)
                                             int64_t n, int splits) {
   int64_t i = global_index();
   if (i >= n) return;
@@ -161,8 +163,8 @@ __global__ void conv2d_reduce_splits_kernel(T* dweight,         // (n,)
 // db[k] = Σ_{n, p, q} dout[n, k, p, q]: block k, each thread a strided partial sum, then block_sum.
 constexpr int kBiasThreads = 256;
 template <class T>
-__global__ void conv2d_backward_bias_kernel(T* dbias,         // (K,)
-                                            const T* dout,    // (N, K, P, Q)
+__global__ void conv2d_backward_bias_kernel(T* dbias,       // (K,)
+                                            const T* dout,  // (N, K, P, Q)
                                             int64_t N, int K, int64_t PQ) {
   __shared__ T scratch[kWarpSize];
   const int k = blockIdx.x;
@@ -186,7 +188,8 @@ static int conv2d_pick_tile(int64_t rows, int64_t cols) {
 
 static void check_tile(int tile) {
   if (tile != 0 && tile != 32 && tile != 64 && tile != 128)
-    throw std::invalid_argument("conv2d: tile must be 0 (by shape), 32, 64 or 128, got " + std::to_string(tile));
+    throw std::invalid_argument("conv2d: tile must be 0 (by shape), 32, 64 or 128, got " +
+                                std::to_string(tile));
 }
 
 // Narrowing to the kernels' int fields happens here, after every range check (P and Q come as
@@ -198,9 +201,10 @@ Conv2d conv2d_check(const Conv2dGeometry& g) {
     fail("sizes must be >= 0 (channels and kernel >= 1)");
   if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
     fail("bad stride, dilation or padding");
-  if (g.G < 1 || g.C % g.G != 0 || g.K % g.G != 0) fail("groups must divide the in and out channels");
-  for (int64_t v : {g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,
-                    g.G})
+  if (g.G < 1 || g.C % g.G != 0 || g.K % g.G != 0)
+    fail("groups must divide the in and out channels");
+  for (int64_t v :
+       {g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.G})
     if (v > INT32_MAX)
       fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
   const int64_t crs = g.C / g.G * g.R * g.S, krs = g.K / g.G * g.R * g.S;
@@ -226,7 +230,7 @@ int conv2d_backward_weight_splits(const Conv2d& g, int tile) {
   const int t = tile ? tile : conv2d_pick_tile(pb.rows(), pb.cols());
   const int64_t blocks = ((pb.rows() + t - 1) / t) * ((pb.cols() + t - 1) / t) * g.G;
   const int64_t depth = pb.depth();
-  int64_t splits = (264 + blocks - 1) / blocks;  // ~2 waves on 132 SMs (an H100)
+  int64_t splits = (264 + blocks - 1) / blocks;             // ~2 waves on 132 SMs (an H100)
   splits = std::min<int64_t>(splits, (depth + 511) / 512);  // at least 512 reduction steps each
   splits = std::min<int64_t>(splits, kMaxGridYZ / g.G);
   splits = std::max<int64_t>(splits, 1);
@@ -240,20 +244,28 @@ static void launch_gemm(const Problem& pb, int splits, const char* name, cudaStr
   const int64_t depth = pb.depth();
   int64_t chunk = (depth + splits - 1) / splits;
   chunk = (chunk + kTileBK - 1) / kTileBK * kTileBK;
-  dim3 grid(unsigned((pb.rows() + BM - 1) / BM), unsigned((pb.cols() + BM - 1) / BM), unsigned(pb.g.G * splits));
-  LAUNCH((conv2d_implicit_gemm_kernel<Problem, BM, BM, kTileBK, TM, TM>), grid, (BM / TM) * (BM / TM), 0, stream)(
-      pb, chunk);
+  dim3 grid(unsigned((pb.rows() + BM - 1) / BM), unsigned((pb.cols() + BM - 1) / BM),
+            unsigned(pb.g.G * splits));
+  LAUNCH((conv2d_implicit_gemm_kernel<Problem, BM, BM, kTileBK, TM, TM>), grid,
+         (BM / TM) * (BM / TM), 0, stream)(pb, chunk);
   CHECK_LAUNCH(name);
 }
 
 template <class Problem>
-static void run_gemm(const Problem& pb, int tile, int splits, const char* name, cudaStream_t stream) {
+static void run_gemm(const Problem& pb, int tile, int splits, const char* name,
+                     cudaStream_t stream) {
   check_tile(tile);
   if (pb.rows() == 0 || pb.cols() == 0) return;
   switch (tile ? tile : conv2d_pick_tile(pb.rows(), pb.cols())) {
-    case 128: launch_gemm<Problem, 128, 8>(pb, splits, name, stream); break;
-    case 64: launch_gemm<Problem, 64, 4>(pb, splits, name, stream); break;
-    default: launch_gemm<Problem, 32, 2>(pb, splits, name, stream); break;
+    case 128:
+      launch_gemm<Problem, 128, 8>(pb, splits, name, stream);
+      break;
+    case 64:
+      launch_gemm<Problem, 64, 4>(pb, splits, name, stream);
+      break;
+    default:
+      launch_gemm<Problem, 32, 2>(pb, splits, name, stream);
+      break;
   }
 }
 
@@ -329,41 +341,50 @@ static bool v3_fits(const Conv2d& g) {
 int conv2d_splits(const Conv2d& g, int pass, int version, int tile) {
   check_tile(tile);
   if (pass < kConvForward || pass > kConvBackwardWeight)
-    throw std::invalid_argument("conv2d_splits: pass must be 0 (forward), 1 (backward data) or 2 (backward weight)");
+    throw std::invalid_argument(
+        "conv2d_splits: pass must be 0 (forward), 1 (backward data) or 2 (backward weight)");
   if (version == 3 && v3_fits(g)) return v3_splits(g, pass, tile);
   if (version == 3) version = 2;
   return pass == kConvBackwardWeight && version == 2 ? conv2d_backward_weight_splits(g, tile) : 1;
 }
 
-static bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+static bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
 
 template <int TILE, class Problem>
-static void launch_v3(const Problem& pb, int64_t rows, int64_t cols, int64_t z, int64_t chunk, const char* name,
-                      cudaStream_t stream) {
+static void launch_v3(const Problem& pb, int64_t rows, int64_t cols, int64_t z, int64_t chunk,
+                      const char* name, cudaStream_t stream) {
   if (z > int64_t(kMaxGridYZ))
-    throw std::invalid_argument(std::string(name) + ": groups x phases x splits exceeds the grid's z extent 65535");
+    throw std::invalid_argument(std::string(name) +
+                                ": groups x phases x splits exceeds the grid's z extent 65535");
   if (chunk > kMaxChunk)
-    throw std::invalid_argument(std::string(name) + ": a split of over 2^30 reduction steps; use more splits");
-  const dim3 grid(unsigned((rows + TILE - 1) / TILE), unsigned((cols + TILE - 1) / TILE), unsigned(z));
+    throw std::invalid_argument(std::string(name) +
+                                ": a split of over 2^30 reduction steps; use more splits");
+  const dim3 grid(unsigned((rows + TILE - 1) / TILE), unsigned((cols + TILE - 1) / TILE),
+                  unsigned(z));
   const size_t smem = 2 * 2 * v3::kBK * (TILE + v3::kPad) * sizeof(typename Problem::T);
-  LAUNCH((v3::conv2d_implicit_gemm_v3_kernel<Problem, TILE>), grid, v3::kThreads, smem, stream)(pb, chunk);
+  LAUNCH((v3::conv2d_implicit_gemm_v3_kernel<Problem, TILE>), grid, v3::kThreads, smem, stream)(
+      pb, chunk);
   CHECK_LAUNCH(name);
 }
 
 template <class T, int TILE>
-static void forward_v3(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int splits,
-                       cudaStream_t stream) {
+static void forward_v3(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
+                       int splits, cudaStream_t stream) {
   constexpr int L = TILE / 32;
   const GemmSize z = v3_size(g, kConvForward);
   const char* name = "conv2d_implicit_gemm_v3_kernel (forward)";
   auto run = [&](auto lanes) {
-    v3::ForwardV3<T, L, decltype(lanes)::value> pb{out, inp, weight, bias, g, g.C / g.G, g.K / g.G, g.R * g.S,
-                                                    g.H * g.W, g.P * g.Q};
+    v3::ForwardV3<T, L, decltype(lanes)::value> pb{
+        out, inp, weight, bias, g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
     pb.w_vec = L > 1 && lanes && pb.RS == 1 && aligned(weight, L * sizeof(T));
     launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
   };
-  if ((g.C / g.G) % L == 0) run(std::true_type());
-  else run(std::false_type());
+  if ((g.C / g.G) % L == 0)
+    run(std::true_type());
+  else
+    run(std::false_type());
 }
 
 template <class T, int TILE>
@@ -373,15 +394,17 @@ static void backward_data_v3(T* dinp, const T* dout, const T* weight, const Conv
   const GemmSize z = v3_size(g, kConvBackwardData);
   const char* name = "conv2d_implicit_gemm_v3_kernel (backward data)";
   auto run = [&](auto lanes) {
-    v3::BackwardDataV3<T, L, decltype(lanes)::value> pb{dinp, dout, weight, g, g.C / g.G, g.K / g.G, g.R * g.S,
-                                                         g.H * g.W, g.P * g.Q};
+    v3::BackwardDataV3<T, L, decltype(lanes)::value> pb{
+        dinp, dout, weight, g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
     pb.CgRS = pb.Cg * pb.RS;
     pb.rstep = g.sh / std::gcd(g.dh, g.sh), pb.sstep = g.sw / std::gcd(g.dw, g.sw);
     pb.pstep = pb.rstep * g.dh / g.sh, pb.qstep = pb.sstep * g.dw / g.sw;
     launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
   };
-  if ((g.K / g.G) % L == 0) run(std::true_type());
-  else run(std::false_type());
+  if ((g.K / g.G) % L == 0)
+    run(std::true_type());
+  else
+    run(std::false_type());
 }
 
 template <class T, int TILE>
@@ -391,14 +414,16 @@ static void backward_weight_v3(T* partial, const T* dout, const T* inp, const Co
   const GemmSize z = v3_size(g, kConvBackwardWeight);
   const char* name = "conv2d_implicit_gemm_v3_kernel (backward weight)";
   auto run = [&](auto lanes) {
-    v3::BackwardWeightV3<T, L, decltype(lanes)::value> pb{partial, dout, inp, g, g.C / g.G, g.K / g.G, g.R * g.S,
-                                                           g.H * g.W, g.P * g.Q};
+    v3::BackwardWeightV3<T, L, decltype(lanes)::value> pb{
+        partial, dout, inp, g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
     pb.dy_image = int64_t(g.K) * pb.PQ, pb.x_image = int64_t(g.C) * pb.HW;
     pb.dy_vec = L > 1 && lanes && aligned(dout, L * sizeof(T));
     launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
   };
-  if (g.Q % L == 0) run(std::true_type());
-  else run(std::false_type());
+  if (g.Q % L == 0)
+    run(std::true_type());
+  else
+    run(std::false_type());
 }
 
 // Runs `launch.template operator()<TILE>()` for the tile by shape (tile 0) or the one asked for.
@@ -408,106 +433,128 @@ static void with_v3_tile(const Conv2d& g, int pass, int tile, Launch launch) {
   const GemmSize z = v3_size(g, pass);
   if (z.rows == 0 || z.cols == 0) return;
   switch (tile ? tile : v3_pick_tile(z.rows, z.cols)) {
-    case 128: launch(std::integral_constant<int, 128>()); break;
-    case 64: launch(std::integral_constant<int, 64>()); break;
-    default: launch(std::integral_constant<int, 32>()); break;
+    case 128:
+      launch(std::integral_constant<int, 128>());
+      break;
+    case 64:
+      launch(std::integral_constant<int, 64>());
+      break;
+    default:
+      launch(std::integral_constant<int, 32>());
+      break;
   }
 }
 
 static void check_splits(const char* op, int version, int splits, const void* workspace) {
-  if (splits < 1) throw std::invalid_argument(std::string(op) + ": splits must be >= 1, got " + std::to_string(splits));
-  if (splits > 1 && workspace == nullptr) throw std::invalid_argument(std::string(op) + ": splits > 1 needs a workspace");
-  if (splits > 1 && version == 1) throw std::invalid_argument(std::string(op) + ": version 1 does not split");
+  if (splits < 1)
+    throw std::invalid_argument(std::string(op) + ": splits must be >= 1, got " +
+                                std::to_string(splits));
+  if (splits > 1 && workspace == nullptr)
+    throw std::invalid_argument(std::string(op) + ": splits > 1 needs a workspace");
+  if (splits > 1 && version == 1)
+    throw std::invalid_argument(std::string(op) + ": version 1 does not split");
 }
 
 template <class T>
 static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaStream_t stream) {
   if (n == 0) return;
-  LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dst, partial, n, splits);
+  LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dst, partial, n,
+                                                                                 splits);
   CHECK_LAUNCH("conv2d_reduce_splits_kernel");
 }
 
 template <class T>
-void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int version, int tile,
-                    int splits, T* workspace, cudaStream_t stream) {
+void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
+                    int version, int tile, int splits, T* workspace, cudaStream_t stream) {
   check_tile(tile);
   check_splits("conv2d_forward", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
   const int64_t n = g.N * g.K * g.P * g.Q;
   if (version == 1) {
     if (n == 0) return;
-    LAUNCH((conv2d_forward_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, weight, bias, g);
+    LAUNCH((conv2d_forward_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, weight,
+                                                                                   bias, g);
     CHECK_LAUNCH("conv2d_forward_naive_kernel");
     return;
   }
   if (version == 2) {
     if (splits > 1) throw std::invalid_argument("conv2d_forward: version 2 does not split");
-    run_gemm(ConvForwardGemm<T>{out, inp, weight, bias, g}, tile, 1, "conv2d_implicit_gemm_kernel (forward)", stream);
+    run_gemm(ConvForwardGemm<T>{out, inp, weight, bias, g}, tile, 1,
+             "conv2d_implicit_gemm_kernel (forward)", stream);
     return;
   }
-  if (version != 3) throw std::invalid_argument("conv2d_forward: version must be 1, 2 or 3, got " + std::to_string(version));
+  if (version != 3)
+    throw std::invalid_argument("conv2d_forward: version must be 1, 2 or 3, got " +
+                                std::to_string(version));
   T* dst = splits > 1 ? workspace : out;
   with_v3_tile(g, kConvForward, tile, [&](auto t) {
-    forward_v3<T, decltype(t)::value>(dst, inp, weight, splits > 1 ? nullptr : bias, g, splits, stream);
+    forward_v3<T, decltype(t)::value>(dst, inp, weight, splits > 1 ? nullptr : bias, g, splits,
+                                      stream);
   });
   if (splits == 1 || n == 0) return;
   const int64_t planes = g.N * g.K;
   const dim3 grid(blocks_for(int64_t(g.P) * g.Q), unsigned(std::min<int64_t>(planes, kMaxGridYZ)));
-  LAUNCH((conv2d_reduce_splits_bias_kernel<T>), grid, kBlockSize, 0, stream)(out, workspace, bias, planes, g.K,
-                                                                               g.P * g.Q, splits);
+  LAUNCH((conv2d_reduce_splits_bias_kernel<T>), grid, kBlockSize, 0, stream)(
+      out, workspace, bias, planes, g.K, g.P * g.Q, splits);
   CHECK_LAUNCH("conv2d_reduce_splits_bias_kernel");
 }
 
 template <class T>
-void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version, int tile,
-                          int splits, T* workspace, cudaStream_t stream) {
+void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version,
+                          int tile, int splits, T* workspace, cudaStream_t stream) {
   check_tile(tile);
   check_splits("conv2d_backward_data", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
   const int64_t n = g.N * g.C * g.H * g.W;
   if (version == 1) {
     if (n == 0) return;
-    LAUNCH((conv2d_backward_data_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, weight, g);
+    LAUNCH((conv2d_backward_data_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
+                                                                                         weight, g);
     CHECK_LAUNCH("conv2d_backward_data_naive_kernel");
     return;
   }
   if (version == 2) {
     if (splits > 1) throw std::invalid_argument("conv2d_backward_data: version 2 does not split");
-    run_gemm(ConvBackwardDataGemm<T>{dinp, dout, weight, g}, tile, 1, "conv2d_implicit_gemm_kernel (backward data)",
-             stream);
+    run_gemm(ConvBackwardDataGemm<T>{dinp, dout, weight, g}, tile, 1,
+             "conv2d_implicit_gemm_kernel (backward data)", stream);
     return;
   }
   if (version != 3)
-    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2 or 3, got " + std::to_string(version));
+    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2 or 3, got " +
+                                std::to_string(version));
   with_v3_tile(g, kConvBackwardData, tile, [&](auto t) {
-    backward_data_v3<T, decltype(t)::value>(splits > 1 ? workspace : dinp, dout, weight, g, splits, stream);
+    backward_data_v3<T, decltype(t)::value>(splits > 1 ? workspace : dinp, dout, weight, g, splits,
+                                            stream);
   });
   if (splits > 1) reduce_splits(dinp, workspace, n, splits, stream);
 }
 
 template <class T>
-void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int version,
-                            int tile, int splits, cudaStream_t stream) {
+void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g,
+                            int version, int tile, int splits, cudaStream_t stream) {
   check_tile(tile);
   check_splits("conv2d_backward_weight", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
   const int64_t n = int64_t(g.K) * (g.C / g.G) * g.R * g.S;
   if (version == 1) {
-    LAUNCH((conv2d_backward_weight_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dweight, dout, inp, g);
+    LAUNCH((conv2d_backward_weight_naive_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
+        dweight, dout, inp, g);
     CHECK_LAUNCH("conv2d_backward_weight_naive_kernel");
     return;
   }
   if (version != 2 && version != 3)
-    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2 or 3, got " + std::to_string(version));
+    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2 or 3, got " +
+                                std::to_string(version));
   T* dst = splits > 1 ? workspace : dweight;
   if (g.N * g.P * g.Q == 0) {  // an empty batch: dw = 0
-    LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dweight, dweight, n, 0);
+    LAUNCH((conv2d_reduce_splits_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dweight, dweight,
+                                                                                   n, 0);
     CHECK_LAUNCH("conv2d_reduce_splits_kernel");
     return;
   }
   if (version == 2)
-    run_gemm(ConvBackwardWeightGemm<T>{dst, dout, inp, g}, tile, splits, "conv2d_implicit_gemm_kernel (backward weight)",
-             stream);
+    run_gemm(ConvBackwardWeightGemm<T>{dst, dout, inp, g}, tile, splits,
+             "conv2d_implicit_gemm_kernel (backward weight)", stream);
   else
     with_v3_tile(g, kConvBackwardWeight, tile, [&](auto t) {
       backward_weight_v3<T, decltype(t)::value>(dst, dout, inp, g, splits, stream);
@@ -516,17 +563,20 @@ void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* in
 }
 
 template <class T>
-void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ, cudaStream_t stream) {
+void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
+                          cudaStream_t stream) {
   if (K == 0) return;
   LAUNCH((conv2d_backward_bias_kernel<T>), K, kBiasThreads, 0, stream)(dbias, dout, N, K, PQ);
   CHECK_LAUNCH("conv2d_backward_bias_kernel");
 }
 
-#define INSTANTIATE(T)                                                                                       \
-  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2d&, int, int, int, T*,         \
-                                  cudaStream_t);                                                           \
-  template void conv2d_backward_data<T>(T*, const T*, const T*, const Conv2d&, int, int, int, T*, cudaStream_t); \
-  template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const Conv2d&, int, int, int, cudaStream_t); \
+#define INSTANTIATE(T)                                                                            \
+  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2d&, int, int, int, \
+                                  T*, cudaStream_t);                                              \
+  template void conv2d_backward_data<T>(T*, const T*, const T*, const Conv2d&, int, int, int, T*, \
+                                        cudaStream_t);                                            \
+  template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const Conv2d&, int, int,    \
+                                          int, cudaStream_t);                                     \
   template void conv2d_backward_bias<T>(T*, const T*, int64_t, int, int64_t, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -25,20 +25,32 @@ __device__ __forceinline__ void divmod(int64_t a, int b, int64_t& n, int& r) {
 template <class T_>
 struct ConvForwardGemm {
   using T = T_;
-  T* out; const T* inp; const T* weight; const T* bias; Conv2d g;
+  T* out;
+  const T* inp;
+  const T* weight;
+  const T* bias;
+  Conv2d g;
   static constexpr bool kALoadAlongM = true;   // consecutive q: consecutive x
   static constexpr bool kBLoadAlongJ = false;  // consecutive d: consecutive w
   __host__ __device__ int64_t rows() const { return g.N * g.P * g.Q; }
   __host__ __device__ int64_t cols() const { return g.K / g.G; }
   __host__ __device__ int64_t depth() const { return int64_t(g.C / g.G) * g.R * g.S; }
-  struct Row { const T* x; int h0, w0; };
-  struct Col { const T* w; };
+  struct Row {
+    const T* x;
+    int h0, w0;
+  };
+  struct Col {
+    const T* w;
+  };
   __device__ Row row(int grp, int64_t m) const {
     const int q = int(m % g.Q), p = int(m / g.Q % g.P);
     const int64_t n = m / ((int64_t)g.P * g.Q);
-    return {inp + (n * g.C + int64_t(grp) * (g.C / g.G)) * g.H * g.W, p * g.sh - g.ph, q * g.sw - g.pw};
+    return {inp + (n * g.C + int64_t(grp) * (g.C / g.G)) * g.H * g.W, p * g.sh - g.ph,
+            q * g.sw - g.pw};
   }
-  __device__ Col col(int grp, int64_t j) const { return {weight + (int64_t(grp) * cols() + j) * depth()}; }
+  __device__ Col col(int grp, int64_t j) const {
+    return {weight + (int64_t(grp) * cols() + j) * depth()};
+  }
   __device__ T a(const Row& x, int64_t d64) const {
     const int d = int(d64);  // < Cg·R·S <= INT32_MAX: 32-bit division, much cheaper on a GPU
     const int s = d % g.S, r = d / g.S % g.R, c = d / (g.S * g.R);
@@ -55,14 +67,22 @@ struct ConvForwardGemm {
 template <class T_>
 struct ConvBackwardDataGemm {
   using T = T_;
-  T* dinp; const T* dout; const T* weight; Conv2d g;
+  T* dinp;
+  const T* dout;
+  const T* weight;
+  Conv2d g;
   static constexpr bool kALoadAlongM = true;   // consecutive w: consecutive dout (stride 1)
   static constexpr bool kBLoadAlongJ = false;  // consecutive (r, s): consecutive w
   __host__ __device__ int64_t rows() const { return g.N * g.H * g.W; }
   __host__ __device__ int64_t cols() const { return g.C / g.G; }
   __host__ __device__ int64_t depth() const { return int64_t(g.K / g.G) * g.R * g.S; }
-  struct Row { const T* dy; int h, w; };
-  struct Col { const T* w; };
+  struct Row {
+    const T* dy;
+    int h, w;
+  };
+  struct Col {
+    const T* w;
+  };
   __device__ Row row(int grp, int64_t m) const {
     const int w = int(m % g.W), h = int(m / g.W % g.H);
     const int64_t n = m / ((int64_t)g.H * g.W);
@@ -74,7 +94,8 @@ struct ConvBackwardDataGemm {
   __device__ T a(const Row& y, int64_t d64) const {
     const int d = int(d64);  // < Kg·R·S <= INT32_MAX
     const int s = d % g.S, r = d / g.S % g.R, k = d / (g.S * g.R);
-    const int hp = y.h - r * g.dh, wq = y.w - s * g.dw;  // = p sh and q sw if (h, w) is read by (p, q)
+    const int hp = y.h - r * g.dh,
+              wq = y.w - s * g.dw;  // = p sh and q sw if (h, w) is read by (p, q)
     if (hp < 0 || wq < 0 || hp % g.sh != 0 || wq % g.sw != 0) return T(0);
     const int p = hp / g.sh, q = wq / g.sw;
     return (p < g.P && q < g.Q) ? y.dy[(int64_t(k) * g.P + p) * g.Q + q] : T(0);
@@ -93,15 +114,24 @@ template <class T_>
 struct ConvBackwardWeightGemm {
   using T = T_;
   T* partial;  // (splits, K, Cg, R, S): dw itself when splits == 1
-  const T* dout; const T* inp; Conv2d g;
+  const T* dout;
+  const T* inp;
+  Conv2d g;
   static constexpr bool kALoadAlongM = false;  // consecutive (p, q): consecutive dout
   static constexpr bool kBLoadAlongJ = false;  // consecutive (p, q): consecutive x (stride 1)
   __host__ __device__ int64_t rows() const { return g.K / g.G; }
   __host__ __device__ int64_t cols() const { return int64_t(g.C / g.G) * g.R * g.S; }
   __host__ __device__ int64_t depth() const { return g.N * g.P * g.Q; }
-  struct Row { const T* dy; };
-  struct Col { const T* x; int h0, w0; };
-  __device__ Row row(int grp, int64_t m) const { return {dout + (int64_t(grp) * rows() + m) * g.P * g.Q}; }
+  struct Row {
+    const T* dy;
+  };
+  struct Col {
+    const T* x;
+    int h0, w0;
+  };
+  __device__ Row row(int grp, int64_t m) const {
+    return {dout + (int64_t(grp) * rows() + m) * g.P * g.Q};
+  }
   __device__ Col col(int grp, int64_t j) const {
     const int s = int(j % g.S), r = int(j / g.S % g.R), c = int(j / (g.S * g.R));
     return {inp + (int64_t(grp) * (g.C / g.G) + c) * g.H * g.W, r * g.dh - g.ph, s * g.dw - g.pw};
@@ -118,7 +148,9 @@ struct ConvBackwardWeightGemm {
     divmod(d, g.P * g.Q, n, pq);
     const int p = pq / g.Q, q = pq % g.Q;
     const int h = p * g.sh + x.h0, w = q * g.sw + x.w0;
-    return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? x.x[n * g.C * g.H * g.W + int64_t(h) * g.W + w] : T(0);
+    return (h >= 0 && h < g.H && w >= 0 && w < g.W)
+               ? x.x[n * g.C * g.H * g.W + int64_t(h) * g.W + w]
+               : T(0);
   }
   __device__ void store(int grp, int split, int64_t m, int64_t j, T v) const {
     partial[((int64_t(split) * g.K + grp * rows() + m) * cols()) + j] = v;
@@ -152,7 +184,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   const int grp = blockIdx.z % G, split = blockIdx.z / G;
   const int64_t m0 = int64_t(blockIdx.x) * BM, j0 = int64_t(blockIdx.y) * BN;
   const int64_t rows = pb.rows(), cols = pb.cols();
-  const int64_t d_begin = split * chunk, d_end = d_begin + chunk < pb.depth() ? d_begin + chunk : pb.depth();
+  const int64_t d_begin = split * chunk,
+                d_end = d_begin + chunk < pb.depth() ? d_begin + chunk : pb.depth();
 
   // where this thread's loads go in the tile, and their rows / columns
   int a_m[kALoads], a_d[kALoads], b_j[kBLoads], b_d[kBLoads];

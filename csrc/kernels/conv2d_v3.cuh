@@ -28,7 +28,6 @@ namespace minicnn {
 namespace kernels {
 namespace v3 {
 
-
 // The GEMM kernel of version 3. Grid: x over TILE-row tiles, y over TILE-column tiles, z over the
 // problem's (group, phase, split) blocks. Dynamic shared memory: 2 stages of As[BK][TILE + kPad]
 // and Bs[BK][TILE + kPad] (rows padded by 4 elements: 16-byte aligned rows, no bank conflicts).
@@ -46,8 +45,8 @@ template <class Problem, int TILE>
 __global__ void __launch_bounds__(kThreads, sizeof(typename Problem::T) == 4 ? 2 : 1)
     conv2d_implicit_gemm_v3_kernel(Problem pb, int64_t chunk) {
   using T = typename Problem::T;
-  constexpr int L = TILE / 32;                    // loads per operand per thread per slice
-  constexpr int TM = TILE / 16;                   // micro-tile edge (8, 4, 2)
+  constexpr int L = TILE / 32;                     // loads per operand per thread per slice
+  constexpr int TM = TILE / 16;                    // micro-tile edge (8, 4, 2)
   constexpr int V = TM < 4 ? TM : 4, GR = TM / V;  // vector width of a fragment, fragments per edge
   constexpr int LD = TILE + kPad, STAGE = 2 * kBK * LD;
   DYN_SHARED(T, smem);  // (2 stages, A then B, BK, LD)
@@ -55,7 +54,8 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Problem::T) == 4 ? 2
   const int64_t m0 = int64_t(blockIdx.x) * TILE, j0 = int64_t(blockIdx.y) * TILE;
   if (m0 >= first.rows) return;  // the whole block: a phase with fewer rows than the grid
   const int tid = threadIdx.x, tm = tid % 16, tn = tid / 16;  // tm, tn: this thread's micro-tile
-  const int li = tid / (kBK / L), dl = (tid % (kBK / L)) * L;  // this thread's load row/column, depth
+  const int li = tid / (kBK / L),
+            dl = (tid % (kBK / L)) * L;  // this thread's load row/column, depth
   typename Problem::State st = pb.start(first, m0 + li, j0 + li, first.d_begin + dl);
   T ra[L], rb[L];
   pb.fetch(st, first, ra, rb);

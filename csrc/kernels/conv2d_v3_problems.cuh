@@ -131,17 +131,21 @@ struct BlockBase {
 
 // How many reduction steps are left from d: the walk's in-range test (launchers keep a split's
 // chunk under 2^31).
-__device__ __forceinline__ int steps_left(int64_t d, int64_t d_end) { return d < d_end ? int(d_end - d) : 0; }
-__device__ __forceinline__ bool inside(int i, int n) { return unsigned(i) < unsigned(n); }
+__device__ __forceinline__ int steps_left(int64_t d, int64_t d_end) {
+  return d < d_end ? int(d_end - d) : 0;
+}
+__device__ __forceinline__ bool inside(int i, int n) {
+  return unsigned(i) < unsigned(n);
+}
 
 // ---- forward: out (N·P·Q x Kg) = im2col(x) (N·P·Q x R·S·Cg) · w^T, reduction d = (r S + s) Cg + c
 template <class T_, int L, bool kLanes>
 struct ForwardV3 {
   using T = T_;
-  T* out;            // (N, K, P, Q), or (splits, N, K, P, Q) partials (bias then nullptr)
-  const T* inp;      // (N, C, H, W)
-  const T* weight;   // (K, Cg, R, S)
-  const T* bias;     // (K,) or nullptr
+  T* out;           // (N, K, P, Q), or (splits, N, K, P, Q) partials (bias then nullptr)
+  const T* inp;     // (N, C, H, W)
+  const T* weight;  // (K, Cg, R, S)
+  const T* bias;    // (K,) or nullptr
   Conv2d g;
   int Cg, Kg, RS, HW, PQ;
   bool w_vec;  // 1x1 kernel with aligned weights: B is one vector load
@@ -151,7 +155,7 @@ struct ForwardV3 {
   };
   struct State {
     const T* x;  // this thread's A row: image n, channel grp·Cg
-    int w;       // this thread's B column: the offset of output channel k's weights (K·Cg·R·S < 2^31)
+    int w;  // this thread's B column: the offset of output channel k's weights (K·Cg·R·S < 2^31)
     int h0, w0, left;
     TapWalk t;
   };
@@ -179,7 +183,8 @@ struct ForwardV3 {
     s.left -= kBK;
     s.t.advance(Cg, g.S);
   }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
+                                        T (&rb)[L]) const {
     if constexpr (kLanes) {
       const bool in = s.left > 0;  // all L or none: depth and d are multiples of L
       const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
@@ -233,9 +238,9 @@ struct PhaseTaps {
 template <class T_, int L, bool kLanes>
 struct BackwardDataV3 {
   using T = T_;
-  T* dinp;           // (N, C, H, W), or (splits, N, C, H, W) partials
-  const T* dout;     // (N, K, P, Q)
-  const T* weight;   // (K, Cg, R, S)
+  T* dinp;          // (N, C, H, W), or (splits, N, C, H, W) partials
+  const T* dout;    // (N, K, P, Q)
+  const T* weight;  // (K, Cg, R, S)
   Conv2d g;
   int Cg, Kg, RS, HW, PQ;
   int CgRS;
@@ -249,7 +254,7 @@ struct BackwardDataV3 {
     int w;        // the offset of weight[grp·Kg, c, r0, s0] (K·Cg·R·S < 2^31)
     int pi, qj;   // the dout pixel of tap (0, 0): (i + p0, j + q0)
     int Sv, left;
-    TapWalk t;    // (c, r, s) = (k, tr, ts)
+    TapWalk t;  // (c, r, s) = (k, tr, ts)
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
@@ -280,7 +285,8 @@ struct BackwardDataV3 {
     s.left -= kBK;
     s.t.advance(Kg, s.Sv);
   }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
+                                        T (&rb)[L]) const {
     if constexpr (kLanes) {
       const bool in = s.left > 0;
       const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
@@ -317,7 +323,8 @@ struct PixelWalk {
   const T* dy;
   const T* x;
   int p, q;
-  __device__ __forceinline__ void advance(int by, const Conv2d& g, int64_t dy_image, int64_t x_image) {
+  __device__ __forceinline__ void advance(int by, const Conv2d& g, int64_t dy_image,
+                                          int64_t x_image) {
     q += by;
     while (q >= g.Q) {
       q -= g.Q;
@@ -330,13 +337,13 @@ struct PixelWalk {
 template <class T_, int L, bool kLanes>
 struct BackwardWeightV3 {
   using T = T_;
-  T* partial;      // (splits, K, Cg, R, S): dw itself when splits == 1
-  const T* dout;   // (N, K, P, Q)
-  const T* inp;    // (N, C, H, W)
+  T* partial;     // (splits, K, Cg, R, S): dw itself when splits == 1
+  const T* dout;  // (N, K, P, Q)
+  const T* inp;   // (N, C, H, W)
   Conv2d g;
   int Cg, Kg, RS, HW, PQ;
   int64_t dy_image, x_image;  // K·P·Q and C·H·W: from one image to the next
-  bool dy_vec;  // kLanes and dout aligned: one vector load
+  bool dy_vec;                // kLanes and dout aligned: one vector load
   // kLanes: Q % L == 0, a thread's L pixels lie in one row of one image (else one by one)
   using Block = BlockBase<T>;
   struct State {
@@ -368,8 +375,9 @@ struct BackwardWeightV3 {
     s.left -= kBK;
     s.t.advance(kBK, g, dy_image, x_image);
   }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L], T (&rb)[L]) const {
-    if constexpr (kLanes) {  // Q % L == 0: the L pixels lie in one row of one image
+  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
+                                        T (&rb)[L]) const {
+    if constexpr (kLanes) {        // Q % L == 0: the L pixels lie in one row of one image
       const bool in = s.left > 0;  // all L or none: P·Q and d are multiples of L
       const T* pa = s.t.dy + s.t.p * g.Q + s.t.q;
       const bool a_ok = in;
@@ -388,7 +396,8 @@ struct BackwardWeightV3 {
         ldg_vec<L>(rb, px);
       } else {
 #pragma unroll
-        for (int l = 0; l < L; ++l) rb[l] = row && inside(w + l * g.sw, g.W) ? __ldg(px + l * g.sw) : T(0);
+        for (int l = 0; l < L; ++l)
+          rb[l] = row && inside(w + l * g.sw, g.W) ? __ldg(px + l * g.sw) : T(0);
       }
     } else {  // across rows and images: pixel by pixel
       PixelWalk<T> t = s.t;

@@ -30,9 +30,11 @@ DeviceInfo device_info() {
     return info;
   }
   if (info.driver_version < info.runtime_version) {
-    info.reason = "the NVIDIA driver supports CUDA " + std::to_string(info.driver_version / 1000) + "." +
-                  std::to_string(info.driver_version % 1000 / 10) + " but minicnn._C_cuda was built with CUDA " +
-                  std::to_string(info.runtime_version / 1000) + "." + std::to_string(info.runtime_version % 1000 / 10) +
+    info.reason = "the NVIDIA driver supports CUDA " + std::to_string(info.driver_version / 1000) +
+                  "." + std::to_string(info.driver_version % 1000 / 10) +
+                  " but minicnn._C_cuda was built with CUDA " +
+                  std::to_string(info.runtime_version / 1000) + "." +
+                  std::to_string(info.runtime_version % 1000 / 10) +
                   " (update the driver, or rebuild with an older nvcc)";
     return info;
   }
@@ -63,7 +65,9 @@ DeviceInfo device_info() {
   return info;
 }
 
-void synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
+void synchronize() {
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
 #endif
 
 }  // namespace kernels

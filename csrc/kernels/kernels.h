@@ -29,33 +29,36 @@ namespace kernels {
 // types by pool2d_check. Window (p, q) starts at input pixel (p*sh - ph, q*sw - pw); its offset
 // (r, s) reads (p*sh - ph + r*dh, q*sw - pw + s*dw).
 struct Pool2d {
-  int64_t N, C;   // batch, channels
-  int H, W;       // input plane
-  int P, Q;       // output plane
-  int R, S;       // window
-  int sh, sw;     // stride
-  int ph, pw;     // padding (top/left; a ceil_mode window may also run past the bottom/right)
-  int dh, dw;     // dilation (1 for average pooling)
+  int64_t N, C;  // batch, channels
+  int H, W;      // input plane
+  int P, Q;      // output plane
+  int R, S;      // window
+  int sh, sw;    // stride
+  int ph, pw;    // padding (top/left; a ceil_mode window may also run past the bottom/right)
+  int dh, dw;    // dilation (1 for average pooling)
 };
 
 // ---- relu.cu --------------------------------------------------------------------------------------
-template <class T> void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
-template <class T> void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream);
+template <class T>
+void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
+template <class T>
+void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream);
 
 // ---- pool.cu --------------------------------------------------------------------------------------
 // The kernels' Pool2d for g; throws std::invalid_argument when a size is negative, a window,
 // stride or dilation < 1, or an extent does not fit an int. Every launcher below takes its result.
 Pool2d pool2d_check(const Pool2dGeometry& g);
 template <class T>
-void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g, cudaStream_t stream);
+void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g,
+                        cudaStream_t stream);
 // version 1: scatter with atomicAdd from the outputs; version 2: gather at the inputs (the default).
 template <class T>
-void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g, int version,
-                         cudaStream_t stream);
+void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g,
+                         int version, cudaStream_t stream);
 // divisor_override: 0 for none (the window area, per count_include_pad).
 template <class T>
-void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad, int64_t divisor_override,
-                        cudaStream_t stream);
+void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad,
+                        int64_t divisor_override, cudaStream_t stream);
 template <class T>
 void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad,
                          int64_t divisor_override, cudaStream_t stream);
@@ -67,27 +70,29 @@ void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaS
 
 // ---- lrn.cu ---------------------------------------------------------------------------------------
 template <class T>
-void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW, int size,
-                                 double alpha, double beta, double k, cudaStream_t stream);
+void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW,
+                                 int size, double alpha, double beta, double k,
+                                 cudaStream_t stream);
 template <class T>
-void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T* scale, int64_t N, int C,
-                                  int64_t HW, int size, double alpha, double beta, cudaStream_t stream);
+void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T* scale, int64_t N,
+                                  int C, int64_t HW, int size, double alpha, double beta,
+                                  cudaStream_t stream);
 
 // ---- batchnorm.cu ---------------------------------------------------------------------------------
 // weight, bias, running_mean, running_var may be nullptr (1, 0, and no running-stat update).
 template <class T>
-void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var, const T* inp,
-                                 const T* weight, const T* bias, int64_t N, int C, int64_t HW, double momentum,
-                                 double eps, cudaStream_t stream);
+void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var,
+                                 const T* inp, const T* weight, const T* bias, int64_t N, int C,
+                                 int64_t HW, double momentum, double eps, cudaStream_t stream);
 template <class T>
-void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight, const T* bias,
-                                  const T* running_mean, const T* running_var, int64_t N, int C, int64_t HW,
-                                  double eps, cudaStream_t stream);
+void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight,
+                                  const T* bias, const T* running_mean, const T* running_var,
+                                  int64_t N, int C, int64_t HW, double eps, cudaStream_t stream);
 // training: dx through the batch statistics; else dx = dy * weight * invstd. Both give dweight, dbias.
 template <class T>
-void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                         const T* mean, const T* invstd, int64_t N, int C, int64_t HW, bool training,
-                         cudaStream_t stream);
+void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                         const T* weight, const T* mean, const T* invstd, int64_t N, int C,
+                         int64_t HW, bool training, cudaStream_t stream);
 
 // ---- conv2d.cu ------------------------------------------------------------------------------------
 // A Conv2dGeometry (geometry.h) as the conv2d kernels take it, by value: 32-bit extents, narrowed
@@ -95,14 +100,14 @@ void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
 // (p, q) reads input pixels (p*sh - ph + r*dh, q*sw - pw + s*dw). See conv2d.cu for the GEMM each
 // pass is.
 struct Conv2d {
-  int64_t N;      // batch
-  int C, H, W;    // input channels and plane
-  int K, P, Q;    // output channels and plane
-  int R, S;       // kernel
-  int sh, sw;     // stride
-  int ph, pw;     // padding (symmetric)
-  int dh, dw;     // dilation
-  int G;          // groups
+  int64_t N;    // batch
+  int C, H, W;  // input channels and plane
+  int K, P, Q;  // output channels and plane
+  int R, S;     // kernel
+  int sh, sw;   // stride
+  int ph, pw;   // padding (symmetric)
+  int dh, dw;   // dilation
+  int G;        // groups
 };
 // The kernels' Conv2d for g; throws std::invalid_argument when g is inconsistent or its indices
 // would not fit the kernels' index types or the grid. The one check of a call: every launcher
@@ -115,20 +120,21 @@ enum ConvPass { kConvForward = 0, kConvBackwardData = 1, kConvBackwardWeight = 2
 // splits: the reduction split in that many slices (version 3 every pass, version 2 backward
 // weight), whose partials need a workspace of splits x (the output's size) elements.
 template <class T>
-void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g, int version, int tile,
-                    int splits, T* workspace, cudaStream_t stream);
+void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
+                    int version, int tile, int splits, T* workspace, cudaStream_t stream);
 template <class T>
-void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version, int tile,
-                          int splits, T* workspace, cudaStream_t stream);
+void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version,
+                          int tile, int splits, T* workspace, cudaStream_t stream);
 // How many slices to split a pass's reduction into, by shape (version 3: fill ~1.5-2 waves).
 int conv2d_splits(const Conv2d& g, int pass, int version, int tile);
 // Version 2's choice for backward weight.
 int conv2d_backward_weight_splits(const Conv2d& g, int tile);
 template <class T>
-void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g, int version,
-                            int tile, int splits, cudaStream_t stream);
+void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g,
+                            int version, int tile, int splits, cudaStream_t stream);
 template <class T>
-void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ, cudaStream_t stream);
+void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
+                          cudaStream_t stream);
 
 // ---- selftest.cu: kernels that exist to test the error paths -------------------------------------
 // Launches a kernel of `blocks` x `threads`; the thread (trap_block, trap_thread) calls __trap().
@@ -143,7 +149,8 @@ struct DeviceInfo {
   std::string reason;  // why not, when !usable
   std::string name;    // the device, e.g. "NVIDIA H100 80GB HBM3" or "CUDA emulator (CPU)"
   int major, minor;    // compute capability (0.0 for the emulator)
-  int runtime_version, driver_version;  // CUDA versions as 1000*major + 10*minor (0 for the emulator)
+  int runtime_version,
+      driver_version;  // CUDA versions as 1000*major + 10*minor (0 for the emulator)
 };
 DeviceInfo device_info();
 void synchronize();  // wait for every queued kernel; throws if one faulted

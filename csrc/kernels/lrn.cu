@@ -25,11 +25,11 @@ namespace kernels {
 
 // ---- kernels --------------------------------------------------------------------------------------
 template <class T>
-__global__ void local_response_norm_forward_kernel(T* out,          // (N, C, HW)
-                                                   T* scale,        // (N, C, HW)
-                                                   const T* inp,    // (N, C, HW)
-                                                   int64_t N, int C, int64_t HW, int size, T alpha_over_n,
-                                                   T beta, T k) {
+__global__ void local_response_norm_forward_kernel(T* out,        // (N, C, HW)
+                                                   T* scale,      // (N, C, HW)
+                                                   const T* inp,  // (N, C, HW)
+                                                   int64_t N, int C, int64_t HW, int size,
+                                                   T alpha_over_n, T beta, T k) {
   int64_t i = global_index();  // element (n, c, hw)
   if (i < N * C * HW) {
     int c = static_cast<int>((i / HW) % C);
@@ -47,12 +47,12 @@ __global__ void local_response_norm_forward_kernel(T* out,          // (N, C, HW
 }
 
 template <class T>
-__global__ void local_response_norm_backward_kernel(T* dinp,          // (N, C, HW)
-                                                    const T* dout,    // (N, C, HW)
-                                                    const T* inp,     // (N, C, HW)
-                                                    const T* scale,   // (N, C, HW)
-                                                    int64_t N, int C, int64_t HW, int size, T two_alpha_beta_over_n,
-                                                    T beta) {
+__global__ void local_response_norm_backward_kernel(T* dinp,         // (N, C, HW)
+                                                    const T* dout,   // (N, C, HW)
+                                                    const T* inp,    // (N, C, HW)
+                                                    const T* scale,  // (N, C, HW)
+                                                    int64_t N, int C, int64_t HW, int size,
+                                                    T two_alpha_beta_over_n, T beta) {
   int64_t i = global_index();  // element (n, c, hw)
   if (i < N * C * HW) {
     int c = static_cast<int>((i / HW) % C);
@@ -69,8 +69,9 @@ __global__ void local_response_norm_backward_kernel(T* dinp,          // (N, C, 
 
 // ---- launchers ------------------------------------------------------------------------------------
 template <class T>
-void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW, int size,
-                                 double alpha, double beta, double k, cudaStream_t stream) {
+void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW,
+                                 int size, double alpha, double beta, double k,
+                                 cudaStream_t stream) {
   int64_t n = N * C * HW;
   if (n == 0) return;
   LAUNCH((local_response_norm_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
@@ -79,8 +80,9 @@ void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int 
 }
 
 template <class T>
-void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T* scale, int64_t N, int C,
-                                  int64_t HW, int size, double alpha, double beta, cudaStream_t stream) {
+void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T* scale, int64_t N,
+                                  int C, int64_t HW, int size, double alpha, double beta,
+                                  cudaStream_t stream) {
   int64_t n = N * C * HW;
   if (n == 0) return;
   LAUNCH((local_response_norm_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
@@ -88,11 +90,11 @@ void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T*
   CHECK_LAUNCH("local_response_norm_backward_kernel");
 }
 
-#define INSTANTIATE(T)                                                                                        \
-  template void local_response_norm_forward<T>(T*, T*, const T*, int64_t, int, int64_t, int, double, double,  \
-                                               double, cudaStream_t);                                         \
-  template void local_response_norm_backward<T>(T*, const T*, const T*, const T*, int64_t, int, int64_t, int, \
-                                                double, double, cudaStream_t);
+#define INSTANTIATE(T)                                                                          \
+  template void local_response_norm_forward<T>(T*, T*, const T*, int64_t, int, int64_t, int,    \
+                                               double, double, double, cudaStream_t);           \
+  template void local_response_norm_backward<T>(T*, const T*, const T*, const T*, int64_t, int, \
+                                                int64_t, int, double, double, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

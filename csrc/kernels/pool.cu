@@ -44,7 +44,8 @@ __device__ __forceinline__ int first_inside(int start, int dil) {
 
 // Number of positions a window [start, start + R) counts along one axis (ceil_mode windows may run
 // past the padded end n + pad).
-__device__ __forceinline__ int window_count(int start, int R, int n, int pad, bool count_include_pad) {
+__device__ __forceinline__ int window_count(int start, int R, int n, int pad,
+                                            bool count_include_pad) {
   int end = min(start + R, n + pad);
   if (!count_include_pad) {
     start = max(start, 0);
@@ -63,9 +64,9 @@ __device__ __forceinline__ int window_reading(int h, int r, int stride, int pad,
 
 // ---- max pooling ----------------------------------------------------------------------------------
 template <class T>
-__global__ void max_pool2d_forward_kernel(T* out,            // (N, C, P, Q)
-                                          int64_t* argmax,   // (N, C, P, Q)
-                                          const T* inp,      // (N, C, H, W)
+__global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
+                                          int64_t* argmax,  // (N, C, P, Q)
+                                          const T* inp,     // (N, C, H, W)
                                           Pool2d g) {
   int64_t i = global_index();  // output pixel (n, c, p, q)
   if (i < g.N * g.C * g.P * g.Q) {
@@ -73,7 +74,8 @@ __global__ void max_pool2d_forward_kernel(T* out,            // (N, C, P, Q)
     const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
     T best = T(-INFINITY);
-    int64_t best_index = static_cast<int64_t>(first_inside(h_start, g.dh)) * g.W + first_inside(w_start, g.dw);
+    int64_t best_index =
+        static_cast<int64_t>(first_inside(h_start, g.dh)) * g.W + first_inside(w_start, g.dw);
     for (int r = 0; r < g.R; ++r) {
       int h = h_start + r * g.dh;
       if (h < 0 || h >= g.H) continue;
@@ -101,7 +103,8 @@ __global__ void max_pool2d_backward_scatter_kernel(T* dinp,                // (N
   int64_t i = global_index();  // output pixel (n, c, p, q)
   if (i < g.N * g.C * g.P * g.Q) {
     int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    bool reads_input = first_inside(p * g.sh - g.ph, g.dh) < g.H && first_inside(q * g.sw - g.pw, g.dw) < g.W;
+    bool reads_input =
+        first_inside(p * g.sh - g.ph, g.dh) < g.H && first_inside(q * g.sw - g.pw, g.dw) < g.W;
     int64_t a = argmax[i];
     if (reads_input && a >= 0 && a < static_cast<int64_t>(g.H) * g.W) {
       int64_t plane = i / (static_cast<int64_t>(g.P) * g.Q);
@@ -136,17 +139,18 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
 
 // ---- average pooling ------------------------------------------------------------------------------
 template <class T>
-__device__ __forceinline__ T avg_divisor(int h_start, int w_start, const Pool2d& g, bool count_include_pad,
-                                         int64_t divisor_override) {
+__device__ __forceinline__ T avg_divisor(int h_start, int w_start, const Pool2d& g,
+                                         bool count_include_pad, int64_t divisor_override) {
   if (divisor_override != 0) return T(divisor_override);
   return T(window_count(h_start, g.R, g.H, g.ph, count_include_pad)) *
          T(window_count(w_start, g.S, g.W, g.pw, count_include_pad));
 }
 
 template <class T>
-__global__ void avg_pool2d_forward_kernel(T* out,          // (N, C, P, Q)
-                                          const T* inp,    // (N, C, H, W)
-                                          Pool2d g, bool count_include_pad, int64_t divisor_override) {
+__global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
+                                          const T* inp,  // (N, C, H, W)
+                                          Pool2d g, bool count_include_pad,
+                                          int64_t divisor_override) {
   int64_t i = global_index();  // output pixel (n, c, p, q)
   if (i < g.N * g.C * g.P * g.Q) {
     int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
@@ -166,9 +170,10 @@ __global__ void avg_pool2d_forward_kernel(T* out,          // (N, C, P, Q)
 }
 
 template <class T>
-__global__ void avg_pool2d_backward_kernel(T* dinp,         // (N, C, H, W)
-                                           const T* dout,   // (N, C, P, Q)
-                                           Pool2d g, bool count_include_pad, int64_t divisor_override) {
+__global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
+                                           const T* dout,  // (N, C, P, Q)
+                                           Pool2d g, bool count_include_pad,
+                                           int64_t divisor_override) {
   int64_t i = global_index();  // input pixel (n, c, h, w)
   if (i < g.N * g.C * g.H * g.W) {
     int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
@@ -180,7 +185,8 @@ __global__ void avg_pool2d_backward_kernel(T* dinp,         // (N, C, H, W)
       for (int s = 0; s < g.S; ++s) {
         int q = window_reading(w, s, g.sw, g.pw, 1, g.Q);
         if (q < 0) continue;
-        T divisor = avg_divisor<T>(p * g.sh - g.ph, q * g.sw - g.pw, g, count_include_pad, divisor_override);
+        T divisor = avg_divisor<T>(p * g.sh - g.ph, q * g.sw - g.pw, g, count_include_pad,
+                                   divisor_override);
         sum += dplane[p * g.Q + q] / divisor;
       }
     }
@@ -201,8 +207,8 @@ __device__ __forceinline__ int2 bin(int p, int n, int P) {
 }
 
 template <class T>
-__global__ void adaptive_avg_pool2d_forward_kernel(T* out,         // (N, C, P, Q)
-                                                   const T* inp,   // (N, C, H, W)
+__global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
+                                                   const T* inp,  // (N, C, H, W)
                                                    Pool2d g) {
   int64_t i = global_index();  // output pixel (n, c, p, q)
   if (i < g.N * g.C * g.P * g.Q) {
@@ -217,8 +223,8 @@ __global__ void adaptive_avg_pool2d_forward_kernel(T* out,         // (N, C, P, 
 }
 
 template <class T>
-__global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,         // (N, C, H, W)
-                                                    const T* dout,   // (N, C, P, Q)
+__global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
+                                                    const T* dout,  // (N, C, P, Q)
                                                     Pool2d g) {
   int64_t i = global_index();  // input pixel (n, c, h, w)
   if (i < g.N * g.C * g.H * g.W) {
@@ -251,15 +257,20 @@ Pool2d pool2d_check(const Pool2dGeometry& g) {
       fail("an extent of " + std::to_string(v) + " does not fit a 32-bit int (must be < 2^31)");
   const int64_t plane = std::max(g.H * g.W, g.P * g.Q);
   if (plane > 0 && g.C > 0 && g.N > INT64_MAX / plane / g.C) fail("2^63 elements or more");
-  return Pool2d{g.N,      g.C,      int(g.H),  int(g.W),  int(g.P),  int(g.Q),  int(g.R),
+  return Pool2d{g.N,      g.C,       int(g.H),  int(g.W),  int(g.P),  int(g.Q),  int(g.R),
                 int(g.S), int(g.sh), int(g.sw), int(g.ph), int(g.pw), int(g.dh), int(g.dw)};
 }
 
-inline int64_t output_pixels(const Pool2d& g) { return g.N * g.C * g.P * g.Q; }
-inline int64_t input_pixels(const Pool2d& g) { return g.N * g.C * g.H * g.W; }
+inline int64_t output_pixels(const Pool2d& g) {
+  return g.N * g.C * g.P * g.Q;
+}
+inline int64_t input_pixels(const Pool2d& g) {
+  return g.N * g.C * g.H * g.W;
+}
 
 template <class T>
-void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g, cudaStream_t stream) {
+void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g,
+                        cudaStream_t stream) {
   int64_t n = output_pixels(g);
   if (n == 0) return;
   LAUNCH((max_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, argmax, inp, g);
@@ -267,42 +278,44 @@ void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g, 
 }
 
 template <class T>
-void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g, int version,
-                         cudaStream_t stream) {
+void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g,
+                         int version, cudaStream_t stream) {
   int64_t n = input_pixels(g);
   if (n == 0) return;
   if (version == 1) {
     CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
     if (output_pixels(g) == 0) return;
-    LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0, stream)(
-        dinp, dout, argmax, g);
+    LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0,
+           stream)(dinp, dout, argmax, g);
     CHECK_LAUNCH("max_pool2d_backward_scatter_kernel");
   } else if (version == 2) {
-    LAUNCH((max_pool2d_backward_gather_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, argmax, g);
+    LAUNCH((max_pool2d_backward_gather_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
+                                                                                         argmax, g);
     CHECK_LAUNCH("max_pool2d_backward_gather_kernel");
   } else {
-    throw std::invalid_argument("max_pool2d_backward: version must be 1 (scatter) or 2 (gather), got " +
-                                std::to_string(version));
+    throw std::invalid_argument(
+        "max_pool2d_backward: version must be 1 (scatter) or 2 (gather), got " +
+        std::to_string(version));
   }
 }
 
 template <class T>
-void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad, int64_t divisor_override,
-                        cudaStream_t stream) {
+void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad,
+                        int64_t divisor_override, cudaStream_t stream) {
   int64_t n = output_pixels(g);
   if (n == 0) return;
-  LAUNCH((avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, g, count_include_pad,
-                                                                               divisor_override);
+  LAUNCH((avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
+      out, inp, g, count_include_pad, divisor_override);
   CHECK_LAUNCH("avg_pool2d_forward_kernel");
 }
 
 template <class T>
-void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad, int64_t divisor_override,
-                         cudaStream_t stream) {
+void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad,
+                         int64_t divisor_override, cudaStream_t stream) {
   int64_t n = input_pixels(g);
   if (n == 0) return;
-  LAUNCH((avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, g, count_include_pad,
-                                                                                divisor_override);
+  LAUNCH((avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
+      dinp, dout, g, count_include_pad, divisor_override);
   CHECK_LAUNCH("avg_pool2d_backward_kernel");
 }
 
@@ -310,7 +323,8 @@ template <class T>
 void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStream_t stream) {
   int64_t n = output_pixels(g);
   if (n == 0) return;
-  LAUNCH((adaptive_avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, g);
+  LAUNCH((adaptive_avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp,
+                                                                                        g);
   CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
 }
 
@@ -318,16 +332,18 @@ template <class T>
 void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream) {
   int64_t n = input_pixels(g);
   if (n == 0) return;
-  LAUNCH((adaptive_avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, g);
+  LAUNCH((adaptive_avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
+                                                                                         g);
   CHECK_LAUNCH("adaptive_avg_pool2d_backward_kernel");
 }
 
-#define INSTANTIATE(T)                                                                                         \
-  template void max_pool2d_forward<T>(T*, int64_t*, const T*, const Pool2d&, cudaStream_t);                    \
-  template void max_pool2d_backward<T>(T*, const T*, const int64_t*, const Pool2d&, int, cudaStream_t);        \
-  template void avg_pool2d_forward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t);               \
-  template void avg_pool2d_backward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t);              \
-  template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2d&, cudaStream_t);                     \
+#define INSTANTIATE(T)                                                                            \
+  template void max_pool2d_forward<T>(T*, int64_t*, const T*, const Pool2d&, cudaStream_t);       \
+  template void max_pool2d_backward<T>(T*, const T*, const int64_t*, const Pool2d&, int,          \
+                                       cudaStream_t);                                             \
+  template void avg_pool2d_forward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t);  \
+  template void avg_pool2d_backward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t); \
+  template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2d&, cudaStream_t);        \
   template void adaptive_avg_pool2d_backward<T>(T*, const T*, const Pool2d&, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -19,8 +19,8 @@ namespace kernels {
 
 // ---- kernels --------------------------------------------------------------------------------------
 template <class T>
-__global__ void relu_forward_kernel(T* out,          // (n,)
-                                    const T* inp,    // (n,)
+__global__ void relu_forward_kernel(T* out,        // (n,)
+                                    const T* inp,  // (n,)
                                     int64_t n) {
   int64_t i = global_index();
   if (i < n) {
@@ -30,9 +30,9 @@ __global__ void relu_forward_kernel(T* out,          // (n,)
 }
 
 template <class T>
-__global__ void relu_backward_kernel(T* dinp,         // (n,)
-                                     const T* dout,   // (n,)
-                                     const T* out,    // (n,) the forward's y
+__global__ void relu_backward_kernel(T* dinp,        // (n,)
+                                     const T* dout,  // (n,)
+                                     const T* out,   // (n,) the forward's y
                                      int64_t n) {
   int64_t i = global_index();
   if (i < n) dinp[i] = out[i] <= T(0) ? T(0) : dout[i];

@@ -12,7 +12,8 @@ namespace kernels {
 
 // ---- kernels --------------------------------------------------------------------------------------
 __global__ void selftest_trap_kernel(int trap_block, int trap_thread) {
-  if (static_cast<int>(blockIdx.x) == trap_block && static_cast<int>(threadIdx.x) == trap_thread) __trap();
+  if (static_cast<int>(blockIdx.x) == trap_block && static_cast<int>(threadIdx.x) == trap_thread)
+    __trap();
 }
 
 __global__ void selftest_divergent_barrier_kernel(int early) {

@@ -10,6 +10,7 @@ instance. ``xp`` is the array module (NumPy for "cpu" and "emu", CuPy for "cuda"
 
 "emu" and "cuda" are imported on first use, so ``import minicnn`` needs neither CuPy nor a GPU.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,8 +20,11 @@ if TYPE_CHECKING:
     from .interface import Backend
 
 DEVICES = ("cpu", "emu", "cuda")
-_CLASSES = {"cpu": ("numpy_backend", "CpuBackend"), "emu": ("emu_backend", "EmuBackend"),
-            "cuda": ("cuda_backend", "CudaBackend")}
+_CLASSES = {
+    "cpu": ("numpy_backend", "CpuBackend"),
+    "emu": ("emu_backend", "EmuBackend"),
+    "cuda": ("cuda_backend", "CudaBackend"),
+}
 _ready = {}  # device -> its backend instance, once it has loaded and is usable
 
 
@@ -42,8 +46,9 @@ def common_device(op: str, tensors: Iterable) -> str:
         if device is None:
             device = t.device
         elif t.device != device:
-            raise ValueError(f"{op}: expected all tensors on one device, got {device!r} and "
-                             f"{t.device!r}")
+            raise ValueError(
+                f"{op}: expected all tensors on one device, got {device!r} and {t.device!r}"
+            )
     return device or "cpu"
 
 
@@ -57,8 +62,11 @@ def get_backend(device: str) -> Backend:
     cls = getattr(importlib.import_module(f"{__name__}.{module_name}"), class_name)
     reason = cls.unavailable_reason()
     if reason is not None:
-        hint = ("use device='emu' to run the same CUDA kernels on the CPU emulator, or device='cpu'"
-                if device == "cuda" else "or use device='cpu'")
+        hint = (
+            "use device='emu' to run the same CUDA kernels on the CPU emulator, or device='cpu'"
+            if device == "cuda"
+            else "or use device='cpu'"
+        )
         raise RuntimeError(f"device {device!r} is not available here: {reason}; {hint}")
     _ready[device] = cls()
     return _ready[device]

@@ -4,6 +4,7 @@ Each NumPy kernel module keeps its own ``_C`` (the extension, or None when it is
 asks :func:`cpp_kernel` for ``<name>_f32`` / ``<name>_f64``; tests set a module's ``_C`` to None
 to run its NumPy fallback.
 """
+
 from __future__ import annotations
 
 from types import ModuleType

@@ -15,6 +15,7 @@ with the geometry their op computed and checked (minicnn/ops/geometry.py); the a
 against it here, since a kernel trusts it. Letters: N batch, C channels, H x W input, P x Q
 output, R x S window.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,12 +75,16 @@ class KernelBackend:
         converted to ``dtype``.
         """
         if not isinstance(a, self.xp.ndarray):
-            raise TypeError(f"{op}: {what} must be a {self.xp.__name__} array on device {self.name!r}, "
-                            f"got {type(a).__module__}.{type(a).__name__}")
+            raise TypeError(
+                f"{op}: {what} must be a {self.xp.__name__} array on device {self.name!r}, "
+                f"got {type(a).__module__}.{type(a).__name__}"
+            )
         if dtype is None:
             if a.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"{op}: {what} must be float32 or float64 (native byte order), "
-                                f"got dtype {a.dtype}")
+                raise TypeError(
+                    f"{op}: {what} must be float32 or float64 (native byte order), "
+                    f"got dtype {a.dtype}"
+                )
         elif a.dtype != dtype:
             a = a.astype(dtype)
         if ndim is not None and a.ndim != ndim:
@@ -116,8 +121,14 @@ class KernelBackend:
         dout = self._array(op, "dout", dout)
         y = self._array(op, "y", y, dtype=dout.dtype, shape=dout.shape)
         dx = self._empty(dout.shape, dout.dtype)
-        self.C.relu_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(y), dout.size,
-                             self._stream())
+        self.C.relu_backward(
+            self._dtype_name(dout),
+            self._ptr(dx),
+            self._ptr(dout),
+            self._ptr(y),
+            dout.size,
+            self._stream(),
+        )
         return dx
 
     # ---- pooling ------------------------------------------------------------------------------
@@ -136,10 +147,11 @@ class KernelBackend:
         op = "max_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
-        y = self._empty(g.y_shape, x.dtype)                            # (N, C, P, Q)
-        argmax = self._empty(g.y_shape, np.int64)                      # (N, C, P, Q)
-        self.C.max_pool2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(argmax),
-                                  self._ptr(x), args, self._stream())
+        y = self._empty(g.y_shape, x.dtype)  # (N, C, P, Q)
+        argmax = self._empty(g.y_shape, np.int64)  # (N, C, P, Q)
+        self.C.max_pool2d_forward(
+            self._dtype_name(x), self._ptr(y), self._ptr(argmax), self._ptr(x), args, self._stream()
+        )
         return y, argmax
 
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry, *, version=2):
@@ -148,34 +160,46 @@ class KernelBackend:
         args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
         argmax = self._array(op, "argmax", argmax, dtype=np.int64, shape=dout.shape)
-        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        self.C.max_pool2d_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
-                                   self._ptr(argmax), args, int(version), self._stream())
+        dx = self._empty(g.x_shape, dout.dtype)  # (N, C, H, W)
+        self.C.max_pool2d_backward(
+            self._dtype_name(dout),
+            self._ptr(dx),
+            self._ptr(dout),
+            self._ptr(argmax),
+            args,
+            int(version),
+            self._stream(),
+        )
         return dx
 
-    def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True,
-                           divisor_override=None):
+    def avg_pool2d_forward(
+        self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
+    ):
         """y = Σ_window x / divisor."""
         op = "avg_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
-        return self._pool_kernel(op, x, g.y_shape, args, bool(count_include_pad),
-                                 int(divisor_override or 0))
+        return self._pool_kernel(
+            op, x, g.y_shape, args, bool(count_include_pad), int(divisor_override or 0)
+        )
 
-    def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
-                            divisor_override=None):
+    def avg_pool2d_backward(
+        self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
+    ):
         """dx = Σ over the windows reading a pixel of dout / divisor."""
         op = "avg_pool2d_backward"
         args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
-        return self._pool_kernel(op, dout, g.x_shape, args, bool(count_include_pad),
-                                 int(divisor_override or 0))
+        return self._pool_kernel(
+            op, dout, g.x_shape, args, bool(count_include_pad), int(divisor_override or 0)
+        )
 
     def _pool_kernel(self, op, a, out_shape, args, *options):
         """Run pooling kernel ``op``(dtype, out, a, args, *options, stream) into a new out_shape."""
         out = self._empty(out_shape, a.dtype)
-        getattr(self.C, op)(self._dtype_name(a), self._ptr(out), self._ptr(a), args, *options,
-                            self._stream())
+        getattr(self.C, op)(
+            self._dtype_name(a), self._ptr(out), self._ptr(a), args, *options, self._stream()
+        )
         return out
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
@@ -183,16 +207,17 @@ class KernelBackend:
         op = "adaptive_avg_pool2d_forward"
         args = self._pool_args(op, g)
         x = self._pool_input(op, x, g)
-        return self._pool_kernel(op, x, g.y_shape, args)                # (N, C, P, Q)
+        return self._pool_kernel(op, x, g.y_shape, args)  # (N, C, P, Q)
 
     def adaptive_avg_pool2d_backward(self, dout, g: Pool2dGeometry):
         """dx = Σ over the bins holding a pixel of dout / bin area."""
         op = "adaptive_avg_pool2d_backward"
         args = self._pool_args(op, g)
         dout = self._pool_dout(op, dout, g)
-        return self._pool_kernel(op, dout, g.x_shape, args)             # (N, C, H, W)
+        return self._pool_kernel(op, dout, g.x_shape, args)  # (N, C, H, W)
 
-    # ---- local response normalization -------------------------------------------------------------
+    # ---- local response normalization
+    # -------------------------------------------------------------
     @staticmethod
     def _nchw(shape):
         """(N, C, H·W) of an (N, C, H, W) shape."""
@@ -203,11 +228,20 @@ class KernelBackend:
         """(y, scale): y = x · scale^-β, scale = k + α/size · Σ_window x²."""
         op = "local_response_norm_forward"
         x = self._array(op, "x", x, ndim=4)
-        y = self._empty(x.shape, x.dtype)                              # (N, C, H, W)
-        scale = self._empty(x.shape, x.dtype)                          # (N, C, H, W)
-        self.C.local_response_norm_forward(self._dtype_name(x), self._ptr(y), self._ptr(scale), self._ptr(x),
-                                           *self._nchw(x.shape), int(size), float(alpha), float(beta), float(k),
-                                           self._stream())
+        y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
+        scale = self._empty(x.shape, x.dtype)  # (N, C, H, W)
+        self.C.local_response_norm_forward(
+            self._dtype_name(x),
+            self._ptr(y),
+            self._ptr(scale),
+            self._ptr(x),
+            *self._nchw(x.shape),
+            int(size),
+            float(alpha),
+            float(beta),
+            float(k),
+            self._stream(),
+        )
         return y, scale
 
     def local_response_norm_backward(self, dout, x, scale, size, alpha, beta):
@@ -216,13 +250,23 @@ class KernelBackend:
         dout = self._array(op, "dout", dout, ndim=4)
         x = self._array(op, "x", x, dtype=dout.dtype, shape=dout.shape)
         scale = self._array(op, "scale", scale, dtype=dout.dtype, shape=dout.shape)
-        dx = self._empty(dout.shape, dout.dtype)                       # (N, C, H, W)
-        self.C.local_response_norm_backward(self._dtype_name(dout), self._ptr(dx), self._ptr(dout), self._ptr(x),
-                                            self._ptr(scale), *self._nchw(dout.shape), int(size), float(alpha),
-                                            float(beta), self._stream())
+        dx = self._empty(dout.shape, dout.dtype)  # (N, C, H, W)
+        self.C.local_response_norm_backward(
+            self._dtype_name(dout),
+            self._ptr(dx),
+            self._ptr(dout),
+            self._ptr(x),
+            self._ptr(scale),
+            *self._nchw(dout.shape),
+            int(size),
+            float(alpha),
+            float(beta),
+            self._stream(),
+        )
         return dx
 
-    # ---- batch normalization ----------------------------------------------------------------------
+    # ---- batch normalization
+    # ----------------------------------------------------------------------
     def _channel_vectors(self, op, x, **vectors):
         """Each (C,) vector converted to x's dtype and made contiguous (None stays None)."""
         C = x.shape[1]
@@ -234,9 +278,13 @@ class KernelBackend:
         if buf is None:
             return None
         if not isinstance(buf, self.xp.ndarray):
-            raise TypeError(f"{op}: {what} must be a {self.xp.__name__} array, got {type(buf).__name__}")
+            raise TypeError(
+                f"{op}: {what} must be a {self.xp.__name__} array, got {type(buf).__name__}"
+            )
         if tuple(buf.shape) != (x.shape[1],):
-            raise ValueError(f"{op}: {what} must have shape ({x.shape[1]},), got {tuple(buf.shape)}")
+            raise ValueError(
+                f"{op}: {what} must have shape ({x.shape[1]},), got {tuple(buf.shape)}"
+            )
         if not getattr(buf.flags, "writeable", True):
             raise ValueError(f"{op}: {what} is read-only, but training updates it in place")
         if buf.dtype == x.dtype and buf.flags.c_contiguous:
@@ -248,7 +296,9 @@ class KernelBackend:
         if buf is not None and work is not buf:
             buf[...] = work
 
-    def batch_norm_forward_training(self, x, weight, bias, running_mean, running_var, momentum, eps):
+    def batch_norm_forward_training(
+        self, x, weight, bias, running_mean, running_var, momentum, eps
+    ):
         """(y, mean, invstd) with the batch statistics; running_mean/var updated in place."""
         op = "batch_norm_forward_training"
         x = self._array(op, "x", x, ndim=4)
@@ -256,12 +306,23 @@ class KernelBackend:
         rm = self._running(op, "running_mean", running_mean, x)
         rv = self._running(op, "running_var", running_var, x)
         C = x.shape[1]
-        y = self._empty(x.shape, x.dtype)                              # (N, C, H, W)
+        y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
         mean, invstd = self._empty((C,), x.dtype), self._empty((C,), x.dtype)
         self.C.batch_norm_forward_training(
-            self._dtype_name(x), self._ptr(y), self._ptr(mean), self._ptr(invstd), self._ptr(rm), self._ptr(rv),
-            self._ptr(x), self._ptr(weight), self._ptr(bias), *self._nchw(x.shape), float(momentum), float(eps),
-            self._stream())
+            self._dtype_name(x),
+            self._ptr(y),
+            self._ptr(mean),
+            self._ptr(invstd),
+            self._ptr(rm),
+            self._ptr(rv),
+            self._ptr(x),
+            self._ptr(weight),
+            self._ptr(bias),
+            *self._nchw(x.shape),
+            float(momentum),
+            float(eps),
+            self._stream(),
+        )
         self._write_back(running_mean, rm)
         self._write_back(running_var, rv)
         return y, mean, invstd
@@ -270,16 +331,28 @@ class KernelBackend:
         """(y, mean, invstd) with the running statistics (mean, invstd: new (C,) arrays)."""
         op = "batch_norm_forward_inference"
         x = self._array(op, "x", x, ndim=4)
-        weight, bias, rm, rv = self._channel_vectors(op, x, weight=weight, bias=bias, running_mean=running_mean,
-                                                     running_var=running_var)
+        weight, bias, rm, rv = self._channel_vectors(
+            op, x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var
+        )
         if rm is None or rv is None:
             raise ValueError(f"{op}: running_mean and running_var are required")
         C = x.shape[1]
-        y = self._empty(x.shape, x.dtype)                              # (N, C, H, W)
+        y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
         mean, invstd = self._empty((C,), x.dtype), self._empty((C,), x.dtype)
         self.C.batch_norm_forward_inference(
-            self._dtype_name(x), self._ptr(y), self._ptr(mean), self._ptr(invstd), self._ptr(x), self._ptr(weight),
-            self._ptr(bias), self._ptr(rm), self._ptr(rv), *self._nchw(x.shape), float(eps), self._stream())
+            self._dtype_name(x),
+            self._ptr(y),
+            self._ptr(mean),
+            self._ptr(invstd),
+            self._ptr(x),
+            self._ptr(weight),
+            self._ptr(bias),
+            self._ptr(rm),
+            self._ptr(rv),
+            *self._nchw(x.shape),
+            float(eps),
+            self._stream(),
+        )
         return y, mean, invstd
 
     def _batch_norm_backward(self, op, dout, x, weight, mean, invstd, training):
@@ -289,24 +362,38 @@ class KernelBackend:
         if mean is None or invstd is None:
             raise ValueError(f"{op}: mean and invstd (from the forward) are required")
         C = x.shape[1]
-        dx = self._empty(x.shape, x.dtype)                             # (N, C, H, W)
+        dx = self._empty(x.shape, x.dtype)  # (N, C, H, W)
         dweight, dbias = self._empty((C,), x.dtype), self._empty((C,), x.dtype)
         self.C.batch_norm_backward(
-            self._dtype_name(x), self._ptr(dx), self._ptr(dweight), self._ptr(dbias), self._ptr(dout), self._ptr(x),
-            self._ptr(weight), self._ptr(mean), self._ptr(invstd), *self._nchw(x.shape), bool(training),
-            self._stream())
+            self._dtype_name(x),
+            self._ptr(dx),
+            self._ptr(dweight),
+            self._ptr(dbias),
+            self._ptr(dout),
+            self._ptr(x),
+            self._ptr(weight),
+            self._ptr(mean),
+            self._ptr(invstd),
+            *self._nchw(x.shape),
+            bool(training),
+            self._stream(),
+        )
         return dx, dweight, dbias
 
     def batch_norm_backward_training(self, dout, x, weight, mean, invstd):
         """(dx, dweight, dbias) through the batch statistics."""
-        return self._batch_norm_backward("batch_norm_backward_training", dout, x, weight, mean, invstd, True)
+        return self._batch_norm_backward(
+            "batch_norm_backward_training", dout, x, weight, mean, invstd, True
+        )
 
     def batch_norm_backward_inference(self, dout, x, weight, mean, invstd):
         """(dx, dweight, dbias) with fixed statistics: dx = dy · weight · invstd."""
-        return self._batch_norm_backward("batch_norm_backward_inference", dout, x, weight, mean, invstd, False)
+        return self._batch_norm_backward(
+            "batch_norm_backward_inference", dout, x, weight, mean, invstd, False
+        )
 
-
-    # ---- convolution (csrc/kernels/conv2d.cu) -----------------------------------------------------
+    # ---- convolution (csrc/kernels/conv2d.cu)
+    # -----------------------------------------------------
     def _conv_args(self, op, g: Conv2dGeometry):
         """The kernels' checked Conv2dArgs for ``g`` (csrc/bindings.cpp: conv2d_check, the one
         check of the call), before anything is allocated: too large for their indices or grid ->
@@ -336,11 +423,21 @@ class KernelBackend:
         x = self._array(op, "x", x, shape=g.x_shape)
         w = self._array(op, "weight", w, dtype=x.dtype, shape=g.w_shape)
         b = self._optional(op, "bias", b, x.dtype, (g.K,))
-        y = self._empty(g.y_shape, x.dtype)                            # (N, K, P, Q)
+        y = self._empty(g.y_shape, x.dtype)  # (N, K, P, Q)
         splits, work = self._conv_workspace(op, args, 0, version, tile, splits, g.y_shape, x.dtype)
-        self.C.conv2d_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), self._ptr(w),
-                              self._ptr(b), args, int(version), int(tile), splits, self._ptr(work),
-                              self._stream())
+        self.C.conv2d_forward(
+            self._dtype_name(x),
+            self._ptr(y),
+            self._ptr(x),
+            self._ptr(w),
+            self._ptr(b),
+            args,
+            int(version),
+            int(tile),
+            splits,
+            self._ptr(work),
+            self._stream(),
+        )
         return y
 
     def conv2d_backward_data(self, dout, w, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
@@ -349,11 +446,22 @@ class KernelBackend:
         args = self._conv_args(op, g)
         dout = self._array(op, "dout", dout, shape=g.y_shape)
         w = self._array(op, "weight", w, dtype=dout.dtype, shape=g.w_shape)
-        dx = self._empty(g.x_shape, dout.dtype)                        # (N, C, H, W)
-        splits, work = self._conv_workspace(op, args, 1, version, tile, splits, g.x_shape, dout.dtype)
-        self.C.conv2d_backward_data(self._dtype_name(dout), self._ptr(dx), self._ptr(dout),
-                                    self._ptr(w), args, int(version), int(tile), splits, self._ptr(work),
-                                    self._stream())
+        dx = self._empty(g.x_shape, dout.dtype)  # (N, C, H, W)
+        splits, work = self._conv_workspace(
+            op, args, 1, version, tile, splits, g.x_shape, dout.dtype
+        )
+        self.C.conv2d_backward_data(
+            self._dtype_name(dout),
+            self._ptr(dx),
+            self._ptr(dout),
+            self._ptr(w),
+            args,
+            int(version),
+            int(tile),
+            splits,
+            self._ptr(work),
+            self._stream(),
+        )
         return dx
 
     def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
@@ -363,10 +471,22 @@ class KernelBackend:
         args = self._conv_args(op, g)
         dout = self._array(op, "dout", dout, shape=g.y_shape)
         x = self._array(op, "x", x, dtype=dout.dtype, shape=g.x_shape)
-        dw = self._empty(g.w_shape, dout.dtype)                        # (K, C/G, R, S)
-        splits, work = self._conv_workspace(op, args, 2, version, tile, splits, g.w_shape, dout.dtype)
-        self.C.conv2d_backward_weight(self._dtype_name(dout), self._ptr(dw), self._ptr(work), self._ptr(dout),
-                                      self._ptr(x), args, int(version), int(tile), splits, self._stream())
+        dw = self._empty(g.w_shape, dout.dtype)  # (K, C/G, R, S)
+        splits, work = self._conv_workspace(
+            op, args, 2, version, tile, splits, g.w_shape, dout.dtype
+        )
+        self.C.conv2d_backward_weight(
+            self._dtype_name(dout),
+            self._ptr(dw),
+            self._ptr(work),
+            self._ptr(dout),
+            self._ptr(x),
+            args,
+            int(version),
+            int(tile),
+            splits,
+            self._stream(),
+        )
         return dw
         return dw
 
@@ -374,9 +494,10 @@ class KernelBackend:
         """db (K,) = Σ_{n, p, q} dout (N, K, P, Q)."""
         dout = self._array("conv2d_backward_bias", "dout", dout, ndim=4)
         N, K, P, Q = dout.shape
-        db = self._empty((K,), dout.dtype)                             # (K,)
-        self.C.conv2d_backward_bias(self._dtype_name(dout), self._ptr(db), self._ptr(dout), N, K, P * Q,
-                                    self._stream())
+        db = self._empty((K,), dout.dtype)  # (K,)
+        self.C.conv2d_backward_bias(
+            self._dtype_name(dout), self._ptr(db), self._ptr(dout), N, K, P * Q, self._stream()
+        )
         return db
 
     def conv2d_backward(self, dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):

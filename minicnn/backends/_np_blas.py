@@ -14,6 +14,7 @@ np.matmul once, and only then used; ``openblas_set_num_threads_local`` keeps Ope
 out of our calls. Without it (another BLAS) the helpers call BLAS only when they run one thread;
 without the functions, or with MINICNN_CPU_BLAS=0, everything is np.matmul.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -28,25 +29,39 @@ _C = load_cpu_extension()
 
 __all__ = ["gemm"]
 
-_GEMM_NAMES = [("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_"),
-               ("scipy_cblas_sgemm", "scipy_cblas_dgemm"), ("cblas_sgemm", "cblas_dgemm")]
-_LOCAL_THREADS_NAMES = ["openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local64_",
-                        "openblas_set_num_threads_local64_"]
+_GEMM_NAMES = [
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
+    ("cblas_sgemm64_", "cblas_dgemm64_"),
+    ("scipy_cblas_sgemm", "scipy_cblas_dgemm"),
+    ("cblas_sgemm", "cblas_dgemm"),
+]
+_LOCAL_THREADS_NAMES = [
+    "openblas_set_num_threads_local",
+    "scipy_openblas_set_num_threads_local64_",
+    "openblas_set_num_threads_local64_",
+]
 
 
 def _loaded_blas_libraries():
     """Paths of the BLAS libraries mapped into this process (NumPy's), else NumPy's bundled ones."""
     try:
         with open("/proc/self/maps") as f:
-            return sorted({line.split()[-1] for line in f
-                           if "blas" in os.path.basename(line.split()[-1]).lower() and "/" in line})
+            return sorted(
+                {
+                    line.split()[-1]
+                    for line in f
+                    if "blas" in os.path.basename(line.split()[-1]).lower() and "/" in line
+                }
+            )
     except OSError:  # no /proc
-        return sorted(glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
-                                             "*blas*")))
+        return sorted(
+            glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*blas*"))
+        )
 
 
 def _find_gemm():
     """(sgemm, dgemm, set_num_threads_local) addresses (the last 0 if absent), or None."""
+
     def address(lib, name):
         return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
 
@@ -76,7 +91,7 @@ def _checks_out():
 
 
 def _register():
-    """"parallel" (blocks on our pool), "serial" (only with one thread of ours) or None."""
+    """ "parallel" (blocks on our pool), "serial" (only with one thread of ours) or None."""
     if _C is None or not hasattr(_C, "set_blas") or os.environ.get("MINICNN_CPU_BLAS") == "0":
         return None
     found = _find_gemm()
@@ -95,12 +110,14 @@ _BLAS_MODE = _register()
 def gemm(a, b, out, accumulate=False):
     """out (+)= a @ b for 2-D a (M, K), b (K, N) — row-major arrays or transposed views of them —
     and a row-major out (M, N); np.matmul where the helpers can't."""
-    usable = _C is not None and (_BLAS_MODE == "parallel"
-                                 or (_BLAS_MODE == "serial" and _C.get_num_threads() == 1))
+    usable = _C is not None and (
+        _BLAS_MODE == "parallel" or (_BLAS_MODE == "serial" and _C.get_num_threads() == 1)
+    )
     if usable and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64):
         try:
             getattr(_C, "gemm_f32" if out.dtype == np.float32 else "gemm_f64")(
-                a, b, out, 1.0, 1.0 if accumulate else 0.0)
+                a, b, out, 1.0, 1.0 if accumulate else 0.0
+            )
             return out
         except ValueError:  # an operand layout BLAS can't take: NumPy copies it
             pass

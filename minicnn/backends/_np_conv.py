@@ -28,6 +28,7 @@ between forward and backward: backward-weight recomputes them, and all three ker
 chunks whose columns fit in ``COLS_BUDGET_BYTES`` (in scratch arrays kept per thread, see
 ``_Buffer``), so peak memory stays ~ one chunk of columns, not N of them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,10 @@ COLS_BUDGET_BYTES = 8 << 20  # largest column buffer built at once (at least one
 
 def output_size(H, W, R, S, stride, padding, dilation):
     """(P, Q) of a convolution with symmetric padding (geometry.conv2d_output_size per axis)."""
-    return (conv2d_output_size(H, R, stride[0], padding[0], dilation[0]),
-            conv2d_output_size(W, S, stride[1], padding[1], dilation[1]))
+    return (
+        conv2d_output_size(H, R, stride[0], padding[0], dilation[0]),
+        conv2d_output_size(W, S, stride[1], padding[1], dilation[1]),
+    )
 
 
 # ---- im2col / col2im ----------------------------------------------------------------------------
@@ -58,10 +61,10 @@ def im2col_reference(x, R, S, stride, padding, dilation):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     N, C, H, W = x.shape
     P, Q = output_size(H, W, R, S, stride, padding, dilation)
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))                 # (N, C, H+2ph, W+2pw)
-    span = (dh * (R - 1) + 1, dw * (S - 1) + 1)                            # dilated kernel extent
-    win = sliding_window_view(xpad, span, axis=(2, 3))                     # (N, C, ., ., dhR, dwS)
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :P, :Q]                 # (N, C, P, Q, R, S)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)
+    span = (dh * (R - 1) + 1, dw * (S - 1) + 1)  # dilated kernel extent
+    win = sliding_window_view(xpad, span, axis=(2, 3))  # (N, C, ., ., dhR, dwS)
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :P, :Q]  # (N, C, P, Q, R, S)
     return np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(N, C * R * S, P * Q)
 
 
@@ -71,12 +74,14 @@ def col2im_reference(cols, x_shape, R, S, stride, padding, dilation):
     N, C, H, W = x_shape
     P, Q = output_size(H, W, R, S, stride, padding, dilation)
     cols = cols.reshape(N, C, R, S, P, Q)
-    xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)      # (N, C, H+2ph, W+2pw)
+    xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)  # (N, C, H+2ph, W+2pw)
     for r in range(R):
         for s in range(S):
             h0, w0 = r * dh, s * dw
-            xpad[:, :, h0:h0 + sh * (P - 1) + 1:sh, w0:w0 + sw * (Q - 1) + 1:sw] += cols[:, :, r, s]
-    return np.ascontiguousarray(xpad[:, :, ph:ph + H, pw:pw + W])
+            xpad[:, :, h0 : h0 + sh * (P - 1) + 1 : sh, w0 : w0 + sw * (Q - 1) + 1 : sw] += cols[
+                :, :, r, s
+            ]
+    return np.ascontiguousarray(xpad[:, :, ph : ph + H, pw : pw + W])
 
 
 def im2col(x, g: Conv2dGeometry, out=None):
@@ -85,7 +90,7 @@ def im2col(x, g: Conv2dGeometry, out=None):
     fn = cpp_kernel(_C, "im2col", x.dtype)
     if fn is not None:
         return fn(x, g, out=out)
-    cols = im2col_reference(x, g.R, g.S, g.stride, g.padding, g.dilation)    # (N, C*R*S, P*Q)
+    cols = im2col_reference(x, g.R, g.S, g.stride, g.padding, g.dilation)  # (N, C*R*S, P*Q)
     return unfold_batch(cols, out=out)
 
 
@@ -94,7 +99,7 @@ def col2im(cols, g: Conv2dGeometry, out=None):
     fn = cpp_kernel(_C, "col2im", cols.dtype)
     if fn is not None:
         return fn(cols, g, out=out)
-    per_image = fold_batch(cols, g.N)                                        # (N, C*R*S, P*Q)
+    per_image = fold_batch(cols, g.N)  # (N, C*R*S, P*Q)
     dx = col2im_reference(per_image, g.x_shape, g.R, g.S, g.stride, g.padding, g.dilation)
     return dx if out is None else _store(out, dx)
 
@@ -183,8 +188,11 @@ def _columns(x, g: Conv2dGeometry, buffer):
     """cols (C*R*S, n*P*Q) of the images x (n, C, H, W), g their geometry."""
     n, C = x.shape[:2]
     if _is_pointwise(g.R, g.S, g.stride, g.padding):
-        return x.reshape(C, -1) if n == 1 else unfold_batch(x.reshape(n, C, -1),
-                                                            out=buffer.get((C, x[0].size // C * n)))
+        return (
+            x.reshape(C, -1)
+            if n == 1
+            else unfold_batch(x.reshape(n, C, -1), out=buffer.get((C, x[0].size // C * n)))
+        )
     return im2col(x, g, out=buffer.get((C * g.R * g.S, n * g.P * g.Q)))
 
 
@@ -212,19 +220,20 @@ def _matmul_groups(a, b, out, accumulate=False):
 # ---- kernels ------------------------------------------------------------------------------------
 def _check(x_shape, w_shape, g):
     """The arrays' shapes against the geometry the op computed (cheap: NumPy is memory-safe)."""
-    assert tuple(x_shape) == g.x_shape and tuple(w_shape) == g.w_shape and g.extra == (0, 0), \
+    assert tuple(x_shape) == g.x_shape and tuple(w_shape) == g.w_shape and g.extra == (0, 0), (
         f"conv2d: arrays {tuple(x_shape)}, {tuple(w_shape)} do not match {g}"
+    )
 
 
 def conv2d_forward(x, w, b, g: Conv2dGeometry):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None."""
     _check(x.shape, w.shape, g)
     N, K, P, Q, R, S, G = g.N, g.K, g.P, g.Q, g.R, g.S, g.G
-    wg = w.reshape(G, K // G, g.Cg * R * S)                                # (G, Kg, Cg*R*S)
-    y = np.empty((N, K, P, Q), dtype=x.dtype)                              # (N, K, P, Q)
+    wg = w.reshape(G, K // G, g.Cg * R * S)  # (G, Kg, Cg*R*S)
+    y = np.empty((N, K, P, Q), dtype=x.dtype)  # (N, K, P, Q)
     cols_buf, y_buf = _Buffer("cols", x.dtype), _Buffer("out", x.dtype)
     for sl in _chunks(x.shape, R, S, P * Q, x.itemsize):
-        cols = _columns(x[sl], _chunk(g, sl), cols_buf)                    # (C*R*S, n*P*Q)
+        cols = _columns(x[sl], _chunk(g, sl), cols_buf)  # (C*R*S, n*P*Q)
         n = cols.shape[1] // (P * Q)
         if n == 1:  # the GEMM writes this image's output in place
             _matmul_groups(wg, _grouped(cols, G), y[sl].reshape(G, K // G, P * Q))
@@ -232,7 +241,7 @@ def conv2d_forward(x, w, b, g: Conv2dGeometry):
                 y[sl] += b.reshape(1, K, 1, 1)
             continue
         yk = _matmul_groups(wg, _grouped(cols, G), y_buf.get((G, K // G, n * P * Q)))
-        fold_batch(yk.reshape(K, -1), n, b, out=y[sl].reshape(n, K, P * Q))   # + bias
+        fold_batch(yk.reshape(K, -1), n, b, out=y[sl].reshape(n, K, P * Q))  # + bias
     return y
 
 
@@ -263,8 +272,9 @@ def _data_grad_as_conv(g: Conv2dGeometry):
     ph, pw = g.dh * (g.R - 1) - g.ph, g.dw * (g.S - 1) - g.pw
     if min(ph, pw) < 0:
         return None
-    return Conv2dGeometry(g.N, g.K, g.P, g.Q, g.C, g.R, g.S, ph=ph, pw=pw, dh=g.dh, dw=g.dw,
-                          G=g.G, op=g.op)
+    return Conv2dGeometry(
+        g.N, g.K, g.P, g.Q, g.C, g.R, g.S, ph=ph, pw=pw, dh=g.dh, dw=g.dw, G=g.G, op=g.op
+    )
 
 
 def conv2d_backward_data(dout, w, g: Conv2dGeometry):
@@ -276,18 +286,18 @@ def conv2d_backward_data(dout, w, g: Conv2dGeometry):
     as_conv = _data_grad_as_conv(g)
     if as_conv is not None:
         return conv2d_forward(dout, _transposed_kernel(w, G), None, as_conv)
-    wgT = w.reshape(G, g.Kg, Cg * R * S).transpose(0, 2, 1)                # (G, Cg*R*S, Kg)
-    dx = np.empty(g.x_shape, dtype=dout.dtype)                             # (N, C, H, W)
+    wgT = w.reshape(G, g.Kg, Cg * R * S).transpose(0, 2, 1)  # (G, Cg*R*S, Kg)
+    dx = np.empty(g.x_shape, dtype=dout.dtype)  # (N, C, H, W)
     d_buf, dcols_buf = _Buffer("dout", dout.dtype), _Buffer("cols", dout.dtype)
     pointwise = _is_pointwise(R, S, g.stride, g.padding)
     for sl in _chunks(g.x_shape, R, S, P * Q, dout.itemsize):
-        d = _dout_columns(dout[sl], d_buf)                                 # (K, n*P*Q)
+        d = _dout_columns(dout[sl], d_buf)  # (K, n*P*Q)
         n = d.shape[1] // (P * Q)
         if pointwise and n == 1:  # dx of this image is the GEMM's output
             _matmul_groups(wgT, _grouped(d, G), dx[sl].reshape(G, Cg, P * Q))
             continue
         dcols = _matmul_groups(wgT, _grouped(d, G), dcols_buf.get((G, Cg * R * S, n * P * Q)))
-        dcols = dcols.reshape(-1, n * P * Q)                               # (C*R*S, n*P*Q)
+        dcols = dcols.reshape(-1, n * P * Q)  # (C*R*S, n*P*Q)
         if pointwise:
             fold_batch(dcols, n, out=dx[sl].reshape(n, -1, P * Q))
         else:
@@ -312,12 +322,12 @@ def conv2d_backward_weight(dout, x, g: Conv2dGeometry):
     columns = (chunks[0].stop - chunks[0].start if chunks else 0) * P * Q  # per chunk
     transposed = columns >= TRANSPOSED_DW_MIN_COLUMNS
     shape = (G, Cg * R * S, Kg) if transposed else (G, Kg, Cg * R * S)
-    acc = np.zeros(shape, dtype=dout.dtype)                               # dw^T or dw, per group
+    acc = np.zeros(shape, dtype=dout.dtype)  # dw^T or dw, per group
     cols_buf, d_buf = _Buffer("cols", x.dtype), _Buffer("dout", dout.dtype)
     for i, sl in enumerate(chunks):
-        cols = _columns(x[sl], _chunk(g, sl), cols_buf)                    # (C*R*S, n*P*Q)
-        cols = _grouped(cols, G)                                           # (G, Cg*R*S, n*P*Q)
-        d = _grouped(_dout_columns(dout[sl], d_buf), G)                    # (G, Kg, n*P*Q)
+        cols = _columns(x[sl], _chunk(g, sl), cols_buf)  # (C*R*S, n*P*Q)
+        cols = _grouped(cols, G)  # (G, Cg*R*S, n*P*Q)
+        d = _grouped(_dout_columns(dout[sl], d_buf), G)  # (G, Kg, n*P*Q)
         a, b = (cols, d.transpose(0, 2, 1)) if transposed else (d, cols.transpose(0, 2, 1))
         _matmul_groups(a, b, acc, accumulate=i > 0)
     return (transpose(acc) if transposed else acc).reshape(g.w_shape)

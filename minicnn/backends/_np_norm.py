@@ -12,6 +12,7 @@ Arrays in, arrays out, shapes beside every buffer. Inputs are (N, C, H, W): the 
   Σdy and Σdy·x̂, then dx in one pass (backward). The NumPy versions (``_reference`` suffix) are the
   readable definition and the fallback.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,9 @@ def _channel_window_sum(a, before, after):
     out = np.zeros_like(a)
     for off in range(max(-before, 1 - C), min(after, C - 1) + 1):
         if off >= 0:  # out[c] += a[c + off]
-            out[:, :C - off] += a[:, off:]
+            out[:, : C - off] += a[:, off:]
         else:
-            out[:, -off:] += a[:, :C + off]
+            out[:, -off:] += a[:, : C + off]
     return out
 
 
@@ -40,7 +41,7 @@ def local_response_norm_forward(x, size, alpha, beta, k):
     x, y, scale: (N, C, H, W); the window of channel c is [c - size//2, c + (size-1)//2].
     """
     scale = k + (alpha / size) * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
-    y = x * scale ** -beta
+    y = x * scale**-beta
     return y.astype(x.dtype, copy=False), scale.astype(x.dtype, copy=False)
 
 
@@ -50,9 +51,9 @@ def local_response_norm_backward(dout, x, scale, size, alpha, beta):
     {c : i ∈ window(c)} = [i - (size-1)//2, i + size//2]: the transposed window (mirrored for even
     size). dout, x, scale, dx: (N, C, H, W).
     """
-    t = dout * x * scale ** (-beta - 1)                                   # (N, C, H, W)
-    back = _channel_window_sum(t, (size - 1) // 2, size // 2)             # (N, C, H, W)
-    dx = dout * scale ** -beta - (2.0 * alpha * beta / size) * x * back
+    t = dout * x * scale ** (-beta - 1)  # (N, C, H, W)
+    back = _channel_window_sum(t, (size - 1) // 2, size // 2)  # (N, C, H, W)
+    dx = dout * scale**-beta - (2.0 * alpha * beta / size) * x * back
     return dx.astype(x.dtype, copy=False)
 
 
@@ -71,7 +72,9 @@ def _affine(xhat, weight, bias):
     return y if bias is None else y + _per_channel(bias)
 
 
-def batch_norm_forward_training_reference(x, weight, bias, running_mean, running_var, momentum, eps):
+def batch_norm_forward_training_reference(
+    x, weight, bias, running_mean, running_var, momentum, eps
+):
     """Normalise with the batch statistics; update the running ones IN PLACE (if given).
 
     mean = E[x], var = E[(x - mean)²] over (N, H, W) (biased, used to normalise);
@@ -80,10 +83,10 @@ def batch_norm_forward_training_reference(x, weight, bias, running_mean, running
     x, y: (N, C, H, W); weight, bias, running_*: (C,) or None. Returns (y, mean, invstd), each (C,).
     """
     M = x.shape[0] * x.shape[2] * x.shape[3]
-    mean = x.mean(axis=_AXES)                                             # (C,)
-    xc = x - _per_channel(mean)                                           # (N, C, H, W)
-    var = (xc * xc).mean(axis=_AXES)                                      # (C,)
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)       # (C,)
+    mean = x.mean(axis=_AXES)  # (C,)
+    xc = x - _per_channel(mean)  # (N, C, H, W)
+    var = (xc * xc).mean(axis=_AXES)  # (C,)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
     _update_running(running_mean, running_var, mean, var, momentum, M)
     y = _affine(xc * _per_channel(invstd), weight, bias)
     return y.astype(x.dtype, copy=False), mean, invstd
@@ -95,7 +98,7 @@ def batch_norm_forward_inference_reference(x, weight, bias, running_mean, runnin
     x, y: (N, C, H, W); running_*: (C,). Returns (y, mean, invstd): the statistics used, (C,)
     copies, so backward is right even if the running buffers change in between.
     """
-    mean = running_mean.copy()                                            # (C,)
+    mean = running_mean.copy()  # (C,)
     invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)  # (C,)
     y = _affine((x - _per_channel(mean)) * _per_channel(invstd), weight, bias)
     return y.astype(x.dtype, copy=False), mean, invstd
@@ -113,9 +116,9 @@ def batch_norm_backward_training_reference(dout, x, weight, mean, invstd):
     dout, x, dx: (N, C, H, W); weight (C,) or None; mean, invstd (C,). Returns (dx, dweight, dbias).
     """
     M = x.shape[0] * x.shape[2] * x.shape[3]
-    xhat = (x - _per_channel(mean)) * _per_channel(invstd)                # (N, C, H, W)
-    dweight, dbias = _affine_grads(dout, xhat)                            # (C,), (C,)
-    g = invstd if weight is None else weight * invstd                     # (C,)
+    xhat = (x - _per_channel(mean)) * _per_channel(invstd)  # (N, C, H, W)
+    dweight, dbias = _affine_grads(dout, xhat)  # (C,), (C,)
+    g = invstd if weight is None else weight * invstd  # (C,)
     dx = _per_channel(g) * (dout - _per_channel(dbias / M) - xhat * _per_channel(dweight / M))
     return dx.astype(x.dtype, copy=False), dweight, dbias
 
@@ -125,9 +128,9 @@ def batch_norm_backward_inference_reference(dout, x, weight, mean, invstd):
 
     dout, x, dx: (N, C, H, W); weight (C,) or None; mean, invstd (C,). Returns (dx, dweight, dbias).
     """
-    xhat = (x - _per_channel(mean)) * _per_channel(invstd)                # (N, C, H, W)
+    xhat = (x - _per_channel(mean)) * _per_channel(invstd)  # (N, C, H, W)
     dweight, dbias = _affine_grads(dout, xhat)
-    g = invstd if weight is None else weight * invstd                     # (C,)
+    g = invstd if weight is None else weight * invstd  # (C,)
     return (dout * _per_channel(g)).astype(x.dtype, copy=False), dweight, dbias
 
 
@@ -158,12 +161,13 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
     """
     stats = cpp_kernel(_C, "batch_norm_stats", x.dtype)
     if stats is None:
-        return batch_norm_forward_training_reference(x, weight, bias, running_mean, running_var,
-                                                     momentum, eps)
+        return batch_norm_forward_training_reference(
+            x, weight, bias, running_mean, running_var, momentum, eps
+        )
     M = x.shape[0] * x.shape[2] * x.shape[3]
-    x3 = _ncl(x)                                                          # (N, C, H*W)
-    mean, var = stats(x3)                                                 # (C,), (C,)
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)       # (C,)
+    x3 = _ncl(x)  # (N, C, H*W)
+    mean, var = stats(x3)  # (C,), (C,)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
     _update_running(running_mean, running_var, mean, var, momentum, M)
     scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
     y = cpp_kernel(_C, "channel_affine", x.dtype)(x3, mean, scale, _vector(bias, x.dtype))
@@ -174,8 +178,10 @@ def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps
     """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias; returns (y, mean, invstd)."""
     affine = cpp_kernel(_C, "channel_affine", x.dtype)
     if affine is None:
-        return batch_norm_forward_inference_reference(x, weight, bias, running_mean, running_var, eps)
-    mean = np.array(running_mean, dtype=x.dtype)                          # (C,) a copy
+        return batch_norm_forward_inference_reference(
+            x, weight, bias, running_mean, running_var, eps
+        )
+    mean = np.array(running_mean, dtype=x.dtype)  # (C,) a copy
     invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)  # (C,)
     scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
     y = affine(_ncl(x), mean, scale, _vector(bias, x.dtype))
@@ -194,10 +200,17 @@ def batch_norm_backward_training(dout, x, weight, mean, invstd):
     if fn is None:
         return batch_norm_backward_training_reference(dout, x, weight, mean, invstd)
     dout = dout.astype(x.dtype, copy=False)
-    sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)               # (C,), (C,)
+    sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)  # (C,), (C,)
     g = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    dx = fn(_ncl(dout), _ncl(x), _vector(mean, x.dtype), _vector(invstd, x.dtype),
-            _vector(g, x.dtype), sum_dy, sum_dy_xhat)
+    dx = fn(
+        _ncl(dout),
+        _ncl(x),
+        _vector(mean, x.dtype),
+        _vector(invstd, x.dtype),
+        _vector(g, x.dtype),
+        sum_dy,
+        sum_dy_xhat,
+    )
     return dx.reshape(x.shape), sum_dy_xhat, sum_dy
 
 

@@ -16,6 +16,7 @@ fallback and the tests' second opinion (``_reference`` suffix). Adaptive average
 bins that tile the input exactly (H % P == 0, W % Q == 0: the global pool, the identity) is a
 reshape and a mean; other sizes use the averaging matrices.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,8 @@ def _pad(x, kernel_size, stride, padding, dilation, out_size, value):
     (R, S), (sh, sw), (ph, pw), (dh, dw), (P, Q) = kernel_size, stride, padding, dilation, out_size
     Hp = _padded_size(H, P, R, sh, ph, dh)
     Wp = _padded_size(W, Q, S, sw, pw, dw)
-    xpad = np.full((N, C, Hp, Wp), value, dtype=x.dtype)     # (N, C, Hp, Wp)
-    xpad[:, :, ph:ph + H, pw:pw + W] = x
+    xpad = np.full((N, C, Hp, Wp), value, dtype=x.dtype)  # (N, C, Hp, Wp)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x
     return xpad
 
 
@@ -58,7 +59,7 @@ def _first_inside(p_out, stride, pad, dil):
     the input (the window is then empty along this axis when the result is >= the input size).
     """
     start = np.arange(p_out) * stride - pad
-    skip = np.where(start < 0, -(start // dil), 0)             # ceil(-start / dil) steps
+    skip = np.where(start < 0, -(start // dil), 0)  # ceil(-start / dil) steps
     return start + skip * dil
 
 
@@ -73,19 +74,19 @@ def max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, out_
     N, C, H, W = x.shape
     (R, S), (sh, sw), (ph, pw), (dh, dw), (P, Q) = kernel_size, stride, padding, dilation, out_size
     xpad = _pad(x, kernel_size, stride, padding, dilation, out_size, -np.inf)  # (N, C, Hp, Wp)
-    y = np.full((N, C, P, Q), -np.inf, dtype=x.dtype)                          # (N, C, P, Q)
-    h0 = _first_inside(P, sh, ph, dh)                                          # (P,)
-    w0 = _first_inside(Q, sw, pw, dw)                                          # (Q,)
-    argmax = np.empty((N, C, P, Q), dtype=np.int64)                            # (N, C, P, Q)
+    y = np.full((N, C, P, Q), -np.inf, dtype=x.dtype)  # (N, C, P, Q)
+    h0 = _first_inside(P, sh, ph, dh)  # (P,)
+    w0 = _first_inside(Q, sw, pw, dw)  # (Q,)
+    argmax = np.empty((N, C, P, Q), dtype=np.int64)  # (N, C, P, Q)
     argmax[...] = h0[:, None] * W + w0[None, :]
-    hs = np.arange(P) * sh - ph                                                # (P,) window starts
-    ws = np.arange(Q) * sw - pw                                                # (Q,)
+    hs = np.arange(P) * sh - ph  # (P,) window starts
+    ws = np.arange(Q) * sw - pw  # (Q,)
     for r in range(R):
         for s in range(S):
-            v = xpad[_offset(r, s, stride, dilation, out_size)]               # (N, C, P, Q)
+            v = xpad[_offset(r, s, stride, dilation, out_size)]  # (N, C, P, Q)
             better = (v > y) | np.isnan(v)
             np.copyto(y, v, where=better)
-            index = (hs + r * dh)[:, None] * W + (ws + s * dw)[None, :]        # (P, Q)
+            index = (hs + r * dh)[:, None] * W + (ws + s * dw)[None, :]  # (P, Q)
             np.copyto(argmax, index, where=better)
     return y, argmax
 
@@ -98,14 +99,15 @@ def max_pool2d_backward_reference(dout, argmax, x_shape, kernel_size, stride, pa
     N, C, H, W = x_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     P, Q = dout.shape[2:]
-    inside = ((_first_inside(P, sh, ph, dh) < H)[:, None]
-              & (_first_inside(Q, sw, pw, dw) < W)[None, :])                   # (P, Q)
+    inside = (_first_inside(P, sh, ph, dh) < H)[:, None] & (_first_inside(Q, sw, pw, dw) < W)[
+        None, :
+    ]  # (P, Q)
     if not inside.all():
         dout = np.where(inside, dout, 0)
         argmax = np.where(inside, argmax, 0)
-    plane = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)     # (N, C, 1, 1)
+    plane = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)  # (N, C, 1, 1)
     dx = np.bincount((argmax + plane).ravel(), weights=dout.ravel(), minlength=N * C * H * W)
-    return dx.reshape(x_shape).astype(dout.dtype, copy=False)                  # (N, C, H, W)
+    return dx.reshape(x_shape).astype(dout.dtype, copy=False)  # (N, C, H, W)
 
 
 # ---- average pooling ----------------------------------------------------------------------------
@@ -122,74 +124,93 @@ def _window_counts(n, p_out, r, stride, pad, count_include_pad):
     return end - start
 
 
-def _avg_divisor(x_shape, kernel_size, stride, padding, out_size, count_include_pad,
-                 divisor_override, dtype):
+def _avg_divisor(
+    x_shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override, dtype
+):
     """The (P, Q) divisor of every window: divisor_override, or the (clipped) window area."""
     (R, S), (P, Q) = kernel_size, out_size
     if divisor_override is not None:
         return np.full((P, Q), divisor_override, dtype=dtype)
-    ch = _window_counts(x_shape[2], P, R, stride[0], padding[0], count_include_pad)   # (P,)
-    cw = _window_counts(x_shape[3], Q, S, stride[1], padding[1], count_include_pad)   # (Q,)
+    ch = _window_counts(x_shape[2], P, R, stride[0], padding[0], count_include_pad)  # (P,)
+    cw = _window_counts(x_shape[3], Q, S, stride[1], padding[1], count_include_pad)  # (Q,)
     return (ch[:, None] * cw[None, :]).astype(dtype)
 
 
-def avg_pool2d_forward_reference(x, kernel_size, stride, padding, out_size, count_include_pad=True,
-                       divisor_override=None):
+def avg_pool2d_forward_reference(
+    x, kernel_size, stride, padding, out_size, count_include_pad=True, divisor_override=None
+):
     """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
     (R, S), dilation = kernel_size, (1, 1)
-    xpad = _pad(x, kernel_size, stride, padding, dilation, out_size, 0)       # (N, C, Hp, Wp)
-    y = np.zeros(x.shape[:2] + tuple(out_size), dtype=x.dtype)                # (N, C, P, Q)
+    xpad = _pad(x, kernel_size, stride, padding, dilation, out_size, 0)  # (N, C, Hp, Wp)
+    y = np.zeros(x.shape[:2] + tuple(out_size), dtype=x.dtype)  # (N, C, P, Q)
     for r in range(R):
         for s in range(S):
             y += xpad[_offset(r, s, stride, dilation, out_size)]
-    y /= _avg_divisor(x.shape, kernel_size, stride, padding, out_size, count_include_pad,
-                      divisor_override, x.dtype)
+    y /= _avg_divisor(
+        x.shape,
+        kernel_size,
+        stride,
+        padding,
+        out_size,
+        count_include_pad,
+        divisor_override,
+        x.dtype,
+    )
     return y
 
 
-def avg_pool2d_backward_reference(dout, x_shape, kernel_size, stride, padding, count_include_pad=True,
-                        divisor_override=None):
+def avg_pool2d_backward_reference(
+    dout, x_shape, kernel_size, stride, padding, count_include_pad=True, divisor_override=None
+):
     """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
     N, C, H, W = x_shape
     (R, S), (ph, pw), dilation = kernel_size, padding, (1, 1)
     out_size = dout.shape[2:]
-    g = dout / _avg_divisor(x_shape, kernel_size, stride, padding, out_size, count_include_pad,
-                            divisor_override, dout.dtype)                     # (N, C, P, Q)
+    g = dout / _avg_divisor(
+        x_shape,
+        kernel_size,
+        stride,
+        padding,
+        out_size,
+        count_include_pad,
+        divisor_override,
+        dout.dtype,
+    )  # (N, C, P, Q)
     Hp = _padded_size(H, out_size[0], R, stride[0], ph, 1)
     Wp = _padded_size(W, out_size[1], S, stride[1], pw, 1)
-    dxpad = np.zeros((N, C, Hp, Wp), dtype=dout.dtype)                        # (N, C, Hp, Wp)
+    dxpad = np.zeros((N, C, Hp, Wp), dtype=dout.dtype)  # (N, C, Hp, Wp)
     for r in range(R):
         for s in range(S):
             dxpad[_offset(r, s, stride, dilation, out_size)] += g
-    return np.ascontiguousarray(dxpad[:, :, ph:ph + H, pw:pw + W])           # (N, C, H, W)
+    return np.ascontiguousarray(dxpad[:, :, ph : ph + H, pw : pw + W])  # (N, C, H, W)
 
 
 # ---- adaptive average pooling -------------------------------------------------------------------
 def _adaptive_matrix(n, p_out, dtype):
     """(P, n) averaging matrix: row i is 1/len on bin [floor(i*n/P), ceil((i+1)*n/P)), 0 elsewhere."""
     i = np.arange(p_out)
-    start = (i * n) // p_out                                   # (P,)
-    end = -((-(i + 1) * n) // p_out)                           # (P,) ceil division
+    start = (i * n) // p_out  # (P,)
+    end = -((-(i + 1) * n) // p_out)  # (P,) ceil division
     cols = np.arange(n)
-    inside = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])   # (P, n)
+    inside = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])  # (P, n)
     return (inside / (end - start)[:, None]).astype(dtype)
 
 
 def adaptive_avg_pool2d_forward_reference(x, out_size):
     """y = A_h x A_wᵀ per plane, A the bin-averaging matrices: y[p, q] = mean of bin (p, q)."""
     H, W = x.shape[2:]
-    A_h = _adaptive_matrix(H, out_size[0], x.dtype)            # (P, H)
-    A_w = _adaptive_matrix(W, out_size[1], x.dtype)            # (Q, W)
-    return np.ascontiguousarray(A_h @ x @ A_w.T)               # (N, C, P, Q)
+    A_h = _adaptive_matrix(H, out_size[0], x.dtype)  # (P, H)
+    A_w = _adaptive_matrix(W, out_size[1], x.dtype)  # (Q, W)
+    return np.ascontiguousarray(A_h @ x @ A_w.T)  # (N, C, P, Q)
 
 
 def adaptive_avg_pool2d_backward_reference(dout, x_shape):
     """dx = A_hᵀ dout A_w (the adjoint of the forward's linear map)."""
     H, W = x_shape[2:]
     P, Q = dout.shape[2:]
-    A_h = _adaptive_matrix(H, P, dout.dtype)                   # (P, H)
-    A_w = _adaptive_matrix(W, Q, dout.dtype)                   # (Q, W)
-    return np.ascontiguousarray(A_h.T @ dout @ A_w)            # (N, C, H, W)
+    A_h = _adaptive_matrix(H, P, dout.dtype)  # (P, H)
+    A_w = _adaptive_matrix(W, Q, dout.dtype)  # (Q, W)
+    return np.ascontiguousarray(A_h.T @ dout @ A_w)  # (N, C, H, W)
 
 
 # ---- the kernels: C++ when available ------------------------------------------------------------
@@ -198,8 +219,9 @@ def _window(g: Pool2dGeometry):
 
 
 def _check(x_shape, g: Pool2dGeometry, y_shape=None):
-    assert tuple(x_shape) == g.x_shape and (y_shape is None or tuple(y_shape) == g.y_shape), \
+    assert tuple(x_shape) == g.x_shape and (y_shape is None or tuple(y_shape) == g.y_shape), (
         f"{g.op}: arrays {tuple(x_shape)}, {y_shape} do not match {g}"
+    )
 
 
 def max_pool2d_forward(x, g: Pool2dGeometry):
@@ -223,19 +245,31 @@ def max_pool2d_backward(dout, argmax, g: Pool2dGeometry):
 def avg_pool2d_forward(x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
     """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
     _check(x.shape, g)
-    return _avg_pool2d("avg_pool2d_forward", x, g, count_include_pad, divisor_override,
-                       lambda: avg_pool2d_forward_reference(
-                           x, g.kernel_size, g.stride, g.padding, g.out_size,
-                           count_include_pad, divisor_override))
+    return _avg_pool2d(
+        "avg_pool2d_forward",
+        x,
+        g,
+        count_include_pad,
+        divisor_override,
+        lambda: avg_pool2d_forward_reference(
+            x, g.kernel_size, g.stride, g.padding, g.out_size, count_include_pad, divisor_override
+        ),
+    )
 
 
 def avg_pool2d_backward(dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
     """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
     _check(g.x_shape, g, dout.shape)
-    return _avg_pool2d("avg_pool2d_backward", dout, g, count_include_pad, divisor_override,
-                       lambda: avg_pool2d_backward_reference(
-                           dout, g.x_shape, g.kernel_size, g.stride, g.padding,
-                           count_include_pad, divisor_override))
+    return _avg_pool2d(
+        "avg_pool2d_backward",
+        dout,
+        g,
+        count_include_pad,
+        divisor_override,
+        lambda: avg_pool2d_backward_reference(
+            dout, g.x_shape, g.kernel_size, g.stride, g.padding, count_include_pad, divisor_override
+        ),
+    )
 
 
 def _avg_pool2d(kernel, a, g: Pool2dGeometry, count_include_pad, divisor_override, reference):
@@ -243,8 +277,16 @@ def _avg_pool2d(kernel, a, g: Pool2dGeometry, count_include_pad, divisor_overrid
     fn = cpp_kernel(_C, kernel, a.dtype)
     if fn is None:
         return reference()
-    divisor = _avg_divisor(g.x_shape, g.kernel_size, g.stride, g.padding, g.out_size,
-                           count_include_pad, divisor_override, a.dtype)      # (P, Q)
+    divisor = _avg_divisor(
+        g.x_shape,
+        g.kernel_size,
+        g.stride,
+        g.padding,
+        g.out_size,
+        count_include_pad,
+        divisor_override,
+        a.dtype,
+    )  # (P, Q)
     return fn(a, divisor, g)
 
 
@@ -260,7 +302,7 @@ def adaptive_avg_pool2d_forward(x, g: Pool2dGeometry):
     kh, kw = _tiles(H, P), _tiles(W, Q)
     if kh is None or kw is None or x.dtype not in (np.float32, np.float64):
         return adaptive_avg_pool2d_forward_reference(x, g.out_size)
-    return x.reshape(N, C, P, kh, Q, kw).mean(axis=(3, 5))                 # (N, C, P, Q)
+    return x.reshape(N, C, P, kh, Q, kw).mean(axis=(3, 5))  # (N, C, P, Q)
 
 
 def adaptive_avg_pool2d_backward(dout, g: Pool2dGeometry):
@@ -270,6 +312,6 @@ def adaptive_avg_pool2d_backward(dout, g: Pool2dGeometry):
     kh, kw = _tiles(H, P), _tiles(W, Q)
     if kh is None or kw is None or dout.dtype not in (np.float32, np.float64):
         return adaptive_avg_pool2d_backward_reference(dout, g.x_shape)
-    grad = dout * np.asarray(1.0 / (kh * kw), dtype=dout.dtype)           # (N, C, P, Q)
+    grad = dout * np.asarray(1.0 / (kh * kw), dtype=dout.dtype)  # (N, C, P, Q)
     dx = np.broadcast_to(grad.reshape(N, C, P, 1, Q, 1), (N, C, P, kh, Q, kw))
-    return np.ascontiguousarray(dx).reshape(g.x_shape)                    # (N, C, H, W)
+    return np.ascontiguousarray(dx).reshape(g.x_shape)  # (N, C, H, W)

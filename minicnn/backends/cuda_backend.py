@@ -1,14 +1,17 @@
 """The "cuda" device: our CUDA kernels (csrc/kernels/*.cu, built by nvcc into minicnn._C_cuda) on
 CuPy arrays.
 
-Kernels get the arrays' device pointers and CuPy's current stream (``cupy.cuda.get_current_stream``),
-so they queue in order with CuPy's own work; outputs come from CuPy's memory pool. Generic array work
+Kernels get the arrays' device pointers and CuPy's current stream
+(``cupy.cuda.get_current_stream``),
+so they queue in order with CuPy's own work; outputs come from CuPy's memory pool. Generic array
+work
 (add, matmul, cat, softmax) is CuPy's; conv2d is our implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
 Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
 :meth:`CudaBackend.unavailable_reason` says which, and ``get_backend("cuda")`` raises with that
 reason.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -25,15 +28,19 @@ def _probe():
         import cupy
     except ImportError as e:
         cupy = None
-        problems.append(f"CuPy is not installed ({e}); pip install cupy-cuda12x or cupy-cuda13x, "
-                        f"matching the CUDA version nvidia-smi reports")
+        problems.append(
+            f"CuPy is not installed ({e}); pip install cupy-cuda12x or cupy-cuda13x, "
+            f"matching the CUDA version nvidia-smi reports"
+        )
     try:
         from .. import _C_cuda as C
     except ImportError as e:
         C = None
-        problems.append(f"minicnn._C_cuda is not built ({e}): nvcc was not found when minicnn was "
-                        f"installed, or MINICNN_CUDA=0; reinstall with nvcc on PATH (MINICNN_CUDA=1 "
-                        f"makes a failed CUDA build an error)")
+        problems.append(
+            f"minicnn._C_cuda is not built ({e}): nvcc was not found when minicnn was "
+            f"installed, or MINICNN_CUDA=0; reinstall with nvcc on PATH (MINICNN_CUDA=1 "
+            f"makes a failed CUDA build an error)"
+        )
     if problems:
         return cupy, C, "; ".join(problems)
     info = C.device_info()
@@ -48,9 +55,15 @@ def _probe():
         C.synchronize()
     except RuntimeError as e:
         major, minor = info["compute_capability"]
-        return cupy, C, (f"a test launch failed on {info['name']} (sm_{major}{minor}); minicnn._C_cuda is "
-                         f"built for {getattr(C, 'cuda_archs', '?')}: rebuild with "
-                         f"MINICNN_CUDA_ARCHS={major}{minor} ({e})")
+        return (
+            cupy,
+            C,
+            (
+                f"a test launch failed on {info['name']} (sm_{major}{minor}); minicnn._C_cuda is "
+                f"built for {getattr(C, 'cuda_archs', '?')}: rebuild with "
+                f"MINICNN_CUDA_ARCHS={major}{minor} ({e})"
+            ),
+        )
     return cupy, C, None
 
 

@@ -6,13 +6,16 @@ can run, test and step through the real kernels, and CI executes every one of th
 arrays; pointers are their data addresses; launches are synchronous, so there is no stream (0).
 A fault inside a kernel raises RuntimeError "kernel <name>: block (x,y,z) thread (x,y,z): <what>".
 
-Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu"; conv2d is our implicit-GEMM
-kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so convolutions on "emu"
+Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu"; conv2d is our
+implicit-GEMM
+kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so convolutions on
+"emu"
 are slow: keep them small.
 
 ``MINICNN_EMU_EXTENSION=/path/to/_C_emu….so`` loads the kernels from that file instead (CI uses it
 for a copy built with AddressSanitizer, see .ci/run).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,8 +44,10 @@ try:
     _C, _unavailable = _load_extension(), None
 except ImportError as e:
     _C = None
-    _unavailable = (f"the emulated kernels (minicnn._C_emu) are not built or do not load ({e}); build "
-                    f"them with `pip install -e .` or `python setup.py build_ext --inplace`")
+    _unavailable = (
+        f"the emulated kernels (minicnn._C_emu) are not built or do not load ({e}); build "
+        f"them with `pip install -e .` or `python setup.py build_ext --inplace`"
+    )
 
 
 class EmuBackend(KernelBackend):

@@ -16,6 +16,7 @@ The implementations:
 arguments with defaults (the kernels' ``version`` and ``tile``, which tests pin); everything else
 matches the signatures below exactly (tests/core/test_backend_interface.py checks it).
 """
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -31,8 +32,8 @@ Needs = Tuple[bool, bool, bool]
 class Backend(Protocol):
     """One device's kernels. Methods below state their math in one line; docs in the ops."""
 
-    name: str         # the device: "cpu", "emu" or "cuda"
-    xp: ModuleType    # its array module: numpy or cupy
+    name: str  # the device: "cpu", "emu" or "cuda"
+    xp: ModuleType  # its array module: numpy or cupy
 
     @classmethod
     def unavailable_reason(cls) -> Optional[str]:
@@ -74,8 +75,9 @@ class Backend(Protocol):
     def conv2d_backward_bias(self, dout: Array) -> Array:
         """db[k] = Σ_{n,p,q} dout[n,k,p,q]."""
 
-    def conv2d_backward(self, dout: Array, x: Array, w: Array, g: Conv2dGeometry,
-                        needs: Needs = (True, True, True)) -> Tuple[Optional[Array], ...]:
+    def conv2d_backward(
+        self, dout: Array, x: Array, w: Array, g: Conv2dGeometry, needs: Needs = (True, True, True)
+    ) -> Tuple[Optional[Array], ...]:
         """(dx, dw, db), each only where ``needs`` says so (else None)."""
 
     # ---- pooling ------------------------------------------------------------------------------
@@ -85,12 +87,22 @@ class Backend(Protocol):
     def max_pool2d_backward(self, dout: Array, argmax: Array, g: Pool2dGeometry) -> Array:
         """dx[n, c, argmax[n,c,p,q]] += dout[n,c,p,q] over windows that hold an input pixel."""
 
-    def avg_pool2d_forward(self, x: Array, g: Pool2dGeometry, count_include_pad: bool = True,
-                           divisor_override: Optional[int] = None) -> Array:
+    def avg_pool2d_forward(
+        self,
+        x: Array,
+        g: Pool2dGeometry,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+    ) -> Array:
         """y[p, q] = Σ_window x / divisor[p, q] (padding reads 0)."""
 
-    def avg_pool2d_backward(self, dout: Array, g: Pool2dGeometry, count_include_pad: bool = True,
-                            divisor_override: Optional[int] = None) -> Array:
+    def avg_pool2d_backward(
+        self,
+        dout: Array,
+        g: Pool2dGeometry,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+    ) -> Array:
         """dx[h, w] = Σ over the windows (p, q) reading (h, w) of dout[p, q] / divisor[p, q]."""
 
     def adaptive_avg_pool2d_forward(self, x: Array, g: Pool2dGeometry) -> Array:
@@ -100,36 +112,55 @@ class Backend(Protocol):
         """dx = Σ over the bins holding a pixel of dout / (bin area)."""
 
     # ---- local response normalization ---------------------------------------------------------
-    def local_response_norm_forward(self, x: Array, size: int, alpha: float, beta: float,
-                                    k: float) -> Tuple[Array, Array]:
+    def local_response_norm_forward(
+        self, x: Array, size: int, alpha: float, beta: float, k: float
+    ) -> Tuple[Array, Array]:
         """(y, scale): scale = k + α/size Σ_{j in window(c)} x_j², y = x scale^-β."""
 
-    def local_response_norm_backward(self, dout: Array, x: Array, scale: Array, size: int,
-                                     alpha: float, beta: float) -> Array:
+    def local_response_norm_backward(
+        self, dout: Array, x: Array, scale: Array, size: int, alpha: float, beta: float
+    ) -> Array:
         """dx_i = dy_i s_i^-β − (2αβ/size) x_i Σ_{c: i in window(c)} dy_c x_c s_c^(-β-1)."""
 
     # ---- batch normalization ------------------------------------------------------------------
-    def batch_norm_forward_training(self, x: Array, weight: Optional[Array],
-                                    bias: Optional[Array], running_mean: Optional[Array],
-                                    running_var: Optional[Array], momentum: float,
-                                    eps: float) -> Tuple[Array, Array, Array]:
+    def batch_norm_forward_training(
+        self,
+        x: Array,
+        weight: Optional[Array],
+        bias: Optional[Array],
+        running_mean: Optional[Array],
+        running_var: Optional[Array],
+        momentum: float,
+        eps: float,
+    ) -> Tuple[Array, Array, Array]:
         """(y, mean, invstd): y = weight (x − E[x]) / sqrt(Var[x] + eps) + bias; running: lerp."""
 
-    def batch_norm_forward_inference(self, x: Array, weight: Optional[Array],
-                                     bias: Optional[Array], running_mean: Array,
-                                     running_var: Array, eps: float) -> Tuple[Array, Array, Array]:
+    def batch_norm_forward_inference(
+        self,
+        x: Array,
+        weight: Optional[Array],
+        bias: Optional[Array],
+        running_mean: Array,
+        running_var: Array,
+        eps: float,
+    ) -> Tuple[Array, Array, Array]:
         """(y, mean, invstd): y = weight (x − running_mean) / sqrt(running_var + eps) + bias."""
 
-    def batch_norm_backward_training(self, dout: Array, x: Array, weight: Optional[Array],
-                                     mean: Array, invstd: Array) -> Tuple[Array, Array, Array]:
+    def batch_norm_backward_training(
+        self, dout: Array, x: Array, weight: Optional[Array], mean: Array, invstd: Array
+    ) -> Tuple[Array, Array, Array]:
         """(dx, dweight, dbias): dx = weight invstd (dy − mean(dy) − x̂ mean(dy x̂))."""
 
-    def batch_norm_backward_inference(self, dout: Array, x: Array, weight: Optional[Array],
-                                      mean: Array, invstd: Array) -> Tuple[Array, Array, Array]:
+    def batch_norm_backward_inference(
+        self, dout: Array, x: Array, weight: Optional[Array], mean: Array, invstd: Array
+    ) -> Tuple[Array, Array, Array]:
         """(dx, dweight, dbias): dx = dy weight invstd (fixed statistics)."""
 
 
 def kernel_names() -> Tuple[str, ...]:
     """The names of every method of the interface (the test checks each backend against them)."""
-    return tuple(n for n, v in vars(Backend).items()
-                 if not n.startswith("_") and (callable(v) or isinstance(v, classmethod)))
+    return tuple(
+        n
+        for n, v in vars(Backend).items()
+        if not n.startswith("_") and (callable(v) or isinstance(v, classmethod))
+    )

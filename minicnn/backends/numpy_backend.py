@@ -12,6 +12,7 @@ stated) by calling the kernel families, one file each:
 Every family keeps a readable NumPy version beside the C++ path (``_reference`` suffix), used when
 the extension is not built.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -90,12 +91,14 @@ class CpuBackend:
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry):
         return _np_pool.max_pool2d_backward(dout, argmax, g)
 
-    def avg_pool2d_forward(self, x, g: Pool2dGeometry, count_include_pad=True,
-                           divisor_override=None):
+    def avg_pool2d_forward(
+        self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
+    ):
         return _np_pool.avg_pool2d_forward(x, g, count_include_pad, divisor_override)
 
-    def avg_pool2d_backward(self, dout, g: Pool2dGeometry, count_include_pad=True,
-                            divisor_override=None):
+    def avg_pool2d_backward(
+        self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
+    ):
         return _np_pool.avg_pool2d_backward(dout, g, count_include_pad, divisor_override)
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
@@ -111,14 +114,17 @@ class CpuBackend:
     def local_response_norm_backward(self, dout, x, scale, size, alpha, beta):
         return _np_norm.local_response_norm_backward(dout, x, scale, size, alpha, beta)
 
-    def batch_norm_forward_training(self, x, weight, bias, running_mean, running_var, momentum,
-                                    eps):
-        return _np_norm.batch_norm_forward_training(x, weight, bias, running_mean, running_var,
-                                                    momentum, eps)
+    def batch_norm_forward_training(
+        self, x, weight, bias, running_mean, running_var, momentum, eps
+    ):
+        return _np_norm.batch_norm_forward_training(
+            x, weight, bias, running_mean, running_var, momentum, eps
+        )
 
     def batch_norm_forward_inference(self, x, weight, bias, running_mean, running_var, eps):
-        return _np_norm.batch_norm_forward_inference(x, weight, bias, running_mean, running_var,
-                                                     eps)
+        return _np_norm.batch_norm_forward_inference(
+            x, weight, bias, running_mean, running_var, eps
+        )
 
     def batch_norm_backward_training(self, dout, x, weight, mean, invstd):
         return _np_norm.batch_norm_backward_training(dout, x, weight, mean, invstd)

@@ -11,6 +11,7 @@ predicts as ``evaluate`` does (softmax, averaged over crops, highest first). It 
 
 and returns the per-class lines that ``minicnn eval`` prints.
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,6 +48,7 @@ class Recorder:
                     recorder._crops.append(images.shape[1] if images.ndim == 5 else 0)
                     recorder.labels.append(np.asarray(labels))
                     yield images, labels
+
         return _Loader()
 
     def _hook(self, module, args, out):
@@ -74,17 +76,25 @@ class Recorder:
         """Write the three files into ``directory``; returns the per-class report lines."""
         m = self.matrix()
         totals, correct = m.sum(axis=1), np.diag(m)
-        rows = [[c, int(t), int(k), f"{k / t:.4f}" if t else ""]
-                for c, t, k in zip(self.classes, totals, correct)]
-        _write_csv(os.path.join(directory, "confusion.csv"),
-                   [["true \\ predicted"] + self.classes] +
-                   [[c] + [int(v) for v in row] for c, row in zip(self.classes, m)])
-        _write_csv(os.path.join(directory, "per_class.csv"),
-                   [["class", "images", "correct", "accuracy"]] + rows)
+        rows = [
+            [c, int(t), int(k), f"{k / t:.4f}" if t else ""]
+            for c, t, k in zip(self.classes, totals, correct)
+        ]
+        _write_csv(
+            os.path.join(directory, "confusion.csv"),
+            [["true \\ predicted"] + self.classes]
+            + [[c] + [int(v) for v in row] for c, row in zip(self.classes, m)],
+        )
+        _write_csv(
+            os.path.join(directory, "per_class.csv"),
+            [["class", "images", "correct", "accuracy"]] + rows,
+        )
         _plot(os.path.join(directory, "confusion.png"), m, self.classes)
         width = max(len(c) for c in self.classes)
-        return [f"  {c:<{width}}  {100 * k / t:6.2f}%  ({k}/{t})" if t else f"  {c:<{width}}  -"
-                for c, t, k in zip(self.classes, totals.tolist(), correct.tolist())]
+        return [
+            f"  {c:<{width}}  {100 * k / t:6.2f}%  ({k}/{t})" if t else f"  {c:<{width}}  -"
+            for c, t, k in zip(self.classes, totals.tolist(), correct.tolist())
+        ]
 
 
 def _write_csv(path, rows):
@@ -117,8 +127,15 @@ def _plot(path, m, classes):
         for i in range(n):
             for j in range(n):
                 if m[i, j]:
-                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.colorbar(image, ax=ax, label="share of the true class")

@@ -8,6 +8,7 @@ NAME[:VARIANT]``, randomly initialised with ``--seed`` or loaded from ``--weight
 e.g. converted torchvision weights). Images: ``--image FILE`` (repeatable), else shapes rendered
 like the built-in dataset's.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,12 @@ def _build(spec, args, option="--model"):
     if args.weights:
         _load_weights(model, args.weights)
     classes = [str(i) for i in range(_num_classes(model))]
-    return model.to(args.device).eval(), classes, model.default_input_size[1], \
-        (IMAGENET_MEAN, IMAGENET_STD)
+    return (
+        model.to(args.device).eval(),
+        classes,
+        model.default_input_size[1],
+        (IMAGENET_MEAN, IMAGENET_STD),
+    )
 
 
 def _num_classes(model):
@@ -174,8 +179,9 @@ def _maps(model, args, x, images, classes, kind, **_):
     for i, p in enumerate(probs):
         top, t = int(p.argmax()), int(target[i])
         titles.append(f"class {classes[t]} ({100 * p[t]:.1f}%)")
-        print(f"image {i}: predicted {classes[top]} ({100 * p[top]:.1f}%), map of class "
-              f"{classes[t]}")
+        print(
+            f"image {i}: predicted {classes[top]} ({100 * p[top]:.1f}%), map of class {classes[t]}"
+        )
     viz.save_map_figure(args.out, images, maps, titles, overlay=kind == "gradcam")
     print(f"wrote {args.out}")
 
@@ -185,13 +191,17 @@ def _stats_lines(label, stats, rows=10):
     from ..nn import Linear  # noqa: F401  (the table names the layer types)
 
     pick = sorted(set(np.linspace(0, len(stats) - 1, min(rows, len(stats))).round().astype(int)))
-    out = [f"{label}: {len(stats)} conv/linear layers",
-           f"  {'#':>4}  {'layer':<24}{'act mean':>10}{'act std':>10}{'||dL/dW||':>12}"
-           f"{'||dL/dy||':>12}"]
+    out = [
+        f"{label}: {len(stats)} conv/linear layers",
+        f"  {'#':>4}  {'layer':<24}{'act mean':>10}{'act std':>10}{'||dL/dW||':>12}"
+        f"{'||dL/dy||':>12}",
+    ]
     for i in pick:
         s = stats[i]
-        out.append(f"  {i + 1:>4}  {s.name:<24}{s.act_mean:>10.3f}{s.act_std:>10.3f}"
-                   f"{s.weight_grad_norm:>12.3g}{s.output_grad_norm:>12.3g}")
+        out.append(
+            f"  {i + 1:>4}  {s.name:<24}{s.act_mean:>10.3f}{s.act_std:>10.3f}"
+            f"{s.weight_grad_norm:>12.3g}{s.output_grad_norm:>12.3g}"
+        )
     convs = [s for s in stats if s.type == "Conv2d"] or stats
     first, last = convs[0], convs[-1]
     a, b = first.output_grad_norm, last.output_grad_norm
@@ -207,16 +217,24 @@ def _stats(model, args, x, labels, **_):
     specs += [(spec, _build(spec, args, "--compare")[0]) for spec in args.compare or ()]
     for label, m in specs:
         n = _num_classes(m)
-        y = (labels if labels is not None else np.random.default_rng(args.seed)
-             .integers(0, n, len(x))) % n
+        y = (
+            labels
+            if labels is not None
+            else np.random.default_rng(args.seed).integers(0, n, len(x))
+        ) % n
         runs[label] = viz.layer_statistics(m, x, y.astype(np.int64))
         print("\n".join(_stats_lines(label, runs[label])))
     viz.save_stats_figure(args.out, runs)
     print(f"wrote {args.out}")
 
 
-_DRAW = {"filters": _filters, "features": _features, "saliency": _maps, "gradcam": _maps,
-         "stats": _stats}
+_DRAW = {
+    "filters": _filters,
+    "features": _features,
+    "saliency": _maps,
+    "gradcam": _maps,
+    "stats": _stats,
+}
 
 
 def _check_args(args):
@@ -261,8 +279,9 @@ def run(args):
     images, labels = _images(args, size, count)
     x = _batch(images, norm, args.device)
     try:
-        _DRAW[args.kind](model, args, x=x, images=images, labels=labels, classes=classes,
-                         kind=args.kind)
+        _DRAW[args.kind](
+            model, args, x=x, images=images, labels=labels, classes=classes, kind=args.kind
+        )
     except (KeyError, ValueError) as e:
         text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         _fail(str(text).removeprefix("viz: "))
@@ -270,27 +289,49 @@ def run(args):
 
 
 def add_parser(sub):
-    p = sub.add_parser("visualize", help="PNG figures: filters, feature maps, saliency, Grad-CAM, "
-                                         "activation/gradient statistics",
-                       description=__doc__.split("\n\n")[1].replace("``", "'"))
+    p = sub.add_parser(
+        "visualize",
+        help="PNG figures: filters, feature maps, saliency, Grad-CAM, "
+        "activation/gradient statistics",
+        description=__doc__.split("\n\n")[1].replace("``", "'"),
+    )
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--checkpoint", metavar="FILE", help="best.npz or last.npz of a training run")
     p.add_argument("--model", metavar="NAME[:VARIANT]", help="build this model instead")
-    p.add_argument("--weights", metavar="FILE.npz", help="with --model: converted weights or a "
-                                                         "checkpoint to load")
+    p.add_argument(
+        "--weights",
+        metavar="FILE.npz",
+        help="with --model: converted weights or a checkpoint to load",
+    )
     p.add_argument("--num-classes", type=int, help="with --model: classifier size")
-    p.add_argument("--image", action="append", metavar="FILE",
-                   help="an input image (repeatable; default: rendered built-in shapes)")
-    p.add_argument("--image-size", type=int, help="input side (default: the checkpoint's or the "
-                                                  "model's own)")
+    p.add_argument(
+        "--image",
+        action="append",
+        metavar="FILE",
+        help="an input image (repeatable; default: rendered built-in shapes)",
+    )
+    p.add_argument(
+        "--image-size", type=int, help="input side (default: the checkpoint's or the model's own)"
+    )
     p.add_argument("--batch", type=int, help="rendered images to use (default 1; 16 for stats)")
-    p.add_argument("--layer", action="append", metavar="NAME",
-                   help="features: layers to show (repeatable); gradcam: the layer (default: "
-                        "the last one with a map larger than 1x1)")
-    p.add_argument("--target", metavar="CLASS", help="saliency/gradcam: class name or index "
-                                                     "(default: the predicted class)")
-    p.add_argument("--compare", action="append", metavar="NAME[:VARIANT]",
-                   help="stats: also this model, in the same figure (repeatable)")
+    p.add_argument(
+        "--layer",
+        action="append",
+        metavar="NAME",
+        help="features: layers to show (repeatable); gradcam: the layer (default: "
+        "the last one with a map larger than 1x1)",
+    )
+    p.add_argument(
+        "--target",
+        metavar="CLASS",
+        help="saliency/gradcam: class name or index (default: the predicted class)",
+    )
+    p.add_argument(
+        "--compare",
+        action="append",
+        metavar="NAME[:VARIANT]",
+        help="stats: also this model, in the same figure (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0, help="weight init and rendered images")
     p.add_argument("--device", choices=("cpu", "emu", "cuda"), default="cpu")
     p.add_argument("--out", metavar="FILE.png", help="default KIND.png")

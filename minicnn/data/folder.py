@@ -21,6 +21,7 @@ naming the link. A class folder without images is an error too, as in torchvisio
 never clipped. Images over ``MAX_IMAGE_PIXELS`` pixels are refused before they are decoded, and
 Pillow's decompression-bomb check is on (its warning is an error here).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,17 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["IMG_EXTENSIONS", "MAX_IMAGE_PIXELS", "ImageFolder", "UnreadableDataset", "UnreadableImage",
-           "find_classes", "load_image"]
+__all__ = [
+    "IMG_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "ImageFolder",
+    "UnreadableDataset",
+    "UnreadableImage",
+    "find_classes",
+    "load_image",
+]
 
-MAX_IMAGE_PIXELS = 1 << 26   # 67 megapixels (8192 x 8192): what a training image may decode to
+MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): what a training image may decode to
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -82,19 +90,28 @@ def load_image(path: Union[str, os.PathLike], max_pixels: int = MAX_IMAGE_PIXELS
     with _open_regular(path) as f:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # e.g. palette images with transparency, EXIF oddities
+                warnings.simplefilter(
+                    "ignore"
+                )  # e.g. palette images with transparency, EXIF oddities
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(f) as img:
                     w, h = img.size
                     if w * h > max_pixels:
-                        raise UnreadableImage(path, f"{w}x{h} is more than {max_pixels} pixels "
-                                                    f"(a decompression bomb?)")
+                        raise UnreadableImage(
+                            path,
+                            f"{w}x{h} is more than {max_pixels} pixels (a decompression bomb?)",
+                        )
                     if img.mode == "P" and "transparency" in img.info:
                         img = img.convert("RGBA")
                     wide = _to_uint8(img)
                     return wide if wide is not None else np.asarray(img.convert("RGB"))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as e:
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as e:
             raise UnreadableImage(path, f"{type(e).__name__}: {e}") from None
 
 
@@ -121,10 +138,14 @@ def _follow(entry, top, ancestors):
     out of it or to a folder that contains it (a loop)."""
     target = os.path.realpath(entry.path)
     if not _inside(target, top):
-        raise ValueError(f"{entry.path!r} is a symbolic link out of its class folder (to {target!r}); "
-                         f"links are followed only inside the class folder")
+        raise ValueError(
+            f"{entry.path!r} is a symbolic link out of its class folder (to {target!r}); "
+            f"links are followed only inside the class folder"
+        )
     if target in ancestors:
-        raise ValueError(f"{entry.path!r} is a symbolic link loop (to {target!r}, which contains it)")
+        raise ValueError(
+            f"{entry.path!r} is a symbolic link loop (to {target!r}, which contains it)"
+        )
     return target
 
 
@@ -161,22 +182,30 @@ class ImageFolder:
     (path, class_index)), ``targets``.
     """
 
-    def __init__(self, root: Union[str, os.PathLike], transform: Optional[Callable] = None,
-                 target_transform: Optional[Callable] = None,
-                 loader: Callable[[str], Any] = load_image) -> None:
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        transform: Optional[Callable] = None,
+        target_transform: Optional[Callable] = None,
+        loader: Callable[[str], Any] = load_image,
+    ) -> None:
         self.root = os.fspath(root)
         self.classes, self.class_to_idx = find_classes(self.root)
         found = [_scan(os.path.join(self.root, c)) for c in self.classes]
         self.samples = [(path, i) for i, paths in enumerate(found) for path in paths]
         if not self.samples:
-            raise ValueError(f"{self.root!r} has class folders ({', '.join(self.classes[:5])}"
-                             f"{', …' if len(self.classes) > 5 else ''}) but no image files in them "
-                             f"(extensions {', '.join(IMG_EXTENSIONS)})")
+            raise ValueError(
+                f"{self.root!r} has class folders ({', '.join(self.classes[:5])}"
+                f"{', …' if len(self.classes) > 5 else ''}) but no image files in them "
+                f"(extensions {', '.join(IMG_EXTENSIONS)})"
+            )
         empty = [os.path.join(self.root, c) for c, paths in zip(self.classes, found) if not paths]
         if empty:
-            raise ValueError(f"class folder {empty[0]!r} has no image files"
-                             + (f" (nor {len(empty) - 1} more)" if len(empty) > 1 else "")
-                             + "; remove it or add images (torchvision refuses it too)")
+            raise ValueError(
+                f"class folder {empty[0]!r} has no image files"
+                + (f" (nor {len(empty) - 1} more)" if len(empty) > 1 else "")
+                + "; remove it or add images (torchvision refuses it too)"
+            )
         self.targets = [t for _, t in self.samples]
         self.transform, self.target_transform, self.loader = transform, target_transform, loader
 
@@ -193,5 +222,7 @@ class ImageFolder:
         return image, target
 
     def __repr__(self):
-        return (f"ImageFolder(root={self.root!r}, {len(self)} images, {len(self.classes)} classes, "
-                f"transform={self.transform!r})")
+        return (
+            f"ImageFolder(root={self.root!r}, {len(self)} images, {len(self.classes)} classes, "
+            f"transform={self.transform!r})"
+        )

@@ -1,6 +1,7 @@
 """DataLoader: batches of a dataset, shuffled under a seed, decoded ahead by worker processes.
 
-    loader = DataLoader(ImageFolder("train", transform), batch_size=128, shuffle=True, num_workers=4,
+    loader = DataLoader(ImageFolder("train", transform), batch_size=128, shuffle=True,
+    num_workers=4,
                         seed=0)
     for epoch in range(epochs):
         loader.set_epoch(epoch)
@@ -18,12 +19,14 @@ task queue, loads and collates the samples and sends the batch back; the loader 
 raised in the main process with the worker's traceback; a worker that dies is an error naming its
 pid and the batch it was loading. Results come back through one pipe per worker as length-prefixed
 messages that the main process reads without blocking, so a worker killed in the middle of a message
-is noticed instead of hanging the read. Workers die with the main process (PR_SET_PDEATHSIG on Linux,
+is noticed instead of hanging the read. Workers die with the main process (PR_SET_PDEATHSIG on
+Linux,
 and a watchdog on the parent's pid). An epoch in which every sample was unreadable raises
 ``UnreadableDataset``.
 Samples whose image cannot be decoded (``UnreadableImage``) are left out of their batch; the loader
 warns once, at the end of the epoch, with the number of files skipped.
 """
+
 from __future__ import annotations
 
 import collections
@@ -52,8 +55,8 @@ from .transforms import sample_generator
 
 __all__ = ["DataLoader", "DataLoaderError", "UnreadableImageWarning", "default_collate"]
 
-PR_SET_PDEATHSIG = 1            # <linux/prctl.h>
-_FRAME = struct.Struct("<Q")    # a result message: its length, then the pickle
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_FRAME = struct.Struct("<Q")  # a result message: its length, then the pickle
 
 
 class UnreadableImageWarning(UserWarning):
@@ -127,7 +130,7 @@ def _send_frame(fd, obj):
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_FRAME.pack(len(data)) + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _worker_loop(dataset, collate_fn, tasks, results, parent_pid, use_pdeathsig):
@@ -145,7 +148,9 @@ def _worker_loop(dataset, collate_fn, tasks, results, parent_pid, use_pdeathsig)
         try:
             batch, skipped = _load_batch(dataset, indices, seed_words, collate_fn)
             message = (key, batch, skipped, None)
-            pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)  # an unpicklable batch is an error
+            pickle.dumps(
+                message, protocol=pickle.HIGHEST_PROTOCOL
+            )  # an unpicklable batch is an error
         except Exception:  # noqa: BLE001 - reported in the main process with the traceback
             message = (key, None, [], traceback.format_exc())
         _send_frame(fd, message)
@@ -158,8 +163,12 @@ class _Worker:
         task_recv, self.tasks = ctx.Pipe(duplex=False)
         self.results, result_send = ctx.Pipe(duplex=False)
         pdeathsig = threading.current_thread() is threading.main_thread()
-        self.process = ctx.Process(target=_worker_loop, daemon=True, name=f"minicnn-loader-{index}",
-                                   args=(dataset, collate_fn, task_recv, result_send, os.getpid(), pdeathsig))
+        self.process = ctx.Process(
+            target=_worker_loop,
+            daemon=True,
+            name=f"minicnn-loader-{index}",
+            args=(dataset, collate_fn, task_recv, result_send, os.getpid(), pdeathsig),
+        )
         self.process.start()
         task_recv.close()
         result_send.close()
@@ -183,8 +192,8 @@ class _Worker:
             (size,) = _FRAME.unpack_from(self.buffer)
             if len(self.buffer) < _FRAME.size + size:
                 break
-            messages.append(pickle.loads(self.buffer[_FRAME.size:_FRAME.size + size]))
-            del self.buffer[:_FRAME.size + size]
+            messages.append(pickle.loads(self.buffer[_FRAME.size : _FRAME.size + size]))
+            del self.buffer[: _FRAME.size + size]
         for _ in messages:
             self.pending.popleft()
         return messages
@@ -194,8 +203,11 @@ class _Worker:
         if self.process.is_alive() or not self.pending:
             return None
         code = self.process.exitcode
-        how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else
-               f"exited with code {code}")
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with code {code}"
+        )
         run, batch = self.pending[0]
         return f"DataLoader worker {self.index} (pid {self.process.pid}) {how} while loading batch {batch}"
 
@@ -223,22 +235,42 @@ class DataLoaderError(RuntimeError):
 
 
 class DataLoader:
-    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, num_workers: int = 0, seed: Optional[int] = None,
-                 collate_fn: Callable[[Sequence[Any]], Any] = default_collate,
-                 prefetch_factor: int = 2, timeout: float = 120.0,
-                 sampler: Optional[Any] = None) -> None:
-        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                                 ("prefetch_factor", prefetch_factor, 1)):
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        seed: Optional[int] = None,
+        collate_fn: Callable[[Sequence[Any]], Any] = default_collate,
+        prefetch_factor: int = 2,
+        timeout: float = 120.0,
+        sampler: Optional[Any] = None,
+    ) -> None:
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("prefetch_factor", prefetch_factor, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"DataLoader: {name} must be an integer >= {low}, got {value!r}")
-        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, int(batch_size), shuffle, drop_last
-        self.num_workers, self.prefetch_factor, self.timeout = int(num_workers), prefetch_factor, timeout
+        self.dataset, self.batch_size, self.shuffle, self.drop_last = (
+            dataset,
+            int(batch_size),
+            shuffle,
+            drop_last,
+        )
+        self.num_workers, self.prefetch_factor, self.timeout = (
+            int(num_workers),
+            prefetch_factor,
+            timeout,
+        )
         self.collate_fn = collate_fn
         if sampler is not None and shuffle:  # the sampler decides the order (torch's rule)
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle=True")
         self.sampler = sampler
-        self.seed = int(_random.generator().integers(2 ** 63)) if seed is None else int(seed)
+        self.seed = int(_random.generator().integers(2**63)) if seed is None else int(seed)
         self.epoch = 0
         self._workers, self._selector, self._finalizer = [], None, None
         self._inbox = collections.deque()
@@ -256,13 +288,17 @@ class DataLoader:
     def batch_indices(self, epoch):
         """The list of index arrays of epoch ``epoch``."""
         n = len(self.dataset)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(n)
+            if self.shuffle
+            else np.arange(n)
+        )
         if self.sampler is not None:  # e.g. DistributedSampler: told the epoch, gives the order
             getattr(self.sampler, "set_epoch", lambda e: None)(epoch)
             order = np.fromiter(iter(self.sampler), dtype=np.int64)
             n = len(order)
         stop = n - n % self.batch_size if self.drop_last else n
-        return [order[i:i + self.batch_size] for i in range(0, stop, self.batch_size)]
+        return [order[i : i + self.batch_size] for i in range(0, stop, self.batch_size)]
 
     def __iter__(self) -> Iterator[Any]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -288,9 +324,14 @@ class DataLoader:
         if self._workers and all(w.process.is_alive() for w in self._workers):
             return
         self.close()
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() and os.name == "posix"
-                             and not _is_macos() else "spawn")
-        self._workers = [_Worker(ctx, i, self.dataset, self.collate_fn) for i in range(self.num_workers)]
+        ctx = mp.get_context(
+            "fork"
+            if "fork" in mp.get_all_start_methods() and os.name == "posix" and not _is_macos()
+            else "spawn"
+        )
+        self._workers = [
+            _Worker(ctx, i, self.dataset, self.collate_fn) for i in range(self.num_workers)
+        ]
         self._selector = selectors.DefaultSelector()
         for w in self._workers:
             self._selector.register(w.results.fileno(), selectors.EVENT_READ, w)
@@ -350,11 +391,16 @@ class DataLoader:
                 break
             self._check_workers()
             if self.timeout and time.monotonic() - started >= self.timeout:
-                busy = ", ".join(f"pid {w.process.pid} on batch {w.pending[0][1]}"
-                                 for w in self._workers if w.pending)
+                busy = ", ".join(
+                    f"pid {w.process.pid} on batch {w.pending[0][1]}"
+                    for w in self._workers
+                    if w.pending
+                )
                 self.close()
-                raise DataLoaderError(f"DataLoader: no batch from the workers in {self.timeout:.0f} s "
-                                      f"({busy or 'none busy'})")
+                raise DataLoaderError(
+                    f"DataLoader: no batch from the workers in {self.timeout:.0f} s "
+                    f"({busy or 'none busy'})"
+                )
         return self._inbox.popleft()
 
     def _check_workers(self):
@@ -369,15 +415,20 @@ class DataLoader:
         if skipped and not yielded:
             path, reason = skipped[0]
             where = getattr(self.dataset, "root", type(self.dataset).__name__)
-            raise UnreadableDataset(f"every image of {where} was unreadable ({len(skipped)} files; "
-                                    f"first: {path}: {reason})")
+            raise UnreadableDataset(
+                f"every image of {where} was unreadable ({len(skipped)} files; "
+                f"first: {path}: {reason})"
+            )
         new = [(p, r) for p, r in skipped if p not in self._reported]
         if not new:
             return
         self._reported.update(p for p, _ in new)
         path, reason = new[0]
-        warnings.warn(f"skipped {len(new)} unreadable image file(s) (first: {path}: {reason})",
-                      UnreadableImageWarning, stacklevel=3)
+        warnings.warn(
+            f"skipped {len(new)} unreadable image file(s) (first: {path}: {reason})",
+            UnreadableImageWarning,
+            stacklevel=3,
+        )
 
 
 def _is_macos():

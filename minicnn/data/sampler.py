@@ -10,6 +10,7 @@ repeating its head to a multiple of the number of replicas (or cut to one with `
 rank r takes every num_replicas-th index from position r. So the shards are disjoint (before
 padding), together they cover the dataset, and the order changes with the epoch.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,12 @@ def _world(num_replicas, rank):
     """(num_replicas, rank) from the arguments or, where None, the default process group."""
     if num_replicas is None or rank is None:
         from .. import distributed as dist
+
         if not dist.is_initialized():
-            raise RuntimeError("DistributedSampler: pass num_replicas and rank, or call "
-                               "minicnn.distributed.init_process_group() first")
+            raise RuntimeError(
+                "DistributedSampler: pass num_replicas and rank, or call "
+                "minicnn.distributed.init_process_group() first"
+            )
         num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
         rank = dist.get_rank() if rank is None else rank
     for name, value in (("num_replicas", num_replicas), ("rank", rank)):
@@ -36,16 +40,25 @@ def _world(num_replicas, rank):
     if num_replicas < 1:
         raise ValueError(f"DistributedSampler: num_replicas must be >= 1, got {num_replicas}")
     if not 0 <= rank < num_replicas:
-        raise ValueError(f"DistributedSampler: invalid rank {rank}, rank should be in the "
-                         f"interval [0, {num_replicas - 1}]")
+        raise ValueError(
+            f"DistributedSampler: invalid rank {rank}, rank should be in the "
+            f"interval [0, {num_replicas - 1}]"
+        )
     return int(num_replicas), int(rank)
 
 
 class DistributedSampler:
     """Indices of rank ``rank``'s share of ``dataset`` for the current epoch (torch's semantics)."""
 
-    def __init__(self, dataset: Any, num_replicas: Optional[int] = None,
-                 rank: Optional[int] = None, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         self.num_replicas, self.rank = _world(num_replicas, rank)
         self.dataset, self.shuffle, self.drop_last = dataset, shuffle, drop_last
         self.seed = int(seed)
@@ -64,13 +77,16 @@ class DistributedSampler:
     def indices(self):
         """This rank's indices for the current epoch, as an int64 array."""
         n = len(self.dataset)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle \
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            if self.shuffle
             else np.arange(n)
+        )
         if self.drop_last:
-            order = order[:self.total_size]
+            order = order[: self.total_size]
         elif self.total_size > n:
             order = np.concatenate([order, np.resize(order, self.total_size - n)]) if n else order
-        return order[self.rank:self.total_size:self.num_replicas].astype(np.int64)
+        return order[self.rank : self.total_size : self.num_replicas].astype(np.int64)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())

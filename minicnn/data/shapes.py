@@ -1,10 +1,12 @@
 """The built-in dataset: ten classes of rendered shapes, written as PNG files in the ImageFolder layout.
 
-Each image is one shape (arrow, circle, crescent, cross, heart, ring, square, star, tee, triangle) at a
+Each image is one shape (arrow, circle, crescent, cross, heart, ring, square, star, tee, triangle)
+at a
 random position, size (radius 20-36% of the image) and rotation, in a random dark colour with a
 shading gradient, over a random light background with texture (a two-colour gradient, low-frequency
 blotches, sometimes stripes) and pixel noise. Position, size, rotation and colours vary so much that
-no pixel and no colour says the class: a linear model on the raw pixels stays near chance (tests check
+no pixel and no colour says the class: a linear model on the raw pixels stays near chance (tests
+check
 this), while a CNN, which learns edge detectors that work anywhere and combines them, gets ~97% in a
 few epochs. (The shape is always darker than its background: with random polarity too, a small CNN
 needs several times more epochs, for no gain in what the dataset teaches.) Rendering is NumPy only:
@@ -18,6 +20,7 @@ The first call generates the files (a few seconds); later calls find them. Gener
 temporary folder beside the target and renames it into place once every file and the manifest are
 written, so a killed generation never leaves a cache that looks complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,12 +32,23 @@ import numpy as np
 
 __all__ = ["CLASSES", "builtin_dataset", "cache_root", "generate", "render"]
 
-CLASSES = ("arrow", "circle", "crescent", "cross", "heart", "ring", "square", "star", "tee", "triangle")
-VERSION = 1          # bump when rendering changes: the cache folder name carries it
-SUPERSAMPLE = 4      # samples per pixel side for anti-aliasing
-EXTENT = 1.4         # every shape lies within this radius of its centre (unit-disc units)
-BG_DEPTH = 0.45      # background base colour: 1 - U(0, BG_DEPTH) per channel (light)
-FG_LIGHT = 0.5       # shape colour: U(0, FG_LIGHT) per channel (dark)
+CLASSES = (
+    "arrow",
+    "circle",
+    "crescent",
+    "cross",
+    "heart",
+    "ring",
+    "square",
+    "star",
+    "tee",
+    "triangle",
+)
+VERSION = 1  # bump when rendering changes: the cache folder name carries it
+SUPERSAMPLE = 4  # samples per pixel side for anti-aliasing
+EXTENT = 1.4  # every shape lies within this radius of its centre (unit-disc units)
+BG_DEPTH = 0.45  # background base colour: 1 - U(0, BG_DEPTH) per channel (light)
+FG_LIGHT = 0.5  # shape colour: U(0, FG_LIGHT) per channel (dark)
 TEXTURE = (0.15, (0.05, 0.2), (0.03, 0.08))  # gradient colour spread, blotch and stripe amplitudes
 MANIFEST = "manifest.json"
 
@@ -47,13 +61,14 @@ def cache_root():
     return os.path.join(base, "minicnn")
 
 
-# ---- shapes: inside-tests in the shape's own frame (u, v), the shape filling about the unit disc ---
+# ---- shapes: inside-tests in the shape's own frame (u, v), the shape filling about the unit disc
+# ---
 def _regular_polygon(u, v, sides, radius=1.0):
     """Inside a regular polygon with ``sides`` vertices on a circle of ``radius`` (one vertex up)."""
     inside = np.ones(u.shape, dtype=bool)
     apothem = radius * np.cos(np.pi / sides)
     for k in range(sides):
-        a = 2 * np.pi * (k + 0.5) / sides + np.pi / 2   # outward normal of edge k
+        a = 2 * np.pi * (k + 0.5) / sides + np.pi / 2  # outward normal of edge k
         inside &= u * np.cos(a) + v * np.sin(a) <= apothem
     return inside
 
@@ -61,13 +76,13 @@ def _regular_polygon(u, v, sides, radius=1.0):
 def _star(u, v, points=5, inner=0.45):
     r, t = np.hypot(u, v), np.arctan2(v, u) - np.pi / 2
     sector = 2 * np.pi / points
-    f = np.abs((t % sector) / sector - 0.5) * 2          # 1 at a tip, 0 between tips
+    f = np.abs((t % sector) / sector - 0.5) * 2  # 1 at a tip, 0 between tips
     # straight edges between a tip (radius 1) and a notch (radius inner), in polar form
     half = sector / 2
-    phi = (1 - f) * half                                 # angle from the tip direction
+    phi = (1 - f) * half  # angle from the tip direction
     tip, notch = np.array([1.0, 0.0]), inner * np.array([np.cos(half), np.sin(half)])
     d = notch - tip
-    normal = np.array([-d[1], d[0]])                     # edge line: normal . p = normal . tip
+    normal = np.array([-d[1], d[0]])  # edge line: normal . p = normal . tip
     return r * (normal[0] * np.cos(phi) + normal[1] * np.sin(phi)) >= normal @ tip  # both < 0
 
 
@@ -77,7 +92,7 @@ def _inside(name, u, v):
         return u * u + v * v <= 1.0
     if name == "ring":
         rr = u * u + v * v
-        return (rr <= 1.0) & (rr >= 0.55 ** 2)
+        return (rr <= 1.0) & (rr >= 0.55**2)
     if name == "triangle":
         return _regular_polygon(u, v, 3, 1.1)
     if name == "square":
@@ -87,29 +102,32 @@ def _inside(name, u, v):
     if name == "cross":
         return ((au <= 0.3) & (av <= 1.0)) | ((av <= 0.3) & (au <= 1.0))
     if name == "crescent":
-        return (u * u + v * v <= 1.0) & ((u - 0.45) ** 2 + v * v >= 0.8 ** 2)
+        return (u * u + v * v <= 1.0) & ((u - 0.45) ** 2 + v * v >= 0.8**2)
     if name == "arrow":
         shaft = (u >= -1.0) & (u <= 0.15) & (av <= 0.22)
         head = (u >= 0.15) & (u <= 1.0) & (av <= 0.75 * (1.0 - u) / 0.85)
         return shaft | head
     if name == "heart":
-        x, y = u * 1.15, -v * 1.15 + 0.15                # the classic implicit heart, point down
+        x, y = u * 1.15, -v * 1.15 + 0.15  # the classic implicit heart, point down
         xx, q = x * x, x * x + y * y - 1
         return q * q * q <= xx * y * y * y
     if name == "tee":
-        return ((au <= 0.95) & (v >= -0.95) & (v <= -0.45)) | ((au <= 0.26) & (v >= -0.95) & (v <= 0.95))
+        return ((au <= 0.95) & (v >= -0.95) & (v <= -0.45)) | (
+            (au <= 0.26) & (v >= -0.95) & (v <= 0.95)
+        )
     raise ValueError(f"unknown shape {name!r}")
 
 
-# ---- rendering ------------------------------------------------------------------------------------
+# ---- rendering
+# ------------------------------------------------------------------------------------
 def _smooth_noise(rng, size, cells):
     """A (size, size) field of bilinearly interpolated random values on a (cells+1)^2 grid, in [0, 1]."""
     grid = rng.random((cells + 1, cells + 1))
     t = np.linspace(0, cells, size, endpoint=False) + cells / (2 * size)
     i = np.minimum(t.astype(int), cells - 1)
     f = t - i
-    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]                 # (size, cells+1)
-    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]           # (size, size)
+    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]  # (size, cells+1)
+    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]  # (size, size)
 
 
 def _background(rng, size):
@@ -144,13 +162,15 @@ def _coverage(name, size, scale, cx, cy, angle):
     u, v = x * c + y * s, y * c - x * s
     inside = _inside(name, u, v)
     h, w = hi[0] - lo[0], hi[1] - lo[1]
-    alpha[lo[0]:hi[0], lo[1]:hi[1]] = inside.reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(axis=(1, 3))
+    alpha[lo[0] : hi[0], lo[1] : hi[1]] = inside.reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(
+        axis=(1, 3)
+    )
     return alpha
 
 
 def render(name, rng, size=32):
     """One (size, size, 3) uint8 image of shape ``name`` with every free choice drawn from ``rng``."""
-    scale = size * rng.uniform(0.2, 0.36)                 # radius of the unit disc in pixels
+    scale = size * rng.uniform(0.2, 0.36)  # radius of the unit disc in pixels
     margin = 0.75 * scale
     cx, cy = rng.uniform(margin, size - margin, 2)
     angle = rng.uniform(0, 2 * np.pi)
@@ -165,7 +185,8 @@ def render(name, rng, size=32):
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-# ---- the cache ------------------------------------------------------------------------------------
+# ---- the cache
+# ------------------------------------------------------------------------------------
 def _split_rng(seed, split, index):
     return np.random.default_rng([seed, {"train": 0, "val": 1}[split], index])
 
@@ -184,10 +205,18 @@ def generate(root, train_per_class=500, val_per_class=100, size=32, seed=0):
         for index in range(per_class * len(CLASSES)):
             name = CLASSES[index % len(CLASSES)]
             pixels = render(name, _split_rng(seed, split, index), size)
-            Image.fromarray(pixels).save(os.path.join(root, split, name, f"{index:06d}.png"),
-                                         compress_level=1)
-    manifest = {"name": "shapes", "version": VERSION, "classes": list(CLASSES), "size": size,
-                "seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class}
+            Image.fromarray(pixels).save(
+                os.path.join(root, split, name, f"{index:06d}.png"), compress_level=1
+            )
+    manifest = {
+        "name": "shapes",
+        "version": VERSION,
+        "classes": list(CLASSES),
+        "size": size,
+        "seed": seed,
+        "train_per_class": train_per_class,
+        "val_per_class": val_per_class,
+    }
     with open(os.path.join(root, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1)
     return root
@@ -212,8 +241,10 @@ def builtin_dataset(train_per_class=500, val_per_class=100, size=32, seed=0, cac
         shutil.rmtree(final, ignore_errors=True)
     tmp = os.path.join(cache, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     if log is not None:
-        log(f"generating the built-in dataset ({train_per_class * len(CLASSES)} train + "
-            f"{val_per_class * len(CLASSES)} val images) in {final}")
+        log(
+            f"generating the built-in dataset ({train_per_class * len(CLASSES)} train + "
+            f"{val_per_class * len(CLASSES)} val images) in {final}"
+        )
     try:
         generate(tmp, train_per_class, val_per_class, size, seed)
         try:

@@ -4,7 +4,8 @@ Images are NumPy arrays: HWC uint8 as ``load_image`` returns them, until ``ToFlo
 into CHW float32 in [0, 1]; ``Lighting`` and ``Normalize`` work on that. ``TenCrop`` returns a stack
 (10, H, W, C), and the transforms after it apply to every crop (they accept leading dimensions).
 
-Random transforms draw from the generator that ``DataLoader`` installs for each sample (seeded by the
+Random transforms draw from the generator that ``DataLoader`` installs for each sample (seeded by
+the
 loader's seed, the epoch and the sample's index, so augmentation is reproducible whatever the number
 of workers) or, outside a loader, from ``minicnn.random.generator()``:
 
@@ -12,6 +13,7 @@ of workers) or, outside a loader, from ``minicnn.random.generator()``:
     >>> with sample_generator(np.random.default_rng(0)):
     ...     x = t(image)                       # (3, 32, 32) float32
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,22 +23,38 @@ from typing import Any, Callable, Iterable, Sequence, Tuple, Union
 
 import numpy as np
 
-Size = Union[int, Sequence[int]]
-
 from .. import random as _random
 
-__all__ = ["CenterCrop", "Compose", "IMAGENET_MEAN", "IMAGENET_PCA_EIGVAL", "IMAGENET_PCA_EIGVEC",
-           "IMAGENET_STD", "Lighting", "Normalize", "RandomCrop", "RandomHorizontalFlip",
-           "RandomResizedCrop", "Resize", "TenCrop", "ToFloatCHW", "sample_generator"]
+Size = Union[int, Sequence[int]]
+
+__all__ = [
+    "CenterCrop",
+    "Compose",
+    "IMAGENET_MEAN",
+    "IMAGENET_PCA_EIGVAL",
+    "IMAGENET_PCA_EIGVEC",
+    "IMAGENET_STD",
+    "Lighting",
+    "Normalize",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomResizedCrop",
+    "Resize",
+    "TenCrop",
+    "ToFloatCHW",
+    "sample_generator",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Principal components of ImageNet's RGB pixel values in [0, 1] (eigenvalues and eigenvectors as
 # columns), as in fb.resnet.torch and torchvision's reference scripts.
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
-IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
-                       (-0.5808, -0.0045, -0.8140),
-                       (-0.5836, -0.6948, 0.4203))
+IMAGENET_PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
 
 _sample_rng = None
 
@@ -69,11 +87,11 @@ def _crop(img, top, left, h, w, fill=0):
     """img[top:top+h, left:left+w] (HWC), with ``fill`` where the window leaves the image."""
     H, W = img.shape[:2]
     if top >= 0 and left >= 0 and top + h <= H and left + w <= W:
-        return img[top:top + h, left:left + w]
+        return img[top : top + h, left : left + w]
     out = np.full((h, w) + img.shape[2:], fill, dtype=img.dtype)
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + h, H), min(left + w, W)
     if y1 > y0 and x1 > x0:
-        out[y0 - top:y1 - top, x0 - left:x1 - left] = img[y0:y1, x0:x1]
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = img[y0:y1, x0:x1]
     return out
 
 
@@ -137,8 +155,9 @@ class RandomCrop(_Repr):
     """A random ``size`` window of the image padded by ``padding`` pixels of ``fill`` on every side
     (the CIFAR augmentation of the ResNet paper: pad 4, crop 32); ``pad_if_needed`` pads a smaller image."""
 
-    def __init__(self, size: Size, padding: int = 0, pad_if_needed: bool = False,
-                 fill: float = 0) -> None:
+    def __init__(
+        self, size: Size, padding: int = 0, pad_if_needed: bool = False, fill: float = 0
+    ) -> None:
         self.size, self.padding = _pair(size, "RandomCrop"), int(padding or 0)
         self.pad_if_needed, self.fill = pad_if_needed, fill
 
@@ -147,8 +166,10 @@ class RandomCrop(_Repr):
         ph = max(p, (h - H + 1) // 2) if self.pad_if_needed and H + 2 * p < h else p
         pw = max(p, (w - W + 1) // 2) if self.pad_if_needed and W + 2 * p < w else p
         if H + 2 * ph < h or W + 2 * pw < w:
-            raise ValueError(f"RandomCrop: crop {h}x{w} is larger than the padded image "
-                             f"{H + 2 * ph}x{W + 2 * pw}")
+            raise ValueError(
+                f"RandomCrop: crop {h}x{w} is larger than the padded image "
+                f"{H + 2 * ph}x{W + 2 * pw}"
+            )
         rng = _rng()
         top = int(rng.integers(0, H + 2 * ph - h + 1)) - ph
         left = int(rng.integers(0, W + 2 * pw - w + 1)) - pw
@@ -168,9 +189,17 @@ class RandomResizedCrop(_Repr):
     resized to ``size`` (the Inception / ResNet ImageNet augmentation; torchvision's sampling:
     10 tries, then the central crop of the closest allowed aspect ratio)."""
 
-    def __init__(self, size: Size, scale: Tuple[float, float] = (0.08, 1.0),
-                 ratio: Tuple[float, float] = (3 / 4, 4 / 3)) -> None:
-        self.size, self.scale, self.ratio = _pair(size, "RandomResizedCrop"), tuple(scale), tuple(ratio)
+    def __init__(
+        self,
+        size: Size,
+        scale: Tuple[float, float] = (0.08, 1.0),
+        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
+        self.size, self.scale, self.ratio = (
+            _pair(size, "RandomResizedCrop"),
+            tuple(scale),
+            tuple(ratio),
+        )
 
     def get_params(self, H, W, rng):
         """(top, left, h, w) of the window."""
@@ -199,7 +228,8 @@ class RandomResizedCrop(_Repr):
 class TenCrop(_Repr):
     """The four corners and the centre, and the same five of the flipped image: (10, h, w, C).
 
-    AlexNet's test-time augmentation (sec. 4.1): the network's softmax outputs on the ten patches are
+    AlexNet's test-time augmentation (sec. 4.1): the network's softmax outputs on the ten patches
+    are
     averaged. ``vertical_flip`` flips top-bottom instead of left-right.
     """
 
@@ -212,7 +242,7 @@ class TenCrop(_Repr):
             raise ValueError(f"TenCrop: crop {h}x{w} is larger than the image {H}x{W}")
         flipped = img[::-1] if self.vertical_flip else img[:, ::-1]
         corners = [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]
-        return np.stack([im[t:t + h, l:l + w] for im in (img, flipped) for t, l in corners])
+        return np.stack([im[t : t + h, l : l + w] for im in (img, flipped) for t, l in corners])
 
 
 class ToFloatCHW(_Repr):
@@ -228,8 +258,9 @@ class ToFloatCHW(_Repr):
 class Normalize(_Repr):
     """(x - mean) / std per channel of a (…, C, H, W) float array (ImageNet's statistics by default)."""
 
-    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+    def __init__(
+        self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ) -> None:
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if min(self.std) <= 0:
             raise ValueError(f"Normalize: std must be positive, got {self.std}")
@@ -243,14 +274,19 @@ class Normalize(_Repr):
 class Lighting(_Repr):
     """AlexNet's PCA colour augmentation (sec. 4.1): add eigvec @ (alpha * eigval) to every pixel.
 
-    alpha ~ N(0, alphastd^2) per principal component, drawn once per image, so the whole image shifts
+    alpha ~ N(0, alphastd^2) per principal component, drawn once per image, so the whole image
+    shifts
     along the principal axes of natural RGB variation (intensity and colour of the illumination).
     Works on CHW float images in [0, 1] (after ToFloatCHW, before Normalize); ``eigval``/``eigvec``
     default to ImageNet's (see ``pca`` to compute them for another dataset).
     """
 
-    def __init__(self, alphastd: float = 0.1, eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
-                 eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC) -> None:
+    def __init__(
+        self,
+        alphastd: float = 0.1,
+        eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+        eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+    ) -> None:
         self.alphastd = float(alphastd)
         self._eigval = np.asarray(eigval, np.float64)
         self._eigvec = np.asarray(eigvec, np.float64)
@@ -258,7 +294,9 @@ class Lighting(_Repr):
     def offset(self, rng):
         """The RGB shift (3,) for one image."""
         alpha = rng.normal(0.0, self.alphastd, 3)
-        return (self._eigvec * (alpha * self._eigval)).sum(axis=1)  # eigvec @ (alpha * eigval), no BLAS
+        return (self._eigvec * (alpha * self._eigval)).sum(
+            axis=1
+        )  # eigvec @ (alpha * eigval), no BLAS
 
     def __call__(self, x):
         if self.alphastd == 0:
@@ -274,8 +312,9 @@ class Lighting(_Repr):
         return eigval[order], eigvec[:, order]
 
 
-# ---- torchvision's names for the same transforms --------------------------------------------------
+# ---- torchvision's names for the same transforms
+# --------------------------------------------------
 # Compose, Resize, CenterCrop, RandomCrop, RandomHorizontalFlip, RandomResizedCrop, TenCrop and
 # Normalize already carry them (same arguments and semantics on HWC uint8 / CHW float arrays).
-ToTensor = ToFloatCHW        # HWC uint8 -> CHW float32 in [0, 1], as torchvision.transforms.ToTensor
+ToTensor = ToFloatCHW  # HWC uint8 -> CHW float32 in [0, 1], as torchvision.transforms.ToTensor
 __all__ += ["ToTensor"]

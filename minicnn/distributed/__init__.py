@@ -12,15 +12,51 @@ mirroring torch.distributed.
 Needs the optional extra ``pip install 'minicnn[distributed]'`` (mpi4py and Open MPI's wheel);
 NCCL needs CuPy with NCCL. Importing this package needs neither.
 """
-from ._common import SUPPORTED_DTYPES, ReduceOp, Work
-from .process_group import (BACKENDS, ProcessGroup, all_gather, all_gather_object, all_reduce,
-                            barrier, broadcast, broadcast_object_list, destroy_process_group,
-                            get_backend, get_local_rank, get_local_world_size, get_rank,
-                            get_world_size, init_process_group, is_available, is_initialized,
-                            is_nccl_available, new_group)
 
-__all__ = ["BACKENDS", "ProcessGroup", "ReduceOp", "SUPPORTED_DTYPES", "Work", "all_gather",
-           "all_gather_object", "all_reduce", "barrier", "broadcast", "broadcast_object_list",
-           "destroy_process_group", "get_backend", "get_local_rank", "get_local_world_size",
-           "get_rank", "get_world_size", "init_process_group", "is_available", "is_initialized",
-           "is_nccl_available", "new_group"]
+from ._common import SUPPORTED_DTYPES, ReduceOp, Work
+from .process_group import (
+    BACKENDS,
+    ProcessGroup,
+    all_gather,
+    all_gather_object,
+    all_reduce,
+    barrier,
+    broadcast,
+    broadcast_object_list,
+    destroy_process_group,
+    get_backend,
+    get_local_rank,
+    get_local_world_size,
+    get_rank,
+    get_world_size,
+    init_process_group,
+    is_available,
+    is_initialized,
+    is_nccl_available,
+    new_group,
+)
+
+__all__ = [
+    "BACKENDS",
+    "ProcessGroup",
+    "ReduceOp",
+    "SUPPORTED_DTYPES",
+    "Work",
+    "all_gather",
+    "all_gather_object",
+    "all_reduce",
+    "barrier",
+    "broadcast",
+    "broadcast_object_list",
+    "destroy_process_group",
+    "get_backend",
+    "get_local_rank",
+    "get_local_world_size",
+    "get_rank",
+    "get_world_size",
+    "init_process_group",
+    "is_available",
+    "is_initialized",
+    "is_nccl_available",
+    "new_group",
+]

@@ -1,4 +1,5 @@
 """What every backend shares: reduction ops, an asynchronous collective's handle, dtype checks."""
+
 from __future__ import annotations
 
 import enum
@@ -23,18 +24,23 @@ def as_reduce_op(op):
         return op
     if isinstance(op, str) and op.lower() in {o.value for o in ReduceOp}:
         return ReduceOp(op.lower())
-    raise ValueError(f"all_reduce: unknown op {op!r}; expected a ReduceOp or one of "
-                     f"{', '.join(o.value for o in ReduceOp)}")
+    raise ValueError(
+        f"all_reduce: unknown op {op!r}; expected a ReduceOp or one of "
+        f"{', '.join(o.value for o in ReduceOp)}"
+    )
 
 
 def check_dtype(name, array, op=None):
     dtype = np.dtype(array.dtype)
     if dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name}: dtype {dtype} is not supported; use one of "
-                        f"{', '.join(str(d) for d in SUPPORTED_DTYPES)}")
+        raise TypeError(
+            f"{name}: dtype {dtype} is not supported; use one of "
+            f"{', '.join(str(d) for d in SUPPORTED_DTYPES)}"
+        )
     if op == ReduceOp.AVG and dtype.kind != "f":
-        raise TypeError(f"all_reduce: ReduceOp.AVG needs a floating-point tensor, got dtype "
-                        f"{dtype}")
+        raise TypeError(
+            f"all_reduce: ReduceOp.AVG needs a floating-point tensor, got dtype {dtype}"
+        )
 
 
 class Work:

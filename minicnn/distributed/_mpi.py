@@ -5,6 +5,7 @@ CuPy arrays are staged through host memory (an MPI library need not be CUDA-awar
 ``Iallreduce``/``Ibcast``: every rank must start them in the same order, which callers (the DDP
 reducer) guarantee.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,9 @@ def import_mpi():
     try:
         from mpi4py import MPI
     except ImportError as e:
-        raise ImportError(f"minicnn.distributed needs mpi4py and an MPI library ({e}); "
-                          f"{EXTRA_HINT}") from None
+        raise ImportError(
+            f"minicnn.distributed needs mpi4py and an MPI library ({e}); {EXTRA_HINT}"
+        ) from None
     return MPI
 
 
@@ -48,9 +50,13 @@ class MPIGroup:
         self.MPI = import_mpi()
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self._ops = {ReduceOp.SUM: self.MPI.SUM, ReduceOp.AVG: self.MPI.SUM,
-                     ReduceOp.MAX: self.MPI.MAX, ReduceOp.MIN: self.MPI.MIN,
-                     ReduceOp.PRODUCT: self.MPI.PROD}
+        self._ops = {
+            ReduceOp.SUM: self.MPI.SUM,
+            ReduceOp.AVG: self.MPI.SUM,
+            ReduceOp.MAX: self.MPI.MAX,
+            ReduceOp.MIN: self.MPI.MIN,
+            ReduceOp.PRODUCT: self.MPI.PROD,
+        }
 
     def _host(self, array):
         """(contiguous NumPy buffer, write-back function) for ``array`` (NumPy or CuPy)."""
@@ -60,8 +66,14 @@ class MPIGroup:
             buf = np.ascontiguousarray(array)
             return buf, lambda: array.__setitem__(Ellipsis, buf)
         buf = array.get()  # CuPy: through the host
-        return buf, lambda: array.set(buf) if array.flags.c_contiguous else \
-            array.__setitem__(Ellipsis, type(array)(buf))
+        return (
+            buf,
+            lambda: (
+                array.set(buf)
+                if array.flags.c_contiguous
+                else array.__setitem__(Ellipsis, type(array)(buf))
+            ),
+        )
 
     def all_reduce(self, array, op, async_op=False):
         check_dtype("all_reduce", array, op)
@@ -71,6 +83,7 @@ class MPIGroup:
             if op == ReduceOp.AVG:
                 buf[...] /= self.size
             write_back()
+
         if not async_op:
             self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self._ops[op])
             finish()

@@ -6,6 +6,7 @@ dedicated stream that waits for the current stream's work, so they overlap with 
 stream does next (DDP: the rest of backward); ``Work.wait()`` makes the current stream wait for
 the collective (no host synchronisation).
 """
+
 from __future__ import annotations
 
 import socket
@@ -14,8 +15,10 @@ import numpy as np
 
 from ._common import CompletedWork, ReduceOp, Work, check_dtype
 
-NCCL_HINT = ("pip install 'minicnn[cuda]' (CuPy) and the NCCL wheel matching CuPy's CUDA "
-             "(nvidia-nccl-cu12 or nvidia-nccl-cu13)")
+NCCL_HINT = (
+    "pip install 'minicnn[cuda]' (CuPy) and the NCCL wheel matching CuPy's CUDA "
+    "(nvidia-nccl-cu12 or nvidia-nccl-cu13)"
+)
 
 
 def import_nccl():
@@ -26,6 +29,7 @@ def import_nccl():
         raise ImportError(f"backend 'nccl' needs CuPy ({e}); {NCCL_HINT}") from None
     try:
         from cupy.cuda import nccl
+
         if not getattr(nccl, "available", True):
             raise ImportError("CuPy was built without NCCL")
     except ImportError as e:
@@ -42,11 +46,13 @@ def select_gpu(cupy, rank, local_rank):
     else:
         why = ""
     if local_rank >= count:
-        raise RuntimeError(f"init_process_group: rank {rank} (local rank {local_rank}) on host "
-                           f"{socket.gethostname()} cannot see its GPU: {count} GPU(s) visible"
-                           f"{why}; "
-                           f"start at most {count} processes per node, or check "
-                           f"CUDA_VISIBLE_DEVICES")
+        raise RuntimeError(
+            f"init_process_group: rank {rank} (local rank {local_rank}) on host "
+            f"{socket.gethostname()} cannot see its GPU: {count} GPU(s) visible"
+            f"{why}; "
+            f"start at most {count} processes per node, or check "
+            f"CUDA_VISIBLE_DEVICES"
+        )
     cupy.cuda.Device(local_rank).use()
     return local_rank
 
@@ -80,22 +86,32 @@ class NCCLGroup:
         self.comm = self.nccl.NcclCommunicator(self.size, uid, self.rank)
         self.stream = self.cupy.cuda.Stream(non_blocking=True)
         nccl = self.nccl
-        self._dtypes = {np.dtype(np.float32): nccl.NCCL_FLOAT32,
-                        np.dtype(np.float64): nccl.NCCL_FLOAT64,
-                        np.dtype(np.int32): nccl.NCCL_INT32, np.dtype(np.int64): nccl.NCCL_INT64}
-        self._ops = {ReduceOp.SUM: nccl.NCCL_SUM, ReduceOp.AVG: nccl.NCCL_SUM,
-                     ReduceOp.MAX: nccl.NCCL_MAX, ReduceOp.MIN: nccl.NCCL_MIN,
-                     ReduceOp.PRODUCT: nccl.NCCL_PROD}
+        self._dtypes = {
+            np.dtype(np.float32): nccl.NCCL_FLOAT32,
+            np.dtype(np.float64): nccl.NCCL_FLOAT64,
+            np.dtype(np.int32): nccl.NCCL_INT32,
+            np.dtype(np.int64): nccl.NCCL_INT64,
+        }
+        self._ops = {
+            ReduceOp.SUM: nccl.NCCL_SUM,
+            ReduceOp.AVG: nccl.NCCL_SUM,
+            ReduceOp.MAX: nccl.NCCL_MAX,
+            ReduceOp.MIN: nccl.NCCL_MIN,
+            ReduceOp.PRODUCT: nccl.NCCL_PROD,
+        }
 
     def _check(self, name, array, op=None):
         if not isinstance(array, self.cupy.ndarray):
-            raise TypeError(f"{name}: backend 'nccl' works on cuda tensors, got a "
-                            f"{type(array).__module__}.{type(array).__name__}; use backend='mpi' "
-                            f"(or None) for cpu tensors")
+            raise TypeError(
+                f"{name}: backend 'nccl' works on cuda tensors, got a "
+                f"{type(array).__module__}.{type(array).__name__}; use backend='mpi' "
+                f"(or None) for cpu tensors"
+            )
         check_dtype(name, array, op)
         if not array.flags.c_contiguous:
-            raise ValueError(f"{name}: backend 'nccl' needs a contiguous tensor, got strides "
-                             f"{array.strides}")
+            raise ValueError(
+                f"{name}: backend 'nccl' needs a contiguous tensor, got strides {array.strides}"
+            )
 
     def _run(self, launch, async_op, finish=lambda: None):
         """Run ``launch(stream_ptr)`` on the NCCL stream after the current stream's work."""
@@ -111,21 +127,41 @@ class NCCLGroup:
     def all_reduce(self, array, op, async_op=False):
         self._check("all_reduce", array, op)
         finish = (lambda: array.__itruediv__(self.size)) if op == ReduceOp.AVG else (lambda: None)
-        return self._run(lambda s: self.comm.allReduce(
-            array.data.ptr, array.data.ptr, array.size, self._dtypes[np.dtype(array.dtype)],
-            self._ops[op], s), async_op, finish)
+        return self._run(
+            lambda s: self.comm.allReduce(
+                array.data.ptr,
+                array.data.ptr,
+                array.size,
+                self._dtypes[np.dtype(array.dtype)],
+                self._ops[op],
+                s,
+            ),
+            async_op,
+            finish,
+        )
 
     def broadcast(self, array, src, async_op=False):
         self._check("broadcast", array)
-        return self._run(lambda s: self.comm.bcast(
-            array.data.ptr, array.size, self._dtypes[np.dtype(array.dtype)], src, s), async_op)
+        return self._run(
+            lambda s: self.comm.bcast(
+                array.data.ptr, array.size, self._dtypes[np.dtype(array.dtype)], src, s
+            ),
+            async_op,
+        )
 
     def all_gather(self, outputs, array):
         self._check("all_gather", array)
         gathered = self.cupy.empty((self.size,) + array.shape, dtype=array.dtype)
-        self._run(lambda s: self.comm.allGather(
-            array.data.ptr, gathered.data.ptr, array.size, self._dtypes[np.dtype(array.dtype)], s),
-            False)
+        self._run(
+            lambda s: self.comm.allGather(
+                array.data.ptr,
+                gathered.data.ptr,
+                array.size,
+                self._dtypes[np.dtype(array.dtype)],
+                s,
+            ),
+            False,
+        )
         for out, part in zip(outputs, gathered):
             out[...] = part
 

@@ -6,6 +6,7 @@ job at once. Ctrl-C (KeyboardInterrupt) prints one line and aborts with exit sta
 (what mpiexec sends the ranks when it is interrupted) becomes a KeyboardInterrupt, so the training
 loop's ``except KeyboardInterrupt`` reports what was saved.
 """
+
 from __future__ import annotations
 
 import signal

@@ -5,6 +5,7 @@ is preferred over one on PATH, so the ranks use the same MPI library as mpi4py. 
 more ranks than cores and running as root unless told: ``--oversubscribe`` and, for root,
 ``--allow-run-as-root`` are added for it.
 """
+
 from __future__ import annotations
 
 import functools

@@ -4,6 +4,7 @@ Rank and world size come from the MPI launcher (``mpiexec -n N python train.py``
 without mpiexec is a world of one. Tensors are reduced in place: a minicnn Tensor (its array is
 updated, so a Parameter stays the same object) or a NumPy / CuPy array.
 """
+
 from __future__ import annotations
 
 from ._common import ReduceOp, as_reduce_op
@@ -25,6 +26,7 @@ def is_available():
 
 def is_nccl_available():
     from ._nccl import import_nccl
+
     try:
         import_nccl()
     except ImportError:
@@ -41,6 +43,7 @@ def _default_backend():
     if not is_nccl_available():
         return "mpi"
     import cupy
+
     try:
         return "nccl" if cupy.cuda.runtime.getDeviceCount() > 0 else "mpi"
     except cupy.cuda.runtime.CUDARuntimeError:
@@ -56,11 +59,14 @@ def init_process_group(backend=None, *, abort_on_exception=True):
     exception on any rank prints that rank's traceback and aborts every rank (no hang).
     """
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"init_process_group: unknown backend {backend!r}; expected 'mpi', "
-                         f"'nccl' or None")
+        raise ValueError(
+            f"init_process_group: unknown backend {backend!r}; expected 'mpi', 'nccl' or None"
+        )
     if is_initialized():
-        raise RuntimeError("init_process_group: the default process group is already initialized; "
-                           "call destroy_process_group() first")
+        raise RuntimeError(
+            "init_process_group: the default process group is already initialized; "
+            "call destroy_process_group() first"
+        )
     MPI = import_mpi()
     comm = MPI.COMM_WORLD
     mpi = MPIGroup(comm)
@@ -71,6 +77,7 @@ def init_process_group(backend=None, *, abort_on_exception=True):
     nccl = None
     if name == "nccl":
         from ._nccl import NCCLGroup
+
         nccl = NCCLGroup(mpi, _state["local_rank"])
     _state.update(mpi=mpi, nccl=nccl, backend=name, explicit=backend)
     if abort_on_exception:
@@ -87,9 +94,11 @@ def destroy_process_group():
 
 def _require(name):
     if not is_initialized():
-        raise RuntimeError(f"{name}: the default process group has not been initialized; call "
-                           f"minicnn.distributed.init_process_group() first (and start the script "
-                           f"with mpiexec -n N)")
+        raise RuntimeError(
+            f"{name}: the default process group has not been initialized; call "
+            f"minicnn.distributed.init_process_group() first (and start the script "
+            f"with mpiexec -n N)"
+        )
     return _state["mpi"]
 
 
@@ -121,12 +130,14 @@ def get_backend():
 def _array(name, tensor):
     """The array behind ``tensor`` (a minicnn Tensor, NumPy or CuPy array) to work on in place."""
     from ..tensor import Tensor
+
     if isinstance(tensor, Tensor):
         return tensor._data
     if hasattr(tensor, "dtype") and hasattr(tensor, "shape") and hasattr(tensor, "flags"):
         return tensor
-    raise TypeError(f"{name}: expected a minicnn Tensor or a NumPy/CuPy array, got "
-                    f"{type(tensor).__name__}")
+    raise TypeError(
+        f"{name}: expected a minicnn Tensor or a NumPy/CuPy array, got {type(tensor).__name__}"
+    )
 
 
 class ProcessGroup:
@@ -144,6 +155,7 @@ def new_group():
     nccl = None
     if _state["nccl"] is not None:
         from ._nccl import NCCLGroup
+
         nccl = NCCLGroup(dup, _state["local_rank"])
     return ProcessGroup(dup, nccl)
 
@@ -152,8 +164,10 @@ def _xp_of(array):
     """The array module of ``array``: NumPy, or CuPy for a CuPy array."""
     if type(array).__module__.startswith("cupy"):
         import cupy
+
         return cupy
     import numpy
+
     return numpy
 
 
@@ -168,8 +182,10 @@ def _group_for(name, array, group=None):
         mpi, nccl = _state["mpi"], _state["nccl"]
     on_gpu = type(array).__module__.startswith("cupy")
     if _state["backend"] == "nccl" and not on_gpu and _state.get("explicit") == "nccl":
-        raise TypeError(f"{name}: backend 'nccl' works on cuda tensors, got a cpu array; use "
-                        f"init_process_group(backend='mpi') or backend=None for cpu tensors")
+        raise TypeError(
+            f"{name}: backend 'nccl' works on cuda tensors, got a cpu array; use "
+            f"init_process_group(backend='mpi') or backend=None for cpu tensors"
+        )
     if on_gpu and nccl is not None:
         return nccl
     return mpi
@@ -197,12 +213,15 @@ def all_gather(tensor_list, tensor, group=None):
     outputs = [_array("all_gather", t) for t in tensor_list]
     size = get_world_size()
     if len(outputs) != size:
-        raise ValueError(f"all_gather: tensor_list has {len(outputs)} entries, the world has "
-                         f"{size}")
+        raise ValueError(
+            f"all_gather: tensor_list has {len(outputs)} entries, the world has {size}"
+        )
     for i, out in enumerate(outputs):
         if tuple(out.shape) != tuple(array.shape):
-            raise ValueError(f"all_gather: tensor_list[{i}] has shape {tuple(out.shape)}, the "
-                             f"input has {tuple(array.shape)}")
+            raise ValueError(
+                f"all_gather: tensor_list[{i}] has shape {tuple(out.shape)}, the "
+                f"input has {tuple(array.shape)}"
+            )
     _group_for("all_gather", array, group).all_gather(outputs, array)
 
 

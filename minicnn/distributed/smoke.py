@@ -7,6 +7,7 @@ over NCCL, its BatchNorm a SyncBatchNorm) against the same steps without DDP. Ex
 all agree, 1 when a check fails, 2 when there is no GPU, CuPy, NCCL or mpi4py here (with the
 reason). ``--device cpu`` runs the same checks over MPI on NumPy arrays (how the tests run it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,18 @@ def _ddp_steps(minicnn, device):
 
     def steps(wrap):
         minicnn.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).to(device)
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 10),
+        ).to(device)
         if wrap:
             model = nn.parallel.DistributedDataParallel(
-                nn.SyncBatchNorm.convert_sync_batchnorm(model), bucket_cap_mb=0.001)
+                nn.SyncBatchNorm.convert_sync_batchnorm(model), bucket_cap_mb=0.001
+            )
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
         x, y = minicnn.tensor(x, device=device), minicnn.tensor(np.arange(4), device=device)
@@ -60,6 +68,7 @@ def main(argv=None):
     device = args.parse_args(argv).device
     import minicnn
     from minicnn import distributed as dist
+
     try:
         dist.init_process_group("nccl" if device == "cuda" else "mpi")
     except (ImportError, RuntimeError) as e:
@@ -67,6 +76,7 @@ def main(argv=None):
         return 2
     if device == "cuda":
         import cupy as xp
+
         sync = xp.cuda.get_current_stream().synchronize
     else:
         xp, sync = np, (lambda: None)

@@ -5,6 +5,7 @@ The run's ``--batch-size`` is the global batch: each of N ranks takes batch/N im
 the optimisation (batch, learning rate, steps per epoch, schedule) does not depend on N and a run
 can be resumed with another N.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,6 +57,7 @@ def join(device):
         import cupy
 
         from ._nccl import select_gpu
+
         select_gpu(cupy, world.rank, pg.get_local_rank())
     if world.distributed and not {"MINICNN_NUM_THREADS", "OMP_NUM_THREADS"} & set(os.environ):
         _share_cores(world)
@@ -64,6 +66,7 @@ def join(device):
 
 def _share_cores(world):
     from ..backends import get_backend
+
     local = pg.get_local_world_size()
     get_backend("cpu").set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
@@ -71,8 +74,10 @@ def _share_cores(world):
 def per_rank_batch(batch_size, world):
     """The global batch split over the ranks; ValueError when it does not divide."""
     if batch_size % world.size:
-        raise ValueError(f"--batch-size {batch_size} is the global batch and must be divisible "
-                         f"by the number of processes ({world.size})")
+        raise ValueError(
+            f"--batch-size {batch_size} is the global batch and must be divisible "
+            f"by the number of processes ({world.size})"
+        )
     return batch_size // world.size
 
 
@@ -127,6 +132,7 @@ def wrap_model(model, world, config):
         return None
     from ..nn import SyncBatchNorm
     from ..nn.parallel import DistributedDataParallel
+
     if getattr(config, "sync_bn", False):
         SyncBatchNorm.convert_sync_batchnorm(model)
     return DistributedDataParallel(model)
@@ -137,10 +143,23 @@ def sum_epoch(world, loss, top1, images, val):
     if not world.distributed:
         return loss, top1, images, val
     n_val = val["images"]
-    sums = sum_over_ranks({"loss": loss * images, "correct": top1 * images, "images": images,
-                           "val_loss": val["loss"] * n_val, "val_top1": val["top1"] * n_val,
-                           "val_top5": val["top5"] * n_val, "val_images": n_val}, world)
+    sums = sum_over_ranks(
+        {
+            "loss": loss * images,
+            "correct": top1 * images,
+            "images": images,
+            "val_loss": val["loss"] * n_val,
+            "val_top1": val["top1"] * n_val,
+            "val_top5": val["top5"] * n_val,
+            "val_images": n_val,
+        },
+        world,
+    )
     seen, val_seen = max(sums["images"], 1), max(sums["val_images"], 1)
-    val = {"loss": sums["val_loss"] / val_seen, "top1": sums["val_top1"] / val_seen,
-           "top5": sums["val_top5"] / val_seen, "images": int(sums["val_images"])}
+    val = {
+        "loss": sums["val_loss"] / val_seen,
+        "top1": sums["val_top1"] / val_seen,
+        "top5": sums["val_top5"] / val_seen,
+        "images": int(sums["val_images"]),
+    }
     return sums["loss"] / seen, sums["correct"] / seen, int(sums["images"]), val

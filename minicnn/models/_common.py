@@ -1,4 +1,5 @@
 """Helpers shared by the model families: the input-size check and the weight-init loops."""
+
 from __future__ import annotations
 
 from .. import nn
@@ -20,15 +21,19 @@ def check_input(model, x, min_size, why=""):
     h, w = x.shape[2:]
     if h < min_size or w < min_size:
         reason = f" ({why})" if why else ""
-        raise ValueError(f"{model.arch}: input of {h}x{w} pixels is too small; this architecture needs "
-                         f"at least {min_size}x{min_size}{reason}")
+        raise ValueError(
+            f"{model.arch}: input of {h}x{w} pixels is too small; this architecture needs "
+            f"at least {min_size}x{min_size}{reason}"
+        )
 
 
 def check_variant(arch, variant, allowed):
     """``variant`` if it is one of ``allowed``, else a ValueError listing them."""
     if variant not in allowed:
-        raise ValueError(f"{arch}: unknown variant {variant!r}; expected one of "
-                         + ", ".join(repr(v) for v in allowed))
+        raise ValueError(
+            f"{arch}: unknown variant {variant!r}; expected one of "
+            + ", ".join(repr(v) for v in allowed)
+        )
     return variant
 
 

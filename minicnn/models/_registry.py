@@ -3,21 +3,32 @@
 Each family file decorates its builders with ``@register_model(family)``; ``minicnn.models``
 imports every family, so the registry is complete once the package is imported.
 """
+
 from __future__ import annotations
 
 import difflib
 import re
 from collections import OrderedDict
 
-__all__ = ["get_model", "get_model_builder", "list_models", "model_family", "model_table",
-           "model_variants", "register_model", "search_min_input_size", "variant_kwargs"]
+__all__ = [
+    "get_model",
+    "get_model_builder",
+    "list_models",
+    "model_family",
+    "model_table",
+    "model_variants",
+    "register_model",
+    "search_min_input_size",
+    "variant_kwargs",
+]
 
-_BUILDERS = OrderedDict()   # name -> builder function
-_FAMILIES = {}              # name -> family ("alexnet", "vgg", "googlenet", "resnet", "densenet")
+_BUILDERS = OrderedDict()  # name -> builder function
+_FAMILIES = {}  # name -> family ("alexnet", "vgg", "googlenet", "resnet", "densenet")
 
 
 def register_model(family, name=None):
     """Decorator: record a builder under ``name`` (default: the function's name)."""
+
     def wrap(fn):
         key = name or fn.__name__
         if key in _BUILDERS:
@@ -25,16 +36,21 @@ def register_model(family, name=None):
         _BUILDERS[key] = fn
         _FAMILIES[key] = family
         return fn
+
     return wrap
 
 
 def list_models(family=None):
     """Names of the registered builders (of one ``family`` when given), numbers in numeric order."""
     if family is not None and family not in set(_FAMILIES.values()):
-        raise ValueError(f"list_models: unknown family {family!r}; expected one of "
-                         f"{sorted(set(_FAMILIES.values()))}")
+        raise ValueError(
+            f"list_models: unknown family {family!r}; expected one of "
+            f"{sorted(set(_FAMILIES.values()))}"
+        )
     names = [n for n in _BUILDERS if family is None or _FAMILIES[n] == family]
-    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
+    return sorted(
+        names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]
+    )
 
 
 def get_model_builder(name):
@@ -43,7 +59,9 @@ def get_model_builder(name):
     if key not in _BUILDERS:
         close = difflib.get_close_matches(str(name), list(_BUILDERS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"Unknown model {name!r}{hint} (list_models() gives all {len(_BUILDERS)} names)")
+        raise KeyError(
+            f"Unknown model {name!r}{hint} (list_models() gives all {len(_BUILDERS)} names)"
+        )
     return _BUILDERS[key]
 
 
@@ -87,8 +105,9 @@ def variant_kwargs(name, variant):
     if list(variants) == [""]:
         raise ValueError(f"{name} has no variants (got {variant!r})")
     kind = next(iter(variants[next(iter(variants))]))
-    raise ValueError(f"{name} has no variant {variant!r}; its variants ({kind}=) are "
-                     f"{', '.join(variants)}")
+    raise ValueError(
+        f"{name} has no variant {variant!r}; its variants ({kind}=) are {', '.join(variants)}"
+    )
 
 
 def search_min_input_size(model, upper):
@@ -97,8 +116,9 @@ def search_min_input_size(model, upper):
     geometry allows (every pool and strided conv keeps an output), computed, not looked up."""
     from .. import no_grad, zeros
 
-    saved = {k: getattr(model, k) for k in ("min_input_size", "min_input_size_aux")
-             if hasattr(model, k)}
+    saved = {
+        k: getattr(model, k) for k in ("min_input_size", "min_input_size_aux") if hasattr(model, k)
+    }
     channels = getattr(model, "default_input_size", (3,))[0]
     training = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -114,7 +134,7 @@ def search_min_input_size(model, upper):
     try:
         for k in saved:
             setattr(model, k, 1)
-        lo, hi = 0, upper          # runs(lo) is False (or lo = 0), runs(hi) is True
+        lo, hi = 0, upper  # runs(lo) is False (or lo = 0), runs(hi) is True
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if runs(mid) else (mid, hi)
@@ -142,9 +162,16 @@ def model_table(names=None):
             with np.errstate(all="ignore"):
                 s = summary(model)
                 size = model.default_input_size
-                rows.append({"name": name, "variant": label, "family": model_family(name),
-                             "params": s.params, "macs": s.macs,
-                             "macs_conv_linear": s.macs_conv_linear,
-                             "default_input_size": tuple(size),
-                             "min_input_size": search_min_input_size(model, size[1])})
+                rows.append(
+                    {
+                        "name": name,
+                        "variant": label,
+                        "family": model_family(name),
+                        "params": s.params,
+                        "macs": s.macs,
+                        "macs_conv_linear": s.macs_conv_linear,
+                        "default_input_size": tuple(size),
+                        "min_input_size": search_min_input_size(model, size[1]),
+                    }
+                )
     return rows

@@ -22,6 +22,7 @@ Neural Networks"): the paper's two-tower network and torchvision's single-tower 
 64-192-384-256-256 channels, one tower, no LRN, padding 2 on conv1, dropout before fc6 and fc7,
 PyTorch's default layer init; same state_dict keys as torchvision. Smallest input 63x63.
 """
+
 from __future__ import annotations
 
 from .. import nn
@@ -105,7 +106,9 @@ class AlexNet(nn.Module):
         paper = variant == "paper"
         self.features = _paper_features() if paper else _torchvision_features()
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = (_paper_classifier if paper else _torchvision_classifier)(num_classes, dropout)
+        self.classifier = (_paper_classifier if paper else _torchvision_classifier)(
+            num_classes, dropout
+        )
         self.default_input_size = (3, 227, 227) if paper else (3, 224, 224)
         self.min_input_size = 67 if paper else 63
         if paper:
@@ -121,8 +124,12 @@ class AlexNet(nn.Module):
             nn.init.constant_(m.bias, 1.0 if i in (1, 3, 4, 5, 6) else 0.0)
 
     def forward(self, x):
-        check_input(self, x, self.min_input_size, "three overlapping 3x3/2 max pools after the "
-                    "stride-4 conv1")
+        check_input(
+            self,
+            x,
+            self.min_input_size,
+            "three overlapping 3x3/2 max pools after the stride-4 conv1",
+        )
         x = self.features(x)
         x = self.avgpool(x)
         x = x.flatten(1)

@@ -18,6 +18,7 @@ drops the aux keys when the model has none. torchvision's DenseNet files use leg
 Errors (no torch, an unreadable file, weights that do not load) raise :class:`ConversionError`;
 ``minicnn convert-weights`` prints it as one line and exits with 2, as every subcommand does.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,13 +29,21 @@ from collections.abc import Mapping
 
 from ..io import load_npz, save_npz
 
-__all__ = ["ConversionError", "convert_weights", "load_torchvision_weights", "main_convert",
-           "read_pth", "rename_legacy_keys"]
+__all__ = [
+    "ConversionError",
+    "convert_weights",
+    "load_torchvision_weights",
+    "main_convert",
+    "read_pth",
+    "rename_legacy_keys",
+]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 # torchvision.models.densenet._load_state_dict's pattern: "denselayer1.norm.1.weight" -> "norm1"
-_LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
-                              r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_DENSENET = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+    r"((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 class ConversionError(ValueError):
@@ -55,8 +64,10 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        raise ImportError("converting .pth weights needs PyTorch to read the file (pip install "
-                          "'minicnn[torch]' or torch); minicnn itself does not use it") from None
+        raise ImportError(
+            "converting .pth weights needs PyTorch to read the file (pip install "
+            "'minicnn[torch]' or torch); minicnn itself does not use it"
+        ) from None
     return torch
 
 
@@ -69,7 +80,9 @@ def _find_state_dict(obj, torch, src):
             if isinstance(obj.get(key), Mapping):
                 return _find_state_dict(obj[key], torch, src)
         bad = [f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not torch.is_tensor(v)][:5]
-        raise ValueError(f"{src!r} is not a state_dict of tensors: non-tensor entries " + ", ".join(bad))
+        raise ValueError(
+            f"{src!r} is not a state_dict of tensors: non-tensor entries " + ", ".join(bad)
+        )
     raise ValueError(f"{src!r} holds a {type(obj).__name__}, not a state_dict (a dict of tensors)")
 
 
@@ -85,8 +98,10 @@ def read_pth(src):
     try:
         obj = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError…)
-        raise ValueError(f"cannot read {src!r} as a PyTorch checkpoint with weights_only=True "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise ValueError(
+            f"cannot read {src!r} as a PyTorch checkpoint with weights_only=True "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     state = _find_state_dict(obj, torch, src)
     strip = all(k.startswith("module.") for k in state)
     out = OrderedDict()
@@ -94,7 +109,7 @@ def read_pth(src):
         t = t.detach().cpu()
         if t.dtype in (torch.float16, torch.bfloat16):
             t = t.float()
-        out[key[len("module."):] if strip else key] = t.numpy().copy()
+        out[key[len("module.") :] if strip else key] = t.numpy().copy()
     return rename_legacy_keys(out)
 
 
@@ -121,6 +136,7 @@ def load_torchvision_weights(model, npz_path, strict=True):
 def _torchvision_model(name, state):
     """Build registry model ``name`` in its torchvision-compatible form for checking ``state``."""
     from ._registry import get_model_builder
+
     builder = get_model_builder(name)
     params = inspect.signature(builder).parameters
     kwargs = {}
@@ -145,10 +161,13 @@ def main_convert(src, dst, model=None, compress=False):
             load_torchvision_weights(_torchvision_model(model, arrays), dst, strict=True)
         except (KeyError, ValueError, RuntimeError) as e:
             first = " ".join(str(e).strip().splitlines()[:2])
-            raise ConversionError(f"wrote {dst}, but it does not load into {model}: {first}") \
-                from None
+            raise ConversionError(
+                f"wrote {dst}, but it does not load into {model}: {first}"
+            ) from None
         checked = f"; loads into {model} (strict)"
     values = sum(int(a.size) for a in arrays.values())
-    mib = sum(a.nbytes for a in arrays.values()) / 2 ** 20
-    print(f"wrote {dst}: {len(arrays)} arrays, {values:,} values ({mib:.1f} MiB) from {src}{checked}")
+    mib = sum(a.nbytes for a in arrays.values()) / 2**20
+    print(
+        f"wrote {dst}: {len(arrays)} arrays, {values:,} values ({mib:.1f} MiB) from {src}{checked}"
+    )
     return 0

@@ -16,6 +16,7 @@ after the stride-4 stem, so the smallest input is 29x29.
 CIFAR DenseNet-BC (sec. 4.2, ``densenet_bc_100``: L=100, k=12, 0.8M parameters): conv0 3x3 with 2k
 channels, three dense blocks of (L - 4) / 6 layers, two transitions; smallest input 4x4.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -26,8 +27,15 @@ from ..ops.shape import cat
 from ._common import check_input, init_bn_
 from ._registry import register_model
 
-__all__ = ["DenseNet", "densenet121", "densenet161", "densenet169", "densenet201", "densenet_bc",
-           "densenet_bc_100"]
+__all__ = [
+    "DenseNet",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "densenet_bc",
+    "densenet_bc_100",
+]
 
 
 class _DenseLayer(nn.Module):
@@ -40,7 +48,9 @@ class _DenseLayer(nn.Module):
         self.conv1 = nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, bias=False)
         self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(
+            bn_size * growth_rate, growth_rate, kernel_size=3, padding=1, bias=False
+        )
         self.drop_rate = float(drop_rate)
 
     def forward(self, x):
@@ -58,7 +68,9 @@ class _DenseBlock(nn.ModuleDict):
     def __init__(self, num_layers, num_input_features, bn_size, growth_rate, drop_rate):
         super().__init__()
         for i in range(num_layers):
-            layer = _DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate)
+            layer = _DenseLayer(
+                num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate
+            )
             self.add_module(f"denselayer{i + 1}", layer)
 
     def forward(self, x):
@@ -75,8 +87,9 @@ class _Transition(nn.Sequential):
         super().__init__()
         self.add_module("norm", nn.BatchNorm2d(num_input_features))
         self.add_module("relu", nn.ReLU(inplace=True))
-        self.add_module("conv", nn.Conv2d(num_input_features, num_output_features, kernel_size=1,
-                                          bias=False))
+        self.add_module(
+            "conv", nn.Conv2d(num_input_features, num_output_features, kernel_size=1, bias=False)
+        )
         self.add_module("pool", nn.AvgPool2d(kernel_size=2, stride=2))
 
 
@@ -85,25 +98,41 @@ class DenseNet(nn.Module):
     bottleneck channels, ``compression`` θ at each transition; ``small_inputs`` picks the CIFAR stem
     (3x3 conv, no pooling) instead of the ImageNet one (7x7/2 conv + 3x3/2 max pool)."""
 
-    def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4,
-                 drop_rate=0.0, num_classes=1000, compression=0.5, small_inputs=False, arch="densenet"):
+    def __init__(
+        self,
+        growth_rate=32,
+        block_config=(6, 12, 24, 16),
+        num_init_features=64,
+        bn_size=4,
+        drop_rate=0.0,
+        num_classes=1000,
+        compression=0.5,
+        small_inputs=False,
+        arch="densenet",
+    ):
         super().__init__()
         if not 0 < compression <= 1:
             raise ValueError(f"{arch}: compression must be in (0, 1], got {compression}")
         self.arch = arch
         if small_inputs:
-            stem = [("conv0", nn.Conv2d(3, num_init_features, kernel_size=3, padding=1, bias=False))]
+            stem = [
+                ("conv0", nn.Conv2d(3, num_init_features, kernel_size=3, padding=1, bias=False))
+            ]
             self.default_input_size = (3, 32, 32)
         else:
-            stem = [("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3,
-                                        bias=False)),
-                    ("norm0", nn.BatchNorm2d(num_init_features)),
-                    ("relu0", nn.ReLU(inplace=True)),
-                    ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
+            stem = [
+                (
+                    "conv0",
+                    nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False),
+                ),
+                ("norm0", nn.BatchNorm2d(num_init_features)),
+                ("relu0", nn.ReLU(inplace=True)),
+                ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
+            ]
             self.default_input_size = (3, 224, 224)
         # Each transition needs a 2x2 map; the ImageNet stem divides the side by 4 (rounding up).
         transitions = len(block_config) - 1
-        self.min_input_size = 2 ** transitions if small_inputs else 4 * 2 ** transitions - 3
+        self.min_input_size = 2**transitions if small_inputs else 4 * 2**transitions - 3
         self.features = nn.Sequential(OrderedDict(stem))
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
@@ -112,7 +141,9 @@ class DenseNet(nn.Module):
             num_features += num_layers * growth_rate
             if i != len(block_config) - 1:
                 out_features = int(num_features * compression)
-                self.features.add_module(f"transition{i + 1}", _Transition(num_features, out_features))
+                self.features.add_module(
+                    f"transition{i + 1}", _Transition(num_features, out_features)
+                )
                 num_features = out_features
         self.features.add_module(f"norm{len(block_config) + 1}", nn.BatchNorm2d(num_features))
         self.classifier = nn.Linear(num_features, num_classes)
@@ -128,15 +159,18 @@ class DenseNet(nn.Module):
                 init_bn_(m)
 
     def forward(self, x):
-        check_input(self, x, self.min_input_size, "each transition's 2x2/2 average pool needs a 2x2 map")
+        check_input(
+            self, x, self.min_input_size, "each transition's 2x2/2 average pool needs a 2x2 map"
+        )
         x = F.relu(self.features(x))
         x = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)
         return self.classifier(x)
 
 
 def _densenet(arch, growth_rate, block_config, num_init_features, num_classes, **kwargs):
-    return DenseNet(growth_rate, block_config, num_init_features, num_classes=num_classes, arch=arch,
-                    **kwargs)
+    return DenseNet(
+        growth_rate, block_config, num_init_features, num_classes=num_classes, arch=arch, **kwargs
+    )
 
 
 @register_model("densenet")
@@ -163,14 +197,24 @@ def densenet201(num_classes: int = 1000, **kwargs) -> DenseNet:
     return _densenet("densenet201", 32, (6, 12, 48, 32), 64, num_classes, **kwargs)
 
 
-def densenet_bc(depth: int = 100, growth_rate: int = 12, num_classes: int = 10,
-                **kwargs) -> DenseNet:
+def densenet_bc(
+    depth: int = 100, growth_rate: int = 12, num_classes: int = 10, **kwargs
+) -> DenseNet:
     """CIFAR DenseNet-BC of ``depth`` L: three blocks of (L - 4) / 6 bottleneck layers, 2k stem channels."""
     if (depth - 4) % 6 or depth < 10:
-        raise ValueError(f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190…), got {depth}")
+        raise ValueError(
+            f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190…), got {depth}"
+        )
     n = (depth - 4) // 6
-    return _densenet(f"densenet_bc_{depth}", growth_rate, (n, n, n), 2 * growth_rate, num_classes,
-                     small_inputs=True, **kwargs)
+    return _densenet(
+        f"densenet_bc_{depth}",
+        growth_rate,
+        (n, n, n),
+        2 * growth_rate,
+        num_classes,
+        small_inputs=True,
+        **kwargs,
+    )
 
 
 @register_model("densenet")

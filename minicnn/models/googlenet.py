@@ -15,7 +15,8 @@ BatchNorm, a true 5x5 in branch3, LocalResponseNorm after the first max pool and
 (Figure 3; size 5, alpha 1e-4, beta 0.75, k 1 as the reference Caffe model bvlc_googlenet), 3x3/2
 max pools everywhere, aux heads with the paper's 5x5/3 average pool, dropout 0.4 before the
 classifier. Weights use the Caffe model's init (the paper gives none): U(±sqrt(3 / fan_in)), biases
-0.2, classifier biases 0. The final 7x7/1 average pool is an adaptive 1x1 pool (the same at 224x224);
+0.2, classifier biases 0. The final 7x7/1 average pool is an adaptive 1x1 pool (the same at
+224x224);
 an adaptive 4x4 pool after the aux heads' 5x5/3 pool is the identity at 224x224 and lets other sizes
 reach the aux FC (2048 inputs). Module names follow torchvision's where the parts agree
 (``conv1.conv``, ``inception3a.branch2.1.conv``, ``aux1.fc1``; the LRNs are ``lrn1`` and ``lrn2``).
@@ -31,6 +32,7 @@ Output: in training mode with ``aux_logits`` the model returns
 logits Tensor. Smallest input: 31x31 (paper), 15x15 (torchvision) — each 3x3/2 max pool (ceil mode)
 needs a 2x2 map; the paper's aux heads need a 5x5 inception4a map in training, i.e. 79x79.
 """
+
 from __future__ import annotations
 
 from collections import namedtuple
@@ -93,8 +95,18 @@ class ConvReLU(nn.Module):
 class Inception(nn.Module):
     """Four parallel branches concatenated on channels (Figure 2b)."""
 
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
-                 conv_block=BasicConv2d, kernel5=5):
+    def __init__(
+        self,
+        in_channels,
+        ch1x1,
+        ch3x3red,
+        ch3x3,
+        ch5x5red,
+        ch5x5,
+        pool_proj,
+        conv_block=BasicConv2d,
+        kernel5=5,
+    ):
         super().__init__()
         self.branch1 = conv_block(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(
@@ -142,8 +154,16 @@ class InceptionAux(nn.Module):
 class GoogLeNet(nn.Module):
     """Stem -> inception 3a, 3b -> pool -> 4a..4e -> pool -> 5a, 5b -> avg pool -> dropout -> fc."""
 
-    def __init__(self, num_classes=1000, aux_logits=True, transform_input=False, init_weights=True,
-                 dropout=None, dropout_aux=0.7, variant="paper"):
+    def __init__(
+        self,
+        num_classes=1000,
+        aux_logits=True,
+        transform_input=False,
+        init_weights=True,
+        dropout=None,
+        dropout_aux=0.7,
+        variant="paper",
+    ):
         super().__init__()
         self.variant = check_variant("googlenet", variant, VARIANTS)
         self.arch = f"googlenet(variant={variant!r})"
@@ -165,8 +185,11 @@ class GoogLeNet(nn.Module):
 
         c_in = 192
         for name, cfg in INCEPTION_CFG.items():
-            setattr(self, "inception" + name,
-                    Inception(c_in, *cfg, conv_block=block, kernel5=5 if paper else 3))
+            setattr(
+                self,
+                "inception" + name,
+                Inception(c_in, *cfg, conv_block=block, kernel5=5 if paper else 3),
+            )
             c_in = out_channels(name)
             if name == "3b":
                 self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -204,35 +227,45 @@ class GoogLeNet(nn.Module):
         if not self.transform_input:
             return x
         stats = ((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))
-        chans = [x[:, c:c + 1] * (std / 0.5) + (mean - 0.5) / 0.5 for c, (mean, std) in enumerate(stats)]
+        chans = [
+            x[:, c : c + 1] * (std / 0.5) + (mean - 0.5) / 0.5
+            for c, (mean, std) in enumerate(stats)
+        ]
         return cat(chans, 1)
 
     def _check_input(self, x):
         if self.training and self.aux_logits and self.aux1 is not None:
-            check_input(self, x, self.min_input_size_aux, "in training the aux heads need a 5x5 "
-                        "inception4a map for their 5x5/3 average pool; use eval() or aux_logits=False "
-                        "for smaller inputs" if self.variant == "paper" else "")
+            check_input(
+                self,
+                x,
+                self.min_input_size_aux,
+                "in training the aux heads need a 5x5 "
+                "inception4a map for their 5x5/3 average pool; use eval() or aux_logits=False "
+                "for smaller inputs"
+                if self.variant == "paper"
+                else "",
+            )
         check_input(self, x, self.min_input_size, "each 3x3/2 max pool needs at least a 2x2 map")
 
     def forward(self, x):
         self._check_input(x)
         x = self._transform_input(x)
-        x = self.maxpool1(self.conv1(x))                       # N x 64 x 56 x 56 (at 224)
+        x = self.maxpool1(self.conv1(x))  # N x 64 x 56 x 56 (at 224)
         if "lrn1" in self._modules:
             x = self.lrn1(x)
-        x = self.conv3(self.conv2(x))                          # N x 192 x 56 x 56
+        x = self.conv3(self.conv2(x))  # N x 192 x 56 x 56
         if "lrn2" in self._modules:
             x = self.lrn2(x)
-        x = self.maxpool2(x)                                   # N x 192 x 28 x 28
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))   # N x 480 x 14 x 14
-        x = self.inception4a(x)                                # N x 512 x 14 x 14
+        x = self.maxpool2(x)  # N x 192 x 28 x 28
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))  # N x 480 x 14 x 14
+        x = self.inception4a(x)  # N x 512 x 14 x 14
         run_aux = self.training and self.aux_logits and self.aux1 is not None
         aux1 = self.aux1(x) if run_aux else None
         x = self.inception4d(self.inception4c(self.inception4b(x)))  # N x 528 x 14 x 14
         aux2 = self.aux2(x) if run_aux else None
-        x = self.maxpool4(self.inception4e(x))                 # N x 832 x 7 x 7
-        x = self.inception5b(self.inception5a(x))              # N x 1024 x 7 x 7
-        x = self.avgpool(x).flatten(1)                         # N x 1024
+        x = self.maxpool4(self.inception4e(x))  # N x 832 x 7 x 7
+        x = self.inception5b(self.inception5a(x))  # N x 1024 x 7 x 7
+        x = self.avgpool(x).flatten(1)  # N x 1024
         x = self.fc(self.dropout(x))
         if self.training and self.aux_logits:
             return GoogLeNetOutputs(x, aux2, aux1)
@@ -256,7 +289,8 @@ def googlenet_loss(outputs, target, aux_weight=0.3, label_smoothing=0.0):
 
 
 @register_model("googlenet")
-def googlenet(num_classes: int = 1000, variant: str = "paper", aux_logits: bool = True,
-              **kwargs) -> GoogLeNet:
+def googlenet(
+    num_classes: int = 1000, variant: str = "paper", aux_logits: bool = True, **kwargs
+) -> GoogLeNet:
     """GoogLeNet; ``variant="paper"`` (Table 1, LRN, 5x5 branch) or ``"torchvision"``."""
     return GoogLeNet(num_classes=num_classes, aux_logits=aux_logits, variant=variant, **kwargs)

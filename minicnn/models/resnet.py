@@ -24,6 +24,7 @@ CIFAR layout (sec. 4.2, 32x32 input): conv 3x3 16 -> 3 stages of n BasicBlocks w
 channels (stride 2 at the start of stages 2 and 3) -> global average pool -> fc; depth 6n + 2
 gives resnet20/32/44/56/110 (0.27M, 0.46M, 0.66M, 0.85M, 1.7M parameters with option A).
 """
+
 from __future__ import annotations
 
 from .. import functional as F
@@ -33,9 +34,23 @@ from ..tensor import zeros
 from ._common import check_input, check_variant, init_bn_
 from ._registry import register_model
 
-__all__ = ["BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ZeroPadShortcut",
-           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-           "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "CifarResNet",
+    "ResNet",
+    "ZeroPadShortcut",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+]
 
 VARIANTS = ("torchvision", "paper")
 SHORTCUTS = ("A", "B", "plain")  # "plain": no shortcut, the paper's plain-20/56 baselines
@@ -53,7 +68,7 @@ def conv1x1(in_planes, out_planes, stride=1):
 
 class BasicBlock(nn.Module):
     expansion = 1
-    residual = True     # False in the paper's plain baselines (shortcut="plain"): no "+ identity"
+    residual = True  # False in the paper's plain baselines (shortcut="plain"): no "+ identity"
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, stride_in_1x1=False):
         super().__init__()
@@ -129,7 +144,9 @@ def _make_layer(block, inplanes, planes, blocks, stride, shortcut="B", stride_in
         if shortcut == "A":
             downsample = ZeroPadShortcut(inplanes, out_planes, stride)
         else:
-            downsample = nn.Sequential(conv1x1(inplanes, out_planes, stride), nn.BatchNorm2d(out_planes))
+            downsample = nn.Sequential(
+                conv1x1(inplanes, out_planes, stride), nn.BatchNorm2d(out_planes)
+            )
     layers = [block(inplanes, planes, stride, downsample, stride_in_1x1)]
     layers += [block(out_planes, planes, stride_in_1x1=stride_in_1x1) for _ in range(1, blocks)]
     for b in layers if shortcut == "plain" else ():
@@ -144,7 +161,8 @@ def _init_weights(model, zero_init_residual):
         else:
             init_bn_(m)
     if zero_init_residual:
-        # Each block then starts as the identity (Goyal et al. 2017, "Accurate, Large Minibatch SGD").
+        # Each block then starts as the identity (Goyal et al. 2017, "Accurate, Large Minibatch
+        # SGD").
         for m in model.modules():
             if isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)
@@ -155,8 +173,15 @@ def _init_weights(model, zero_init_residual):
 class ResNet(nn.Module):
     """The ImageNet ResNets: ``layers`` = blocks per stage, e.g. [3, 4, 6, 3] for ResNet-50."""
 
-    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False, variant="torchvision",
-                 arch="resnet"):
+    def __init__(
+        self,
+        block,
+        layers,
+        num_classes=1000,
+        zero_init_residual=False,
+        variant="torchvision",
+        arch="resnet",
+    ):
         super().__init__()
         self.variant = check_variant(arch, variant, VARIANTS)
         self.arch = arch if variant == "torchvision" else f"{arch}(variant='paper')"
@@ -168,8 +193,9 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            layer, inplanes = _make_layer(block, inplanes, planes, n, 1 if i == 0 else 2,
-                                          stride_in_1x1=stride_in_1x1)
+            layer, inplanes = _make_layer(
+                block, inplanes, planes, n, 1 if i == 0 else 2, stride_in_1x1=stride_in_1x1
+            )
             setattr(self, f"layer{i + 1}", layer)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
@@ -189,13 +215,16 @@ class CifarResNet(nn.Module):
     def __init__(self, depth, num_classes=10, shortcut="A", zero_init_residual=False, arch=None):
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
-            raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110…), "
-                             f"got {depth}")
+            raise ValueError(
+                f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110…), got {depth}"
+            )
         self.arch = arch or f"resnet{depth}"
         if shortcut not in SHORTCUTS:
-            raise ValueError(f"{self.arch}: unknown shortcut {shortcut!r}; expected 'A' (zero-padding "
-                             f"identity, the paper's CIFAR choice), 'B' (1x1 projection) or "
-                             f"'plain' (none)")
+            raise ValueError(
+                f"{self.arch}: unknown shortcut {shortcut!r}; expected 'A' (zero-padding "
+                f"identity, the paper's CIFAR choice), 'B' (1x1 projection) or "
+                f"'plain' (none)"
+            )
         self.shortcut = shortcut
         self.default_input_size, self.min_input_size = (3, 32, 32), 1
         n = (depth - 2) // 6
@@ -204,7 +233,9 @@ class CifarResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         inplanes = 16
         for i, planes in enumerate((16, 32, 64)):
-            layer, inplanes = _make_layer(BasicBlock, inplanes, planes, n, 1 if i == 0 else 2, shortcut)
+            layer, inplanes = _make_layer(
+                BasicBlock, inplanes, planes, n, 1 if i == 0 else 2, shortcut
+            )
             setattr(self, f"layer{i + 1}", layer)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(64, num_classes)

@@ -1,4 +1,5 @@
 """minicnn.nn: Module, Parameter and the layers (a mirror of torch.nn's names, signatures and keys)."""
+
 from . import functional, init, parallel
 from .activation import LogSoftmax, ReLU, Softmax
 from .container import ModuleDict, ModuleList, Sequential
@@ -13,7 +14,29 @@ from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .sync_batchnorm import SyncBatchNorm
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
-           "Dropout", "Flatten", "Identity", "Linear", "LocalResponseNorm", "LogSoftmax", "MaxPool2d",
-           "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "Softmax", "SyncBatchNorm",
-           "functional", "init", "parallel"]
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "Linear",
+    "LocalResponseNorm",
+    "LogSoftmax",
+    "MaxPool2d",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Softmax",
+    "SyncBatchNorm",
+    "functional",
+    "init",
+    "parallel",
+]

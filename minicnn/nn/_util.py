@@ -1,4 +1,5 @@
 """Constructor-argument checks shared by the layers: errors name the layer and the values."""
+
 from __future__ import annotations
 
 import numbers
@@ -35,5 +36,10 @@ def check_real(layer, name, value, low=None, high=None):
 
 def new_parameter(shape, device=None, dtype=None):
     """An uninitialised Parameter (the layer's reset_parameters fills it), float32 on cpu by default."""
-    return Parameter(empty(*shape, dtype=float32 if dtype is None else dtype,
-                           device="cpu" if device is None else device))
+    return Parameter(
+        empty(
+            *shape,
+            dtype=float32 if dtype is None else dtype,
+            device="cpu" if device is None else device,
+        )
+    )

@@ -1,4 +1,5 @@
 """Activation layers: ReLU, Softmax, LogSoftmax (torch.nn)."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """Containers: Sequential, ModuleList, ModuleDict (torch.nn) — children named "0", "1", … or by key."""
+
 from __future__ import annotations
 
 import operator
@@ -28,9 +29,13 @@ def _insert(container, index, module):
     """Insert ``module`` before position ``index`` (-n <= index <= n) and renumber the children."""
     n = len(container)
     if not isinstance(module, Module):
-        raise TypeError(f"{container._get_name()}.insert: expected a Module, got {type(module).__name__}")
+        raise TypeError(
+            f"{container._get_name()}.insert: expected a Module, got {type(module).__name__}"
+        )
     if not -n <= operator.index(index) <= n:
-        raise IndexError(f"{container._get_name()}.insert: index {index} is out of range for {n} modules")
+        raise IndexError(
+            f"{container._get_name()}.insert: index {index} is out of range for {n} modules"
+        )
     modules = list(container._modules.values())
     modules.insert(index, module)
     container._modules = OrderedDict((str(i), m) for i, m in enumerate(modules))
@@ -77,7 +82,9 @@ class Sequential(Module):
 
     def __add__(self, other):
         if not isinstance(other, Sequential):
-            raise TypeError(f"Sequential: can only add another Sequential, got {type(other).__name__}")
+            raise TypeError(
+                f"Sequential: can only add another Sequential, got {type(other).__name__}"
+            )
         return Sequential(*self, *other)
 
     def append(self, module):
@@ -141,8 +148,10 @@ class ModuleList(Module):
 
     def extend(self, modules):
         if not isinstance(modules, Iterable):
-            raise TypeError(f"ModuleList.extend should be called with an iterable of modules, "
-                            f"got {type(modules).__name__}")
+            raise TypeError(
+                f"ModuleList.extend should be called with an iterable of modules, "
+                f"got {type(modules).__name__}"
+            )
         offset = len(self)
         for i, module in enumerate(modules):
             self.add_module(str(offset + i), module)
@@ -162,8 +171,10 @@ class ModuleList(Module):
                 runs[-1][1] = i
             else:
                 runs.append([i, i, r])
-        lines = [_addindent(f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}", 2)
-                 for a, b, r in runs]
+        lines = [
+            _addindent(f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}", 2)
+            for a, b, r in runs
+        ]
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
@@ -218,11 +229,15 @@ class ModuleDict(Module):
             pairs = []
             for j, pair in enumerate(modules):
                 if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                    raise ValueError(f"ModuleDict.update: element #{j} should be a (key, module) pair, "
-                                     f"got {pair!r}")
+                    raise ValueError(
+                        f"ModuleDict.update: element #{j} should be a (key, module) pair, "
+                        f"got {pair!r}"
+                    )
                 pairs.append(pair)
         else:
-            raise TypeError(f"ModuleDict.update: expected a mapping or an iterable of pairs, "
-                            f"got {type(modules).__name__}")
+            raise TypeError(
+                f"ModuleDict.update: expected a mapping or an iterable of pairs, "
+                f"got {type(modules).__name__}"
+            )
         for key, module in pairs:
             self[key] = module

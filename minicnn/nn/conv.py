@@ -1,4 +1,5 @@
 """Conv2d: a learnable 2-D convolution (torch.nn.Conv2d) over F.conv2d."""
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,20 @@ class Conv2d(Module):
     kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
-                 stride: IntPair = 1, padding: Union[IntPair, str] = 0, dilation: IntPair = 1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device: Optional[str] = None, dtype=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: Union[IntPair, str] = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Optional[str] = None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         name = "Conv2d"
         self.in_channels = check_int(name, "in_channels", in_channels)
@@ -40,10 +51,14 @@ class Conv2d(Module):
         self.dilation = check_pair(name, "dilation", dilation, 1)
         self.padding = self._check_padding(padding)
         if padding_mode != "zeros":
-            raise ValueError(f"{name}: padding_mode {padding_mode!r} is not supported; only 'zeros'")
+            raise ValueError(
+                f"{name}: padding_mode {padding_mode!r} is not supported; only 'zeros'"
+            )
         self.padding_mode = padding_mode
         self.transposed, self.output_padding = False, (0, 0)
-        self.weight = new_parameter((out_channels, in_channels // groups) + self.kernel_size, device, dtype)
+        self.weight = new_parameter(
+            (out_channels, in_channels // groups) + self.kernel_size, device, dtype
+        )
         if bias:
             self.bias = new_parameter((out_channels,), device, dtype)
         else:
@@ -52,8 +67,9 @@ class Conv2d(Module):
 
     def _check_padding(self, padding):
         """The functional's padding rules (ops/conv.py), checked early; "same"/"valid" are kept."""
-        resolved, _ = resolve_padding("Conv2d", padding, self.stride, self.dilation,
-                                      self.kernel_size)
+        resolved, _ = resolve_padding(
+            "Conv2d", padding, self.stride, self.dilation, self.kernel_size
+        )
         return padding if isinstance(padding, str) else resolved
 
     def reset_parameters(self):
@@ -65,7 +81,9 @@ class Conv2d(Module):
                 init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -78,4 +96,3 @@ class Conv2d(Module):
         if self.bias is None:
             s += ", bias=False"
         return s
-

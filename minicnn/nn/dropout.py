@@ -1,4 +1,5 @@
 """Dropout (Srivastava et al. 2014; AlexNet, VGG): zero each element with probability p in training."""
+
 from __future__ import annotations
 
 from .. import functional as F

@@ -1,4 +1,5 @@
 """Flatten: merge dims start_dim..end_dim (torch.nn.Flatten; by default all but the batch dim)."""
+
 from __future__ import annotations
 
 from .. import functional as F

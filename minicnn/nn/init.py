@@ -9,10 +9,12 @@ Formulas (as torch):
 For a conv weight (K, C/groups, R, S): fan_in = C/groups · R · S, fan_out = K · R · S.
 
 torch's default Conv2d/Linear init is ``kaiming_uniform_(w, a=sqrt(5))``, i.e.
-b = sqrt(6 / ((1 + 5) · fan_in)) = 1 / sqrt(fan_in), and the bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+b = sqrt(6 / ((1 + 5) · fan_in)) = 1 / sqrt(fan_in), and the bias U(-1/sqrt(fan_in),
+1/sqrt(fan_in)).
 Every function takes an optional ``generator`` (a numpy.random.Generator); by default it draws from
 ``minicnn.random.generator()``, so ``minicnn.manual_seed`` makes initialisation reproducible.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,14 +27,32 @@ from ..autograd import no_grad
 from ..backends import get_backend
 from ..tensor import FLOAT_DTYPES, Tensor
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
-           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+__all__ = [
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+]
 
 
 def calculate_gain(nonlinearity, param=None):
     """The recommended gain for ``nonlinearity`` (torch's table: relu sqrt(2), tanh 5/3, selu 3/4…)."""
-    linear_fns = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                  "conv_transpose3d"]
+    linear_fns = [
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+    ]
     if nonlinearity in linear_fns or nonlinearity == "sigmoid":
         return 1.0
     if nonlinearity == "tanh":
@@ -46,7 +66,7 @@ def calculate_gain(nonlinearity, param=None):
             slope = float(param)
         else:
             raise ValueError(f"calculate_gain: negative_slope {param!r} is not a valid number")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
@@ -56,15 +76,19 @@ def _calculate_fan_in_and_fan_out(tensor):
     """(fan_in, fan_out) = (size(1) · receptive field, size(0) · receptive field)."""
     _check("_calculate_fan_in_and_fan_out", tensor, floating=False)
     if tensor.ndim < 2:
-        raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 "
-                         f"dimensions, got shape {tensor.shape}")
+        raise ValueError(
+            "Fan in and fan out can not be computed for tensor with fewer than 2 "
+            f"dimensions, got shape {tensor.shape}"
+        )
     receptive_field = int(np.prod(tensor.shape[2:], dtype=np.int64))
     return tensor.shape[1] * receptive_field, tensor.shape[0] * receptive_field
 
 
 def _calculate_correct_fan(tensor, mode):
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"init: mode {mode!r} is not supported, please use one of 'fan_in', 'fan_out'")
+        raise ValueError(
+            f"init: mode {mode!r} is not supported, please use one of 'fan_in', 'fan_out'"
+        )
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return fan_in if mode == "fan_in" else fan_out
 
@@ -80,7 +104,8 @@ def _fill(tensor, values):
     """Write the NumPy array ``values`` into ``tensor``'s storage, in place, outside the graph."""
     with no_grad():
         tensor._data[...] = get_backend(tensor.device).from_numpy(
-            np.asarray(values).astype(tensor.dtype, copy=False))
+            np.asarray(values).astype(tensor.dtype, copy=False)
+        )
     return tensor
 
 
@@ -127,7 +152,9 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     cdf = lambda x: 0.5 * (1 + math.erf((x - mean) / (std * math.sqrt(2))))  # noqa: E731
     accept = cdf(b) - cdf(a)
     if accept < 1e-3:
-        raise ValueError(f"trunc_normal_: [a, b] = [{a}, {b}] holds less than 1e-3 of N({mean}, {std}²)")
+        raise ValueError(
+            f"trunc_normal_: [a, b] = [{a}, {b}] holds less than 1e-3 of N({mean}, {std}²)"
+        )
     gen, n, kept = _gen(generator), tensor.numel(), [np.empty(0)]
     while n > 0:
         draw = gen.normal(mean, std, size=min(int(n / accept * 1.2) + 16, 1 << 22))

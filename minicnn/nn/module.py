@@ -6,10 +6,12 @@ A Module owns three ordered registries, filled by plain attribute assignment:
     self.register_buffer("running_mean", t) -> _buffers    (state, not learnable; state_dict())
     self.conv1 = Conv2d(...)              -> _modules      (children; names nest: "conv1.weight")
 
-``state_dict()`` walks them depth-first — each module's parameters, then its persistent buffers, then
+``state_dict()`` walks them depth-first — each module's parameters, then its persistent buffers,
+then
 its children, in registration order — exactly like torch, so the keys of a model written here match
 the keys of the same model written with torch.nn (and converted torchvision weights load unchanged).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -89,11 +91,15 @@ def _plan_copies(own, state_dict):
             continue
         value = _as_array(state_dict[key])
         if value is None:
-            errors.append(f'While copying the parameter named "{key}", expected a NumPy array or '
-                          f"Tensor from checkpoint but received {type(state_dict[key]).__name__}")
+            errors.append(
+                f'While copying the parameter named "{key}", expected a NumPy array or '
+                f"Tensor from checkpoint but received {type(state_dict[key]).__name__}"
+            )
         elif tuple(value.shape) != t.shape:
-            errors.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
-                          f"from checkpoint, the shape in current model is {t.shape}.")
+            errors.append(
+                f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
+                f"from checkpoint, the shape in current model is {t.shape}."
+            )
         else:
             plan.append((t, value))
     return plan, errors
@@ -130,7 +136,9 @@ class Module:
 
     # ---- calling ---------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f'Module [{self._get_name()}] is missing the required "forward" function')
+        raise NotImplementedError(
+            f'Module [{self._get_name()}] is missing the required "forward" function'
+        )
 
     def __call__(self, *args, **kwargs):
         for hook in list(self._forward_pre_hooks.values()):
@@ -163,7 +171,7 @@ class Module:
         if not isinstance(name, str):
             raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
         if name == "" or "." in name:
-            raise KeyError(f"{kind} name can't be empty or contain \".\", got {name!r}")
+            raise KeyError(f'{kind} name can\'t be empty or contain ".", got {name!r}')
         if hasattr(self, name) and name not in registry:
             raise KeyError(f"attribute '{name}' already exists")
 
@@ -171,8 +179,10 @@ class Module:
         """Add ``param`` (a Parameter, or None for an absent one like ``bias=False``) as ``name``."""
         self._check_new_name("parameter", name, self.__dict__.get("_parameters", {}))
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
-                            "(minicnn.nn.Parameter or None required)")
+            raise TypeError(
+                f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
+                "(minicnn.nn.Parameter or None required)"
+            )
         if param is not None and not param.is_leaf:
             raise ValueError(f"cannot assign a non-leaf Tensor to parameter '{name}'")
         self._parameters[name] = param
@@ -181,8 +191,10 @@ class Module:
         """Add a non-learnable Tensor (e.g. BN's running_mean); ``persistent`` puts it in state_dict."""
         self._check_new_name("buffer", name, self.__dict__.get("_buffers", {}))
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
-                            "(Tensor or None required)")
+            raise TypeError(
+                f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
+                "(Tensor or None required)"
+            )
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers.discard(name)
@@ -214,8 +226,10 @@ class Module:
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
-                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
-                                "(minicnn.nn.Parameter or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as parameter '{name}' "
+                    "(minicnn.nn.Parameter or None expected)"
+                )
             params[name] = None
         elif isinstance(value, Module):
             if modules is None:
@@ -224,13 +238,17 @@ class Module:
             modules[name] = value
         elif modules is not None and name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
-                                "(minicnn.nn.Module or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as child module '{name}' "
+                    "(minicnn.nn.Module or None expected)"
+                )
             modules[name] = None
         elif buffers is not None and name in buffers:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
-                                "(Tensor or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as buffer '{name}' "
+                    "(Tensor or None expected)"
+                )
             buffers[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -253,7 +271,12 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self):
-        keys = list(super().__dir__()) + list(self._parameters) + list(self._buffers) + list(self._modules)
+        keys = (
+            list(super().__dir__())
+            + list(self._parameters)
+            + list(self._buffers)
+            + list(self._modules)
+        )
         return sorted(k for k in set(keys) if not k[:1].isdigit())
 
     # ---- traversal -------------------------------------------------------------------------------
@@ -289,8 +312,11 @@ class Module:
 
     def _named_members(self, registry, prefix, recurse, remove_duplicate):
         seen = set()
-        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) \
-            if recurse else [(prefix, self)]
+        modules = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         for module_prefix, module in modules:
             for name, value in getattr(module, registry).items():
                 if value is None or (remove_duplicate and id(value) in seen):
@@ -319,7 +345,9 @@ class Module:
         for item in target.split(".") if target else []:
             child = module._modules.get(item)
             if child is None:
-                raise AttributeError(f"{module._get_name()} has no submodule `{item}` (path {target!r})")
+                raise AttributeError(
+                    f"{module._get_name()} has no submodule `{item}` (path {target!r})"
+                )
             module = child
         return module
 
@@ -362,11 +390,16 @@ class Module:
         error (old torchvision checkpoints lack it; torch tolerates it in a plain dict too).
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError("load_state_dict: expected state_dict to be dict-like, "
-                            f"got {type(state_dict).__name__}")
+            raise TypeError(
+                "load_state_dict: expected state_dict to be dict-like, "
+                f"got {type(state_dict).__name__}"
+            )
         own = OrderedDict(self._state_items())
-        optional = {name + ("." if name else "") + key
-                    for name, m in self.named_modules(remove_duplicate=False) for key in m._optional_state()}
+        optional = {
+            name + ("." if name else "") + key
+            for name, m in self.named_modules(remove_duplicate=False)
+            for key in m._optional_state()
+        }
         missing = [k for k in own if k not in state_dict and k not in optional]
         unexpected = [k for k in state_dict if k not in own]
         plan, errors = _plan_copies(own, state_dict)
@@ -375,8 +408,11 @@ class Module:
         if strict and missing:
             errors.insert(0, f"Missing key(s) in state_dict: {_quoted(missing)}. ")
         if errors:
-            raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-                type(self).__name__, "\n\t".join(errors)))
+            raise RuntimeError(
+                "Error(s) in loading state_dict for {}:\n\t{}".format(
+                    type(self).__name__, "\n\t".join(errors)
+                )
+            )
         with no_grad():
             for t, value in plan:
                 t._data[...] = get_backend(t.device).from_numpy(value.astype(t.dtype))
@@ -412,8 +448,12 @@ class Module:
         return self
 
     def _tensors_to(self, device=None, dtype=None):
-        tensors = {id(t): t for m in self.modules()
-                   for t in itertools.chain(m._parameters.values(), m._buffers.values()) if t is not None}
+        tensors = {
+            id(t): t
+            for m in self.modules()
+            for t in itertools.chain(m._parameters.values(), m._buffers.values())
+            if t is not None
+        }
         for t in tensors.values():
             _move(t, device, dtype)
             if t.grad is not None:
@@ -452,8 +492,13 @@ class Module:
         return self.to("cpu")
 
     def cuda(self, device=None):
-        return self.to("cuda" if device is None else f"cuda:{device}" if isinstance(device, numbers.Integral)
-                       else device)
+        return self.to(
+            "cuda"
+            if device is None
+            else f"cuda:{device}"
+            if isinstance(device, numbers.Integral)
+            else device
+        )
 
     # ---- printing --------------------------------------------------------------------------------
     def _get_name(self):

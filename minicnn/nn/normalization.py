@@ -1,4 +1,5 @@
 """BatchNorm2d / BatchNorm1d and LocalResponseNorm (torch.nn) over minicnn.functional."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -23,9 +24,18 @@ class _BatchNorm(Module):
 
     _expected_dims = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = True,
-                 device: Optional[str] = None, dtype=None, *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Optional[str] = None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         name = self._get_name()
         self.num_features = check_int(name, "num_features", num_features)
@@ -79,8 +89,10 @@ class _BatchNorm(Module):
             want = " or ".join(f"{d}-D" for d in self._expected_dims)
             raise ValueError(f"{name}: expected {want} input, got shape {input.shape}")
         if input.shape[1] != self.num_features:
-            raise ValueError(f"{name}: expected {self.num_features} channels (num_features), "
-                             f"got input of shape {input.shape}")
+            raise ValueError(
+                f"{name}: expected {self.num_features} channels (num_features), "
+                f"got input of shape {input.shape}"
+            )
 
     def _momentum_for_this_step(self):
         """torch's exponential_average_factor; counts the batch when tracking stats in training."""
@@ -95,13 +107,22 @@ class _BatchNorm(Module):
         factor = self._momentum_for_this_step()
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats
-        return F.batch_norm(x, self.running_mean if use_running else None,
-                            self.running_var if use_running else None,
-                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean if use_running else None,
+            self.running_var if use_running else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm2d(_BatchNorm):

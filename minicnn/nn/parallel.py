@@ -13,6 +13,7 @@ On cuda with the NCCL backend the all-reduces run on NCCL's own stream, overlapp
 of backward on the current stream; on the CPU, MPI's non-blocking all-reduce progresses while the
 next bucket's gradients are computed (as far as the MPI library progresses in the background).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +48,7 @@ class _Bucket:
         if self.flat is None:
             self.flat = xp.empty(self.numel, dtype=p0.dtype)
         for p, off in zip(self.params, self.offsets):
-            view = self.flat[off:off + p.numel()]
+            view = self.flat[off : off + p.numel()]
             if p.grad is None:
                 view[...] = 0
             else:
@@ -60,7 +61,7 @@ class _Bucket:
         for i, (p, off) in enumerate(zip(self.params, self.offsets)):
             if used is not None and not used[i]:
                 continue  # unused on every rank: its .grad stays as it was (None)
-            grad = self.flat[off:off + p.numel()].reshape(p.shape)
+            grad = self.flat[off : off + p.numel()].reshape(p.shape)
             if p.grad is None:
                 p.grad = Tensor(grad.copy(), p.device)
             else:
@@ -92,18 +93,30 @@ class DistributedDataParallel(Module):
     for gradient accumulation. The wrapped module is ``.module`` (state_dict keys ``module.…``).
     """
 
-    def __init__(self, module, device_ids=None, output_device=None, broadcast_buffers=True,
-                 bucket_cap_mb=25, find_unused_parameters=False):
+    def __init__(
+        self,
+        module,
+        device_ids=None,
+        output_device=None,
+        broadcast_buffers=True,
+        bucket_cap_mb=25,
+        find_unused_parameters=False,
+    ):
         super().__init__()
         if not isinstance(module, Module):
-            raise TypeError(f"DistributedDataParallel: module must be a minicnn.nn.Module, got "
-                            f"{type(module).__name__}")
+            raise TypeError(
+                f"DistributedDataParallel: module must be a minicnn.nn.Module, got "
+                f"{type(module).__name__}"
+            )
         if not dist.is_initialized():
-            raise RuntimeError("DistributedDataParallel: call minicnn.distributed."
-                               "init_process_group() first (and start with mpiexec -n N)")
+            raise RuntimeError(
+                "DistributedDataParallel: call minicnn.distributed."
+                "init_process_group() first (and start with mpiexec -n N)"
+            )
         if not bucket_cap_mb > 0:
-            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be > 0, "
-                             f"got {bucket_cap_mb!r}")
+            raise ValueError(
+                f"DistributedDataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb!r}"
+            )
         self.module = module
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
@@ -131,7 +144,7 @@ class DistributedDataParallel(Module):
             dist.broadcast(flat, src=0, group=self.process_group)
             offset = 0
             for t in group:
-                t._data[...] = flat[offset:offset + t.numel()].reshape(t.shape)
+                t._data[...] = flat[offset : offset + t.numel()].reshape(t.shape)
                 offset += t.numel()
 
     def sync_buffers(self):
@@ -171,8 +184,7 @@ class DistributedDataParallel(Module):
 
     def _check_previous_reduction(self):
         if self._backward_started and 0 < self._n_ready < len(self._bucket_of):
-            missing = [self._names[i] for i in self._bucket_of
-                       if i not in self._bucket_of[i].ready]
+            missing = [self._names[i] for i in self._bucket_of if i not in self._bucket_of[i].ready]
             for bucket in self._buckets:  # launched on every rank alike: complete them
                 if bucket.work is not None:
                     bucket.work.wait()
@@ -182,7 +194,8 @@ class DistributedDataParallel(Module):
                 f"{len(missing)} parameter(s): {', '.join(missing[:10])}"
                 f"{' …' if len(missing) > 10 else ''}; their gradients were not averaged. Pass "
                 f"find_unused_parameters=True if forward does not use every parameter, or make "
-                f"the loss depend on all of the outputs")
+                f"the loss depend on all of the outputs"
+            )
 
     def _mark_unused(self, out):
         """Count the parameters ``out`` does not depend on as ready (their gradients are zeros)."""
@@ -201,9 +214,11 @@ class DistributedDataParallel(Module):
     def _mark(self, pid):
         bucket = self._bucket_of[pid]
         if pid in bucket.ready:
-            raise RuntimeError(f"DistributedDataParallel: parameter {self._names[pid]} got its "
-                               f"gradient twice in one backward (reentrant backward or a shared "
-                               f"parameter used through retain_graph); not supported")
+            raise RuntimeError(
+                f"DistributedDataParallel: parameter {self._names[pid]} got its "
+                f"gradient twice in one backward (reentrant backward or a shared "
+                f"parameter used through retain_graph); not supported"
+            )
         bucket.ready.add(pid)
         self._n_ready += 1
         self._launch_ready_buckets()
@@ -217,8 +232,9 @@ class DistributedDataParallel(Module):
             if len(bucket.ready) < len(bucket.params):
                 return
             flat = bucket.pack()
-            bucket.work = dist.all_reduce(flat, dist.ReduceOp.SUM, self.process_group,
-                                          async_op=True)
+            bucket.work = dist.all_reduce(
+                flat, dist.ReduceOp.SUM, self.process_group, async_op=True
+            )
             self._next_bucket += 1
 
     def _finish(self):

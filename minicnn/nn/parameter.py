@@ -1,4 +1,5 @@
 """Parameter: a Tensor that a Module registers as learnable (torch.nn.Parameter)."""
+
 from __future__ import annotations
 
 import numpy as np

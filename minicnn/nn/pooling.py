@@ -3,6 +3,7 @@
 Like torch, the attributes keep the values as given (``MaxPool2d(3, 2).kernel_size == 3``) and a
 missing stride defaults to the kernel size.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -30,30 +31,56 @@ def _check_window(layer, kernel_size, stride, padding, dilation=1):
 class MaxPool2d(Module):
     """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's 3/2)."""
 
-    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
-                 dilation: IntPair = 1, return_indices: bool = False,
-                 ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: Optional[IntPair] = None,
+        padding: IntPair = 0,
+        dilation: IntPair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         stride = kernel_size if stride is None else stride
         _check_window("MaxPool2d", kernel_size, stride, padding, dilation)
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+        )
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
     def forward(self, input: Tensor):
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return F.max_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
+        )
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class AvgPool2d(Module):
     """Mean over each window; ``count_include_pad`` counts padded zeros in the divisor."""
 
-    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: Optional[IntPair] = None,
+        padding: IntPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+    ) -> None:
         super().__init__()
         stride = kernel_size if stride is None else stride
         _check_window("AvgPool2d", kernel_size, stride, padding)
@@ -64,8 +91,15 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: Tensor):
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad, self.divisor_override)
+        return F.avg_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -78,12 +112,18 @@ class AdaptiveAvgPool2d(Module):
         super().__init__()
         sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
         if isinstance(output_size, (tuple, list)) and len(output_size) != 2:
-            raise ValueError(f"AdaptiveAvgPool2d: output_size must be an int or a pair, got {output_size!r}")
+            raise ValueError(
+                f"AdaptiveAvgPool2d: output_size must be an int or a pair, got {output_size!r}"
+            )
         for s in sizes:
             if s is not None and not (isinstance(s, numbers.Integral) and not isinstance(s, bool)):
-                raise TypeError(f"AdaptiveAvgPool2d: output_size must be ints or None, got {output_size!r}")
+                raise TypeError(
+                    f"AdaptiveAvgPool2d: output_size must be ints or None, got {output_size!r}"
+                )
             if s is not None and s < 1:
-                raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, got {output_size!r}")
+                raise ValueError(
+                    f"AdaptiveAvgPool2d: output_size must be >= 1, got {output_size!r}"
+                )
         self.output_size = output_size
 
     def forward(self, input: Tensor):

@@ -17,6 +17,7 @@ dweight = Σ_local dy · x̂ and dbias = Σ_local dy stay local: DistributedData
 them with the other gradients. In evaluation mode, or without an initialized process group (or with
 one rank), the layer is plain batch_norm, so a converted model also runs in one process.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ __all__ = ["SyncBatchNorm"]
 def _merge_stats(gathered):
     """(count, mean, M2) over all ranks from rows [count, mean (C), M2 (C)] (float64)."""
     C = (gathered.shape[1] - 1) // 2
-    counts, means, m2s = gathered[:, :1], gathered[:, 1:1 + C], gathered[:, 1 + C:]
+    counts, means, m2s = gathered[:, :1], gathered[:, 1 : 1 + C], gathered[:, 1 + C :]
     total = counts.sum()
     mean = (counts * means).sum(axis=0) / total
     m2 = (m2s + counts * (means - mean) ** 2).sum(axis=0)
@@ -46,7 +47,7 @@ class SyncBatchNormFunction(Function):
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, momentum, eps):
         xp = ctx.xp
-        x3 = x.reshape(x.shape[0], x.shape[1], -1)                      # (N, C, L)
+        x3 = x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L)
         n = x3.shape[0] * x3.shape[2]
         local_mean = x3.mean(axis=(0, 2), dtype=np.float64)
         local_m2 = ((x3 - local_mean[None, :, None]) ** 2).sum(axis=(0, 2), dtype=np.float64)
@@ -56,8 +57,10 @@ class SyncBatchNormFunction(Function):
         total, mean, m2 = _merge_stats(xp.stack(rows))
         total = float(total)
         if total <= 1:
-            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel when "
-                             f"training, got {int(total)} over all ranks (input {x.shape})")
+            raise ValueError(
+                f"SyncBatchNorm: expected more than 1 value per channel when "
+                f"training, got {int(total)} over all ranks (input {x.shape})"
+            )
         var = m2 / total
         if running_mean is not None:
             running_mean *= 1 - momentum
@@ -87,12 +90,13 @@ class SyncBatchNormFunction(Function):
         dx = None
         if needs[0]:
             sums = xp.concatenate([sum_dy, sum_dy_xmu])
-            dist.all_reduce(sums)                               # the one backward collective
+            dist.all_reduce(sums)  # the one backward collective
             C = x3.shape[1]
             g, h = (sums[:C] / ctx.total).astype(x3.dtype), (sums[C:] / ctx.total).astype(x3.dtype)
             scale = invstd if weight is None else invstd * weight
-            dx = scale[None, :, None] * (dy - g[None, :, None]
-                                         - xmu * (invstd ** 2 * h)[None, :, None])
+            dx = scale[None, :, None] * (
+                dy - g[None, :, None] - xmu * (invstd**2 * h)[None, :, None]
+            )
             dx = dx.reshape(dout.shape)
         return dx, None, None, dweight, dbias
 
@@ -102,12 +106,23 @@ class SyncBatchNorm(_BatchNorm):
 
     _expected_dims = (2, 3, 4, 5)
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 process_group=None, device=None, dtype=None):
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        process_group=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         if process_group is not None:
-            raise NotImplementedError("SyncBatchNorm: process_group other than the default (all "
-                                      "ranks) is not supported yet")
+            raise NotImplementedError(
+                "SyncBatchNorm: process_group other than the default (all "
+                "ranks) is not supported yet"
+            )
         self.process_group = None
 
     def forward(self, input):
@@ -118,8 +133,14 @@ class SyncBatchNorm(_BatchNorm):
         factor = self._momentum_for_this_step()
         use_running = self.track_running_stats
         rm, rv = (self.running_mean, self.running_var) if use_running else (None, None)
-        check_same_dtype("SyncBatchNorm", input=input, running_mean=rm, running_var=rv,
-                         weight=self.weight, bias=self.bias)
+        check_same_dtype(
+            "SyncBatchNorm",
+            input=input,
+            running_mean=rm,
+            running_var=rv,
+            weight=self.weight,
+            bias=self.bias,
+        )
         return SyncBatchNormFunction.apply(input, rm, rv, self.weight, self.bias, factor, self.eps)
 
     @classmethod
@@ -127,8 +148,14 @@ class SyncBatchNorm(_BatchNorm):
         """``module`` with every BatchNorm1d/2d replaced by a SyncBatchNorm sharing its parameters
         and buffers (torch's helper); a BatchNorm passed directly is returned converted."""
         if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
-            converted = cls(module.num_features, module.eps, module.momentum, module.affine,
-                            module.track_running_stats, process_group)
+            converted = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                process_group,
+            )
             for name in ("weight", "bias"):
                 setattr(converted, name, getattr(module, name))
             for name in ("running_mean", "running_var", "num_batches_tracked"):

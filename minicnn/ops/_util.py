@@ -1,4 +1,5 @@
 """Argument checking shared by the ops: every error names the op and the offending values."""
+
 from __future__ import annotations
 
 import numbers
@@ -60,8 +61,11 @@ def pair(op, name, value, minimum):
     """An int or a 2-sequence of ints, each >= minimum → (a, b); ValueError/TypeError otherwise."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         vals = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+    ):
         vals = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")

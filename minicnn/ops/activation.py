@@ -1,4 +1,5 @@
 """ReLU (a kernel family: backend.relu_forward/backward) and softmax / log_softmax."""
+
 from __future__ import annotations
 
 from ..autograd import Function

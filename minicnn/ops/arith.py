@@ -1,4 +1,5 @@
 """Elementwise arithmetic and matmul, with NumPy-style broadcasting reduced back in backward."""
+
 from __future__ import annotations
 
 import numbers
@@ -18,7 +19,8 @@ def unbroadcast(g, shape):
         return g
     extra = g.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
-        extra + i for i, s in enumerate(shape) if s == 1 and g.shape[extra + i] != 1)
+        extra + i for i, s in enumerate(shape) if s == 1 and g.shape[extra + i] != 1
+    )
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
@@ -37,7 +39,9 @@ def check_broadcast(op, a, b):
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise ValueError(
+            f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
 
 
 def _binary(op, fn, a, b):
@@ -126,7 +130,7 @@ class Pow(Function):
     def forward(ctx, a, p):
         ctx.save_for_backward(a)
         ctx.p = p
-        return a ** p
+        return a**p
 
     @staticmethod
     def backward(ctx, dout):
@@ -184,13 +188,13 @@ class MatMul(Function):
     def backward(ctx, dout):
         a, b = ctx.saved_tensors
         xp = ctx.xp
-        a2 = a[None, :] if a.ndim == 1 else a           # (…, M, K)
-        b2 = b[:, None] if b.ndim == 1 else b           # (…, K, Nn)
+        a2 = a[None, :] if a.ndim == 1 else a  # (…, M, K)
+        b2 = b[:, None] if b.ndim == 1 else b  # (…, K, Nn)
         d = dout
         if b.ndim == 1:
             d = xp.expand_dims(d, -1)
         if a.ndim == 1:
-            d = xp.expand_dims(d, -2)                   # (…, M, Nn)
+            d = xp.expand_dims(d, -2)  # (…, M, Nn)
         da = db = None
         if ctx.needs_input_grad[0]:
             da = unbroadcast(d @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -217,9 +221,13 @@ def div(a, b):
 
 def pow(a, exponent):
     if isinstance(exponent, Tensor) or not isinstance(exponent, numbers.Real):
-        raise TypeError(f"pow: only a real-number exponent is supported, got {type(exponent).__name__}")
+        raise TypeError(
+            f"pow: only a real-number exponent is supported, got {type(exponent).__name__}"
+        )
     if a.dtype.kind in "iu" and isinstance(exponent, numbers.Integral) and exponent < 0:
-        raise ValueError(f"pow: integer tensors cannot be raised to a negative integer power ({exponent})")
+        raise ValueError(
+            f"pow: integer tensors cannot be raised to a negative integer power ({exponent})"
+        )
     if a.dtype.kind in "iub" and not isinstance(exponent, numbers.Integral):
         a = a.to(float32)  # int ** 0.5 is a float, as in torch
     return Pow.apply(a, exponent if isinstance(exponent, numbers.Integral) else float(exponent))
@@ -238,18 +246,22 @@ def matmul(a, b):
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
-        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+        raise ValueError(
+            f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"
+        ) from None
     return MatMul.apply(a, b)
 
 
 # ---- Tensor's operators -------------------------------------------------------------------------
 def _compare(ufunc_name):
     """A comparison operator: elementwise, not differentiable, a bool Tensor."""
+
     def method(self, other):
         if isinstance(other, Tensor):
             check_broadcast(ufunc_name, self, other)
         o = other._data if isinstance(other, Tensor) else other
         return Tensor(getattr(get_backend(self.device).xp, ufunc_name)(self._data, o), self.device)
+
     method.__name__ = ufunc_name
     return method
 

@@ -1,4 +1,5 @@
 """2-D convolution (a kernel family: backend.conv2d_forward / conv2d_backward)."""
+
 from __future__ import annotations
 
 import numbers
@@ -16,7 +17,8 @@ IntPair = Union[int, Tuple[int, int]]
 class Conv2d(Function):
     """Cross-correlation of x (N, C, H, W) with w (K, C/G, R, S), plus a bias b (K,):
 
-        y[n, k, p, q] = b[k] + Σ_{c, r, s} w[k, c, r, s] · xpad[n, g C/G + c, p sh + r dh, q sw + s dw]
+        y[n, k, p, q] = b[k] + Σ_{c, r, s} w[k, c, r, s] · xpad[n, g C/G + c, p sh + r dh, q sw + s
+        dw]
 
     where g = k // (K/G) is the group of output channel k (Krizhevsky et al. 2012 split AlexNet's
     convolutions into G = 2 such groups, one per GPU) and xpad is x zero-padded by (ph, pw), plus
@@ -39,10 +41,15 @@ class Conv2d(Function):
         x, w = ctx.saved_tensors
         g = ctx.g
         dout = dout.astype(x.dtype, copy=False)
-        dx, dw, db = ctx.backend.conv2d_backward(dout, _pad_extra(ctx.xp, x, g.extra), w,
-                                                 g.kernel_geometry, needs=ctx.needs_input_grad[:3])
+        dx, dw, db = ctx.backend.conv2d_backward(
+            dout,
+            _pad_extra(ctx.xp, x, g.extra),
+            w,
+            g.kernel_geometry,
+            needs=ctx.needs_input_grad[:3],
+        )
         if dx is not None and g.extra != (0, 0):
-            dx = ctx.xp.ascontiguousarray(dx[:, :, :g.H, :g.W])
+            dx = ctx.xp.ascontiguousarray(dx[:, :, : g.H, : g.W])
         return dx, dw, db
 
 
@@ -60,17 +67,26 @@ def resolve_padding(op, padding, stride, dilation, kernel):
     if padding == "valid":
         return (0, 0), (0, 0)
     if padding != "same":
-        raise ValueError(f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', "
-                         f"got {padding!r}")
+        raise ValueError(
+            f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}"
+        )
     if stride != (1, 1):
-        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
-                         f"(stride={stride})")
-    total = [d * (k - 1) for d, k in zip(dilation, kernel)]      # torch: left = total // 2
+        raise ValueError(
+            f"{op}: padding='same' is not supported for strided convolutions (stride={stride})"
+        )
+    total = [d * (k - 1) for d, k in zip(dilation, kernel)]  # torch: left = total // 2
     return (total[0] // 2, total[1] // 2), (total[0] % 2, total[1] % 2)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
-           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: Union[IntPair, str] = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Tensor:
     """torch.nn.functional.conv2d: input (N, C, H, W) or (C, H, W), weight (K, C/groups, R, S),
     bias (K,) or None -> (N, K, P, Q), sizes from Conv2dGeometry (minicnn/ops/geometry.py).
 
@@ -90,11 +106,13 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride:
     padding, extra = resolve_padding(op, padding, stride, dilation, weight.shape[2:])
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
-    g = Conv2dGeometry.of(input.shape, weight.shape, stride, padding, dilation, int(groups), extra,
-                          op)
+    g = Conv2dGeometry.of(
+        input.shape, weight.shape, stride, padding, dilation, int(groups), extra, op
+    )
     x = input.unsqueeze(0) if input.ndim == 3 else input  # unbatched (C, H, W), as torch accepts
     if bias is not None and bias.shape != (g.K,):
-        raise ValueError(f"{op}: bias must have shape ({g.K},) for weight {weight.shape}, "
-                         f"got {bias.shape}")
+        raise ValueError(
+            f"{op}: bias must have shape ({g.K},) for weight {weight.shape}, got {bias.shape}"
+        )
     y = Conv2d.apply(x, weight, bias, g)
     return y.squeeze(0) if input.ndim == 3 else y

@@ -1,4 +1,5 @@
 """Dropout (Srivastava et al. 2014), inverted: scaled at training time, identity at test time."""
+
 from __future__ import annotations
 
 import numbers
@@ -22,7 +23,7 @@ class Dropout(Function):
 
     @staticmethod
     def forward(ctx, x, p):
-        keep = _random.generator().random(x.shape) >= p                  # bool, P(keep) = 1 - p
+        keep = _random.generator().random(x.shape) >= p  # bool, P(keep) = 1 - p
         mask = ctx.backend.from_numpy(keep.astype(x.dtype) / np.asarray(1.0 - p, x.dtype))
         ctx.save_for_backward(mask)
         return x * mask
@@ -33,8 +34,7 @@ class Dropout(Function):
         return dout * mask
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True,
-            inplace: bool = False) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1 − p) when ``training``.
 
     As ``torch.nn.functional.dropout``, except: ``p`` must lie in [0, 1) (p = 1 would zero

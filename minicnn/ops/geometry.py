@@ -11,6 +11,7 @@ Sizes are checked here, before anything is allocated, on every device: each exte
 in-plane index (H·W, P·Q) and per-group reduction (C/G·R·S, K/G·R·S), must fit the 32-bit ints
 the kernels index with, and no tensor may have 2^63 elements or more (the flat index is 64-bit).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,10 @@ def pool2d_output_size(n: int, r: int, stride: int, pad: int, dil: int, ceil_mod
 def check_pool_padding(op: str, kernel_size, padding) -> None:
     """Pooling pads by at most half the window (torch's rule; nn.MaxPool2d checks it early)."""
     if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
-        raise ValueError(f"{op}: padding should be at most half of kernel_size, got "
-                         f"padding={tuple(padding)} and kernel_size={tuple(kernel_size)}")
+        raise ValueError(
+            f"{op}: padding should be at most half of kernel_size, got "
+            f"padding={tuple(padding)} and kernel_size={tuple(kernel_size)}"
+        )
 
 
 def _check_ints(g, names: str) -> None:
@@ -66,17 +69,23 @@ def _check_index_sizes(op: str, shapes: dict, planes: dict, reductions: dict) ->
         if math.prod(shape) > INT64_MAX:
             raise ValueError(f"{op}: {what} of shape {shape} has 2^63 elements or more")
         if max(shape, default=0) > INT32_MAX:
-            raise ValueError(f"{op}: {what} of shape {shape} has an extent that does not fit a "
-                             f"32-bit int (each dimension must be < 2^31)")
+            raise ValueError(
+                f"{op}: {what} of shape {shape} has an extent that does not fit a "
+                f"32-bit int (each dimension must be < 2^31)"
+            )
     for what, (shape, plane) in planes.items():
         if plane[0] * plane[1] > INT32_MAX:
-            raise ValueError(f"{op}: {what} of shape {shape} has planes of {plane[0]} x {plane[1]} "
-                             f"= {plane[0] * plane[1]} pixels; the kernels index a plane with "
-                             f"32-bit ints (at most 2^31 - 1 pixels)")
+            raise ValueError(
+                f"{op}: {what} of shape {shape} has planes of {plane[0]} x {plane[1]} "
+                f"= {plane[0] * plane[1]} pixels; the kernels index a plane with "
+                f"32-bit ints (at most 2^31 - 1 pixels)"
+            )
     for what, size in reductions.items():
         if size > INT32_MAX:
-            raise ValueError(f"{op}: {what} = {size} exceeds 2^31 - 1 (the reduction index of "
-                             f"the kernels would overflow)")
+            raise ValueError(
+                f"{op}: {what} = {size} exceeds 2^31 - 1 (the reduction index of "
+                f"the kernels would overflow)"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,19 +119,32 @@ class Conv2dGeometry:
     Q: int = field(init=False)
 
     @classmethod
-    def of(cls, x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-           extra=(0, 0), op="conv2d") -> Conv2dGeometry:
+    def of(
+        cls,
+        x_shape,
+        w_shape,
+        stride=(1, 1),
+        padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+        extra=(0, 0),
+        op="conv2d",
+    ) -> Conv2dGeometry:
         """The geometry of conv2d(x, w) from the shapes and the (pairs of) hyperparameters; an
         unbatched (C, H, W) x is one image (N = 1), and errors name the shape as given."""
         if len(x_shape) not in (3, 4) or len(w_shape) != 4:
-            raise ValueError(f"{op}: input must be 3-D or 4-D and weight 4-D, got shapes "
-                             f"{tuple(x_shape)} and {tuple(w_shape)}")
+            raise ValueError(
+                f"{op}: input must be 3-D or 4-D and weight 4-D, got shapes "
+                f"{tuple(x_shape)} and {tuple(w_shape)}"
+            )
         (N, C, H, W), (K, _, R, S) = (1, *x_shape) if len(x_shape) == 3 else x_shape, w_shape
         g = cls(N, C, H, W, K, R, S, *stride, *padding, *extra, *dilation, groups, op=op)
         if tuple(w_shape) != g.w_shape:
-            raise ValueError(f"{op}: input {tuple(x_shape)} has {C} channels but weight "
-                             f"{tuple(w_shape)} with groups={groups} expects "
-                             f"{w_shape[1] * groups} (C must equal weight.shape[1] * groups)")
+            raise ValueError(
+                f"{op}: input {tuple(x_shape)} has {C} channels but weight "
+                f"{tuple(w_shape)} with groups={groups} expects "
+                f"{w_shape[1] * groups} (C must equal weight.shape[1] * groups)"
+            )
         return g
 
     def __post_init__(self):
@@ -131,40 +153,53 @@ class Conv2dGeometry:
         if min(self.N, self.C, self.H, self.W) < 0:
             raise ValueError(f"{op}: sizes must be >= 0, got input {self.x_shape}")
         if min(self.sh, self.sw, self.dh, self.dw) < 1:
-            raise ValueError(f"{op}: stride and dilation must be >= 1, got stride {self.stride}, "
-                             f"dilation {self.dilation}")
+            raise ValueError(
+                f"{op}: stride and dilation must be >= 1, got stride {self.stride}, "
+                f"dilation {self.dilation}"
+            )
         if min(self.ph, self.pw, self.eh, self.ew) < 0:
             raise ValueError(f"{op}: padding must be >= 0, got {self.padding} (+{self.extra})")
         self._check_channels()
         Hp, Wp = self.H + 2 * self.ph + self.eh, self.W + 2 * self.pw + self.ew
         Rd, Sd = self.dh * (self.R - 1) + 1, self.dw * (self.S - 1) + 1
         if Rd > Hp or Sd > Wp:
-            raise ValueError(f"{op}: kernel larger than the padded input: input {self.x_shape} "
-                             f"padded to {Hp} x {Wp}, weight {self.w_shape} with dilation "
-                             f"{self.dilation} spans {Rd} x {Sd}")
+            raise ValueError(
+                f"{op}: kernel larger than the padded input: input {self.x_shape} "
+                f"padded to {Hp} x {Wp}, weight {self.w_shape} with dilation "
+                f"{self.dilation} spans {Rd} x {Sd}"
+            )
         P = conv2d_output_size(self.H + self.eh, self.R, self.sh, self.ph, self.dh)
         Q = conv2d_output_size(self.W + self.ew, self.S, self.sw, self.pw, self.dw)
         object.__setattr__(self, "P", P)
         object.__setattr__(self, "Q", Q)
         _check_index_sizes(
-            op, {"input": self.x_shape, "weight": self.w_shape, "output": self.y_shape},
+            op,
+            {"input": self.x_shape, "weight": self.w_shape, "output": self.y_shape},
             {"input": (self.x_shape, (self.H, self.W)), "output": (self.y_shape, (self.P, self.Q))},
-            {"input channels per group x kernel (C/G·R·S)": self.Cg * self.R * self.S,
-             "output channels per group x kernel (K/G·R·S)": self.Kg * self.R * self.S})
+            {
+                "input channels per group x kernel (C/G·R·S)": self.Cg * self.R * self.S,
+                "output channels per group x kernel (K/G·R·S)": self.Kg * self.R * self.S,
+            },
+        )
 
     def _check_channels(self):
         op, K, G = self.op, self.K, self.G
         if G < 1:
             raise ValueError(f"{op}: groups must be a positive integer, got {G!r}")
         if K < 1 or self.C < 1 or self.R < 1 or self.S < 1 or self.C < G:
-            raise ValueError(f"{op}: weight {self.w_shape} must have at least one output channel, "
-                             f"one input channel per group and a non-empty kernel")
+            raise ValueError(
+                f"{op}: weight {self.w_shape} must have at least one output channel, "
+                f"one input channel per group and a non-empty kernel"
+            )
         if K % G:
-            raise ValueError(f"{op}: out_channels {K} of weight {self.w_shape} must be divisible "
-                             f"by groups={G}")
+            raise ValueError(
+                f"{op}: out_channels {K} of weight {self.w_shape} must be divisible by groups={G}"
+            )
         if self.C % G:
-            raise ValueError(f"{op}: input {self.x_shape} has {self.C} channels, not divisible by "
-                             f"groups={G} (C must equal weight.shape[1] * groups)")
+            raise ValueError(
+                f"{op}: input {self.x_shape} has {self.C} channels, not divisible by "
+                f"groups={G} (C must equal weight.shape[1] * groups)"
+            )
 
     # ---- derived sizes ------------------------------------------------------------------------
     Cg = property(lambda self: self.C // self.G, doc="input channels per group")
@@ -175,8 +210,9 @@ class Conv2dGeometry:
     dilation = property(lambda self: (self.dh, self.dw))
     groups = property(lambda self: self.G)
     x_shape = property(lambda self: (self.N, self.C, self.H, self.W), doc="(N, C, H, W)")
-    w_shape = property(lambda self: (self.K, self.C // self.G, self.R, self.S),
-                       doc="(K, C/G, R, S)")
+    w_shape = property(
+        lambda self: (self.K, self.C // self.G, self.R, self.S), doc="(K, C/G, R, S)"
+    )
     y_shape = property(lambda self: (self.N, self.K, self.P, self.Q), doc="(N, K, P, Q)")
 
     @cached_property
@@ -215,8 +251,16 @@ class Pool2dGeometry:
     Q: int = field(init=False)
 
     @classmethod
-    def of(cls, x_shape, kernel_size, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False,
-           op="pool2d") -> Pool2dGeometry:
+    def of(
+        cls,
+        x_shape,
+        kernel_size,
+        stride,
+        padding=(0, 0),
+        dilation=(1, 1),
+        ceil_mode=False,
+        op="pool2d",
+    ) -> Pool2dGeometry:
         """The geometry of a max or average pooling of an (N, C, H, W) input, pairs given."""
         return cls(*x_shape, *kernel_size, *stride, *padding, *dilation, bool(ceil_mode), op=op)
 
@@ -236,24 +280,34 @@ class Pool2dGeometry:
             P, Q = self._window_output()
         object.__setattr__(self, "P", int(P))
         object.__setattr__(self, "Q", int(Q))
-        _check_index_sizes(op, {"input": self.x_shape, "output": self.y_shape},
-                           {"input": (self.x_shape, (self.H, self.W)),
-                            "output": (self.y_shape, (self.P, self.Q))}, {})
+        _check_index_sizes(
+            op,
+            {"input": self.x_shape, "output": self.y_shape},
+            {"input": (self.x_shape, (self.H, self.W)), "output": (self.y_shape, (self.P, self.Q))},
+            {},
+        )
 
     def _window_output(self):
         op, kernel = self.op, (self.R, self.S)
         if min(kernel + self.stride + self.dilation) < 1 or min(self.padding) < 0:
-            raise ValueError(f"{op}: kernel_size, stride and dilation must be >= 1 and padding "
-                             f">= 0, got {kernel}, {self.stride}, {self.dilation}, {self.padding}")
+            raise ValueError(
+                f"{op}: kernel_size, stride and dilation must be >= 1 and padding "
+                f">= 0, got {kernel}, {self.stride}, {self.dilation}, {self.padding}"
+            )
         check_pool_padding(op, kernel, self.padding)
-        out = tuple(pool2d_output_size(n, r, s, p, d, self.ceil_mode) for n, r, s, p, d in zip(
-            (self.H, self.W), kernel, self.stride, self.padding, self.dilation))
+        out = tuple(
+            pool2d_output_size(n, r, s, p, d, self.ceil_mode)
+            for n, r, s, p, d in zip(
+                (self.H, self.W), kernel, self.stride, self.padding, self.dilation
+            )
+        )
         if min(out) < 1:
             raise ValueError(
                 f"{op}: input of shape {self.x_shape} with kernel_size={kernel}, stride="
                 f"{self.stride}, padding={self.padding}, dilation={self.dilation}, ceil_mode="
                 f"{self.ceil_mode} gives output size {out}; it must be at least 1 (the kernel is "
-                f"larger than the padded input)")
+                f"larger than the padded input)"
+            )
         return out
 
     kernel_size = property(lambda self: (self.R, self.S))

@@ -1,4 +1,5 @@
 """Fully connected layer: y = x W^T + b."""
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,9 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b):
         M, (O, I) = math.prod(x.shape[:-1]), w.shape
-        y = x.reshape(M, I) @ w.T                            # (M, O)
+        y = x.reshape(M, I) @ w.T  # (M, O)
         if b is not None:
-            y += b                                           # (O,) broadcast over rows
+            y += b  # (O,) broadcast over rows
         ctx.save_for_backward(x, w)
         return y.reshape(x.shape[:-1] + (O,))
 
@@ -31,11 +32,11 @@ class Linear(Function):
     def backward(ctx, dout):
         x, w = ctx.saved_tensors
         M, (O, I) = math.prod(x.shape[:-1]), w.shape
-        d = dout.astype(x.dtype, copy=False).reshape(M, O)             # (M, O)
+        d = dout.astype(x.dtype, copy=False).reshape(M, O)  # (M, O)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = (d @ w).reshape(x.shape) if need_x else None               # (M, I)
-        dw = d.T @ x.reshape(M, I) if need_w else None                  # (O, I)
-        db = d.sum(axis=0) if need_b else None                          # (O,)
+        dx = (d @ w).reshape(x.shape) if need_x else None  # (M, I)
+        dw = d.T @ x.reshape(M, I) if need_w else None  # (O, I)
+        db = d.sum(axis=0) if need_b else None  # (O,)
         return dx, dw, db
 
 
@@ -50,12 +51,17 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
     check_same_dtype(op, input=input, weight=weight, bias=bias)
     common_device(op, [t for t in (input, weight, bias) if t is not None])
     if input.ndim == 0:
-        raise ValueError("linear: input must have at least 1 dimension (*, in_features), "
-                         "got a scalar")
+        raise ValueError(
+            "linear: input must have at least 1 dimension (*, in_features), got a scalar"
+        )
     if input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input {input.shape} has {input.shape[-1]} features but weight "
-                         f"{weight.shape} expects in_features={weight.shape[1]}")
+        raise ValueError(
+            f"linear: input {input.shape} has {input.shape[-1]} features but weight "
+            f"{weight.shape} expects in_features={weight.shape[1]}"
+        )
     if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) for weight "
-                         f"{weight.shape}, got {bias.shape}")
+        raise ValueError(
+            f"linear: bias must have shape ({weight.shape[0]},) for weight "
+            f"{weight.shape}, got {bias.shape}"
+        )
     return Linear.apply(input, weight, bias)

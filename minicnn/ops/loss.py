@@ -4,6 +4,7 @@ Inputs are (N, C), (N, C, d1, …) or unbatched (C,); the classes lie along dim 
 Targets are int64 class indices shaped like the input without the class dim, or — cross_entropy
 only — class probabilities shaped like the input.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -31,13 +32,16 @@ def _index_coefficients(xp, target, weight, shape, class_dim, ignore_index, smoo
     bshape = [1] * len(shape)
     bshape[class_dim] = C
     w = xp.ones(C, dtype) if weight is None else weight
-    w_b = w.reshape(bshape)                                           # (1, C, 1, …)
-    t = xp.expand_dims(target, class_dim)                             # (N, 1, d1, …)
-    valid = t != ignore_index                                         # (N, 1, d1, …)
-    onehot = (t == xp.arange(C).reshape(bshape)) & valid              # (N, C, d1, …)
-    target_w = onehot * w_b                                           # w[t_s] at class t_s
-    coef = target_w if smoothing == 0 else \
-        (1.0 - smoothing) * target_w + (smoothing / C) * (valid * w_b)
+    w_b = w.reshape(bshape)  # (1, C, 1, …)
+    t = xp.expand_dims(target, class_dim)  # (N, 1, d1, …)
+    valid = t != ignore_index  # (N, 1, d1, …)
+    onehot = (t == xp.arange(C).reshape(bshape)) & valid  # (N, C, d1, …)
+    target_w = onehot * w_b  # w[t_s] at class t_s
+    coef = (
+        target_w
+        if smoothing == 0
+        else (1.0 - smoothing) * target_w + (smoothing / C) * (valid * w_b)
+    )
     return coef.astype(dtype, copy=False), target_w.sum()
 
 
@@ -51,13 +55,14 @@ class NLLLoss(Function):
 
     @staticmethod
     def forward(ctx, x, target, weight, class_dim, ignore_index, reduction, smoothing):
-        coef, denom = _index_coefficients(ctx.xp, target, weight, x.shape, class_dim,
-                                          ignore_index, smoothing, x.dtype)
+        coef, denom = _index_coefficients(
+            ctx.xp, target, weight, x.shape, class_dim, ignore_index, smoothing, x.dtype
+        )
         ctx.save_for_backward(coef)
         ctx.class_dim, ctx.reduction, ctx.denom = class_dim, reduction, denom
         # where(): a masked-out logit of -inf has coef 0 and must add 0, not 0 · -inf = NaN
         with np.errstate(invalid="ignore"):
-            losses = -ctx.xp.where(coef != 0, coef * x, 0).sum(axis=class_dim)   # (N, d1, …)
+            losses = -ctx.xp.where(coef != 0, coef * x, 0).sum(axis=class_dim)  # (N, d1, …)
         if reduction == "none":
             return losses
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -82,8 +87,10 @@ def _reduction(op, size_average, reduce, reduction):
         size_average = True if size_average is None else size_average
         reduce = True if reduce is None else reduce
         reduction = "mean" if size_average and reduce else "sum" if reduce else "none"
-        warnings.warn(f"{op}: size_average and reduce are deprecated, use reduction='{reduction}'",
-                      stacklevel=3)
+        warnings.warn(
+            f"{op}: size_average and reduce are deprecated, use reduction='{reduction}'",
+            stacklevel=3,
+        )
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
     return reduction
@@ -99,8 +106,10 @@ def _check_input(op, input, weight, ignore_index):
     if weight is not None:
         check_tensor(op, "weight", weight)
         if weight.shape != (C,):
-            raise ValueError(f"{op}: weight must have shape ({C},), one value per class of the "
-                             f"input {input.shape}, got {weight.shape}")
+            raise ValueError(
+                f"{op}: weight must have shape ({C},), one value per class of the "
+                f"input {input.shape}, got {weight.shape}"
+            )
         check_same_dtype(op, input=input, weight=weight)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"{op}: ignore_index must be an integer, got {ignore_index!r}")
@@ -109,31 +118,39 @@ def _check_input(op, input, weight, ignore_index):
 
 def _check_index_target(op, input, target, weight, class_dim, ignore_index):
     """int64 class indices shaped like input without the class dim, each in [0, C) or ignored."""
-    expected = input.shape[:class_dim] + input.shape[class_dim + 1:]
+    expected = input.shape[:class_dim] + input.shape[class_dim + 1 :]
     if target.shape != expected:
-        raise ValueError(f"{op}: target must have shape {expected} for an input of shape "
-                         f"{input.shape}, got {target.shape}")
+        raise ValueError(
+            f"{op}: target must have shape {expected} for an input of shape "
+            f"{input.shape}, got {target.shape}"
+        )
     if target.dtype != int64:
         raise TypeError(f"{op}: target must hold int64 class indices, got dtype {target.dtype}")
     t, C = target.numpy(), input.shape[class_dim]
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
-        raise ValueError(f"{op}: target value {t[bad].flat[0]} is out of range for {C} classes "
-                         f"(valid: 0..{C - 1}, or ignore_index={ignore_index})")
+        raise ValueError(
+            f"{op}: target value {t[bad].flat[0]} is out of range for {C} classes "
+            f"(valid: 0..{C - 1}, or ignore_index={ignore_index})"
+        )
     if weight is not None and weight.requires_grad and is_grad_enabled():
-        raise ValueError(f"{op}: not differentiable with respect to weight (as in PyTorch); "
-                         "pass weight.detach()")
+        raise ValueError(
+            f"{op}: not differentiable with respect to weight (as in PyTorch); pass weight.detach()"
+        )
 
 
 def _check_prob_target(op, input, target, ignore_index):
     """Class probabilities: floating, the input's shape and dtype; no ignore_index."""
     if target.dtype.kind != "f":
-        raise TypeError(f"{op}: a target shaped like the input {input.shape} holds class "
-                        f"probabilities and must be floating point, got dtype {target.dtype}")
+        raise TypeError(
+            f"{op}: a target shaped like the input {input.shape} holds class "
+            f"probabilities and must be floating point, got dtype {target.dtype}"
+        )
     check_same_dtype(op, input=input, target=target)
     if ignore_index != -100:
-        raise ValueError(f"{op}: ignore_index={ignore_index} is not supported for class-probability "
-                         "targets")
+        raise ValueError(
+            f"{op}: ignore_index={ignore_index} is not supported for class-probability targets"
+        )
 
 
 # ---- the losses ---------------------------------------------------------------------------------
@@ -154,8 +171,15 @@ def _prob_target_loss(logp, target, weight, class_dim, reduction, smoothing):
     return total if reduction == "sum" else total * (1.0 / samples if samples else float("nan"))
 
 
-def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, size_average=None,
-             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     """Negative log likelihood of log-probabilities ``input`` at class indices ``target``.
 
     loss_s = −weight[t_s] · input[s, t_s] (0 where t_s = ignore_index); 'mean' divides the sum by
@@ -168,9 +192,16 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, siz
     return NLLLoss.apply(input, target, weight, class_dim, int(ignore_index), reduction, 0.0)
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
-                  size_average=None, ignore_index: int = -100, reduce=None,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """Cross entropy of logits ``input`` against class indices or class probabilities ``target``.
 
     = nll_loss(log_softmax(input, class_dim), target) for index targets. Label smoothing ε mixes
@@ -182,7 +213,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     class_dim = _check_input("cross_entropy", input, weight, ignore_index)
     check_tensor("cross_entropy", "target", target, floating=False)
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"cross_entropy: label_smoothing must be a real number, got {label_smoothing!r}")
+        raise TypeError(
+            f"cross_entropy: label_smoothing must be a real number, got {label_smoothing!r}"
+        )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     smoothing = float(label_smoothing)
@@ -191,9 +224,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         logp = log_softmax(input, class_dim)
         return _prob_target_loss(logp, target, weight, class_dim, reduction, smoothing)
     if target.dtype.kind == "f" and target.ndim == input.ndim - 1:
-        raise TypeError(f"cross_entropy: target {target.shape} holds class indices and must be int64, "
-                        f"got dtype {target.dtype} (class-probability targets have the input's "
-                        f"shape {input.shape})")
+        raise TypeError(
+            f"cross_entropy: target {target.shape} holds class indices and must be int64, "
+            f"got dtype {target.dtype} (class-probability targets have the input's "
+            f"shape {input.shape})"
+        )
     _check_index_target("cross_entropy", input, target, weight, class_dim, ignore_index)
     logp = log_softmax(input, class_dim)
     return NLLLoss.apply(logp, target, weight, class_dim, int(ignore_index), reduction, smoothing)

@@ -1,4 +1,5 @@
 """Local response normalization across channels (AlexNet, section 3.3), PyTorch's convention."""
+
 from __future__ import annotations
 
 import numbers
@@ -24,7 +25,7 @@ class LocalResponseNorm(Function):
     @staticmethod
     def forward(ctx, x, size, alpha, beta, k):
         shape = x.shape
-        x4 = x.reshape(shape[0], shape[1], -1, 1)            # (N, C, H·W·…, 1)
+        x4 = x.reshape(shape[0], shape[1], -1, 1)  # (N, C, H·W·…, 1)
         y, scale = ctx.backend.local_response_norm_forward(x4, size, alpha, beta, k)
         ctx.params = size, alpha, beta
         ctx.save_for_backward(x4, scale)
@@ -35,7 +36,8 @@ class LocalResponseNorm(Function):
         x4, scale = ctx.saved_tensors
         size, alpha, beta = ctx.params
         dx = ctx.backend.local_response_norm_backward(
-            dout.reshape(x4.shape), x4, scale, size, alpha, beta)
+            dout.reshape(x4.shape), x4, scale, size, alpha, beta
+        )
         return dx.reshape(dout.shape)
 
 
@@ -45,8 +47,9 @@ def _real(name, value):
     return float(value)
 
 
-def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
-                        k: float = 1.0) -> Tensor:
+def local_response_norm(
+    input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Tensor:
     """Normalise over ``size`` neighbouring channels of a (N, C, ...) input (3-D or more).
 
     Same as ``torch.nn.functional.local_response_norm``: α is divided by ``size``, the window of
@@ -55,8 +58,9 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     """
     check_tensor("local_response_norm", "input", input)
     if input.ndim < 3:
-        raise ValueError(f"local_response_norm: input must be 3-D or more (N, C, ...), "
-                         f"got shape {input.shape}")
+        raise ValueError(
+            f"local_response_norm: input must be 3-D or more (N, C, ...), got shape {input.shape}"
+        )
     if isinstance(size, bool) or not isinstance(size, numbers.Integral):
         raise TypeError(f"local_response_norm: size must be an integer, got {size!r}")
     if size < 1:

@@ -1,4 +1,5 @@
 """Batch normalization (Ioffe & Szegedy 2015) over (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)."""
+
 from __future__ import annotations
 
 import math
@@ -34,13 +35,15 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, training, momentum, eps):
-        x4 = x.reshape(_as_4d(x.shape))                        # (N, C, H, W)
+        x4 = x.reshape(_as_4d(x.shape))  # (N, C, H, W)
         if training:
             y, mean, invstd = ctx.backend.batch_norm_forward_training(
-                x4, weight, bias, running_mean, running_var, momentum, eps)
+                x4, weight, bias, running_mean, running_var, momentum, eps
+            )
         else:
             y, mean, invstd = ctx.backend.batch_norm_forward_inference(
-                x4, weight, bias, running_mean, running_var, eps)
+                x4, weight, bias, running_mean, running_var, eps
+            )
         ctx.training = training
         ctx.save_for_backward(x4, weight, mean, invstd)
         return y.reshape(x.shape)
@@ -48,12 +51,20 @@ class BatchNorm(Function):
     @staticmethod
     def backward(ctx, dout):
         x4, weight, mean, invstd = ctx.saved_tensors
-        kernel = ctx.backend.batch_norm_backward_training if ctx.training else \
-            ctx.backend.batch_norm_backward_inference
+        kernel = (
+            ctx.backend.batch_norm_backward_training
+            if ctx.training
+            else ctx.backend.batch_norm_backward_inference
+        )
         dx, dweight, dbias = kernel(dout.reshape(x4.shape), x4, weight, mean, invstd)
         needs = ctx.needs_input_grad
-        return (dx.reshape(dout.shape) if needs[0] else None, None, None,
-                dweight if needs[3] else None, dbias if needs[4] else None)
+        return (
+            dx.reshape(dout.shape) if needs[0] else None,
+            None,
+            None,
+            dweight if needs[3] else None,
+            dbias if needs[4] else None,
+        )
 
 
 def _check_channel_vector(name, t, C):
@@ -62,8 +73,10 @@ def _check_channel_vector(name, t, C):
     if not isinstance(t, Tensor):
         raise TypeError(f"batch_norm: {name} must be a Tensor or None, got {type(t).__name__}")
     if t.shape != (C,):
-        raise ValueError(f"batch_norm: {name} must have shape ({C},) for an input of {C} channels, "
-                         f"got shape {t.shape}")
+        raise ValueError(
+            f"batch_norm: {name} must have shape ({C},) for an input of {C} channels, "
+            f"got shape {t.shape}"
+        )
 
 
 def _check_number(name, value):
@@ -75,40 +88,57 @@ def _check_number(name, value):
 def _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
     check_tensor("batch_norm", "input", input)
     if input.ndim < 2:
-        raise ValueError(f"batch_norm: input must be 2-D or more (N, C, ...), got shape {input.shape}")
+        raise ValueError(
+            f"batch_norm: input must be 2-D or more (N, C, ...), got shape {input.shape}"
+        )
     C = input.shape[1]
     tensors = dict(running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     for name, t in tensors.items():
         _check_channel_vector(name, t, C)
     check_same_dtype("batch_norm", input=input, **tensors)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: running_mean and running_var must either both be None or "
-                         "neither be None")
+        raise ValueError(
+            "batch_norm: running_mean and running_var must either both be None or neither be None"
+        )
     if not training and running_mean is None:
-        raise ValueError("batch_norm: running_mean and running_var must be given in evaluation mode "
-                         "(training=False); pass training=True to normalise with batch statistics")
+        raise ValueError(
+            "batch_norm: running_mean and running_var must be given in evaluation mode "
+            "(training=False); pass training=True to normalise with batch statistics"
+        )
     momentum, eps = _check_number("momentum", momentum), _check_number("eps", eps)
     if eps < 0 or (training and eps == 0):
-        raise ValueError(f"batch_norm: eps must be {'positive' if training else 'non-negative'}, "
-                         f"got {eps}")
+        raise ValueError(
+            f"batch_norm: eps must be {'positive' if training else 'non-negative'}, got {eps}"
+        )
     if training and input.shape[0] * math.prod(input.shape[2:]) == 1:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
-                         f"got input size {input.shape}")
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, "
+            f"got input size {input.shape}"
+        )
     return momentum, eps
 
 
-def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
-               weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+def batch_norm(
+    input: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """Same as ``torch.nn.functional.batch_norm``; the running buffers are updated in place.
 
     Training with ``running_mean=running_var=None`` normalises with batch statistics and updates
     nothing; evaluation needs the running buffers (as PyTorch 2.x). An empty batch is returned as
     is and leaves the running buffers untouched.
     """
-    momentum, eps = _check_args(input, running_mean, running_var, weight, bias, training,
-                                momentum, eps)
+    momentum, eps = _check_args(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
     if input.numel() == 0:
         return input
-    return BatchNorm.apply(input, running_mean, running_var, weight, bias, bool(training),
-                           momentum, eps)
+    return BatchNorm.apply(
+        input, running_mean, running_var, weight, bias, bool(training), momentum, eps
+    )

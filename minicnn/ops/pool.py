@@ -5,6 +5,7 @@ arguments and computes a Pool2dGeometry once (minicnn/ops/geometry.py: the outpu
 ``pooling_output_shape`` with ceil_mode; padding ≤ R // 2 and P ≥ 1 required) and hands it to
 the backend.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -23,8 +24,10 @@ def _check_input(op, x):
     """(N, C, H, W) or (C, H, W) float input; every non-batch dimension non-empty, as torch."""
     check_tensor(op, "input", x, ndim=(3, 4))
     if 0 in x.shape[-3:]:
-        raise ValueError(f"{op}: expected a (N, C, H, W) or (C, H, W) input with non-empty C, H, "
-                         f"W (only the batch may be empty), got shape {x.shape}")
+        raise ValueError(
+            f"{op}: expected a (N, C, H, W) or (C, H, W) input with non-empty C, H, "
+            f"W (only the batch may be empty), got shape {x.shape}"
+        )
 
 
 def _shape4(x):
@@ -36,8 +39,11 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode) -> 
     """The checked geometry of a max or average pooling of x."""
     _check_input(op, x)
     kernel = pair(op, "kernel_size", kernel_size, 1)
-    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
+    stride = (
+        kernel
+        if stride is None or (isinstance(stride, (tuple, list)) and not stride)
         else pair(op, "stride", stride, 1)
+    )
     padding = pair(op, "padding", padding, 0)
     dilation = pair(op, "dilation", dilation, 1)
     return Pool2dGeometry.of(_shape4(x), kernel, stride, padding, dilation, bool(ceil_mode), op)
@@ -76,12 +82,20 @@ class MaxPool2d(Function):
         return dx[0] if ctx.unbatched else dx
 
 
-def max_pool2d(input: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None,
-               padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False,
-               return_indices: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+def max_pool2d(
+    input: Tensor,
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Max pooling, torch.nn.functional.max_pool2d. With ``return_indices`` returns (output,
     indices): int64, the flat h*W + w position of each maximum in its input plane (no gradient)."""
-    geometry = _pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    geometry = _pool_geometry(
+        "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode
+    )
     indices = []
     y = MaxPool2d.apply(input, geometry=geometry, indices_out=indices)
     if return_indices:
@@ -113,20 +127,32 @@ class AvgPool2d(Function):
         return dx[0] if ctx.unbatched else dx
 
 
-def avg_pool2d(input: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None,
-               padding: IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
-               divisor_override: Optional[int] = None) -> Tensor:
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+) -> Tensor:
     """Average pooling, torch.nn.functional.avg_pool2d (DenseNet's 2×2 transition pooling)."""
     op = "avg_pool2d"
     geometry = _pool_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None:
         if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
-            raise TypeError(f"{op}: divisor_override must be an int or None, got {divisor_override!r}")
+            raise TypeError(
+                f"{op}: divisor_override must be an int or None, got {divisor_override!r}"
+            )
         if divisor_override == 0:
             raise ValueError(f"{op}: divisor_override must not be zero")
         divisor_override = int(divisor_override)
-    return AvgPool2d.apply(input, geometry=geometry, count_include_pad=bool(count_include_pad),
-                           divisor_override=divisor_override)
+    return AvgPool2d.apply(
+        input,
+        geometry=geometry,
+        count_include_pad=bool(count_include_pad),
+        divisor_override=divisor_override,
+    )
 
 
 # ---- adaptive average pooling -------------------------------------------------------------------
@@ -151,17 +177,22 @@ class AdaptiveAvgPool2d(Function):
 
 def _adaptive_size(op, output_size, H, W):
     """output_size: an int or a pair whose entries are ints >= 0 or None (= the input size)."""
+
     def is_int(v):
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
     if is_int(output_size):
         size = (int(output_size), int(output_size))
-    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2 and all(
-            v is None or is_int(v) for v in output_size):
+    elif (
+        isinstance(output_size, (tuple, list))
+        and len(output_size) == 2
+        and all(v is None or is_int(v) for v in output_size)
+    ):
         size = tuple(n if v is None else int(v) for v, n in zip(output_size, (H, W)))
     else:
-        raise TypeError(f"{op}: output_size must be an int or a pair of ints/None, "
-                        f"got {output_size!r}")
+        raise TypeError(
+            f"{op}: output_size must be an int or a pair of ints/None, got {output_size!r}"
+        )
     if min(size) < 0:
         raise ValueError(f"{op}: output_size must be >= 0, got {output_size!r}")
     return size

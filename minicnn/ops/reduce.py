@@ -1,4 +1,5 @@
 """Reductions: sum and mean over dims (differentiable), argmax (not)."""
+
 from __future__ import annotations
 
 from ..autograd import Function

@@ -1,4 +1,5 @@
 """Shape ops: reshape/view/flatten, permute/transpose, (un)squeeze, cat, indexing, copies."""
+
 from __future__ import annotations
 
 import numbers
@@ -134,9 +135,9 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     merged = 1
-    for d in x.shape[s:e + 1]:
+    for d in x.shape[s : e + 1]:
         merged *= d
-    return Reshape.apply(x, x.shape[:s] + (merged,) + x.shape[e + 1:])
+    return Reshape.apply(x, x.shape[:s] + (merged,) + x.shape[e + 1 :])
 
 
 def permute(x: Tensor, *dims) -> Tensor:
@@ -167,7 +168,9 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
     if dim is None:
         return Reshape.apply(x, tuple(s for s in x.shape if s != 1))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    drop = {d for d in (normalize_dim("squeeze", d, x.ndim) for d in dims) if x.ndim and x.shape[d] == 1}
+    drop = {
+        d for d in (normalize_dim("squeeze", d, x.ndim) for d in dims) if x.ndim and x.shape[d] == 1
+    }
     if not drop:
         return x
     return Reshape.apply(x, tuple(s for i, s in enumerate(x.shape) if i not in drop))
@@ -191,14 +194,20 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     ref = tensors[0]
     d = normalize_dim("cat", dim, ref.ndim)
     for i, t in enumerate(tensors[1:], 1):
-        if t.ndim != ref.ndim or t.shape[:d] + t.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
-            raise ValueError(f"cat: tensor {i} has shape {t.shape}, incompatible with {ref.shape} "
-                             f"outside dim {d}")
+        if (
+            t.ndim != ref.ndim
+            or t.shape[:d] + t.shape[d + 1 :] != ref.shape[:d] + ref.shape[d + 1 :]
+        ):
+            raise ValueError(
+                f"cat: tensor {i} has shape {t.shape}, incompatible with {ref.shape} "
+                f"outside dim {d}"
+            )
     return Cat.apply(d, *tensors)
 
 
 def getitem(x, index):
     """Basic and integer-array indexing; boolean/Tensor indices are turned into arrays."""
+
     def conv(i):
         return i._data if isinstance(i, Tensor) else i
 
@@ -233,7 +242,11 @@ def _split_int_and_advanced(index):
         if is_int:
             first.append(i)
         elif _is_advanced(i):
-            width = getattr(i, "ndim", 1) if getattr(i, "dtype", None) == bool else 1
+            width = (
+                getattr(i, "ndim", 1)
+                if getattr(getattr(i, "dtype", None), "kind", "") == "b"
+                else 1
+            )
             first.extend([slice(None)] * width)
             second.append(i)
         else:  # slice, None, Ellipsis

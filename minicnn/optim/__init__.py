@@ -1,12 +1,14 @@
 """minicnn.optim: SGD, Adam, AdamW and learning-rate schedules (torch.optim's names and semantics).
 
-    >>> opt = optim.SGD(optim.param_groups(model, weight_decay=5e-4), lr=0.1, momentum=0.9, nesterov=True)
-    >>> sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    >>> for epoch in range(epochs):
-    ...     for x, y in loader:
-    ...         opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
-    ...     sched.step()
+>>> opt = optim.SGD(optim.param_groups(model, weight_decay=5e-4), lr=0.1, momentum=0.9,
+nesterov=True)
+>>> sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+>>> for epoch in range(epochs):
+...     for x, y in loader:
+...         opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
+...     sched.step()
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List
@@ -22,8 +24,9 @@ if TYPE_CHECKING:
     from ..nn import Module
 
 
-def param_groups(model: Module, weight_decay: float,
-                 no_decay_bn_bias: bool = True) -> List[Dict[str, Any]]:
+def param_groups(
+    model: Module, weight_decay: float, no_decay_bn_bias: bool = True
+) -> List[Dict[str, Any]]:
     """The model's parameters as optimizer groups: with ``no_decay_bn_bias``, biases and BatchNorm's
     scale/shift (every parameter with fewer than 2 dimensions) get no weight decay.
 

@@ -12,6 +12,7 @@ For each parameter p with gradient g at step t (from 1), lr, betas (b1, b2), eps
 (the bias corrections 1 - b^t undo the zero start of m and v, Algorithm 1 of the Adam paper; eps
 is added after the correction, as PyTorch does).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,18 @@ __all__ = ["Adam", "AdamW"]
 class Adam(Optimizer):
     decoupled = False
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+        )
         super().__init__(params, defaults)
 
     def _check_group(self, group):
@@ -63,13 +73,22 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
-        denom = xp.sqrt(v) / math.sqrt(1 - b2 ** t) + eps
-        param -= (lr / (1 - b1 ** t)) * m / denom
+        denom = xp.sqrt(v) / math.sqrt(1 - b2**t) + eps
+        param -= (lr / (1 - b1**t)) * m / denom
 
 
 class AdamW(Adam):
     decoupled = True
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+        )

@@ -14,6 +14,7 @@ identity and the model sees the new values without any copying.
 (parameters are numbered in group order), so it can be written without pickle (see
 ``minicnn.train.save_checkpoint``) and loaded back into an optimizer over the same parameters.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -33,8 +34,12 @@ __all__ = ["Optimizer"]
 def _check_number(name, value, low=0.0, high=None, inclusive_high=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    if value < low or (high is not None and (value > high or (value == high and not inclusive_high))):
-        bound = f"[{low}, {high}{']' if inclusive_high else ')'}" if high is not None else f">= {low}"
+    if value < low or (
+        high is not None and (value > high or (value == high and not inclusive_high))
+    ):
+        bound = (
+            f"[{low}, {high}{']' if inclusive_high else ')'}" if high is not None else f">= {low}"
+        )
         raise ValueError(f"Invalid {name}: {value} (expected {bound})")
 
 
@@ -46,8 +51,10 @@ class Optimizer:
         self.param_groups = []
         self.state = {}  # id(param) -> dict of buffers (arrays on the param's device) and counters
         if isinstance(params, Tensor):
-            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or "
-                            "dicts, but got a Tensor")
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or "
+                "dicts, but got a Tensor"
+            )
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -63,8 +70,10 @@ class Optimizer:
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
             if not isinstance(p, Tensor):
-                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
-                                f"{type(p).__name__}")
+                raise TypeError(
+                    f"optimizer can only optimize Tensors, but one of the params is "
+                    f"{type(p).__name__}"
+                )
             if not p.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
@@ -122,11 +131,17 @@ class Optimizer:
         for p in self._params():
             if id(p) in self.state and self.state[id(p)]:
                 backend = get_backend(p.device)
-                state[index[id(p)]] = {k: (np.array(backend.to_numpy(v)) if hasattr(v, "shape") else v)
-                                       for k, v in self.state[id(p)].items()}
+                state[index[id(p)]] = {
+                    k: (np.array(backend.to_numpy(v)) if hasattr(v, "shape") else v)
+                    for k, v in self.state[id(p)].items()
+                }
         groups = []
         for group in self.param_groups:
-            g = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"}
+            g = {
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in group.items()
+                if k != "params"
+            }
             g["params"] = [index[id(p)] for p in group["params"]]
             groups.append(g)
         return {"state": state, "param_groups": groups}
@@ -135,12 +150,16 @@ class Optimizer:
         """Restore hyperparameters and buffers saved by ``state_dict`` (the same parameters, in order)."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(groups)} parameter groups, the optimizer has "
-                             f"{len(self.param_groups)}")
+            raise ValueError(
+                f"loaded state dict has {len(groups)} parameter groups, the optimizer has "
+                f"{len(self.param_groups)}"
+            )
         for saved, group in zip(groups, self.param_groups):
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't match the "
-                                 "size of optimizer's group")
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the "
+                    "size of optimizer's group"
+                )
         params = self._params()
         new_state = {}
         for key, buffers in state_dict["state"].items():
@@ -150,8 +169,10 @@ class Optimizer:
             for name, value in buffers.items():
                 if isinstance(value, np.ndarray) and value.ndim > 0:
                     if tuple(value.shape) != p.shape:
-                        raise ValueError(f"optimizer state {name!r} of parameter {key} has shape "
-                                         f"{tuple(value.shape)}, the parameter has {p.shape}")
+                        raise ValueError(
+                            f"optimizer state {name!r} of parameter {key} has shape "
+                            f"{tuple(value.shape)}, the parameter has {p.shape}"
+                        )
                     value = backend.from_numpy(np.array(value, dtype=p._data.dtype))
                 elif isinstance(value, np.ndarray):
                     value = value.item()

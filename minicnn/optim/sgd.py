@@ -12,6 +12,7 @@ This is the formulation of Sutskever et al. 2013 as PyTorch writes it (lr multip
 at use, not at accumulation), so a changing learning rate acts at once. Nesterov momentum evaluates
 the step as if looking ahead along the buffer.
 """
+
 from __future__ import annotations
 
 from .optimizer import Optimizer, Params, _check_number
@@ -20,11 +21,22 @@ __all__ = ["SGD"]
 
 
 class SGD(Optimizer):
-    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0.0,
-                 dampening: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False) -> None:
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov)
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+        )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)

@@ -27,21 +27,49 @@ the inputs in the order of the forward's arguments, and results come first, as i
     linear.py      linear (the fully connected layer)
     loss.py        cross_entropy (class indices or probabilities), nll_loss
 """
+
 from .conv import conv2d_backward, conv2d_forward
 from .elementwise import dropout_backward, dropout_forward, relu_backward, relu_forward
 from .linear import linear_backward, linear_forward
-from .loss import (cross_entropy_backward, cross_entropy_forward, nll_loss_backward,
-                   nll_loss_forward)
-from .norm import (batch_norm_backward, batch_norm_forward, local_response_norm_backward,
-                   local_response_norm_forward)
-from .pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool2d_backward,
-                   avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward, pool_output_size)
+from .loss import cross_entropy_backward, cross_entropy_forward, nll_loss_backward, nll_loss_forward
+from .norm import (
+    batch_norm_backward,
+    batch_norm_forward,
+    local_response_norm_backward,
+    local_response_norm_forward,
+)
+from .pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    pool_output_size,
+)
 
 __all__ = [
-    "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
-    "avg_pool2d_forward", "batch_norm_backward", "batch_norm_forward", "conv2d_backward",
-    "conv2d_forward", "cross_entropy_backward", "cross_entropy_forward", "dropout_backward",
-    "dropout_forward", "linear_backward", "linear_forward", "local_response_norm_backward",
-    "local_response_norm_forward", "max_pool2d_backward", "max_pool2d_forward",
-    "nll_loss_backward", "nll_loss_forward", "pool_output_size", "relu_backward", "relu_forward",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "conv2d_backward",
+    "conv2d_forward",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "linear_backward",
+    "linear_forward",
+    "local_response_norm_backward",
+    "local_response_norm_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+    "nll_loss_backward",
+    "nll_loss_forward",
+    "pool_output_size",
+    "relu_backward",
+    "relu_forward",
 ]

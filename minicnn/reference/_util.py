@@ -1,4 +1,5 @@
 """Small helpers shared by the reference ops: argument pairs and float64 copies."""
+
 import numpy as np
 
 

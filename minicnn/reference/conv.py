@@ -15,6 +15,7 @@ Every term of the sum multiplies one weight by one input, so the backward pass s
 back along the same terms: dx[n, ci, h, v] += dy · w[k, c, r, s] and dw[k, c, r, s] += dy · x[n,
 ci, h, v]; db[k] = Σ_{n, p, q} dy[n, k, p, q].
 """
+
 import numpy as np
 
 from ._util import f64, pair
@@ -42,12 +43,13 @@ def _terms(x_shape, w_shape, stride, padding, dilation, groups):
     """Every product of the sum above: (n, k, p, q, input channel ci, c, r, s, h, v)."""
     (N, _, H, W), (K, Cg, R, S) = x_shape, w_shape
     (sh, sw), ((pt, _), (pl, _)), (dh, dw), P, Q = _geometry(
-        x_shape, w_shape, stride, padding, dilation, groups)
+        x_shape, w_shape, stride, padding, dilation, groups
+    )
     for n, k, p, q in np.ndindex(N, K, P, Q):
-        g = k // (K // groups)                       # the group of filter k
+        g = k // (K // groups)  # the group of filter k
         for c, r, s in np.ndindex(Cg, R, S):
             h, v = p * sh - pt + r * dh, q * sw - pl + s * dw
-            if 0 <= h < H and 0 <= v < W:            # outside: zero padding, no term
+            if 0 <= h < H and 0 <= v < W:  # outside: zero padding, no term
                 yield n, k, p, q, g * Cg + c, c, r, s, h, v
 
 
@@ -59,8 +61,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     x, w = f64(x), f64(w)
     *_, P, Q = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
     y = np.zeros((x.shape[0], w.shape[0], P, Q))
-    for n, k, p, q, ci, c, r, s, h, v in _terms(x.shape, w.shape, stride, padding, dilation,
-                                                 groups):
+    for n, k, p, q, ci, c, r, s, h, v in _terms(
+        x.shape, w.shape, stride, padding, dilation, groups
+    ):
         y[n, k, p, q] += w[k, c, r, s] * x[n, ci, h, v]
     if b is not None:
         for n, k, p, q in np.ndindex(*y.shape):
@@ -72,8 +75,9 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     """(dx, dw, db) for dy (N, K, P, Q): each product's two factors get dy times the other one."""
     dy, x, w = f64(dy), f64(x), f64(w)
     dx, dw, db = np.zeros(x.shape), np.zeros(w.shape), np.zeros(w.shape[0])
-    for n, k, p, q, ci, c, r, s, h, v in _terms(x.shape, w.shape, stride, padding, dilation,
-                                                 groups):
+    for n, k, p, q, ci, c, r, s, h, v in _terms(
+        x.shape, w.shape, stride, padding, dilation, groups
+    ):
         dx[n, ci, h, v] += dy[n, k, p, q] * w[k, c, r, s]
         dw[k, c, r, s] += dy[n, k, p, q] * x[n, ci, h, v]
     for n, k, p, q in np.ndindex(*dy.shape):

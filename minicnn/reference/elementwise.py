@@ -1,4 +1,5 @@
 """ReLU and dropout given its mask, by loops over the elements."""
+
 import numpy as np
 
 from ._util import f64

@@ -1,4 +1,5 @@
 """The fully connected layer, by loops over rows, outputs and features."""
+
 import numpy as np
 
 from ._util import f64

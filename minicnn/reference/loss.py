@@ -16,6 +16,7 @@ Label smoothing: Szegedy et al. 2016, "Rethinking the Inception Architecture", s
 with softmax σ = exp(z): ∂loss_s/∂x[s, j] = −coef[s, j] + σ[s, j] · Σ_c coef[s, c] (cross_entropy),
 −coef[s, j] (nll_loss), and ∂loss_s/∂q[s, c] = −w[c] · (1 − ε) · z[s, c].
 """
+
 import math
 
 import numpy as np
@@ -42,7 +43,7 @@ def _coefficients(x, target, weight, ignore_index, smoothing):
     S, C = rows.shape
     w = np.ones(C) if weight is None else f64(weight)
     coef = np.zeros((S, C))
-    if target.shape == x.shape:                                   # class probabilities
+    if target.shape == x.shape:  # class probabilities
         q, _ = _rows(f64(target))
         for s, c in np.ndindex(S, C):
             coef[s, c] = w[c] * ((1 - smoothing) * q[s, c] + smoothing / C)
@@ -69,10 +70,11 @@ def _reduce(losses, shape, reduction, denom):
 
 
 def _loss(z_rows, x, coef, reduction, denom):
-    losses = [-sum(coef[s, c] * z_rows[s][c] for c in range(coef.shape[1]))
-              for s in range(coef.shape[0])]
+    losses = [
+        -sum(coef[s, c] * z_rows[s][c] for c in range(coef.shape[1])) for s in range(coef.shape[0])
+    ]
     class_dim = 0 if x.ndim == 1 else 1
-    return _reduce(losses, x.shape[:class_dim] + x.shape[class_dim + 1:], reduction, denom)
+    return _reduce(losses, x.shape[:class_dim] + x.shape[class_dim + 1 :], reduction, denom)
 
 
 def _scales(dloss, reduction, denom, S):
@@ -81,7 +83,7 @@ def _scales(dloss, reduction, denom, S):
         return list(f64(dloss).reshape(-1))
     if reduction == "sum":
         return [float(dloss)] * S
-    return [float(dloss) / denom if denom else 0.0] * S   # all ignored: no sample contributes
+    return [float(dloss) / denom if denom else 0.0] * S  # all ignored: no sample contributes
 
 
 def _to_input_shape(d_rows, x):
@@ -91,8 +93,9 @@ def _to_input_shape(d_rows, x):
     return np.moveaxis(d_rows.reshape(moved), -1, class_dim)
 
 
-def cross_entropy_forward(x, target, weight=None, ignore_index=-100, reduction="mean",
-                          label_smoothing=0.0):
+def cross_entropy_forward(
+    x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
     """The loss (a float64 scalar, or per sample for reduction='none'); ``target`` holds int class
     indices (the input's shape without the class dim) or probabilities (the input's shape)."""
     x = f64(x)
@@ -101,8 +104,9 @@ def cross_entropy_forward(x, target, weight=None, ignore_index=-100, reduction="
     return _loss(z, x, coef, reduction, denom)
 
 
-def cross_entropy_backward(dloss, x, target, weight=None, ignore_index=-100, reduction="mean",
-                           label_smoothing=0.0):
+def cross_entropy_backward(
+    dloss, x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
     """(dx, dtarget): dtarget is None for class-index targets."""
     x = f64(x)
     coef, denom = _coefficients(x, target, weight, ignore_index, label_smoothing)

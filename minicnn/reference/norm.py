@@ -3,6 +3,7 @@
 Both work on (N, C, ...) inputs of any trailing shape; the trailing dims are flattened into L
 positions (H·W for images), so x[n, c, l] below is x[n, c, h, w] with l = h·W + w.
 """
+
 import numpy as np
 
 from ._util import f64
@@ -48,10 +49,11 @@ def local_response_norm_backward(dy, x, size, alpha=1e-4, beta=0.75, k=1.0):
     dx = np.zeros(a.shape)
     for n, c, l in np.ndindex(*a.shape):
         base = _lrn_base(a, n, c, l, size, alpha, k)
-        dx[n, c, l] += g[n, c, l] * base ** -beta
-        for i in lrn_window(c, size, a.shape[1]):                 # through the denominator
-            dx[n, i, l] -= (g[n, c, l] * a[n, c, l] * beta * base ** (-beta - 1)
-                            * 2 * alpha / size * a[n, i, l])
+        dx[n, c, l] += g[n, c, l] * base**-beta
+        for i in lrn_window(c, size, a.shape[1]):  # through the denominator
+            dx[n, i, l] -= (
+                g[n, c, l] * a[n, c, l] * beta * base ** (-beta - 1) * 2 * alpha / size * a[n, i, l]
+            )
     return dx.reshape(np.shape(x))
 
 
@@ -64,8 +66,9 @@ def _channel_stats(a, c):
     return mean, sum((v - mean) ** 2 for v in values) / M, M
 
 
-def batch_norm_forward(x, running_mean, running_var, weight=None, bias=None, training=False,
-                       momentum=0.1, eps=1e-5):
+def batch_norm_forward(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
     """(y, new running_mean, new running_var); the running buffers given are not modified.
 
     y[n, c, l] = weight[c] · (x[n, c, l] − μ_c) / sqrt(σ²_c + eps) + bias[c]   (weight 1, bias 0
@@ -113,7 +116,7 @@ def batch_norm_backward(dy, x, running_mean, running_var, weight=None, training=
             dbias[c] += g[n, c, l]
         for n, l in np.ndindex(N, L):
             xhat = (a[n, c, l] - mean) / sigma
-            if training:                         # mean(dy) = dbias / M, mean(dy·x̂) = dweight / M
+            if training:  # mean(dy) = dbias / M, mean(dy·x̂) = dweight / M
                 dx[n, c, l] = scale / sigma * (g[n, c, l] - dbias[c] / M - xhat * dweight[c] / M)
             else:
                 dx[n, c, l] = scale / sigma * g[n, c, l]

@@ -9,6 +9,7 @@ and dilation (dh, dw) (max pooling only). :func:`pool_output_size` counts the wi
 with windows that overlap (R > stride) is AlexNet's "overlapping pooling" (Krizhevsky et al. 2012,
 section 3.4: 3×3 windows, stride 2); ResNet and DenseNet end with a global average pooling.
 """
+
 import math
 
 import numpy as np
@@ -26,7 +27,8 @@ def pool_output_size(n, R, stride, pad, dilation=1, ceil_mode=False):
     """
     padded, span, k = n + 2 * pad, dilation * (R - 1) + 1, 0
     while k * stride + span <= padded or (
-            ceil_mode and k * stride < padded - span + stride and k * stride < n + pad):
+        ceil_mode and k * stride < padded - span + stride and k * stride < n + pad
+    ):
         k += 1
     return k
 
@@ -39,16 +41,23 @@ def _windows(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     P = pool_output_size(H, R, sh, ph, dh, ceil_mode)
     Q = pool_output_size(W, S, sw, pw, dw, ceil_mode)
     for p, q in np.ndindex(P, Q):
-        yield p, q, [(p * sh - ph + r * dh, q * sw - pw + s * dw) for r in range(R)
-                     for s in range(S)]
+        yield (
+            p,
+            q,
+            [(p * sh - ph + r * dh, q * sw - pw + s * dw) for r in range(R) for s in range(S)],
+        )
 
 
 def _out_shape(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     (R, S), (ph, pw), (dh, dw) = pair(kernel_size), pair(padding), pair(dilation)
     sh, sw = pair(kernel_size if stride is None else stride)
     N, C, H, W = x_shape
-    return (N, C, pool_output_size(H, R, sh, ph, dh, ceil_mode),
-            pool_output_size(W, S, sw, pw, dw, ceil_mode))
+    return (
+        N,
+        C,
+        pool_output_size(H, R, sh, ph, dh, ceil_mode),
+        pool_output_size(W, S, sw, pw, dw, ceil_mode),
+    )
 
 
 # ---- max pooling ---------------------------------------------------------------------------------
@@ -115,35 +124,52 @@ def _divisor(positions, H, W, padding, count_include_pad, divisor_override):
     return sum(0 <= h < H and 0 <= v < W for h, v in positions)
 
 
-def _avg_windows(x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                 divisor_override):
+def _avg_windows(
+    x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
     """(p, q, the in-input positions, divisor) of every average-pooling window."""
     H, W = x_shape[-2:]
     for p, q, positions in _windows(x_shape, kernel_size, stride, padding, 1, ceil_mode):
         inside = [(h, v) for h, v in positions if 0 <= h < H and 0 <= v < W]
-        yield p, q, inside, _divisor(positions, H, W, padding, count_include_pad,
-                                     divisor_override)
+        yield p, q, inside, _divisor(positions, H, W, padding, count_include_pad, divisor_override)
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                       count_include_pad=True, divisor_override=None):
+def avg_pool2d_forward(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     """y[n, c, p, q] = Σ_{(h, v) in window, inside the input} x[n, c, h, v] / divisor[p, q]."""
     x = f64(x)
     y = np.zeros(_out_shape(x.shape, kernel_size, stride, padding, 1, ceil_mode))
-    for p, q, inside, div in _avg_windows(x.shape, kernel_size, stride, padding, ceil_mode,
-                                          count_include_pad, divisor_override):
+    for p, q, inside, div in _avg_windows(
+        x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ):
         for n, c in np.ndindex(*x.shape[:2]):
             for h, v in inside:
                 y[n, c, p, q] += x[n, c, h, v] / div
     return y
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
+def avg_pool2d_backward(
+    dy,
+    x_shape,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     """dx: every input pixel of a window gets dy / divisor (summed over the windows it is in)."""
     dy, dx = f64(dy), np.zeros(x_shape)
-    for p, q, inside, div in _avg_windows(x_shape, kernel_size, stride, padding, ceil_mode,
-                                          count_include_pad, divisor_override):
+    for p, q, inside, div in _avg_windows(
+        x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ):
         for n, c in np.ndindex(*x_shape[:2]):
             for h, v in inside:
                 dx[n, c, h, v] += dy[n, c, p, q] / div

@@ -37,6 +37,7 @@ backward, roughly, not the peak of an inference pass.
 Depth: conv and linear ops on the longest path from the input to the output (VGG-16: 16,
 GoogLeNet: 22, ResNet-50: 50); ``weight_layers`` counts all conv/linear ops run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,16 @@ from ._collapse import collapse_rows
 from ._format import compare_rows, compare_table, format_table, plot_compare
 from ._trace import Row, trace_model
 
-__all__ = ["Row", "Summary", "SummaryError", "compare_rows", "compare_table", "plot_compare",
-           "skip_init", "summary"]
+__all__ = [
+    "Row",
+    "Summary",
+    "SummaryError",
+    "compare_rows",
+    "compare_table",
+    "plot_compare",
+    "skip_init",
+    "summary",
+]
 
 _DERIVED = ("params", "flops_forward", "flops_backward", "largest_layer", "feature_rf")
 
@@ -64,21 +73,21 @@ class SummaryError(ValueError):
 @dataclass
 class Summary:
     model: str
-    input_shape: tuple                 # (N, C, H, W): batch included
+    input_shape: tuple  # (N, C, H, W): batch included
     dtype: str
     rows: list = field(default_factory=list)
     params_trainable: int = 0
     params_non_trainable: int = 0
-    params_unused: int = 0             # parameters no op of this forward pass touched
+    params_unused: int = 0  # parameters no op of this forward pass touched
     buffers: int = 0
-    macs: int = 0                      # all ops
-    macs_conv_linear: int = 0          # conv and linear only (torchvision's "GFLOPS")
-    activation_bytes: int = 0          # sum of the rows' outputs
-    state_bytes: int = 0               # parameters and buffers
+    macs: int = 0  # all ops
+    macs_conv_linear: int = 0  # conv and linear only (torchvision's "GFLOPS")
+    activation_bytes: int = 0  # sum of the rows' outputs
+    state_bytes: int = 0  # parameters and buffers
     depth: int = 0
     weight_layers: int = 0
     output_shape: tuple = ()
-    output_rf: tuple | None = None     # receptive field (H, W) of the output, in input pixels
+    output_rf: tuple | None = None  # receptive field (H, W) of the output, in input pixels
 
     @property
     def params(self):
@@ -97,8 +106,12 @@ class Summary:
         """Receptive field (H, W) of one position of the last feature map larger than 1x1 (what
         the network sees before its global pool or classifier), or None."""
         for r in reversed(self.rows):
-            if r.jump is not None and r.jump[0] is not None and len(r.output_shape) == 4 \
-                    and r.output_shape[2] * r.output_shape[3] > 1:
+            if (
+                r.jump is not None
+                and r.jump[0] is not None
+                and len(r.output_shape) == 4
+                and r.output_shape[2] * r.output_shape[3] > 1
+            ):
                 return r.rf
         return None
 
@@ -110,8 +123,12 @@ class Summary:
         if used == 0:
             return None
         big = max(self.rows, key=lambda r: r.params)
-        return {"name": big.name, "type": big.type, "params": big.params,
-                "fraction": big.params / used}
+        return {
+            "name": big.name,
+            "type": big.type,
+            "params": big.params,
+            "fraction": big.params / used,
+        }
 
     def __str__(self):
         return format_table(self)
@@ -154,13 +171,24 @@ def _tupled(value):
 
 
 def _check_input_size(input_size, batch_size):
-    ok = isinstance(input_size, (tuple, list)) and len(input_size) >= 1 and all(
-        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in input_size)
+    ok = (
+        isinstance(input_size, (tuple, list))
+        and len(input_size) >= 1
+        and all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
+            for n in input_size
+        )
+    )
     if not ok:
-        raise SummaryError(f"summary: input_size must be a tuple of positive ints such as "
-                           f"(3, 224, 224), got {input_size!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
+        raise SummaryError(
+            f"summary: input_size must be a tuple of positive ints such as "
+            f"(3, 224, 224), got {input_size!r}"
+        )
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise SummaryError(f"summary: batch_size must be a positive int, got {batch_size!r}")
     return (int(batch_size),) + tuple(int(n) for n in input_size)
 
@@ -184,8 +212,9 @@ def summary(model, input_size=None, *, batch_size=1, dtype=None, name=None, dept
     if input_size is None:
         input_size = getattr(model, "default_input_size", (3, 224, 224))
     shape = _check_input_size(input_size, batch_size)
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, (int, np.integer))
-                              or depth < 1):
+    if depth is not None and (
+        isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1
+    ):
         raise SummaryError(f"summary: depth must be a positive int, got {depth!r}")
     device, model_dtype = _model_state(model)
     dtype = model_dtype if dtype is None else as_dtype(dtype)
@@ -194,9 +223,9 @@ def summary(model, input_size=None, *, batch_size=1, dtype=None, name=None, dept
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with no_grad(), np.errstate(all="ignore"):   # values do not matter, only shapes and counts
+        with no_grad(), np.errstate(all="ignore"):  # values do not matter, only shapes and counts
             trace = trace_model(model, x)
-    except ValueError as e:                      # the engine's shape errors: a user mistake
+    except ValueError as e:  # the engine's shape errors: a user mistake
         label = name or getattr(model, "arch", model._get_name())
         raise SummaryError(f"{label} cannot run on an input of shape {shape}: {e}") from e
     finally:
@@ -211,8 +240,12 @@ def summary(model, input_size=None, *, batch_size=1, dtype=None, name=None, dept
 def _totals(model, trace, shape, dtype, name):
     params = list(model.parameters())
     buffers = [b for b in model.buffers() if b.dtype.kind == "f"]
-    s = Summary(model=name or getattr(model, "arch", model._get_name()), input_shape=shape,
-                dtype=str(np.dtype(dtype)), rows=trace.rows)
+    s = Summary(
+        model=name or getattr(model, "arch", model._get_name()),
+        input_shape=shape,
+        dtype=str(np.dtype(dtype)),
+        rows=trace.rows,
+    )
     s.params_trainable = sum(p.numel() for p in params if p.requires_grad)
     s.params_non_trainable = sum(p.numel() for p in params if not p.requires_grad)
     s.params_unused = s.params - sum(r.params for r in trace.rows)

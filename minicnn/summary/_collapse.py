@@ -5,6 +5,7 @@ consecutive row under ``layer1`` becomes one ``layer1`` row (type: the module's 
 params, buffers, MACs and memory, and shows the output shape and receptive field of the group's
 last row (what the module returns). Rows at depth <= N are kept as they are.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -21,8 +22,9 @@ def _key(name, depth):
 
 def _merge(name, type_, group):
     last = group[-1]
-    row = Row(name, type_, "module", last.output_shape, rf=last.rf, jump=last.jump,
-              start=last.start)
+    row = Row(
+        name, type_, "module", last.output_shape, rf=last.rf, jump=last.jump, start=last.start
+    )
     for field in ("params_trainable", "params_non_trainable", "buffers", "macs", "memory_bytes"):
         setattr(row, field, sum(getattr(r, field) for r in group))
     return row

@@ -34,13 +34,15 @@ stride s and padding p maps (r, j, t) to
 (Araujo et al. 2019, "Computing Receptive Fields of Convolutional Neural Networks"). Ops that keep
 the spatial shape (ReLU, BN, LRN, dropout, channel slicing) keep the field; a basic slice
 x[..., a::s, b::t] moves the start by a (b) jumps and multiplies the jump by s (t). An op of
-several inputs (a residual add, a concatenation) takes the union of its inputs' fields at the first output: the
+several inputs (a residual add, a concatenation) takes the union of its inputs' fields at the first
+output: the
 smallest field covering all of them (with the inputs' common jump). An op that changes or removes
 the spatial axes any other way (flatten, a global mean, a linear layer on a flattened map) makes
 every output see the whole input map: size r + (L-1) j for an input axis of length L, and jump
 ``None`` once the spatial axes are gone. Fields are not clipped to the image (the theoretical
 receptive field, as published: VGG-16's last pool sees 212 pixels of a 224 image).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,12 +51,17 @@ import re
 
 __all__ = ["INPUT_FIELD", "WEIGHT_OPS", "op_field", "op_macs", "op_label"]
 
-INPUT_FIELD = (1, 1, 0.0)            # (size, jump, start) of an input pixel along one axis
-WEIGHT_OPS = ("Conv2d", "Linear")    # what "weight layers" (depth) and conv+linear MACs count
+INPUT_FIELD = (1, 1, 0.0)  # (size, jump, start) of an input pixel along one axis
+WEIGHT_OPS = ("Conv2d", "Linear")  # what "weight layers" (depth) and conv+linear MACs count
 _MOVES = {"Cat", "Reshape", "Permute", "GetItem", "Clone", "Cast", "ToDevice"}
 _ONE_PER_OUTPUT = {"ReLU", "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Exp", "Log", "Dropout"}
-_LABELS = {"ReLU": "relu", "GetItem": "getitem", "MatMul": "matmul", "ToDevice": "to",
-           "LogSoftmax": "log_softmax"}
+_LABELS = {
+    "ReLU": "relu",
+    "GetItem": "getitem",
+    "MatMul": "matmul",
+    "ToDevice": "to",
+    "LogSoftmax": "log_softmax",
+}
 
 
 def op_label(fn_name):
@@ -141,8 +148,9 @@ def _window_field(name, args, kwargs, x_field):
     else:
         g = kwargs["geometry"]
         kernel, stride, padding, dilation = g.kernel_size, g.stride, g.padding, g.dilation
-    return tuple(_window(f, k, s, p, d)
-                 for f, k, s, p, d in zip(x_field, kernel, stride, padding, dilation))
+    return tuple(
+        _window(f, k, s, p, d) for f, k, s, p, d in zip(x_field, kernel, stride, padding, dilation)
+    )
 
 
 def _adaptive_field(args, kwargs, x_field):
@@ -169,12 +177,12 @@ def _getitem_field(x, index, x_field):
         return None
     if Ellipsis in idx:
         k = idx.index(Ellipsis)
-        idx = idx[:k] + (slice(None),) * (len(x.shape) - len(idx) + 1) + idx[k + 1:]
+        idx = idx[:k] + (slice(None),) * (len(x.shape) - len(idx) + 1) + idx[k + 1 :]
     idx = idx + (slice(None),) * (len(x.shape) - len(idx))
     fields = []
     for (r, j, t), sl, n in zip(x_field, idx[-2:], x.shape[-2:]):
         if not isinstance(sl, slice):
-            return None                 # a spatial axis indexed away
+            return None  # a spatial axis indexed away
         first, _, step = sl.indices(n)
         if step < 1:
             return None
@@ -207,7 +215,7 @@ def op_field(name, args, kwargs, out, field_of):
     for a, f in inputs:
         a_hw = _spatial(a)
         if a_hw is None or f[0][1] is None or (out_hw is not None and a_hw in (out_hw, (1, 1))):
-            per_input.append(f)             # the same positions (or a map broadcast over them)
+            per_input.append(f)  # the same positions (or a map broadcast over them)
         else:
             per_input.append(tuple(_global(fa, n, out_hw is not None) for fa, n in zip(f, a_hw)))
     if len(per_input) == 1:

@@ -11,6 +11,7 @@ as torch.fx names its nodes.
 Each traced tensor carries its receptive field and its depth: the number of weight ops (conv,
 linear) on the longest path from the input to it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,18 +26,19 @@ __all__ = ["Row", "Trace", "trace_model"]
 @dataclass
 class Row:
     """One line of the summary: a leaf module call or an op run in a container's forward."""
+
     name: str
     type: str
-    kind: str                          # "module" or "op"
+    kind: str  # "module" or "op"
     output_shape: tuple
     params_trainable: int = 0
-    params_non_trainable: int = 0      # Parameters with requires_grad=False (frozen)
-    buffers: int = 0                   # floating-point buffers (BN running stats), not params
+    params_non_trainable: int = 0  # Parameters with requires_grad=False (frozen)
+    buffers: int = 0  # floating-point buffers (BN running stats), not params
     macs: int = 0
-    memory_bytes: int = 0              # the output's bytes (0 when no new tensor is made)
-    rf: tuple | None = None            # receptive field size (H, W) in input pixels
-    jump: tuple | None = None          # (H, W) input pixels between neighbouring outputs
-    start: tuple | None = None         # (H, W) input coordinate of the first output's centre
+    memory_bytes: int = 0  # the output's bytes (0 when no new tensor is made)
+    rf: tuple | None = None  # receptive field size (H, W) in input pixels
+    jump: tuple | None = None  # (H, W) input pixels between neighbouring outputs
+    start: tuple | None = None  # (H, W) input coordinate of the first output's centre
 
     @property
     def params(self):
@@ -46,10 +48,11 @@ class Row:
 @dataclass
 class Trace:
     """What one forward pass did: the rows plus the whole-pass counters."""
+
     rows: list = field(default_factory=list)
     macs_conv_linear: int = 0
-    weight_layers: int = 0             # conv/linear ops executed
-    depth: int = 0                     # weight ops on the longest input-to-output path
+    weight_layers: int = 0  # conv/linear ops executed
+    depth: int = 0  # weight ops on the longest input-to-output path
     output_field: tuple | None = None
     output_shape: tuple = ()
 
@@ -71,7 +74,7 @@ class _Tracer:
         self.param_ids = {id(p) for p in model.parameters()}
         self.buffer_ids = {id(b) for b in model.buffers() if b.dtype.kind == "f"}
         self.stack, self.seen_names, self.counted = [], set(), set()
-        self.info = {}       # id(tensor) -> (tensor, field, depth); the tensor is kept alive
+        self.info = {}  # id(tensor) -> (tensor, field, depth); the tensor is kept alive
         self.new_outputs = set()
         self.trace = Trace()
 
@@ -96,7 +99,7 @@ class _Tracer:
     def post_hook(self, module, args, out):
         frame = self.stack[-1] if self.stack else None
         if frame is None or frame.module is not module:
-            return None                 # a module called inside a leaf: part of that leaf's row
+            return None  # a module called inside a leaf: part of that leaf's row
         self.stack.pop()
         if frame.leaf:
             self.leaf_row(frame, _first_tensor(out))
@@ -115,7 +118,7 @@ class _Tracer:
         op = (name, tensors, macs)
         if self.stack and self.stack[-1].leaf:
             self.stack[-1].ops.append(op)
-        elif not (name == "Cat" and len(tensors) == 1):   # cat([x]): nothing joined, no row
+        elif not (name == "Cat" and len(tensors) == 1):  # cat([x]): nothing joined, no row
             parent = self.paths.get(id(self.stack[-1].module), "") if self.stack else ""
             shown = _shown_name(name, tensors, out)
             self.add_row(_join(parent, op_label(shown)), shown, "op", out, [op], ())
@@ -124,15 +127,16 @@ class _Tracer:
     def leaf_row(self, frame, out):
         m = frame.module
         path = self.paths.get(id(m))
-        if path is None:                # not registered in the model: name it after its class
+        if path is None:  # not registered in the model: name it after its class
             parent = self.paths.get(id(self.stack[-1].module), "") if self.stack else ""
             path = _join(parent, m._get_name().lower())
         own = list(m._parameters.values()) + list(m._buffers.values())
         self.add_row(path or m._get_name(), m._get_name(), "module", out, frame.ops, own)
 
     def add_row(self, name, type_, kind, out, ops, own_state):
-        row = Row(_unique(name, self.seen_names), type_, kind,
-                  tuple(out.shape) if out is not None else ())
+        row = Row(
+            _unique(name, self.seen_names), type_, kind, tuple(out.shape) if out is not None else ()
+        )
         for t in list(own_state) + [t for _, tensors, _ in ops for t in tensors]:
             self.count_state(row, t)
         row.macs = sum(m for _, _, m in ops)
@@ -163,8 +167,13 @@ class _Tracer:
 
 def _shown_name(name, tensors, out):
     """A reshape (N, ...) -> (N, M) is ``flatten`` (``x.flatten(1)``); other ops keep their name."""
-    if name == "Reshape" and tensors and len(out.shape) == 2 and len(tensors[0].shape) >= 3 \
-            and out.shape[0] == tensors[0].shape[0]:
+    if (
+        name == "Reshape"
+        and tensors
+        and len(out.shape) == 2
+        and len(tensors[0].shape) >= 3
+        and out.shape[0] == tensors[0].shape[0]
+    ):
         return "Flatten"
     return name
 

@@ -18,13 +18,43 @@ order and augmentation depend only on (seed, epoch, batch), the RNG state is res
 The learning-rate schedule steps once per batch (linear warm-up, then cosine / step / multistep over
 the remaining batches), so a run of a few epochs still gets a smooth schedule.
 """
+
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
-from .config import (CheckpointError, ConfigError, TrainConfig, build_model, build_optimizer, build_scheduler,
-                     eval_transform, open_folder, resolve_device, train_transform)
+from .config import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    eval_transform,
+    open_folder,
+    resolve_device,
+    train_transform,
+)
 from .loop import evaluate, predict, train, train_one_epoch
 from .metrics import METRIC_FIELDS, plot_curves, read_metrics, write_metrics
 
-__all__ = ["METRIC_FIELDS", "CheckpointError", "ConfigError", "TrainConfig", "build_model", "build_optimizer",
-           "build_scheduler", "eval_transform", "evaluate", "load_checkpoint", "open_folder", "plot_curves", "predict",
-           "read_metrics", "resolve_device", "restore_model", "save_checkpoint", "train", "train_one_epoch",
-           "train_transform", "write_metrics"]
+__all__ = [
+    "METRIC_FIELDS",
+    "CheckpointError",
+    "ConfigError",
+    "TrainConfig",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "eval_transform",
+    "evaluate",
+    "load_checkpoint",
+    "open_folder",
+    "plot_curves",
+    "predict",
+    "read_metrics",
+    "resolve_device",
+    "restore_model",
+    "save_checkpoint",
+    "train",
+    "train_one_epoch",
+    "train_transform",
+    "write_metrics",
+]

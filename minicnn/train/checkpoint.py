@@ -5,6 +5,7 @@ Layout: the model's state dict under ``model/<key>``, the optimizer's buffers un
 class names, best accuracy; arrays replaced by ``{"__array__": key}`` references) as JSON text in a
 uint8 array ``meta.json``. ``numpy.load(path, allow_pickle=False)`` reads every member.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ __all__ = ["load_checkpoint", "read_meta", "restore_model", "save_checkpoint", "
 
 CHECKPOINT_FORMAT = "minicnn-checkpoint"
 CHECKPOINT_VERSION = 1
-META_LIMIT = 16 << 20      # bytes of meta.json: config, classes, schedule, metrics rows
+META_LIMIT = 16 << 20  # bytes of meta.json: config, classes, schedule, metrics rows
 
 
 def _split_arrays(obj, prefix, arrays):
@@ -44,7 +45,9 @@ def _join_arrays(obj, arrays):
     if isinstance(obj, dict):
         if set(obj) == {"__array__"}:
             if obj["__array__"] not in arrays:
-                raise CheckpointError(f"meta.json refers to an array {obj['__array__']!r} that is not there")
+                raise CheckpointError(
+                    f"meta.json refers to an array {obj['__array__']!r} that is not there"
+                )
             return arrays[obj["__array__"]]
         return {k: _join_arrays(v, arrays) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -55,8 +58,12 @@ def _join_arrays(obj, arrays):
 def save_checkpoint(path, model, meta, optimizer=None, scheduler=None):
     """Write ``path`` atomically: model state, optimizer buffers, and ``meta`` (JSON-able) + schedule + RNG."""
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    meta = dict(meta, format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION,
-                rng=_random.get_rng_state())
+    meta = dict(
+        meta,
+        format=CHECKPOINT_FORMAT,
+        format_version=CHECKPOINT_VERSION,
+        rng=_random.get_rng_state(),
+    )
     if optimizer is not None:
         meta["optimizer"] = _split_arrays(optimizer.state_dict(), "optimizer", arrays)
     if scheduler is not None:
@@ -67,7 +74,9 @@ def save_checkpoint(path, model, meta, optimizer=None, scheduler=None):
 
 def _check_meta_member(key, shape, dtype):
     if key == "meta.json" and (dtype != np.uint8 or len(shape) != 1 or shape[0] > META_LIMIT):
-        raise ValueError(f"meta.json must be a uint8 text of at most {META_LIMIT} bytes, got {shape} {dtype}")
+        raise ValueError(
+            f"meta.json must be a uint8 text of at most {META_LIMIT} bytes, got {shape} {dtype}"
+        )
 
 
 def read_meta(path):
@@ -78,8 +87,10 @@ def read_meta(path):
     except (OSError, ValueError) as e:
         raise CheckpointError(str(e)) from None
     if "meta.json" not in arrays:
-        raise CheckpointError(f"{path!r} is not a minicnn training checkpoint (no meta.json inside; "
-                              f"a bare weights file can be loaded with model.load_state_dict(load_npz(…)))")
+        raise CheckpointError(
+            f"{path!r} is not a minicnn training checkpoint (no meta.json inside; "
+            f"a bare weights file can be loaded with model.load_state_dict(load_npz(…)))"
+        )
     try:
         meta = json.loads(arrays["meta.json"].tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -111,7 +122,7 @@ def _expected_members(model):
     def check(key, shape, dtype):
         if key.startswith("model/"):
             if key not in state:
-                raise ValueError(f"the model has no {key[len('model/'):]!r}")
+                raise ValueError(f"the model has no {key[len('model/') :]!r}")
             if tuple(shape) != state[key]:
                 raise ValueError(f"shape {tuple(shape)}, the model expects {state[key]}")
         elif key.startswith("optimizer/"):
@@ -141,7 +152,7 @@ def load_checkpoint(path, model=None):
     except (OSError, ValueError) as e:
         raise CheckpointError(str(e)) from None
     arrays.pop("meta.json", None)
-    state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
     return meta, state, arrays
 
 
@@ -179,7 +190,11 @@ def _same_structure(saved, fresh, where):
         if type(saved) is not type(fresh):
             raise CheckpointError(f"{where}: expected {fresh!r}-like, got {saved!r:.60}")
     elif isinstance(fresh, numbers.Real):
-        if isinstance(saved, bool) or not isinstance(saved, numbers.Real) or not math.isfinite(saved):
+        if (
+            isinstance(saved, bool)
+            or not isinstance(saved, numbers.Real)
+            or not math.isfinite(saved)
+        ):
             raise CheckpointError(f"{where}: expected a finite number, got {saved!r:.60}")
     elif type(saved) is not type(fresh):
         raise CheckpointError(f"{where}: expected a {type(fresh).__name__}, got {saved!r:.60}")
@@ -192,12 +207,16 @@ def _keys(obj):
 def restore_training_state(meta, arrays, optimizer, scheduler, path):
     """Load a checkpoint's optimizer and schedule after checking their structure; CheckpointError."""
     if "optimizer" not in meta or "scheduler" not in meta:
-        raise CheckpointError(f"{path!r} holds no optimizer or schedule state (a best.npz?); resume "
-                              f"from last.npz")
+        raise CheckpointError(
+            f"{path!r} holds no optimizer or schedule state (a best.npz?); resume from last.npz"
+        )
     saved = _join_arrays(meta["optimizer"], arrays)
     fresh = optimizer.state_dict()
-    _same_structure(saved.get("param_groups") if isinstance(saved, dict) else saved,
-                    fresh["param_groups"], f"{path}: optimizer param_groups")
+    _same_structure(
+        saved.get("param_groups") if isinstance(saved, dict) else saved,
+        fresh["param_groups"],
+        f"{path}: optimizer param_groups",
+    )
     _check_optimizer_state(saved.get("state"), len(optimizer._params()), path)
     _same_structure(meta["scheduler"], scheduler.state_dict(), f"{path}: scheduler")
     try:
@@ -214,7 +233,10 @@ def _check_optimizer_state(state, count, path):
         if not (str(key).isdigit() and int(key) < count and isinstance(buffers, dict)):
             raise CheckpointError(f"{path!r}: optimizer state {key!r} names no parameter")
         for name, value in buffers.items():
-            ok = isinstance(value, np.ndarray) or (isinstance(value, numbers.Real) and math.isfinite(value))
+            ok = isinstance(value, np.ndarray) or (
+                isinstance(value, numbers.Real) and math.isfinite(value)
+            )
             if not ok:
-                raise CheckpointError(f"{path!r}: optimizer buffer {name!r} of parameter {key} is "
-                                      f"{value!r:.60}")
+                raise CheckpointError(
+                    f"{path!r}: optimizer buffer {name!r} of parameter {key} is {value!r:.60}"
+                )

@@ -9,6 +9,7 @@ is counted twice or lost.
 
 ``BOUNDARY_HOOK``, when set, is called with the name of each write boundary (tests kill there).
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,13 @@ from .runfolder import RunFolderError
 
 __all__ = ["BOUNDARY_HOOK", "BOUNDARIES", "commit_epoch", "repair_derived", "rows_of"]
 
-BOUNDARIES = ("before last.npz", "after last.npz", "after best.npz", "after metrics.csv",
-              "after curves.png")
+BOUNDARIES = (
+    "before last.npz",
+    "after last.npz",
+    "after best.npz",
+    "after metrics.csv",
+    "after curves.png",
+)
 BOUNDARY_HOOK = None
 
 
@@ -44,8 +50,11 @@ def commit_epoch(run, row):
     try:
         save_checkpoint(last, run.model, meta, run.optimizer, run.scheduler)
     except OSError as e:
-        kept = (f"the previous checkpoint {last} (epoch {previous}) is intact" if previous else
-                "no epoch had been saved yet")
+        kept = (
+            f"the previous checkpoint {last} (epoch {previous}) is intact"
+            if previous
+            else "no epoch had been saved yet"
+        )
         raise RunFolderError(f"cannot write {last}: {e.strerror or e}; {kept}") from None
     run.rows.append(row)
     _boundary("after last.npz")
@@ -66,22 +75,30 @@ def _write_derived(run, best):
         plot_curves(path, run.rows, f"{run.config.model}: {run.out}")
         _boundary("after curves.png")
     except OSError as e:
-        raise RunFolderError(f"cannot write {path}: {e.strerror or e}; epoch {run.meta['epoch']} is "
-                             f"saved in last.npz, and --resume {run.out} rewrites the rest") from None
+        raise RunFolderError(
+            f"cannot write {path}: {e.strerror or e}; epoch {run.meta['epoch']} is "
+            f"saved in last.npz, and --resume {run.out} rewrites the rest"
+        ) from None
 
 
 def _best_meta(meta):
-    return {k: copy.deepcopy(v) for k, v in meta.items() if k not in ("optimizer", "scheduler", "rng")}
+    return {
+        k: copy.deepcopy(v) for k, v in meta.items() if k not in ("optimizer", "scheduler", "rng")
+    }
 
 
 def rows_of(meta, run_dir, path):
     """The metrics rows of a checkpoint (from a version-1 checkpoint: metrics.csv, checked)."""
     if "metrics" in meta:
         return list(meta["metrics"])
-    rows = [r for r in read_metrics(os.path.join(run_dir, "metrics.csv")) if r["epoch"] <= meta["epoch"]]
+    rows = [
+        r for r in read_metrics(os.path.join(run_dir, "metrics.csv")) if r["epoch"] <= meta["epoch"]
+    ]
     if [r["epoch"] for r in rows] != list(range(1, meta["epoch"] + 1)):
-        raise CheckpointError(f"{path!r} (an older checkpoint) has no metrics inside and metrics.csv "
-                              f"lacks some of its {meta['epoch']} epochs")
+        raise CheckpointError(
+            f"{path!r} (an older checkpoint) has no metrics inside and metrics.csv "
+            f"lacks some of its {meta['epoch']} epochs"
+        )
     return rows
 
 
@@ -98,8 +115,10 @@ def repair_derived(run, log):
         held = None
     need_best = held != best_epoch
     if need_best and best_epoch != run.meta["epoch"]:
-        log(f"warning: {best_path} does not hold epoch {best_epoch} (the best) and cannot be rebuilt "
-            f"from last.npz (epoch {run.meta['epoch']})")
+        log(
+            f"warning: {best_path} does not hold epoch {best_epoch} (the best) and cannot be rebuilt "
+            f"from last.npz (epoch {run.meta['epoch']})"
+        )
         need_best = False
     if need_best:
         log(f"repairing {best_path} from last.npz (epoch {best_epoch})")

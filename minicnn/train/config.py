@@ -1,5 +1,6 @@
 """A run's settings (``TrainConfig``) and what is built from them: device, data, transforms, model,
 optimizer and learning-rate schedule."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,14 +12,26 @@ from ..data import ImageFolder, builtin_dataset
 from ..data import transforms as T
 from ..optim import SGD, Adam, AdamW, lr_scheduler, param_groups
 
-__all__ = ["CheckpointError", "ConfigError", "TrainConfig", "build_model", "build_optimizer", "build_scheduler",
-           "data_root", "eval_transform", "image_size_for", "open_datasets", "open_folder",
-           "resolve_device", "train_transform"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "TrainConfig",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "data_root",
+    "eval_transform",
+    "image_size_for",
+    "open_datasets",
+    "open_folder",
+    "resolve_device",
+    "train_transform",
+]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "multistep", "constant")
-SGD_LR_PER_64 = 0.1     # SGD's default lr for a batch of 64, scaled linearly with the batch size
-ADAM_LR = 1e-3          # Adam's and AdamW's default lr (Kingma & Ba's suggestion)
+SGD_LR_PER_64 = 0.1  # SGD's default lr for a batch of 64, scaled linearly with the batch size
+ADAM_LR = 1e-3  # Adam's and AdamW's default lr (Kingma & Ba's suggestion)
 
 
 class ConfigError(ValueError):
@@ -34,37 +47,37 @@ class TrainConfig:
     """Everything a run depends on (stored in its checkpoints, so ``--resume`` needs nothing else)."""
 
     model: str = "resnet20"
-    variant: str | None = None           # e.g. "paper"/"torchvision", CIFAR ResNets "A"/"B"/"plain"
-    data: str | None = None              # root with train/ and val/; None: the built-in dataset
-    val_split: float | None = None       # data is DIR/<class>/…: this share of each class is val
-    weights: str | None = None           # start from these weights (.npz or a checkpoint)
-    freeze: tuple = ()                   # parameter-name prefixes that do not train
+    variant: str | None = None  # e.g. "paper"/"torchvision", CIFAR ResNets "A"/"B"/"plain"
+    data: str | None = None  # root with train/ and val/; None: the built-in dataset
+    val_split: float | None = None  # data is DIR/<class>/…: this share of each class is val
+    weights: str | None = None  # start from these weights (.npz or a checkpoint)
+    freeze: tuple = ()  # parameter-name prefixes that do not train
     epochs: int = 3
     batch_size: int = 32
     optimizer: str = "sgd"
-    lr: float | None = None              # None: 0.1 * batch_size / 64 for SGD, 1e-3 for Adam/AdamW
+    lr: float | None = None  # None: 0.1 * batch_size / 64 for SGD, 1e-3 for Adam/AdamW
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
     no_decay_bn_bias: bool = True
     schedule: str = "cosine"
     warmup_epochs: float = 0.5
-    step_size: int = 30                  # StepLR: epochs per decay
-    milestones: tuple = (30, 60, 90)     # MultiStepLR: epochs
+    step_size: int = 30  # StepLR: epochs per decay
+    milestones: tuple = (30, 60, 90)  # MultiStepLR: epochs
     gamma: float = 0.1
     label_smoothing: float = 0.0
-    aux_weight: float = 0.3              # GoogLeNet's auxiliary losses
-    image_size: int | None = None        # None: 32 for the built-in dataset, else the model's default
-    augment: str = "auto"                # "small" (pad + crop + flip), "imagenet" (RandomResizedCrop,
-                                         # flip, PCA lighting), "none"; auto: small up to 64 pixels
+    aux_weight: float = 0.3  # GoogLeNet's auxiliary losses
+    image_size: int | None = None  # None: 32 for the built-in dataset, else the model's default
+    augment: str = "auto"  # "small" (pad + crop + flip), "imagenet" (RandomResizedCrop,
+    # flip, PCA lighting), "none"; auto: small up to 64 pixels
     lighting: float = 0.1
     device: str = "auto"
     workers: int = 2
     seed: int = 0
     out: str | None = None
     builtin_per_class: tuple = (500, 100)  # built-in dataset: train and val images per class
-    progress: bool | None = None         # None: progress bars when stderr is a terminal
-    sync_bn: bool = False                # with several processes: BatchNorm -> SyncBatchNorm
+    progress: bool | None = None  # None: progress bars when stderr is a terminal
+    sync_bn: bool = False  # with several processes: BatchNorm -> SyncBatchNorm
 
     def resolved_lr(self):
         """``lr``, or the default: SGD's scales linearly with the batch size (Goyal et al. 2017,
@@ -74,7 +87,9 @@ class TrainConfig:
         return SGD_LR_PER_64 * self.batch_size / 64 if self.optimizer == "sgd" else ADAM_LR
 
     def to_json(self):
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_json(cls, d):
@@ -85,7 +100,7 @@ class TrainConfig:
 
 # ---- devices, data, model ------------------------------------------------------------------------
 def resolve_device(device):
-    """"auto" -> "cuda" when a GPU works here, else "cpu"; other names are checked."""
+    """ "auto" -> "cuda" when a GPU works here, else "cpu"; other names are checked."""
     if device == "auto":
         return "cuda" if is_available("cuda") else "cpu"
     if device not in DEVICES:
@@ -104,8 +119,12 @@ def _augment_mode(config, size):
 def train_transform(config, size, mean, std):
     mode = _augment_mode(config, size)
     if mode == "small":  # the ResNet paper's CIFAR augmentation, scaled: pad size/8, crop, flip
-        ops = [T.Resize((size, size)), T.RandomCrop(size, padding=max(1, size // 8)),
-               T.RandomHorizontalFlip(), T.ToFloatCHW()]
+        ops = [
+            T.Resize((size, size)),
+            T.RandomCrop(size, padding=max(1, size // 8)),
+            T.RandomHorizontalFlip(),
+            T.ToFloatCHW(),
+        ]
     elif mode == "imagenet":
         ops = [T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToFloatCHW()]
         if config.lighting:
@@ -113,7 +132,9 @@ def train_transform(config, size, mean, std):
     elif mode == "none":
         ops = [T.Resize((size, size)), T.ToFloatCHW()]
     else:
-        raise ConfigError(f"unknown augment {config.augment!r}; expected auto, small, imagenet or none")
+        raise ConfigError(
+            f"unknown augment {config.augment!r}; expected auto, small, imagenet or none"
+        )
     return T.Compose(ops + [T.Normalize(mean, std)])
 
 
@@ -121,7 +142,9 @@ def eval_transform(config, size, mean, std, ten_crop=False):
     small = _augment_mode(config, size) != "imagenet"
     if small:
         ops = [T.Resize((size, size))]
-        if ten_crop:  # the training crops came from the image padded by size/8: average over ten of them
+        if (
+            ten_crop
+        ):  # the training crops came from the image padded by size/8: average over ten of them
             ops += [T.CenterCrop(size + 2 * max(1, size // 8)), T.TenCrop(size)]
     else:
         ops = [T.Resize(round(size / 0.875)), T.TenCrop(size) if ten_crop else T.CenterCrop(size)]
@@ -139,13 +162,17 @@ def data_root(config, log=print):
     missing = [s for s in ("train", "val") if not os.path.isdir(os.path.join(root, s))]
     if config.val_split is not None:
         if len(missing) < 2:
-            raise ConfigError(f"--val-split splits a folder of class folders; {config.data!r} has "
-                              f"train/ or val/ already (drop --val-split)")
+            raise ConfigError(
+                f"--val-split splits a folder of class folders; {config.data!r} has "
+                f"train/ or val/ already (drop --val-split)"
+            )
         return root
     if missing:
-        raise ConfigError(f"--data: {config.data!r} has no {' and no '.join(s + '/' for s in missing)} "
-                          f"folder (expected {config.data}/train/<class>/… and {config.data}/val/<class>/…; "
-                          f"for one folder of class folders add --val-split 0.1)")
+        raise ConfigError(
+            f"--data: {config.data!r} has no {' and no '.join(s + '/' for s in missing)} "
+            f"folder (expected {config.data}/train/<class>/… and {config.data}/val/<class>/…; "
+            f"for one folder of class folders add --val-split 0.1)"
+        )
     return root
 
 
@@ -191,12 +218,19 @@ def build_optimizer(config, model):
     groups = param_groups(model, config.weight_decay, config.no_decay_bn_bias)
     lr = config.resolved_lr()
     if config.optimizer == "sgd":
-        return SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
+        return SGD(
+            groups,
+            lr=lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+        )
     if config.optimizer == "adam":
         return Adam(groups, lr=lr)
     if config.optimizer == "adamw":
         return AdamW(groups, lr=lr)
-    raise ConfigError(f"unknown optimizer {config.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+    raise ConfigError(
+        f"unknown optimizer {config.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+    )
 
 
 def build_scheduler(config, optimizer, steps_per_epoch):
@@ -207,15 +241,19 @@ def build_scheduler(config, optimizer, steps_per_epoch):
     if config.schedule == "cosine":
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, rest))
     elif config.schedule == "step":
-        main = lr_scheduler.StepLR(optimizer, step_size=max(1, config.step_size * steps_per_epoch),
-                                   gamma=config.gamma)
+        main = lr_scheduler.StepLR(
+            optimizer, step_size=max(1, config.step_size * steps_per_epoch), gamma=config.gamma
+        )
     elif config.schedule == "multistep":
-        main = lr_scheduler.MultiStepLR(optimizer, [m * steps_per_epoch - warmup for m in config.milestones],
-                                        gamma=config.gamma)
+        main = lr_scheduler.MultiStepLR(
+            optimizer, [m * steps_per_epoch - warmup for m in config.milestones], gamma=config.gamma
+        )
     elif config.schedule == "constant":
         main = lr_scheduler.StepLR(optimizer, step_size=max(1, total), gamma=1.0)
     else:
-        raise ConfigError(f"unknown schedule {config.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        raise ConfigError(
+            f"unknown schedule {config.schedule!r}; expected one of {', '.join(SCHEDULES)}"
+        )
     if warmup <= 0:
         return main
     warm = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, total_iters=warmup)

@@ -1,4 +1,5 @@
 """The training loop: epochs of training and evaluation, top-k accuracy, prediction, resuming."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +23,20 @@ from ..tensor import tensor
 from ..data import DataLoaderError, UnreadableDataset
 from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
 from .commit import commit_epoch, repair_derived, rows_of
-from .config import (CheckpointError, ConfigError, TrainConfig, build_model, build_optimizer, build_scheduler,
-                     data_root, eval_transform, image_size_for, open_datasets, open_folder, resolve_device,
-                     train_transform)
+from .config import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    data_root,
+    eval_transform,
+    image_size_for,
+    open_datasets,
+    resolve_device,
+    train_transform,
+)
 from .runfolder import check_run_folder, open_run_folder
 from .validate import check_config, config_from_json
 
@@ -46,7 +58,7 @@ def _topk_correct(scores, labels, ks=(1, 5)):
     out = {}
     order = np.argsort(-scores, axis=1, kind="stable")
     for k in ks:
-        out[k] = int((order[:, :min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
+        out[k] = int((order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
     return out
 
 
@@ -78,25 +90,35 @@ def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc=""
         n = len(labels)
         loss_value = float(loss.item())
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"the training loss is {loss_value} (diverged); try a smaller --lr")
+            raise FloatingPointError(
+                f"the training loss is {loss_value} (diverged); try a smaller --lr"
+            )
         loss_sum += loss_value * n
         correct += _topk_correct(_logits(out).numpy(), labels, (1,))[1]
         seen += n
         if bar is not None:
             rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix_str(f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% {rate:.0f} img/s",
-                                refresh=False)
+            bar.set_postfix_str(
+                f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% {rate:.0f} img/s",
+                refresh=False,
+            )
             bar.update(1)
     if bar is not None:
         bar.close()
     return loss_sum / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start
 
 
-def evaluate(model: Module, loader: Iterable[Any], device: str = "cpu", progress: bool = False,
-             desc: str = "eval") -> Dict[str, float]:
+def evaluate(
+    model: Module,
+    loader: Iterable[Any],
+    device: str = "cpu",
+    progress: bool = False,
+    desc: str = "eval",
+) -> Dict[str, float]:
     """{"loss", "top1", "top5", "images"} of ``model`` on ``loader`` (eval mode, no gradients).
 
-    Batches of shape (N, 10, C, H, W) (``TenCrop``) are scored by averaging the softmax over the crops.
+    Batches of shape (N, 10, C, H, W) (``TenCrop``) are scored by averaging the softmax over the
+    crops.
     """
     model.eval()
     bar = _progress(len(loader), desc, progress)
@@ -104,7 +126,9 @@ def evaluate(model: Module, loader: Iterable[Any], device: str = "cpu", progress
     with no_grad():
         for images, labels in loader:
             crops = images.shape[1] if images.ndim == 5 else 0
-            x = tensor(images.reshape((-1,) + images.shape[-3:]) if crops else images, device=device)
+            x = tensor(
+                images.reshape((-1,) + images.shape[-3:]) if crops else images, device=device
+            )
             logits = _logits(model(x))
             probs = F.softmax(logits, dim=1).numpy().astype(np.float64)
             if crops:
@@ -122,9 +146,14 @@ def evaluate(model: Module, loader: Iterable[Any], device: str = "cpu", progress
     return {"loss": loss_sum / seen, "top1": hits[1] / seen, "top5": hits[5] / seen, "images": seen}
 
 
-def predict(model: Module, images: Sequence[np.ndarray], transform: Callable[[Any], Any],
-            classes: Sequence[str], device: str = "cpu",
-            k: int = 5) -> List[List[Tuple[str, float]]]:
+def predict(
+    model: Module,
+    images: Sequence[np.ndarray],
+    transform: Callable[[Any], Any],
+    classes: Sequence[str],
+    device: str = "cpu",
+    k: int = 5,
+) -> List[List[Tuple[str, float]]]:
     """[(class name, probability)] * k for each HWC uint8 image, highest first."""
     model.eval()
     batch = np.stack([transform(img) for img in images])
@@ -132,7 +161,7 @@ def predict(model: Module, images: Sequence[np.ndarray], transform: Callable[[An
         probs = F.softmax(_logits(model(tensor(batch, device=device))), dim=1).numpy()
     out = []
     for p in probs:
-        top = np.argsort(-p, kind="stable")[:min(k, len(p))]
+        top = np.argsort(-p, kind="stable")[: min(k, len(p))]
         out.append([(classes[i], float(p[i])) for i in top])
     return out
 
@@ -151,8 +180,14 @@ def _check_classes(train_set, val_set, root):
     if train_set.classes != val_set.classes:
         only_train = sorted(set(train_set.classes) - set(val_set.classes))
         only_val = sorted(set(val_set.classes) - set(train_set.classes))
-        detail = "; ".join(s for s in (f"only in train: {', '.join(only_train[:5])}" if only_train else "",
-                                       f"only in val: {', '.join(only_val[:5])}" if only_val else "") if s)
+        detail = "; ".join(
+            s
+            for s in (
+                f"only in train: {', '.join(only_train[:5])}" if only_train else "",
+                f"only in val: {', '.join(only_val[:5])}" if only_val else "",
+            )
+            if s
+        )
         raise ConfigError(f"the class folders of {root}/train and {root}/val differ ({detail})")
 
 
@@ -175,8 +210,12 @@ class _Run:
     net: object = None  # what trains: the model, or its DistributedDataParallel wrapper
 
 
-def train(config: TrainConfig, resume: Optional[str] = None, log: Callable[..., Any] = print,
-          epochs: Optional[int] = None) -> Dict[str, Any]:
+def train(
+    config: TrainConfig,
+    resume: Optional[str] = None,
+    log: Callable[..., Any] = print,
+    epochs: Optional[int] = None,
+) -> Dict[str, Any]:
     """Run (or, with ``resume`` = a run folder, continue) a training; returns a summary dict.
 
     ``epochs`` with ``resume`` extends the run to that many epochs (its schedule is recomputed for
@@ -189,11 +228,18 @@ def train(config: TrainConfig, resume: Optional[str] = None, log: Callable[..., 
         resumed = _read_resume(resume)
         saved = config_from_json(resumed["config"], resume)
         if epochs is not None and epochs < resumed["epoch"]:
-            raise ConfigError(f"--epochs {epochs}: the run in {resume} has finished "
-                              f"{resumed['epoch']} epochs already")
-        config = dataclasses.replace(saved, device=config.device, workers=config.workers,
-                                     progress=config.progress, out=resume,
-                                     epochs=saved.epochs if epochs is None else epochs)
+            raise ConfigError(
+                f"--epochs {epochs}: the run in {resume} has finished "
+                f"{resumed['epoch']} epochs already"
+            )
+        config = dataclasses.replace(
+            saved,
+            device=config.device,
+            workers=config.workers,
+            progress=config.progress,
+            out=resume,
+            epochs=saved.epochs if epochs is None else epochs,
+        )
     check_config(config)
     out = world.broadcast(config.out or _default_out(config))  # rank 0's name for the run folder
     if world.main:
@@ -208,18 +254,27 @@ def train(config: TrainConfig, resume: Optional[str] = None, log: Callable[..., 
         if resumed is not None:
             repair_derived(run, log)
     train_set = run.train_loader.dataset
-    log(f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
+    log(
+        f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
         f"{len(run.val_loader.dataset)} val images, {len(train_set.classes)} classes, "
         f"{run.meta['image_size']}x{run.meta['image_size']}, {config.epochs} epochs of "
         f"{len(run.train_loader)} batches of {config.batch_size}"
-        f"{f' over {world.size} processes' if world.distributed else ''}; run folder {run.out}")
+        f"{f' over {world.size} processes' if world.distributed else ''}; run folder {run.out}"
+    )
     started = time.perf_counter()
     _run_epochs(run, log)
     final = run.rows[-1] if run.rows else None
-    return {"run_dir": run.out, "epochs": len(run.rows), "val_top1": final["val_top1"] if final else None,
-            "already_finished": run.start_epoch >= config.epochs, "best_val_top1": run.meta["best_val_top1"],
-            "best_epoch": run.meta["best_epoch"], "seconds": time.perf_counter() - started, "device": run.device,
-            "main_process": world.main}
+    return {
+        "run_dir": run.out,
+        "epochs": len(run.rows),
+        "val_top1": final["val_top1"] if final else None,
+        "already_finished": run.start_epoch >= config.epochs,
+        "best_val_top1": run.meta["best_val_top1"],
+        "best_epoch": run.meta["best_epoch"],
+        "seconds": time.perf_counter() - started,
+        "device": run.device,
+        "main_process": world.main,
+    }
 
 
 def _run_epochs(run, log):
@@ -233,9 +288,12 @@ def _run_epochs(run, log):
                 run.rows.append(row)
             log(_epoch_line(row, config.epochs))
     except KeyboardInterrupt:
-        log(f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
-            f"minicnn train --resume {run.out}" if run.rows else
-            "\ninterrupted before the first epoch finished (nothing saved)")
+        log(
+            f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
+            f"minicnn train --resume {run.out}"
+            if run.rows
+            else "\ninterrupted before the first epoch finished (nothing saved)"
+        )
         raise
     except (UnreadableDataset, DataLoaderError) as e:
         raise ConfigError(str(e)) from None
@@ -259,14 +317,21 @@ def _prepare(config, out, log, world, fresh=True):
     model = build_model(config.model, len(train_set.classes), config.variant)
     _start_from(model, config, log, fresh)
     size = image_size_for(config, model)
-    config = dataclasses.replace(config, device=device, lr=config.resolved_lr(), image_size=size,
-                                 variant=config.variant or _default_variant(config.model))
+    config = dataclasses.replace(
+        config,
+        device=device,
+        lr=config.resolved_lr(),
+        image_size=size,
+        variant=config.variant or _default_variant(config.model),
+    )
     need = getattr(model, "min_input_size", 1)
     if getattr(model, "aux_logits", False):  # GoogLeNet's aux heads need a larger map in training
         need = max(need, getattr(model, "min_input_size_aux", 1))
     if size < need:
-        raise ConfigError(f"{config.model} needs images of at least {need}x{need} pixels in training; "
-                          f"the images are resized to {size}x{size} (use --image-size {need} or more)")
+        raise ConfigError(
+            f"{config.model} needs images of at least {need}x{need} pixels in training; "
+            f"the images are resized to {size}x{size} (use --image-size {need} or more)"
+        )
     mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
     train_set.transform = train_transform(config, size, mean, std)
     val_set.transform = eval_transform(config, size, mean, std)
@@ -275,10 +340,30 @@ def _prepare(config, out, log, world, fresh=True):
     net = _dist.wrap_model(model, world, config)
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer, len(train_loader))
-    meta = {"config": config.to_json(), "classes": train_set.classes, "image_size": size,
-            "mean": list(mean), "std": list(std), "epoch": 0, "best_val_top1": -1.0, "best_epoch": 0}
-    return _Run(config, device, out, model, train_loader, val_loader, optimizer, scheduler, meta, [],
-                world=world, net=net)
+    meta = {
+        "config": config.to_json(),
+        "classes": train_set.classes,
+        "image_size": size,
+        "mean": list(mean),
+        "std": list(std),
+        "epoch": 0,
+        "best_val_top1": -1.0,
+        "best_epoch": 0,
+    }
+    return _Run(
+        config,
+        device,
+        out,
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        scheduler,
+        meta,
+        [],
+        world=world,
+        net=net,
+    )
 
 
 def _loaders(config, train_set, val_set, world):
@@ -289,11 +374,15 @@ def _loaders(config, train_set, val_set, world):
         raise ConfigError(str(e)) from None
     kw = dict(num_workers=config.workers, seed=config.seed)
     if not world.distributed:
-        return (DataLoader(train_set, batch, shuffle=True, drop_last=len(train_set) > batch, **kw),
-                DataLoader(val_set, batch * 2, **kw))
+        return (
+            DataLoader(train_set, batch, shuffle=True, drop_last=len(train_set) > batch, **kw),
+            DataLoader(val_set, batch * 2, **kw),
+        )
     sampler = DistributedSampler(train_set, world.size, world.rank, seed=config.seed)
-    return (DataLoader(train_set, batch, sampler=sampler, drop_last=len(sampler) > batch, **kw),
-            DataLoader(val_set, batch * 2, sampler=_dist.EvalShard(len(val_set), world), **kw))
+    return (
+        DataLoader(train_set, batch, sampler=sampler, drop_last=len(sampler) > batch, **kw),
+        DataLoader(val_set, batch * 2, sampler=_dist.EvalShard(len(val_set), world), **kw),
+    )
 
 
 def _default_variant(name):
@@ -307,8 +396,14 @@ def _start_from(model, config, log, fresh):
     try:
         if config.weights is not None and fresh:
             head = load_pretrained(model, config.weights)
-            log(f"starting from {config.weights}" + (f" with a new head ({head}: "
-                f"{model.get_submodule(head).out_features} classes)" if head else ""))
+            log(
+                f"starting from {config.weights}"
+                + (
+                    f" with a new head ({head}: {model.get_submodule(head).out_features} classes)"
+                    if head
+                    else ""
+                )
+            )
         if config.freeze:
             n = freeze(model, config.freeze)
             log(f"frozen: {n:,} parameters under {', '.join(config.freeze)}")
@@ -322,8 +417,10 @@ def _extend_schedule(run, old_epochs, log):
     run.scheduler = build_scheduler(run.config, run.optimizer, steps)
     for _ in range(run.start_epoch * steps):
         run.scheduler.step()
-    log(f"extending the run from {old_epochs} to {run.config.epochs} epochs (the learning-rate "
-        f"schedule is recomputed for {run.config.epochs} epochs)")
+    log(
+        f"extending the run from {old_epochs} to {run.config.epochs} epochs (the learning-rate "
+        f"schedule is recomputed for {run.config.epochs} epochs)"
+    )
 
 
 def _run_epoch(epoch, run):
@@ -333,23 +430,40 @@ def _run_epoch(epoch, run):
     tag, progress = f"epoch {epoch + 1}/{run.config.epochs}", run.config.progress
     progress = sys.stderr.isatty() if progress is None else progress
     progress = progress and run.world.main
-    loss, top1, images, seconds = train_one_epoch(run.net or run.model, run.train_loader, run.optimizer,
-                                                  run.scheduler, run.config, run.device, f"{tag} train",
-                                                  progress)
+    loss, top1, images, seconds = train_one_epoch(
+        run.net or run.model,
+        run.train_loader,
+        run.optimizer,
+        run.scheduler,
+        run.config,
+        run.device,
+        f"{tag} train",
+        progress,
+    )
     if hasattr(run.net, "sync_buffers"):
         run.net.sync_buffers()  # every rank evaluates with rank 0's BatchNorm statistics
     val = evaluate(run.model, run.val_loader, run.device, progress=progress, desc=f"{tag} val")
     loss, top1, images, val = _dist.sum_epoch(run.world, loss, top1, images, val)
-    return {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1, "val_loss": val["loss"],
-            "val_top1": val["top1"], "val_top5": val["top5"], "lr": run.scheduler.get_last_lr()[0],
-            "images_per_s": images / max(seconds, 1e-9), "seconds": time.perf_counter() - started}
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "train_top1": top1,
+        "val_loss": val["loss"],
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "lr": run.scheduler.get_last_lr()[0],
+        "images_per_s": images / max(seconds, 1e-9),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _epoch_line(row, epochs):
-    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
-            f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
-            f"top-5 {100 * row['val_top5']:.1f}% | lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
-            f"{row['seconds']:.1f} s")
+    return (
+        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
+        f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
+        f"top-5 {100 * row['val_top5']:.1f}% | lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
+        f"{row['seconds']:.1f} s"
+    )
 
 
 def _read_resume(run_dir):
@@ -366,8 +480,10 @@ def _apply_resume(saved, run, run_dir):
     """Load last.npz into the run's model, optimizer, schedule and RNG; set its epoch and rows."""
     path = os.path.join(run_dir, "last.npz")
     if saved["classes"] != run.meta["classes"]:
-        raise CheckpointError(f"{path!r} was trained on classes {saved['classes'][:5]}…, the data has "
-                              f"{run.meta['classes'][:5]}…")
+        raise CheckpointError(
+            f"{path!r} was trained on classes {saved['classes'][:5]}…, the data has "
+            f"{run.meta['classes'][:5]}…"
+        )
     _, state, arrays = load_checkpoint(path, run.model)
     _load_model_state(run.model, state, path, saved["config"]["model"])
     restore_training_state(saved, arrays, run.optimizer, run.scheduler, path)

@@ -3,6 +3,7 @@
 Accuracies are fractions in memory and in checkpoints, and percentages in metrics.csv (columns
 ``train_top1_pct``, ``val_top1_pct``, ``val_top5_pct``), as the console prints them; files of
 older runs, with fractions under ``train_top1``…, are still read."""
+
 from __future__ import annotations
 
 import csv
@@ -15,9 +16,18 @@ from .config import CheckpointError
 
 __all__ = ["METRIC_FIELDS", "plot_curves", "read_metrics", "write_metrics"]
 
-METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr",
-                 "images_per_s", "seconds")
-PERCENT = ("train_top1", "val_top1", "val_top5")      # written x100 under NAME_pct
+METRIC_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "lr",
+    "images_per_s",
+    "seconds",
+)
+PERCENT = ("train_top1", "val_top1", "val_top5")  # written x100 under NAME_pct
 CSV_FIELDS = tuple(f"{k}_pct" if k in PERCENT else k for k in METRIC_FIELDS)
 
 
@@ -27,9 +37,14 @@ def write_metrics(path, rows):
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({(f"{k}_pct" if k in PERCENT else k):
-                         (repr(100 * v) if k in PERCENT else repr(v) if isinstance(v, float) else v)
-                         for k, v in row.items()})
+        writer.writerow(
+            {
+                (f"{k}_pct" if k in PERCENT else k): (
+                    repr(100 * v) if k in PERCENT else repr(v) if isinstance(v, float) else v
+                )
+                for k, v in row.items()
+            }
+        )
     data = buf.getvalue().encode()
     write_atomic(path, lambda f: f.write(data))
 
@@ -44,14 +59,17 @@ def read_metrics(path):
     if not os.path.isfile(path):
         return []
     if os.path.getsize(path) > MAX_METRICS_BYTES:
-        raise CheckpointError(f"{path!r}: larger than {MAX_METRICS_BYTES} bytes, not a metrics file")
+        raise CheckpointError(
+            f"{path!r}: larger than {MAX_METRICS_BYTES} bytes, not a metrics file"
+        )
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             header = tuple(reader.fieldnames or ())
             if header not in (CSV_FIELDS, METRIC_FIELDS):
-                raise CheckpointError(f"{path!r}: the header is {reader.fieldnames}, expected "
-                                      f"{','.join(CSV_FIELDS)}")
+                raise CheckpointError(
+                    f"{path!r}: the header is {reader.fieldnames}, expected {','.join(CSV_FIELDS)}"
+                )
             return [_parse_row(row, path, reader.line_num, header == CSV_FIELDS) for row in reader]
     except (UnicodeDecodeError, csv.Error) as e:
         raise CheckpointError(f"{path!r}: not a readable CSV file ({e})") from None
@@ -67,7 +85,9 @@ def _parse_row(row, path, line, percent=True):
         except (TypeError, ValueError):
             value = None
         if value is None or not math.isfinite(value) or None in row:
-            raise CheckpointError(f"{path!r} line {line}: {column} is {text!r}, not a finite number")
+            raise CheckpointError(
+                f"{path!r} line {line}: {column} is {text!r}, not a finite number"
+            )
         out[key] = value / 100 if column != key else value
     return out
 

@@ -5,6 +5,7 @@ A run writes ``.minicnn-run`` first, before anything else; a folder that is not 
 marker belongs to the user and is refused. Every problem with the path (a file, no permission, a
 read-only filesystem) is found here, before the dataset and the model are built.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,12 +59,16 @@ def check_run_folder(out, resume=False):
         return
     entries = set(os.listdir(out))
     if not resume and "last.npz" in entries:
-        raise RunFolderError(f"{out!r} already holds a run (last.npz); continue it with --resume {out} "
-                             f"or choose another --out")
+        raise RunFolderError(
+            f"{out!r} already holds a run (last.npz); continue it with --resume {out} "
+            f"or choose another --out"
+        )
     if not resume and entries and MARKER not in entries:
         shown = ", ".join(sorted(entries)[:3]) + (", …" if len(entries) > 3 else "")
-        raise RunFolderError(f"--out {out!r} is not empty ({shown}) and is not a minicnn run folder "
-                             f"(no {MARKER}); choose a new or empty folder")
+        raise RunFolderError(
+            f"--out {out!r} is not empty ({shown}) and is not a minicnn run folder "
+            f"(no {MARKER}); choose a new or empty folder"
+        )
     _check_writable(out, out)
 
 

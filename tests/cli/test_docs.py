@@ -9,6 +9,7 @@ skipped). A command line marked ``# not run in tests`` is only parsed. The READM
 runs as ``minicnn models --family alexnet`` (the whole table takes ~10 s), and its excerpt shows
 only AlexNet's rows.
 """
+
 import contextlib
 import io
 import re
@@ -33,7 +34,7 @@ def blocks(text):
         if lang not in ("sh", "python"):
             continue
         nxt = found[i + 1] if i + 1 < len(found) else None
-        excerpt = nxt[3] if nxt and nxt[2] == "text" and not text[end:nxt[0]].strip() else None
+        excerpt = nxt[3] if nxt and nxt[2] == "text" and not text[end : nxt[0]].strip() else None
         headings = re.findall(r"^## (.*)$", text[:start], re.M)
         out.append((lang, body, excerpt, headings[-1] if headings else ""))
     return out
@@ -97,15 +98,21 @@ def test_every_command_runs_and_prints_its_excerpt(doc, section, workspace):
         ran += 1
         problems += errors
         if excerpt is not None:
-            problems += [f"{body.strip()[:60]!r}: missing {line!r}"
-                         for line in missing_lines(excerpt, output)]
+            problems += [
+                f"{body.strip()[:60]!r}: missing {line!r}"
+                for line in missing_lines(excerpt, output)
+            ]
     assert ran >= 8 and not problems, "\n".join(problems)
 
 
 def test_the_readmes_other_commands_parse():
     parser = build_parser()
-    lines = [line for lang, body, _, heading in blocks((ROOT / "README.md").read_text())
-             if lang == "sh" and heading != "Command line" for line in command_lines(body)]
+    lines = [
+        line
+        for lang, body, _, heading in blocks((ROOT / "README.md").read_text())
+        if lang == "sh" and heading != "Command line"
+        for line in command_lines(body)
+    ]
     assert lines
     for line in lines:
         parser.parse_args(argv_of(line, "/tmp")[0])

@@ -1,4 +1,5 @@
 """The README's commands, .ci/run and the gradcheck command line."""
+
 import re
 import subprocess
 import sys
@@ -22,7 +23,9 @@ def test_readme_starts_with_two_commands_and_ci_runs_the_test_one():
     commands = readme_commands()
     assert len(commands) == 2
     assert "pytest" in commands[1]
-    ci_lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    ci_lines = [
+        l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")
+    ]
     assert commands[1] in ci_lines
 
 
@@ -49,5 +52,9 @@ def test_unknown_op_is_a_usage_error(capsys):
 
 
 def test_python_dash_m_entry_point():
-    r = subprocess.run([sys.executable, "-m", "minicnn", "gradcheck", "--op", "relu"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "minicnn", "gradcheck", "--op", "relu"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout

@@ -1,4 +1,5 @@
 """The autograd engine: graph reuse, broadcasting, no_grad, errors; every Tensor op under gradcheck."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,7 +13,9 @@ from conftest import assert_close
 
 
 def t64(shape, seed=0, requires_grad=True):
-    return minicnn.tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=requires_grad)
+    return minicnn.tensor(
+        np.random.default_rng(seed).standard_normal(shape), requires_grad=requires_grad
+    )
 
 
 def test_tensor_used_twice_accumulates():
@@ -42,10 +45,17 @@ def test_gradients_accumulate_across_backward_calls():
     assert_close(x.grad, np.full(4, 5.0))
 
 
-@pytest.mark.parametrize("sa,sb", [((2, 3), (3,)), ((2, 1), (1, 4)), ((3, 1, 5), (4, 1)), ((1,), (2, 2)), ((), (2, 3))])
+@pytest.mark.parametrize(
+    "sa,sb", [((2, 3), (3,)), ((2, 1), (1, 4)), ((3, 1, 5), (4, 1)), ((1,), (2, 2)), ((), (2, 3))]
+)
 def test_broadcast_gradients_reduce_to_input_shape(sa, sb):
     a, b = t64(sa), t64(sb, seed=1)
-    for op in (lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / (b * b + 1)):
+    for op in (
+        lambda a, b: a + b,
+        lambda a, b: a - b,
+        lambda a, b: a * b,
+        lambda a, b: a / (b * b + 1),
+    ):
         a.grad = b.grad = None
         out = op(a, b)
         out.backward(np.ones(out.shape))
@@ -138,12 +148,12 @@ def test_deep_graph_does_not_hit_recursion_limit():
     for _ in range(5000):
         y = y * 1.0001
     y.sum().backward()
-    assert_close(x.grad, np.full(2, 1.0001 ** 5000), rtol=1e-9)
+    assert_close(x.grad, np.full(2, 1.0001**5000), rtol=1e-9)
 
 
 def test_float32_stays_float32():
     x = minicnn.randn(3, 4, requires_grad=True)
-    y = ((x * 2.5 + 1) / 3 - x ** 2).exp().log().softmax(1).mean()
+    y = ((x * 2.5 + 1) / 3 - x**2).exp().log().softmax(1).mean()
     assert y.dtype == np.float32
     y.backward()
     assert x.grad.dtype == np.float32
@@ -151,7 +161,7 @@ def test_float32_stays_float32():
 
 UNARY = {
     "neg": lambda a: -a,
-    "pow3": lambda a: a ** 3,
+    "pow3": lambda a: a**3,
     "pow_half": lambda a: (a * a + 1) ** 0.5,
     "exp": lambda a: a.exp(),
     "log": lambda a: (a * a + 0.5).log(),
@@ -183,8 +193,17 @@ def test_unary_ops_gradcheck(name):
     assert gradcheck(UNARY[name], (x,), tol=1e-6)
 
 
-@pytest.mark.parametrize("sa,sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
-                                   ((5, 2, 3), (3, 4)), ((2, 1, 2, 3), (4, 3, 2))])
+@pytest.mark.parametrize(
+    "sa,sb",
+    [
+        ((3,), (3,)),
+        ((2, 3), (3,)),
+        ((3,), (3, 4)),
+        ((2, 3), (3, 4)),
+        ((5, 2, 3), (3, 4)),
+        ((2, 1, 2, 3), (4, 3, 2)),
+    ],
+)
 def test_matmul_gradcheck(sa, sb):
     a, b = t64(sa), t64(sb, seed=1)
     assert_close((a @ b).numpy(), a.numpy() @ b.numpy())
@@ -234,8 +253,10 @@ def test_against_torch_on_a_small_graph():
     av, bv = rng.standard_normal((3, 4)), rng.standard_normal((4, 5))
     a, b = minicnn.tensor(av, requires_grad=True), minicnn.tensor(bv, requires_grad=True)
     ta, tb = torch.tensor(av, requires_grad=True), torch.tensor(bv, requires_grad=True)
-    out = ((a @ b).relu() + (a @ b).softmax(1)).log_softmax(0).mean() + (a ** 2).sum() / b.exp().sum()
-    tout = ((ta @ tb).relu() + (ta @ tb).softmax(1)).log_softmax(0).mean() + (ta ** 2).sum() / tb.exp().sum()
+    out = ((a @ b).relu() + (a @ b).softmax(1)).log_softmax(0).mean() + (a**2).sum() / b.exp().sum()
+    tout = ((ta @ tb).relu() + (ta @ tb).softmax(1)).log_softmax(0).mean() + (
+        ta**2
+    ).sum() / tb.exp().sum()
     out.backward()
     tout.backward()
     assert_close(out.numpy(), tout.detach().numpy())

@@ -4,6 +4,7 @@ minicnn/backends/interface.py is the one list of kernels. A backend may add keyw
 arguments with defaults (the CUDA kernels' ``version``/``tile``/``splits``); everything else —
 names, order, kinds and defaults of the parameters — must match the protocol exactly. The classes
 are checked whether or not their device works here (importing them never fails)."""
+
 import inspect
 
 import pytest
@@ -23,8 +24,15 @@ def test_every_device_has_a_class():
 
 def test_the_protocol_lists_the_kernels():
     names = kernel_names()
-    for family in ("relu", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-                   "local_response_norm", "batch_norm"):
+    for family in (
+        "relu",
+        "conv2d",
+        "max_pool2d",
+        "avg_pool2d",
+        "adaptive_avg_pool2d",
+        "local_response_norm",
+        "batch_norm",
+    ):
         assert any(n.startswith(family + "_") for n in names), family
     for name in names:  # a one-line statement of the math (or of what it does) for each
         assert (getattr(Backend, name).__doc__ or "").strip(), f"{name} has no docstring"
@@ -46,13 +54,15 @@ def test_class_implements_every_method_with_the_protocols_signature(device):
         assert hasattr(cls, name), f"{cls.__name__} lacks {name}"
         want = _parameters(getattr(Backend, name))
         got = _parameters(getattr(cls, name))
-        extra = got[len(want):]
-        assert [_comparable(p) for p in got[:len(want)]] == [_comparable(p) for p in want], \
-            f"{cls.__name__}.{name}{inspect.signature(getattr(cls, name))} != protocol " \
+        extra = got[len(want) :]
+        assert [_comparable(p) for p in got[: len(want)]] == [_comparable(p) for p in want], (
+            f"{cls.__name__}.{name}{inspect.signature(getattr(cls, name))} != protocol "
             f"{inspect.signature(getattr(Backend, name))}"
+        )
         for p in extra:
-            assert p.kind == p.KEYWORD_ONLY and p.default is not p.empty, \
+            assert p.kind == p.KEYWORD_ONLY and p.default is not p.empty, (
                 f"{cls.__name__}.{name}: extra parameter {p.name} must be keyword-only with a default"
+            )
 
 
 @pytest.mark.parametrize("device", list(CLASSES))

@@ -5,6 +5,7 @@ Huge logical shapes come from broadcast views of one element: no memory behind t
 that came after an allocation would show up as a MemoryError or an 8 GiB process, not as the
 ValueError these tests expect.
 """
+
 import numpy as np
 import pytest
 
@@ -45,30 +46,53 @@ def test_geometry_is_immutable():
         g.P = 3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 2, 3, 3)), r"has 4 channels but weight"),
-    (dict(x_shape=(1, 4, 5, 5), w_shape=(5, 1, 3, 3), groups=4), r"out_channels 5 .* groups=4"),
-    (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 7, 7)), r"kernel larger than the padded input"),
-    (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 3, 3), stride=(0, 1)), r"stride .* >= 1"),
-    (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 3, 3), padding=(-1, 0)), r"padding must be >= 0"),
-    (dict(x_shape=(4, 5), w_shape=(6, 4, 3, 3)), r"3-D or 4-D"),
-    (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 3, 3), groups=1.5), r"must be an int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 2, 3, 3)), r"has 4 channels but weight"),
+        (dict(x_shape=(1, 4, 5, 5), w_shape=(5, 1, 3, 3), groups=4), r"out_channels 5 .* groups=4"),
+        (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 7, 7)), r"kernel larger than the padded input"),
+        (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 3, 3), stride=(0, 1)), r"stride .* >= 1"),
+        (
+            dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 3, 3), padding=(-1, 0)),
+            r"padding must be >= 0",
+        ),
+        (dict(x_shape=(4, 5), w_shape=(6, 4, 3, 3)), r"3-D or 4-D"),
+        (dict(x_shape=(1, 4, 5, 5), w_shape=(6, 4, 3, 3), groups=1.5), r"must be an int"),
+    ],
+)
 def test_conv_geometry_errors_name_the_op(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match) as info:
         Conv2dGeometry.of(**kwargs)
     assert str(info.value).startswith("conv2d: ")
 
 
-@pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
-    ((1, 1, 1, 2**31 + 7), (1, 1, 1, 1), {}, r"input of shape \(1, 1, 1, 2147483655\) .* 32-bit"),
-    # an output plane of 2^31 pixels (issue 17: cpu allocated 8 GiB before refusing this)
-    ((1, 1, 2**16, 2**15), (1, 1, 1, 1), {}, r"input of shape \(1, 1, 65536, 32768\) has planes"),
-    ((1, 1, 2**16 - 2, 2**15), (1, 1, 1, 1), dict(padding=(1, 1)),
-     r"output of shape \(1, 1, 65536, 32770\) has planes of 65536 x 32770"),
-    ((1, 2**16, 1, 1), (1, 2**16, 2**8, 2**8), dict(padding=(2**7, 2**7)), r"reduction index"),
-    ((2**40, 2**12, 2**8, 2**8), (1, 2**12, 1, 1), {}, r"2\^63 elements or more"),
-])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kwargs, match",
+    [
+        (
+            (1, 1, 1, 2**31 + 7),
+            (1, 1, 1, 1),
+            {},
+            r"input of shape \(1, 1, 1, 2147483655\) .* 32-bit",
+        ),
+        # an output plane of 2^31 pixels (issue 17: cpu allocated 8 GiB before refusing this)
+        (
+            (1, 1, 2**16, 2**15),
+            (1, 1, 1, 1),
+            {},
+            r"input of shape \(1, 1, 65536, 32768\) has planes",
+        ),
+        (
+            (1, 1, 2**16 - 2, 2**15),
+            (1, 1, 1, 1),
+            dict(padding=(1, 1)),
+            r"output of shape \(1, 1, 65536, 32770\) has planes of 65536 x 32770",
+        ),
+        ((1, 2**16, 1, 1), (1, 2**16, 2**8, 2**8), dict(padding=(2**7, 2**7)), r"reduction index"),
+        ((2**40, 2**12, 2**8, 2**8), (1, 2**12, 1, 1), {}, r"2\^63 elements or more"),
+    ],
+)
 def test_too_large_for_the_index_types(x_shape, w_shape, kwargs, match):
     with pytest.raises(ValueError, match=match):
         Conv2dGeometry.of(x_shape, w_shape, **kwargs)

@@ -1,6 +1,7 @@
 """The backward engine's gradient accumulation: in place where only the engine holds the array,
 never into an array someone else can see (Add hands one dout to both inputs, Cat hands out views,
 the user's grad, a retained graph), and a fresh gradient becomes a leaf's .grad without a copy."""
+
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ def data_pointer(a):
 
 class FreshTwice(Function):
     """y = 2x with a backward that returns a new array and records where it lives."""
+
     pointers = []
 
     @staticmethod
@@ -60,8 +62,8 @@ class SavedGrad(Function):
 @pytest.mark.parametrize("order", ["add_first", "mul_first"])
 def test_shared_dout_of_add_is_never_written(order):
     x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
-    s = x + y                       # Add's backward gives the same array to x and y
-    m = x * 3.0                     # a fresh gradient for x
+    s = x + y  # Add's backward gives the same array to x and y
+    m = x * 3.0  # a fresh gradient for x
     total = (s.sum() + m.sum()) if order == "add_first" else (m.sum() + s.sum())
     total.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [4.0, 4.0])
@@ -80,7 +82,7 @@ def test_tensor_used_many_times_sums_all_gradients():
 
 def test_cat_views_of_one_dout_are_never_written():
     x, y = leaf([[1.0, 2.0]]), leaf([[3.0, 4.0]])
-    c = cat([x, y, x], 0)           # backward: three views of one dout
+    c = cat([x, y, x], 0)  # backward: three views of one dout
     (c * minicnn.tensor(np.arange(6, dtype=np.float32).reshape(3, 2))).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[0.0 + 4.0, 1.0 + 5.0]])
     np.testing.assert_array_equal(y.grad.numpy(), [[2.0, 3.0]])
@@ -139,7 +141,7 @@ def test_residual_block_gradients_match_torch():
     x, w = minicnn.tensor(xa, requires_grad=True), minicnn.tensor(wa, requires_grad=True)
     F = minicnn.functional
     h = F.relu(F.conv2d(x, w, padding=1))
-    out = F.relu(F.conv2d(h, w, padding=1) + x) + x       # x three times, w twice
+    out = F.relu(F.conv2d(h, w, padding=1) + x) + x  # x three times, w twice
     out.sum().backward()
     xt, wt = torch.tensor(xa, requires_grad=True), torch.tensor(wa, requires_grad=True)
     ht = torch.relu(torch.nn.functional.conv2d(xt, wt, padding=1))

@@ -1,4 +1,5 @@
 """minicnn.io (pickle-free .npz state dicts) and minicnn.models.convert (.pth -> .npz)."""
+
 import os
 import sys
 import zipfile
@@ -13,16 +14,19 @@ from minicnn.models import convert
 
 
 def _state():
-    return OrderedDict([
-        ("features.0.weight", np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)),
-        ("features.0.bias", np.array([0.5, -1.5], dtype=np.float64)),
-        ("bn.num_batches_tracked", np.array(7, dtype=np.int64)),  # 0-d, as torch stores it
-        ("mask", np.array([True, False])),
-        ("empty", np.zeros((0, 3), dtype=np.float32)),
-    ])
+    return OrderedDict(
+        [
+            ("features.0.weight", np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)),
+            ("features.0.bias", np.array([0.5, -1.5], dtype=np.float64)),
+            ("bn.num_batches_tracked", np.array(7, dtype=np.int64)),  # 0-d, as torch stores it
+            ("mask", np.array([True, False])),
+            ("empty", np.zeros((0, 3), dtype=np.float32)),
+        ]
+    )
 
 
-# ---- save_npz / load_npz ---------------------------------------------------------------------------
+# ---- save_npz / load_npz
+# ---------------------------------------------------------------------------
 @pytest.mark.parametrize("compress", [False, True])
 def test_round_trip_keeps_order_dtypes_shapes_and_values(tmp_path, compress):
     path = tmp_path / "state.npz"
@@ -64,8 +68,11 @@ def test_module_state_dict_round_trip(tmp_path):
 
 def test_save_refuses_non_arrays_and_object_arrays(tmp_path):
     path = tmp_path / "bad.npz"
-    with pytest.raises(TypeError, match=r"'a' is a list, not a NumPy array or Tensor; 'b' has dtype "
-                                        r"object, which would need pickle"):
+    with pytest.raises(
+        TypeError,
+        match=r"'a' is a list, not a NumPy array or Tensor; 'b' has dtype "
+        r"object, which would need pickle",
+    ):
         io.save_npz(path, {"a": [1, 2], "b": np.array([None]), "c": np.zeros(1)})
     with pytest.raises(TypeError, match="expected a dict of arrays"):
         io.save_npz(path, [np.zeros(1)])
@@ -137,7 +144,8 @@ def test_load_reports_a_corrupt_member(tmp_path):
         io.load_npz(path)
 
 
-# ---- convert (.pth -> .npz) ------------------------------------------------------------------------
+# ---- convert (.pth -> .npz)
+# ------------------------------------------------------------------------
 def _torch_state(torch):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
@@ -175,8 +183,22 @@ def test_main_convert_reports(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     from minicnn.cli import main
     from minicnn.models import resnet20
-    torch.save({k: torch.from_numpy(v) for k, v in resnet20().state_dict().items()}, tmp_path / "r.pth")
-    assert main(["convert-weights", str(tmp_path / "r.pth"), str(tmp_path / "r.npz"), "--model", "resnet20"]) == 0
+
+    torch.save(
+        {k: torch.from_numpy(v) for k, v in resnet20().state_dict().items()}, tmp_path / "r.pth"
+    )
+    assert (
+        main(
+            [
+                "convert-weights",
+                str(tmp_path / "r.pth"),
+                str(tmp_path / "r.npz"),
+                "--model",
+                "resnet20",
+            ]
+        )
+        == 0
+    )
     assert "loads into resnet20 (strict)" in capsys.readouterr().out
     cases = [(["r.pth", "r.npz", "--model", "resnet32"], "does not load into resnet32")]
     torch.save({"a": [1, 2]}, tmp_path / "bad.pth")
@@ -195,6 +217,7 @@ def test_main_convert_reports(tmp_path, capsys):
 
 def test_convert_without_torch(tmp_path, monkeypatch, capsys):
     from minicnn.cli import main
+
     monkeypatch.setitem(sys.modules, "torch", None)  # makes ``import torch`` fail
     with pytest.raises(ImportError, match="needs PyTorch"):
         convert.read_pth(tmp_path / "w.pth")

@@ -1,4 +1,5 @@
 """conftest's stale-extension check: a module older than a source it is built from is reported."""
+
 import os
 
 from conftest import stale_extensions

@@ -1,4 +1,5 @@
 """Corner cases where NumPy's rules differ from PyTorch's; minicnn follows PyTorch."""
+
 import numpy as np
 import pytest
 
@@ -7,19 +8,24 @@ import minicnn.functional as F
 from conftest import assert_close
 
 
-@pytest.mark.parametrize("index,expected_shape", [
-    ((0, slice(None), [0, 1]), (3, 2)),
-    ((0, Ellipsis, [0, 2, 0]), (3, 3)),
-    ((slice(None), 1, [0, 3]), (2, 2)),
-    ((0, None, slice(None), [1]), (1, 3, 1)),
-])
+@pytest.mark.parametrize(
+    "index,expected_shape",
+    [
+        ((0, slice(None), [0, 1]), (3, 2)),
+        ((0, Ellipsis, [0, 2, 0]), (3, 3)),
+        ((slice(None), 1, [0, 3]), (2, 2)),
+        ((0, None, slice(None), [1]), (1, 3, 1)),
+    ],
+)
 def test_integer_then_advanced_index_keeps_torch_order(index, expected_shape):
     x = np.arange(24.0).reshape(2, 3, 4)
     t = minicnn.tensor(x, requires_grad=True)
     y = t[index]
     assert y.shape == expected_shape
     # torch semantics: select the integer dims first, then index the rest
-    basic = tuple(i if isinstance(i, int) else slice(None) if isinstance(i, list) else i for i in index)
+    basic = tuple(
+        i if isinstance(i, int) else slice(None) if isinstance(i, list) else i for i in index
+    )
     rest = tuple(i for i in index if not isinstance(i, int))
     rest = tuple(slice(None) if i is None else i for i in rest)
     expected = x[basic][rest]
@@ -52,7 +58,7 @@ def test_cross_entropy_with_masked_minus_inf_logit():
 
 def test_pow_zero_gradient_at_zero():
     x = minicnn.tensor([0.0, 1.0], requires_grad=True)
-    (x ** 0).sum().backward()
+    (x**0).sum().backward()
     assert x.grad.tolist() == [0.0, 0.0]
 
 
@@ -62,17 +68,20 @@ def test_relu_passes_gradient_of_nan_input():
     assert x.grad.tolist() == [1.0, 0.0, 1.0]
 
 
-@pytest.mark.parametrize("make,dtype", [
-    (lambda: minicnn.tensor([1, 2]) * 0.5, np.float32),
-    (lambda: minicnn.tensor([1, 2]) / 2, np.float32),
-    (lambda: minicnn.tensor([1, 2]).exp(), np.float32),
-    (lambda: minicnn.tensor([1, 2]) + minicnn.ones(2), np.float32),
-    (lambda: minicnn.ones(3) + minicnn.tensor(np.float64(2.0)), np.float32),
-    (lambda: minicnn.ones(3) + minicnn.ones(3, dtype="float64"), np.float64),
-    (lambda: minicnn.tensor([1, 2]) ** 2, np.int64),
-    (lambda: minicnn.tensor(np.float64(1.5)), np.float64),
-    (lambda: minicnn.cat([minicnn.ones(2), minicnn.ones(2, dtype="float64")]), np.float64),
-])
+@pytest.mark.parametrize(
+    "make,dtype",
+    [
+        (lambda: minicnn.tensor([1, 2]) * 0.5, np.float32),
+        (lambda: minicnn.tensor([1, 2]) / 2, np.float32),
+        (lambda: minicnn.tensor([1, 2]).exp(), np.float32),
+        (lambda: minicnn.tensor([1, 2]) + minicnn.ones(2), np.float32),
+        (lambda: minicnn.ones(3) + minicnn.tensor(np.float64(2.0)), np.float32),
+        (lambda: minicnn.ones(3) + minicnn.ones(3, dtype="float64"), np.float64),
+        (lambda: minicnn.tensor([1, 2]) ** 2, np.int64),
+        (lambda: minicnn.tensor(np.float64(1.5)), np.float64),
+        (lambda: minicnn.cat([minicnn.ones(2), minicnn.ones(2, dtype="float64")]), np.float64),
+    ],
+)
 def test_type_promotion_follows_torch(make, dtype):
     assert make().dtype == dtype
 
@@ -89,16 +98,27 @@ def test_squeeze_tuple_and_transpose_of_scalar():
     assert minicnn.tensor(2.0).transpose(0, -1).item() == 2.0
 
 
-@pytest.mark.parametrize("call,exc,match", [
-    (lambda: minicnn.cat(minicnn.ones(2)), TypeError, "cat: expected a list"),
-    (lambda: minicnn.cat([minicnn.tensor(1.0)]), ValueError, "cat: zero-dimensional"),
-    (lambda: minicnn.ones(2, 3) == minicnn.ones(3, 2), ValueError, r"shapes \(2, 3\) and \(3, 2\)"),
-    (lambda: minicnn.tensor([[1, 2], [3]]), TypeError, "tensor: cannot make"),
-    (lambda: minicnn.ones(2).mean(0.5), TypeError, "mean: dim"),
-    (lambda: F.conv2d(minicnn.randn(1, 0, 5, 5), minicnn.randn(2, 0, 3, 3)), ValueError, "conv2d: weight"),
-    (lambda: minicnn.tensor([1, 2]) ** -1, ValueError, "pow: integer"),
-    (lambda: minicnn.nn.Dropout(1.0), ValueError, "Dropout: p"),
-])
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: minicnn.cat(minicnn.ones(2)), TypeError, "cat: expected a list"),
+        (lambda: minicnn.cat([minicnn.tensor(1.0)]), ValueError, "cat: zero-dimensional"),
+        (
+            lambda: minicnn.ones(2, 3) == minicnn.ones(3, 2),
+            ValueError,
+            r"shapes \(2, 3\) and \(3, 2\)",
+        ),
+        (lambda: minicnn.tensor([[1, 2], [3]]), TypeError, "tensor: cannot make"),
+        (lambda: minicnn.ones(2).mean(0.5), TypeError, "mean: dim"),
+        (
+            lambda: F.conv2d(minicnn.randn(1, 0, 5, 5), minicnn.randn(2, 0, 3, 3)),
+            ValueError,
+            "conv2d: weight",
+        ),
+        (lambda: minicnn.tensor([1, 2]) ** -1, ValueError, "pow: integer"),
+        (lambda: minicnn.nn.Dropout(1.0), ValueError, "Dropout: p"),
+    ],
+)
 def test_bad_input_errors_name_the_op(call, exc, match):
     with pytest.raises(exc, match=match):
         call()

@@ -1,4 +1,5 @@
 """minicnn.data: ImageFolder on odd files, transforms, the DataLoader and the built-in dataset."""
+
 import os
 import warnings
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.data import (DataLoader, ImageFolder, UnreadableImageWarning, builtin_dataset, load_image, shapes,
-                          transforms as T)
+from minicnn.data import (
+    DataLoader,
+    ImageFolder,
+    UnreadableImageWarning,
+    builtin_dataset,
+    load_image,
+    shapes,
+    transforms as T,
+)
 
 
 @pytest.fixture
@@ -18,10 +26,18 @@ def odd_tree(tmp_path):
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
         for i in range(5):
-            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / c / f"{i}.jpg")
-    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").save(root / "a" / "alpha.png")
-    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(root / "a" / "gray.png")
-    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "CMYK").save(root / "b" / "cmyk.jpg")
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                root / c / f"{i}.jpg"
+            )
+    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").save(
+        root / "a" / "alpha.png"
+    )
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(
+        root / "a" / "gray.png"
+    )
+    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "CMYK").save(
+        root / "b" / "cmyk.jpg"
+    )
     (root / "b" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" + bytes(100))
     whole = (root / "a" / "0.jpg").read_bytes()
     (root / "b" / "truncated.jpeg").write_bytes(whole[: len(whole) // 2])
@@ -32,12 +48,13 @@ def odd_tree(tmp_path):
 def test_image_folder_finds_classes_and_images(odd_tree):
     ds = ImageFolder(odd_tree)
     assert ds.classes == ["a", "b"] and ds.class_to_idx == {"a": 0, "b": 1}
-    assert len(ds) == 5 + 2 + 5 + 3            # the .txt is not an image
+    assert len(ds) == 5 + 2 + 5 + 3  # the .txt is not an image
     assert ds.targets.count(0) == 7
 
 
-@pytest.mark.parametrize("name,shape", [("alpha.png", (16, 16, 3)), ("gray.png", (16, 16, 3)),
-                                        ("0.jpg", (20, 24, 3))])
+@pytest.mark.parametrize(
+    "name,shape", [("alpha.png", (16, 16, 3)), ("gray.png", (16, 16, 3)), ("0.jpg", (20, 24, 3))]
+)
 def test_every_mode_loads_as_rgb(odd_tree, name, shape):
     img = load_image(odd_tree / "a" / name)
     assert img.shape == shape and img.dtype == np.uint8
@@ -54,7 +71,7 @@ def test_loader_skips_unreadable_files_with_one_warning(odd_tree, workers):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         n = sum(len(y) for _, y in loader)
-        n_again = sum(len(y) for _, y in loader)        # known bad files: no second warning
+        n_again = sum(len(y) for _, y in loader)  # known bad files: no second warning
     loader.close()
     assert n == n_again == len(ds) - 2
     ours = [w for w in caught if issubclass(w.category, UnreadableImageWarning)]
@@ -72,7 +89,8 @@ def test_image_folder_errors(tmp_path):
         ImageFolder(tmp_path)
 
 
-# ---- transforms ---------------------------------------------------------------------------------------
+# ---- transforms
+# ---------------------------------------------------------------------------------------
 IMG = np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)
 
 
@@ -81,7 +99,7 @@ def test_transform_shapes():
     assert T.Resize((10, 12))(IMG).shape == (10, 12, 3)
     assert T.CenterCrop(32)(IMG).shape == (32, 32, 3)
     np.testing.assert_array_equal(T.CenterCrop((40, 60))(IMG), IMG)
-    assert T.CenterCrop(50)(IMG)[0].sum() == 0                        # padded with zeros where too small
+    assert T.CenterCrop(50)(IMG)[0].sum() == 0  # padded with zeros where too small
     assert T.RandomCrop(32, padding=4)(IMG).shape == (32, 32, 3)
     assert T.RandomResizedCrop(24)(IMG).shape == (24, 24, 3)
     chw = T.ToFloatCHW()(IMG)
@@ -96,7 +114,12 @@ def test_random_crop_with_padding_is_a_shifted_window():
         crops = [T.RandomCrop((40, 60), padding=4)(IMG) for _ in range(20)]
     padded = np.pad(IMG, ((4, 4), (4, 4), (0, 0)))
     for c in crops:
-        hits = [(i, j) for i in range(9) for j in range(9) if np.array_equal(padded[i:i + 40, j:j + 60], c)]
+        hits = [
+            (i, j)
+            for i in range(9)
+            for j in range(9)
+            if np.array_equal(padded[i : i + 40, j : j + 60], c)
+        ]
         assert hits
 
 
@@ -112,7 +135,9 @@ def test_ten_crop():
 
 
 def test_random_transforms_are_deterministic_under_a_seed():
-    t = T.Compose([T.RandomResizedCrop(16), T.RandomHorizontalFlip(), T.ToFloatCHW(), T.Lighting(0.1)])
+    t = T.Compose(
+        [T.RandomResizedCrop(16), T.RandomHorizontalFlip(), T.ToFloatCHW(), T.Lighting(0.1)]
+    )
 
     def draw(seed):
         with T.sample_generator(np.random.default_rng(seed)):
@@ -159,7 +184,8 @@ def test_pca_recovers_the_principal_axes():
     np.testing.assert_allclose(np.abs(eigvec.T @ V), np.eye(3), atol=0.05)
 
 
-# ---- DataLoader ---------------------------------------------------------------------------------------
+# ---- DataLoader
+# ---------------------------------------------------------------------------------------
 class Numbers:
     """A dataset whose samples record the random draw the transform made."""
 
@@ -177,7 +203,10 @@ def batches(loader):
 def test_loader_batches_and_drop_last():
     assert [len(y) for _, y in DataLoader(Numbers(), batch_size=5)] == [5, 5, 5, 5, 3]
     assert [len(y) for _, y in DataLoader(Numbers(), batch_size=5, drop_last=True)] == [5, 5, 5, 5]
-    assert len(DataLoader(Numbers(), batch_size=5)) == 5 and len(DataLoader(Numbers(), 5, drop_last=True)) == 4
+    assert (
+        len(DataLoader(Numbers(), batch_size=5)) == 5
+        and len(DataLoader(Numbers(), 5, drop_last=True)) == 4
+    )
     x, y = next(iter(DataLoader(Numbers(), batch_size=4)))
     assert x.shape == (4, 2) and y.tolist() == [0, 1, 2, 3]
 
@@ -186,9 +215,9 @@ def test_loader_is_reproducible_and_independent_of_workers():
     runs = []
     for workers in (0, 1, 3):
         loader = DataLoader(Numbers(), batch_size=4, shuffle=True, num_workers=workers, seed=5)
-        runs.append([batches(loader), batches(loader)])        # epochs 0 and 1
+        runs.append([batches(loader), batches(loader)])  # epochs 0 and 1
         loader.set_epoch(1)
-        runs[-1].append(batches(loader))                       # epoch 1 again
+        runs[-1].append(batches(loader))  # epoch 1 again
         loader.close()
     for run in runs:
         first, second, again = run
@@ -237,7 +266,8 @@ def test_loader_rejects_bad_numbers():
         DataLoader(Numbers(), num_workers=-1)
 
 
-# ---- the built-in dataset -----------------------------------------------------------------------------
+# ---- the built-in dataset
+# -----------------------------------------------------------------------------
 def test_builtin_dataset_layout_and_determinism(tmp_path):
     a = builtin_dataset(3, 1, cache=str(tmp_path / "one"))
     b = builtin_dataset(3, 1, cache=str(tmp_path / "two"))
@@ -248,7 +278,7 @@ def test_builtin_dataset_layout_and_determinism(tmp_path):
         for (xa, ya), (xb, yb) in zip(ds_a, ds_b):
             assert xa.shape == (32, 32, 3) and ya == yb
             np.testing.assert_array_equal(xa, xb)
-    assert builtin_dataset(3, 1, cache=str(tmp_path / "one")) == a    # found, not regenerated
+    assert builtin_dataset(3, 1, cache=str(tmp_path / "one")) == a  # found, not regenerated
     assert [p for p in os.listdir(tmp_path / "one") if p.startswith(".")] == []
 
 
@@ -267,7 +297,7 @@ def test_an_interrupted_generation_is_not_taken_for_a_dataset(tmp_path, monkeypa
     monkeypatch.setattr(shapes, "generate", crash)
     with pytest.raises(KeyboardInterrupt):
         builtin_dataset(2, 1, cache=cache)
-    assert os.listdir(cache) == []                     # the temporary folder is gone, nothing final
+    assert os.listdir(cache) == []  # the temporary folder is gone, nothing final
     monkeypatch.undo()
     # a folder left without its manifest (say, by kill -9 of an older version) is regenerated
     final = os.path.join(cache, f"shapes32-v{shapes.VERSION}-seed0-2x1")
@@ -280,8 +310,14 @@ def test_a_linear_model_does_poorly_on_the_builtin_shapes():
     """Ridge regression on raw pixels (a linear classifier of the images the CNN trains on) stays
     near chance: position, size, rotation, colours and background vary too much for any pixel to say
     the class."""
+
     def split(which, n):
-        x = np.stack([shapes.render(shapes.CLASSES[i % 10], shapes._split_rng(0, which, i)) for i in range(n)])
+        x = np.stack(
+            [
+                shapes.render(shapes.CLASSES[i % 10], shapes._split_rng(0, which, i))
+                for i in range(n)
+            ]
+        )
         return x.reshape(n, -1).astype(np.float64) / 255, np.arange(n) % 10
 
     xtr, ytr = split("train", 1200)
@@ -289,12 +325,14 @@ def test_a_linear_model_does_poorly_on_the_builtin_shapes():
     mu = xtr.mean(0)
     xtr, xva = xtr - mu, xva - mu
     targets = np.eye(10)[ytr] - 0.1
-    for lam in (1.0, 100.0):                              # W = X^T (X X^T + lam I)^-1 Y (dual form)
+    for lam in (1.0, 100.0):  # W = X^T (X X^T + lam I)^-1 Y (dual form)
         W = xtr.T @ np.linalg.solve(xtr @ xtr.T + lam * np.eye(len(xtr)), targets)
         train_acc = ((xtr @ W).argmax(1) == ytr).mean()
         val_acc = ((xva @ W).argmax(1) == yva).mean()
-        assert train_acc > 0.5      # it fits the training images ...
-        assert val_acc < 0.25       # ... in a way that does not carry over (chance 0.10; a CNN gets > 0.9)
+        assert train_acc > 0.5  # it fits the training images ...
+        assert (
+            val_acc < 0.25
+        )  # ... in a way that does not carry over (chance 0.10; a CNN gets > 0.9)
 
 
 def test_random_crop_produces_every_offset():
@@ -304,8 +342,14 @@ def test_random_crop_produces_every_offset():
     with T.sample_generator(np.random.default_rng(0)):
         for _ in range(400):
             out = crop(img)[..., 0]
-            top = next(t for t in range(-2, 3) if np.array_equal(out, T._crop(img, t, 0, 8, 8)[..., 0])
-                       or any(np.array_equal(out, T._crop(img, t, l, 8, 8)[..., 0]) for l in range(-2, 3)))
-            left = next(l for l in range(-2, 3) if np.array_equal(out, T._crop(img, top, l, 8, 8)[..., 0]))
+            top = next(
+                t
+                for t in range(-2, 3)
+                if np.array_equal(out, T._crop(img, t, 0, 8, 8)[..., 0])
+                or any(np.array_equal(out, T._crop(img, t, l, 8, 8)[..., 0]) for l in range(-2, 3))
+            )
+            left = next(
+                l for l in range(-2, 3) if np.array_equal(out, T._crop(img, top, l, 8, 8)[..., 0])
+            )
             seen.add((top, left))
     assert seen == {(t, l) for t in range(-2, 3) for l in range(-2, 3)}

@@ -3,6 +3,7 @@ bombs, empty classes, unreadable datasets, workers that die mid-message, a kille
 
 Every test that could hang runs under a hard time limit (``hard_limit``: SIGALRM, or a subprocess
 with ``timeout=``); the limits are generous, for a loaded machine."""
+
 import contextlib
 import os
 import signal
@@ -17,8 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.data import (DataLoader, DataLoaderError, ImageFolder, UnreadableDataset, UnreadableImage,
-                          load_image, loader as loader_module, transforms as T)
+from minicnn.data import (
+    DataLoader,
+    DataLoaderError,
+    ImageFolder,
+    UnreadableDataset,
+    UnreadableImage,
+    load_image,
+    loader as loader_module,
+    transforms as T,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @contextlib.contextmanager
 def hard_limit(seconds):
     """Fail (instead of hanging the suite) if the block runs longer than ``seconds``."""
+
     def expire(signum, frame):
         raise TimeoutError(f"hung for more than {seconds} s")
 
@@ -51,7 +61,8 @@ def tree(tmp_path, classes=("a", "b"), per_class=3):
     return root
 
 
-# ---- only regular files, links kept inside their class folder -----------------------------------------
+# ---- only regular files, links kept inside their class folder
+# -----------------------------------------
 def test_a_fifo_named_like_an_image_is_never_opened(tmp_path):
     root = tree(tmp_path)
     os.mkfifo(root / "a" / "x.png")
@@ -79,7 +90,7 @@ def test_a_link_out_of_the_class_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match="up' is a symbolic link out of its class folder"):
         ImageFolder(root)
     os.unlink(root / "a" / "up")
-    os.symlink(root / "b" / "0.png", root / "a" / "stolen.png")   # another class's image
+    os.symlink(root / "b" / "0.png", root / "a" / "stolen.png")  # another class's image
     with pytest.raises(ValueError, match="stolen.png' is a symbolic link out of its class folder"):
         ImageFolder(root)
 
@@ -110,13 +121,20 @@ def test_a_dataset_of_only_unreadable_images_is_an_error(tmp_path, workers):
         (root / c).mkdir(parents=True)
         (root / c / "1.png").write_bytes(b"not a png")
     loader = DataLoader(ImageFolder(root), batch_size=2, num_workers=workers)
-    with hard_limit(120), pytest.raises(UnreadableDataset, match=r"every image of .*bad was unreadable "
-                                                                  r"\(2 files; first: .*1.png"):
+    with (
+        hard_limit(120),
+        pytest.raises(
+            UnreadableDataset,
+            match=r"every image of .*bad was unreadable "
+            r"\(2 files; first: .*1.png",
+        ),
+    ):
         list(loader)
     loader.close()
 
 
-# ---- pixel formats and bombs ------------------------------------------------------------------------
+# ---- pixel formats and bombs
+# ------------------------------------------------------------------------
 def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
     Image.fromarray(np.array([[0, 40000, 65535]], np.uint16)).save(tmp_path / "deep.png")
     Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32)).save(tmp_path / "float.tif")
@@ -129,12 +147,17 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
 def bomb_png(path, width, height):
     """A valid PNG header for a width x height grayscale image, with a tiny (truncated) pixel stream:
     a few hundred bytes that would decode to width * height bytes."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(bytes(width + 1) * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
@@ -149,12 +172,13 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
 
 def test_pillows_bomb_check_is_on(tmp_path, monkeypatch):
     png(tmp_path / "small.png", size=(40, 50))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)   # warns above, errors above twice that
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # warns above, errors above twice that
     with pytest.raises(UnreadableImage, match="DecompressionBomb"):
         load_image(tmp_path / "small.png")
 
 
-# ---- workers that die, a main process that dies ----------------------------------------------------------
+# ---- workers that die, a main process that dies
+# ----------------------------------------------------------
 class Big:
     """Samples of 1 MB: a batch is many pipe buffers long."""
 
@@ -168,13 +192,21 @@ class Big:
 def test_a_worker_killed_in_the_middle_of_a_message_is_reported(monkeypatch):
     def half_then_die(fd, obj):
         data = loader_module.pickle.dumps(obj)
-        os.write(fd, loader_module._FRAME.pack(len(data)) + data[: 1000])
+        os.write(fd, loader_module._FRAME.pack(len(data)) + data[:1000])
         os.kill(os.getpid(), signal.SIGKILL)
 
-    monkeypatch.setattr(loader_module, "_send_frame", half_then_die)   # inherited by the forked worker
+    monkeypatch.setattr(
+        loader_module, "_send_frame", half_then_die
+    )  # inherited by the forked worker
     loader = DataLoader(Big(), batch_size=4, num_workers=1)
-    with hard_limit(60), pytest.raises(DataLoaderError, match=r"worker 0 \(pid \d+\) was killed by "
-                                                               r"SIGKILL while loading batch 0"):
+    with (
+        hard_limit(60),
+        pytest.raises(
+            DataLoaderError,
+            match=r"worker 0 \(pid \d+\) was killed by "
+            r"SIGKILL while loading batch 0",
+        ),
+    ):
         list(loader)
     loader.close()
 
@@ -185,7 +217,9 @@ def test_a_worker_killed_after_the_first_batch_is_reported():
         it = iter(loader)
         next(it)
         os.kill(loader._workers[0].process.pid, signal.SIGKILL)
-        with pytest.raises(DataLoaderError, match=r"\(pid \d+\) was killed by SIGKILL while loading batch"):
+        with pytest.raises(
+            DataLoaderError, match=r"\(pid \d+\) was killed by SIGKILL while loading batch"
+        ):
             list(it)
     loader.close()
 
@@ -196,7 +230,10 @@ def test_the_timeout_names_the_busy_workers():
             time.sleep(30)
 
     loader = DataLoader(Slow(), batch_size=4, num_workers=1, timeout=1)
-    with hard_limit(60), pytest.raises(DataLoaderError, match=r"no batch .* in 1 s \(pid \d+ on batch 0"):
+    with (
+        hard_limit(60),
+        pytest.raises(DataLoaderError, match=r"no batch .* in 1 s \(pid \d+ on batch 0"),
+    ):
         list(loader)
     loader.close()
 
@@ -223,7 +260,7 @@ ORPHAN = textwrap.dedent("""
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"   # a zombie has exited
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
 
@@ -231,7 +268,9 @@ def _alive(pid):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_die_with_the_main_process(sig):
-    proc = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(p) for p in pids)

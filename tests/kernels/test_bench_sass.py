@@ -1,4 +1,5 @@
 """benchmarks/bench_sass.py's parsing and occupancy arithmetic on small hand-made samples (no nvcc)."""
+
 import os
 import sys
 
@@ -26,7 +27,9 @@ SASS = """        Function : _Z1kPf
 
 
 def test_ptxas_resources():
-    assert b.parse_ptxas(PTXAS) == {"_Z1kPf": dict(regs=130, spill_stores=4, spill_loads=12, stack=8, smem=4608)}
+    assert b.parse_ptxas(PTXAS) == {
+        "_Z1kPf": dict(regs=130, spill_stores=4, spill_loads=12, stack=8, smem=4608)
+    }
 
 
 def test_main_loop_weights_nested_ffma_loops_by_the_slice_depth():
@@ -40,14 +43,16 @@ def test_main_loop_weights_nested_ffma_loops_by_the_slice_depth():
 
 
 def test_blocks_per_sm():
-    assert b.blocks_per_sm(128, 16896) == 2      # 128 regs x 256 threads: half the register file
+    assert b.blocks_per_sm(128, 16896) == 2  # 128 regs x 256 threads: half the register file
     assert b.blocks_per_sm(174, 8448) == 1
-    assert b.blocks_per_sm(32, 0) == 8           # the 2048-thread limit
+    assert b.blocks_per_sm(32, 0) == 8  # the 2048-thread limit
     assert b.blocks_per_sm(32, 100 * 1024) == 2  # shared memory (+1 KB reserved per block)
 
 
 def test_labels():
-    name = ("void minicnn::kernels::v3::conv2d_implicit_gemm_v3_kernel<minicnn::kernels::v3::ForwardV3<float, 4, "
-            "true>, 128>(minicnn::kernels::v3::ForwardV3<float, 4, true>, long)")
+    name = (
+        "void minicnn::kernels::v3::conv2d_implicit_gemm_v3_kernel<minicnn::kernels::v3::ForwardV3<float, 4, "
+        "true>, 128>(minicnn::kernels::v3::ForwardV3<float, 4, true>, long)"
+    )
     assert b.short(name) == "conv v3 fwd f32 tile 128"
     assert b.dynamic_smem(name) == 2 * 2 * 8 * 132 * 4

@@ -1,9 +1,11 @@
 """The emulator's schedules and race checker from Python (minicnn.emu; csrc/emu/schedule.h, check.h).
 
-The checker itself needs its own build (scripts/emu_check.sh); here: the schedule API and its errors,
+The checker itself needs its own build (scripts/emu_check.sh); here: the schedule API and its
+errors,
 results that don't depend on the schedule, a partial barrier reported with the schedule, and what
 a build without the checker says.
 """
+
 import numpy as np
 import pytest
 
@@ -23,19 +25,31 @@ def test_set_and_restore_schedule():
     assert emu.get_schedule() == before
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(threads="sideways"), "threads must be one of forward, reverse, random, got 'sideways'"),
-    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
-    (dict(workers=0), "workers must be an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(threads="sideways"),
+            "threads must be one of forward, reverse, random, got 'sideways'",
+        ),
+        (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+        (dict(workers=0), "workers must be an integer >= 1, got 0"),
+    ],
+)
 def test_bad_schedule_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         emu.set_schedule(**kwargs)
 
 
-SCHEDULES = [dict(threads=t, blocks=b, seed=s, workers=w)
-             for t, b, s, w in [("forward", "forward", 0, 1), ("reverse", "reverse", 0, 2),
-                                ("random", "random", 1, 2), ("random", "random", 2, 3)]]
+SCHEDULES = [
+    dict(threads=t, blocks=b, seed=s, workers=w)
+    for t, b, s, w in [
+        ("forward", "forward", 0, 1),
+        ("reverse", "reverse", 0, 2),
+        ("random", "random", 1, 2),
+        ("random", "random", 2, 3),
+    ]
+]
 
 
 def test_conv_and_batchnorm_do_not_depend_on_the_schedule():
@@ -58,8 +72,11 @@ def test_conv_and_batchnorm_do_not_depend_on_the_schedule():
 
 def test_partial_barrier_is_reported_with_the_schedule():
     with emu.schedule(threads="random", seed=5, workers=2):
-        with pytest.raises(RuntimeError, match=r"kernel partial_barrier: .*divergent barrier.*thread \(5,0,0\)"
-                                               r".*\[schedule threads=random blocks=\w+ seed=5 workers=2\]"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"kernel partial_barrier: .*divergent barrier.*thread \(5,0,0\)"
+            r".*\[schedule threads=random blocks=\w+ seed=5 workers=2\]",
+        ):
             emu.selftest("partial_barrier")
 
 
@@ -70,12 +87,18 @@ def test_unknown_selftest():
 
 def test_checker_findings_or_why_not():
     if not emu.race_checker():
-        with pytest.raises(RuntimeError, match="was built without the race checker; build one with MINICNN_EMU_CHECK=1"):
+        with pytest.raises(
+            RuntimeError,
+            match="was built without the race checker; build one with MINICNN_EMU_CHECK=1",
+        ):
             emu.require_race_checker()
         emu.selftest("neighbour_exchange_race")  # the plain build runs it without a word
         return
-    with pytest.raises(RuntimeError, match=r"(?s)kernel blocks_write_same: race checker: .*write by block \(\d,0,0\) "
-                                           r"thread \(0,0,0\) at csrc/emu/selftest.h:\d+ .*different blocks"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"(?s)kernel blocks_write_same: race checker: .*write by block \(\d,0,0\) "
+        r"thread \(0,0,0\) at csrc/emu/selftest.h:\d+ .*different blocks",
+    ):
         emu.selftest("blocks_write_same")
     assert any("blocks_write_same" in r for r in emu.reports())
     emu.selftest("neighbour_exchange")  # clean

@@ -6,6 +6,7 @@ A channel's M = N·H·W values are cut into ranges of >= 1024 values, so these s
 (the (n, hw) walk steps across images), a large mean (Chan's merge of the ranges' (mean, M2) must
 keep the variance), running statistics, and every backward. float64 tight, float32 with tolerance.
 """
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,12 @@ cpu = get_backend("cpu")
 
 devices = pytest.mark.parametrize("device", KERNEL_DEVICES)
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-SHAPES = {"3 ranges, planes > 256": (2, 3, 40, 37), "odd sizes": (3, 5, 31, 23),
-          "4-pixel planes: the walk steps 64 images": (700, 2, 2, 2), "one channel, 1x1": (2500, 1, 1, 1)}
+SHAPES = {
+    "3 ranges, planes > 256": (2, 3, 40, 37),
+    "odd sizes": (3, 5, 31, 23),
+    "4-pixel planes: the walk steps 64 images": (700, 2, 2, 2),
+    "one channel, 1x1": (2500, 1, 1, 1),
+}
 
 
 def close(actual, expected, dtype, scale=1.0):
@@ -43,20 +48,30 @@ def test_training_forward_and_backward(device, dtype, offset, shape):
     x, weight, bias, (rm, rv), dout = inputs(SHAPES[shape], dtype, offset)
     backend = get_backend(device)
     rm_d, rv_d = on(device, rm, rv)
-    y, mean, invstd = host(device, backend.batch_norm_forward_training(*on(device, x, weight, bias), rm_d, rv_d,
-                                                                       0.1, 1e-5))
+    y, mean, invstd = host(
+        device,
+        backend.batch_norm_forward_training(*on(device, x, weight, bias), rm_d, rv_d, 0.1, 1e-5),
+    )
     rm_ref, rv_ref = rm.copy(), rv.copy()
-    y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_training(x, weight, bias, rm_ref, rv_ref, 0.1, 1e-5)
-    loose = 1.0 if np.dtype(dtype) == np.float64 else 1 + offset / 10  # float32 x itself is off by eps·|x|
+    y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_training(
+        x, weight, bias, rm_ref, rv_ref, 0.1, 1e-5
+    )
+    loose = (
+        1.0 if np.dtype(dtype) == np.float64 else 1 + offset / 10
+    )  # float32 x itself is off by eps·|x|
     close(mean, mean_ref, dtype, 1 + offset)
     close(invstd, invstd_ref, dtype, loose)
     close(y, y_ref, dtype, loose * np.abs(weight).max())
     close(host(device, rm_d), rm_ref, dtype, 1 + offset)
     close(host(device, rv_d), rv_ref, dtype, loose)
     M = x.size // x.shape[1]
-    dx, dweight, dbias = host(device, backend.batch_norm_backward_training(
-        *on(device, dout, x, weight, mean_ref, invstd_ref)))
-    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_training(dout, x, weight, mean_ref, invstd_ref)
+    dx, dweight, dbias = host(
+        device,
+        backend.batch_norm_backward_training(*on(device, dout, x, weight, mean_ref, invstd_ref)),
+    )
+    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_training(
+        dout, x, weight, mean_ref, invstd_ref
+    )
     close(dbias, dbias_ref, dtype, np.sqrt(M))
     close(dweight, dweight_ref, dtype, loose * np.sqrt(M))
     close(dx, dx_ref, dtype, loose * np.abs(weight).max())
@@ -68,12 +83,18 @@ def test_training_forward_and_backward(device, dtype, offset, shape):
 def test_inference_forward_and_backward(device, dtype, shape):
     x, weight, bias, (rm, rv), dout = inputs(SHAPES[shape], dtype, 0.0, seed=1)
     backend = get_backend(device)
-    y, mean, invstd = host(device, backend.batch_norm_forward_inference(*on(device, x, weight, bias, rm, rv), 1e-5))
+    y, mean, invstd = host(
+        device, backend.batch_norm_forward_inference(*on(device, x, weight, bias, rm, rv), 1e-5)
+    )
     y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_inference(x, weight, bias, rm, rv, 1e-5)
     close(y, y_ref, dtype, np.abs(weight).max())
-    dx, dweight, dbias = host(device, backend.batch_norm_backward_inference(
-        *on(device, dout, x, weight, mean_ref, invstd_ref)))
-    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_inference(dout, x, weight, mean_ref, invstd_ref)
+    dx, dweight, dbias = host(
+        device,
+        backend.batch_norm_backward_inference(*on(device, dout, x, weight, mean_ref, invstd_ref)),
+    )
+    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_inference(
+        dout, x, weight, mean_ref, invstd_ref
+    )
     M = x.size // x.shape[1]
     close(dx, dx_ref, dtype, np.abs(weight).max())
     close(dbias, dbias_ref, dtype, np.sqrt(M))

@@ -14,6 +14,7 @@ indices (huge logical sizes over broadcast views: no memory behind them).
 
 The emulator runs blocks one after another, so the shapes here stay small.
 """
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -25,9 +26,9 @@ from minicnn.backends import get_backend
 from minicnn.gradcheck import gradcheck, separated
 from minicnn.ops.geometry import Conv2dGeometry
 
-cpu = get_backend("cpu")
-
 from kernel_devices import DTYPES, KERNEL_DEVICES, host, on
+
+cpu = get_backend("cpu")
 
 devices = pytest.mark.parametrize("device", KERNEL_DEVICES)
 emu_only = pytest.mark.parametrize("device", [p for p in KERNEL_DEVICES if p.values[0] == "emu"])
@@ -50,8 +51,9 @@ def conv_inputs(rng, N, C, H, W, K, G, R, S, dtype, bias=True):
     return x, w, b
 
 
-def check_against_cpu(device, dtype, N, C, H, W, K, G, R, S, stride, padding, dilation, bias=True, seed=0,
-                      tile=0):
+def check_against_cpu(
+    device, dtype, N, C, H, W, K, G, R, S, stride, padding, dilation, bias=True, seed=0, tile=0
+):
     """Forward and all three gradients of ``device`` vs the cpu conv."""
     rng = np.random.default_rng(seed)
     x, w, b = conv_inputs(rng, N, C, H, W, K, G, R, S, dtype, bias)
@@ -71,7 +73,8 @@ def check_against_cpu(device, dtype, N, C, H, W, K, G, R, S, stride, padding, di
     close(db, db0, dtype, N * y0.shape[2] * y0.shape[3])
 
 
-# ---- the layer shapes of the model zoo, reduced -----------------------------------------------------
+# ---- the layer shapes of the model zoo, reduced
+# -----------------------------------------------------
 # (N, C, H, W, K, G, R, S, stride, padding, dilation): channels and maps shrunk, geometry kept.
 LAYERS = {
     "alexnet conv1 11x11/4": (2, 3, 39, 39, 16, 1, 11, 11, (4, 4), (2, 2), (1, 1)),
@@ -103,10 +106,13 @@ def test_model_layer_shapes(device, dtype, layer):
 @pytest.mark.parametrize("tile", [32, 64, 128])
 def test_a_gemm_larger_than_one_tile_of_every_size(device, tile):
     # rows 2*13*13 = 338 and 130 channels: several tiles each way, none full at the edges
-    check_against_cpu(device, np.float64, 2, 7, 13, 13, 130, 1, 3, 3, (1, 1), (1, 1), (1, 1), tile=tile)
+    check_against_cpu(
+        device, np.float64, 2, 7, 13, 13, 130, 1, 3, 3, (1, 1), (1, 1), (1, 1), tile=tile
+    )
 
 
-# ---- hypothesis ---------------------------------------------------------------------------------------
+# ---- hypothesis
+# ---------------------------------------------------------------------------------------
 @st.composite
 def conv_cases(draw):
     G = draw(st.sampled_from([1, 1, 2, 3]))
@@ -116,11 +122,27 @@ def conv_cases(draw):
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     H, W = draw(st.integers(1, 11)), draw(st.integers(1, 11))
-    assume(H + 2 * padding[0] >= dilation[0] * (R - 1) + 1 and W + 2 * padding[1] >= dilation[1] * (S - 1) + 1)
+    assume(
+        H + 2 * padding[0] >= dilation[0] * (R - 1) + 1
+        and W + 2 * padding[1] >= dilation[1] * (S - 1) + 1
+    )
     N = draw(st.integers(1, 3))
-    return dict(N=N, C=Cg * G, H=H, W=W, K=Kg * G, G=G, R=R, S=S, stride=stride, padding=padding,
-                dilation=dilation, bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
-                tile=draw(st.sampled_from([0, 32, 64, 128])))
+    return dict(
+        N=N,
+        C=Cg * G,
+        H=H,
+        W=W,
+        K=Kg * G,
+        G=G,
+        R=R,
+        S=S,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
+        tile=draw(st.sampled_from([0, 32, 64, 128])),
+    )
 
 
 @devices
@@ -130,7 +152,8 @@ def test_conv_matches_cpu(device, dtype, case):
     check_against_cpu(device, dtype, **case)
 
 
-# ---- version 1 (naive) against version 2 (implicit GEMM) ---------------------------------------------
+# ---- version 1 (naive) against version 2 (implicit GEMM)
+# ---------------------------------------------
 @devices
 @pytest.mark.parametrize("tile", [0, 32, 64, 128])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -138,7 +161,9 @@ def test_naive_and_tiled_forward_agree(device, tile, dtype):
     rng = np.random.default_rng(3)
     backend = get_backend(device)
     for N, C, H, W, K, G, R, S, stride, padding, dilation in [
-            (2, 6, 9, 8, 70, 2, 3, 2, (2, 1), (1, 0), (1, 2)), (1, 3, 17, 15, 5, 1, 5, 5, (1, 2), (2, 2), (2, 1))]:
+        (2, 6, 9, 8, 70, 2, 3, 2, (2, 1), (1, 0), (1, 2)),
+        (1, 3, 17, 15, 5, 1, 5, 5, (1, 2), (2, 2), (2, 1)),
+    ]:
         x, w, b = on(device, *conv_inputs(rng, N, C, H, W, K, G, R, S, dtype))
         g = Conv2dGeometry.of(x.shape, w.shape, stride, padding, dilation, G)
         naive = host(device, backend.conv2d_forward(x, w, b, g, version=1))
@@ -146,10 +171,19 @@ def test_naive_and_tiled_forward_agree(device, tile, dtype):
         close(tiled, naive, dtype, C // G * R * S)
 
 
-# ---- against PyTorch (an independent reference) -------------------------------------------------------
+# ---- against PyTorch (an independent reference)
+# -------------------------------------------------------
 @devices
-@pytest.mark.parametrize("hyper", [((1, 1), (1, 1), (1, 1), 1), ((2, 3), (2, 0), (1, 2), 2),
-                                   ((4, 4), (2, 2), (1, 1), 1), ((1, 2), (0, 1), (3, 1), 3)], ids=str)
+@pytest.mark.parametrize(
+    "hyper",
+    [
+        ((1, 1), (1, 1), (1, 1), 1),
+        ((2, 3), (2, 0), (1, 2), 2),
+        ((4, 4), (2, 2), (1, 1), 1),
+        ((1, 2), (0, 1), (3, 1), 3),
+    ],
+    ids=str,
+)
 def test_conv_matches_torch(device, hyper):
     torch = pytest.importorskip("torch")
     stride, padding, dilation, G = hyper
@@ -167,7 +201,8 @@ def test_conv_matches_torch(device, hyper):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
 
 
-# ---- backward weight: the split reduction -----------------------------------------------------------
+# ---- backward weight: the split reduction
+# -----------------------------------------------------------
 @devices
 def test_backward_weight_splits_are_deterministic(device):
     rng = np.random.default_rng(5)
@@ -197,15 +232,26 @@ def test_empty_batch(device):
     np.testing.assert_array_equal(db, np.zeros(6))
 
 
-# ---- through the ops: F.conv2d / nn.Conv2d on the device ----------------------------------------------
+# ---- through the ops: F.conv2d / nn.Conv2d on the device
+# ----------------------------------------------
 def emu_tensor(array, requires_grad=True):
     return minicnn.tensor(array, dtype=minicnn.float64, device="emu", requires_grad=requires_grad)
 
 
 GRADCHECK_CASES = {
     "3x3 padding bias": ((2, 3, 5, 5), (4, 3, 3, 3), True, dict(padding=1)),
-    "stride 2, dilation 2, rectangular": ((1, 2, 7, 8), (3, 2, 3, 2), True, dict(stride=2, dilation=(2, 1))),
-    "groups 2, asymmetric stride": ((2, 4, 6, 5), (6, 2, 2, 3), False, dict(stride=(1, 2), groups=2, padding=(1, 0))),
+    "stride 2, dilation 2, rectangular": (
+        (1, 2, 7, 8),
+        (3, 2, 3, 2),
+        True,
+        dict(stride=2, dilation=(2, 1)),
+    ),
+    "groups 2, asymmetric stride": (
+        (2, 4, 6, 5),
+        (6, 2, 2, 3),
+        False,
+        dict(stride=(1, 2), groups=2, padding=(1, 0)),
+    ),
     "1x1 stride 2": ((2, 3, 5, 5), (2, 3, 1, 1), True, dict(stride=2)),
     "padding same": ((1, 2, 4, 5), (2, 2, 2, 3), True, dict(padding="same")),
 }
@@ -227,7 +273,9 @@ def test_nn_conv2d_runs_our_kernel(device, monkeypatch):
     backend = get_backend(device)
     calls = []
     kernel = backend.conv2d_forward
-    monkeypatch.setattr(backend, "conv2d_forward", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    monkeypatch.setattr(
+        backend, "conv2d_forward", lambda *a, **k: calls.append(1) or kernel(*a, **k)
+    )
     layer = minicnn.nn.Conv2d(3, 4, 3, padding=1, groups=1)
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
     expected = layer(minicnn.tensor(x)).numpy()
@@ -237,7 +285,8 @@ def test_nn_conv2d_runs_our_kernel(device, monkeypatch):
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-# ---- bad input: raised before any allocation or launch --------------------------------------------------
+# ---- bad input: raised before any allocation or launch
+# --------------------------------------------------
 @devices
 def test_bad_input_raises(device):
     """The op checks the geometry (tests/core/test_geometry.py); the backend checks the arrays against it."""
@@ -255,7 +304,9 @@ def test_bad_input_raises(device):
     with pytest.raises(ValueError, match="tile"):
         backend.conv2d_forward(x, w, None, g, tile=48)
     with pytest.raises(ValueError, match="symmetric padding"):
-        backend.conv2d_forward(x, w, None, Conv2dGeometry.of(x.shape, w.shape, extra=(1, 0), groups=2))
+        backend.conv2d_forward(
+            x, w, None, Conv2dGeometry.of(x.shape, w.shape, extra=(1, 0), groups=2)
+        )
 
 
 def huge(shape, dtype=np.float32):
@@ -277,7 +328,8 @@ def test_huge_logical_sizes_pass_the_check_with_64_bit_indices(device):
     # N*C*H*W = 2^40 elements and N*P*Q = 2^30 GEMM rows: fine with int64 flat indices
     args = C.conv2d_check(Conv2dGeometry.of((2**10, 2**10, 2**10, 2**10), (64, 2**10, 1, 1)))
     assert (args.N, args.C, args.H, args.K, args.P, args.G) == (2**10, 2**10, 2**10, 64, 2**10, 1)
-    # N*P*Q / 32 > 2^31 - 1 blocks: fits the indices (the geometry accepts it), not the grid's x extent
+    # N*P*Q / 32 > 2^31 - 1 blocks: fits the indices (the geometry accepts it), not the grid's x
+    # extent
     with pytest.raises(ValueError, match="grid"):
         C.conv2d_check(Conv2dGeometry.of((2**30, 1, 2**8, 2**8), (1, 1, 1, 1)))
 
@@ -293,7 +345,9 @@ def test_the_bindings_take_the_geometry_by_field_name(device):
     assert all(getattr(args, f) == v for f, v in fields.items())
     with pytest.raises(ValueError, match="Conv2dGeometry: missing field G"):
         C.conv2d_check({f: v for f, v in fields.items() if f != "G"})
-    with pytest.raises(ValueError, match="Conv2dGeometry: field sh = 36893488147419103232 does not fit"):
+    with pytest.raises(
+        ValueError, match="Conv2dGeometry: field sh = 36893488147419103232 does not fit"
+    ):
         C.conv2d_check({**fields, "sh": 2**65})
     with pytest.raises(ValueError, match="extra padding"):
         C.conv2d_check(Conv2dGeometry.of((1, 1, 4, 4), (1, 1, 2, 2), extra=(1, 1)))

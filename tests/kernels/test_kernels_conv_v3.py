@@ -9,6 +9,7 @@ output phase, including phases no tap reaches), padding, dilation, groups, batch
 kernels. Offset views (pointers off 16-byte alignment) check the vector loads' scalar fallback.
 Split results are deterministic. Shapes stay small: the emulator runs 256 fibers a block.
 """
+
 import numpy as np
 import pytest
 
@@ -102,18 +103,27 @@ def offset_on(device, a):
 @devices
 @dtypes
 @pytest.mark.parametrize("tile", [64, 128], ids=lambda t: f"tile={t}")
-@pytest.mark.parametrize("case", ["1x1, P*Q a multiple of 4", "3x3 pad 1, channels a multiple of 4"])
+@pytest.mark.parametrize(
+    "case", ["1x1, P*Q a multiple of 4", "3x3 pad 1, channels a multiple of 4"]
+)
 def test_v3_offset_views_take_the_scalar_loads(device, dtype, tile, case):
     """Misaligned x, w and dout: the 128-bit loads must fall back, not fault or misread."""
     x, w, b, dy, g = inputs(CASES[case], dtype, seed=4)
     backend = get_backend(device)
     xs, ws, ds = (offset_on(device, a) for a in (x, w, dy))
-    assert all(a.data.ptr % 16 if hasattr(a.data, "ptr") else a.ctypes.data % 16 for a in (xs, ws, ds))
+    assert all(
+        a.data.ptr % 16 if hasattr(a.data, "ptr") else a.ctypes.data % 16 for a in (xs, ws, ds)
+    )
     depth = x.shape[1] * w.shape[2] * w.shape[3]
     y = host(device, backend.conv2d_forward(xs, ws, None, g, version=3, tile=tile))
     close(y, cpu.conv2d_forward(x, w, None, g), dtype, depth)
     dx0, dw0, _ = cpu.conv2d_backward(dy, x, w, g)
-    close(host(device, backend.conv2d_backward_data(ds, ws, g, version=3, tile=tile)), dx0, dtype, depth)
+    close(
+        host(device, backend.conv2d_backward_data(ds, ws, g, version=3, tile=tile)),
+        dx0,
+        dtype,
+        depth,
+    )
     dw = host(device, backend.conv2d_backward_weight(ds, xs, g, version=3, tile=tile))
     close(dw, dw0, dtype, dy.size)
 
@@ -123,10 +133,18 @@ def test_v3_splits_are_deterministic(device):
     x, w, b, dy, g = inputs(CASES["3x3 pad 1, channels a multiple of 4"], np.float32, seed=2)
     backend = get_backend(device)
     xd, wd, bd, dd = on(device, x, w, b, dy)
-    for splits in [2, 5, 40]:  # 40 slices of 8 > the 72- and 108-step reductions: empty slices add 0
-        runs = [(host(device, backend.conv2d_forward(xd, wd, bd, g, version=3, splits=splits)),
-                 host(device, backend.conv2d_backward_data(dd, wd, g, version=3, splits=splits)))
-                for _ in range(2)]
+    for splits in [
+        2,
+        5,
+        40,
+    ]:  # 40 slices of 8 > the 72- and 108-step reductions: empty slices add 0
+        runs = [
+            (
+                host(device, backend.conv2d_forward(xd, wd, bd, g, version=3, splits=splits)),
+                host(device, backend.conv2d_backward_data(dd, wd, g, version=3, splits=splits)),
+            )
+            for _ in range(2)
+        ]
         for first, again in zip(*runs):
             np.testing.assert_array_equal(first, again)
         close(runs[0][0], cpu.conv2d_forward(x, w, b, g), np.float32, 72)
@@ -145,18 +163,27 @@ def test_bad_version_and_splits_raise(device):
         backend.conv2d_forward(x, w, None, g, splits=0)
 
 
-# ---- the choice of tile and split-K by shape (no launch) ------------------------------------------------
+# ---- the choice of tile and split-K by shape (no launch)
+# ------------------------------------------------
 def geometry(C_module, N, C, H, K, R, stride, pad):
     """The kernels' checked Conv2dArgs of a square convolution."""
-    return C_module.conv2d_check(Conv2dGeometry.of((N, C, H, H), (K, C, R, R), (stride,) * 2, (pad,) * 2))
+    return C_module.conv2d_check(
+        Conv2dGeometry.of((N, C, H, H), (K, C, R, R), (stride,) * 2, (pad,) * 2)
+    )
 
 
 @pytest.mark.parametrize("device", ["emu"])
 def test_split_k_fills_small_grids_only(device):
     C = get_backend(device).C
-    late = geometry(C, 32, 2048, 7, 512, 1, 1, 0)   # ResNet-50 layer4 1x1: 1568 x 512 outputs, depth 2048
-    early = geometry(C, 32, 64, 56, 64, 3, 1, 1)    # layer1 3x3: 100352 x 64 outputs: many blocks already
+    late = geometry(
+        C, 32, 2048, 7, 512, 1, 1, 0
+    )  # ResNet-50 layer4 1x1: 1568 x 512 outputs, depth 2048
+    early = geometry(
+        C, 32, 64, 56, 64, 3, 1, 1
+    )  # layer1 3x3: 100352 x 64 outputs: many blocks already
     assert C.conv2d_splits(late, 0, 3, 0) > 1 and C.conv2d_splits(late, 1, 3, 0) > 1
     assert C.conv2d_splits(early, 0, 3, 0) == 1 and C.conv2d_splits(early, 1, 3, 0) == 1
-    assert C.conv2d_splits(early, 2, 3, 0) > 1   # backward weight: 64 x 576 outputs over 100352 steps
-    assert C.conv2d_splits(late, 0, 2, 0) == 1   # version 2 splits backward weight only
+    assert (
+        C.conv2d_splits(early, 2, 3, 0) > 1
+    )  # backward weight: 64 x 576 outputs over 100352 steps
+    assert C.conv2d_splits(late, 0, 2, 0) == 1  # version 2 splits backward weight only

@@ -7,6 +7,7 @@ hyperparameters: odd sizes and sizes that are no multiple of the 256-thread bloc
 channels over few pixels and the reverse, overlapping windows, ceil mode, dilation, LRN sizes 3/5/7
 with large alpha, batch norm with one pixel per channel and with large means.
 """
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -15,9 +16,9 @@ from hypothesis import strategies as st
 from minicnn.backends import get_backend
 from minicnn.ops.geometry import Pool2dGeometry
 
-cpu = get_backend("cpu")
-
 from kernel_devices import DTYPES, KERNEL_DEVICES, host, on
+
+cpu = get_backend("cpu")
 
 pytestmark = pytest.mark.parametrize("device", KERNEL_DEVICES)
 
@@ -40,7 +41,9 @@ def randn(rng, shape, dtype, scale=1.0, offset=0.0):
 
 
 # ---- relu ---------------------------------------------------------------------------------------
-@given(shape=st.lists(st.integers(0, 9), max_size=4), seed=st.integers(0, 2**16), special=st.booleans())
+@given(
+    shape=st.lists(st.integers(0, 9), max_size=4), seed=st.integers(0, 2**16), special=st.booleans()
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu(device, dtype, shape, seed, special):
     rng = np.random.default_rng(seed)
@@ -59,8 +62,9 @@ def test_relu(device, dtype, shape, seed, special):
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 100_003])
 def test_relu_sizes_around_the_block(device, n):
     x = np.random.default_rng(n).standard_normal(n)
-    np.testing.assert_array_equal(host(device, get_backend(device).relu_forward(on(device, x))),
-                                  np.maximum(x, 0))
+    np.testing.assert_array_equal(
+        host(device, get_backend(device).relu_forward(on(device, x))), np.maximum(x, 0)
+    )
 
 
 # ---- pooling geometry ---------------------------------------------------------------------------
@@ -96,7 +100,9 @@ def pool_values(rng, shape, dtype, kind):
 
 
 # ---- max pooling --------------------------------------------------------------------------------
-@given(case=pool_inputs(), seed=st.integers(0, 2**16), kind=st.sampled_from(["normal", "ties", "nan"]))
+@given(
+    case=pool_inputs(), seed=st.integers(0, 2**16), kind=st.sampled_from(["normal", "ties", "nan"])
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_pool2d(device, dtype, case, seed, kind):
     g = case
@@ -111,7 +117,9 @@ def test_max_pool2d(device, dtype, case, seed, kind):
     dout = randn(rng, y.shape, dtype)
     dx_ref = cpu.max_pool2d_backward(dout, argmax_ref, g)
     for version in (1, 2):
-        dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), g, version=version))
+        dx = host(
+            device, backend.max_pool2d_backward(*on(device, dout, argmax), g, version=version)
+        )
         close(dx, dx_ref, dtype)
 
 
@@ -130,12 +138,16 @@ def test_max_pool2d_alexnet_overlapping_windows(device):
     close(dx, cpu.max_pool2d_backward(dout, argmax_ref, g), np.float64)
 
 
-@pytest.mark.parametrize("x_shape, args", [
-    ((1, 2, 1, 1), ((2, 2), (1, 1), (1, 1), (2, 2))),
-    # rows are fine but the columns -1 and 1 miss the one column: torch's index h*W + 1 then names
-    # pixel (h + 1, 0), which must not get the gradient
-    ((2, 3, 4, 1), ((1, 2), (1, 1), (0, 1), (1, 2))),
-])
+@pytest.mark.parametrize(
+    "x_shape, args",
+    [
+        ((1, 2, 1, 1), ((2, 2), (1, 1), (1, 1), (2, 2))),
+        # rows are fine but the columns -1 and 1 miss the one column: torch's index h*W + 1 then
+        # names
+        # pixel (h + 1, 0), which must not get the gradient
+        ((2, 3, 4, 1), ((1, 2), (1, 1), (0, 1), (1, 2))),
+    ],
+)
 def test_max_pool2d_window_of_padding_only(device, x_shape, args):
     """Dilation can leave a window with no input pixel: -inf, torch's index, and no gradient."""
     x = np.random.default_rng(0).standard_normal(x_shape)
@@ -148,13 +160,19 @@ def test_max_pool2d_window_of_padding_only(device, x_shape, args):
     np.testing.assert_array_equal(argmax, argmax_ref)
     dout = np.ones(y.shape)
     for version in (1, 2):
-        dx = host(device, backend.max_pool2d_backward(*on(device, dout, argmax), g, version=version))
+        dx = host(
+            device, backend.max_pool2d_backward(*on(device, dout, argmax), g, version=version)
+        )
         np.testing.assert_array_equal(dx, np.zeros(x_shape))
 
 
 # ---- average pooling ----------------------------------------------------------------------------
-@given(case=pool_inputs(dilation=False), seed=st.integers(0, 2**16), count_include_pad=st.booleans(),
-       divisor_override=st.one_of(st.none(), st.integers(-3, 7).filter(bool)))
+@given(
+    case=pool_inputs(dilation=False),
+    seed=st.integers(0, 2**16),
+    count_include_pad=st.booleans(),
+    divisor_override=st.one_of(st.none(), st.integers(-3, 7).filter(bool)),
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_avg_pool2d(device, dtype, case, seed, count_include_pad, divisor_override):
     g = case
@@ -169,8 +187,15 @@ def test_avg_pool2d(device, dtype, case, seed, count_include_pad, divisor_overri
     close(dx, cpu.avg_pool2d_backward(dout, g, *options), dtype)
 
 
-@given(N=st.integers(1, 3), C=st.integers(1, 40), H=st.integers(1, 12), W=st.integers(1, 12),
-       P=st.integers(0, 14), Q=st.integers(0, 14), seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 3),
+    C=st.integers(1, 40),
+    H=st.integers(1, 12),
+    W=st.integers(1, 12),
+    P=st.integers(0, 14),
+    Q=st.integers(0, 14),
+    seed=st.integers(0, 2**16),
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adaptive_avg_pool2d(device, dtype, N, C, H, W, P, Q, seed):
     rng = np.random.default_rng(seed)
@@ -185,22 +210,33 @@ def test_adaptive_avg_pool2d(device, dtype, N, C, H, W, P, Q, seed):
 
 
 # ---- local response normalization ---------------------------------------------------------------
-@given(N=st.integers(1, 2), C=st.one_of(st.integers(1, 12), st.integers(30, 70)), HW=st.integers(1, 40),
-       size=st.sampled_from([3, 5, 7, 1, 2, 4, 9]), alpha=st.sampled_from([1e-4, 0.5, 2.0, 10.0]),
-       beta=st.sampled_from([0.5, 0.75, 1.0]), k=st.sampled_from([1.0, 2.0]), seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 2),
+    C=st.one_of(st.integers(1, 12), st.integers(30, 70)),
+    HW=st.integers(1, 40),
+    size=st.sampled_from([3, 5, 7, 1, 2, 4, 9]),
+    alpha=st.sampled_from([1e-4, 0.5, 2.0, 10.0]),
+    beta=st.sampled_from([0.5, 0.75, 1.0]),
+    k=st.sampled_from([1.0, 2.0]),
+    seed=st.integers(0, 2**16),
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_local_response_norm(device, dtype, N, C, HW, size, alpha, beta, k, seed):
     rng = np.random.default_rng(seed)
     x = randn(rng, (N, C, HW, 1), dtype, scale=2.0)
     backend = get_backend(device)
-    y, scale = host(device, backend.local_response_norm_forward(on(device, x), size, alpha, beta, k))
+    y, scale = host(
+        device, backend.local_response_norm_forward(on(device, x), size, alpha, beta, k)
+    )
     y_ref, scale_ref = cpu.local_response_norm_forward(x, size, alpha, beta, k)
     close(scale, scale_ref, dtype)
     close(y, y_ref, dtype)
     dout = randn(rng, x.shape, dtype)
-    dx = host(device, backend.local_response_norm_backward(*on(device, dout, x, scale), size, alpha, beta))
+    dx = host(
+        device, backend.local_response_norm_backward(*on(device, dout, x, scale), size, alpha, beta)
+    )
     dx_ref = cpu.local_response_norm_backward(dout, x, scale_ref, size, alpha, beta)
-    terms = np.abs(dout * scale_ref ** -beta).max() + np.abs(dx_ref).max()  # what cancels in dx
+    terms = np.abs(dout * scale_ref**-beta).max() + np.abs(dx_ref).max()  # what cancels in dx
     close(dx, dx_ref, dtype, scale=terms)
 
 
@@ -211,7 +247,9 @@ def test_local_response_norm_window_is_not_shifted(device):
     x[0, :, 0, 0] += 1e-3 * np.arange(9)
     backend = get_backend(device)
     for size in (3, 4, 5, 7):
-        y, scale = host(device, backend.local_response_norm_forward(on(device, x), size, 10.0, 0.75, 1.0))
+        y, scale = host(
+            device, backend.local_response_norm_forward(on(device, x), size, 10.0, 0.75, 1.0)
+        )
         y_ref, scale_ref = cpu.local_response_norm_forward(x, size, 10.0, 0.75, 1.0)
         close(scale, scale_ref, np.float64)
         close(y, y_ref, np.float64)
@@ -223,9 +261,18 @@ def batch_norm_inputs(draw):
     N, C = draw(st.integers(1, 4)), draw(st.integers(1, 6))
     H, W = draw(st.sampled_from([(1, 1), (1, 3), (2, 2), (5, 3), (17, 16)]))
     assume(N * H * W > 1)
-    offset = draw(st.sampled_from([0.0, 1.0, 1e3, -1e4]))  # large means: the variance must be stable
+    offset = draw(
+        st.sampled_from([0.0, 1.0, 1e3, -1e4])
+    )  # large means: the variance must be stable
     spread = draw(st.sampled_from([0.01, 1.0, 10.0]))
-    return (N, C, H, W), offset, spread, draw(st.booleans()), draw(st.booleans()), draw(st.sampled_from([0.1, 0.9]))
+    return (
+        (N, C, H, W),
+        offset,
+        spread,
+        draw(st.booleans()),
+        draw(st.booleans()),
+        draw(st.sampled_from([0.1, 0.9])),
+    )
 
 
 def batch_norm_scale(x, weight, dtype):
@@ -248,13 +295,21 @@ def test_batch_norm_training(device, dtype, case, seed):
     C = shape[1]
     x = randn(rng, shape, dtype, scale=spread, offset=offset)
     weight, bias = (randn(rng, (C,), dtype), randn(rng, (C,), dtype)) if affine else (None, None)
-    rm, rv = (randn(rng, (C,), dtype), rng.uniform(0.5, 2, C).astype(dtype)) if running else (None, None)
+    rm, rv = (
+        (randn(rng, (C,), dtype), rng.uniform(0.5, 2, C).astype(dtype)) if running else (None, None)
+    )
     backend = get_backend(device)
     rm_d, rv_d = on(device, rm, rv)
-    y, mean, invstd = host(device, backend.batch_norm_forward_training(
-        *on(device, x, weight, bias), rm_d, rv_d, momentum, 1e-5))
+    y, mean, invstd = host(
+        device,
+        backend.batch_norm_forward_training(
+            *on(device, x, weight, bias), rm_d, rv_d, momentum, 1e-5
+        ),
+    )
     rm_ref, rv_ref = (None, None) if rm is None else (rm.copy(), rv.copy())
-    y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_training(x, weight, bias, rm_ref, rv_ref, momentum, 1e-5)
+    y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_training(
+        x, weight, bias, rm_ref, rv_ref, momentum, 1e-5
+    )
     scale = batch_norm_scale(x, weight, dtype)
     close(mean, mean_ref, dtype, scale=abs(offset) + spread)
     close(invstd, invstd_ref, dtype, scale=scale * invstd_ref.max())
@@ -264,9 +319,13 @@ def test_batch_norm_training(device, dtype, case, seed):
         close(host(device, rv_d), rv_ref, dtype, scale=scale * spread**2)
 
     dout = randn(rng, shape, dtype)
-    dx, dweight, dbias = host(device, backend.batch_norm_backward_training(
-        *on(device, dout, x, weight, mean_ref, invstd_ref)))
-    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_training(dout, x, weight, mean_ref, invstd_ref)
+    dx, dweight, dbias = host(
+        device,
+        backend.batch_norm_backward_training(*on(device, dout, x, weight, mean_ref, invstd_ref)),
+    )
+    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_training(
+        dout, x, weight, mean_ref, invstd_ref
+    )
     M = x.size // C
     g = (1.0 if weight is None else np.abs(weight).max()) * invstd_ref.max()
     close(dbias, dbias_ref, dtype, scale=M)
@@ -285,16 +344,22 @@ def test_batch_norm_inference(device, dtype, case, seed):
     rm = (offset + spread * rng.standard_normal(C)).astype(dtype)
     rv = (spread**2 * rng.uniform(0.5, 2, C)).astype(dtype)
     backend = get_backend(device)
-    y, mean, invstd = host(device, backend.batch_norm_forward_inference(*on(device, x, weight, bias, rm, rv), 1e-5))
+    y, mean, invstd = host(
+        device, backend.batch_norm_forward_inference(*on(device, x, weight, bias, rm, rv), 1e-5)
+    )
     y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_inference(x, weight, bias, rm, rv, 1e-5)
     scale = batch_norm_scale(x, weight, dtype)
     np.testing.assert_array_equal(mean, mean_ref)
     close(invstd, invstd_ref, dtype)
     close(y, y_ref, dtype, scale=scale)
     dout = randn(rng, shape, dtype)
-    dx, dweight, dbias = host(device, backend.batch_norm_backward_inference(
-        *on(device, dout, x, weight, mean_ref, invstd_ref)))
-    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_inference(dout, x, weight, mean_ref, invstd_ref)
+    dx, dweight, dbias = host(
+        device,
+        backend.batch_norm_backward_inference(*on(device, dout, x, weight, mean_ref, invstd_ref)),
+    )
+    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_inference(
+        dout, x, weight, mean_ref, invstd_ref
+    )
     M = x.size // C
     close(dx, dx_ref, dtype)
     close(dbias, dbias_ref, dtype, scale=M)
@@ -306,11 +371,15 @@ def test_batch_norm_one_pixel_per_channel_and_huge_mean(device):
     rng = np.random.default_rng(0)
     x = 1e8 + rng.standard_normal((8, 5, 1, 1))
     backend = get_backend(device)
-    y, mean, invstd = host(device, backend.batch_norm_forward_training(on(device, x), None, None, None, None,
-                                                                       0.1, 1e-5))
+    y, mean, invstd = host(
+        device,
+        backend.batch_norm_forward_training(on(device, x), None, None, None, None, 0.1, 1e-5),
+    )
     exact = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)
     np.testing.assert_allclose(y, exact, rtol=1e-6, atol=1e-6)
-    close(invstd, cpu.batch_norm_forward_training(x, None, None, None, None, 0.1, 1e-5)[2], np.float64)
+    close(
+        invstd, cpu.batch_norm_forward_training(x, None, None, None, None, 0.1, 1e-5)[2], np.float64
+    )
 
 
 def test_batch_norm_many_values_per_channel(device):
@@ -318,8 +387,12 @@ def test_batch_norm_many_values_per_channel(device):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 64, 64))
     backend = get_backend(device)
-    y, mean, invstd = host(device, backend.batch_norm_forward_training(on(device, x), None, None, None, None,
-                                                                       0.1, 1e-5))
-    y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_training(x, None, None, None, None, 0.1, 1e-5)
+    y, mean, invstd = host(
+        device,
+        backend.batch_norm_forward_training(on(device, x), None, None, None, None, 0.1, 1e-5),
+    )
+    y_ref, mean_ref, invstd_ref = cpu.batch_norm_forward_training(
+        x, None, None, None, None, 0.1, 1e-5
+    )
     close(y, y_ref, np.float64)
     close(mean, mean_ref, np.float64)

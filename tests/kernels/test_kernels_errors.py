@@ -2,6 +2,7 @@
 failed launch or a fault inside a kernel raised as a Python exception naming the kernel (on "emu"
 also the block and thread), never a crash or a hang. Plus what ``device="cuda"`` says where it
 can't run. (The backend interface itself: tests/core/test_backend_interface.py.)"""
+
 import os
 import subprocess
 import sys
@@ -22,26 +23,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 cpu = get_backend("cpu")
 
 
-# ---- faults inside kernels and failed launches ------------------------------------------------------
+# ---- faults inside kernels and failed launches
+# ------------------------------------------------------
 def emu_C():
     return get_backend("emu").C
 
 
 def test_kernel_fault_names_kernel_block_and_thread():
-    with pytest.raises(RuntimeError, match=r"kernel selftest_trap_kernel: block \(2,0,0\) thread \(37,0,0\): "
-                                           r"__trap\(\) called"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"kernel selftest_trap_kernel: block \(2,0,0\) thread \(37,0,0\): "
+        r"__trap\(\) called",
+    ):
         emu_C()._selftest_trap(4, 64, 2, 37)
 
 
 def test_divergent_barrier_is_an_error_not_a_hang():
-    with pytest.raises(RuntimeError, match=r"kernel selftest_divergent_barrier_kernel: .*divergent barrier.*"
-                                           r"thread \(5,0,0\), which has exited"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"kernel selftest_divergent_barrier_kernel: .*divergent barrier.*"
+        r"thread \(5,0,0\), which has exited",
+    ):
         emu_C()._selftest_divergent_barrier(64, 5)
 
 
 @devices
 def test_bad_launch_configuration_names_the_kernel(device):
-    with pytest.raises(RuntimeError, match="kernel selftest_trap_kernel: .*(configuration|Configuration)"):
+    with pytest.raises(
+        RuntimeError, match="kernel selftest_trap_kernel: .*(configuration|Configuration)"
+    ):
         get_backend(device).C._selftest_trap(1, 2048)
 
 
@@ -52,13 +62,16 @@ def test_kernels_run_normally_after_a_fault():
     np.testing.assert_array_equal(get_backend("emu").relu_forward(x), np.maximum(x, 0))
 
 
-# ---- bad arguments: rejected before any launch -----------------------------------------------------
+# ---- bad arguments: rejected before any launch
+# -----------------------------------------------------
 @devices
 def test_wrong_dtype_or_array_type_is_rejected(device):
     backend = get_backend(device)
     with pytest.raises(TypeError, match="relu_forward: x must be float32 or float64"):
         backend.relu_forward(on(device, np.arange(4)))
-    with pytest.raises(TypeError, match=f"x must be a .* array on device '{device}', got builtins.list"):
+    with pytest.raises(
+        TypeError, match=f"x must be a .* array on device '{device}', got builtins.list"
+    ):
         backend.relu_forward([1.0, 2.0])
     if device == "cuda":
         with pytest.raises(TypeError, match="got numpy.ndarray"):
@@ -77,8 +90,9 @@ def test_mismatched_shapes_are_rejected(device):
     with pytest.raises(ValueError, match=r"dout must have shape \(1, 3, 2, 2\)"):
         backend.avg_pool2d_backward(on(device, np.ones((1, 2, 2, 2))), g)
     with pytest.raises(ValueError, match=r"weight must have shape \(3,\)"):
-        backend.batch_norm_forward_training(on(device, np.ones((2, 3, 2, 2))), on(device, np.ones(4)), None, None,
-                                            None, 0.1, 1e-5)
+        backend.batch_norm_forward_training(
+            on(device, np.ones((2, 3, 2, 2))), on(device, np.ones(4)), None, None, None, 0.1, 1e-5
+        )
 
 
 @devices
@@ -106,7 +120,9 @@ def test_read_only_running_stats_are_rejected():
     rm = np.zeros(3)
     rm.flags.writeable = False
     with pytest.raises(ValueError, match="running_mean is read-only"):
-        get_backend("emu").batch_norm_forward_training(np.ones((2, 3, 2, 2)), None, None, rm, None, 0.1, 1e-5)
+        get_backend("emu").batch_norm_forward_training(
+            np.ones((2, 3, 2, 2)), None, None, rm, None, 0.1, 1e-5
+        )
 
 
 def test_bindings_check_what_would_read_out_of_bounds():
@@ -119,29 +135,45 @@ def test_bindings_check_what_would_read_out_of_bounds():
     with pytest.raises(TypeError, match="float32 or float64, got int64"):
         C.relu_forward("int64", x.ctypes.data, x.ctypes.data, 4, 0)
     with pytest.raises(TypeError):  # only the checked Pool2dArgs of pool2d_check, no tuple
-        C.max_pool2d_forward("float64", x.ctypes.data, x.ctypes.data, x.ctypes.data, (1, 1, 2, 2), 0)
+        C.max_pool2d_forward(
+            "float64", x.ctypes.data, x.ctypes.data, x.ctypes.data, (1, 1, 2, 2), 0
+        )
     g = C.pool2d_check(Pool2dGeometry.of((1, 1, 2, 2), (2, 2), (2, 2)))
     with pytest.raises(ValueError, match="pointer is null"):
         C.max_pool2d_forward("float64", x.ctypes.data, 0, x.ctypes.data, g, 0)
     with pytest.raises(ValueError, match="pool2d: sizes and padding must be >= 0"):
-        C.pool2d_check(dict(N=1, C=1, H=-2, W=2, R=1, S=1, P=1, Q=1, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1))
+        C.pool2d_check(
+            dict(N=1, C=1, H=-2, W=2, R=1, S=1, P=1, Q=1, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1)
+        )
     with pytest.raises(ValueError, match="version must be 1"):
-        get_backend("emu").max_pool2d_backward(np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64),
-                                               Pool2dGeometry.of((1, 1, 2, 2), (2, 2), (2, 2)), version=3)
+        get_backend("emu").max_pool2d_backward(
+            np.ones((1, 1, 1, 1)),
+            np.zeros((1, 1, 1, 1), np.int64),
+            Pool2dGeometry.of((1, 1, 2, 2), (2, 2), (2, 2)),
+            version=3,
+        )
 
 
 def test_ints_that_overflow_a_c_int_are_a_clear_error():
     """Issue 17: an LRN size beyond a C int was pybind11's signature dump; now it names it."""
     x = np.ones((1, 3, 2, 2))
     backend = get_backend("emu")
-    with pytest.raises(ValueError, match=r"local_response_norm_forward: size = 4294967296 does not fit "
-                                         r"a 32-bit int"):
+    with pytest.raises(
+        ValueError,
+        match=r"local_response_norm_forward: size = 4294967296 does not fit "
+        r"a 32-bit int",
+    ):
         backend.local_response_norm_forward(x, 2**32, 1e-4, 0.75, 1.0)
     with pytest.raises(ValueError, match=r"local_response_norm_backward: size = 2147483648"):
         backend.local_response_norm_backward(x, x, x, 2**31, 1e-4, 0.75)
     with pytest.raises(ValueError, match=r"conv2d_forward: tile = -4294967296 does not fit"):
-        backend.conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), None,
-                               Conv2dGeometry.of((1, 1, 3, 3), (1, 1, 1, 1)), tile=-2**32)
+        backend.conv2d_forward(
+            np.ones((1, 1, 3, 3)),
+            np.ones((1, 1, 1, 1)),
+            None,
+            Conv2dGeometry.of((1, 1, 3, 3), (1, 1, 1, 1)),
+            tile=-(2**32),
+        )
     # through the functional API: the same clear error (cpu computes it: NumPy has no int limit)
     t = minicnn.tensor(x, device="emu")
     with pytest.raises(ValueError, match="size = 4294967296"):
@@ -158,10 +190,13 @@ def test_empty_batches_launch_nothing():
     assert backend.relu_forward(np.ones((0,))).shape == (0,)
 
 
-# ---- device availability --------------------------------------------------------------------------
+# ---- device availability
+# --------------------------------------------------------------------------
 @pytest.mark.skipif(is_available("cuda"), reason="device 'cuda' works here")
 def test_cuda_without_a_usable_gpu_says_why_and_suggests_emu():
-    with pytest.raises(RuntimeError, match=r"device 'cuda' is not available here: .+ use device='emu'"):
+    with pytest.raises(
+        RuntimeError, match=r"device 'cuda' is not available here: .+ use device='emu'"
+    ):
         minicnn.tensor([1.0], device="cuda")
     model = minicnn.nn.Linear(2, 2)
     with pytest.raises(RuntimeError, match="device='emu'"):
@@ -170,16 +205,23 @@ def test_cuda_without_a_usable_gpu_says_why_and_suggests_emu():
 
 
 def run_python(code, **env):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
 
 
 def test_import_needs_no_cupy_and_no_cuda_extension():
-    code = ("import sys; sys.modules['cupy'] = None; sys.modules['minicnn._C_cuda'] = None\n"
-            "import minicnn\n"
-            "assert minicnn.tensor([1.0, -1.0], device='emu').relu().tolist() == [1.0, 0.0]\n"
-            "try:\n    minicnn.tensor([1.0], device='cuda')\n"
-            "except RuntimeError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['cupy'] = None; sys.modules['minicnn._C_cuda'] = None\n"
+        "import minicnn\n"
+        "assert minicnn.tensor([1.0, -1.0], device='emu').relu().tolist() == [1.0, 0.0]\n"
+        "try:\n    minicnn.tensor([1.0], device='cuda')\n"
+        "except RuntimeError as e:\n    print(e)\n"
+    )
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert "CuPy is not installed" in r.stdout and "minicnn._C_cuda is not built" in r.stdout
@@ -187,6 +229,9 @@ def test_import_needs_no_cupy_and_no_cuda_extension():
 
 
 def test_emu_extension_override_that_does_not_exist_is_a_clear_error():
-    r = run_python("import minicnn\nminicnn.tensor([1.0], device='emu')", MINICNN_EMU_EXTENSION="/nonexistent.so")
+    r = run_python(
+        "import minicnn\nminicnn.tensor([1.0], device='emu')",
+        MINICNN_EMU_EXTENSION="/nonexistent.so",
+    )
     assert r.returncode != 0
     assert "device 'emu' is not available here" in r.stderr and "/nonexistent.so" in r.stderr

@@ -2,6 +2,7 @@
 moved to the device, float64 gradchecks of every op whose kernels are ours (on "emu": gradcheck
 perturbs NumPy arrays), and a whole small CNN, forward and backward, equal to the same CNN on "cpu".
 """
+
 import numpy as np
 import pytest
 
@@ -16,7 +17,8 @@ emu_only = pytest.mark.parametrize("device", [p for p in KERNEL_DEVICES if p.val
 devices = pytest.mark.parametrize("device", KERNEL_DEVICES)
 
 
-# ---- tensors on the device ------------------------------------------------------------------------
+# ---- tensors on the device
+# ------------------------------------------------------------------------
 @devices
 def test_tensor_creation_and_transfer(device):
     data = np.arange(6.0).reshape(2, 3)
@@ -64,14 +66,17 @@ def test_transfer_is_differentiable(device):
 @devices
 def test_non_contiguous_input(device):
     """A transposed view reaches the kernel as a contiguous copy."""
-    x = minicnn.tensor(np.random.default_rng(0).standard_normal((2, 3, 5, 4)), dtype=minicnn.float64)
+    x = minicnn.tensor(
+        np.random.default_rng(0).standard_normal((2, 3, 5, 4)), dtype=minicnn.float64
+    )
     xt = x.to(device).transpose(2, 3)
     expected = F.max_pool2d(x.transpose(2, 3), 2, 1)
     np.testing.assert_array_equal(F.max_pool2d(xt, 2, 1).numpy(), expected.numpy())
     np.testing.assert_array_equal(F.relu(xt).numpy(), F.relu(x.transpose(2, 3)).numpy())
 
 
-# ---- gradchecks on "emu" (float64) -----------------------------------------------------------------
+# ---- gradchecks on "emu" (float64)
+# -----------------------------------------------------------------
 def emu_tensor(array, requires_grad=True):
     return minicnn.tensor(array, dtype=minicnn.float64, device="emu", requires_grad=requires_grad)
 
@@ -79,16 +84,25 @@ def emu_tensor(array, requires_grad=True):
 GRADCHECK_CASES = {
     "relu": ((2, 3, 4, 5), lambda x: F.relu(x)),
     "max_pool2d overlapping": ((2, 2, 7, 7), lambda x: F.max_pool2d(x, 3, 2)),
-    "max_pool2d ceil, padding, dilation": ((1, 2, 8, 7), lambda x: F.max_pool2d(
-        x, (3, 2), (2, 3), padding=1, dilation=(1, 2), ceil_mode=True)),
-    "avg_pool2d ceil, no pad count": ((2, 2, 7, 6), lambda x: F.avg_pool2d(
-        x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False)),
+    "max_pool2d ceil, padding, dilation": (
+        (1, 2, 8, 7),
+        lambda x: F.max_pool2d(x, (3, 2), (2, 3), padding=1, dilation=(1, 2), ceil_mode=True),
+    ),
+    "avg_pool2d ceil, no pad count": (
+        (2, 2, 7, 6),
+        lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+    ),
     "avg_pool2d divisor": ((1, 3, 5, 5), lambda x: F.avg_pool2d(x, 2, 1, divisor_override=3)),
     "adaptive_avg_pool2d down": ((2, 2, 7, 9), lambda x: F.adaptive_avg_pool2d(x, (3, 4))),
     "adaptive_avg_pool2d up": ((1, 2, 3, 2), lambda x: F.adaptive_avg_pool2d(x, (5, 4))),
-    "local_response_norm 5, large alpha": ((2, 7, 3, 3), lambda x: F.local_response_norm(
-        x, 5, alpha=2.0, beta=0.75, k=1.0)),
-    "local_response_norm 4 (even), 3-D": ((6, 4, 3), lambda x: F.local_response_norm(x[None], 4, alpha=1.0)),
+    "local_response_norm 5, large alpha": (
+        (2, 7, 3, 3),
+        lambda x: F.local_response_norm(x, 5, alpha=2.0, beta=0.75, k=1.0),
+    ),
+    "local_response_norm 4 (even), 3-D": (
+        (6, 4, 3),
+        lambda x: F.local_response_norm(x[None], 4, alpha=1.0),
+    ),
 }
 
 
@@ -130,24 +144,33 @@ def test_gradcheck_conv2d_on_emu(device):
     """F.conv2d on "emu" runs the implicit-GEMM kernels of csrc/kernels/conv2d.cu: float64 gradcheck,
     stride 2, padding, groups and bias (tests/kernels/test_kernels_conv.py checks more shapes)."""
     rng = np.random.default_rng(7)
-    x, w, b = emu_tensor(rng.standard_normal((2, 4, 6, 5))), emu_tensor(rng.standard_normal((6, 2, 3, 3))), \
-        emu_tensor(rng.standard_normal(6))
+    x, w, b = (
+        emu_tensor(rng.standard_normal((2, 4, 6, 5))),
+        emu_tensor(rng.standard_normal((6, 2, 3, 3))),
+        emu_tensor(rng.standard_normal(6)),
+    )
     result = gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, groups=2), (x, w, b))
     assert result.passed, str(result)
 
 
-# ---- a whole CNN --------------------------------------------------------------------------------------
+# ---- a whole CNN
+# --------------------------------------------------------------------------------------
 class SmallCNN(nn.Module):
     """Every layer with a kernel of ours, AlexNet-style front, DenseNet-style transition, pooled head."""
 
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(), nn.LocalResponseNorm(5, alpha=1e-2, k=2.0),
+            nn.Conv2d(3, 8, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.LocalResponseNorm(5, alpha=1e-2, k=2.0),
             nn.MaxPool2d(3, 2, ceil_mode=True),
-            nn.Conv2d(8, 12, 3, padding=1, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
+            nn.Conv2d(8, 12, 3, padding=1, bias=False),
+            nn.BatchNorm2d(12),
+            nn.ReLU(),
             nn.AvgPool2d(2, 2, padding=1, count_include_pad=False),
-            nn.AdaptiveAvgPool2d((2, 2)))
+            nn.AdaptiveAvgPool2d((2, 2)),
+        )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(48, 10))
 
     def forward(self, x):
@@ -182,7 +205,9 @@ def test_small_cnn_forward_backward_equals_cpu(device, dtype):
     np.testing.assert_allclose(out[0], ref[0], rtol=rtol, atol=atol)
     np.testing.assert_allclose(out[1], ref[1], rtol=rtol)
     for name in ref[2]:
-        np.testing.assert_allclose(out[2][name], ref[2][name], rtol=rtol, atol=atol * 10, err_msg=name)
+        np.testing.assert_allclose(
+            out[2][name], ref[2][name], rtol=rtol, atol=atol * 10, err_msg=name
+        )
     for name in ref[3]:
         np.testing.assert_allclose(out[3][name], ref[3][name], rtol=rtol, atol=atol, err_msg=name)
 

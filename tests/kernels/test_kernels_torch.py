@@ -1,5 +1,6 @@
 """The ops on the kernel devices against PyTorch on the same inputs (float64, forward and gradient),
 independently of the cpu backend. Skipped where PyTorch is not installed."""
+
 import numpy as np
 import pytest
 
@@ -14,14 +15,29 @@ TF = torch.nn.functional
 CASES = {
     "relu": ((2, 3, 5, 7), lambda f, x: f.relu(x)),
     "max_pool2d 3x3/2": ((2, 3, 13, 13), lambda f, x: f.max_pool2d(x, 3, 2)),
-    "max_pool2d ceil, pad, dilation": ((1, 2, 11, 9), lambda f, x: f.max_pool2d(
-        x, (3, 2), (2, 2), padding=(1, 1), dilation=(2, 1), ceil_mode=True)),
-    "avg_pool2d ceil, pad, no pad count": ((2, 2, 9, 8), lambda f, x: f.avg_pool2d(
-        x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False)),
-    "avg_pool2d count_include_pad": ((2, 2, 9, 8), lambda f, x: f.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True)),
+    "max_pool2d ceil, pad, dilation": (
+        (1, 2, 11, 9),
+        lambda f, x: f.max_pool2d(
+            x, (3, 2), (2, 2), padding=(1, 1), dilation=(2, 1), ceil_mode=True
+        ),
+    ),
+    "avg_pool2d ceil, pad, no pad count": (
+        (2, 2, 9, 8),
+        lambda f, x: f.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+    ),
+    "avg_pool2d count_include_pad": (
+        (2, 2, 9, 8),
+        lambda f, x: f.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True),
+    ),
     "adaptive_avg_pool2d": ((2, 3, 10, 7), lambda f, x: f.adaptive_avg_pool2d(x, (4, 5))),
-    "local_response_norm 5, alpha 3": ((2, 9, 4, 3), lambda f, x: f.local_response_norm(x, 5, 3.0, 0.75, 2.0)),
-    "local_response_norm 4": ((2, 7, 3, 3), lambda f, x: f.local_response_norm(x, 4, 1.0, 0.5, 1.0)),
+    "local_response_norm 5, alpha 3": (
+        (2, 9, 4, 3),
+        lambda f, x: f.local_response_norm(x, 5, 3.0, 0.75, 2.0),
+    ),
+    "local_response_norm 4": (
+        (2, 7, 3, 3),
+        lambda f, x: f.local_response_norm(x, 4, 1.0, 0.5, 1.0),
+    ),
 }
 
 
@@ -58,5 +74,12 @@ def test_batch_norm_matches_torch(device, training):
     xt, wt, bt, rmt, rvt = tt(x_np, True), tt(w_np, True), tt(b_np, True), tt(rm_np), tt(rv_np)
     yt = TF.batch_norm(xt, rmt, rvt, wt, bt, training=training, momentum=0.2)
     yt.backward(torch.tensor(dy_np))
-    for mine, theirs in [(y, yt), (x.grad, xt.grad), (w.grad, wt.grad), (b.grad, bt.grad), (rm, rmt), (rv, rvt)]:
+    for mine, theirs in [
+        (y, yt),
+        (x.grad, xt.grad),
+        (w.grad, wt.grad),
+        (b.grad, bt.grad),
+        (rm, rmt),
+        (rv, rvt),
+    ]:
         np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), rtol=1e-9, atol=1e-11)

@@ -6,6 +6,7 @@ identical logits with torchvision's weights.
 Big models are built without their slow N(0, σ²) re-initialisation where the test does not need
 it (``init_weights=False`` for VGG) and run only at 32-79 px with batch 1-2 to keep the file fast.
 """
+
 import sys
 
 import numpy as np
@@ -22,10 +23,12 @@ from conftest import assert_close
 def lazy_init(monkeypatch):
     """Conv2d/Linear start from lazily zeroed memory instead of random draws, for the >50M-parameter
     models whose counts and shapes are all a test needs (drawing 100M+ randoms takes seconds)."""
+
     def zero(self):
         for t in (self.weight, self.bias):
             if t is not None:
                 t._data = np.zeros(t.shape, t.dtype)
+
     for layer in (minicnn.nn.Conv2d, minicnn.nn.Linear):
         monkeypatch.setattr(layer, "reset_parameters", zero)
 
@@ -40,7 +43,8 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-# ---- hand counts ----------------------------------------------------------------------------------
+# ---- hand counts
+# ----------------------------------------------------------------------------------
 def conv(c_in, c_out, k, bias=True, bn=False, groups=1):
     """Weights (c_out, c_in/groups, k, k) + bias (c_out) + BatchNorm weight and bias (2·c_out)."""
     return c_out * (c_in // groups) * k * k + (c_out if bias else 0) + (2 * c_out if bn else 0)
@@ -52,16 +56,29 @@ def fc(n_in, n_out):
 
 # Paper AlexNet, written out (sec. 3.5, Figure 2): conv2, conv4, conv5 see only their own tower's
 # half of the input channels (groups=2); conv3 and the FC layers see both towers.
-PAPER_ALEXNET = (conv(3, 96, 11) + conv(96, 256, 5, groups=2) + conv(256, 384, 3)
-                 + conv(384, 384, 3, groups=2) + conv(384, 256, 3, groups=2)
-                 + fc(256 * 6 * 6, 4096) + fc(4096, 4096) + fc(4096, 1000))
+PAPER_ALEXNET = (
+    conv(3, 96, 11)
+    + conv(96, 256, 5, groups=2)
+    + conv(256, 384, 3)
+    + conv(384, 384, 3, groups=2)
+    + conv(384, 256, 3, groups=2)
+    + fc(256 * 6 * 6, 4096)
+    + fc(4096, 4096)
+    + fc(4096, 1000)
+)
 
 # GoogLeNet Table 1: (in_channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
-TABLE1 = [(192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64),
-          (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
-          (512, 128, 128, 256, 24, 64, 64), (512, 112, 144, 288, 32, 64, 64),
-          (528, 256, 160, 320, 32, 128, 128), (832, 256, 160, 320, 32, 128, 128),
-          (832, 384, 192, 384, 48, 128, 128)]
+TABLE1 = [
+    (192, 64, 96, 128, 16, 32, 32),
+    (256, 128, 128, 192, 32, 96, 64),
+    (480, 192, 96, 208, 16, 48, 64),
+    (512, 160, 112, 224, 24, 64, 64),
+    (512, 128, 128, 256, 24, 64, 64),
+    (512, 112, 144, 288, 32, 64, 64),
+    (528, 256, 160, 320, 32, 128, 128),
+    (832, 256, 160, 320, 32, 128, 128),
+    (832, 384, 192, 384, 48, 128, 128),
+]
 
 
 def googlenet_params(paper, aux, num_classes=1000):
@@ -70,12 +87,20 @@ def googlenet_params(paper, aux, num_classes=1000):
     k5 = 5 if paper else 3
     total = conv(3, 64, 7, **kw) + conv(64, 64, 1, **kw) + conv(64, 192, 3, **kw)
     for c_in, c1, c3r, c3, c5r, c5, pp in TABLE1:
-        total += (conv(c_in, c1, 1, **kw) + conv(c_in, c3r, 1, **kw) + conv(c3r, c3, 3, **kw)
-                  + conv(c_in, c5r, 1, **kw) + conv(c5r, c5, k5, **kw) + conv(c_in, pp, 1, **kw))
+        total += (
+            conv(c_in, c1, 1, **kw)
+            + conv(c_in, c3r, 1, **kw)
+            + conv(c3r, c3, 3, **kw)
+            + conv(c_in, c5r, 1, **kw)
+            + conv(c5r, c5, k5, **kw)
+            + conv(c_in, pp, 1, **kw)
+        )
     total += fc(1024, num_classes)
     if aux:  # on inception4a (512 channels) and 4d (528): 1x1 conv 128, FC 2048 -> 1024 -> classes
-        total += sum(conv(c, 128, 1, **kw) + fc(128 * 4 * 4, 1024) + fc(1024, num_classes)
-                     for c in (512, 528))
+        total += sum(
+            conv(c, 128, 1, **kw) + fc(128 * 4 * 4, 1024) + fc(1024, num_classes)
+            for c in (512, 528)
+        )
     return total
 
 
@@ -85,7 +110,9 @@ def cifar_resnet_params(depth, shortcut="A", num_classes=10):
     total = conv(3, 16, 3, bias=False, bn=True)
     for planes in (16, 32, 64):
         for _ in range(n):
-            total += conv(c_in, planes, 3, bias=False, bn=True) + conv(planes, planes, 3, bias=False, bn=True)
+            total += conv(c_in, planes, 3, bias=False, bn=True) + conv(
+                planes, planes, 3, bias=False, bn=True
+            )
             if shortcut == "B" and c_in != planes:
                 total += conv(c_in, planes, 1, bias=False, bn=True)
             c_in = planes
@@ -115,11 +142,24 @@ def test_hand_formulas_reproduce_torchvision_counts():
 
 # torchvision's published num_params (googlenet: the pretrained model, without aux heads).
 TORCHVISION_COUNTS = {
-    "alexnet": 61_100_840, "vgg11": 132_863_336, "vgg11_bn": 132_868_840, "vgg13": 133_047_848,
-    "vgg13_bn": 133_053_736, "vgg16": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240,
-    "vgg19_bn": 143_678_248, "googlenet": 6_624_904, "resnet18": 11_689_512, "resnet34": 21_797_672,
-    "resnet50": 25_557_032, "resnet101": 44_549_160, "resnet152": 60_192_808,
-    "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480,
+    "alexnet": 61_100_840,
+    "vgg11": 132_863_336,
+    "vgg11_bn": 132_868_840,
+    "vgg13": 133_047_848,
+    "vgg13_bn": 133_053_736,
+    "vgg16": 138_357_544,
+    "vgg16_bn": 138_365_992,
+    "vgg19": 143_667_240,
+    "vgg19_bn": 143_678_248,
+    "googlenet": 6_624_904,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "densenet121": 7_978_856,
+    "densenet161": 28_681_000,
+    "densenet169": 14_149_480,
     "densenet201": 20_013_928,
 }
 TV = {"variant": "torchvision"}
@@ -129,19 +169,34 @@ NO_INIT = {"init_weights": False}  # VGG: skip the slow N(0, 0.01²) redraw of 1
 CASES = [
     ("alexnet", {}, PAPER_ALEXNET, 67),
     ("alexnet", TV, TORCHVISION_COUNTS["alexnet"], 64),
-    *[(v, NO_INIT, TORCHVISION_COUNTS[v], 32)
-      for v in ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")],
+    *[
+        (v, NO_INIT, TORCHVISION_COUNTS[v], 32)
+        for v in (
+            "vgg11",
+            "vgg11_bn",
+            "vgg13",
+            "vgg13_bn",
+            "vgg16",
+            "vgg16_bn",
+            "vgg19",
+            "vgg19_bn",
+        )
+    ],
     ("googlenet", {}, googlenet_params(paper=True, aux=True), 32),
     ("googlenet", {"aux_logits": False}, googlenet_params(paper=True, aux=False), 32),
     ("googlenet", {**TV, "aux_logits": False}, TORCHVISION_COUNTS["googlenet"], 32),
     ("googlenet", TV, googlenet_params(paper=False, aux=True), 32),
-    *[(r, {}, TORCHVISION_COUNTS[r], 32)
-      for r in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")],
+    *[
+        (r, {}, TORCHVISION_COUNTS[r], 32)
+        for r in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+    ],
     ("resnet50", {"variant": "paper"}, TORCHVISION_COUNTS["resnet50"], 32),
     *[(f"resnet{d}", {}, cifar_resnet_params(d), 32) for d in (20, 32, 44, 56, 110)],
     ("resnet20", {"shortcut": "B"}, cifar_resnet_params(20, "B"), 32),
-    *[(d, {}, TORCHVISION_COUNTS[d], 32)
-      for d in ("densenet121", "densenet161", "densenet169", "densenet201")],
+    *[
+        (d, {}, TORCHVISION_COUNTS[d], 32)
+        for d in ("densenet121", "densenet161", "densenet169", "densenet201")
+    ],
     ("densenet_bc_100", {}, densenet_params((16, 16, 16), 12, 24, True, 10), 32),
 ]
 
@@ -153,21 +208,46 @@ def _id(case):
 
 # A sample of torchvision's checkpoint keys, so converted torchvision weights keep loading.
 KEY_SAMPLES = {
-    "alexnet-variant=torchvision": ["features.0.weight", "features.10.bias", "classifier.1.weight",
-                                    "classifier.6.bias"],
-    "vgg11_bn": ["features.0.weight", "features.1.running_mean", "features.1.num_batches_tracked",
-                 "features.4.weight", "classifier.0.weight", "classifier.6.bias"],
+    "alexnet-variant=torchvision": [
+        "features.0.weight",
+        "features.10.bias",
+        "classifier.1.weight",
+        "classifier.6.bias",
+    ],
+    "vgg11_bn": [
+        "features.0.weight",
+        "features.1.running_mean",
+        "features.1.num_batches_tracked",
+        "features.4.weight",
+        "classifier.0.weight",
+        "classifier.6.bias",
+    ],
     "vgg16": ["features.28.weight", "classifier.3.bias"],
-    "googlenet-variant=torchvision": ["conv1.conv.weight", "conv1.bn.num_batches_tracked",
-                                      "inception3a.branch2.1.conv.weight",
-                                      "inception4e.branch4.1.bn.running_var",
-                                      "aux1.conv.conv.weight", "aux2.fc2.bias", "fc.weight"],
-    "resnet50": ["conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight",
-                 "layer4.2.bn3.num_batches_tracked", "fc.bias"],
-    "densenet121": ["features.conv0.weight", "features.norm0.running_var",
-                    "features.denseblock1.denselayer1.norm1.weight",
-                    "features.denseblock4.denselayer16.conv2.weight",
-                    "features.transition3.conv.weight", "features.norm5.bias", "classifier.weight"],
+    "googlenet-variant=torchvision": [
+        "conv1.conv.weight",
+        "conv1.bn.num_batches_tracked",
+        "inception3a.branch2.1.conv.weight",
+        "inception4e.branch4.1.bn.running_var",
+        "aux1.conv.conv.weight",
+        "aux2.fc2.bias",
+        "fc.weight",
+    ],
+    "resnet50": [
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.downsample.0.weight",
+        "layer4.2.bn3.num_batches_tracked",
+        "fc.bias",
+    ],
+    "densenet121": [
+        "features.conv0.weight",
+        "features.norm0.running_var",
+        "features.denseblock1.denselayer1.norm1.weight",
+        "features.denseblock4.denselayer16.conv2.weight",
+        "features.transition3.conv.weight",
+        "features.norm5.bias",
+        "classifier.weight",
+    ],
 }
 
 
@@ -177,10 +257,16 @@ def _classes(model):
 
 
 @pytest.mark.parametrize("name,kwargs,expected,side", CASES, ids=[_id(c) for c in CASES])
-def test_parameter_count_forward_shape_and_keys(name, kwargs, expected, side, paper_alexnet, request):
+def test_parameter_count_forward_shape_and_keys(
+    name, kwargs, expected, side, paper_alexnet, request
+):
     if expected > 50e6 and (name, kwargs) != ("alexnet", {}):
         request.getfixturevalue("lazy_init")
-    model = paper_alexnet if (name, kwargs) == ("alexnet", {}) else models.get_model(name, **kwargs).eval()
+    model = (
+        paper_alexnet
+        if (name, kwargs) == ("alexnet", {})
+        else models.get_model(name, **kwargs).eval()
+    )
     assert n_params(model) == expected
     keys = KEY_SAMPLES.get(_id((name, kwargs)), [])
     state = model.state_dict()
@@ -204,9 +290,18 @@ def test_paper_counts_match_the_papers():
     assert densenet_params((16, 16, 16), 12, 24, True, 10) / 1e6 == pytest.approx(0.8, rel=0.05)
 
 
-@pytest.mark.parametrize("name,kwargs", [("alexnet", TV), ("googlenet", {}), ("googlenet", TV),
-                                         ("resnet18", {}), ("resnet20", {}), ("densenet121", {}),
-                                         ("densenet_bc_100", {})])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("alexnet", TV),
+        ("googlenet", {}),
+        ("googlenet", TV),
+        ("resnet18", {}),
+        ("resnet20", {}),
+        ("densenet121", {}),
+        ("densenet_bc_100", {}),
+    ],
+)
 def test_num_classes(name, kwargs):
     model = models.get_model(name, num_classes=7, **kwargs).eval()
     side = max(model.min_input_size, 32)
@@ -214,11 +309,35 @@ def test_num_classes(name, kwargs):
         assert model(minicnn.randn(1, 3, side, side)).shape == (1, 7)
 
 
-# ---- registry -------------------------------------------------------------------------------------
-ALL_BUILDERS = ["alexnet", "densenet121", "densenet161", "densenet169", "densenet201", "densenet_bc_100",
-                "googlenet", "resnet18", "resnet20", "resnet32", "resnet34", "resnet44", "resnet50",
-                "resnet56", "resnet101", "resnet110", "resnet152", "vgg11", "vgg11_bn", "vgg13",
-                "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+# ---- registry
+# -------------------------------------------------------------------------------------
+ALL_BUILDERS = [
+    "alexnet",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "densenet_bc_100",
+    "googlenet",
+    "resnet18",
+    "resnet20",
+    "resnet32",
+    "resnet34",
+    "resnet44",
+    "resnet50",
+    "resnet56",
+    "resnet101",
+    "resnet110",
+    "resnet152",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+]
 
 
 def test_registry():
@@ -234,13 +353,18 @@ def test_registry():
         models.list_models("inception")
 
 
-# ---- architecture details ---------------------------------------------------------------------------
+# ---- architecture details
+# ---------------------------------------------------------------------------
 def test_paper_alexnet_layers(paper_alexnet):
     m = paper_alexnet
     convs = [l for l in m.features if isinstance(l, minicnn.nn.Conv2d)]
     assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
     assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
-    assert convs[0].kernel_size == (11, 11) and convs[0].stride == (4, 4) and convs[0].padding == (0, 0)
+    assert (
+        convs[0].kernel_size == (11, 11)
+        and convs[0].stride == (4, 4)
+        and convs[0].padding == (0, 0)
+    )
     pools = [l for l in m.features if isinstance(l, minicnn.nn.MaxPool2d)]
     assert [(p.kernel_size, p.stride) for p in pools] == [(3, 2)] * 3  # overlapping pooling
     # Init (sec. 5): N(0, 0.01²) weights; biases 1 in conv2, conv4, conv5, fc6, fc7, else 0.
@@ -253,8 +377,8 @@ def test_paper_alexnet_lrn_is_the_papers_formula(paper_alexnet):
     """b = a / (k + α Σ a²)^β with the paper's k=2, n=5, α=1e-4 (not divided by n), β=0.75."""
     lrn = paper_alexnet.features[2]
     a = np.random.default_rng(0).standard_normal((1, 7, 2, 2)) * 30
-    sq = np.pad(a ** 2, ((0, 0), (2, 2), (0, 0), (0, 0)))
-    window = sum(sq[:, i:i + 7] for i in range(5))
+    sq = np.pad(a**2, ((0, 0), (2, 2), (0, 0), (0, 0)))
+    window = sum(sq[:, i : i + 7] for i in range(5))
     assert_close(lrn(minicnn.tensor(a)), a / (2 + 1e-4 * window) ** 0.75)
 
 
@@ -293,7 +417,8 @@ def test_init_conventions():
     assert (models.resnet20(zero_init_residual=True).layer1[0].bn2.weight.numpy() == 0).all()
 
 
-# ---- input sizes --------------------------------------------------------------------------------------
+# ---- input sizes
+# --------------------------------------------------------------------------------------
 MIN_SIZES = [  # (builder, kwargs, smallest side, module whose check_input to switch off)
     ("alexnet", {}, 67, "alexnet"),
     ("alexnet", TV, 63, "alexnet"),
@@ -306,7 +431,11 @@ MIN_SIZES = [  # (builder, kwargs, smallest side, module whose check_input to sw
 
 @pytest.mark.parametrize("name,kwargs,side,module", MIN_SIZES, ids=[_id(c) for c in MIN_SIZES])
 def test_minimum_input_size(name, kwargs, side, module, monkeypatch, paper_alexnet):
-    model = paper_alexnet if (name, kwargs) == ("alexnet", {}) else models.get_model(name, **kwargs).eval()
+    model = (
+        paper_alexnet
+        if (name, kwargs) == ("alexnet", {})
+        else models.get_model(name, **kwargs).eval()
+    )
     assert model.min_input_size == side
     with minicnn.no_grad():
         assert model(minicnn.randn(1, 3, side, side)).shape == (1, _classes(model))
@@ -314,13 +443,17 @@ def test_minimum_input_size(name, kwargs, side, module, monkeypatch, paper_alexn
             model(minicnn.randn(1, 3, side - 1, side))
         # The bound is tight: without the check, the layers themselves fail one pixel below it.
         # (sys.modules: ``minicnn.models.alexnet`` is the builder, as in torchvision.)
-        monkeypatch.setattr(sys.modules[f"minicnn.models.{module}"], "check_input", lambda *a, **k: None)
+        monkeypatch.setattr(
+            sys.modules[f"minicnn.models.{module}"], "check_input", lambda *a, **k: None
+        )
         with pytest.raises(ValueError):
             model(minicnn.randn(1, 3, side - 1, side - 1))
 
 
 def test_paper_alexnet_rejects_64px(paper_alexnet):
-    with pytest.raises(ValueError, match=r"alexnet\(variant='paper'\): input of 64x64 .* at least 67x67"):
+    with pytest.raises(
+        ValueError, match=r"alexnet\(variant='paper'\): input of 64x64 .* at least 67x67"
+    ):
         paper_alexnet(minicnn.randn(1, 3, 64, 64))
 
 
@@ -331,26 +464,35 @@ def test_resnets_accept_tiny_inputs():
 
 
 def test_bad_inputs_and_variants():
-    with pytest.raises(ValueError, match=r"expected a \(N, C, H, W\) input, got shape \(3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"expected a \(N, C, H, W\) input, got shape \(3, 32, 32\)"
+    ):
         models.resnet20()(minicnn.randn(3, 32, 32))
     with pytest.raises(TypeError, match="must be a minicnn Tensor"):
         models.resnet20()(np.zeros((1, 3, 32, 32)))
-    for build, msg in [(lambda: models.alexnet(variant="caffe"), r"alexnet: unknown variant 'caffe'"),
-                       (lambda: models.googlenet(variant="v3"), r"googlenet: unknown variant 'v3'"),
-                       (lambda: models.resnet50(variant="v1"), r"resnet50: unknown variant 'v1'.*'paper'"),
-                       (lambda: models.resnet20(shortcut="C"), r"resnet20: unknown shortcut 'C'"),
-                       (lambda: models.resnet.CifarResNet(21), r"depth must be 6n \+ 2"),
-                       (lambda: models.densenet_bc(99), r"depth must be 6n \+ 4")]:
+    for build, msg in [
+        (lambda: models.alexnet(variant="caffe"), r"alexnet: unknown variant 'caffe'"),
+        (lambda: models.googlenet(variant="v3"), r"googlenet: unknown variant 'v3'"),
+        (lambda: models.resnet50(variant="v1"), r"resnet50: unknown variant 'v1'.*'paper'"),
+        (lambda: models.resnet20(shortcut="C"), r"resnet20: unknown shortcut 'C'"),
+        (lambda: models.resnet.CifarResNet(21), r"depth must be 6n \+ 2"),
+        (lambda: models.densenet_bc(99), r"depth must be 6n \+ 4"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             build()
 
 
-# ---- GoogLeNet aux heads ----------------------------------------------------------------------------
+# ---- GoogLeNet aux heads
+# ----------------------------------------------------------------------------
 def test_googlenet_outputs_train_vs_eval():
     for variant, side in (("paper", 79), ("torchvision", 64)):
         m = models.googlenet(num_classes=6, variant=variant)
         out = m.train()(minicnn.randn(2, 3, side, side))
-        assert isinstance(out, GoogLeNetOutputs) and out._fields == ("logits", "aux_logits2", "aux_logits1")
+        assert isinstance(out, GoogLeNetOutputs) and out._fields == (
+            "logits",
+            "aux_logits2",
+            "aux_logits1",
+        )
         assert [o.shape for o in out] == [(2, 6)] * 3
         with minicnn.no_grad():
             assert isinstance(m.eval()(minicnn.randn(2, 3, side, side)), minicnn.Tensor)
@@ -383,7 +525,8 @@ def test_googlenet_transform_input():
     assert_close(m._transform_input(minicnn.tensor(x)), expected)
 
 
-# ---- training --------------------------------------------------------------------------------------
+# ---- training
+# --------------------------------------------------------------------------------------
 TRAIN_CASES = [  # one per family, small: (builder, kwargs, input side)
     ("alexnet", {"dropout": 0.0}, 67),
     ("vgg11_bn", {"dropout": 0.0, "init_weights": False}, 32),
@@ -414,7 +557,8 @@ def test_one_sgd_step_lowers_the_loss(name, kwargs, side):
     assert after.item() < before.item()
 
 
-# ---- state_dict round trip -------------------------------------------------------------------------
+# ---- state_dict round trip
+# -------------------------------------------------------------------------
 def test_state_dict_round_trip_through_npz(tmp_path):
     model = models.resnet20()
     with minicnn.no_grad():
@@ -423,7 +567,10 @@ def test_state_dict_round_trip_through_npz(tmp_path):
     io.save_npz(path, model.state_dict())
     loaded = io.load_npz(path)
     assert list(loaded) == list(model.state_dict())
-    assert loaded["bn1.num_batches_tracked"].dtype == np.int64 and loaded["bn1.num_batches_tracked"] == 1
+    assert (
+        loaded["bn1.num_batches_tracked"].dtype == np.int64
+        and loaded["bn1.num_batches_tracked"] == 1
+    )
     other = models.resnet20()
     other.load_state_dict(loaded)
     x = minicnn.randn(2, 3, 16, 16)
@@ -434,6 +581,7 @@ def test_state_dict_round_trip_through_npz(tmp_path):
 def test_googlenet_round_trip_and_converted_checkpoint_without_aux(tmp_path):
     """torchvision's pretrained GoogLeNet file keeps aux heads: load_torchvision_weights drops them."""
     from minicnn.models.convert import load_torchvision_weights
+
     src = models.googlenet(variant="torchvision")
     io.save_npz(tmp_path / "g.npz", src.state_dict())
     dst = models.googlenet(variant="torchvision", aux_logits=False)
@@ -443,13 +591,22 @@ def test_googlenet_round_trip_and_converted_checkpoint_without_aux(tmp_path):
     assert_close(dst.fc.weight, src.fc.weight, dtype=np.float32, rtol=0, atol=0)
 
 
-# ---- torchvision (optional; skipped where it is not installed) ---------------------------------------
-@pytest.mark.parametrize("name,kwargs,side", [("alexnet", TV, 64), ("googlenet", TV, 64),
-                                              ("resnet18", {}, 32), ("resnet50", {}, 32),
-                                              ("densenet121", {}, 32)])
+# ---- torchvision (optional; skipped where it is not installed)
+# ---------------------------------------
+@pytest.mark.parametrize(
+    "name,kwargs,side",
+    [
+        ("alexnet", TV, 64),
+        ("googlenet", TV, 64),
+        ("resnet18", {}, 32),
+        ("resnet50", {}, 32),
+        ("densenet121", {}, 32),
+    ],
+)
 def test_same_logits_as_torchvision(name, kwargs, side):
     torchvision = pytest.importorskip("torchvision")  # first: fails fast where torch is there alone
     import torch
+
     torch.manual_seed(0)
     tv_kwargs = {"init_weights": True} if name == "googlenet" else {}
     tv = getattr(torchvision.models, name)(**tv_kwargs).eval().double()

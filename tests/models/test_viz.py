@@ -1,4 +1,5 @@
 """minicnn.viz against hand computations, and ``minicnn visualize`` / ``minicnn eval``'s figures."""
+
 import csv
 import os
 
@@ -36,15 +37,15 @@ def test_filter_grid_scales_each_filter_and_lays_them_out():
     w = np.arange(5 * 3 * 2 * 2, dtype=np.float64).reshape(5, 3, 2, 2)
     w[1] *= -3
     grid = viz.filter_grid(w, cols=3)
-    assert grid.shape == (2 * 3 - 1, 3 * 3 - 1, 3)             # 2 rows x 3 cols of 2x2, 1px gaps
+    assert grid.shape == (2 * 3 - 1, 3 * 3 - 1, 3)  # 2 rows x 3 cols of 2x2, 1px gaps
     for k in range(5):
         r, c = divmod(k, 3)
-        tile = grid[3 * r:3 * r + 2, 3 * c:3 * c + 2]
-        assert tile.min() == 0 and tile.max() == 1             # every filter spans [0, 1]
+        tile = grid[3 * r : 3 * r + 2, 3 * c : 3 * c + 2]
+        assert tile.min() == 0 and tile.max() == 1  # every filter spans [0, 1]
         np.testing.assert_allclose(tile, (w[k].transpose(1, 2, 0) - w[k].min()) / np.ptp(w[k]))
-    assert np.all(grid[2, :] == 1) and np.all(grid[3:, 6:] == 1)   # gaps and the empty slot
+    assert np.all(grid[2, :] == 1) and np.all(grid[3:, 6:] == 1)  # gaps and the empty slot
     gray = viz.filter_grid(np.random.default_rng(0).standard_normal((4, 2, 3, 3)))
-    assert gray.shape == (7, 7)                                # mean over 2 channels, gray
+    assert gray.shape == (7, 7)  # mean over 2 channels, gray
 
 
 def test_saliency_of_a_linear_model_is_its_weight_row():
@@ -65,13 +66,13 @@ def test_grad_cam_matches_its_closed_form():
     model = ConvGap().eval()
     x = batch(2, 6)
     cams, target, layer = viz.grad_cam(model, x, target=2, layer="relu")
-    A = np.maximum(model.conv(x).numpy().astype(np.float64), 0)        # (N, 4, 6, 6)
-    alpha = model.fc.weight.numpy()[2] / 36                             # d y_2 / d A_k, averaged
+    A = np.maximum(model.conv(x).numpy().astype(np.float64), 0)  # (N, 4, 6, 6)
+    alpha = model.fc.weight.numpy()[2] / 36  # d y_2 / d A_k, averaged
     want = np.maximum(np.einsum("k,nkhw->nhw", alpha, A), 0)
     want /= want.max(axis=(1, 2), keepdims=True)
     assert layer == "relu" and target.tolist() == [2, 2] and cams.shape == (2, 6, 6)
     np.testing.assert_allclose(cams, want, atol=1e-5)
-    assert viz.grad_cam(model, x)[2] == "relu"                  # last map larger than 1x1
+    assert viz.grad_cam(model, x)[2] == "relu"  # last map larger than 1x1
 
 
 def test_feature_maps_are_the_layer_outputs():
@@ -91,8 +92,9 @@ def test_layer_statistics_are_the_gradients_of_the_loss():
     assert [s.name for s in stats] == ["conv", "fc"] and model.training
     model.zero_grad()
     minicnn.functional.cross_entropy(model(x), minicnn.tensor(y)).backward()
-    assert stats[0].weight_grad_norm == pytest.approx(np.linalg.norm(model.conv.weight.grad.numpy()),
-                                                      rel=1e-5)
+    assert stats[0].weight_grad_norm == pytest.approx(
+        np.linalg.norm(model.conv.weight.grad.numpy()), rel=1e-5
+    )
     assert stats[1].act_mean == pytest.approx(float(model(x).numpy().mean()), rel=1e-5)
 
 
@@ -109,13 +111,16 @@ def test_plain_network_gradients_vary_far_more_across_depth_than_residual():
 
 
 # ---- command line -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,extra,printed", [
-    ("filters", [], "conv1: 16 filters of 3x3x3"),
-    ("features", ["--layer", "layer1.0.conv1"], "layer1.0.conv1: 16 of its channels, 16x16"),
-    ("saliency", ["--target", "3"], "map of class 3"),
-    ("gradcam", ["--batch", "2"], "Grad-CAM at layer layer3.2.relu"),
-    ("stats", ["--batch", "4", "--compare", "resnet20:plain"], "first conv / last conv"),
-])
+@pytest.mark.parametrize(
+    "kind,extra,printed",
+    [
+        ("filters", [], "conv1: 16 filters of 3x3x3"),
+        ("features", ["--layer", "layer1.0.conv1"], "layer1.0.conv1: 16 of its channels, 16x16"),
+        ("saliency", ["--target", "3"], "map of class 3"),
+        ("gradcam", ["--batch", "2"], "Grad-CAM at layer layer3.2.relu"),
+        ("stats", ["--batch", "4", "--compare", "resnet20:plain"], "first conv / last conv"),
+    ],
+)
 def test_visualize_writes_a_png(tmp_path, capsys, kind, extra, printed):
     out = tmp_path / f"{kind}.png"
     argv = ["visualize", kind, "--model", "resnet20", "--image-size", "16", "--out", str(out)]
@@ -125,23 +130,35 @@ def test_visualize_writes_a_png(tmp_path, capsys, kind, extra, printed):
     assert out.read_bytes()[:8] == PNG and os.listdir(tmp_path) == [out.name]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["filters"], "give one of --checkpoint FILE or --model"),
-    (["filters", "--model", "nosuchnet"], "--model: unknown model 'nosuchnet'"),
-    (["filters", "--model", "resnet20:paper"], "--model: resnet20 has no variant 'paper'"),
-    (["features", "--model", "resnet20", "--layer", "nope"], "--layer: no layer 'nope'"),
-    (["saliency", "--model", "resnet20", "--target", "99"], "--target: '99'"),
-    (["filters", "--model", "resnet20", "--compare", "resnet20"], "--compare goes with stats"),
-    (["stats", "--model", "resnet20", "--compare", "nope"], "--compare: unknown model 'nope'"),
-    (["gradcam", "--model", "resnet20", "--layer", "fc"], "layer 'fc' produced no (N, C, H, W)"),
-    (["filters", "--model", "resnet20", "--out", "x.jpg"], "--out writes a PNG"),
-    (["filters", "--model", "resnet20", "--out", "/no/such/dir/x.png"], "--out: cannot write"),
-    (["filters", "--model", "alexnet", "--image-size", "32"], "--image-size 32 is below"),
-    (["filters", "--model", "resnet20", "--batch", "0"], "--batch must be positive"),
-    (["filters", "--model", "resnet20", "--image", "/no/such.png"], "--image: no such image file"),
-    (["filters", "--model", "resnet20", "--weights", "/no/such.npz"], "--weights: no such file"),
-    (["filters", "--checkpoint", "/no/such.npz"], "--checkpoint: no such file"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["filters"], "give one of --checkpoint FILE or --model"),
+        (["filters", "--model", "nosuchnet"], "--model: unknown model 'nosuchnet'"),
+        (["filters", "--model", "resnet20:paper"], "--model: resnet20 has no variant 'paper'"),
+        (["features", "--model", "resnet20", "--layer", "nope"], "--layer: no layer 'nope'"),
+        (["saliency", "--model", "resnet20", "--target", "99"], "--target: '99'"),
+        (["filters", "--model", "resnet20", "--compare", "resnet20"], "--compare goes with stats"),
+        (["stats", "--model", "resnet20", "--compare", "nope"], "--compare: unknown model 'nope'"),
+        (
+            ["gradcam", "--model", "resnet20", "--layer", "fc"],
+            "layer 'fc' produced no (N, C, H, W)",
+        ),
+        (["filters", "--model", "resnet20", "--out", "x.jpg"], "--out writes a PNG"),
+        (["filters", "--model", "resnet20", "--out", "/no/such/dir/x.png"], "--out: cannot write"),
+        (["filters", "--model", "alexnet", "--image-size", "32"], "--image-size 32 is below"),
+        (["filters", "--model", "resnet20", "--batch", "0"], "--batch must be positive"),
+        (
+            ["filters", "--model", "resnet20", "--image", "/no/such.png"],
+            "--image: no such image file",
+        ),
+        (
+            ["filters", "--model", "resnet20", "--weights", "/no/such.npz"],
+            "--weights: no such file",
+        ),
+        (["filters", "--checkpoint", "/no/such.npz"], "--checkpoint: no such file"),
+    ],
+)
 def test_visualize_user_mistakes_exit_2(capsys, argv, message):
     assert main(["visualize"] + argv) == 2
     err = capsys.readouterr().err
@@ -155,14 +172,27 @@ def test_visualize_loads_weights_and_reads_images(tmp_path, capsys):
     model = models.resnet20(num_classes=4)
     minicnn.io.save_npz(tmp_path / "w.npz", model.state_dict())
     Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(tmp_path / "a.png")
-    argv = ["visualize", "filters", "--model", "resnet20", "--num-classes", "4", "--weights",
-            str(tmp_path / "w.npz"), "--image", str(tmp_path / "a.png"), "--out",
-            str(tmp_path / "f.png")]
+    argv = [
+        "visualize",
+        "filters",
+        "--model",
+        "resnet20",
+        "--num-classes",
+        "4",
+        "--weights",
+        str(tmp_path / "w.npz"),
+        "--image",
+        str(tmp_path / "a.png"),
+        "--out",
+        str(tmp_path / "f.png"),
+    ]
     assert main(argv) == 0
     assert "conv1: 16 filters" in capsys.readouterr().out
     # 4-class weights do not fit the default 10-class model
-    assert main(["visualize", "filters", "--model", "resnet20", "--weights",
-                 str(tmp_path / "w.npz")]) == 2
+    assert (
+        main(["visualize", "filters", "--model", "resnet20", "--weights", str(tmp_path / "w.npz")])
+        == 2
+    )
     assert "--weights: " in capsys.readouterr().err
 
 
@@ -173,16 +203,49 @@ def tiny_checkpoint(tmp_path_factory):
 
     data = builtin_dataset(3, 2, cache=str(tmp_path_factory.mktemp("cache")))
     out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", "--data", data, "--epochs", "1", "--batch-size", "16", "--workers", "0",
-                 "--out", str(out), "--no-progress", "--warmup-epochs", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                data,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--warmup-epochs",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     return out / "best.npz", data
 
 
 def test_eval_writes_confusion_matrix_and_per_class_accuracy(tiny_checkpoint, tmp_path, capsys):
     ckpt, data = tiny_checkpoint
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(ckpt), "--data", data, "--workers", "0",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                data,
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     top1 = float(out.split("top-1 ")[1].split("%")[0])
     with open(tmp_path / "confusion.csv") as f:
@@ -210,14 +273,44 @@ def test_predict_on_a_folder_says_so(tiny_checkpoint, capsys):
 def test_visualize_from_a_checkpoint_names_its_classes(tiny_checkpoint, tmp_path, capsys):
     ckpt, _ = tiny_checkpoint
     out = tmp_path / "g.png"
-    assert main(["visualize", "gradcam", "--checkpoint", str(ckpt), "--target", "star", "--out",
-                 str(out)]) == 0
+    assert (
+        main(
+            [
+                "visualize",
+                "gradcam",
+                "--checkpoint",
+                str(ckpt),
+                "--target",
+                "star",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "map of class star" in capsys.readouterr().out and out.exists()
 
 
 def test_visualize_runs_our_kernels_on_emu(tmp_path, capsys):
     for kind in ("gradcam", "stats"):
         out = tmp_path / f"{kind}.png"
-        assert main(["visualize", kind, "--model", "resnet20", "--device", "emu", "--image-size",
-                     "8", "--batch", "2", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "visualize",
+                    kind,
+                    "--model",
+                    "resnet20",
+                    "--device",
+                    "emu",
+                    "--image-size",
+                    "8",
+                    "--batch",
+                    "2",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         assert out.read_bytes()[:8] == PNG

@@ -1,4 +1,5 @@
 """minicnn.nn.init: gains, fans, and the statistics of every initialiser (torch's formulas)."""
+
 import math
 
 import numpy as np
@@ -20,12 +21,20 @@ UNIFORM_KURTOSIS, NORMAL_KURTOSIS = 1.8, 3.0
 
 
 # ---- calculate_gain / fans --------------------------------------------------------------------
-@pytest.mark.parametrize("name,param,expected", [
-    ("linear", None, 1.0), ("conv2d", None, 1.0), ("sigmoid", None, 1.0), ("tanh", None, 5 / 3),
-    ("relu", None, math.sqrt(2)), ("leaky_relu", None, math.sqrt(2 / (1 + 0.01 ** 2))),
-    ("leaky_relu", 0.2, math.sqrt(2 / 1.04)), ("leaky_relu", math.sqrt(5), math.sqrt(2 / 6)),
-    ("selu", None, 0.75),
-])
+@pytest.mark.parametrize(
+    "name,param,expected",
+    [
+        ("linear", None, 1.0),
+        ("conv2d", None, 1.0),
+        ("sigmoid", None, 1.0),
+        ("tanh", None, 5 / 3),
+        ("relu", None, math.sqrt(2)),
+        ("leaky_relu", None, math.sqrt(2 / (1 + 0.01**2))),
+        ("leaky_relu", 0.2, math.sqrt(2 / 1.04)),
+        ("leaky_relu", math.sqrt(5), math.sqrt(2 / 6)),
+        ("selu", None, 0.75),
+    ],
+)
 def test_calculate_gain(name, param, expected):
     assert init.calculate_gain(name, param) == pytest.approx(expected, rel=1e-15)
 
@@ -37,9 +46,15 @@ def test_calculate_gain_errors():
         init.calculate_gain("leaky_relu", "a")
 
 
-@pytest.mark.parametrize("shape,fans", [
-    ((5, 3), (3, 5)), ((8, 4, 3, 3), (36, 72)), ((6, 2, 11, 11), (242, 726)), ((2, 3, 4), (12, 8)),
-])
+@pytest.mark.parametrize(
+    "shape,fans",
+    [
+        ((5, 3), (3, 5)),
+        ((8, 4, 3, 3), (36, 72)),
+        ((6, 2, 11, 11), (242, 726)),
+        ((2, 3, 4), (12, 8)),
+    ],
+)
 def test_fan_in_and_fan_out(shape, fans):
     assert init._calculate_fan_in_and_fan_out(minicnn.zeros(*shape)) == fans
 
@@ -52,8 +67,10 @@ def test_fan_needs_two_dims():
 @given(st.lists(st.integers(1, 5), min_size=2, max_size=4))
 def test_fans_property(shape):
     receptive = int(np.prod(shape[2:]))
-    assert init._calculate_fan_in_and_fan_out(minicnn.zeros(*shape)) == \
-        (shape[1] * receptive, shape[0] * receptive)
+    assert init._calculate_fan_in_and_fan_out(minicnn.zeros(*shape)) == (
+        shape[1] * receptive,
+        shape[0] * receptive,
+    )
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -72,7 +89,7 @@ def _check_normal(t, std, mean=0.0):
     assert abs(a.mean() - mean) < 4 * std / math.sqrt(a.size)
 
 
-CONV_SHAPE = (64, 32, 3, 3)          # fan_in 288, fan_out 576, 18432 draws
+CONV_SHAPE = (64, 32, 3, 3)  # fan_in 288, fan_out 576, 18432 draws
 
 
 @pytest.mark.parametrize("dtype", [minicnn.float32, minicnn.float64])
@@ -80,32 +97,41 @@ def test_kaiming_uniform_default_is_leaky_relu_a0(dtype):
     t = minicnn.zeros(*CONV_SHAPE, dtype=dtype)
     out = init.kaiming_uniform_(t)
     assert out is t and t.dtype == dtype
-    _check_uniform(t, math.sqrt(2) * math.sqrt(3 / 288))   # gain(leaky_relu, 0) = sqrt(2)
+    _check_uniform(t, math.sqrt(2) * math.sqrt(3 / 288))  # gain(leaky_relu, 0) = sqrt(2)
 
 
-@pytest.mark.parametrize("kwargs,bound", [
-    ({"a": math.sqrt(5)}, 1 / math.sqrt(288)),  # torch's Conv2d/Linear default: 1/sqrt(fan_in)
-    ({"mode": "fan_out", "nonlinearity": "relu"}, math.sqrt(6 / 576)),
-    ({"nonlinearity": "linear"}, math.sqrt(3 / 288)),
-    ({"a": 0.2, "nonlinearity": "leaky_relu"}, math.sqrt(2 / 1.04) * math.sqrt(3 / 288)),
-])
+@pytest.mark.parametrize(
+    "kwargs,bound",
+    [
+        ({"a": math.sqrt(5)}, 1 / math.sqrt(288)),  # torch's Conv2d/Linear default: 1/sqrt(fan_in)
+        ({"mode": "fan_out", "nonlinearity": "relu"}, math.sqrt(6 / 576)),
+        ({"nonlinearity": "linear"}, math.sqrt(3 / 288)),
+        ({"a": 0.2, "nonlinearity": "leaky_relu"}, math.sqrt(2 / 1.04) * math.sqrt(3 / 288)),
+    ],
+)
 def test_kaiming_uniform_bounds(kwargs, bound):
     _check_uniform(init.kaiming_uniform_(minicnn.zeros(*CONV_SHAPE), **kwargs), bound)
 
 
-@pytest.mark.parametrize("kwargs,std", [
-    ({}, math.sqrt(2 / 288)),
-    ({"mode": "fan_out", "nonlinearity": "relu"}, math.sqrt(2 / 576)),
-    ({"nonlinearity": "tanh"}, (5 / 3) / math.sqrt(288)),
-])
+@pytest.mark.parametrize(
+    "kwargs,std",
+    [
+        ({}, math.sqrt(2 / 288)),
+        ({"mode": "fan_out", "nonlinearity": "relu"}, math.sqrt(2 / 576)),
+        ({"nonlinearity": "tanh"}, (5 / 3) / math.sqrt(288)),
+    ],
+)
 def test_kaiming_normal_std(kwargs, std):
-    _check_normal(init.kaiming_normal_(minicnn.zeros(*CONV_SHAPE, dtype=minicnn.float64), **kwargs), std)
+    _check_normal(
+        init.kaiming_normal_(minicnn.zeros(*CONV_SHAPE, dtype=minicnn.float64), **kwargs), std
+    )
 
 
 def test_xavier():
     _check_uniform(init.xavier_uniform_(minicnn.zeros(*CONV_SHAPE)), math.sqrt(6 / (288 + 576)))
-    _check_uniform(init.xavier_uniform_(minicnn.zeros(*CONV_SHAPE), gain=2.0),
-                   2 * math.sqrt(6 / (288 + 576)))
+    _check_uniform(
+        init.xavier_uniform_(minicnn.zeros(*CONV_SHAPE), gain=2.0), 2 * math.sqrt(6 / (288 + 576))
+    )
     _check_normal(init.xavier_normal_(minicnn.zeros(200, 100)), math.sqrt(2 / 300))
     _check_normal(init.xavier_normal_(minicnn.zeros(200, 100), gain=0.5), 0.5 * math.sqrt(2 / 300))
 
@@ -115,10 +141,12 @@ def test_uniform_normal_constant():
     a = init.uniform_(minicnn.zeros(20000)).numpy()
     assert a.min() >= 0 and a.max() <= 1 and abs(a.mean() - 0.5) < 0.01
     _check_normal(init.normal_(minicnn.zeros(20000), mean=2.0, std=0.5), 0.5, mean=2.0)
-    np.testing.assert_array_equal(init.constant_(minicnn.zeros(2, 3), 0.25).numpy(), np.full((2, 3), 0.25))
+    np.testing.assert_array_equal(
+        init.constant_(minicnn.zeros(2, 3), 0.25).numpy(), np.full((2, 3), 0.25)
+    )
     np.testing.assert_array_equal(init.ones_(minicnn.zeros(4)).numpy(), np.ones(4))
     np.testing.assert_array_equal(init.zeros_(minicnn.ones(4)).numpy(), np.zeros(4))
-    t = minicnn.tensor(5, dtype=minicnn.int64)   # constant fills work on integer tensors too
+    t = minicnn.tensor(5, dtype=minicnn.int64)  # constant fills work on integer tensors too
     init.zeros_(t)
     assert t.item() == 0 and t.dtype == minicnn.int64
 
@@ -181,7 +209,9 @@ def test_zero_element_tensor_is_a_no_op():
 def test_errors():
     with pytest.raises(TypeError, match="uniform_: expected a Tensor, got ndarray"):
         init.uniform_(np.zeros(3))
-    with pytest.raises(TypeError, match="normal_: expected a float32 or float64 tensor, got dtype int64"):
+    with pytest.raises(
+        TypeError, match="normal_: expected a float32 or float64 tensor, got dtype int64"
+    ):
         init.normal_(minicnn.tensor([1, 2]))
     with pytest.raises(ValueError, match="mode 'fan_avg' is not supported"):
         init.kaiming_uniform_(minicnn.zeros(3, 3), mode="fan_avg")
@@ -195,12 +225,16 @@ def test_errors():
         init.normal_(minicnn.zeros(3), 0.0, -1.0)
 
 
-# ---- the layers' default initialisation (torch's reset_parameters) --------------------------------
-@pytest.mark.parametrize("make,fan_in", [
-    (lambda: nn.Conv2d(16, 32, 3), 144),
-    (lambda: nn.Conv2d(16, 64, 3, groups=4), 36),     # fan_in counts in_channels / groups
-    (lambda: nn.Linear(200, 100), 200),
-])
+# ---- the layers' default initialisation (torch's reset_parameters)
+# --------------------------------
+@pytest.mark.parametrize(
+    "make,fan_in",
+    [
+        (lambda: nn.Conv2d(16, 32, 3), 144),
+        (lambda: nn.Conv2d(16, 64, 3, groups=4), 36),  # fan_in counts in_channels / groups
+        (lambda: nn.Linear(200, 100), 200),
+    ],
+)
 def test_layer_default_init(make, fan_in):
     layer = make()
     bound = 1 / math.sqrt(fan_in)
@@ -218,9 +252,17 @@ def test_batchnorm_default_init():
 # ---- optional: the same numbers as torch.nn.init's formulas -----------------------------------
 def test_against_torch_gain_and_fans():
     torch = pytest.importorskip("torch")
-    for name, param in [("relu", None), ("tanh", None), ("leaky_relu", 0.3), ("selu", None),
-                        ("conv2d", None)]:
-        assert init.calculate_gain(name, param) == pytest.approx(torch.nn.init.calculate_gain(name, param))
+    for name, param in [
+        ("relu", None),
+        ("tanh", None),
+        ("leaky_relu", 0.3),
+        ("selu", None),
+        ("conv2d", None),
+    ]:
+        assert init.calculate_gain(name, param) == pytest.approx(
+            torch.nn.init.calculate_gain(name, param)
+        )
     for shape in [(5, 3), (8, 4, 3, 3), (2, 3, 4)]:
-        assert init._calculate_fan_in_and_fan_out(minicnn.zeros(*shape)) == \
-            torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(*shape))
+        assert init._calculate_fan_in_and_fan_out(
+            minicnn.zeros(*shape)
+        ) == torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(*shape))

@@ -1,4 +1,5 @@
 """minicnn.nn: Module registration, naming, state_dict, modes, dtypes and containers."""
+
 import copy
 import pickle
 from collections import OrderedDict
@@ -39,41 +40,45 @@ class Net(nn.Module):
         return self.head(self.features(x))
 
 
-# ---- Parameter ------------------------------------------------------------------------------------
+# ---- Parameter
+# ------------------------------------------------------------------------------------
 def test_parameter():
     t = minicnn.ones(2, 3)
     p = nn.Parameter(t)
     assert isinstance(p, minicnn.Tensor) and p.requires_grad and p.is_leaf
-    assert p._data is t._data                       # shares storage, as torch.nn.Parameter(t)
+    assert p._data is t._data  # shares storage, as torch.nn.Parameter(t)
     assert not nn.Parameter(t, requires_grad=False).requires_grad
     assert nn.Parameter().shape == (0,)
     assert nn.Parameter([[1.0, 2.0]]).shape == (1, 2)
-    assert repr(nn.Parameter(minicnn.ones(2))) == \
-        "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
+    assert (
+        repr(nn.Parameter(minicnn.ones(2)))
+        == "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
+    )
     with pytest.raises(TypeError, match="floating-point"):
         nn.Parameter(minicnn.tensor([1, 2]))
 
 
-# ---- registration ---------------------------------------------------------------------------------
+# ---- registration
+# ---------------------------------------------------------------------------------
 def test_registration_and_attribute_access():
     m = Affine()
     assert list(m._parameters) == ["scale", "shift"]
     assert list(m._buffers) == ["count", "cache"]
     assert m.scale is m._parameters["scale"] and m.count is m._buffers["count"]
     assert "scale" not in m.__dict__
-    m.shift = None                                  # a parameter slot may be emptied
+    m.shift = None  # a parameter slot may be emptied
     assert m.shift is None and [n for n, _ in m.named_parameters()] == ["scale"]
     m.shift = nn.Parameter(minicnn.zeros(3))
     assert [n for n, _ in m.named_parameters()] == ["scale", "shift"]
-    m.plain = minicnn.zeros(2)                      # a plain Tensor attribute is not registered
+    m.plain = minicnn.zeros(2)  # a plain Tensor attribute is not registered
     assert "plain" not in m._parameters and "plain" not in m._buffers
-    m.count = minicnn.ones(3)                       # assigning a Tensor to a buffer name replaces it
+    m.count = minicnn.ones(3)  # assigning a Tensor to a buffer name replaces it
     assert m._buffers["count"].numpy().sum() == 3
     del m.count
     assert "count" not in m._buffers and not hasattr(m, "count")
     m.sub = Affine()
     assert m._modules["sub"] is m.sub
-    m.sub = nn.Parameter(minicnn.zeros(1))           # re-assigning moves it between registries
+    m.sub = nn.Parameter(minicnn.zeros(1))  # re-assigning moves it between registries
     assert "sub" not in m._modules and "sub" in m._parameters
 
 
@@ -108,7 +113,9 @@ def test_registration_errors():
 
 
 def test_forward_missing_and_call():
-    with pytest.raises(NotImplementedError, match=r'Module \[Module\] is missing the required "forward"'):
+    with pytest.raises(
+        NotImplementedError, match=r'Module \[Module\] is missing the required "forward"'
+    ):
         nn.Module()(1)
     out = Affine()(minicnn.ones(2, 3))
     assert_close(out, np.ones((2, 3), np.float32), dtype=np.float32)
@@ -122,16 +129,34 @@ def test_non_leaf_parameter_rejected():
         m.register_parameter("p", p)
 
 
-# ---- naming and traversal --------------------------------------------------------------------------
+# ---- naming and traversal
+# --------------------------------------------------------------------------
 def test_nested_names():
     net = Net()
     names = [n for n, _ in net.named_parameters()]
-    assert names == ["features.0.scale", "features.0.shift", "features.1.scale", "features.1.shift",
-                     "head.scale", "head.shift"]
-    assert [n for n, _ in net.named_buffers()] == ["features.0.count", "features.0.cache",
-                                                   "features.1.count", "features.1.cache",
-                                                   "head.count", "head.cache"]
-    assert [n for n, _ in net.named_modules()] == ["", "features", "features.0", "features.1", "head"]
+    assert names == [
+        "features.0.scale",
+        "features.0.shift",
+        "features.1.scale",
+        "features.1.shift",
+        "head.scale",
+        "head.shift",
+    ]
+    assert [n for n, _ in net.named_buffers()] == [
+        "features.0.count",
+        "features.0.cache",
+        "features.1.count",
+        "features.1.cache",
+        "head.count",
+        "head.cache",
+    ]
+    assert [n for n, _ in net.named_modules()] == [
+        "",
+        "features",
+        "features.0",
+        "features.1",
+        "head",
+    ]
     assert [n for n, _ in net.named_children()] == ["features", "head"]
     assert [n for n, _ in net.named_parameters(prefix="model")][0] == "model.features.0.scale"
     assert [n for n, _ in net.head.named_parameters(recurse=False)] == ["scale", "shift"]
@@ -149,25 +174,51 @@ def test_shared_parameters_and_modules_are_listed_once():
     assert [n for n, _ in net.named_modules()] == ["", "0", "1"]
     assert len(list(net.children())) == 2
     # state_dict keeps every name (as torch), so both aliases round-trip
-    assert list(net.state_dict()) == ["0.scale", "0.shift", "0.count", "2.scale", "2.shift", "2.count"]
+    assert list(net.state_dict()) == [
+        "0.scale",
+        "0.shift",
+        "0.count",
+        "2.scale",
+        "2.shift",
+        "2.count",
+    ]
     tied = Net()
-    tied.head.scale = tied.features[0].scale          # a tied weight under two names
+    tied.head.scale = tied.features[0].scale  # a tied weight under two names
     assert len(list(tied.parameters())) == 5
     assert len(list(tied.named_parameters(remove_duplicate=False))) == 6
 
 
-# ---- state_dict -------------------------------------------------------------------------------------
+# ---- state_dict
+# -------------------------------------------------------------------------------------
 def small_cnn():
-    return nn.Sequential(OrderedDict([
-        ("conv", nn.Conv2d(2, 4, 3, padding=1)), ("bn", nn.BatchNorm2d(4)), ("relu", nn.ReLU()),
-        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(4, 3))]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", nn.Conv2d(2, 4, 3, padding=1)),
+                ("bn", nn.BatchNorm2d(4)),
+                ("relu", nn.ReLU()),
+                ("pool", nn.AdaptiveAvgPool2d(1)),
+                ("flat", nn.Flatten()),
+                ("fc", nn.Linear(4, 3)),
+            ]
+        )
+    )
 
 
 def test_state_dict_order_and_types():
     sd = small_cnn().state_dict()
     assert isinstance(sd, OrderedDict)
-    assert list(sd) == ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean",
-                        "bn.running_var", "bn.num_batches_tracked", "fc.weight", "fc.bias"]
+    assert list(sd) == [
+        "conv.weight",
+        "conv.bias",
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
+        "fc.weight",
+        "fc.bias",
+    ]
     assert all(isinstance(v, np.ndarray) for v in sd.values())
     assert sd["conv.weight"].shape == (4, 2, 3, 3) and sd["conv.weight"].dtype == np.float32
     nbt = sd["bn.num_batches_tracked"]
@@ -191,7 +242,7 @@ def test_state_dict_is_a_copy_and_keep_vars():
 def test_load_state_dict_round_trip_in_place():
     minicnn.manual_seed(1)
     src = small_cnn()
-    src.bn.running_mean = minicnn.randn(4)     # replace a buffer so it differs from the default
+    src.bn.running_mean = minicnn.randn(4)  # replace a buffer so it differs from the default
     src.bn.num_batches_tracked._data[...] = 5
     minicnn.manual_seed(2)
     dst = small_cnn()
@@ -199,7 +250,7 @@ def test_load_state_dict_round_trip_in_place():
     result = dst.load_state_dict(src.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert repr(result) == "<All keys matched successfully>"
-    assert dst.conv.weight is weight_before            # loaded in place (optimizers keep their refs)
+    assert dst.conv.weight is weight_before  # loaded in place (optimizers keep their refs)
     for k, v in src.state_dict().items():
         np.testing.assert_array_equal(dst.state_dict()[k], v)
     assert dst.bn.num_batches_tracked.item() == 5 and dst.bn.num_batches_tracked.dtype == np.int64
@@ -221,8 +272,13 @@ def test_load_state_dict_without_num_batches_tracked():
 
 def test_load_state_dict_accepts_tensors_and_casts():
     m = Affine()
-    m.load_state_dict({"scale": minicnn.tensor([1.0, 2.0, 3.0], dtype=minicnn.float64),
-                       "shift": np.array([4, 5, 6]), "count": np.zeros(3)})
+    m.load_state_dict(
+        {
+            "scale": minicnn.tensor([1.0, 2.0, 3.0], dtype=minicnn.float64),
+            "shift": np.array([4, 5, 6]),
+            "count": np.zeros(3),
+        }
+    )
     assert m.scale.dtype == np.float32 and m.shift.dtype == np.float32
     np.testing.assert_array_equal(m.scale.numpy(), [1, 2, 3])
     np.testing.assert_array_equal(m.shift.numpy(), [4, 5, 6])
@@ -237,15 +293,17 @@ def test_load_state_dict_strict_lists_every_problem_and_loads_nothing():
     bad["other"] = np.zeros(1)
     bad["features.1.shift"] = np.zeros(4)
     bad["head.scale"] = np.zeros((3, 1))
-    bad["features.1.scale"] = np.full(3, 9.0)          # a good entry: must not be loaded either
+    bad["features.1.scale"] = np.full(3, 9.0)  # a good entry: must not be loaded either
     with pytest.raises(RuntimeError) as e:
         m.load_state_dict(bad)
     msg = str(e.value)
     assert msg.startswith("Error(s) in loading state_dict for Net:")
     assert 'Missing key(s) in state_dict: "features.0.scale", "head.count".' in msg
     assert 'Unexpected key(s) in state_dict: "extra.weight", "other".' in msg
-    assert "size mismatch for features.1.shift: copying a param with shape (4,) from checkpoint, " \
-           "the shape in current model is (3,)." in msg
+    assert (
+        "size mismatch for features.1.shift: copying a param with shape (4,) from checkpoint, "
+        "the shape in current model is (3,)." in msg
+    )
     assert "size mismatch for head.scale: copying a param with shape (3, 1)" in msg
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
@@ -337,7 +395,7 @@ def test_apply_order():
     seen = []
     net = Net()
     assert net.apply(lambda mod: seen.append(type(mod).__name__)) is net
-    assert seen == ["Affine", "Affine", "Sequential", "Affine", "Net"]   # children first
+    assert seen == ["Affine", "Affine", "Sequential", "Affine", "Net"]  # children first
 
 
 def test_to_float64_in_place():
@@ -349,7 +407,7 @@ def test_to_float64_in_place():
     assert all(p.dtype == np.float64 for p in net.parameters())
     assert net.conv.weight.grad.dtype == np.float64
     assert net.bn.running_mean.dtype == np.float64 and net.bn.running_var.dtype == np.float64
-    assert net.bn.num_batches_tracked.dtype == np.int64        # integer buffers are not cast
+    assert net.bn.num_batches_tracked.dtype == np.int64  # integer buffers are not cast
     out = net(minicnn.randn(2, 2, 3, 3, dtype=minicnn.float64))
     assert out.dtype == np.float64
     net.float()
@@ -358,7 +416,7 @@ def test_to_float64_in_place():
     assert net.fc.bias.dtype == np.float64
     net.to("float32")
     assert net.fc.bias.dtype == np.float32
-    net.to(minicnn.zeros(1, dtype=minicnn.float64))           # like a tensor: its device and dtype
+    net.to(minicnn.zeros(1, dtype=minicnn.float64))  # like a tensor: its device and dtype
     assert net.fc.bias.dtype == np.float64
     net.to("cpu", dtype="float32")
     assert net.fc.bias.dtype == np.float32 and net.fc.bias.device == "cpu"
@@ -389,13 +447,28 @@ def test_forward_hooks():
     assert m(minicnn.ones(1, 3)).numpy().sum() == 3 and len(calls) == 1
 
 
-# ---- repr -----------------------------------------------------------------------------------------
+# ---- repr
+# -----------------------------------------------------------------------------------------
 def test_repr_nested():
-    net = nn.Sequential(OrderedDict([
-        ("features", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
-                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))),
-        ("classifier", nn.ModuleList([nn.Dropout(), nn.Dropout(), nn.Linear(8, 4)]))]))
-    assert repr(net) == """Sequential(
+    net = nn.Sequential(
+        OrderedDict(
+            [
+                (
+                    "features",
+                    nn.Sequential(
+                        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+                        nn.BatchNorm2d(8),
+                        nn.ReLU(inplace=True),
+                        nn.MaxPool2d(3, 2),
+                    ),
+                ),
+                ("classifier", nn.ModuleList([nn.Dropout(), nn.Dropout(), nn.Linear(8, 4)])),
+            ]
+        )
+    )
+    assert (
+        repr(net)
+        == """Sequential(
   (features): Sequential(
     (0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
     (1): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)
@@ -407,20 +480,32 @@ def test_repr_nested():
     (2): Linear(in_features=8, out_features=4, bias=True)
   )
 )"""
+    )
     assert repr(nn.Identity()) == "Identity()" and repr(nn.ModuleList()) == "ModuleList()"
 
 
 def all_layers_torch_style(nn_mod):
     """The same layer list built with minicnn.nn or torch.nn (identical constructor calls)."""
-    return [nn_mod.Conv2d(4, 8, (3, 5), stride=2, padding=(1, 2), dilation=2, groups=2),
-            nn_mod.Conv2d(3, 3, 3, padding="same"), nn_mod.Conv2d(3, 3, 1, padding="valid"),
-            nn_mod.BatchNorm2d(8, momentum=None, affine=False), nn_mod.BatchNorm1d(3, bias=False),
-            nn_mod.AvgPool2d(3, 1, 1, ceil_mode=True), nn_mod.AdaptiveAvgPool2d((2, None)),
-            nn_mod.AdaptiveAvgPool2d(6), nn_mod.LocalResponseNorm(5, alpha=1e-3, beta=0.5, k=2.0),
-            nn_mod.Dropout(0.25), nn_mod.Flatten(0, 2), nn_mod.Linear(3, 2, bias=False),
-            nn_mod.CrossEntropyLoss(label_smoothing=0.1), nn_mod.Softmax(dim=-1), nn_mod.LogSoftmax(1),
-            nn_mod.ReLU(), nn_mod.MaxPool2d((2, 3), (1, 2), (1, 1), ceil_mode=True),
-            nn_mod.ModuleDict({"a": nn_mod.ReLU(), "b": nn_mod.Identity()})]
+    return [
+        nn_mod.Conv2d(4, 8, (3, 5), stride=2, padding=(1, 2), dilation=2, groups=2),
+        nn_mod.Conv2d(3, 3, 3, padding="same"),
+        nn_mod.Conv2d(3, 3, 1, padding="valid"),
+        nn_mod.BatchNorm2d(8, momentum=None, affine=False),
+        nn_mod.BatchNorm1d(3, bias=False),
+        nn_mod.AvgPool2d(3, 1, 1, ceil_mode=True),
+        nn_mod.AdaptiveAvgPool2d((2, None)),
+        nn_mod.AdaptiveAvgPool2d(6),
+        nn_mod.LocalResponseNorm(5, alpha=1e-3, beta=0.5, k=2.0),
+        nn_mod.Dropout(0.25),
+        nn_mod.Flatten(0, 2),
+        nn_mod.Linear(3, 2, bias=False),
+        nn_mod.CrossEntropyLoss(label_smoothing=0.1),
+        nn_mod.Softmax(dim=-1),
+        nn_mod.LogSoftmax(1),
+        nn_mod.ReLU(),
+        nn_mod.MaxPool2d((2, 3), (1, 2), (1, 1), ceil_mode=True),
+        nn_mod.ModuleDict({"a": nn_mod.ReLU(), "b": nn_mod.Identity()}),
+    ]
 
 
 def test_repr_matches_torch():
@@ -431,7 +516,8 @@ def test_repr_matches_torch():
     assert repr(nn.Sequential(*ours)) == repr(torch.nn.Sequential(*theirs))
 
 
-# ---- containers -------------------------------------------------------------------------------------
+# ---- containers
+# -------------------------------------------------------------------------------------
 def test_sequential_indexing():
     a, b, c = Affine(), nn.ReLU(), Affine()
     s = nn.Sequential(a, b, c)
@@ -439,7 +525,7 @@ def test_sequential_indexing():
     assert s[0] is a and s[-1] is c and s[-3] is a
     sub = s[1:]
     assert isinstance(sub, nn.Sequential) and list(sub) == [b, c]
-    assert list(sub._modules) == ["1", "2"]                 # a slice keeps the names (as torch)
+    assert list(sub._modules) == ["1", "2"]  # a slice keeps the names (as torch)
     assert list(s[::-1]) == [c, b, a]
     with pytest.raises(IndexError, match="index 3 is out of range"):
         s[3]
@@ -465,7 +551,7 @@ def test_sequential_forward_and_ordered_dict():
     np.testing.assert_array_equal(out.numpy(), [[3, 3, 3]])
     assert [n for n, _ in s.named_parameters()][0] == "first.scale"
     assert s[1] is s.second
-    assert nn.Sequential()(5) == 5                                 # empty: identity
+    assert nn.Sequential()(5) == 5  # empty: identity
 
 
 def test_module_list():

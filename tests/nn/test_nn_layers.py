@@ -1,4 +1,5 @@
 """minicnn.nn layers: constructors, attributes, parameter counts, torch keys and forward passes."""
+
 from collections import OrderedDict
 
 import numpy as np
@@ -13,51 +14,116 @@ from test_nn import small_cnn
 
 
 # ---- layers: constructor checks, attributes, parameter counts ------------------------------------
-@pytest.mark.parametrize("make,exc,match", [
-    (lambda: nn.Conv2d(0, 4, 3), ValueError, "Conv2d: in_channels must be >= 1, got 0"),
-    (lambda: nn.Conv2d(4, -1, 3), ValueError, "Conv2d: out_channels must be >= 1, got -1"),
-    (lambda: nn.Conv2d(6, 8, 3, groups=4), ValueError,
-     r"Conv2d: in_channels \(6\) must be divisible by groups \(4\)"),
-    (lambda: nn.Conv2d(4, 6, 3, groups=4), ValueError,
-     r"Conv2d: out_channels \(6\) must be divisible by groups \(4\)"),
-    (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, "Conv2d: groups must be >= 1, got 0"),
-    (lambda: nn.Conv2d(4, 4, 0), ValueError, "Conv2d: kernel_size must be >= 1"),
-    (lambda: nn.Conv2d(4, 4, 3, stride=0), ValueError, "Conv2d: stride must be >= 1"),
-    (lambda: nn.Conv2d(4, 4, 3, padding=-1), ValueError, "Conv2d: padding must be >= 0"),
-    (lambda: nn.Conv2d(4, 4, 3, padding="full"), ValueError, "Conv2d: padding must be .* 'same', got 'full'"),
-    (lambda: nn.Conv2d(4, 4, 3, stride=2, padding="same"), ValueError, "not supported for strided"),
-    (lambda: nn.Conv2d(4, 4, 3, padding_mode="reflect"), ValueError,
-     "padding_mode 'reflect' is not supported"),
-    (lambda: nn.Conv2d(4.0, 4, 3), TypeError, "Conv2d: in_channels must be an int, got 4.0"),
-    (lambda: nn.Conv2d(4, 4, (3, 3, 3)), TypeError, "Conv2d: kernel_size must be an int or a pair"),
-    (lambda: nn.Linear(0, 3), ValueError, "Linear: in_features must be >= 1, got 0"),
-    (lambda: nn.Linear(3, 0), ValueError, "Linear: out_features must be >= 1, got 0"),
-    (lambda: nn.BatchNorm2d(0), ValueError, "BatchNorm2d: num_features must be >= 1, got 0"),
-    (lambda: nn.BatchNorm2d(3, momentum=1.5), ValueError,
-     r"BatchNorm2d: momentum must be in \[0, 1\], got 1.5"),
-    (lambda: nn.BatchNorm1d(3, eps=-1.0), ValueError, "BatchNorm1d: eps must be in"),
-    (lambda: nn.MaxPool2d(0), ValueError, "MaxPool2d: kernel_size must be >= 1"),
-    (lambda: nn.MaxPool2d(2, stride=0), ValueError, "MaxPool2d: stride must be >= 1"),
-    (lambda: nn.MaxPool2d(2, padding=2), ValueError,
-     r"MaxPool2d: padding should be at most half of kernel_size, got padding=\(2, 2\)"),
-    (lambda: nn.MaxPool2d(3, dilation=0), ValueError, "MaxPool2d: dilation must be >= 1"),
-    (lambda: nn.AvgPool2d(3, padding=(1, 2)), ValueError,
-     r"AvgPool2d: padding should be at most half of kernel_size, got padding=\(1, 2\)"),
-    (lambda: nn.AvgPool2d(3, divisor_override=0), ValueError, "AvgPool2d: divisor_override must be >= 1"),
-    (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "AdaptiveAvgPool2d: output_size must be >= 1, got 0"),
-    (lambda: nn.AdaptiveAvgPool2d((1, 2, 3)), ValueError,
-     "AdaptiveAvgPool2d: output_size must be an int or a pair"),
-    (lambda: nn.AdaptiveAvgPool2d(1.5), TypeError, "AdaptiveAvgPool2d: output_size must be ints or None"),
-    (lambda: nn.LocalResponseNorm(0), ValueError, "LocalResponseNorm: size must be >= 1, got 0"),
-    (lambda: nn.Dropout(1.5), ValueError,
-     r"Dropout: p \(the dropout probability\) must be in \[0, 1\], got 1.5"),
-    (lambda: nn.Dropout(-0.1), ValueError, "Dropout: p"),
-    (lambda: nn.CrossEntropyLoss(reduction="avg"), ValueError, "CrossEntropyLoss: reduction must be one of"),
-    (lambda: nn.CrossEntropyLoss(label_smoothing=2.0), ValueError,
-     "CrossEntropyLoss: label_smoothing must be in"),
-    (lambda: nn.CrossEntropyLoss(weight=[1.0, 2.0]), ValueError,
-     "CrossEntropyLoss: weight must be a 1-D Tensor"),
-])
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (lambda: nn.Conv2d(0, 4, 3), ValueError, "Conv2d: in_channels must be >= 1, got 0"),
+        (lambda: nn.Conv2d(4, -1, 3), ValueError, "Conv2d: out_channels must be >= 1, got -1"),
+        (
+            lambda: nn.Conv2d(6, 8, 3, groups=4),
+            ValueError,
+            r"Conv2d: in_channels \(6\) must be divisible by groups \(4\)",
+        ),
+        (
+            lambda: nn.Conv2d(4, 6, 3, groups=4),
+            ValueError,
+            r"Conv2d: out_channels \(6\) must be divisible by groups \(4\)",
+        ),
+        (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, "Conv2d: groups must be >= 1, got 0"),
+        (lambda: nn.Conv2d(4, 4, 0), ValueError, "Conv2d: kernel_size must be >= 1"),
+        (lambda: nn.Conv2d(4, 4, 3, stride=0), ValueError, "Conv2d: stride must be >= 1"),
+        (lambda: nn.Conv2d(4, 4, 3, padding=-1), ValueError, "Conv2d: padding must be >= 0"),
+        (
+            lambda: nn.Conv2d(4, 4, 3, padding="full"),
+            ValueError,
+            "Conv2d: padding must be .* 'same', got 'full'",
+        ),
+        (
+            lambda: nn.Conv2d(4, 4, 3, stride=2, padding="same"),
+            ValueError,
+            "not supported for strided",
+        ),
+        (
+            lambda: nn.Conv2d(4, 4, 3, padding_mode="reflect"),
+            ValueError,
+            "padding_mode 'reflect' is not supported",
+        ),
+        (lambda: nn.Conv2d(4.0, 4, 3), TypeError, "Conv2d: in_channels must be an int, got 4.0"),
+        (
+            lambda: nn.Conv2d(4, 4, (3, 3, 3)),
+            TypeError,
+            "Conv2d: kernel_size must be an int or a pair",
+        ),
+        (lambda: nn.Linear(0, 3), ValueError, "Linear: in_features must be >= 1, got 0"),
+        (lambda: nn.Linear(3, 0), ValueError, "Linear: out_features must be >= 1, got 0"),
+        (lambda: nn.BatchNorm2d(0), ValueError, "BatchNorm2d: num_features must be >= 1, got 0"),
+        (
+            lambda: nn.BatchNorm2d(3, momentum=1.5),
+            ValueError,
+            r"BatchNorm2d: momentum must be in \[0, 1\], got 1.5",
+        ),
+        (lambda: nn.BatchNorm1d(3, eps=-1.0), ValueError, "BatchNorm1d: eps must be in"),
+        (lambda: nn.MaxPool2d(0), ValueError, "MaxPool2d: kernel_size must be >= 1"),
+        (lambda: nn.MaxPool2d(2, stride=0), ValueError, "MaxPool2d: stride must be >= 1"),
+        (
+            lambda: nn.MaxPool2d(2, padding=2),
+            ValueError,
+            r"MaxPool2d: padding should be at most half of kernel_size, got padding=\(2, 2\)",
+        ),
+        (lambda: nn.MaxPool2d(3, dilation=0), ValueError, "MaxPool2d: dilation must be >= 1"),
+        (
+            lambda: nn.AvgPool2d(3, padding=(1, 2)),
+            ValueError,
+            r"AvgPool2d: padding should be at most half of kernel_size, got padding=\(1, 2\)",
+        ),
+        (
+            lambda: nn.AvgPool2d(3, divisor_override=0),
+            ValueError,
+            "AvgPool2d: divisor_override must be >= 1",
+        ),
+        (
+            lambda: nn.AdaptiveAvgPool2d(0),
+            ValueError,
+            "AdaptiveAvgPool2d: output_size must be >= 1, got 0",
+        ),
+        (
+            lambda: nn.AdaptiveAvgPool2d((1, 2, 3)),
+            ValueError,
+            "AdaptiveAvgPool2d: output_size must be an int or a pair",
+        ),
+        (
+            lambda: nn.AdaptiveAvgPool2d(1.5),
+            TypeError,
+            "AdaptiveAvgPool2d: output_size must be ints or None",
+        ),
+        (
+            lambda: nn.LocalResponseNorm(0),
+            ValueError,
+            "LocalResponseNorm: size must be >= 1, got 0",
+        ),
+        (
+            lambda: nn.Dropout(1.5),
+            ValueError,
+            r"Dropout: p \(the dropout probability\) must be in \[0, 1\], got 1.5",
+        ),
+        (lambda: nn.Dropout(-0.1), ValueError, "Dropout: p"),
+        (
+            lambda: nn.CrossEntropyLoss(reduction="avg"),
+            ValueError,
+            "CrossEntropyLoss: reduction must be one of",
+        ),
+        (
+            lambda: nn.CrossEntropyLoss(label_smoothing=2.0),
+            ValueError,
+            "CrossEntropyLoss: label_smoothing must be in",
+        ),
+        (
+            lambda: nn.CrossEntropyLoss(weight=[1.0, 2.0]),
+            ValueError,
+            "CrossEntropyLoss: weight must be a 1-D Tensor",
+        ),
+    ],
+)
 def test_constructor_errors(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
@@ -89,9 +155,14 @@ def test_layer_attributes_and_defaults():
     assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 1.0)
     assert (nn.Flatten().start_dim, nn.Flatten().end_dim) == (1, -1)
     ce = nn.CrossEntropyLoss()
-    assert (ce.weight, ce.ignore_index, ce.reduction, ce.label_smoothing) == (None, -100, "mean", 0.0)
+    assert (ce.weight, ce.ignore_index, ce.reduction, ce.label_smoothing) == (
+        None,
+        -100,
+        "mean",
+        0.0,
+    )
     weighted = nn.CrossEntropyLoss(weight=minicnn.ones(3))
-    assert list(weighted.state_dict()) == ["weight"]               # a buffer, as in torch
+    assert list(weighted.state_dict()) == ["weight"]  # a buffer, as in torch
     assert nn.CrossEntropyLoss(size_average=False).reduction == "sum"
     assert nn.CrossEntropyLoss(reduce=False).reduction == "none"
     assert nn.Identity(3, foo="bar")(7) == 7
@@ -102,17 +173,30 @@ def n_params(module):
 
 
 def lenet():
-    return nn.Sequential(OrderedDict([
-        ("c1", nn.Conv2d(1, 6, 5)), ("r1", nn.ReLU()), ("s2", nn.MaxPool2d(2)),
-        ("c3", nn.Conv2d(6, 16, 5)), ("r3", nn.ReLU()), ("s4", nn.MaxPool2d(2)), ("flat", nn.Flatten()),
-        ("f5", nn.Linear(400, 120)), ("r5", nn.ReLU()), ("f6", nn.Linear(120, 84)), ("r6", nn.ReLU()),
-        ("out", nn.Linear(84, 10))]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("c1", nn.Conv2d(1, 6, 5)),
+                ("r1", nn.ReLU()),
+                ("s2", nn.MaxPool2d(2)),
+                ("c3", nn.Conv2d(6, 16, 5)),
+                ("r3", nn.ReLU()),
+                ("s4", nn.MaxPool2d(2)),
+                ("flat", nn.Flatten()),
+                ("f5", nn.Linear(400, 120)),
+                ("r5", nn.ReLU()),
+                ("f6", nn.Linear(120, 84)),
+                ("r6", nn.ReLU()),
+                ("out", nn.Linear(84, 10)),
+            ]
+        )
+    )
 
 
 def test_parameter_counts():
     # LeNet-5: 156 + 2416 + 48120 + 10164 + 850
     assert n_params(lenet()) == 61706
-    assert n_params(nn.Conv2d(4, 8, 3, groups=2)) == 8 * 2 * 9 + 8       # the two AlexNet towers
+    assert n_params(nn.Conv2d(4, 8, 3, groups=2)) == 8 * 2 * 9 + 8  # the two AlexNet towers
     assert n_params(nn.Conv2d(4, 8, 3)) == 8 * 4 * 9 + 8
     assert n_params(nn.BatchNorm2d(8)) == 16 and n_params(nn.BatchNorm2d(8, affine=False)) == 0
     # VGG's argument: two 3x3 convs (18 C²) vs one 5x5 (25 C²), no bias
@@ -120,16 +204,27 @@ def test_parameter_counts():
     two = nn.Sequential(nn.Conv2d(c, c, 3, bias=False), nn.Conv2d(c, c, 3, bias=False))
     assert n_params(two) == 18 * c * c and n_params(nn.Conv2d(c, c, 5, bias=False)) == 25 * c * c
     # GoogLeNet's 1x1 reduction: 256 -> 64 -> 3x3 -> 128 vs a direct 3x3
-    assert n_params(nn.Conv2d(256, 64, 1, bias=False)) + n_params(nn.Conv2d(64, 128, 3, bias=False)) \
-        == 256 * 64 + 64 * 128 * 9 < n_params(nn.Conv2d(256, 128, 3, bias=False))
+    assert (
+        n_params(nn.Conv2d(256, 64, 1, bias=False)) + n_params(nn.Conv2d(64, 128, 3, bias=False))
+        == 256 * 64 + 64 * 128 * 9
+        < n_params(nn.Conv2d(256, 128, 3, bias=False))
+    )
 
 
 def test_state_dict_keys_and_shapes_match_torch():
     torch = pytest.importorskip("torch")
-    tnet = torch.nn.Sequential(OrderedDict([
-        ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)), ("bn", torch.nn.BatchNorm2d(4)),
-        ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)),
-        ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(4, 3))]))
+    tnet = torch.nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)),
+                ("bn", torch.nn.BatchNorm2d(4)),
+                ("relu", torch.nn.ReLU()),
+                ("pool", torch.nn.AdaptiveAvgPool2d(1)),
+                ("flat", torch.nn.Flatten()),
+                ("fc", torch.nn.Linear(4, 3)),
+            ]
+        )
+    )
     ours = small_cnn().state_dict()
     theirs = tnet.state_dict()
     assert list(ours) == list(theirs)
@@ -140,18 +235,45 @@ def test_state_dict_keys_and_shapes_match_torch():
 
 def _torch_lenet(torch):
     tnn = torch.nn
-    return tnn.Sequential(tnn.Conv2d(1, 6, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5),
-                          tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(400, 120),
-                          tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+    return tnn.Sequential(
+        tnn.Conv2d(1, 6, 5),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(6, 16, 5),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(400, 120),
+        tnn.ReLU(),
+        tnn.Linear(120, 84),
+        tnn.ReLU(),
+        tnn.Linear(84, 10),
+    )
 
 
-# ---- layers forward (over minicnn.functional) ------------------------------------------------------
+# ---- layers forward (over minicnn.functional)
+# ------------------------------------------------------
 def test_conv2d_forward_vs_naive():
-    conv = nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2,
-                     dtype=minicnn.float64)
+    conv = nn.Conv2d(
+        4,
+        6,
+        (3, 2),
+        stride=(2, 1),
+        padding=(1, 2),
+        dilation=(1, 2),
+        groups=2,
+        dtype=minicnn.float64,
+    )
     x = minicnn.randn(2, 4, 5, 4, dtype=minicnn.float64)
-    ref = conv2d_forward(x.numpy(), conv.weight.numpy(), conv.bias.numpy(), conv.stride,
-                         conv.padding, conv.dilation, conv.groups)
+    ref = conv2d_forward(
+        x.numpy(),
+        conv.weight.numpy(),
+        conv.bias.numpy(),
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    )
     assert_close(conv(x), ref)
 
 
@@ -163,7 +285,9 @@ def test_conv2d_same_padding_keeps_the_size(kernel_size):
     assert y.shape == (1, 3, 5, 6)
     # torch: the extra padding of an even kernel goes to the bottom/right
     k = conv.kernel_size
-    xp = np.pad(x.numpy(), ((0, 0), (0, 0), ((k[0] - 1) // 2, k[0] // 2), ((k[1] - 1) // 2, k[1] // 2)))
+    xp = np.pad(
+        x.numpy(), ((0, 0), (0, 0), ((k[0] - 1) // 2, k[0] // 2), ((k[1] - 1) // 2, k[1] // 2))
+    )
     ref = conv2d_forward(xp, conv.weight.numpy(), conv.bias.numpy())
     assert_close(y, ref)
 
@@ -195,7 +319,7 @@ def test_batchnorm2d_train_updates_running_stats():
     assert_close(y, ref)
     m = a.shape[0] * a.shape[2] * a.shape[3]
     assert_close(bn.running_mean, 0.3 * mean)
-    assert_close(bn.running_var, 0.7 + 0.3 * var * m / (m - 1))        # unbiased variance
+    assert_close(bn.running_var, 0.7 + 0.3 * var * m / (m - 1))  # unbiased variance
     assert bn.num_batches_tracked.item() == 1
     bn(x)
     assert bn.num_batches_tracked.item() == 2
@@ -203,7 +327,7 @@ def test_batchnorm2d_train_updates_running_stats():
     y_eval = bn(x)
     rm, rv = bn.running_mean.numpy(), bn.running_var.numpy()
     assert_close(y_eval, (a - rm[None, :, None, None]) / np.sqrt(rv[None, :, None, None] + 1e-5))
-    assert bn.num_batches_tracked.item() == 2                          # eval counts nothing
+    assert bn.num_batches_tracked.item() == 2  # eval counts nothing
 
 
 def test_batchnorm_momentum_none_is_a_cumulative_average():
@@ -220,15 +344,20 @@ def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
     bn = nn.BatchNorm2d(2, track_running_stats=False, affine=False, dtype=minicnn.float64).eval()
     x = minicnn.randn(3, 2, 2, 2, dtype=minicnn.float64)
     a = x.numpy()
-    ref = (a - a.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(a.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    ref = (a - a.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(
+        a.var(axis=(0, 2, 3), keepdims=True) + 1e-5
+    )
     assert_close(bn(x), ref)
 
 
 def test_batchnorm_input_checks():
     with pytest.raises(ValueError, match=r"BatchNorm2d: expected 4-D input, got shape \(2, 3\)"):
         nn.BatchNorm2d(3)(minicnn.randn(2, 3))
-    with pytest.raises(ValueError, match=r"BatchNorm2d: expected 3 channels \(num_features\), "
-                                         r"got input of shape \(2, 4, 1, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"BatchNorm2d: expected 3 channels \(num_features\), "
+        r"got input of shape \(2, 4, 1, 1\)",
+    ):
         nn.BatchNorm2d(3)(minicnn.randn(2, 4, 1, 1))
     with pytest.raises(ValueError, match="BatchNorm1d: expected 2-D or 3-D input"):
         nn.BatchNorm1d(3)(minicnn.randn(2, 3, 1, 1))
@@ -256,24 +385,31 @@ def test_dropout_train_and_eval():
     assert set(np.unique(y)) <= {0.0, 2.0} and 0.4 < (y == 0).mean() < 0.6
     drop.eval()
     np.testing.assert_array_equal(drop(x).numpy(), x.numpy())
-    net = nn.Sequential(nn.Dropout(0.9)).eval()                 # switched through the container
+    net = nn.Sequential(nn.Dropout(0.9)).eval()  # switched through the container
     np.testing.assert_array_equal(net(x).numpy(), x.numpy())
     assert np.all(nn.Dropout(0.0)(x).numpy() == 1)
 
 
-@pytest.mark.parametrize("layer,call", [
-    (nn.MaxPool2d(3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1)),
-    (nn.MaxPool2d(2, ceil_mode=True), lambda x: F.max_pool2d(x, 2, 2, ceil_mode=True)),
-    (nn.AvgPool2d(3, 2, 1, count_include_pad=False),
-     lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
-    (nn.AdaptiveAvgPool2d((2, 3)), lambda x: F.adaptive_avg_pool2d(x, (2, 3))),
-    (nn.LocalResponseNorm(3, alpha=0.5, beta=0.75, k=2.0),
-     lambda x: F.local_response_norm(x, 3, 0.5, 0.75, 2.0)),
-    (nn.ReLU(), lambda x: F.relu(x)),
-    (nn.Flatten(), lambda x: x.reshape(2, -1)),
-    (nn.Softmax(dim=1), lambda x: F.softmax(x, 1)),
-    (nn.LogSoftmax(dim=1), lambda x: F.log_softmax(x, 1)),
-])
+@pytest.mark.parametrize(
+    "layer,call",
+    [
+        (nn.MaxPool2d(3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1)),
+        (nn.MaxPool2d(2, ceil_mode=True), lambda x: F.max_pool2d(x, 2, 2, ceil_mode=True)),
+        (
+            nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+            lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+        ),
+        (nn.AdaptiveAvgPool2d((2, 3)), lambda x: F.adaptive_avg_pool2d(x, (2, 3))),
+        (
+            nn.LocalResponseNorm(3, alpha=0.5, beta=0.75, k=2.0),
+            lambda x: F.local_response_norm(x, 3, 0.5, 0.75, 2.0),
+        ),
+        (nn.ReLU(), lambda x: F.relu(x)),
+        (nn.Flatten(), lambda x: x.reshape(2, -1)),
+        (nn.Softmax(dim=1), lambda x: F.softmax(x, 1)),
+        (nn.LogSoftmax(dim=1), lambda x: F.log_softmax(x, 1)),
+    ],
+)
 def test_layers_pass_their_arguments(layer, call):
     x = minicnn.randn(2, 4, 5, 5, dtype=minicnn.float64)
     assert_close(layer(x), call(x))
@@ -318,13 +454,22 @@ def test_small_cnn_forward_backward_and_eval():
     assert net.bn.num_batches_tracked.item() == 1
 
 
-# ---- optional: same outputs as torch.nn with the same weights -----------------------------------------
+# ---- optional: same outputs as torch.nn with the same weights
+# -----------------------------------------
 def test_forward_matches_torch_with_loaded_weights():
     torch = pytest.importorskip("torch")
-    tnet = torch.nn.Sequential(OrderedDict([
-        ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)), ("bn", torch.nn.BatchNorm2d(4)),
-        ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)),
-        ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(4, 3))])).double()
+    tnet = torch.nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)),
+                ("bn", torch.nn.BatchNorm2d(4)),
+                ("relu", torch.nn.ReLU()),
+                ("pool", torch.nn.AdaptiveAvgPool2d(1)),
+                ("flat", torch.nn.Flatten()),
+                ("fc", torch.nn.Linear(4, 3)),
+            ]
+        )
+    ).double()
     net = small_cnn().double()
     net.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((3, 2, 5, 5))

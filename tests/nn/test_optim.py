@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedules: hand-computed updates, torch where installed, state dicts."""
+
 import json
 import math
 
@@ -32,7 +33,8 @@ def run(make_opt, grads=GRADS, p0=P0):
     return out
 
 
-# ---- SGD -------------------------------------------------------------------------------------------
+# ---- SGD
+# -------------------------------------------------------------------------------------------
 def test_sgd_plain_step():
     (p1, *_) = run(lambda ps: optim.SGD(ps, lr=0.1))
     np.testing.assert_allclose(p1, P0 - 0.1 * GRADS[0])
@@ -77,7 +79,8 @@ def test_sgd_rejects_bad_settings():
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
 
 
-# ---- Adam / AdamW ------------------------------------------------------------------------------------
+# ---- Adam / AdamW
+# ------------------------------------------------------------------------------------
 def adam_by_hand(lr, b1, b2, eps, wd, decoupled, amsgrad=False):
     p, m, v, vmax, out = P0.copy(), 0.0, 0.0, 0.0, []
     for t, g in enumerate(GRADS, 1):
@@ -89,14 +92,18 @@ def adam_by_hand(lr, b1, b2, eps, wd, decoupled, amsgrad=False):
         v = b2 * v + (1 - b2) * g * g
         vmax = np.maximum(vmax, v)
         vv = vmax if amsgrad else v
-        p = p - lr / (1 - b1 ** t) * m / (np.sqrt(vv) / math.sqrt(1 - b2 ** t) + eps)
+        p = p - lr / (1 - b1**t) * m / (np.sqrt(vv) / math.sqrt(1 - b2**t) + eps)
         out.append(p)
     return out
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adam_by_hand(amsgrad):
-    got = run(lambda ps: optim.Adam(ps, lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1, amsgrad=amsgrad))
+    got = run(
+        lambda ps: optim.Adam(
+            ps, lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1, amsgrad=amsgrad
+        )
+    )
     for a, b in zip(got, adam_by_hand(0.01, 0.8, 0.9, 1e-6, 0.1, False, amsgrad)):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
@@ -110,16 +117,26 @@ def test_adamw_decays_the_weights_directly():
 
 TORCH_CASES = {
     "sgd": (lambda ps: optim.SGD(ps, lr=0.1), lambda ps: torch.optim.SGD(ps, lr=0.1)),
-    "sgd-momentum-wd": (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-2),
-                        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-2)),
-    "sgd-nesterov": (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
-                     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
-    "adam": (lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.01),
-             lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=0.01)),
-    "adam-amsgrad": (lambda ps: optim.Adam(ps, lr=0.01, amsgrad=True),
-                     lambda ps: torch.optim.Adam(ps, lr=0.01, amsgrad=True)),
-    "adamw": (lambda ps: optim.AdamW(ps, lr=0.01, betas=(0.85, 0.99)),
-              lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.85, 0.99))),
+    "sgd-momentum-wd": (
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-2),
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-2),
+    ),
+    "sgd-nesterov": (
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    ),
+    "adam": (
+        lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.01),
+        lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=0.01),
+    ),
+    "adam-amsgrad": (
+        lambda ps: optim.Adam(ps, lr=0.01, amsgrad=True),
+        lambda ps: torch.optim.Adam(ps, lr=0.01, amsgrad=True),
+    ),
+    "adamw": (
+        lambda ps: optim.AdamW(ps, lr=0.01, betas=(0.85, 0.99)),
+        lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.85, 0.99)),
+    ),
 }
 
 
@@ -163,15 +180,24 @@ def test_step_skips_parameters_without_grad_and_zero_grad():
 def test_param_groups_exempt_bn_and_bias_from_decay():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
     groups = optim.param_groups(model, 5e-4)
-    assert [len(g["params"]) for g in groups] == [2, 4]   # conv & fc weights; conv bias, BN w/b, fc bias
+    assert [len(g["params"]) for g in groups] == [
+        2,
+        4,
+    ]  # conv & fc weights; conv bias, BN w/b, fc bias
     assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]
     assert len(optim.param_groups(model, 5e-4, no_decay_bn_bias=False)) == 1
     opt = optim.SGD(groups, lr=0.1, momentum=0.9)
     assert opt.param_groups[1]["weight_decay"] == 0.0 and opt.param_groups[1]["momentum"] == 0.9
 
 
-@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
-                                  lambda ps: optim.AdamW(ps, lr=0.01, amsgrad=True)], ids=["sgd", "adamw"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+        lambda ps: optim.AdamW(ps, lr=0.01, amsgrad=True),
+    ],
+    ids=["sgd", "adamw"],
+)
 def test_state_dict_round_trip_continues_identically(make):
     def fresh():
         p = nn.Parameter(minicnn.tensor(P0.copy()))
@@ -183,12 +209,25 @@ def test_state_dict_round_trip_continues_identically(make):
         opt.step()
     state = opt.state_dict()
     # plain values and NumPy arrays only: through JSON (with the arrays set aside) and back
-    meta = json.loads(json.dumps({"groups": state["param_groups"],
-                                  "state": {k: {n: v for n, v in s.items() if not isinstance(v, np.ndarray)}
-                                            for k, s in state["state"].items()}}))
-    arrays = {k: {n: v for n, v in s.items() if isinstance(v, np.ndarray)} for k, s in state["state"].items()}
-    restored = {"param_groups": meta["groups"],
-                "state": {k: {**meta["state"][str(k)], **arrays[k]} for k in arrays}}
+    meta = json.loads(
+        json.dumps(
+            {
+                "groups": state["param_groups"],
+                "state": {
+                    k: {n: v for n, v in s.items() if not isinstance(v, np.ndarray)}
+                    for k, s in state["state"].items()
+                },
+            }
+        )
+    )
+    arrays = {
+        k: {n: v for n, v in s.items() if isinstance(v, np.ndarray)}
+        for k, s in state["state"].items()
+    }
+    restored = {
+        "param_groups": meta["groups"],
+        "state": {k: {**meta["state"][str(k)], **arrays[k]} for k in arrays},
+    }
     q, opt2 = fresh()
     q._data[...] = p.numpy()
     opt2.load_state_dict(restored)
@@ -207,7 +246,8 @@ def test_load_state_dict_rejects_a_different_layout():
         optim.SGD([a], lr=0.1).load_state_dict(state)
 
 
-# ---- schedules ---------------------------------------------------------------------------------------
+# ---- schedules
+# ---------------------------------------------------------------------------------------
 def lrs(make_sched, steps, lr=1.0):
     p = nn.Parameter(minicnn.zeros(1))
     opt = optim.SGD([p], lr=lr)
@@ -221,10 +261,13 @@ def lrs(make_sched, steps, lr=1.0):
 
 
 def test_step_and_multistep_values():
-    np.testing.assert_allclose(lrs(lambda o: lr_scheduler.StepLR(o, 2, gamma=0.5), 5),
-                               [1, 1, 0.5, 0.5, 0.25, 0.25])
-    np.testing.assert_allclose(lrs(lambda o: lr_scheduler.MultiStepLR(o, [1, 4], gamma=0.1), 5),
-                               [1, 0.1, 0.1, 0.1, 0.01, 0.01])
+    np.testing.assert_allclose(
+        lrs(lambda o: lr_scheduler.StepLR(o, 2, gamma=0.5), 5), [1, 1, 0.5, 0.5, 0.25, 0.25]
+    )
+    np.testing.assert_allclose(
+        lrs(lambda o: lr_scheduler.MultiStepLR(o, [1, 4], gamma=0.1), 5),
+        [1, 0.1, 0.1, 0.1, 0.01, 0.01],
+    )
 
 
 def test_cosine_values():
@@ -241,8 +284,9 @@ def test_linear_warmup_then_cosine():
         return lr_scheduler.SequentialLR(o, [warm, cos], milestones=[3])
 
     got = lrs(make, 7, lr=0.4)
-    want = [0.4 * (0.25 + 0.75 * t / 3) for t in range(3)] + [0.4 * (1 + math.cos(math.pi * t / 4)) / 2
-                                                              for t in range(5)]
+    want = [0.4 * (0.25 + 0.75 * t / 3) for t in range(3)] + [
+        0.4 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(5)
+    ]
     np.testing.assert_allclose(got, want, atol=1e-15)
 
 
@@ -267,14 +311,25 @@ def test_schedules_match_torch():
     ours_and_theirs(lambda m, o: m.MultiStepLR(o, [2, 5, 9], gamma=0.5))
     ours_and_theirs(lambda m, o: m.CosineAnnealingLR(o, T_max=10, eta_min=0.01))
     ours_and_theirs(lambda m, o: m.LinearLR(o, start_factor=0.1, total_iters=4))
-    ours_and_theirs(lambda m, o: m.SequentialLR(o, [m.LinearLR(o, start_factor=0.2, total_iters=3),
-                                                    m.CosineAnnealingLR(o, T_max=8)], milestones=[3]))
+    ours_and_theirs(
+        lambda m, o: m.SequentialLR(
+            o,
+            [m.LinearLR(o, start_factor=0.2, total_iters=3), m.CosineAnnealingLR(o, T_max=8)],
+            milestones=[3],
+        )
+    )
 
 
 def test_scheduler_state_dict_resumes_the_schedule():
     def make(o):
-        return lr_scheduler.SequentialLR(o, [lr_scheduler.LinearLR(o, 0.1, total_iters=2),
-                                             lr_scheduler.CosineAnnealingLR(o, T_max=6)], milestones=[2])
+        return lr_scheduler.SequentialLR(
+            o,
+            [
+                lr_scheduler.LinearLR(o, 0.1, total_iters=2),
+                lr_scheduler.CosineAnnealingLR(o, T_max=6),
+            ],
+            milestones=[2],
+        )
 
     full = lrs(make, 8)
     p = nn.Parameter(minicnn.zeros(1))
@@ -282,7 +337,7 @@ def test_scheduler_state_dict_resumes_the_schedule():
     sched = make(opt)
     for _ in range(3):
         sched.step()
-    saved = json.loads(json.dumps(sched.state_dict()))   # plain values only
+    saved = json.loads(json.dumps(sched.state_dict()))  # plain values only
     opt2 = optim.SGD([nn.Parameter(minicnn.zeros(1))], lr=1.0)
     sched2 = make(opt2)
     sched2.load_state_dict(saved)

@@ -1,6 +1,7 @@
 """batch_norm: minicnn.reference's loops (forward and backward), running-stat updates (unbiased
 variance), gradcheck in both modes, 2-D to 5-D inputs, float32, errors, optional torch (incl.
 running stats after 3 steps)."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,8 +19,16 @@ def _make(shape, seed, dtype=np.float64):
     rng = np.random.default_rng(seed)
     C = shape[1]
     x = rng.standard_normal(shape) * 2 + 0.5
-    return [v.astype(dtype) for v in (x, rng.standard_normal(C) * 0.3, rng.random(C) + 0.5,
-                                      rng.standard_normal(C), rng.standard_normal(C))]
+    return [
+        v.astype(dtype)
+        for v in (
+            x,
+            rng.standard_normal(C) * 0.3,
+            rng.random(C) + 0.5,
+            rng.standard_normal(C),
+            rng.standard_normal(C),
+        )
+    ]
 
 
 def _t(a, grad=False):
@@ -51,7 +60,10 @@ def test_forward_and_running_stats_match_naive_loops(shape, training, affine):
 
 def test_running_stats_are_updated_in_place_with_unbiased_variance():
     x = np.array([[1.0, 10.0], [3.0, 20.0], [8.0, 60.0]])  # (N=3, C=2)
-    RM, RV = minicnn.tensor([0.0, 1.0], dtype="float64"), minicnn.tensor([1.0, 2.0], dtype="float64")
+    RM, RV = (
+        minicnn.tensor([0.0, 1.0], dtype="float64"),
+        minicnn.tensor([1.0, 2.0], dtype="float64"),
+    )
     storage_mean, storage_var = RM._data, RV._data
     with minicnn.no_grad():  # the update happens under no_grad too (it is not part of the graph)
         F.batch_norm(minicnn.tensor(x), RM, RV, training=True, momentum=0.25)
@@ -59,7 +71,9 @@ def test_running_stats_are_updated_in_place_with_unbiased_variance():
     mean = x.mean(0)
     unbiased = x.var(0, ddof=1)
     np.testing.assert_allclose(RM.numpy(), 0.75 * np.array([0.0, 1.0]) + 0.25 * mean, rtol=1e-14)
-    np.testing.assert_allclose(RV.numpy(), 0.75 * np.array([1.0, 2.0]) + 0.25 * unbiased, rtol=1e-14)
+    np.testing.assert_allclose(
+        RV.numpy(), 0.75 * np.array([1.0, 2.0]) + 0.25 * unbiased, rtol=1e-14
+    )
     np.testing.assert_allclose(unbiased, [13.0, 700.0])  # the biased ones would be 26/3, 1400/3
 
 
@@ -89,8 +103,15 @@ def test_eval_is_not_training_and_leaves_buffers_alone():
     assert_close(RV, rv)
 
 
-@given(N=st.integers(1, 3), C=st.integers(1, 3), L=st.integers(1, 3), training=st.booleans(),
-       momentum=st.floats(0.0, 1.0), eps=st.floats(1e-5, 1e-1), seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 3),
+    C=st.integers(1, 3),
+    L=st.integers(1, 3),
+    training=st.booleans(),
+    momentum=st.floats(0.0, 1.0),
+    eps=st.floats(1e-5, 1e-1),
+    seed=st.integers(0, 2**16),
+)
 def test_hypothesis_against_reference(N, C, L, training, momentum, eps, seed):
     if training and N * L == 1:
         N = 2
@@ -109,9 +130,11 @@ def test_hypothesis_against_reference(N, C, L, training, momentum, eps, seed):
 @pytest.mark.parametrize("training", [True, False])
 def test_gradcheck(shape, training):
     C = shape[1]
-    inputs = (minicnn.tensor(separated(shape, seed=1, scale=2.0), requires_grad=True),
-              minicnn.tensor(separated((C,), seed=2) + 1.0, requires_grad=True),
-              minicnn.tensor(separated((C,), seed=3), requires_grad=True))
+    inputs = (
+        minicnn.tensor(separated(shape, seed=1, scale=2.0), requires_grad=True),
+        minicnn.tensor(separated((C,), seed=2) + 1.0, requires_grad=True),
+        minicnn.tensor(separated((C,), seed=3), requires_grad=True),
+    )
     rm, rv = np.linspace(-0.5, 0.5, C), np.linspace(0.5, 2.0, C)
 
     def fn(x, w, b):  # fresh buffers each call: finite differences must not see updated stats
@@ -143,7 +166,8 @@ def test_training_gradients_sum_to_zero_per_channel():
     x, rm, rv, w, b = _make((4, 3, 5), seed=9)
     X = _t(x, True)
     F.batch_norm(X, _t(rm), _t(rv), _t(w), _t(b), training=True).backward(
-        np.random.default_rng(1).standard_normal(x.shape))
+        np.random.default_rng(1).standard_normal(x.shape)
+    )
     np.testing.assert_allclose(X.grad.numpy().sum(axis=(0, 2)), 0, atol=1e-12)
 
 
@@ -172,27 +196,49 @@ def test_empty_batch_is_returned_and_leaves_running_stats():
 # ---- errors -------------------------------------------------------------------------------------
 def test_one_value_per_channel_in_training():
     for shape in [(1, 3), (1, 3, 1), (1, 3, 1, 1)]:
-        with pytest.raises(ValueError, match=r"batch_norm: expected more than 1 value per channel "
-                                             r"when training, got input size \(1, 3"):
+        with pytest.raises(
+            ValueError,
+            match=r"batch_norm: expected more than 1 value per channel "
+            r"when training, got input size \(1, 3",
+        ):
             F.batch_norm(minicnn.randn(*shape), minicnn.zeros(3), minicnn.ones(3), training=True)
     # fine in evaluation mode (running statistics are used)
     F.batch_norm(minicnn.randn(1, 3), minicnn.zeros(3), minicnn.ones(3), training=False)
 
 
-@pytest.mark.parametrize("kwargs,err,match", [
-    (dict(running_mean=minicnn.zeros(4)), ValueError, r"running_mean must have shape \(3,\).*got shape \(4,\)"),
-    (dict(running_var=minicnn.ones(3, 1)), ValueError, r"running_var must have shape \(3,\)"),
-    (dict(weight=minicnn.ones(2)), ValueError, r"weight must have shape \(3,\)"),
-    (dict(bias=minicnn.ones(6)), ValueError, r"bias must have shape \(3,\)"),
-    (dict(weight=minicnn.ones(3, dtype="float64")), TypeError, "expected one dtype.*weight float64"),
-    (dict(running_mean=minicnn.zeros(3, dtype="float64")), TypeError, "expected one dtype"),
-    (dict(running_var=None), ValueError, "running_mean and running_var must either both be None"),
-    (dict(running_mean=None, running_var=None), ValueError, "running_mean and running_var must be given in evaluation mode"),
-    (dict(weight=np.ones(3, np.float32)), TypeError, "weight must be a Tensor or None"),
-    (dict(eps=-1e-3), ValueError, "eps must be non-negative, got -0.001"),
-    (dict(eps=0.0, training=True), ValueError, "eps must be positive, got 0.0"),
-    (dict(momentum="0.1"), TypeError, "momentum must be a real number"),
-])
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        (
+            dict(running_mean=minicnn.zeros(4)),
+            ValueError,
+            r"running_mean must have shape \(3,\).*got shape \(4,\)",
+        ),
+        (dict(running_var=minicnn.ones(3, 1)), ValueError, r"running_var must have shape \(3,\)"),
+        (dict(weight=minicnn.ones(2)), ValueError, r"weight must have shape \(3,\)"),
+        (dict(bias=minicnn.ones(6)), ValueError, r"bias must have shape \(3,\)"),
+        (
+            dict(weight=minicnn.ones(3, dtype="float64")),
+            TypeError,
+            "expected one dtype.*weight float64",
+        ),
+        (dict(running_mean=minicnn.zeros(3, dtype="float64")), TypeError, "expected one dtype"),
+        (
+            dict(running_var=None),
+            ValueError,
+            "running_mean and running_var must either both be None",
+        ),
+        (
+            dict(running_mean=None, running_var=None),
+            ValueError,
+            "running_mean and running_var must be given in evaluation mode",
+        ),
+        (dict(weight=np.ones(3, np.float32)), TypeError, "weight must be a Tensor or None"),
+        (dict(eps=-1e-3), ValueError, "eps must be non-negative, got -0.001"),
+        (dict(eps=0.0, training=True), ValueError, "eps must be positive, got 0.0"),
+        (dict(momentum="0.1"), TypeError, "momentum must be a real number"),
+    ],
+)
 def test_bad_arguments(kwargs, err, match):
     args = dict(running_mean=minicnn.zeros(3), running_var=minicnn.ones(3))
     args.update(kwargs)
@@ -224,8 +270,9 @@ def test_matches_torch_over_three_steps(shape, training):
         x, dy = rng.standard_normal(shape) * (step + 1), rng.standard_normal(shape)
         X, TX = _t(x, True), torch.tensor(x, requires_grad=True)
         y = F.batch_norm(X, RM, RV, W, B, training=training, momentum=0.2, eps=1e-4)
-        yt = torch.nn.functional.batch_norm(TX, TRM, TRV, TW, TB, training=training,
-                                            momentum=0.2, eps=1e-4)
+        yt = torch.nn.functional.batch_norm(
+            TX, TRM, TRV, TW, TB, training=training, momentum=0.2, eps=1e-4
+        )
         y.backward(dy)
         yt.backward(torch.tensor(dy))
         assert_close(y, yt.detach().numpy())
@@ -258,8 +305,13 @@ def test_cpp_kernels_match_numpy_reference(shape, affine, dtype):
         got_b = getattr(_np_norm, kernel)(dout, x, w, got[1], got[2])
         ref_b = getattr(_np_norm, kernel + "_reference")(dout, x, w, ref[1], ref[2])
         for a, e in zip(got_b, ref_b):
-            assert_close(a, e, dtype, rtol=1e-4 if dtype == np.float32 else None,
-                         atol=1e-4 if dtype == np.float32 else None)
+            assert_close(
+                a,
+                e,
+                dtype,
+                rtol=1e-4 if dtype == np.float32 else None,
+                atol=1e-4 if dtype == np.float32 else None,
+            )
     got_i = _np_norm.batch_norm_forward_inference(x, w, b, rm, rv, 1e-3)
     ref_i = _np_norm.batch_norm_forward_inference_reference(x, w, b, rm, rv, 1e-3)
     for a, e in zip(got_i, ref_i):

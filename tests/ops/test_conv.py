@@ -1,6 +1,7 @@
 """conv2d: forward and gradients against the naive loops of minicnn.reference, gradcheck,
 hypothesis over the hyperparameters, float32 vs float64, the C++ and NumPy im2col paths, every
 error, and torch."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -50,11 +51,11 @@ def run_conv(x_shape, w_shape, bias=True, dtype=np.float64, seed=0, **kw):
 # (x_shape, w_shape, stride, padding, dilation, groups)
 CASES = [
     ((2, 3, 5, 6), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1),
-    ((1, 2, 7, 7), (2, 2, 2, 2), (3, 3), (0, 0), (1, 1), 1),     # stride > kernel
-    ((2, 4, 6, 5), (6, 2, 3, 2), (2, 1), (1, 2), (2, 1), 2),     # groups, dilation, asymmetric
-    ((1, 3, 5, 5), (3, 1, 3, 3), (1, 1), (1, 1), (1, 1), 3),     # depthwise
-    ((2, 3, 4, 4), (5, 3, 1, 1), (1, 1), (0, 0), (1, 1), 1),     # 1x1 (no im2col)
-    ((1, 2, 5, 5), (2, 2, 1, 1), (2, 2), (1, 1), (1, 1), 1),     # 1x1 strided and padded
+    ((1, 2, 7, 7), (2, 2, 2, 2), (3, 3), (0, 0), (1, 1), 1),  # stride > kernel
+    ((2, 4, 6, 5), (6, 2, 3, 2), (2, 1), (1, 2), (2, 1), 2),  # groups, dilation, asymmetric
+    ((1, 3, 5, 5), (3, 1, 3, 3), (1, 1), (1, 1), (1, 1), 3),  # depthwise
+    ((2, 3, 4, 4), (5, 3, 1, 1), (1, 1), (0, 0), (1, 1), 1),  # 1x1 (no im2col)
+    ((1, 2, 5, 5), (2, 2, 1, 1), (2, 2), (1, 1), (1, 1), 1),  # 1x1 strided and padded
     ((1, 1, 13, 13), (2, 1, 11, 11), (4, 4), (2, 2), (1, 1), 1),  # 11x11 / 4 (AlexNet conv1)
 ]
 
@@ -62,16 +63,19 @@ CASES = [
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", CASES)
 def test_forward_and_grads_match_naive(x_shape, w_shape, stride, padding, dilation, groups, bias):
-    (x, w, b, dout), got = run_conv(x_shape, w_shape, bias, stride=stride, padding=padding,
-                                    dilation=dilation, groups=groups)
+    (x, w, b, dout), got = run_conv(
+        x_shape, w_shape, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
     want = naive_conv2d(x, w, b, stride, sym(padding), dilation, groups, dout)
     for g, e in zip(got, want):
         if g is not None:
             assert_close(g, e)
 
 
-@pytest.mark.parametrize("kernel, dilation", [((2, 2), (1, 1)), ((4, 3), (1, 1)), ((2, 3), (3, 2)),
-                                              ((3, 3), (2, 2)), ((1, 4), (1, 1))])
+@pytest.mark.parametrize(
+    "kernel, dilation",
+    [((2, 2), (1, 1)), ((4, 3), (1, 1)), ((2, 3), (3, 2)), ((3, 3), (2, 2)), ((1, 4), (1, 1))],
+)
 def test_same_padding_matches_naive(kernel, dilation):
     x_shape, w_shape = (1, 2, 5, 6), (3, 2) + kernel
     (x, w, b, dout), got = run_conv(x_shape, w_shape, padding="same", dilation=dilation)
@@ -83,8 +87,9 @@ def test_same_padding_matches_naive(kernel, dilation):
 
 
 def test_valid_padding_and_int_arguments():
-    (x, w, b, dout), got = run_conv((1, 2, 6, 6), (2, 2, 3, 3), padding="valid", stride=2,
-                                    dilation=1)
+    (x, w, b, dout), got = run_conv(
+        (1, 2, 6, 6), (2, 2, 3, 3), padding="valid", stride=2, dilation=1
+    )
     assert_close(got[0], naive_conv2d(x, w, b, (2, 2), sym((0, 0)), (1, 1), 1))
 
 
@@ -138,8 +143,9 @@ def conv_configs(draw):
 @given(conv_configs(), st.booleans())
 def test_hypothesis_matches_naive(config, bias):
     x_shape, w_shape, stride, padding, dilation, groups = config
-    (x, w, b, dout), got = run_conv(x_shape, w_shape, bias, stride=stride, padding=padding,
-                                    dilation=dilation, groups=groups)
+    (x, w, b, dout), got = run_conv(
+        x_shape, w_shape, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
     want = naive_conv2d(x, w, b, stride, sym(padding), dilation, groups, dout)
     for g, e in zip(got, want):
         if g is not None:
@@ -185,6 +191,7 @@ def test_only_needed_gradients_are_computed(monkeypatch):
         def wrapped(*args):
             calls.append(name)
             return real(*args)
+
         monkeypatch.setattr(_np_conv, name, wrapped)
 
     for name in ("conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward_bias"):
@@ -198,8 +205,9 @@ def test_only_needed_gradients_are_computed(monkeypatch):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", CASES)
-def test_numpy_fallback_matches_cpp(monkeypatch, x_shape, w_shape, stride, padding, dilation,
-                                    groups):
+def test_numpy_fallback_matches_cpp(
+    monkeypatch, x_shape, w_shape, stride, padding, dilation, groups
+):
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     _, with_cpp = run_conv(x_shape, w_shape, dtype=np.float32, **kw)
     monkeypatch.setattr(_np_conv, "_C", None)
@@ -222,34 +230,71 @@ def t(*shape, dtype=minicnn.float32):
     return minicnn.zeros(*shape, dtype=dtype)
 
 
-@pytest.mark.parametrize("args, kwargs, exc, match", [
-    ((t(2, 3, 5), t(4, 3, 3, 3)), {}, ValueError, r"weight \(4, 3, 3, 3\) .*expects 4|2 channels"),
-    ((t(3, 5, 5, 1, 1), t(4, 3, 3, 3)), {}, ValueError, r"input must be 3-D or 4-D"),
-    ((t(1, 3, 5, 5), t(4, 3, 3)), {}, ValueError, r"weight must be 4-D"),
-    ((t(1, 4, 5, 5), t(4, 3, 3, 3)), {}, ValueError, r"\(1, 4, 5, 5\) has 4 channels .*\(4, 3, 3, 3\)"),
-    ((t(1, 4, 5, 5), t(4, 2, 3, 3)), {"groups": 3}, ValueError, r"divisible by groups=3"),
-    ((t(1, 3, 5, 5), t(4, 1, 3, 3)), {"groups": 3}, ValueError, r"out_channels 4 .*groups=3"),
-    ((t(1, 3, 5, 5), t(3, 1, 3, 3)), {"groups": 0}, ValueError, r"groups must be a positive"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3), t(4)), {}, ValueError, r"bias must have shape \(3,\).*got \(4,\)"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3), t(3, 1)), {}, ValueError, r"bias must be 1-D"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"stride": 0}, ValueError, r"conv2d: stride must be >= 1"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"stride": (1, -1)}, ValueError, r"stride must be >= 1"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"dilation": 0}, ValueError, r"dilation must be >= 1"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": -1}, ValueError, r"padding must be >= 0"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": (1, 2, 3)}, TypeError, r"padding must be an int"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"stride": 1.5}, TypeError, r"stride must be an int"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": "full"}, ValueError, r"'valid' or 'same'"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": "same", "stride": 2}, ValueError, r"strided"),
-    ((t(1, 3, 5, 5), t(3, 3, 6, 3)), {}, ValueError, r"kernel larger than the padded input"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"dilation": 3}, ValueError, r"spans 7 x 7"),
-    ((t(1, 3, 2, 5), t(3, 3, 3, 3)), {}, ValueError, r"\(1, 3, 2, 5\) padded to 2 x 5"),
-    ((t(1, 3, 5, 5), t(0, 3, 3, 3)), {}, ValueError, r"at least one output channel"),
-    ((t(1, 3, 5, 5, dtype=minicnn.int64), t(3, 3, 3, 3)), {}, TypeError, r"input must be float32"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3, dtype=minicnn.float64)), {}, TypeError,
-     r"input float32, weight float64"),
-    ((t(1, 3, 5, 5), t(3, 3, 3, 3), t(3, dtype=minicnn.float64)), {}, TypeError, r"bias float64"),
-    ((np.zeros((1, 3, 5, 5)), t(3, 3, 3, 3)), {}, TypeError, r"input must be a Tensor"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (
+            (t(2, 3, 5), t(4, 3, 3, 3)),
+            {},
+            ValueError,
+            r"weight \(4, 3, 3, 3\) .*expects 4|2 channels",
+        ),
+        ((t(3, 5, 5, 1, 1), t(4, 3, 3, 3)), {}, ValueError, r"input must be 3-D or 4-D"),
+        ((t(1, 3, 5, 5), t(4, 3, 3)), {}, ValueError, r"weight must be 4-D"),
+        (
+            (t(1, 4, 5, 5), t(4, 3, 3, 3)),
+            {},
+            ValueError,
+            r"\(1, 4, 5, 5\) has 4 channels .*\(4, 3, 3, 3\)",
+        ),
+        ((t(1, 4, 5, 5), t(4, 2, 3, 3)), {"groups": 3}, ValueError, r"divisible by groups=3"),
+        ((t(1, 3, 5, 5), t(4, 1, 3, 3)), {"groups": 3}, ValueError, r"out_channels 4 .*groups=3"),
+        ((t(1, 3, 5, 5), t(3, 1, 3, 3)), {"groups": 0}, ValueError, r"groups must be a positive"),
+        (
+            (t(1, 3, 5, 5), t(3, 3, 3, 3), t(4)),
+            {},
+            ValueError,
+            r"bias must have shape \(3,\).*got \(4,\)",
+        ),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3), t(3, 1)), {}, ValueError, r"bias must be 1-D"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"stride": 0}, ValueError, r"conv2d: stride must be >= 1"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"stride": (1, -1)}, ValueError, r"stride must be >= 1"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"dilation": 0}, ValueError, r"dilation must be >= 1"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": -1}, ValueError, r"padding must be >= 0"),
+        (
+            (t(1, 3, 5, 5), t(3, 3, 3, 3)),
+            {"padding": (1, 2, 3)},
+            TypeError,
+            r"padding must be an int",
+        ),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"stride": 1.5}, TypeError, r"stride must be an int"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": "full"}, ValueError, r"'valid' or 'same'"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"padding": "same", "stride": 2}, ValueError, r"strided"),
+        ((t(1, 3, 5, 5), t(3, 3, 6, 3)), {}, ValueError, r"kernel larger than the padded input"),
+        ((t(1, 3, 5, 5), t(3, 3, 3, 3)), {"dilation": 3}, ValueError, r"spans 7 x 7"),
+        ((t(1, 3, 2, 5), t(3, 3, 3, 3)), {}, ValueError, r"\(1, 3, 2, 5\) padded to 2 x 5"),
+        ((t(1, 3, 5, 5), t(0, 3, 3, 3)), {}, ValueError, r"at least one output channel"),
+        (
+            (t(1, 3, 5, 5, dtype=minicnn.int64), t(3, 3, 3, 3)),
+            {},
+            TypeError,
+            r"input must be float32",
+        ),
+        (
+            (t(1, 3, 5, 5), t(3, 3, 3, 3, dtype=minicnn.float64)),
+            {},
+            TypeError,
+            r"input float32, weight float64",
+        ),
+        (
+            (t(1, 3, 5, 5), t(3, 3, 3, 3), t(3, dtype=minicnn.float64)),
+            {},
+            TypeError,
+            r"bias float64",
+        ),
+        ((np.zeros((1, 3, 5, 5)), t(3, 3, 3, 3)), {}, TypeError, r"input must be a Tensor"),
+    ],
+)
 def test_errors(args, kwargs, exc, match):
     with pytest.raises(exc, match=match) as info:
         F.conv2d(*args, **kwargs)
@@ -286,12 +331,17 @@ def test_matches_torch(x_shape, w_shape, stride, padding, dilation, groups, dtyp
         assert_close(g, e.detach().numpy(), dtype=dtype)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
-    ((2, 6, 7, 8), (4, 6, 3, 3), (1, 1), (1, 1), 1),      # K < C, "same"
-    ((2, 4, 9, 9), (4, 2, 3, 2), (2, 1), (2, 1), 2),      # grouped, dilated, uneven padding
-    ((3, 8, 5, 5), (2, 8, 5, 5), (0, 2), (1, 1), 1)])     # 5x5, no padding on one axis
-def test_data_gradient_as_convolution_matches_col2im(monkeypatch, x_shape, w_shape, padding,
-                                                      dilation, groups):
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding, dilation, groups",
+    [
+        ((2, 6, 7, 8), (4, 6, 3, 3), (1, 1), (1, 1), 1),  # K < C, "same"
+        ((2, 4, 9, 9), (4, 2, 3, 2), (2, 1), (2, 1), 2),  # grouped, dilated, uneven padding
+        ((3, 8, 5, 5), (2, 8, 5, 5), (0, 2), (1, 1), 1),
+    ],
+)  # 5x5, no padding on one axis
+def test_data_gradient_as_convolution_matches_col2im(
+    monkeypatch, x_shape, w_shape, padding, dilation, groups
+):
     """backward-data by the convolution of dout (stride 1, K <= C) equals col2im(w^T @ dout)."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal(x_shape)
@@ -310,6 +360,7 @@ def test_arrays_unpickled_from_another_process_are_accepted():
     # an unpickled array has an equal but distinct dtype object; the C++ helpers once compared
     # dtypes by identity and refused it (what DataLoader workers send back)
     import pickle
+
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     w = minicnn.randn(4, 3, 3, 3)
     xp = pickle.loads(pickle.dumps(x, protocol=5))

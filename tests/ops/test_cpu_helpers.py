@@ -1,5 +1,6 @@
 """The "cpu" device's C++ helpers that have no family file of their own: ReLU, the GEMM through
 NumPy's BLAS on the helpers' thread pool, and the thread-count setting."""
+
 import numpy as np
 import pytest
 
@@ -48,16 +49,19 @@ def test_gemm_layouts_accumulation_and_threads(threads, dtype):
     _C.set_num_threads(threads)
     try:
         for M, K, N in [(1, 1, 1), (7, 300, 5), (130, 70, 700), (300, 257, 129)]:
-            a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+            a, b = (
+                rng.standard_normal((M, K)).astype(dtype),
+                rng.standard_normal((K, N)).astype(dtype),
+            )
             tol = 1e-4 if dtype == np.float32 else 1e-10
-            for A in (a, np.ascontiguousarray(a.T).T):            # row-major and transposed
+            for A in (a, np.ascontiguousarray(a.T).T):  # row-major and transposed
                 for B in (b, np.ascontiguousarray(b.T).T):
                     out = np.empty((M, N), dtype)
                     _np_blas.gemm(A, B, out)
                     np.testing.assert_allclose(out, a @ b, rtol=tol, atol=tol * K)
                     _np_blas.gemm(A, B, out, accumulate=True)
                     np.testing.assert_allclose(out, 2 * (a @ b), rtol=tol, atol=tol * K)
-            wide = np.empty((M, N + 3), dtype)[:, 1:N + 1]          # out with a larger row stride
+            wide = np.empty((M, N + 3), dtype)[:, 1 : N + 1]  # out with a larger row stride
             _np_blas.gemm(a, b, wide)
             np.testing.assert_allclose(wide, a @ b, rtol=tol, atol=tol * K)
     finally:
@@ -67,7 +71,7 @@ def test_gemm_layouts_accumulation_and_threads(threads, dtype):
 def test_gemm_refuses_layouts_blas_cannot_take():
     if _np_blas._BLAS_MODE is None:
         pytest.skip("NumPy's BLAS was not found")
-    a = np.ones((4, 6), np.float32)[:, ::2]                        # strided columns
+    a = np.ones((4, 6), np.float32)[:, ::2]  # strided columns
     out = np.empty((4, 5), np.float32)
     with pytest.raises(ValueError, match="row-major"):
         _C.gemm_f32(a, np.ones((3, 5), np.float32), out)
@@ -91,7 +95,7 @@ def test_conv_without_our_gemm_gives_the_same(monkeypatch):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("threshold", [0, 10 ** 9])
+@pytest.mark.parametrize("threshold", [0, 10**9])
 def test_both_weight_gradient_orientations_agree(monkeypatch, threshold):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
@@ -99,8 +103,9 @@ def test_both_weight_gradient_orientations_agree(monkeypatch, threshold):
     g = Conv2dGeometry.of(x.shape, (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 2)
     expect = _np_conv.conv2d_backward_weight(dout, x, g)
     monkeypatch.setattr(_np_conv, "TRANSPOSED_DW_MIN_COLUMNS", threshold)
-    np.testing.assert_allclose(_np_conv.conv2d_backward_weight(dout, x, g), expect,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        _np_conv.conv2d_backward_weight(dout, x, g), expect, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_set_num_threads_reaches_the_pool():
@@ -118,7 +123,7 @@ def test_pool_runs_tasks_on_the_requested_threads():
     before = _C.get_num_threads()
     try:
         _C.set_num_threads(3)
-        assert _C.pool_threads_used(60, 1.0) == 3      # the caller + 2 workers, all took tasks
+        assert _C.pool_threads_used(60, 1.0) == 3  # the caller + 2 workers, all took tasks
         _C.set_num_threads(1)
         assert _C.pool_threads_used(24, 0.1) == 1
     finally:

@@ -1,5 +1,6 @@
 """dropout: mask statistics, 1/(1-p) scaling, masks from minicnn.random (manual_seed), eval
 identity, backward with the forward's mask, gradcheck with a seeded fn, float32, errors."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -79,8 +80,11 @@ def test_gradcheck_with_a_seeded_fn(p):
     assert result, str(result)
 
 
-@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), p=st.floats(0.0, 0.95),
-       seed=st.integers(0, 2**16))
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    p=st.floats(0.0, 0.95),
+    seed=st.integers(0, 2**16),
+)
 def test_hypothesis_shapes_and_probabilities(shape, p, seed):
     x = np.random.default_rng(seed).standard_normal(shape)
     minicnn.manual_seed(seed)

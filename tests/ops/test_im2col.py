@@ -6,6 +6,7 @@ so the two must agree exactly; col2im sums overlapping windows in the same order
 row r, then column s), so it must agree exactly too. col2im is checked to be the adjoint of
 im2col: <im2col(x), c> == <x, col2im(c)>.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -19,14 +20,14 @@ _C = pytest.importorskip("minicnn._C_cpu")
 
 # (N, C, H, W, R, S, stride, padding, dilation)
 CASES = [
-    (2, 3, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1)),     # the common 3x3 "same"
-    (1, 2, 9, 9, 2, 2, (3, 3), (0, 0), (1, 1)),     # stride > kernel: skipped pixels
-    (2, 2, 8, 7, 3, 2, (2, 1), (2, 1), (2, 3)),     # dilation, unequal everything
-    (1, 4, 5, 5, 1, 1, (1, 1), (0, 0), (1, 1)),     # 1x1
+    (2, 3, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1)),  # the common 3x3 "same"
+    (1, 2, 9, 9, 2, 2, (3, 3), (0, 0), (1, 1)),  # stride > kernel: skipped pixels
+    (2, 2, 8, 7, 3, 2, (2, 1), (2, 1), (2, 3)),  # dilation, unequal everything
+    (1, 4, 5, 5, 1, 1, (1, 1), (0, 0), (1, 1)),  # 1x1
     (1, 3, 31, 31, 11, 11, (4, 4), (2, 2), (1, 1)),  # AlexNet conv1 shape, 11x11 / 4
-    (1, 1, 3, 3, 3, 3, (1, 1), (4, 4), (1, 1)),     # padding larger than the kernel
-    (3, 1, 1, 1, 1, 1, (2, 2), (0, 0), (1, 1)),     # a single pixel
-    (1, 2, 5, 13, 5, 3, (1, 5), (0, 2), (1, 2)),    # odd sizes, stride > kernel in one axis only
+    (1, 1, 3, 3, 3, 3, (1, 1), (4, 4), (1, 1)),  # padding larger than the kernel
+    (3, 1, 1, 1, 1, 1, (2, 2), (0, 0), (1, 1)),  # a single pixel
+    (1, 2, 5, 13, 5, 3, (1, 5), (0, 2), (1, 2)),  # odd sizes, stride > kernel in one axis only
 ]
 
 
@@ -81,8 +82,9 @@ def _check_case(N, C, H, W, R, S, stride, padding, dilation, dtype, seed=0):
     c = rng.standard_normal(cols.shape).astype(dtype)
     back = cpp_col2im(c, x.shape, R, S, stride, padding, dilation)
     assert back.dtype == dtype
-    assert np.array_equal(back, col2im_reference(per_image(c, N), x.shape, R, S, stride, padding,
-                                                 dilation))
+    assert np.array_equal(
+        back, col2im_reference(per_image(c, N), x.shape, R, S, stride, padding, dilation)
+    )
     return x, cols, c, back
 
 
@@ -96,8 +98,10 @@ def test_cpp_matches_reference_exactly(case, dtype):
 def test_reference_matches_naive_definition(case):
     N, C, H, W, R, S, stride, padding, dilation = case
     x = np.random.default_rng(1).standard_normal((N, C, H, W))
-    assert np.array_equal(im2col_reference(x, R, S, stride, padding, dilation),
-                          naive_im2col(x, R, S, stride, padding, dilation))
+    assert np.array_equal(
+        im2col_reference(x, R, S, stride, padding, dilation),
+        naive_im2col(x, R, S, stride, padding, dilation),
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -128,8 +132,10 @@ def test_hypothesis_cpp_matches_reference(geometry, dtype):
 
 def test_non_contiguous_input_is_copied():
     x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))[:, :, ::2, ::2]
-    assert np.array_equal(cpp_im2col(x, 2, 2, (1, 1), (1, 1), (1, 1)),
-                          folded(im2col_reference(x, 2, 2, (1, 1), (1, 1), (1, 1))))
+    assert np.array_equal(
+        cpp_im2col(x, 2, 2, (1, 1), (1, 1), (1, 1)),
+        folded(im2col_reference(x, 2, 2, (1, 1), (1, 1), (1, 1))),
+    )
 
 
 def test_cpp_errors():
@@ -172,8 +178,11 @@ def test_out_arrays_are_written_in_place_and_checked():
     dx = np.full(x.shape, np.nan, np.float32)
     _C.col2im_f32(expect, g, out=dx)
     assert np.array_equal(dx, col2im_reference(per_image(expect, 2), x.shape, *geo))
-    for bad in (np.empty(expect.shape, np.float64), np.empty(expect.shape[::-1], np.float32).T,
-                np.empty((expect.shape[0], expect.shape[1] + 1), np.float32)):
+    for bad in (
+        np.empty(expect.shape, np.float64),
+        np.empty(expect.shape[::-1], np.float32).T,
+        np.empty((expect.shape[0], expect.shape[1] + 1), np.float32),
+    ):
         with pytest.raises(ValueError, match="out must be"):
             _C.im2col_f32(x, g, out=bad)
 
@@ -181,17 +190,18 @@ def test_out_arrays_are_written_in_place_and_checked():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batch_moves_transpose_and_channel_sums(dtype):
     rng = np.random.default_rng(8)
-    a = rng.standard_normal((3, 5, 7)).astype(dtype)                           # (N, K, L)
+    a = rng.standard_normal((3, 5, 7)).astype(dtype)  # (N, K, L)
     folded = _np_conv.unfold_batch(a)
     assert np.array_equal(folded, a.transpose(1, 0, 2).reshape(5, 21))
     bias = rng.standard_normal(5).astype(dtype)
     assert np.array_equal(_np_conv.fold_batch(folded, 3), a)
     np.testing.assert_allclose(_np_conv.fold_batch(folded, 3, bias), a + bias[:, None], rtol=1e-6)
     assert np.array_equal(_np_conv.transpose(a), a.transpose(0, 2, 1))
-    big = rng.standard_normal((2, 70, 45)).astype(dtype)                       # tiles and edges
+    big = rng.standard_normal((2, 70, 45)).astype(dtype)  # tiles and edges
     assert np.array_equal(_np_conv.transpose(big), big.transpose(0, 2, 1))
-    np.testing.assert_allclose(_np_conv.conv2d_backward_bias(a[..., None]), a.sum(axis=(0, 2)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        _np_conv.conv2d_backward_bias(a[..., None]), a.sum(axis=(0, 2)), rtol=1e-5
+    )
 
 
 def test_results_do_not_depend_on_the_thread_count():
@@ -212,6 +222,7 @@ def test_results_do_not_depend_on_the_thread_count():
 
 def test_thread_pool_works_in_a_forked_child():
     import os
+
     x = np.random.default_rng(10).standard_normal((4, 8, 9, 9)).astype(np.float32)
     G3 = geometry(x.shape, 3, 3, (1, 1), (1, 1), (1, 1))
     before = _C.get_num_threads()

@@ -1,5 +1,6 @@
 """linear: y = x W^T + b against minicnn.reference's loops, gradcheck, hypothesis, float32, errors,
 and torch."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -31,8 +32,9 @@ def run_linear(x_shape, O, bias=True, dtype=np.float64, seed=0):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("x_shape, O", [((3,), 2), ((4, 3), 5), ((2, 3, 4), 3), ((1, 1), 1),
-                                        ((0, 3), 2)])
+@pytest.mark.parametrize(
+    "x_shape, O", [((3,), 2), ((4, 3), 5), ((2, 3, 4), 3), ((1, 1), 1), ((0, 3), 2)]
+)
 def test_matches_naive(x_shape, O, bias):
     (x, w, b, dout), got = run_linear(x_shape, O, bias)
     assert got[0].shape == x_shape[:-1] + (O,)
@@ -41,8 +43,12 @@ def test_matches_naive(x_shape, O, bias):
             assert_close(g, e)
 
 
-@given(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 5), st.integers(1, 5),
-       st.booleans())
+@given(
+    st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.booleans(),
+)
 def test_hypothesis_matches_naive_and_float32(lead, I, O, bias):
     (x, w, b, dout), got = run_linear(tuple(lead) + (I,), O, bias)
     for g, e in zip(got, naive_linear(x, w, b, dout)):
@@ -57,8 +63,10 @@ def test_hypothesis_matches_naive_and_float32(lead, I, O, bias):
 
 def test_gradcheck():
     rng = np.random.default_rng(1)
-    x, w, b = (minicnn.tensor(rng.standard_normal(s), requires_grad=True)
-               for s in ((2, 3, 4), (5, 4), (5,)))
+    x, w, b = (
+        minicnn.tensor(rng.standard_normal(s), requires_grad=True)
+        for s in ((2, 3, 4), (5, 4), (5,))
+    )
     result = minicnn.gradcheck(F.linear, (x, w, b), tol=1e-6)
     assert result, str(result)
 
@@ -74,17 +82,20 @@ def t(*shape, dtype=minicnn.float32):
     return minicnn.zeros(*shape, dtype=dtype)
 
 
-@pytest.mark.parametrize("args, exc, match", [
-    ((t(2, 3), t(4, 5)), ValueError, r"input \(2, 3\) has 3 features but weight \(4, 5\)"),
-    ((t(2, 3), t(4, 3), t(3)), ValueError, r"bias must have shape \(4,\).*got \(3,\)"),
-    ((t(2, 3), t(4, 3), t(1, 4)), ValueError, r"bias must be 1-D"),
-    ((t(2, 3), t(3)), ValueError, r"weight must be 2-D"),
-    ((t(), t(4, 3)), ValueError, r"at least 1 dimension"),
-    ((t(2, 3, dtype=minicnn.int64), t(4, 3)), TypeError, r"input must be float32 or float64"),
-    ((t(2, 3), t(4, 3, dtype=minicnn.float64)), TypeError, r"input float32, weight float64"),
-    ((t(2, 3), t(4, 3), t(4, dtype=minicnn.float64)), TypeError, r"bias float64"),
-    (([1.0, 2.0], t(4, 2)), TypeError, r"input must be a Tensor"),
-])
+@pytest.mark.parametrize(
+    "args, exc, match",
+    [
+        ((t(2, 3), t(4, 5)), ValueError, r"input \(2, 3\) has 3 features but weight \(4, 5\)"),
+        ((t(2, 3), t(4, 3), t(3)), ValueError, r"bias must have shape \(4,\).*got \(3,\)"),
+        ((t(2, 3), t(4, 3), t(1, 4)), ValueError, r"bias must be 1-D"),
+        ((t(2, 3), t(3)), ValueError, r"weight must be 2-D"),
+        ((t(), t(4, 3)), ValueError, r"at least 1 dimension"),
+        ((t(2, 3, dtype=minicnn.int64), t(4, 3)), TypeError, r"input must be float32 or float64"),
+        ((t(2, 3), t(4, 3, dtype=minicnn.float64)), TypeError, r"input float32, weight float64"),
+        ((t(2, 3), t(4, 3), t(4, dtype=minicnn.float64)), TypeError, r"bias float64"),
+        (([1.0, 2.0], t(4, 2)), TypeError, r"input must be a Tensor"),
+    ],
+)
 def test_errors(args, exc, match):
     with pytest.raises(exc, match=match) as info:
         F.linear(*args)

@@ -2,6 +2,7 @@
 label_smoothing × reduction (forward and backward), class-index and class-probability targets,
 (C,), (N, C) and (N, C, d1, ...) inputs, gradcheck (input and probability target), stability,
 float32, errors, optional torch grid."""
+
 import itertools
 import math
 import warnings
@@ -39,7 +40,7 @@ def make_case(shape, seed, ignore_some=True, ignore_index=-100):
     class_dim = 0 if len(shape) == 1 else 1
     C = shape[class_dim]
     x = rng.standard_normal(shape) * 2
-    tshape = shape[:class_dim] + shape[class_dim + 1:]
+    tshape = shape[:class_dim] + shape[class_dim + 1 :]
     target = rng.integers(0, C, tshape).astype(np.int64)
     if ignore_some and target.size > 1:
         target.reshape(-1)[0] = ignore_index
@@ -58,12 +59,15 @@ def _mc(a, grad=False):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("use_weight,ignore_index,reduction", OPTIONS)
 @pytest.mark.parametrize("ls", [0.0, 0.25, 1.0])
-def test_cross_entropy_index_targets_match_reference(shape, use_weight, ignore_index, reduction, ls):
+def test_cross_entropy_index_targets_match_reference(
+    shape, use_weight, ignore_index, reduction, ls
+):
     x, target, w = make_case(shape, seed=len(shape), ignore_index=ignore_index)
     w = w if use_weight else None
     X = _mc(x, grad=True)
-    out = F.cross_entropy(X, _mc(target), _mc(w), ignore_index=ignore_index,
-                          reduction=reduction, label_smoothing=ls)
+    out = F.cross_entropy(
+        X, _mc(target), _mc(w), ignore_index=ignore_index, reduction=reduction, label_smoothing=ls
+    )
     kw = dict(weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=ls)
     assert_close(out, ref.cross_entropy_forward(x, target, **kw))
     backward_matches_reference(out, X, None, x, target, **kw)
@@ -130,25 +134,38 @@ def test_numerically_stable_for_huge_logits():
     assert np.all(np.isfinite(X.grad.numpy()))
 
 
-@given(N=st.integers(1, 4), C=st.integers(1, 5), use_weight=st.booleans(),
-       reduction=st.sampled_from(["mean", "sum", "none"]), ls=st.floats(0.0, 1.0),
-       ignore_index=st.sampled_from([-100, 0, 2]), seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 4),
+    C=st.integers(1, 5),
+    use_weight=st.booleans(),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    ls=st.floats(0.0, 1.0),
+    ignore_index=st.sampled_from([-100, 0, 2]),
+    seed=st.integers(0, 2**16),
+)
 def test_hypothesis_against_reference(N, C, use_weight, reduction, ls, ignore_index, seed):
     rng = np.random.default_rng(seed)
     x, target, w = rng.standard_normal((N, C)) * 3, rng.integers(0, C, N), rng.random(C) + 0.1
     w = w if use_weight else None
     X = _mc(x, grad=True)
-    out = F.cross_entropy(X, _mc(target), _mc(w), ignore_index=ignore_index, reduction=reduction,
-                          label_smoothing=ls)
+    out = F.cross_entropy(
+        X, _mc(target), _mc(w), ignore_index=ignore_index, reduction=reduction, label_smoothing=ls
+    )
     kw = dict(weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=ls)
     assert_close(out, ref.cross_entropy_forward(x, target, **kw), rtol=1e-9, atol=1e-9)
 
 
 # ---- gradients ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(4, 5), (5,), (2, 3, 2, 2)])
-@pytest.mark.parametrize("kwargs", [dict(), dict(reduction="sum", label_smoothing=0.1),
-                                    dict(weight=True, ignore_index=1, label_smoothing=0.3),
-                                    dict(weight=True, reduction="none")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(reduction="sum", label_smoothing=0.1),
+        dict(weight=True, ignore_index=1, label_smoothing=0.3),
+        dict(weight=True, reduction="none"),
+    ],
+)
 def test_gradcheck_index_targets(shape, kwargs):
     x, target, w = make_case(shape, seed=8, ignore_index=kwargs.get("ignore_index", -100))
     kw = dict(kwargs, weight=_mc(w) if kwargs.get("weight") else None)
@@ -160,8 +177,15 @@ def test_gradcheck_index_targets(shape, kwargs):
         assert result, f"{fn.__name__}: {result}"
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(weight=True, label_smoothing=0.2),
-                                    dict(reduction="none"), dict(reduction="sum", weight=True)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(weight=True, label_smoothing=0.2),
+        dict(reduction="none"),
+        dict(reduction="sum", weight=True),
+    ],
+)
 def test_gradcheck_probability_targets_for_input_and_target(kwargs):
     rng = np.random.default_rng(9)
     X, Q = _mc(rng.standard_normal((3, 4, 2)), True), _mc(rng.random((3, 4, 2)), True)
@@ -186,8 +210,11 @@ def test_float32_agrees_with_float64_and_keeps_dtype():
 
 def test_legacy_size_average_and_reduce():
     x, target, _ = make_case((4, 3), seed=11)
-    for size_average, reduce, reduction in [(False, None, "sum"), (None, False, "none"),
-                                            (True, True, "mean")]:
+    for size_average, reduce, reduction in [
+        (False, None, "sum"),
+        (None, False, "none"),
+        (True, True, "mean"),
+    ]:
         with pytest.warns(UserWarning, match="size_average and reduce are deprecated"):
             a = F.cross_entropy(_mc(x), _mc(target), size_average=size_average, reduce=reduce)
         assert_close(a, F.cross_entropy(_mc(x), _mc(target), reduction=reduction))
@@ -200,23 +227,76 @@ def test_legacy_size_average_and_reduce():
 X43 = np.zeros((4, 3))
 
 
-@pytest.mark.parametrize("target,kwargs,err,match", [
-    (np.array([0, 1, 3, 0]), {}, ValueError, r"target value 3 is out of range for 3 classes"),
-    (np.array([0, -1, 2, 0]), {}, ValueError, r"target value -1 is out of range"),
-    (np.array([0, -1, 2, 0]), dict(ignore_index=-1), None, None),
-    (np.array([0.0, 1.0, 2.0, 0.0]), {}, TypeError, r"holds class indices and must be int64, got dtype float64"),
-    (np.array([0, 1, 2], np.int64), {}, ValueError, r"target must have shape \(4,\) .* got \(3,\)"),
-    (np.array([[0], [1], [2], [0]]), {}, ValueError, r"target must have shape \(4,\)"),
-    (np.array([0, 1, 2, 0]), dict(label_smoothing=1.5), ValueError, r"label_smoothing must be in \[0, 1\], got 1.5"),
-    (np.array([0, 1, 2, 0]), dict(label_smoothing=-0.1), ValueError, "label_smoothing must be in"),
-    (np.array([0, 1, 2, 0]), dict(reduction="avg"), ValueError, "reduction must be 'none', 'mean' or 'sum', got 'avg'"),
-    (np.array([0, 1, 2, 0]), dict(weight=np.ones(4, np.float32)), ValueError, r"weight must have shape \(3,\)"),
-    (np.array([0, 1, 2, 0]), dict(weight=np.ones(3)), TypeError, "expected one dtype.*weight float64"),
-    (np.array([0, 1, 2, 0]), dict(ignore_index=1.0), TypeError, "ignore_index must be an integer"),
-    (np.ones((4, 3), np.int64), {}, TypeError, r"holds class probabilities and must be floating point"),
-    (np.ones((4, 3), np.float32) / 3, dict(ignore_index=0), ValueError, "not supported for class-probability"),
-    (np.ones((4, 3)), {}, TypeError, "expected one dtype"),
-])
+@pytest.mark.parametrize(
+    "target,kwargs,err,match",
+    [
+        (np.array([0, 1, 3, 0]), {}, ValueError, r"target value 3 is out of range for 3 classes"),
+        (np.array([0, -1, 2, 0]), {}, ValueError, r"target value -1 is out of range"),
+        (np.array([0, -1, 2, 0]), dict(ignore_index=-1), None, None),
+        (
+            np.array([0.0, 1.0, 2.0, 0.0]),
+            {},
+            TypeError,
+            r"holds class indices and must be int64, got dtype float64",
+        ),
+        (
+            np.array([0, 1, 2], np.int64),
+            {},
+            ValueError,
+            r"target must have shape \(4,\) .* got \(3,\)",
+        ),
+        (np.array([[0], [1], [2], [0]]), {}, ValueError, r"target must have shape \(4,\)"),
+        (
+            np.array([0, 1, 2, 0]),
+            dict(label_smoothing=1.5),
+            ValueError,
+            r"label_smoothing must be in \[0, 1\], got 1.5",
+        ),
+        (
+            np.array([0, 1, 2, 0]),
+            dict(label_smoothing=-0.1),
+            ValueError,
+            "label_smoothing must be in",
+        ),
+        (
+            np.array([0, 1, 2, 0]),
+            dict(reduction="avg"),
+            ValueError,
+            "reduction must be 'none', 'mean' or 'sum', got 'avg'",
+        ),
+        (
+            np.array([0, 1, 2, 0]),
+            dict(weight=np.ones(4, np.float32)),
+            ValueError,
+            r"weight must have shape \(3,\)",
+        ),
+        (
+            np.array([0, 1, 2, 0]),
+            dict(weight=np.ones(3)),
+            TypeError,
+            "expected one dtype.*weight float64",
+        ),
+        (
+            np.array([0, 1, 2, 0]),
+            dict(ignore_index=1.0),
+            TypeError,
+            "ignore_index must be an integer",
+        ),
+        (
+            np.ones((4, 3), np.int64),
+            {},
+            TypeError,
+            r"holds class probabilities and must be floating point",
+        ),
+        (
+            np.ones((4, 3), np.float32) / 3,
+            dict(ignore_index=0),
+            ValueError,
+            "not supported for class-probability",
+        ),
+        (np.ones((4, 3)), {}, TypeError, "expected one dtype"),
+    ],
+)
 def test_cross_entropy_bad_arguments(target, kwargs, err, match):
     kwargs = {k: (_mc(v) if k == "weight" else v) for k, v in kwargs.items()}
     x = minicnn.tensor(X43.astype(np.float32))
@@ -231,7 +311,9 @@ def test_nll_loss_bad_arguments():
     x = minicnn.zeros(4, 3)
     with pytest.raises(ValueError, match="nll_loss: target value 5 is out of range for 3 classes"):
         F.nll_loss(x, minicnn.tensor([0, 5, 1, 1]))
-    with pytest.raises(TypeError, match="nll_loss: target must hold int64 class indices, got dtype int32"):
+    with pytest.raises(
+        TypeError, match="nll_loss: target must hold int64 class indices, got dtype int32"
+    ):
         F.nll_loss(x, minicnn.tensor([0, 1, 1, 1], dtype="int32"))
     with pytest.raises(ValueError, match=r"nll_loss: target must have shape \(\)"):
         F.nll_loss(minicnn.zeros(3), minicnn.tensor([1]))
@@ -260,7 +342,12 @@ def test_matches_torch(shape, use_weight, ignore_index, reduction, ls):
     tw = torch.tensor(w) if use_weight else None
     mw = _mc(w) if use_weight else None
     cases = [  # (minicnn fn, torch fn, target, extra kwargs)
-        (F.cross_entropy, tf.cross_entropy, target, dict(ignore_index=ignore_index, label_smoothing=ls)),
+        (
+            F.cross_entropy,
+            tf.cross_entropy,
+            target,
+            dict(ignore_index=ignore_index, label_smoothing=ls),
+        ),
         (F.nll_loss, tf.nll_loss, target, dict(ignore_index=ignore_index)),
         (F.cross_entropy, tf.cross_entropy, q, dict(label_smoothing=ls)),
     ]

@@ -1,6 +1,7 @@
 """local_response_norm: minicnn.reference's loops with LARGE alpha/beta (a small alpha hides a wrong
 window: Chainer's test once passed with a 4-wide reference window against a 5-wide op), even and odd
 sizes, size > C, 3-D/4-D/5-D inputs, gradcheck, float32, errors, optional torch."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -62,24 +63,40 @@ def test_3d_5d_and_single_channel_inputs(shape, size):
     assert_close(dx, ref.local_response_norm_backward(dy, x, size, 2.0, 1.25, 1.0))
 
 
-@pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (4, 3.0, 1.5, 1.0),
-                                               (3, 5.0, 2.5, 0.7), (8, 2.0, 0.5, 1.0), (1, 4.0, 1.0, 1.0)])
+@pytest.mark.parametrize(
+    "size,alpha,beta,k",
+    [
+        (5, 1e-4, 0.75, 2.0),
+        (4, 3.0, 1.5, 1.0),
+        (3, 5.0, 2.5, 0.7),
+        (8, 2.0, 0.5, 1.0),
+        (1, 4.0, 1.0, 1.0),
+    ],
+)
 def test_gradcheck(size, alpha, beta, k):
     x = minicnn.tensor(separated((2, 6, 2, 2), seed=size), requires_grad=True)
     result = gradcheck(lambda t: F.local_response_norm(t, size, alpha, beta, k), (x,), tol=1e-6)
     assert result, str(result)
 
 
-@given(N=st.integers(1, 2), C=st.integers(1, 6), L=st.integers(1, 4), size=st.integers(1, 8),
-       alpha=st.floats(0.1, 5.0), beta=st.floats(0.25, 2.5), k=st.floats(0.5, 3.0),
-       seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 2),
+    C=st.integers(1, 6),
+    L=st.integers(1, 4),
+    size=st.integers(1, 8),
+    alpha=st.floats(0.1, 5.0),
+    beta=st.floats(0.25, 2.5),
+    k=st.floats(0.5, 3.0),
+    seed=st.integers(0, 2**16),
+)
 def test_hypothesis_against_reference(N, C, L, size, alpha, beta, k, seed):
     rng = np.random.default_rng(seed)
     x, dy = rng.standard_normal((N, C, L)), rng.standard_normal((N, C, L))
     y, dx = _run(x, dy, size, alpha, beta, k)
     assert_close(y, ref.local_response_norm_forward(x, size, alpha, beta, k))
-    assert_close(dx, ref.local_response_norm_backward(dy, x, size, alpha, beta, k), rtol=1e-9,
-                 atol=1e-9)
+    assert_close(
+        dx, ref.local_response_norm_backward(dy, x, size, alpha, beta, k), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_float32_agrees_with_float64_and_keeps_dtype():
@@ -101,13 +118,16 @@ def test_empty_input_and_no_grad():
 
 
 # ---- errors -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("args,err,match", [
-    (((2, 3), 2), ValueError, r"input must be 3-D or more .*got shape \(2, 3\)"),
-    (((2, 3, 4), 0), ValueError, "size must be >= 1, got 0"),
-    (((2, 3, 4), -2), ValueError, "size must be >= 1"),
-    (((2, 3, 4), 2.5), TypeError, "size must be an integer"),
-    (((2, 3, 4), True), TypeError, "size must be an integer"),
-])
+@pytest.mark.parametrize(
+    "args,err,match",
+    [
+        (((2, 3), 2), ValueError, r"input must be 3-D or more .*got shape \(2, 3\)"),
+        (((2, 3, 4), 0), ValueError, "size must be >= 1, got 0"),
+        (((2, 3, 4), -2), ValueError, "size must be >= 1"),
+        (((2, 3, 4), 2.5), TypeError, "size must be an integer"),
+        (((2, 3, 4), True), TypeError, "size must be an integer"),
+    ],
+)
 def test_bad_arguments(args, err, match):
     shape, size = args
     with pytest.raises(err, match="local_response_norm: " + match):
@@ -125,8 +145,10 @@ def test_bad_types():
 
 # ---- optional: torch ----------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(2, 7, 3, 3), (2, 5, 4), (1, 3, 2, 2, 2)])
-@pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (4, 3.0, 1.5, 1.0),
-                                               (2, 5.0, 2.0, 0.5), (9, 1.0, 0.75, 1.0)])
+@pytest.mark.parametrize(
+    "size,alpha,beta,k",
+    [(5, 1e-4, 0.75, 2.0), (4, 3.0, 1.5, 1.0), (2, 5.0, 2.0, 0.5), (9, 1.0, 0.75, 1.0)],
+)
 def test_matches_torch(shape, size, alpha, beta, k):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)

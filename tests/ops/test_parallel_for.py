@@ -5,6 +5,7 @@ hands a chunk out twice or skips one, which shows as a count other than the numb
 How often such a race fires depends on how the OS schedules the threads: one round of the contention
 case caught a planted non-atomic claim about half the time on a loaded 2-core machine, so the test
 runs rounds for a few seconds (the odds of missing it fall by half with each round)."""
+
 import time
 
 import numpy as np
@@ -16,14 +17,16 @@ _C_cpu = pytest.importorskip("minicnn._C_cpu")
 def check_counts(n, threads, repeats, spin):
     counts = _C_cpu._parallel_for_counts(n, 1, threads, repeats, spin)
     bad = np.flatnonzero(counts != repeats)
-    assert bad.size == 0, (f"{bad.size} of {n} indices ran a wrong number of times, e.g. index {bad[0]}: "
-                           f"{counts[bad[0]]} times in {repeats} calls of parallel_for")
+    assert bad.size == 0, (
+        f"{bad.size} of {n} indices ran a wrong number of times, e.g. index {bad[0]}: "
+        f"{counts[bad[0]]} times in {repeats} calls of parallel_for"
+    )
 
 
 def test_every_index_runs_exactly_once_under_contention():
     started, rounds = time.monotonic(), 0
     while rounds < 12 and (rounds < 3 or time.monotonic() - started < 3.0):
-        check_counts(256, 64, 3000, 20)    # 256 chunks of one index each, 64 threads
+        check_counts(256, 64, 3000, 20)  # 256 chunks of one index each, 64 threads
         rounds += 1
 
 

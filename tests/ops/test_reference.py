@@ -7,6 +7,7 @@ fixture runs each on every device of ``minicnn.backends.DEVICES`` that works her
 always, cuda on a GPU machine), the ``dtype`` fixture in float64 (tight) and float32 (tolerance for
 float32 accumulation). Shapes are tiny: the emulator runs the CUDA kernels block by block.
 """
+
 import numpy as np
 import pytest
 
@@ -40,9 +41,14 @@ def run(fn, arrays, device, dtype, grads, seed=0):
     """fn on tensors of ``arrays`` (cast to dtype, on device); (y, dy, [grad of each array with
     grads[i]]) as NumPy, after backward of a random dy. Integer arrays (targets) keep their
     dtype."""
-    tensors = [None if a is None else
-               minicnn.tensor(a if a.dtype.kind == "i" else a.astype(dtype), device=device,
-                              requires_grad=g) for a, g in zip(arrays, grads)]
+    tensors = [
+        None
+        if a is None
+        else minicnn.tensor(
+            a if a.dtype.kind == "i" else a.astype(dtype), device=device, requires_grad=g
+        )
+        for a, g in zip(arrays, grads)
+    ]
     out = fn(*tensors)
     y = out[0] if isinstance(out, tuple) else out
     assert y.device == device and y.dtype == dtype
@@ -64,10 +70,10 @@ def rand(*shape, seed=0):
 # (x shape, w shape, stride, padding, dilation, groups)
 CONV_CASES = [
     ((2, 3, 5, 6), (4, 3, 3, 3), 1, 1, 1, 1),
-    ((1, 4, 7, 5), (6, 2, 3, 2), (2, 1), (1, 2), (2, 1), 2),     # odd sizes, groups, dilation
-    ((1, 3, 5, 5), (3, 1, 3, 3), 2, 1, 1, 3),                    # depthwise, strided
-    ((2, 3, 4, 3), (5, 3, 1, 1), 1, 0, 1, 1),                    # 1x1
-    ((1, 1, 13, 13), (2, 1, 11, 11), 4, 2, 1, 1),                # 11x11 / 4 (AlexNet conv1)
+    ((1, 4, 7, 5), (6, 2, 3, 2), (2, 1), (1, 2), (2, 1), 2),  # odd sizes, groups, dilation
+    ((1, 3, 5, 5), (3, 1, 3, 3), 2, 1, 1, 3),  # depthwise, strided
+    ((2, 3, 4, 3), (5, 3, 1, 1), 1, 0, 1, 1),  # 1x1
+    ((1, 1, 13, 13), (2, 1, 11, 11), 4, 2, 1, 1),  # 11x11 / 4 (AlexNet conv1)
 ]
 
 
@@ -84,17 +90,17 @@ def test_conv2d(device, dtype, x_shape, w_shape, stride, padding, dilation, grou
 
 # ---- pooling -------------------------------------------------------------------------------------
 MAX_CASES = [
-    ((2, 3, 7, 6), dict(kernel_size=3, stride=2)),                           # overlapping
+    ((2, 3, 7, 6), dict(kernel_size=3, stride=2)),  # overlapping
     ((1, 2, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     ((1, 2, 7, 6), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0), dilation=(2, 1))),
-    ((1, 1, 5, 5), dict(kernel_size=2, stride=3, ceil_mode=True)),           # stride > kernel
-    ((1, 1, 2, 2), dict(kernel_size=2, stride=1, padding=1, dilation=3)),    # only padding
+    ((1, 1, 5, 5), dict(kernel_size=2, stride=3, ceil_mode=True)),  # stride > kernel
+    ((1, 1, 2, 2), dict(kernel_size=2, stride=1, padding=1, dilation=3)),  # only padding
 ]
 
 
 @pytest.mark.parametrize("shape, kw", MAX_CASES)
 def test_max_pool2d(device, dtype, shape, kw):
-    x = separated(shape, seed=4)                           # no ties
+    x = separated(shape, seed=4)  # no ties
     out = {}
 
     def fn(t):
@@ -111,8 +117,10 @@ def test_max_pool2d(device, dtype, shape, kw):
 AVG_CASES = [
     ((2, 3, 7, 6), dict(kernel_size=3, stride=2)),
     ((1, 2, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
-    ((1, 2, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
-                        count_include_pad=False)),
+    (
+        (1, 2, 6, 7),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    ),
     ((1, 1, 5, 6), dict(kernel_size=(1, 3), stride=(4, 1), padding=(0, 1), divisor_override=5)),
 ]
 
@@ -125,8 +133,9 @@ def test_avg_pool2d(device, dtype, shape, kw):
     close(dx, ref.avg_pool2d_backward(dy, x.shape, **kw), dtype)
 
 
-@pytest.mark.parametrize("shape, size", [((2, 3, 5, 7), (3, 4)), ((1, 2, 3, 3), (5, 2)),
-                                         ((1, 2, 6, 5), 1)])
+@pytest.mark.parametrize(
+    "shape, size", [((2, 3, 5, 7), (3, 4)), ((1, 2, 3, 3), (5, 2)), ((1, 2, 6, 5), 1)]
+)
 def test_adaptive_avg_pool2d(device, dtype, shape, size):
     x = rand(*shape, seed=6)
     y, dy, (dx,) = run(lambda t: F.adaptive_avg_pool2d(t, size), [x], device, dtype, [True])
@@ -135,12 +144,15 @@ def test_adaptive_avg_pool2d(device, dtype, shape, size):
 
 
 # ---- local response norm: large alpha too (a small alpha hides a wrong window) -------------------
-@pytest.mark.parametrize("shape, size, alpha, beta, k", [
-    ((2, 7, 3, 3), 5, 1e-4, 0.75, 2.0),                    # AlexNet's
-    ((2, 5, 2, 3), 4, 3.0, 1.5, 1.0),                      # even size: asymmetric window
-    ((1, 6, 3, 1), 2, 5.0, 2.0, 0.5),
-    ((2, 3, 2, 2), 9, 2.0, 0.75, 1.0),                     # window wider than the channels
-])
+@pytest.mark.parametrize(
+    "shape, size, alpha, beta, k",
+    [
+        ((2, 7, 3, 3), 5, 1e-4, 0.75, 2.0),  # AlexNet's
+        ((2, 5, 2, 3), 4, 3.0, 1.5, 1.0),  # even size: asymmetric window
+        ((1, 6, 3, 1), 2, 5.0, 2.0, 0.5),
+        ((2, 3, 2, 2), 9, 2.0, 0.75, 1.0),  # window wider than the channels
+    ],
+)
 def test_local_response_norm(device, dtype, shape, size, alpha, beta, k):
     x = rand(*shape, seed=7)
     args = (size, alpha, beta, k)
@@ -173,7 +185,7 @@ def test_batch_norm(device, dtype, shape, training):
 
 # ---- relu, dropout, linear -----------------------------------------------------------------------
 def test_relu(device, dtype):
-    x = separated((2, 3, 4, 5), seed=13)                  # no exact zeros (the kink)
+    x = separated((2, 3, 4, 5), seed=13)  # no exact zeros (the kink)
     y, dy, (dx,) = run(F.relu, [x], device, dtype, [True])
     close(y, ref.relu_forward(cast(x, dtype)), dtype)
     close(dx, ref.relu_backward(dy, cast(x, dtype)), dtype)
@@ -184,7 +196,7 @@ def test_dropout_given_its_mask(device, dtype, p):
     x = rand(3, 4, 5, seed=14)
     minicnn.manual_seed(21)
     y, dy, (dx,) = run(lambda t: F.dropout(t, p), [x], device, dtype, [True])
-    keep = minicnn.random.manual_seed(21).random(x.shape) >= p   # the same stream, by hand
+    keep = minicnn.random.manual_seed(21).random(x.shape) >= p  # the same stream, by hand
     close(y, ref.dropout_forward(cast(x, dtype), keep, p), dtype)
     close(dx, ref.dropout_backward(dy, keep, p), dtype)
 
@@ -215,7 +227,7 @@ LOSS_CASES = [  # (input shape, weighted, ignore_index, reduction, label_smoothi
     ((4, 5), True, 1, "mean", 0.25),
     ((3, 4, 2), True, -100, "sum", 0.1),
     ((2, 3, 2, 2), False, 0, "none", 0.3),
-    ((5,), True, -100, "mean", 0.0),                       # unbatched
+    ((5,), True, -100, "mean", 0.0),  # unbatched
 ]
 
 
@@ -225,29 +237,41 @@ def test_cross_entropy_index_targets(device, dtype, shape, weighted, ignore_inde
     w = np.random.default_rng(20).random(x.shape[0 if x.ndim == 1 else 1]) + 0.25
     w = w if weighted else None
     kw = dict(ignore_index=ignore_index, reduction=reduction)
-    y, dy, (dx,) = run(lambda a, b, c: F.cross_entropy(a, b, c, **kw, label_smoothing=ls),
-                       [x, t, w], device, dtype, [True, False, False])
+    y, dy, (dx,) = run(
+        lambda a, b, c: F.cross_entropy(a, b, c, **kw, label_smoothing=ls),
+        [x, t, w],
+        device,
+        dtype,
+        [True, False, False],
+    )
     x, w = cast(x, dtype), cast(w, dtype)
     close(y, ref.cross_entropy_forward(x, t, w, **kw, label_smoothing=ls), dtype)
     dx_ref, dt_ref = ref.cross_entropy_backward(dy, x, t, w, **kw, label_smoothing=ls)
     close(dx, dx_ref, dtype)
     assert dt_ref is None
-    y, dy, (dx,) = run(lambda a, b, c: F.nll_loss(a, b, c, **kw), [x, t, w], device, dtype,
-                       [True, False, False])
+    y, dy, (dx,) = run(
+        lambda a, b, c: F.nll_loss(a, b, c, **kw), [x, t, w], device, dtype, [True, False, False]
+    )
     close(y, ref.nll_loss_forward(x, t, w, **kw), dtype)
     close(dx, ref.nll_loss_backward(dy, x, t, w, **kw), dtype)
 
 
-@pytest.mark.parametrize("shape, weighted, reduction, ls", [((4, 5), False, "mean", 0.0),
-                                                            ((3, 4, 2), True, "none", 0.2),
-                                                            ((5,), True, "sum", 0.1)])
+@pytest.mark.parametrize(
+    "shape, weighted, reduction, ls",
+    [((4, 5), False, "mean", 0.0), ((3, 4, 2), True, "none", 0.2), ((5,), True, "sum", 0.1)],
+)
 def test_cross_entropy_probability_targets(device, dtype, shape, weighted, reduction, ls):
     x, q = rand(*shape, seed=21), np.random.default_rng(22).random(shape)
     w = np.random.default_rng(23).random(shape[0 if len(shape) == 1 else 1]) + 0.5
     w = w if weighted else None
     kw = dict(reduction=reduction, label_smoothing=ls)
-    y, dy, (dx, dq) = run(lambda a, b, c: F.cross_entropy(a, b, c, **kw), [x, q, w], device,
-                          dtype, [True, True, False])
+    y, dy, (dx, dq) = run(
+        lambda a, b, c: F.cross_entropy(a, b, c, **kw),
+        [x, q, w],
+        device,
+        dtype,
+        [True, True, False],
+    )
     x, q, w = cast(x, dtype), cast(q, dtype), cast(w, dtype)
     close(y, ref.cross_entropy_forward(x, q, w, **kw), dtype)
     for got, want in zip((dx, dq), ref.cross_entropy_backward(dy, x, q, w, **kw)):
@@ -273,37 +297,65 @@ def directional_check(forward, backward, arrays, wrt, seed=0, eps=1e-6):
 def test_reference_conv2d_backward_is_its_derivative():
     kw = dict(stride=(2, 1), padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
     arrays = [rand(2, 4, 5, 6, seed=1), rand(4, 2, 3, 2, seed=2), rand(4, seed=3)]
-    directional_check(lambda x, w, b: ref.conv2d_forward(x, w, b, **kw),
-                      lambda dy, x, w, b: ref.conv2d_backward(dy, x, w, **kw), arrays, (0, 1, 2))
+    directional_check(
+        lambda x, w, b: ref.conv2d_forward(x, w, b, **kw),
+        lambda dy, x, w, b: ref.conv2d_backward(dy, x, w, **kw),
+        arrays,
+        (0, 1, 2),
+    )
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-                                dict(kernel_size=(2, 3), stride=1, padding=1, dilation=(2, 1))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=(2, 3), stride=1, padding=1, dilation=(2, 1)),
+    ],
+)
 def test_reference_max_pool2d_backward_is_its_derivative(kw):
-    directional_check(lambda x: ref.max_pool2d_forward(x, **kw)[0],
-                      lambda dy, x: (ref.max_pool2d_backward(dy, x, **kw),),
-                      [separated((2, 2, 6, 5), seed=4)], (0,))
+    directional_check(
+        lambda x: ref.max_pool2d_forward(x, **kw)[0],
+        lambda dy, x: (ref.max_pool2d_backward(dy, x, **kw),),
+        [separated((2, 2, 6, 5), seed=4)],
+        (0,),
+    )
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-                                dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
-                                     count_include_pad=False),
-                                dict(kernel_size=2, divisor_override=3)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        dict(kernel_size=2, divisor_override=3),
+    ],
+)
 def test_reference_avg_pools_backward_is_their_derivative(kw):
     x = rand(2, 2, 6, 5, seed=5)
-    directional_check(lambda x: ref.avg_pool2d_forward(x, **kw),
-                      lambda dy, x: (ref.avg_pool2d_backward(dy, x.shape, **kw),), [x], (0,))
-    directional_check(lambda x: ref.adaptive_avg_pool2d_forward(x, (4, 3)),
-                      lambda dy, x: (ref.adaptive_avg_pool2d_backward(dy, x.shape),), [x], (0,))
+    directional_check(
+        lambda x: ref.avg_pool2d_forward(x, **kw),
+        lambda dy, x: (ref.avg_pool2d_backward(dy, x.shape, **kw),),
+        [x],
+        (0,),
+    )
+    directional_check(
+        lambda x: ref.adaptive_avg_pool2d_forward(x, (4, 3)),
+        lambda dy, x: (ref.adaptive_avg_pool2d_backward(dy, x.shape),),
+        [x],
+        (0,),
+    )
 
 
-@pytest.mark.parametrize("size, alpha, beta, k", [(5, 1e-4, 0.75, 2.0), (4, 3.0, 1.5, 1.0),
-                                                  (2, 5.0, 2.0, 0.5)])
+@pytest.mark.parametrize(
+    "size, alpha, beta, k", [(5, 1e-4, 0.75, 2.0), (4, 3.0, 1.5, 1.0), (2, 5.0, 2.0, 0.5)]
+)
 def test_reference_lrn_backward_is_its_derivative(size, alpha, beta, k):
     args = (size, alpha, beta, k)
-    directional_check(lambda x: ref.local_response_norm_forward(x, *args),
-                      lambda dy, x: (ref.local_response_norm_backward(dy, x, *args),),
-                      [rand(2, 6, 2, 3, seed=6)], (0,))
+    directional_check(
+        lambda x: ref.local_response_norm_forward(x, *args),
+        lambda dy, x: (ref.local_response_norm_backward(dy, x, *args),),
+        [rand(2, 6, 2, 3, seed=6)],
+        (0,),
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -312,17 +364,27 @@ def test_reference_batch_norm_backward_is_its_derivative(training):
     directional_check(
         lambda x, w, b: ref.batch_norm_forward(x, rm, rv, w, b, training, 0.1, 1e-3)[0],
         lambda dy, x, w, b: ref.batch_norm_backward(dy, x, rm, rv, w, training, 1e-3),
-        [rand(3, 3, 2, 2, seed=9) * 2, rand(3, seed=10), rand(3, seed=11)], (0, 1, 2))
+        [rand(3, 3, 2, 2, seed=9) * 2, rand(3, seed=10), rand(3, seed=11)],
+        (0, 1, 2),
+    )
 
 
 def test_reference_relu_dropout_linear_backward_are_their_derivatives():
     x = separated((3, 4), seed=12)
     directional_check(ref.relu_forward, lambda dy, x: (ref.relu_backward(dy, x),), [x], (0,))
     keep = np.random.default_rng(13).random(x.shape) >= 0.4
-    directional_check(lambda x: ref.dropout_forward(x, keep, 0.4),
-                      lambda dy, x: (ref.dropout_backward(dy, keep, 0.4),), [x], (0,))
-    directional_check(ref.linear_forward, lambda dy, x, w, b: ref.linear_backward(dy, x, w),
-                      [rand(2, 3, 4, seed=14), rand(5, 4, seed=15), rand(5, seed=16)], (0, 1, 2))
+    directional_check(
+        lambda x: ref.dropout_forward(x, keep, 0.4),
+        lambda dy, x: (ref.dropout_backward(dy, keep, 0.4),),
+        [x],
+        (0,),
+    )
+    directional_check(
+        ref.linear_forward,
+        lambda dy, x, w, b: ref.linear_backward(dy, x, w),
+        [rand(2, 3, 4, seed=14), rand(5, 4, seed=15), rand(5, seed=16)],
+        (0, 1, 2),
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -333,14 +395,22 @@ def test_reference_losses_backward_are_their_derivatives(reduction):
     directional_check(
         lambda x: ref.cross_entropy_forward(x, t, w, 1, label_smoothing=0.2, **kw),
         lambda dy, x: ref.cross_entropy_backward(dy, x, t, w, 1, label_smoothing=0.2, **kw)[:1],
-        [x], (0,))
-    directional_check(lambda x: ref.nll_loss_forward(x, t, w, 1, **kw),
-                      lambda dy, x: (ref.nll_loss_backward(dy, x, t, w, 1, **kw),), [x], (0,))
+        [x],
+        (0,),
+    )
+    directional_check(
+        lambda x: ref.nll_loss_forward(x, t, w, 1, **kw),
+        lambda dy, x: (ref.nll_loss_backward(dy, x, t, w, 1, **kw),),
+        [x],
+        (0,),
+    )
     q = np.random.default_rng(20).random(x.shape)
-    directional_check(lambda x, q: ref.cross_entropy_forward(x, q, w, label_smoothing=0.3, **kw),
-                      lambda dy, x, q: ref.cross_entropy_backward(dy, x, q, w,
-                                                                  label_smoothing=0.3, **kw),
-                      [x, q], (0, 1))
+    directional_check(
+        lambda x, q: ref.cross_entropy_forward(x, q, w, label_smoothing=0.3, **kw),
+        lambda dy, x, q: ref.cross_entropy_backward(dy, x, q, w, label_smoothing=0.3, **kw),
+        [x, q],
+        (0, 1),
+    )
 
 
 def test_reference_pool_output_size_counts_torchs_windows():

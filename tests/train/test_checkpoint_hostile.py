@@ -1,6 +1,7 @@
 """Everything a checkpoint holds is checked before it is used: .npz members (real .npy, declared
 sizes bounded by the archive and by the model), meta.json against its schema; every failure is a
 CheckpointError, and exit 2 with one line in the CLI."""
+
 import contextlib
 import io
 import json
@@ -26,10 +27,29 @@ def good(tmp_path_factory):
     minicnn.functional.cross_entropy(model(x), y).backward()
     opt.step()
     sched.step()
-    meta = {"config": T.TrainConfig(epochs=2).to_json(), "classes": ["a", "b"], "epoch": 1, "best_epoch": 1,
-            "best_val_top1": 0.5, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3,
-            "metrics": [{"epoch": 1, "train_loss": 1.0, "train_top1": 0.5, "val_loss": 1.0, "val_top1": 0.5,
-                         "val_top5": 1.0, "lr": 0.1, "images_per_s": 10.0, "seconds": 1.0}]}
+    meta = {
+        "config": T.TrainConfig(epochs=2).to_json(),
+        "classes": ["a", "b"],
+        "epoch": 1,
+        "best_epoch": 1,
+        "best_val_top1": 0.5,
+        "image_size": 32,
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+        "metrics": [
+            {
+                "epoch": 1,
+                "train_loss": 1.0,
+                "train_top1": 0.5,
+                "val_loss": 1.0,
+                "val_top1": 0.5,
+                "val_top5": 1.0,
+                "lr": 0.1,
+                "images_per_s": 10.0,
+                "seconds": 1.0,
+            }
+        ],
+    }
     path = tmp_path_factory.mktemp("good") / "last.npz"
     T.save_checkpoint(path, model, meta, opt, sched)
     return path
@@ -52,6 +72,7 @@ def edit(fn):
     def change(meta):
         fn(meta)
         return meta
+
     return change
 
 
@@ -62,19 +83,47 @@ META_CASES = {
     "string rng": (edit(lambda m: m.update(rng="seed")), "meta.json has a bad 'rng': 'seed'"),
     "broken rng": (edit(lambda m: m["rng"].update(state={"state": "x"})), "bad 'rng' state"),
     "config not an object": (edit(lambda m: m.update(config=[1])), "bad 'config': [1]"),
-    "unknown config key": (edit(lambda m: m["config"].update(evil=1)), "config has unknown keys evil"),
-    "config lr text": (edit(lambda m: m["config"].update(lr="fast")), "lr must be a finite number, got 'fast'"),
-    "config nan": (edit(lambda m: m["config"].update(momentum=float("nan"))), "momentum must be a finite"),
-    "best after epoch": (edit(lambda m: m.update(best_epoch=5)), "best_epoch 5 is after its epoch 1"),
-    "bad metrics row": (edit(lambda m: m["metrics"][0].update(lr="x")), "metrics row has a value that"),
-    "missing metrics row": (edit(lambda m: m.update(metrics=[])), "not one row for each of the 1 epochs"),
+    "unknown config key": (
+        edit(lambda m: m["config"].update(evil=1)),
+        "config has unknown keys evil",
+    ),
+    "config lr text": (
+        edit(lambda m: m["config"].update(lr="fast")),
+        "lr must be a finite number, got 'fast'",
+    ),
+    "config nan": (
+        edit(lambda m: m["config"].update(momentum=float("nan"))),
+        "momentum must be a finite",
+    ),
+    "best after epoch": (
+        edit(lambda m: m.update(best_epoch=5)),
+        "best_epoch 5 is after its epoch 1",
+    ),
+    "bad metrics row": (
+        edit(lambda m: m["metrics"][0].update(lr="x")),
+        "metrics row has a value that",
+    ),
+    "missing metrics row": (
+        edit(lambda m: m.update(metrics=[])),
+        "not one row for each of the 1 epochs",
+    ),
     "optimizer not an object": (edit(lambda m: m.update(optimizer=3)), "bad 'optimizer': 3"),
-    "missing optimizer array": (edit(lambda m: m["optimizer"]["state"]["0"].update(
-        momentum_buffer={"__array__": "optimizer/none"})), "refers to an array 'optimizer/none'"),
-    "scheduler wrong": (edit(lambda m: m["scheduler"].update(last_epoch="x")), "scheduler.last_epoch: "
-                                                                               "expected a finite number"),
-    "param group wrong": (edit(lambda m: m["optimizer"]["param_groups"][0].update(lr=None)),
-                          "param_groups[0].lr: expected a finite number"),
+    "missing optimizer array": (
+        edit(
+            lambda m: m["optimizer"]["state"]["0"].update(
+                momentum_buffer={"__array__": "optimizer/none"}
+            )
+        ),
+        "refers to an array 'optimizer/none'",
+    ),
+    "scheduler wrong": (
+        edit(lambda m: m["scheduler"].update(last_epoch="x")),
+        "scheduler.last_epoch: expected a finite number",
+    ),
+    "param group wrong": (
+        edit(lambda m: m["optimizer"]["param_groups"][0].update(lr=None)),
+        "param_groups[0].lr: expected a finite number",
+    ),
     "no such classes count": (edit(lambda m: m.update(classes=[])), "bad 'classes'"),
 }
 
@@ -85,7 +134,7 @@ def test_tampered_meta_json_is_a_checkpoint_error(tmp_path, good, case):
     path = with_meta(good, tmp_path / "last.npz", change)
     with pytest.raises(T.CheckpointError, match=message.replace("[", r"\[").replace("(", r"\(")):
         load_for_resume(path)
-    if case not in RESUME_ONLY:      # predict needs no optimizer or schedule
+    if case not in RESUME_ONLY:  # predict needs no optimizer or schedule
         code, err = predict(path)
         assert code == 2 and message.split("'")[0] in one_line(err)
 
@@ -114,7 +163,9 @@ def predict(path):
 
 def one_line(err):
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("minicnn: error: ") and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("minicnn: error: ") and "Traceback" not in err, (
+        err
+    )
     return lines[0]
 
 
@@ -130,7 +181,8 @@ def test_meta_json_that_is_not_text_or_too_big(tmp_path, good):
         T.load_checkpoint(tmp_path / "b.npz")
 
 
-# ---- .npz members -----------------------------------------------------------------------------------
+# ---- .npz members
+# -----------------------------------------------------------------------------------
 def npy_header(shape, dtype="<f4"):
     header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape}, }}".encode()
     header += b" " * (63 - len(header) % 64) + b"\n"
@@ -142,7 +194,9 @@ def test_a_member_that_is_not_npy_is_refused(tmp_path, good):
     path.write_bytes(good.read_bytes())
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("notes.txt", b"hello")
-    with pytest.raises(ValueError, match=r"entry 'notes.txt' of .* is unreadable \(it is not a .npy array\)"):
+    with pytest.raises(
+        ValueError, match=r"entry 'notes.txt' of .* is unreadable \(it is not a .npy array\)"
+    ):
         io_module.load_npz(path)
     with pytest.raises(T.CheckpointError, match="not a .npy array"):
         T.load_checkpoint(path)
@@ -151,9 +205,12 @@ def test_a_member_that_is_not_npy_is_refused(tmp_path, good):
 def test_a_header_declaring_a_trillion_elements_is_refused_before_reading(tmp_path):
     path = tmp_path / "huge.npz"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("w.npy", npy_header((10 ** 12,)) + bytes(16))
-    with pytest.raises(ValueError, match=r"entry 'w' .* declares \(1000000000000,\) float32 \(4000000000000 "
-                                         r"bytes\) but the archive holds \d+ bytes"):
+        zf.writestr("w.npy", npy_header((10**12,)) + bytes(16))
+    with pytest.raises(
+        ValueError,
+        match=r"entry 'w' .* declares \(1000000000000,\) float32 \(4000000000000 "
+        r"bytes\) but the archive holds \d+ bytes",
+    ):
         io_module.load_npz(path)
 
 
@@ -165,15 +222,17 @@ def test_a_lying_zip_size_is_refused_before_inflating(tmp_path):
         zf.writestr("w.npy", payload)
     data = bytearray(path.read_bytes())
     central = data.rindex(b"PK\x01\x02")
-    struct.pack_into("<I", data, central + 24, 3_000_000_000)      # uncompressed size in the directory
+    struct.pack_into("<I", data, central + 24, 3_000_000_000)  # uncompressed size in the directory
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="would inflate .* to 3000000000 .*not a real deflate stream"):
+    with pytest.raises(
+        ValueError, match="would inflate .* to 3000000000 .*not a real deflate stream"
+    ):
         io_module.load_npz(path)
 
 
 def test_checkpoint_members_are_bounded_by_the_model_before_inflating(tmp_path, good, monkeypatch):
     arrays, _ = arrays_and_meta(good)
-    arrays["model/fc.weight"] = np.zeros((2, 4096), np.float32)         # the model's fc is (2, 64)
+    arrays["model/fc.weight"] = np.zeros((2, 4096), np.float32)  # the model's fc is (2, 64)
     io_module.save_npz(tmp_path / "wide.npz", arrays, compress=True)
     read, real_read = [], io_module._read_member
 
@@ -182,10 +241,13 @@ def test_checkpoint_members_are_bounded_by_the_model_before_inflating(tmp_path, 
         return real_read(zf, info, key, path)
 
     monkeypatch.setattr(io_module, "_read_member", spy)
-    with pytest.raises(T.CheckpointError, match=r"'model/fc.weight' .*shape \(2, 4096\), the model expects "
-                                                 r"\(2, 64\)"):
+    with pytest.raises(
+        T.CheckpointError,
+        match=r"'model/fc.weight' .*shape \(2, 4096\), the model expects "
+        r"\(2, 64\)",
+    ):
         T.load_checkpoint(tmp_path / "wide.npz")
-    assert read == ["meta.json"]                          # the arrays were refused from their headers
+    assert read == ["meta.json"]  # the arrays were refused from their headers
     monkeypatch.undo()
     arrays, _ = arrays_and_meta(good)
     arrays["optimizer/extra"] = np.zeros((1000, 1000), np.float32)
@@ -195,7 +257,9 @@ def test_checkpoint_members_are_bounded_by_the_model_before_inflating(tmp_path, 
     arrays, _ = arrays_and_meta(good)
     arrays["stowaway"] = np.zeros(3)
     io_module.save_npz(tmp_path / "stowaway.npz", arrays)
-    with pytest.raises(T.CheckpointError, match="'stowaway' .*not a member of a minicnn checkpoint"):
+    with pytest.raises(
+        T.CheckpointError, match="'stowaway' .*not a member of a minicnn checkpoint"
+    ):
         T.load_checkpoint(tmp_path / "stowaway.npz")
 
 

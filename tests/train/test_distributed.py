@@ -1,6 +1,7 @@
 """minicnn.distributed in one process: the sampler, SyncBatchNorm's math, the grad-ready hook, and
 the errors (backend choice, missing packages, no GPU). The multi-rank runs are in
 test_distributed_mpi.py (under mpiexec)."""
+
 import sys
 import types
 
@@ -97,12 +98,15 @@ def test_dataloader_with_sampler_yields_the_ranks_shard_per_epoch(workers):
 
 # ---- the per-parameter grad-ready hook ---------------------------------------------------------
 
+
 def test_post_accumulate_grad_hook_fires_once_with_the_full_gradient_last_layer_first():
     minicnn.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     seen = []
-    handles = [p.register_post_accumulate_grad_hook(lambda t, n=n: seen.append(
-        (n, t.grad.numpy().copy()))) for n, p in model.named_parameters()]
+    handles = [
+        p.register_post_accumulate_grad_hook(lambda t, n=n: seen.append((n, t.grad.numpy().copy())))
+        for n, p in model.named_parameters()
+    ]
     x = minicnn.randn(5, 3)
     out = model(x)
     (out.sum() + out.sum()).backward()  # two consumers: the hook sees their sum, once
@@ -120,6 +124,7 @@ def test_post_accumulate_grad_hook_fires_once_with_the_full_gradient_last_layer_
 
 
 # ---- SyncBatchNorm's math in a world of one ------------------------------------------------------
+
 
 class _OneRank:
     """Stands in for minicnn.distributed inside sync_batchnorm: a world of one rank."""
@@ -140,8 +145,9 @@ class _OneRank:
 def test_merge_stats_equals_the_statistics_of_the_concatenation():
     rng = np.random.default_rng(0)
     parts = [rng.standard_normal((n, 3)) * 5 + 100 for n in (4, 7, 1)]
-    rows = np.stack([np.concatenate([[len(p)], p.mean(0), ((p - p.mean(0)) ** 2).sum(0)])
-                     for p in parts])
+    rows = np.stack(
+        [np.concatenate([[len(p)], p.mean(0), ((p - p.mean(0)) ** 2).sum(0)]) for p in parts]
+    )
     total, mean, m2 = sync_batchnorm._merge_stats(rows)
     whole = np.concatenate(parts)
     assert total == 12
@@ -149,8 +155,7 @@ def test_merge_stats_equals_the_statistics_of_the_concatenation():
     np.testing.assert_allclose(m2 / total, whole.var(0), rtol=1e-10)
 
 
-def test_sync_batchnorm_function_matches_batch_norm_forward_backward_and_running_stats(
-        monkeypatch):
+def test_sync_batchnorm_function_matches_batch_norm_forward_backward_and_running_stats(monkeypatch):
     monkeypatch.setattr(sync_batchnorm, "dist", _OneRank)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 3, 5, 2))
@@ -161,8 +166,11 @@ def test_sync_batchnorm_function_matches_batch_norm_forward_backward_and_running
         xt = minicnn.tensor(x, requires_grad=True)
         wt, bt = minicnn.tensor(w, requires_grad=True), minicnn.tensor(b, requires_grad=True)
         rm, rv = minicnn.zeros(3, dtype="float64"), minicnn.ones(3, dtype="float64")
-        y = (sync_batchnorm.SyncBatchNormFunction.apply(xt, rm, rv, wt, bt, 0.1, 1e-5)
-             if fn == "sync" else F.batch_norm(xt, rm, rv, wt, bt, True, 0.1, 1e-5))
+        y = (
+            sync_batchnorm.SyncBatchNormFunction.apply(xt, rm, rv, wt, bt, 0.1, 1e-5)
+            if fn == "sync"
+            else F.batch_norm(xt, rm, rv, wt, bt, True, 0.1, 1e-5)
+        )
         y.backward(dy)
         grads.append([y.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()])
         stats.append([rm.numpy(), rv.numpy()])
@@ -178,7 +186,8 @@ def test_sync_batchnorm_function_passes_gradcheck(monkeypatch):
     b = minicnn.tensor(rng.standard_normal(2), requires_grad=True)
     assert minicnn.gradcheck(
         lambda x, w, b: sync_batchnorm.SyncBatchNormFunction.apply(x, None, None, w, b, 0.1, 1e-5),
-        (x, w, b))
+        (x, w, b),
+    )
 
 
 def test_convert_sync_batchnorm_shares_parameters_and_keeps_keys_and_falls_back_alone():
@@ -200,6 +209,7 @@ def test_convert_sync_batchnorm_shares_parameters_and_keeps_keys_and_falls_back_
 
 
 # ---- process group errors ----------------------------------------------------------------------
+
 
 def test_queries_before_init_say_what_to_call():
     assert not dist.is_initialized()
@@ -252,8 +262,11 @@ def test_a_rank_that_cannot_see_its_gpu_says_so():
     cupy, used = _fake_cupy(2)
     assert _nccl.select_gpu(cupy, rank=3, local_rank=1) == 1 and used == [1]
     cupy, used = _fake_cupy(1)
-    with pytest.raises(RuntimeError, match=r"rank 5 \(local rank 1\) on host .* cannot see its "
-                                           r"GPU: 1 GPU\(s\) visible"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"rank 5 \(local rank 1\) on host .* cannot see its "
+        r"GPU: 1 GPU\(s\) visible",
+    ):
         _nccl.select_gpu(cupy, rank=5, local_rank=1)
     assert used == []
 
@@ -268,6 +281,7 @@ def test_nccl_group_rejects_host_arrays():
 def test_smoke_test_without_a_gpu_exits_2_with_the_reason(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "cupy", None)
     from minicnn.distributed import smoke
+
     assert smoke.main([]) == 2
     err = capsys.readouterr().err
     try:  # the first missing piece is named: mpi4py (no [distributed] extra), else CuPy
@@ -285,8 +299,10 @@ def test_mpiexec_command_validates_nproc():
 
 # ---- training helpers in a world of one ---------------------------------------------------------
 
+
 def test_training_helpers_in_a_world_of_one(monkeypatch):
     from minicnn.distributed import training
+
     for key in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
         monkeypatch.delenv(key, raising=False)
     world = training.join("cpu")
@@ -298,14 +314,19 @@ def test_training_helpers_in_a_world_of_one(monkeypatch):
 
 def test_global_batch_must_divide_over_the_ranks():
     from minicnn.distributed import training
+
     assert training.per_rank_batch(32, training.World(1, 4)) == 8
-    with pytest.raises(ValueError, match="--batch-size 30 .* divisible by the number of processes "
-                                         r"\(4\)"):
+    with pytest.raises(
+        ValueError,
+        match="--batch-size 30 .* divisible by the number of processes "
+        r"\(4\)",
+    ):
         training.per_rank_batch(30, training.World(0, 4))
 
 
 def test_eval_shards_cover_every_sample_exactly_once():
     from minicnn.distributed import training
+
     shards = [list(training.EvalShard(11, training.World(r, 3))) for r in range(3)]
     assert [len(s) for s in shards] == [4, 4, 3]
     assert sorted(i for s in shards for i in s) == list(range(11))
@@ -313,11 +334,16 @@ def test_eval_shards_cover_every_sample_exactly_once():
 
 def test_nproc_is_stripped_from_what_the_ranks_run():
     from minicnn.cli import _without_nproc
-    assert _without_nproc(["train", "--nproc", "2", "--epochs", "1", "--nproc=3"]) == \
-        ["train", "--epochs", "1"]
+
+    assert _without_nproc(["train", "--nproc", "2", "--epochs", "1", "--nproc=3"]) == [
+        "train",
+        "--epochs",
+        "1",
+    ]
 
 
 def test_nproc_below_one_is_a_usage_error(capsys):
     from minicnn.cli import main
+
     assert main(["train", "--nproc", "0"]) == 2
     assert "--nproc must be >= 1, got 0" in capsys.readouterr().err

@@ -5,6 +5,7 @@ OUT``.
 The "equivalence" case trains on every rank and rank 0 saves what it got; the tests compare that
 with one process trained on the whole batch. Each mpiexec run has a time limit.
 """
+
 import json
 import os
 import signal
@@ -33,12 +34,14 @@ SIDE = {"vgg": 32, "resnet20": 16, "vgg_no_sync": 32}  # VGG's five pools need 3
 
 # ---- what the ranks and the reference both run ---------------------------------------------------
 
+
 def vgg_like():
     """VGG-11's layout (configuration A: 8 convs, 5 pools) at 1/8 width, a small classifier."""
     minicnn.manual_seed(0)
     cfg = [8, "M", 16, "M", 32, 32, "M", 64, 64, "M", 64, 64, "M"]
-    return nn.Sequential(make_layers(cfg), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
-                         nn.Linear(32, 10))
+    return nn.Sequential(
+        make_layers(cfg), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
 
 
 def resnet20(sync):
@@ -63,8 +66,9 @@ def train(model, x, y, rows, accumulate=1):
             sync = getattr(model, "no_sync", None)
             context = sync() if sync is not None and i < len(parts) - 1 else _nothing()
             with context:
-                loss = F.cross_entropy(model(minicnn.tensor(x[step][part])),
-                                       minicnn.tensor(y[step][part]))
+                loss = F.cross_entropy(
+                    model(minicnn.tensor(x[step][part])), minicnn.tensor(y[step][part])
+                )
                 (loss * (len(part) / (rows.stop - rows.start))).backward()
         opt.step()
     return model
@@ -97,15 +101,20 @@ def branchy_grads(model, rank):
 
 # ---- the ranks' side -----------------------------------------------------------------------------
 
+
 def case_equivalence(out):
     import minicnn.distributed as dist
     from minicnn.data import DistributedSampler
+
     dist.init_process_group()
     rank = dist.get_rank()
     rows = slice(rank * B, (rank + 1) * B)
     results, arrays = {}, {}
-    for name, build, accumulate in (("vgg", vgg_like, 1), ("resnet20", lambda: resnet20(True), 1),
-                                    ("vgg_no_sync", vgg_like, 2)):
+    for name, build, accumulate in (
+        ("vgg", vgg_like, 1),
+        ("resnet20", lambda: resnet20(True), 1),
+        ("vgg_no_sync", vgg_like, 2),
+    ):
         model = nn.parallel.DistributedDataParallel(build(), bucket_cap_mb=0.05)
         results[f"{name}_buckets"] = len(model._buckets)
         x, y = batches(1, SIDE[name])
@@ -113,8 +122,13 @@ def case_equivalence(out):
         arrays.update({f"{name}/{k}": v for k, v in model.module.state_dict().items()})
     ddp = nn.parallel.DistributedDataParallel(Branchy(), find_unused_parameters=True)
     branchy_grads(ddp, rank)
-    arrays.update({f"unused/{n}": p.grad.numpy() for n, p in ddp.module.named_parameters()
-                   if p.grad is not None})
+    arrays.update(
+        {
+            f"unused/{n}": p.grad.numpy()
+            for n, p in ddp.module.named_parameters()
+            if p.grad is not None
+        }
+    )
     results["buffers"] = _buffers_after_sync(dist, rank)
     results["unused_error"] = _unused_error()
     results["sampler"] = _sampler_shards(dist, DistributedSampler)
@@ -169,12 +183,19 @@ def _collectives(dist):
     parts = [minicnn.zeros(2) for _ in range(2)]
     dist.all_gather(parts, minicnn.tensor([rank, rank * 10.0]))
     dist.barrier()
-    return {"sum": t.tolist(), "avg": avg.tolist(), "max": mx.tolist(), "broadcast": b.tolist(),
-            "all_gather": [p.tolist() for p in parts], "world": dist.get_world_size()}
+    return {
+        "sum": t.tolist(),
+        "avg": avg.tolist(),
+        "max": mx.tolist(),
+        "broadcast": b.tolist(),
+        "all_gather": [p.tolist() for p in parts],
+        "world": dist.get_world_size(),
+    }
 
 
 def case_fail(out):
     import minicnn.distributed as dist
+
     dist.init_process_group()
     if dist.get_rank() == 1:
         time.sleep(0.5)
@@ -185,6 +206,7 @@ def case_fail(out):
 
 def case_sigint(out):
     import minicnn.distributed as dist
+
     dist.init_process_group()
     with open(os.path.join(out, f"pid{dist.get_rank()}"), "w") as f:
         f.write(str(os.getpid()))
@@ -197,6 +219,7 @@ def case_train_interrupted(out):
     """2-rank training of 2 epochs, stopped (as if killed) after epoch 1's checkpoint."""
     from minicnn import train as T
     from minicnn.train import loop
+
     original = loop._run_epoch
 
     def stop_before_second(epoch, *args, **kwargs):
@@ -213,18 +236,37 @@ def case_train_interrupted(out):
 
 def train_config(data, out):
     from minicnn import train as T
-    return T.TrainConfig(data=data, out=os.path.join(out, "run"), epochs=2, batch_size=8, workers=0,
-                         progress=False, warmup_epochs=0.5)
+
+    return T.TrainConfig(
+        data=data,
+        out=os.path.join(out, "run"),
+        epochs=2,
+        batch_size=8,
+        workers=0,
+        progress=False,
+        warmup_epochs=0.5,
+    )
 
 
 # ---- the tests' side -----------------------------------------------------------------------------
 
+
 def run_ranks(case, out, timeout=180, wait=True):
-    command = launch.mpiexec_command(WORLD) + [sys.executable, os.path.abspath(__file__), case,
-                                               str(out)]
+    command = launch.mpiexec_command(WORLD) + [
+        sys.executable,
+        os.path.abspath(__file__),
+        case,
+        str(out),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MINICNN_NUM_THREADS="1")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     if not wait:
         return proc
     try:
@@ -254,8 +296,10 @@ def _assert_same_state(arrays, prefix, reference):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=key)
 
 
-@pytest.mark.parametrize("name,build,accumulate", [
-    ("vgg", vgg_like, 1), ("resnet20", lambda: resnet20(False), 1), ("vgg_no_sync", vgg_like, 2)])
+@pytest.mark.parametrize(
+    "name,build,accumulate",
+    [("vgg", vgg_like, 1), ("resnet20", lambda: resnet20(False), 1), ("vgg_no_sync", vgg_like, 2)],
+)
 def test_two_ranks_equal_one_process_on_the_double_batch(equivalence, name, build, accumulate):
     results, arrays = equivalence
     assert results[f"{name}_buckets"] > 1  # the small cap makes several buckets
@@ -269,8 +313,9 @@ def test_find_unused_parameters_averages_what_was_used_and_leaves_the_rest(equiv
     for rank in range(WORLD):
         model = Branchy()
         branchy_grads(model, rank)
-        grads.append({n: p.grad.numpy() if p.grad is not None else 0
-                      for n, p in model.named_parameters()})
+        grads.append(
+            {n: p.grad.numpy() if p.grad is not None else 0 for n, p in model.named_parameters()}
+        )
     for name in ("a.weight", "a.bias", "b.weight", "b.bias"):
         want = (grads[0][name] + grads[1][name]) / WORLD
         np.testing.assert_allclose(arrays[f"unused/{name}"], want, rtol=1e-6, err_msg=name)
@@ -300,14 +345,25 @@ def test_sampler_shards_from_the_process_group(equivalence):
 
 def test_collectives(equivalence):
     c = equivalence[0]["collectives"]
-    assert c == {"sum": [3.0, 6.0], "avg": [1.5], "max": [1, 0], "broadcast": [1.0, 1.0, 1.0],
-                 "all_gather": [[0.0, 0.0], [1.0, 10.0]], "world": 2}
+    assert c == {
+        "sum": [3.0, 6.0],
+        "avg": [1.5],
+        "max": [1, 0],
+        "broadcast": [1.0, 1.0, 1.0],
+        "all_gather": [[0.0, 0.0], [1.0, 10.0]],
+        "world": 2,
+    }
 
 
 def test_the_gpu_smoke_test_runs_its_checks_over_mpi_on_the_cpu():
     """scripts/gpu_check.sh runs it on cuda over NCCL; here the same checks run on 2 cpu ranks."""
-    command = launch.mpiexec_command(WORLD) + [sys.executable, "-m", "minicnn.distributed.smoke",
-                                               "--device", "cpu"]
+    command = launch.mpiexec_command(WORLD) + [
+        sys.executable,
+        "-m",
+        "minicnn.distributed.smoke",
+        "--device",
+        "cpu",
+    ]
     r = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("collectives and DDP + SyncBatchNorm steps agree") == WORLD
@@ -355,17 +411,26 @@ if __name__ == "__main__":
     globals()[f"case_{sys.argv[1]}"](sys.argv[2])
 
 
-# ---- training integration ----------------------------------------------------------------------------
+# ---- training integration
+# ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     from minicnn.data import builtin_dataset
+
     return builtin_dataset(4, 3, cache=str(tmp_path_factory.mktemp("cache")))
 
 
 def _minicnn(args, env, cwd, timeout=300):
-    r = subprocess.run([sys.executable, "-m", "minicnn", *args], capture_output=True, text=True,
-                       env=env, cwd=cwd, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "minicnn", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
     return r
 
 
@@ -373,11 +438,30 @@ def test_train_nproc_2_end_to_end_then_eval_and_resume_on_one_process(tmp_path):
     """What a user runs: --nproc 2 starts mpiexec; rank 0 alone logs and writes the run folder;
     the validation accuracy is the whole set's (``minicnn eval`` on one process agrees)."""
     from minicnn import train as T
+
     env = dict(os.environ, MINICNN_CACHE=str(tmp_path / "cache"))
     out = tmp_path / "run"
-    r = _minicnn(["train", "--nproc", "2", "--builtin-per-class", "4", "3", "--epochs", "1",
-                  "--batch-size", "8", "--workers", "1", "--out", str(out), "--no-progress"],
-                 env, tmp_path)
+    r = _minicnn(
+        [
+            "train",
+            "--nproc",
+            "2",
+            "--builtin-per-class",
+            "4",
+            "3",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        env,
+        tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert sum(line.startswith("done: val top-1 ") for line in lines) == 1, r.stdout
@@ -386,8 +470,11 @@ def test_train_nproc_2_end_to_end_then_eval_and_resume_on_one_process(tmp_path):
     rows = T.read_metrics(out / "metrics.csv")
     assert len(rows) == 1
     data = next((tmp_path / "cache").iterdir())
-    r = _minicnn(["eval", "--checkpoint", str(out / "last.npz"), "--data", str(data),
-                  "--workers", "0"], env, tmp_path)
+    r = _minicnn(
+        ["eval", "--checkpoint", str(out / "last.npz"), "--data", str(data), "--workers", "0"],
+        env,
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert f"top-1 {100 * rows[0]['val_top1']:.2f}%" in r.stdout, (r.stdout, rows)
     r = _minicnn(["train", "--resume", str(out)], env, tmp_path)
@@ -396,14 +483,20 @@ def test_train_nproc_2_end_to_end_then_eval_and_resume_on_one_process(tmp_path):
 
 def test_a_two_rank_checkpoint_resumes_on_one_process(tmp_path, tiny_data):
     from minicnn import train as T
+
     env = dict(os.environ, MINICNN_TEST_DATA=tiny_data)
-    command = launch.mpiexec_command(WORLD) + [sys.executable, os.path.abspath(__file__),
-                                               "train_interrupted", str(tmp_path)]
+    command = launch.mpiexec_command(WORLD) + [
+        sys.executable,
+        os.path.abspath(__file__),
+        "train_interrupted",
+        str(tmp_path),
+    ]
     r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "stopped after epoch 1" in r.stdout, r.stdout + r.stderr
     run = tmp_path / "run"
     assert len(T.read_metrics(run / "metrics.csv")) == 1
-    summary = T.train(T.TrainConfig(workers=0, progress=False), resume=str(run),
-                      log=lambda *a: None)
+    summary = T.train(
+        T.TrainConfig(workers=0, progress=False), resume=str(run), log=lambda *a: None
+    )
     assert summary["epochs"] == 2
     assert [r["epoch"] for r in T.read_metrics(run / "metrics.csv")] == [1, 2]

@@ -1,12 +1,18 @@
 """minicnn.finetune: pretrained weights with a new head, freezing, a deterministic val split."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import minicnn
 from minicnn import models
-from minicnn.finetune import (PretrainedError, classifier_prefix, freeze, load_pretrained,
-                              split_image_folder)
+from minicnn.finetune import (
+    PretrainedError,
+    classifier_prefix,
+    freeze,
+    load_pretrained,
+    split_image_folder,
+)
 
 
 def test_classifier_prefix():
@@ -25,13 +31,15 @@ def test_same_classes_load_everything_and_other_classes_get_a_new_head(tmp_path)
     other = models.resnet20(num_classes=4)
     fresh_fc = other.fc.weight.numpy().copy()
     assert load_pretrained(other, tmp_path / "w.npz") == "fc"
-    np.testing.assert_array_equal(other.fc.weight.numpy(), fresh_fc)        # kept its init
+    np.testing.assert_array_equal(other.fc.weight.numpy(), fresh_fc)  # kept its init
     np.testing.assert_array_equal(other.conv1.weight.numpy(), src.conv1.weight.numpy())
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
     minicnn.io.save_npz(tmp_path / "w.npz", models.resnet20(shortcut="B").state_dict())
-    with pytest.raises(PretrainedError, match="does not fit resnet20.*unexpected layer2.0.downsample"):
+    with pytest.raises(
+        PretrainedError, match="does not fit resnet20.*unexpected layer2.0.downsample"
+    ):
         load_pretrained(models.resnet20(), tmp_path / "w.npz")
     with pytest.raises(PretrainedError, match="no such weights file"):
         load_pretrained(models.resnet20(), tmp_path / "none.npz")
@@ -39,8 +47,11 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 
 def test_legacy_densenet_keys_load(tmp_path):
     src = models.densenet_bc_100()
-    legacy = {k.replace(".norm1.", ".norm.1."): v for k, v in src.state_dict().items()
-              if "num_batches" not in k}
+    legacy = {
+        k.replace(".norm1.", ".norm.1."): v
+        for k, v in src.state_dict().items()
+        if "num_batches" not in k
+    }
     minicnn.io.save_npz(tmp_path / "d.npz", legacy)
     assert load_pretrained(models.densenet_bc_100(), tmp_path / "d.npz") is None
 

@@ -1,4 +1,5 @@
 """Training: checkpoints (round trip, kill -9 mid-save), resume equivalence, the train/eval/predict CLI."""
+
 import json
 import os
 import signal
@@ -28,17 +29,33 @@ def tiny_data(tmp_path_factory):
 
 
 def tiny_config(data, out, **kw):
-    settings = dict(data=data, out=str(out), epochs=2, batch_size=16, workers=0, progress=False,
-                    warmup_epochs=0.5)
+    settings = dict(
+        data=data,
+        out=str(out),
+        epochs=2,
+        batch_size=16,
+        workers=0,
+        progress=False,
+        warmup_epochs=0.5,
+    )
     settings.update(kw)
     return T.TrainConfig(**settings)
 
 
-# ---- checkpoints --------------------------------------------------------------------------------------
+# ---- checkpoints
+# --------------------------------------------------------------------------------------
 def full_meta(**kw):
     """A training checkpoint's meta.json (what the schema asks for)."""
-    meta = {"config": T.TrainConfig().to_json(), "classes": [str(i) for i in range(10)], "epoch": 3,
-            "best_epoch": 0, "best_val_top1": -1.0, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta = {
+        "config": T.TrainConfig().to_json(),
+        "classes": [str(i) for i in range(10)],
+        "epoch": 3,
+        "best_epoch": 0,
+        "best_val_top1": -1.0,
+        "image_size": 32,
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+    }
     meta.update(kw)
     return meta
 
@@ -62,7 +79,7 @@ def test_checkpoint_round_trip(tmp_path):
     path = tmp_path / "ckpt.npz"
     meta = full_meta()
     T.save_checkpoint(path, model, meta, opt, sched)
-    with np.load(path, allow_pickle=False) as z:          # a plain, pickle-free .npz
+    with np.load(path, allow_pickle=False) as z:  # a plain, pickle-free .npz
         assert "meta.json" in z.files and z["meta.json"].dtype == np.uint8
     saved, state, arrays = T.load_checkpoint(path)
     assert saved["epoch"] == 3 and saved["classes"] == meta["classes"]
@@ -110,27 +127,29 @@ SAVER = textwrap.dedent("""
 def test_kill_9_during_a_save_leaves_a_loadable_checkpoint(tmp_path):
     path = str(tmp_path / "last.npz")
     for delay in (0.05, 0.13, 0.21):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, path], stdout=subprocess.PIPE, text=True,
-                                cwd=ROOT)
-        first = proc.stdout.readline()                 # one complete save exists
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVER, path], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        first = proc.stdout.readline()  # one complete save exists
         assert first.strip().isdigit(), first
-        time.sleep(delay)                               # then kill it somewhere inside a later save
+        time.sleep(delay)  # then kill it somewhere inside a later save
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
         meta, state, _ = T.load_checkpoint(path, minicnn.nn.Linear(2000, 2000))
         assert np.all(state["weight"] == meta["version"])
     leftovers = [f for f in os.listdir(tmp_path) if f != "last.npz"]
-    assert all(f.endswith(".tmp") for f in leftovers)    # only the killed save's temporary file
+    assert all(f.endswith(".tmp") for f in leftovers)  # only the killed save's temporary file
 
 
-# ---- training and resuming ------------------------------------------------------------------------
+# ---- training and resuming
+# ------------------------------------------------------------------------
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_data, monkeypatch):
     straight = T.train(tiny_config(tiny_data, tmp_path / "straight"), log=lambda *a: None)
     assert straight["epochs"] == 2
     original = loop._run_epoch
 
-    def stop_before_second(epoch, *args, **kwargs):   # as if killed after epoch 1's checkpoint
+    def stop_before_second(epoch, *args, **kwargs):  # as if killed after epoch 1's checkpoint
         if epoch == 1:
             raise KeyboardInterrupt
         return original(epoch, *args, **kwargs)
@@ -140,14 +159,21 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_data, monkeypatch
         T.train(tiny_config(tiny_data, tmp_path / "resumed"), log=lambda *a: None)
     monkeypatch.undo()
     assert len(T.read_metrics(tmp_path / "resumed" / "metrics.csv")) == 1
-    T.train(T.TrainConfig(workers=0, progress=False), resume=str(tmp_path / "resumed"), log=lambda *a: None)
+    T.train(
+        T.TrainConfig(workers=0, progress=False),
+        resume=str(tmp_path / "resumed"),
+        log=lambda *a: None,
+    )
     a = T.read_metrics(tmp_path / "straight" / "metrics.csv")
     b = T.read_metrics(tmp_path / "resumed" / "metrics.csv")
     assert [r["epoch"] for r in b] == [1, 2]
-    # Bit-identical in practice; the tolerance only forgives a multithreaded kernel that sums in another
+    # Bit-identical in practice; the tolerance only forgives a multithreaded kernel that sums in
+    # another
     # order. A wrong restore (optimizer buffers, schedule, RNG, data order) is off by far more.
     for key in ("train_loss", "train_top1", "val_loss", "val_top1", "lr"):
-        np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=1e-5, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(
+            [r[key] for r in b], [r[key] for r in a], rtol=1e-5, atol=1e-7, err_msg=key
+        )
     _, state_a, _ = T.load_checkpoint(tmp_path / "straight" / "last.npz")
     _, state_b, _ = T.load_checkpoint(tmp_path / "resumed" / "last.npz")
     for key in state_a:
@@ -155,11 +181,19 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_data, monkeypatch
 
 
 def test_the_run_folder(tmp_path, tiny_data):
-    T.train(tiny_config(tiny_data, tmp_path / "run", epochs=1, optimizer="adamw", schedule="step"),
-            log=lambda *a: None)
+    T.train(
+        tiny_config(tiny_data, tmp_path / "run", epochs=1, optimizer="adamw", schedule="step"),
+        log=lambda *a: None,
+    )
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == [".minicnn-run", "best.npz", "config.json", "curves.png", "last.npz",
-                                       "metrics.csv"]
+    assert sorted(os.listdir(run)) == [
+        ".minicnn-run",
+        "best.npz",
+        "config.json",
+        "curves.png",
+        "last.npz",
+        "metrics.csv",
+    ]
     rows = T.read_metrics(run / "metrics.csv")
     assert list(rows[0]) == list(T.METRIC_FIELDS) and rows[0]["epoch"] == 1
     assert 0 <= rows[0]["val_top1"] <= rows[0]["val_top5"] <= 1
@@ -178,7 +212,8 @@ def test_googlenet_aux_losses_are_used_in_training():
     assert total == pytest.approx(parts[0] + 0.3 * (parts[1] + parts[2]), rel=1e-5)
 
 
-# ---- the command line ----------------------------------------------------------------------------------
+# ---- the command line
+# ----------------------------------------------------------------------------------
 def run_cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
@@ -192,31 +227,40 @@ def error_line(err):
     return lines[0]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--epochs", "0"], "--epochs must be in [1, 100000], got 0"),
-    (["--lr", "-0.1"], "--lr must be in (0, 10], got -0.1"),
-    (["--batch-size", "0"], "--batch-size must be in [1, 65536], got 0"),
-    (["--workers", "-1"], "--workers must be in [0, 256], got -1"),
-    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1), got 1.5"),
-    (["--model", "resnet21"], "unknown model 'resnet21' (did you mean "),
-    (["--data", "/no/such/folder"], "no such folder '/no/such/folder'"),
-    (["--resume", "/no/such/run"], "no such run folder"),
-    (["--resume", "x", "--model", "vgg11"], "drop --model"),
-    (["--image-size", "4"], "--image-size must be in [8, 1024], got 4"),
-    (["--image-size", "20000"], "--image-size must be in [8, 1024], got 20000"),
-    (["--lr", "nan"], "--lr must be a finite number, got nan"),
-    (["--lr", "inf"], "--lr must be a finite number, got inf"),
-    (["--momentum", "nan"], "--momentum must be a finite number, got nan"),
-    (["--momentum", "1"], "--momentum must be in [0, 1), got 1.0"),
-    (["--weight-decay", "inf"], "--weight-decay must be a finite number, got inf"),
-    (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite number, got nan"),
-    (["--warmup-epochs", "-1"], "--warmup-epochs must be in [0, 100000], got -1.0"),
-    (["--epochs", "2", "--warmup-epochs", "2"], "--warmup-epochs (2.0) must be less than --epochs (2)"),
-    (["--seed", "-1"], "--seed must be in [0, 9223372036854775807], got -1"),
-    (["--seed", str(2 ** 64)], "--seed must be in [0, "),
-    (["--builtin-per-class", "0", "3"], "--builtin-per-class must be two integers in [1, 1000000]"),
-    (["--resume", "x", "--workers", "-3"], "--workers must be in [0, 256], got -3"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--epochs", "0"], "--epochs must be in [1, 100000], got 0"),
+        (["--lr", "-0.1"], "--lr must be in (0, 10], got -0.1"),
+        (["--batch-size", "0"], "--batch-size must be in [1, 65536], got 0"),
+        (["--workers", "-1"], "--workers must be in [0, 256], got -1"),
+        (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1), got 1.5"),
+        (["--model", "resnet21"], "unknown model 'resnet21' (did you mean "),
+        (["--data", "/no/such/folder"], "no such folder '/no/such/folder'"),
+        (["--resume", "/no/such/run"], "no such run folder"),
+        (["--resume", "x", "--model", "vgg11"], "drop --model"),
+        (["--image-size", "4"], "--image-size must be in [8, 1024], got 4"),
+        (["--image-size", "20000"], "--image-size must be in [8, 1024], got 20000"),
+        (["--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--momentum", "nan"], "--momentum must be a finite number, got nan"),
+        (["--momentum", "1"], "--momentum must be in [0, 1), got 1.0"),
+        (["--weight-decay", "inf"], "--weight-decay must be a finite number, got inf"),
+        (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite number, got nan"),
+        (["--warmup-epochs", "-1"], "--warmup-epochs must be in [0, 100000], got -1.0"),
+        (
+            ["--epochs", "2", "--warmup-epochs", "2"],
+            "--warmup-epochs (2.0) must be less than --epochs (2)",
+        ),
+        (["--seed", "-1"], "--seed must be in [0, 9223372036854775807], got -1"),
+        (["--seed", str(2**64)], "--seed must be in [0, "),
+        (
+            ["--builtin-per-class", "0", "3"],
+            "--builtin-per-class must be two integers in [1, 1000000]",
+        ),
+        (["--resume", "x", "--workers", "-3"], "--workers must be in [0, 256], got -3"),
+    ],
+)
 def test_train_usage_errors(capsys, argv, message):
     code, _, err = run_cli(capsys, "train", *argv)
     assert code == 2
@@ -231,7 +275,9 @@ def test_train_data_errors(capsys, tmp_path, tiny_data):
     for split, cls in (("train", "cat"), ("train", "dog"), ("val", "cat"), ("val", "cow")):
         (mixed / split / cls).mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(mixed / split / cls / "x.png")
-    code, _, err = run_cli(capsys, "train", "--data", mixed, "--out", tmp_path / "r", "--workers", 0)
+    code, _, err = run_cli(
+        capsys, "train", "--data", mixed, "--out", tmp_path / "r", "--workers", 0
+    )
     assert code == 2 and "only in train: dog; only in val: cow" in error_line(err)
     empty = tmp_path / "empty"
     (empty / "train" / "a").mkdir(parents=True)
@@ -254,13 +300,34 @@ def tiny_run(tmp_path_factory, tiny_data):
 
 
 def test_eval_and_predict(capsys, tiny_run, tiny_data):
-    code, out, _ = run_cli(capsys, "eval", "--checkpoint", tiny_run / "best.npz", "--data", tiny_data,
-                           "--workers", 0, "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys,
+        "eval",
+        "--checkpoint",
+        tiny_run / "best.npz",
+        "--data",
+        tiny_data,
+        "--workers",
+        0,
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "20 images" in out and "top-1" in out and "top-5" in out
-    code, out, _ = run_cli(capsys, "eval", "--checkpoint", tiny_run / "last.npz", "--data",
-                           os.path.join(tiny_data, "val"), "--ten-crop", "--workers", 0)
+    code, out, _ = run_cli(
+        capsys,
+        "eval",
+        "--checkpoint",
+        tiny_run / "last.npz",
+        "--data",
+        os.path.join(tiny_data, "val"),
+        "--ten-crop",
+        "--workers",
+        0,
+    )
     assert code == 0 and "(ten-crop)" in out
-    image = os.path.join(tiny_data, "val", "star", sorted(os.listdir(os.path.join(tiny_data, "val", "star")))[0])
+    image = os.path.join(
+        tiny_data, "val", "star", sorted(os.listdir(os.path.join(tiny_data, "val", "star")))[0]
+    )
     code, out, _ = run_cli(capsys, "predict", "--checkpoint", tiny_run / "best.npz", image)
     lines = out.splitlines()
     assert code == 0 and lines[0] == image and len(lines) == 6
@@ -271,7 +338,10 @@ def test_eval_and_predict(capsys, tiny_run, tiny_data):
 def test_eval_and_predict_usage_errors(capsys, tmp_path, tiny_run, tiny_data):
     ckpt = tiny_run / "best.npz"
     cases = [
-        (["eval", "--checkpoint", tmp_path / "none.npz", "--data", tiny_data], "no such checkpoint file"),
+        (
+            ["eval", "--checkpoint", tmp_path / "none.npz", "--data", tiny_data],
+            "no such checkpoint file",
+        ),
         (["eval", "--checkpoint", ckpt, "--data", tmp_path / "nodata"], "no such folder"),
         (["predict", "--checkpoint", ckpt, tmp_path / "none.png"], "no such image file"),
     ]
@@ -279,19 +349,30 @@ def test_eval_and_predict_usage_errors(capsys, tmp_path, tiny_run, tiny_data):
     for cls in ("x", "y"):
         (other / cls).mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(other / cls / "1.png")
-    cases.append((["eval", "--checkpoint", ckpt, "--data", tmp_path / "other"], "are not the checkpoint's"))
+    cases.append(
+        (["eval", "--checkpoint", ckpt, "--data", tmp_path / "other"], "are not the checkpoint's")
+    )
     (tmp_path / "bad.png").write_bytes(b"not a png")
     cases.append((["predict", "--checkpoint", ckpt, tmp_path / "bad.png"], "cannot read"))
     bare = tmp_path / "weights.npz"
     minicnn.io.save_npz(bare, {"w": np.zeros(3)})
-    cases.append((["predict", "--checkpoint", bare, tmp_path / "bad.png"], "not a minicnn training checkpoint"))
+    cases.append(
+        (
+            ["predict", "--checkpoint", bare, tmp_path / "bad.png"],
+            "not a minicnn training checkpoint",
+        )
+    )
     # a checkpoint whose weights belong to another architecture than its config says
     meta, state, arrays = T.load_checkpoint(ckpt)
     meta["config"]["model"] = "resnet32"
     arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     minicnn.io.save_npz(tmp_path / "mismatch.npz", arrays)
-    cases.append((["eval", "--checkpoint", tmp_path / "mismatch.npz", "--data", tiny_data],
-                  "does not fit a resnet32"))
+    cases.append(
+        (
+            ["eval", "--checkpoint", tmp_path / "mismatch.npz", "--data", tiny_data],
+            "does not fit a resnet32",
+        )
+    )
     for argv, message in cases:
         code, _, err = run_cli(capsys, *argv)
         assert code == 2, argv
@@ -302,15 +383,45 @@ def test_minicnn_train_end_to_end(tmp_path):
     """The real console entry point on a tiny built-in dataset, with its own cache folder."""
     env = dict(os.environ, MINICNN_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="2")
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "minicnn", "train", "--builtin-per-class", "3", "2", "--epochs", "1",
-                        "--batch-size", "10", "--workers", "1", "--out", str(out)],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minicnn",
+            "train",
+            "--builtin-per-class",
+            "3",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "generating the built-in dataset" in r.stdout
-    assert r.stdout.splitlines()[-1].startswith("done: val top-1 ") and str(out) in r.stdout.splitlines()[-1]
+    assert (
+        r.stdout.splitlines()[-1].startswith("done: val top-1 ")
+        and str(out) in r.stdout.splitlines()[-1]
+    )
     assert "Traceback" not in r.stderr
     assert os.listdir(tmp_path / "cache")[0].startswith("shapes32-")
     assert len(T.read_metrics(out / "metrics.csv")) == 1
-    r = subprocess.run([sys.executable, "-m", "minicnn", "train", "--resume", str(out)], capture_output=True,
-                       text=True, env=env, cwd=tmp_path, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "minicnn", "train", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0 and "nothing to do" in r.stdout

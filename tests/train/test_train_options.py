@@ -1,5 +1,6 @@
 """train's options from issue 15: --variant, --weights/--freeze (new head), --val-split,
 --resume RUN --epochs N, resolved values in config.json, percent metrics and the lr curve."""
+
 import csv
 import json
 
@@ -12,8 +13,17 @@ from minicnn.data import builtin_dataset
 from minicnn.data.shapes import render
 from minicnn.train import load_checkpoint, read_metrics
 
-QUICK = ["--epochs", "1", "--batch-size", "16", "--workers", "0", "--no-progress",
-         "--warmup-epochs", "0.5"]
+QUICK = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--warmup-epochs",
+    "0.5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +62,41 @@ def test_metrics_csv_in_percent_and_curves_with_lr(plain_run):
     assert {"train_top1_pct", "val_top1_pct", "val_top5_pct", "lr"} <= set(row)
     assert float(row["val_top1_pct"]) == pytest.approx(100 * meta["best_val_top1"], rel=1e-5)
     assert read_metrics(plain_run / "metrics.csv")[0]["val_top1"] == pytest.approx(
-        meta["best_val_top1"], rel=1e-5)
+        meta["best_val_top1"], rel=1e-5
+    )
     with Image.open(plain_run / "curves.png") as im:
-        assert im.size[0] > 1.2 * 1000              # three panels: loss, accuracy, learning rate
+        assert im.size[0] > 1.2 * 1000  # three panels: loss, accuracy, learning rate
 
 
 def test_eval_restores_the_variant(plain_run, data, capsys):
-    assert main(["eval", "--checkpoint", str(plain_run / "best.npz"), "--data", data,
-                 "--workers", "0"]) == 0
+    assert (
+        main(
+            ["eval", "--checkpoint", str(plain_run / "best.npz"), "--data", data, "--workers", "0"]
+        )
+        == 0
+    )
     assert "top-1" in capsys.readouterr().out
 
 
 def test_weights_with_a_new_head_freeze_and_val_split(plain_run, tmp_path, capsys):
     folder = shapes_folder(tmp_path / "photos")
     out = tmp_path / "tuned"
-    argv = ["train", "--data", str(folder), "--val-split", "0.25", "--variant", "plain",
-            "--weights", str(plain_run / "best.npz"), "--freeze", "conv1", "layer1",
-            "--out", str(out)] + QUICK
+    argv = [
+        "train",
+        "--data",
+        str(folder),
+        "--val-split",
+        "0.25",
+        "--variant",
+        "plain",
+        "--weights",
+        str(plain_run / "best.npz"),
+        "--freeze",
+        "conv1",
+        "layer1",
+        "--out",
+        str(out),
+    ] + QUICK
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "with a new head (fc: 3 classes)" in text and "frozen: " in text
@@ -76,7 +104,7 @@ def test_weights_with_a_new_head_freeze_and_val_split(plain_run, tmp_path, capsy
     _, start, _ = load_checkpoint(plain_run / "best.npz")
     meta, tuned, _ = load_checkpoint(out / "last.npz")
     assert meta["classes"] == ["circle", "ring", "star"]
-    np.testing.assert_array_equal(tuned["conv1.weight"], start["conv1.weight"])        # frozen
+    np.testing.assert_array_equal(tuned["conv1.weight"], start["conv1.weight"])  # frozen
     np.testing.assert_array_equal(tuned["layer1.0.conv1.weight"], start["layer1.0.conv1.weight"])
     assert not np.array_equal(tuned["layer3.0.conv1.weight"], start["layer3.0.conv1.weight"])
 
@@ -96,13 +124,16 @@ def test_resume_extends_a_finished_run(plain_run, tmp_path, capsys):
     assert "--epochs 1: the run in" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--variant", "paper"], "--variant: resnet20 has no variant 'paper'"),
-    (["--val-split", "1.5"], "--val-split must be between 0 and 1"),
-    (["--val-split", "0.2"], "--val-split splits a folder of class folders"),
-    (["--weights", "/no/such.npz"], "no such weights file"),
-    (["--freeze", "layer9"], "no parameter name starts with 'layer9'"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--variant", "paper"], "--variant: resnet20 has no variant 'paper'"),
+        (["--val-split", "1.5"], "--val-split must be between 0 and 1"),
+        (["--val-split", "0.2"], "--val-split splits a folder of class folders"),
+        (["--weights", "/no/such.npz"], "no such weights file"),
+        (["--freeze", "layer9"], "no parameter name starts with 'layer9'"),
+    ],
+)
 def test_train_option_mistakes_exit_2(data, tmp_path, capsys, extra, message):
     argv = ["train", "--data", data, "--out", str(tmp_path / "r")] + QUICK + extra
     assert main(argv) == 2

@@ -29,8 +29,8 @@ inline bool close(double got, double want, double rtol, double atol = 0.0) {
 }
 
 // Run `body`; it must throw a std::exception whose message contains every one of `parts`.
-inline void expect_error(const std::function<void()>& body, std::initializer_list<const char*> parts,
-                         const char* file, int line) {
+inline void expect_error(const std::function<void()>& body,
+                         std::initializer_list<const char*> parts, const char* file, int line) {
   try {
     body();
   } catch (const std::exception& ex) {
@@ -41,7 +41,8 @@ inline void expect_error(const std::function<void()>& body, std::initializer_lis
   }
   check(false, "an exception was expected", file, line);
 }
-#define EXPECT_ERROR(body, ...) ::harness::expect_error([&] { body; }, {__VA_ARGS__}, __FILE__, __LINE__)
+#define EXPECT_ERROR(body, ...) \
+  ::harness::expect_error([&] { body; }, {__VA_ARGS__}, __FILE__, __LINE__)
 
 inline double now_ms() {
   using clock = std::chrono::steady_clock;

@@ -41,20 +41,22 @@ __global__ void warp_vs_block_deadlock(float* out) {
 
 void test_divergent_barrier_exit() {
   Buffer<float> out(32);
-  EXPECT_ERROR(LAUNCH(half_block_exits, 2, 32, 0, 0)(out.get()), "kernel half_block_exits: block (0,0,0) thread (0,0,0)",
-               "divergent barrier", "__syncthreads() at ", "test_errors.cu:", "thread (16,0,0), which has exited");
+  EXPECT_ERROR(LAUNCH(half_block_exits, 2, 32, 0, 0)(out.get()),
+               "kernel half_block_exits: block (0,0,0) thread (0,0,0)", "divergent barrier",
+               "__syncthreads() at ", "test_errors.cu:", "thread (16,0,0), which has exited");
 }
 
 void test_divergent_barrier_sites() {
   Buffer<float> out(32);
-  EXPECT_ERROR(LAUNCH(two_different_barriers, 1, 32, 0, 0)(out.get()), "kernel two_different_barriers",
-               "divergent barrier", "test_errors.cu:");
+  EXPECT_ERROR(LAUNCH(two_different_barriers, 1, 32, 0, 0)(out.get()),
+               "kernel two_different_barriers", "divergent barrier", "test_errors.cu:");
 }
 
 void test_deadlock() {
   Buffer<float> out(64);
-  EXPECT_ERROR(LAUNCH(warp_vs_block_deadlock, 1, 64, 0, 0)(out.get()), "kernel warp_vs_block_deadlock",
-               "thread (0,0,0)", "deadlock", "__syncwarp()", "lane 1 (thread (1,0,0)), which waits in __syncthreads()");
+  EXPECT_ERROR(LAUNCH(warp_vs_block_deadlock, 1, 64, 0, 0)(out.get()),
+               "kernel warp_vs_block_deadlock", "thread (0,0,0)", "deadlock", "__syncwarp()",
+               "lane 1 (thread (1,0,0)), which waits in __syncthreads()");
 }
 
 // ================================ warp operations ================================
@@ -76,8 +78,9 @@ __global__ void full_mask_in_partial_warp(float* out) {
 
 void test_shuffle_exited_lane() {
   Buffer<float> out(32);
-  EXPECT_ERROR(LAUNCH(shuffle_with_exited_lanes, 1, 32, 0, 0)(out.get()), "kernel shuffle_with_exited_lanes",
-               "__shfl_down_sync() at ", "mask 0xffffffff", "lane 16 (thread (16,0,0)), which has exited");
+  EXPECT_ERROR(LAUNCH(shuffle_with_exited_lanes, 1, 32, 0, 0)(out.get()),
+               "kernel shuffle_with_exited_lanes", "__shfl_down_sync() at ", "mask 0xffffffff",
+               "lane 16 (thread (16,0,0)), which has exited");
 }
 
 void test_shuffle_mask_without_self() {
@@ -163,11 +166,14 @@ void test_launch_config() {
 void test_launch_config_messages() {  // the emulator's own wording
   Buffer<float> out(1024);
   EXPECT_ERROR(launch_checked(1, 1025, 1025 * 4, out.get()),
-               "kernel uses_dynamic_shared: invalid launch configuration: blockDim (1025,1,1) has 1025 threads");
+               "kernel uses_dynamic_shared: invalid launch configuration: blockDim (1025,1,1) has "
+               "1025 threads");
   EXPECT_ERROR(launch_checked(0, 32, 32 * 4, out.get()), "gridDim (0,1,1) has a zero dimension");
-  EXPECT_ERROR(launch_checked(1, 32, 48 * 1024 + 4, out.get()), "49156 bytes of dynamic shared memory exceed");
+  EXPECT_ERROR(launch_checked(1, 32, 48 * 1024 + 4, out.get()),
+               "49156 bytes of dynamic shared memory exceed");
   // Opting in raises the limit, as in CUDA.
-  CUDA_CHECK(cudaFuncSetAttribute(uses_dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+  CUDA_CHECK(cudaFuncSetAttribute(uses_dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  64 * 1024));
   launch_checked(1, 32, 48 * 1024 + 4, out.get());
   CHECK(out[0] == 31.0f);
 }
@@ -177,7 +183,8 @@ void test_dynamic_shared_misuse() {
 #ifndef MINICNN_EMU_ASAN  // under ASan the overrun is ASan's to report (see asan_oob.cu)
   EXPECT_ERROR(launch_checked(1, 16, 0, out.get()), "kernel uses_dynamic_shared: block (0,0,0)",
                "wrote past the end of its 0 bytes of dynamic shared memory");
-  EXPECT_ERROR(launch_checked(1, 32, 16 * 4, out.get()), "kernel uses_dynamic_shared: block (0,0,0)",
+  EXPECT_ERROR(launch_checked(1, 32, 16 * 4, out.get()),
+               "kernel uses_dynamic_shared: block (0,0,0)",
                "wrote past the end of its 64 bytes of dynamic shared memory");
 #endif
 }
@@ -185,12 +192,15 @@ void test_dynamic_shared_misuse() {
 // ================================ launching from a kernel ================================
 __global__ void nested_child() {}
 #ifndef __CUDACC__  // dynamic parallelism needs -rdc on a GPU; the emulator refuses it
-__global__ void nested_parent() { LAUNCH(nested_child, 1, 1, 0, 0)(); }
+__global__ void nested_parent() {
+  LAUNCH(nested_child, 1, 1, 0, 0)();
+}
 #endif
 
 void test_nested_launch() {
 #ifndef __CUDACC__
-  EXPECT_ERROR(LAUNCH(nested_parent, 1, 1, 0, 0)(), "kernel nested_parent: block (0,0,0) thread (0,0,0)",
+  EXPECT_ERROR(LAUNCH(nested_parent, 1, 1, 0, 0)(),
+               "kernel nested_parent: block (0,0,0) thread (0,0,0)",
                "kernel nested_child: launched from inside a kernel");
 #endif
 }

@@ -60,7 +60,8 @@ __global__ void sgemm_tiled_dynamic(float* C, const float* A, const float* B, in
   if (row < M && col < N) C[row * N + col] = acc;
 }
 
-void sgemm_reference(std::vector<double>& C, Buffer<float>& A, Buffer<float>& B, int M, int N, int K) {
+void sgemm_reference(std::vector<double>& C, Buffer<float>& A, Buffer<float>& B, int M, int N,
+                     int K) {
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
       double acc = 0.0;
@@ -80,19 +81,22 @@ double check_sgemm(int M, int N, int K) {
   CHECK_LAUNCH("sgemm_tiled_static");
   CUDA_CHECK(cudaDeviceSynchronize());
   double ms = harness::now_ms() - t0;
-  LAUNCH((sgemm_tiled_dynamic<TILE>), grid, block, 2 * TILE * TILE * sizeof(float), 0)(C2.get(), A.get(),
-                                                                                      B.get(), M, N, K);
+  LAUNCH((sgemm_tiled_dynamic<TILE>), grid, block, 2 * TILE * TILE * sizeof(float), 0)(
+      C2.get(), A.get(), B.get(), M, N, K);
   CHECK_LAUNCH("sgemm_tiled_dynamic");
   CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<double> ref(M * N);
   sgemm_reference(ref, A, B, M, N, K);
   int bad = 0;
-  for (int i = 0; i < M * N; ++i) bad += !harness::close(C1[i], ref[i], 1e-4, 1e-5) || !harness::close(C2[i], ref[i], 1e-4, 1e-5);
+  for (int i = 0; i < M * N; ++i)
+    bad += !harness::close(C1[i], ref[i], 1e-4, 1e-5) || !harness::close(C2[i], ref[i], 1e-4, 1e-5);
   CHECK(bad == 0);
   return ms;
 }
 
-void test_sgemm_odd_sizes() { check_sgemm(37, 53, 29); }
+void test_sgemm_odd_sizes() {
+  check_sgemm(37, 53, 29);
+}
 
 void test_sgemm_128_timing() {
   double best = 1e30;  // best of 5: the first run also maps the fiber stacks
@@ -105,7 +109,8 @@ void test_sgemm_128_timing() {
 // sums through shared memory, a last warp reduction, one atomicAdd per block.
 template <class T>
 __device__ T warp_sum(T v) {
-  for (int offset = warpSize / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  for (int offset = warpSize / 2; offset > 0; offset /= 2)
+    v += __shfl_down_sync(0xffffffffu, v, offset);
   return v;
 }
 
@@ -113,7 +118,8 @@ template <class T>
 __global__ void block_sum(T* out, const T* in, int n) {
   DYN_SHARED(T, warp_sums);  // (blockDim.x / 32,)
   T v = 0;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) v += in[i];
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    v += in[i];
   v = warp_sum(v);
   int lane = threadIdx.x % warpSize, warp = threadIdx.x / warpSize;
   if (lane == 0) warp_sums[warp] = v;
@@ -141,8 +147,12 @@ void check_block_sum(double rtol) {
   CHECK(harness::close(out[0], ref, rtol, 1e-3));
 }
 
-void test_block_sum_float() { check_block_sum<float>(1e-5); }
-void test_block_sum_double() { check_block_sum<double>(1e-12); }
+void test_block_sum_float() {
+  check_block_sum<float>(1e-5);
+}
+void test_block_sum_double() {
+  check_block_sum<double>(1e-12);
+}
 
 // ================================ elementwise: the fast path ================================
 __global__ void saxpy(float* y, const float* x, float a, int n) {
@@ -165,7 +175,8 @@ void test_elementwise_1m() {
     CUDA_CHECK(cudaDeviceSynchronize());
     best = std::min(best, harness::now_ms() - t0);
   }
-  std::printf("    TIMING elementwise 1M floats (saxpy, 4096 blocks x 256): %.2f ms (best of 5)\n", best);
+  std::printf("    TIMING elementwise 1M floats (saxpy, 4096 blocks x 256): %.2f ms (best of 5)\n",
+              best);
   int bad = 0;
   for (int i = 0; i < n; ++i) bad += y[i] != 1.0f + 2.5f * float(i % 100);
   CHECK(bad == 0);
@@ -203,8 +214,8 @@ __global__ void warp_ops(T* out, unsigned* votes) {  // out: (64, kWarpResults),
   T v = T(100 + t);
   T* o = out + t * kWarpResults;
   o[0] = __shfl_sync(0xffffffffu, v, (lane + 3) % 32);
-  o[1] = __shfl_sync(0xffffffffu, v, 5, 8);        // lane 5 of each 8-lane segment
-  o[2] = __shfl_sync(0xffffffffu, v, 11, 8);       // 11 % 8 = 3
+  o[1] = __shfl_sync(0xffffffffu, v, 5, 8);   // lane 5 of each 8-lane segment
+  o[2] = __shfl_sync(0xffffffffu, v, 11, 8);  // 11 % 8 = 3
   o[3] = __shfl_up_sync(0xffffffffu, v, 1);
   o[4] = __shfl_up_sync(0xffffffffu, v, 3, 16);
   o[5] = __shfl_down_sync(0xffffffffu, v, 2);
@@ -215,25 +226,37 @@ __global__ void warp_ops(T* out, unsigned* votes) {  // out: (64, kWarpResults),
   o[10] = (lane < 16) ? __shfl_down_sync(0x0000ffffu, v, 1) : T(-1);  // half-warp mask
   o[11] = (lane >= 16) ? __shfl_sync(0xffff0000u, v, 31) : T(-1);
   votes[t * 3 + 0] = __ballot_sync(0xffffffffu, lane % 3 == 0);
-  votes[t * 3 + 1] = __any_sync(0xffffffffu, t == 40);   // true in warp 1 only
-  votes[t * 3 + 2] = __all_sync(0xffffffffu, t < 40);    // true in warp 0 only
+  votes[t * 3 + 1] = __any_sync(0xffffffffu, t == 40);  // true in warp 1 only
+  votes[t * 3 + 2] = __all_sync(0xffffffffu, t < 40);   // true in warp 0 only
 }
 
 // What the CUDA Programming Guide says each lane gets: the value of lane `src` (same warp).
 int expected_warp_src(int lane, int variant) {
   switch (variant) {
-    case 0: return (lane + 3) % 32;
-    case 1: return (lane & ~7) + 5;
-    case 2: return (lane & ~7) + 3;
-    case 3: return lane >= 1 ? lane - 1 : lane;
-    case 4: return (lane % 16) >= 3 ? lane - 3 : lane;
-    case 5: return lane + 2 < 32 ? lane + 2 : lane;
-    case 6: return (lane % 16) + 5 < 16 ? lane + 5 : lane;
-    case 7: return lane ^ 1;
-    case 8: return lane ^ 16;
-    case 9: return lane ^ 4;
-    case 10: return lane < 16 ? (lane + 1 < 32 ? lane + 1 : lane) : -1;
-    case 11: return lane >= 16 ? 31 : -1;
+    case 0:
+      return (lane + 3) % 32;
+    case 1:
+      return (lane & ~7) + 5;
+    case 2:
+      return (lane & ~7) + 3;
+    case 3:
+      return lane >= 1 ? lane - 1 : lane;
+    case 4:
+      return (lane % 16) >= 3 ? lane - 3 : lane;
+    case 5:
+      return lane + 2 < 32 ? lane + 2 : lane;
+    case 6:
+      return (lane % 16) + 5 < 16 ? lane + 5 : lane;
+    case 7:
+      return lane ^ 1;
+    case 8:
+      return lane ^ 16;
+    case 9:
+      return lane ^ 4;
+    case 10:
+      return lane < 16 ? (lane + 1 < 32 ? lane + 1 : lane) : -1;
+    case 11:
+      return lane >= 16 ? 31 : -1;
   }
   return -1;
 }
@@ -262,10 +285,18 @@ void check_warp_ops() {
   CHECK(bad == 0);
 }
 
-void test_warp_ops_int() { check_warp_ops<int>(); }
-void test_warp_ops_unsigned() { check_warp_ops<unsigned>(); }
-void test_warp_ops_float() { check_warp_ops<float>(); }
-void test_warp_ops_double() { check_warp_ops<double>(); }
+void test_warp_ops_int() {
+  check_warp_ops<int>();
+}
+void test_warp_ops_unsigned() {
+  check_warp_ops<unsigned>();
+}
+void test_warp_ops_float() {
+  check_warp_ops<float>();
+}
+void test_warp_ops_double() {
+  check_warp_ops<double>();
+}
 
 // ================================ smaller semantics ================================
 struct Params {
@@ -318,7 +349,8 @@ void test_coordinates_3d() {
             for (int tx = 0; tx < 4; ++tx) {
               int bid = bx + 2 * (by + 3 * bz), tid = tx + 4 * (ty + 3 * tz);
               int* o = &out[6 * (bid * nthreads + tid)];
-              bad += o[0] != tx || o[1] != ty || o[2] != tz || o[3] != bx || o[4] != by || o[5] != bz;
+              bad +=
+                  o[0] != tx || o[1] != ty || o[2] != tz || o[3] != bx || o[4] != by || o[5] != bz;
             }
   for (int b = 0; b < nblocks; ++b) bad += counts[b] != nthreads / 2;
   CHECK(bad == 0);
@@ -390,8 +422,10 @@ void test_switch_cost() {
       best = std::min(best, harness::now_ms() - t0);
     }
     double ns = best * 1e6 / (double(iterations) * threads);
-    std::printf("    TIMING __syncthreads with %d threads: %.1f ns per thread per barrier (one switch each)\n",
-                threads, ns);
+    std::printf(
+        "    TIMING __syncthreads with %d threads: %.1f ns per thread per barrier (one switch "
+        "each)\n",
+        threads, ns);
   }
 }
 
