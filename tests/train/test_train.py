@@ -425,3 +425,38 @@ def test_minicnn_train_end_to_end(tmp_path):
         timeout=300,
     )
     assert r.returncode == 0 and "nothing to do" in r.stdout
+
+
+def with_dropout(name, num_classes, variant=None):
+    """resnet20 with Dropout(0.5) before its classifier: a model that draws from the global RNG
+    while it trains (resnet20 alone draws nothing, so an unrestored RNG would go unnoticed)."""
+    from minicnn import models, nn
+
+    model = models.get_model(name, num_classes=num_classes)
+    model.fc = nn.Sequential(nn.Dropout(0.5), model.fc)
+    return model
+
+
+def test_resume_restores_the_global_rng_for_dropout(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(loop, "build_model", with_dropout)
+    quiet = dict(log=lambda *a: None)
+    T.train(tiny_config(tiny_data, tmp_path / "straight"), **quiet)
+    original = loop._run_epoch
+
+    def stop_before_second(epoch, *args, **kwargs):  # as if killed after epoch 1's checkpoint
+        if epoch == 1:
+            minicnn.manual_seed(12345)  # what a fresh process would have: not the run's state
+            raise KeyboardInterrupt
+        return original(epoch, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", stop_before_second)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_config(tiny_data, tmp_path / "resumed"), **quiet)
+    monkeypatch.setattr(loop, "_run_epoch", original)
+    minicnn.manual_seed(777)
+    T.train(T.TrainConfig(workers=0, progress=False), resume=str(tmp_path / "resumed"), **quiet)
+    model = with_dropout("resnet20", 10)
+    _, state_a, _ = T.load_checkpoint(tmp_path / "straight" / "last.npz", model)
+    _, state_b, _ = T.load_checkpoint(tmp_path / "resumed" / "last.npz", model)
+    for key in state_a:  # the same dropout masks in epoch 2: the same weights, exactly
+        np.testing.assert_array_equal(state_b[key], state_a[key], err_msg=key)
