@@ -40,11 +40,11 @@ void test_races_are_found() {
     expect_found("neighbour_exchange_race", {"kernel neighbour_exchange<false>", "shared memory",
                                              "selftest.h:17", "selftest.h:19", "thread ("});
     expect_found("blocks_write_same",
-                 {"race on global memory", "different blocks", "selftest.h:23"});
-    expect_found("waits_for_block0", {"race on global memory", "selftest.h:27", "selftest.h:28"});
+                 {"race on global memory", "different blocks", "selftest.h:24"});
+    expect_found("waits_for_block0", {"race on global memory", "selftest.h:30", "selftest.h:32"});
     expect_found("warp_tree_sum_race", {"same warp, no __syncwarp()"});
     expect_found("reads_unwritten_shared",
-                 {"uninitialised read of shared memory", "thread (3,0,0)", "selftest.h:51"});
+                 {"uninitialised read of shared memory", "thread (3,0,0)", "selftest.h:55"});
   });
 }
 
