@@ -16,37 +16,21 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
-# --clock cpu measures the process's CPU time instead of wall time: with one thread on a shared,
-# loaded machine it leaves out the time other processes hold the core (not their cache traffic).
-CLOCK = time.perf_counter
+from _common import clock, early_threads, import_torch
 
-
-def _early_threads():
-    """--threads must reach OpenBLAS (NumPy's GEMM) before NumPy is imported."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return None
-
-
-if _early_threads():  # NumPy's OpenBLAS and any OpenMP runtime read these when they load
-    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINICNN_NUM_THREADS"):
-        os.environ[_name] = _early_threads()
+early_threads(default=os.cpu_count())  # before NumPy loads
 
 import numpy as np  # noqa: E402
 
 import minicnn  # noqa: E402
 import minicnn.functional as F  # noqa: E402
 
-try:
-    import torch
+torch = import_torch()
+if torch is not None:
     import torch.nn.functional as TF
-except ImportError:  # the table then shows minicnn's figures only
-    torch = None
+
+CLOCK = clock("wall")
 
 
 def layers(n):
@@ -210,7 +194,7 @@ def main():
     )
     args = parser.parse_args()
     global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    CLOCK = clock(args.clock)
     use_torch = torch is not None and not args.no_torch
     if torch is not None:
         torch.set_num_threads(args.threads)
