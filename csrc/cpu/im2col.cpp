@@ -209,10 +209,58 @@ void col2im(const T* cols, T* x, const Conv2dGeometry& g) {
   });
 }
 
+// Positions [pq0, pq1) of one tap's row of one plane, into out[0, pq1 - pq0): a run of output rows
+// p, each cut to the q range [q_lo, q_hi) whose input lies inside the plane (zeros elsewhere).
+template <typename T>
+static void tap_segment(const T* plane, T* out, const Conv2dGeometry& g, int64_t hoff, int64_t woff,
+                        int64_t p_lo, int64_t p_hi, int64_t q_lo, int64_t q_hi, int64_t pq0,
+                        int64_t pq1) {
+  for (int64_t pq = pq0; pq < pq1;) {
+    const int64_t p = pq / g.Q, qa = pq % g.Q, qb = std::min(g.Q, qa + (pq1 - pq));
+    T* o = out + (pq - pq0) - qa;  // o[q] for q in [qa, qb)
+    if (p < p_lo || p >= p_hi) {
+      for (int64_t q = qa; q < qb; ++q) o[q] = T(0);
+    } else {
+      const T* in = plane + (p * g.sh + hoff) * g.W + woff;
+      const int64_t lo = std::max(qa, q_lo), hi = std::max(lo, std::min(qb, q_hi));
+      for (int64_t q = qa; q < std::min(qb, lo); ++q) o[q] = T(0);
+      if (g.sw == 1) {
+        for (int64_t q = lo; q < hi; ++q) o[q] = in[q];
+      } else {
+        for (int64_t q = lo; q < hi; ++q) o[q] = in[q * g.sw];
+      }
+      for (int64_t q = std::max(qa, hi); q < qb; ++q) o[q] = T(0);
+    }
+    pq += qb - qa;
+  }
+}
+
+template <typename T>
+void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t j0,
+                  int64_t width) {
+  const int64_t PQ = g.P * g.Q, RS = g.R * g.S;
+  for (int64_t j = j0; j < j0 + width;) {  // one image's part of the panel at a time
+    const int64_t n = j / PQ, pq0 = j % PQ, pq1 = std::min(PQ, pq0 + (j0 + width - j));
+    for (int64_t c = 0; c < Cc; ++c) {
+      const T* plane = x + (n * g.C + c0 + c) * g.H * g.W;
+      T* rows = panel + c * RS * width + (j - j0);
+      for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
+                          int64_t q_lo, int64_t q_hi) {
+        tap_segment(plane, rows + tap * width, g, hoff, woff, p_lo, p_hi, q_lo, q_hi, pq0, pq1);
+      });
+    }
+    j += pq1 - pq0;
+  }
+}
+
 template void im2col<float>(const float*, float*, const Conv2dGeometry&);
 template void im2col<double>(const double*, double*, const Conv2dGeometry&);
 template void col2im<float>(const float*, float*, const Conv2dGeometry&);
 template void col2im<double>(const double*, double*, const Conv2dGeometry&);
+template void im2col_panel<float>(const float*, float*, const Conv2dGeometry&, int64_t, int64_t,
+                                  int64_t, int64_t);
+template void im2col_panel<double>(const double*, double*, const Conv2dGeometry&, int64_t, int64_t,
+                                   int64_t, int64_t);
 
 }  // namespace cpu
 }  // namespace minicnn
