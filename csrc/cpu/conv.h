@@ -29,11 +29,13 @@ constexpr int64_t kPanelBytes = 1 << 20;
 constexpr int64_t kPanelMinWidth = 256;  // narrower GEMMs waste BLAS's packing of the weights
 constexpr int64_t kPanelsWanted = 8;     // split smaller layers down to this many panels
 
-// Columns per panel for `rows` rows of T over `columns` columns (a layer's property only).
-inline int64_t panel_width(int64_t rows, int64_t columns, int64_t itemsize) {
+// Columns per panel for `rows` rows of T over `columns` columns of planes of `plane` columns (a
+// layer's property only): whole planes where a plane is narrower than a panel.
+inline int64_t panel_width(int64_t rows, int64_t columns, int64_t plane, int64_t itemsize) {
   const int64_t fit = kPanelBytes / std::max<int64_t>(1, rows * itemsize);
   const int64_t spread = (columns + kPanelsWanted - 1) / kPanelsWanted;
-  const int64_t width = std::max(kPanelMinWidth, std::min(fit, spread));
+  int64_t width = std::max(kPanelMinWidth, std::min(fit, spread));
+  if (plane < width) width = width / plane * plane;  // whole planes: im2col's fast paths
   return std::max<int64_t>(1, std::min(width, columns));
 }
 
@@ -61,7 +63,7 @@ void conv2d_forward_panels(const T* x, const T* w, const T* bias, T* y, const Co
   const CblasGemm<T> gemm = blas.gemm<T>();
   const int64_t PQ = g.P * g.Q, columns = g.N * PQ, Cg = g.C / g.G, Kg = g.K / g.G;
   const int64_t rows = Cg * g.R * g.S;
-  const int64_t width = panel_width(rows, columns, sizeof(T));
+  const int64_t width = panel_width(rows, columns, PQ, sizeof(T));
   const int64_t panels = columns == 0 ? 0 : (columns + width - 1) / width;
   const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   int previous = blas.set_threads_local ? blas.set_threads_local(1) : -1;

@@ -46,11 +46,10 @@ from ._np_blas import blas_usable, gemm
 _C = load_cpu_extension()  # None: the NumPy reference does the data movement
 
 COLS_BUDGET_BYTES = 8 << 20  # largest column buffer built at once (at least one image's)
-# MINICNN_CONV_PANELS=1: conv2d_forward builds its columns in cache-sized panels inside C++ and
-# multiplies each as it is built (csrc/cpu/conv.h), one task per panel, no barrier between the
-# phases. Opt-in until measured on a quiet machine: on the loaded 2-core one it needed more CPU
-# time than the chunks at one thread for most layer shapes (README, "CPU threads").
-CONV_PANELS = os.environ.get("MINICNN_CONV_PANELS") == "1"
+# conv2d_forward builds its columns in cache-sized panels inside C++ and multiplies each as it is
+# built (csrc/cpu/conv.h: one task per panel, no barrier between the phases); MINICNN_CONV_PANELS=0
+# goes back to the batch chunks below (conv2d_forward_chunks).
+CONV_PANELS = os.environ.get("MINICNN_CONV_PANELS") != "0"
 
 
 def output_size(H, W, R, S, stride, padding, dilation):
