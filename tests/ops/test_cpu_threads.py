@@ -197,3 +197,27 @@ def test_fused_updates_refuse_mismatched_lists():
         _C.adam_update_f32(p, p, [np.zeros(5), p[1]], p, None, 1, 0.1, 0.9, 0.99, 1e-8, 0, False)
     with pytest.raises(ValueError, match=r"adam_update: step must be >= 1, got 0"):
         _C.adam_update_f32(p, p, p, p, None, 0, 0.1, 0.9, 0.99, 1e-8, 0, False)
+
+
+def _training_step_grads(n_threads):
+    import minicnn
+    import minicnn.functional as F
+    from minicnn import models
+
+    rng = np.random.default_rng(5)
+    minicnn.manual_seed(0)
+    model = models.resnet20(num_classes=10)
+    model.train()
+    x = minicnn.tensor(rng.standard_normal((6, 3, 16, 16)).astype(np.float32))
+    y = minicnn.tensor(rng.integers(0, 10, 6))
+    with threads(n_threads):
+        F.cross_entropy(model(x), y).backward()
+    return [p.grad.numpy() for p in model.parameters()]
+
+
+def test_a_training_step_does_not_depend_on_the_thread_count():
+    """The README's promise: the cpu device gives the same numbers at any thread count."""
+    one = _training_step_grads(1)
+    for n in (2, 3):
+        for a, b in zip(one, _training_step_grads(n)):
+            np.testing.assert_array_equal(a, b)
