@@ -31,7 +31,8 @@ def threads_from_argv(argv=None):
 
 
 def early_threads(default=None):
-    """Set the BLAS/OpenMP thread variables from --threads (before NumPy loads); returns the counts."""
+    """Set the BLAS/OpenMP thread variables from --threads (call before NumPy loads); returns the
+    thread counts."""
     counts = threads_from_argv() or ([default] if default else [])
     if counts:
         for name in THREAD_VARIABLES + ("MINICNN_NUM_THREADS",):
@@ -60,7 +61,8 @@ def set_threads(n, torch=None):
 
 def clock(name):
     """``wall``: time.perf_counter; ``cpu``: the process's CPU time (all its threads), steadier with
-    one thread on a shared, loaded machine (it leaves out the time other processes hold the core)."""
+    one thread on a shared, loaded machine (it leaves out the time other processes hold the
+    core)."""
     return time.process_time if name == "cpu" else time.perf_counter
 
 

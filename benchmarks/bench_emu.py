@@ -53,7 +53,8 @@ def main():
     cpu = step_time("cpu", args.batch, args.steps)
     emu = step_time("emu", args.batch, args.steps)
     print(
-        f"resnet20 batch {args.batch}, {args.threads} thread(s): cpu {cpu:.3f} s/step, emu {emu:.3f} s/step, "
+        f"resnet20 batch {args.batch}, {args.threads} thread(s): cpu {cpu:.3f} s/step, "
+        f"emu {emu:.3f} s/step, "
         f"emu/cpu {emu / cpu:.1f}x"
     )
 

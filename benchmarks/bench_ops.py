@@ -104,7 +104,8 @@ def model_conv_layers(names, n, side):
 
     def hook(fn, args, kwargs, out):
         if fn is Conv2d:
-            x, w, b, stride, padding, dilation, groups, extra = args
+            x, w, b, g = args  # the op's Conv2dGeometry
+            stride, padding, dilation, groups = g.stride, g.padding, g.dilation, g.G
             key = (x.shape, w.shape, b is not None, stride, padding, dilation, groups)
             seen.setdefault(key, [0, set()])
             seen[key][0] += 1
@@ -213,7 +214,8 @@ def main():
         rows = [row + (1,) for row in layers(batch)]
     print(
         f"forward+backward, batch {batch}, {args.dtype}, {args.threads} threads, "
-        f"median of {args.repeats}, {args.clock} clock; PyTorch {torch.__version__ if use_torch else 'not used'}"
+        f"median of {args.repeats}, {args.clock} clock; "
+        f"PyTorch {torch.__version__ if use_torch else 'not used'}"
     )
     width = max(32, max(len(r[0]) for r in rows) + 2)
     header = f"{'layer':<{width}}{'minicnn ms':>12}" + (

@@ -188,7 +188,7 @@ py::array_t<T> conv_transpose_kernel(CArray<T> w, int64_t groups) {
   return out;
 }
 
-// ---- conv2d forward: panels of columns multiplied as they are built (conv.h) ----------------------
+// ---- conv2d forward: panels of columns multiplied as they are built (conv.h) -------------------
 template <typename T>
 py::array_t<T> conv2d_forward(CArray<T> x, CArray<T> w, std::optional<CArray<T>> bias,
                               py::object geometry) {
@@ -439,6 +439,10 @@ PYBIND11_MODULE(_C_cpu, m) {
       "set_num_threads", [](int n) { minicnn::cpu::ThreadPool::instance().set_num_threads(n); },
       py::arg("n"), "Threads the helpers use (the caller included); 1 runs serially.");
   m.def("get_num_threads", [] { return minicnn::cpu::ThreadPool::instance().num_threads(); });
+  m.def(
+      "set_deterministic", [](bool on) { minicnn::cpu::deterministic().store(on); }, py::arg("on"),
+      "GEMM blocks shaped by the layer only: the same results at any thread count (blas.h).");
+  m.def("get_deterministic", [] { return minicnn::cpu::deterministic().load(); });
   minicnn::cpu::bind_testing(m);
   minicnn::cpu::bind_optim(m);
   m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("set_threads_local"),
