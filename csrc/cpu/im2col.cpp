@@ -231,6 +231,7 @@ void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int
                   int64_t width) {
   const int64_t PQ = g.P * g.Q, RS = g.R * g.S;
   const bool padded_runs = g.sw == 1 && RS > 1;
+  const bool pointwise = RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   std::vector<T> padded(padded_runs ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0, T(0));
   for (int64_t j = j0; j < j0 + width;) {  // one image's part of the panel at a time
     const int64_t n = j / PQ, pq0 = j % PQ, pq1 = std::min(PQ, pq0 + (j0 + width - j));
@@ -238,7 +239,9 @@ void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int
       const T* plane = x + (n * g.C + c0 + c) * g.H * g.W;
       T* rows = panel + c * RS * width + (j - j0);
       if (pq0 == 0 && pq1 == PQ) {  // a whole plane: im2col's own paths
-        if (padded_runs)
+        if (pointwise)
+          std::memcpy(rows, plane, sizeof(T) * PQ);
+        else if (padded_runs)
           im2col_plane_stride1(plane, padded.data(), rows, width, g);
         else
           im2col_plane(plane, rows, width, g);
