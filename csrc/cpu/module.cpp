@@ -24,6 +24,7 @@
 #include <string>
 
 #include "../geometry_py.h"
+#include "arrays_py.h"
 #include "batchnorm.h"
 #include "blas.h"
 #include "conv.h"
@@ -445,6 +446,7 @@ PYBIND11_MODULE(_C_cpu, m) {
   m.def("get_deterministic", [] { return minicnn::cpu::deterministic().load(); });
   minicnn::cpu::bind_testing(m);
   minicnn::cpu::bind_optim(m);
+  minicnn::cpu::bind_arrays(m);
   m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("set_threads_local"),
         "Register CBLAS ?gemm functions (addresses; 0 = none) for the gemm_* kernels.");
   m.def("has_blas", [] { return minicnn::cpu::Blas::instance().sgemm != nullptr; });

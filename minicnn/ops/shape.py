@@ -40,7 +40,12 @@ class Cat(Function):
     def forward(ctx, dim, *arrays):
         ctx.dim = dim
         ctx.sizes = [a.shape[dim] for a in arrays]
-        return ctx.xp.concatenate(arrays, axis=dim)
+        concatenate = getattr(ctx.backend, "concatenate", None)  # cpu: threaded along channels
+        return (
+            ctx.xp.concatenate(arrays, axis=dim)
+            if concatenate is None
+            else concatenate(arrays, dim)
+        )
 
     @staticmethod
     def backward(ctx, dout):

@@ -226,3 +226,51 @@ def test_a_training_step_does_not_depend_on_the_thread_count_when_deterministic(
                 np.testing.assert_array_equal(a, b)
     finally:
         _C.set_deterministic(before)
+
+
+# ---- residual adds and channel concatenation (csrc/cpu/arrays.h) --------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threaded_add_and_concat_are_numpys(dtype):
+    from minicnn.backends import get_backend
+
+    cpu = get_backend("cpu")
+    rng = np.random.default_rng(3)
+    a, b = (rng.standard_normal((4, 33, 17, 19)).astype(dtype) for _ in range(2))
+    parts = [rng.standard_normal((4, c, 17, 19)).astype(dtype) for c in (5, 1, 40)]
+    for n in (1, 2, 3):
+        with threads(n):
+            np.testing.assert_array_equal(
+                _C.add_f32(a, b) if dtype == np.float32 else _C.add_f64(a, b), a + b
+            )
+            np.testing.assert_array_equal(cpu.add(a, b), a + b)
+            cat = cpu.concatenate(parts, 1)
+            np.testing.assert_array_equal(cat, np.concatenate(parts, axis=1))
+            np.testing.assert_array_equal(cpu.concatenate(parts, -3), cat)
+    # what the threaded paths do not take goes to NumPy, with NumPy's result and errors
+    np.testing.assert_array_equal(cpu.add(a, b[:, :1]), a + b[:, :1])
+    np.testing.assert_array_equal(cpu.add(a, 2.0), a + 2.0)
+    with pytest.raises(ValueError):
+        cpu.concatenate([parts[0], parts[1][:2]], 1)
+
+
+def test_threaded_concat_and_add_refuse_mismatched_shapes():
+    x = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"concat_channels: parts\[1\] must match parts\[0\]"):
+        _C.concat_channels_f32([x, np.zeros((2, 3, 5), np.float32)])
+    with pytest.raises(ValueError, match=r"add: a and b must have the same shape"):
+        _C.add_f32(x, x[:1])
+
+
+def test_residual_add_and_cat_gradients_through_the_threaded_paths():
+    import minicnn
+
+    rng = np.random.default_rng(4)
+    x = minicnn.tensor(rng.standard_normal((2, 64, 16, 16)).astype(np.float32), requires_grad=True)
+    y = minicnn.tensor(rng.standard_normal((2, 64, 16, 16)).astype(np.float32), requires_grad=True)
+    out = minicnn.cat([x + y, x], 1)
+    np.testing.assert_array_equal(
+        out.numpy(), np.concatenate([x.numpy() + y.numpy(), x.numpy()], 1)
+    )
+    (out * out).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * out.numpy()[:, :64] + 2 * x.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y.grad.numpy(), 2 * out.numpy()[:, :64], rtol=1e-6)
