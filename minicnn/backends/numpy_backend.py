@@ -22,11 +22,12 @@ import numpy as np
 from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
 from . import _np_conv, _np_norm, _np_pool
 from ._cpp import cpp_kernel, load_cpu_extension
+from ._np_optim import NumpyOptimMixin
 
 _C = load_cpu_extension()  # None: NumPy does everything
 
 
-class CpuBackend:
+class CpuBackend(NumpyOptimMixin):
     """The "cpu" device: NumPy arrays; see the module docstring."""
 
     name = "cpu"
