@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from ..distributed import training as _dist
 from ..data import transforms as T
 from ..tensor import tensor
 from ..data import DataLoaderError, UnreadableDataset
+from ._epoch_metrics import EpochMetrics
 from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
 from .commit import commit_epoch, repair_derived, rows_of
 from .config import (
@@ -72,13 +72,18 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc="", progress=False):
-    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader``."""
+def train_one_epoch(
+    model, loader, optimizer, scheduler, config, device, desc="", progress=False, log_interval=50
+):
+    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader``.
+
+    The loss and accuracy stay on the device (EpochMetrics) and are read every ``log_interval``
+    steps (for the progress bar and the divergence check) and at the end: no host sync per step."""
     model.train()
     bar = _progress(len(loader), desc, progress)
-    loss_sum = correct = seen = 0
+    metrics = EpochMetrics(device)
     start = time.perf_counter()
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader, 1):
         x = tensor(np.ascontiguousarray(images), device=device)
         y = tensor(labels, device=device)
         out = model(x)
@@ -87,25 +92,25 @@ def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc=""
         loss.backward()
         optimizer.step()
         scheduler.step()
-        n = len(labels)
-        loss_value = float(loss.item())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"the training loss is {loss_value} (diverged); try a smaller --lr"
-            )
-        loss_sum += loss_value * n
-        correct += _topk_correct(_logits(out).numpy(), labels, (1,))[1]
-        seen += n
+        metrics.add(loss.detach(), _logits(out).detach(), y)
+        if step % log_interval == 0:
+            _show(bar, metrics, start)
         if bar is not None:
-            rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix_str(
-                f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% {rate:.0f} img/s",
-                refresh=False,
-            )
             bar.update(1)
+    loss, top1 = metrics.read()
     if bar is not None:
         bar.close()
-    return loss_sum / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start
+    return loss, top1, metrics.seen, time.perf_counter() - start
+
+
+def _show(bar, metrics, start):
+    """A logging interval: read the metrics (checks for divergence), show them on the bar."""
+    loss, top1 = metrics.read()
+    if bar is not None:
+        rate = metrics.seen / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix_str(
+            f"loss {loss:.3f} acc {100 * top1:.1f}% {rate:.0f} img/s", refresh=False
+        )
 
 
 def evaluate(
