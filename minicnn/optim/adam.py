@@ -15,6 +15,7 @@ is added after the correction, as PyTorch does).
 
 from __future__ import annotations
 
+import types
 from typing import Tuple
 
 from .optimizer import Optimizer, Params, _check_number
@@ -84,18 +85,20 @@ class Adam(Optimizer):
         return state
 
 
-class AdamW(Adam):
-    decoupled = True
+def _with_defaults(init, **defaults):
+    """A copy of the function ``init`` with other default values for some of its arguments."""
+    code = init.__code__
+    names = code.co_varnames[: code.co_argcount][-len(init.__defaults__) :]
+    values = dict(zip(names, init.__defaults__), **defaults)  # keeps the argument order
+    copy = types.FunctionType(
+        code, init.__globals__, init.__name__, tuple(values.values()), init.__closure__
+    )
+    copy.__annotations__ = dict(init.__annotations__)
+    return copy
 
-    def __init__(
-        self,
-        params: Params,
-        lr: float = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-    ) -> None:
-        super().__init__(
-            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
-        )
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, by default 1e-2 (torch.optim.AdamW's signature)."""
+
+    decoupled = True
+    __init__ = _with_defaults(Adam.__init__, weight_decay=1e-2)
