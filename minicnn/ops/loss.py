@@ -162,8 +162,8 @@ def _defer_range_check(op, backend, t, C, ignore_index):
         return
     xp, flat = backend.xp, t.reshape(-1)
     bad = (flat != ignore_index) & ((flat < 0) | (flat >= C))
-    first = xp.argmax(bad)  # the first bad one, or 0
-    flags = xp.stack([xp.where(bad[first], first, -1), flat[first]])  # (index or -1, value)
+    first = xp.argmax(bad)  # the first bad one, or 0 (take: indexed on the device, no read)
+    flags = xp.stack([xp.where(xp.take(bad, first), first, -1), xp.take(flat, first)])
 
     def raise_if_bad(values):
         if values[0] >= 0:
