@@ -6,7 +6,8 @@ and every copy to the device. On "cuda" each read is a sync: the GPU drains whil
 training step (conv, batch norm, dropout, cross-entropy, backward, SGD with momentum or Adam) must
 make no read; its uploads are the batch and one pointer table per parameter group (the fused
 optimizer update); the training loop reads its metrics once per logging interval (plus one read
-of the deferred target checks of that interval)."""
+of the deferred target checks of that interval). The hook counts on "cuda" too: where a GPU is
+there, the same tests run on it."""
 
 import math
 import types
@@ -21,6 +22,8 @@ from minicnn import optim
 from minicnn.backends import get_backend
 from minicnn.backends._transfers import count_transfers
 from minicnn.train.loop import train_one_epoch
+
+from kernel_devices import KERNEL_DEVICES
 
 CONFIG = types.SimpleNamespace(label_smoothing=0.0)
 
@@ -75,12 +78,13 @@ def train_step(model, opt, x, y):
     return loss
 
 
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_a_training_step_reads_nothing_back(name):
-    model = small_model("emu")
+def test_a_training_step_reads_nothing_back(device, name):
+    model = small_model(device)
     opt = optimizers(model)[name]
     for images, labels in batches(3):
-        x, y = minicnn.tensor(images, device="emu"), minicnn.tensor(labels, device="emu")
+        x, y = minicnn.tensor(images, device=device), minicnn.tensor(labels, device=device)
         with count_transfers() as c:
             loss = train_step(model, opt, x, y)
         assert_no_hidden_transfers(c, groups=1)
@@ -118,14 +122,15 @@ def test_the_check_fails_on_a_read_inside_the_step():
         assert_no_hidden_transfers(c, groups=1)
 
 
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 @pytest.mark.parametrize("steps,interval,reads", [(5, 2, 3), (4, 50, 1), (6, 3, 2)])
-def test_the_loop_reads_its_metrics_once_per_interval(name, steps, interval, reads):
-    model = small_model("emu")
+def test_the_loop_reads_its_metrics_once_per_interval(device, name, steps, interval, reads):
+    model = small_model(device)
     opt = optimizers(model)[name]
     data = batches(steps)
     with count_transfers() as c:
-        train_one_epoch(model, data, opt, _NoSchedule(), CONFIG, "emu", log_interval=interval)
+        train_one_epoch(model, data, opt, _NoSchedule(), CONFIG, device, log_interval=interval)
     assert c.reads_of("array") == reads, c.describe()  # the metrics
     assert c.reads_of("deferred checks") == reads, c.describe()  # the targets, at the same sync
     assert c.reads == 2 * reads, c.describe()
