@@ -30,9 +30,7 @@ from typing import Any, Callable, List
 
 _counters: List["TransferCounter"] = []
 _pending: List[tuple] = []  # (backend, flags array, raise_fn) of deferred checks
-_MAX_PENDING = (
-    256  # more than that unread: read them now (bounded memory in a loop that never syncs)
-)
+_MAX_PENDING = 256  # more unread: read them now (bounded memory in a loop that never syncs)
 _lock = threading.Lock()
 _flushing = False  # set while flush_checks reads: its read is recorded as "deferred checks"
 
