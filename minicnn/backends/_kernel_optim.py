@@ -7,7 +7,8 @@ sgd_update / adam_update launch csrc/kernels/optim.cu once for all the tensors o
 parameter group, one dtype): a table of (param, grad, buffers…, n, first chunk) rows, built here
 from the arrays' pointers and copied to the device by the launcher, ordered on the stream before
 the kernel (an upload, never a read: no sync). Parameters and buffers are updated in place, so they
-must be contiguous arrays of this device and of one dtype.
+must be contiguous arrays of this device and of one dtype. float16 and bfloat16 (which the
+kernels don't take) run the per-tensor array code of _np_optim.py on this device instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from .. import random as _random
 from . import _transfers
+from ._np_optim import adam_per_tensor, sgd_per_tensor
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -28,20 +30,30 @@ class KernelOptimMixin:
     def dropout_mask(self, shape, p, dtype):
         """m / (1 − p) of ``dtype`` from Philox4x32-10 keyed by one draw of minicnn.random."""
         dtype = np.dtype(dtype)
-        if dtype not in _FLOATS:
-            raise TypeError(f"dropout_mask: dtype must be float32 or float64, got {dtype}")
+        if dtype.kind != "f":
+            raise TypeError(f"dropout_mask: dtype must be floating point, got {dtype}")
+        if dtype not in _FLOATS:  # float16, bfloat16: the 0/1 mask in float32, then scaled
+            keep = self._philox_mask(shape, p, np.dtype(np.float32), 1.0)
+            return keep.astype(dtype) / dtype.type(1.0 - p)
+        return self._philox_mask(shape, p, dtype, float(np.asarray(1, dtype) / dtype.type(1 - p)))
+
+    def _philox_mask(self, shape, p, dtype, scale):
         mask = self.xp.empty(tuple(shape), dtype)
-        scale = np.asarray(1, dtype) / np.asarray(1.0 - p, dtype)
         self.C.dropout_mask(
             dtype.name,
             mask=self._pointer(mask),
             n=mask.size,
             threshold=_random.dropout_threshold(p),
-            scale=float(scale),
+            scale=scale,
             seed=_random.draw_seed(),
             stream=self._stream(),
         )
         return mask
+
+    @staticmethod
+    def _unfused(params):
+        """A dtype the kernels don't take (float16, bfloat16): per-tensor array code instead."""
+        return bool(params) and params[0].dtype.kind == "f" and params[0].dtype not in _FLOATS
 
     def _optim_table(self, op, columns):
         """(device table, host table, chunks, dtype name) for tensors given column-wise: columns
@@ -89,6 +101,19 @@ class KernelOptimMixin:
         first_step,
     ):
         """In place, one launch: see minicnn/optim/sgd.py."""
+        if self._unfused(params):
+            return sgd_per_tensor(
+                self.xp,
+                params,
+                grads,
+                momentum_bufs,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                first_step=first_step,
+            )
         grads = [self.xp.ascontiguousarray(g) for g in grads]
         bufs = momentum_bufs if momentum != 0 else [None] * len(params)
         table, host, chunks, dtype = self._optim_table("sgd_update", [params, grads, bufs])
@@ -124,6 +149,22 @@ class KernelOptimMixin:
         max_exp_avg_sqs=None,
     ):
         """In place, one launch: see minicnn/optim/adam.py."""
+        if self._unfused(params):
+            return adam_per_tensor(
+                self.xp,
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                step=step,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                weight_decay=weight_decay,
+                decoupled=decoupled,
+                max_exp_avg_sqs=max_exp_avg_sqs,
+            )
         grads = [self.xp.ascontiguousarray(g) for g in grads]
         maxes = max_exp_avg_sqs if max_exp_avg_sqs is not None else [None] * len(params)
         columns = [params, grads, exp_avgs, exp_avg_sqs, maxes]

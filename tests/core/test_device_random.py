@@ -106,7 +106,17 @@ def test_dropout_float32_and_float64_keep_the_same_elements(device):
 
 def test_dropout_mask_rejects_an_integer_dtype():
     backend = get_backend("emu")
-    with pytest.raises(
-        TypeError, match="dropout_mask: dtype must be float32 or float64, got int64"
-    ):
+    with pytest.raises(TypeError, match="dropout_mask: dtype must be floating point, got int64"):
         backend.dropout_mask((3,), 0.5, np.int64)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_float16_mask_keeps_the_float32_masks_elements(device):
+    backend = get_backend(device)
+    minicnn.manual_seed(4)
+    m16 = host(device, backend.dropout_mask((9, 11), 0.3, np.float16))
+    minicnn.manual_seed(4)
+    m32 = host(device, backend.dropout_mask((9, 11), 0.3, np.float32))
+    assert m16.dtype == np.float16
+    np.testing.assert_array_equal(m16 != 0, m32 != 0)
+    np.testing.assert_array_equal(np.unique(m16), [0, np.float16(1) / np.float16(0.7)])

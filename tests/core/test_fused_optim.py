@@ -201,3 +201,27 @@ def test_a_non_contiguous_parameter_is_refused_by_name():
             nesterov=False,
             first_step=False,
         )
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("update", ["sgd_update", "adam_update"])
+def test_float16_takes_the_per_tensor_path_on_the_device(device, update):
+    """float16 (the kernels take float32/float64 only): the per-tensor array code, as on cpu."""
+    shapes = [(3, 2), (7,)]
+    results = []
+    for name in ("cpu", device):
+        backend, rng = get_backend(name), np.random.default_rng(5)  # the same arrays on both
+        params, grads, m, v = [
+            [backend.from_numpy(rng.standard_normal(s).astype(np.float16)) for s in shapes]
+            for _ in range(4)
+        ]
+        if update == "sgd_update":
+            kw = dict(dampening=0.0, weight_decay=1e-2, nesterov=True, first_step=False)
+            backend.sgd_update(params, grads, m, lr=0.1, momentum=0.9, **kw)
+        else:
+            kw = dict(beta1=0.9, beta2=0.99, eps=1e-3, weight_decay=0.1, decoupled=True)
+            backend.adam_update(params, grads, m, [abs(a) for a in v], step=3, lr=0.01, **kw)
+        results.append([backend.to_numpy(p) for p in params])
+    for a, b in zip(*results):
+        assert a.dtype == b.dtype == np.float16
+        np.testing.assert_array_equal(a, b)
