@@ -10,26 +10,29 @@ from ..backends import get_backend
 
 
 class EpochMetrics:
-    """An epoch's summed loss and top-1 hits, accumulated on the device; read to the host only by
-    ``read`` (the training loop calls it once per logging interval and at the end of the epoch),
-    so a step itself never waits for the device. Sums in float64 in step order: the same bits as
-    adding each step's ``float(loss) * n`` on the host."""
+    """An epoch's summed loss, top-1 hits and images, accumulated on the device; read to the host
+    only by ``read`` (the training loop calls it once per logging interval and at the end of the
+    epoch), so a step itself never waits for the device. Sums in float64 in step order: the same
+    bits as adding each step's ``float(loss) * n`` on the host."""
 
     def __init__(self, device):
         self.backend = get_backend(device)
-        self.sums = None  # device float64 (2,): summed loss x batch size, top-1 hits
-        self.seen = 0
+        self.sums = None  # device float64 (3,): summed loss x batch size, top-1 hits, images
         self.unread = False  # steps added since the last read
         self.loss = self.top1 = 0.0  # as of the last read
+        self.images = 0  # images counted in the means, as of the last read
 
-    def add(self, loss, logits, labels):
+    def add(self, loss, logits, labels, skip_nonfinite=False):
         """Add a step: ``loss`` (0-d Tensor, the batch mean), ``logits`` (N, classes), ``labels``
-        (N,) Tensor of class indices, all on the device."""
+        (N,) Tensor of class indices, all on the device. ``skip_nonfinite``: a step whose loss is
+        not finite (a float16 overflow that a GradScaler skipped) is left out of the means."""
         xp, n = self.backend.xp, len(labels)
         hits = xp.argmax(logits._data, axis=1) == labels._data  # top-1: argmax, first of ties
-        step = xp.stack([loss._data.astype(np.float64) * n, hits.sum().astype(np.float64)])
+        value = loss._data.astype(np.float64)
+        step = xp.stack([value * n, hits.sum().astype(np.float64), xp.full_like(value, n)])
+        if skip_nonfinite:
+            step = xp.where(xp.isfinite(value), step, 0.0)
         self.sums = step if self.sums is None else self.sums + step
-        self.seen += n
         self.unread = True
 
     def read(self):
@@ -37,10 +40,11 @@ class EpochMetrics:
         when the loss has diverged."""
         if self.unread:
             self.unread = False
-            loss_sum, hits = (float(v) for v in self.backend.to_numpy(self.sums))
+            loss_sum, hits, images = (float(v) for v in self.backend.to_numpy(self.sums))
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(
                     f"the training loss is {loss_sum} (diverged); try a smaller --lr"
                 )
-            self.loss, self.top1 = loss_sum / self.seen, hits / self.seen
+            self.images = int(images)
+            self.loss, self.top1 = loss_sum / max(images, 1), hits / max(images, 1)
         return self.loss, self.top1

@@ -100,14 +100,14 @@ def train_one_epoch(
     loss, top1 = metrics.read()
     if bar is not None:
         bar.close()
-    return loss, top1, metrics.seen, time.perf_counter() - start
+    return loss, top1, metrics.images, time.perf_counter() - start
 
 
 def _show(bar, metrics, start):
     """A logging interval: read the metrics (checks for divergence), show them on the bar."""
     loss, top1 = metrics.read()
     if bar is not None:
-        rate = metrics.seen / max(time.perf_counter() - start, 1e-9)
+        rate = metrics.images / max(time.perf_counter() - start, 1e-9)
         bar.set_postfix_str(
             f"loss {loss:.3f} acc {100 * top1:.1f}% {rate:.0f} img/s", refresh=False
         )

@@ -214,3 +214,19 @@ def test_cpu_is_not_a_device():
     with count_transfers() as c:
         float(minicnn.tensor([1.0]))
     assert c.events == []
+
+
+def test_skipped_steps_are_left_out_of_the_means():
+    """With a GradScaler (--amp fp16) a step whose loss overflowed is skipped, not a divergence."""
+    from minicnn.train._epoch_metrics import EpochMetrics
+
+    metrics = EpochMetrics("emu")
+    logits = minicnn.tensor([[1.0, 0.0], [0.0, 1.0]], device="emu")
+    labels = minicnn.tensor([0, 0], device="emu")
+    for value in (2.0, float("inf"), 4.0):
+        loss = minicnn.tensor(value, device="emu")
+        metrics.add(loss, logits, labels, skip_nonfinite=True)
+    assert metrics.read() == (3.0, 0.5) and metrics.images == 4
+    metrics.add(minicnn.tensor(float("nan"), device="emu"), logits, labels)
+    with pytest.raises(FloatingPointError, match="the training loss is nan"):
+        metrics.read()
