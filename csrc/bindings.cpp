@@ -415,13 +415,12 @@ void dispatch(const char* op, const std::string& dtype, F32 f32, F64 f64, A... a
     f64(a...);
 }
 
-void check_table(const char* op, uintptr_t table, uintptr_t table_host, int64_t tensors,
-                 int64_t chunks) {
+void check_table(const char* op, uintptr_t table, int64_t tensors, int64_t chunks) {
   check_sizes(op, {tensors, chunks});
   if (tensors > INT32_MAX)
     throw py::value_error(std::string(op) + ": tensors = " + std::to_string(tensors) +
                           " does not fit a 32-bit int");
-  check_pointers(op, tensors, {table, table_host});
+  check_pointers(op, tensors, {table});  // table_host 0: the device's table is current
 }
 
 void bind_random_and_optim(py::module_& m) {
@@ -453,7 +452,7 @@ void bind_random_and_optim(py::module_& m) {
       [](const std::string& dtype, uintptr_t table, uintptr_t table_host, int64_t tensors,
          int64_t chunks, double lr, double momentum, double one_minus_dampening,
          double weight_decay, bool nesterov, bool first_step, uintptr_t stream) {
-        check_table("sgd_update", table, table_host, tensors, chunks);
+        check_table("sgd_update", table, tensors, chunks);
         k::SgdScalars s{lr, momentum, one_minus_dampening, weight_decay, nesterov, first_step};
         auto* dev = reinterpret_cast<int64_t*>(table);
         auto* host = reinterpret_cast<const int64_t*>(table_host);
@@ -470,7 +469,7 @@ void bind_random_and_optim(py::module_& m) {
          int64_t chunks, double step_size, double bias_correction2_sqrt, double beta1, double beta2,
          double eps, double weight_decay, bool decoupled, double decoupled_factor, bool amsgrad,
          uintptr_t stream) {
-        check_table("adam_update", table, table_host, tensors, chunks);
+        check_table("adam_update", table, tensors, chunks);
         k::AdamScalars s{
             step_size,    bias_correction2_sqrt, beta1,     beta2,  1 - beta1, 1 - beta2, eps,
             weight_decay, decoupled_factor,      decoupled, amsgrad};

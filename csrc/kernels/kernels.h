@@ -179,7 +179,8 @@ struct AdamScalars {
   bool decoupled, amsgrad;  // buffers: a exp_avg, b exp_avg_sq, c max_exp_avg_sq (amsgrad)
 };
 int64_t optim_chunk_size();  // elements per chunk; "first chunk" counts in these
-// Copy table_host (host memory, tensors rows) to table (device) on the stream, then launch.
+// Copy table_host (host memory, tensors rows) to table (device) on the stream, then launch;
+// table_host null: the table on the device is current already.
 template <class T>
 void sgd_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
                 SgdScalars s, cudaStream_t stream);

@@ -21,7 +21,8 @@
 // first one. Blocks walk the chunks (chunk = blockIdx.x, += gridDim.x), find their tensor by a
 // binary search over the first-chunk column, and stride their threads over its elements. The
 // launcher copies the table from host memory (cudaMemcpyAsync on the stream, so it is ordered
-// before the kernel and needs no sync), then launches once.
+// before the kernel and needs no sync; skipped when the caller says the device copy is current),
+// then launches once.
 //
 // Versions:
 //   1. one element per thread per step of the stride, chunks of 4096 elements, 256 threads.
@@ -129,7 +130,7 @@ template <class T>
 void sgd_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
                 SgdScalars s, cudaStream_t stream) {
   if (tensors == 0 || chunks == 0) return;
-  upload_table(table, table_host, tensors, stream);
+  if (table_host != nullptr) upload_table(table, table_host, tensors, stream);
   LAUNCH((sgd_update_kernel<T>), optim_blocks(chunks), kBlockSize, 0, stream)(table, tensors,
                                                                               chunks, s);
   CHECK_LAUNCH("sgd_update_kernel");
@@ -139,7 +140,7 @@ template <class T>
 void adam_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
                  AdamScalars s, cudaStream_t stream) {
   if (tensors == 0 || chunks == 0) return;
-  upload_table(table, table_host, tensors, stream);
+  if (table_host != nullptr) upload_table(table, table_host, tensors, stream);
   LAUNCH((adam_update_kernel<T>), optim_blocks(chunks), kBlockSize, 0, stream)(table, tensors,
                                                                                chunks, s);
   CHECK_LAUNCH("adam_update_kernel");

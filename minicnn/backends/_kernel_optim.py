@@ -6,9 +6,12 @@ minicnn.random's generator: the mask is made on the device, nothing is copied to
 sgd_update / adam_update launch csrc/kernels/optim.cu once for all the tensors of a call (one
 parameter group, one dtype): a table of (param, grad, buffers…, n, first chunk) rows, built here
 from the arrays' pointers and copied to the device by the launcher, ordered on the stream before
-the kernel (an upload, never a read: no sync). Parameters and buffers are updated in place, so they
-must be contiguous arrays of this device and of one dtype. float16 and bfloat16 (which the
-kernels don't take) run the per-tensor array code of _np_optim.py on this device instead.
+the kernel (an upload, never a read: no sync); a table already on the device is not copied again
+(the same arrays as a recent step: parameters and buffers stay put, and gradients do when they
+are zeroed in place, ``zero_grad(set_to_none=False)``, or come back to the same addresses).
+Parameters and buffers are updated in place, so they must be contiguous arrays of this device and
+of one dtype. float16 and bfloat16 (which the kernels don't take) run the per-tensor array code
+of _np_optim.py on this device instead.
 """
 
 from __future__ import annotations
@@ -56,8 +59,10 @@ class KernelOptimMixin:
         return bool(params) and params[0].dtype.kind == "f" and params[0].dtype not in _FLOATS
 
     def _optim_table(self, op, columns):
-        """(device table, host table, chunks, dtype name) for tensors given column-wise: columns
-        [params, grads, buffer a, …], each a list with one array (or None) per tensor."""
+        """(device table, host table or None, chunks, dtype name) for tensors given column-wise:
+        columns [params, grads, buffer a, …], each a list with one array (or None) per tensor.
+        The host table is None when the same table is on the device already (kept for the last
+        16 distinct tables, per stream: the launch that copied it is ordered before)."""
         params = columns[0]
         dtype = params[0].dtype if params else np.dtype(np.float32)
         if dtype not in _FLOATS:
@@ -70,8 +75,15 @@ class KernelOptimMixin:
                 host[i, c] = self._optim_pointer(op, c, i, column[i], param, dtype)
             host[i, 5], host[i, 6] = param.size, first
             first += -(-param.size // chunk)
+        tables = self.__dict__.setdefault("_optim_tables", {})
+        key = (op, self._stream(), host.tobytes())
+        if key in tables:
+            return tables[key], None, first, dtype.name
+        if len(tables) >= 16:
+            tables.pop(next(iter(tables)))
         _transfers.record_upload(self.name, "pointer table", host)
-        return self.xp.empty(host.shape, np.int64), host, first, dtype.name
+        tables[key] = self.xp.empty(host.shape, np.int64)
+        return tables[key], host, first, dtype.name
 
     def _optim_pointer(self, op, column, i, a, param, dtype):
         if a is None:
@@ -120,7 +132,7 @@ class KernelOptimMixin:
         self.C.sgd_update(
             dtype,
             table=self._pointer(table),
-            table_host=host.ctypes.data,
+            table_host=0 if host is None else host.ctypes.data,
             tensors=len(params),
             chunks=chunks,
             lr=lr,
@@ -172,7 +184,7 @@ class KernelOptimMixin:
         self.C.adam_update(
             dtype,
             table=self._pointer(table),
-            table_host=host.ctypes.data,
+            table_host=0 if host is None else host.ctypes.data,
             tensors=len(params),
             chunks=chunks,
             step_size=lr / (1 - beta1**step),
