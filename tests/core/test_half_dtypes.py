@@ -56,6 +56,20 @@ def test_promotion_of_two_tensors(a, b, expected):
         assert (x + y).dtype == expected and (y * x).dtype == expected
 
 
+def test_promotion_agrees_with_torch():
+    torch = pytest.importorskip("torch")
+    names = ["float16", "bfloat16", "float32", "float64", "int64", "int32", "bool"]
+    for a in names:
+        for b in names:
+            for shape_b in ((2,), ()):
+                x = minicnn.ones(2, dtype=minicnn.dtypes.as_dtype(a))
+                y = minicnn.ones(*shape_b, dtype=minicnn.dtypes.as_dtype(b))
+                tx = torch.ones(2, dtype=getattr(torch, a))
+                ty = torch.ones(shape_b, dtype=getattr(torch, b))
+                want = str(torch.result_type(tx, ty)).removeprefix("torch.")
+                assert str(result_type(x, y)) == want, (a, b, shape_b)
+
+
 def test_promotion_with_scalars_and_0d_tensors():
     h = minicnn.ones(3, dtype=f16)
     assert (h * 2.5).dtype == f16  # a Python float does not widen a float tensor
