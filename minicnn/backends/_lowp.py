@@ -106,8 +106,9 @@ def accept_half(cls):
 def matmul(a, b, bias=None):
     """a @ b (+ bias) for the generic GEMMs (Linear, matmul): half operands are multiplied and the
     bias added in float32, and the result rounded once, as cuBLAS does with float32 accumulation
-    (NumPy's own float16 matmul would round every partial sum)."""
-    low = a.dtype if a.dtype in HALF_DTYPES else None
+    (NumPy's own float16 matmul would round every partial sum). CuPy arrays go to cuBLAS as they
+    are: its half GEMMs accumulate in float32 on the tensor cores."""
+    low = a.dtype if a.dtype in HALF_DTYPES and isinstance(a, np.ndarray) else None
     if low is not None:
         a, b = a.astype(float32), b.astype(float32)
         bias = None if bias is None else bias.astype(float32)

@@ -40,8 +40,7 @@ def check_tensor(op, name, x, ndim=None, floating=True):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
     if floating and x.dtype not in FLOAT_DTYPES:
         raise TypeError(
-            f"{op}: {name} must be float32 or float64 (or float16, bfloat16), "
-            f"got dtype {x.dtype}"
+            f"{op}: {name} must be float32 or float64 (or float16, bfloat16), got dtype {x.dtype}"
         )
     if ndim is not None:
         ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)

@@ -1,5 +1,6 @@
-"""Mixed-precision training: ``--amp bf16`` learns as float32 does, ``--amp fp16`` resumes exactly
-with its GradScaler, float16 overflow skips steps and says so, bad ``--amp`` settings are one line."""
+"""Mixed-precision training: ``--amp bf16`` learns as float32 does, ``--amp fp16`` resumes
+exactly with its GradScaler, float16 overflow skips steps and says so, bad ``--amp`` settings are
+one line."""
 
 import time
 
