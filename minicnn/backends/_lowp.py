@@ -75,31 +75,22 @@ def _round(out, which, dtype):
     return tuple(one(a) if which == _ALL or i in which else a for i, a in enumerate(out))
 
 
-def _half_kernel(kernel, which, updates):
+def _half_kernel(kernel, which):
     @functools.wraps(kernel)
     def run(self, *args, **kwargs):
         low = _low_dtype(args)
         if low is None:
             return kernel(self, *args, **kwargs)
-        wide = [_upcast(a) for a in args]
-        out = kernel(self, *wide, **kwargs)
-        for i in updates:  # buffers the kernel updates in place, if they were half copies
-            if wide[i] is not args[i]:
-                args[i][...] = wide[i]
+        out = kernel(self, *(_upcast(a) for a in args), **kwargs)
         return _round(out, which, low)
 
     return run
 
 
-# arguments updated in place: batch norm's running_mean, running_var (a model made all-half with
-# ``model.to(float16)``, as torch's ``model.half()``, holds them in half)
-IN_PLACE = {"batch_norm_forward_training": (3, 4)}
-
-
 def accept_half(cls):
     """Class decorator: ``cls``'s kernels (HALF_OUTPUTS) accept float16/bfloat16 arrays."""
     for name, which in HALF_OUTPUTS.items():
-        setattr(cls, name, _half_kernel(getattr(cls, name), which, IN_PLACE.get(name, ())))
+        setattr(cls, name, _half_kernel(getattr(cls, name), which))
     return cls
 
 

@@ -149,6 +149,26 @@ def batch_norm(
     )
     if input.numel() == 0:
         return input
+    if input.dtype in HALF_DTYPES and any(
+        t is not None and t.dtype != float32 for t in (running_mean, running_var, weight, bias)
+    ):
+        return _half_parameters(
+            input, running_mean, running_var, weight, bias, training, momentum, eps
+        )
     return BatchNorm.apply(
         input, running_mean, running_var, weight, bias, bool(training), momentum, eps
     )
+
+
+def _half_parameters(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """An all-half batch norm (a model made half, as torch's model.half()): the kernels take
+    float32 parameters and statistics (issue 13's contract), so cast them on the way in (the
+    gradients are cast back) and write the updated running statistics back into their buffers."""
+    weight, bias, rm, rv = (
+        None if t is None else t.float() for t in (weight, bias, running_mean, running_var)
+    )
+    y = BatchNorm.apply(x, rm, rv, weight, bias, bool(training), momentum, eps)
+    for buffer, value in ((running_mean, rm), (running_var, rv)):
+        if buffer is not None and value is not buffer:
+            buffer._data[...] = value._data
+    return y
