@@ -18,7 +18,15 @@ from ..backends import get_backend
 from ..dtypes import bfloat16, float16
 from .config import ConfigError
 
-__all__ = ["AMP_DTYPES", "amp_context", "check_amp_device", "make_scaler", "scaled_step"]
+__all__ = [
+    "AMP_DTYPES",
+    "amp_columns",
+    "amp_note",
+    "amp_context",
+    "check_amp_device",
+    "make_scaler",
+    "scaled_step",
+]
 
 AMP_DTYPES = {"fp16": float16, "bf16": bfloat16}
 
@@ -63,8 +71,27 @@ def _compute_capability(backend):
 
 
 def scaled_step(loss, optimizer, scaler):
-    """backward and optimizer step through ``scaler`` (a pass-through when it is disabled)."""
+    """backward and optimizer step through ``scaler`` (None, or disabled: a plain step)."""
     optimizer.zero_grad()
+    if scaler is None:
+        loss.backward()
+        return optimizer.step()
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
+
+
+def amp_columns(run, skipped):
+    """--amp: the epoch's skipped steps and the loss scale at its end (metrics.csv); the scaler's
+    state for the checkpoint."""
+    if run.config.amp is None:
+        return {}
+    if run.scaler.is_enabled():
+        run.meta["scaler"] = run.scaler.state_dict()
+    return {"skipped_steps": skipped, "loss_scale": run.scaler.get_scale()}
+
+
+def amp_note(row):
+    if "skipped_steps" not in row:
+        return ""
+    return f" | scale {row['loss_scale']:g}, {row['skipped_steps']} step(s) skipped (inf/NaN)"

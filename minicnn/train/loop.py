@@ -21,7 +21,9 @@ from ..distributed import training as _dist
 from ..data import transforms as T
 from ..tensor import tensor
 from ..data import DataLoaderError, UnreadableDataset
-from .amp import amp_context, check_amp_device, make_scaler, scaled_step
+from .amp import amp_columns, amp_context, amp_note, check_amp_device, make_scaler, scaled_step
+from .metrics import progress_bar as _progress
+from .metrics import topk_correct as _topk_correct
 from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
 from .commit import commit_epoch, repair_derived, rows_of
 from .config import (
@@ -54,31 +56,11 @@ def _loss(out, target, config):
     return F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
 
 
-def _topk_correct(scores, labels, ks=(1, 5)):
-    """{k: number of rows whose label is among the k highest scores} (k capped at the class count)."""
-    out = {}
-    order = np.argsort(-scores, axis=1, kind="stable")
-    for k in ks:
-        out[k] = int((order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
-    return out
-
-
-def _progress(total, desc, enabled):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
-
-
 def train_one_epoch(
     model, loader, optimizer, scheduler, config, device, desc="", progress=False, scaler=None
 ):
-    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader``; ``config.amp``:
-    the forward under autocast, steps through ``scaler`` (train/amp.py; skipped batches, whose
-    float16 loss overflowed, are left out of the means)."""
+    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader`` (--amp: see
+    train/amp.py; batches whose float16 loss overflowed are skipped and left out of the means)."""
     model.train()
     bar = _progress(len(loader), desc, progress)
     loss_sum = correct = seen = 0
@@ -89,17 +71,12 @@ def train_one_epoch(
         with amp_context(config, device):
             out = model(x)
             loss = _loss(out, y, config)
-        if scaler is None:
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        else:
-            scaled_step(loss, optimizer, scaler)
+        scaled_step(loss, optimizer, scaler)
         scheduler.step()
         n = len(labels)
         loss_value = float(loss.item())
         if not math.isfinite(loss_value) and scaler is not None and scaler.is_enabled():
-            continue  # float16 overflow: the scaler skipped this step and backs off
+            continue  # float16 overflow: the scaler skipped the step
         if not math.isfinite(loss_value):
             raise FloatingPointError(
                 f"the training loss is {loss_value} (diverged); try a smaller --lr"
@@ -471,24 +448,8 @@ def _run_epoch(epoch, run):
         "lr": run.scheduler.get_last_lr()[0],
         "images_per_s": images / max(seconds, 1e-9),
         "seconds": time.perf_counter() - started,
-        **_amp_columns(run, run.scaler.steps_skipped - skipped),
+        **amp_columns(run, run.scaler.steps_skipped - skipped),
     }
-
-
-def _amp_columns(run, skipped):
-    """--amp: the epoch's skipped steps and the loss scale at its end (metrics.csv); the scaler's
-    state for the checkpoint."""
-    if run.config.amp is None:
-        return {}
-    if run.scaler.is_enabled():
-        run.meta["scaler"] = run.scaler.state_dict()
-    return {"skipped_steps": skipped, "loss_scale": run.scaler.get_scale()}
-
-
-def _amp_note(row):
-    if "skipped_steps" not in row:
-        return ""
-    return f" | scale {row['loss_scale']:g}, {row['skipped_steps']} step(s) skipped (inf/NaN)"
 
 
 def _epoch_line(row, epochs):
@@ -496,7 +457,7 @@ def _epoch_line(row, epochs):
         f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
         f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
         f"top-5 {100 * row['val_top5']:.1f}% | lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
-        f"{row['seconds']:.1f} s{_amp_note(row)}"
+        f"{row['seconds']:.1f} s{amp_note(row)}"
     )
 
 

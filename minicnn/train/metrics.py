@@ -13,10 +13,19 @@ import io
 import math
 import os
 
+import numpy as np
+
 from ..io import write_atomic
 from .config import CheckpointError
 
-__all__ = ["METRIC_FIELDS", "plot_curves", "read_metrics", "write_metrics"]
+__all__ = [
+    "METRIC_FIELDS",
+    "plot_curves",
+    "progress_bar",
+    "read_metrics",
+    "topk_correct",
+    "write_metrics",
+]
 
 METRIC_FIELDS = (
     "epoch",
@@ -126,3 +135,23 @@ def plot_curves(path, rows, title=""):
     fig.savefig(buf, format="png")
     data = buf.getvalue()
     write_atomic(path, lambda f: f.write(data))
+
+
+def topk_correct(scores, labels, ks=(1, 5)):
+    """{k: rows whose label is among the k highest scores} (k capped at the class count)."""
+    out = {}
+    order = np.argsort(-scores, axis=1, kind="stable")
+    for k in ks:
+        out[k] = int((order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
+    return out
+
+
+def progress_bar(total, desc, enabled):
+    """A tqdm bar on stderr when ``enabled`` and tqdm is installed, else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
