@@ -136,7 +136,7 @@ class GradScaler:
             raise RuntimeError("step() has already been called since the last update().")
         if state["stage"] == _READY:
             self.unscale_(optimizer)
-        state["found_inf"] = bool(state["found_inf"])  # the one device -> host sync of the step
+        state["found_inf"] = _to_host(state["found_inf"])  # the one device -> host sync
         state["stage"] = _STEPPED
         if state["found_inf"]:
             self.steps_skipped += 1
@@ -224,6 +224,11 @@ class GradScaler:
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
         self._growth_tracker = int(state_dict["_growth_tracker"])
+
+
+def _to_host(found_inf) -> bool:
+    """Read the device-side inf flag back (a sync on "cuda"): once per step."""
+    return bool(found_inf)
 
 
 def _check_positive(name, value):

@@ -72,6 +72,16 @@ def test_skips_backs_off_and_grows():
     assert not np.array_equal(trace[2][1][0], trace[1][1][0])
 
 
+def test_one_device_to_host_read_per_step(monkeypatch):
+    from minicnn.amp import grad_scaler
+
+    reads = []
+    original = grad_scaler._to_host
+    monkeypatch.setattr(grad_scaler, "_to_host", lambda f: reads.append(1) or original(f))
+    _run_minicnn(SCRIPT[:4])
+    assert len(reads) == 4
+
+
 def test_defaults_are_torchs():
     s = GradScaler("cpu")
     assert s.get_scale() == 2.0**16 and s.get_growth_factor() == 2.0

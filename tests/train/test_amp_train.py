@@ -177,3 +177,27 @@ def _need_emu_without(dtype):
     except TypeError:
         return
     pytest.skip(f"emu has {dtype} kernels now: no device here lacks them")
+
+
+def test_bf16_before_sm_80_is_refused_at_start(monkeypatch):
+    """A Turing GPU (sm_75) has float16 tensor cores but no bfloat16 ones."""
+    from minicnn.train import amp
+
+    class Device:
+        compute_capability = "75"
+
+    class FakeCuda:
+        class xp:
+            class cuda:
+                Device = Device
+
+        def from_numpy(self, a):
+            return a
+
+        def relu_forward(self, x):
+            return x
+
+    monkeypatch.setattr(amp, "get_backend", lambda device: FakeCuda())
+    with pytest.raises(T.ConfigError, match=r"--amp bf16: this GPU \(sm_75\) has no bfloat16"):
+        amp.check_amp_device("bf16", "cuda")
+    amp.check_amp_device("fp16", "cuda")  # float16 tensor cores since sm_70
