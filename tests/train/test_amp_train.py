@@ -183,13 +183,13 @@ def test_bf16_before_sm_80_is_refused_at_start(monkeypatch):
     """A Turing GPU (sm_75) has float16 tensor cores but no bfloat16 ones."""
     from minicnn.train import amp
 
-    class Device:
+    class Turing:
         compute_capability = "75"
 
     class FakeCuda:
         class xp:
             class cuda:
-                Device = Device
+                Device = Turing
 
         def from_numpy(self, a):
             return a
