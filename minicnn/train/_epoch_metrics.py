@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -48,3 +49,13 @@ class EpochMetrics:
             self.images = int(images)
             self.loss, self.top1 = loss_sum / max(images, 1), hits / max(images, 1)
         return self.loss, self.top1
+
+    def show(self, bar, start):
+        """A logging interval: ``read`` (checks for divergence), then show the figures on the
+        progress ``bar`` (None: no bar) of an epoch that began at ``start`` (perf_counter)."""
+        loss, top1 = self.read()
+        if bar is not None:
+            rate = self.images / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(
+                f"loss {loss:.3f} acc {100 * top1:.1f}% {rate:.0f} img/s", refresh=False
+            )

@@ -25,7 +25,7 @@ from minicnn.train.loop import train_one_epoch
 
 from kernel_devices import KERNEL_DEVICES
 
-CONFIG = types.SimpleNamespace(label_smoothing=0.0)
+CONFIG = types.SimpleNamespace(label_smoothing=0.0, amp=None)
 
 
 class _NoSchedule:
