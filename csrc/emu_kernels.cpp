@@ -11,3 +11,5 @@
 #include "kernels/conv2d.cu"
 #include "kernels/selftest.cu"
 #include "kernels/device.cu"
+#include "kernels/random.cu"
+#include "kernels/optim.cu"

@@ -21,13 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
+from ._kernel_optim import KernelOptimMixin
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend:
+class KernelBackend(KernelOptimMixin):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:      the device ("emu", "cuda")
