@@ -22,7 +22,7 @@ namespace py = pybind11;
 // The data pointers of `arrays` (a list of arrays), checked against the parameters' sizes.
 template <typename T>
 std::vector<T*> pointers(const char* op, const char* what, const py::list& arrays,
-                         const std::vector<int64_t>& sizes) {
+                         const std::vector<int64_t>& sizes, bool written = true) {
   if (static_cast<size_t>(py::len(arrays)) != sizes.size())
     throw py::value_error(std::string(op) + ": " + what + " must have one array per parameter (" +
                           std::to_string(sizes.size()) + "), got " +
@@ -32,12 +32,14 @@ std::vector<T*> pointers(const char* op, const char* what, const py::list& array
     py::handle h = arrays[i];
     const bool ok = py::isinstance<py::array_t<T>>(h);
     py::array a = ok ? py::reinterpret_borrow<py::array>(h) : py::array();
-    if (!ok || !(a.flags() & py::array::c_style) || !a.writeable() || a.size() != sizes[i])
-      throw py::value_error(std::string(op) + ": " + what + "[" + std::to_string(i) +
-                            "] must be a writeable C-contiguous array of the parameters' dtype "
-                            "with " +
-                            std::to_string(sizes[i]) + " elements");
-    out.push_back(static_cast<T*>(a.mutable_data()));
+    const bool writeable = !written || (ok && a.writeable());
+    if (!ok || !(a.flags() & py::array::c_style) || !writeable || a.size() != sizes[i])
+      throw py::value_error(
+          std::string(op) + ": " + what + "[" + std::to_string(i) +
+          "] must be a C-contiguous array (writeable if written) of the parameters' dtype "
+          "with " +
+          std::to_string(sizes[i]) + " elements");
+    out.push_back(static_cast<T*>(const_cast<void*>(a.data())));  // written only if `written`
   }
   return out;
 }
@@ -58,7 +60,8 @@ void sgd_update(py::list params, py::list grads, py::list bufs, double lr, doubl
                 double dampening, double weight_decay, bool nesterov, bool first) {
   const char* op = "sgd_update";
   const auto sizes = sizes_of<T>(op, params);
-  auto p = pointers<T>(op, "params", params, sizes), g = pointers<T>(op, "grads", grads, sizes);
+  auto p = pointers<T>(op, "params", params, sizes),
+       g = pointers<T>(op, "grads", grads, sizes, false);
   std::vector<T*> b = momentum != 0 ? pointers<T>(op, "bufs", bufs, sizes) : std::vector<T*>();
   const SgdArgs<T> a{T(lr), T(momentum), T(1.0 - dampening), T(weight_decay), nesterov, first};
   py::gil_scoped_release release;
@@ -76,7 +79,8 @@ void adam_update(py::list params, py::list grads, py::list exp_avgs, py::list ex
   if (step < 1)
     throw py::value_error("adam_update: step must be >= 1, got " + std::to_string(step));
   const auto sizes = sizes_of<T>(op, params);
-  auto p = pointers<T>(op, "params", params, sizes), g = pointers<T>(op, "grads", grads, sizes);
+  auto p = pointers<T>(op, "params", params, sizes),
+       g = pointers<T>(op, "grads", grads, sizes, false);
   auto m = pointers<T>(op, "exp_avgs", exp_avgs, sizes);
   auto v = pointers<T>(op, "exp_avg_sqs", exp_avg_sqs, sizes);
   const bool amsgrad = !max_exp_avg_sqs.is_none();

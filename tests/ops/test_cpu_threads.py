@@ -187,6 +187,16 @@ def test_adam_update_matches_torch_optim_adam_bit_for_bit(name, hyper, dtype):
     assert (ours[1] != start).mean() > 0.99  # the update did move the parameters
 
 
+def test_fused_updates_take_read_only_gradients():
+    p, g = np.ones(4, np.float32), np.full(4, 2.0, np.float32)
+    g.flags.writeable = False
+    _C.sgd_update_f32([p], [g], [], 0.5, 0.0, 0.0, 0.0, False, False)
+    np.testing.assert_array_equal(p, np.zeros(4, np.float32))
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match=r"sgd_update: params\[0\] must be .*writeable"):
+        _C.sgd_update_f32([p], [g], [], 0.5, 0.0, 0.0, 0.0, False, False)
+
+
 def test_fused_updates_refuse_mismatched_lists():
     p = [np.zeros(5, np.float32), np.zeros(3, np.float32)]
     with pytest.raises(ValueError, match=r"sgd_update: grads must have one array per parameter"):
