@@ -7,16 +7,16 @@ A Module owns three ordered registries, filled by plain attribute assignment:
     self.conv1 = Conv2d(...)              -> _modules      (children; names nest: "conv1.weight")
 
 ``state_dict()`` walks them depth-first — each module's parameters, then its persistent buffers,
-then
-its children, in registration order — exactly like torch, so the keys of a model written here match
-the keys of the same model written with torch.nn (and converted torchvision weights load unchanged).
+then its
+children, in registration order — exactly like torch, so the keys of a model written here match the
+keys of the same model written with torch.nn (and converted torchvision weights load unchanged).
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,41 +24,10 @@ import numpy as np
 from ..autograd import no_grad
 from ..backends import canonical_device, get_backend
 from ..tensor import _DTYPE_NAMES, FLOAT_DTYPES, Tensor, as_dtype
+from ._module_support import RemovableHandle, _IncompatibleKeys, _plan_copies, _quoted
 from .parameter import Parameter
 
 __all__ = ["Module"]
-
-
-class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    """What ``load_state_dict`` returns: the keys it could not match (torch's namedtuple)."""
-
-    __slots__ = ()
-
-    def __repr__(self):
-        if not self.missing_keys and not self.unexpected_keys:
-            return "<All keys matched successfully>"
-        return super().__repr__()
-
-    __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by ``register_forward_hook``/``register_forward_pre_hook``; ``.remove()`` undoes it."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self):
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def _addindent(text, spaces):
@@ -68,41 +37,6 @@ def _addindent(text, spaces):
         return text
     rest = [(" " * spaces + line) if line.strip() else "" for line in lines[1:]]
     return "\n".join([lines[0]] + rest)
-
-
-def _as_array(value):
-    """A checkpoint value as a NumPy array, or None when it is neither a Tensor nor an array."""
-    if isinstance(value, Tensor):
-        return value.numpy()
-    if isinstance(value, (np.ndarray, np.generic)):
-        return np.asarray(value)
-    return None
-
-
-def _quoted(keys):
-    return ", ".join(f'"{k}"' for k in keys)
-
-
-def _plan_copies(own, state_dict):
-    """([(tensor, array to copy in)], [error messages]) for the keys present in both dicts."""
-    plan, errors = [], []
-    for key, t in own.items():
-        if key not in state_dict:
-            continue
-        value = _as_array(state_dict[key])
-        if value is None:
-            errors.append(
-                f'While copying the parameter named "{key}", expected a NumPy array or '
-                f"Tensor from checkpoint but received {type(state_dict[key]).__name__}"
-            )
-        elif tuple(value.shape) != t.shape:
-            errors.append(
-                f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
-                f"from checkpoint, the shape in current model is {t.shape}."
-            )
-        else:
-            plan.append((t, value))
-    return plan, errors
 
 
 def _is_device(arg):
