@@ -32,18 +32,7 @@ import numpy as np
 
 __all__ = ["CLASSES", "builtin_dataset", "cache_root", "generate", "render"]
 
-CLASSES = (
-    "arrow",
-    "circle",
-    "crescent",
-    "cross",
-    "heart",
-    "ring",
-    "square",
-    "star",
-    "tee",
-    "triangle",
-)
+CLASSES = tuple("arrow circle crescent cross heart ring square star tee triangle".split())
 VERSION = 1  # bump when rendering changes: the cache folder name carries it
 SUPERSAMPLE = 4  # samples per pixel side for anti-aliasing
 EXTENT = 1.4  # every shape lies within this radius of its centre (unit-disc units)

@@ -173,28 +173,33 @@ def _densenet(arch, growth_rate, block_config, num_init_features, num_classes, *
     )
 
 
-@register_model("densenet")
-def densenet121(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-121: k=32, blocks (6, 12, 24, 16)."""
-    return _densenet("densenet121", 32, (6, 12, 24, 16), 64, num_classes, **kwargs)
+def _imagenet(arch, growth_rate, block_config, num_init_features, doc):
+    """The ImageNet builder ``arch`` (Table 1): growth rate k, layers per block, stem channels."""
+
+    def build(num_classes: int = 1000, **kwargs) -> DenseNet:
+        return _densenet(arch, growth_rate, block_config, num_init_features, num_classes, **kwargs)
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = doc
+    return register_model("densenet")(build)
 
 
-@register_model("densenet")
-def densenet161(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-161: k=48, blocks (6, 12, 36, 24), 96 stem channels."""
-    return _densenet("densenet161", 48, (6, 12, 36, 24), 96, num_classes, **kwargs)
-
-
-@register_model("densenet")
-def densenet169(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-169: k=32, blocks (6, 12, 32, 32)."""
-    return _densenet("densenet169", 32, (6, 12, 32, 32), 64, num_classes, **kwargs)
-
-
-@register_model("densenet")
-def densenet201(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-201: k=32, blocks (6, 12, 48, 32)."""
-    return _densenet("densenet201", 32, (6, 12, 48, 32), 64, num_classes, **kwargs)
+densenet121 = _imagenet(
+    "densenet121", 32, (6, 12, 24, 16), 64, "DenseNet-121: k=32, blocks (6, 12, 24, 16)."
+)
+densenet161 = _imagenet(
+    "densenet161",
+    48,
+    (6, 12, 36, 24),
+    96,
+    "DenseNet-161: k=48, blocks (6, 12, 36, 24), 96 stem channels.",
+)
+densenet169 = _imagenet(
+    "densenet169", 32, (6, 12, 32, 32), 64, "DenseNet-169: k=32, blocks (6, 12, 32, 32)."
+)
+densenet201 = _imagenet(
+    "densenet201", 32, (6, 12, 48, 32), 64, "DenseNet-201: k=32, blocks (6, 12, 48, 32)."
+)
 
 
 def densenet_bc(

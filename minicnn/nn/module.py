@@ -56,6 +56,15 @@ def _move(t, device=None, dtype=None):
         t.device = device
 
 
+def _assign_none(registry, name, value, kind, expected):
+    """``registry[name] = None``: a registered parameter or child can be replaced only by None."""
+    if value is not None:
+        raise TypeError(
+            f"cannot assign '{type(value).__name__}' as {kind} '{name}' ({expected} or None expected)"
+        )
+    registry[name] = None
+
+
 class Module:
     """Base class of layers and models; subclasses set attributes in ``__init__`` and define ``forward``."""
 
@@ -159,24 +168,14 @@ class Module:
             self._drop(name, buffers, modules)
             self.register_parameter(name, value)
         elif params is not None and name in params:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign '{type(value).__name__}' as parameter '{name}' "
-                    "(minicnn.nn.Parameter or None expected)"
-                )
-            params[name] = None
+            _assign_none(params, name, value, "parameter", "minicnn.nn.Parameter")
         elif isinstance(value, Module):
             if modules is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._drop(name, params, buffers)
             modules[name] = value
         elif modules is not None and name in modules:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign '{type(value).__name__}' as child module '{name}' "
-                    "(minicnn.nn.Module or None expected)"
-                )
-            modules[name] = None
+            _assign_none(modules, name, value, "child module", "minicnn.nn.Module")
         elif buffers is not None and name in buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(
@@ -230,8 +229,7 @@ class Module:
             yield from module.named_modules(memo, sub, remove_duplicate)
 
     def modules(self):
-        for _, m in self.named_modules():
-            yield m
+        return (m for _, m in self.named_modules())
 
     def named_children(self):
         seen = set()
@@ -241,8 +239,7 @@ class Module:
                 yield name, module
 
     def children(self):
-        for _, m in self.named_children():
-            yield m
+        return (m for _, m in self.named_children())
 
     def _named_members(self, registry, prefix, recurse, remove_duplicate):
         seen = set()
@@ -263,15 +260,13 @@ class Module:
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+        return (p for _, p in self.named_parameters(recurse=recurse))
 
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
-        for _, b in self.named_buffers(recurse=recurse):
-            yield b
+        return (b for _, b in self.named_buffers(recurse=recurse))
 
     def get_submodule(self, target):
         """The module at dotted path ``target`` ("" is self), or AttributeError naming the step."""
