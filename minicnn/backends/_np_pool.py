@@ -172,7 +172,8 @@ def avg_pool2d_backward_reference(
 
 # ---- adaptive average pooling -------------------------------------------------------------------
 def _adaptive_matrix(n, p_out, dtype):
-    """(P, n) averaging matrix: row i is 1/len on bin [floor(i*n/P), ceil((i+1)*n/P)), 0 elsewhere."""
+    """(P, n) averaging matrix: row i is 1/len on bin [floor(i*n/P), ceil((i+1)*n/P)), 0
+    elsewhere."""
     i = np.arange(p_out)
     start = (i * n) // p_out  # (P,)
     end = -((-(i + 1) * n) // p_out)  # (P,) ceil division

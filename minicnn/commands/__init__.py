@@ -15,7 +15,8 @@ class UsageError(Exception):
 
 @contextlib.contextmanager
 def plain_warnings():
-    """Show warnings as 'minicnn: warning: …' lines (e.g. the loader's count of unreadable images)."""
+    """Show warnings as 'minicnn: warning: …' lines (e.g. the loader's count of unreadable
+    images)."""
     previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):

@@ -78,7 +78,8 @@ def run_eval(args):
         recorder.close()
     print(
         f"{folder}: {result['images']} images{' (ten-crop)' if args.ten_crop else ''}: loss "
-        f"{result['loss']:.4f}, top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%"
+        f"{result['loss']:.4f}, top-1 {100 * result['top1']:.2f}%, "
+        f"top-5 {100 * result['top5']:.2f}%"
     )
     print("\n".join(["per-class accuracy:"] + recorder.write(out_dir)))
     print(f"wrote confusion.csv, confusion.png and per_class.csv in {out_dir}")

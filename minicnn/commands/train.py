@@ -267,7 +267,8 @@ def run(args):
     if result["already_finished"]:
         val = result["val_top1"]
         print(
-            f"nothing to do: the run in {result['run_dir']} already finished its {result['epochs']} epochs"
+            f"nothing to do: the run in {result['run_dir']} already finished its "
+            f"{result['epochs']} epochs"
             + (f" (val top-1 {100 * val:.1f}%)" if val is not None else "")
         )
         return 0

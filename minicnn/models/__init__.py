@@ -1,16 +1,18 @@
-"""minicnn.models: the five CNN families of the ILSVRC lineage, torchvision-style builders and a registry.
+"""minicnn.models: the five CNN families of the ILSVRC lineage, torchvision-style builders and a
+registry.
 
     >>> from minicnn import models
     >>> models.list_models()[:3]
     ['alexnet', 'densenet121', 'densenet161']
-    >>> m = models.get_model("resnet50", num_classes=10)      # same as models.resnet50(num_classes=10)
+    >>> m = models.get_model("resnet50", num_classes=10)  # = models.resnet50(num_classes=10)
 
 Every builder takes ``num_classes``; ``alexnet`` and ``googlenet`` take ``variant="paper"``
-(default) or ``"torchvision"``, the ImageNet ResNets ``variant="torchvision"`` (default, v1.5) or ``"paper"``,
-the CIFAR ResNets ``shortcut="A"`` (default) or ``"B"``. The torchvision-compatible models have
-torchvision's state_dict keys, shapes and parameter counts, so converted torchvision weights
-(``minicnn.models.convert``) load with ``load_state_dict`` unchanged. Each built model carries
-``default_input_size`` (C, H, W) and ``min_input_size`` (smallest H = W its forward accepts).
+(default) or ``"torchvision"``, the ImageNet ResNets ``variant="torchvision"`` (default, v1.5) or
+``"paper"``, the CIFAR ResNets ``shortcut="A"`` (default) or ``"B"``. The torchvision-compatible
+models have torchvision's state_dict keys, shapes and parameter counts, so converted torchvision
+weights (``minicnn.models.convert``) load with ``load_state_dict`` unchanged. Each built model
+carries ``default_input_size`` (C, H, W) and ``min_input_size`` (smallest H = W its forward
+accepts).
 """
 
 # Each family module lists its classes and builders in its __all__ (as torchvision's models do).

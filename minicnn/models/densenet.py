@@ -1,4 +1,5 @@
-"""DenseNet (Huang, Liu, van der Maaten & Weinberger 2017, "Densely Connected Convolutional Networks").
+"""DenseNet (Huang, Liu, van der Maaten & Weinberger 2017, "Densely Connected Convolutional
+Networks").
 
 Inside a dense block every layer sees the concatenation of the block input and all earlier layers'
 outputs, x_l = H_l([x_0, x_1, …, x_{l-1}]) (eq. 2), and adds ``growth_rate`` (k in the paper) new
@@ -205,7 +206,8 @@ densenet201 = _imagenet(
 def densenet_bc(
     depth: int = 100, growth_rate: int = 12, num_classes: int = 10, **kwargs
 ) -> DenseNet:
-    """CIFAR DenseNet-BC of ``depth`` L: three blocks of (L - 4) / 6 bottleneck layers, 2k stem channels."""
+    """CIFAR DenseNet-BC of ``depth`` L: three blocks of (L - 4) / 6 bottleneck layers, 2k stem
+    channels."""
     if (depth - 4) % 6 or depth < 10:
         raise ValueError(
             f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190…), got {depth}"

@@ -27,7 +27,8 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
 
 
 class RemovableHandle:
-    """Returned by ``register_forward_hook``/``register_forward_pre_hook``; ``.remove()`` undoes it."""
+    """Returned by ``register_forward_hook``/``register_forward_pre_hook``; ``.remove()`` undoes
+    it."""
 
     _next_id = itertools.count()
 

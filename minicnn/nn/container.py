@@ -1,4 +1,5 @@
-"""Containers: Sequential, ModuleList, ModuleDict (torch.nn) — children named "0", "1", … or by key."""
+"""Containers: Sequential, ModuleList, ModuleDict (torch.nn) — children named "0", "1", … or by
+key."""
 
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ class ModuleList(_ModuleSequence):
         _insert(self, index, module)
 
     def __repr__(self):
-        """torch's compressed repr: a run of identical children prints once as "(0-2): 3 x ReLU()"."""
+        """torch's compressed repr: a run of identical children prints once as "(0-2): 3 x
+        ReLU()"."""
         reprs = [repr(m) for m in self]
         if not reprs:
             return self._get_name() + "()"

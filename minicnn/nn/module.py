@@ -7,9 +7,9 @@ A Module owns three ordered registries, filled by plain attribute assignment:
     self.conv1 = Conv2d(...)              -> _modules      (children; names nest: "conv1.weight")
 
 ``state_dict()`` walks them depth-first — each module's parameters, then its persistent buffers,
-then its
-children, in registration order — exactly like torch, so the keys of a model written here match the
-keys of the same model written with torch.nn (and converted torchvision weights load unchanged).
+then its children, in registration order — exactly like torch, so the keys of a model written here
+match the keys of the same model written with torch.nn (and converted torchvision weights load
+unchanged).
 """
 
 from __future__ import annotations
@@ -60,13 +60,15 @@ def _assign_none(registry, name, value, kind, expected):
     """``registry[name] = None``: a registered parameter or child can be replaced only by None."""
     if value is not None:
         raise TypeError(
-            f"cannot assign '{type(value).__name__}' as {kind} '{name}' ({expected} or None expected)"
+            f"cannot assign '{type(value).__name__}' as {kind} '{name}' "
+            f"({expected} or None expected)"
         )
     registry[name] = None
 
 
 class Module:
-    """Base class of layers and models; subclasses set attributes in ``__init__`` and define ``forward``."""
+    """Base class of layers and models; subclasses set attributes in ``__init__`` and define
+    ``forward``."""
 
     def __init__(self):
         object.__setattr__(self, "training", True)
@@ -119,7 +121,8 @@ class Module:
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name, param):
-        """Add ``param`` (a Parameter, or None for an absent one like ``bias=False``) as ``name``."""
+        """Add ``param`` (a Parameter, or None for an absent one like ``bias=False``) as
+        ``name``."""
         self._check_new_name("parameter", name, self.__dict__.get("_parameters", {}))
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(
@@ -131,7 +134,8 @@ class Module:
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
-        """Add a non-learnable Tensor (e.g. BN's running_mean); ``persistent`` puts it in state_dict."""
+        """Add a non-learnable Tensor (e.g. BN's running_mean); ``persistent`` puts it in
+        state_dict."""
         self._check_new_name("buffer", name, self.__dict__.get("_buffers", {}))
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(
@@ -303,7 +307,8 @@ class Module:
         return ()
 
     def state_dict(self, *, destination=None, prefix="", keep_vars=False):
-        """OrderedDict name -> NumPy array copy (or the Tensors themselves with ``keep_vars=True``)."""
+        """OrderedDict name -> NumPy array copy (or the Tensors themselves with
+        ``keep_vars=True``)."""
         out = OrderedDict() if destination is None else destination
         for key, t in self._state_items(prefix):
             out[key] = t if keep_vars else np.array(t.numpy(), copy=True)
@@ -349,7 +354,8 @@ class Module:
 
     # ---- modes, devices, dtypes ------------------------------------------------------------------
     def train(self, mode=True):
-        """Set training mode on this module and every descendant (Dropout, BatchNorm depend on it)."""
+        """Set training mode on this module and every descendant (Dropout, BatchNorm depend on
+        it)."""
         if not isinstance(mode, bool):
             raise ValueError(f"train: training mode is expected to be a bool, got {mode!r}")
         for m in self.modules():

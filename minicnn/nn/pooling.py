@@ -29,7 +29,8 @@ def _check_window(layer, kernel_size, stride, padding, dilation=1):
 
 
 class MaxPool2d(Module):
-    """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's 3/2)."""
+    """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's
+    3/2)."""
 
     def __init__(
         self,

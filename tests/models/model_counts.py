@@ -39,7 +39,8 @@ TABLE1 = [
 
 
 def googlenet_params(paper, aux, num_classes=1000):
-    """Paper: convs with bias, true 5x5. torchvision: conv (no bias) + BN, 3x3 in the "5x5" branch."""
+    """Paper: convs with bias, true 5x5. torchvision: conv (no bias) + BN, 3x3 in the "5x5"
+    branch."""
     kw = dict(bias=paper, bn=not paper)
     k5 = 5 if paper else 3
     total = conv(3, 64, 7, **kw) + conv(64, 64, 1, **kw) + conv(64, 192, 3, **kw)

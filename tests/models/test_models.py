@@ -202,8 +202,7 @@ def test_num_classes(name, kwargs):
         assert model(minicnn.randn(1, 3, side, side)).shape == (1, 7)
 
 
-# ---- registry
-# -------------------------------------------------------------------------------------
+# ---- registry ------------------------------------------------------------------------------------
 ALL_BUILDERS = [
     "alexnet",
     "densenet121",
@@ -246,8 +245,7 @@ def test_registry():
         models.list_models("inception")
 
 
-# ---- architecture details
-# ---------------------------------------------------------------------------
+# ---- architecture details ------------------------------------------------------------------------
 def test_paper_alexnet_layers(paper_alexnet):
     m = paper_alexnet
     convs = [l for l in m.features if isinstance(l, minicnn.nn.Conv2d)]
@@ -310,8 +308,7 @@ def test_init_conventions():
     assert (models.resnet20(zero_init_residual=True).layer1[0].bn2.weight.numpy() == 0).all()
 
 
-# ---- input sizes
-# --------------------------------------------------------------------------------------
+# ---- input sizes ---------------------------------------------------------------------------------
 MIN_SIZES = [  # (builder, kwargs, smallest side, module whose check_input to switch off)
     ("alexnet", {}, 67, "alexnet"),
     ("alexnet", TV, 63, "alexnet"),

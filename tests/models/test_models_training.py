@@ -14,8 +14,7 @@ from conftest import assert_close
 TV = {"variant": "torchvision"}
 
 
-# ---- GoogLeNet aux heads
-# ----------------------------------------------------------------------------
+# ---- GoogLeNet aux heads -------------------------------------------------------------------------
 def test_googlenet_outputs_train_vs_eval():
     for variant, side in (("paper", 79), ("torchvision", 64)):
         m = models.googlenet(num_classes=6, variant=variant)
@@ -57,8 +56,7 @@ def test_googlenet_transform_input():
     assert_close(m._transform_input(minicnn.tensor(x)), expected)
 
 
-# ---- training
-# --------------------------------------------------------------------------------------
+# ---- training ------------------------------------------------------------------------------------
 TRAIN_CASES = [  # one per family, small: (builder, kwargs, input side)
     ("alexnet", {"dropout": 0.0}, 67),
     ("vgg11_bn", {"dropout": 0.0, "init_weights": False}, 32),
@@ -89,8 +87,7 @@ def test_one_sgd_step_lowers_the_loss(name, kwargs, side):
     assert after.item() < before.item()
 
 
-# ---- state_dict round trip
-# -------------------------------------------------------------------------
+# ---- state_dict round trip -----------------------------------------------------------------------
 def test_state_dict_round_trip_through_npz(tmp_path):
     model = models.resnet20()
     with minicnn.no_grad():
@@ -111,7 +108,8 @@ def test_state_dict_round_trip_through_npz(tmp_path):
 
 
 def test_googlenet_round_trip_and_converted_checkpoint_without_aux(tmp_path):
-    """torchvision's pretrained GoogLeNet file keeps aux heads: load_torchvision_weights drops them."""
+    """torchvision's pretrained GoogLeNet file keeps aux heads: load_torchvision_weights drops
+    them."""
     from minicnn.models.convert import load_torchvision_weights
 
     src = models.googlenet(variant="torchvision")
@@ -123,8 +121,7 @@ def test_googlenet_round_trip_and_converted_checkpoint_without_aux(tmp_path):
     assert_close(dst.fc.weight, src.fc.weight, dtype=np.float32, rtol=0, atol=0)
 
 
-# ---- torchvision (optional; skipped where it is not installed)
-# ---------------------------------------
+# ---- torchvision (optional; skipped where it is not installed) -----------------------------------
 @pytest.mark.parametrize(
     "name,kwargs,side",
     [

@@ -16,8 +16,7 @@ from conftest import assert_close
 from nn_modules import Affine, Net, small_cnn
 
 
-# ---- Parameter
-# ------------------------------------------------------------------------------------
+# ---- Parameter -----------------------------------------------------------------------------------
 def test_parameter():
     t = minicnn.ones(2, 3)
     p = nn.Parameter(t)
@@ -34,8 +33,7 @@ def test_parameter():
         nn.Parameter(minicnn.tensor([1, 2]))
 
 
-# ---- registration
-# ---------------------------------------------------------------------------------
+# ---- registration --------------------------------------------------------------------------------
 def test_registration_and_attribute_access():
     m = Affine()
     assert list(m._parameters) == ["scale", "shift"]
@@ -105,8 +103,7 @@ def test_non_leaf_parameter_rejected():
         m.register_parameter("p", p)
 
 
-# ---- naming and traversal
-# --------------------------------------------------------------------------
+# ---- naming and traversal ------------------------------------------------------------------------
 def test_nested_names():
     net = Net()
     names = [n for n, _ in net.named_parameters()]
@@ -164,8 +161,7 @@ def test_shared_parameters_and_modules_are_listed_once():
     assert len(list(tied.named_parameters(remove_duplicate=False))) == 6
 
 
-# ---- state_dict
-# -------------------------------------------------------------------------------------
+# ---- state_dict ----------------------------------------------------------------------------------
 def test_state_dict_order_and_types():
     sd = small_cnn().state_dict()
     assert isinstance(sd, OrderedDict)

@@ -10,8 +10,7 @@ from minicnn import nn
 from nn_modules import Affine
 
 
-# ---- containers
-# -------------------------------------------------------------------------------------
+# ---- containers ----------------------------------------------------------------------------------
 def test_sequential_indexing():
     a, b, c = Affine(), nn.ReLU(), Affine()
     s = nn.Sequential(a, b, c)

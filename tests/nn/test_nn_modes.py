@@ -93,8 +93,7 @@ def test_forward_hooks():
     assert m(minicnn.ones(1, 3)).numpy().sum() == 3 and len(calls) == 1
 
 
-# ---- repr
-# -----------------------------------------------------------------------------------------
+# ---- repr ----------------------------------------------------------------------------------------
 def test_repr_nested():
     net = nn.Sequential(
         OrderedDict(

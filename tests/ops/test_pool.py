@@ -1,5 +1,6 @@
 """Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d against minicnn.reference's loops,
-gradcheck, ties, float32, unbatched input. Errors: test_pool_errors.py; torch: test_pool_torch.py."""
+gradcheck, ties, float32, unbatched input. Errors: test_pool_errors.py; torch:
+test_pool_torch.py."""
 
 import numpy as np
 import pytest
