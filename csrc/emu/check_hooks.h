@@ -50,7 +50,7 @@ MINICNN_EMU_TSAN_FN void __tsan_write_range(void* p, size_t size) {
   if (t.on) ::minicnn_emu::detail::on_access(t, p, size, true, __builtin_return_address(0));
 }
 
-// ---- atomics: __tsan_atomicN_op(address, ..., memory order) -------------------------------------------
+// ---- atomics: __tsan_atomicN_op(address, ..., memory order) -------------------------------------
 #define MINICNN_EMU_SC __ATOMIC_SEQ_CST
 // __tsan_atomicN_<op>(a, v, order) is __atomic_<builtin>(a, v): exchange and fetch_<op>.
 #define MINICNN_EMU_RMW(n, T, op, builtin)                                 \

@@ -3,7 +3,7 @@
 // Part of the CUDA emulator (see cuda_emu.h). "Device" memory is ordinary host memory here: the
 // emu backend hands NumPy buffers to the kernels. Streams are accepted and ignored, because every
 // launch runs to completion before it returns. Errors inside a kernel do not go through
-// cudaGetLastError: the launch itself throws std::runtime_error naming the kernel, block and thread.
+// cudaGetLastError: the launch itself throws a std::runtime_error naming kernel, block, thread.
 #pragma once
 
 #include <cstddef>

@@ -178,7 +178,7 @@ inline void __syncwarp(unsigned mask = 0xffffffffu, MINICNN_EMU_SITE_PARAMS) {
   warp_exchange(WarpOp::kSync, "__syncwarp()", mask, 0, 0, MINICNN_EMU_SITE);
 }
 
-// ---- shuffles: which lane each variant reads, as in the CUDA Programming Guide ----------------------
+// ---- shuffles: which lane each variant reads, as in the CUDA Programming Guide ------------------
 // `width` splits the warp into segments of `width` lanes; lanes read within their own segment.
 // MINICNN_EMU_SHUFFLE(name, type of its 3rd argument `arg`, the lane that `lane` reads)
 #define MINICNN_EMU_SHUFFLE(name, Arg, source)                                           \
@@ -202,7 +202,7 @@ MINICNN_EMU_SHUFFLE(__shfl_xor_sync, int,
                                                                                       : lane ^ arg)
 #undef MINICNN_EMU_SHUFFLE
 
-// ---- votes ----------------------------------------------------------------------------------------
+// ---- votes --------------------------------------------------------------------------------------
 inline unsigned __ballot_sync(unsigned mask, int predicate, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
   return static_cast<unsigned>(
