@@ -3,6 +3,7 @@ the run (``minicnn.train.train``), on one process or, with ``--nproc N``, under 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from ..backends import DEVICES
@@ -163,40 +164,11 @@ def _check_train_numbers(config):
 def _train_config(args):
     from ..train import TrainConfig
 
-    given = {
-        f: getattr(args, f)
-        for f in (
-            "model",
-            "data",
-            "epochs",
-            "batch_size",
-            "lr",
-            "optimizer",
-            "schedule",
-            "image_size",
-            "device",
-            "workers",
-            "out",
-            "seed",
-            "weight_decay",
-            "momentum",
-            "warmup_epochs",
-            "label_smoothing",
-            "augment",
-            "progress",
-            "no_decay_bn_bias",
-            "sync_bn",
-            "amp",
-            "variant",
-            "weights",
-            "val_split",
-        )
-    }
-    if args.freeze is not None:
-        given["freeze"] = tuple(args.freeze)
-    if args.builtin_per_class is not None:
-        given["builtin_per_class"] = tuple(args.builtin_per_class)
-    given = {k: v for k, v in given.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}  # every option that is a setting
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    for k in ("freeze", "builtin_per_class"):  # nargs lists -> the config's tuples
+        if k in given:
+            given[k] = tuple(given[k])
     if args.resume is not None:
         extra = sorted(k for k in given if k not in _RESUME_KEEPS)
         if extra:
