@@ -2,10 +2,9 @@
 CuPy arrays.
 
 Kernels get the arrays' device pointers and CuPy's current stream
-(``cupy.cuda.get_current_stream``),
-so they queue in order with CuPy's own work; outputs come from CuPy's memory pool. Generic array
-work
-(add, matmul, cat, softmax) is CuPy's; conv2d is our implicit-GEMM kernel (csrc/kernels/conv2d.cu).
+(``cupy.cuda.get_current_stream``), so they queue in order with CuPy's own work; outputs come from
+CuPy's memory pool. Generic array work (add, matmul, cat, softmax) is CuPy's; conv2d is our
+implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
 Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
 :meth:`CudaBackend.unavailable_reason` says which, and ``get_backend("cuda")`` raises with that

@@ -7,10 +7,8 @@ arrays; pointers are their data addresses; launches are synchronous, so there is
 A fault inside a kernel raises RuntimeError "kernel <name>: block (x,y,z) thread (x,y,z): <what>".
 
 Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu"; conv2d is our
-implicit-GEMM
-kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so convolutions on
-"emu"
-are slow: keep them small.
+implicit-GEMM kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so
+convolutions on "emu" are slow: keep them small.
 
 ``MINICNN_EMU_EXTENSION=/path/to/_C_emu….so`` loads the kernels from that file instead (CI uses it
 for a copy built with AddressSanitizer, see .ci/run).
