@@ -9,5 +9,8 @@
 #include "kernels/lrn.cu"
 #include "kernels/batchnorm.cu"
 #include "kernels/conv2d.cu"
+#include "kernels/conv2d_wmma.cu"
+#include "kernels/cast.cu"
+#include "kernels/wmma_gemm.cu"
 #include "kernels/selftest.cu"
 #include "kernels/device.cu"

@@ -343,6 +343,7 @@ int conv2d_splits(const Conv2d& g, int pass, int version, int tile) {
   if (pass < kConvForward || pass > kConvBackwardWeight)
     throw std::invalid_argument(
         "conv2d_splits: pass must be 0 (forward), 1 (backward data) or 2 (backward weight)");
+  if (version == 4) return conv2d_wmma_splits(g, pass);
   if (version == 3 && v3_fits(g)) return v3_splits(g, pass, tile);
   if (version == 3) version = 2;
   return pass == kConvBackwardWeight && version == 2 ? conv2d_backward_weight_splits(g, tile) : 1;
@@ -463,9 +464,24 @@ static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaS
   CHECK_LAUNCH("conv2d_reduce_splits_kernel");
 }
 
+// Version 4 (tensor cores, conv2d_wmma.cu) runs float32 in TF32; float64 has no tensor cores.
+static std::invalid_argument no_tensor_cores(const char* op) {
+  return std::invalid_argument(std::string(op) +
+                               ": version 4 (tensor cores) takes float32 (TF32), float16 or "
+                               "bfloat16, not float64");
+}
+
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
                     int version, int tile, int splits, T* workspace, cudaStream_t stream) {
+  if (version == 4) {
+    if constexpr (!std::is_same<T, float>::value)
+      throw no_tensor_cores("conv2d_forward");
+    else if (splits != 1)
+      throw std::invalid_argument("conv2d_forward: version 4 does not split");
+    else
+      return conv2d_forward_wmma(out, inp, weight, bias, g, stream);
+  }
   check_tile(tile);
   check_splits("conv2d_forward", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -484,7 +500,7 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     return;
   }
   if (version != 3)
-    throw std::invalid_argument("conv2d_forward: version must be 1, 2 or 3, got " +
+    throw std::invalid_argument("conv2d_forward: version must be 1, 2, 3 or 4, got " +
                                 std::to_string(version));
   T* dst = splits > 1 ? workspace : out;
   with_v3_tile(g, kConvForward, tile, [&](auto t) {
@@ -502,6 +518,14 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 template <class T>
 void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version,
                           int tile, int splits, T* workspace, cudaStream_t stream) {
+  if (version == 4) {
+    if constexpr (!std::is_same<T, float>::value)
+      throw no_tensor_cores("conv2d_backward_data");
+    else if (splits != 1)
+      throw std::invalid_argument("conv2d_backward_data: version 4 does not split");
+    else
+      return conv2d_backward_data_wmma(dinp, dout, weight, g, stream);
+  }
   check_tile(tile);
   check_splits("conv2d_backward_data", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -520,7 +544,7 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
     return;
   }
   if (version != 3)
-    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2 or 3, got " +
+    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2, 3 or 4, got " +
                                 std::to_string(version));
   with_v3_tile(g, kConvBackwardData, tile, [&](auto t) {
     backward_data_v3<T, decltype(t)::value>(splits > 1 ? workspace : dinp, dout, weight, g, splits,
@@ -532,6 +556,12 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
 template <class T>
 void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g,
                             int version, int tile, int splits, cudaStream_t stream) {
+  if (version == 4) {
+    if constexpr (!std::is_same<T, float>::value)
+      throw no_tensor_cores("conv2d_backward_weight");
+    else
+      return conv2d_backward_weight_wmma(dweight, workspace, dout, inp, g, splits, stream);
+  }
   check_tile(tile);
   check_splits("conv2d_backward_weight", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -543,7 +573,7 @@ void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* in
     return;
   }
   if (version != 2 && version != 3)
-    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2 or 3, got " +
+    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2, 3 or 4, got " +
                                 std::to_string(version));
   T* dst = splits > 1 ? workspace : dweight;
   if (g.N * g.P * g.Q == 0) {  // an empty batch: dw = 0

@@ -28,6 +28,8 @@
 //        atomics, no memset, deterministic. The default.
 //   avg and adaptive backward: gather, one thread per input pixel, as max version 2.
 //
+// float16 / bfloat16: x, y, dy, dx in the 16-bit type; comparisons, sums and divisions in float.
+//
 // Buffers: x, dx (N, C, H, W); y, dy, argmax (N, C, P, Q); argmax is int64, an index into the
 // (H, W) plane (PyTorch's `indices`).
 #include "common.cuh"
@@ -73,7 +75,7 @@ __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
     int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
     const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
-    T best = T(-INFINITY);
+    acc_t<T> best = -INFINITY;
     int64_t best_index =
         static_cast<int64_t>(first_inside(h_start, g.dh)) * g.W + first_inside(w_start, g.dw);
     for (int r = 0; r < g.R; ++r) {
@@ -82,14 +84,14 @@ __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
       for (int s = 0; s < g.S; ++s) {
         int w = w_start + s * g.dw;
         if (w < 0 || w >= g.W) continue;
-        T v = plane[h * g.W + w];
+        acc_t<T> v = to_acc(plane[h * g.W + w]);
         if (v > best || is_nan(v)) {
           best = v;
           best_index = h * g.W + w;
         }
       }
     }
-    out[i] = best;
+    out[i] = from_acc<T>(best);
     argmax[i] = best_index;
   }
 }
@@ -124,21 +126,21 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
     int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
     int64_t plane = (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // start of (P, Q) plane
     int64_t self = static_cast<int64_t>(h) * g.W + w;
-    T sum = 0;
+    acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int p = window_reading(h, r, g.sh, g.ph, g.dh, g.P);
       if (p < 0) continue;
       for (int s = 0; s < g.S; ++s) {
         int q = window_reading(w, s, g.sw, g.pw, g.dw, g.Q);
-        if (q >= 0 && argmax[plane + p * g.Q + q] == self) sum += dout[plane + p * g.Q + q];
+        if (q >= 0 && argmax[plane + p * g.Q + q] == self) sum += to_acc(dout[plane + p * g.Q + q]);
       }
     }
-    dinp[i] = sum;
+    dinp[i] = from_acc<T>(sum);
   }
 }
 
 // ---- average pooling ------------------------------------------------------------------------------
-template <class T>
+template <class T>  // T: the arithmetic type
 __device__ __forceinline__ T avg_divisor(int h_start, int w_start, const Pool2d& g,
                                          bool count_include_pad, int64_t divisor_override) {
   if (divisor_override != 0) return T(divisor_override);
@@ -156,16 +158,17 @@ __global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
     int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
     const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
-    T sum = 0;
+    acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int h = h_start + r;
       if (h < 0 || h >= g.H) continue;
       for (int s = 0; s < g.S; ++s) {
         int w = w_start + s;
-        if (w >= 0 && w < g.W) sum += plane[h * g.W + w];
+        if (w >= 0 && w < g.W) sum += to_acc(plane[h * g.W + w]);
       }
     }
-    out[i] = sum / avg_divisor<T>(h_start, w_start, g, count_include_pad, divisor_override);
+    out[i] = from_acc<T>(
+        sum / avg_divisor<acc_t<T>>(h_start, w_start, g, count_include_pad, divisor_override));
   }
 }
 
@@ -178,19 +181,19 @@ __global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
   if (i < g.N * g.C * g.H * g.W) {
     int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
     const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
-    T sum = 0;
+    acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int p = window_reading(h, r, g.sh, g.ph, 1, g.P);
       if (p < 0) continue;
       for (int s = 0; s < g.S; ++s) {
         int q = window_reading(w, s, g.sw, g.pw, 1, g.Q);
         if (q < 0) continue;
-        T divisor = avg_divisor<T>(p * g.sh - g.ph, q * g.sw - g.pw, g, count_include_pad,
-                                   divisor_override);
-        sum += dplane[p * g.Q + q] / divisor;
+        acc_t<T> divisor = avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
+                                                 count_include_pad, divisor_override);
+        sum += to_acc(dplane[p * g.Q + q]) / divisor;
       }
     }
-    dinp[i] = sum;
+    dinp[i] = from_acc<T>(sum);
   }
 }
 
@@ -215,10 +218,11 @@ __global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q
     int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
     const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
     const int2 hb = bin(p, g.H, g.P), wb = bin(q, g.W, g.Q);
-    T sum = 0;
+    using A = acc_t<T>;
+    A sum = 0;
     for (int h = hb.x; h < hb.y; ++h)
-      for (int w = wb.x; w < wb.y; ++w) sum += plane[h * g.W + w];
-    out[i] = sum / (T(hb.y - hb.x) * T(wb.y - wb.x));
+      for (int w = wb.x; w < wb.y; ++w) sum += to_acc(plane[h * g.W + w]);
+    out[i] = from_acc<T>(sum / (A(hb.y - hb.x) * A(wb.y - wb.x)));
   }
 }
 
@@ -232,16 +236,18 @@ __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,        // (N, C, H,
     const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
     // The bins holding row h are p in [floor(h*P/H), ceil((h+1)*P/H)) (columns alike).
     const int2 pb = bin(h, g.P, g.H), qb = bin(w, g.Q, g.W);
-    T sum = 0;
+    using A = acc_t<T>;
+    A sum = 0;
     for (int p = pb.x; p < pb.y; ++p) {
       const int2 hb = bin(p, g.H, g.P);
       if (h < hb.x || h >= hb.y) continue;
       for (int q = qb.x; q < qb.y; ++q) {
         const int2 wb = bin(q, g.W, g.Q);
-        if (w >= wb.x && w < wb.y) sum += dplane[p * g.Q + q] / (T(hb.y - hb.x) * T(wb.y - wb.x));
+        if (w >= wb.x && w < wb.y)
+          sum += to_acc(dplane[p * g.Q + q]) / (A(hb.y - hb.x) * A(wb.y - wb.x));
       }
     }
-    dinp[i] = sum;
+    dinp[i] = from_acc<T>(sum);
   }
 }
 
@@ -283,11 +289,17 @@ void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Po
   int64_t n = input_pixels(g);
   if (n == 0) return;
   if (version == 1) {
-    CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
-    if (output_pixels(g) == 0) return;
-    LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0,
-           stream)(dinp, dout, argmax, g);
-    CHECK_LAUNCH("max_pool2d_backward_scatter_kernel");
+    if constexpr (is_half_type<T>()) {
+      throw std::invalid_argument(
+          "max_pool2d_backward: version 1 (atomic scatter) takes float32 or float64; use version "
+          "2 for float16 / bfloat16");
+    } else {
+      CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
+      if (output_pixels(g) == 0) return;
+      LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0,
+             stream)(dinp, dout, argmax, g);
+      CHECK_LAUNCH("max_pool2d_backward_scatter_kernel");
+    }
   } else if (version == 2) {
     LAUNCH((max_pool2d_backward_gather_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
                                                                                          argmax, g);
@@ -347,6 +359,8 @@ void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaS
   template void adaptive_avg_pool2d_backward<T>(T*, const T*, const Pool2d&, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
 #undef INSTANTIATE
 
 }  // namespace kernels
