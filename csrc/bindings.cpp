@@ -137,6 +137,27 @@ int64_t outputs(const k::Pool2d& g) {
   return g.N * g.C * g.P * g.Q;
 }
 
+// Bind the checked-geometry class Args as `name` (its fields added by fields(class)) and the
+// function `check_name`: geometry -> Args through check, std::invalid_argument -> ValueError.
+template <class Args, class Fields, class Check>
+void bind_checked_geometry(py::module_& m, const char* name, const char* check_name,
+                           const char* check_doc, Fields fields, Check check) {
+  const std::string doc =
+      std::string("A checked geometry as the kernels take it; made by ") + check_name + ".";
+  py::class_<Args> cls(m, name, py::module_local(), doc.c_str());
+  fields(cls);
+  m.def(
+      check_name,
+      [check](py::object geometry) {
+        try {
+          return check(geometry);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("geometry"), check_doc);
+}
+
 // ---- the bindings, one family at a time ---------------------------------------------------------
 void bind_relu(py::module_& m) {
   def_launcher(
@@ -156,23 +177,15 @@ void bind_relu(py::module_& m) {
 }
 
 void bind_pool(py::module_& m) {
-  py::class_<k::Pool2d> args(
-      m, "Pool2dArgs", py::module_local(),
-      "A checked Pool2dGeometry as the kernels take it; made by pool2d_check.");
-#define MINICNN_FIELD(f) args.def_readonly(#f, &k::Pool2d::f);
-  MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
+  bind_checked_geometry<k::Pool2d>(
+      m, "Pool2dArgs", "pool2d_check",
+      "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.",
+      [](auto& cls) {
+#define MINICNN_FIELD(f) cls.def_readonly(#f, &k::Pool2d::f);
+        MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
 #undef MINICNN_FIELD
-  m.def(
-      "pool2d_check",
-      [](py::object geometry) {
-        try {
-          return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(geometry));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
       },
-      py::arg("geometry"),
-      "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.");
+      [](py::object g) { return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(g)); });
   using G = const k::Pool2d&;
   def_launcher(
       m, "max_pool2d_forward", {"out", "argmax", "inp", "geometry", "stream"},
@@ -278,25 +291,16 @@ void bind_batchnorm(py::module_& m) {
 }
 
 void bind_conv2d(py::module_& m) {
-  py::class_<k::Conv2d> args(
-      m, "Conv2dArgs", py::module_local(),
-      "A checked Conv2dGeometry as the kernels take it; made by conv2d_check.");
-#define MINICNN_FIELD(f) args.def_readonly(#f, &k::Conv2d::f);
-  MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
-  m.def(
-      "conv2d_check",
-      [](py::object geometry) {
-        try {
-          return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(geometry));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
-      },
-      py::arg("geometry"),
+  bind_checked_geometry<k::Conv2d>(
+      m, "Conv2dArgs", "conv2d_check",
       "The kernels' Conv2dArgs for a Conv2dGeometry; ValueError when they can't run it (too large "
-      "for their "
-      "indices or grid). Nothing is allocated or launched.");
+      "for their indices or grid). Nothing is allocated or launched.",
+      [](auto& cls) {
+#define MINICNN_FIELD(f) cls.def_readonly(#f, &k::Conv2d::f);
+        MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
+#undef MINICNN_FIELD
+      },
+      [](py::object g) { return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(g)); });
   m.def(
       "conv2d_backward_weight_splits",
       [](const k::Conv2d& g, int64_t tile) {
@@ -407,8 +411,9 @@ void bind_cast(py::module_& m) {
       py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("n"), py::arg("stream") = 0);
 }
 
-// wmma_gemm(dtype, d, a, b, c, M, N, K, a_row_major, b_row_major, stream): csrc/kernels/wmma_gemm.cu,
-// for dtype "float16", "bfloat16" or "float32" (read as tf32); c may be 0.
+// wmma_gemm(dtype, d, a, b, c, M, N, K, a_row_major, b_row_major, stream):
+// csrc/kernels/wmma_gemm.cu, for dtype "float16", "bfloat16" or "float32" (read as tf32); c may
+// be 0.
 void bind_wmma_gemm(py::module_& m) {
   m.def(
       "wmma_gemm",

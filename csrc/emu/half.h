@@ -82,7 +82,7 @@ inline float bf16_to_float(uint16_t b) {
 
 }  // namespace minicnn_emu::half_bits
 
-// ---- the intrinsics (cuda_fp16.h, cuda_bf16.h) ----------------------------------------------------
+// ---- the intrinsics (cuda_fp16.h, cuda_bf16.h) --------------------------------------------------
 inline __half __float2half_rn(float f) {
   return __half{minicnn_emu::half_bits::from_float(f)};
 }
@@ -100,16 +100,4 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
 }
 inline float __bfloat162float(__nv_bfloat16 b) {
   return minicnn_emu::half_bits::bf16_to_float(b.__x);
-}
-inline unsigned short __half_as_ushort(__half h) {
-  return h.__x;
-}
-inline __half __ushort_as_half(unsigned short u) {
-  return __half{u};
-}
-inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) {
-  return b.__x;
-}
-inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
-  return __nv_bfloat16{u};
 }

@@ -14,9 +14,10 @@
 //     depends on it (rather than only on load/store/mma/fill and element-wise operations on
 //     x[i] that are the same for every element) gives wrong results here.
 //   - load_matrix_sync, mma_sync and store_matrix_sync are warp-collective, as in CUDA: all 32
-//     lanes must call them (a lane that exited or waits elsewhere is an error reported with both
-//     source lines, through __syncwarp). load/store check CUDA's requirements: a 32-byte aligned
-//     pointer and ldm a multiple of 16 bytes.
+//     lanes must call them (each starts with a __syncwarp: a lane that exited or waits elsewhere
+//     is an error reported with both source lines). As in CUDA, what store_matrix_sync wrote is
+//     visible to the other lanes only after a __syncwarp or __syncthreads. load/store check
+//     CUDA's requirements: a 32-byte aligned pointer and ldm a multiple of 16 bytes.
 //   - mma_sync: D = A·B + C with every product exact (16-bit and tf32 inputs multiply exactly
 //     in float) and the sum accumulated in float32 in k order; tf32 inputs are first rounded to
 //     tf32 (10 fraction bits), as the tensor cores read them. A GPU adds in another order and
@@ -163,34 +164,33 @@ inline void fill_fragment(fragment<Use, M, N, K, T, L>& f,
   for (int i = 0; i < f.num_elements; ++i) f.x[i] = v;
 }
 
+namespace detail {
+// Each lane's elements of f from memory, as load_matrix_sync does.
+template <class F, class E>
+inline void load(F& f, const E* ptr, unsigned ldm, bool row_major) {
+  __syncwarp();
+  check_memory("wmma::load_matrix_sync", ptr, ldm, sizeof(E));
+  for (int i = 0; i < F::num_elements; ++i) {
+    int row, col;
+    position<F::cols>(i, row, col);
+    f.x[i] = ptr[offset(row, col, ldm, row_major)];
+  }
+}
+}  // namespace detail
+
 // matrix_a / matrix_b: the layout is the fragment's.
 template <class Use, int M, int N, int K, class T, class L, class E>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const E* ptr, unsigned ldm) {
   static_assert(!std::is_same<L, void>::value, "an accumulator load takes a layout_t");
-  using F = fragment<Use, M, N, K, T, L>;
-  static_assert(std::is_same<E, typename F::element_type>::value, "element type mismatch");
-  __syncwarp();
-  detail::check_memory("wmma::load_matrix_sync", ptr, ldm, sizeof(E));
-  for (int i = 0; i < F::num_elements; ++i) {
-    int row, col;
-    detail::position<F::cols>(i, row, col);
-    f.x[i] = ptr[detail::offset(row, col, ldm, std::is_same<L, row_major>::value)];
-  }
-  __syncwarp();
+  static_assert(std::is_same<E, typename fragment<Use, M, N, K, T, L>::element_type>::value,
+                "element type mismatch");
+  detail::load(f, ptr, ldm, std::is_same<L, row_major>::value);
 }
 
 template <int M, int N, int K>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* ptr,
                              unsigned ldm, layout_t layout) {
-  using F = fragment<accumulator, M, N, K, float>;
-  __syncwarp();
-  detail::check_memory("wmma::load_matrix_sync", ptr, ldm, sizeof(float));
-  for (int i = 0; i < F::num_elements; ++i) {
-    int row, col;
-    detail::position<F::cols>(i, row, col);
-    f.x[i] = ptr[detail::offset(row, col, ldm, layout == mem_row_major)];
-  }
-  __syncwarp();
+  detail::load(f, ptr, ldm, layout == mem_row_major);
 }
 
 template <int M, int N, int K>
@@ -204,7 +204,6 @@ inline void store_matrix_sync(float* ptr, const fragment<accumulator, M, N, K, f
     detail::position<F::cols>(i, row, col);
     ptr[detail::offset(row, col, ldm, layout == mem_row_major)] = f.x[i];
   }
-  __syncwarp();
 }
 
 // d = a·b + c (d may be c).

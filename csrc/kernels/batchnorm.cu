@@ -313,10 +313,7 @@ void batch_norm_backward(T* dinp, acc_t<T>* dweight, acc_t<T>* dbias, const T* d
   template void batch_norm_backward<T>(T*, acc_t<T>*, acc_t<T>*, const T*, const T*,               \
                                        const acc_t<T>*, const acc_t<T>*, const acc_t<T>*, int64_t, \
                                        int, int64_t, bool, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
-INSTANTIATE(__half)
-INSTANTIATE(__nv_bfloat16)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

@@ -17,7 +17,7 @@
 namespace minicnn {
 namespace kernels {
 
-// ---- kernels --------------------------------------------------------------------------------------
+// ---- kernels ------------------------------------------------------------------------------------
 template <class T>
 __global__ void cast_to_float_kernel(float* out,    // (n,)
                                      const T* inp,  // (n,)
@@ -34,19 +34,15 @@ __global__ void cast_from_float_kernel(T* out,            // (n,)
   if (i < n) out[i] = from_acc<T>(inp[i]);
 }
 
-// ---- launchers ------------------------------------------------------------------------------------
+// ---- launchers ----------------------------------------------------------------------------------
 template <class T>
 void cast_to_float(float* out, const T* inp, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  LAUNCH((cast_to_float_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, n);
-  CHECK_LAUNCH("cast_to_float_kernel");
+  LAUNCH_1D((cast_to_float_kernel<T>), n, stream, out, inp, n);
 }
 
 template <class T>
 void cast_from_float(T* out, const float* inp, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  LAUNCH((cast_from_float_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, n);
-  CHECK_LAUNCH("cast_from_float_kernel");
+  LAUNCH_1D((cast_from_float_kernel<T>), n, stream, out, inp, n);
 }
 
 #define INSTANTIATE(T)                                                     \

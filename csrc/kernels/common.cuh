@@ -28,6 +28,17 @@ inline unsigned int blocks_for(int64_t n, int block = kBlockSize) {
   return static_cast<unsigned int>((n + block - 1) / block);
 }
 
+// Launch `kernel` (a template kernel in parentheses) on a 1-D grid of kBlockSize-thread blocks
+// covering n items, one per thread, and check the launch; nothing when n is 0.
+#define LAUNCH_1D(kernel, n, stream, ...)                                                         \
+  do {                                                                                            \
+    const int64_t launch_items_ = (n);                                                            \
+    if (launch_items_ == 0) break;                                                                \
+    LAUNCH(kernel, ::minicnn::kernels::blocks_for(launch_items_), ::minicnn::kernels::kBlockSize, \
+           0, stream)(__VA_ARGS__);                                                               \
+    CHECK_LAUNCH(MINICNN_STRINGIFY(MINICNN_DEPAREN(kernel)));                                     \
+  } while (0)
+
 // The flat index of this thread in a 1-D grid.
 __device__ __forceinline__ int64_t global_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -51,7 +62,7 @@ __device__ __forceinline__ bool is_nan(T x) {
   return x != x;
 }
 
-// ---- loads and stores through acc_t<T> (kernels.h): exact widening, one rounding on the way back -
+// ---- loads and stores through acc_t<T> (kernels.h): exact widening, one rounding on the way back
 __device__ __forceinline__ float to_acc(float x) {
   return x;
 }
@@ -76,13 +87,18 @@ template <>
 __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
+// X(T) for every type the launchers are instantiated for (kernels.h).
+#define MINICNN_FOR_EACH_DTYPE(X) X(float) X(double) X(__half) X(__nv_bfloat16)
+// X(T) for the types with tensor cores (float as TF32).
+#define MINICNN_FOR_EACH_TENSOR_CORE_DTYPE(X) X(float) X(__half) X(__nv_bfloat16)
+
 // Whether T is one of the 16-bit storage types.
 template <class T>
 constexpr bool is_half_type() {
   return sizeof(T) == 2;
 }
 
-// ---- tensor cores ---------------------------------------------------------------------------------
+// ---- tensor cores -------------------------------------------------------------------------------
 // Throws std::invalid_argument naming op when the current GPU is older than sm_(arch / 10), e.g.
 // 800 for bfloat16 and TF32 tensor cores. The emulator has every operation.
 inline void require_arch(const char* op, int arch, const char* what = "these") {
@@ -100,7 +116,7 @@ inline void require_arch(const char* op, int arch, const char* what = "these") {
 #endif
 }
 
-// ---- reductions -----------------------------------------------------------------------------------
+// ---- reductions ---------------------------------------------------------------------------------
 // Sum over the 32 lanes of a warp; lane 0 gets the total. Every lane of the warp must call it.
 template <class T>
 __device__ __forceinline__ T warp_sum(T v) {

@@ -267,7 +267,7 @@ __global__ void conv2d_wmma_bias_kernel(T* dbias, const T* dout, int64_t N, int 
   if (threadIdx.x == 0) dbias[k] = from_acc<T>(sum);
 }
 
-// ---- launchers ------------------------------------------------------------------------------------
+// ---- launchers ----------------------------------------------------------------------------------
 std::atomic<int64_t> g_launches{0};
 
 template <class T>
@@ -392,9 +392,7 @@ SPECIALIZE(__nv_bfloat16)
   template void conv2d_backward_data_wmma<T>(T*, const T*, const T*, const Conv2d&, cudaStream_t); \
   template void conv2d_backward_weight_wmma<T>(T*, float*, const T*, const T*, const Conv2d&, int, \
                                                cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(__half)
-INSTANTIATE(__nv_bfloat16)
+MINICNN_FOR_EACH_TENSOR_CORE_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

@@ -60,13 +60,13 @@ struct Pool2d {
   int dh, dw;    // dilation (1 for average pooling)
 };
 
-// ---- relu.cu --------------------------------------------------------------------------------------
+// ---- relu.cu ------------------------------------------------------------------------------------
 template <class T>
 void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
 template <class T>
 void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream);
 
-// ---- pool.cu --------------------------------------------------------------------------------------
+// ---- pool.cu ------------------------------------------------------------------------------------
 // The kernels' Pool2d for g; throws std::invalid_argument when a size is negative, a window,
 // stride or dilation < 1, or an extent does not fit an int. Every launcher below takes its result.
 Pool2d pool2d_check(const Pool2dGeometry& g);
@@ -90,7 +90,7 @@ void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStre
 template <class T>
 void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream);
 
-// ---- lrn.cu ---------------------------------------------------------------------------------------
+// ---- lrn.cu -------------------------------------------------------------------------------------
 template <class T>
 void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW,
                                  int size, double alpha, double beta, double k,
@@ -100,7 +100,7 @@ void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T*
                                   int C, int64_t HW, int size, double alpha, double beta,
                                   cudaStream_t stream);
 
-// ---- batchnorm.cu ---------------------------------------------------------------------------------
+// ---- batchnorm.cu -------------------------------------------------------------------------------
 // weight, bias, running_mean, running_var may be nullptr (1, 0, and no running-stat update).
 // x, y, dy, dx are T; the (C,) vectors are acc_t<T> (float32 for float16 / bfloat16).
 template <class T>
@@ -119,7 +119,7 @@ void batch_norm_backward(T* dinp, acc_t<T>* dweight, acc_t<T>* dbias, const T* d
                          const acc_t<T>* weight, const acc_t<T>* mean, const acc_t<T>* invstd,
                          int64_t N, int C, int64_t HW, bool training, cudaStream_t stream);
 
-// ---- conv2d.cu ------------------------------------------------------------------------------------
+// ---- conv2d.cu ----------------------------------------------------------------------------------
 // A Conv2dGeometry (geometry.h) as the conv2d kernels take it, by value: 32-bit extents, narrowed
 // and checked by conv2d_check. x (N, C, H, W), w (K, C/G, R, S), y (N, K, P, Q); output pixel
 // (p, q) reads input pixels (p*sh - ph + r*dh, q*sw - pw + s*dw). See conv2d.cu for the GEMM each
@@ -162,7 +162,7 @@ template <class T>
 void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
                           cudaStream_t stream);
 
-// ---- conv2d_wmma.cu: version 4, on tensor cores --------------------------------------------------
+// ---- conv2d_wmma.cu: version 4, on tensor cores -------------------------------------------------
 // T = __half, __nv_bfloat16, or float (TF32). The float16 / bfloat16 instantiations of the
 // conv2d_* launchers above take version 4 only and call these; backward weight's workspace is
 // float32 (splits, K, C/G·R·S) for every T (a T* above, reinterpreted). Throws
@@ -179,26 +179,26 @@ void conv2d_backward_weight_wmma(T* dweight, float* workspace, const T* dout, co
 int conv2d_wmma_splits(const Conv2d& g, int pass);
 int64_t conv2d_wmma_launches();  // tensor-core conv launches so far in this process (tests)
 
-// ---- wmma_gemm.cu: D (M, N) = A (M, K) · B (K, N) + C on tensor cores (test of the emulator's wmma)
+// ---- wmma_gemm.cu: D (M, N) = A (M, K) · B (K, N) + C on tensor cores (the wmma test) -----------
 // T = __half, __nv_bfloat16, float (as tf32); C, D float32 row-major; c may be nullptr (C = 0).
 template <class T>
 void wmma_gemm(float* d, const T* a, const T* b, const float* c, int M, int N, int K,
                bool a_row_major, bool b_row_major, cudaStream_t stream);
 
-// ---- cast.cu: float32 <-> T for T = __half, __nv_bfloat16 -----------------------------------------
+// ---- cast.cu: float32 <-> T for T = __half, __nv_bfloat16 ---------------------------------------
 template <class T>
 void cast_to_float(float* out, const T* inp, int64_t n, cudaStream_t stream);
 template <class T>
 void cast_from_float(T* out, const float* inp, int64_t n, cudaStream_t stream);
 
-// ---- selftest.cu: kernels that exist to test the error paths -------------------------------------
+// ---- selftest.cu: kernels that exist to test the error paths ------------------------------------
 // Launches a kernel of `blocks` x `threads`; the thread (trap_block, trap_thread) calls __trap().
 // trap_block < 0: nobody traps (so only the launch configuration is tested).
 void selftest_trap(int blocks, int threads, int trap_block, int trap_thread, cudaStream_t stream);
 // Every thread but `early` reaches a __syncthreads(); thread `early` returns before it.
 void selftest_divergent_barrier(int threads, int early, cudaStream_t stream);
 
-// ---- device.cu: what the extension runs on --------------------------------------------------------
+// ---- device.cu: what the extension runs on ------------------------------------------------------
 struct DeviceInfo {
   bool usable;         // a device is there and this build can launch on it
   std::string reason;  // why not, when !usable

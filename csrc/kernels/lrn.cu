@@ -101,10 +101,7 @@ void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T*
                                                double, double, double, cudaStream_t);           \
   template void local_response_norm_backward<T>(T*, const T*, const T*, const T*, int64_t, int, \
                                                 int64_t, int, double, double, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
-INSTANTIATE(__half)
-INSTANTIATE(__nv_bfloat16)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

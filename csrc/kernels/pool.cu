@@ -64,16 +64,30 @@ __device__ __forceinline__ int window_reading(int h, int r, int stride, int pad,
   return p < P ? p : -1;
 }
 
+// Calls f(i, p, q, nc) for this thread's output pixel i = (n, c, p, q) of g, if it has one
+// (nc = n·C + c, the index of its plane).
+template <class F>
+__device__ __forceinline__ void at_output_pixel(const Pool2d& g, F f) {
+  const int64_t i = global_index();
+  if (i < g.N * g.C * g.P * g.Q)
+    f(i, int((i / g.Q) % g.P), int(i % g.Q), i / (static_cast<int64_t>(g.P) * g.Q));
+}
+// Calls f(i, h, w, nc) for this thread's input pixel i = (n, c, h, w) of g, if it has one.
+template <class F>
+__device__ __forceinline__ void at_input_pixel(const Pool2d& g, F f) {
+  const int64_t i = global_index();
+  if (i < g.N * g.C * g.H * g.W)
+    f(i, int((i / g.W) % g.H), int(i % g.W), i / (static_cast<int64_t>(g.H) * g.W));
+}
+
 // ---- max pooling ----------------------------------------------------------------------------------
 template <class T>
 __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
                                           int64_t* argmax,  // (N, C, P, Q)
                                           const T* inp,     // (N, C, H, W)
                                           Pool2d g) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
+    const T* plane = inp + nc * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
     acc_t<T> best = -INFINITY;
     int64_t best_index =
@@ -93,7 +107,7 @@ __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
     }
     out[i] = from_acc<T>(best);
     argmax[i] = best_index;
-  }
+  });
 }
 
 // version 1: scatter. dinp must be zeroed.
@@ -102,17 +116,15 @@ __global__ void max_pool2d_backward_scatter_kernel(T* dinp,                // (N
                                                    const T* dout,          // (N, C, P, Q)
                                                    const int64_t* argmax,  // (N, C, P, Q)
                                                    Pool2d g) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
     bool reads_input =
         first_inside(p * g.sh - g.ph, g.dh) < g.H && first_inside(q * g.sw - g.pw, g.dw) < g.W;
     int64_t a = argmax[i];
     if (reads_input && a >= 0 && a < static_cast<int64_t>(g.H) * g.W) {
-      int64_t plane = i / (static_cast<int64_t>(g.P) * g.Q);
+      int64_t plane = nc;
       atomicAdd(&dinp[plane * g.H * g.W + a], dout[i]);
     }
-  }
+  });
 }
 
 // version 2: gather.
@@ -121,10 +133,8 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
                                                   const T* dout,          // (N, C, P, Q)
                                                   const int64_t* argmax,  // (N, C, P, Q)
                                                   Pool2d g) {
-  int64_t i = global_index();  // input pixel (n, c, h, w)
-  if (i < g.N * g.C * g.H * g.W) {
-    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
-    int64_t plane = (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // start of (P, Q) plane
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    int64_t plane = nc * g.P * g.Q;  // start of (P, Q) plane
     int64_t self = static_cast<int64_t>(h) * g.W + w;
     acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
@@ -136,7 +146,7 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
       }
     }
     dinp[i] = from_acc<T>(sum);
-  }
+  });
 }
 
 // ---- average pooling ------------------------------------------------------------------------------
@@ -153,10 +163,8 @@ __global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
                                           const T* inp,  // (N, C, H, W)
                                           Pool2d g, bool count_include_pad,
                                           int64_t divisor_override) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
+    const T* plane = inp + nc * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
     acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
@@ -169,7 +177,7 @@ __global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
     }
     out[i] = from_acc<T>(
         sum / avg_divisor<acc_t<T>>(h_start, w_start, g, count_include_pad, divisor_override));
-  }
+  });
 }
 
 template <class T>
@@ -177,10 +185,8 @@ __global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
                                            const T* dout,  // (N, C, P, Q)
                                            Pool2d g, bool count_include_pad,
                                            int64_t divisor_override) {
-  int64_t i = global_index();  // input pixel (n, c, h, w)
-  if (i < g.N * g.C * g.H * g.W) {
-    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
-    const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
     acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int p = window_reading(h, r, g.sh, g.ph, 1, g.P);
@@ -194,7 +200,7 @@ __global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
       }
     }
     dinp[i] = from_acc<T>(sum);
-  }
+  });
 }
 
 // ---- adaptive average pooling ---------------------------------------------------------------------
@@ -213,27 +219,23 @@ template <class T>
 __global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
                                                    const T* inp,  // (N, C, H, W)
                                                    Pool2d g) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
+    const T* plane = inp + nc * g.H * g.W;  // (H, W)
     const int2 hb = bin(p, g.H, g.P), wb = bin(q, g.W, g.Q);
     using A = acc_t<T>;
     A sum = 0;
     for (int h = hb.x; h < hb.y; ++h)
       for (int w = wb.x; w < wb.y; ++w) sum += to_acc(plane[h * g.W + w]);
     out[i] = from_acc<T>(sum / (A(hb.y - hb.x) * A(wb.y - wb.x)));
-  }
+  });
 }
 
 template <class T>
 __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
                                                     const T* dout,  // (N, C, P, Q)
                                                     Pool2d g) {
-  int64_t i = global_index();  // input pixel (n, c, h, w)
-  if (i < g.N * g.C * g.H * g.W) {
-    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
-    const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
     // The bins holding row h are p in [floor(h*P/H), ceil((h+1)*P/H)) (columns alike).
     const int2 pb = bin(h, g.P, g.H), qb = bin(w, g.Q, g.W);
     using A = acc_t<T>;
@@ -248,7 +250,7 @@ __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,        // (N, C, H,
       }
     }
     dinp[i] = from_acc<T>(sum);
-  }
+  });
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
@@ -277,76 +279,52 @@ inline int64_t input_pixels(const Pool2d& g) {
 template <class T>
 void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g,
                         cudaStream_t stream) {
-  int64_t n = output_pixels(g);
-  if (n == 0) return;
-  LAUNCH((max_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, argmax, inp, g);
-  CHECK_LAUNCH("max_pool2d_forward_kernel");
+  LAUNCH_1D((max_pool2d_forward_kernel<T>), output_pixels(g), stream, out, argmax, inp, g);
 }
 
 template <class T>
 void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g,
                          int version, cudaStream_t stream) {
   int64_t n = input_pixels(g);
-  if (n == 0) return;
-  if (version == 1) {
-    if constexpr (is_half_type<T>()) {
-      throw std::invalid_argument(
-          "max_pool2d_backward: version 1 (atomic scatter) takes float32 or float64; use version "
-          "2 for float16 / bfloat16");
-    } else {
-      CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
-      if (output_pixels(g) == 0) return;
-      LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0,
-             stream)(dinp, dout, argmax, g);
-      CHECK_LAUNCH("max_pool2d_backward_scatter_kernel");
-    }
-  } else if (version == 2) {
-    LAUNCH((max_pool2d_backward_gather_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
-                                                                                         argmax, g);
-    CHECK_LAUNCH("max_pool2d_backward_gather_kernel");
-  } else {
+  if (version == 2) {
+    LAUNCH_1D((max_pool2d_backward_gather_kernel<T>), n, stream, dinp, dout, argmax, g);
+  } else if (version != 1) {
     throw std::invalid_argument(
         "max_pool2d_backward: version must be 1 (scatter) or 2 (gather), got " +
         std::to_string(version));
+  } else if constexpr (is_half_type<T>()) {
+    throw std::invalid_argument(
+        "max_pool2d_backward: version 1 (atomic scatter) takes float32 or float64; use version "
+        "2 for float16 / bfloat16");
+  } else if (n > 0) {
+    CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
+    LAUNCH_1D((max_pool2d_backward_scatter_kernel<T>), output_pixels(g), stream, dinp, dout, argmax,
+              g);
   }
 }
 
 template <class T>
 void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad,
                         int64_t divisor_override, cudaStream_t stream) {
-  int64_t n = output_pixels(g);
-  if (n == 0) return;
-  LAUNCH((avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      out, inp, g, count_include_pad, divisor_override);
-  CHECK_LAUNCH("avg_pool2d_forward_kernel");
+  LAUNCH_1D((avg_pool2d_forward_kernel<T>), output_pixels(g), stream, out, inp, g,
+            count_include_pad, divisor_override);
 }
 
 template <class T>
 void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad,
                          int64_t divisor_override, cudaStream_t stream) {
-  int64_t n = input_pixels(g);
-  if (n == 0) return;
-  LAUNCH((avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      dinp, dout, g, count_include_pad, divisor_override);
-  CHECK_LAUNCH("avg_pool2d_backward_kernel");
+  LAUNCH_1D((avg_pool2d_backward_kernel<T>), input_pixels(g), stream, dinp, dout, g,
+            count_include_pad, divisor_override);
 }
 
 template <class T>
 void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStream_t stream) {
-  int64_t n = output_pixels(g);
-  if (n == 0) return;
-  LAUNCH((adaptive_avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp,
-                                                                                        g);
-  CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
+  LAUNCH_1D((adaptive_avg_pool2d_forward_kernel<T>), output_pixels(g), stream, out, inp, g);
 }
 
 template <class T>
 void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream) {
-  int64_t n = input_pixels(g);
-  if (n == 0) return;
-  LAUNCH((adaptive_avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
-                                                                                         g);
-  CHECK_LAUNCH("adaptive_avg_pool2d_backward_kernel");
+  LAUNCH_1D((adaptive_avg_pool2d_backward_kernel<T>), input_pixels(g), stream, dinp, dout, g);
 }
 
 #define INSTANTIATE(T)                                                                            \
@@ -357,10 +335,7 @@ void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaS
   template void avg_pool2d_backward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t); \
   template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2d&, cudaStream_t);        \
   template void adaptive_avg_pool2d_backward<T>(T*, const T*, const Pool2d&, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
-INSTANTIATE(__half)
-INSTANTIATE(__nv_bfloat16)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

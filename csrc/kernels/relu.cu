@@ -43,25 +43,18 @@ __global__ void relu_backward_kernel(T* dinp,        // (n,)
 // ---- launchers ------------------------------------------------------------------------------------
 template <class T>
 void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  LAUNCH((relu_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, n);
-  CHECK_LAUNCH("relu_forward_kernel");
+  LAUNCH_1D((relu_forward_kernel<T>), n, stream, out, inp, n);
 }
 
 template <class T>
 void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  LAUNCH((relu_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, out, n);
-  CHECK_LAUNCH("relu_backward_kernel");
+  LAUNCH_1D((relu_backward_kernel<T>), n, stream, dinp, dout, out, n);
 }
 
 #define INSTANTIATE(T)                                                \
   template void relu_forward<T>(T*, const T*, int64_t, cudaStream_t); \
   template void relu_backward<T>(T*, const T*, const T*, int64_t, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
-INSTANTIATE(__half)
-INSTANTIATE(__nv_bfloat16)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

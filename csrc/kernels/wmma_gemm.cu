@@ -104,9 +104,7 @@ void wmma_gemm(float* d, const T* a, const T* b, const float* c, int M, int N, i
 #define INSTANTIATE(T)                                                                            \
   template void wmma_gemm<T>(float*, const T*, const T*, const float*, int, int, int, bool, bool, \
                              cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(__half)
-INSTANTIATE(__nv_bfloat16)
+MINICNN_FOR_EACH_TENSOR_CORE_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

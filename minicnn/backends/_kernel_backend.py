@@ -8,7 +8,8 @@ states the math) once; its subclasses ``EmuBackend`` and ``CudaBackend`` say wha
 array module, the extension, how to get a raw pointer and a stream.
 
 Before any launch each array is checked here: it must be an array of this device, inputs must be
-float32, float64, float16 or bfloat16 (the others are converted to the first input's dtype), shapes must agree, and
+float32, float64, float16 or bfloat16 (the others are converted to the first input's
+dtype), shapes must agree, and
 non-contiguous arrays are copied to contiguous ones (the kernels index flat NCHW memory). Outputs
 are allocated here (``xp.empty``: CuPy's memory pool on "cuda"). Convolutions and poolings come
 with the geometry their op computed and checked (minicnn/ops/geometry.py); the arrays are checked

@@ -38,8 +38,8 @@ class KernelConvMixin:
         return self._checked(g, self.C.conv2d_check)
 
     def _conv_workspace(self, op, args, conv_pass, version, tile, splits, out_shape, dtype):
-        """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and their
-        partial outputs (splits, *out_shape). Version 4's backward weight always has one, float32."""
+        """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and
+        their partial outputs (splits, *out_shape); version 4's backward weight: always, float32."""
         if splits is None:
             try:
                 splits = self.C.conv2d_splits(args, conv_pass, int(version), int(tile))
@@ -95,7 +95,8 @@ class KernelConvMixin:
     def conv2d_backward_data(
         self, dout, w, g: Conv2dGeometry, *, version=None, tile=0, splits=None
     ):
-        """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R, S)."""
+        """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R,
+        S)."""
         return self._conv_pass(
             "conv2d_backward_data", BACKWARD_DATA, g, g.x_shape, ("dout", dout, g.y_shape),
             ("weight", w, g.w_shape), (version, tile, splits),
@@ -122,7 +123,8 @@ class KernelConvMixin:
         return db
 
     def conv2d_backward(self, dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
-        """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
+        """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else
+        None)."""
         dx = self.conv2d_backward_data(dout, w, g) if needs[0] else None
         dw = self.conv2d_backward_weight(dout, x, g) if needs[1] else None
         db = self.conv2d_backward_bias(dout) if needs[2] else None

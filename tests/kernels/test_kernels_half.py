@@ -109,7 +109,7 @@ def test_cast_rejects_other_dtypes():
         b.C.cast_to_float("float64", b._ptr(x), b._ptr(x), 2, 0)
 
 
-# ---- elementwise and pooling kernels ---------------------------------------------------------------
+# ---- elementwise and pooling kernels -------------------------------------------------------------
 @devices
 @pytest.mark.parametrize("dtype", HALF)
 def test_relu(device, dtype):
