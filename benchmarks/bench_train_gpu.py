@@ -3,7 +3,7 @@
 
     python benchmarks/bench_train_gpu.py [--models resnet50 resnet18 densenet121] [--batch 64]
                                          [--size 224] [--steps 5] [--device cuda|emu] [--json
-                                         out.json]
+                                         out.json] [--amp fp16|bf16]
 
 Per model: minicnn's weights are copied into the PyTorch model (benchmarks/bench_models.py writes
 the PyTorch networks with torchvision's module names, or takes torchvision's), both run one step on
@@ -11,7 +11,9 @@ the same batch, and the first step's losses must agree to --loss-rtol (exit 1 ot
 sides are not the same computation). Then ``--warmup`` + ``--steps`` steps each, alternating; the
 median step time gives images/s. TF32 is off (FP32 on both sides). ``--device emu`` runs minicnn on
 the emulator (PyTorch then on the CPU when installed): the dry run of scripts/gpu_check.sh, whose
-times mean nothing.
+times mean nothing. ``--amp fp16|bf16``: mixed precision on both sides, the forward pass under
+``minicnn.autocast`` / ``torch.autocast`` and, for fp16, the step through ``GradScaler`` (torch's
+for torch); the first losses then agree to the half dtype's rounding (default --loss-rtol 2e-2).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minicnn  # noqa: E402
 import minicnn.functional as F  # noqa: E402
 import minicnn.models as models  # noqa: E402
+from minicnn.amp import GradScaler  # noqa: E402
 
 LR, MOMENTUM, NUM_CLASSES = 0.01, 0.9, 1000
 
@@ -41,8 +44,11 @@ def data(batch, size, seed=0):
     )
 
 
+AMP_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
 class Ours:
-    def __init__(self, name, x, y, device):
+    def __init__(self, name, x, y, device, amp=None):
         from minicnn.optim import SGD
 
         self.model = models.get_model(name, num_classes=NUM_CLASSES)
@@ -55,17 +61,22 @@ class Ours:
         self.optimizer = SGD(
             [p for p in self.model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM
         )
+        self.device, self.amp = device, amp
+        self.scaler = GradScaler(device, enabled=amp == "fp16")
 
     def step(self):
         self.optimizer.zero_grad()
-        loss = F.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        self.optimizer.step()
+        dtype = AMP_DTYPES.get(self.amp, "float16")
+        with minicnn.autocast(self.device, dtype=dtype, enabled=self.amp is not None):
+            loss = F.cross_entropy(self.model(self.x), self.y)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return float(loss.item())  # a device sync
 
 
 class Theirs:
-    def __init__(self, torch, name, x, y, state, device):
+    def __init__(self, torch, name, x, y, state, device, amp=None):
         from bench_models import torch_model
 
         self.torch = torch
@@ -74,12 +85,18 @@ class Theirs:
         self.model.to(device).train()
         self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        self.device, self.amp = device, amp
+        self.scaler = torch.amp.GradScaler(device, enabled=amp == "fp16")
 
     def step(self):
+        torch = self.torch
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        self.optimizer.step()
+        dtype = getattr(torch, AMP_DTYPES.get(self.amp, "float16"))
+        with torch.autocast(self.device, dtype=dtype, enabled=self.amp is not None):
+            loss = torch.nn.functional.cross_entropy(self.model(self.x), self.y)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return float(loss.item())
 
 
@@ -108,11 +125,12 @@ def median_seconds(trainer, warmup, steps):
 
 def run_model(name, args, torch):
     x, y = data(args.batch, args.size)
-    ours = Ours(name, x, y, args.device)
-    row = dict(model=name, batch=args.batch, size=args.size)
+    ours = Ours(name, x, y, args.device, args.amp)
+    row = dict(model=name, batch=args.batch, size=args.size, amp=args.amp)
     theirs = None
     if torch is not None:
-        theirs = Theirs(torch, name, x, y, ours.state, "cuda" if args.device == "cuda" else "cpu")
+        device = "cuda" if args.device == "cuda" else "cpu"
+        theirs = Theirs(torch, name, x, y, ours.state, device, args.amp)
     row["loss_ours"] = ours.step()
     if theirs is not None:
         row["loss_torch"] = theirs.step()
@@ -137,9 +155,12 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda", choices=["cuda", "emu"])
-    ap.add_argument("--loss-rtol", type=float, default=1e-3)
+    ap.add_argument("--loss-rtol", type=float, help="default 1e-3, with --amp 2e-2")
+    ap.add_argument("--amp", choices=sorted(AMP_DTYPES), help="mixed precision on both sides")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.loss_rtol is None:
+        args.loss_rtol = 2e-2 if args.amp else 1e-3
     torch = torch_or_none(args.device)
     rows, ok = [], True
     for name in args.models:
@@ -155,7 +176,7 @@ def main(argv=None):
         print(line, flush=True)
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump(dict(device=args.device, models=rows, passed=ok), f, indent=1)
+            json.dump(dict(device=args.device, amp=args.amp, models=rows, passed=ok), f, indent=1)
         os.replace(args.json + ".tmp", args.json)
     return 0 if ok else 1
 

@@ -188,6 +188,7 @@ def _train_config(args):
             "progress",
             "no_decay_bn_bias",
             "sync_bn",
+            "amp",
             "variant",
             "weights",
             "val_split",
@@ -468,6 +469,11 @@ def _add_train_parser(sub):
         action="store_const",
         const=True,
         help="with several processes, BatchNorm statistics over the global batch",
+    )
+    p.add_argument(
+        "--amp",
+        choices=("fp16", "bf16"),
+        help="mixed precision: autocast to float16 (with loss scaling) or bfloat16",
     )
     p.add_argument(
         "--builtin-per-class",

@@ -1,22 +1,30 @@
-"""The dtypes of minicnn and PyTorch's type promotion: a leaf module (NumPy only).
+"""The dtypes of minicnn and PyTorch's type promotion: a leaf module (NumPy and ml_dtypes only).
 
-A dtype is a ``numpy.dtype``; ``minicnn.float32`` and friends are these objects.
+A dtype is a ``numpy.dtype``; ``minicnn.float32`` and friends are these objects. The half types:
+``float16`` is NumPy's IEEE binary16 (10-bit mantissa, max 65504), ``bfloat16`` the ``ml_dtypes``
+type (8-bit exponent as float32, 7-bit mantissa). NumPy reports bfloat16 with ``kind == "V"``, so
+ask :func:`is_floating` rather than ``dtype.kind == "f"``.
 """
 
 from __future__ import annotations
 
 import numbers
 
+import ml_dtypes
 import numpy as np
 
 __all__ = [
     "FLOAT_DTYPES",
+    "HALF_DTYPES",
     "as_dtype",
+    "bfloat16",
     "bool_",
+    "float16",
     "float32",
     "float64",
     "int32",
     "int64",
+    "is_floating",
     "result_type",
 ]
 
@@ -25,13 +33,19 @@ float64 = np.dtype(np.float64)
 int64 = np.dtype(np.int64)
 int32 = np.dtype(np.int32)
 bool_ = np.dtype(np.bool_)
-FLOAT_DTYPES = (float32, float64)
+float16 = np.dtype(np.float16)
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+HALF_DTYPES = (float16, bfloat16)
+FLOAT_DTYPES = (float32, float64) + HALF_DTYPES  # float32 first: the default
 
 _DTYPE_NAMES = {
     "float32": float32,
     "float": float32,
     "float64": float64,
     "double": float64,
+    "float16": float16,
+    "half": float16,
+    "bfloat16": bfloat16,
     "int64": int64,
     "long": int64,
     "int32": int32,
@@ -51,12 +65,35 @@ def as_dtype(dtype):
     except TypeError:
         raise TypeError(f"unknown dtype {dtype!r}") from None
     if d not in FLOAT_DTYPES + (int64, int32, bool_):
-        raise TypeError(f"dtype {d} is not supported; use float32, float64, int64, int32 or bool")
+        raise TypeError(
+            f"dtype {d} is not supported; use float32, float64, float16, bfloat16, int64, int32 "
+            "or bool"
+        )
     return d
 
 
+def is_floating(dtype) -> bool:
+    """Whether ``dtype`` is one of minicnn's floating dtypes (bfloat16 included)."""
+    return dtype in FLOAT_DTYPES
+
+
 def _category(dtype):
-    return 0 if dtype.kind == "b" else 1 if dtype.kind in "iu" else 2
+    if is_floating(dtype):
+        return 2
+    return 0 if dtype.kind == "b" else 1
+
+
+_FLOAT_RANK = {float16: 0, bfloat16: 0, float32: 1, float64: 2}
+
+
+def _promote_floats(a, b):
+    """torch's float lattice: float16 + bfloat16 -> float32 (neither holds the other); else the
+    wider one."""
+    if a == b:
+        return a
+    if _FLOAT_RANK[a] == _FLOAT_RANK[b]:  # float16 with bfloat16
+        return float32
+    return a if _FLOAT_RANK[a] > _FLOAT_RANK[b] else b
 
 
 def _promote(dtypes):
@@ -65,7 +102,7 @@ def _promote(dtypes):
     same = [d for d in dtypes if _category(d) == top]
     out = same[0]
     for d in same[1:]:
-        out = np.promote_types(out, d)
+        out = _promote_floats(out, d) if top == 2 else np.promote_types(out, d)
     return out
 
 

@@ -7,6 +7,10 @@ checkpoint cannot run code. Writing is atomic: the archive is written to a tempo
 the target and moved over it with ``os.replace``, so a crash leaves the old file or the new one,
 never half of one.
 
+bfloat16 (``ml_dtypes``) has no ``.npy`` type code: such a member holds the array's bits as
+uint16 (what ``numpy.load`` elsewhere returns) and the zip entry's comment says
+``minicnn-dtype=bfloat16``, from which ``load_npz`` restores the dtype.
+
     >>> minicnn.io.save_npz("resnet18.npz", model.state_dict())
     >>> model.load_state_dict(minicnn.io.load_npz("resnet18.npz"))
 """
@@ -17,6 +21,7 @@ import contextlib
 import math
 import os
 import re
+import time
 import uuid
 import zipfile
 from collections import OrderedDict
@@ -24,6 +29,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .dtypes import bfloat16
 from .tensor import Tensor
 
 __all__ = ["is_temp_file", "load_npz", "save_npz", "write_atomic"]
@@ -119,7 +125,11 @@ def save_npz(path, state, compress=False):
     def write(f):
         with zipfile.ZipFile(f, "w", compression=method, allowZip64=True) as zf:
             for key, value in arrays.items():
-                with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                info = zipfile.ZipInfo(key + ".npy", date_time=time.localtime()[:6])
+                info.compress_type = method
+                if value.dtype == bfloat16:
+                    info.comment, value = _BFLOAT16_TAG, value.view(np.uint16)
+                with zf.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, value, allow_pickle=False)
 
     write_atomic(path, write)
@@ -226,9 +236,15 @@ def _checked_members(zf, path, check, max_bytes):
     return infos
 
 
+_BFLOAT16_TAG = b"minicnn-dtype=bfloat16"
+
+
 def _read_member(zf, info, key, path):
     try:
         with zf.open(info) as member:
-            return np.lib.format.read_array(member, allow_pickle=False)
+            a = np.lib.format.read_array(member, allow_pickle=False)
+        if info.comment == _BFLOAT16_TAG and a.dtype == np.uint16:
+            a = a.view(bfloat16)
+        return a
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"load_npz: entry {key!r} of {path!r} is unreadable ({e})") from None

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import random as _random
 from .backends import canonical_device, get_backend
-from .dtypes import FLOAT_DTYPES, as_dtype, bool_, float32, float64, int32, int64
+from .dtypes import FLOAT_DTYPES, as_dtype, bfloat16, bool_, float16, float32, float64, int32, int64
 from .dtypes import _DTYPE_NAMES as _DTYPE_NAMES  # re-exported: older imports take them from here
 from .dtypes import result_type as result_type
 
@@ -189,6 +189,15 @@ class Tensor:
     def double(self):
         return self.to(float64)
 
+    def half(self):
+        return self.to(float16)
+
+    def bfloat16(self):
+        return self.to(bfloat16)
+
+    def is_floating_point(self):
+        return self.dtype in FLOAT_DTYPES
+
     def cpu(self):
         return self.to("cpu")
 
@@ -204,7 +213,7 @@ class _HookHandle:
 def _infer_dtype(data):
     """torch's rule: Python floats become float32, ints int64; NumPy arrays and scalars keep theirs."""
     if isinstance(data, (np.ndarray, np.generic)):
-        return None
+        return None  # their own dtype (float16 and bfloat16 arrays included), as torch.from_numpy
     try:
         a = np.asarray(data)
     except (ValueError, TypeError) as e:
@@ -229,12 +238,12 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False):
             and data.dtype.kind == "f"
             and data.dtype not in FLOAT_DTYPES
         ):
-            dtype = float32  # float16 and friends become float32
+            dtype = float32  # float128 and other floats we lack become float32
     try:
         array = np.array(data, dtype=None if dtype is None else as_dtype(dtype), copy=True)
     except (ValueError, TypeError) as e:
         raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
-    if array.dtype.kind not in "fiub":
+    if array.dtype.kind not in "fiub" and array.dtype not in FLOAT_DTYPES:
         raise TypeError(f"tensor: unsupported data of dtype {array.dtype}")
     if array.dtype not in FLOAT_DTYPES + (int64, int32, bool_):
         array = array.astype(int64 if array.dtype.kind in "iu" else float32)

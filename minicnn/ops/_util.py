@@ -39,7 +39,9 @@ def check_tensor(op, name, x, ndim=None, floating=True):
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
     if floating and x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{op}: {name} must be float32 or float64, got dtype {x.dtype}")
+        raise TypeError(
+            f"{op}: {name} must be float32 or float64 (or float16, bfloat16), got dtype {x.dtype}"
+        )
     if ndim is not None:
         ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in ranks:

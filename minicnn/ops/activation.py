@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..amp.autocast import cast_inputs
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor, normalize_dim
@@ -67,11 +68,13 @@ def relu(x: Tensor, inplace: bool = False) -> Tensor:
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
+    (x,) = cast_inputs("float32", x)  # autocast: float32 (minicnn/amp/autocast.py)
     check_tensor("softmax", "input", x)
     return Softmax.apply(x, normalize_dim("softmax", dim, x.ndim))
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:
+    (x,) = cast_inputs("float32", x)  # autocast: float32 (minicnn/amp/autocast.py)
     check_tensor("log_softmax", "input", x)
     return LogSoftmax.apply(x, normalize_dim("log_softmax", dim, x.ndim))
 

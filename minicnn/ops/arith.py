@@ -7,8 +7,10 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
+from ..backends import _lowp
 from ..backends import get_backend
-from ..dtypes import FLOAT_DTYPES, float32, result_type
+from ..amp.autocast import cast_inputs
+from ..dtypes import FLOAT_DTYPES, float32, is_floating, result_type
 from ..tensor import Tensor
 
 
@@ -50,7 +52,7 @@ def _binary(op, fn, a, b):
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         check_broadcast(op, a, b)
     dtype = result_type(a, b)
-    if fn is Div and dtype.kind != "f":
+    if fn is Div and not is_floating(dtype):
         dtype = float32  # true division of integers gives the default float dtype
     a, b = (x.to(dtype) if isinstance(x, Tensor) else x for x in (a, b))
     return fn.apply(a, b)
@@ -182,7 +184,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a @ b
+        return _lowp.matmul(a, b)
 
     @staticmethod
     def backward(ctx, dout):
@@ -197,9 +199,9 @@ class MatMul(Function):
             d = xp.expand_dims(d, -2)  # (…, M, Nn)
         da = db = None
         if ctx.needs_input_grad[0]:
-            da = unbroadcast(d @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            da = unbroadcast(_lowp.matmul(d, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            db = unbroadcast(xp.swapaxes(a2, -1, -2) @ d, b2.shape).reshape(b.shape)
+            db = unbroadcast(_lowp.matmul(xp.swapaxes(a2, -1, -2), d), b2.shape).reshape(b.shape)
         return da, db
 
 
@@ -234,6 +236,7 @@ def pow(a, exponent):
 
 
 def matmul(a, b):
+    a, b = cast_inputs("low", a, b)
     for name, t in (("first", a), ("second", b)):
         if not isinstance(t, Tensor):
             raise TypeError(f"matmul: {name} operand must be a Tensor, got {type(t).__name__}")
@@ -249,7 +252,8 @@ def matmul(a, b):
         raise ValueError(
             f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"
         ) from None
-    return MatMul.apply(a, b)
+    dtype = result_type(a, b)  # float16 @ float32 is float32, as torch's promotion
+    return MatMul.apply(a.to(dtype), b.to(dtype))
 
 
 # ---- Tensor's operators -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Optional, Tuple, Union
 
+from ..amp.autocast import cast_inputs
 from ..autograd import Function
 from ..backends import common_device
 from ..tensor import Tensor
@@ -95,6 +96,7 @@ def conv2d(
     bottom/right, as torch does).
     """
     op = "conv2d"
+    input, weight, bias = cast_inputs("low", input, weight, bias)
     check_tensor(op, "input", input, ndim=(3, 4))
     check_tensor(op, "weight", weight, ndim=4)
     if bias is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from ..amp.autocast import cast_inputs
 from ..autograd import Function
+from ..backends._lowp import matmul
+from ..dtypes import HALF_DTYPES, float32
 from ..backends import common_device
 from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor
@@ -22,9 +25,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b):
         M, (O, I) = math.prod(x.shape[:-1]), w.shape
-        y = x.reshape(M, I) @ w.T  # (M, O)
-        if b is not None:
-            y += b  # (O,) broadcast over rows
+        y = matmul(x.reshape(M, I), w.T, b)  # (M, O), + b (O,) broadcast over rows
         ctx.save_for_backward(x, w)
         return y.reshape(x.shape[:-1] + (O,))
 
@@ -34,16 +35,24 @@ class Linear(Function):
         M, (O, I) = math.prod(x.shape[:-1]), w.shape
         d = dout.astype(x.dtype, copy=False).reshape(M, O)  # (M, O)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = (d @ w).reshape(x.shape) if need_x else None  # (M, I)
-        dw = d.T @ x.reshape(M, I) if need_w else None  # (O, I)
-        db = d.sum(axis=0) if need_b else None  # (O,)
+        dx = matmul(d, w).reshape(x.shape) if need_x else None  # (M, I)
+        dw = matmul(d.T, x.reshape(M, I)) if need_w else None  # (O, I)
+        db = _sum_rows(d) if need_b else None  # (O,)
         return dx, dw, db
+
+
+def _sum_rows(d):
+    """Σ_m d[m] (float32 accumulation for half d, rounded once)."""
+    if d.dtype in HALF_DTYPES:
+        return d.sum(axis=0, dtype=float32).astype(d.dtype)
+    return d.sum(axis=0)
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """torch.nn.functional.linear: input (*, in_features), weight (out_features, in_features),
     bias (out_features,) or None -> (*, out_features)."""
     op = "linear"
+    input, weight, bias = cast_inputs("low", input, weight, bias)
     check_tensor(op, "input", input)
     check_tensor(op, "weight", weight, ndim=2)
     if bias is not None:

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..amp.autocast import cast_inputs
 from ..autograd import Function, is_grad_enabled
 from ..dtypes import int64
 from ..tensor import Tensor
@@ -186,6 +187,7 @@ def nll_loss(
     the summed weights of the non-ignored targets. Same as ``torch.nn.functional.nll_loss``.
     """
     reduction = _reduction("nll_loss", size_average, reduce, reduction)
+    input, weight = cast_inputs("float32", input, weight)  # autocast: float32 (amp/autocast.py)
     class_dim = _check_input("nll_loss", input, weight, ignore_index)
     check_tensor("nll_loss", "target", target, floating=False)
     _check_index_target("nll_loss", input, target, weight, class_dim, ignore_index)
@@ -210,6 +212,7 @@ def cross_entropy(
     targets (the input's shape): −Σ_c w_c q_c logp_c, 'mean' divides by the number of samples.
     """
     reduction = _reduction("cross_entropy", size_average, reduce, reduction)
+    input, target, weight = cast_inputs("float32", input, target, weight)  # autocast: float32
     class_dim = _check_input("cross_entropy", input, weight, ignore_index)
     check_tensor("cross_entropy", "target", target, floating=False)
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):

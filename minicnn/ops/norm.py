@@ -7,6 +7,7 @@ import numbers
 from typing import Optional
 
 from ..autograd import Function
+from ..dtypes import HALF_DTYPES, float32
 from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor
 
@@ -95,7 +96,16 @@ def _check_args(input, running_mean, running_var, weight, bias, training, moment
     tensors = dict(running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     for name, t in tensors.items():
         _check_channel_vector(name, t, C)
-    check_same_dtype("batch_norm", input=input, **tensors)
+    if input.dtype in HALF_DTYPES:  # mixed precision: float32 parameters and statistics
+        ok = (float32, input.dtype)
+        bad = [f"{k} {t.dtype}" for k, t in tensors.items() if t is not None and t.dtype not in ok]
+        if bad:
+            raise TypeError(
+                f"batch_norm: a {input.dtype} input takes float32 (or {input.dtype}) weight, bias "
+                f"and running statistics, got {', '.join(bad)}"
+            )
+    else:
+        check_same_dtype("batch_norm", input=input, **tensors)
     if (running_mean is None) != (running_var is None):
         raise ValueError(
             "batch_norm: running_mean and running_var must either both be None or neither be None"
@@ -139,6 +149,26 @@ def batch_norm(
     )
     if input.numel() == 0:
         return input
+    if input.dtype in HALF_DTYPES and any(
+        t is not None and t.dtype != float32 for t in (running_mean, running_var, weight, bias)
+    ):
+        return _half_parameters(
+            input, running_mean, running_var, weight, bias, training, momentum, eps
+        )
     return BatchNorm.apply(
         input, running_mean, running_var, weight, bias, bool(training), momentum, eps
     )
+
+
+def _half_parameters(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """An all-half batch norm (a model made half, as torch's model.half()): the kernels take
+    float32 parameters and statistics (issue 13's contract), so cast them on the way in (the
+    gradients are cast back) and write the updated running statistics back into their buffers."""
+    weight, bias, rm, rv = (
+        None if t is None else t.float() for t in (weight, bias, running_mean, running_var)
+    )
+    y = BatchNorm.apply(x, rm, rv, weight, bias, bool(training), momentum, eps)
+    for buffer, value in ((running_mean, rm), (running_var, rv)):
+        if buffer is not None and value is not buffer:
+            buffer._data[...] = value._data
+    return y

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..amp.autocast import cast_inputs
 from ..autograd import Function
+from ..dtypes import HALF_DTYPES, float32, is_floating
 from ..tensor import Tensor
 from ._util import normalize_dim, normalize_dims
 
@@ -15,11 +17,20 @@ def _expand_back(ctx, dout):
     return dout
 
 
+def _accumulated(a, method, dims, keepdim):
+    """a.sum / a.mean; half inputs are accumulated in float32 and the result rounded back (as
+    torch, and NumPy's float16 sum would round every partial sum)."""
+    if a.dtype in HALF_DTYPES:
+        out = getattr(a, method)(axis=dims, keepdims=keepdim, dtype=float32)
+        return out.astype(a.dtype)
+    return getattr(a, method)(axis=dims, keepdims=keepdim)
+
+
 class Sum(Function):
     @staticmethod
     def forward(ctx, a, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
-        return a.sum(axis=dims, keepdims=keepdim)
+        return _accumulated(a, "sum", dims, keepdim)
 
     @staticmethod
     def backward(ctx, dout):
@@ -33,7 +44,7 @@ class Mean(Function):
         ctx.count = 1
         for d in dims:
             ctx.count *= a.shape[d]
-        return a.mean(axis=dims, keepdims=keepdim)
+        return _accumulated(a, "mean", dims, keepdim)
 
     @staticmethod
     def backward(ctx, dout):
@@ -42,11 +53,13 @@ class Mean(Function):
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    (x,) = cast_inputs("float32", x)
     return Sum.apply(x, normalize_dims("sum", dim, x.ndim), bool(keepdim))
 
 
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    if x.dtype.kind != "f":
+    (x,) = cast_inputs("float32", x)
+    if not is_floating(x.dtype):
         raise TypeError(f"mean: input must be floating point, got dtype {x.dtype}")
     dims = normalize_dims("mean", dim, x.ndim)
     return Mean.apply(x, dims, bool(keepdim))

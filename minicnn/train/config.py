@@ -78,6 +78,7 @@ class TrainConfig:
     builtin_per_class: tuple = (500, 100)  # built-in dataset: train and val images per class
     progress: bool | None = None  # None: progress bars when stderr is a terminal
     sync_bn: bool = False  # with several processes: BatchNorm -> SyncBatchNorm
+    amp: str | None = None  # mixed precision: "fp16" (with a GradScaler) or "bf16" (train/amp.py)
 
     def resolved_lr(self):
         """``lr``, or the default: SGD's scales linearly with the batch size (Goyal et al. 2017,

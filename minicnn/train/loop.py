@@ -21,6 +21,9 @@ from ..distributed import training as _dist
 from ..data import transforms as T
 from ..tensor import tensor
 from ..data import DataLoaderError, UnreadableDataset
+from .amp import amp_columns, amp_context, amp_note, check_amp_device, make_scaler, scaled_step
+from .metrics import progress_bar as _progress
+from .metrics import topk_correct as _topk_correct
 from .checkpoint import _load_model_state, load_checkpoint, read_meta, restore_training_state
 from .commit import commit_epoch, repair_derived, rows_of
 from .config import (
@@ -53,27 +56,11 @@ def _loss(out, target, config):
     return F.cross_entropy(out, target, label_smoothing=config.label_smoothing)
 
 
-def _topk_correct(scores, labels, ks=(1, 5)):
-    """{k: number of rows whose label is among the k highest scores} (k capped at the class count)."""
-    out = {}
-    order = np.argsort(-scores, axis=1, kind="stable")
-    for k in ks:
-        out[k] = int((order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
-    return out
-
-
-def _progress(total, desc, enabled):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
-
-
-def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc="", progress=False):
-    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader``."""
+def train_one_epoch(
+    model, loader, optimizer, scheduler, config, device, desc="", progress=False, scaler=None
+):
+    """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader`` (--amp: see
+    train/amp.py; batches whose float16 loss overflowed are skipped and left out of the means)."""
     model.train()
     bar = _progress(len(loader), desc, progress)
     loss_sum = correct = seen = 0
@@ -81,20 +68,21 @@ def train_one_epoch(model, loader, optimizer, scheduler, config, device, desc=""
     for images, labels in loader:
         x = tensor(np.ascontiguousarray(images), device=device)
         y = tensor(labels, device=device)
-        out = model(x)
-        loss = _loss(out, y, config)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        with amp_context(config, device):
+            out = model(x)
+            loss = _loss(out, y, config)
+        scaled_step(loss, optimizer, scaler)
         scheduler.step()
         n = len(labels)
         loss_value = float(loss.item())
+        if not math.isfinite(loss_value) and scaler is not None and scaler.is_enabled():
+            continue  # float16 overflow: the scaler skipped the step
         if not math.isfinite(loss_value):
             raise FloatingPointError(
                 f"the training loss is {loss_value} (diverged); try a smaller --lr"
             )
         loss_sum += loss_value * n
-        correct += _topk_correct(_logits(out).numpy(), labels, (1,))[1]
+        correct += _topk_correct(_logits(out).numpy().astype(np.float32), labels, (1,))[1]
         seen += n
         if bar is not None:
             rate = seen / max(time.perf_counter() - start, 1e-9)
@@ -208,6 +196,7 @@ class _Run:
     start_epoch: int = 0
     world: object = dataclasses.field(default_factory=_dist.World)  # rank 0 alone writes files
     net: object = None  # what trains: the model, or its DistributedDataParallel wrapper
+    scaler: object = None  # --amp: the GradScaler (train/amp.py)
 
 
 def train(
@@ -241,6 +230,7 @@ def train(
             epochs=saved.epochs if epochs is None else epochs,
         )
     check_config(config)
+    check_amp_device(config.amp, resolve_device(config.device))  # before any data is made
     out = world.broadcast(config.out or _default_out(config))  # rank 0's name for the run folder
     if world.main:
         check_run_folder(out, resume=resume is not None)
@@ -363,6 +353,7 @@ def _prepare(config, out, log, world, fresh=True):
         [],
         world=world,
         net=net,
+        scaler=make_scaler(config, device),
     )
 
 
@@ -430,6 +421,7 @@ def _run_epoch(epoch, run):
     tag, progress = f"epoch {epoch + 1}/{run.config.epochs}", run.config.progress
     progress = sys.stderr.isatty() if progress is None else progress
     progress = progress and run.world.main
+    skipped = run.scaler.steps_skipped
     loss, top1, images, seconds = train_one_epoch(
         run.net or run.model,
         run.train_loader,
@@ -439,10 +431,12 @@ def _run_epoch(epoch, run):
         run.device,
         f"{tag} train",
         progress,
+        run.scaler,
     )
     if hasattr(run.net, "sync_buffers"):
         run.net.sync_buffers()  # every rank evaluates with rank 0's BatchNorm statistics
-    val = evaluate(run.model, run.val_loader, run.device, progress=progress, desc=f"{tag} val")
+    with amp_context(run.config, run.device):
+        val = evaluate(run.model, run.val_loader, run.device, progress=progress, desc=f"{tag} val")
     loss, top1, images, val = _dist.sum_epoch(run.world, loss, top1, images, val)
     return {
         "epoch": epoch + 1,
@@ -454,6 +448,7 @@ def _run_epoch(epoch, run):
         "lr": run.scheduler.get_last_lr()[0],
         "images_per_s": images / max(seconds, 1e-9),
         "seconds": time.perf_counter() - started,
+        **amp_columns(run, run.scaler.steps_skipped - skipped),
     }
 
 
@@ -462,7 +457,7 @@ def _epoch_line(row, epochs):
         f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
         f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
         f"top-5 {100 * row['val_top5']:.1f}% | lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
-        f"{row['seconds']:.1f} s"
+        f"{row['seconds']:.1f} s{amp_note(row)}"
     )
 
 
@@ -487,6 +482,8 @@ def _apply_resume(saved, run, run_dir):
     _, state, arrays = load_checkpoint(path, run.model)
     _load_model_state(run.model, state, path, saved["config"]["model"])
     restore_training_state(saved, arrays, run.optimizer, run.scheduler, path)
+    if "scaler" in saved and run.scaler.is_enabled():
+        run.scaler.load_state_dict(saved["scaler"])
     _random.set_rng_state(saved["rng"])
     for key in ("epoch", "best_val_top1", "best_epoch"):
         run.meta[key] = saved[key]

@@ -2,7 +2,9 @@
 
 Accuracies are fractions in memory and in checkpoints, and percentages in metrics.csv (columns
 ``train_top1_pct``, ``val_top1_pct``, ``val_top5_pct``), as the console prints them; files of
-older runs, with fractions under ``train_top1``…, are still read."""
+older runs, with fractions under ``train_top1``…, are still read. Runs with ``--amp`` add two
+columns: ``skipped_steps`` (optimizer steps skipped for inf/NaN gradients in the epoch) and
+``loss_scale`` (the GradScaler's scale at its end; 1 for bf16, which needs no scaling)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,19 @@ import io
 import math
 import os
 
+import numpy as np
+
 from ..io import write_atomic
 from .config import CheckpointError
 
-__all__ = ["METRIC_FIELDS", "plot_curves", "read_metrics", "write_metrics"]
+__all__ = [
+    "METRIC_FIELDS",
+    "plot_curves",
+    "progress_bar",
+    "read_metrics",
+    "topk_correct",
+    "write_metrics",
+]
 
 METRIC_FIELDS = (
     "epoch",
@@ -29,12 +40,14 @@ METRIC_FIELDS = (
 )
 PERCENT = ("train_top1", "val_top1", "val_top5")  # written x100 under NAME_pct
 CSV_FIELDS = tuple(f"{k}_pct" if k in PERCENT else k for k in METRIC_FIELDS)
+AMP_FIELDS = ("skipped_steps", "loss_scale")  # --amp runs only
 
 
 def write_metrics(path, rows):
     """Write the rows as CSV (atomically). The rows are kept in last.npz; this file is derived."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    amp = AMP_FIELDS if rows and all(k in rows[0] for k in AMP_FIELDS) else ()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS + amp, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(
@@ -66,22 +79,23 @@ def read_metrics(path):
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             header = tuple(reader.fieldnames or ())
-            if header not in (CSV_FIELDS, METRIC_FIELDS):
+            if header not in (CSV_FIELDS, METRIC_FIELDS, CSV_FIELDS + AMP_FIELDS):
                 raise CheckpointError(
                     f"{path!r}: the header is {reader.fieldnames}, expected {','.join(CSV_FIELDS)}"
                 )
-            return [_parse_row(row, path, reader.line_num, header == CSV_FIELDS) for row in reader]
+            percent = header[: len(CSV_FIELDS)] == CSV_FIELDS
+            return [_parse_row(row, path, reader.line_num, percent) for row in reader]
     except (UnicodeDecodeError, csv.Error) as e:
         raise CheckpointError(f"{path!r}: not a readable CSV file ({e})") from None
 
 
 def _parse_row(row, path, line, percent=True):
     out = {}
-    for key in METRIC_FIELDS:
+    for key in METRIC_FIELDS + tuple(k for k in AMP_FIELDS if k in row):
         column = f"{key}_pct" if percent and key in PERCENT else key
         text = row.get(column)
         try:
-            value = int(text) if key == "epoch" else float(text)
+            value = int(text) if key in ("epoch", "skipped_steps") else float(text)
         except (TypeError, ValueError):
             value = None
         if value is None or not math.isfinite(value) or None in row:
@@ -121,3 +135,23 @@ def plot_curves(path, rows, title=""):
     fig.savefig(buf, format="png")
     data = buf.getvalue()
     write_atomic(path, lambda f: f.write(data))
+
+
+def topk_correct(scores, labels, ks=(1, 5)):
+    """{k: rows whose label is among the k highest scores} (k capped at the class count)."""
+    out = {}
+    order = np.argsort(-scores, axis=1, kind="stable")
+    for k in ks:
+        out[k] = int((order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1).sum())
+    return out
+
+
+def progress_bar(total, desc, enabled):
+    """A tqdm bar on stderr when ``enabled`` and tqdm is installed, else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)

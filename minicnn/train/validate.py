@@ -41,6 +41,7 @@ RANGES = {
 }
 OPEN_ABOVE = {"momentum", "label_smoothing"}  # these must stay below their highest value
 OPTIONAL = {"lr", "image_size", "data", "out", "progress", "variant", "weights", "val_split"}
+AMP_CHOICES = (None, "fp16", "bf16")  # --amp (minicnn/train/amp.py)
 
 
 def _flag(name, cli):
@@ -92,6 +93,8 @@ def check_config(config: TrainConfig, cli=False):
         value = getattr(config, name)
         if not (isinstance(value, str) or (value is None and name in OPTIONAL)):
             raise ConfigError(f"{_flag(name, cli)} must be a string, got {value!r}")
+    if config.amp not in AMP_CHOICES:
+        raise ConfigError(f"{_flag('amp', cli)} must be fp16 or bf16, got {config.amp!r}")
     for name in ("nesterov", "no_decay_bn_bias", "progress", "sync_bn"):
         value = getattr(config, name)
         if not (isinstance(value, bool) or (value is None and name in OPTIONAL)):
@@ -165,6 +168,7 @@ OPTIONAL_META = {
     "optimizer": lambda v: isinstance(v, dict),
     "scheduler": lambda v: isinstance(v, dict),
     "metrics": lambda v: isinstance(v, list),
+    "scaler": lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
 }
 
 
@@ -238,9 +242,11 @@ def config_from_json(d, path):
 
 def check_metrics_row(row, path, fields=None):
     """Raise CheckpointError unless ``row`` has every metric as a finite number (epoch an int)."""
-    from .metrics import METRIC_FIELDS
+    from .metrics import AMP_FIELDS, METRIC_FIELDS
 
     fields = fields or METRIC_FIELDS
+    if isinstance(row, dict) and fields == METRIC_FIELDS and all(k in row for k in AMP_FIELDS):
+        fields = METRIC_FIELDS + AMP_FIELDS  # an --amp run's row
     if not isinstance(row, dict) or set(row) != set(fields):
         raise CheckpointError(
             f"{path!r}: a metrics row is not an object with {', '.join(fields)}: {_short(row)}"
