@@ -28,7 +28,7 @@ constexpr uintptr_t kPageBytes = 4096;  // application bytes per shadow page
 // One Cell per 2-byte word: float16 / bfloat16 stores of neighbouring threads are not a race.
 constexpr uintptr_t kWordBytes = 2;
 constexpr uintptr_t kWordsPerPage = kPageBytes / kWordBytes;
-constexpr size_t kMaxShadowPages = 4096;  // ~400 MiB of shadow: then start afresh
+constexpr size_t kMaxShadowPages = 2048;  // ~400 MiB of shadow (2-byte words): then start afresh
 
 struct Cell {
   Access write;    // the last write (launch 0: none)

@@ -3,12 +3,12 @@ each computes in."""
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
-FLOAT32 = np.dtype(np.float32)
-HALF_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))  # computed in float32
-FLOAT_DTYPES = (FLOAT32, np.dtype(np.float64), *HALF_DTYPES)
+from ..dtypes import FLOAT_DTYPES, HALF_DTYPES, float32
+
+FLOAT32 = float32
+__all__ = ["FLOAT32", "FLOAT_DTYPES", "HALF_DTYPES", "acc_dtype"]
 
 
 def acc_dtype(dtype):
