@@ -303,25 +303,17 @@ void bind_conv2d(py::module_& m) {
       [](py::object g) { return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(g)); });
   m.def(
       "conv2d_backward_weight_splits",
-      [](const k::Conv2d& g, int64_t tile) {
-        try {
-          return k::conv2d_backward_weight_splits(
-              g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
+      [](const k::Conv2d& g, int64_t tile) {  // std::invalid_argument -> ValueError (pybind11)
+        return k::conv2d_backward_weight_splits(
+            g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
       },
       py::arg("geometry"), py::arg("tile"));
   m.def(
       "conv2d_splits",
       [](const k::Conv2d& g, int64_t pass, int64_t version, int64_t tile) {
-        try {
-          return k::conv2d_splits(g, Arg<int>::from("conv2d_splits", "pass", pass),
-                                  Arg<int>::from("conv2d_splits", "version", version),
-                                  Arg<int>::from("conv2d_splits", "tile", tile));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
+        return k::conv2d_splits(g, Arg<int>::from("conv2d_splits", "pass", pass),
+                                Arg<int>::from("conv2d_splits", "version", version),
+                                Arg<int>::from("conv2d_splits", "tile", tile));
       },
       py::arg("geometry"), py::arg("pass"), py::arg("version"), py::arg("tile"),
       "How many slices a pass (0 forward, 1 backward data, 2 backward weight) splits its "
@@ -365,75 +357,63 @@ void bind_conv2d(py::module_& m) {
 }
 
 template <class T>
-struct Tag {
+struct Tag {  // a type as a value
   using type = T;
 };
 
-// cast(Tag<T>, out, inp, n, stream) for the T that dtype names: "float16" or "bfloat16".
-template <class Cast>
-void run_cast(const char* op, const std::string& dtype, uintptr_t out, uintptr_t inp, int64_t n,
-              uintptr_t stream, Cast cast) {
-  check_sizes(op, {n});
-  check_pointers(op, n, {out, inp});
-  if (dtype != "float16" && dtype != "bfloat16")
-    throw py::type_error(std::string(op) + ": dtype must be float16 or bfloat16, got " + dtype);
-  auto s = reinterpret_cast<cudaStream_t>(stream);
-  py::gil_scoped_release release;
-  if (dtype == "float16")
-    cast(Tag<__half>{}, out, inp, n, s);
-  else
-    cast(Tag<__nv_bfloat16>{}, out, inp, n, s);
+// f(Tag<T>{}) for the T that dtype names: float16, bfloat16 and (kFloat32) float32; else a
+// TypeError naming op.
+template <bool kFloat32, class F>
+void with_half_type(const char* op, const std::string& dtype, F f) {
+  if (dtype == "float16") return f(Tag<__half>{});
+  if (dtype == "bfloat16") return f(Tag<__nv_bfloat16>{});
+  if constexpr (kFloat32)
+    if (dtype == "float32") return f(Tag<float>{});
+  throw py::type_error(std::string(op) + ": dtype must be float16" +
+                       (kFloat32 ? ", bfloat16 or float32" : " or bfloat16") + ", got " + dtype);
 }
 
 // cast_to_float / cast_from_float(dtype, out, inp, n, stream): float32 from / to dtype
 // "float16" or "bfloat16" (csrc/kernels/cast.cu).
 void bind_cast(py::module_& m) {
-  m.def(
-      "cast_to_float",
-      [](const std::string& dtype, uintptr_t out, uintptr_t inp, int64_t n, uintptr_t stream) {
-        run_cast("cast_to_float", dtype, out, inp, n, stream,
-                 [](auto tag, uintptr_t o, uintptr_t i, int64_t n, cudaStream_t s) {
-                   using T = typename decltype(tag)::type;
-                   k::cast_to_float<T>(reinterpret_cast<float*>(o), reinterpret_cast<T*>(i), n, s);
-                 });
-      },
-      py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("n"), py::arg("stream") = 0);
-  m.def(
-      "cast_from_float",
-      [](const std::string& dtype, uintptr_t out, uintptr_t inp, int64_t n, uintptr_t stream) {
-        run_cast("cast_from_float", dtype, out, inp, n, stream,
-                 [](auto tag, uintptr_t o, uintptr_t i, int64_t n, cudaStream_t s) {
-                   using T = typename decltype(tag)::type;
-                   k::cast_from_float<T>(reinterpret_cast<T*>(o), reinterpret_cast<float*>(i), n,
-                                         s);
-                 });
-      },
-      py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("n"), py::arg("stream") = 0);
+  for (bool to_float : {true, false}) {
+    const char* op = to_float ? "cast_to_float" : "cast_from_float";
+    m.def(
+        op,
+        [op, to_float](const std::string& dtype, uintptr_t out, uintptr_t inp, int64_t n,
+                       uintptr_t stream) {
+          check_sizes(op, {n});
+          check_pointers(op, n, {out, inp});
+          with_half_type<false>(op, dtype, [&](auto tag) {
+            using T = typename decltype(tag)::type;
+            auto s = reinterpret_cast<cudaStream_t>(stream);
+            py::gil_scoped_release release;
+            if (to_float)
+              k::cast_to_float<T>(reinterpret_cast<float*>(out), reinterpret_cast<T*>(inp), n, s);
+            else
+              k::cast_from_float<T>(reinterpret_cast<T*>(out), reinterpret_cast<float*>(inp), n, s);
+          });
+        },
+        py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("n"), py::arg("stream") = 0);
+  }
 }
 
 // wmma_gemm(dtype, d, a, b, c, M, N, K, a_row_major, b_row_major, stream):
-// csrc/kernels/wmma_gemm.cu, for dtype "float16", "bfloat16" or "float32" (read as tf32); c may
-// be 0.
+// csrc/kernels/wmma_gemm.cu, for dtype "float16", "bfloat16" or "float32" (as tf32); c may be 0.
 void bind_wmma_gemm(py::module_& m) {
   m.def(
       "wmma_gemm",
       [](const std::string& dtype, uintptr_t d, uintptr_t a, uintptr_t b, uintptr_t c, int M, int N,
          int K, bool a_row_major, bool b_row_major, uintptr_t stream) {
-        const char* op = "wmma_gemm";
-        check_sizes(op, {M, N, K});
-        check_pointers(op, int64_t(M) * N, {d, a, b});
-        auto run = [&](auto tag) {
+        check_sizes("wmma_gemm", {M, N, K});
+        check_pointers("wmma_gemm", int64_t(M) * N, {d, a, b});
+        with_half_type<true>("wmma_gemm", dtype, [&](auto tag) {
           using T = typename decltype(tag)::type;
           py::gil_scoped_release release;
           k::wmma_gemm<T>(reinterpret_cast<float*>(d), reinterpret_cast<const T*>(a),
                           reinterpret_cast<const T*>(b), reinterpret_cast<const float*>(c), M, N, K,
                           a_row_major, b_row_major, reinterpret_cast<cudaStream_t>(stream));
-        };
-        if (dtype == "float16") return run(Tag<__half>{});
-        if (dtype == "bfloat16") return run(Tag<__nv_bfloat16>{});
-        if (dtype == "float32") return run(Tag<float>{});
-        throw py::type_error(std::string(op) +
-                             ": dtype must be float16, bfloat16 or float32, got " + dtype);
+        });
       },
       py::arg("dtype"), py::arg("d"), py::arg("a"), py::arg("b"), py::arg("c"), py::arg("M"),
       py::arg("N"), py::arg("K"), py::arg("a_row_major"), py::arg("b_row_major"),
