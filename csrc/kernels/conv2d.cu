@@ -464,24 +464,10 @@ static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaS
   CHECK_LAUNCH("conv2d_reduce_splits_kernel");
 }
 
-// Version 4 (tensor cores, conv2d_wmma.cu) runs float32 in TF32; float64 has no tensor cores.
-static std::invalid_argument no_tensor_cores(const char* op) {
-  return std::invalid_argument(std::string(op) +
-                               ": version 4 (tensor cores) takes float32 (TF32), float16 or "
-                               "bfloat16, not float64");
-}
-
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
                     int version, int tile, int splits, T* workspace, cudaStream_t stream) {
-  if (version == 4) {
-    if constexpr (!std::is_same<T, float>::value)
-      throw no_tensor_cores("conv2d_forward");
-    else if (splits != 1)
-      throw std::invalid_argument("conv2d_forward: version 4 does not split");
-    else
-      return conv2d_forward_wmma(out, inp, weight, bias, g, stream);
-  }
+  if (version == 4) return conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream);
   check_tile(tile);
   check_splits("conv2d_forward", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -518,14 +504,7 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 template <class T>
 void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version,
                           int tile, int splits, T* workspace, cudaStream_t stream) {
-  if (version == 4) {
-    if constexpr (!std::is_same<T, float>::value)
-      throw no_tensor_cores("conv2d_backward_data");
-    else if (splits != 1)
-      throw std::invalid_argument("conv2d_backward_data: version 4 does not split");
-    else
-      return conv2d_backward_data_wmma(dinp, dout, weight, g, stream);
-  }
+  if (version == 4) return conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream);
   check_tile(tile);
   check_splits("conv2d_backward_data", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -556,12 +535,8 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
 template <class T>
 void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g,
                             int version, int tile, int splits, cudaStream_t stream) {
-  if (version == 4) {
-    if constexpr (!std::is_same<T, float>::value)
-      throw no_tensor_cores("conv2d_backward_weight");
-    else
-      return conv2d_backward_weight_wmma(dweight, workspace, dout, inp, g, splits, stream);
-  }
+  if (version == 4)
+    return conv2d_backward_weight_wmma(dweight, workspace, dout, inp, g, splits, stream);
   check_tile(tile);
   check_splits("conv2d_backward_weight", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;

@@ -313,32 +313,51 @@ int conv2d_wmma_splits(const Conv2d& g, int pass) {
   return int(std::max<int64_t>(splits, 1));
 }
 
+// Rejects what version 4 can't run: float64 (no tensor cores), a split forward or backward data.
+template <class T>
+static void check_runs(const char* op, int splits, bool may_split) {
+  if (std::is_same<T, double>::value)
+    throw std::invalid_argument(std::string(op) +
+                                ": version 4 (tensor cores) takes float32 (TF32), float16 or "
+                                "bfloat16, not float64");
+  if (splits != 1 && !may_split)
+    throw std::invalid_argument(std::string(op) + ": version 4 does not split");
+}
+
 template <class T>
 void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
-                         cudaStream_t stream) {
-  tc::launch<T>("conv2d_forward", tc::Forward<T>{out, inp, weight, bias, g, 0}, g.N * g.P * g.Q,
-                g.K / g.G, int64_t(g.C / g.G) * g.R * g.S, g.G, 1, stream);
+                         int splits, cudaStream_t stream) {
+  check_runs<T>("conv2d_forward", splits, false);
+  if constexpr (!std::is_same<T, double>::value)
+    tc::launch<T>("conv2d_forward", tc::Forward<T>{out, inp, weight, bias, g, 0}, g.N * g.P * g.Q,
+                  g.K / g.G, int64_t(g.C / g.G) * g.R * g.S, g.G, 1, stream);
 }
 
 template <class T>
-void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g,
+void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
                                cudaStream_t stream) {
-  tc::launch<T>("conv2d_backward_data", tc::BackwardData<T>{dinp, dout, weight, g, 0},
-                g.N * g.H * g.W, g.C / g.G, int64_t(g.K / g.G) * g.R * g.S, g.G, 1, stream);
+  check_runs<T>("conv2d_backward_data", splits, false);
+  if constexpr (!std::is_same<T, double>::value)
+    tc::launch<T>("conv2d_backward_data", tc::BackwardData<T>{dinp, dout, weight, g, 0},
+                  g.N * g.H * g.W, g.C / g.G, int64_t(g.K / g.G) * g.R * g.S, g.G, 1, stream);
 }
 
 template <class T>
-void conv2d_backward_weight_wmma(T* dweight, float* workspace, const T* dout, const T* inp,
+void conv2d_backward_weight_wmma(T* dweight, T* workspace, const T* dout, const T* inp,
                                  const Conv2d& g, int splits, cudaStream_t stream) {
   const char* op = "conv2d_backward_weight";
-  if (workspace == nullptr) throw std::invalid_argument(std::string(op) + ": needs a workspace");
-  const int64_t cols = int64_t(g.C / g.G) * g.R * g.S, n = g.K * cols;
-  tc::launch<T>(op, tc::BackwardWeight<T>{workspace, dout, inp, g, 0}, g.K / g.G, cols,
-                g.N * g.P * g.Q, g.G, splits, stream);
-  if (n == 0) return;
-  LAUNCH((tc::conv2d_wmma_reduce_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      dweight, workspace, n, splits);
-  CHECK_LAUNCH("conv2d_wmma_reduce_kernel");
+  check_runs<T>(op, splits, true);
+  if constexpr (!std::is_same<T, double>::value) {
+    if (workspace == nullptr) throw std::invalid_argument(std::string(op) + ": needs a workspace");
+    float* partial = reinterpret_cast<float*>(workspace);  // (splits, K, Cg·R·S) float32
+    const int64_t cols = int64_t(g.C / g.G) * g.R * g.S, n = g.K * cols;
+    tc::launch<T>(op, tc::BackwardWeight<T>{partial, dout, inp, g, 0}, g.K / g.G, cols,
+                  g.N * g.P * g.Q, g.G, splits, stream);
+    if (n == 0) return;
+    LAUNCH((tc::conv2d_wmma_reduce_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
+        dweight, partial, n, splits);
+    CHECK_LAUNCH("conv2d_wmma_reduce_kernel");
+  }
 }
 
 // ---- the float16 / bfloat16 conv2d launchers (kernels.h): version 4 only ------------------------
@@ -355,24 +374,20 @@ static void check_version(const char* op, int version) {
   void conv2d_forward<T>(T * out, const T* inp, const T* weight, const T* bias, const Conv2d& g, \
                          int version, int, int splits, T*, cudaStream_t stream) {                \
     check_version("conv2d_forward", version);                                                    \
-    if (splits != 1) throw std::invalid_argument("conv2d_forward: version 4 does not split");    \
-    conv2d_forward_wmma(out, inp, weight, bias, g, stream);                                      \
+    conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream);                              \
   }                                                                                              \
   template <>                                                                                    \
   void conv2d_backward_data<T>(T * dinp, const T* dout, const T* weight, const Conv2d& g,        \
                                int version, int, int splits, T*, cudaStream_t stream) {          \
     check_version("conv2d_backward_data", version);                                              \
-    if (splits != 1)                                                                             \
-      throw std::invalid_argument("conv2d_backward_data: version 4 does not split");             \
-    conv2d_backward_data_wmma(dinp, dout, weight, g, stream);                                    \
+    conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream);                            \
   }                                                                                              \
   template <>                                                                                    \
   void conv2d_backward_weight<T>(T * dweight, T * workspace, const T* dout, const T* inp,        \
                                  const Conv2d& g, int version, int, int splits,                  \
                                  cudaStream_t stream) {                                          \
     check_version("conv2d_backward_weight", version);                                            \
-    conv2d_backward_weight_wmma(dweight, reinterpret_cast<float*>(workspace), dout, inp, g,      \
-                                splits, stream);                                                 \
+    conv2d_backward_weight_wmma(dweight, workspace, dout, inp, g, splits, stream);               \
   }                                                                                              \
   template <>                                                                                    \
   void conv2d_backward_bias<T>(T * dbias, const T* dout, int64_t N, int K, int64_t PQ,           \
@@ -386,13 +401,14 @@ SPECIALIZE(__half)
 SPECIALIZE(__nv_bfloat16)
 #undef SPECIALIZE
 
-#define INSTANTIATE(T)                                                                             \
-  template void conv2d_forward_wmma<T>(T*, const T*, const T*, const T*, const Conv2d&,            \
-                                       cudaStream_t);                                              \
-  template void conv2d_backward_data_wmma<T>(T*, const T*, const T*, const Conv2d&, cudaStream_t); \
-  template void conv2d_backward_weight_wmma<T>(T*, float*, const T*, const T*, const Conv2d&, int, \
+#define INSTANTIATE(T)                                                                         \
+  template void conv2d_forward_wmma<T>(T*, const T*, const T*, const T*, const Conv2d&, int,   \
+                                       cudaStream_t);                                          \
+  template void conv2d_backward_data_wmma<T>(T*, const T*, const T*, const Conv2d&, int,       \
+                                             cudaStream_t);                                    \
+  template void conv2d_backward_weight_wmma<T>(T*, T*, const T*, const T*, const Conv2d&, int, \
                                                cudaStream_t);
-MINICNN_FOR_EACH_TENSOR_CORE_DTYPE(INSTANTIATE)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)  // double: throws (no tensor cores)
 #undef INSTANTIATE
 
 }  // namespace kernels

@@ -163,18 +163,18 @@ void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
                           cudaStream_t stream);
 
 // ---- conv2d_wmma.cu: version 4, on tensor cores -------------------------------------------------
-// T = __half, __nv_bfloat16, or float (TF32). The float16 / bfloat16 instantiations of the
-// conv2d_* launchers above take version 4 only and call these; backward weight's workspace is
-// float32 (splits, K, C/G·R·S) for every T (a T* above, reinterpreted). Throws
-// std::invalid_argument when the GPU lacks the operation (bfloat16 and TF32 need sm_80).
+// T = __half, __nv_bfloat16, or float (TF32); double throws. The conv2d_* launchers above call
+// these for version 4 (float16 / bfloat16 have no other). Backward weight's workspace is float32
+// (splits, K, C/G·R·S) for every T, reinterpreted. Throws std::invalid_argument when the GPU lacks
+// the operation (bfloat16 and TF32 need sm_80), or splits > 1 in forward or backward data.
 template <class T>
 void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
-                         cudaStream_t stream);
+                         int splits, cudaStream_t stream);
 template <class T>
-void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g,
+void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
                                cudaStream_t stream);
 template <class T>
-void conv2d_backward_weight_wmma(T* dweight, float* workspace, const T* dout, const T* inp,
+void conv2d_backward_weight_wmma(T* dweight, T* workspace, const T* dout, const T* inp,
                                  const Conv2d& g, int splits, cudaStream_t stream);
 int conv2d_wmma_splits(const Conv2d& g, int pass);
 int64_t conv2d_wmma_launches();  // tensor-core conv launches so far in this process (tests)
