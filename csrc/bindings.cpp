@@ -466,6 +466,8 @@ void bind_runtime(py::module_& m, const char* device) {
 #endif
 }
 
+void bind_random_and_optim(py::module_& m);  // at the end of this file
+
 void define_module(py::module_& m, const char* device) {
   minicnn::geometry_py::bind(m);
   bind_relu(m);
@@ -476,6 +478,7 @@ void define_module(py::module_& m, const char* device) {
   bind_cast(m);
   bind_wmma_gemm(m);
   bind_runtime(m, device);
+  bind_random_and_optim(m);
 }
 
 }  // namespace
@@ -491,3 +494,91 @@ PYBIND11_MODULE(_C_emu, m) {
   define_module(m, "emu");
 }
 #endif
+
+// ---- random.cu and optim.cu ---------------------------------------------------------------------
+namespace {
+
+// The dtype-dispatch of a launcher templated on T alone (its arguments are the same for both).
+template <class F32, class F64, class... A>
+void dispatch(const char* op, const std::string& dtype, F32 f32, F64 f64, A... a) {
+  if (dtype != "float32" && dtype != "float64")
+    throw py::type_error(std::string(op) + ": the CUDA kernels take float32 or float64, got " +
+                         dtype);
+  py::gil_scoped_release release;
+  if (dtype == "float32")
+    f32(a...);
+  else
+    f64(a...);
+}
+
+void check_table(const char* op, uintptr_t table, int64_t tensors, int64_t chunks) {
+  check_sizes(op, {tensors, chunks});
+  if (tensors > INT32_MAX)
+    throw py::value_error(std::string(op) + ": tensors = " + std::to_string(tensors) +
+                          " does not fit a 32-bit int");
+  check_pointers(op, tensors, {table});  // table_host 0: the device's table is current
+}
+
+void bind_random_and_optim(py::module_& m) {
+  def_launcher(
+      m, "dropout_mask", {"mask", "n", "threshold", "scale", "seed", "stream"},
+      [](const char* op, uintptr_t mask, int64_t n, uint64_t threshold, auto, uint64_t, auto) {
+        check_sizes(op, {n});
+        check_pointers(op, n, {mask});
+        if (threshold > (uint64_t(1) << 32))
+          throw py::value_error(std::string(op) + ": threshold = " + std::to_string(threshold) +
+                                " exceeds 2^32");
+      },
+      &k::dropout_mask<float>, &k::dropout_mask<double>);
+  m.def(
+      "philox4x32",
+      [](uintptr_t out, int64_t lanes, uint64_t seed, uint64_t offset, uintptr_t stream) {
+        check_sizes("philox4x32", {lanes});
+        check_pointers("philox4x32", lanes, {out});
+        py::gil_scoped_release release;
+        k::philox4x32_raw(reinterpret_cast<uint32_t*>(out), lanes, seed, offset,
+                          reinterpret_cast<cudaStream_t>(stream));
+      },
+      py::arg("out"), py::arg("lanes"), py::arg("seed"), py::arg("offset"), py::arg("stream") = 0,
+      "out (lanes, 4) uint32: Philox4x32-10 of counters offset.. under key seed (for tests).");
+  m.attr("optim_chunk_size") = k::optim_chunk_size();
+  m.attr("optim_table_columns") = k::kOptimTableColumns;
+  m.def(
+      "sgd_update",
+      [](const std::string& dtype, uintptr_t table, uintptr_t table_host, int64_t tensors,
+         int64_t chunks, double lr, double momentum, double one_minus_dampening,
+         double weight_decay, bool nesterov, bool first_step, uintptr_t stream) {
+        check_table("sgd_update", table, tensors, chunks);
+        k::SgdScalars s{lr, momentum, one_minus_dampening, weight_decay, nesterov, first_step};
+        auto* dev = reinterpret_cast<int64_t*>(table);
+        auto* host = reinterpret_cast<const int64_t*>(table_host);
+        auto st = reinterpret_cast<cudaStream_t>(stream);
+        dispatch("sgd_update", dtype, &k::sgd_update<float>, &k::sgd_update<double>, dev, host,
+                 int(tensors), chunks, s, st);
+      },
+      py::arg("dtype"), py::arg("table"), py::arg("table_host"), py::arg("tensors"),
+      py::arg("chunks"), py::arg("lr"), py::arg("momentum"), py::arg("one_minus_dampening"),
+      py::arg("weight_decay"), py::arg("nesterov"), py::arg("first_step"), py::arg("stream"));
+  m.def(
+      "adam_update",
+      [](const std::string& dtype, uintptr_t table, uintptr_t table_host, int64_t tensors,
+         int64_t chunks, double step_size, double bias_correction2_sqrt, double beta1, double beta2,
+         double eps, double weight_decay, bool decoupled, double decoupled_factor, bool amsgrad,
+         uintptr_t stream) {
+        check_table("adam_update", table, tensors, chunks);
+        k::AdamScalars s{
+            step_size,    bias_correction2_sqrt, beta1,     beta2,  1 - beta1, 1 - beta2, eps,
+            weight_decay, decoupled_factor,      decoupled, amsgrad};
+        auto* dev = reinterpret_cast<int64_t*>(table);
+        auto* host = reinterpret_cast<const int64_t*>(table_host);
+        auto st = reinterpret_cast<cudaStream_t>(stream);
+        dispatch("adam_update", dtype, &k::adam_update<float>, &k::adam_update<double>, dev, host,
+                 int(tensors), chunks, s, st);
+      },
+      py::arg("dtype"), py::arg("table"), py::arg("table_host"), py::arg("tensors"),
+      py::arg("chunks"), py::arg("step_size"), py::arg("bias_correction2_sqrt"), py::arg("beta1"),
+      py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("decoupled"),
+      py::arg("decoupled_factor"), py::arg("amsgrad"), py::arg("stream"));
+}
+
+}  // namespace

@@ -14,3 +14,5 @@
 #include "kernels/wmma_gemm.cu"
 #include "kernels/selftest.cu"
 #include "kernels/device.cu"
+#include "kernels/random.cu"
+#include "kernels/optim.cu"

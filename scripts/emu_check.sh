@@ -23,6 +23,7 @@ SCHEDULES="${EMU_CHECK_SCHEDULES:-threads=forward blocks=forward;threads=reverse
 threads=random blocks=random seed=1;threads=random blocks=random seed=2}"
 TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py
   tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_conv.py
+  tests/core/test_device_random.py tests/core/test_fused_optim.py
   tests/kernels/test_kernels_half.py tests/kernels/test_kernels_wmma.py)
 if (($# > 0)); then TESTS=("$@"); fi
 

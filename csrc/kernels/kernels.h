@@ -210,5 +210,38 @@ struct DeviceInfo {
 DeviceInfo device_info();
 void synchronize();  // wait for every queued kernel; throws if one faulted
 
+// ---- random.cu: Philox4x32-10 and the dropout mask --------------------------------------------
+// mask[i] = (Philox output i of key `seed`) >= threshold ? scale : 0 (threshold = ceil(p 2^32)).
+template <class T>
+void dropout_mask(T* mask, int64_t n, uint64_t threshold, double scale, uint64_t seed,
+                  cudaStream_t stream);
+// out (lanes, 4): the Philox4x32-10 outputs of counters offset .. offset + lanes - 1 (for tests).
+void philox4x32_raw(uint32_t* out, int64_t lanes, uint64_t seed, uint64_t offset,
+                    cudaStream_t stream);
+
+// ---- optim.cu: fused optimizer updates, one launch per parameter group -------------------------
+// The table: one row per tensor of (param, grad, buffer a, buffer b, buffer c, n, first chunk, 0).
+constexpr int kOptimTableColumns = 8;
+struct SgdScalars {
+  double lr, momentum, one_minus_dampening, weight_decay;
+  bool nesterov, first_step;  // first_step: the momentum buffer (a) is set to the gradient
+};
+struct AdamScalars {
+  double step_size;              // lr / (1 - beta1^t)
+  double bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+  double beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay;
+  double decoupled_factor;  // 1 - lr * weight_decay (AdamW)
+  bool decoupled, amsgrad;  // buffers: a exp_avg, b exp_avg_sq, c max_exp_avg_sq (amsgrad)
+};
+int64_t optim_chunk_size();  // elements per chunk; "first chunk" counts in these
+// Copy table_host (host memory, tensors rows) to table (device) on the stream, then launch;
+// table_host null: the table on the device is current already.
+template <class T>
+void sgd_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
+                SgdScalars s, cudaStream_t stream);
+template <class T>
+void adam_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
+                 AdamScalars s, cudaStream_t stream);
+
 }  // namespace kernels
 }  // namespace minicnn

@@ -24,11 +24,12 @@ import numpy as np
 from ..ops.geometry import Pool2dGeometry
 from ._kernel_conv import KernelConvMixin
 from ._kernel_dtypes import FLOAT_DTYPES, acc_dtype
+from ._kernel_optim import KernelOptimMixin
 
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend(KernelConvMixin):
+class KernelBackend(KernelConvMixin, KernelOptimMixin):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:      the device ("emu", "cuda")

@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import _transfers
 from ._kernel_backend import KernelBackend
 
 
@@ -74,6 +75,10 @@ def _probe():
 _cupy, _C, _unavailable = _probe()
 
 
+def _host_copy(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
 class CudaBackend(KernelBackend):
     """The "cuda" device: CuPy arrays, device pointers, CuPy's current stream."""
 
@@ -94,11 +99,11 @@ class CudaBackend(KernelBackend):
 
     def to_numpy(self, a):
         """A NumPy copy of a CuPy array (NumPy arrays pass through)."""
-        return a.get() if hasattr(a, "get") else np.asarray(a)
+        return _transfers.to_host(self.name, a, _host_copy)
 
     def from_numpy(self, a):
         """A CuPy copy of a NumPy array, C-contiguous."""
-        return _cupy.array(a, order="C")
+        return _transfers.to_device(self.name, a, lambda a: _cupy.array(a, order="C"))
 
     def synchronize(self) -> None:
         """Wait for the work queued on the current stream."""

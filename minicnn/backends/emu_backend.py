@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import _transfers
 from ._kernel_backend import KernelBackend
 
 
@@ -53,6 +54,14 @@ except ImportError as e:
     )
 
 
+def _same(a):
+    return a
+
+
+def _contiguous_copy(a):
+    return np.array(a, copy=True, order="C")
+
+
 class EmuBackend(KernelBackend):
     """The "emu" device: NumPy arrays, pointers are their data addresses, no stream (0)."""
 
@@ -73,12 +82,12 @@ class EmuBackend(KernelBackend):
         return 0
 
     def to_numpy(self, a):
-        """The array itself (memory shared, as on "cpu")."""
-        return a
+        """The array itself (memory shared, as on "cpu"); counted as a device→host read."""
+        return _transfers.to_host(self.name, a, _same)
 
     def from_numpy(self, a):
         """A C-contiguous copy: a tensor moved to "emu" never shares memory with the original."""
-        return np.array(a, copy=True, order="C")
+        return _transfers.to_device(self.name, a, _contiguous_copy)
 
     def synchronize(self) -> None:
         """Nothing to wait for: emulated launches finish before they return."""

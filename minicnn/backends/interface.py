@@ -27,7 +27,7 @@ batch norm). On "emu" and "cuda" conv2d in float16 / bfloat16 runs on tensor cor
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, List, Optional, Protocol, Tuple, runtime_checkable
 
 from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
 
@@ -162,6 +162,43 @@ class Backend(Protocol):
         self, dout: Array, x: Array, weight: Optional[Array], mean: Array, invstd: Array
     ) -> Tuple[Array, Array, Array]:
         """(dx, dweight, dbias): dx = dy weight invstd (fixed statistics)."""
+
+    # ---- random numbers, optimizer updates (no host round-trip on the device) -----------------
+    def dropout_mask(self, shape: Tuple[int, ...], p: float, dtype: Any) -> Array:
+        """m / (1 − p) of ``dtype``, m ~ Bernoulli(1 − p) drawn from minicnn.random's generator."""
+
+    def sgd_update(
+        self,
+        params: List[Array],
+        grads: List[Array],
+        momentum_bufs: List[Optional[Array]],
+        *,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        weight_decay: float,
+        nesterov: bool,
+        first_step: bool,
+    ) -> None:
+        """In place, every tensor of one group: torch.optim.SGD's step (minicnn/optim/sgd.py)."""
+
+    def adam_update(
+        self,
+        params: List[Array],
+        grads: List[Array],
+        exp_avgs: List[Array],
+        exp_avg_sqs: List[Array],
+        *,
+        step: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        max_exp_avg_sqs: Optional[List[Array]] = None,
+    ) -> None:
+        """In place, every tensor of one group: Adam's / AdamW's step (minicnn/optim/adam.py)."""
 
 
 def kernel_names() -> Tuple[str, ...]:

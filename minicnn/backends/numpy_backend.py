@@ -23,12 +23,13 @@ from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
 from . import _np_conv, _np_norm, _np_pool
 from ._cpp import cpp_kernel, load_cpu_extension
 from ._lowp import accept_half
+from ._np_optim import NumpyOptimMixin
 
 _C = load_cpu_extension()  # None: NumPy does everything
 
 
 @accept_half  # float16/bfloat16: float32 kernels between an upcast and a rounding (_lowp.py)
-class CpuBackend:
+class CpuBackend(NumpyOptimMixin):
     """The "cpu" device: NumPy arrays; see the module docstring."""
 
     name = "cpu"

@@ -6,7 +6,6 @@ import numbers
 
 import numpy as np
 
-from .. import random as _random
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor
@@ -16,6 +15,11 @@ class Dropout(Function):
     """y = x · m / (1 − p), m_i ~ Bernoulli(1 − p) drawn from ``minicnn.random.generator()``;
     dx = dy · m / (1 − p) with the same mask.
 
+    The mask is made on the input's device (``backend.dropout_mask``): NumPy's generator on
+    "cpu"; on "emu" and "cuda" a Philox4x32-10 kernel (csrc/kernels/random.cu) keyed by one draw
+    of the generator, so no mask is ever copied from the host, and ``manual_seed`` /
+    ``set_rng_state`` still fix it.
+
     Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014, "Dropout: A Simple Way to
     Prevent Neural Networks from Overfitting", JMLR 15; the 1/(1 − p) scale at training time
     ("inverted dropout") replaces the paper's scaling of the weights by (1 − p) at test time.
@@ -23,8 +27,7 @@ class Dropout(Function):
 
     @staticmethod
     def forward(ctx, x, p):
-        keep = _random.generator().random(x.shape) >= p  # bool, P(keep) = 1 - p
-        mask = ctx.backend.from_numpy(keep.astype(x.dtype) / np.asarray(1.0 - p, x.dtype))
+        mask = ctx.backend.dropout_mask(x.shape, p, x.dtype)
         ctx.save_for_backward(mask)
         return x * mask
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..amp.autocast import cast_inputs
 from ..autograd import Function, is_grad_enabled
+from ..backends import _transfers, get_backend
 from ..dtypes import int64
 from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor
@@ -43,6 +44,8 @@ def _index_coefficients(xp, target, weight, shape, class_dim, ignore_index, smoo
         if smoothing == 0
         else (1.0 - smoothing) * target_w + (smoothing / C) * (valid * w_b)
     )
+    out_of_range = valid & ((t < 0) | (t >= C))  # caught on "cpu"; raised later on a device
+    coef = xp.where(out_of_range, xp.nan, coef)  # its loss is NaN meanwhile
     return coef.astype(dtype, copy=False), target_w.sum()
 
 
@@ -127,17 +130,47 @@ def _check_index_target(op, input, target, weight, class_dim, ignore_index):
         )
     if target.dtype != int64:
         raise TypeError(f"{op}: target must hold int64 class indices, got dtype {target.dtype}")
-    t, C = target.numpy(), input.shape[class_dim]
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        raise ValueError(
-            f"{op}: target value {t[bad].flat[0]} is out of range for {C} classes "
-            f"(valid: 0..{C - 1}, or ignore_index={ignore_index})"
-        )
+    C = input.shape[class_dim]
+    if target.device == "cpu":
+        t = target.numpy()
+        bad = (t != ignore_index) & ((t < 0) | (t >= C))
+        if bad.any():
+            raise _range_error(
+                op, t[bad].flat[0], int(np.flatnonzero(bad)[0]), t.shape, C, ignore_index
+            )
+    else:
+        _defer_range_check(op, get_backend(target.device), target._data, C, ignore_index)
     if weight is not None and weight.requires_grad and is_grad_enabled():
         raise ValueError(
             f"{op}: not differentiable with respect to weight (as in PyTorch); pass weight.detach()"
         )
+
+
+def _range_error(op, value, flat_index, shape, C, ignore_index):
+    index = np.unravel_index(flat_index, shape) if len(shape) > 1 else flat_index
+    index = tuple(int(i) for i in index) if len(shape) > 1 else int(index)
+    return ValueError(
+        f"{op}: target value {value} is out of range for {C} classes "
+        f"(valid: 0..{C - 1}, or ignore_index={ignore_index}), at index {index}"
+    )
+
+
+def _defer_range_check(op, backend, t, C, ignore_index):
+    """On "emu"/"cuda": find the first out-of-range target on the device, without reading it; the
+    next read of a device value (``loss.item()``, the training loop's metrics) reads it and raises
+    (backends/_transfers.py). Meanwhile that target's loss is NaN (_index_coefficients)."""
+    if t.size == 0:
+        return
+    xp, flat = backend.xp, t.reshape(-1)
+    bad = (flat != ignore_index) & ((flat < 0) | (flat >= C))
+    first = xp.argmax(bad)  # the first bad one, or 0 (take: indexed on the device, no read)
+    flags = xp.stack([xp.where(xp.take(bad, first), first, -1), xp.take(flat, first)])
+
+    def raise_if_bad(values):
+        if values[0] >= 0:
+            raise _range_error(op, int(values[1]), int(values[0]), t.shape, C, ignore_index)
+
+    _transfers.defer(backend, flags, raise_if_bad)
 
 
 def _check_prob_target(op, input, target, ignore_index):
@@ -210,6 +243,11 @@ def cross_entropy(
     the target with the uniform distribution: (1 − ε) · nll + ε/C · Σ_c −w_c · logp_c, both parts
     divided under 'mean' by the summed weights of the non-ignored targets (as PyTorch). Probability
     targets (the input's shape): −Σ_c w_c q_c logp_c, 'mean' divides by the number of samples.
+
+    An index target out of [0, C) (and not ignore_index) raises ValueError naming the op, the
+    value and its index: at once on "cpu"; on "emu"/"cuda" the range is checked on the device
+    (no host copy, no sync per call), that target's loss is NaN, and the error is raised at the
+    next read of a device value (``loss.item()``, ``.numpy()``, the training loop's metrics).
     """
     reduction = _reduction("cross_entropy", size_average, reduce, reduction)
     input, target, weight = cast_inputs("float32", input, target, weight)  # autocast: float32

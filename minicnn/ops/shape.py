@@ -82,23 +82,19 @@ class Clone(Function):
 class ToDevice(Function):
     @staticmethod
     def forward(ctx, a, device):
-        ctx.source = ctx.backend
-        return get_backend(device).from_numpy(ctx.backend.to_numpy(a))
+        ctx.source, ctx.target = ctx.backend, get_backend(device)
+        return ctx.target.from_numpy(ctx.backend.to_numpy(a))
 
     @staticmethod
     def backward(ctx, dout):
         # dout lives on the target device; hand it back to the source backend.
-        return ctx.source.from_numpy(_any_to_numpy(dout))
+        return ctx.source.from_numpy(ctx.target.to_numpy(dout))  # counted (backends/_transfers)
 
     @classmethod
     def apply(cls, a, device):
         out = super().apply(a, device)
         out.device = device
         return out
-
-
-def _any_to_numpy(a):
-    return a.get() if hasattr(a, "get") else a
 
 
 def _resolve_shape(op, numel, shape):

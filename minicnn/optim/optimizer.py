@@ -44,7 +44,7 @@ def _check_number(name, value, low=0.0, high=None, inclusive_high=False):
 
 
 class Optimizer:
-    """Base class: subclasses set ``defaults`` and implement ``_update(p, grad, state, group)``."""
+    """Base class: subclasses set ``defaults`` and implement ``_update_group``."""
 
     def __init__(self, params: Params, defaults: Dict[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -103,21 +103,35 @@ class Optimizer:
                 p.zero_grad(set_to_none)
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
-        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss.
+
+        The parameters of a group go to their backend together (``sgd_update``/``adam_update``):
+        one fused kernel launch per group on "emu"/"cuda" (per device and dtype, if a group
+        mixes them), NumPy on "cpu". Nothing is read back to the host."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad._data
-                if grad.dtype != p._data.dtype:
-                    grad = grad.astype(p._data.dtype)
-                state = self.state.setdefault(id(p), {})
-                self._update(p._data, grad, state, group, get_backend(p.device).xp)
+            for backend, params, grads in self._with_grads(group):
+                self._update_group(group, backend, params, grads)
         return loss
 
-    def _update(self, param, grad, state, group, xp):
-        """Update the array ``param`` in place from ``grad``; ``state`` holds this parameter's buffers."""
+    @staticmethod
+    def _with_grads(group):
+        """(backend, params, their gradient arrays) for each (device, dtype) of the group's
+        parameters that have a gradient (a gradient of another dtype is converted)."""
+        batches = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = p.grad._data
+            if grad.dtype != p._data.dtype:
+                grad = grad.astype(p._data.dtype)
+            batches.setdefault((p.device, p._data.dtype.str), []).append((p, grad))
+        for (device, _), items in batches.items():
+            yield get_backend(device), [p for p, _ in items], [g for _, g in items]
+
+    def _update_group(self, group, backend, params, grads):
+        """Update the Tensors ``params`` in place from the arrays ``grads`` (one device and dtype
+        of ``group``); ``self.state[id(p)]`` holds each parameter's buffers."""
         raise NotImplementedError
 
     # ---- saving ---------------------------------------------------------------------------------

@@ -47,16 +47,25 @@ class SGD(Optimizer):
         _check_number("weight_decay value", group["weight_decay"])
         _check_number("dampening value", group["dampening"])
 
-    def _update(self, param, grad, state, group, xp):
-        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if wd != 0:
-            grad = grad + wd * param
-        if mu != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = grad.copy()
-            else:
-                buf *= mu
-                buf += (1 - group["dampening"]) * grad
-            grad = grad + mu * buf if group["nesterov"] else buf
-        param -= lr * grad
+    def _update_group(self, group, backend, params, grads):
+        mu = group["momentum"]
+        states = [self.state.setdefault(id(p), {}) for p in params]
+        first = [mu != 0 and "momentum_buffer" not in s for s in states]
+        for state, p, new in zip(states, params, first):
+            if new:  # filled with the gradient by the update
+                state["momentum_buffer"] = backend.xp.empty_like(p._data)
+        for first_step in (True, False):  # both only on a step where some buffers are new
+            pick = [i for i, f in enumerate(first) if f == first_step]
+            if not pick:
+                continue
+            backend.sgd_update(
+                [params[i]._data for i in pick],
+                [grads[i] for i in pick],
+                [states[i].get("momentum_buffer") for i in pick],
+                lr=group["lr"],
+                momentum=mu,
+                dampening=group["dampening"],
+                weight_decay=group["weight_decay"],
+                nesterov=group["nesterov"],
+                first_step=first_step,
+            )

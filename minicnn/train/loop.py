@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from ..distributed import training as _dist
 from ..data import transforms as T
 from ..tensor import tensor
 from ..data import DataLoaderError, UnreadableDataset
+from ._epoch_metrics import EpochMetrics
 from .amp import amp_columns, amp_context, amp_note, check_amp_device, make_scaler, scaled_step
 from .metrics import progress_bar as _progress
 from .metrics import topk_correct as _topk_correct
@@ -57,15 +57,27 @@ def _loss(out, target, config):
 
 
 def train_one_epoch(
-    model, loader, optimizer, scheduler, config, device, desc="", progress=False, scaler=None
+    model,
+    loader,
+    optimizer,
+    scheduler,
+    config,
+    device,
+    desc="",
+    progress=False,
+    scaler=None,
+    log_interval=50,
 ):
     """(mean loss, top-1 accuracy, images, seconds) of one pass over ``loader`` (--amp: see
-    train/amp.py; batches whose float16 loss overflowed are skipped and left out of the means)."""
+    train/amp.py; batches whose float16 loss overflowed are skipped and left out of the means).
+
+    The loss and accuracy stay on the device (EpochMetrics) and are read every ``log_interval``
+    steps (for the progress bar and the divergence check) and at the end: no host sync per step."""
     model.train()
     bar = _progress(len(loader), desc, progress)
-    loss_sum = correct = seen = 0
+    metrics = EpochMetrics(device)
     start = time.perf_counter()
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader, 1):
         x = tensor(np.ascontiguousarray(images), device=device)
         y = tensor(labels, device=device)
         with amp_context(config, device):
@@ -73,27 +85,16 @@ def train_one_epoch(
             loss = _loss(out, y, config)
         scaled_step(loss, optimizer, scaler)
         scheduler.step()
-        n = len(labels)
-        loss_value = float(loss.item())
-        if not math.isfinite(loss_value) and scaler is not None and scaler.is_enabled():
-            continue  # float16 overflow: the scaler skipped the step
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"the training loss is {loss_value} (diverged); try a smaller --lr"
-            )
-        loss_sum += loss_value * n
-        correct += _topk_correct(_logits(out).numpy().astype(np.float32), labels, (1,))[1]
-        seen += n
+        skip = scaler is not None and scaler.is_enabled()  # its skipped (overflowed) steps
+        metrics.add(loss.detach(), _logits(out).detach(), y, skip_nonfinite=skip)
+        if step % log_interval == 0:
+            metrics.show(bar, start)
         if bar is not None:
-            rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix_str(
-                f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}% {rate:.0f} img/s",
-                refresh=False,
-            )
             bar.update(1)
+    loss, top1 = metrics.read()
     if bar is not None:
         bar.close()
-    return loss_sum / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start
+    return loss, top1, metrics.images, time.perf_counter() - start
 
 
 def evaluate(

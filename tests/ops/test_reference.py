@@ -197,6 +197,10 @@ def test_dropout_given_its_mask(device, dtype, p):
     minicnn.manual_seed(21)
     y, dy, (dx,) = run(lambda t: F.dropout(t, p), [x], device, dtype, [True])
     keep = minicnn.random.manual_seed(21).random(x.shape) >= p  # the same stream, by hand
+    if device != "cpu":  # a Philox kernel keyed by one draw of the same generator
+        minicnn.manual_seed(21)
+        mask = minicnn.random.philox_dropout_mask(x.size, p, np.float64, minicnn.random.draw_seed())
+        keep = mask.reshape(x.shape) != 0
     close(y, ref.dropout_forward(cast(x, dtype), keep, p), dtype)
     close(dx, ref.dropout_backward(dy, keep, p), dtype)
 
