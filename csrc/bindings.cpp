@@ -5,7 +5,8 @@
 //
 // Only csrc/kernels/kernels.h is included here: no CUDA header, no emulator, so the same object
 // code serves both. Every launcher is bound by def_launcher: the Python function takes the dtype
-// ("float32" / "float64", which picks the float or double launcher), then the launcher's own
+// ("float32", "float64", "float16", "bfloat16": the float, double, __half or __nv_bfloat16
+// instantiation; __half and __nv_bfloat16 are only declared here), then the launcher's own
 // arguments by name, with device pointers and the stream handle as ints (`a.data.ptr` of a CuPy
 // array, `a.ctypes.data` of a NumPy array; stream 0 is the default stream) and 64-bit ints for its
 // int arguments (checked to fit: a ValueError naming the argument, never pybind11's signature
