@@ -91,37 +91,35 @@ std::string repr(const char* cls, const G& g,
   return s + ")";
 }
 
-inline void bind(py::module_& m) {
-  py::class_<Conv2dGeometry> conv(
-      m, "Conv2dGeometry", py::module_local(),
-      "x (N, C, H, W) * w (K, C/G, R, S) -> y (N, K, P, Q); see csrc/geometry.h");
-  conv.def(py::init([](py::kwargs kw) { return conv2d_from(kw); }),
-           "Conv2dGeometry(N=, C=, H=, W=, K=, R=, S=, P=, Q=, sh=, sw=, ph=, pw=, dh=, dw=, G=)")
-      .def_static(
-          "from_python", [](py::object obj) { return conv2d_from(obj); },
-          "From any object with the fields as attributes (minicnn.ops.geometry's).");
-#define MINICNN_FIELD(f) conv.def_readonly(#f, &Conv2dGeometry::f);
-  MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
+// Binds struct G (fields listed by the X-macro FIELDS) as a class built from keywords or, with
+// from_python, from any object with those attributes (read by FROM), with a repr of every field.
+#define MINICNN_FIELD(f) cls.def_readonly(#f, &G::f);
 #define MINICNN_PAIR(f) {#f, g.f},
-  conv.def("__repr__", [](const Conv2dGeometry& g) {
-    return repr("Conv2dGeometry", g, {MINICNN_CONV2D_FIELDS(MINICNN_PAIR)});
-  });
-  py::class_<Pool2dGeometry> pool(m, "Pool2dGeometry", py::module_local(),
-                                  "x (N, C, H, W) pooled to y (N, C, P, Q); see csrc/geometry.h");
-  pool.def(py::init([](py::kwargs kw) { return pool2d_from(kw); }),
-           "Pool2dGeometry(N=, C=, H=, W=, R=, S=, P=, Q=, sh=, sw=, ph=, pw=, dh=, dw=)")
-      .def_static(
-          "from_python", [](py::object obj) { return pool2d_from(obj); },
-          "From any object with the fields as attributes (minicnn.ops.geometry's).");
-#define MINICNN_FIELD(f) pool.def_readonly(#f, &Pool2dGeometry::f);
-  MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
-  pool.def("__repr__", [](const Pool2dGeometry& g) {
-    return repr("Pool2dGeometry", g, {MINICNN_POOL2D_FIELDS(MINICNN_PAIR)});
-  });
-#undef MINICNN_PAIR
+#define MINICNN_BIND_GEOMETRY(G_, FIELDS, FROM, doc, init_doc)                            \
+  {                                                                                       \
+    using G = G_;                                                                         \
+    py::class_<G> cls(m, #G_, py::module_local(), doc);                                   \
+    cls.def(py::init([](py::kwargs kw) { return FROM(kw); }), init_doc)                   \
+        .def_static(                                                                      \
+            "from_python", [](py::object obj) { return FROM(obj); },                      \
+            "From any object with the fields as attributes (minicnn.ops.geometry's).");   \
+    FIELDS(MINICNN_FIELD)                                                                 \
+    cls.def("__repr__", [](const G& g) { return repr(#G_, g, {FIELDS(MINICNN_PAIR)}); }); \
+  }
+
+inline void bind(py::module_& m) {
+  MINICNN_BIND_GEOMETRY(Conv2dGeometry, MINICNN_CONV2D_FIELDS, conv2d_from,
+                        "x (N, C, H, W) * w (K, C/G, R, S) -> y (N, K, P, Q); see csrc/geometry.h",
+                        "Conv2dGeometry(N=, C=, H=, W=, K=, R=, S=, P=, Q=, sh=, sw=, ph=, pw=, "
+                        "dh=, dw=, G=)")
+  MINICNN_BIND_GEOMETRY(
+      Pool2dGeometry, MINICNN_POOL2D_FIELDS, pool2d_from,
+      "x (N, C, H, W) pooled to y (N, C, P, Q); see csrc/geometry.h",
+      "Pool2dGeometry(N=, C=, H=, W=, R=, S=, P=, Q=, sh=, sw=, ph=, pw=, dh=, dw=)")
 }
+#undef MINICNN_BIND_GEOMETRY
+#undef MINICNN_PAIR
+#undef MINICNN_FIELD
 
 }  // namespace geometry_py
 }  // namespace minicnn

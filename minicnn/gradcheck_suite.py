@@ -52,94 +52,45 @@ def _cross_entropy(**kw):
     return fn
 
 
+def _op(op, fn):
+    """The case maker of ``op``: ``make(case, shapes, *args, **kwargs)`` checks
+    ``fn(*inputs, *args, **kwargs)`` on float64 inputs of ``shapes``."""
+
+    def make(case, shapes, *args, **kwargs):
+        return Case(op, case, lambda *inputs: fn(*inputs, *args, **kwargs), shapes)
+
+    return make
+
+
 def cases():
     target = tensor(np.array([2, 0, 4, 1], dtype=np.int64))
+    conv, lrn = _op("conv2d", F.conv2d), _op("local_response_norm", F.local_response_norm)
+    max_pool, avg_pool = _op("max_pool2d", F.max_pool2d), _op("avg_pool2d", F.avg_pool2d)
+    adaptive = _op("adaptive_avg_pool2d", F.adaptive_avg_pool2d)
     return [
-        Case(
-            "conv2d",
-            "3x3 pad 1, bias",
-            lambda x, w, b: F.conv2d(x, w, b, padding=1),
-            ((2, 3, 5, 5), (4, 3, 3, 3), (4,)),
-        ),
-        Case(
-            "conv2d",
-            "3x3 stride 2 dilation 2",
-            lambda x, w: F.conv2d(x, w, stride=2, dilation=2),
-            ((1, 2, 9, 8), (3, 2, 3, 3)),
-        ),
-        Case(
-            "conv2d",
-            "groups 2 (AlexNet towers)",
-            lambda x, w, b: F.conv2d(x, w, b, padding=2, groups=2),
-            ((2, 4, 6, 6), (6, 2, 5, 5), (6,)),
-        ),
-        Case(
-            "conv2d",
-            "11x11 stride 4",
-            lambda x, w: F.conv2d(x, w, stride=4, padding=2),
-            ((1, 3, 19, 19), (2, 3, 11, 11)),
-        ),
-        Case("conv2d", "1x1", lambda x, w: F.conv2d(x, w), ((2, 5, 3, 4), (3, 5, 1, 1))),
-        Case(
-            "conv2d",
-            "'same', 4x2 kernel",
-            lambda x, w: F.conv2d(x, w, padding="same"),
-            ((1, 2, 5, 6), (2, 2, 4, 2)),
-        ),
-        Case(
-            "max_pool2d",
-            "3x3 stride 2 (overlapping)",
-            lambda x: F.max_pool2d(x, 3, 2),
-            ((2, 2, 7, 7),),
-        ),
-        Case(
-            "max_pool2d",
-            "2x2 pad 1 ceil_mode",
-            lambda x: F.max_pool2d(x, 2, 2, padding=1, ceil_mode=True),
-            ((1, 2, 5, 6),),
-        ),
-        Case(
-            "max_pool2d",
-            "3x3 dilation 2",
-            lambda x: F.max_pool2d(x, 3, 1, dilation=2),
-            ((1, 1, 7, 7),),
-        ),
-        Case(
-            "avg_pool2d",
-            "3x3 stride 2 pad 1",
-            lambda x: F.avg_pool2d(x, 3, 2, padding=1),
-            ((2, 2, 6, 7),),
-        ),
-        Case(
-            "avg_pool2d",
+        conv("3x3 pad 1, bias", ((2, 3, 5, 5), (4, 3, 3, 3), (4,)), padding=1),
+        conv("3x3 stride 2 dilation 2", ((1, 2, 9, 8), (3, 2, 3, 3)), stride=2, dilation=2),
+        conv("groups 2 (AlexNet towers)", ((2, 4, 6, 6), (6, 2, 5, 5), (6,)), padding=2, groups=2),
+        conv("11x11 stride 4", ((1, 3, 19, 19), (2, 3, 11, 11)), stride=4, padding=2),
+        conv("1x1", ((2, 5, 3, 4), (3, 5, 1, 1))),
+        conv("'same', 4x2 kernel", ((1, 2, 5, 6), (2, 2, 4, 2)), padding="same"),
+        max_pool("3x3 stride 2 (overlapping)", ((2, 2, 7, 7),), 3, 2),
+        max_pool("2x2 pad 1 ceil_mode", ((1, 2, 5, 6),), 2, 2, padding=1, ceil_mode=True),
+        max_pool("3x3 dilation 2", ((1, 1, 7, 7),), 3, 1, dilation=2),
+        avg_pool("3x3 stride 2 pad 1", ((2, 2, 6, 7),), 3, 2, padding=1),
+        avg_pool(
             "ceil_mode, exclude pad",
-            lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
             ((1, 2, 6, 6),),
+            3,
+            2,
+            1,
+            ceil_mode=True,
+            count_include_pad=False,
         ),
-        Case(
-            "adaptive_avg_pool2d",
-            "7x5 -> 3x2 (uneven bins)",
-            lambda x: F.adaptive_avg_pool2d(x, (3, 2)),
-            ((2, 2, 7, 5),),
-        ),
-        Case(
-            "adaptive_avg_pool2d",
-            "global (1x1)",
-            lambda x: F.adaptive_avg_pool2d(x, 1),
-            ((2, 3, 4, 4),),
-        ),
-        Case(
-            "local_response_norm",
-            "size 5, AlexNet constants",
-            lambda x: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0),
-            ((2, 7, 3, 3),),
-        ),
-        Case(
-            "local_response_norm",
-            "size 4, alpha 3, beta 1.5",
-            lambda x: F.local_response_norm(x, 4, 3.0, 1.5, 1.0),
-            ((1, 6, 2, 3),),
-        ),
+        adaptive("7x5 -> 3x2 (uneven bins)", ((2, 2, 7, 5),), (3, 2)),
+        adaptive("global (1x1)", ((2, 3, 4, 4),), 1),
+        lrn("size 5, AlexNet constants", ((2, 7, 3, 3),), 5, 1e-4, 0.75, 2.0),
+        lrn("size 4, alpha 3, beta 1.5", ((1, 6, 2, 3),), 4, 3.0, 1.5, 1.0),
         Case("batch_norm", "training", _batch_norm(True), ((4, 3, 2, 2), (3,), (3,))),
         Case("batch_norm", "eval", _batch_norm(False), ((2, 3, 2, 2), (3,), (3,))),
         Case("relu", "3-D input", F.relu, ((3, 4, 5),)),

@@ -23,8 +23,8 @@ def unavailable(device):
     return None
 
 
-def _params():
-    names = os.environ.get("MINICNN_KERNEL_DEVICES", ",".join(KERNEL_DEVICE_NAMES))
+def _params(default):
+    names = os.environ.get("MINICNN_KERNEL_DEVICES", ",".join(default))
     wanted = [d.strip() for d in names.split(",") if d.strip()]
     params = []
     for device in wanted:
@@ -37,8 +37,12 @@ def _params():
     return params
 
 
-KERNEL_DEVICES = _params()
+KERNEL_DEVICES = _params(KERNEL_DEVICE_NAMES)
+# Every device, for a property written once and run on each (with MINICNN_KERNEL_DEVICES set, the
+# devices it names: scripts/gpu_check.sh runs "cuda" alone).
+ALL_DEVICES = _params(DEVICES)
 DTYPES = [np.float64, np.float32]
+DTYPE_NAMES = ["float64", "float32"]
 
 
 def on(device, *arrays):

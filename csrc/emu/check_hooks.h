@@ -50,54 +50,47 @@ MINICNN_EMU_TSAN_FN void __tsan_write_range(void* p, size_t size) {
   if (t.on) ::minicnn_emu::detail::on_access(t, p, size, true, __builtin_return_address(0));
 }
 
-// ---- atomics: __tsan_atomicN_op(address, ..., memory order) -------------------------------------------
+// ---- atomics: __tsan_atomicN_op(address, ..., memory order) -------------------------------------
 #define MINICNN_EMU_SC __ATOMIC_SEQ_CST
-#define MINICNN_EMU_ATOMICS(n, T)                                                                 \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_load(const volatile T* a, int) {                       \
-    return __atomic_load_n(a, MINICNN_EMU_SC);                                                    \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN void __tsan_atomic##n##_store(volatile T* a, T v, int) {                    \
-    __atomic_store_n(a, v, MINICNN_EMU_SC);                                                       \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_exchange(volatile T* a, T v, int) {                    \
-    return __atomic_exchange_n(a, v, MINICNN_EMU_SC);                                             \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_add(volatile T* a, T v, int) {                   \
-    return __atomic_fetch_add(a, v, MINICNN_EMU_SC);                                              \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_sub(volatile T* a, T v, int) {                   \
-    return __atomic_fetch_sub(a, v, MINICNN_EMU_SC);                                              \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_and(volatile T* a, T v, int) {                   \
-    return __atomic_fetch_and(a, v, MINICNN_EMU_SC);                                              \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_or(volatile T* a, T v, int) {                    \
-    return __atomic_fetch_or(a, v, MINICNN_EMU_SC);                                               \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_xor(volatile T* a, T v, int) {                   \
-    return __atomic_fetch_xor(a, v, MINICNN_EMU_SC);                                              \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_fetch_nand(volatile T* a, T v, int) {                  \
-    return __atomic_fetch_nand(a, v, MINICNN_EMU_SC);                                             \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_strong(volatile T* a, T* c, T v,    \
-                                                                     int, int) {                  \
-    return __atomic_compare_exchange_n(a, c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);           \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_weak(volatile T* a, T* c, T v, int, \
-                                                                   int) {                         \
-    return __atomic_compare_exchange_n(a, c, v, true, MINICNN_EMU_SC, MINICNN_EMU_SC);            \
-  }                                                                                               \
-  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_compare_exchange_val(volatile T* a, T c, T v, int,     \
-                                                                int) {                            \
-    __atomic_compare_exchange_n(a, &c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);                 \
-    return c;                                                                                     \
+// __tsan_atomicN_<op>(a, v, order) is __atomic_<builtin>(a, v): exchange and fetch_<op>.
+#define MINICNN_EMU_RMW(n, T, op, builtin)                                 \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_##op(volatile T* a, T v, int) { \
+    return __atomic_##builtin(a, v, MINICNN_EMU_SC);                       \
+  }
+// __tsan_atomicN_compare_exchange_{strong,weak}(a, expected, desired, order, failure order)
+#define MINICNN_EMU_CAS(n, T, kind, weak)                                                      \
+  MINICNN_EMU_TSAN_FN int __tsan_atomic##n##_compare_exchange_##kind(volatile T* a, T* c, T v, \
+                                                                     int, int) {               \
+    return __atomic_compare_exchange_n(a, c, v, weak, MINICNN_EMU_SC, MINICNN_EMU_SC);         \
+  }
+#define MINICNN_EMU_ATOMICS(n, T)                                                             \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_load(const volatile T* a, int) {                   \
+    return __atomic_load_n(a, MINICNN_EMU_SC);                                                \
+  }                                                                                           \
+  MINICNN_EMU_TSAN_FN void __tsan_atomic##n##_store(volatile T* a, T v, int) {                \
+    __atomic_store_n(a, v, MINICNN_EMU_SC);                                                   \
+  }                                                                                           \
+  MINICNN_EMU_RMW(n, T, exchange, exchange_n)                                                 \
+  MINICNN_EMU_RMW(n, T, fetch_add, fetch_add)                                                 \
+  MINICNN_EMU_RMW(n, T, fetch_sub, fetch_sub)                                                 \
+  MINICNN_EMU_RMW(n, T, fetch_and, fetch_and)                                                 \
+  MINICNN_EMU_RMW(n, T, fetch_or, fetch_or)                                                   \
+  MINICNN_EMU_RMW(n, T, fetch_xor, fetch_xor)                                                 \
+  MINICNN_EMU_RMW(n, T, fetch_nand, fetch_nand)                                               \
+  MINICNN_EMU_CAS(n, T, strong, false)                                                        \
+  MINICNN_EMU_CAS(n, T, weak, true)                                                           \
+  MINICNN_EMU_TSAN_FN T __tsan_atomic##n##_compare_exchange_val(volatile T* a, T c, T v, int, \
+                                                                int) {                        \
+    __atomic_compare_exchange_n(a, &c, v, false, MINICNN_EMU_SC, MINICNN_EMU_SC);             \
+    return c;                                                                                 \
   }
 MINICNN_EMU_ATOMICS(8, uint8_t)
 MINICNN_EMU_ATOMICS(16, uint16_t)
 MINICNN_EMU_ATOMICS(32, uint32_t)
 MINICNN_EMU_ATOMICS(64, uint64_t)
 #undef MINICNN_EMU_ATOMICS
+#undef MINICNN_EMU_CAS
+#undef MINICNN_EMU_RMW
 #undef MINICNN_EMU_SC
 
 MINICNN_EMU_TSAN_FN void __tsan_atomic_thread_fence(int) {

@@ -3,7 +3,7 @@
 // Part of the CUDA emulator (see cuda_emu.h). "Device" memory is ordinary host memory here: the
 // emu backend hands NumPy buffers to the kernels. Streams are accepted and ignored, because every
 // launch runs to completion before it returns. Errors inside a kernel do not go through
-// cudaGetLastError: the launch itself throws std::runtime_error naming the kernel, block and thread.
+// cudaGetLastError: the launch itself throws a std::runtime_error naming kernel, block, thread.
 #pragma once
 
 #include <cstddef>
@@ -65,37 +65,30 @@ inline cudaError_t cudaPeekAtLastError() {
   return minicnn_emu::detail::g_last_error;
 }
 
+// The emulator's errors: X(code, cudaGetErrorString's text), worded as the CUDA runtime's.
+#define MINICNN_EMU_ERRORS(X)                                        \
+  X(cudaSuccess, "no error")                                         \
+  X(cudaErrorInvalidValue, "invalid argument")                       \
+  X(cudaErrorMemoryAllocation, "out of memory")                      \
+  X(cudaErrorInvalidConfiguration, "invalid configuration argument") \
+  X(cudaErrorLaunchFailure, "unspecified launch failure")
+
 inline const char* cudaGetErrorName(cudaError_t err) {
-  switch (err) {
-    case cudaSuccess:
-      return "cudaSuccess";
-    case cudaErrorInvalidValue:
-      return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation:
-      return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration:
-      return "cudaErrorInvalidConfiguration";
-    case cudaErrorLaunchFailure:
-      return "cudaErrorLaunchFailure";
-  }
+#define MINICNN_EMU_CASE(code, text) \
+  if (err == code) return #code;
+  MINICNN_EMU_ERRORS(MINICNN_EMU_CASE)
+#undef MINICNN_EMU_CASE
   return "cudaErrorUnknown";
 }
 
 inline const char* cudaGetErrorString(cudaError_t err) {
-  switch (err) {
-    case cudaSuccess:
-      return "no error";
-    case cudaErrorInvalidValue:
-      return "invalid argument";
-    case cudaErrorMemoryAllocation:
-      return "out of memory";
-    case cudaErrorInvalidConfiguration:
-      return "invalid configuration argument";
-    case cudaErrorLaunchFailure:
-      return "unspecified launch failure";
-  }
+#define MINICNN_EMU_CASE(code, text) \
+  if (err == code) return text;
+  MINICNN_EMU_ERRORS(MINICNN_EMU_CASE)
+#undef MINICNN_EMU_CASE
   return "unknown error";
 }
+#undef MINICNN_EMU_ERRORS
 
 inline cudaError_t cudaDeviceSynchronize() {
   return cudaSuccess;

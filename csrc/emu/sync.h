@@ -129,10 +129,14 @@ inline void check_width(const char* name, int width) {
   }
 }
 
-// The shuffles move the bits of any arithmetic type of up to 8 bytes.
-template <class T>
-T shuffle(const char* name, unsigned mask, T var, int src_lane, Site site) {
+// The shuffles move the bits of any arithmetic type of up to 8 bytes. `source(lane)` is the lane
+// whose `var` lane reads (its own lane: it keeps its value); the variants differ only there.
+template <class T, class Source>
+T shuffle(const char* name, unsigned mask, T var, int width, Source source, Site site) {
   static_assert(std::is_arithmetic<T>::value && sizeof(T) <= 8, "shuffles take arithmetic types");
+  EmuCode paused;
+  check_width(name, width);
+  int src_lane = source(lane_of_running_thread(name));
   uint64_t bits = 0;
   std::memcpy(&bits, &var, sizeof(T));
   bits = warp_exchange(WarpOp::kShuffle, name, mask, bits, src_lane, site);
@@ -174,55 +178,31 @@ inline void __syncwarp(unsigned mask = 0xffffffffu, MINICNN_EMU_SITE_PARAMS) {
   warp_exchange(WarpOp::kSync, "__syncwarp()", mask, 0, 0, MINICNN_EMU_SITE);
 }
 
-// ---- shuffles: which lane each variant reads, as in the CUDA Programming Guide ----------------------
+// ---- shuffles: which lane each variant reads, as in the CUDA Programming Guide ------------------
 // `width` splits the warp into segments of `width` lanes; lanes read within their own segment.
-template <class T>
-T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize, MINICNN_EMU_SITE_PARAMS) {
-  using namespace ::minicnn_emu::detail;
-  EmuCode paused;
-  check_width("__shfl_sync()", width);
-  int lane = lane_of_running_thread("__shfl_sync()");
-  int src = (lane & ~(width - 1)) + (src_lane & (width - 1));
-  return shuffle("__shfl_sync()", mask, var, src, MINICNN_EMU_SITE);
-}
+// MINICNN_EMU_SHUFFLE(name, type of its 3rd argument `arg`, the lane that `lane` reads)
+#define MINICNN_EMU_SHUFFLE(name, Arg, source)                                           \
+  template <class T>                                                                     \
+  T name(unsigned mask, T var, Arg arg, int width = warpSize, MINICNN_EMU_SITE_PARAMS) { \
+    auto source_of = [&](int lane) { return source; };                                   \
+    return ::minicnn_emu::detail::shuffle(#name "()", mask, var, width, source_of,       \
+                                          MINICNN_EMU_SITE);                             \
+  }
+MINICNN_EMU_SHUFFLE(__shfl_sync, int, (lane & ~(width - 1)) + (arg & (width - 1)))
+MINICNN_EMU_SHUFFLE(__shfl_up_sync, unsigned,
+                    (lane & (width - 1)) >= static_cast<int>(arg) ? lane - static_cast<int>(arg)
+                                                                  : lane)
+MINICNN_EMU_SHUFFLE(__shfl_down_sync, unsigned,
+                    (lane & (width - 1)) + arg < static_cast<unsigned>(width)
+                        ? lane + static_cast<int>(arg)
+                        : lane)
+// xor: a lane whose partner lies in a later segment keeps its own value
+MINICNN_EMU_SHUFFLE(__shfl_xor_sync, int,
+                    (lane ^ arg) < 0 || (lane ^ arg) >= (lane & ~(width - 1)) + width ? lane
+                                                                                      : lane ^ arg)
+#undef MINICNN_EMU_SHUFFLE
 
-template <class T>
-T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
-                 MINICNN_EMU_SITE_PARAMS) {
-  using namespace ::minicnn_emu::detail;
-  EmuCode paused;
-  check_width("__shfl_up_sync()", width);
-  int lane = lane_of_running_thread("__shfl_up_sync()");
-  int src = (lane & (width - 1)) >= static_cast<int>(delta) ? lane - static_cast<int>(delta) : lane;
-  return shuffle("__shfl_up_sync()", mask, var, src, MINICNN_EMU_SITE);
-}
-
-template <class T>
-T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
-                   MINICNN_EMU_SITE_PARAMS) {
-  using namespace ::minicnn_emu::detail;
-  EmuCode paused;
-  check_width("__shfl_down_sync()", width);
-  int lane = lane_of_running_thread("__shfl_down_sync()");
-  int src = (lane & (width - 1)) + delta < static_cast<unsigned>(width)
-                ? lane + static_cast<int>(delta)
-                : lane;
-  return shuffle("__shfl_down_sync()", mask, var, src, MINICNN_EMU_SITE);
-}
-
-template <class T>
-T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize,
-                  MINICNN_EMU_SITE_PARAMS) {
-  using namespace ::minicnn_emu::detail;
-  EmuCode paused;
-  check_width("__shfl_xor_sync()", width);
-  int lane = lane_of_running_thread("__shfl_xor_sync()");
-  int src = lane ^ lane_mask;
-  if (src < 0 || src >= (lane & ~(width - 1)) + width) src = lane;  // later segments: own value
-  return shuffle("__shfl_xor_sync()", mask, var, src, MINICNN_EMU_SITE);
-}
-
-// ---- votes ----------------------------------------------------------------------------------------
+// ---- votes --------------------------------------------------------------------------------------
 inline unsigned __ballot_sync(unsigned mask, int predicate, MINICNN_EMU_SITE_PARAMS) {
   using namespace ::minicnn_emu::detail;
   return static_cast<unsigned>(

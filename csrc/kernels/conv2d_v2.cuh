@@ -8,8 +8,8 @@
 namespace minicnn {
 namespace kernels {
 
-// ---- version 2: the three implicit GEMMs ----------------------------------------------------------
-// n = a / b, r = a % b, in 32-bit arithmetic when a fits (64-bit division is many times slower on a GPU).
+// ---- version 2: the three implicit GEMMs --------------------------------------------------------
+// n = a / b, r = a % b, in 32-bit arithmetic when a fits (64-bit division is much slower on GPUs).
 __device__ __forceinline__ void divmod(int64_t a, int b, int64_t& n, int& r) {
   if (a <= INT32_MAX) {
     n = int(a) / b;
@@ -158,17 +158,18 @@ struct ConvBackwardWeightGemm {
 };
 
 // The tiled GEMM. Grid: x over BM-row tiles, y over BN-column tiles, z = group + G · split; split
-// `z / G` reduces over d in [split · chunk, min(depth, (split + 1) · chunk)), chunk a multiple of BK.
+// `z / G` reduces over d in [split · chunk, min(depth, (split + 1) · chunk)), chunk: a multiple
+// of BK.
 //
 // Shared memory holds the slice transposed, As[d][m] and Bs[d][j] (rows padded by 4 so that writes
-// down a column hit 8 different banks). Each thread loads BM·BK/256 elements of A and BN·BK/256 of B
-// per slice, e = tid + l·256 for l = 0, 1, ...; a problem says for each operand which index the
+// down a column hit 8 different banks). Each thread loads BM·BK/256 elements of A and BN·BK/256 of
+// B per slice, e = tid + l·256 for l = 0, 1, ...; a problem says for each operand which index the
 // consecutive e (the threads of a warp) walk, so that they read consecutive addresses:
 //   Problem::kALoadAlongM: A element e is (m, d) = (e % BM, e / BM), else (e / BK, e % BK);
 //   Problem::kBLoadAlongJ: B element e is (d, j) = (e / BN, e % BN), else (e % BK, e / BK).
 // What a load needs of its row (column) is computed once, before the slice loop (Problem::Row/Col).
-// Thread t owns the micro-tile rows tm + i·BM/TM and columns tn·TN + j (tm = t % (BM/TM)), so a warp
-// reads As[l][...] at consecutive addresses and stores consecutive output rows (pixels).
+// Thread t owns the micro-tile rows tm + i·BM/TM and columns tn·TN + j (tm = t % (BM/TM)), so a
+// warp reads As[l][...] at consecutive addresses and stores consecutive output rows (pixels).
 constexpr int kSmemPad = 4;
 
 template <class Problem, int BM, int BN, int BK, int TM, int TN>

@@ -1,7 +1,7 @@
 // conv2d version 3: helpers and the three problems (forward, backward data, backward weight) that
-// the version-3 GEMM kernel (conv2d_v3.cuh) runs. A problem says, for one thread, where its loads of
-// A (one row) and B (one column) are for its reduction position, how that position advances by one
-// slice, and where an output element goes. Its Block is what the grid's z index selects: group,
+// the version-3 GEMM kernel (conv2d_v3.cuh) runs. A problem says, for one thread, where its loads
+// of A (one row) and B (one column) are for its reduction position, how that position advances by
+// one slice, and where an output element goes. Its Block is what the grid's z index selects: group,
 // split of the reduction and (backward data) output phase.
 #pragma once
 

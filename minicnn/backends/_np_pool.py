@@ -124,11 +124,12 @@ def _window_counts(n, p_out, r, stride, pad, count_include_pad):
     return end - start
 
 
-def _avg_divisor(
-    x_shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override, dtype
-):
-    """The (P, Q) divisor of every window: divisor_override, or the (clipped) window area."""
-    (R, S), (P, Q) = kernel_size, out_size
+def _avg_divisor(x_shape, out_size, window, divisor, dtype):
+    """The (P, Q) divisor of every window: divisor_override, or the (clipped) window area.
+    ``window`` is (kernel_size, stride, padding), ``divisor`` (count_include_pad,
+    divisor_override)."""
+    ((R, S), stride, padding), (P, Q) = window, out_size
+    count_include_pad, divisor_override = divisor
     if divisor_override is not None:
         return np.full((P, Q), divisor_override, dtype=dtype)
     ch = _window_counts(x_shape[2], P, R, stride[0], padding[0], count_include_pad)  # (P,)
@@ -146,16 +147,8 @@ def avg_pool2d_forward_reference(
     for r in range(R):
         for s in range(S):
             y += xpad[_offset(r, s, stride, dilation, out_size)]
-    y /= _avg_divisor(
-        x.shape,
-        kernel_size,
-        stride,
-        padding,
-        out_size,
-        count_include_pad,
-        divisor_override,
-        x.dtype,
-    )
+    window, divisor = (kernel_size, stride, padding), (count_include_pad, divisor_override)
+    y /= _avg_divisor(x.shape, out_size, window, divisor, x.dtype)
     return y
 
 
@@ -166,16 +159,8 @@ def avg_pool2d_backward_reference(
     N, C, H, W = x_shape
     (R, S), (ph, pw), dilation = kernel_size, padding, (1, 1)
     out_size = dout.shape[2:]
-    g = dout / _avg_divisor(
-        x_shape,
-        kernel_size,
-        stride,
-        padding,
-        out_size,
-        count_include_pad,
-        divisor_override,
-        dout.dtype,
-    )  # (N, C, P, Q)
+    window, divisor = (kernel_size, stride, padding), (count_include_pad, divisor_override)
+    g = dout / _avg_divisor(x_shape, out_size, window, divisor, dout.dtype)  # (N, C, P, Q)
     Hp = _padded_size(H, out_size[0], R, stride[0], ph, 1)
     Wp = _padded_size(W, out_size[1], S, stride[1], pw, 1)
     dxpad = np.zeros((N, C, Hp, Wp), dtype=dout.dtype)  # (N, C, Hp, Wp)
@@ -187,7 +172,8 @@ def avg_pool2d_backward_reference(
 
 # ---- adaptive average pooling -------------------------------------------------------------------
 def _adaptive_matrix(n, p_out, dtype):
-    """(P, n) averaging matrix: row i is 1/len on bin [floor(i*n/P), ceil((i+1)*n/P)), 0 elsewhere."""
+    """(P, n) averaging matrix: row i is 1/len on bin [floor(i*n/P), ceil((i+1)*n/P)), 0
+    elsewhere."""
     i = np.arange(p_out)
     start = (i * n) // p_out  # (P,)
     end = -((-(i + 1) * n) // p_out)  # (P,) ceil division
@@ -277,15 +263,9 @@ def _avg_pool2d(kernel, a, g: Pool2dGeometry, count_include_pad, divisor_overrid
     fn = cpp_kernel(_C, kernel, a.dtype)
     if fn is None:
         return reference()
+    window = (g.kernel_size, g.stride, g.padding)
     divisor = _avg_divisor(
-        g.x_shape,
-        g.kernel_size,
-        g.stride,
-        g.padding,
-        g.out_size,
-        count_include_pad,
-        divisor_override,
-        a.dtype,
+        g.x_shape, g.out_size, window, (count_include_pad, divisor_override), a.dtype
     )  # (P, Q)
     return fn(a, divisor, g)
 

@@ -2,10 +2,9 @@
 CuPy arrays.
 
 Kernels get the arrays' device pointers and CuPy's current stream
-(``cupy.cuda.get_current_stream``),
-so they queue in order with CuPy's own work; outputs come from CuPy's memory pool. Generic array
-work
-(add, matmul, cat, softmax) is CuPy's; conv2d is our implicit-GEMM kernel (csrc/kernels/conv2d.cu).
+(``cupy.cuda.get_current_stream``), so they queue in order with CuPy's own work; outputs come from
+CuPy's memory pool. Generic array work (add, matmul, cat, softmax) is CuPy's; conv2d is our
+implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
 Arrays may be float32, float64, float16 or bfloat16: CuPy's float16, and the bfloat16 dtype CuPy
 takes from ml_dtypes (CuPy 14; passed to the kernels as a pointer like any other dtype, so the

@@ -10,10 +10,8 @@ Arrays may be float32, float64, float16 or ml_dtypes.bfloat16 (the kernels' __ha
 __nv_bfloat16 are the emulator's, csrc/emu/half.h; tensor cores are csrc/emu/wmma.h).
 
 Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu"; conv2d is our
-implicit-GEMM
-kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so convolutions on
-"emu"
-are slow: keep them small.
+implicit-GEMM kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so
+convolutions on "emu" are slow: keep them small.
 
 ``MINICNN_EMU_EXTENSION=/path/to/_C_emu….so`` loads the kernels from that file instead (CI uses it
 for a copy built with AddressSanitizer, see .ci/run).

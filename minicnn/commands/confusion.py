@@ -144,7 +144,7 @@ def _plot(path, m, classes):
 
 def check_out_dir(out, checkpoint):
     """The folder for the files: ``out``, else the checkpoint's folder (a UsageError if missing)."""
-    from ..cli import UsageError
+    from . import UsageError
 
     directory = out if out is not None else os.path.dirname(os.path.abspath(checkpoint))
     if not os.path.isdir(directory):

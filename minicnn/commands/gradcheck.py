@@ -11,7 +11,7 @@ __all__ = ["add_parser", "run"]
 def _check_args(args):
     from .. import gradcheck_suite
     from ..backends import is_available
-    from ..cli import UsageError
+    from . import UsageError
 
     known = {c.op for c in gradcheck_suite.cases()}
     unknown = sorted(set(args.op or ()) - known)

@@ -42,7 +42,7 @@ def format_model_table(rows):
 
 
 def run(args):
-    from ..cli import UsageError
+    from . import UsageError
     from ..models import list_models, model_family, model_table
 
     families = sorted({model_family(n) for n in list_models()})

@@ -21,7 +21,7 @@ KINDS = ("filters", "features", "saliency", "gradcam", "stats")
 
 
 def _fail(message):
-    from ..cli import UsageError
+    from . import UsageError
 
     raise UsageError(f"visualize: {message}")
 

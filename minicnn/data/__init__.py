@@ -1,4 +1,4 @@
-"""minicnn.data: image folders, transforms, a DataLoader with worker processes, the built-in dataset.
+"""minicnn.data: image folders, transforms, a DataLoader with worker processes, built-in dataset.
 
 >>> from minicnn.data import DataLoader, ImageFolder, builtin_dataset, transforms as T
 >>> root = builtin_dataset()                                  # generated on first use, cached

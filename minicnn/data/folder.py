@@ -83,8 +83,8 @@ def _to_uint8(img):
 
 
 def load_image(path: Union[str, os.PathLike], max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """The image at ``path`` as an (H, W, 3) uint8 RGB array; UnreadableImage if it can't be decoded,
-    is not a regular file, or has more than ``max_pixels`` pixels."""
+    """The image at ``path`` as an (H, W, 3) uint8 RGB array; UnreadableImage if it can't be
+    decoded, is not a regular file, or has more than ``max_pixels`` pixels."""
     from PIL import Image
 
     with _open_regular(path) as f:
@@ -116,7 +116,8 @@ def load_image(path: Union[str, os.PathLike], max_pixels: int = MAX_IMAGE_PIXELS
 
 
 def find_classes(root: Union[str, os.PathLike]) -> Tuple[List[str], Dict[str, int]]:
-    """(sorted class folder names, {name: index}) of ``root``; FileNotFoundError/ValueError if none."""
+    """(sorted class folder names, {name: index}) of ``root``; FileNotFoundError/ValueError if
+    none."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no such folder: {root!r}")
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
@@ -134,8 +135,8 @@ def _inside(path, folder):
 
 
 def _follow(entry, top, ancestors):
-    """The real path of a symbolic link inside class folder ``top``; ValueError for a link that leads
-    out of it or to a folder that contains it (a loop)."""
+    """The real path of a symbolic link inside class folder ``top``; ValueError for a link that
+    leads out of it or to a folder that contains it (a loop)."""
     target = os.path.realpath(entry.path)
     if not _inside(target, top):
         raise ValueError(

@@ -12,17 +12,15 @@ Reproducibility: the order of epoch e is a permutation drawn from (seed, e), and
 transforms of batch b draw from a generator seeded with (seed, e, b), so the batches are the same
 with 0, 1 or 8 workers and a run resumed at epoch e sees what an uninterrupted one saw.
 
-Workers (``num_workers > 0``) are processes started on the first iteration and kept for the
-loader's life (``close()`` or garbage collection stops them). Each takes a batch's indices from a
-task queue, loads and collates the samples and sends the batch back; the loader keeps
-``prefetch_factor`` batches per worker in flight and yields them in order. A worker's exception is
-raised in the main process with the worker's traceback; a worker that dies is an error naming its
-pid and the batch it was loading. Results come back through one pipe per worker as length-prefixed
-messages that the main process reads without blocking, so a worker killed in the middle of a message
-is noticed instead of hanging the read. Workers die with the main process (PR_SET_PDEATHSIG on
-Linux,
-and a watchdog on the parent's pid). An epoch in which every sample was unreadable raises
-``UnreadableDataset``.
+Workers (``num_workers > 0``) are processes started on the first iteration and kept for the loader's
+life (``close()`` or garbage collection stops them). Each takes a batch's indices from a task queue,
+loads and collates the samples and sends the batch back; the loader keeps ``prefetch_factor``
+batches per worker in flight and yields them in order. A worker's exception is raised in the main
+process with the worker's traceback; a worker that dies is an error naming its pid and the batch it
+was loading. Results come back through one pipe per worker as length-prefixed messages that the main
+process reads without blocking, so a worker killed in the middle of a message is noticed instead of
+hanging the read. Workers die with the main process (PR_SET_PDEATHSIG on Linux, and a watchdog on
+the parent's pid). An epoch in which every sample was unreadable raises ``UnreadableDataset``.
 Samples whose image cannot be decoded (``UnreadableImage``) are left out of their batch; the loader
 warns once, at the end of the epoch, with the number of files skipped.
 """
@@ -64,7 +62,8 @@ class UnreadableImageWarning(UserWarning):
 
 
 def default_collate(samples):
-    """A list of samples -> one batch: arrays and numbers stacked, tuples collated field by field."""
+    """A list of samples -> one batch: arrays and numbers stacked, tuples collated field by
+    field."""
     first = samples[0]
     if isinstance(first, (tuple, list)):
         return tuple(default_collate([s[i] for s in samples]) for i in range(len(first)))
@@ -107,7 +106,8 @@ def _canonical_dtypes(batch):
 
 
 def _die_with_parent(parent_pid, use_pdeathsig):
-    """Exit when the main process dies: PR_SET_PDEATHSIG on Linux, and a watchdog thread anywhere."""
+    """Exit when the main process dies: PR_SET_PDEATHSIG on Linux, and a watchdog thread
+    anywhere."""
     if use_pdeathsig and sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -126,7 +126,8 @@ def _die_with_parent(parent_pid, use_pdeathsig):
 
 
 def _send_frame(fd, obj):
-    """Write one length-prefixed pickle to the raw pipe ``fd`` (blocking until it is all written)."""
+    """Write one length-prefixed pickle to the raw pipe ``fd`` (blocking until it is all
+    written)."""
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_FRAME.pack(len(data)) + data)
     while view:
@@ -199,7 +200,8 @@ class _Worker:
         return messages
 
     def death(self):
-        """Why this worker is gone (its pid, how it ended and the batch it owed), or None if alive."""
+        """Why this worker is gone (its pid, how it ended and the batch it owed), or None if
+        alive."""
         if self.process.is_alive() or not self.pending:
             return None
         code = self.process.exitcode
@@ -209,7 +211,8 @@ class _Worker:
             else f"exited with code {code}"
         )
         run, batch = self.pending[0]
-        return f"DataLoader worker {self.index} (pid {self.process.pid}) {how} while loading batch {batch}"
+        worker = f"DataLoader worker {self.index} (pid {self.process.pid})"
+        return f"{worker} {how} while loading batch {batch}"
 
 
 def _stop_workers(workers):
@@ -282,7 +285,8 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration epoch ``epoch`` (its order and augmentation); iterating advances it."""
+        """Make the next iteration epoch ``epoch`` (its order and augmentation); iterating advances
+        it."""
         self.epoch = int(epoch)
 
     def batch_indices(self, epoch):

@@ -1,17 +1,15 @@
-"""The built-in dataset: ten classes of rendered shapes, written as PNG files in the ImageFolder layout.
+"""The built-in dataset: ten classes of rendered shapes, written as PNG files (ImageFolder layout).
 
 Each image is one shape (arrow, circle, crescent, cross, heart, ring, square, star, tee, triangle)
-at a
-random position, size (radius 20-36% of the image) and rotation, in a random dark colour with a
+at a random position, size (radius 20-36% of the image) and rotation, in a random dark colour with a
 shading gradient, over a random light background with texture (a two-colour gradient, low-frequency
 blotches, sometimes stripes) and pixel noise. Position, size, rotation and colours vary so much that
 no pixel and no colour says the class: a linear model on the raw pixels stays near chance (tests
-check
-this), while a CNN, which learns edge detectors that work anywhere and combines them, gets ~97% in a
-few epochs. (The shape is always darker than its background: with random polarity too, a small CNN
-needs several times more epochs, for no gain in what the dataset teaches.) Rendering is NumPy only:
-every pixel is the mean of 4x4 samples of the shape's inside-test, so edges are anti-aliased, and
-image ``i`` of a split depends only on (seed, split, i).
+check this), while a CNN, which learns edge detectors that work anywhere and combines them, gets
+~97% in a few epochs. (The shape is always darker than its background: with random polarity too, a
+small CNN needs several times more epochs, for no gain in what the dataset teaches.) Rendering is
+NumPy only: every pixel is the mean of 4x4 samples of the shape's inside-test, so edges are
+anti-aliased, and image ``i`` of a split depends only on (seed, split, i).
 
     root = minicnn.data.builtin_dataset()    # ~/.cache/minicnn/shapes32-… (or $MINICNN_CACHE/…)
     train = ImageFolder(os.path.join(root, "train"))
@@ -32,18 +30,7 @@ import numpy as np
 
 __all__ = ["CLASSES", "builtin_dataset", "cache_root", "generate", "render"]
 
-CLASSES = (
-    "arrow",
-    "circle",
-    "crescent",
-    "cross",
-    "heart",
-    "ring",
-    "square",
-    "star",
-    "tee",
-    "triangle",
-)
+CLASSES = tuple("arrow circle crescent cross heart ring square star tee triangle".split())
 VERSION = 1  # bump when rendering changes: the cache folder name carries it
 SUPERSAMPLE = 4  # samples per pixel side for anti-aliasing
 EXTENT = 1.4  # every shape lies within this radius of its centre (unit-disc units)
@@ -54,7 +41,8 @@ MANIFEST = "manifest.json"
 
 
 def cache_root():
-    """Where datasets are cached: $MINICNN_CACHE, else ~/.cache/minicnn (XDG_CACHE_HOME respected)."""
+    """Where datasets are cached: $MINICNN_CACHE, else ~/.cache/minicnn (XDG_CACHE_HOME
+    respected)."""
     if os.environ.get("MINICNN_CACHE"):
         return os.path.abspath(os.path.expanduser(os.environ["MINICNN_CACHE"]))
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -64,7 +52,8 @@ def cache_root():
 # ---- shapes: inside-tests in the shape's own frame (u, v), the shape filling about the unit disc
 # ---
 def _regular_polygon(u, v, sides, radius=1.0):
-    """Inside a regular polygon with ``sides`` vertices on a circle of ``radius`` (one vertex up)."""
+    """Inside a regular polygon with ``sides`` vertices on a circle of ``radius`` (one vertex
+    up)."""
     inside = np.ones(u.shape, dtype=bool)
     apothem = radius * np.cos(np.pi / sides)
     for k in range(sides):
@@ -118,10 +107,10 @@ def _inside(name, u, v):
     raise ValueError(f"unknown shape {name!r}")
 
 
-# ---- rendering
-# ------------------------------------------------------------------------------------
+# ---- rendering -----------------------------------------------------------------------------------
 def _smooth_noise(rng, size, cells):
-    """A (size, size) field of bilinearly interpolated random values on a (cells+1)^2 grid, in [0, 1]."""
+    """A (size, size) field in [0, 1]: random values on a (cells+1)^2 grid, bilinearly
+    interpolated."""
     grid = rng.random((cells + 1, cells + 1))
     t = np.linspace(0, cells, size, endpoint=False) + cells / (2 * size)
     i = np.minimum(t.astype(int), cells - 1)
@@ -148,7 +137,8 @@ def _background(rng, size):
 
 
 def _coverage(name, size, scale, cx, cy, angle):
-    """(size, size) fraction of each pixel inside the shape (4x4 samples), computed in its bounding box."""
+    """(size, size) fraction of each pixel inside the shape (4x4 samples), computed in its bounding
+    box."""
     alpha = np.zeros((size, size))
     reach = EXTENT * scale
     lo = [max(0, int(np.floor(c - reach))) for c in (cy, cx)]
@@ -169,7 +159,8 @@ def _coverage(name, size, scale, cx, cy, angle):
 
 
 def render(name, rng, size=32):
-    """One (size, size, 3) uint8 image of shape ``name`` with every free choice drawn from ``rng``."""
+    """One (size, size, 3) uint8 image of shape ``name`` with every free choice drawn from
+    ``rng``."""
     scale = size * rng.uniform(0.2, 0.36)  # radius of the unit disc in pixels
     margin = 0.75 * scale
     cx, cy = rng.uniform(margin, size - margin, 2)
@@ -185,8 +176,7 @@ def render(name, rng, size=32):
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-# ---- the cache
-# ------------------------------------------------------------------------------------
+# ---- the cache -----------------------------------------------------------------------------------
 def _split_rng(seed, split, index):
     return np.random.default_rng([seed, {"train": 0, "val": 1}[split], index])
 

@@ -5,9 +5,8 @@ into CHW float32 in [0, 1]; ``Lighting`` and ``Normalize`` work on that. ``TenCr
 (10, H, W, C), and the transforms after it apply to every crop (they accept leading dimensions).
 
 Random transforms draw from the generator that ``DataLoader`` installs for each sample (seeded by
-the
-loader's seed, the epoch and the sample's index, so augmentation is reproducible whatever the number
-of workers) or, outside a loader, from ``minicnn.random.generator()``:
+the loader's seed, the epoch and the sample's index, so augmentation is reproducible whatever the
+number of workers) or, outside a loader, from ``minicnn.random.generator()``:
 
     >>> t = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), ToFloatCHW(), Normalize()])
     >>> with sample_generator(np.random.default_rng(0)):
@@ -61,7 +60,8 @@ _sample_rng = None
 
 @contextlib.contextmanager
 def sample_generator(rng):
-    """Make the random transforms draw from ``rng`` (a numpy Generator) inside the ``with`` block."""
+    """Make the random transforms draw from ``rng`` (a numpy Generator) inside the ``with``
+    block."""
     global _sample_rng
     previous, _sample_rng = _sample_rng, rng
     try:
@@ -153,7 +153,8 @@ class CenterCrop(_Repr):
 
 class RandomCrop(_Repr):
     """A random ``size`` window of the image padded by ``padding`` pixels of ``fill`` on every side
-    (the CIFAR augmentation of the ResNet paper: pad 4, crop 32); ``pad_if_needed`` pads a smaller image."""
+    (the CIFAR augmentation of the ResNet paper: pad 4, crop 32); ``pad_if_needed`` pads a smaller
+    image."""
 
     def __init__(
         self, size: Size, padding: int = 0, pad_if_needed: bool = False, fill: float = 0
@@ -256,7 +257,8 @@ class ToFloatCHW(_Repr):
 
 
 class Normalize(_Repr):
-    """(x - mean) / std per channel of a (…, C, H, W) float array (ImageNet's statistics by default)."""
+    """(x - mean) / std per channel of a (…, C, H, W) float array (ImageNet's statistics by
+    default)."""
 
     def __init__(
         self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
@@ -275,10 +277,9 @@ class Lighting(_Repr):
     """AlexNet's PCA colour augmentation (sec. 4.1): add eigvec @ (alpha * eigval) to every pixel.
 
     alpha ~ N(0, alphastd^2) per principal component, drawn once per image, so the whole image
-    shifts
-    along the principal axes of natural RGB variation (intensity and colour of the illumination).
-    Works on CHW float images in [0, 1] (after ToFloatCHW, before Normalize); ``eigval``/``eigvec``
-    default to ImageNet's (see ``pca`` to compute them for another dataset).
+    shifts along the principal axes of natural RGB variation (intensity and colour of the
+    illumination). Works on CHW float images in [0, 1] (after ToFloatCHW, before Normalize);
+    ``eigval``/``eigvec`` default to ImageNet's (see ``pca`` to compute them for another dataset).
     """
 
     def __init__(
@@ -305,15 +306,15 @@ class Lighting(_Repr):
 
     @staticmethod
     def pca(images):
-        """(eigval, eigvec) of the RGB covariance of CHW float images (an iterable), largest first."""
+        """(eigval, eigvec) of the RGB covariance of CHW float images (an iterable), largest
+        first."""
         pixels = np.concatenate([np.asarray(x, np.float64).reshape(3, -1).T for x in images])
         eigval, eigvec = np.linalg.eigh(np.cov(pixels, rowvar=False))
         order = np.argsort(eigval)[::-1]
         return eigval[order], eigvec[:, order]
 
 
-# ---- torchvision's names for the same transforms
-# --------------------------------------------------
+# ---- torchvision's names for the same transforms -------------------------------------------------
 # Compose, Resize, CenterCrop, RandomCrop, RandomHorizontalFlip, RandomResizedCrop, TenCrop and
 # Normalize already carry them (same arguments and semantics on HWC uint8 / CHW float arrays).
 ToTensor = ToFloatCHW  # HWC uint8 -> CHW float32 in [0, 1], as torchvision.transforms.ToTensor

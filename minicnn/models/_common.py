@@ -9,7 +9,8 @@ __all__ = ["check_input", "check_variant"]
 
 
 def check_input(model, x, min_size, why=""):
-    """Raise a ValueError naming ``model.arch`` when ``x`` is not (N, C, H, W) or H/W < ``min_size``.
+    """Raise a ValueError naming ``model.arch`` when ``x`` is not (N, C, H, W) or H/W <
+    ``min_size``.
 
     ``min_size`` is the smallest side for which every pooling/strided layer still has an output
     (derived per family in its docstring; tests check that it is tight).

@@ -72,7 +72,8 @@ def _import_torch():
 
 
 def _find_state_dict(obj, torch, src):
-    """The name -> tensor mapping in a checkpoint: the object itself, or under "state_dict"/"model"."""
+    """The name -> tensor mapping in a checkpoint: the object itself, or under
+    "state_dict"/"model"."""
     if isinstance(obj, Mapping):
         if obj and all(torch.is_tensor(v) for v in obj.values()):
             return obj
@@ -114,7 +115,8 @@ def read_pth(src):
 
 
 def convert_weights(src_pth, dst_npz, compress=False):
-    """Read the ``.pth`` state_dict at ``src_pth`` and write it to ``dst_npz``; returns the arrays."""
+    """Read the ``.pth`` state_dict at ``src_pth`` and write it to ``dst_npz``; returns the
+    arrays."""
     arrays = read_pth(src_pth)
     save_npz(dst_npz, arrays, compress=compress)
     return arrays
@@ -128,7 +130,8 @@ def _drop_missing_aux(model, state):
 
 
 def load_torchvision_weights(model, npz_path, strict=True):
-    """Load a converted torchvision ``.npz`` into ``model`` (aux keys dropped if it has no aux heads)."""
+    """Load a converted torchvision ``.npz`` into ``model`` (aux keys dropped if it has no aux
+    heads)."""
     state = _drop_missing_aux(model, load_npz(npz_path))
     return model.load_state_dict(state, strict=strict)
 
@@ -148,8 +151,8 @@ def _torchvision_model(name, state):
 
 
 def main_convert(src, dst, model=None, compress=False):
-    """``minicnn convert-weights SRC DST [--model NAME]``: convert, optionally check that the weights
-    load into registry model NAME (torchvision form); print a one-line report. Raises
+    """``minicnn convert-weights SRC DST [--model NAME]``: convert, optionally check that the
+    weights load into registry model NAME (torchvision form); print a one-line report. Raises
     :class:`ConversionError` (the command line's exit code 2) on any failure."""
     try:
         arrays = convert_weights(src, dst, compress=compress)

@@ -1,4 +1,5 @@
-"""DenseNet (Huang, Liu, van der Maaten & Weinberger 2017, "Densely Connected Convolutional Networks").
+"""DenseNet (Huang, Liu, van der Maaten & Weinberger 2017, "Densely Connected Convolutional
+Networks").
 
 Inside a dense block every layer sees the concatenation of the block input and all earlier layers'
 outputs, x_l = H_l([x_0, x_1, …, x_{l-1}]) (eq. 2), and adds ``growth_rate`` (k in the paper) new
@@ -173,34 +174,40 @@ def _densenet(arch, growth_rate, block_config, num_init_features, num_classes, *
     )
 
 
-@register_model("densenet")
-def densenet121(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-121: k=32, blocks (6, 12, 24, 16)."""
-    return _densenet("densenet121", 32, (6, 12, 24, 16), 64, num_classes, **kwargs)
+def _imagenet(arch, growth_rate, block_config, num_init_features, doc):
+    """The ImageNet builder ``arch`` (Table 1): growth rate k, layers per block, stem channels."""
+
+    def build(num_classes: int = 1000, **kwargs) -> DenseNet:
+        return _densenet(arch, growth_rate, block_config, num_init_features, num_classes, **kwargs)
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = doc
+    return register_model("densenet")(build)
 
 
-@register_model("densenet")
-def densenet161(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-161: k=48, blocks (6, 12, 36, 24), 96 stem channels."""
-    return _densenet("densenet161", 48, (6, 12, 36, 24), 96, num_classes, **kwargs)
-
-
-@register_model("densenet")
-def densenet169(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-169: k=32, blocks (6, 12, 32, 32)."""
-    return _densenet("densenet169", 32, (6, 12, 32, 32), 64, num_classes, **kwargs)
-
-
-@register_model("densenet")
-def densenet201(num_classes: int = 1000, **kwargs) -> DenseNet:
-    """DenseNet-201: k=32, blocks (6, 12, 48, 32)."""
-    return _densenet("densenet201", 32, (6, 12, 48, 32), 64, num_classes, **kwargs)
+densenet121 = _imagenet(
+    "densenet121", 32, (6, 12, 24, 16), 64, "DenseNet-121: k=32, blocks (6, 12, 24, 16)."
+)
+densenet161 = _imagenet(
+    "densenet161",
+    48,
+    (6, 12, 36, 24),
+    96,
+    "DenseNet-161: k=48, blocks (6, 12, 36, 24), 96 stem channels.",
+)
+densenet169 = _imagenet(
+    "densenet169", 32, (6, 12, 32, 32), 64, "DenseNet-169: k=32, blocks (6, 12, 32, 32)."
+)
+densenet201 = _imagenet(
+    "densenet201", 32, (6, 12, 48, 32), 64, "DenseNet-201: k=32, blocks (6, 12, 48, 32)."
+)
 
 
 def densenet_bc(
     depth: int = 100, growth_rate: int = 12, num_classes: int = 10, **kwargs
 ) -> DenseNet:
-    """CIFAR DenseNet-BC of ``depth`` L: three blocks of (L - 4) / 6 bottleneck layers, 2k stem channels."""
+    """CIFAR DenseNet-BC of ``depth`` L: three blocks of (L - 4) / 6 bottleneck layers, 2k stem
+    channels."""
     if (depth - 4) % 6 or depth < 10:
         raise ValueError(
             f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190…), got {depth}"

@@ -82,7 +82,8 @@ class BasicConv2d(nn.Module):
 
 
 class ConvReLU(nn.Module):
-    """The paper's unit: conv (with bias) -> ReLU ("all convolutions use rectified linear activation")."""
+    """The paper's unit: conv (with bias) -> ReLU ("all convolutions use rectified linear
+    activation")."""
 
     def __init__(self, in_channels, out_channels, **kwargs):
         super().__init__()

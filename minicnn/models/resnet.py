@@ -249,69 +249,49 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def _resnet(arch, block, layers, num_classes, variant, **kwargs):
-    return ResNet(block, layers, num_classes=num_classes, variant=variant, arch=arch, **kwargs)
+def _named(build, arch, doc):
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = doc
+    return register_model("resnet")(build)
 
 
-@register_model("resnet")
-def resnet18(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
-    """ResNet-18: BasicBlock x [2, 2, 2, 2]."""
-    return _resnet("resnet18", BasicBlock, [2, 2, 2, 2], num_classes, variant, **kwargs)
+def _imagenet(arch, block, layers, doc):
+    """The ImageNet builder ``arch``: ``block`` x ``layers`` (Table 1)."""
+
+    def build(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
+        return ResNet(block, layers, num_classes=num_classes, variant=variant, arch=arch, **kwargs)
+
+    return _named(build, arch, doc)
 
 
-@register_model("resnet")
-def resnet34(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
-    """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
-    return _resnet("resnet34", BasicBlock, [3, 4, 6, 3], num_classes, variant, **kwargs)
+def _cifar(depth, doc):
+    """The CIFAR builder ``resnet<depth>`` (sec. 4.2: 6n + 2 layers)."""
+
+    def build(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
+        return CifarResNet(depth, num_classes=num_classes, shortcut=shortcut, **kwargs)
+
+    return _named(build, f"resnet{depth}", doc)
 
 
-@register_model("resnet")
-def resnet50(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
-    """ResNet-50: Bottleneck x [3, 4, 6, 3]; ``variant="paper"`` strides in the first 1x1."""
-    return _resnet("resnet50", Bottleneck, [3, 4, 6, 3], num_classes, variant, **kwargs)
+resnet18 = _imagenet("resnet18", BasicBlock, [2, 2, 2, 2], "ResNet-18: BasicBlock x [2, 2, 2, 2].")
+resnet34 = _imagenet("resnet34", BasicBlock, [3, 4, 6, 3], "ResNet-34: BasicBlock x [3, 4, 6, 3].")
+resnet50 = _imagenet(
+    "resnet50",
+    Bottleneck,
+    [3, 4, 6, 3],
+    'ResNet-50: Bottleneck x [3, 4, 6, 3]; ``variant="paper"`` strides in the first 1x1.',
+)
+resnet101 = _imagenet(
+    "resnet101", Bottleneck, [3, 4, 23, 3], "ResNet-101: Bottleneck x [3, 4, 23, 3]."
+)
+resnet152 = _imagenet(
+    "resnet152", Bottleneck, [3, 8, 36, 3], "ResNet-152: Bottleneck x [3, 8, 36, 3]."
+)
 
-
-@register_model("resnet")
-def resnet101(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
-    """ResNet-101: Bottleneck x [3, 4, 23, 3]."""
-    return _resnet("resnet101", Bottleneck, [3, 4, 23, 3], num_classes, variant, **kwargs)
-
-
-@register_model("resnet")
-def resnet152(num_classes: int = 1000, variant: str = "torchvision", **kwargs) -> ResNet:
-    """ResNet-152: Bottleneck x [3, 8, 36, 3]."""
-    return _resnet("resnet152", Bottleneck, [3, 8, 36, 3], num_classes, variant, **kwargs)
-
-
-def _cifar(depth, num_classes, shortcut, **kwargs):
-    return CifarResNet(depth, num_classes=num_classes, shortcut=shortcut, **kwargs)
-
-
-@register_model("resnet")
-def resnet20(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
-    """CIFAR ResNet-20 (n=3); ``shortcut="A"`` zero-padding identity (paper), ``"B"`` projection."""
-    return _cifar(20, num_classes, shortcut, **kwargs)
-
-
-@register_model("resnet")
-def resnet32(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
-    """CIFAR ResNet-32 (n=5)."""
-    return _cifar(32, num_classes, shortcut, **kwargs)
-
-
-@register_model("resnet")
-def resnet44(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
-    """CIFAR ResNet-44 (n=7)."""
-    return _cifar(44, num_classes, shortcut, **kwargs)
-
-
-@register_model("resnet")
-def resnet56(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
-    """CIFAR ResNet-56 (n=9)."""
-    return _cifar(56, num_classes, shortcut, **kwargs)
-
-
-@register_model("resnet")
-def resnet110(num_classes: int = 10, shortcut: str = "A", **kwargs) -> CifarResNet:
-    """CIFAR ResNet-110 (n=18)."""
-    return _cifar(110, num_classes, shortcut, **kwargs)
+resnet20 = _cifar(
+    20, 'CIFAR ResNet-20 (n=3); ``shortcut="A"`` zero-padding identity (paper), ``"B"`` projection.'
+)
+resnet32 = _cifar(32, "CIFAR ResNet-32 (n=5).")
+resnet44 = _cifar(44, "CIFAR ResNet-44 (n=7).")
+resnet56 = _cifar(56, "CIFAR ResNet-56 (n=9).")
+resnet110 = _cifar(110, "CIFAR ResNet-110 (n=18).")

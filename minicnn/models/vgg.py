@@ -115,53 +115,24 @@ class VGG(nn.Module):
         return self.classifier(x)
 
 
-def _vgg(cfg, batch_norm, arch, num_classes, **kwargs):
-    return VGG(make_layers(CFGS[cfg], batch_norm), num_classes=num_classes, arch=arch, **kwargs)
+def _builder(arch, cfg, batch_norm, doc):
+    """The builder ``arch``: VGG configuration ``cfg`` (Table 1), with BatchNorm or not."""
+
+    def build(num_classes: int = 1000, **kwargs) -> VGG:
+        layers = make_layers(CFGS[cfg], batch_norm)
+        return VGG(layers, num_classes=num_classes, arch=arch, **kwargs)
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = doc
+    return register_model("vgg")(build)
 
 
-@register_model("vgg")
-def vgg11(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-11, configuration A (8 convs + 3 FC)."""
-    return _vgg("A", False, "vgg11", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg11_bn(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-11 with BatchNorm."""
-    return _vgg("A", True, "vgg11_bn", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg13(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-13, configuration B (10 convs + 3 FC)."""
-    return _vgg("B", False, "vgg13", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg13_bn(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-13 with BatchNorm."""
-    return _vgg("B", True, "vgg13_bn", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg16(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-16, configuration D (13 convs + 3 FC)."""
-    return _vgg("D", False, "vgg16", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg16_bn(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-16 with BatchNorm."""
-    return _vgg("D", True, "vgg16_bn", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg19(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-19, configuration E (16 convs + 3 FC)."""
-    return _vgg("E", False, "vgg19", num_classes, **kwargs)
-
-
-@register_model("vgg")
-def vgg19_bn(num_classes: int = 1000, **kwargs) -> VGG:
-    """VGG-19 with BatchNorm."""
-    return _vgg("E", True, "vgg19_bn", num_classes, **kwargs)
+# torchvision's builders: configuration A, B, D or E, each also with BatchNorm (``_bn``).
+vgg11 = _builder("vgg11", "A", False, "VGG-11, configuration A (8 convs + 3 FC).")
+vgg11_bn = _builder("vgg11_bn", "A", True, "VGG-11 with BatchNorm.")
+vgg13 = _builder("vgg13", "B", False, "VGG-13, configuration B (10 convs + 3 FC).")
+vgg13_bn = _builder("vgg13_bn", "B", True, "VGG-13 with BatchNorm.")
+vgg16 = _builder("vgg16", "D", False, "VGG-16, configuration D (13 convs + 3 FC).")
+vgg16_bn = _builder("vgg16_bn", "D", True, "VGG-16 with BatchNorm.")
+vgg19 = _builder("vgg19", "E", False, "VGG-19, configuration E (16 convs + 3 FC).")
+vgg19_bn = _builder("vgg19_bn", "E", True, "VGG-19 with BatchNorm.")

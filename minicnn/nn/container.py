@@ -1,4 +1,5 @@
-"""Containers: Sequential, ModuleList, ModuleDict (torch.nn) — children named "0", "1", … or by key."""
+"""Containers: Sequential, ModuleList, ModuleDict (torch.nn) — children named "0", "1", … or by
+key."""
 
 from __future__ import annotations
 
@@ -41,7 +42,21 @@ def _insert(container, index, module):
     container._modules = OrderedDict((str(i), m) for i, m in enumerate(modules))
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: children named "0", "1", … in order."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Calls its children in order: ``Sequential(a, b, c)(x) == c(b(a(x)))``.
 
     ``Sequential(OrderedDict([("conv", ...), ("relu", ...)]))`` names the children by key.
@@ -74,22 +89,12 @@ class Sequential(Module):
             delattr(self, key)
         _renumber(self)
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __add__(self, other):
         if not isinstance(other, Sequential):
             raise TypeError(
                 f"Sequential: can only add another Sequential, got {type(other).__name__}"
             )
         return Sequential(*self, *other)
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules):
         for module in modules:
@@ -106,7 +111,7 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules that registers them (so their parameters are found); no forward."""
 
     def __init__(self, modules=None):
@@ -130,21 +135,11 @@ class ModuleList(Module):
             delattr(self, str(_abs_index("ModuleList", idx, len(self))))
         _renumber(self)
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __iadd__(self, modules):
         return self.extend(modules)
 
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules):
         if not isinstance(modules, Iterable):
@@ -161,7 +156,8 @@ class ModuleList(Module):
         _insert(self, index, module)
 
     def __repr__(self):
-        """torch's compressed repr: a run of identical children prints once as "(0-2): 3 x ReLU()"."""
+        """torch's compressed repr: a run of identical children prints once as "(0-2): 3 x
+        ReLU()"."""
         reprs = [repr(m) for m in self]
         if not reprs:
             return self._get_name() + "()"
@@ -183,8 +179,7 @@ class ModuleDict(Module):
 
     def __init__(self, modules=None):
         super().__init__()
-        if modules is not None:
-            self.update(modules)
+        self.update({} if modules is None else modules)
 
     def __getitem__(self, key):
         return self._modules[key]

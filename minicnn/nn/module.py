@@ -7,16 +7,16 @@ A Module owns three ordered registries, filled by plain attribute assignment:
     self.conv1 = Conv2d(...)              -> _modules      (children; names nest: "conv1.weight")
 
 ``state_dict()`` walks them depth-first — each module's parameters, then its persistent buffers,
-then
-its children, in registration order — exactly like torch, so the keys of a model written here match
-the keys of the same model written with torch.nn (and converted torchvision weights load unchanged).
+then its children, in registration order — exactly like torch, so the keys of a model written here
+match the keys of the same model written with torch.nn (and converted torchvision weights load
+unchanged).
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,41 +24,10 @@ import numpy as np
 from ..autograd import no_grad
 from ..backends import canonical_device, get_backend
 from ..tensor import _DTYPE_NAMES, FLOAT_DTYPES, Tensor, as_dtype
+from ._module_support import RemovableHandle, _IncompatibleKeys, _plan_copies, _quoted
 from .parameter import Parameter
 
 __all__ = ["Module"]
-
-
-class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    """What ``load_state_dict`` returns: the keys it could not match (torch's namedtuple)."""
-
-    __slots__ = ()
-
-    def __repr__(self):
-        if not self.missing_keys and not self.unexpected_keys:
-            return "<All keys matched successfully>"
-        return super().__repr__()
-
-    __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by ``register_forward_hook``/``register_forward_pre_hook``; ``.remove()`` undoes it."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self):
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def _addindent(text, spaces):
@@ -68,41 +37,6 @@ def _addindent(text, spaces):
         return text
     rest = [(" " * spaces + line) if line.strip() else "" for line in lines[1:]]
     return "\n".join([lines[0]] + rest)
-
-
-def _as_array(value):
-    """A checkpoint value as a NumPy array, or None when it is neither a Tensor nor an array."""
-    if isinstance(value, Tensor):
-        return value.numpy()
-    if isinstance(value, (np.ndarray, np.generic)):
-        return np.asarray(value)
-    return None
-
-
-def _quoted(keys):
-    return ", ".join(f'"{k}"' for k in keys)
-
-
-def _plan_copies(own, state_dict):
-    """([(tensor, array to copy in)], [error messages]) for the keys present in both dicts."""
-    plan, errors = [], []
-    for key, t in own.items():
-        if key not in state_dict:
-            continue
-        value = _as_array(state_dict[key])
-        if value is None:
-            errors.append(
-                f'While copying the parameter named "{key}", expected a NumPy array or '
-                f"Tensor from checkpoint but received {type(state_dict[key]).__name__}"
-            )
-        elif tuple(value.shape) != t.shape:
-            errors.append(
-                f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
-                f"from checkpoint, the shape in current model is {t.shape}."
-            )
-        else:
-            plan.append((t, value))
-    return plan, errors
 
 
 def _is_device(arg):
@@ -122,8 +56,19 @@ def _move(t, device=None, dtype=None):
         t.device = device
 
 
+def _assign_none(registry, name, value, kind, expected):
+    """``registry[name] = None``: a registered parameter or child can be replaced only by None."""
+    if value is not None:
+        raise TypeError(
+            f"cannot assign '{type(value).__name__}' as {kind} '{name}' "
+            f"({expected} or None expected)"
+        )
+    registry[name] = None
+
+
 class Module:
-    """Base class of layers and models; subclasses set attributes in ``__init__`` and define ``forward``."""
+    """Base class of layers and models; subclasses set attributes in ``__init__`` and define
+    ``forward``."""
 
     def __init__(self):
         object.__setattr__(self, "training", True)
@@ -176,7 +121,8 @@ class Module:
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name, param):
-        """Add ``param`` (a Parameter, or None for an absent one like ``bias=False``) as ``name``."""
+        """Add ``param`` (a Parameter, or None for an absent one like ``bias=False``) as
+        ``name``."""
         self._check_new_name("parameter", name, self.__dict__.get("_parameters", {}))
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(
@@ -188,7 +134,8 @@ class Module:
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
-        """Add a non-learnable Tensor (e.g. BN's running_mean); ``persistent`` puts it in state_dict."""
+        """Add a non-learnable Tensor (e.g. BN's running_mean); ``persistent`` puts it in
+        state_dict."""
         self._check_new_name("buffer", name, self.__dict__.get("_buffers", {}))
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(
@@ -225,24 +172,14 @@ class Module:
             self._drop(name, buffers, modules)
             self.register_parameter(name, value)
         elif params is not None and name in params:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign '{type(value).__name__}' as parameter '{name}' "
-                    "(minicnn.nn.Parameter or None expected)"
-                )
-            params[name] = None
+            _assign_none(params, name, value, "parameter", "minicnn.nn.Parameter")
         elif isinstance(value, Module):
             if modules is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._drop(name, params, buffers)
             modules[name] = value
         elif modules is not None and name in modules:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign '{type(value).__name__}' as child module '{name}' "
-                    "(minicnn.nn.Module or None expected)"
-                )
-            modules[name] = None
+            _assign_none(modules, name, value, "child module", "minicnn.nn.Module")
         elif buffers is not None and name in buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(
@@ -296,8 +233,7 @@ class Module:
             yield from module.named_modules(memo, sub, remove_duplicate)
 
     def modules(self):
-        for _, m in self.named_modules():
-            yield m
+        return (m for _, m in self.named_modules())
 
     def named_children(self):
         seen = set()
@@ -307,8 +243,7 @@ class Module:
                 yield name, module
 
     def children(self):
-        for _, m in self.named_children():
-            yield m
+        return (m for _, m in self.named_children())
 
     def _named_members(self, registry, prefix, recurse, remove_duplicate):
         seen = set()
@@ -329,15 +264,13 @@ class Module:
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+        return (p for _, p in self.named_parameters(recurse=recurse))
 
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
-        for _, b in self.named_buffers(recurse=recurse):
-            yield b
+        return (b for _, b in self.named_buffers(recurse=recurse))
 
     def get_submodule(self, target):
         """The module at dotted path ``target`` ("" is self), or AttributeError naming the step."""
@@ -374,7 +307,8 @@ class Module:
         return ()
 
     def state_dict(self, *, destination=None, prefix="", keep_vars=False):
-        """OrderedDict name -> NumPy array copy (or the Tensors themselves with ``keep_vars=True``)."""
+        """OrderedDict name -> NumPy array copy (or the Tensors themselves with
+        ``keep_vars=True``)."""
         out = OrderedDict() if destination is None else destination
         for key, t in self._state_items(prefix):
             out[key] = t if keep_vars else np.array(t.numpy(), copy=True)
@@ -420,7 +354,8 @@ class Module:
 
     # ---- modes, devices, dtypes ------------------------------------------------------------------
     def train(self, mode=True):
-        """Set training mode on this module and every descendant (Dropout, BatchNorm depend on it)."""
+        """Set training mode on this module and every descendant (Dropout, BatchNorm depend on
+        it)."""
         if not isinstance(mode, bool):
             raise ValueError(f"train: training mode is expected to be a bool, got {mode!r}")
         for m in self.modules():

@@ -19,17 +19,31 @@ from .module import Module
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d"]
 
 
-def _check_window(layer, kernel_size, stride, padding, dilation=1):
-    """Validate the window arguments early, with the functional's rules (the op checks them again
-    with the input, in Pool2dGeometry)."""
-    k = check_pair(layer, "kernel_size", kernel_size, 1)
-    check_pair(layer, "stride", stride, 1)
-    check_pair(layer, "dilation", dilation, 1)
-    check_pool_padding(layer, k, check_pair(layer, "padding", padding, 0))
+class _WindowPool2d(Module):
+    """What MaxPool2d and AvgPool2d share: a window (kernel_size, stride, padding), validated early
+    with the functional's rules (the op checks it again with the input, in Pool2dGeometry)."""
+
+    def __init__(self, layer, kernel_size, stride, padding, dilation, ceil_mode) -> None:
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        k = check_pair(layer, "kernel_size", kernel_size, 1)
+        check_pair(layer, "stride", stride, 1)
+        check_pair(layer, "dilation", dilation, 1)
+        check_pool_padding(layer, k, check_pair(layer, "padding", padding, 0))
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode = ceil_mode
+
+    @property
+    def _window(self):
+        return self.kernel_size, self.stride, self.padding
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class MaxPool2d(Module):
-    """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's 3/2)."""
+class MaxPool2d(_WindowPool2d):
+    """Max over each kernel_size window (overlapping when stride < kernel_size, as AlexNet's
+    3/2)."""
 
     def __init__(
         self,
@@ -40,36 +54,18 @@ class MaxPool2d(Module):
         return_indices: bool = False,
         ceil_mode: bool = False,
     ) -> None:
-        super().__init__()
-        stride = kernel_size if stride is None else stride
-        _check_window("MaxPool2d", kernel_size, stride, padding, dilation)
-        self.kernel_size, self.stride, self.padding, self.dilation = (
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-        )
-        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+        super().__init__("MaxPool2d", kernel_size, stride, padding, dilation, ceil_mode)
+        self.dilation, self.return_indices = dilation, return_indices
 
     def forward(self, input: Tensor):
-        return F.max_pool2d(
-            input,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            ceil_mode=self.ceil_mode,
-            return_indices=self.return_indices,
-        )
+        options = dict(ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return F.max_pool2d(input, *self._window, self.dilation, **options)
 
     def extra_repr(self):
-        return (
-            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
-        )
+        return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
 
 
-class AvgPool2d(Module):
+class AvgPool2d(_WindowPool2d):
     """Mean over each window; ``count_include_pad`` counts padded zeros in the divisor."""
 
     def __init__(
@@ -81,28 +77,14 @@ class AvgPool2d(Module):
         count_include_pad: bool = True,
         divisor_override: Optional[int] = None,
     ) -> None:
-        super().__init__()
-        stride = kernel_size if stride is None else stride
-        _check_window("AvgPool2d", kernel_size, stride, padding)
+        super().__init__("AvgPool2d", kernel_size, stride, padding, 1, ceil_mode)
         if divisor_override is not None:
             check_int("AvgPool2d", "divisor_override", divisor_override)
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
-        self.divisor_override = divisor_override
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, input: Tensor):
-        return F.avg_pool2d(
-            input,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.ceil_mode,
-            self.count_include_pad,
-            self.divisor_override,
-        )
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        divisor = (self.count_include_pad, self.divisor_override)
+        return F.avg_pool2d(input, *self._window, self.ceil_mode, *divisor)
 
 
 class AdaptiveAvgPool2d(Module):

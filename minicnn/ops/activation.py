@@ -62,7 +62,8 @@ class Softmax(Function):
 
 
 def relu(x: Tensor, inplace: bool = False) -> Tensor:
-    """Rectified linear unit. ``inplace`` is accepted for torch compatibility; a new tensor is made."""
+    """Rectified linear unit. ``inplace`` is accepted for torch compatibility; a new tensor is
+    made."""
     check_tensor("relu", "input", x)
     return ReLU.apply(x)
 

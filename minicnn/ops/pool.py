@@ -54,6 +54,12 @@ def _batched(x):
     return (x[None], True) if x.ndim == 3 else (x, False)
 
 
+def _run(unbatched, kernel, a, *args):
+    """kernel(a, *args) on a batch: an unbatched (C, H, W) ``a`` runs as a batch of one."""
+    out = kernel(a[None] if unbatched else a, *args)
+    return out[0] if unbatched else out
+
+
 # ---- max pooling --------------------------------------------------------------------------------
 class MaxPool2d(Function):
     """y[n, c, p, q] = max_{r<R, s<S} x[n, c, p·sh - ph + r·dh, q·sw - pw + s·dw] (padding = -inf).
@@ -77,9 +83,7 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, dout):
         (argmax,) = ctx.saved_tensors
-        d4 = dout[None] if ctx.unbatched else dout
-        dx = ctx.backend.max_pool2d_backward(d4, argmax, ctx.geometry)
-        return dx[0] if ctx.unbatched else dx
+        return _run(ctx.unbatched, ctx.backend.max_pool2d_backward, dout, argmax, ctx.geometry)
 
 
 def max_pool2d(
@@ -114,17 +118,13 @@ class AvgPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, geometry, count_include_pad, divisor_override):
-        x4, unbatched = _batched(x)
-        y = ctx.backend.avg_pool2d_forward(x4, geometry, count_include_pad, divisor_override)
         ctx.args = (geometry, count_include_pad, divisor_override)
-        ctx.unbatched = unbatched
-        return y[0] if unbatched else y
+        ctx.unbatched = x.ndim == 3
+        return _run(ctx.unbatched, ctx.backend.avg_pool2d_forward, x, *ctx.args)
 
     @staticmethod
     def backward(ctx, dout):
-        d4 = dout[None] if ctx.unbatched else dout
-        dx = ctx.backend.avg_pool2d_backward(d4, *ctx.args)
-        return dx[0] if ctx.unbatched else dx
+        return _run(ctx.unbatched, ctx.backend.avg_pool2d_backward, dout, *ctx.args)
 
 
 def avg_pool2d(
@@ -163,16 +163,12 @@ class AdaptiveAvgPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, geometry):
-        x4, unbatched = _batched(x)
-        y = ctx.backend.adaptive_avg_pool2d_forward(x4, geometry)
-        ctx.geometry, ctx.unbatched = geometry, unbatched
-        return y[0] if unbatched else y
+        ctx.geometry, ctx.unbatched = geometry, x.ndim == 3
+        return _run(ctx.unbatched, ctx.backend.adaptive_avg_pool2d_forward, x, geometry)
 
     @staticmethod
     def backward(ctx, dout):
-        d4 = dout[None] if ctx.unbatched else dout
-        dx = ctx.backend.adaptive_avg_pool2d_backward(d4, ctx.geometry)
-        return dx[0] if ctx.unbatched else dx
+        return _run(ctx.unbatched, ctx.backend.adaptive_avg_pool2d_backward, dout, ctx.geometry)
 
 
 def _adaptive_size(op, output_size, H, W):

@@ -19,42 +19,11 @@ The learning-rate schedule steps once per batch (linear warm-up, then cosine / s
 the remaining batches), so a run of a few epochs still gets a smooth schedule.
 """
 
-from .checkpoint import load_checkpoint, restore_model, save_checkpoint
-from .config import (
-    CheckpointError,
-    ConfigError,
-    TrainConfig,
-    build_model,
-    build_optimizer,
-    build_scheduler,
-    eval_transform,
-    open_folder,
-    resolve_device,
-    train_transform,
-)
-from .loop import evaluate, predict, train, train_one_epoch
-from .metrics import METRIC_FIELDS, plot_curves, read_metrics, write_metrics
+# The public names are those of the modules' __all__ lists.
+from . import checkpoint as _checkpoint, config as _config, loop as _loop, metrics as _metrics
+from .checkpoint import *  # noqa: F403
+from .config import *  # noqa: F403
+from .loop import *  # noqa: F403
+from .metrics import *  # noqa: F403
 
-__all__ = [
-    "METRIC_FIELDS",
-    "CheckpointError",
-    "ConfigError",
-    "TrainConfig",
-    "build_model",
-    "build_optimizer",
-    "build_scheduler",
-    "eval_transform",
-    "evaluate",
-    "load_checkpoint",
-    "open_folder",
-    "plot_curves",
-    "predict",
-    "read_metrics",
-    "resolve_device",
-    "restore_model",
-    "save_checkpoint",
-    "train",
-    "train_one_epoch",
-    "train_transform",
-    "write_metrics",
-]
+__all__ = [name for module in (_checkpoint, _config, _loop, _metrics) for name in module.__all__]

@@ -116,8 +116,8 @@ def repair_derived(run, log):
     need_best = held != best_epoch
     if need_best and best_epoch != run.meta["epoch"]:
         log(
-            f"warning: {best_path} does not hold epoch {best_epoch} (the best) and cannot be rebuilt "
-            f"from last.npz (epoch {run.meta['epoch']})"
+            f"warning: {best_path} does not hold epoch {best_epoch} (the best) and cannot be "
+            f"rebuilt from last.npz (epoch {run.meta['epoch']})"
         )
         need_best = False
     if need_best:

@@ -35,7 +35,8 @@ ADAM_LR = 1e-3  # Adam's and AdamW's default lr (Kingma & Ba's suggestion)
 
 
 class ConfigError(ValueError):
-    """A user mistake in a run's settings or inputs (missing folder, unknown model, …): one clear line."""
+    """A user mistake in a run's settings or inputs (missing folder, unknown model, …): one clear
+    line."""
 
 
 class CheckpointError(ConfigError):
@@ -44,7 +45,8 @@ class CheckpointError(ConfigError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a run depends on (stored in its checkpoints, so ``--resume`` needs nothing else)."""
+    """Everything a run depends on (stored in its checkpoints, so ``--resume`` needs nothing
+    else)."""
 
     model: str = "resnet20"
     variant: str | None = None  # e.g. "paper"/"torchvision", CIFAR ResNets "A"/"B"/"plain"
@@ -153,7 +155,8 @@ def eval_transform(config, size, mean, std, ten_crop=False):
 
 
 def data_root(config, log=print):
-    """The folder with train/ and val/: ``config.data`` or the built-in dataset (generated if needed)."""
+    """The folder with train/ and val/: ``config.data`` or the built-in dataset (generated if
+    needed)."""
     if config.data is None:
         train_n, val_n = config.builtin_per_class
         return builtin_dataset(train_n, val_n, size=32, seed=0, log=log)

@@ -8,9 +8,9 @@ AlexNet (11x11/4, grouped 5x5), VGG (3x3), GoogLeNet (1x1, 5x5, 7x7/2), ResNet-5
 channels; hypothesis over N, C, H, W, K, R, S, stride, padding, dilation, groups and the GEMM tile;
 the naive kernel (version 1) against the tiled one (version 2) for every tile; PyTorch's conv2d and
 its gradients (when PyTorch is installed) as an independent reference; the split reduction
-of backward weight (deterministic, any split count); float64 gradchecks through F.conv2d; bad input
-rejected before anything is allocated or launched, including shapes too large for the kernels'
-indices (huge logical sizes over broadcast views: no memory behind them).
+of backward weight (deterministic, any split count); (float64 gradchecks through F.conv2d:
+test_kernels_ops.py); bad input rejected before anything is allocated or launched, including shapes
+too large for the kernels' indices (huge logical sizes over broadcast views: no memory behind them).
 
 The emulator runs blocks one after another, so the shapes here stay small.
 """
@@ -21,9 +21,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minicnn
-import minicnn.functional as F
 from minicnn.backends import get_backend
-from minicnn.gradcheck import gradcheck, separated
 from minicnn.ops.geometry import Conv2dGeometry
 
 from kernel_devices import DTYPES, KERNEL_DEVICES, host, on
@@ -73,8 +71,7 @@ def check_against_cpu(
     close(db, db0, dtype, N * y0.shape[2] * y0.shape[3])
 
 
-# ---- the layer shapes of the model zoo, reduced
-# -----------------------------------------------------
+# ---- the layer shapes of the model zoo, reduced --------------------------------------------------
 # (N, C, H, W, K, G, R, S, stride, padding, dilation): channels and maps shrunk, geometry kept.
 LAYERS = {
     "alexnet conv1 11x11/4": (2, 3, 39, 39, 16, 1, 11, 11, (4, 4), (2, 2), (1, 1)),
@@ -111,8 +108,7 @@ def test_a_gemm_larger_than_one_tile_of_every_size(device, tile):
     )
 
 
-# ---- hypothesis
-# ---------------------------------------------------------------------------------------
+# ---- hypothesis ----------------------------------------------------------------------------------
 @st.composite
 def conv_cases(draw):
     G = draw(st.sampled_from([1, 1, 2, 3]))
@@ -152,8 +148,7 @@ def test_conv_matches_cpu(device, dtype, case):
     check_against_cpu(device, dtype, **case)
 
 
-# ---- version 1 (naive) against version 2 (implicit GEMM)
-# ---------------------------------------------
+# ---- version 1 (naive) against version 2 (implicit GEMM) -----------------------------------------
 @devices
 @pytest.mark.parametrize("tile", [0, 32, 64, 128])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -171,8 +166,7 @@ def test_naive_and_tiled_forward_agree(device, tile, dtype):
         close(tiled, naive, dtype, C // G * R * S)
 
 
-# ---- against PyTorch (an independent reference)
-# -------------------------------------------------------
+# ---- against PyTorch (an independent reference) --------------------------------------------------
 @devices
 @pytest.mark.parametrize(
     "hyper",
@@ -201,8 +195,7 @@ def test_conv_matches_torch(device, hyper):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
 
 
-# ---- backward weight: the split reduction
-# -----------------------------------------------------------
+# ---- backward weight: the split reduction --------------------------------------------------------
 @devices
 def test_backward_weight_splits_are_deterministic(device):
     rng = np.random.default_rng(5)
@@ -232,42 +225,7 @@ def test_empty_batch(device):
     np.testing.assert_array_equal(db, np.zeros(6))
 
 
-# ---- through the ops: F.conv2d / nn.Conv2d on the device
-# ----------------------------------------------
-def emu_tensor(array, requires_grad=True):
-    return minicnn.tensor(array, dtype=minicnn.float64, device="emu", requires_grad=requires_grad)
-
-
-GRADCHECK_CASES = {
-    "3x3 padding bias": ((2, 3, 5, 5), (4, 3, 3, 3), True, dict(padding=1)),
-    "stride 2, dilation 2, rectangular": (
-        (1, 2, 7, 8),
-        (3, 2, 3, 2),
-        True,
-        dict(stride=2, dilation=(2, 1)),
-    ),
-    "groups 2, asymmetric stride": (
-        (2, 4, 6, 5),
-        (6, 2, 2, 3),
-        False,
-        dict(stride=(1, 2), groups=2, padding=(1, 0)),
-    ),
-    "1x1 stride 2": ((2, 3, 5, 5), (2, 3, 1, 1), True, dict(stride=2)),
-    "padding same": ((1, 2, 4, 5), (2, 2, 2, 3), True, dict(padding="same")),
-}
-
-
-@emu_only
-@pytest.mark.parametrize("case", list(GRADCHECK_CASES), ids=str)
-def test_gradcheck_conv2d_on_emu(device, case):
-    x_shape, w_shape, bias, kwargs = GRADCHECK_CASES[case]
-    rng = np.random.default_rng(11)
-    x, w = emu_tensor(separated(x_shape)), emu_tensor(rng.standard_normal(w_shape))
-    inputs = (x, w, emu_tensor(rng.standard_normal(w_shape[0]))) if bias else (x, w)
-    result = gradcheck(lambda x, w, b=None: F.conv2d(x, w, b, **kwargs), inputs)
-    assert result.passed, str(result)
-
-
+# ---- through the ops: F.conv2d / nn.Conv2d on the device -----------------------------------------
 @devices
 def test_nn_conv2d_runs_our_kernel(device, monkeypatch):
     backend = get_backend(device)
@@ -285,11 +243,11 @@ def test_nn_conv2d_runs_our_kernel(device, monkeypatch):
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-# ---- bad input: raised before any allocation or launch
-# --------------------------------------------------
+# ---- bad input: raised before any allocation or launch -------------------------------------------
 @devices
 def test_bad_input_raises(device):
-    """The op checks the geometry (tests/core/test_geometry.py); the backend checks the arrays against it."""
+    """The op checks the geometry (tests/core/test_geometry.py); the backend checks the arrays
+    against it."""
     backend = get_backend(device)
     x, w = on(device, np.ones((1, 4, 5, 5)), np.ones((6, 2, 3, 3)))
     g = Conv2dGeometry.of(x.shape, w.shape, groups=2)

@@ -1,6 +1,7 @@
 """The ops and layers on the kernel devices ("emu", and "cuda" when usable): tensors created on and
-moved to the device, float64 gradchecks of every op whose kernels are ours (on "emu": gradcheck
-perturbs NumPy arrays), and a whole small CNN, forward and backward, equal to the same CNN on "cpu".
+moved to the device, gradchecks of every op on every device x dtype (float64 finite differences;
+float32 against float64), and a whole small CNN, forward and backward, equal to the same CNN on
+"cpu".
 """
 
 import numpy as np
@@ -9,16 +10,16 @@ import pytest
 import minicnn
 import minicnn.functional as F
 from minicnn import nn
-from minicnn.gradcheck import gradcheck, separated
+from minicnn import gradcheck_suite
+from minicnn.gradcheck import separated
+from minicnn.gradcheck_suite import Case
 
-from kernel_devices import KERNEL_DEVICES
+from kernel_devices import ALL_DEVICES, DTYPE_NAMES, KERNEL_DEVICES
 
-emu_only = pytest.mark.parametrize("device", [p for p in KERNEL_DEVICES if p.values[0] == "emu"])
 devices = pytest.mark.parametrize("device", KERNEL_DEVICES)
 
 
-# ---- tensors on the device
-# ------------------------------------------------------------------------
+# ---- tensors on the device -----------------------------------------------------------------------
 @devices
 def test_tensor_creation_and_transfer(device):
     data = np.arange(6.0).reshape(2, 3)
@@ -75,88 +76,103 @@ def test_non_contiguous_input(device):
     np.testing.assert_array_equal(F.relu(xt).numpy(), F.relu(x.transpose(2, 3)).numpy())
 
 
-# ---- gradchecks on "emu" (float64)
-# -----------------------------------------------------------------
-def emu_tensor(array, requires_grad=True):
-    return minicnn.tensor(array, dtype=minicnn.float64, device="emu", requires_grad=requires_grad)
+# ---- gradchecks: every op, written once, on every device x dtype ---------------------------------
+def _conv(case, x_shape, w_shape, bias, **kwargs):
+    shapes = (x_shape, w_shape, w_shape[:1]) if bias else (x_shape, w_shape)
+    return Case("conv2d", case, lambda *inputs: F.conv2d(*inputs, **kwargs), shapes)
 
 
-GRADCHECK_CASES = {
-    "relu": ((2, 3, 4, 5), lambda x: F.relu(x)),
-    "max_pool2d overlapping": ((2, 2, 7, 7), lambda x: F.max_pool2d(x, 3, 2)),
-    "max_pool2d ceil, padding, dilation": (
-        (1, 2, 8, 7),
+# The kernels' hard cases, beside the cases of ``minicnn gradcheck`` (minicnn.gradcheck_suite).
+KERNEL_CASES = [
+    Case("relu", "4-D", F.relu, ((2, 3, 4, 5),)),
+    Case(
+        "max_pool2d",
+        "ceil, padding, dilation",
         lambda x: F.max_pool2d(x, (3, 2), (2, 3), padding=1, dilation=(1, 2), ceil_mode=True),
+        ((1, 2, 8, 7),),
     ),
-    "avg_pool2d ceil, no pad count": (
-        (2, 2, 7, 6),
-        lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+    Case(
+        "avg_pool2d",
+        "divisor_override",
+        lambda x: F.avg_pool2d(x, 2, 1, divisor_override=3),
+        ((1, 3, 5, 5),),
     ),
-    "avg_pool2d divisor": ((1, 3, 5, 5), lambda x: F.avg_pool2d(x, 2, 1, divisor_override=3)),
-    "adaptive_avg_pool2d down": ((2, 2, 7, 9), lambda x: F.adaptive_avg_pool2d(x, (3, 4))),
-    "adaptive_avg_pool2d up": ((1, 2, 3, 2), lambda x: F.adaptive_avg_pool2d(x, (5, 4))),
-    "local_response_norm 5, large alpha": (
-        (2, 7, 3, 3),
+    Case("adaptive_avg_pool2d", "up", lambda x: F.adaptive_avg_pool2d(x, (5, 4)), ((1, 2, 3, 2),)),
+    Case(
+        "local_response_norm",
+        "5, large alpha",
         lambda x: F.local_response_norm(x, 5, alpha=2.0, beta=0.75, k=1.0),
+        ((2, 7, 3, 3),),
     ),
-    "local_response_norm 4 (even), 3-D": (
-        (6, 4, 3),
+    Case(
+        "local_response_norm",
+        "4 (even), 3-D",
         lambda x: F.local_response_norm(x[None], 4, alpha=1.0),
+        ((6, 4, 3),),
     ),
+    Case(
+        "batch_norm",
+        "one pixel per channel",
+        lambda x: F.batch_norm(x, None, None, training=True),
+        ((5, 3, 1, 1),),
+    ),
+    _conv(
+        "stride 2, dilation 2, rectangular",
+        (1, 2, 7, 8),
+        (3, 2, 3, 2),
+        True,
+        stride=2,
+        dilation=(2, 1),
+    ),
+    _conv(
+        "groups 2, asymmetric stride",
+        (2, 4, 6, 5),
+        (6, 2, 2, 3),
+        False,
+        stride=(1, 2),
+        groups=2,
+        padding=(1, 0),
+    ),
+    _conv(
+        "groups 2, stride 2, bias", (2, 4, 6, 5), (6, 2, 3, 3), True, stride=2, padding=1, groups=2
+    ),
+    _conv("1x1 stride 2", (2, 3, 5, 5), (2, 3, 1, 1), True, stride=2),
+]
+# Ops with kernels of ours; the others (softmax, cat, matmul, ...) run the same NumPy code on
+# "cpu" and "emu" and CuPy's on "cuda": they are checked on "cpu".
+KERNEL_OPS = {
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "local_response_norm",
+    "batch_norm",
+    "relu",
 }
+GRADCHECK_PARAMS = [
+    pytest.param(d.values[0], case, id=f"{d.id}-{case.op}-{case.case}", marks=d.marks)
+    for d in ALL_DEVICES
+    for case in gradcheck_suite.cases() + KERNEL_CASES
+    if d.values[0] == "cpu" or case.op in KERNEL_OPS
+]
 
 
-@emu_only
-@pytest.mark.parametrize("case", list(GRADCHECK_CASES), ids=str)
-def test_gradcheck_on_emu(device, case):
-    shape, fn = GRADCHECK_CASES[case]
-    x = emu_tensor(separated(shape))
-    result = gradcheck(fn, (x,))
-    assert result.passed, str(result)
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("device,case", GRADCHECK_PARAMS)
+def test_gradcheck(device, case, dtype):
+    """float64: central differences against the backward on ``device``; float32: the float32
+    backward there against the float64 one (relative error, gradcheck_suite.float32_error)."""
+    if dtype == "float64":
+        result, _ = gradcheck_suite.check(case, device=device)
+        assert result.passed, str(result)
+    else:
+        assert gradcheck_suite.float32_error(case, device) <= 1e-4
 
 
-@emu_only
-@pytest.mark.parametrize("training", [True, False])
-def test_gradcheck_batch_norm_on_emu(device, training):
-    rng = np.random.default_rng(7)  # not gradcheck's seed 0: its cotangent would equal x - 3
-    x = emu_tensor(3.0 + rng.standard_normal((3, 4, 2, 3)))
-    weight, bias = emu_tensor(rng.uniform(0.5, 2, 4)), emu_tensor(rng.standard_normal(4))
-    rm = emu_tensor(rng.standard_normal(4), requires_grad=False)
-    rv = emu_tensor(rng.uniform(0.5, 2, 4), requires_grad=False)
-
-    def fn(x, weight, bias):
-        # fresh copies: training updates the running buffers in place at every evaluation
-        return F.batch_norm(x, rm.clone(), rv.clone(), weight, bias, training=training)
-
-    result = gradcheck(fn, (x, weight, bias))
-    assert result.passed, str(result)
-
-
-@emu_only
-def test_gradcheck_batch_norm_one_pixel_per_channel(device):
-    x = emu_tensor(separated((5, 3, 1, 1)))
-    result = gradcheck(lambda x: F.batch_norm(x, None, None, training=True), (x,))
-    assert result.passed, str(result)
-
-
-@emu_only
-def test_gradcheck_conv2d_on_emu(device):
-    """F.conv2d on "emu" runs the implicit-GEMM kernels of csrc/kernels/conv2d.cu: float64 gradcheck,
-    stride 2, padding, groups and bias (tests/kernels/test_kernels_conv.py checks more shapes)."""
-    rng = np.random.default_rng(7)
-    x, w, b = (
-        emu_tensor(rng.standard_normal((2, 4, 6, 5))),
-        emu_tensor(rng.standard_normal((6, 2, 3, 3))),
-        emu_tensor(rng.standard_normal(6)),
-    )
-    result = gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, groups=2), (x, w, b))
-    assert result.passed, str(result)
-
-
-# ---- a whole CNN
-# --------------------------------------------------------------------------------------
+# ---- a whole CNN ---------------------------------------------------------------------------------
 class SmallCNN(nn.Module):
-    """Every layer with a kernel of ours, AlexNet-style front, DenseNet-style transition, pooled head."""
+    """Every layer with a kernel of ours, AlexNet-style front, DenseNet-style transition, pooled
+    head."""
 
     def __init__(self):
         super().__init__()

@@ -1,7 +1,7 @@
 """minicnn.models: parameter counts (torchvision's published numbers, and hand counts of the paper
-variants), forward shapes of every builder at small inputs, minimum input sizes, GoogLeNet's aux
-outputs, one SGD step per family, state_dict round trips, and (when torchvision is installed)
-identical logits with torchvision's weights.
+variants, in model_counts.py), forward shapes and checkpoint keys of every builder at small inputs,
+the registry, architecture details and minimum input sizes. GoogLeNet's aux outputs, training steps,
+round trips and torchvision's logits: test_models_training.py.
 
 Big models are built without their slow N(0, σ²) re-initialisation where the test does not need
 it (``init_weights=False`` for VGG) and run only at 32-79 px with batch 1-2 to keep the file fast.
@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 
 import minicnn
-import minicnn.functional as F
-from minicnn import io, models
-from minicnn.models import GoogLeNetOutputs, googlenet_loss
+from minicnn import models
 from conftest import assert_close
+from model_counts import (
+    PAPER_ALEXNET,
+    TORCHVISION_COUNTS,
+    cifar_resnet_params,
+    densenet_params,
+    googlenet_params,
+)
 
 
 @pytest.fixture
@@ -43,125 +48,13 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-# ---- hand counts
-# ----------------------------------------------------------------------------------
-def conv(c_in, c_out, k, bias=True, bn=False, groups=1):
-    """Weights (c_out, c_in/groups, k, k) + bias (c_out) + BatchNorm weight and bias (2·c_out)."""
-    return c_out * (c_in // groups) * k * k + (c_out if bias else 0) + (2 * c_out if bn else 0)
-
-
-def fc(n_in, n_out):
-    return n_in * n_out + n_out
-
-
-# Paper AlexNet, written out (sec. 3.5, Figure 2): conv2, conv4, conv5 see only their own tower's
-# half of the input channels (groups=2); conv3 and the FC layers see both towers.
-PAPER_ALEXNET = (
-    conv(3, 96, 11)
-    + conv(96, 256, 5, groups=2)
-    + conv(256, 384, 3)
-    + conv(384, 384, 3, groups=2)
-    + conv(384, 256, 3, groups=2)
-    + fc(256 * 6 * 6, 4096)
-    + fc(4096, 4096)
-    + fc(4096, 1000)
-)
-
-# GoogLeNet Table 1: (in_channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
-TABLE1 = [
-    (192, 64, 96, 128, 16, 32, 32),
-    (256, 128, 128, 192, 32, 96, 64),
-    (480, 192, 96, 208, 16, 48, 64),
-    (512, 160, 112, 224, 24, 64, 64),
-    (512, 128, 128, 256, 24, 64, 64),
-    (512, 112, 144, 288, 32, 64, 64),
-    (528, 256, 160, 320, 32, 128, 128),
-    (832, 256, 160, 320, 32, 128, 128),
-    (832, 384, 192, 384, 48, 128, 128),
-]
-
-
-def googlenet_params(paper, aux, num_classes=1000):
-    """Paper: convs with bias, true 5x5. torchvision: conv (no bias) + BN, 3x3 in the "5x5" branch."""
-    kw = dict(bias=paper, bn=not paper)
-    k5 = 5 if paper else 3
-    total = conv(3, 64, 7, **kw) + conv(64, 64, 1, **kw) + conv(64, 192, 3, **kw)
-    for c_in, c1, c3r, c3, c5r, c5, pp in TABLE1:
-        total += (
-            conv(c_in, c1, 1, **kw)
-            + conv(c_in, c3r, 1, **kw)
-            + conv(c3r, c3, 3, **kw)
-            + conv(c_in, c5r, 1, **kw)
-            + conv(c5r, c5, k5, **kw)
-            + conv(c_in, pp, 1, **kw)
-        )
-    total += fc(1024, num_classes)
-    if aux:  # on inception4a (512 channels) and 4d (528): 1x1 conv 128, FC 2048 -> 1024 -> classes
-        total += sum(
-            conv(c, 128, 1, **kw) + fc(128 * 4 * 4, 1024) + fc(1024, num_classes)
-            for c in (512, 528)
-        )
-    return total
-
-
-def cifar_resnet_params(depth, shortcut="A", num_classes=10):
-    """Sec. 4.2: conv 3x3 16, three stages of (depth-2)/6 BasicBlocks (16, 32, 64), FC."""
-    n, c_in = (depth - 2) // 6, 16
-    total = conv(3, 16, 3, bias=False, bn=True)
-    for planes in (16, 32, 64):
-        for _ in range(n):
-            total += conv(c_in, planes, 3, bias=False, bn=True) + conv(
-                planes, planes, 3, bias=False, bn=True
-            )
-            if shortcut == "B" and c_in != planes:
-                total += conv(c_in, planes, 1, bias=False, bn=True)
-            c_in = planes
-    return total + fc(64, num_classes)
-
-
-def densenet_params(block_config, k, stem_channels, cifar, num_classes):
-    """BN-ReLU-1x1 (4k)-BN-ReLU-3x3 (k) layers, transitions BN + 1x1 halving, final BN + FC."""
-    c = stem_channels
-    total = conv(3, c, 3, bias=False) if cifar else conv(3, c, 7, bias=False, bn=True)
-    for i, n in enumerate(block_config):
-        for _ in range(n):
-            total += 2 * c + conv(c, 4 * k, 1, bias=False, bn=True) + conv(4 * k, k, 3, bias=False)
-            c += k
-        if i < len(block_config) - 1:
-            total += 2 * c + conv(c, c // 2, 1, bias=False)
-            c //= 2
-    return total + 2 * c + fc(c, num_classes)
-
-
 def test_hand_formulas_reproduce_torchvision_counts():
-    """The formulas above, applied to torchvision's layouts, give torchvision's published numbers."""
+    """model_counts.py's formulas on torchvision's layouts give torchvision's published numbers."""
     assert googlenet_params(paper=False, aux=False) == 6_624_904
     assert densenet_params((6, 12, 24, 16), 32, 64, False, 1000) == 7_978_856
     assert densenet_params((6, 12, 36, 24), 48, 96, False, 1000) == 28_681_000
 
 
-# torchvision's published num_params (googlenet: the pretrained model, without aux heads).
-TORCHVISION_COUNTS = {
-    "alexnet": 61_100_840,
-    "vgg11": 132_863_336,
-    "vgg11_bn": 132_868_840,
-    "vgg13": 133_047_848,
-    "vgg13_bn": 133_053_736,
-    "vgg16": 138_357_544,
-    "vgg16_bn": 138_365_992,
-    "vgg19": 143_667_240,
-    "vgg19_bn": 143_678_248,
-    "googlenet": 6_624_904,
-    "resnet18": 11_689_512,
-    "resnet34": 21_797_672,
-    "resnet50": 25_557_032,
-    "resnet101": 44_549_160,
-    "resnet152": 60_192_808,
-    "densenet121": 7_978_856,
-    "densenet161": 28_681_000,
-    "densenet169": 14_149_480,
-    "densenet201": 20_013_928,
-}
 TV = {"variant": "torchvision"}
 NO_INIT = {"init_weights": False}  # VGG: skip the slow N(0, 0.01²) redraw of 120M FC weights
 
@@ -309,8 +202,7 @@ def test_num_classes(name, kwargs):
         assert model(minicnn.randn(1, 3, side, side)).shape == (1, 7)
 
 
-# ---- registry
-# -------------------------------------------------------------------------------------
+# ---- registry ------------------------------------------------------------------------------------
 ALL_BUILDERS = [
     "alexnet",
     "densenet121",
@@ -353,8 +245,7 @@ def test_registry():
         models.list_models("inception")
 
 
-# ---- architecture details
-# ---------------------------------------------------------------------------
+# ---- architecture details ------------------------------------------------------------------------
 def test_paper_alexnet_layers(paper_alexnet):
     m = paper_alexnet
     convs = [l for l in m.features if isinstance(l, minicnn.nn.Conv2d)]
@@ -417,8 +308,7 @@ def test_init_conventions():
     assert (models.resnet20(zero_init_residual=True).layer1[0].bn2.weight.numpy() == 0).all()
 
 
-# ---- input sizes
-# --------------------------------------------------------------------------------------
+# ---- input sizes ---------------------------------------------------------------------------------
 MIN_SIZES = [  # (builder, kwargs, smallest side, module whose check_input to switch off)
     ("alexnet", {}, 67, "alexnet"),
     ("alexnet", TV, 63, "alexnet"),
@@ -480,145 +370,3 @@ def test_bad_inputs_and_variants():
     ]:
         with pytest.raises(ValueError, match=msg):
             build()
-
-
-# ---- GoogLeNet aux heads
-# ----------------------------------------------------------------------------
-def test_googlenet_outputs_train_vs_eval():
-    for variant, side in (("paper", 79), ("torchvision", 64)):
-        m = models.googlenet(num_classes=6, variant=variant)
-        out = m.train()(minicnn.randn(2, 3, side, side))
-        assert isinstance(out, GoogLeNetOutputs) and out._fields == (
-            "logits",
-            "aux_logits2",
-            "aux_logits1",
-        )
-        assert [o.shape for o in out] == [(2, 6)] * 3
-        with minicnn.no_grad():
-            assert isinstance(m.eval()(minicnn.randn(2, 3, side, side)), minicnn.Tensor)
-    m = models.googlenet(num_classes=6, aux_logits=False).train()
-    assert m.aux1 is None and isinstance(m(minicnn.randn(2, 3, 64, 64)), minicnn.Tensor)
-
-
-def test_googlenet_paper_aux_needs_79px_in_training():
-    m = models.googlenet(num_classes=3).train()
-    with pytest.raises(ValueError, match="at least 79x79.*aux heads.*eval"):
-        m(minicnn.randn(1, 3, 78, 78))
-    with minicnn.no_grad():
-        assert m.eval()(minicnn.randn(1, 3, 78, 78)).shape == (1, 3)
-
-
-def test_googlenet_loss_weights_aux_by_0_3():
-    logits, aux2, aux1 = (minicnn.randn(4, 5) for _ in range(3))
-    target = minicnn.tensor([0, 1, 2, 4])
-    ce = [F.cross_entropy(t, target).item() for t in (logits, aux2, aux1)]
-    loss = googlenet_loss(GoogLeNetOutputs(logits, aux2, aux1), target)
-    assert loss.item() == pytest.approx(ce[0] + 0.3 * (ce[1] + ce[2]), rel=1e-6)
-    assert googlenet_loss(logits, target).item() == pytest.approx(ce[0], rel=1e-6)
-
-
-def test_googlenet_transform_input():
-    m = models.googlenet(variant="torchvision", transform_input=True, aux_logits=False).eval()
-    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4))
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    expected = x * (std / 0.5)[None, :, None, None] + ((mean - 0.5) / 0.5)[None, :, None, None]
-    assert_close(m._transform_input(minicnn.tensor(x)), expected)
-
-
-# ---- training
-# --------------------------------------------------------------------------------------
-TRAIN_CASES = [  # one per family, small: (builder, kwargs, input side)
-    ("alexnet", {"dropout": 0.0}, 67),
-    ("vgg11_bn", {"dropout": 0.0, "init_weights": False}, 32),
-    ("googlenet", {"dropout": 0.0, "dropout_aux": 0.0}, 79),
-    ("resnet20", {}, 32),
-    ("densenet_bc", {"depth": 16}, 32),
-]
-
-
-@pytest.mark.parametrize("name,kwargs,side", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
-def test_one_sgd_step_lowers_the_loss(name, kwargs, side):
-    build = models.densenet_bc if name == "densenet_bc" else models.get_model_builder(name)
-    model = build(num_classes=4, **kwargs).train()
-    x, target = minicnn.randn(2, 3, side, side), minicnn.tensor([0, 3])
-
-    def loss():
-        return googlenet_loss(model(x), target)  # plain cross-entropy for a plain Tensor
-
-    before = loss()
-    before.backward()
-    params = list(model.parameters())
-    assert all(p.grad is not None for p in params)
-    lr = 1e-2 / max(np.sqrt(sum(float((p.grad.numpy() ** 2).sum()) for p in params)), 1.0)
-    for p in params:
-        p._data -= lr * p.grad._data
-    with minicnn.no_grad():
-        after = loss()
-    assert after.item() < before.item()
-
-
-# ---- state_dict round trip
-# -------------------------------------------------------------------------
-def test_state_dict_round_trip_through_npz(tmp_path):
-    model = models.resnet20()
-    with minicnn.no_grad():
-        model.train()(minicnn.randn(4, 3, 8, 8))  # moves running stats and num_batches_tracked
-    path = tmp_path / "resnet20.npz"
-    io.save_npz(path, model.state_dict())
-    loaded = io.load_npz(path)
-    assert list(loaded) == list(model.state_dict())
-    assert (
-        loaded["bn1.num_batches_tracked"].dtype == np.int64
-        and loaded["bn1.num_batches_tracked"] == 1
-    )
-    other = models.resnet20()
-    other.load_state_dict(loaded)
-    x = minicnn.randn(2, 3, 16, 16)
-    with minicnn.no_grad():
-        assert_close(other.eval()(x), model.eval()(x), dtype=np.float32, rtol=0, atol=0)
-
-
-def test_googlenet_round_trip_and_converted_checkpoint_without_aux(tmp_path):
-    """torchvision's pretrained GoogLeNet file keeps aux heads: load_torchvision_weights drops them."""
-    from minicnn.models.convert import load_torchvision_weights
-
-    src = models.googlenet(variant="torchvision")
-    io.save_npz(tmp_path / "g.npz", src.state_dict())
-    dst = models.googlenet(variant="torchvision", aux_logits=False)
-    with pytest.raises(RuntimeError, match="Unexpected key.*aux1"):
-        dst.load_state_dict(io.load_npz(tmp_path / "g.npz"))
-    load_torchvision_weights(dst, tmp_path / "g.npz")
-    assert_close(dst.fc.weight, src.fc.weight, dtype=np.float32, rtol=0, atol=0)
-
-
-# ---- torchvision (optional; skipped where it is not installed)
-# ---------------------------------------
-@pytest.mark.parametrize(
-    "name,kwargs,side",
-    [
-        ("alexnet", TV, 64),
-        ("googlenet", TV, 64),
-        ("resnet18", {}, 32),
-        ("resnet50", {}, 32),
-        ("densenet121", {}, 32),
-    ],
-)
-def test_same_logits_as_torchvision(name, kwargs, side):
-    torchvision = pytest.importorskip("torchvision")  # first: fails fast where torch is there alone
-    import torch
-
-    torch.manual_seed(0)
-    tv_kwargs = {"init_weights": True} if name == "googlenet" else {}
-    tv = getattr(torchvision.models, name)(**tv_kwargs).eval().double()
-    with torch.no_grad():
-        for m in tv.modules():  # non-trivial BN statistics, so swapped BN keys would show
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 1.5)
-    ours = models.get_model(name, **kwargs).eval().double()
-    ours.load_state_dict({k: v.numpy() for k, v in tv.state_dict().items()})
-    x = np.random.default_rng(0).standard_normal((2, 3, side, side))
-    with torch.no_grad():
-        expected = tv(torch.tensor(x)).numpy()
-    with minicnn.no_grad():
-        assert_close(ours(minicnn.tensor(x)), expected, rtol=1e-9, atol=1e-9)

@@ -333,7 +333,7 @@ def test_eval_shards_cover_every_sample_exactly_once():
 
 
 def test_nproc_is_stripped_from_what_the_ranks_run():
-    from minicnn.cli import _without_nproc
+    from minicnn.commands.train import without_nproc as _without_nproc
 
     assert _without_nproc(["train", "--nproc", "2", "--epochs", "1", "--nproc=3"]) == [
         "train",
