@@ -15,7 +15,7 @@ where several tie. Every instruction in it counts once, taken paths or not (so a
 counts against it), except a nested loop that has FFMA itself (version 2's 8 k-steps of a slice,
 not unrolled), which counts 8 times. Reported: FFMA share, LDS.128 and LDS, LDG, LDL/STL counts.
 
-For the tensor-core conv (version 4, conv2d_wmma_kernel: 128 threads a block) the same, with HMMA
+For the tensor-core conv (version 4, conv2d_wmma_kernel) the same, with HMMA
 (the tensor-core instruction; one m16n16k16 wmma::mma_sync is two HMMA.16816 on sm_90) in place of
 FFMA: the loop with the most HMMA per iteration, and its HMMA share.
 
@@ -173,7 +173,7 @@ def blocks_per_sm(regs: int, smem: int, threads: int = THREADS) -> int:
 
 def threads_of(name: str) -> int:
     """Threads a block the launchers start for a kernel (demangled name)."""
-    return 128 if "wmma" in name else THREADS
+    return THREADS
 
 
 def dynamic_smem(name: str) -> int:
@@ -185,8 +185,8 @@ def dynamic_smem(name: str) -> int:
         )  # 2 stages of A and B, BK = 8, rows padded by 4
     if name.startswith("minicnn::kernels::batch_norm"):
         return 32 * size  # block_sum's scratch
-    if "conv2d_wmma_kernel" in name:  # the float output tile (64, 64 + 4), larger than A and B
-        return 64 * (64 + 4) * 4
+    if "conv2d_wmma_kernel" in name:  # 2 slices of A (128, 16 + 8) and B (16, 128 + 8), 2 tables
+        return 2 * (128 * 24 + 16 * 136) * (4 if "<float" in name else 2) + 2 * 128 * 16
     return 0
 
 
@@ -389,7 +389,7 @@ def main(argv=None):
     shown = [k for k in kernels if any(c in k.name for c in conv)] if args.conv_only else kernels
     print(
         f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at "
-        f"{THREADS} threads a block ({threads_of('wmma')} for the tensor-core conv)\n"
+        f"{THREADS} threads a block\n"
     )
     print(table(shown))
     if args.json:

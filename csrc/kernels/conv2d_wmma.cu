@@ -28,6 +28,7 @@
 #include <string>
 
 #include "common.cuh"
+#include "conv2d_wmma_problems.cuh"
 #ifdef __CUDACC__
 #include <mma.h>
 #endif
@@ -38,12 +39,18 @@ namespace tc {
 
 namespace wmma = nvcuda::wmma;
 
-constexpr int kBM = 64, kBN = 64, kBK = 16, kThreads = 128;
+constexpr int kBM = 128, kBN = 128, kBK = 16, kThreads = 256;
+// 8 warps, 2 along m by 4 along n, each owning a 64 x 32 piece of the tile: kWM x kWN fragments.
+constexpr int kWarpsM = 2, kWM = 4, kWN = 2;
+static_assert(kWarpsM * kWM * 16 == kBM && (kThreads / 32 / kWarpsM) * kWN * 16 == kBN, "tiling");
 // Shared-memory strides (elements), padded so rows start on different banks; each a multiple of
 // 16 bytes and each fragment's first element 32-byte aligned, as load/store_matrix_sync require.
 constexpr int kLdA = kBK + 8;  // As (BM, BK), row-major
 constexpr int kLdB = kBN + 8;  // Bs (BK, BN), row-major
-constexpr int kLdC = kBM + 4;  // Cs (BN, BM): column j of the tile at Cs + j·kLdC (float)
+constexpr int kLdS = 16 + 4;   // a warp's output scratch (16, 16), column-major (float)
+// Two slices of As and Bs, then the fixed parts of the tile's rows and columns (tables of Part).
+template <class T>
+constexpr size_t kTileBytes = 2 * (kBM * kLdA + kBK * kLdB) * sizeof(T);
 
 // The fragment type and k-depth of T's tensor-core operation, and the oldest GPU that has it.
 template <class T>
@@ -79,165 +86,134 @@ __device__ __forceinline__ float to_tf32(float v) {
 }
 #endif
 
-__device__ __forceinline__ bool in(int i, int n) {
-  return unsigned(i) < unsigned(n);
-}
-
-// ---- the three problems: A[m, d], B[d, j] and where output (m, j) goes; per group g -----------
-template <class T>
-struct Forward {  // rows (n, p, q), columns k, reduction (c, r, s)
-  T* out;
-  const T *inp, *weight, *bias;
-  Conv2d g;
-  int grp;
-  __device__ int64_t rows() const { return g.N * g.P * g.Q; }
-  __device__ int cols() const { return g.K / g.G; }
-  __device__ int64_t depth() const { return int64_t(g.C / g.G) * g.R * g.S; }
-  __device__ T a(int64_t m, int64_t d) const {
-    const int PQ = g.P * g.Q, RS = g.R * g.S;
-    const int64_t n = m / PQ;
-    const int pq = int(m - n * PQ), c = int(d) / RS, rs = int(d) - c * RS;
-    const int h = (pq / g.Q) * g.sh - g.ph + (rs / g.S) * g.dh;
-    const int w = (pq % g.Q) * g.sw - g.pw + (rs % g.S) * g.dw;
-    if (!in(h, g.H) || !in(w, g.W)) return from_acc<T>(0);
-    return inp[((n * g.C + grp * (g.C / g.G) + c) * g.H + h) * g.W + w];
-  }
-  __device__ T b(int64_t d, int j) const {
-    return weight[(int64_t(grp) * cols() + j) * depth() + d];
-  }
-  __device__ void store(int64_t m, int j, float v, int) const {
-    const int PQ = g.P * g.Q, k = grp * cols() + j;
-    const int64_t n = m / PQ;
-    if (bias != nullptr) v += to_acc(bias[k]);
-    out[(n * g.K + k) * PQ + (m - n * PQ)] = from_acc<T>(v);
-  }
-};
-
-template <class T>
-struct BackwardData {  // rows (n, h, w), columns c, reduction (k, r, s)
-  T* dinp;
-  const T *dout, *weight;
-  Conv2d g;
-  int grp;
-  __device__ int64_t rows() const { return g.N * g.H * g.W; }
-  __device__ int cols() const { return g.C / g.G; }
-  __device__ int64_t depth() const { return int64_t(g.K / g.G) * g.R * g.S; }
-  __device__ T a(int64_t m, int64_t d) const {
-    const int HW = g.H * g.W, RS = g.R * g.S;
-    const int64_t n = m / HW;
-    const int hw = int(m - n * HW), k = int(d) / RS, rs = int(d) - k * RS;
-    const int th = hw / g.W + g.ph - (rs / g.S) * g.dh, tw = hw % g.W + g.pw - (rs % g.S) * g.dw;
-    if (th < 0 || tw < 0 || th % g.sh != 0 || tw % g.sw != 0) return from_acc<T>(0);
-    const int p = th / g.sh, q = tw / g.sw;
-    if (p >= g.P || q >= g.Q) return from_acc<T>(0);
-    return dout[((n * g.K + grp * (g.K / g.G) + k) * g.P + p) * g.Q + q];
-  }
-  __device__ T b(int64_t d, int j) const {
-    const int RS = g.R * g.S, k = int(d) / RS, rs = int(d) - k * RS;
-    return weight[((int64_t(grp) * (g.K / g.G) + k) * cols() + j) * RS + rs];
-  }
-  __device__ void store(int64_t m, int j, float v, int) const {
-    const int HW = g.H * g.W;
-    const int64_t n = m / HW;
-    dinp[(n * g.C + grp * cols() + j) * HW + (m - n * HW)] = from_acc<T>(v);
-  }
-};
-
-template <class T>
-struct BackwardWeight {  // rows k, columns (c, r, s), reduction (n, p, q); float32 partials
-  float* partial;        // (splits, K, Cg·R·S)
-  const T *dout, *inp;
-  Conv2d g;
-  int grp;
-  __device__ int64_t rows() const { return g.K / g.G; }
-  __device__ int cols() const { return (g.C / g.G) * g.R * g.S; }
-  __device__ int64_t depth() const { return g.N * g.P * g.Q; }
-  __device__ T a(int64_t m, int64_t d) const {
-    const int PQ = g.P * g.Q;
-    const int64_t n = d / PQ;
-    return dout[(n * g.K + grp * rows() + m) * PQ + (d - n * PQ)];
-  }
-  __device__ T b(int64_t d, int j) const {  // the forward's A[d, j]
-    return Forward<T>{nullptr, inp, nullptr, nullptr, g, grp}.a(d, j);
-  }
-  __device__ void store(int64_t m, int j, float v, int split) const {
-    partial[(int64_t(split) * g.K + grp * rows() + m) * cols() + j] = v;
-  }
-};
-
 // ---- the kernel ---------------------------------------------------------------------------------
-// Grid (row tiles, column tiles, groups x splits); the reduction of split s is
-// [s·chunk, (s + 1)·chunk) (chunk a multiple of kBK).
-template <class T, class Problem>
-__device__ void stage_slice(T* As, T* Bs, const Problem& pb, int64_t m0, int j0, int64_t d0,
-                            int64_t d_end) {
-  for (int e = threadIdx.x; e < kBM * kBK; e += kThreads) {
-    const int mi = e / kBK, di = e % kBK;
-    const int64_t m = m0 + mi, d = d0 + di;
-    As[mi * kLdA + di] = m < pb.rows() && d < d_end ? pb.a(m, d) : from_acc<T>(0);
-  }
-  for (int e = threadIdx.x; e < kBK * kBN; e += kThreads) {
-    const int di = e / kBN, ji = e % kBN;
-    const int64_t d = d0 + di;
-    Bs[di * kLdB + ji] = d < d_end && j0 + ji < pb.cols() ? pb.b(d, j0 + ji) : from_acc<T>(0);
-  }
-}
+// Each thread gathers, per slice, kPer elements of A and kPer of B: reduction index d0 + di
+// (di = tid % kBK, the same for A and B) of the tile's rows/columns tid / kBK + kRowStep·i.
+constexpr int kPer = kBM * kBK / kThreads, kRowStep = kThreads / kBK;
+static_assert(kBM == kBN && kPer * kThreads == kBM * kBK, "A and B share the gather mapping");
 
-// acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice.
 template <class T>
-__device__ void multiply_slice(
-    const T* As, const T* Bs, int wm, int wn,
-    wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::k, float> (&acc)[2][2]) {
+using Acc = wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::k, float>;
+
+// The next slice's elements into registers (global loads only: they overlap the mma_sync).
+template <class T, class Problem>
+__device__ __forceinline__ void gather_slice(T (&ra)[kPer], T (&rb)[kPer], const Problem& pb,
+                                             const Part* fa, const Part* fb, const Digits& x,
+                                             bool valid) {
+  const Part va = pb.a_walk(x, valid), vb = pb.b_walk(x, valid);
+  const int u = threadIdx.x / kBK;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) ra[i] = pb.a(fa[u + kRowStep * i], va);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) rb[i] = pb.b(fb[u + kRowStep * i], vb);
+}
+
+// As (BM, kLdA) row-major and Bs (BK, kLdB) row-major from the registers.
+template <class T>
+__device__ __forceinline__ void stage_slice(T* As, T* Bs, const T (&ra)[kPer],
+                                            const T (&rb)[kPer]) {
+  const int u = threadIdx.x / kBK, di = threadIdx.x % kBK;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) As[(u + kRowStep * i) * kLdA + di] = ra[i];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) Bs[di * kLdB + u + kRowStep * i] = rb[i];
+}
+
+// acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice: each A fragment feeds kWN
+// mma_sync, each B fragment kWM.
+template <class T>
+__device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm, int wn,
+                                               Acc<T> (&acc)[kWM][kWN]) {
   using M = Mma<T>;
+#pragma unroll
   for (int kk = 0; kk < kBK; kk += M::k) {
-    wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::row_major> a[2];
-    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, wmma::row_major> b[2];
-    for (int i = 0; i < 2; ++i) {
-      wmma::load_matrix_sync(a[i], As + (wm + 16 * i) * kLdA + kk, kLdA);
-      wmma::load_matrix_sync(b[i], Bs + kk * kLdB + wn + 16 * i, kLdB);
-      if constexpr (std::is_same<T, float>::value) {  // TF32: round each element once
-        for (int t = 0; t < a[i].num_elements; ++t) a[i].x[t] = to_tf32(a[i].x[t]);
-        for (int t = 0; t < b[i].num_elements; ++t) b[i].x[t] = to_tf32(b[i].x[t]);
-      }
+    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, wmma::row_major> b[kWN];
+#pragma unroll
+    for (int j = 0; j < kWN; ++j) {
+      wmma::load_matrix_sync(b[j], Bs + kk * kLdB + wn + 16 * j, kLdB);
+      if constexpr (std::is_same<T, float>::value)  // TF32: round each element once
+        for (int t = 0; t < b[j].num_elements; ++t) b[j].x[t] = to_tf32(b[j].x[t]);
     }
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+#pragma unroll
+    for (int i = 0; i < kWM; ++i) {
+      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::row_major> a;
+      wmma::load_matrix_sync(a, As + (wm + 16 * i) * kLdA + kk, kLdA);
+      if constexpr (std::is_same<T, float>::value)
+        for (int t = 0; t < a.num_elements; ++t) a.x[t] = to_tf32(a.x[t]);
+#pragma unroll
+      for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
+    }
   }
 }
 
+// The warp's accumulators to the output, one fragment at a time through a 16 x 16 float scratch
+// (column-major: consecutive lanes store consecutive rows m).
 template <class T, class Problem>
-__global__ void __launch_bounds__(kThreads)
+__device__ void store_tile(const Problem& pb, float* scratch, Acc<T> (&acc)[kWM][kWN], int64_t m0,
+                           int j0, int split) {
+  const int lane = threadIdx.x % kWarpSize;
+  for (int i = 0; i < kWM; ++i)
+    for (int j = 0; j < kWN; ++j) {
+      wmma::store_matrix_sync(scratch, acc[i][j], kLdS, wmma::mem_col_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += kWarpSize) {
+        const int64_t m = m0 + 16 * i + e % 16;
+        const int col = j0 + 16 * j + e / 16;
+        if (m < pb.rows() && col < pb.cols())
+          pb.store(m, col, scratch[(e / 16) * kLdS + e % 16], split);
+      }
+      __syncwarp();  // before the next fragment overwrites the scratch
+    }
+}
+
+// Grid (row tiles, column tiles, groups x splits); the reduction of split s is
+// [s·chunk, (s + 1)·chunk) (chunk a multiple of kBK). Slices double-buffered in shared memory:
+// the next slice's global loads are issued before this slice's mma_sync, one barrier a slice.
+template <class T, class Problem>
+__global__ void __launch_bounds__(kThreads, 2)
     conv2d_wmma_kernel(Problem pb, int groups, int64_t chunk) {
   if constexpr (kArch >= Mma<T>::arch) {
     DYN_SHARED(unsigned char, smem);
-    T* As = reinterpret_cast<T*>(smem);          // (BM, kLdA)
-    T* Bs = As + kBM * kLdA;                     // (BK, kLdB)
-    float* Cs = reinterpret_cast<float*>(smem);  // (BN, kLdC), after the main loop
+    T* tiles = reinterpret_cast<T*>(smem);                     // 2 x (As (BM, kLdA), Bs (BK, kLdB))
+    Part* fa = reinterpret_cast<Part*>(smem + kTileBytes<T>);  // (BM,) rows of A
+    Part* fb = fa + kBM;                                       // (BN,) columns of B
     pb.grp = int(blockIdx.z % unsigned(groups));
     const int split = int(blockIdx.z / unsigned(groups));
     const int64_t m0 = int64_t(blockIdx.x) * kBM, d_begin = split * chunk;
     const int64_t d_end = d_begin + chunk < pb.depth() ? d_begin + chunk : pb.depth();
     const int j0 = int(blockIdx.y) * kBN, warp = threadIdx.x / kWarpSize;
-    const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;  // this warp's quarter of the tile
-    wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::k, float> acc[2][2];
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
-    for (int64_t d0 = d_begin; d0 < d_end; d0 += kBK) {
-      stage_slice(As, Bs, pb, m0, j0, d0, d_end);
-      __syncthreads();
+    const int wm = (warp % kWarpsM) * kWM * 16, wn = (warp / kWarpsM) * kWN * 16;
+    for (int e = threadIdx.x; e < kBM; e += kThreads) {
+      fa[e] = pb.a_fixed(m0 + e);
+      fb[e] = pb.b_fixed(j0 + e);
+    }
+    Acc<T> acc[kWM][kWN];
+#pragma unroll
+    for (int i = 0; i < kWM; ++i)
+#pragma unroll
+      for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    const int ML = pb.radix_mid(), L = pb.radix_lo();
+    const Digits step = split_digits(kBK, ML, L);
+    int64_t d = d_begin + threadIdx.x % kBK;
+    Digits x = split_digits(d, ML, L);
+    T ra[kPer], rb[kPer];
+    __syncthreads();  // the tables
+    gather_slice(ra, rb, pb, fa, fb, x, d < d_end);
+    for (int64_t d0 = d_begin, buf = 0; d0 < d_end; d0 += kBK, buf ^= 1) {
+      T* As = tiles + buf * (kBM * kLdA + kBK * kLdB);
+      T* Bs = As + kBM * kLdA;
+      stage_slice(As, Bs, ra, rb);
+      __syncthreads();  // also: every warp is done with the other buffer (the previous slice)
+      if (d0 + kBK < d_end) {
+        d += kBK;
+        advance(x, step, ML, L);
+        gather_slice(ra, rb, pb, fa, fb, x, d < d_end);
+      }
       multiply_slice(As, Bs, wm, wn, acc);
-      __syncthreads();  // before the next slice (or Cs) overwrites As and Bs
     }
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j)
-        wmma::store_matrix_sync(Cs + (wn + 16 * j) * kLdC + wm + 16 * i, acc[i][j], kLdC,
-                                wmma::mem_col_major);
-    __syncthreads();
-    for (int e = threadIdx.x; e < kBM * kBN; e += kThreads) {
-      const int mi = e % kBM, ji = e / kBM;  // consecutive threads: consecutive rows
-      if (m0 + mi < pb.rows() && j0 + ji < pb.cols())
-        pb.store(m0 + mi, j0 + ji, Cs[ji * kLdC + mi], split);
-    }
+    __syncthreads();  // the tiles become the warps' output scratch
+    float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
+    store_tile<T>(pb, scratch, acc, m0 + wm, j0 + wn, split);
   } else {
     __trap();  // the launcher refuses this GPU first (require_arch)
   }
@@ -289,8 +265,8 @@ void launch(const char* op, const Problem& pb, int64_t rows, int64_t cols, int64
     throw std::invalid_argument(std::string(op) + ": the tensor-core grid (" + std::to_string(gx) +
                                 ", " + std::to_string(gy) + ", " + std::to_string(gz) +
                                 ") is too large");
-  constexpr size_t smem =
-      std::max((kBM * kLdA + kBK * kLdB) * sizeof(T), kBN * kLdC * sizeof(float));
+  constexpr size_t smem = kTileBytes<T> + (kBM + kBN) * 16;  // 16: sizeof(Part)
+  static_assert(smem <= 48 * 1024 && kThreads / 32 * 16 * kLdS * 4 <= kTileBytes<T>, "smem");
   LAUNCH((conv2d_wmma_kernel<T, Problem>), dim3(unsigned(gx), unsigned(gy), unsigned(gz)), kThreads,
          smem, stream)(pb, groups, chunk);
   CHECK_LAUNCH("conv2d_wmma_kernel");
@@ -337,9 +313,16 @@ template <class T>
 void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
                                cudaStream_t stream) {
   check_runs<T>("conv2d_backward_data", splits, false);
-  if constexpr (!std::is_same<T, double>::value)
-    tc::launch<T>("conv2d_backward_data", tc::BackwardData<T>{dinp, dout, weight, g, 0},
-                  g.N * g.H * g.W, g.C / g.G, int64_t(g.K / g.G) * g.R * g.S, g.G, 1, stream);
+  if constexpr (!std::is_same<T, double>::value) {
+    const int64_t rows = g.N * g.H * g.W, depth = int64_t(g.K / g.G) * g.R * g.S;
+    const char* op = "conv2d_backward_data";
+    if (g.sh == 1 && g.sw == 1)  // no division per element
+      tc::launch<T>(op, tc::BackwardData<T, true>{dinp, dout, weight, g, 0}, rows, g.C / g.G, depth,
+                    g.G, 1, stream);
+    else
+      tc::launch<T>(op, tc::BackwardData<T, false>{dinp, dout, weight, g, 0}, rows, g.C / g.G,
+                    depth, g.G, 1, stream);
+  }
 }
 
 template <class T>

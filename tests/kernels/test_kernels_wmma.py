@@ -204,3 +204,59 @@ def test_conv2d_version_errors(device):
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     with pytest.raises(ValueError, match="version 4 .* not float64"):
         b.conv2d_forward(*on(device, x64, w64), None, g, version=4)
+
+
+# Several 128 x 128 block tiles with partial edge tiles in every pass (rows, columns and the
+# reduction's last slice), and both backward-data variants (unit stride; stride with dilation and
+# groups), small enough for the emulator.
+TILED = [  # (x shape, K, (R, S), stride, padding, dilation, groups)
+    ((2, 16, 10, 10), 136, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((1, 18, 17, 15), 10, (3, 3), (2, 2), (1, 2), (2, 1), 2),
+]
+
+
+def all_passes(device, g, x, w, dy):
+    b = get_backend(device)
+    y = host(device, b.conv2d_forward(*on(device, x, w), None, g))
+    dx = host(device, b.conv2d_backward_data(*on(device, dy, w), g))
+    dw = host(device, b.conv2d_backward_weight(*on(device, dy, x), g))
+    return y, dx, dw
+
+
+def references(g, x, w, dy):
+    x, w, dy = (a.astype(np.float64) for a in (x, w, dy))
+    return (
+        cpu.conv2d_forward(x, w, None, g),
+        cpu.conv2d_backward_data(dy, w, g),
+        cpu.conv2d_backward_weight(dy, x, g),
+    )
+
+
+@devices
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("case", TILED)
+def test_conv2d_half_tiled(device, dtype, case):
+    g = geometry(case)
+    x, w, dy = (
+        rounded(g.x_shape, dtype, 16),
+        rounded(g.w_shape, dtype, 17),
+        rounded(g.y_shape, dtype, 18),
+    )
+    before = launches(device)
+    got = all_passes(device, g, x, w, dy)
+    assert launches(device) == before + 3
+    for have, want in zip(got, references(g, x, w, dy)):
+        close(have, want, dtype)
+
+
+@devices
+@pytest.mark.parametrize("case", TILED)
+def test_conv2d_tf32_tiled(device, case, monkeypatch):
+    monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
+    g = geometry(case)
+    x, w, dy = (rounded(s, "tf32", 19 + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape)))
+    before = launches(device)
+    got = all_passes(device, g, x, w, dy)
+    assert launches(device) == before + 3
+    for have, want in zip(got, references(g, x, w, dy)):
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

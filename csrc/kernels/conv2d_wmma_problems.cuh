@@ -1,0 +1,183 @@
+// The three implicit GEMMs of the tensor-core conv (conv2d_wmma.cu), written for a gather with no
+// division in the main loop.
+//
+// Each operand element, A[m, d] or B[d, j], is split into a part that depends only on the tile's
+// fixed index (the row m of A, the column j of B: a Part computed once per block and kept in a
+// shared table) and a part that depends only on the reduction index d (a Part derived, once per
+// slice, from the digits of d, which advance by the slice depth with carries and no division).
+// The element is base[fixed.off + walk.off] when both spatial checks of the summed (h, w) pass,
+// else 0; an index past the end of its range gets kOut, which fails every check.
+#pragma once
+
+#include "common.cuh"
+
+namespace minicnn {
+namespace kernels {
+namespace tc {
+
+constexpr int kOut = -(1 << 30);  // h of a row, column or d past its end: never in range
+
+struct Part {
+  int64_t off;  // element offset
+  int h, w;     // spatial coordinates (or 0 where the operand has none)
+};
+
+// d = (hi·M + mid)·L + lo, with mid < M and lo < L.
+struct Digits {
+  int64_t hi;
+  int mid, lo;
+};
+
+__device__ __forceinline__ Digits split_digits(int64_t d, int M, int L) {
+  const int64_t q = d / L;
+  return Digits{q / M, int(q % M), int(d % L)};
+}
+
+// x += step (step's digits in range): one carry per digit at most.
+__device__ __forceinline__ void advance(Digits& x, const Digits& step, int M, int L) {
+  x.lo += step.lo;
+  if (x.lo >= L) x.lo -= L, ++x.mid;
+  x.mid += step.mid;
+  if (x.mid >= M) x.mid -= M, ++x.hi;
+  x.hi += step.hi;
+}
+
+__device__ __forceinline__ bool in(int i, int n) {
+  return unsigned(i) < unsigned(n);
+}
+
+template <class T>
+__device__ __forceinline__ T gather(const T* base, const Part& f, const Part& v, int H, int W) {
+  return in(f.h + v.h, H) && in(f.w + v.w, W) ? base[f.off + v.off] : from_acc<T>(0);
+}
+
+// Forward: rows (n, p, q), columns k, reduction (c, r, s); digits of d: (c, r, s).
+template <class T>
+struct Forward {
+  T* out;
+  const T *inp, *weight, *bias;
+  Conv2d g;
+  int grp;
+  __device__ int64_t rows() const { return g.N * g.P * g.Q; }
+  __device__ int cols() const { return g.K / g.G; }
+  __device__ int64_t depth() const { return int64_t(g.C / g.G) * g.R * g.S; }
+  __device__ int radix_mid() const { return g.R; }
+  __device__ int radix_lo() const { return g.S; }
+  __device__ Part a_fixed(int64_t m) const {
+    if (m >= rows()) return Part{0, kOut, 0};
+    const int PQ = g.P * g.Q;
+    const int64_t n = m / PQ;
+    const int pq = int(m - n * PQ);
+    const int h = (pq / g.Q) * g.sh - g.ph, w = (pq % g.Q) * g.sw - g.pw;
+    return Part{(n * g.C + grp * (g.C / g.G)) * g.H * g.W + int64_t(h) * g.W + w, h, w};
+  }
+  __device__ Part a_walk(const Digits& x, bool valid) const {
+    const int h = x.mid * g.dh, w = x.lo * g.dw;
+    return Part{x.hi * g.H * g.W + int64_t(h) * g.W + w, valid ? h : kOut, w};
+  }
+  __device__ T a(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
+  __device__ Part b_fixed(int j) const {
+    return Part{(int64_t(grp) * cols() + j) * depth(), j < cols() ? 0 : kOut, 0};
+  }
+  __device__ Part b_walk(const Digits& x, bool valid) const {
+    return Part{(x.hi * g.R + x.mid) * g.S + x.lo, valid ? 0 : kOut, 0};
+  }
+  __device__ T b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
+  __device__ void store(int64_t m, int j, float v, int) const {
+    const int PQ = g.P * g.Q, k = grp * cols() + j;
+    const int64_t n = m / PQ;
+    if (bias != nullptr) v += to_acc(bias[k]);
+    out[(n * g.K + k) * PQ + (m - n * PQ)] = from_acc<T>(v);
+  }
+};
+
+// Backward data: rows (n, h, w), columns c, reduction (k, r, s); digits of d: (k, r, s).
+// dx[n, c, h, w] takes dy[n, k, p, q] where h + ph - r·dh = p·sh (and likewise w): Unit (both
+// strides 1) needs no division; otherwise one per element (p = th / sh).
+template <class T, bool Unit>
+struct BackwardData {
+  T* dinp;
+  const T *dout, *weight;
+  Conv2d g;
+  int grp;
+  __device__ int64_t rows() const { return g.N * g.H * g.W; }
+  __device__ int cols() const { return g.C / g.G; }
+  __device__ int64_t depth() const { return int64_t(g.K / g.G) * g.R * g.S; }
+  __device__ int radix_mid() const { return g.R; }
+  __device__ int radix_lo() const { return g.S; }
+  __device__ Part a_fixed(int64_t m) const {
+    if (m >= rows()) return Part{0, kOut, 0};
+    const int HW = g.H * g.W;
+    const int64_t n = m / HW;
+    const int hw = int(m - n * HW);
+    return Part{(n * g.K + grp * (g.K / g.G)) * g.P * g.Q, hw / g.W + g.ph, hw % g.W + g.pw};
+  }
+  __device__ Part a_walk(const Digits& x, bool valid) const {
+    return Part{x.hi * g.P * g.Q, valid ? -x.mid * g.dh : kOut, -x.lo * g.dw};
+  }
+  __device__ T a(const Part& f, const Part& v) const {
+    int p = f.h + v.h, q = f.w + v.w;  // th, tw
+    if constexpr (Unit) {
+      if (!in(p, g.P) || !in(q, g.Q)) return from_acc<T>(0);
+    } else {
+      if (p < 0 || q < 0 || p % g.sh != 0 || q % g.sw != 0) return from_acc<T>(0);
+      p /= g.sh, q /= g.sw;
+      if (p >= g.P || q >= g.Q) return from_acc<T>(0);
+    }
+    return dout[f.off + v.off + int64_t(p) * g.Q + q];
+  }
+  __device__ Part b_fixed(int j) const {
+    const int64_t RS = g.R * g.S;
+    return Part{(int64_t(grp) * (g.K / g.G) * cols() + j) * RS, j < cols() ? 0 : kOut, 0};
+  }
+  __device__ Part b_walk(const Digits& x, bool valid) const {
+    return Part{x.hi * cols() * g.R * g.S + x.mid * g.S + x.lo, valid ? 0 : kOut, 0};
+  }
+  __device__ T b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
+  __device__ void store(int64_t m, int j, float v, int) const {
+    const int HW = g.H * g.W;
+    const int64_t n = m / HW;
+    dinp[(n * g.C + grp * cols() + j) * HW + (m - n * HW)] = from_acc<T>(v);
+  }
+};
+
+// Backward weight: rows k, columns (c, r, s), reduction (n, p, q); digits of d: (n, p, q).
+// Writes float32 partials (splits, K, Cg·R·S).
+template <class T>
+struct BackwardWeight {
+  float* partial;
+  const T *dout, *inp;
+  Conv2d g;
+  int grp;
+  __device__ int64_t rows() const { return g.K / g.G; }
+  __device__ int cols() const { return (g.C / g.G) * g.R * g.S; }
+  __device__ int64_t depth() const { return g.N * g.P * g.Q; }
+  __device__ int radix_mid() const { return g.P; }
+  __device__ int radix_lo() const { return g.Q; }
+  __device__ Part a_fixed(int64_t m) const {
+    return Part{(grp * rows() + m) * g.P * g.Q, m < rows() ? 0 : kOut, 0};
+  }
+  __device__ Part a_walk(const Digits& x, bool valid) const {
+    return Part{x.hi * g.K * g.P * g.Q + int64_t(x.mid) * g.Q + x.lo, valid ? 0 : kOut, 0};
+  }
+  __device__ T a(const Part& f, const Part& v) const { return gather(dout, f, v, 1, 1); }
+  __device__ Part b_fixed(int j) const {  // (c, r, s)
+    if (j >= cols()) return Part{0, kOut, 0};
+    const int RS = g.R * g.S, c = j / RS, r = (j - c * RS) / g.S, s = j - c * RS - r * g.S;
+    const int h = r * g.dh, w = s * g.dw;
+    return Part{int64_t(c) * g.H * g.W + int64_t(h) * g.W + w, h, w};
+  }
+  __device__ Part b_walk(const Digits& x, bool valid) const {  // (n, p, q)
+    const int h = x.mid * g.sh - g.ph, w = x.lo * g.sw - g.pw;
+    const int64_t base = (x.hi * g.C + grp * (g.C / g.G)) * g.H * g.W;
+    return Part{base + int64_t(h) * g.W + w, valid ? h : kOut, w};
+  }
+  __device__ T b(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
+  __device__ void store(int64_t m, int j, float v, int split) const {
+    partial[(int64_t(split) * g.K + grp * rows() + m) * cols() + j] = v;
+  }
+};
+
+}  // namespace tc
+}  // namespace kernels
+}  // namespace minicnn
