@@ -95,28 +95,18 @@ static_assert(kBM == kBN && kPer * kThreads == kBM * kBK, "A and B share the gat
 template <class T>
 using Acc = wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::k, float>;
 
-// The next slice's elements into registers (global loads only: they overlap the mma_sync).
+// A slice into As (BM, kLdA) and Bs (BK, kLdB), both row-major, straight from global memory.
 template <class T, class Problem>
-__device__ __forceinline__ void gather_slice(T (&ra)[kPer], T (&rb)[kPer], const Problem& pb,
-                                             const Part* fa, const Part* fb, const Digits& x,
-                                             bool valid) {
+__device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, const Part* fa,
+                                           const Part* fb, const Digits& x, bool valid) {
   const Part va = pb.a_walk(x, valid), vb = pb.b_walk(x, valid);
-  const int u = threadIdx.x / kBK;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) ra[i] = pb.a(fa[u + kRowStep * i], va);
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) rb[i] = pb.b(fb[u + kRowStep * i], vb);
-}
-
-// As (BM, kLdA) row-major and Bs (BK, kLdB) row-major from the registers.
-template <class T>
-__device__ __forceinline__ void stage_slice(T* As, T* Bs, const T (&ra)[kPer],
-                                            const T (&rb)[kPer]) {
   const int u = threadIdx.x / kBK, di = threadIdx.x % kBK;
+  Raw<T>* as = reinterpret_cast<Raw<T>*>(As) + u * kLdA + di;
+  Raw<T>* bs = reinterpret_cast<Raw<T>*>(Bs) + di * kLdB + u;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) As[(u + kRowStep * i) * kLdA + di] = ra[i];
+  for (int i = 0; i < kPer; ++i) as[kRowStep * i * kLdA] = pb.a(fa[u + kRowStep * i], va);
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) Bs[di * kLdB + u + kRowStep * i] = rb[i];
+  for (int i = 0; i < kPer; ++i) bs[kRowStep * i] = pb.b(fb[u + kRowStep * i], vb);
 }
 
 // acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice: each A fragment feeds kWN
@@ -168,7 +158,8 @@ __device__ void store_tile(const Problem& pb, float* scratch, Acc<T> (&acc)[kWM]
 
 // Grid (row tiles, column tiles, groups x splits); the reduction of split s is
 // [s·chunk, (s + 1)·chunk) (chunk a multiple of kBK). Slices double-buffered in shared memory:
-// the next slice's global loads are issued before this slice's mma_sync, one barrier a slice.
+// the next slice is gathered into the other buffer before this slice's mma_sync; one barrier a
+// slice.
 template <class T, class Problem>
 __global__ void __launch_bounds__(kThreads, 2)
     conv2d_wmma_kernel(Problem pb, int groups, int64_t chunk) {
@@ -196,20 +187,20 @@ __global__ void __launch_bounds__(kThreads, 2)
     const Digits step = split_digits(kBK, ML, L);
     int64_t d = d_begin + threadIdx.x % kBK;
     Digits x = split_digits(d, ML, L);
-    T ra[kPer], rb[kPer];
-    __syncthreads();  // the tables
-    gather_slice(ra, rb, pb, fa, fb, x, d < d_end);
+    constexpr int kSlice = kBM * kLdA + kBK * kLdB;  // elements of one buffer (As, Bs)
+    __syncthreads();                                 // the tables
+    load_slice(tiles, tiles + kBM * kLdA, pb, fa, fb, x, d < d_end);
     for (int64_t d0 = d_begin, buf = 0; d0 < d_end; d0 += kBK, buf ^= 1) {
-      T* As = tiles + buf * (kBM * kLdA + kBK * kLdB);
-      T* Bs = As + kBM * kLdA;
-      stage_slice(As, Bs, ra, rb);
-      __syncthreads();  // also: every warp is done with the other buffer (the previous slice)
-      if (d0 + kBK < d_end) {
+      // this slice is in, and every warp is done with the other buffer (the previous slice)
+      __syncthreads();
+      const T* As = tiles + buf * kSlice;
+      if (d0 + kBK < d_end) {  // the next slice's loads, in flight during this slice's mma_sync
         d += kBK;
         advance(x, step, ML, L);
-        gather_slice(ra, rb, pb, fa, fb, x, d < d_end);
+        T* next = tiles + (buf ^ 1) * kSlice;
+        load_slice(next, next + kBM * kLdA, pb, fa, fb, x, d < d_end);
       }
-      multiply_slice(As, Bs, wm, wn, acc);
+      multiply_slice(As, As + kBM * kLdA, wm, wn, acc);
     }
     __syncthreads();  // the tiles become the warps' output scratch
     float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;

@@ -9,6 +9,9 @@
 // else 0; an index past the end of its range gets kOut, which fails every check.
 #pragma once
 
+#include <cstdint>
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace minicnn {
@@ -17,7 +20,7 @@ namespace tc {
 
 constexpr int kOut = -(1 << 30);  // h of a row, column or d past its end: never in range
 
-struct Part {
+struct alignas(16) Part {
   int64_t off;  // element offset
   int h, w;     // spatial coordinates (or 0 where the operand has none)
 };
@@ -46,9 +49,39 @@ __device__ __forceinline__ bool in(int i, int n) {
   return unsigned(i) < unsigned(n);
 }
 
+// The bits of a T (the gather moves elements as integers: a select on them is one instruction).
 template <class T>
-__device__ __forceinline__ T gather(const T* base, const Part& f, const Part& v, int H, int W) {
-  return in(f.h + v.h, H) && in(f.w + v.w, W) ? base[f.off + v.off] : from_acc<T>(0);
+using Raw = typename std::conditional<sizeof(T) == 2, uint16_t, uint32_t>::type;
+
+// The bits of base[off] if ok, else 0 (+0.0 in every T). On the GPU a predicated load: no
+// branch, and no address is read when !ok.
+template <class T>
+__device__ __forceinline__ Raw<T> load_or_zero(const T* base, int64_t off, bool ok) {
+  const Raw<T>* p = reinterpret_cast<const Raw<T>*>(base) + off;
+#ifdef __CUDA_ARCH__
+  Raw<T> v;
+  if constexpr (sizeof(T) == 2)
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n mov.b16 %0, 0;\n"
+        " @p ld.global.nc.u16 %0, [%1];\n}\n"
+        : "=h"(v)
+        : "l"(p), "r"(int(ok)));
+  else
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n mov.b32 %0, 0;\n"
+        " @p ld.global.nc.u32 %0, [%1];\n}\n"
+        : "=r"(v)
+        : "l"(p), "r"(int(ok)));
+  return v;
+#else
+  return ok ? *p : Raw<T>(0);
+#endif
+}
+
+template <class T>
+__device__ __forceinline__ Raw<T> gather(const T* base, const Part& f, const Part& v, int H,
+                                         int W) {
+  return load_or_zero(base, f.off + v.off, in(f.h + v.h, H) & in(f.w + v.w, W));
 }
 
 // Forward: rows (n, p, q), columns k, reduction (c, r, s); digits of d: (c, r, s).
@@ -75,14 +108,14 @@ struct Forward {
     const int h = x.mid * g.dh, w = x.lo * g.dw;
     return Part{x.hi * g.H * g.W + int64_t(h) * g.W + w, valid ? h : kOut, w};
   }
-  __device__ T a(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
+  __device__ Raw<T> a(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
   __device__ Part b_fixed(int j) const {
     return Part{(int64_t(grp) * cols() + j) * depth(), j < cols() ? 0 : kOut, 0};
   }
   __device__ Part b_walk(const Digits& x, bool valid) const {
     return Part{(x.hi * g.R + x.mid) * g.S + x.lo, valid ? 0 : kOut, 0};
   }
-  __device__ T b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
+  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
   __device__ void store(int64_t m, int j, float v, int) const {
     const int PQ = g.P * g.Q, k = grp * cols() + j;
     const int64_t n = m / PQ;
@@ -115,16 +148,15 @@ struct BackwardData {
   __device__ Part a_walk(const Digits& x, bool valid) const {
     return Part{x.hi * g.P * g.Q, valid ? -x.mid * g.dh : kOut, -x.lo * g.dw};
   }
-  __device__ T a(const Part& f, const Part& v) const {
+  __device__ Raw<T> a(const Part& f, const Part& v) const {
     int p = f.h + v.h, q = f.w + v.w;  // th, tw
-    if constexpr (Unit) {
-      if (!in(p, g.P) || !in(q, g.Q)) return from_acc<T>(0);
-    } else {
-      if (p < 0 || q < 0 || p % g.sh != 0 || q % g.sw != 0) return from_acc<T>(0);
+    bool ok = true;
+    if constexpr (!Unit) {
+      ok = (p >= 0) & (q >= 0) & (p % g.sh == 0) & (q % g.sw == 0);
       p /= g.sh, q /= g.sw;
-      if (p >= g.P || q >= g.Q) return from_acc<T>(0);
     }
-    return dout[f.off + v.off + int64_t(p) * g.Q + q];
+    ok = ok & in(p, g.P) & in(q, g.Q);
+    return load_or_zero(dout, f.off + v.off + int64_t(p) * g.Q + q, ok);
   }
   __device__ Part b_fixed(int j) const {
     const int64_t RS = g.R * g.S;
@@ -133,7 +165,7 @@ struct BackwardData {
   __device__ Part b_walk(const Digits& x, bool valid) const {
     return Part{x.hi * cols() * g.R * g.S + x.mid * g.S + x.lo, valid ? 0 : kOut, 0};
   }
-  __device__ T b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
+  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
   __device__ void store(int64_t m, int j, float v, int) const {
     const int HW = g.H * g.W;
     const int64_t n = m / HW;
@@ -160,7 +192,7 @@ struct BackwardWeight {
   __device__ Part a_walk(const Digits& x, bool valid) const {
     return Part{x.hi * g.K * g.P * g.Q + int64_t(x.mid) * g.Q + x.lo, valid ? 0 : kOut, 0};
   }
-  __device__ T a(const Part& f, const Part& v) const { return gather(dout, f, v, 1, 1); }
+  __device__ Raw<T> a(const Part& f, const Part& v) const { return gather(dout, f, v, 1, 1); }
   __device__ Part b_fixed(int j) const {  // (c, r, s)
     if (j >= cols()) return Part{0, kOut, 0};
     const int RS = g.R * g.S, c = j / RS, r = (j - c * RS) / g.S, s = j - c * RS - r * g.S;
@@ -172,7 +204,7 @@ struct BackwardWeight {
     const int64_t base = (x.hi * g.C + grp * (g.C / g.G)) * g.H * g.W;
     return Part{base + int64_t(h) * g.W + w, valid ? h : kOut, w};
   }
-  __device__ T b(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
+  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
   __device__ void store(int64_t m, int j, float v, int split) const {
     partial[(int64_t(split) * g.K + grp * rows() + m) * cols() + j] = v;
   }
