@@ -289,7 +289,8 @@ def short(name: str) -> str:
     if m := re.search(r"conv2d_wmma_kernel<(\w+), tc::(\w+)<", name):
         half = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "tf32"}[m.group(1)]
         step = {"Forward": "fwd", "BackwardData": "bwd-data", "BackwardWeight": "bwd-weight"}
-        return f"conv v4 (wmma) {step[m.group(2)]} {half}"
+        strided = " strided" if re.search(r"BackwardData<\w+, false>", name) else ""
+        return f"conv v4 (wmma) {step[m.group(2)]}{strided} {half}"
     if pass_ and (m := re.search(r"conv2d_implicit_gemm_v3_kernel<.*?(true|false)>, (\d+)>", name)):
         return f"conv v3 {pass_} {dtype} tile {m.group(2)}" + (
             "" if m.group(1) == "true" else " (1-by-1 loads)"

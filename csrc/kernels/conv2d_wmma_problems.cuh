@@ -5,8 +5,8 @@
 // fixed index (the row m of A, the column j of B: a Part computed once per block and kept in a
 // shared table) and a part that depends only on the reduction index d (a Part derived, once per
 // slice, from the digits of d, which advance by the slice depth with carries and no division).
-// The element is base[fixed.off + walk.off] when both spatial checks of the summed (h, w) pass,
-// else 0; an index past the end of its range gets kOut, which fails every check.
+// The element is at byte address fixed.off + walk.off when both spatial checks of the summed
+// (h, w) pass, else 0; an index past the end of its range gets kOut, which fails every check.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@ namespace tc {
 constexpr int kOut = -(1 << 30);  // h of a row, column or d past its end: never in range
 
 struct alignas(16) Part {
-  int64_t off;  // element offset
+  int64_t off;  // fixed parts: the byte address of base[offset]; walks: a byte offset
   int h, w;     // spatial coordinates (or 0 where the operand has none)
 };
 
@@ -53,11 +53,21 @@ __device__ __forceinline__ bool in(int i, int n) {
 template <class T>
 using Raw = typename std::conditional<sizeof(T) == 2, uint16_t, uint32_t>::type;
 
-// The bits of base[off] if ok, else 0 (+0.0 in every T). On the GPU a predicated load: no
-// branch, and no address is read when !ok.
 template <class T>
-__device__ __forceinline__ Raw<T> load_or_zero(const T* base, int64_t off, bool ok) {
-  const Raw<T>* p = reinterpret_cast<const Raw<T>*>(base) + off;
+__device__ __forceinline__ Part fixed(const T* base, int64_t off, int h, int w) {
+  return Part{int64_t(reinterpret_cast<uintptr_t>(base + off)), h, w};
+}
+
+template <class T>
+__device__ __forceinline__ Part walk(int64_t off, int h, int w) {
+  return Part{off * int64_t(sizeof(T)), h, w};
+}
+
+// The bits of the T at byte address addr if ok, else 0 (+0.0 in every T). On the GPU a
+// predicated load: no branch, and no address is read when !ok.
+template <class T>
+__device__ __forceinline__ Raw<T> load_or_zero(int64_t addr, bool ok) {
+  const Raw<T>* p = reinterpret_cast<const Raw<T>*>(uintptr_t(addr));
 #ifdef __CUDA_ARCH__
   Raw<T> v;
   if constexpr (sizeof(T) == 2)
@@ -79,9 +89,8 @@ __device__ __forceinline__ Raw<T> load_or_zero(const T* base, int64_t off, bool 
 }
 
 template <class T>
-__device__ __forceinline__ Raw<T> gather(const T* base, const Part& f, const Part& v, int H,
-                                         int W) {
-  return load_or_zero(base, f.off + v.off, in(f.h + v.h, H) & in(f.w + v.w, W));
+__device__ __forceinline__ Raw<T> gather(const Part& f, const Part& v, int H, int W) {
+  return load_or_zero<T>(f.off + v.off, in(f.h + v.h, H) & in(f.w + v.w, W));
 }
 
 // Forward: rows (n, p, q), columns k, reduction (c, r, s); digits of d: (c, r, s).
@@ -97,25 +106,25 @@ struct Forward {
   __device__ int radix_mid() const { return g.R; }
   __device__ int radix_lo() const { return g.S; }
   __device__ Part a_fixed(int64_t m) const {
-    if (m >= rows()) return Part{0, kOut, 0};
+    if (m >= rows()) return fixed(inp, 0, kOut, 0);
     const int PQ = g.P * g.Q;
     const int64_t n = m / PQ;
     const int pq = int(m - n * PQ);
     const int h = (pq / g.Q) * g.sh - g.ph, w = (pq % g.Q) * g.sw - g.pw;
-    return Part{(n * g.C + grp * (g.C / g.G)) * g.H * g.W + int64_t(h) * g.W + w, h, w};
+    return fixed(inp, (n * g.C + grp * (g.C / g.G)) * g.H * g.W + int64_t(h) * g.W + w, h, w);
   }
   __device__ Part a_walk(const Digits& x, bool valid) const {
     const int h = x.mid * g.dh, w = x.lo * g.dw;
-    return Part{x.hi * g.H * g.W + int64_t(h) * g.W + w, valid ? h : kOut, w};
+    return walk<T>(x.hi * g.H * g.W + int64_t(h) * g.W + w, valid ? h : kOut, w);
   }
-  __device__ Raw<T> a(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
+  __device__ Raw<T> a(const Part& f, const Part& v) const { return gather<T>(f, v, g.H, g.W); }
   __device__ Part b_fixed(int j) const {
-    return Part{(int64_t(grp) * cols() + j) * depth(), j < cols() ? 0 : kOut, 0};
+    return fixed(weight, (int64_t(grp) * cols() + j) * depth(), j < cols() ? 0 : kOut, 0);
   }
   __device__ Part b_walk(const Digits& x, bool valid) const {
-    return Part{(x.hi * g.R + x.mid) * g.S + x.lo, valid ? 0 : kOut, 0};
+    return walk<T>((x.hi * g.R + x.mid) * g.S + x.lo, valid ? 0 : kOut, 0);
   }
-  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
+  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather<T>(f, v, 1, 1); }
   __device__ void store(int64_t m, int j, float v, int) const {
     const int PQ = g.P * g.Q, k = grp * cols() + j;
     const int64_t n = m / PQ;
@@ -139,14 +148,14 @@ struct BackwardData {
   __device__ int radix_mid() const { return g.R; }
   __device__ int radix_lo() const { return g.S; }
   __device__ Part a_fixed(int64_t m) const {
-    if (m >= rows()) return Part{0, kOut, 0};
+    if (m >= rows()) return fixed(dout, 0, kOut, 0);
     const int HW = g.H * g.W;
     const int64_t n = m / HW;
     const int hw = int(m - n * HW);
-    return Part{(n * g.K + grp * (g.K / g.G)) * g.P * g.Q, hw / g.W + g.ph, hw % g.W + g.pw};
+    return fixed(dout, (n * g.K + grp * (g.K / g.G)) * g.P * g.Q, hw / g.W + g.ph, hw % g.W + g.pw);
   }
   __device__ Part a_walk(const Digits& x, bool valid) const {
-    return Part{x.hi * g.P * g.Q, valid ? -x.mid * g.dh : kOut, -x.lo * g.dw};
+    return walk<T>(x.hi * g.P * g.Q, valid ? -x.mid * g.dh : kOut, -x.lo * g.dw);
   }
   __device__ Raw<T> a(const Part& f, const Part& v) const {
     int p = f.h + v.h, q = f.w + v.w;  // th, tw
@@ -156,16 +165,16 @@ struct BackwardData {
       p /= g.sh, q /= g.sw;
     }
     ok = ok & in(p, g.P) & in(q, g.Q);
-    return load_or_zero(dout, f.off + v.off + int64_t(p) * g.Q + q, ok);
+    return load_or_zero<T>(f.off + v.off + (int64_t(p) * g.Q + q) * int64_t(sizeof(T)), ok);
   }
   __device__ Part b_fixed(int j) const {
     const int64_t RS = g.R * g.S;
-    return Part{(int64_t(grp) * (g.K / g.G) * cols() + j) * RS, j < cols() ? 0 : kOut, 0};
+    return fixed(weight, (int64_t(grp) * (g.K / g.G) * cols() + j) * RS, j < cols() ? 0 : kOut, 0);
   }
   __device__ Part b_walk(const Digits& x, bool valid) const {
-    return Part{x.hi * cols() * g.R * g.S + x.mid * g.S + x.lo, valid ? 0 : kOut, 0};
+    return walk<T>(x.hi * cols() * g.R * g.S + x.mid * g.S + x.lo, valid ? 0 : kOut, 0);
   }
-  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather(weight, f, v, 1, 1); }
+  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather<T>(f, v, 1, 1); }
   __device__ void store(int64_t m, int j, float v, int) const {
     const int HW = g.H * g.W;
     const int64_t n = m / HW;
@@ -187,24 +196,24 @@ struct BackwardWeight {
   __device__ int radix_mid() const { return g.P; }
   __device__ int radix_lo() const { return g.Q; }
   __device__ Part a_fixed(int64_t m) const {
-    return Part{(grp * rows() + m) * g.P * g.Q, m < rows() ? 0 : kOut, 0};
+    return fixed(dout, (grp * rows() + m) * g.P * g.Q, m < rows() ? 0 : kOut, 0);
   }
   __device__ Part a_walk(const Digits& x, bool valid) const {
-    return Part{x.hi * g.K * g.P * g.Q + int64_t(x.mid) * g.Q + x.lo, valid ? 0 : kOut, 0};
+    return walk<T>(x.hi * g.K * g.P * g.Q + int64_t(x.mid) * g.Q + x.lo, valid ? 0 : kOut, 0);
   }
-  __device__ Raw<T> a(const Part& f, const Part& v) const { return gather(dout, f, v, 1, 1); }
+  __device__ Raw<T> a(const Part& f, const Part& v) const { return gather<T>(f, v, 1, 1); }
   __device__ Part b_fixed(int j) const {  // (c, r, s)
-    if (j >= cols()) return Part{0, kOut, 0};
+    if (j >= cols()) return fixed(inp, 0, kOut, 0);
     const int RS = g.R * g.S, c = j / RS, r = (j - c * RS) / g.S, s = j - c * RS - r * g.S;
     const int h = r * g.dh, w = s * g.dw;
-    return Part{int64_t(c) * g.H * g.W + int64_t(h) * g.W + w, h, w};
+    return fixed(inp, int64_t(c) * g.H * g.W + int64_t(h) * g.W + w, h, w);
   }
   __device__ Part b_walk(const Digits& x, bool valid) const {  // (n, p, q)
     const int h = x.mid * g.sh - g.ph, w = x.lo * g.sw - g.pw;
     const int64_t base = (x.hi * g.C + grp * (g.C / g.G)) * g.H * g.W;
-    return Part{base + int64_t(h) * g.W + w, valid ? h : kOut, w};
+    return walk<T>(base + int64_t(h) * g.W + w, valid ? h : kOut, w);
   }
-  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather(inp, f, v, g.H, g.W); }
+  __device__ Raw<T> b(const Part& f, const Part& v) const { return gather<T>(f, v, g.H, g.W); }
   __device__ void store(int64_t m, int j, float v, int split) const {
     partial[(int64_t(split) * g.K + grp * rows() + m) * cols() + j] = v;
   }
