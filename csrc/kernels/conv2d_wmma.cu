@@ -1,7 +1,7 @@
 // 2-D convolution on tensor cores (nvcuda::wmma): forward, backward data, backward weight.
 //
 // conv2d version 4. The same three implicit GEMMs as conv2d.cu (its header comment writes out the
-// index mapping: rows m, columns j, reduction d of each pass), with the product of each 64 x 64
+// index mapping: rows m, columns j, reduction d of each pass), with the product of each 128 x 128
 // block tile done by the tensor cores, 16 x 16 fragments at a time:
 //   float16:  m16n16k16 __half fragments, float32 accumulators (sm_70 and newer);
 //   bfloat16: m16n16k16 __nv_bfloat16 fragments, float32 accumulators (sm_80 and newer);
@@ -11,15 +11,24 @@
 // in float32 before that rounding.
 //
 // Versions (this file):
-//   1. one block of 128 threads (4 warps) per 64 x 64 output tile; the reduction walked in slices
-//      of 16, each slice of A (64 x 16) and B (16 x 64) gathered by index math straight from x, w
-//      and dout (no im2col buffer), converted to T and staged in shared memory; each warp owns a
-//      32 x 32 quarter of the tile: 2 x 2 accumulator fragments, 2 + 2 operand fragments per k
-//      step. The tile then goes through shared memory (as float) to the output, coalesced.
-//      Backward weight splits its long reduction (N·P·Q) into `splits` slices whose float32
+//   1. one block of 128 threads (4 warps) per 64 x 64 output tile, each element of a 16-deep slice
+//      gathered with its own index arithmetic (64-bit divisions included), 2 x 2 fragments a warp.
+//   2. (now) one block of 256 threads (8 warps, __launch_bounds__(256, 2)) per 128 x 128 tile; each
+//      warp owns 64 x 32 of it: 4 x 2 accumulator fragments, so each A fragment feeds 2 mma_sync
+//      and each B fragment 4. The gather has no division in the main loop
+//      (conv2d_wmma_problems.cuh): a row of A / column of B is split into (byte address, h, w) once
+//      per block into a shared table, and the reduction index d advances by digits with carries;
+//      each element is one predicated ld.global.nc (no branch) and one 16/32-bit shared store,
+//      moved as raw bits; float is rounded to TF32 there, once. Slices are double-buffered in
+//      shared memory: slice i + 1 is gathered into the other buffer before slice i's mma_sync, one
+//      barrier a slice. The output goes through a per-warp 16 x 16 float scratch, a fragment at a
+//      time. Backward weight splits its long reduction (N·P·Q) into `splits` slices whose float32
 //      partials (splits, K, Cg·R·S) a second kernel adds in a fixed order (deterministic).
-//      Not yet done (toward cuDNN): double-buffered slices with cp.async, vector loads, an
-//      incremental (c, r, s) walk instead of divisions per loaded element, larger warp tiles.
+//      Backward data with a stride > 1 pays one division per element (p = th / sh): a separate
+//      instantiation, so the unit-stride one has none.
+//      Not yet done: vector (8-element) loads where the layout is contiguous (forward's weights,
+//      backward weight's dy), cp.async (the emulator has none), NHWC, which tensor-core convs need
+//      for their gathers to stop dominating the main loop.
 //
 // Buffers: x, dx (N, C, H, W); w, dw (K, C/G, R, S); y, dy (N, K, P, Q); bias (K,), all T; the
 // backward-weight workspace is float32 (splits, K, C/G·R·S) whatever T is.
@@ -95,6 +104,14 @@ static_assert(kBM == kBN && kPer * kThreads == kBM * kBK, "A and B share the gat
 template <class T>
 using Acc = wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::k, float>;
 
+// An element as the tensor cores read it: 16-bit types as they are, float rounded to TF32 (once,
+// here: the fragments loaded from shared memory are already TF32).
+template <class T>
+__device__ __forceinline__ Raw<T> operand(Raw<T> v) {
+  if constexpr (std::is_same<T, float>::value) return __float_as_uint(to_tf32(__uint_as_float(v)));
+  return v;
+}
+
 // A slice into As (BM, kLdA) and Bs (BK, kLdB), both row-major, straight from global memory.
 template <class T, class Problem>
 __device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, const Part* fa,
@@ -104,9 +121,10 @@ __device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, cons
   Raw<T>* as = reinterpret_cast<Raw<T>*>(As) + u * kLdA + di;
   Raw<T>* bs = reinterpret_cast<Raw<T>*>(Bs) + di * kLdB + u;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) as[kRowStep * i * kLdA] = pb.a(fa[u + kRowStep * i], va);
+  for (int i = 0; i < kPer; ++i)
+    as[kRowStep * i * kLdA] = operand<T>(pb.a(fa[u + kRowStep * i], va));
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) bs[kRowStep * i] = pb.b(fb[u + kRowStep * i], vb);
+  for (int i = 0; i < kPer; ++i) bs[kRowStep * i] = operand<T>(pb.b(fb[u + kRowStep * i], vb));
 }
 
 // acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice: each A fragment feeds kWN
@@ -121,15 +139,11 @@ __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm,
 #pragma unroll
     for (int j = 0; j < kWN; ++j) {
       wmma::load_matrix_sync(b[j], Bs + kk * kLdB + wn + 16 * j, kLdB);
-      if constexpr (std::is_same<T, float>::value)  // TF32: round each element once
-        for (int t = 0; t < b[j].num_elements; ++t) b[j].x[t] = to_tf32(b[j].x[t]);
     }
 #pragma unroll
     for (int i = 0; i < kWM; ++i) {
       wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::row_major> a;
       wmma::load_matrix_sync(a, As + (wm + 16 * i) * kLdA + kk, kLdA);
-      if constexpr (std::is_same<T, float>::value)
-        for (int t = 0; t < a.num_elements; ++t) a.x[t] = to_tf32(a.x[t]);
 #pragma unroll
       for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
     }
