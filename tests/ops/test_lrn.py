@@ -36,7 +36,7 @@ def test_forward_backward_match_naive_loops(size, alpha, beta, k):
 
 
 def test_window_is_torchs_asymmetric_window():
-    """A single hot channel j changes exactly the outputs c with j ∈ [c - size//2, c + (size-1)//2]."""
+    """One hot channel j changes exactly the outputs c with j ∈ [c - size//2, c + (size-1)//2]."""
     C = 7
     for size in (2, 3, 4, 5):
         for j in range(C):
