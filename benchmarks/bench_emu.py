@@ -9,21 +9,10 @@ the ratio emu / cpu (issue 12's target: at most 25).
 """
 
 import argparse
-import os
-import sys
 
+from _common import early_threads, set_threads
 
-def _threads_from_argv():
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return "1"
-
-
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads
-    os.environ[_name] = _threads_from_argv()
+early_threads(default=1)  # before NumPy loads
 
 import time  # noqa: E402
 
@@ -33,7 +22,6 @@ import minicnn  # noqa: E402
 import minicnn.emu  # noqa: E402
 import minicnn.functional as F  # noqa: E402
 from minicnn import models  # noqa: E402
-from minicnn.backends import numpy_backend  # noqa: E402
 
 
 def step_time(device, batch, steps):
@@ -60,12 +48,13 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    numpy_backend.set_num_threads(args.threads)
+    set_threads(args.threads)  # the cpu device's helpers
     minicnn.emu.set_num_threads(args.threads)
     cpu = step_time("cpu", args.batch, args.steps)
     emu = step_time("emu", args.batch, args.steps)
     print(
-        f"resnet20 batch {args.batch}, {args.threads} thread(s): cpu {cpu:.3f} s/step, emu {emu:.3f} s/step, "
+        f"resnet20 batch {args.batch}, {args.threads} thread(s): cpu {cpu:.3f} s/step, "
+        f"emu {emu:.3f} s/step, "
         f"emu/cpu {emu / cpu:.1f}x"
     )
 

@@ -16,37 +16,21 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
-# --clock cpu measures the process's CPU time instead of wall time: with one thread on a shared,
-# loaded machine it leaves out the time other processes hold the core (not their cache traffic).
-CLOCK = time.perf_counter
+from _common import clock, early_threads, import_torch
 
-
-def _early_threads():
-    """--threads must reach OpenBLAS (NumPy's GEMM) before NumPy is imported."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return None
-
-
-if _early_threads():  # NumPy's OpenBLAS and any OpenMP runtime read these when they load
-    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINICNN_NUM_THREADS"):
-        os.environ[_name] = _early_threads()
+early_threads(default=os.cpu_count())  # before NumPy loads
 
 import numpy as np  # noqa: E402
 
 import minicnn  # noqa: E402
 import minicnn.functional as F  # noqa: E402
 
-try:
-    import torch
+torch = import_torch()
+if torch is not None:
     import torch.nn.functional as TF
-except ImportError:  # the table then shows minicnn's figures only
-    torch = None
+
+CLOCK = clock("wall")
 
 
 def layers(n):
@@ -120,7 +104,8 @@ def model_conv_layers(names, n, side):
 
     def hook(fn, args, kwargs, out):
         if fn is Conv2d:
-            x, w, b, stride, padding, dilation, groups, extra = args
+            x, w, b, g = args  # the op's Conv2dGeometry
+            stride, padding, dilation, groups = g.stride, g.padding, g.dilation, g.G
             key = (x.shape, w.shape, b is not None, stride, padding, dilation, groups)
             seen.setdefault(key, [0, set()])
             seen[key][0] += 1
@@ -210,7 +195,7 @@ def main():
     )
     args = parser.parse_args()
     global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    CLOCK = clock(args.clock)
     use_torch = torch is not None and not args.no_torch
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -229,7 +214,8 @@ def main():
         rows = [row + (1,) for row in layers(batch)]
     print(
         f"forward+backward, batch {batch}, {args.dtype}, {args.threads} threads, "
-        f"median of {args.repeats}, {args.clock} clock; PyTorch {torch.__version__ if use_torch else 'not used'}"
+        f"median of {args.repeats}, {args.clock} clock; "
+        f"PyTorch {torch.__version__ if use_torch else 'not used'}"
     )
     width = max(32, max(len(r[0]) for r in rows) + 2)
     header = f"{'layer':<{width}}{'minicnn ms':>12}" + (

@@ -14,6 +14,9 @@
 // thread only delays its current block.
 #pragma once
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <cstdint>
 
 #include "parallel.h"
@@ -22,6 +25,36 @@ namespace minicnn {
 namespace cpu {
 
 enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+
+// Deterministic mode (MINICNN_DETERMINISTIC=1, or set_deterministic): GEMM blocks depend on the
+// shape only, so results are the same at any thread count (BLAS may round a product differently
+// in blocks of another shape: seen with a transposed B). It costs CPU time at one thread (conv
+// weight gradients 10-25% here), hence off by default: then one thread makes one BLAS call.
+inline std::atomic<bool>& deterministic() {
+  static std::atomic<bool> on{[] {
+    const char* v = std::getenv("MINICNN_DETERMINISTIC");
+    return v != nullptr && v[0] == '1';
+  }()};
+  return on;
+}
+
+struct GemmBlocks {
+  int64_t mb, nb;  // blocks along M and N (1 x 1: one BLAS call)
+};
+
+// About `target` blocks of >= 64 x 64, shaped so that the BLAS calls pack little twice: every
+// block packs its rows of A and its columns of B, so A is packed nb times and B mb times;
+// nb : mb ~ N : M keeps nb M + mb N small.
+inline GemmBlocks gemm_blocks(int64_t M, int64_t N, int64_t K, int threads) {
+  const bool fixed = deterministic().load(std::memory_order_relaxed);
+  const int64_t target = fixed ? 8 : 4 * threads;
+  const double split_flops = fixed ? 1.6e7 : 4e6;  // smaller GEMMs: one call
+  if ((!fixed && threads <= 1) || 2.0 * M * N * K < split_flops) return {1, 1};
+  const double ratio = std::sqrt(static_cast<double>(target) * N / std::max<int64_t>(M, 1));
+  const int64_t nb = std::clamp<int64_t>(std::llround(ratio), 1, (N + 63) / 64);
+  const int64_t mb = std::clamp<int64_t>((target + nb - 1) / nb, 1, (M + 63) / 64);
+  return {mb, nb};
+}
 
 template <typename T>
 using CblasGemm = void (*)(int order, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
@@ -71,20 +104,14 @@ void parallel_gemm(int64_t M, int64_t N, int64_t K, T alpha, Operand<T> A, Opera
     gemm(kRowMajor, A.trans ? kTrans : kNoTrans, B.trans ? kTrans : kNoTrans, m1 - m0, n1 - n0, K,
          alpha, a, A.ld, b, B.ld, beta, C + m0 * ldc + n0, ldc);
   };
-  const int threads = ThreadPool::instance().num_threads();
-  const double flops = 2.0 * M * N * K;
   int previous = -1;
   if (blas.set_threads_local) previous = blas.set_threads_local(1);
-  if (threads <= 1 || flops < 4e6 || M == 0 || N == 0) {
-    if (M > 0 && N > 0) block(0, M, 0, N);
-  } else {
-    // ~4 blocks per thread, split along N (columns) first: each block then packs all of A once
-    // (cheap: A is the weights) and a narrow panel of B. Blocks stay >= 64 wide/tall.
-    const int64_t target = 4 * threads;
-    const int64_t bn = std::max<int64_t>(64, (N + target - 1) / target);
-    const int64_t nb = (N + bn - 1) / bn;
-    const int64_t mb =
-        std::max<int64_t>(1, std::min<int64_t>((target + nb - 1) / nb, (M + 63) / 64));
+  const GemmBlocks blocks = gemm_blocks(M, N, K, ThreadPool::instance().num_threads());
+  if (M > 0 && N > 0 && blocks.mb * blocks.nb == 1) {
+    block(0, M, 0, N);
+  } else if (M > 0 && N > 0) {
+    const int64_t mb = blocks.mb, nb = blocks.nb;
+    const int64_t bn = (N + nb - 1) / nb;
     const int64_t bm = (M + mb - 1) / mb;
     parallel_for(mb * nb, 1, [&](int64_t t0, int64_t t1) {
       if (blas.set_threads_local) blas.set_threads_local(1);

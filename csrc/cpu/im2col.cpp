@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "parallel.h"
@@ -101,29 +102,19 @@ static inline int64_t plane_grain(const Conv2dGeometry& g) {
 // widths (a run of 2-16 values costs less than the bounds logic and library call per run above).
 // pick(std::integral_constant<int64_t, Q>) for the common map widths Q (a run length known at
 // compile time), else pick(std::integral_constant<int64_t, 0>) (the length read at run time).
+using MapWidths = std::integer_sequence<int64_t, 2, 4, 7, 8, 14, 16, 28, 32>;
+
+template <typename Pick, int64_t... kWidths>
+static auto pick_width(int64_t Q, Pick pick, std::integer_sequence<int64_t, kWidths...>) {
+  auto picked = pick(std::integral_constant<int64_t, 0>{});  // a function pointer
+  (void)((Q == kWidths && (picked = pick(std::integral_constant<int64_t, kWidths>{}), true)) ||
+         ...);
+  return picked;
+}
+
 template <typename Pick>
 static auto for_width(int64_t Q, Pick pick) {
-  using W = int64_t;
-  switch (Q) {
-    case 2:
-      return pick(std::integral_constant<W, 2>{});
-    case 4:
-      return pick(std::integral_constant<W, 4>{});
-    case 7:
-      return pick(std::integral_constant<W, 7>{});
-    case 8:
-      return pick(std::integral_constant<W, 8>{});
-    case 14:
-      return pick(std::integral_constant<W, 14>{});
-    case 16:
-      return pick(std::integral_constant<W, 16>{});
-    case 28:
-      return pick(std::integral_constant<W, 28>{});
-    case 32:
-      return pick(std::integral_constant<W, 32>{});
-    default:
-      return pick(std::integral_constant<W, 0>{});
-  }
+  return pick_width(Q, pick, MapWidths{});
 }
 
 template <typename T, int64_t kQ>
@@ -209,10 +200,70 @@ void col2im(const T* cols, T* x, const Conv2dGeometry& g) {
   });
 }
 
+// Positions [pq0, pq1) of one tap's row of one plane, into out[0, pq1 - pq0): a run of output rows
+// p, each cut to the q range [q_lo, q_hi) whose input lies inside the plane (zeros elsewhere).
+template <typename T>
+static void tap_segment(const T* plane, T* out, const Conv2dGeometry& g, int64_t hoff, int64_t woff,
+                        int64_t p_lo, int64_t p_hi, int64_t q_lo, int64_t q_hi, int64_t pq0,
+                        int64_t pq1) {
+  for (int64_t pq = pq0; pq < pq1;) {
+    const int64_t p = pq / g.Q, qa = pq % g.Q, qb = std::min(g.Q, qa + (pq1 - pq));
+    T* o = out + (pq - pq0) - qa;  // o[q] for q in [qa, qb)
+    if (p < p_lo || p >= p_hi) {
+      for (int64_t q = qa; q < qb; ++q) o[q] = T(0);
+    } else {
+      const T* in = plane + (p * g.sh + hoff) * g.W + woff;
+      const int64_t lo = std::max(qa, q_lo), hi = std::max(lo, std::min(qb, q_hi));
+      for (int64_t q = qa; q < std::min(qb, lo); ++q) o[q] = T(0);
+      if (g.sw == 1) {
+        for (int64_t q = lo; q < hi; ++q) o[q] = in[q];
+      } else {
+        for (int64_t q = lo; q < hi; ++q) o[q] = in[q * g.sw];
+      }
+      for (int64_t q = std::max(qa, hi); q < qb; ++q) o[q] = T(0);
+    }
+    pq += qb - qa;
+  }
+}
+
+template <typename T>
+void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t j0,
+                  int64_t width) {
+  const int64_t PQ = g.P * g.Q, RS = g.R * g.S;
+  const bool padded_runs = g.sw == 1 && RS > 1;
+  const bool pointwise = RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  std::vector<T> padded(padded_runs ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0, T(0));
+  for (int64_t j = j0; j < j0 + width;) {  // one image's part of the panel at a time
+    const int64_t n = j / PQ, pq0 = j % PQ, pq1 = std::min(PQ, pq0 + (j0 + width - j));
+    for (int64_t c = 0; c < Cc; ++c) {
+      const T* plane = x + (n * g.C + c0 + c) * g.H * g.W;
+      T* rows = panel + c * RS * width + (j - j0);
+      if (pq0 == 0 && pq1 == PQ) {  // a whole plane: im2col's own paths
+        if (pointwise)
+          std::memcpy(rows, plane, sizeof(T) * PQ);
+        else if (padded_runs)
+          im2col_plane_stride1(plane, padded.data(), rows, width, g);
+        else
+          im2col_plane(plane, rows, width, g);
+        continue;
+      }
+      for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
+                          int64_t q_lo, int64_t q_hi) {
+        tap_segment(plane, rows + tap * width, g, hoff, woff, p_lo, p_hi, q_lo, q_hi, pq0, pq1);
+      });
+    }
+    j += pq1 - pq0;
+  }
+}
+
 template void im2col<float>(const float*, float*, const Conv2dGeometry&);
 template void im2col<double>(const double*, double*, const Conv2dGeometry&);
 template void col2im<float>(const float*, float*, const Conv2dGeometry&);
 template void col2im<double>(const double*, double*, const Conv2dGeometry&);
+template void im2col_panel<float>(const float*, float*, const Conv2dGeometry&, int64_t, int64_t,
+                                  int64_t, int64_t);
+template void im2col_panel<double>(const double*, double*, const Conv2dGeometry&, int64_t, int64_t,
+                                   int64_t, int64_t);
 
 }  // namespace cpu
 }  // namespace minicnn

@@ -29,5 +29,12 @@ void im2col(const T* x, T* cols, const Conv2dGeometry& g);
 template <typename T>
 void col2im(const T* cols, T* x, const Conv2dGeometry& g);
 
+// A panel of the columns, serially (the caller's task): columns [j0, j0 + width) of the rows of
+// channels [c0, c0 + Cc), i.e. panel[(c R + r) S + s, j] = cols[((c0 + c) R + r) S + s, j0 + j],
+// panel (Cc*R*S, width) row-major. A panel may span several images (j = n P Q + p Q + q).
+template <typename T>
+void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t j0,
+                  int64_t width);
+
 }  // namespace cpu
 }  // namespace minicnn

@@ -24,13 +24,17 @@
 #include <string>
 
 #include "../geometry_py.h"
+#include "arrays_py.h"
 #include "batchnorm.h"
 #include "blas.h"
+#include "conv.h"
 #include "im2col.h"
 #include "layout.h"
+#include "optim_py.h"
 #include "parallel.h"
 #include "pool.h"
 #include "relu.h"
+#include "testing.h"
 
 namespace py = pybind11;
 using minicnn::Conv2dGeometry;
@@ -69,6 +73,14 @@ static std::string shape_string(std::initializer_list<int64_t> dims) {
   std::string s = "(";
   for (int64_t d : dims) s += (s.size() > 1 ? ", " : "") + std::to_string(d);
   return s + ")";
+}
+
+static void require_shape(const py::array& a, std::initializer_list<int64_t> shape,
+                          const std::string& what) {
+  bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  size_t i = 0;
+  for (int64_t d : shape) same = same && a.shape(i++) == d;
+  require(same, what + " must have shape " + shape_string(shape));
 }
 
 // The geometry of a call, checked so that no loop reads or writes out of bounds (the sizes come
@@ -175,6 +187,27 @@ py::array_t<T> conv_transpose_kernel(CArray<T> w, int64_t groups) {
     minicnn::cpu::conv_transpose_kernel<T>(w.data(), out.mutable_data(), groups, Kg, Cg, R * S);
   }
   return out;
+}
+
+// ---- conv2d forward: panels of columns multiplied as they are built (conv.h) -------------------
+template <typename T>
+py::array_t<T> conv2d_forward(CArray<T> x, CArray<T> w, std::optional<CArray<T>> bias,
+                              py::object geometry) {
+  const Conv2dGeometry g = conv_geometry(geometry, "conv2d_forward");
+  require(minicnn::cpu::Blas::instance().gemm<T>() != nullptr,
+          "conv2d_forward: no BLAS registered");
+  require(g.G >= 1 && g.C % g.G == 0 && g.K % g.G == 0,
+          "conv2d_forward: groups must divide C and K, got G = " + std::to_string(g.G));
+  require_shape(x, {g.N, g.C, g.H, g.W}, "conv2d_forward: x");
+  require_shape(w, {g.K, g.C / g.G, g.R, g.S}, "conv2d_forward: w");
+  if (bias) require_shape(*bias, {g.K}, "conv2d_forward: bias");
+  py::array_t<T> y({g.N, g.K, g.P, g.Q});
+  const T* b = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    minicnn::cpu::conv2d_forward_panels<T>(x.data(), w.data(), b, y.mutable_data(), g);
+  }
+  return y;
 }
 
 // ---- GEMM through NumPy's BLAS ----------------------------------------------------------------
@@ -335,14 +368,6 @@ static Pool2dGeometry pool_geometry(py::handle obj, const char* op) {
   return g;
 }
 
-static void require_shape(const py::array& a, std::initializer_list<int64_t> shape,
-                          const std::string& what) {
-  bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  size_t i = 0;
-  for (int64_t d : shape) same = same && a.shape(i++) == d;
-  require(same, what + " must have shape " + shape_string(shape));
-}
-
 template <typename T>
 py::tuple max_pool2d_forward(CArray<T> x, py::object geometry) {
   const Pool2dGeometry g = pool_geometry(geometry, "max_pool2d_forward");
@@ -416,27 +441,12 @@ PYBIND11_MODULE(_C_cpu, m) {
       py::arg("n"), "Threads the helpers use (the caller included); 1 runs serially.");
   m.def("get_num_threads", [] { return minicnn::cpu::ThreadPool::instance().num_threads(); });
   m.def(
-      "pool_threads_used",
-      [](int64_t tasks, double task_ms) {
-        // How many distinct threads ran the chunks of a parallel_for of `tasks` busy tasks (tests).
-        std::mutex m;
-        std::set<std::thread::id> seen;
-        {
-          py::gil_scoped_release release;
-          minicnn::cpu::parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
-            for (int64_t t = b; t < e; ++t) {
-              const auto until = std::chrono::steady_clock::now() +
-                                 std::chrono::microseconds(static_cast<int64_t>(task_ms * 1000));
-              while (std::chrono::steady_clock::now() < until) {
-              }
-            }
-            std::lock_guard<std::mutex> lock(m);
-            seen.insert(std::this_thread::get_id());
-          });
-        }
-        return static_cast<int>(seen.size());
-      },
-      py::arg("tasks"), py::arg("task_ms"));
+      "set_deterministic", [](bool on) { minicnn::cpu::deterministic().store(on); }, py::arg("on"),
+      "GEMM blocks shaped by the layer only: the same results at any thread count (blas.h).");
+  m.def("get_deterministic", [] { return minicnn::cpu::deterministic().load(); });
+  minicnn::cpu::bind_testing(m);
+  minicnn::cpu::bind_optim(m);
+  minicnn::cpu::bind_arrays(m);
   m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("set_threads_local"),
         "Register CBLAS ?gemm functions (addresses; 0 = none) for the gemm_* kernels.");
   m.def("has_blas", [] { return minicnn::cpu::Blas::instance().sgemm != nullptr; });
@@ -448,6 +458,8 @@ PYBIND11_MODULE(_C_cpu, m) {
   DEF_BOTH("channel_sums", channel_sums, py::arg("a"));
   DEF_BOTH("transpose", transpose, py::arg("a"));
   DEF_BOTH("conv_transpose_kernel", conv_transpose_kernel, py::arg("w"), py::arg("groups"));
+  DEF_BOTH("conv2d_forward", conv2d_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
+           py::arg("geometry"));
   DEF_BOTH("gemm", gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha") = 1.0,
            py::arg("beta") = 0.0);
 
@@ -471,39 +483,4 @@ PYBIND11_MODULE(_C_cpu, m) {
            py::arg("geometry"));
   DEF_BOTH("avg_pool2d_backward", avg_pool2d_backward, py::arg("dout"), py::arg("divisor"),
            py::arg("geometry"));
-  // Test-only (tests/ops/test_parallel_for.py): parallel_for over [0, n) with `threads` threads and
-  // chunks of at least `grain`, `repeats` times, each index busy for `spin` loop turns (so that
-  // the workers are awake and claim chunks at the same time); returns how often each index ran.
-  // A chunk claimed twice or never shows up as a count other than `repeats`.
-  m.def(
-      "_parallel_for_counts",
-      [](int64_t n, int64_t grain, int threads, int repeats, int spin) {
-        if (n < 1 || n > (int64_t(1) << 24) || grain < 1 || threads < 1 || threads > 256 ||
-            repeats < 1 || spin < 0)
-          throw py::value_error(
-              "_parallel_for_counts: n in [1, 2^24], grain >= 1, threads in "
-              "[1, 256], repeats >= 1, spin >= 0");
-        std::unique_ptr<std::atomic<int32_t>[]> counts(new std::atomic<int32_t>[n]);
-        for (int64_t i = 0; i < n; ++i) counts[i].store(0);
-        auto& pool = minicnn::cpu::ThreadPool::instance();
-        const int previous = pool.num_threads();
-        {
-          py::gil_scoped_release release;
-          pool.set_num_threads(threads);
-          for (int r = 0; r < repeats; ++r)
-            minicnn::cpu::parallel_for(n, grain, [&](int64_t b, int64_t e) {
-              for (int64_t i = b; i < e; ++i) {
-                for (volatile int k = 0; k < spin; k = k + 1) {
-                }
-                counts[i].fetch_add(1, std::memory_order_relaxed);
-              }
-            });
-          pool.set_num_threads(previous);
-        }
-        py::array_t<int32_t> out(n);
-        auto o = out.mutable_unchecked<1>();
-        for (int64_t i = 0; i < n; ++i) o(i) = counts[i].load();
-        return out;
-      },
-      py::arg("n"), py::arg("grain"), py::arg("threads"), py::arg("repeats"), py::arg("spin") = 0);
 }

@@ -4,7 +4,12 @@
 // (OpenBLAS, its own pthreads) runs right after our im2col. On a loaded 2-core machine the spinning
 // threads of one runtime steal the cores the other needs (conv1 ran 5x faster with one thread).
 // Here:
-//   - idle workers sleep on a condition variable (passive waiting): they cost nothing between calls;
+//   - idle workers spin for a short while (spin_us(), 50 us by default, MINICNN_SPIN_US) after a
+//     job, then sleep on a condition variable (passive waiting): the phases of one op (columns,
+//     GEMM blocks, batch moves) and the ops of a step follow each other within microseconds, and
+//     a sleeping worker takes 50 us to several ms (on a loaded machine) to wake, by which time the
+//     caller has often done the whole job alone. The spin is bounded, so between steps or calls
+//     the workers cost nothing, and off when the pool has at least as many workers as CPUs;
 //   - work is handed out dynamically (an atomic chunk counter): if a worker is descheduled, the
 //     caller and the other workers take its chunks instead of waiting for it at a barrier;
 //   - the calling thread works too, so n threads means the caller + (n - 1) workers;
@@ -18,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -61,6 +67,7 @@ class ThreadPool {
       s->job = &job;
       s->wanted = threads - 1;
       ++s->generation;
+      s->published.store(s->generation, std::memory_order_release);
     }
     s->wake.notify_all();
     work(&job);
@@ -82,9 +89,10 @@ class ThreadPool {
     std::condition_variable wake, done;
     Job* job = nullptr;
     uint64_t generation = 0;
-    int wanted = 0;   // workers asked to join the current job
-    int active = 0;   // workers inside the current job
-    int workers = 0;  // workers started
+    std::atomic<uint64_t> published{0};  // generation, readable without the mutex (spinning)
+    int wanted = 0;                      // workers asked to join the current job
+    int active = 0;                      // workers inside the current job
+    int workers = 0;                     // workers started
     pid_t pid = 0;
   };
 
@@ -95,9 +103,7 @@ class ThreadPool {
       const char* v = std::getenv(name);
       if (v && std::atoi(v) > 0) return std::atoi(v);
     }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-    return std::max(1u, std::thread::hardware_concurrency());
+    return cpu_count();
   }
 
   static bool& in_parallel_region() {
@@ -132,9 +138,42 @@ class ThreadPool {
     for (; s->workers < count; ++s->workers) std::thread(worker_loop, s, s->generation).detach();
   }
 
+  static int cpu_count() {
+    static const int n = [] {
+      cpu_set_t set;
+      if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+      return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    }();
+    return n;
+  }
+
+  // How long an idle worker polls for the next job before it sleeps.
+  static int64_t spin_us() {
+    static const int64_t us = [] {
+      const char* v = std::getenv("MINICNN_SPIN_US");
+      return v && std::atoi(v) >= 0 ? static_cast<int64_t>(std::atoi(v)) : int64_t(50);
+    }();
+    return us;
+  }
+
+  static void spin_while_unchanged(State* s, uint64_t seen) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us());
+    for (int i = 1; s->published.load(std::memory_order_acquire) == seen; ++i) {
+      if (i % 64 == 0 && std::chrono::steady_clock::now() >= until) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+
   static void worker_loop(State* s, uint64_t seen) {
     std::unique_lock<std::mutex> lock(s->mutex);
     for (;;) {
+      if (s->generation == seen && s->workers < cpu_count()) {  // never with more threads than CPUs
+        lock.unlock();
+        spin_while_unchanged(s, seen);
+        lock.lock();
+      }
       s->wake.wait(lock, [&] { return s->generation != seen; });
       seen = s->generation;
       if (s->job == nullptr || s->wanted <= 0) continue;

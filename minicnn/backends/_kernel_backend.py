@@ -68,6 +68,13 @@ class KernelBackend(KernelOptimMixin):
     def get_num_threads(self) -> int:
         return 1
 
+    def add(self, a, b):
+        """a + b: generic array work is the array module's (NumPy on emu, CuPy on cuda)."""
+        return a + b
+
+    def concatenate(self, arrays, axis):
+        return self.xp.concatenate(arrays, axis=axis)
+
     # ---- checking and converting arrays -------------------------------------------------------
     def _array(self, op, what, a, dtype=None, shape=None, ndim=None):
         """``a`` as a C-contiguous array of this device, checked (see the module docstring).

@@ -107,13 +107,17 @@ def _register():
 _BLAS_MODE = _register()
 
 
+def blas_usable():
+    """Whether the C++ helpers may call BLAS now (from their own threads, or from one thread)."""
+    return _C is not None and (
+        _BLAS_MODE == "parallel" or (_BLAS_MODE == "serial" and _C.get_num_threads() == 1)
+    )
+
+
 def gemm(a, b, out, accumulate=False):
     """out (+)= a @ b for 2-D a (M, K), b (K, N) — row-major arrays or transposed views of them —
     and a row-major out (M, N); np.matmul where the helpers can't."""
-    usable = _C is not None and (
-        _BLAS_MODE == "parallel" or (_BLAS_MODE == "serial" and _C.get_num_threads() == 1)
-    )
-    if usable and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64):
+    if blas_usable() and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64):
         try:
             getattr(_C, "gemm_f32" if out.dtype == np.float32 else "gemm_f64")(
                 a, b, out, 1.0, 1.0 if accumulate else 0.0

@@ -32,6 +32,7 @@ chunks whose columns fit in ``COLS_BUDGET_BYTES`` (in scratch arrays kept per th
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import replace
 
@@ -40,11 +41,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ops.geometry import Conv2dGeometry, conv2d_output_size
 from ._cpp import cpp_kernel, load_cpu_extension
-from ._np_blas import gemm
+from ._np_blas import blas_usable, gemm
 
 _C = load_cpu_extension()  # None: the NumPy reference does the data movement
 
 COLS_BUDGET_BYTES = 8 << 20  # largest column buffer built at once (at least one image's)
+# conv2d_forward builds its columns in cache-sized panels inside C++ and multiplies each as it is
+# built (csrc/cpu/conv.h: one task per panel, no barrier between the phases); MINICNN_CONV_PANELS=0
+# goes back to the batch chunks below (conv2d_forward_chunks).
+CONV_PANELS = os.environ.get("MINICNN_CONV_PANELS") != "0"
 
 
 def output_size(H, W, R, S, stride, padding, dilation):
@@ -228,6 +233,14 @@ def _check(x_shape, w_shape, g):
 def conv2d_forward(x, w, b, g: Conv2dGeometry):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None."""
     _check(x.shape, w.shape, g)
+    fused = cpp_kernel(_C, "conv2d_forward", x.dtype) if CONV_PANELS and blas_usable() else None
+    if fused is not None and w.dtype == x.dtype and (b is None or b.dtype == x.dtype):
+        return fused(x, w, b, g)  # columns in panels, multiplied as they are built
+    return conv2d_forward_chunks(x, w, b, g)
+
+
+def conv2d_forward_chunks(x, w, b, g: Conv2dGeometry):
+    """conv2d_forward by batch chunks: im2col of a chunk, one GEMM per group, the batch move."""
     N, K, P, Q, R, S, G = g.N, g.K, g.P, g.Q, g.R, g.S, g.G
     wg = w.reshape(G, K // G, g.Cg * R * S)  # (G, Kg, Cg*R*S)
     y = np.empty((N, K, P, Q), dtype=x.dtype)  # (N, K, P, Q)

@@ -46,7 +46,8 @@ def local_response_norm_forward(x, size, alpha, beta, k):
 
 
 def local_response_norm_backward(dout, x, scale, size, alpha, beta):
-    """dx_i = dy_i · s_i^-β − (2αβ/size) · x_i · Σ_{c: i ∈ window(c)} dy_c · x_c · s_c^(-β-1), s = scale.
+    """dx_i = dy_i · s_i^-β − (2αβ/size) · x_i · Σ_{c: i ∈ window(c)} dy_c · x_c · s_c^(-β-1),
+    s = scale.
 
     {c : i ∈ window(c)} = [i - (size-1)//2, i + size//2]: the transposed window (mirrored for even
     size). dout, x, scale, dx: (N, C, H, W).
@@ -175,7 +176,9 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
 
 
 def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps):
-    """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias; returns (y, mean, invstd)."""
+    """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias.
+
+    Returns (y, mean, invstd)."""
     affine = cpp_kernel(_C, "channel_affine", x.dtype)
     if affine is None:
         return batch_norm_forward_inference_reference(
@@ -195,7 +198,9 @@ def _grad_sums(dout, x, mean, invstd):
 
 
 def batch_norm_backward_training(dout, x, weight, mean, invstd):
-    """dx = weight · invstd / M · (M·dy − Σdy − x̂ · Σ(dy·x̂)), M = N·H·W; returns (dx, dweight, dbias)."""
+    """dx = weight · invstd / M · (M·dy − Σdy − x̂ · Σ(dy·x̂)), M = N·H·W.
+
+    Returns (dx, dweight, dbias)."""
     fn = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
     if fn is None:
         return batch_norm_backward_training_reference(dout, x, weight, mean, invstd)

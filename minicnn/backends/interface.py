@@ -55,6 +55,13 @@ class Backend(Protocol):
     def get_num_threads(self) -> int:
         """Threads of the host-side helpers (1 where there is no pool)."""
 
+    # ---- generic array work (cpu: on the helpers' pool; emu, cuda: xp) ------------------------
+    def add(self, a: Any, b: Any) -> Array:
+        """a + b with NumPy's broadcasting and dtypes (a residual add)."""
+
+    def concatenate(self, arrays: Any, axis: int) -> Array:
+        """xp.concatenate(arrays, axis) (DenseNet's and GoogLeNet's channel concatenations)."""
+
     # ---- relu ---------------------------------------------------------------------------------
     def relu_forward(self, x: Array) -> Array:
         """y = max(x, 0) (NaN stays NaN, -0.0 stays -0.0)."""

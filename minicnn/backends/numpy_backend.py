@@ -134,3 +134,39 @@ class CpuBackend(NumpyOptimMixin):
 
     def batch_norm_backward_inference(self, dout, x, weight, mean, invstd):
         return _np_norm.batch_norm_backward_inference(dout, x, weight, mean, invstd)
+
+    # ---- generic array passes on the helpers' pool (csrc/cpu/arrays.h) -------------------------
+    # The same numbers as NumPy's a + b and np.concatenate; used for big enough arrays only.
+    THREADED_MIN_SIZE = 1 << 15  # below this, NumPy's single pass costs less than the pool
+
+    def add(self, a, b):
+        """a + b (NumPy semantics); threaded for same-shape, same-dtype float arrays."""
+        if (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.size >= self.THREADED_MIN_SIZE
+            and a.flags.c_contiguous
+            and b.flags.c_contiguous
+        ):
+            fn = cpp_kernel(_C, "add", a.dtype)
+            if fn is not None:
+                return fn(a, b)
+        return a + b
+
+    def concatenate(self, arrays, axis):
+        """np.concatenate(arrays, axis); threaded along the channels (axis 1) of float arrays."""
+        first = arrays[0]
+        fn = cpp_kernel(_C, "concat_channels", first.dtype) if first.ndim >= 2 else None
+        if (
+            fn is not None
+            and axis in (1, 1 - first.ndim)
+            and sum(a.size for a in arrays) >= self.THREADED_MIN_SIZE
+            and all(a.dtype == first.dtype and a.flags.c_contiguous for a in arrays)
+        ):
+            try:
+                return fn(list(arrays))
+            except ValueError:  # shapes that do not line up: NumPy's error message
+                pass
+        return np.concatenate(arrays, axis=axis)
