@@ -17,6 +17,7 @@ of _np_optim.py (NumpyOptimMixin's, on ``self.xp``) on this device instead.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -33,9 +34,15 @@ def _fused(per_tensor):
     keywords reaching the update as ``h``); parameters of a dtype the kernels don't take
     (float16, bfloat16) go to ``per_tensor`` instead (NumpyOptimMixin's code on ``self.xp``)."""
 
+    signature = inspect.signature(per_tensor)
+
     def decorate(fused):
         @functools.wraps(per_tensor)
         def update(self, params, *args, **kwargs):
+            try:  # the arguments of the per-tensor signature, or a TypeError naming the update
+                signature.bind(self, params, *args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{per_tensor.__name__}: {e}") from None
             unfused = (
                 bool(params) and params[0].dtype.kind == "f" and params[0].dtype not in _FLOATS
             )
