@@ -7,9 +7,11 @@ shape of ResNet-50 (torchvision, stride on the 3x3) at 224x224 pixels.
 
 For each shape: forward, backward data and backward weight, each timed with CUDA events (one
 warm-up, then ``--repeats`` calls; 0: no timing), as TFLOP/s (2·N·K·P·Q·C/G·R·S flops per pass) for
-ours and for cuDNN (TF32 off, ``cudnn.benchmark = True``: cuDNN picks its fastest FP32 algorithm per
-shape), their ratio, and the largest difference of our result from the reference relative to the
-reference's largest magnitude. The totals weight each shape by how many layers of ResNet-50 have it,
+ours and for cuDNN (TF32 off, ``cudnn.benchmark = True``: cuDNN picks its fastest algorithm per
+shape; ``--dtype float16`` / ``bfloat16``: ours on tensor cores, conv2d version 4, beside cuDNN in
+the same dtype), their ratio, and the largest difference of our result from the reference
+relative to the reference's largest magnitude. The totals weight each shape by how many layers of
+ResNet-50 have it,
 over the passes a training step runs (every layer's forward and backward weight, and backward data
 of all but the stem, whose input needs no gradient): the issue's target is ours >= 50% of cuDNN.
 
@@ -59,6 +61,16 @@ RESNET50_CONVS = [
     (2048, 7, 512, 1, 1, 0, 2),
 ]
 PASSES = ("fwd", "bwd-data", "bwd-weight")
+HALF_TORCH = ()  # torch.float16, torch.bfloat16 once torch is imported
+
+
+def np_dtype(name):
+    """The NumPy dtype of --dtype (bfloat16 from ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 class Device:
@@ -107,6 +119,8 @@ def torch_setup(device):
     except ImportError:
         print("PyTorch is not installed: the reference is minicnn's cpu conv, and no cuDNN timings")
         return None
+    global HALF_TORCH
+    HALF_TORCH = (torch.float16, torch.bfloat16)
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -120,14 +134,21 @@ def reference(dev, x, w, dy, g):
         from minicnn.backends import get_backend
 
         cpu = get_backend("cpu")
-        hx, hw, hdy = dev.host(x), dev.host(w), dev.host(dy)
+        hx, hw, hdy = (
+            dev.host(a).astype(np.promote_types(a.dtype, np.float32)) for a in (x, w, dy)
+        )
         return {
             "fwd": (lambda: cpu.conv2d_forward(hx, hw, None, g), None),
             "bwd-data": (lambda: cpu.conv2d_backward_data(hdy, hw, g), None),
             "bwd-weight": (lambda: cpu.conv2d_backward_weight(hdy, hx, g), None),
         }
     tdev = "cuda" if dev.name == "cuda" else "cpu"
-    tx, tw, tdy = (torch.as_tensor(a, device=tdev) for a in (x, w, dy))
+    # through float32 (CuPy's bfloat16 does not reach torch everywhere), then torch's own dtype
+    tdtype = getattr(torch, x.dtype.name)
+    tx, tw, tdy = (
+        torch.as_tensor(a.astype(np.promote_types(a.dtype, np.float32)), device=tdev).to(tdtype)
+        for a in (x, w, dy)
+    )
     kw = dict(stride=g.stride, padding=g.padding)
     calls = {
         "fwd": lambda: torch.nn.functional.conv2d(tx, tw, None, **kw),
@@ -135,7 +156,11 @@ def reference(dev, x, w, dy, g):
         "bwd-weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw),
     }
     timed = dev.name == "cuda"
-    return {p: ((lambda f=f: f().cpu().numpy()), f if timed else None) for p, f in calls.items()}
+
+    def as_numpy(t):
+        return (t.float() if t.dtype in HALF_TORCH else t).cpu().numpy()
+
+    return {p: ((lambda f=f: as_numpy(f())), f if timed else None) for p, f in calls.items()}
 
 
 def run_shape(dev, shape, batch, dtype, repeats, scale):
@@ -144,6 +169,7 @@ def run_shape(dev, shape, batch, dtype, repeats, scale):
     H = max(H // scale, R)
     xp, backend = dev.xp, dev.backend
     rng = np.random.default_rng(0)
+    dtype = np_dtype(dtype)
     x = xp.asarray(rng.standard_normal((batch, C, H, H)).astype(dtype))
     w = xp.asarray((rng.standard_normal((K, C, R, R)) / np.sqrt(C * R * R)).astype(dtype))
     g = Conv2dGeometry.of(x.shape, w.shape, (stride, stride), (padding, padding))
@@ -159,7 +185,7 @@ def run_shape(dev, shape, batch, dtype, repeats, scale):
     for p in PASSES:
         ms = dev.time_ms(ours[p], repeats)
         tms = dev.time_ms(theirs[p][1], repeats) if theirs[p][1] is not None else None
-        a, b = dev.host(ours[p]()), theirs[p][0]()
+        a, b = dev.host(ours[p]()).astype(np.promote_types(dtype, np.float32)), theirs[p][0]()
         diff = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
         results[p] = (ms, tms, diff)
     ours = theirs = x = w = y = dy = None  # drop the arrays (the closures hold them too)
@@ -211,7 +237,9 @@ def main(argv=None):
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed calls per pass (0: check only)"
     )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"]
+    )
     parser.add_argument("--device", default="cuda", choices=["cuda", "emu"])
     parser.add_argument("--scale", type=int, default=1, help="divide the image sides by this")
     parser.add_argument(

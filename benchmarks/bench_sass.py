@@ -15,6 +15,10 @@ where several tie. Every instruction in it counts once, taken paths or not (so a
 counts against it), except a nested loop that has FFMA itself (version 2's 8 k-steps of a slice,
 not unrolled), which counts 8 times. Reported: FFMA share, LDS.128 and LDS, LDG, LDL/STL counts.
 
+For the tensor-core conv (version 4, conv2d_wmma_kernel: 128 threads a block) the same, with HMMA
+(the tensor-core instruction; one m16n16k16 wmma::mma_sync is two HMMA.16816 on sm_90) in place of
+FFMA: the loop with the most HMMA per iteration, and its HMMA share.
+
 --check exits 1 unless the static targets of issue 11 hold for the float 128 tile of version 3 in
 all three passes: main loop >= 75% FFMA, no spills, >= 2 blocks per SM.
 
@@ -110,25 +114,28 @@ INNER_TRIPS = 8  # a nested loop with FFMA inside the main loop: the k-steps of 
 
 def instruction_mix(code: list[tuple[int, str, str]], first: int, last: int, weights=None) -> dict:
     """Counts over the instructions at [first, last], each times its weight (default 1)."""
-    counts = dict(instructions=0, ffma=0, lds128=0, lds=0, ldg=0, local=0, bar=0)
+    counts = dict(instructions=0, ffma=0, hmma=0, lds128=0, lds=0, ldg=0, local=0, bar=0)
     for address, op, _ in code:
         if not first <= address <= last or op == "NOP":
             continue
         w = weights.get(address, 1) if weights else 1
         counts["instructions"] += w
         counts["ffma"] += w * (op in ("FFMA", "DFMA"))
+        counts["hmma"] += w * op.startswith("HMMA")
         counts["lds128"] += w * (op == "LDS.128")
         counts["lds"] += w * op.startswith("LDS")
         counts["ldg"] += w * op.startswith("LDG")
         counts["local"] += w * op.startswith(("LDL", "STL"))
         counts["bar"] += w * op.startswith("BAR")
     counts["ffma_share"] = round(counts["ffma"] / max(counts["instructions"], 1), 3)
+    counts["hmma_share"] = round(counts["hmma"] / max(counts["instructions"], 1), 3)
     counts["span"] = f"{first:#x}-{last:#x}"
     return counts
 
 
-def main_loop(code: list[tuple[int, str, str]]) -> dict:
-    """The per-iteration instruction mix of the loop that issues the most FFMA/DFMA per iteration.
+def main_loop(code: list[tuple[int, str, str]], math: str = "ffma") -> dict:
+    """The per-iteration instruction mix of the loop that issues the most FFMA/DFMA per iteration
+    (math="hmma": HMMA).
 
     Every instruction of the loop counts once (taken paths or not), except that a loop nested in it
     that has FFMA itself (version 2's k-steps, not unrolled) counts INNER_TRIPS times."""
@@ -147,8 +154,8 @@ def main_loop(code: list[tuple[int, str, str]]) -> dict:
                     if inner[0] <= a <= inner[1]:
                         weights[a] = INNER_TRIPS
         mix = instruction_mix(code, first, last, weights)
-        key = (mix["ffma"], -mix["instructions"])
-        if mix["ffma"] and (best is None or key > best[0]):
+        key = (mix[math], -mix["instructions"])
+        if mix[math] and (best is None or key > best[0]):
             best = (key, mix)
     return best[1] if best else {}
 
@@ -164,6 +171,11 @@ def blocks_per_sm(regs: int, smem: int, threads: int = THREADS) -> int:
     return min(by_regs, by_smem, SM["threads"] // threads, SM["blocks"])
 
 
+def threads_of(name: str) -> int:
+    """Threads a block the launchers start for a kernel (demangled name)."""
+    return 128 if "wmma" in name else THREADS
+
+
 def dynamic_smem(name: str) -> int:
     """The dynamic shared memory the launchers give a kernel (demangled name), in bytes."""
     size = 8 if "double" in name else 4
@@ -173,6 +185,8 @@ def dynamic_smem(name: str) -> int:
         )  # 2 stages of A and B, BK = 8, rows padded by 4
     if name.startswith("minicnn::kernels::batch_norm"):
         return 32 * size  # block_sum's scratch
+    if "conv2d_wmma_kernel" in name:  # the float output tile (64, 64 + 4), larger than A and B
+        return 64 * (64 + 4) * 4
     return 0
 
 
@@ -243,10 +257,13 @@ def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
             for mangled, res in sorted(resources.items(), key=lambda kv: names[kv[0]]):
                 k = Kernel(names[mangled], mangled, **res)
                 k.smem += dynamic_smem(k.name)
-                k.blocks_per_sm = blocks_per_sm(k.regs, k.smem)
-                k.occupancy = round(k.blocks_per_sm * THREADS / SM["threads"], 3)
+                threads = threads_of(k.name)
+                k.blocks_per_sm = blocks_per_sm(k.regs, k.smem, threads)
+                k.occupancy = round(k.blocks_per_sm * threads / SM["threads"], 3)
                 if "implicit_gemm" in k.name:
                     k.loop = main_loop(sass.get(mangled, []))
+                if "wmma" in k.name:
+                    k.loop = main_loop(sass.get(mangled, []), "hmma")
                 kernels.append(k)
     return kernels
 
@@ -269,6 +286,10 @@ def short(name: str) -> str:
         None,
     )
     dtype = "f64" if "double" in name else "f32"
+    if m := re.search(r"conv2d_wmma_kernel<(\w+), tc::(\w+)<", name):
+        half = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "tf32"}[m.group(1)]
+        step = {"Forward": "fwd", "BackwardData": "bwd-data", "BackwardWeight": "bwd-weight"}
+        return f"conv v4 (wmma) {step[m.group(2)]} {half}"
     if pass_ and (m := re.search(r"conv2d_implicit_gemm_v3_kernel<.*?(true|false)>, (\d+)>", name)):
         return f"conv v3 {pass_} {dtype} tile {m.group(2)}" + (
             "" if m.group(1) == "true" else " (1-by-1 loads)"
@@ -290,6 +311,8 @@ def table(kernels: list[Kernel]) -> str:
         "occupancy",
         "loop FFMA",
         "FFMA",
+        "loop HMMA",
+        "HMMA",
         "instr",
         "LDS.128",
         "LDS",
@@ -309,6 +332,8 @@ def table(kernels: list[Kernel]) -> str:
                 f"{k.occupancy:.0%}",
                 f"{lp['ffma_share']:.0%}" if lp else "",
                 lp.get("ffma", ""),
+                f"{lp['hmma_share']:.0%}" if lp.get("hmma") else "",
+                lp.get("hmma", "") or "",
                 lp.get("instructions", ""),
                 lp.get("lds128", ""),
                 lp.get("lds", ""),
@@ -360,10 +385,11 @@ def main(argv=None):
         if args.match in os.path.basename(s) and not s.endswith("selftest.cu")
     ]
     kernels = analyse(args.arch, sources, args.jobs)
-    shown = [k for k in kernels if "implicit_gemm" in k.name] if args.conv_only else kernels
+    conv = ("implicit_gemm", "wmma_kernel")
+    shown = [k for k in kernels if any(c in k.name for c in conv)] if args.conv_only else kernels
     print(
-        f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at {THREADS} threads"
-        " a block\n"
+        f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at "
+        f"{THREADS} threads a block ({threads_of('wmma')} for the tensor-core conv)\n"
     )
     print(table(shown))
     if args.json:

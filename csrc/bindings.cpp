@@ -5,7 +5,8 @@
 //
 // Only csrc/kernels/kernels.h is included here: no CUDA header, no emulator, so the same object
 // code serves both. Every launcher is bound by def_launcher: the Python function takes the dtype
-// ("float32" / "float64", which picks the float or double launcher), then the launcher's own
+// ("float32", "float64", "float16", "bfloat16": the float, double, __half or __nv_bfloat16
+// instantiation; __half and __nv_bfloat16 are only declared here), then the launcher's own
 // arguments by name, with device pointers and the stream handle as ints (`a.data.ptr` of a CuPy
 // array, `a.ctypes.data` of a NumPy array; stream 0 is the default stream) and 64-bit ints for its
 // int arguments (checked to fit: a ValueError naming the argument, never pybind11's signature
@@ -66,40 +67,57 @@ struct Arg<const A&> {
   static const A& from(const char*, const char*, const A& v) { return v; }
 };
 
-template <class Check, class... A32, class... A64, size_t... I>
-void def_launcher(py::module_& m, const char* op, void (*f32)(A32...), void (*f64)(A64...),
-                  std::array<const char*, sizeof...(A32)> names, Check check,
-                  std::index_sequence<I...>) {
-  static_assert(sizeof...(A32) == sizeof...(A64), "float and double launchers differ");
+// The dtype names the bindings take, in the order of def_launcher's launchers.
+constexpr std::array<const char*, 4> kDtypeNames = {"float32", "float64", "float16", "bfloat16"};
+
+int dtype_index(const char* op, const std::string& dtype, size_t launchers) {
+  std::string known;
+  for (size_t i = 0; i < launchers; ++i) {
+    if (dtype == kDtypeNames[i]) return int(i);
+    known += (i ? i + 1 == launchers ? " or " : ", " : "") + std::string(kDtypeNames[i]);
+  }
+  throw py::type_error(std::string(op) + ": the CUDA kernels take " + known + ", got " + dtype);
+}
+
+// Convert the Python arguments to launcher f's types and run it without the GIL.
+template <class... A, class... P, size_t... I>
+void call_launcher(const char* op, const std::array<const char*, sizeof...(A)>& names,
+                   void (*f)(A...), std::index_sequence<I...>, P... a) {
+  auto args = std::make_tuple(Arg<A>::from(op, names[I], a)...);
+  py::gil_scoped_release release;
+  std::apply(f, args);
+}
+
+template <class Check, class... A, class... F, size_t... I>
+void def_launcher(py::module_& m, const char* op, std::array<const char*, sizeof...(A)> names,
+                  Check check, std::index_sequence<I...> seq, void (*f)(A...), F... more) {
+  static_assert(sizeof...(F) < kDtypeNames.size(), "more launchers than dtype names");
   for (const char* name : names)
     if (name == nullptr) throw std::logic_error(std::string(op) + ": an argument has no name");
   m.def(
       op,
-      [op, f32, f64, names, check](const std::string& dtype, typename Arg<A32>::type... a) {
+      [op, names, check, seq, f, more...](const std::string& dtype, typename Arg<A>::type... a) {
         check(op, a...);
-        if (dtype == "float32") {
-          auto args = std::make_tuple(Arg<A32>::from(op, names[I], a)...);
-          py::gil_scoped_release release;
-          std::apply(f32, args);
-        } else if (dtype == "float64") {
-          auto args = std::make_tuple(Arg<A64>::from(op, names[I], a)...);
-          py::gil_scoped_release release;
-          std::apply(f64, args);
-        } else {
-          throw py::type_error(std::string(op) +
-                               ": the CUDA kernels take float32 or float64, got " + dtype);
-        }
+        const int which = dtype_index(op, dtype, sizeof...(F) + 1);
+        int i = 0;
+        if (which == i++) return call_launcher(op, names, f, seq, a...);
+        (void)((which == i++ && (call_launcher(op, names, more, seq, a...), true)) || ...);
       },
       py::arg("dtype"), py::arg(names[I])...);
 }
 
-// Bind the float and double instantiations of a launcher as one function `op`. `names` name the
-// launcher's arguments; `check(op, python arguments...)` rejects what would read out of bounds.
-template <class Check, class... A32, class... A64>
-void def_launcher(py::module_& m, const char* op, void (*f32)(A32...), void (*f64)(A64...),
-                  std::array<const char*, sizeof...(A32)> names, Check check) {
-  def_launcher(m, op, f32, f64, names, check, std::index_sequence_for<A32...>{});
+// Bind the instantiations of a launcher as one function `op` taking the dtype name first: f (for
+// float32), then the others in kDtypeNames' order. `names` name the launcher's arguments;
+// `check(op, python arguments...)` rejects what would read out of bounds.
+template <class Check, class... A, class... F>
+void def_launcher(py::module_& m, const char* op, std::array<const char*, sizeof...(A)> names,
+                  Check check, void (*f)(A...), F... more) {
+  def_launcher(m, op, names, check, std::index_sequence_for<A...>{}, f, more...);
 }
+
+// The four instantiations of a launcher template, in kDtypeNames' order.
+#define MINICNN_ALL_DTYPES(launcher) \
+  &launcher<float>, &launcher<double>, &launcher<__half>, &launcher<__nv_bfloat16>
 
 void check_sizes(const char* op, std::initializer_list<int64_t> sizes) {
   for (int64_t s : sizes)
@@ -120,210 +138,287 @@ int64_t outputs(const k::Pool2d& g) {
   return g.N * g.C * g.P * g.Q;
 }
 
-// ---- the bindings, one family at a time ---------------------------------------------------------
-void bind_relu(py::module_& m) {
-  def_launcher(m, "relu_forward", &k::relu_forward<float>, &k::relu_forward<double>,
-               {"out", "inp", "n", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t inp, int64_t n, auto) {
-                 check_sizes(op, {n});
-                 check_pointers(op, n, {out, inp});
-               });
-  def_launcher(m, "relu_backward", &k::relu_backward<float>, &k::relu_backward<double>,
-               {"dinp", "dout", "out", "n", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t out, int64_t n, auto) {
-                 check_sizes(op, {n});
-                 check_pointers(op, n, {dinp, dout, out});
-               });
-}
-
-void bind_pool(py::module_& m) {
-  py::class_<k::Pool2d> args(
-      m, "Pool2dArgs", py::module_local(),
-      "A checked Pool2dGeometry as the kernels take it; made by pool2d_check.");
-#define MINICNN_FIELD(f) args.def_readonly(#f, &k::Pool2d::f);
-  MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
+// Bind the checked-geometry class Args as `name` (its fields added by fields(class)) and the
+// function `check_name`: geometry -> Args through check, std::invalid_argument -> ValueError.
+template <class Args, class Fields, class Check>
+void bind_checked_geometry(py::module_& m, const char* name, const char* check_name,
+                           const char* check_doc, Fields fields, Check check) {
+  const std::string doc =
+      std::string("A checked geometry as the kernels take it; made by ") + check_name + ".";
+  py::class_<Args> cls(m, name, py::module_local(), doc.c_str());
+  fields(cls);
   m.def(
-      "pool2d_check",
-      [](py::object geometry) {
+      check_name,
+      [check](py::object geometry) {
         try {
-          return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(geometry));
+          return check(geometry);
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
       },
-      py::arg("geometry"),
-      "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.");
+      py::arg("geometry"), check_doc);
+}
+
+// ---- the bindings, one family at a time ---------------------------------------------------------
+void bind_relu(py::module_& m) {
+  def_launcher(
+      m, "relu_forward", {"out", "inp", "n", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t inp, int64_t n, auto) {
+        check_sizes(op, {n});
+        check_pointers(op, n, {out, inp});
+      },
+      MINICNN_ALL_DTYPES(k::relu_forward));
+  def_launcher(
+      m, "relu_backward", {"dinp", "dout", "out", "n", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t out, int64_t n, auto) {
+        check_sizes(op, {n});
+        check_pointers(op, n, {dinp, dout, out});
+      },
+      MINICNN_ALL_DTYPES(k::relu_backward));
+}
+
+void bind_pool(py::module_& m) {
+  bind_checked_geometry<k::Pool2d>(
+      m, "Pool2dArgs", "pool2d_check",
+      "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.",
+      [](auto& cls) {
+#define MINICNN_FIELD(f) cls.def_readonly(#f, &k::Pool2d::f);
+        MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
+#undef MINICNN_FIELD
+      },
+      [](py::object g) { return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(g)); });
   using G = const k::Pool2d&;
-  def_launcher(m, "max_pool2d_forward", &k::max_pool2d_forward<float>,
-               &k::max_pool2d_forward<double>, {"out", "argmax", "inp", "geometry", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t argmax, uintptr_t inp, G g, auto) {
-                 check_pointers(op, outputs(g), {out, argmax, inp});
-               });
-  def_launcher(m, "max_pool2d_backward", &k::max_pool2d_backward<float>,
-               &k::max_pool2d_backward<double>,
-               {"dinp", "dout", "argmax", "geometry", "version", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t argmax, G g, auto...) {
-                 check_pointers(op, inputs(g), {dinp});
-                 check_pointers(op, outputs(g), {dout, argmax});
-               });
-  def_launcher(m, "avg_pool2d_forward", &k::avg_pool2d_forward<float>,
-               &k::avg_pool2d_forward<double>,
-               {"out", "inp", "geometry", "count_include_pad", "divisor_override", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t inp, G g, auto...) {
-                 check_pointers(op, outputs(g), {out, inp});
-               });
-  def_launcher(m, "avg_pool2d_backward", &k::avg_pool2d_backward<float>,
-               &k::avg_pool2d_backward<double>,
-               {"dinp", "dout", "geometry", "count_include_pad", "divisor_override", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto...) {
-                 check_pointers(op, inputs(g), {dinp, dout});
-               });
-  def_launcher(m, "adaptive_avg_pool2d_forward", &k::adaptive_avg_pool2d_forward<float>,
-               &k::adaptive_avg_pool2d_forward<double>, {"out", "inp", "geometry", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t inp, G g, auto) {
-                 check_pointers(op, outputs(g), {out, inp});
-               });
-  def_launcher(m, "adaptive_avg_pool2d_backward", &k::adaptive_avg_pool2d_backward<float>,
-               &k::adaptive_avg_pool2d_backward<double>, {"dinp", "dout", "geometry", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto) {
-                 check_pointers(op, inputs(g), {dinp});
-                 check_pointers(op, outputs(g), {dout});
-               });
+  def_launcher(
+      m, "max_pool2d_forward", {"out", "argmax", "inp", "geometry", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t argmax, uintptr_t inp, G g, auto) {
+        check_pointers(op, outputs(g), {out, argmax, inp});
+      },
+      MINICNN_ALL_DTYPES(k::max_pool2d_forward));
+  def_launcher(
+      m, "max_pool2d_backward", {"dinp", "dout", "argmax", "geometry", "version", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t argmax, G g, auto...) {
+        check_pointers(op, inputs(g), {dinp});
+        check_pointers(op, outputs(g), {dout, argmax});
+      },
+      MINICNN_ALL_DTYPES(k::max_pool2d_backward));
+  def_launcher(
+      m, "avg_pool2d_forward",
+      {"out", "inp", "geometry", "count_include_pad", "divisor_override", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t inp, G g, auto...) {
+        check_pointers(op, outputs(g), {out, inp});
+      },
+      MINICNN_ALL_DTYPES(k::avg_pool2d_forward));
+  def_launcher(
+      m, "avg_pool2d_backward",
+      {"dinp", "dout", "geometry", "count_include_pad", "divisor_override", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto...) {
+        check_pointers(op, inputs(g), {dinp, dout});
+      },
+      MINICNN_ALL_DTYPES(k::avg_pool2d_backward));
+  def_launcher(
+      m, "adaptive_avg_pool2d_forward", {"out", "inp", "geometry", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t inp, G g, auto) {
+        check_pointers(op, outputs(g), {out, inp});
+      },
+      MINICNN_ALL_DTYPES(k::adaptive_avg_pool2d_forward));
+  def_launcher(
+      m, "adaptive_avg_pool2d_backward", {"dinp", "dout", "geometry", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto) {
+        check_pointers(op, inputs(g), {dinp});
+        check_pointers(op, outputs(g), {dout});
+      },
+      MINICNN_ALL_DTYPES(k::adaptive_avg_pool2d_backward));
 }
 
 void bind_lrn(py::module_& m) {
-  def_launcher(m, "local_response_norm_forward", &k::local_response_norm_forward<float>,
-               &k::local_response_norm_forward<double>,
-               {"out", "scale", "inp", "N", "C", "HW", "size", "alpha", "beta", "k", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t scale, uintptr_t inp, int64_t N,
-                  int64_t C, int64_t HW, int64_t size, auto...) {
-                 check_sizes(op, {N, C, HW});
-                 if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
-                 check_pointers(op, N * C * HW, {out, scale, inp});
-               });
-  def_launcher(m, "local_response_norm_backward", &k::local_response_norm_backward<float>,
-               &k::local_response_norm_backward<double>,
-               {"dinp", "dout", "inp", "scale", "N", "C", "HW", "size", "alpha", "beta", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t inp, uintptr_t scale,
-                  int64_t N, int64_t C, int64_t HW, int64_t size, auto...) {
-                 check_sizes(op, {N, C, HW});
-                 if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
-                 check_pointers(op, N * C * HW, {dinp, dout, inp, scale});
-               });
+  def_launcher(
+      m, "local_response_norm_forward",
+      {"out", "scale", "inp", "N", "C", "HW", "size", "alpha", "beta", "k", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t scale, uintptr_t inp, int64_t N, int64_t C,
+         int64_t HW, int64_t size, auto...) {
+        check_sizes(op, {N, C, HW});
+        if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
+        check_pointers(op, N * C * HW, {out, scale, inp});
+      },
+      MINICNN_ALL_DTYPES(k::local_response_norm_forward));
+  def_launcher(
+      m, "local_response_norm_backward",
+      {"dinp", "dout", "inp", "scale", "N", "C", "HW", "size", "alpha", "beta", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t inp, uintptr_t scale, int64_t N,
+         int64_t C, int64_t HW, int64_t size, auto...) {
+        check_sizes(op, {N, C, HW});
+        if (size < 1) throw py::value_error(std::string(op) + ": size must be >= 1");
+        check_pointers(op, N * C * HW, {dinp, dout, inp, scale});
+      },
+      MINICNN_ALL_DTYPES(k::local_response_norm_backward));
 }
 
 void bind_batchnorm(py::module_& m) {
   // weight, bias, running_mean, running_var: 0 for None.
   def_launcher(
-      m, "batch_norm_forward_training", &k::batch_norm_forward_training<float>,
-      &k::batch_norm_forward_training<double>,
+      m, "batch_norm_forward_training",
       {"out", "mean", "invstd", "running_mean", "running_var", "inp", "weight", "bias", "N", "C",
        "HW", "momentum", "eps", "stream"},
       [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t, uintptr_t,
          uintptr_t inp, uintptr_t, uintptr_t, int64_t N, int64_t C, int64_t HW, auto...) {
         check_sizes(op, {N, C, HW});
         check_pointers(op, N * C * HW, {out, mean, invstd, inp});
-      });
-  def_launcher(m, "batch_norm_forward_inference", &k::batch_norm_forward_inference<float>,
-               &k::batch_norm_forward_inference<double>,
-               {"out", "mean", "invstd", "inp", "weight", "bias", "running_mean", "running_var",
-                "N", "C", "HW", "eps", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t inp,
-                  uintptr_t, uintptr_t, uintptr_t running_mean, uintptr_t running_var, int64_t N,
-                  int64_t C, int64_t HW, auto...) {
-                 check_sizes(op, {N, C, HW});
-                 check_pointers(op, C, {mean, invstd, running_mean, running_var});
-                 check_pointers(op, N * C * HW, {out, inp});
-               });
-  def_launcher(m, "batch_norm_backward", &k::batch_norm_backward<float>,
-               &k::batch_norm_backward<double>,
-               {"dinp", "dweight", "dbias", "dout", "inp", "weight", "mean", "invstd", "N", "C",
-                "HW", "training", "stream"},
-               [](const char* op, uintptr_t dinp, uintptr_t dweight, uintptr_t dbias,
-                  uintptr_t dout, uintptr_t inp, uintptr_t, uintptr_t mean, uintptr_t invstd,
-                  int64_t N, int64_t C, int64_t HW, auto...) {
-                 check_sizes(op, {N, C, HW});
-                 check_pointers(op, C, {dweight, dbias, mean, invstd});
-                 check_pointers(op, N * C * HW, {dinp, dout, inp});
-               });
+      },
+      MINICNN_ALL_DTYPES(k::batch_norm_forward_training));
+  def_launcher(
+      m, "batch_norm_forward_inference",
+      {"out", "mean", "invstd", "inp", "weight", "bias", "running_mean", "running_var", "N", "C",
+       "HW", "eps", "stream"},
+      [](const char* op, uintptr_t out, uintptr_t mean, uintptr_t invstd, uintptr_t inp, uintptr_t,
+         uintptr_t, uintptr_t running_mean, uintptr_t running_var, int64_t N, int64_t C, int64_t HW,
+         auto...) {
+        check_sizes(op, {N, C, HW});
+        check_pointers(op, C, {mean, invstd, running_mean, running_var});
+        check_pointers(op, N * C * HW, {out, inp});
+      },
+      MINICNN_ALL_DTYPES(k::batch_norm_forward_inference));
+  def_launcher(
+      m, "batch_norm_backward",
+      {"dinp", "dweight", "dbias", "dout", "inp", "weight", "mean", "invstd", "N", "C", "HW",
+       "training", "stream"},
+      [](const char* op, uintptr_t dinp, uintptr_t dweight, uintptr_t dbias, uintptr_t dout,
+         uintptr_t inp, uintptr_t, uintptr_t mean, uintptr_t invstd, int64_t N, int64_t C,
+         int64_t HW, auto...) {
+        check_sizes(op, {N, C, HW});
+        check_pointers(op, C, {dweight, dbias, mean, invstd});
+        check_pointers(op, N * C * HW, {dinp, dout, inp});
+      },
+      MINICNN_ALL_DTYPES(k::batch_norm_backward));
 }
 
 void bind_conv2d(py::module_& m) {
-  py::class_<k::Conv2d> args(
-      m, "Conv2dArgs", py::module_local(),
-      "A checked Conv2dGeometry as the kernels take it; made by conv2d_check.");
-#define MINICNN_FIELD(f) args.def_readonly(#f, &k::Conv2d::f);
-  MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
-  m.def(
-      "conv2d_check",
-      [](py::object geometry) {
-        try {
-          return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(geometry));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
-      },
-      py::arg("geometry"),
+  bind_checked_geometry<k::Conv2d>(
+      m, "Conv2dArgs", "conv2d_check",
       "The kernels' Conv2dArgs for a Conv2dGeometry; ValueError when they can't run it (too large "
-      "for their "
-      "indices or grid). Nothing is allocated or launched.");
+      "for their indices or grid). Nothing is allocated or launched.",
+      [](auto& cls) {
+#define MINICNN_FIELD(f) cls.def_readonly(#f, &k::Conv2d::f);
+        MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
+#undef MINICNN_FIELD
+      },
+      [](py::object g) { return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(g)); });
   m.def(
       "conv2d_backward_weight_splits",
-      [](const k::Conv2d& g, int64_t tile) {
-        try {
-          return k::conv2d_backward_weight_splits(
-              g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
+      [](const k::Conv2d& g, int64_t tile) {  // std::invalid_argument -> ValueError (pybind11)
+        return k::conv2d_backward_weight_splits(
+            g, Arg<int>::from("conv2d_backward_weight_splits", "tile", tile));
       },
       py::arg("geometry"), py::arg("tile"));
   m.def(
       "conv2d_splits",
       [](const k::Conv2d& g, int64_t pass, int64_t version, int64_t tile) {
-        try {
-          return k::conv2d_splits(g, Arg<int>::from("conv2d_splits", "pass", pass),
-                                  Arg<int>::from("conv2d_splits", "version", version),
-                                  Arg<int>::from("conv2d_splits", "tile", tile));
-        } catch (const std::invalid_argument& e) {
-          throw py::value_error(e.what());
-        }
+        return k::conv2d_splits(g, Arg<int>::from("conv2d_splits", "pass", pass),
+                                Arg<int>::from("conv2d_splits", "version", version),
+                                Arg<int>::from("conv2d_splits", "tile", tile));
       },
       py::arg("geometry"), py::arg("pass"), py::arg("version"), py::arg("tile"),
       "How many slices a pass (0 forward, 1 backward data, 2 backward weight) splits its "
       "reduction into.");
+  m.def("_conv2d_wmma_launches", &k::conv2d_wmma_launches,
+        "Tensor-core (version 4) convolution launches so far in this process (tests).");
   // bias, workspace: 0 for none; tile 0: by shape.
   using G = const k::Conv2d&;
-  def_launcher(m, "conv2d_forward", &k::conv2d_forward<float>, &k::conv2d_forward<double>,
-               {"out", "inp", "weight", "bias", "geometry", "version", "tile", "splits",
-                "workspace", "stream"},
-               [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g,
-                  auto...) { check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight}); });
   def_launcher(
-      m, "conv2d_backward_data", &k::conv2d_backward_data<float>, &k::conv2d_backward_data<double>,
+      m, "conv2d_forward",
+      {"out", "inp", "weight", "bias", "geometry", "version", "tile", "splits", "workspace",
+       "stream"},
+      [](const char* op, uintptr_t out, uintptr_t inp, uintptr_t weight, uintptr_t, G g, auto...) {
+        check_pointers(op, g.N * g.K * g.P * g.Q, {out, inp, weight});
+      },
+      MINICNN_ALL_DTYPES(k::conv2d_forward));
+  def_launcher(
+      m, "conv2d_backward_data",
       {"dinp", "dout", "weight", "geometry", "version", "tile", "splits", "workspace", "stream"},
       [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t weight, G g, auto...) {
         check_pointers(op, g.N * g.C * g.H * g.W, {dinp, dout, weight});
-      });
+      },
+      MINICNN_ALL_DTYPES(k::conv2d_backward_data));
   def_launcher(
-      m, "conv2d_backward_weight", &k::conv2d_backward_weight<float>,
-      &k::conv2d_backward_weight<double>,
+      m, "conv2d_backward_weight",
       {"dweight", "workspace", "dout", "inp", "geometry", "version", "tile", "splits", "stream"},
       [](const char* op, uintptr_t dweight, uintptr_t, uintptr_t dout, uintptr_t inp, G g,
          auto...) {
         check_pointers(op, 1, {dweight});
         check_pointers(op, g.N * g.P * g.Q, {dout, inp});
-      });
+      },
+      MINICNN_ALL_DTYPES(k::conv2d_backward_weight));
   def_launcher(
-      m, "conv2d_backward_bias", &k::conv2d_backward_bias<float>, &k::conv2d_backward_bias<double>,
-      {"dbias", "dout", "N", "K", "PQ", "stream"},
+      m, "conv2d_backward_bias", {"dbias", "dout", "N", "K", "PQ", "stream"},
       [](const char* op, uintptr_t dbias, uintptr_t dout, int64_t N, int64_t K, int64_t PQ, auto) {
         check_sizes(op, {N, K, PQ});
         check_pointers(op, K, {dbias});
         check_pointers(op, N * K * PQ, {dout});
-      });
+      },
+      MINICNN_ALL_DTYPES(k::conv2d_backward_bias));
+}
+
+template <class T>
+struct Tag {  // a type as a value
+  using type = T;
+};
+
+// f(Tag<T>{}) for the T that dtype names: float16, bfloat16 and (kFloat32) float32; else a
+// TypeError naming op.
+template <bool kFloat32, class F>
+void with_half_type(const char* op, const std::string& dtype, F f) {
+  if (dtype == "float16") return f(Tag<__half>{});
+  if (dtype == "bfloat16") return f(Tag<__nv_bfloat16>{});
+  if constexpr (kFloat32)
+    if (dtype == "float32") return f(Tag<float>{});
+  throw py::type_error(std::string(op) + ": dtype must be float16" +
+                       (kFloat32 ? ", bfloat16 or float32" : " or bfloat16") + ", got " + dtype);
+}
+
+// cast_to_float / cast_from_float(dtype, out, inp, n, stream): float32 from / to dtype
+// "float16" or "bfloat16" (csrc/kernels/cast.cu).
+void bind_cast(py::module_& m) {
+  for (bool to_float : {true, false}) {
+    const char* op = to_float ? "cast_to_float" : "cast_from_float";
+    m.def(
+        op,
+        [op, to_float](const std::string& dtype, uintptr_t out, uintptr_t inp, int64_t n,
+                       uintptr_t stream) {
+          check_sizes(op, {n});
+          check_pointers(op, n, {out, inp});
+          with_half_type<false>(op, dtype, [&](auto tag) {
+            using T = typename decltype(tag)::type;
+            auto s = reinterpret_cast<cudaStream_t>(stream);
+            py::gil_scoped_release release;
+            if (to_float)
+              k::cast_to_float<T>(reinterpret_cast<float*>(out), reinterpret_cast<T*>(inp), n, s);
+            else
+              k::cast_from_float<T>(reinterpret_cast<T*>(out), reinterpret_cast<float*>(inp), n, s);
+          });
+        },
+        py::arg("dtype"), py::arg("out"), py::arg("inp"), py::arg("n"), py::arg("stream") = 0);
+  }
+}
+
+// wmma_gemm(dtype, d, a, b, c, M, N, K, a_row_major, b_row_major, stream):
+// csrc/kernels/wmma_gemm.cu, for dtype "float16", "bfloat16" or "float32" (as tf32); c may be 0.
+void bind_wmma_gemm(py::module_& m) {
+  m.def(
+      "wmma_gemm",
+      [](const std::string& dtype, uintptr_t d, uintptr_t a, uintptr_t b, uintptr_t c, int M, int N,
+         int K, bool a_row_major, bool b_row_major, uintptr_t stream) {
+        check_sizes("wmma_gemm", {M, N, K});
+        check_pointers("wmma_gemm", int64_t(M) * N, {d, a, b});
+        with_half_type<true>("wmma_gemm", dtype, [&](auto tag) {
+          using T = typename decltype(tag)::type;
+          py::gil_scoped_release release;
+          k::wmma_gemm<T>(reinterpret_cast<float*>(d), reinterpret_cast<const T*>(a),
+                          reinterpret_cast<const T*>(b), reinterpret_cast<const float*>(c), M, N, K,
+                          a_row_major, b_row_major, reinterpret_cast<cudaStream_t>(stream));
+        });
+      },
+      py::arg("dtype"), py::arg("d"), py::arg("a"), py::arg("b"), py::arg("c"), py::arg("M"),
+      py::arg("N"), py::arg("K"), py::arg("a_row_major"), py::arg("b_row_major"),
+      py::arg("stream") = 0);
 }
 
 void bind_runtime(py::module_& m, const char* device) {
@@ -381,6 +476,8 @@ void define_module(py::module_& m, const char* device) {
   bind_lrn(m);
   bind_batchnorm(m);
   bind_conv2d(m);
+  bind_cast(m);
+  bind_wmma_gemm(m);
   bind_runtime(m, device);
   bind_random_and_optim(m);
 }
@@ -425,15 +522,15 @@ void check_table(const char* op, uintptr_t table, int64_t tensors, int64_t chunk
 
 void bind_random_and_optim(py::module_& m) {
   def_launcher(
-      m, "dropout_mask", &k::dropout_mask<float>, &k::dropout_mask<double>,
-      {"mask", "n", "threshold", "scale", "seed", "stream"},
+      m, "dropout_mask", {"mask", "n", "threshold", "scale", "seed", "stream"},
       [](const char* op, uintptr_t mask, int64_t n, uint64_t threshold, auto, uint64_t, auto) {
         check_sizes(op, {n});
         check_pointers(op, n, {mask});
         if (threshold > (uint64_t(1) << 32))
           throw py::value_error(std::string(op) + ": threshold = " + std::to_string(threshold) +
                                 " exceeds 2^32");
-      });
+      },
+      &k::dropout_mask<float>, &k::dropout_mask<double>);
   m.def(
       "philox4x32",
       [](uintptr_t out, int64_t lanes, uint64_t seed, uint64_t offset, uintptr_t stream) {

@@ -21,8 +21,10 @@ export MINICNN_HYPOTHESIS_EXAMPLES="${MINICNN_HYPOTHESIS_EXAMPLES:-10}"
 export MINICNN_EMU_THREADS="${MINICNN_EMU_THREADS:-2}"
 SCHEDULES="${EMU_CHECK_SCHEDULES:-threads=forward blocks=forward;threads=reverse blocks=reverse;\
 threads=random blocks=random seed=1;threads=random blocks=random seed=2}"
-TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_conv.py
-  tests/core/test_device_random.py tests/core/test_fused_optim.py)
+TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py
+  tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_conv.py
+  tests/core/test_device_random.py tests/core/test_fused_optim.py
+  tests/kernels/test_kernels_half.py tests/kernels/test_kernels_wmma.py)
 if (($# > 0)); then TESTS=("$@"); fi
 
 fail() { echo "emu_check: $*" >&2; exit 2; }

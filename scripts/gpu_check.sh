@@ -12,13 +12,16 @@
 #   5. compute-sanitizer                  memcheck and racecheck on small shapes of every kernel
 #   6. conv speed                         TFLOP/s per ResNet-50 shape, ours beside cuDNN (FP32), and
 #                                         the whole network over a training step's passes
+#   6b. FP16 conv speed (speed16)         the same in float16: ours on tensor cores (conv2d version
+#                                         4) beside cuDNN FP16, each result checked (<= 1e-2)
 #   7. training step                      img/s of ResNet-50 (batch 64, 224 px), ResNet-18 and
 #                                         DenseNet-121, ours beside PyTorch from the same weights,
 #                                         first step's losses equal
 #
 # --dry-run does what needs no GPU: the SASS report (no _C_cuda build), the kernel tests on emu,
-# step 4 on emu at batch 2 and half-size images against the cpu conv, step 7 on emu at batch 2 and
-# 32 px; steps 5 and 6 are skipped. CI runs it (about 2 minutes on 2 cores).
+# step 4 on emu at batch 2 and half-size images against the cpu conv, step 6b's check on emu in
+# float16 at batch 1 and quarter-size images, step 7 on emu at batch 2 and 32 px; steps 5 and 6
+# are skipped. CI runs it (about 2 minutes on 2 cores).
 #
 # Every step has a time limit (printed first); a failed step is recorded and the script goes on,
 # exiting 1 at the end if any failed. Nothing is installed (the GPU machine has no network): a
@@ -39,13 +42,16 @@ RESULTS="$OUT_DIR/steps.jsonl"
 failures=0
 
 # name: seconds (real run / dry run)
-declare -A LIMIT=([facts]=20 [build]=150 [tests]=90 [large]=60 [sanitizer]=60 [speed]=60 [train]=120)
-declare -A DRY_LIMIT=([facts]=20 [build]=90 [tests]=120 [large]=60 [sanitizer]=0 [speed]=0 [train]=150)
+declare -A LIMIT=([facts]=20 [build]=150 [tests]=90 [large]=60 [sanitizer]=60 [speed]=60
+                  [speed16]=45 [train]=120)
+declare -A DRY_LIMIT=([facts]=20 [build]=90 [tests]=120 [large]=60 [sanitizer]=0 [speed]=0
+                      [speed16]=90 [train]=150)
+STEPS=(facts build tests large sanitizer speed speed16 train)
 limit() { if ((DRY)); then echo "${DRY_LIMIT[$1]}"; else echo "${LIMIT[$1]}"; fi; }
 total=0
-for s in facts build tests large sanitizer speed train; do total=$((total + $(limit "$s"))); done
+for s in "${STEPS[@]}"; do total=$((total + $(limit "$s"))); done
 echo "gpu_check: $([[ $DRY == 1 ]] && echo 'dry run' || echo 'GPU run'); time budget ${total}s in all:"
-for s in facts build tests large sanitizer speed train; do printf '  %-10s %4ss\n' "$s" "$(limit "$s")"; done
+for s in "${STEPS[@]}"; do printf '  %-10s %4ss\n' "$s" "$(limit "$s")"; done
 echo "results: $OUT_DIR/gpu_check.json"
 
 # record NAME STATUS SECONDS [NOTE]
@@ -117,7 +123,8 @@ build() {
 KERNEL_TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py
               tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_torch.py
               tests/kernels/test_kernels_conv.py tests/kernels/test_kernels_conv_v3.py
-              tests/kernels/test_kernels_batchnorm_chunks.py)
+              tests/kernels/test_kernels_batchnorm_chunks.py tests/kernels/test_kernels_half.py
+              tests/kernels/test_kernels_wmma.py)
 DEVICE=cuda
 ((DRY)) && DEVICE=emu
 
@@ -141,12 +148,16 @@ if ((DRY)); then
     --json "$OUT_DIR/conv_large.json"
   skip sanitizer "dry run: needs a GPU"
   skip speed "dry run: needs a GPU"
+  run speed16 "$PYTHON" benchmarks/bench_conv_gpu.py --device emu --dtype float16 --batch 1 \
+    --scale 4 --repeats 0 --check 1e-2 --json "$OUT_DIR/conv_speed_fp16.json"
   run train "$PYTHON" benchmarks/bench_train_gpu.py --device emu --batch 2 --size 32 --steps 1 --warmup 0 \
     --json "$OUT_DIR/train.json"
 else
   run large "$PYTHON" benchmarks/bench_conv_gpu.py --batch 32 --repeats 0 --check 1e-3 --json "$OUT_DIR/conv_large.json"
   run sanitizer sanitizer
   run speed "$PYTHON" benchmarks/bench_conv_gpu.py --batch 64 --repeats 3 --json "$OUT_DIR/conv_speed.json"
+  run speed16 "$PYTHON" benchmarks/bench_conv_gpu.py --dtype float16 --batch 64 --repeats 3 \
+    --check 1e-2 --json "$OUT_DIR/conv_speed_fp16.json"
   run train "$PYTHON" benchmarks/bench_train_gpu.py --batch 64 --size 224 --steps 5 --warmup 2 \
     --json "$OUT_DIR/train.json"
 fi
@@ -157,7 +168,8 @@ import json, os, sys
 out, dry = sys.argv[1], sys.argv[2] == "1"
 result = dict(dry_run=dry, steps=[json.loads(l) for l in open(os.path.join(out, "steps.jsonl")) if l.strip()])
 for key, name in [("facts", "facts.json"), ("sass", "sass.json"), ("conv_large", "conv_large.json"),
-                  ("conv_speed", "conv_speed.json"), ("train", "train.json")]:
+                  ("conv_speed", "conv_speed.json"), ("conv_speed_fp16", "conv_speed_fp16.json"),
+                  ("train", "train.json")]:
     path = os.path.join(out, name)
     if os.path.exists(path):
         result[key] = json.load(open(path))

@@ -24,9 +24,11 @@ namespace minicnn_emu::detail {
 #define MINICNN_EMU_HOOK __attribute__((no_sanitize_thread))
 
 // ---- shadow memory ------------------------------------------------------------------------------
-constexpr uintptr_t kPageBytes = 4096;               // application bytes per shadow page
-constexpr uintptr_t kWordsPerPage = kPageBytes / 4;  // one Cell per 4-byte word
-constexpr size_t kMaxShadowPages = 4096;             // ~400 MiB of shadow: then start afresh
+constexpr uintptr_t kPageBytes = 4096;  // application bytes per shadow page
+// One Cell per 2-byte word: float16 / bfloat16 stores of neighbouring threads are not a race.
+constexpr uintptr_t kWordBytes = 2;
+constexpr uintptr_t kWordsPerPage = kPageBytes / kWordBytes;
+constexpr size_t kMaxShadowPages = 2048;  // ~400 MiB of shadow (2-byte words): then start afresh
 
 struct Cell {
   Access write;    // the last write (launch 0: none)
@@ -63,7 +65,7 @@ MINICNN_EMU_HOOK inline Cell& shadow_cell(PageCache& cache, uintptr_t address) {
     cache.page[slot] = page;
     cache.cells[slot] = cells;
   }
-  return cache.cells[slot][address % kPageBytes / 4];
+  return cache.cells[slot][address % kPageBytes / kWordBytes];
 }
 
 // Called between launches (no block runs): drop the shadow when it has grown large. Accesses of
@@ -77,13 +79,14 @@ inline void trim_shadow() {
 }
 
 MINICNN_EMU_HOOK inline void lock_word(uintptr_t address) {
-  unsigned char* l = &g_shadow.locks[(address / 4) % sizeof g_shadow.locks];
+  unsigned char* l = &g_shadow.locks[(address / kWordBytes) % sizeof g_shadow.locks];
   while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)) {
     while (__atomic_load_n(l, __ATOMIC_RELAXED)) __builtin_ia32_pause();
   }
 }
 MINICNN_EMU_HOOK inline void unlock_word(uintptr_t address) {
-  __atomic_store_n(&g_shadow.locks[(address / 4) % sizeof g_shadow.locks], 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&g_shadow.locks[(address / kWordBytes) % sizeof g_shadow.locks], 0,
+                   __ATOMIC_RELEASE);
 }
 
 // ---- where an address lives ------------------------------------------------------------------------
@@ -254,7 +257,7 @@ MINICNN_EMU_HOOK inline void check_access(CheckThread& t, Worker& w, uintptr_t a
   c.clock = b.clocks[size_t{c.tid} * 32 + c.tid % 32];
   c.write = write;
   c.atomic = atomic;
-  for (uintptr_t word = a & ~uintptr_t{3}; word < a + size; word += 4) {
+  for (uintptr_t word = a & ~(kWordBytes - 1); word < a + size; word += kWordBytes) {
     if (space == Space::kShared)
       check_word<Space::kShared>(t, word, c, b);
     else

@@ -30,7 +30,8 @@
 // Files: types.h (qualifiers, dim3, threadIdx...), runtime.h (cudaGetLastError, cudaMemcpy...),
 // fiber.h (stacks, context switch), scheduler.h (threads, workers, __syncthreads core), sync.h
 // (barriers, shuffles, votes), launch.h (LAUNCH, configuration checks, dynamic shared memory),
-// device_functions.h (atomics, intrinsics).
+// device_functions.h (atomics, intrinsics), half.h (__half, __nv_bfloat16), wmma.h
+// (nvcuda::wmma, the tensor cores).
 #pragma once
 
 #ifdef __CUDACC__
@@ -52,10 +53,12 @@
 #include <unordered_map>
 
 #include "types.h"
+#include "half.h"
 #include "runtime.h"
 #include "fiber.h"
 #include "scheduler.h"
 #include "sync.h"
 #include "launch.h"
 #include "device_functions.h"
+#include "wmma.h"
 #include "capi.h"

@@ -29,7 +29,8 @@
 //     straight to (mean, invstd) or (dbias, dweight).
 //
 // Buffers: x, y, dy, dx (N, C, HW), HW = H·W (the op views any input as 4-D); weight, bias,
-// running_mean, running_var, mean, invstd, dweight, dbias (C,).
+// running_mean, running_var, mean, invstd, dweight, dbias (C,). For float16 / bfloat16 only x, y,
+// dy, dx are 16-bit; the (C,) vectors and every sum are float32 (cuDNN's mixed batch norm).
 #include <algorithm>
 
 #include "common.cuh"
@@ -66,102 +67,111 @@ struct ChannelRange {
   }
 };
 
-// ---- kernels --------------------------------------------------------------------------------------
+// ---- kernels ----------------------------------------------------------------------------------
+// T: the type of x, y, dy, dx; A = acc_t<T> (kernels.h): the type of every statistic, parameter and
+// partial sum (float for float16 / bfloat16: cuDNN's mixed-precision batch norm).
 template <class T>
-__global__ void batch_norm_partial_stats_kernel(T* part_mean,  // (C, chunks)
-                                                T* part_m2,    // (C, chunks)
-                                                const T* inp,  // (N, C, HW)
+__global__ void batch_norm_partial_stats_kernel(acc_t<T>* part_mean,  // (C, chunks)
+                                                acc_t<T>* part_m2,    // (C, chunks)
+                                                const T* inp,         // (N, C, HW)
                                                 int64_t N, int C, int64_t HW, int chunks,
                                                 int64_t chunk) {
-  DYN_SHARED(T, scratch);  // (32,) for block_sum
+  using A = acc_t<T>;
+  DYN_SHARED(A, scratch);  // (32,) for block_sum
   const ChannelRange rg(chunks, chunk, N * HW);
-  T sum = 0;
-  for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) { sum += inp[at]; });
-  const T count = T(rg.m1 > rg.m0 ? rg.m1 - rg.m0 : 1);
-  const T mu = block_sum(sum, scratch) / count;
-  T squares = 0;
-  for_each_value(rg.c, rg.m0, rg.m1, C, HW,
-                 [&](int64_t at) { squares += (inp[at] - mu) * (inp[at] - mu); });
-  const T m2 = block_sum(squares, scratch);
+  A sum = 0;
+  for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) { sum += to_acc(inp[at]); });
+  const A count = A(rg.m1 > rg.m0 ? rg.m1 - rg.m0 : 1);
+  const A mu = block_sum(sum, scratch) / count;
+  A squares = 0;
+  for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) {
+    const A d = to_acc(inp[at]) - mu;
+    squares += d * d;
+  });
+  const A m2 = block_sum(squares, scratch);
   if (threadIdx.x == 0) part_mean[blockIdx.x] = mu, part_m2[blockIdx.x] = m2;
 }
 
 // One thread per channel: (count, mean, M2) of its ranges merged in order (Chan et al. 1979).
-template <class T>
-__global__ void batch_norm_finalize_stats_kernel(T* mean, T* invstd,  // (C,)
-                                                 T* running_mean,
-                                                 T* running_var,  // (C,) or nullptr
-                                                 const T* part_mean,
-                                                 const T* part_m2,  // (C, chunks)
+template <class A>
+__global__ void batch_norm_finalize_stats_kernel(A* mean, A* invstd,  // (C,)
+                                                 A* running_mean,
+                                                 A* running_var,  // (C,) or nullptr
+                                                 const A* part_mean,
+                                                 const A* part_m2,  // (C, chunks)
                                                  int64_t M, int C, int chunks, int64_t chunk,
-                                                 T momentum, T eps) {
+                                                 A momentum, A eps) {
   const int64_t c = global_index();
   if (c >= C) return;
-  T n = 0, mu = 0, m2 = 0;
+  A n = 0, mu = 0, m2 = 0;
   for (int i = 0; i < chunks; ++i) {
     const int64_t lo = i * chunk, hi = lo + chunk < M ? lo + chunk : M;
     if (hi <= lo) break;
-    const T nb = T(hi - lo), delta = part_mean[c * chunks + i] - mu, total = n + nb;
+    const A nb = A(hi - lo), delta = part_mean[c * chunks + i] - mu, total = n + nb;
     mu += delta * nb / total;
     m2 += part_m2[c * chunks + i] + delta * delta * n * nb / total;
     n = total;
   }
-  const T var = m2 / T(M);
+  const A var = m2 / A(M);
   mean[c] = mu;
-  invstd[c] = T(1) / square_root(var + eps);
+  invstd[c] = A(1) / square_root(var + eps);
   if (running_mean != nullptr)
-    running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mu;
+    running_mean[c] = (A(1) - momentum) * running_mean[c] + momentum * mu;
   if (running_var != nullptr) {
-    const T unbiased = m2 / T(M > 1 ? M - 1 : 1);
-    running_var[c] = (T(1) - momentum) * running_var[c] + momentum * unbiased;
+    const A unbiased = m2 / A(M > 1 ? M - 1 : 1);
+    running_var[c] = (A(1) - momentum) * running_var[c] + momentum * unbiased;
   }
 }
 
-template <class T>
-__global__ void batch_norm_inference_stats_kernel(T* mean,                // (C,)
-                                                  T* invstd,              // (C,)
-                                                  const T* running_mean,  // (C,)
-                                                  const T* running_var,   // (C,)
-                                                  int C, T eps) {
+template <class A>
+__global__ void batch_norm_inference_stats_kernel(A* mean,                // (C,)
+                                                  A* invstd,              // (C,)
+                                                  const A* running_mean,  // (C,)
+                                                  const A* running_var,   // (C,)
+                                                  int C, A eps) {
   int64_t c = global_index();
   if (c < C) {
     mean[c] = running_mean[c];
-    invstd[c] = T(1) / square_root(running_var[c] + eps);
+    invstd[c] = A(1) / square_root(running_var[c] + eps);
   }
 }
 
 // y = (x − μ)·invstd·weight + bias over this block's range.
 template <class T>
-__global__ void batch_norm_normalize_kernel(T* out,           // (N, C, HW)
-                                            const T* inp,     // (N, C, HW)
-                                            const T* mean,    // (C,)
-                                            const T* invstd,  // (C,)
-                                            const T* weight,  // (C,) or nullptr
-                                            const T* bias,    // (C,) or nullptr
+__global__ void batch_norm_normalize_kernel(T* out,                  // (N, C, HW)
+                                            const T* inp,            // (N, C, HW)
+                                            const acc_t<T>* mean,    // (C,)
+                                            const acc_t<T>* invstd,  // (C,)
+                                            const acc_t<T>* weight,  // (C,) or nullptr
+                                            const acc_t<T>* bias,    // (C,) or nullptr
                                             int64_t N, int C, int64_t HW, int chunks,
                                             int64_t chunk) {
+  using A = acc_t<T>;
   const ChannelRange rg(chunks, chunk, N * HW);
-  const T scale = invstd[rg.c] * (weight != nullptr ? weight[rg.c] : T(1));
-  const T shift = (bias != nullptr ? bias[rg.c] : T(0)) - mean[rg.c] * scale;
-  for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) { out[at] = inp[at] * scale + shift; });
+  const A scale = invstd[rg.c] * (weight != nullptr ? weight[rg.c] : A(1));
+  const A shift = (bias != nullptr ? bias[rg.c] : A(0)) - mean[rg.c] * scale;
+  for_each_value(rg.c, rg.m0, rg.m1, C, HW,
+                 [&](int64_t at) { out[at] = from_acc<T>(to_acc(inp[at]) * scale + shift); });
 }
 
 template <class T>
-__global__ void batch_norm_partial_grads_kernel(T* part_dy,       // (C, chunks): Σ dy
-                                                T* part_dy_xhat,  // (C, chunks): Σ dy·x̂
-                                                const T* dout,    // (N, C, HW)
-                                                const T* inp,     // (N, C, HW)
-                                                const T* mean,    // (C,)
-                                                const T* invstd,  // (C,)
+__global__ void batch_norm_partial_grads_kernel(acc_t<T>* part_dy,       // (C, chunks): Σ dy
+                                                acc_t<T>* part_dy_xhat,  // (C, chunks): Σ dy·x̂
+                                                const T* dout,           // (N, C, HW)
+                                                const T* inp,            // (N, C, HW)
+                                                const acc_t<T>* mean,    // (C,)
+                                                const acc_t<T>* invstd,  // (C,)
                                                 int64_t N, int C, int64_t HW, int chunks,
                                                 int64_t chunk) {
-  DYN_SHARED(T, scratch);  // (32,) for block_sum
+  using A = acc_t<T>;
+  DYN_SHARED(A, scratch);  // (32,) for block_sum
   const ChannelRange rg(chunks, chunk, N * HW);
-  const T mu = mean[rg.c], inv = invstd[rg.c];
-  T sum_dy = 0, sum_dy_xhat = 0;
+  const A mu = mean[rg.c], inv = invstd[rg.c];
+  A sum_dy = 0, sum_dy_xhat = 0;
   for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) {
-    sum_dy += dout[at];
-    sum_dy_xhat += dout[at] * ((inp[at] - mu) * inv);
+    const A dy = to_acc(dout[at]);
+    sum_dy += dy;
+    sum_dy_xhat += dy * ((to_acc(inp[at]) - mu) * inv);
   });
   sum_dy = block_sum(sum_dy, scratch);
   sum_dy_xhat = block_sum(sum_dy_xhat, scratch);
@@ -169,14 +179,14 @@ __global__ void batch_norm_partial_grads_kernel(T* part_dy,       // (C, chunks)
 }
 
 // dbias[c] = Σ dy, dweight[c] = Σ dy·x̂: the ranges of channel c added in order.
-template <class T>
-__global__ void batch_norm_finalize_grads_kernel(T* dweight, T* dbias,  // (C,)
-                                                 const T* part_dy,
-                                                 const T* part_dy_xhat,  // (C, chunks)
+template <class A>
+__global__ void batch_norm_finalize_grads_kernel(A* dweight, A* dbias,  // (C,)
+                                                 const A* part_dy,
+                                                 const A* part_dy_xhat,  // (C, chunks)
                                                  int C, int chunks) {
   const int64_t c = global_index();
   if (c >= C) return;
-  T db = 0, dw = 0;
+  A db = 0, dw = 0;
   for (int i = 0; i < chunks; ++i)
     db += part_dy[c * chunks + i], dw += part_dy_xhat[c * chunks + i];
   dbias[c] = db;
@@ -185,55 +195,65 @@ __global__ void batch_norm_finalize_grads_kernel(T* dweight, T* dbias,  // (C,)
 
 // training:  dx = weight·invstd·(dy − dbias/M − x̂·dweight/M);  inference: dx = weight·invstd·dy.
 template <class T>
-__global__ void batch_norm_backward_data_kernel(T* dinp,           // (N, C, HW)
-                                                const T* dout,     // (N, C, HW)
-                                                const T* inp,      // (N, C, HW)
-                                                const T* weight,   // (C,) or nullptr
-                                                const T* mean,     // (C,)
-                                                const T* invstd,   // (C,)
-                                                const T* dweight,  // (C,)
-                                                const T* dbias,    // (C,)
+__global__ void batch_norm_backward_data_kernel(T* dinp,                  // (N, C, HW)
+                                                const T* dout,            // (N, C, HW)
+                                                const T* inp,             // (N, C, HW)
+                                                const acc_t<T>* weight,   // (C,) or nullptr
+                                                const acc_t<T>* mean,     // (C,)
+                                                const acc_t<T>* invstd,   // (C,)
+                                                const acc_t<T>* dweight,  // (C,)
+                                                const acc_t<T>* dbias,    // (C,)
                                                 int64_t N, int C, int64_t HW, int chunks,
                                                 int64_t chunk, bool training) {
+  using A = acc_t<T>;
   const ChannelRange rg(chunks, chunk, N * HW);
-  const T inv = invstd[rg.c], g = (weight != nullptr ? weight[rg.c] : T(1)) * inv, M = T(N * HW);
-  const T mu = mean[rg.c], db_mean = training ? dbias[rg.c] / M : T(0);
-  const T dw_mean = training ? dweight[rg.c] / M : T(0);
+  const A inv = invstd[rg.c], g = (weight != nullptr ? weight[rg.c] : A(1)) * inv, M = A(N * HW);
+  const A mu = mean[rg.c], db_mean = training ? dbias[rg.c] / M : A(0);
+  const A dw_mean = training ? dweight[rg.c] / M : A(0);
   for_each_value(rg.c, rg.m0, rg.m1, C, HW, [&](int64_t at) {
-    dinp[at] = g * (dout[at] - db_mean - (inp[at] - mu) * inv * dw_mean);
+    const A xhat = (to_acc(inp[at]) - mu) * inv;
+    dinp[at] = from_acc<T>(g * (to_acc(dout[at]) - db_mean - xhat * dw_mean));
   });
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
 // Ranges per channel: blocks for ~2 waves of an H100/H200 (132 SMs x 8 blocks of 256 threads), at
-// least 1024 values each, and 2 x C x chunks partials no more than the output's C x M values.
+// least 1024 values each, and 2 x C x chunks partials (of acc_t<T>) no more than the output's
+// C x M values of T can hold: chunks <= M / 2 (M / 4 for the 16-bit types).
 struct Chunking {
   int chunks;
   int64_t chunk;
 };
-static Chunking batch_norm_chunking(int64_t M, int C) {
+static Chunking batch_norm_chunking(int64_t M, int C, int partials_per_value) {
   if (M == 0) return {1, 0};
   int64_t chunks = std::min<int64_t>((2 * 132 * 8 + C - 1) / C, (M + 1023) / 1024);
-  chunks = std::max<int64_t>(std::min<int64_t>(chunks, M / 2), 1);
+  chunks = std::max<int64_t>(std::min<int64_t>(chunks, M / (2 * partials_per_value)), 1);
   const int64_t chunk = (M + chunks - 1) / chunks;
   return {int((M + chunk - 1) / chunk), chunk};
 }
+template <class T>
+static Chunking batch_norm_chunking(int64_t M, int C) {
+  return batch_norm_chunking(M, C, int(sizeof(acc_t<T>) / sizeof(T)));
+}
 
 template <class T>
-void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var,
-                                 const T* inp, const T* weight, const T* bias, int64_t N, int C,
-                                 int64_t HW, double momentum, double eps, cudaStream_t stream) {
+void batch_norm_forward_training(T* out, acc_t<T>* mean, acc_t<T>* invstd, acc_t<T>* running_mean,
+                                 acc_t<T>* running_var, const T* inp, const acc_t<T>* weight,
+                                 const acc_t<T>* bias, int64_t N, int C, int64_t HW,
+                                 double momentum, double eps, cudaStream_t stream) {
+  using A = acc_t<T>;
   if (C == 0 || N * HW == 0) return;
-  const Chunking k = batch_norm_chunking(N * HW, C);
+  const Chunking k = batch_norm_chunking<T>(N * HW, C);
   const int64_t blocks = int64_t(C) * k.chunks;
-  T* part_mean = k.chunks == 1 ? mean : out;  // (C, chunks), in the output until it is written
-  T* part_m2 = k.chunks == 1 ? invstd : out + blocks;
+  // (C, chunks) each, in the output until it is written
+  A* part_mean = k.chunks == 1 ? mean : reinterpret_cast<A*>(out);
+  A* part_m2 = k.chunks == 1 ? invstd : part_mean + blocks;
   LAUNCH((batch_norm_partial_stats_kernel<T>), unsigned(blocks), kBatchNormThreads,
-         kWarpSize * sizeof(T), stream)(part_mean, part_m2, inp, N, C, HW, k.chunks, k.chunk);
+         kWarpSize * sizeof(A), stream)(part_mean, part_m2, inp, N, C, HW, k.chunks, k.chunk);
   CHECK_LAUNCH("batch_norm_partial_stats_kernel");
-  LAUNCH((batch_norm_finalize_stats_kernel<T>), blocks_for(C), kBlockSize, 0, stream)(
+  LAUNCH((batch_norm_finalize_stats_kernel<A>), blocks_for(C), kBlockSize, 0, stream)(
       mean, invstd, running_mean, running_var, part_mean, part_m2, N * HW, C, k.chunks, k.chunk,
-      T(momentum), T(eps));
+      A(momentum), A(eps));
   CHECK_LAUNCH("batch_norm_finalize_stats_kernel");
   LAUNCH((batch_norm_normalize_kernel<T>), unsigned(blocks), kBatchNormThreads, 0, stream)(
       out, inp, mean, invstd, weight, bias, N, C, HW, k.chunks, k.chunk);
@@ -241,35 +261,39 @@ void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T*
 }
 
 template <class T>
-void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight,
-                                  const T* bias, const T* running_mean, const T* running_var,
+void batch_norm_forward_inference(T* out, acc_t<T>* mean, acc_t<T>* invstd, const T* inp,
+                                  const acc_t<T>* weight, const acc_t<T>* bias,
+                                  const acc_t<T>* running_mean, const acc_t<T>* running_var,
                                   int64_t N, int C, int64_t HW, double eps, cudaStream_t stream) {
+  using A = acc_t<T>;
   if (C == 0) return;
-  LAUNCH((batch_norm_inference_stats_kernel<T>), blocks_for(C), kBlockSize, 0, stream)(
-      mean, invstd, running_mean, running_var, C, T(eps));
+  LAUNCH((batch_norm_inference_stats_kernel<A>), blocks_for(C), kBlockSize, 0, stream)(
+      mean, invstd, running_mean, running_var, C, A(eps));
   CHECK_LAUNCH("batch_norm_inference_stats_kernel");
   if (N * HW == 0) return;
-  const Chunking k = batch_norm_chunking(N * HW, C);
+  const Chunking k = batch_norm_chunking<T>(N * HW, C);
   LAUNCH((batch_norm_normalize_kernel<T>), unsigned(int64_t(C) * k.chunks), kBatchNormThreads, 0,
          stream)(out, inp, mean, invstd, weight, bias, N, C, HW, k.chunks, k.chunk);
   CHECK_LAUNCH("batch_norm_normalize_kernel");
 }
 
 template <class T>
-void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                         const T* weight, const T* mean, const T* invstd, int64_t N, int C,
-                         int64_t HW, bool training, cudaStream_t stream) {
+void batch_norm_backward(T* dinp, acc_t<T>* dweight, acc_t<T>* dbias, const T* dout, const T* inp,
+                         const acc_t<T>* weight, const acc_t<T>* mean, const acc_t<T>* invstd,
+                         int64_t N, int C, int64_t HW, bool training, cudaStream_t stream) {
+  using A = acc_t<T>;
   if (C == 0) return;
-  const Chunking k = batch_norm_chunking(N * HW, C);
+  const Chunking k = batch_norm_chunking<T>(N * HW, C);
   const int64_t blocks = int64_t(C) * k.chunks;
-  T* part_dy = k.chunks == 1 ? dbias : dinp;  // (C, chunks), in dx until it is written
-  T* part_dy_xhat = k.chunks == 1 ? dweight : dinp + blocks;
+  // (C, chunks) each, in dx until it is written
+  A* part_dy = k.chunks == 1 ? dbias : reinterpret_cast<A*>(dinp);
+  A* part_dy_xhat = k.chunks == 1 ? dweight : part_dy + blocks;
   LAUNCH((batch_norm_partial_grads_kernel<T>), unsigned(blocks), kBatchNormThreads,
-         kWarpSize * sizeof(T),
+         kWarpSize * sizeof(A),
          stream)(part_dy, part_dy_xhat, dout, inp, mean, invstd, N, C, HW, k.chunks, k.chunk);
   CHECK_LAUNCH("batch_norm_partial_grads_kernel");
   if (k.chunks > 1) {
-    LAUNCH((batch_norm_finalize_grads_kernel<T>), blocks_for(C), kBlockSize, 0, stream)(
+    LAUNCH((batch_norm_finalize_grads_kernel<A>), blocks_for(C), kBlockSize, 0, stream)(
         dweight, dbias, part_dy, part_dy_xhat, C, k.chunks);
     CHECK_LAUNCH("batch_norm_finalize_grads_kernel");
   }
@@ -280,16 +304,16 @@ void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
 }
 
 #define INSTANTIATE(T)                                                                             \
-  template void batch_norm_forward_training<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,   \
-                                               int64_t, int, int64_t, double, double,              \
-                                               cudaStream_t);                                      \
-  template void batch_norm_forward_inference<T>(T*, T*, T*, const T*, const T*, const T*,          \
-                                                const T*, const T*, int64_t, int, int64_t, double, \
-                                                cudaStream_t);                                     \
-  template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,         \
-                                       const T*, int64_t, int, int64_t, bool, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
+  template void batch_norm_forward_training<T>(                                                    \
+      T*, acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*, const T*, const acc_t<T>*, const acc_t<T>*,  \
+      int64_t, int, int64_t, double, double, cudaStream_t);                                        \
+  template void batch_norm_forward_inference<T>(                                                   \
+      T*, acc_t<T>*, acc_t<T>*, const T*, const acc_t<T>*, const acc_t<T>*, const acc_t<T>*,       \
+      const acc_t<T>*, int64_t, int, int64_t, double, cudaStream_t);                               \
+  template void batch_norm_backward<T>(T*, acc_t<T>*, acc_t<T>*, const T*, const T*,               \
+                                       const acc_t<T>*, const acc_t<T>*, const acc_t<T>*, int64_t, \
+                                       int, int64_t, bool, cudaStream_t);
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

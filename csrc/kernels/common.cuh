@@ -7,8 +7,14 @@
 #include <math.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "cuda_compat.h"
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
 #include "kernels.h"
 
 namespace minicnn {
@@ -21,6 +27,17 @@ constexpr int kBlockSize = 256;  // threads per block of the elementwise kernels
 inline unsigned int blocks_for(int64_t n, int block = kBlockSize) {
   return static_cast<unsigned int>((n + block - 1) / block);
 }
+
+// Launch `kernel` (a template kernel in parentheses) on a 1-D grid of kBlockSize-thread blocks
+// covering n items, one per thread, and check the launch; nothing when n is 0.
+#define LAUNCH_1D(kernel, n, stream, ...)                                                         \
+  do {                                                                                            \
+    const int64_t launch_items_ = (n);                                                            \
+    if (launch_items_ == 0) break;                                                                \
+    LAUNCH(kernel, ::minicnn::kernels::blocks_for(launch_items_), ::minicnn::kernels::kBlockSize, \
+           0, stream)(__VA_ARGS__);                                                               \
+    CHECK_LAUNCH(MINICNN_STRINGIFY(MINICNN_DEPAREN(kernel)));                                     \
+  } while (0)
 
 // The flat index of this thread in a 1-D grid.
 __device__ __forceinline__ int64_t global_index() {
@@ -45,7 +62,61 @@ __device__ __forceinline__ bool is_nan(T x) {
   return x != x;
 }
 
-// ---- reductions -----------------------------------------------------------------------------------
+// ---- loads and stores through acc_t<T> (kernels.h): exact widening, one rounding on the way back
+__device__ __forceinline__ float to_acc(float x) {
+  return x;
+}
+__device__ __forceinline__ double to_acc(double x) {
+  return x;
+}
+__device__ __forceinline__ float to_acc(__half x) {
+  return __half2float(x);
+}
+__device__ __forceinline__ float to_acc(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <class T>
+__device__ __forceinline__ T from_acc(acc_t<T> v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half from_acc<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+// X(T) for every type the launchers are instantiated for (kernels.h).
+#define MINICNN_FOR_EACH_DTYPE(X) X(float) X(double) X(__half) X(__nv_bfloat16)
+// X(T) for the types with tensor cores (float as TF32).
+#define MINICNN_FOR_EACH_TENSOR_CORE_DTYPE(X) X(float) X(__half) X(__nv_bfloat16)
+
+// Whether T is one of the 16-bit storage types.
+template <class T>
+constexpr bool is_half_type() {
+  return sizeof(T) == 2;
+}
+
+// ---- tensor cores -------------------------------------------------------------------------------
+// Throws std::invalid_argument naming op when the current GPU is older than sm_(arch / 10), e.g.
+// 800 for bfloat16 and TF32 tensor cores. The emulator has every operation.
+inline void require_arch(const char* op, int arch, const char* what = "these") {
+#ifdef __CUDACC__
+  int device = 0, major = 0, minor = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major * 100 + minor * 10 < arch)
+    throw std::invalid_argument(std::string(op) + ": " + what + " tensor cores need sm_" +
+                                std::to_string(arch / 10) + " or newer; this GPU is sm_" +
+                                std::to_string(major * 10 + minor));
+#else
+  (void)op, (void)arch, (void)what;
+#endif
+}
+
+// ---- reductions ---------------------------------------------------------------------------------
 // Sum over the 32 lanes of a warp; lane 0 gets the total. Every lane of the warp must call it.
 template <class T>
 __device__ __forceinline__ T warp_sum(T v) {

@@ -343,6 +343,7 @@ int conv2d_splits(const Conv2d& g, int pass, int version, int tile) {
   if (pass < kConvForward || pass > kConvBackwardWeight)
     throw std::invalid_argument(
         "conv2d_splits: pass must be 0 (forward), 1 (backward data) or 2 (backward weight)");
+  if (version == 4) return conv2d_wmma_splits(g, pass);
   if (version == 3 && v3_fits(g)) return v3_splits(g, pass, tile);
   if (version == 3) version = 2;
   return pass == kConvBackwardWeight && version == 2 ? conv2d_backward_weight_splits(g, tile) : 1;
@@ -466,6 +467,7 @@ static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaS
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
                     int version, int tile, int splits, T* workspace, cudaStream_t stream) {
+  if (version == 4) return conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream);
   check_tile(tile);
   check_splits("conv2d_forward", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -484,7 +486,7 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     return;
   }
   if (version != 3)
-    throw std::invalid_argument("conv2d_forward: version must be 1, 2 or 3, got " +
+    throw std::invalid_argument("conv2d_forward: version must be 1, 2, 3 or 4, got " +
                                 std::to_string(version));
   T* dst = splits > 1 ? workspace : out;
   with_v3_tile(g, kConvForward, tile, [&](auto t) {
@@ -502,6 +504,7 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 template <class T>
 void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version,
                           int tile, int splits, T* workspace, cudaStream_t stream) {
+  if (version == 4) return conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream);
   check_tile(tile);
   check_splits("conv2d_backward_data", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -520,7 +523,7 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
     return;
   }
   if (version != 3)
-    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2 or 3, got " +
+    throw std::invalid_argument("conv2d_backward_data: version must be 1, 2, 3 or 4, got " +
                                 std::to_string(version));
   with_v3_tile(g, kConvBackwardData, tile, [&](auto t) {
     backward_data_v3<T, decltype(t)::value>(splits > 1 ? workspace : dinp, dout, weight, g, splits,
@@ -532,6 +535,8 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
 template <class T>
 void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* inp, const Conv2d& g,
                             int version, int tile, int splits, cudaStream_t stream) {
+  if (version == 4)
+    return conv2d_backward_weight_wmma(dweight, workspace, dout, inp, g, splits, stream);
   check_tile(tile);
   check_splits("conv2d_backward_weight", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -543,7 +548,7 @@ void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* in
     return;
   }
   if (version != 2 && version != 3)
-    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2 or 3, got " +
+    throw std::invalid_argument("conv2d_backward_weight: version must be 1, 2, 3 or 4, got " +
                                 std::to_string(version));
   T* dst = splits > 1 ? workspace : dweight;
   if (g.N * g.P * g.Q == 0) {  // an empty batch: dw = 0

@@ -21,6 +21,10 @@
 // The CUDA runtime's stream handle, declared identically by cuda_runtime.h and csrc/emu/runtime.h.
 struct CUstream_st;
 typedef struct CUstream_st* cudaStream_t;
+// The 16-bit float types of cuda_fp16.h / cuda_bf16.h (csrc/emu/half.h under the emulator): only
+// pointers to them cross this header, so a declaration is enough.
+struct __half;
+struct __nv_bfloat16;
 
 namespace minicnn {
 namespace kernels {
@@ -28,6 +32,24 @@ namespace kernels {
 // A Pool2dGeometry (geometry.h) as the pooling kernels take it, by value: narrowed to their index
 // types by pool2d_check. Window (p, q) starts at input pixel (p*sh - ph, q*sw - pw); its offset
 // (r, s) reads (p*sh - ph + r*dh, q*sw - pw + s*dw).
+// The launchers are instantiated for T = float, double, __half and __nv_bfloat16. Every kernel
+// computes in acc_t<T>: T itself for float and double, float for the 16-bit types (loads convert
+// to float, stores round to nearest even once).
+template <class T>
+struct Acc {
+  using type = T;
+};
+template <>
+struct Acc<__half> {
+  using type = float;
+};
+template <>
+struct Acc<__nv_bfloat16> {
+  using type = float;
+};
+template <class T>
+using acc_t = typename Acc<T>::type;
+
 struct Pool2d {
   int64_t N, C;  // batch, channels
   int H, W;      // input plane
@@ -38,13 +60,13 @@ struct Pool2d {
   int dh, dw;    // dilation (1 for average pooling)
 };
 
-// ---- relu.cu --------------------------------------------------------------------------------------
+// ---- relu.cu ------------------------------------------------------------------------------------
 template <class T>
 void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
 template <class T>
 void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream);
 
-// ---- pool.cu --------------------------------------------------------------------------------------
+// ---- pool.cu ------------------------------------------------------------------------------------
 // The kernels' Pool2d for g; throws std::invalid_argument when a size is negative, a window,
 // stride or dilation < 1, or an extent does not fit an int. Every launcher below takes its result.
 Pool2d pool2d_check(const Pool2dGeometry& g);
@@ -68,7 +90,7 @@ void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStre
 template <class T>
 void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream);
 
-// ---- lrn.cu ---------------------------------------------------------------------------------------
+// ---- lrn.cu -------------------------------------------------------------------------------------
 template <class T>
 void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int C, int64_t HW,
                                  int size, double alpha, double beta, double k,
@@ -78,23 +100,26 @@ void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T*
                                   int C, int64_t HW, int size, double alpha, double beta,
                                   cudaStream_t stream);
 
-// ---- batchnorm.cu ---------------------------------------------------------------------------------
+// ---- batchnorm.cu -------------------------------------------------------------------------------
 // weight, bias, running_mean, running_var may be nullptr (1, 0, and no running-stat update).
+// x, y, dy, dx are T; the (C,) vectors are acc_t<T> (float32 for float16 / bfloat16).
 template <class T>
-void batch_norm_forward_training(T* out, T* mean, T* invstd, T* running_mean, T* running_var,
-                                 const T* inp, const T* weight, const T* bias, int64_t N, int C,
-                                 int64_t HW, double momentum, double eps, cudaStream_t stream);
+void batch_norm_forward_training(T* out, acc_t<T>* mean, acc_t<T>* invstd, acc_t<T>* running_mean,
+                                 acc_t<T>* running_var, const T* inp, const acc_t<T>* weight,
+                                 const acc_t<T>* bias, int64_t N, int C, int64_t HW,
+                                 double momentum, double eps, cudaStream_t stream);
 template <class T>
-void batch_norm_forward_inference(T* out, T* mean, T* invstd, const T* inp, const T* weight,
-                                  const T* bias, const T* running_mean, const T* running_var,
+void batch_norm_forward_inference(T* out, acc_t<T>* mean, acc_t<T>* invstd, const T* inp,
+                                  const acc_t<T>* weight, const acc_t<T>* bias,
+                                  const acc_t<T>* running_mean, const acc_t<T>* running_var,
                                   int64_t N, int C, int64_t HW, double eps, cudaStream_t stream);
 // training: dx through the batch statistics; else dx = dy * weight * invstd. Both give dweight, dbias.
 template <class T>
-void batch_norm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                         const T* weight, const T* mean, const T* invstd, int64_t N, int C,
-                         int64_t HW, bool training, cudaStream_t stream);
+void batch_norm_backward(T* dinp, acc_t<T>* dweight, acc_t<T>* dbias, const T* dout, const T* inp,
+                         const acc_t<T>* weight, const acc_t<T>* mean, const acc_t<T>* invstd,
+                         int64_t N, int C, int64_t HW, bool training, cudaStream_t stream);
 
-// ---- conv2d.cu ------------------------------------------------------------------------------------
+// ---- conv2d.cu ----------------------------------------------------------------------------------
 // A Conv2dGeometry (geometry.h) as the conv2d kernels take it, by value: 32-bit extents, narrowed
 // and checked by conv2d_check. x (N, C, H, W), w (K, C/G, R, S), y (N, K, P, Q); output pixel
 // (p, q) reads input pixels (p*sh - ph + r*dh, q*sw - pw + s*dw). See conv2d.cu for the GEMM each
@@ -116,7 +141,8 @@ Conv2d conv2d_check(const Conv2dGeometry& g);
 // The three passes, as conv2d_splits names them.
 enum ConvPass { kConvForward = 0, kConvBackwardData = 1, kConvBackwardWeight = 2 };
 // version 1: naive, one thread per output element; 2: implicit GEMM; 3: the fast implicit GEMM
-// (the default). tile: 0 picks by shape, else 32, 64 or 128 (the GEMM block tile edge).
+// (the default); 4: tensor cores (conv2d_wmma.cu: float32 in TF32, float16 / bfloat16's only).
+// tile: 0 picks by shape, else 32, 64 or 128 (the GEMM block tile edge).
 // splits: the reduction split in that many slices (version 3 every pass, version 2 backward
 // weight), whose partials need a workspace of splits x (the output's size) elements.
 template <class T>
@@ -136,14 +162,43 @@ template <class T>
 void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
                           cudaStream_t stream);
 
-// ---- selftest.cu: kernels that exist to test the error paths -------------------------------------
+// ---- conv2d_wmma.cu: version 4, on tensor cores -------------------------------------------------
+// T = __half, __nv_bfloat16, or float (TF32); double throws. The conv2d_* launchers above call
+// these for version 4 (float16 / bfloat16 have no other). Backward weight's workspace is float32
+// (splits, K, C/G·R·S) for every T, reinterpreted. Throws std::invalid_argument when the GPU lacks
+// the operation (bfloat16 and TF32 need sm_80), or splits > 1 in forward or backward data.
+template <class T>
+void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
+                         int splits, cudaStream_t stream);
+template <class T>
+void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
+                               cudaStream_t stream);
+template <class T>
+void conv2d_backward_weight_wmma(T* dweight, T* workspace, const T* dout, const T* inp,
+                                 const Conv2d& g, int splits, cudaStream_t stream);
+int conv2d_wmma_splits(const Conv2d& g, int pass);
+int64_t conv2d_wmma_launches();  // tensor-core conv launches so far in this process (tests)
+
+// ---- wmma_gemm.cu: D (M, N) = A (M, K) · B (K, N) + C on tensor cores (the wmma test) -----------
+// T = __half, __nv_bfloat16, float (as tf32); C, D float32 row-major; c may be nullptr (C = 0).
+template <class T>
+void wmma_gemm(float* d, const T* a, const T* b, const float* c, int M, int N, int K,
+               bool a_row_major, bool b_row_major, cudaStream_t stream);
+
+// ---- cast.cu: float32 <-> T for T = __half, __nv_bfloat16 ---------------------------------------
+template <class T>
+void cast_to_float(float* out, const T* inp, int64_t n, cudaStream_t stream);
+template <class T>
+void cast_from_float(T* out, const float* inp, int64_t n, cudaStream_t stream);
+
+// ---- selftest.cu: kernels that exist to test the error paths ------------------------------------
 // Launches a kernel of `blocks` x `threads`; the thread (trap_block, trap_thread) calls __trap().
 // trap_block < 0: nobody traps (so only the launch configuration is tested).
 void selftest_trap(int blocks, int threads, int trap_block, int trap_thread, cudaStream_t stream);
 // Every thread but `early` reaches a __syncthreads(); thread `early` returns before it.
 void selftest_divergent_barrier(int threads, int early, cudaStream_t stream);
 
-// ---- device.cu: what the extension runs on --------------------------------------------------------
+// ---- device.cu: what the extension runs on ------------------------------------------------------
 struct DeviceInfo {
   bool usable;         // a device is there and this build can launch on it
   std::string reason;  // why not, when !usable

@@ -17,6 +17,8 @@
 //      recomputes dy_c · x_c · s_c^(-β-1) for each window entry (n powers per element) rather than
 //      storing it: one pass, no temporary.
 //
+// float16 / bfloat16: x, y, s, dy, dx in the 16-bit type, every sum and power in float.
+//
 // Buffers: x, y, s, dy, dx (N, C, HW), HW = H·W (the op flattens any trailing dimensions).
 #include "common.cuh"
 
@@ -29,20 +31,22 @@ __global__ void local_response_norm_forward_kernel(T* out,        // (N, C, HW)
                                                    T* scale,      // (N, C, HW)
                                                    const T* inp,  // (N, C, HW)
                                                    int64_t N, int C, int64_t HW, int size,
-                                                   T alpha_over_n, T beta, T k) {
+                                                   acc_t<T> alpha_over_n, acc_t<T> beta,
+                                                   acc_t<T> k) {
+  using A = acc_t<T>;
   int64_t i = global_index();  // element (n, c, hw)
   if (i < N * C * HW) {
     int c = static_cast<int>((i / HW) % C);
     const T* column = inp + (i - c * HW);  // channel 0 of this (n, hw); channel j at column[j * HW]
     int first = max(c - size / 2, 0), last = min(c + (size - 1) / 2, C - 1);
-    T sum = 0;
+    A sum = 0;
     for (int j = first; j <= last; ++j) {
-      T v = column[j * HW];
+      A v = to_acc(column[j * HW]);
       sum += v * v;
     }
-    T s = k + alpha_over_n * sum;
-    scale[i] = s;
-    out[i] = inp[i] * power(s, -beta);
+    A s = k + alpha_over_n * sum;
+    scale[i] = from_acc<T>(s);
+    out[i] = from_acc<T>(to_acc(inp[i]) * power(s, -beta));
   }
 }
 
@@ -52,18 +56,20 @@ __global__ void local_response_norm_backward_kernel(T* dinp,         // (N, C, H
                                                     const T* inp,    // (N, C, HW)
                                                     const T* scale,  // (N, C, HW)
                                                     int64_t N, int C, int64_t HW, int size,
-                                                    T two_alpha_beta_over_n, T beta) {
+                                                    acc_t<T> two_alpha_beta_over_n, acc_t<T> beta) {
+  using A = acc_t<T>;
   int64_t i = global_index();  // element (n, c, hw)
   if (i < N * C * HW) {
     int c = static_cast<int>((i / HW) % C);
     int64_t base = i - c * HW;  // channel 0 of this (n, hw)
     int first = max(c - (size - 1) / 2, 0), last = min(c + size / 2, C - 1);
-    T sum = 0;
+    A sum = 0;
     for (int j = first; j <= last; ++j) {
       int64_t at = base + j * HW;
-      sum += dout[at] * inp[at] * power(scale[at], -beta - T(1));
+      sum += to_acc(dout[at]) * to_acc(inp[at]) * power(to_acc(scale[at]), -beta - A(1));
     }
-    dinp[i] = dout[i] * power(scale[i], -beta) - two_alpha_beta_over_n * inp[i] * sum;
+    dinp[i] = from_acc<T>(to_acc(dout[i]) * power(to_acc(scale[i]), -beta) -
+                          two_alpha_beta_over_n * to_acc(inp[i]) * sum);
   }
 }
 
@@ -75,7 +81,7 @@ void local_response_norm_forward(T* out, T* scale, const T* inp, int64_t N, int 
   int64_t n = N * C * HW;
   if (n == 0) return;
   LAUNCH((local_response_norm_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      out, scale, inp, N, C, HW, size, T(alpha / size), T(beta), T(k));
+      out, scale, inp, N, C, HW, size, acc_t<T>(alpha / size), acc_t<T>(beta), acc_t<T>(k));
   CHECK_LAUNCH("local_response_norm_forward_kernel");
 }
 
@@ -86,7 +92,7 @@ void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T*
   int64_t n = N * C * HW;
   if (n == 0) return;
   LAUNCH((local_response_norm_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      dinp, dout, inp, scale, N, C, HW, size, T(2.0 * alpha * beta / size), T(beta));
+      dinp, dout, inp, scale, N, C, HW, size, acc_t<T>(2.0 * alpha * beta / size), acc_t<T>(beta));
   CHECK_LAUNCH("local_response_norm_backward_kernel");
 }
 
@@ -95,8 +101,7 @@ void local_response_norm_backward(T* dinp, const T* dout, const T* inp, const T*
                                                double, double, double, cudaStream_t);           \
   template void local_response_norm_backward<T>(T*, const T*, const T*, const T*, int64_t, int, \
                                                 int64_t, int, double, double, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

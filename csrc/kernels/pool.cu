@@ -28,6 +28,8 @@
 //        atomics, no memset, deterministic. The default.
 //   avg and adaptive backward: gather, one thread per input pixel, as max version 2.
 //
+// float16 / bfloat16: x, y, dy, dx in the 16-bit type; comparisons, sums and divisions in float.
+//
 // Buffers: x, dx (N, C, H, W); y, dy, argmax (N, C, P, Q); argmax is int64, an index into the
 // (H, W) plane (PyTorch's `indices`).
 #include "common.cuh"
@@ -62,18 +64,32 @@ __device__ __forceinline__ int window_reading(int h, int r, int stride, int pad,
   return p < P ? p : -1;
 }
 
+// Calls f(i, p, q, nc) for this thread's output pixel i = (n, c, p, q) of g, if it has one
+// (nc = n·C + c, the index of its plane).
+template <class F>
+__device__ __forceinline__ void at_output_pixel(const Pool2d& g, F f) {
+  const int64_t i = global_index();
+  if (i < g.N * g.C * g.P * g.Q)
+    f(i, int((i / g.Q) % g.P), int(i % g.Q), i / (static_cast<int64_t>(g.P) * g.Q));
+}
+// Calls f(i, h, w, nc) for this thread's input pixel i = (n, c, h, w) of g, if it has one.
+template <class F>
+__device__ __forceinline__ void at_input_pixel(const Pool2d& g, F f) {
+  const int64_t i = global_index();
+  if (i < g.N * g.C * g.H * g.W)
+    f(i, int((i / g.W) % g.H), int(i % g.W), i / (static_cast<int64_t>(g.H) * g.W));
+}
+
 // ---- max pooling ----------------------------------------------------------------------------------
 template <class T>
 __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
                                           int64_t* argmax,  // (N, C, P, Q)
                                           const T* inp,     // (N, C, H, W)
                                           Pool2d g) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
+    const T* plane = inp + nc * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
-    T best = T(-INFINITY);
+    acc_t<T> best = -INFINITY;
     int64_t best_index =
         static_cast<int64_t>(first_inside(h_start, g.dh)) * g.W + first_inside(w_start, g.dw);
     for (int r = 0; r < g.R; ++r) {
@@ -82,16 +98,16 @@ __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
       for (int s = 0; s < g.S; ++s) {
         int w = w_start + s * g.dw;
         if (w < 0 || w >= g.W) continue;
-        T v = plane[h * g.W + w];
+        acc_t<T> v = to_acc(plane[h * g.W + w]);
         if (v > best || is_nan(v)) {
           best = v;
           best_index = h * g.W + w;
         }
       }
     }
-    out[i] = best;
+    out[i] = from_acc<T>(best);
     argmax[i] = best_index;
-  }
+  });
 }
 
 // version 1: scatter. dinp must be zeroed.
@@ -100,17 +116,15 @@ __global__ void max_pool2d_backward_scatter_kernel(T* dinp,                // (N
                                                    const T* dout,          // (N, C, P, Q)
                                                    const int64_t* argmax,  // (N, C, P, Q)
                                                    Pool2d g) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
     bool reads_input =
         first_inside(p * g.sh - g.ph, g.dh) < g.H && first_inside(q * g.sw - g.pw, g.dw) < g.W;
     int64_t a = argmax[i];
     if (reads_input && a >= 0 && a < static_cast<int64_t>(g.H) * g.W) {
-      int64_t plane = i / (static_cast<int64_t>(g.P) * g.Q);
+      int64_t plane = nc;
       atomicAdd(&dinp[plane * g.H * g.W + a], dout[i]);
     }
-  }
+  });
 }
 
 // version 2: gather.
@@ -119,26 +133,24 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
                                                   const T* dout,          // (N, C, P, Q)
                                                   const int64_t* argmax,  // (N, C, P, Q)
                                                   Pool2d g) {
-  int64_t i = global_index();  // input pixel (n, c, h, w)
-  if (i < g.N * g.C * g.H * g.W) {
-    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
-    int64_t plane = (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // start of (P, Q) plane
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    int64_t plane = nc * g.P * g.Q;  // start of (P, Q) plane
     int64_t self = static_cast<int64_t>(h) * g.W + w;
-    T sum = 0;
+    acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int p = window_reading(h, r, g.sh, g.ph, g.dh, g.P);
       if (p < 0) continue;
       for (int s = 0; s < g.S; ++s) {
         int q = window_reading(w, s, g.sw, g.pw, g.dw, g.Q);
-        if (q >= 0 && argmax[plane + p * g.Q + q] == self) sum += dout[plane + p * g.Q + q];
+        if (q >= 0 && argmax[plane + p * g.Q + q] == self) sum += to_acc(dout[plane + p * g.Q + q]);
       }
     }
-    dinp[i] = sum;
-  }
+    dinp[i] = from_acc<T>(sum);
+  });
 }
 
 // ---- average pooling ------------------------------------------------------------------------------
-template <class T>
+template <class T>  // T: the arithmetic type
 __device__ __forceinline__ T avg_divisor(int h_start, int w_start, const Pool2d& g,
                                          bool count_include_pad, int64_t divisor_override) {
   if (divisor_override != 0) return T(divisor_override);
@@ -151,22 +163,21 @@ __global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
                                           const T* inp,  // (N, C, H, W)
                                           Pool2d g, bool count_include_pad,
                                           int64_t divisor_override) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
+    const T* plane = inp + nc * g.H * g.W;  // (H, W)
     int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
-    T sum = 0;
+    acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int h = h_start + r;
       if (h < 0 || h >= g.H) continue;
       for (int s = 0; s < g.S; ++s) {
         int w = w_start + s;
-        if (w >= 0 && w < g.W) sum += plane[h * g.W + w];
+        if (w >= 0 && w < g.W) sum += to_acc(plane[h * g.W + w]);
       }
     }
-    out[i] = sum / avg_divisor<T>(h_start, w_start, g, count_include_pad, divisor_override);
-  }
+    out[i] = from_acc<T>(
+        sum / avg_divisor<acc_t<T>>(h_start, w_start, g, count_include_pad, divisor_override));
+  });
 }
 
 template <class T>
@@ -174,24 +185,22 @@ __global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
                                            const T* dout,  // (N, C, P, Q)
                                            Pool2d g, bool count_include_pad,
                                            int64_t divisor_override) {
-  int64_t i = global_index();  // input pixel (n, c, h, w)
-  if (i < g.N * g.C * g.H * g.W) {
-    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
-    const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
-    T sum = 0;
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
+    acc_t<T> sum = 0;
     for (int r = 0; r < g.R; ++r) {
       int p = window_reading(h, r, g.sh, g.ph, 1, g.P);
       if (p < 0) continue;
       for (int s = 0; s < g.S; ++s) {
         int q = window_reading(w, s, g.sw, g.pw, 1, g.Q);
         if (q < 0) continue;
-        T divisor = avg_divisor<T>(p * g.sh - g.ph, q * g.sw - g.pw, g, count_include_pad,
-                                   divisor_override);
-        sum += dplane[p * g.Q + q] / divisor;
+        acc_t<T> divisor = avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
+                                                 count_include_pad, divisor_override);
+        sum += to_acc(dplane[p * g.Q + q]) / divisor;
       }
     }
-    dinp[i] = sum;
-  }
+    dinp[i] = from_acc<T>(sum);
+  });
 }
 
 // ---- adaptive average pooling ---------------------------------------------------------------------
@@ -210,39 +219,38 @@ template <class T>
 __global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
                                                    const T* inp,  // (N, C, H, W)
                                                    Pool2d g) {
-  int64_t i = global_index();  // output pixel (n, c, p, q)
-  if (i < g.N * g.C * g.P * g.Q) {
-    int q = static_cast<int>(i % g.Q), p = static_cast<int>((i / g.Q) % g.P);
-    const T* plane = inp + (i / (static_cast<int64_t>(g.P) * g.Q)) * g.H * g.W;  // (H, W)
+  at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
+    const T* plane = inp + nc * g.H * g.W;  // (H, W)
     const int2 hb = bin(p, g.H, g.P), wb = bin(q, g.W, g.Q);
-    T sum = 0;
+    using A = acc_t<T>;
+    A sum = 0;
     for (int h = hb.x; h < hb.y; ++h)
-      for (int w = wb.x; w < wb.y; ++w) sum += plane[h * g.W + w];
-    out[i] = sum / (T(hb.y - hb.x) * T(wb.y - wb.x));
-  }
+      for (int w = wb.x; w < wb.y; ++w) sum += to_acc(plane[h * g.W + w]);
+    out[i] = from_acc<T>(sum / (A(hb.y - hb.x) * A(wb.y - wb.x)));
+  });
 }
 
 template <class T>
 __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
                                                     const T* dout,  // (N, C, P, Q)
                                                     Pool2d g) {
-  int64_t i = global_index();  // input pixel (n, c, h, w)
-  if (i < g.N * g.C * g.H * g.W) {
-    int w = static_cast<int>(i % g.W), h = static_cast<int>((i / g.W) % g.H);
-    const T* dplane = dout + (i / (static_cast<int64_t>(g.H) * g.W)) * g.P * g.Q;  // (P, Q)
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
     // The bins holding row h are p in [floor(h*P/H), ceil((h+1)*P/H)) (columns alike).
     const int2 pb = bin(h, g.P, g.H), qb = bin(w, g.Q, g.W);
-    T sum = 0;
+    using A = acc_t<T>;
+    A sum = 0;
     for (int p = pb.x; p < pb.y; ++p) {
       const int2 hb = bin(p, g.H, g.P);
       if (h < hb.x || h >= hb.y) continue;
       for (int q = qb.x; q < qb.y; ++q) {
         const int2 wb = bin(q, g.W, g.Q);
-        if (w >= wb.x && w < wb.y) sum += dplane[p * g.Q + q] / (T(hb.y - hb.x) * T(wb.y - wb.x));
+        if (w >= wb.x && w < wb.y)
+          sum += to_acc(dplane[p * g.Q + q]) / (A(hb.y - hb.x) * A(wb.y - wb.x));
       }
     }
-    dinp[i] = sum;
-  }
+    dinp[i] = from_acc<T>(sum);
+  });
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
@@ -271,70 +279,52 @@ inline int64_t input_pixels(const Pool2d& g) {
 template <class T>
 void max_pool2d_forward(T* out, int64_t* argmax, const T* inp, const Pool2d& g,
                         cudaStream_t stream) {
-  int64_t n = output_pixels(g);
-  if (n == 0) return;
-  LAUNCH((max_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, argmax, inp, g);
-  CHECK_LAUNCH("max_pool2d_forward_kernel");
+  LAUNCH_1D((max_pool2d_forward_kernel<T>), output_pixels(g), stream, out, argmax, inp, g);
 }
 
 template <class T>
 void max_pool2d_backward(T* dinp, const T* dout, const int64_t* argmax, const Pool2d& g,
                          int version, cudaStream_t stream) {
   int64_t n = input_pixels(g);
-  if (n == 0) return;
-  if (version == 1) {
-    CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
-    if (output_pixels(g) == 0) return;
-    LAUNCH((max_pool2d_backward_scatter_kernel<T>), blocks_for(output_pixels(g)), kBlockSize, 0,
-           stream)(dinp, dout, argmax, g);
-    CHECK_LAUNCH("max_pool2d_backward_scatter_kernel");
-  } else if (version == 2) {
-    LAUNCH((max_pool2d_backward_gather_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
-                                                                                         argmax, g);
-    CHECK_LAUNCH("max_pool2d_backward_gather_kernel");
-  } else {
+  if (version == 2) {
+    LAUNCH_1D((max_pool2d_backward_gather_kernel<T>), n, stream, dinp, dout, argmax, g);
+  } else if (version != 1) {
     throw std::invalid_argument(
         "max_pool2d_backward: version must be 1 (scatter) or 2 (gather), got " +
         std::to_string(version));
+  } else if constexpr (is_half_type<T>()) {
+    throw std::invalid_argument(
+        "max_pool2d_backward: version 1 (atomic scatter) takes float32 or float64; use version "
+        "2 for float16 / bfloat16");
+  } else if (n > 0) {
+    CUDA_CHECK(cudaMemsetAsync(dinp, 0, n * sizeof(T), stream));
+    LAUNCH_1D((max_pool2d_backward_scatter_kernel<T>), output_pixels(g), stream, dinp, dout, argmax,
+              g);
   }
 }
 
 template <class T>
 void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad,
                         int64_t divisor_override, cudaStream_t stream) {
-  int64_t n = output_pixels(g);
-  if (n == 0) return;
-  LAUNCH((avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      out, inp, g, count_include_pad, divisor_override);
-  CHECK_LAUNCH("avg_pool2d_forward_kernel");
+  LAUNCH_1D((avg_pool2d_forward_kernel<T>), output_pixels(g), stream, out, inp, g,
+            count_include_pad, divisor_override);
 }
 
 template <class T>
 void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad,
                          int64_t divisor_override, cudaStream_t stream) {
-  int64_t n = input_pixels(g);
-  if (n == 0) return;
-  LAUNCH((avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
-      dinp, dout, g, count_include_pad, divisor_override);
-  CHECK_LAUNCH("avg_pool2d_backward_kernel");
+  LAUNCH_1D((avg_pool2d_backward_kernel<T>), input_pixels(g), stream, dinp, dout, g,
+            count_include_pad, divisor_override);
 }
 
 template <class T>
 void adaptive_avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, cudaStream_t stream) {
-  int64_t n = output_pixels(g);
-  if (n == 0) return;
-  LAUNCH((adaptive_avg_pool2d_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp,
-                                                                                        g);
-  CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
+  LAUNCH_1D((adaptive_avg_pool2d_forward_kernel<T>), output_pixels(g), stream, out, inp, g);
 }
 
 template <class T>
 void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaStream_t stream) {
-  int64_t n = input_pixels(g);
-  if (n == 0) return;
-  LAUNCH((adaptive_avg_pool2d_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout,
-                                                                                         g);
-  CHECK_LAUNCH("adaptive_avg_pool2d_backward_kernel");
+  LAUNCH_1D((adaptive_avg_pool2d_backward_kernel<T>), input_pixels(g), stream, dinp, dout, g);
 }
 
 #define INSTANTIATE(T)                                                                            \
@@ -345,8 +335,7 @@ void adaptive_avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, cudaS
   template void avg_pool2d_backward<T>(T*, const T*, const Pool2d&, bool, int64_t, cudaStream_t); \
   template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2d&, cudaStream_t);        \
   template void adaptive_avg_pool2d_backward<T>(T*, const T*, const Pool2d&, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

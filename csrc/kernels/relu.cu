@@ -11,6 +11,8 @@
 //      12 (backward) bytes per float and does one comparison: memory-bound, and this simple form
 //      already streams at the memory bandwidth once the grid has many blocks.
 //
+// In float16 / bfloat16 the comparison is made in float (exact) and the values are copied as bits.
+//
 // Buffers are contiguous arrays of n elements, any shape.
 #include "common.cuh"
 
@@ -25,7 +27,7 @@ __global__ void relu_forward_kernel(T* out,        // (n,)
   int64_t i = global_index();
   if (i < n) {
     T x = inp[i];
-    out[i] = x < T(0) ? T(0) : x;  // NaN < 0 is false: NaN passes
+    out[i] = to_acc(x) < 0 ? from_acc<T>(0) : x;  // NaN < 0 is false: NaN passes
   }
 }
 
@@ -35,29 +37,24 @@ __global__ void relu_backward_kernel(T* dinp,        // (n,)
                                      const T* out,   // (n,) the forward's y
                                      int64_t n) {
   int64_t i = global_index();
-  if (i < n) dinp[i] = out[i] <= T(0) ? T(0) : dout[i];
+  if (i < n) dinp[i] = to_acc(out[i]) <= 0 ? from_acc<T>(0) : dout[i];
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
 template <class T>
 void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  LAUNCH((relu_forward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, inp, n);
-  CHECK_LAUNCH("relu_forward_kernel");
+  LAUNCH_1D((relu_forward_kernel<T>), n, stream, out, inp, n);
 }
 
 template <class T>
 void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  LAUNCH((relu_backward_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(dinp, dout, out, n);
-  CHECK_LAUNCH("relu_backward_kernel");
+  LAUNCH_1D((relu_backward_kernel<T>), n, stream, dinp, dout, out, n);
 }
 
 #define INSTANTIATE(T)                                                \
   template void relu_forward<T>(T*, const T*, int64_t, cudaStream_t); \
   template void relu_backward<T>(T*, const T*, const T*, int64_t, cudaStream_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
+MINICNN_FOR_EACH_DTYPE(INSTANTIATE)
 #undef INSTANTIATE
 
 }  // namespace kernels

@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from .interface import Backend
 
 DEVICES = ("cpu", "emu", "cuda")
+
+# float32 convolutions on "emu" and "cuda" run on tensor cores in TF32 (inputs rounded to 10
+# fraction bits, float32 sums: ~3 decimal digits per product) when True. Off by default, as
+# PyTorch's torch.backends.cudnn.allow_tf32 for matmul-like ops once was; read at every conv call.
+# Needs sm_80 or newer on "cuda". float16 / bfloat16 convolutions always use tensor cores.
+allow_tf32 = False
 _CLASSES = {
     "cpu": ("numpy_backend", "CpuBackend"),
     "emu": ("emu_backend", "EmuBackend"),

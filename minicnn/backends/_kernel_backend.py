@@ -8,7 +8,8 @@ states the math) once; its subclasses ``EmuBackend`` and ``CudaBackend`` say wha
 array module, the extension, how to get a raw pointer and a stream.
 
 Before any launch each array is checked here: it must be an array of this device, inputs must be
-float32 or float64 (the others are converted to the first input's dtype), shapes must agree, and
+float32, float64, float16 or bfloat16 (the others are converted to the first input's
+dtype), shapes must agree, and
 non-contiguous arrays are copied to contiguous ones (the kernels index flat NCHW memory). Outputs
 are allocated here (``xp.empty``: CuPy's memory pool on "cuda"). Convolutions and poolings come
 with the geometry their op computed and checked (minicnn/ops/geometry.py); the arrays are checked
@@ -20,15 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
+from ..ops.geometry import Pool2dGeometry
+from ._kernel_conv import KernelConvMixin
+from ._kernel_dtypes import FLOAT_DTYPES, acc_dtype
 from ._kernel_optim import KernelOptimMixin
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend(KernelOptimMixin):
+class KernelBackend(KernelConvMixin, KernelOptimMixin):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:      the device ("emu", "cuda")
@@ -90,8 +91,8 @@ class KernelBackend(KernelOptimMixin):
         if dtype is None:
             if a.dtype not in FLOAT_DTYPES:
                 raise TypeError(
-                    f"{op}: {what} must be float32 or float64 (native byte order), "
-                    f"got dtype {a.dtype}"
+                    f"{op}: {what} must be float32 or float64, or float16 / bfloat16 (native "
+                    f"byte order), got dtype {a.dtype}"
                 )
         elif a.dtype != dtype:
             a = a.astype(dtype)
@@ -113,7 +114,7 @@ class KernelBackend(KernelOptimMixin):
 
     @staticmethod
     def _dtype_name(a):
-        return a.dtype.name  # "float32" / "float64": what the bindings dispatch on
+        return a.dtype.name  # "float32", "float64", "float16", "bfloat16": the bindings' dispatch
 
     # ---- relu ---------------------------------------------------------------------------------
     def relu_forward(self, x):
@@ -276,9 +277,10 @@ class KernelBackend(KernelOptimMixin):
     # ---- batch normalization
     # ----------------------------------------------------------------------
     def _channel_vectors(self, op, x, **vectors):
-        """Each (C,) vector converted to x's dtype and made contiguous (None stays None)."""
+        """Each (C,) vector converted to acc_dtype(x.dtype) and made contiguous (None stays None):
+        float32 beside float16 / bfloat16 x (cuDNN's mixed batch norm)."""
         C = x.shape[1]
-        return [self._optional(op, k, v, x.dtype, (C,)) for k, v in vectors.items()]
+        return [self._optional(op, k, v, acc_dtype(x.dtype), (C,)) for k, v in vectors.items()]
 
     def _running(self, op, what, buf, x):
         """A running-stat buffer the kernel can update in place: the buffer itself if it can, else a
@@ -295,9 +297,9 @@ class KernelBackend(KernelOptimMixin):
             )
         if not getattr(buf.flags, "writeable", True):
             raise ValueError(f"{op}: {what} is read-only, but training updates it in place")
-        if buf.dtype == x.dtype and buf.flags.c_contiguous:
+        if buf.dtype == acc_dtype(x.dtype) and buf.flags.c_contiguous:
             return buf
-        return self.xp.ascontiguousarray(buf, dtype=x.dtype)
+        return self.xp.ascontiguousarray(buf, dtype=acc_dtype(x.dtype))
 
     @staticmethod
     def _write_back(buf, work):
@@ -315,7 +317,7 @@ class KernelBackend(KernelOptimMixin):
         rv = self._running(op, "running_var", running_var, x)
         C = x.shape[1]
         y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        mean, invstd = self._empty((C,), x.dtype), self._empty((C,), x.dtype)
+        mean, invstd = self._empty((C,), acc_dtype(x.dtype)), self._empty((C,), acc_dtype(x.dtype))
         self.C.batch_norm_forward_training(
             self._dtype_name(x),
             self._ptr(y),
@@ -346,7 +348,7 @@ class KernelBackend(KernelOptimMixin):
             raise ValueError(f"{op}: running_mean and running_var are required")
         C = x.shape[1]
         y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        mean, invstd = self._empty((C,), x.dtype), self._empty((C,), x.dtype)
+        mean, invstd = self._empty((C,), acc_dtype(x.dtype)), self._empty((C,), acc_dtype(x.dtype))
         self.C.batch_norm_forward_inference(
             self._dtype_name(x),
             self._ptr(y),
@@ -371,7 +373,10 @@ class KernelBackend(KernelOptimMixin):
             raise ValueError(f"{op}: mean and invstd (from the forward) are required")
         C = x.shape[1]
         dx = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        dweight, dbias = self._empty((C,), x.dtype), self._empty((C,), x.dtype)
+        dweight, dbias = (
+            self._empty((C,), acc_dtype(x.dtype)),
+            self._empty((C,), acc_dtype(x.dtype)),
+        )
         self.C.batch_norm_backward(
             self._dtype_name(x),
             self._ptr(dx),
@@ -399,118 +404,3 @@ class KernelBackend(KernelOptimMixin):
         return self._batch_norm_backward(
             "batch_norm_backward_inference", dout, x, weight, mean, invstd, False
         )
-
-    # ---- convolution (csrc/kernels/conv2d.cu)
-    # -----------------------------------------------------
-    def _conv_args(self, op, g: Conv2dGeometry):
-        """The kernels' checked Conv2dArgs for ``g`` (csrc/bindings.cpp: conv2d_check, the one
-        check of the call), before anything is allocated: too large for their indices or grid ->
-        ValueError."""
-        if g.extra != (0, 0):
-            raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
-        return self._checked(g, self.C.conv2d_check)
-
-    def _conv_workspace(self, op, args, conv_pass, version, tile, splits, out_shape, dtype):
-        """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and their
-        partial outputs (splits, *out_shape)."""
-        if splits is None:
-            try:
-                splits = self.C.conv2d_splits(args, conv_pass, int(version), int(tile))
-            except ValueError as e:  # named for the op the caller called
-                raise ValueError(str(e).replace("conv2d_splits", op, 1)) from None
-        work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
-        return int(splits), work
-
-    def conv2d_forward(self, x, w, b, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
-        """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None.
-
-        version 1: the naive kernel; 2: implicit GEMM; 3: the fast implicit GEMM. tile: 0 by shape,
-        else 32, 64, 128. splits: of the reduction (version 3; None: by shape)."""
-        op = "conv2d_forward"
-        args = self._conv_args(op, g)
-        x = self._array(op, "x", x, shape=g.x_shape)
-        w = self._array(op, "weight", w, dtype=x.dtype, shape=g.w_shape)
-        b = self._optional(op, "bias", b, x.dtype, (g.K,))
-        y = self._empty(g.y_shape, x.dtype)  # (N, K, P, Q)
-        splits, work = self._conv_workspace(op, args, 0, version, tile, splits, g.y_shape, x.dtype)
-        self.C.conv2d_forward(
-            self._dtype_name(x),
-            self._ptr(y),
-            self._ptr(x),
-            self._ptr(w),
-            self._ptr(b),
-            args,
-            int(version),
-            int(tile),
-            splits,
-            self._ptr(work),
-            self._stream(),
-        )
-        return y
-
-    def conv2d_backward_data(self, dout, w, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
-        """dx (N, C, H, W): the transposed convolution of dout (N, K, P, Q) with w (K, C/G, R, S)."""
-        op = "conv2d_backward_data"
-        args = self._conv_args(op, g)
-        dout = self._array(op, "dout", dout, shape=g.y_shape)
-        w = self._array(op, "weight", w, dtype=dout.dtype, shape=g.w_shape)
-        dx = self._empty(g.x_shape, dout.dtype)  # (N, C, H, W)
-        splits, work = self._conv_workspace(
-            op, args, 1, version, tile, splits, g.x_shape, dout.dtype
-        )
-        self.C.conv2d_backward_data(
-            self._dtype_name(dout),
-            self._ptr(dx),
-            self._ptr(dout),
-            self._ptr(w),
-            args,
-            int(version),
-            int(tile),
-            splits,
-            self._ptr(work),
-            self._stream(),
-        )
-        return dx
-
-    def conv2d_backward_weight(self, dout, x, g: Conv2dGeometry, *, version=3, tile=0, splits=None):
-        """dw (K, C/G, R, S) = Σ_{n, p, q} dout ⊗ windows of x, the reduction split in ``splits``
-        slices (None: the kernels' choice) added deterministically."""
-        op = "conv2d_backward_weight"
-        args = self._conv_args(op, g)
-        dout = self._array(op, "dout", dout, shape=g.y_shape)
-        x = self._array(op, "x", x, dtype=dout.dtype, shape=g.x_shape)
-        dw = self._empty(g.w_shape, dout.dtype)  # (K, C/G, R, S)
-        splits, work = self._conv_workspace(
-            op, args, 2, version, tile, splits, g.w_shape, dout.dtype
-        )
-        self.C.conv2d_backward_weight(
-            self._dtype_name(dout),
-            self._ptr(dw),
-            self._ptr(work),
-            self._ptr(dout),
-            self._ptr(x),
-            args,
-            int(version),
-            int(tile),
-            splits,
-            self._stream(),
-        )
-        return dw
-        return dw
-
-    def conv2d_backward_bias(self, dout):
-        """db (K,) = Σ_{n, p, q} dout (N, K, P, Q)."""
-        dout = self._array("conv2d_backward_bias", "dout", dout, ndim=4)
-        N, K, P, Q = dout.shape
-        db = self._empty((K,), dout.dtype)  # (K,)
-        self.C.conv2d_backward_bias(
-            self._dtype_name(dout), self._ptr(db), self._ptr(dout), N, K, P * Q, self._stream()
-        )
-        return db
-
-    def conv2d_backward(self, dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
-        """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
-        dx = self.conv2d_backward_data(dout, w, g) if needs[0] else None
-        dw = self.conv2d_backward_weight(dout, x, g) if needs[1] else None
-        db = self.conv2d_backward_bias(dout) if needs[2] else None
-        return dx, dw, db

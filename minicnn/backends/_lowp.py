@@ -94,6 +94,17 @@ def accept_half(cls):
     return cls
 
 
+def _product(a, b):
+    """a @ b; 2-D NumPy products go through the C++ helpers' BLAS (backends/_np_blas.py), which
+    runs on minicnn's thread count (np.matmul's OpenBLAS keeps a pool of its own that busy-waits
+    beside ours)."""
+    if isinstance(a, np.ndarray) and a.ndim == b.ndim == 2 and a.dtype == b.dtype:
+        from ._np_blas import gemm  # the cpu helpers load on first use
+
+        return gemm(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
+    return a @ b
+
+
 def matmul(a, b, bias=None):
     """a @ b (+ bias) for the generic GEMMs (Linear, matmul): half operands are multiplied and the
     bias added in float32, and the result rounded once, as cuBLAS does with float32 accumulation
@@ -103,7 +114,7 @@ def matmul(a, b, bias=None):
     if low is not None:
         a, b = a.astype(float32), b.astype(float32)
         bias = None if bias is None else bias.astype(float32)
-    y = a @ b
+    y = _product(a, b)
     if bias is not None:
         y += bias
     if low is None:

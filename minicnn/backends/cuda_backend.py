@@ -6,6 +6,10 @@ Kernels get the arrays' device pointers and CuPy's current stream
 CuPy's memory pool. Generic array work (add, matmul, cat, softmax) is CuPy's; conv2d is our
 implicit-GEMM kernel (csrc/kernels/conv2d.cu).
 
+Arrays may be float32, float64, float16 or bfloat16: CuPy's float16, and the bfloat16 dtype CuPy
+takes from ml_dtypes (CuPy 14; passed to the kernels as a pointer like any other dtype, so the
+kernels need nothing more from CuPy than allocation). bfloat16 convolutions and TF32 need sm_80.
+
 Importing this module never fails: when CuPy, the extension or a usable GPU is missing,
 :meth:`CudaBackend.unavailable_reason` says which, and ``get_backend("cuda")`` raises with that
 reason.

@@ -6,6 +6,9 @@ can run, test and step through the real kernels, and CI executes every one of th
 arrays; pointers are their data addresses; launches are synchronous, so there is no stream (0).
 A fault inside a kernel raises RuntimeError "kernel <name>: block (x,y,z) thread (x,y,z): <what>".
 
+Arrays may be float32, float64, float16 or ml_dtypes.bfloat16 (the kernels' __half and
+__nv_bfloat16 are the emulator's, csrc/emu/half.h; tensor cores are csrc/emu/wmma.h).
+
 Generic array work (add, matmul, cat, softmax) runs in NumPy, as on "cpu"; conv2d is our
 implicit-GEMM kernel (csrc/kernels/conv2d.cu). The emulator runs blocks one after another, so
 convolutions on "emu" are slow: keep them small.

@@ -15,6 +15,13 @@ The implementations:
 (the last two share ``KernelBackend``, _kernel_backend.py). A backend may add keyword-only
 arguments with defaults (the kernels' ``version`` and ``tile``, which tests pin); everything else
 matches the signatures below exactly (tests/core/test_backend_interface.py checks it).
+
+Dtypes: float32 and float64 everywhere; float16 and bfloat16 (``ml_dtypes.bfloat16``) too, computed
+in float32 with one rounding of each output. Every array of a call has the dtype of its first
+input, except batch norm's (C,) vectors (weight, bias, running_mean, running_var, the saved mean
+and invstd, dweight, dbias), which are float32 beside float16 / bfloat16 data (cuDNN's mixed
+batch norm). On "emu" and "cuda" conv2d in float16 / bfloat16 runs on tensor cores (its version
+4), and float32 conv2d does too, in TF32, when ``minicnn.backends.allow_tf32`` is True.
 """
 
 from __future__ import annotations

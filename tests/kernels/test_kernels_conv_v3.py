@@ -155,8 +155,8 @@ def test_bad_version_and_splits_raise(device):
     backend = get_backend(device)
     x, w = on(device, np.ones((1, 4, 5, 5)), np.ones((6, 4, 3, 3)))
     g = Conv2dGeometry.of((1, 4, 5, 5), (6, 4, 3, 3))
-    with pytest.raises(ValueError, match="version must be 1, 2 or 3"):
-        backend.conv2d_forward(x, w, None, g, version=4)
+    with pytest.raises(ValueError, match="version must be 1, 2, 3 or 4"):
+        backend.conv2d_forward(x, w, None, g, version=5)
     with pytest.raises(ValueError, match="version 1 does not split"):
         backend.conv2d_backward_data(on(device, np.ones((1, 6, 3, 3))), w, g, version=1, splits=2)
     with pytest.raises(ValueError, match="splits must be >= 1"):

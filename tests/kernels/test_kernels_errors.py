@@ -132,7 +132,7 @@ def test_bindings_check_what_would_read_out_of_bounds():
         C.relu_forward("float64", x.ctypes.data, x.ctypes.data, -1, 0)
     with pytest.raises(ValueError, match="pointer is null"):
         C.relu_forward("float64", 0, x.ctypes.data, 4, 0)
-    with pytest.raises(TypeError, match="float32 or float64, got int64"):
+    with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16, got int64"):
         C.relu_forward("int64", x.ctypes.data, x.ctypes.data, 4, 0)
     with pytest.raises(TypeError):  # only the checked Pool2dArgs of pool2d_check, no tuple
         C.max_pool2d_forward(

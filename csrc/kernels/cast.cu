@@ -1,0 +1,56 @@
+// Conversions between float32 and the 16-bit float types, elementwise.
+//
+//   cast_to_float:    out = float(x)              exact
+//   cast_from_float:  out = round(x) to T         round to nearest even; overflow to inf, NaN kept
+//
+// They run the conversion intrinsics the kernels use (__half2float, __float2half_rn,
+// __bfloat162float, __float2bfloat16_rn): on the GPU CUDA's, under the emulator csrc/emu/half.h's.
+// tests/kernels/test_kernels_half_types.py checks them against NumPy and ml_dtypes over every
+// 16-bit pattern, which is how the emulator's conversions are tested.
+//
+// Versions:
+//   1. one element per thread, as relu.cu.
+//
+// Buffers: contiguous arrays of n elements, any shape.
+#include "common.cuh"
+
+namespace minicnn {
+namespace kernels {
+
+// ---- kernels ------------------------------------------------------------------------------------
+template <class T>
+__global__ void cast_to_float_kernel(float* out,    // (n,)
+                                     const T* inp,  // (n,)
+                                     int64_t n) {
+  int64_t i = global_index();
+  if (i < n) out[i] = to_acc(inp[i]);
+}
+
+template <class T>
+__global__ void cast_from_float_kernel(T* out,            // (n,)
+                                       const float* inp,  // (n,)
+                                       int64_t n) {
+  int64_t i = global_index();
+  if (i < n) out[i] = from_acc<T>(inp[i]);
+}
+
+// ---- launchers ----------------------------------------------------------------------------------
+template <class T>
+void cast_to_float(float* out, const T* inp, int64_t n, cudaStream_t stream) {
+  LAUNCH_1D((cast_to_float_kernel<T>), n, stream, out, inp, n);
+}
+
+template <class T>
+void cast_from_float(T* out, const float* inp, int64_t n, cudaStream_t stream) {
+  LAUNCH_1D((cast_from_float_kernel<T>), n, stream, out, inp, n);
+}
+
+#define INSTANTIATE(T)                                                     \
+  template void cast_to_float<T>(float*, const T*, int64_t, cudaStream_t); \
+  template void cast_from_float<T>(T*, const float*, int64_t, cudaStream_t);
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
+#undef INSTANTIATE
+
+}  // namespace kernels
+}  // namespace minicnn
