@@ -225,3 +225,13 @@ def test_float16_takes_the_per_tensor_path_on_the_device(device, update):
     for a, b in zip(*results):
         assert a.dtype == b.dtype == np.float16
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("update", ["sgd_update", "adam_update"])
+def test_a_missing_hyperparameter_is_a_type_error_naming_the_update(update):
+    """The kernel devices take the per-tensor update's signature; a missing keyword is named."""
+    backend = get_backend("emu")
+    a = np.zeros(3, np.float32)
+    first = "lr" if update == "sgd_update" else "step"  # the first keyword of the signature
+    with pytest.raises(TypeError, match=f"{update}: missing a required argument: '{first}'"):
+        getattr(backend, update)([a], [a], [a], *([[a]] if update == "adam_update" else []))
