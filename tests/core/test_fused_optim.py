@@ -235,3 +235,23 @@ def test_a_missing_hyperparameter_is_a_type_error_naming_the_update(update):
     first = "lr" if update == "sgd_update" else "step"  # the first keyword of the signature
     with pytest.raises(TypeError, match=f"{update}: missing a required argument: '{first}'"):
         getattr(backend, update)([a], [a], [a], *([[a]] if update == "adam_update" else []))
+
+
+def test_cpu_groups_take_the_threaded_cpp_update(monkeypatch):
+    """CpuBackend's sgd_update/adam_update run _C_cpu's fused pass (csrc/cpu/optim.h) for
+    float32/float64 groups (the bit-for-bit tests above then check it), NumPy's loop otherwise."""
+    backend = get_backend("cpu")
+    calls = []
+    real = backend._fused_update
+
+    def spy(name, written, read):
+        fn = real(name, written, read)
+        calls.append((name, fn is not None))
+        return fn
+
+    monkeypatch.setattr(backend, "_fused_update", spy)
+    for dtype, fused in [(np.float32, True), (np.float64, True), (np.float16, False)]:
+        p, g, b = (np.ones(5, dtype) for _ in range(3))
+        backend.sgd_update([p], [g], [b], lr=0.5, momentum=0.9, dampening=0.0,
+                           weight_decay=0.0, nesterov=False, first_step=True)  # fmt: skip
+        assert calls[-1] == ("sgd_update", fused) and p[0] == dtype(0.5)
