@@ -18,6 +18,13 @@ import numpy as np
 from .. import random as _random
 
 
+def _native(backend, name, written, read):
+    """The backend's native pass for update ``name`` over these arrays (CpuBackend's
+    ``_native_update``: _C_cpu's threaded loop), or None: the per-tensor loop below runs."""
+    hook = getattr(backend, "_native_update", None)  # kernel devices borrow these methods
+    return None if hook is None else hook(name, written, read)
+
+
 class NumpyOptimMixin:
     """dropout_mask, sgd_update and adam_update on ``self.xp`` arrays (see the module docstring)."""
 
@@ -39,7 +46,14 @@ class NumpyOptimMixin:
         nesterov,
         first_step,
     ):
-        """torch.optim.SGD's step, one tensor at a time, in place (minicnn/optim/sgd.py)."""
+        """torch.optim.SGD's step, one tensor at a time, in place (minicnn/optim/sgd.py); on "cpu"
+        one threaded C++ pass over the group when ``_native_update`` has one (bit-identical)."""
+        bufs = list(momentum_bufs) if momentum != 0 else []
+        fn = _native(self, "sgd_update", [list(params), bufs], list(grads))
+        if fn is not None:
+            fn(list(params), list(grads), bufs, lr, momentum, dampening, weight_decay, nesterov,
+               first_step)  # fmt: skip
+            return
         for param, grad, buf in zip(params, grads, momentum_bufs):
             if weight_decay != 0:
                 grad = grad + weight_decay * param
@@ -68,7 +82,15 @@ class NumpyOptimMixin:
         decoupled,
         max_exp_avg_sqs=None,
     ):
-        """Adam's / AdamW's step, one tensor at a time, in place (minicnn/optim/adam.py)."""
+        """Adam's / AdamW's step, one tensor at a time, in place (minicnn/optim/adam.py); on "cpu"
+        one threaded C++ pass over the group when ``_native_update`` has one (bit-identical)."""
+        maxes = None if max_exp_avg_sqs is None else list(max_exp_avg_sqs)
+        written = [list(params), list(exp_avgs), list(exp_avg_sqs), maxes or []]
+        fn = _native(self, "adam_update", written, list(grads))
+        if fn is not None:
+            fn(list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), maxes, step, lr,
+               beta1, beta2, eps, weight_decay, decoupled)  # fmt: skip
+            return
         maxes = max_exp_avg_sqs if max_exp_avg_sqs is not None else [None] * len(params)
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = math.sqrt(1 - beta2**step)

@@ -172,7 +172,7 @@ class CpuBackend(NumpyOptimMixin):
         return np.concatenate(arrays, axis=axis)
 
     # ---- optimizer updates: one threaded C++ pass per group (csrc/cpu/optim.h) ------------------
-    def _fused_update(self, name, written, read):
+    def _native_update(self, name, written, read):
         """_C_cpu's ``name`` for one float32/float64 dtype of C-contiguous arrays (those updated in
         place writeable), else None: NumpyOptimMixin's per-tensor loop then runs."""
         dtype = written[0][0].dtype if written[0] else None
@@ -187,72 +187,3 @@ class CpuBackend(NumpyOptimMixin):
         ):
             return None
         return fn
-
-    def sgd_update(
-        self,
-        params,
-        grads,
-        momentum_bufs,
-        *,
-        lr,
-        momentum,
-        dampening,
-        weight_decay,
-        nesterov,
-        first_step,
-    ):
-        """torch.optim.SGD's step over a group, in place; bit-identical to the per-tensor loop."""
-        bufs = list(momentum_bufs) if momentum != 0 else []
-        fn = self._fused_update("sgd_update", [list(params), bufs], list(grads))
-        if fn is None:
-            return super().sgd_update(
-                params,
-                grads,
-                momentum_bufs,
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                weight_decay=weight_decay,
-                nesterov=nesterov,
-                first_step=first_step,
-            )
-        fn(list(params), list(grads), bufs, lr, momentum, dampening, weight_decay, nesterov,
-           first_step)  # fmt: skip
-
-    def adam_update(
-        self,
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        *,
-        step,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        max_exp_avg_sqs=None,
-    ):
-        """Adam's / AdamW's step over a group, in place; bit-identical to the per-tensor loop."""
-        maxes = None if max_exp_avg_sqs is None else list(max_exp_avg_sqs)
-        written = [list(params), list(exp_avgs), list(exp_avg_sqs), maxes or []]
-        fn = self._fused_update("adam_update", written, list(grads))
-        if fn is None:
-            return super().adam_update(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                step=step,
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                eps=eps,
-                weight_decay=weight_decay,
-                decoupled=decoupled,
-                max_exp_avg_sqs=max_exp_avg_sqs,
-            )
-        fn(list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), maxes, step, lr, beta1,
-           beta2, eps, weight_decay, decoupled)  # fmt: skip

@@ -242,14 +242,14 @@ def test_cpu_groups_take_the_threaded_cpp_update(monkeypatch):
     float32/float64 groups (the bit-for-bit tests above then check it), NumPy's loop otherwise."""
     backend = get_backend("cpu")
     calls = []
-    real = backend._fused_update
+    real = backend._native_update
 
     def spy(name, written, read):
         fn = real(name, written, read)
         calls.append((name, fn is not None))
         return fn
 
-    monkeypatch.setattr(backend, "_fused_update", spy)
+    monkeypatch.setattr(backend, "_native_update", spy)
     for dtype, fused in [(np.float32, True), (np.float64, True), (np.float16, False)]:
         p, g, b = (np.ones(5, dtype) for _ in range(3))
         backend.sgd_update([p], [g], [b], lr=0.5, momentum=0.9, dampening=0.0,
