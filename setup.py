@@ -19,7 +19,7 @@ Environment variables:
                                 LD_PRELOAD=$(g++ -print-file-name=libasan.so)
                                 ASAN_OPTIONS=detect_leaks=0)
     MINICNN_EMU_DEBUG=1         build _C_emu with -O0 -g, to step through kernels in gdb
-    MINICNN_EMU_CHECK=1         build _C_emu with the race checker (csrc/emu/check.h; no preload needed;
+    MINICNN_EMU_CHECK=1         build _C_emu with the race checker (csrc/emu/check.h; no preload;
                                 scripts/emu_check.sh builds it aside and runs the kernel tests on
                                 it)
 """
@@ -173,7 +173,8 @@ def cuda_library_dir(home):
 
 
 def cuda_archs(nvcc):
-    """(["75", "80", …], with_ptx) from MINICNN_CUDA_ARCHS, or the default minus unsupported ones."""
+    """(["75", "80", …], with_ptx) from MINICNN_CUDA_ARCHS, or the default minus unsupported
+    ones."""
     spec = os.environ.get("MINICNN_CUDA_ARCHS", "").strip()
     explicit = bool(spec)
     spec = (spec or DEFAULT_CUDA_ARCHS).replace(";", ",").replace(" ", ",")

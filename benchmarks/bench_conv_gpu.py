@@ -250,8 +250,9 @@ def main(argv=None):
     dev = Device(args.device)
     side = max(224 // args.scale, 7)
     print(
-        f"ResNet-50 conv layers on {args.device}, batch {args.batch}, {side}x{side}, {args.dtype}; TFLOP/s ours"
-        f" / reference (ratio: ours/reference throughput), max relative difference from the reference"
+        f"ResNet-50 conv layers on {args.device}, batch {args.batch}, {side}x{side}, {args.dtype}; "
+        "TFLOP/s ours / reference (ratio: ours/reference throughput), "
+        "max relative difference from the reference"
     )
     print(
         f"{'C':>5} {'HxW':>7} {'K':>5} {'RxS/st':>7} {'#':>2}  "
@@ -280,7 +281,10 @@ def main(argv=None):
         )
     total = summary(rows, args)
     if "ours_tflops" in total:
-        line = f"\nwhole network, training passes: ours {total['ours_ms']:.2f} ms {total['ours_tflops']:.1f} TFLOP/s"
+        line = (
+            f"\nwhole network, training passes: ours {total['ours_ms']:.2f} ms "
+            f"{total['ours_tflops']:.1f} TFLOP/s"
+        )
         if "ref_tflops" in total:
             line += (
                 f"; cuDNN {total['ref_ms']:.2f} ms {total['ref_tflops']:.1f} TFLOP/s;"

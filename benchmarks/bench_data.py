@@ -1,6 +1,7 @@
-"""How fast the data pipeline delivers batches, without any model: images/s of DataLoader(ImageFolder).
+"""How fast the data pipeline delivers batches, without any model: images/s of
+DataLoader(ImageFolder).
 
-    python benchmarks/bench_data.py                      # the built-in dataset (32x32 PNGs), --workers 2
+    python benchmarks/bench_data.py                      # the built-in dataset (32x32 PNGs)
     python benchmarks/bench_data.py --workers 0 1 2 4    # one row per worker count
     python benchmarks/bench_data.py --data DIR --image-size 224 --augment imagenet
 
@@ -58,7 +59,8 @@ def main():
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"{len(dataset)} images of {root}/train, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+        f"{len(dataset)} images of {root}/train, batch {args.batch_size}, "
+        f"{args.image_size}x{args.image_size}, "
         f"{os.cpu_count()} CPUs, load average {load:.2f}"
     )
     print(f"{'workers':>8} {'images/s':>10}")

@@ -1,4 +1,5 @@
-"""Our CUDA kernels, one at a time, beside PyTorch's (cuDNN where PyTorch uses it) on the same inputs.
+"""Our CUDA kernels, one at a time, beside PyTorch's (cuDNN where PyTorch uses it) on the same
+inputs.
 
     python benchmarks/bench_kernels.py [--device cuda] [--batch 32] [--dtype float32] [--repeats 20]
 

@@ -1,4 +1,5 @@
-"""A static performance report of our CUDA kernels, compiled for an H100/H200 (sm_90); no GPU needed.
+"""A static performance report of our CUDA kernels, compiled for an H100/H200 (sm_90); no GPU
+needed.
 
     python benchmarks/bench_sass.py [--arch 90] [--match conv2d] [--json out.json] [--check]
 
@@ -208,7 +209,8 @@ def tool(name: str) -> str:
         if path and os.path.exists(path):
             return path
     sys.exit(
-        f"bench_sass.py: {name} not found (pip install nvidia-cuda-{name}, or put the CUDA toolkit on PATH)"
+        f"bench_sass.py: {name} not found "
+        f"(pip install nvidia-cuda-{name}, or put the CUDA toolkit on PATH)"
     )
 
 
@@ -348,7 +350,8 @@ def table(kernels: list[Kernel]) -> str:
 
 
 def targets(kernels: list[Kernel]) -> list[str]:
-    """The issue's static targets for the float 128 tile of version 3 (fast path); failures as text."""
+    """The issue's static targets for the float 128 tile of version 3 (fast path); failures as
+    text."""
     failed, seen = [], set()
     for k in kernels:
         label = short(k.name)

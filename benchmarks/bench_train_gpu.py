@@ -1,5 +1,5 @@
-"""One training step (forward, cross entropy, backward, SGD with momentum) on a GPU: minicnn on device
-"cuda" beside PyTorch on cuda, from the same initial weights.
+"""One training step (forward, cross entropy, backward, SGD with momentum) on a GPU: minicnn on
+device "cuda" beside PyTorch on cuda, from the same initial weights.
 
     python benchmarks/bench_train_gpu.py [--models resnet50 resnet18 densenet121] [--batch 64]
                                          [--size 224] [--steps 5] [--device cuda|emu] [--json
@@ -169,10 +169,12 @@ def main(argv=None):
         ok &= row.get("losses_equal", True)
         line = f"{name:12s} first loss ours {row['loss_ours']:.5f}"
         if "loss_torch" in row:
-            line += f" torch {row['loss_torch']:.5f} ({'equal' if row['losses_equal'] else 'DIFFERENT'})"
+            same = "equal" if row["losses_equal"] else "DIFFERENT"
+            line += f" torch {row['loss_torch']:.5f} ({same})"
         line += f"   ours {row['ours_img_s']:8.1f} img/s"
         if "torch_img_s" in row:
-            line += f"   torch {row['torch_img_s']:8.1f} img/s   ours/torch {row['ours_over_torch']:.2f}"
+            line += f"   torch {row['torch_img_s']:8.1f} img/s"
+            line += f"   ours/torch {row['ours_over_torch']:.2f}"
         print(line, flush=True)
     if args.json:
         with open(args.json + ".tmp", "w") as f:

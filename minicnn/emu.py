@@ -6,10 +6,10 @@ A correct kernel gives the same result under every schedule; an ordering bug (a 
 ``__syncthreads``, two blocks writing one element, a block waiting for block 0) shows under some:
 
     import minicnn.emu
-    minicnn.emu.set_schedule(threads="random", blocks="random", seed=3)   # this process, from now on
-    with minicnn.emu.schedule(threads="reverse"):                          # or for a while
+    minicnn.emu.set_schedule(threads="random", blocks="random", seed=3)  # from now on, this process
+    with minicnn.emu.schedule(threads="reverse"):                         # or for a while
         ...
-    minicnn.emu.set_num_threads(2)                                         # OS threads running blocks
+    minicnn.emu.set_num_threads(2)                                        # OS threads for blocks
 
 The environment sets the starting values: ``MINICNN_EMU_SCHEDULE="threads=random blocks=random
 seed=3"`` and ``MINICNN_EMU_THREADS=2`` (default: all cores). ``threads`` orders the threads of a
@@ -158,7 +158,7 @@ def reports():
 
 
 def selftest(name):
-    """Run one of the emulator's self-test kernels (csrc/emu/selftest.h); RuntimeError on a finding."""
+    """Run one of the emulator's self-test kernels (csrc/emu/selftest.h); RuntimeError on a find."""
     rc, error = _text_call(_c().minicnn_emu_selftest, name.encode())
     if rc != 0:
         raise (ValueError if error.startswith("no emulator selftest") else RuntimeError)(error)

@@ -39,7 +39,7 @@ MAX_INFLATE_RATIO = 1100
 
 
 def _as_arrays(state):
-    """OrderedDict key -> ndarray from a mapping of arrays/Tensors, or one error listing every bad entry."""
+    """OrderedDict key -> ndarray from a mapping of arrays/Tensors, or one error listing all bad."""
     if not isinstance(state, Mapping):
         raise TypeError(
             f"save_npz: expected a dict of arrays (e.g. model.state_dict()), "
@@ -66,8 +66,8 @@ def _as_arrays(state):
 
 
 def write_atomic(path, write):
-    """Write ``path`` atomically: ``write(f)`` fills a new temporary file (binary) beside it, which is
-    flushed, fsynced and moved over ``path`` with ``os.replace``.
+    """Write ``path`` atomically: ``write(f)`` fills a new temporary file (binary) beside it,
+    which is flushed, fsynced and moved over ``path`` with ``os.replace``.
 
     A failure or a kill at any instant leaves the old file (or none) and never half of the new one;
     on an exception the temporary file is removed and the exception propagates. Temporary names
@@ -114,7 +114,7 @@ def is_temp_file(name, targets=None):
 
 
 def save_npz(path, state, compress=False):
-    """Write ``state`` (name -> array or Tensor, e.g. ``model.state_dict()``) to ``path`` atomically.
+    """Write ``state`` (name -> array/Tensor, e.g. ``model.state_dict()``) to ``path`` atomically.
 
     Keys keep their order; ``compress=True`` deflates the members (smaller, slower). The file is
     written as given (no ".npz" is appended).

@@ -173,7 +173,7 @@ class Tensor:
 
     def register_post_accumulate_grad_hook(self, hook):
         """``hook(tensor)`` runs each time backward has finished accumulating this leaf's ``.grad``
-        (torch's); DistributedDataParallel uses it. Returns a handle whose ``remove()`` undoes it."""
+        (torch's); DistributedDataParallel uses it. The handle returned undoes it: ``remove()``."""
         if not self.is_leaf:
             raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have one")
         hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
@@ -211,7 +211,7 @@ class _HookHandle:
 
 
 def _infer_dtype(data):
-    """torch's rule: Python floats become float32, ints int64; NumPy arrays and scalars keep theirs."""
+    """torch's rule: Python floats become float32, ints int64; NumPy arrays/scalars keep theirs."""
     if isinstance(data, (np.ndarray, np.generic)):
         return None  # their own dtype (float16 and bfloat16 arrays included), as torch.from_numpy
     try:

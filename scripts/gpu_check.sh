@@ -17,6 +17,10 @@
 #   7. training step                      img/s of ResNet-50 (batch 64, 224 px), ResNet-18 and
 #                                         DenseNet-121, ours beside PyTorch from the same weights,
 #                                         first step's losses equal
+#   7b. AMP training step (train_amp)     ResNet-50 img/s under autocast float16 + GradScaler, ours
+#                                         beside torch.autocast + torch.amp.GradScaler
+#   8. distributed smoke (distributed)    python -m minicnn.distributed.smoke: NCCL collectives and
+#                                         DDP steps in a world of one (exit 2 = NCCL/mpi4py missing)
 #
 # --dry-run does what needs no GPU: the SASS report (no _C_cuda build), the kernel tests on emu,
 # step 4 on emu at batch 2 and half-size images against the cpu conv, step 6b's check on emu in
@@ -42,11 +46,11 @@ RESULTS="$OUT_DIR/steps.jsonl"
 failures=0
 
 # name: seconds (real run / dry run)
-declare -A LIMIT=([facts]=20 [build]=150 [tests]=90 [large]=60 [sanitizer]=60 [speed]=60
-                  [speed16]=45 [train]=120)
+declare -A LIMIT=([facts]=15 [build]=110 [tests]=60 [large]=40 [sanitizer]=40 [speed]=45
+                  [speed16]=30 [train]=75 [train_amp]=45 [distributed]=20)
 declare -A DRY_LIMIT=([facts]=20 [build]=90 [tests]=120 [large]=60 [sanitizer]=0 [speed]=0
-                      [speed16]=90 [train]=150)
-STEPS=(facts build tests large sanitizer speed speed16 train)
+                      [speed16]=90 [train]=150 [train_amp]=120 [distributed]=60)
+STEPS=(facts build tests large sanitizer speed speed16 train train_amp distributed)
 limit() { if ((DRY)); then echo "${DRY_LIMIT[$1]}"; else echo "${LIMIT[$1]}"; fi; }
 total=0
 for s in "${STEPS[@]}"; do total=$((total + $(limit "$s"))); done
@@ -66,7 +70,7 @@ run() {
   shift
   printf '\n=== %s (limit %ss, at %ds)\n' "$name" "$(limit "$name")" "$SECONDS"
   if declare -F "$1" >/dev/null; then  # a function of this script: in a bash of its own
-    timeout "$(limit "$name")" bash -c "$(declare -f "$1"); $1"
+    timeout "$(limit "$name")" bash -c "$(declare -f "$1"); \"\$@\"" "$name" "$@"
   else
     timeout "$(limit "$name")" "$@"
   fi
@@ -124,9 +128,18 @@ KERNEL_TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.p
               tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_torch.py
               tests/kernels/test_kernels_conv.py tests/kernels/test_kernels_conv_v3.py
               tests/kernels/test_kernels_batchnorm_chunks.py tests/kernels/test_kernels_half.py
-              tests/kernels/test_kernels_wmma.py)
+              tests/kernels/test_kernels_wmma.py tests/core/test_device_random.py
+              tests/core/test_fused_optim.py tests/core/test_deferred_target_check.py
+              tests/train/test_host_syncs.py)
 DEVICE=cuda
 ((DRY)) && DEVICE=emu
+
+distributed_smoke() {  # DEVICE: exit 2 from the smoke (no NCCL/CuPy/mpi4py here) is a skip
+  "$PYTHON" -m minicnn.distributed.smoke --device "$1"
+  local status=$?
+  ((status == 2)) && { echo "distributed smoke skipped: see the reason above"; return 0; }
+  return $status
+}
 
 sanitizer() {
   command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 0; }
@@ -152,6 +165,9 @@ if ((DRY)); then
     --scale 4 --repeats 0 --check 1e-2 --json "$OUT_DIR/conv_speed_fp16.json"
   run train "$PYTHON" benchmarks/bench_train_gpu.py --device emu --batch 2 --size 32 --steps 1 --warmup 0 \
     --json "$OUT_DIR/train.json"
+  run train_amp "$PYTHON" benchmarks/bench_train_gpu.py --device emu --models resnet18 --batch 2 --size 32 \
+    --steps 1 --warmup 0 --amp fp16 --json "$OUT_DIR/train_amp_fp16.json"
+  run distributed distributed_smoke cpu
 else
   run large "$PYTHON" benchmarks/bench_conv_gpu.py --batch 32 --repeats 0 --check 1e-3 --json "$OUT_DIR/conv_large.json"
   run sanitizer sanitizer
@@ -160,6 +176,9 @@ else
     --check 1e-2 --json "$OUT_DIR/conv_speed_fp16.json"
   run train "$PYTHON" benchmarks/bench_train_gpu.py --batch 64 --size 224 --steps 5 --warmup 2 \
     --json "$OUT_DIR/train.json"
+  run train_amp "$PYTHON" benchmarks/bench_train_gpu.py --models resnet50 --batch 64 --size 224 --steps 5 \
+    --warmup 2 --amp fp16 --json "$OUT_DIR/train_amp_fp16.json"
+  run distributed distributed_smoke cuda
 fi
 
 # one JSON of everything
@@ -169,7 +188,7 @@ out, dry = sys.argv[1], sys.argv[2] == "1"
 result = dict(dry_run=dry, steps=[json.loads(l) for l in open(os.path.join(out, "steps.jsonl")) if l.strip()])
 for key, name in [("facts", "facts.json"), ("sass", "sass.json"), ("conv_large", "conv_large.json"),
                   ("conv_speed", "conv_speed.json"), ("conv_speed_fp16", "conv_speed_fp16.json"),
-                  ("train", "train.json")]:
+                  ("train", "train.json"), ("train_amp", "train_amp_fp16.json")]:
     path = os.path.join(out, name)
     if os.path.exists(path):
         result[key] = json.load(open(path))

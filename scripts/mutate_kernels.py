@@ -106,7 +106,8 @@ OTHER = [
         "csrc/emu/selftest.h",
         r"if \(kSyncwarp\) __syncwarp\(\);\n  \}",
         0,
-        "no kernel of ours has a __syncwarp: drop the one after each step of selftest.h's warp_tree_sum<true>",
+        "no kernel of ours has a __syncwarp: drop the one after each step of selftest.h's "
+        "warp_tree_sum<true>",
         "\n  }",
     ),
 ]

@@ -1,4 +1,5 @@
-"""What the "emu" and "cuda" backends share: checking arrays, allocating outputs, calling our kernels.
+"""What the "emu" and "cuda" backends share: checking arrays, allocating outputs, calling our
+kernels.
 
 Both devices run the same CUDA kernels (csrc/kernels/*.cu) through the same pybind11 bindings
 (csrc/bindings.cpp): on "cuda" compiled by nvcc into ``minicnn._C_cuda`` and fed CuPy arrays; on

@@ -11,20 +11,47 @@ the kernel (an upload, never a read: no sync); a table already on the device is 
 are zeroed in place, ``zero_grad(set_to_none=False)``, or come back to the same addresses).
 Parameters and buffers are updated in place, so they must be contiguous arrays of this device and
 of one dtype. float16 and bfloat16 (which the kernels don't take) run the per-tensor array code
-of _np_optim.py on this device instead.
+of _np_optim.py (NumpyOptimMixin's, on ``self.xp``) on this device instead.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import numpy as np
 
 from .. import random as _random
 from . import _transfers
-from ._np_optim import adam_per_tensor, sgd_per_tensor
+from ._np_optim import NumpyOptimMixin
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _fused(per_tensor):
+    """The decorated one-launch update under ``per_tensor``'s signature (the Backend protocol's,
+    keywords reaching the update as ``h``); parameters of a dtype the kernels don't take
+    (float16, bfloat16) go to ``per_tensor`` instead (NumpyOptimMixin's code on ``self.xp``)."""
+
+    signature = inspect.signature(per_tensor)
+
+    def decorate(fused):
+        @functools.wraps(per_tensor)
+        def update(self, params, *args, **kwargs):
+            try:  # the arguments of the per-tensor signature, or a TypeError naming the update
+                signature.bind(self, params, *args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{per_tensor.__name__}: {e}") from None
+            unfused = (
+                bool(params) and params[0].dtype.kind == "f" and params[0].dtype not in _FLOATS
+            )
+            return (per_tensor if unfused else fused)(self, params, *args, **kwargs)
+
+        update.__doc__ = fused.__doc__
+        return update
+
+    return decorate
 
 
 class KernelOptimMixin:
@@ -52,11 +79,6 @@ class KernelOptimMixin:
             stream=self._stream(),
         )
         return mask
-
-    @staticmethod
-    def _unfused(params):
-        """A dtype the kernels don't take (float16, bfloat16): per-tensor array code instead."""
-        return bool(params) and params[0].dtype.kind == "f" and params[0].dtype not in _FLOATS
 
     def _optim_table(self, op, columns):
         """(device table, host table or None, chunks, dtype name) for tensors given column-wise:
@@ -99,102 +121,50 @@ class KernelOptimMixin:
             raise ValueError(f"{op}: {what} {i} of shape {a.shape} is not contiguous")
         return self._pointer(a)
 
-    def sgd_update(
-        self,
-        params,
-        grads,
-        momentum_bufs,
-        *,
-        lr,
-        momentum,
-        dampening,
-        weight_decay,
-        nesterov,
-        first_step,
-    ):
-        """In place, one launch: see minicnn/optim/sgd.py."""
-        if self._unfused(params):
-            return sgd_per_tensor(
-                self.xp,
-                params,
-                grads,
-                momentum_bufs,
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                weight_decay=weight_decay,
-                nesterov=nesterov,
-                first_step=first_step,
-            )
-        grads = [self.xp.ascontiguousarray(g) for g in grads]
-        bufs = momentum_bufs if momentum != 0 else [None] * len(params)
-        table, host, chunks, dtype = self._optim_table("sgd_update", [params, grads, bufs])
-        self.C.sgd_update(
+    def _launch_update(self, op, columns, **scalars):
+        """One launch of ``op`` over the tensors given column-wise (see _optim_table)."""
+        columns[1] = [self.xp.ascontiguousarray(g) for g in columns[1]]
+        table, host, chunks, dtype = self._optim_table(op, columns)
+        getattr(self.C, op)(
             dtype,
             table=self._pointer(table),
             table_host=0 if host is None else host.ctypes.data,
-            tensors=len(params),
+            tensors=len(columns[0]),
             chunks=chunks,
-            lr=lr,
-            momentum=momentum,
-            one_minus_dampening=1 - dampening,
-            weight_decay=weight_decay,
-            nesterov=bool(nesterov),
-            first_step=bool(first_step),
             stream=self._stream(),
+            **scalars,
         )
 
-    def adam_update(
-        self,
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        *,
-        step,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        max_exp_avg_sqs=None,
-    ):
+    @_fused(NumpyOptimMixin.sgd_update)
+    def sgd_update(self, params, grads, momentum_bufs, **h):
+        """In place, one launch: see minicnn/optim/sgd.py."""
+        bufs = momentum_bufs if h["momentum"] != 0 else [None] * len(params)
+        self._launch_update(
+            "sgd_update",
+            [params, grads, bufs],
+            lr=h["lr"],
+            momentum=h["momentum"],
+            one_minus_dampening=1 - h["dampening"],
+            weight_decay=h["weight_decay"],
+            nesterov=bool(h["nesterov"]),
+            first_step=bool(h["first_step"]),
+        )
+
+    @_fused(NumpyOptimMixin.adam_update)
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, **h):
         """In place, one launch: see minicnn/optim/adam.py."""
-        if self._unfused(params):
-            return adam_per_tensor(
-                self.xp,
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                step=step,
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                eps=eps,
-                weight_decay=weight_decay,
-                decoupled=decoupled,
-                max_exp_avg_sqs=max_exp_avg_sqs,
-            )
-        grads = [self.xp.ascontiguousarray(g) for g in grads]
         maxes = max_exp_avg_sqs if max_exp_avg_sqs is not None else [None] * len(params)
-        columns = [params, grads, exp_avgs, exp_avg_sqs, maxes]
-        table, host, chunks, dtype = self._optim_table("adam_update", columns)
-        self.C.adam_update(
-            dtype,
-            table=self._pointer(table),
-            table_host=0 if host is None else host.ctypes.data,
-            tensors=len(params),
-            chunks=chunks,
-            step_size=lr / (1 - beta1**step),
-            bias_correction2_sqrt=math.sqrt(1 - beta2**step),
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            weight_decay=weight_decay,
-            decoupled=bool(decoupled),
-            decoupled_factor=1 - lr * weight_decay,
+        lr, step, wd = h["lr"], h["step"], h["weight_decay"]
+        self._launch_update(
+            "adam_update",
+            [params, grads, exp_avgs, exp_avg_sqs, maxes],
+            step_size=lr / (1 - h["beta1"] ** step),
+            bias_correction2_sqrt=math.sqrt(1 - h["beta2"] ** step),
+            beta1=h["beta1"],
+            beta2=h["beta2"],
+            eps=h["eps"],
+            weight_decay=wd,
+            decoupled=bool(h["decoupled"]),
+            decoupled_factor=1 - lr * wd,
             amsgrad=max_exp_avg_sqs is not None,
-            stream=self._stream(),
         )

@@ -351,7 +351,8 @@ def conv2d_backward_bias(dout):
     fn = cpp_kernel(_C, "channel_sums", dout.dtype)
     if fn is None:
         return dout.sum(axis=(0, 2, 3))
-    return fn(dout.reshape(dout.shape[0], dout.shape[1], -1))
+    N, K, P, Q = dout.shape  # explicit sizes: a -1 can't be inferred when N = 0
+    return fn(dout.reshape(N, K, P * Q))
 
 
 def conv2d_backward(dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):

@@ -78,7 +78,8 @@ class Backend(Protocol):
 
     # ---- convolution --------------------------------------------------------------------------
     def conv2d_forward(self, x: Array, w: Array, b: Optional[Array], g: Conv2dGeometry) -> Array:
-        """y[n,k,p,q] = b[k] + Σ_{c,r,s} w[k,c,r,s] x[n, gC/G + c, p sh-ph + r dh, q sw-pw + s dw]."""
+        """y[n,k,p,q] = b[k] + Σ_{c,r,s} w[k,c,r,s] x[n, gC/G + c, p sh-ph + r dh, q sw-pw + s dw]
+        with g the group of output channel k."""
 
     def conv2d_backward_data(self, dout: Array, w: Array, g: Conv2dGeometry) -> Array:
         """dx (N, C, H, W) = the transposed convolution of dout (N, K, P, Q) with w."""

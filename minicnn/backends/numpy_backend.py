@@ -170,3 +170,20 @@ class CpuBackend(NumpyOptimMixin):
             except ValueError:  # shapes that do not line up: NumPy's error message
                 pass
         return np.concatenate(arrays, axis=axis)
+
+    # ---- optimizer updates: one threaded C++ pass per group (csrc/cpu/optim.h) ------------------
+    def _native_update(self, name, written, read):
+        """_C_cpu's ``name`` for one float32/float64 dtype of C-contiguous arrays (those updated in
+        place writeable), else None: NumpyOptimMixin's per-tensor loop then runs."""
+        dtype = written[0][0].dtype if written[0] else None
+        fn = cpp_kernel(_C, name, dtype) if dtype is not None else None
+        arrays = [(a, True) for group in written for a in group] + [(a, False) for a in read]
+        if fn is None or not all(
+            isinstance(a, np.ndarray)
+            and a.dtype == dtype
+            and a.flags.c_contiguous
+            and (a.flags.writeable or not w)
+            for a, w in arrays
+        ):
+            return None
+        return fn

@@ -1,4 +1,4 @@
-"""minicnn.nn: Module, Parameter and the layers (a mirror of torch.nn's names, signatures and keys)."""
+"""minicnn.nn: Module, Parameter and the layers (mirroring torch.nn's names, signatures, keys)."""
 
 from . import functional, init, parallel
 from .activation import LogSoftmax, ReLU, Softmax

@@ -12,7 +12,7 @@ __all__ = ["check_int", "check_pair", "check_real", "new_parameter"]
 
 
 def check_int(layer, name, value, minimum=1):
-    """``value`` is an int >= minimum (bools refused), else TypeError/ValueError naming ``layer``."""
+    """``value`` is an int >= minimum (not a bool), else TypeError/ValueError naming ``layer``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
     if value < minimum:
@@ -35,7 +35,7 @@ def check_real(layer, name, value, low=None, high=None):
 
 
 def new_parameter(shape, device=None, dtype=None):
-    """An uninitialised Parameter (the layer's reset_parameters fills it), float32 on cpu by default."""
+    """An uninitialised Parameter (reset_parameters fills it), float32 on cpu by default."""
     return Parameter(
         empty(
             *shape,

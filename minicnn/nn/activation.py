@@ -12,7 +12,7 @@ __all__ = ["LogSoftmax", "ReLU", "Softmax"]
 
 
 class ReLU(Module):
-    """y = max(x, 0). ``inplace`` is kept for torch compatibility (and repr); a new tensor is made."""
+    """y = max(x, 0). ``inplace`` is kept for torch compatibility (and repr); y is a new tensor."""
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()

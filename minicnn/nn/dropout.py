@@ -1,4 +1,4 @@
-"""Dropout (Srivastava et al. 2014; AlexNet, VGG): zero each element with probability p in training."""
+"""Dropout (Srivastava et al. 2014; AlexNet, VGG): zero each element with chance p in training."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ __all__ = [
 
 
 def calculate_gain(nonlinearity, param=None):
-    """The recommended gain for ``nonlinearity`` (torch's table: relu sqrt(2), tanh 5/3, selu 3/4…)."""
+    """The recommended gain for ``nonlinearity`` (torch's table: relu √2, tanh 5/3, selu 3/4…)."""
     linear_fns = [
         "linear",
         "conv1d",

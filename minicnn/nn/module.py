@@ -423,6 +423,14 @@ class Module:
     def double(self):
         return self._tensors_to(dtype=FLOAT_DTYPES[1])
 
+    def half(self):
+        """Every floating-point parameter and buffer to float16 (torch's ``Module.half``)."""
+        return self._tensors_to(dtype=as_dtype("float16"))
+
+    def bfloat16(self):
+        """Every floating-point parameter and buffer to bfloat16."""
+        return self._tensors_to(dtype=as_dtype("bfloat16"))
+
     def cpu(self):
         return self.to("cpu")
 

@@ -8,7 +8,7 @@ from ..tensor import Tensor, float32, tensor
 
 
 class Parameter(Tensor):
-    """A leaf Tensor with ``requires_grad=True`` (by default) that Modules collect in ``parameters()``.
+    """A leaf Tensor, ``requires_grad=True`` by default, that Modules collect in ``parameters()``.
 
     ``Parameter(t)`` shares ``t``'s storage (as torch does); arrays and lists are copied into a new
     tensor. ``Parameter()`` is an empty float32 tensor of shape (0,).

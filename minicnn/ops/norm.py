@@ -1,4 +1,5 @@
-"""Batch normalization (Ioffe & Szegedy 2015) over (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)."""
+"""Batch normalization (Ioffe & Szegedy 2015) over (N, C), (N, C, L), (N, C, H, W) or
+(N, C, D, H, W)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 For each parameter p with gradient g at step t (from 1), lr, betas (b1, b2), eps, weight decay wd:
 
     Adam:  g <- g + wd * p                         (L2 penalty folded into the gradient)
-    AdamW: p <- p * (1 - lr * wd)                  (decoupled weight decay, sec. 2 of the AdamW paper)
+    AdamW: p <- p * (1 - lr * wd)                  (decoupled weight decay, AdamW paper sec. 2)
     m <- b1 m + (1 - b1) g                         (first moment)
     v <- b2 v + (1 - b2) g^2                       (second moment)
     v_hat <- max(v_hat, v) if amsgrad else v

@@ -8,8 +8,10 @@ steps once per batch, so warm-up and cosine decay are smooth even for runs of a 
 
     StepLR             base * gamma ** (t // step_size)
     MultiStepLR        base * gamma ** (number of milestones <= t)
-    CosineAnnealingLR  eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2   (SGDR without restarts)
-    LinearLR           base * (start + (end - start) * min(t, total_iters) / total_iters)   (linear warm-up)
+    CosineAnnealingLR  eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2
+                       (SGDR without restarts)
+    LinearLR           base * (start + (end - start) * min(t, total_iters) / total_iters)
+                       (linear warm-up)
     SequentialLR       schedulers[i] from milestones[i-1] on, its own t restarting at 0 there
 
 Each is computed in closed form, so a schedule restored with ``load_state_dict`` continues exactly.
@@ -28,7 +30,7 @@ __all__ = ["CosineAnnealingLR", "LRScheduler", "LinearLR", "MultiStepLR", "Seque
 
 
 class LRScheduler:
-    """Base class: subclasses implement ``_lr_at(t)``, the list of group learning rates at step t."""
+    """Base class: subclasses implement ``_lr_at(t)``, the groups' learning rates at step t."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -61,7 +63,7 @@ class LRScheduler:
         return list(self._last_lr)
 
     def step(self, epoch: Optional[int] = None) -> None:
-        """Advance ``last_epoch`` by one (or set it to ``epoch``) and set the groups' learning rates."""
+        """Advance ``last_epoch`` by one (or set it to ``epoch``); set the groups' lr."""
         self._step_count += 1
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         self._last_lr = [float(lr) for lr in self._lr_at(self.last_epoch)]
@@ -115,7 +117,7 @@ class MultiStepLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """Half a cosine from the base lr down to ``eta_min`` over ``T_max`` steps (Loshchilov & Hutter 2017)."""
+    """Half a cosine from the base lr to ``eta_min`` in ``T_max`` steps (Loshchilov-Hutter 2017)."""
 
     def __init__(
         self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
@@ -131,7 +133,7 @@ class CosineAnnealingLR(LRScheduler):
 
 
 class LinearLR(LRScheduler):
-    """Scale the lr linearly from ``start_factor`` to ``end_factor`` over ``total_iters`` steps (warm-up)."""
+    """Scale the lr linearly from ``start_factor`` to ``end_factor`` in ``total_iters`` steps."""
 
     def __init__(
         self,

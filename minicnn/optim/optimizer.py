@@ -97,7 +97,7 @@ class Optimizer:
 
     # ---- stepping -------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget every parameter's gradient (``set_to_none=False`` fills them with zeros instead)."""
+        """Forget every parameter's gradient (``set_to_none=False`` fills them with zeros)."""
         for group in self.param_groups:
             for p in group["params"]:
                 p.zero_grad(set_to_none)
@@ -161,7 +161,7 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Restore hyperparameters and buffers saved by ``state_dict`` (the same parameters, in order)."""
+        """Restore hyperparameters and buffers saved by ``state_dict`` (same parameters, order)."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(

@@ -28,7 +28,7 @@ META_LIMIT = 16 << 20  # bytes of meta.json: config, classes, schedule, metrics 
 
 
 def _split_arrays(obj, prefix, arrays):
-    """JSON-able copy of ``obj`` with every ndarray moved to ``arrays[key]`` and replaced by a reference."""
+    """JSON-able copy of ``obj``: ndarrays moved to ``arrays[key]``, references in their place."""
     if isinstance(obj, np.ndarray):
         arrays[prefix] = obj
         return {"__array__": prefix}
@@ -56,7 +56,8 @@ def _join_arrays(obj, arrays):
 
 
 def save_checkpoint(path, model, meta, optimizer=None, scheduler=None):
-    """Write ``path`` atomically: model state, optimizer buffers, and ``meta`` (JSON-able) + schedule + RNG."""
+    """Write ``path`` atomically: model state, optimizer buffers, ``meta`` (JSON-able), schedule
+    and RNG."""
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     meta = dict(
         meta,
@@ -80,7 +81,7 @@ def _check_meta_member(key, shape, dtype):
 
 
 def read_meta(path):
-    """The checked meta.json of a checkpoint, reading nothing else; CheckpointError if anything is off."""
+    """The checked meta.json of a checkpoint, reading nothing else; CheckpointError if it is off."""
     path = os.fspath(path)
     try:
         arrays = load_npz(path, check=_check_meta_member, keys={"meta.json"})
@@ -157,7 +158,7 @@ def load_checkpoint(path, model=None):
 
 
 def restore_model(path, device="cpu"):
-    """(model in eval mode on ``device``, meta) from a checkpoint; CheckpointError if it doesn't fit."""
+    """(model in eval mode on ``device``, meta) from a checkpoint; CheckpointError if unfit."""
     path = os.fspath(path)
     meta = read_meta(path)
     model = model_for(meta, path)
@@ -205,7 +206,7 @@ def _keys(obj):
 
 
 def restore_training_state(meta, arrays, optimizer, scheduler, path):
-    """Load a checkpoint's optimizer and schedule after checking their structure; CheckpointError."""
+    """Load a checkpoint's optimizer and schedule after checking them (else CheckpointError)."""
     if "optimizer" not in meta or "scheduler" not in meta:
         raise CheckpointError(
             f"{path!r} holds no optimizer or schedule state (a best.npz?); resume from last.npz"

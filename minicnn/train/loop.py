@@ -246,7 +246,8 @@ def train(
             repair_derived(run, log)
     train_set = run.train_loader.dataset
     log(
-        f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: {len(train_set)} train / "
+        f"{'resuming' if resumed else 'training'} {config.model} on {run.device}: "
+        f"{len(train_set)} train / "
         f"{len(run.val_loader.dataset)} val images, {len(train_set.classes)} classes, "
         f"{run.meta['image_size']}x{run.meta['image_size']}, {config.epochs} epochs of "
         f"{len(run.train_loader)} batches of {config.batch_size}"
@@ -280,8 +281,8 @@ def _run_epochs(run, log):
             log(_epoch_line(row, config.epochs))
     except KeyboardInterrupt:
         log(
-            f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; continue with: "
-            f"minicnn train --resume {run.out}"
+            f"\ninterrupted: {len(run.rows)} finished epoch(s) are saved in {run.out}; "
+            f"continue with: minicnn train --resume {run.out}"
             if run.rows
             else "\ninterrupted before the first epoch finished (nothing saved)"
         )
@@ -456,8 +457,9 @@ def _run_epoch(epoch, run):
 def _epoch_line(row, epochs):
     return (
         f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} top-1 "
-        f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} top-1 {100 * row['val_top1']:.1f}% "
-        f"top-5 {100 * row['val_top5']:.1f}% | lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
+        f"{100 * row['train_top1']:.1f}% | val loss {row['val_loss']:.3f} "
+        f"top-1 {100 * row['val_top1']:.1f}% top-5 {100 * row['val_top5']:.1f}% "
+        f"| lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | "
         f"{row['seconds']:.1f} s{amp_note(row)}"
     )
 

@@ -66,8 +66,8 @@ MAX_METRICS_BYTES = 64 << 20
 
 
 def read_metrics(path):
-    """The rows of a metrics.csv ([] if there is none); CheckpointError naming the line and the value
-    for anything that is not a metrics row of finite numbers."""
+    """The rows of a metrics.csv ([] if there is none); CheckpointError naming the line and the
+    value for anything that is not a metrics row of finite numbers."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         return []

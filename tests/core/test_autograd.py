@@ -1,4 +1,4 @@
-"""The autograd engine: graph reuse, broadcasting, no_grad, errors; every Tensor op under gradcheck."""
+"""The autograd engine: graph reuse, broadcasting, no_grad, errors; Tensor ops under gradcheck."""
 
 import numpy as np
 import pytest

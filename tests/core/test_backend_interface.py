@@ -61,7 +61,8 @@ def test_class_implements_every_method_with_the_protocols_signature(device):
         )
         for p in extra:
             assert p.kind == p.KEYWORD_ONLY and p.default is not p.empty, (
-                f"{cls.__name__}.{name}: extra parameter {p.name} must be keyword-only with a default"
+                f"{cls.__name__}.{name}: extra parameter {p.name} must be keyword-only with a "
+                "default"
             )
 
 

@@ -225,3 +225,33 @@ def test_float16_takes_the_per_tensor_path_on_the_device(device, update):
     for a, b in zip(*results):
         assert a.dtype == b.dtype == np.float16
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("update", ["sgd_update", "adam_update"])
+def test_a_missing_hyperparameter_is_a_type_error_naming_the_update(update):
+    """The kernel devices take the per-tensor update's signature; a missing keyword is named."""
+    backend = get_backend("emu")
+    a = np.zeros(3, np.float32)
+    first = "lr" if update == "sgd_update" else "step"  # the first keyword of the signature
+    with pytest.raises(TypeError, match=f"{update}: missing a required argument: '{first}'"):
+        getattr(backend, update)([a], [a], [a], *([[a]] if update == "adam_update" else []))
+
+
+def test_cpu_groups_take_the_threaded_cpp_update(monkeypatch):
+    """CpuBackend's sgd_update/adam_update run _C_cpu's fused pass (csrc/cpu/optim.h) for
+    float32/float64 groups (the bit-for-bit tests above then check it), NumPy's loop otherwise."""
+    backend = get_backend("cpu")
+    calls = []
+    real = backend._native_update
+
+    def spy(name, written, read):
+        fn = real(name, written, read)
+        calls.append((name, fn is not None))
+        return fn
+
+    monkeypatch.setattr(backend, "_native_update", spy)
+    for dtype, fused in [(np.float32, True), (np.float64, True), (np.float16, False)]:
+        p, g, b = (np.ones(5, dtype) for _ in range(3))
+        backend.sgd_update([p], [g], [b], lr=0.5, momentum=0.9, dampening=0.0,
+                           weight_decay=0.0, nesterov=False, first_step=True)  # fmt: skip
+        assert calls[-1] == ("sgd_update", fused) and p[0] == dtype(0.5)

@@ -20,7 +20,8 @@ from minicnn.data import (
 
 @pytest.fixture
 def odd_tree(tmp_path):
-    """train/{a,b}: RGB JPEGs, a PNG with alpha, a grayscale PNG, a CMYK JPEG, a corrupt and a truncated JPEG."""
+    """train/{a,b}: RGB JPEGs, a PNG with alpha, a grayscale PNG, a CMYK JPEG, a corrupt and a
+    truncated JPEG."""
     rng = np.random.default_rng(0)
     root = tmp_path / "train"
     for c in ("a", "b"):

@@ -145,8 +145,8 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
 
 
 def bomb_png(path, width, height):
-    """A valid PNG header for a width x height grayscale image, with a tiny (truncated) pixel stream:
-    a few hundred bytes that would decode to width * height bytes."""
+    """A valid PNG header for a width x height grayscale image, with a tiny (truncated) pixel
+    stream: a few hundred bytes that would decode to width * height bytes."""
 
     def chunk(kind, data):
         return (

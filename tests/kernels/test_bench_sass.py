@@ -1,4 +1,5 @@
-"""benchmarks/bench_sass.py's parsing and occupancy arithmetic on small hand-made samples (no nvcc)."""
+"""benchmarks/bench_sass.py's parsing and occupancy arithmetic on small hand-made samples (no
+nvcc needed)."""
 
 import os
 import sys
@@ -51,8 +52,9 @@ def test_blocks_per_sm():
 
 def test_labels():
     name = (
-        "void minicnn::kernels::v3::conv2d_implicit_gemm_v3_kernel<minicnn::kernels::v3::ForwardV3<float, 4, "
-        "true>, 128>(minicnn::kernels::v3::ForwardV3<float, 4, true>, long)"
+        "void minicnn::kernels::v3::conv2d_implicit_gemm_v3_kernel<"
+        "minicnn::kernels::v3::ForwardV3<float, 4, true>, 128>"
+        "(minicnn::kernels::v3::ForwardV3<float, 4, true>, long)"
     )
     assert b.short(name) == "conv v3 fwd f32 tile 128"
     assert b.dynamic_smem(name) == 2 * 2 * 8 * 132 * 4

@@ -1,9 +1,9 @@
-"""The emulator's schedules and race checker from Python (minicnn.emu; csrc/emu/schedule.h, check.h).
+"""The emulator's schedules and race checker from Python (minicnn.emu; csrc/emu/schedule.h,
+check.h).
 
 The checker itself needs its own build (scripts/emu_check.sh); here: the schedule API and its
-errors,
-results that don't depend on the schedule, a partial barrier reported with the schedule, and what
-a build without the checker says.
+errors, results that don't depend on the schedule, a partial barrier reported with the schedule, and
+what a build without the checker says.
 """
 
 import numpy as np

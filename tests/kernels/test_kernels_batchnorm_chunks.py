@@ -1,5 +1,5 @@
-"""The batch-norm kernels with several blocks per channel (csrc/kernels/batchnorm.cu) against the cpu
-backend, on "emu" (and "cuda").
+"""The batch-norm kernels with several blocks per channel (csrc/kernels/batchnorm.cu) against the
+cpu backend, on "emu" (and "cuda").
 
 A channel's M = N·H·W values are cut into ranges of >= 1024 values, so these shapes have M > 2048:
 2-3 ranges per channel, the last one short, planes larger and smaller than a block's 256 threads

@@ -212,19 +212,6 @@ def test_backward_weight_splits_are_deterministic(device):
         close(first, expected.astype(np.float32), np.float32, 400)
 
 
-@devices
-def test_empty_batch(device):
-    backend = get_backend(device)
-    x, w, b = on(device, np.zeros((0, 4, 5, 5)), np.ones((6, 4, 3, 3)), np.ones(6))
-    g = Conv2dGeometry.of(x.shape, w.shape)
-    assert host(device, backend.conv2d_forward(x, w, b, g)).shape == (0, 6, 3, 3)
-    dy = on(device, np.zeros((0, 6, 3, 3)))
-    dx, dw, db = host(device, backend.conv2d_backward(dy, x, w, g))
-    assert dx.shape == (0, 4, 5, 5)
-    np.testing.assert_array_equal(dw, np.zeros((6, 4, 3, 3)))
-    np.testing.assert_array_equal(db, np.zeros(6))
-
-
 # ---- through the ops: F.conv2d / nn.Conv2d on the device -----------------------------------------
 @devices
 def test_nn_conv2d_runs_our_kernel(device, monkeypatch):

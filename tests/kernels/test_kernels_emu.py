@@ -241,7 +241,7 @@ def test_local_response_norm(device, dtype, N, C, HW, size, alpha, beta, k, seed
 
 
 def test_local_response_norm_window_is_not_shifted(device):
-    """One nonzero channel: exactly the channels whose window holds it are normalised (size 4, even)."""
+    """One nonzero channel: just the channels whose window holds it are normalised (even size)."""
     x = np.zeros((1, 9, 1, 1))
     x[0, 4] = 3.0
     x[0, :, 0, 0] += 1e-3 * np.arange(9)
@@ -367,7 +367,7 @@ def test_batch_norm_inference(device, dtype, case, seed):
 
 
 def test_batch_norm_one_pixel_per_channel_and_huge_mean(device):
-    """(N, C, 1, 1) with N > 1, values 1e8 + O(1): two-pass statistics keep every digit in float64."""
+    """(N, C, 1, 1), N > 1, values 1e8 + O(1): two-pass statistics keep every digit in float64."""
     rng = np.random.default_rng(0)
     x = 1e8 + rng.standard_normal((8, 5, 1, 1))
     backend = get_backend(device)

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules: hand-computed updates, torch where installed, state dicts."""
+"""Optimizers and lr schedules: hand-computed updates, torch where installed, state dicts."""
 
 import json
 import math

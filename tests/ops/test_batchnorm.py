@@ -13,6 +13,7 @@ import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck, separated
 
 from conftest import assert_close
+from kernel_devices import ALL_DEVICES
 
 
 def _make(shape, seed, dtype=np.float64):
@@ -31,8 +32,8 @@ def _make(shape, seed, dtype=np.float64):
     ]
 
 
-def _t(a, grad=False):
-    return None if a is None else minicnn.tensor(a, requires_grad=grad)
+def _t(a, grad=False, device="cpu"):
+    return None if a is None else minicnn.tensor(a, device=device, requires_grad=grad)
 
 
 # ---- forward and running statistics -------------------------------------------------------------
@@ -171,14 +172,17 @@ def test_training_gradients_sum_to_zero_per_channel():
     np.testing.assert_allclose(X.grad.numpy().sum(axis=(0, 2)), 0, atol=1e-12)
 
 
-def test_float32_agrees_with_float64_and_keeps_dtype():
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_float32_agrees_with_float64_and_keeps_dtype(device):
     for training in (True, False):
         out = {}
         for dtype in (np.float64, np.float32):
             x, rm, rv, w, b = _make((4, 3, 3, 3), seed=10, dtype=dtype)
-            X, W, B, RM, RV = _t(x, True), _t(w, True), _t(b, True), _t(rm), _t(rv)
+            X, W, B = (_t(a, True, device) for a in (x, w, b))
+            RM, RV = _t(rm, device=device), _t(rv, device=device)
             y = F.batch_norm(X, RM, RV, W, B, training=training)
-            y.backward(np.linspace(-1, 1, y.numel()).reshape(y.shape).astype(dtype))
+            dy = np.linspace(-1, 1, y.numel()).reshape(y.shape).astype(dtype)
+            y.backward(minicnn.tensor(dy, device=device))
             out[dtype] = (y, X.grad, W.grad, B.grad, RM, RV)
         for a32, a64 in zip(out[np.float32], out[np.float64]):
             assert a32.dtype == np.float32

@@ -13,6 +13,7 @@ import minicnn.reference as ref
 from minicnn.backends import _np_conv
 from minicnn.ops.geometry import Conv2dGeometry
 from conftest import assert_close
+from kernel_devices import ALL_DEVICES, DTYPE_NAMES
 
 
 # ---- the oracle: minicnn.reference ---------------------------------------------------------------
@@ -115,13 +116,19 @@ def test_non_contiguous_input():
     assert_close(y, naive_conv2d(x.transpose(0, 1, 3, 2), w, None, (2, 1), sym((1, 1)), (1, 1), 1))
 
 
-def test_empty_batch():
-    _, xt = make((0, 2, 5, 5), 0)
-    _, wt = make((3, 2, 3, 3), 1)
-    y = F.conv2d(xt, wt)
-    assert y.shape == (0, 3, 3, 3)
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_empty_batch(device, dtype):
+    """N = 0: a (0, K, P, Q) output, a (0, C, H, W) input gradient, zero weight and bias grads."""
+    x = minicnn.zeros(0, 2, 5, 5, dtype=dtype, device=device, requires_grad=True)
+    w = minicnn.ones(3, 2, 3, 3, dtype=dtype, device=device, requires_grad=True)
+    b = minicnn.ones(3, dtype=dtype, device=device, requires_grad=True)
+    y = F.conv2d(x, w, b)
+    assert y.shape == (0, 3, 3, 3) and y.dtype == np.dtype(dtype)
     y.sum().backward()
-    assert_close(wt.grad, np.zeros((3, 2, 3, 3)))
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad.numpy(), np.zeros((3, 2, 3, 3)))
+    np.testing.assert_array_equal(b.grad.numpy(), np.zeros(3))
 
 
 # ---- hypothesis over shapes and hyperparameters -------------------------------------------------

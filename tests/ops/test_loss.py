@@ -18,6 +18,7 @@ import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck
 
 from conftest import assert_close
+from kernel_devices import ALL_DEVICES
 
 
 # ---- the oracle: minicnn.reference ---------------------------------------------------------------
@@ -51,8 +52,8 @@ SHAPES = [(4, 5), (5,), (3, 4, 2), (2, 3, 2, 2)]
 OPTIONS = list(itertools.product([False, True], [-100, 1], ["mean", "sum", "none"]))
 
 
-def _mc(a, grad=False):
-    return None if a is None else minicnn.tensor(a, requires_grad=grad)
+def _mc(a, grad=False, device="cpu"):
+    return None if a is None else minicnn.tensor(a, device=device, requires_grad=grad)
 
 
 # ---- forward vs references ----------------------------------------------------------------------
@@ -195,12 +196,13 @@ def test_gradcheck_probability_targets_for_input_and_target(kwargs):
     assert result, str(result)
 
 
-def test_float32_agrees_with_float64_and_keeps_dtype():
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_float32_agrees_with_float64_and_keeps_dtype(device):
     x, target, w = make_case((5, 4, 3), seed=10)
     out = {}
     for dtype in (np.float64, np.float32):
-        X = _mc(x.astype(dtype), True)
-        loss = F.cross_entropy(X, _mc(target), _mc(w.astype(dtype)), label_smoothing=0.1)
+        X, W = _mc(x.astype(dtype), True, device), _mc(w.astype(dtype), device=device)
+        loss = F.cross_entropy(X, _mc(target, device=device), W, label_smoothing=0.1)
         loss.backward()
         out[dtype] = loss, X.grad
     for a32, a64 in zip(out[np.float32], out[np.float64]):

@@ -14,12 +14,13 @@ from minicnn.gradcheck import gradcheck, separated
 from minicnn.reference.norm import lrn_window as window
 
 from conftest import assert_close
+from kernel_devices import ALL_DEVICES
 
 
-def _run(x, dy, size, alpha, beta, k):
-    t = minicnn.tensor(x, requires_grad=True)
+def _run(x, dy, size, alpha, beta, k, device="cpu"):
+    t = minicnn.tensor(x, device=device, requires_grad=True)
     y = F.local_response_norm(t, size, alpha, beta, k)
-    y.backward(dy)
+    y.backward(minicnn.tensor(dy, device=device))
     return y, t.grad
 
 
@@ -36,7 +37,7 @@ def test_forward_backward_match_naive_loops(size, alpha, beta, k):
 
 
 def test_window_is_torchs_asymmetric_window():
-    """A single hot channel j changes exactly the outputs c with j ∈ [c - size//2, c + (size-1)//2]."""
+    """One hot channel j changes exactly the outputs c with j ∈ [c - size//2, c + (size-1)//2]."""
     C = 7
     for size in (2, 3, 4, 5):
         for j in range(C):
@@ -99,11 +100,12 @@ def test_hypothesis_against_reference(N, C, L, size, alpha, beta, k, seed):
     )
 
 
-def test_float32_agrees_with_float64_and_keeps_dtype():
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_float32_agrees_with_float64_and_keeps_dtype(device):
     rng = np.random.default_rng(3)
     x, dy = rng.standard_normal((2, 6, 3, 3)), rng.standard_normal((2, 6, 3, 3))
-    y64, dx64 = _run(x, dy, 4, 3.0, 1.5, 1.0)
-    y32, dx32 = _run(x.astype(np.float32), dy.astype(np.float32), 4, 3.0, 1.5, 1.0)
+    y64, dx64 = _run(x, dy, 4, 3.0, 1.5, 1.0, device)
+    y32, dx32 = _run(x.astype(np.float32), dy.astype(np.float32), 4, 3.0, 1.5, 1.0, device)
     assert y32.dtype == np.float32 and dx32.dtype == np.float32
     assert_close(y32, y64, dtype=np.float32)
     assert_close(dx32, dx64, dtype=np.float32)

@@ -1,6 +1,6 @@
-"""The cpu thread pool's parallel_for runs every index exactly once, also under contention: many tiny
-chunks (one index each), far more threads than cores, thousands of calls. A non-atomic chunk claim
-hands a chunk out twice or skips one, which shows as a count other than the number of calls.
+"""The cpu thread pool's parallel_for runs every index exactly once, also under contention: many
+tiny chunks (one index each), far more threads than cores, thousands of calls. A non-atomic chunk
+claim hands a chunk out twice or skips one, which shows as a count other than the number of calls.
 
 How often such a race fires depends on how the OS schedules the threads: one round of the contention
 case caught a planted non-atomic claim about half the time on a loaded 2-core machine, so the test

@@ -12,6 +12,7 @@ import minicnn.functional as F
 import minicnn.reference as ref
 from minicnn.gradcheck import gradcheck, separated
 from conftest import assert_close
+from kernel_devices import ALL_DEVICES, DTYPE_NAMES
 from pool_cases import avg_args, has_empty_window, max_args, pool_cases, random_input
 
 
@@ -262,16 +263,17 @@ OUT_SHAPE = {
 }  # of a (2, 3, 7, 6) input
 
 
+@pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("name", POOLS)
-def test_float32_agrees_with_float64(name):
+def test_float32_agrees_with_float64(name, device):
     xv = separated((2, 3, 7, 6), seed=5)
     dout = np.random.default_rng(6).standard_normal(OUT_SHAPE[name])
     grads, outs = {}, {}
     for dtype in ("float32", "float64"):
-        x = minicnn.tensor(xv, dtype=dtype, requires_grad=True)
+        x = minicnn.tensor(xv, dtype=dtype, device=device, requires_grad=True)
         y = POOLS[name](x)
         assert y.dtype == np.dtype(dtype)
-        y.backward(dout.astype(dtype))
+        y.backward(minicnn.tensor(dout, dtype=dtype, device=device))
         assert x.grad.dtype == np.dtype(dtype)
         outs[dtype], grads[dtype] = y.numpy(), x.grad.numpy()
     assert_close(outs["float32"], outs["float64"], np.float32)
@@ -300,10 +302,12 @@ def test_unbatched_max_pool2d_indices():
     np.testing.assert_array_equal(i3.numpy(), i4.numpy()[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("name", POOLS)
-def test_empty_batch(name):
-    x = minicnn.zeros(0, 3, 7, 6, dtype="float64", requires_grad=True)
+def test_empty_batch(name, device, dtype):
+    x = minicnn.zeros(0, 3, 7, 6, dtype=dtype, device=device, requires_grad=True)
     y = POOLS[name](x)
-    assert y.shape == (0,) + OUT_SHAPE[name][1:]
-    y.backward(np.zeros(y.shape))
-    assert x.grad.shape == x.shape
+    assert y.shape == (0,) + OUT_SHAPE[name][1:] and y.dtype == np.dtype(dtype)
+    y.backward(minicnn.zeros(*y.shape, dtype=dtype, device=device))
+    assert x.grad.shape == x.shape and x.grad.dtype == np.dtype(dtype)

@@ -143,7 +143,7 @@ RESUME_ONLY = {"missing optimizer array", "scheduler wrong", "param group wrong"
 
 
 def load_for_resume(path):
-    """What --resume does with a last.npz: meta, arrays bounded by the model, optimizer, schedule."""
+    """What --resume does with a last.npz: meta, model-bounded arrays, optimizer, schedule."""
     meta, state, arrays = T.load_checkpoint(path)
     config = T.TrainConfig.from_json(meta["config"])
     model = T.build_model(config.model, len(meta["classes"]))

@@ -1,6 +1,6 @@
-"""Run folders and the per-epoch commit point: a kill at every write boundary leaves files that agree
-(after the resume that repairs them), --out never clobbers a user's files, path problems and full or
-read-only disks are one line and exit 2."""
+"""Run folders and the per-epoch commit point: a kill at every write boundary leaves files that
+agree (after the resume that repairs them), --out never clobbers a user's files, path problems and
+full or read-only disks are one line and exit 2."""
 
 import errno
 import os

@@ -1,4 +1,5 @@
-"""Training: checkpoints (round trip, kill -9 mid-save), resume equivalence, the train/eval/predict CLI."""
+"""Training: checkpoints (round trip, kill -9 mid-save), resume equivalence, and the
+train/evaluate/predict CLI."""
 
 import json
 import os
