@@ -112,6 +112,13 @@ __device__ __forceinline__ Raw<T> operand(Raw<T> v) {
   return v;
 }
 
+// A Part from a shared table in one 16-byte load (field by field it is two 8-byte loads);
+// little-endian, as the GPU and the emulator's hosts are.
+__device__ __forceinline__ Part load_part(const Part* p) {
+  const int4 v = *reinterpret_cast<const int4*>(p);
+  return Part{int64_t((uint64_t(unsigned(v.y)) << 32) | unsigned(v.x)), v.z, v.w};
+}
+
 // A slice into As (BM, kLdA) and Bs (BK, kLdB), both row-major, straight from global memory.
 template <class T, class Problem>
 __device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, const Part* fa,
@@ -122,9 +129,10 @@ __device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, cons
   Raw<T>* bs = reinterpret_cast<Raw<T>*>(Bs) + di * kLdB + u;
 #pragma unroll
   for (int i = 0; i < kPer; ++i)
-    as[kRowStep * i * kLdA] = operand<T>(pb.a(fa[u + kRowStep * i], va));
+    as[kRowStep * i * kLdA] = operand<T>(pb.a(load_part(fa + u + kRowStep * i), va));
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) bs[kRowStep * i] = operand<T>(pb.b(fb[u + kRowStep * i], vb));
+  for (int i = 0; i < kPer; ++i)
+    bs[kRowStep * i] = operand<T>(pb.b(load_part(fb + u + kRowStep * i), vb));
 }
 
 // acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice: each A fragment feeds kWN

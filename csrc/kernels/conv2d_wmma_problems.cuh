@@ -20,9 +20,9 @@ namespace tc {
 
 constexpr int kOut = -(1 << 30);  // h of a row, column or d past its end: never in range
 
-struct alignas(16) Part {
-  int64_t off;  // fixed parts: the byte address of base[offset]; walks: a byte offset
-  int h, w;     // spatial coordinates (or 0 where the operand has none)
+struct alignas(16) Part {  // conv2d_wmma.cu loads it as an int4
+  int64_t off;             // fixed parts: the byte address of base[offset]; walks: a byte offset
+  int h, w;                // spatial coordinates (or 0 where the operand has none)
 };
 
 // d = (hi·M + mid)·L + lo, with mid < M and lo < L.
@@ -161,8 +161,9 @@ struct BackwardData {
     int p = f.h + v.h, q = f.w + v.w;  // th, tw
     bool ok = true;
     if constexpr (!Unit) {
-      ok = (p >= 0) & (q >= 0) & (p % g.sh == 0) & (q % g.sw == 0);
-      p /= g.sh, q /= g.sw;
+      const unsigned up = unsigned(p), uq = unsigned(q), ph = up / g.sh, qw = uq / g.sw;
+      ok = (p >= 0) & (q >= 0) & (ph * g.sh == up) & (qw * g.sw == uq);
+      p = int(ph), q = int(qw);
     }
     ok = ok & in(p, g.P) & in(q, g.Q);
     return load_or_zero<T>(f.off + v.off + (int64_t(p) * g.Q + q) * int64_t(sizeof(T)), ok);
