@@ -60,8 +60,7 @@ class Kernel:
     loop: dict = field(default_factory=dict)
 
 
-# ---- parsing
-# ---------------------------------------------------------------------------------------
+# ---- parsing -------------------------------------------------------------------------------------
 PROPS = re.compile(r"Function properties for (\S+)")
 SPILLS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 USED = re.compile(r"Used (\d+) registers(?:.*?, (\d+) bytes smem)?")
@@ -161,8 +160,7 @@ def main_loop(code: list[tuple[int, str, str]], math: str = "ffma") -> dict:
     return best[1] if best else {}
 
 
-# ---- occupancy
-# -------------------------------------------------------------------------------------
+# ---- occupancy -----------------------------------------------------------------------------------
 def blocks_per_sm(regs: int, smem: int, threads: int = THREADS) -> int:
     """Theoretical resident blocks per SM of an H100/H200."""
     warps = -(-threads // 32)
@@ -191,8 +189,7 @@ def dynamic_smem(name: str) -> int:
     return 0
 
 
-# ---- compiling
-# -------------------------------------------------------------------------------------
+# ---- compiling -----------------------------------------------------------------------------------
 def tool(name: str) -> str:
     found = shutil.which(name)
     nvcc = shutil.which("nvcc")
@@ -270,8 +267,7 @@ def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
     return kernels
 
 
-# ---- report
-# ----------------------------------------------------------------------------------------
+# ---- report --------------------------------------------------------------------------------------
 def short(name: str) -> str:
     """'v3 fwd f32 t128' style labels for the conv GEMM kernels, the plain name for the rest."""
     name = name.replace("minicnn::kernels::", "").replace("v3::", "")

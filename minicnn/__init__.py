@@ -18,7 +18,6 @@ from .summary import Summary, summary
 __version__ = "0.1.0"
 
 # ---- lazy subpackages: ``import minicnn; minicnn.models.resnet18()`` imports them on first use
-# ----
 _LAZY_SUBMODULES = ("data", "io", "models", "optim", "train", "viz")
 
 

@@ -226,8 +226,7 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         dout = self._pool_dout(op, dout, g)
         return self._pool_kernel(op, dout, g.x_shape, args)  # (N, C, H, W)
 
-    # ---- local response normalization
-    # -------------------------------------------------------------
+    # ---- local response normalization ------------------------------------------------------------
     @staticmethod
     def _nchw(shape):
         """(N, C, H·W) of an (N, C, H, W) shape."""
@@ -275,8 +274,7 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         )
         return dx
 
-    # ---- batch normalization
-    # ----------------------------------------------------------------------
+    # ---- batch normalization ---------------------------------------------------------------------
     def _channel_vectors(self, op, x, **vectors):
         """Each (C,) vector converted to acc_dtype(x.dtype) and made contiguous (None stays None):
         float32 beside float16 / bfloat16 x (cuDNN's mixed batch norm)."""

@@ -50,7 +50,6 @@ def cache_root():
 
 
 # ---- shapes: inside-tests in the shape's own frame (u, v), the shape filling about the unit disc
-# ---
 def _regular_polygon(u, v, sides, radius=1.0):
     """Inside a regular polygon with ``sides`` vertices on a circle of ``radius`` (one vertex
     up)."""

@@ -137,8 +137,7 @@ def _check_sequences(config, cli):
         raise ConfigError(f"milestones must be integers in [1, 1000000], got {config.milestones!r}")
 
 
-# ---- meta.json
-# -------------------------------------------------------------------------------------
+# ---- meta.json -----------------------------------------------------------------------------------
 def _is_number(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 

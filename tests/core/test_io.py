@@ -25,8 +25,7 @@ def _state():
     )
 
 
-# ---- save_npz / load_npz
-# ---------------------------------------------------------------------------
+# ---- save_npz / load_npz -------------------------------------------------------------------------
 @pytest.mark.parametrize("compress", [False, True])
 def test_round_trip_keeps_order_dtypes_shapes_and_values(tmp_path, compress):
     path = tmp_path / "state.npz"
@@ -144,8 +143,7 @@ def test_load_reports_a_corrupt_member(tmp_path):
         io.load_npz(path)
 
 
-# ---- convert (.pth -> .npz)
-# ------------------------------------------------------------------------
+# ---- convert (.pth -> .npz) ----------------------------------------------------------------------
 def _torch_state(torch):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))

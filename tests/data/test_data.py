@@ -90,8 +90,7 @@ def test_image_folder_errors(tmp_path):
         ImageFolder(tmp_path)
 
 
-# ---- transforms
-# ---------------------------------------------------------------------------------------
+# ---- transforms ----------------------------------------------------------------------------------
 IMG = np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)
 
 
@@ -185,8 +184,7 @@ def test_pca_recovers_the_principal_axes():
     np.testing.assert_allclose(np.abs(eigvec.T @ V), np.eye(3), atol=0.05)
 
 
-# ---- DataLoader
-# ---------------------------------------------------------------------------------------
+# ---- DataLoader ----------------------------------------------------------------------------------
 class Numbers:
     """A dataset whose samples record the random draw the transform made."""
 
@@ -267,8 +265,7 @@ def test_loader_rejects_bad_numbers():
         DataLoader(Numbers(), num_workers=-1)
 
 
-# ---- the built-in dataset
-# -----------------------------------------------------------------------------
+# ---- the built-in dataset ------------------------------------------------------------------------
 def test_builtin_dataset_layout_and_determinism(tmp_path):
     a = builtin_dataset(3, 1, cache=str(tmp_path / "one"))
     b = builtin_dataset(3, 1, cache=str(tmp_path / "two"))

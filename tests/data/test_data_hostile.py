@@ -61,8 +61,7 @@ def tree(tmp_path, classes=("a", "b"), per_class=3):
     return root
 
 
-# ---- only regular files, links kept inside their class folder
-# -----------------------------------------
+# ---- only regular files, links kept inside their class folder ------------------------------------
 def test_a_fifo_named_like_an_image_is_never_opened(tmp_path):
     root = tree(tmp_path)
     os.mkfifo(root / "a" / "x.png")
@@ -133,8 +132,7 @@ def test_a_dataset_of_only_unreadable_images_is_an_error(tmp_path, workers):
     loader.close()
 
 
-# ---- pixel formats and bombs
-# ------------------------------------------------------------------------
+# ---- pixel formats and bombs ---------------------------------------------------------------------
 def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
     Image.fromarray(np.array([[0, 40000, 65535]], np.uint16)).save(tmp_path / "deep.png")
     Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32)).save(tmp_path / "float.tif")
@@ -177,8 +175,7 @@ def test_pillows_bomb_check_is_on(tmp_path, monkeypatch):
         load_image(tmp_path / "small.png")
 
 
-# ---- workers that die, a main process that dies
-# ----------------------------------------------------------
+# ---- workers that die, a main process that dies --------------------------------------------------
 class Big:
     """Samples of 1 MB: a batch is many pipe buffers long."""
 

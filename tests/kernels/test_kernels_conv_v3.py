@@ -163,8 +163,7 @@ def test_bad_version_and_splits_raise(device):
         backend.conv2d_forward(x, w, None, g, splits=0)
 
 
-# ---- the choice of tile and split-K by shape (no launch)
-# ------------------------------------------------
+# ---- the choice of tile and split-K by shape (no launch) -----------------------------------------
 def geometry(C_module, N, C, H, K, R, stride, pad):
     """The kernels' checked Conv2dArgs of a square convolution."""
     return C_module.conv2d_check(

@@ -23,8 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 cpu = get_backend("cpu")
 
 
-# ---- faults inside kernels and failed launches
-# ------------------------------------------------------
+# ---- faults inside kernels and failed launches ---------------------------------------------------
 def emu_C():
     return get_backend("emu").C
 
@@ -62,8 +61,7 @@ def test_kernels_run_normally_after_a_fault():
     np.testing.assert_array_equal(get_backend("emu").relu_forward(x), np.maximum(x, 0))
 
 
-# ---- bad arguments: rejected before any launch
-# -----------------------------------------------------
+# ---- bad arguments: rejected before any launch ---------------------------------------------------
 @devices
 def test_wrong_dtype_or_array_type_is_rejected(device):
     backend = get_backend(device)
@@ -190,8 +188,7 @@ def test_empty_batches_launch_nothing():
     assert backend.relu_forward(np.ones((0,))).shape == (0,)
 
 
-# ---- device availability
-# --------------------------------------------------------------------------
+# ---- device availability -------------------------------------------------------------------------
 @pytest.mark.skipif(is_available("cuda"), reason="device 'cuda' works here")
 def test_cuda_without_a_usable_gpu_says_why_and_suggests_emu():
     with pytest.raises(

@@ -225,8 +225,7 @@ def test_errors():
         init.normal_(minicnn.zeros(3), 0.0, -1.0)
 
 
-# ---- the layers' default initialisation (torch's reset_parameters)
-# --------------------------------
+# ---- the layers' default initialisation (torch's reset_parameters) -------------------------------
 @pytest.mark.parametrize(
     "make,fan_in",
     [

@@ -213,24 +213,30 @@ def test_parameter_counts():
 
 def test_state_dict_keys_and_shapes_match_torch():
     torch = pytest.importorskip("torch")
-    tnet = torch.nn.Sequential(
-        OrderedDict(
-            [
-                ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)),
-                ("bn", torch.nn.BatchNorm2d(4)),
-                ("relu", torch.nn.ReLU()),
-                ("pool", torch.nn.AdaptiveAvgPool2d(1)),
-                ("flat", torch.nn.Flatten()),
-                ("fc", torch.nn.Linear(4, 3)),
-            ]
-        )
-    )
+    tnet = _torch_small_cnn(torch)
     ours = small_cnn().state_dict()
     theirs = tnet.state_dict()
     assert list(ours) == list(theirs)
     for k in ours:
         assert ours[k].shape == tuple(theirs[k].shape) and ours[k].dtype == theirs[k].numpy().dtype
     assert n_params(lenet()) == sum(p.numel() for p in _torch_lenet(torch).parameters())
+
+
+def _torch_small_cnn(torch):
+    """small_cnn()'s twin in torch.nn, with the same state_dict keys."""
+    tnn = torch.nn
+    return tnn.Sequential(
+        OrderedDict(
+            [
+                ("conv", tnn.Conv2d(2, 4, 3, padding=1)),
+                ("bn", tnn.BatchNorm2d(4)),
+                ("relu", tnn.ReLU()),
+                ("pool", tnn.AdaptiveAvgPool2d(1)),
+                ("flat", tnn.Flatten()),
+                ("fc", tnn.Linear(4, 3)),
+            ]
+        )
+    )
 
 
 def _torch_lenet(torch):
@@ -251,8 +257,7 @@ def _torch_lenet(torch):
     )
 
 
-# ---- layers forward (over minicnn.functional)
-# ------------------------------------------------------
+# ---- layers forward (over minicnn.functional) ----------------------------------------------------
 def test_conv2d_forward_vs_naive():
     conv = nn.Conv2d(
         4,
@@ -454,22 +459,10 @@ def test_small_cnn_forward_backward_and_eval():
     assert net.bn.num_batches_tracked.item() == 1
 
 
-# ---- optional: same outputs as torch.nn with the same weights
-# -----------------------------------------
+# ---- optional: same outputs as torch.nn with the same weights ------------------------------------
 def test_forward_matches_torch_with_loaded_weights():
     torch = pytest.importorskip("torch")
-    tnet = torch.nn.Sequential(
-        OrderedDict(
-            [
-                ("conv", torch.nn.Conv2d(2, 4, 3, padding=1)),
-                ("bn", torch.nn.BatchNorm2d(4)),
-                ("relu", torch.nn.ReLU()),
-                ("pool", torch.nn.AdaptiveAvgPool2d(1)),
-                ("flat", torch.nn.Flatten()),
-                ("fc", torch.nn.Linear(4, 3)),
-            ]
-        )
-    ).double()
+    tnet = _torch_small_cnn(torch).double()
     net = small_cnn().double()
     net.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((3, 2, 5, 5))

@@ -33,8 +33,7 @@ def run(make_opt, grads=GRADS, p0=P0):
     return out
 
 
-# ---- SGD
-# -------------------------------------------------------------------------------------------
+# ---- SGD -----------------------------------------------------------------------------------------
 def test_sgd_plain_step():
     (p1, *_) = run(lambda ps: optim.SGD(ps, lr=0.1))
     np.testing.assert_allclose(p1, P0 - 0.1 * GRADS[0])
@@ -79,8 +78,7 @@ def test_sgd_rejects_bad_settings():
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
 
 
-# ---- Adam / AdamW
-# ------------------------------------------------------------------------------------
+# ---- Adam / AdamW --------------------------------------------------------------------------------
 def adam_by_hand(lr, b1, b2, eps, wd, decoupled, amsgrad=False):
     p, m, v, vmax, out = P0.copy(), 0.0, 0.0, 0.0, []
     for t, g in enumerate(GRADS, 1):
@@ -246,8 +244,7 @@ def test_load_state_dict_rejects_a_different_layout():
         optim.SGD([a], lr=0.1).load_state_dict(state)
 
 
-# ---- schedules
-# ---------------------------------------------------------------------------------------
+# ---- schedules -----------------------------------------------------------------------------------
 def lrs(make_sched, steps, lr=1.0):
     p = nn.Parameter(minicnn.zeros(1))
     opt = optim.SGD([p], lr=lr)

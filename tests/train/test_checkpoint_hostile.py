@@ -181,8 +181,7 @@ def test_meta_json_that_is_not_text_or_too_big(tmp_path, good):
         T.load_checkpoint(tmp_path / "b.npz")
 
 
-# ---- .npz members
-# -----------------------------------------------------------------------------------
+# ---- .npz members --------------------------------------------------------------------------------
 def npy_header(shape, dtype="<f4"):
     header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape}, }}".encode()
     header += b" " * (63 - len(header) % 64) + b"\n"

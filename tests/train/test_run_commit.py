@@ -211,8 +211,7 @@ def test_an_older_checkpoint_without_metrics_resumes_from_metrics_csv(
     assert code == 2 and "the header is ['epoch', 'train_loss']" in one_line(err)
 
 
-# ---- --out
-# -----------------------------------------------------------------------------------------
+# ---- --out ---------------------------------------------------------------------------------------
 def cli(argv, capsys=None):
     import contextlib
     import io
@@ -290,8 +289,7 @@ def test_only_our_own_temporary_files_are_removed(tmp_path, tiny_data, monkeypat
     assert not (out / ".last.npz.0123456789ab.tmp").exists() and (out / ".notes.tmp").exists()
 
 
-# ---- full and read-only disks
-# ------------------------------------------------------------------------
+# ---- full and read-only disks --------------------------------------------------------------------
 @pytest.mark.parametrize(
     "err,text", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")]
 )

@@ -43,8 +43,7 @@ def tiny_config(data, out, **kw):
     return T.TrainConfig(**settings)
 
 
-# ---- checkpoints
-# --------------------------------------------------------------------------------------
+# ---- checkpoints ---------------------------------------------------------------------------------
 def full_meta(**kw):
     """A training checkpoint's meta.json (what the schema asks for)."""
     meta = {
@@ -143,8 +142,7 @@ def test_kill_9_during_a_save_leaves_a_loadable_checkpoint(tmp_path):
     assert all(f.endswith(".tmp") for f in leftovers)  # only the killed save's temporary file
 
 
-# ---- training and resuming
-# ------------------------------------------------------------------------
+# ---- training and resuming -----------------------------------------------------------------------
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_data, monkeypatch):
     straight = T.train(tiny_config(tiny_data, tmp_path / "straight"), log=lambda *a: None)
     assert straight["epochs"] == 2
@@ -213,8 +211,7 @@ def test_googlenet_aux_losses_are_used_in_training():
     assert total == pytest.approx(parts[0] + 0.3 * (parts[1] + parts[2]), rel=1e-5)
 
 
-# ---- the command line
-# ----------------------------------------------------------------------------------
+# ---- the command line ----------------------------------------------------------------------------
 def run_cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
