@@ -2,8 +2,6 @@
 sizes bounded by the archive and by the model), meta.json against its schema; every failure is a
 CheckpointError, and exit 2 with one line in the CLI."""
 
-import contextlib
-import io
 import json
 import struct
 import zipfile
@@ -14,7 +12,8 @@ import pytest
 import minicnn
 from minicnn import io as io_module
 from minicnn import optim, train as T
-from minicnn.cli import main
+
+from cli_helpers import one_line, run_main
 
 
 @pytest.fixture(scope="module")
@@ -155,18 +154,7 @@ def load_for_resume(path):
 
 def predict(path):
     """``minicnn predict`` with the checkpoint (the resume path is tested in test_run_commit)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["predict", "--checkpoint", str(path), str(path)])
-    return code, err.getvalue()
-
-
-def one_line(err):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("minicnn: error: ") and "Traceback" not in err, (
-        err
-    )
-    return lines[0]
+    return run_main(["predict", "--checkpoint", path, path])
 
 
 def test_meta_json_that_is_not_text_or_too_big(tmp_path, good):

@@ -10,9 +10,10 @@ import pytest
 
 from minicnn import io as io_module
 from minicnn import train as T
-from minicnn.cli import main
 from minicnn.data import builtin_dataset
 from minicnn.train import commit, loop
+
+from cli_helpers import one_line, run_main
 
 VAL_TOP1 = [0.5, 0.9, 0.7, 0.95]  # best at epoch 2, not at 3, again at the last epoch (4)
 
@@ -207,35 +208,17 @@ def test_an_older_checkpoint_without_metrics_resumes_from_metrics_csv(
     assert [r["epoch"] for r in T.read_metrics(out / "metrics.csv")] == [1, 2, 3]
     io_module.save_npz(out / "last.npz", arrays)
     (out / "metrics.csv").write_text("epoch,train_loss\n")
-    code, err = cli(["train", "--resume", out])
+    code, err = run_main(["train", "--resume", out])
     assert code == 2 and "the header is ['epoch', 'train_loss']" in one_line(err)
 
 
 # ---- --out ---------------------------------------------------------------------------------------
-def cli(argv, capsys=None):
-    import contextlib
-    import io
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([str(a) for a in argv])
-    return code, err.getvalue()
-
-
-def one_line(err):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("minicnn: error: ") and "Traceback" not in err, (
-        err
-    )
-    return lines[0]
-
-
 def test_out_refuses_a_folder_that_is_not_a_run(tmp_path, tiny_data):
     user = tmp_path / "mine"
     user.mkdir()
     (user / "config.json").write_text("my own settings")
     (user / ".draft.tmp").write_text("my notes")
-    code, err = cli(["train", "--data", tiny_data, "--out", user, "--workers", 0])
+    code, err = run_main(["train", "--data", tiny_data, "--out", user, "--workers", 0])
     assert (
         code == 2
         and "is not empty (.draft.tmp, config.json) and is not a minicnn run folder"
@@ -247,7 +230,7 @@ def test_out_refuses_a_folder_that_is_not_a_run(tmp_path, tiny_data):
     cwd = os.getcwd()
     try:
         os.chdir(user)
-        code, err = cli(["train", "--data", tiny_data, "--out", ".", "--workers", 0])
+        code, err = run_main(["train", "--data", tiny_data, "--out", ".", "--workers", 0])
     finally:
         os.chdir(cwd)
     assert code == 2 and "--out '.' is not empty" in one_line(err)
@@ -266,7 +249,7 @@ def test_out_path_problems_are_found_before_the_data_is_read(tmp_path, monkeypat
         (tmp_path / "run", None),
     ]
     for out, message in cases[:2]:
-        code, err = cli(["train", "--out", out])
+        code, err = run_main(["train", "--out", out])
         assert code == 2 and message in one_line(err), err
     real_access = os.access
     monkeypatch.setattr(
@@ -276,7 +259,7 @@ def test_out_path_problems_are_found_before_the_data_is_read(tmp_path, monkeypat
             False if os.fspath(path) == str(tmp_path) else real_access(path, mode, **kw)
         ),
     )
-    code, err = cli(["train", "--out", tmp_path / "run"])
+    code, err = run_main(["train", "--out", tmp_path / "run"])
     assert code == 2 and f"cannot write into '{tmp_path}'" in one_line(err)
 
 
@@ -312,7 +295,7 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_survives(
 
     monkeypatch.setattr(commit, "BOUNDARY_HOOK", hook)
     monkeypatch.setattr(io_module.os, "fsync", failing_fsync)
-    code, cli_err = cli(
+    code, cli_err = run_main(
         ["train", "--data", tiny_data, "--out", out, "--workers", 0, "--epochs", 3, "--no-progress"]
     )
     monkeypatch.setattr(io_module.os, "fsync", real_fsync)
