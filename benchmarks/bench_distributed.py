@@ -147,19 +147,6 @@ def run_ranks(nproc, job, argv):
     return result
 
 
-def _without_json(argv):
-    """The arguments to pass on to the ranks: all but ``--json FILE`` / ``--json=FILE``."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--json":
-            skip = True
-        elif not a.startswith("--json="):
-            out.append(a)
-    return out
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -171,7 +158,9 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(result, f)
         return
-    base = _without_json(argv)
+    from minicnn.distributed.launch import without_option
+
+    base = without_option(argv, "--json")  # the arguments to pass on to the ranks
     rows = run_ranks(args.nproc, "allreduce", base)
     print(f"MPI all-reduce, {args.nproc} ranks (float32; median and best of the calls):")
     print(f"{'size':>10} {'median':>10} {'busbw GB/s':>11} {'best':>10} {'busbw GB/s':>11}")

@@ -196,15 +196,9 @@ def _model_names():
 
 def without_nproc(argv):
     """The command line minus ``--nproc N`` / ``--nproc=N`` (what each rank runs)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
+    from ..distributed.launch import without_option
+
+    return without_option(argv, "--nproc")
 
 
 def _launch_nproc(args):

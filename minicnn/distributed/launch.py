@@ -17,6 +17,19 @@ import sys
 from ._mpi import EXTRA_HINT
 
 
+def without_option(argv, flag):
+    """argv minus ``flag VALUE`` and ``flag=VALUE`` wherever they stand (what each rank runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
 def find_mpiexec():
     """Path of mpiexec, or RuntimeError naming the extra to install."""
     beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
