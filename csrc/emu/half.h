@@ -38,14 +38,17 @@ inline float bits_float(uint32_t u) {
   return f;
 }
 
+// u >> shift rounded to nearest even (the bits shifted out decide; a carry may reach the exponent).
+inline uint32_t round_shift(uint32_t u, int shift) {
+  return (u + (1u << (shift - 1)) - 1u + ((u >> shift) & 1u)) >> shift;
+}
+
 // |x| below 2^-14 (a = its bits without the sign): a half subnormal, in units of 2^-24.
 inline uint16_t subnormal_from_float(uint32_t a) {
   if (a <= 0x33000000u) return 0;  // <= 2^-25: ties to the even zero
-  uint32_t mant = (a & 0x7fffffu) | 0x800000u;
-  int shift = 126 - static_cast<int>(a >> 23);  // 14 .. 24
-  uint32_t q = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (q & 1u))) ++q;  // may carry into the smallest normal
-  return static_cast<uint16_t>(q);
+  const uint32_t mant = (a & 0x7fffffu) | 0x800000u;
+  const int shift = 126 - static_cast<int>(a >> 23);       // 14 .. 24
+  return static_cast<uint16_t>(round_shift(mant, shift));  // may carry into the smallest normal
 }
 
 inline uint16_t from_float(float f) {
@@ -55,8 +58,7 @@ inline uint16_t from_float(float f) {
   if (a > 0x7f800000u) return sign | 0x7e00u | static_cast<uint16_t>((a >> 13) & 0x3ffu);  // NaN
   if (a >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds past 65504: inf
   if (a < 0x38800000u) return sign | subnormal_from_float(a);
-  uint32_t r = a + 0xfffu + ((a >> 13) & 1u);  // round to nearest even at bit 13
-  return sign | static_cast<uint16_t>((r - (112u << 23)) >> 13);
+  return sign | static_cast<uint16_t>(round_shift(a - (112u << 23), 13));  // rebias 127 -> 15
 }
 
 inline float to_float(uint16_t h) {
@@ -73,7 +75,7 @@ inline float to_float(uint16_t h) {
 inline uint16_t bf16_from_float(float f) {
   const uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  return static_cast<uint16_t>(round_shift(u, 16));
 }
 
 inline float bf16_to_float(uint16_t b) {
@@ -83,21 +85,19 @@ inline float bf16_to_float(uint16_t b) {
 }  // namespace minicnn_emu::half_bits
 
 // ---- the intrinsics (cuda_fp16.h, cuda_bf16.h) --------------------------------------------------
-inline __half __float2half_rn(float f) {
-  return __half{minicnn_emu::half_bits::from_float(f)};
-}
-inline __half __float2half(float f) {
-  return __float2half_rn(f);
-}
-inline float __half2float(__half h) {
-  return minicnn_emu::half_bits::to_float(h.__x);
-}
-inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-  return __nv_bfloat16{minicnn_emu::half_bits::bf16_from_float(f)};
-}
-inline __nv_bfloat16 __float2bfloat16(float f) {
-  return __float2bfloat16_rn(f);
-}
-inline float __bfloat162float(__nv_bfloat16 b) {
-  return minicnn_emu::half_bits::bf16_to_float(b.__x);
-}
+// For a 16-bit type H with the bit conversions from_bits(float) and to_bits(uint16_t): float -> H
+// rounded to nearest even (`round`, and `plain`, which rounds the same), and H -> float (`widen`).
+#define MINICNN_EMU_CONVERSIONS(H, from_bits, to_bits, round, plain, widen) \
+  inline H round(float f) {                                                 \
+    return H{minicnn_emu::half_bits::from_bits(f)};                         \
+  }                                                                         \
+  inline H plain(float f) {                                                 \
+    return round(f);                                                        \
+  }                                                                         \
+  inline float widen(H h) {                                                 \
+    return minicnn_emu::half_bits::to_bits(h.__x);                          \
+  }
+MINICNN_EMU_CONVERSIONS(__half, from_float, to_float, __float2half_rn, __float2half, __half2float)
+MINICNN_EMU_CONVERSIONS(__nv_bfloat16, bf16_from_float, bf16_to_float, __float2bfloat16_rn,
+                        __float2bfloat16, __bfloat162float)
+#undef MINICNN_EMU_CONVERSIONS

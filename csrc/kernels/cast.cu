@@ -9,7 +9,7 @@
 // 16-bit pattern, which is how the emulator's conversions are tested.
 //
 // Versions:
-//   1. one element per thread, as relu.cu.
+//   1. one element per thread (map_kernel), as relu.cu.
 //
 // Buffers: contiguous arrays of n elements, any shape.
 #include "common.cuh"
@@ -17,32 +17,25 @@
 namespace minicnn {
 namespace kernels {
 
-// ---- kernels ------------------------------------------------------------------------------------
+// ---- kernels: the maps of map_kernel (common.cuh) -----------------------------------------------
 template <class T>
-__global__ void cast_to_float_kernel(float* out,    // (n,)
-                                     const T* inp,  // (n,)
-                                     int64_t n) {
-  int64_t i = global_index();
-  if (i < n) out[i] = to_acc(inp[i]);
-}
-
+struct ToFloat {
+  __device__ float operator()(T x) const { return to_acc(x); }
+};
 template <class T>
-__global__ void cast_from_float_kernel(T* out,            // (n,)
-                                       const float* inp,  // (n,)
-                                       int64_t n) {
-  int64_t i = global_index();
-  if (i < n) out[i] = from_acc<T>(inp[i]);
-}
+struct FromFloat {
+  __device__ T operator()(float x) const { return from_acc<T>(x); }
+};
 
 // ---- launchers ----------------------------------------------------------------------------------
 template <class T>
 void cast_to_float(float* out, const T* inp, int64_t n, cudaStream_t stream) {
-  LAUNCH_1D((cast_to_float_kernel<T>), n, stream, out, inp, n);
+  LAUNCH_1D((map_kernel<ToFloat<T>, float, T>), n, stream, out, n, inp);
 }
 
 template <class T>
 void cast_from_float(T* out, const float* inp, int64_t n, cudaStream_t stream) {
-  LAUNCH_1D((cast_from_float_kernel<T>), n, stream, out, inp, n);
+  LAUNCH_1D((map_kernel<FromFloat<T>, T, float>), n, stream, out, n, inp);
 }
 
 #define INSTANTIATE(T)                                                     \

@@ -44,6 +44,74 @@ __device__ __forceinline__ int64_t global_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 
+// Row m of an (·, A, B) array as (n, a, b): an output pixel of a GEMM's rows (conv2d).
+struct RowPos {
+  int64_t n;
+  int a, b;
+};
+__device__ __forceinline__ RowPos decode_row(int64_t m, int A, int B) {
+  const int64_t plane = int64_t(A) * B;
+  RowPos o;
+  if (m <= INT32_MAX && plane <= INT32_MAX) {  // 32-bit division where it fits
+    o.n = int(m) / int(plane);
+    const int t = int(m) - int(o.n) * int(plane);
+    o.a = t / B, o.b = t - o.a * B;
+  } else {
+    o.n = m / plane;
+    const int t = int(m - o.n * plane);
+    o.a = t / B, o.b = t - o.a * B;
+  }
+  return o;
+}
+
+// ---- windows of conv2d.cu and pool.cu (G: Conv2d or Pool2d) ------------------------------------
+// The output index p along one axis whose window offset r reads coordinate h, or -1 if none.
+__device__ __forceinline__ int window_reading(int h, int r, int stride, int pad, int dil, int P) {
+  const int t = h + pad - r * dil;  // = p * stride
+  if (t < 0 || t % stride != 0) return -1;
+  const int p = t / stride;
+  return p < P ? p : -1;
+}
+
+// Calls f(r, s, h, w) for each offset (r, s) of output pixel (p, q)'s window that reads an input
+// pixel (h, w) = (p sh - ph + r dh, q sw - pw + s dw) (padding skipped), in row-major order.
+template <class G, class F>
+__device__ __forceinline__ void for_window(const G& g, int p, int q, int dh, int dw, F f) {
+  const int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
+  for (int r = 0; r < g.R; ++r) {
+    const int h = h_start + r * dh;
+    if (h < 0 || h >= g.H) continue;
+    for (int s = 0; s < g.S; ++s) {
+      const int w = w_start + s * dw;
+      if (w >= 0 && w < g.W) f(r, s, h, w);
+    }
+  }
+}
+
+// Calls f(r, s, p, q) for each output pixel (p, q) whose window offset (r, s) reads input pixel
+// (h, w): the windows of for_window seen from the input, in order of (r, s).
+template <class G, class F>
+__device__ __forceinline__ void for_windows_reading(const G& g, int h, int w, int dh, int dw, F f) {
+  for (int r = 0; r < g.R; ++r) {
+    const int p = window_reading(h, r, g.sh, g.ph, dh, g.P);
+    if (p < 0) continue;
+    for (int s = 0; s < g.S; ++s) {
+      const int q = window_reading(w, s, g.sw, g.pw, dw, g.Q);
+      if (q >= 0) f(r, s, p, q);
+    }
+  }
+}
+
+// ---- elementwise maps ---------------------------------------------------------------------------
+// out[i] = F()(in[i]...) for i < n, one element per thread: the kernel of the plain elementwise ops
+// (relu.cu, cast.cu). F is a functor with a __device__ operator() (the op's math, one line), e.g.
+//   LAUNCH_1D((map_kernel<ReluForward<T>, T, T>), n, stream, out, n, inp);
+template <class F, class Out, class... In>
+__global__ void map_kernel(Out* out, int64_t n, const In*... in) {
+  const int64_t i = global_index();
+  if (i < n) out[i] = F()(in[i]...);
+}
+
 // ---- math on T = float or double: the single-precision functions for float ----------------------
 __device__ __forceinline__ float power(float x, float y) {
   return powf(x, y);

@@ -24,6 +24,9 @@
 // before the kernel and needs no sync; skipped when the caller says the device copy is current),
 // then launches once.
 //
+// One kernel, multi_tensor_apply_kernel, walks the chunks for every optimizer; SgdUpdate and
+// AdamUpdate hold the math of one chunk.
+//
 // Versions:
 //   1. one element per thread per step of the stride, chunks of 4096 elements, 256 threads.
 #include "common.cuh"
@@ -54,16 +57,25 @@ __device__ __forceinline__ T* column(const int64_t* row, int c) {
 }
 
 // ---- kernels ------------------------------------------------------------------------------------
-template <class T>
-__global__ void sgd_update_kernel(const int64_t* table,  // (tensors, kOptimTableColumns)
-                                  int tensors, int64_t chunks, SgdScalars s) {
-  const T lr = T(s.lr), mu = T(s.momentum), wd = T(s.weight_decay);
-  const T keep = T(s.one_minus_dampening);
+// Multi-tensor apply: block after block of chunks, each handed to update.chunk(row, begin, end)
+// (elements [begin, end) of the tensor in table row `row`, strided over the block's threads).
+template <class Update>
+__global__ void multi_tensor_apply_kernel(const int64_t* table,  // (tensors, kOptimTableColumns)
+                                          int tensors, int64_t chunks, Update update) {
   for (int64_t chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
     const int64_t* row = chunk_row(table, tensors, chunk);
-    T *p = column<T>(row, 0), *g = column<T>(row, 1), *b = column<T>(row, 2);
     const int64_t begin = (chunk - row[6]) * kChunk;
-    const int64_t end = begin + kChunk < row[5] ? begin + kChunk : row[5];
+    update.chunk(row, begin, begin + kChunk < row[5] ? begin + kChunk : row[5]);
+  }
+}
+
+template <class T>
+struct SgdUpdate {
+  SgdScalars s;
+  __device__ void chunk(const int64_t* row, int64_t begin, int64_t end) const {
+    const T lr = T(s.lr), mu = T(s.momentum), wd = T(s.weight_decay);
+    const T keep = T(s.one_minus_dampening);
+    T *p = column<T>(row, 0), *g = column<T>(row, 1), *b = column<T>(row, 2);
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
       T grad = g[i], param = p[i];
       if (s.weight_decay != 0) grad = grad + wd * param;
@@ -75,20 +87,17 @@ __global__ void sgd_update_kernel(const int64_t* table,  // (tensors, kOptimTabl
       p[i] = param - lr * grad;
     }
   }
-}
+};
 
 template <class T>
-__global__ void adam_update_kernel(const int64_t* table,  // (tensors, kOptimTableColumns)
-                                   int tensors, int64_t chunks, AdamScalars s) {
-  const T b1 = T(s.beta1), b2 = T(s.beta2), c1 = T(s.one_minus_beta1), c2 = T(s.one_minus_beta2);
-  const T wd = T(s.weight_decay), shrink = T(s.decoupled_factor), eps = T(s.eps);
-  const T step_size = T(s.step_size), bc2_sqrt = T(s.bias_correction2_sqrt);
-  for (int64_t chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
-    const int64_t* row = chunk_row(table, tensors, chunk);
+struct AdamUpdate {
+  AdamScalars s;
+  __device__ void chunk(const int64_t* row, int64_t begin, int64_t end) const {
+    const T b1 = T(s.beta1), b2 = T(s.beta2), c1 = T(s.one_minus_beta1), c2 = T(s.one_minus_beta2);
+    const T wd = T(s.weight_decay), shrink = T(s.decoupled_factor), eps = T(s.eps);
+    const T step_size = T(s.step_size), bc2_sqrt = T(s.bias_correction2_sqrt);
     T *p = column<T>(row, 0), *g = column<T>(row, 1);
     T *m = column<T>(row, 2), *v = column<T>(row, 3), *vmax = column<T>(row, 4);
-    const int64_t begin = (chunk - row[6]) * kChunk;
-    const int64_t end = begin + kChunk < row[5] ? begin + kChunk : row[5];
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
       T grad = g[i], param = p[i];
       if (s.weight_decay != 0) {
@@ -109,18 +118,23 @@ __global__ void adam_update_kernel(const int64_t* table,  // (tensors, kOptimTab
       p[i] = param - step_size * m_i / denom;
     }
   }
-}
+};
 
 // ---- launchers ----------------------------------------------------------------------------------
-namespace {
-unsigned int optim_blocks(int64_t chunks) {
-  return static_cast<unsigned int>(chunks < kMaxOptimBlocks ? chunks : kMaxOptimBlocks);
+// Upload the table (unless table_host is null: the device copy is current), then one launch.
+template <class Update>
+void multi_tensor_apply(const char* name, Update update, int64_t* table, const int64_t* table_host,
+                        int tensors, int64_t chunks, cudaStream_t stream) {
+  if (tensors == 0 || chunks == 0) return;
+  if (table_host != nullptr) {
+    const size_t bytes = sizeof(int64_t) * kOptimTableColumns * static_cast<size_t>(tensors);
+    CUDA_CHECK(cudaMemcpyAsync(table, table_host, bytes, cudaMemcpyHostToDevice, stream));
+  }
+  const int64_t blocks = chunks < kMaxOptimBlocks ? chunks : kMaxOptimBlocks;
+  LAUNCH((multi_tensor_apply_kernel<Update>), unsigned(blocks), kBlockSize, 0, stream)(
+      table, tensors, chunks, update);
+  CHECK_LAUNCH(name);
 }
-void upload_table(int64_t* table, const int64_t* table_host, int tensors, cudaStream_t stream) {
-  const size_t bytes = sizeof(int64_t) * kOptimTableColumns * static_cast<size_t>(tensors);
-  CUDA_CHECK(cudaMemcpyAsync(table, table_host, bytes, cudaMemcpyHostToDevice, stream));
-}
-}  // namespace
 
 int64_t optim_chunk_size() {
   return kChunk;
@@ -129,21 +143,15 @@ int64_t optim_chunk_size() {
 template <class T>
 void sgd_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
                 SgdScalars s, cudaStream_t stream) {
-  if (tensors == 0 || chunks == 0) return;
-  if (table_host != nullptr) upload_table(table, table_host, tensors, stream);
-  LAUNCH((sgd_update_kernel<T>), optim_blocks(chunks), kBlockSize, 0, stream)(table, tensors,
-                                                                              chunks, s);
-  CHECK_LAUNCH("sgd_update_kernel");
+  multi_tensor_apply("multi_tensor_apply_kernel (sgd)", SgdUpdate<T>{s}, table, table_host, tensors,
+                     chunks, stream);
 }
 
 template <class T>
 void adam_update(int64_t* table, const int64_t* table_host, int tensors, int64_t chunks,
                  AdamScalars s, cudaStream_t stream) {
-  if (tensors == 0 || chunks == 0) return;
-  if (table_host != nullptr) upload_table(table, table_host, tensors, stream);
-  LAUNCH((adam_update_kernel<T>), optim_blocks(chunks), kBlockSize, 0, stream)(table, tensors,
-                                                                               chunks, s);
-  CHECK_LAUNCH("adam_update_kernel");
+  multi_tensor_apply("multi_tensor_apply_kernel (adam)", AdamUpdate<T>{s}, table, table_host,
+                     tensors, chunks, stream);
 }
 
 #define INSTANTIATE(T)                                                                           \

@@ -7,9 +7,10 @@
 // tensor the op saves anyway.
 //
 // Versions:
-//   1. one element per thread, blocks of 256 threads covering the array. ReLU moves 8 (forward) or
-//      12 (backward) bytes per float and does one comparison: memory-bound, and this simple form
-//      already streams at the memory bandwidth once the grid has many blocks.
+//   1. one element per thread (map_kernel in common.cuh), blocks of 256 threads covering the
+//      array. ReLU moves 8 (forward) or 12 (backward) bytes per float and does one comparison:
+//      memory-bound, and this simple form already streams at the memory bandwidth once the grid
+//      has many blocks.
 //
 // In float16 / bfloat16 the comparison is made in float (exact) and the values are copied as bits.
 //
@@ -19,36 +20,25 @@
 namespace minicnn {
 namespace kernels {
 
-// ---- kernels --------------------------------------------------------------------------------------
+// ---- kernels: the maps of map_kernel (common.cuh) -------------------------------------------------
 template <class T>
-__global__ void relu_forward_kernel(T* out,        // (n,)
-                                    const T* inp,  // (n,)
-                                    int64_t n) {
-  int64_t i = global_index();
-  if (i < n) {
-    T x = inp[i];
-    out[i] = to_acc(x) < 0 ? from_acc<T>(0) : x;  // NaN < 0 is false: NaN passes
-  }
-}
-
+struct ReluForward {                                                                 // x -> y
+  __device__ T operator()(T x) const { return to_acc(x) < 0 ? from_acc<T>(0) : x; }  // NaN passes
+};
 template <class T>
-__global__ void relu_backward_kernel(T* dinp,        // (n,)
-                                     const T* dout,  // (n,)
-                                     const T* out,   // (n,) the forward's y
-                                     int64_t n) {
-  int64_t i = global_index();
-  if (i < n) dinp[i] = to_acc(out[i]) <= 0 ? from_acc<T>(0) : dout[i];
-}
+struct ReluBackward {  // (dy, y) -> dx
+  __device__ T operator()(T dy, T y) const { return to_acc(y) <= 0 ? from_acc<T>(0) : dy; }
+};
 
 // ---- launchers ------------------------------------------------------------------------------------
 template <class T>
 void relu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream) {
-  LAUNCH_1D((relu_forward_kernel<T>), n, stream, out, inp, n);
+  LAUNCH_1D((map_kernel<ReluForward<T>, T, T>), n, stream, out, n, inp);
 }
 
 template <class T>
 void relu_backward(T* dinp, const T* dout, const T* out, int64_t n, cudaStream_t stream) {
-  LAUNCH_1D((relu_backward_kernel<T>), n, stream, dinp, dout, out, n);
+  LAUNCH_1D((map_kernel<ReluBackward<T>, T, T, T>), n, stream, dinp, n, dout, out);
 }
 
 #define INSTANTIATE(T)                                                \
