@@ -70,14 +70,12 @@ __global__ void conv2d_forward_naive_kernel(T* out,           // (N, K, P, Q)
   const int64_t n = i / ((int64_t)g.Q * g.P * g.K);
   const int Cg = g.C / g.G, Kg = g.K / g.G, c0 = k / Kg * Cg;
   T acc = bias ? bias[k] : T(0);
-  for (int c = 0; c < Cg; ++c)
-    for (int r = 0; r < g.R; ++r)
-      for (int s = 0; s < g.S; ++s) {
-        const int h = p * g.sh - g.ph + r * g.dh, w = q * g.sw - g.pw + s * g.dw;
-        if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
-        acc += inp[((n * g.C + c0 + c) * g.H + h) * g.W + w] *
-               weight[(((int64_t)k * Cg + c) * g.R + r) * g.S + s];
-      }
+  for (int c = 0; c < Cg; ++c) {
+    const T* x = inp + (n * g.C + c0 + c) * g.H * g.W;         // (H, W)
+    const T* wc = weight + ((int64_t)k * Cg + c) * g.R * g.S;  // (R, S)
+    for_window(g, p, q, g.dh, g.dw,
+               [&](int r, int s, int h, int w) { acc += x[h * g.W + w] * wc[r * g.S + s]; });
+  }
   out[i] = acc;
 }
 
@@ -94,16 +92,13 @@ __global__ void conv2d_backward_data_naive_kernel(T* dinp,          // (N, C, H,
   const int64_t n = i / ((int64_t)g.W * g.H * g.C);
   const int Cg = g.C / g.G, Kg = g.K / g.G, k0 = c / Cg * Kg;
   T acc = T(0);
-  for (int k = k0; k < k0 + Kg; ++k)
-    for (int r = 0; r < g.R; ++r)
-      for (int s = 0; s < g.S; ++s) {
-        const int hp = h + g.ph - r * g.dh, wq = w + g.pw - s * g.dw;  // p·sh and q·sw
-        if (hp < 0 || wq < 0 || hp % g.sh != 0 || wq % g.sw != 0) continue;
-        const int p = hp / g.sh, q = wq / g.sw;
-        if (p >= g.P || q >= g.Q) continue;
-        acc += dout[((n * g.K + k) * g.P + p) * g.Q + q] *
-               weight[(((int64_t)k * Cg + c % Cg) * g.R + r) * g.S + s];
-      }
+  for (int k = k0; k < k0 + Kg; ++k) {
+    const T* dy = dout + (n * g.K + k) * g.P * g.Q;                 // (P, Q)
+    const T* wk = weight + ((int64_t)k * Cg + c % Cg) * g.R * g.S;  // (R, S)
+    for_windows_reading(g, h, w, g.dh, g.dw, [&](int r, int s, int p, int q) {
+      acc += dy[p * g.Q + q] * wk[r * g.S + s];
+    });
+  }
   dinp[i] = acc;
 }
 
@@ -226,7 +221,7 @@ Conv2d conv2d_check(const Conv2dGeometry& g) {
 
 int conv2d_backward_weight_splits(const Conv2d& g, int tile) {
   check_tile(tile);
-  ConvBackwardWeightGemm<float> pb{nullptr, nullptr, nullptr, g};
+  ConvBackwardWeightGemm<float> pb{{g}, nullptr, nullptr, nullptr};
   const int t = tile ? tile : conv2d_pick_tile(pb.rows(), pb.cols());
   const int64_t blocks = ((pb.rows() + t - 1) / t) * ((pb.cols() + t - 1) / t) * g.G;
   const int64_t depth = pb.depth();
@@ -370,61 +365,61 @@ static void launch_v3(const Problem& pb, int64_t rows, int64_t cols, int64_t z, 
   CHECK_LAUNCH(name);
 }
 
+// Launch version 3 for a pass with the problem make(lanes) returns, lanes std::true_type when its
+// L-wide loads apply (the pass's channels or columns a multiple of L), else std::false_type.
+template <int TILE, class Make>
+static void run_v3(const Conv2d& g, int pass, int splits, bool lanes, const char* name,
+                   cudaStream_t stream, Make make) {
+  const GemmSize z = v3_size(g, pass);
+  auto launch = [&](const auto& pb) {
+    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
+  };
+  if (lanes)
+    launch(make(std::true_type()));
+  else
+    launch(make(std::false_type()));
+}
+
 template <class T, int TILE>
 static void forward_v3(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
                        int splits, cudaStream_t stream) {
   constexpr int L = TILE / 32;
-  const GemmSize z = v3_size(g, kConvForward);
-  const char* name = "conv2d_implicit_gemm_v3_kernel (forward)";
-  auto run = [&](auto lanes) {
-    v3::ForwardV3<T, L, decltype(lanes)::value> pb{
-        out, inp, weight, bias, g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
-    pb.w_vec = L > 1 && lanes && pb.RS == 1 && aligned(weight, L * sizeof(T));
-    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
-  };
-  if ((g.C / g.G) % L == 0)
-    run(std::true_type());
-  else
-    run(std::false_type());
+  run_v3<TILE>(g, kConvForward, splits, (g.C / g.G) % L == 0,
+               "conv2d_implicit_gemm_v3_kernel (forward)", stream, [&](auto lanes) {
+                 v3::ForwardV3<T, L, decltype(lanes)::value> pb{v3::conv_shape(g), out, inp, weight,
+                                                                bias};
+                 pb.w_vec = L > 1 && lanes && pb.RS == 1 && aligned(weight, L * sizeof(T));
+                 return pb;
+               });
 }
 
 template <class T, int TILE>
 static void backward_data_v3(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
                              cudaStream_t stream) {
   constexpr int L = TILE / 32;
-  const GemmSize z = v3_size(g, kConvBackwardData);
-  const char* name = "conv2d_implicit_gemm_v3_kernel (backward data)";
-  auto run = [&](auto lanes) {
-    v3::BackwardDataV3<T, L, decltype(lanes)::value> pb{
-        dinp, dout, weight, g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
-    pb.CgRS = pb.Cg * pb.RS;
-    pb.rstep = g.sh / std::gcd(g.dh, g.sh), pb.sstep = g.sw / std::gcd(g.dw, g.sw);
-    pb.pstep = pb.rstep * g.dh / g.sh, pb.qstep = pb.sstep * g.dw / g.sw;
-    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
-  };
-  if ((g.K / g.G) % L == 0)
-    run(std::true_type());
-  else
-    run(std::false_type());
+  run_v3<TILE>(g, kConvBackwardData, splits, (g.K / g.G) % L == 0,
+               "conv2d_implicit_gemm_v3_kernel (backward data)", stream, [&](auto lanes) {
+                 v3::BackwardDataV3<T, L, decltype(lanes)::value> pb{v3::conv_shape(g), dinp, dout,
+                                                                     weight};
+                 pb.CgRS = pb.Cg * pb.RS;
+                 pb.rstep = g.sh / std::gcd(g.dh, g.sh), pb.sstep = g.sw / std::gcd(g.dw, g.sw);
+                 pb.pstep = pb.rstep * g.dh / g.sh, pb.qstep = pb.sstep * g.dw / g.sw;
+                 return pb;
+               });
 }
 
 template <class T, int TILE>
 static void backward_weight_v3(T* partial, const T* dout, const T* inp, const Conv2d& g, int splits,
                                cudaStream_t stream) {
   constexpr int L = TILE / 32;
-  const GemmSize z = v3_size(g, kConvBackwardWeight);
-  const char* name = "conv2d_implicit_gemm_v3_kernel (backward weight)";
-  auto run = [&](auto lanes) {
-    v3::BackwardWeightV3<T, L, decltype(lanes)::value> pb{
-        partial, dout, inp, g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
-    pb.dy_image = int64_t(g.K) * pb.PQ, pb.x_image = int64_t(g.C) * pb.HW;
-    pb.dy_vec = L > 1 && lanes && aligned(dout, L * sizeof(T));
-    launch_v3<TILE>(pb, z.rows, z.cols, z.z * splits, chunk_for(z.depth, splits), name, stream);
-  };
-  if (g.Q % L == 0)
-    run(std::true_type());
-  else
-    run(std::false_type());
+  run_v3<TILE>(g, kConvBackwardWeight, splits, g.Q % L == 0,
+               "conv2d_implicit_gemm_v3_kernel (backward weight)", stream, [&](auto lanes) {
+                 v3::BackwardWeightV3<T, L, decltype(lanes)::value> pb{v3::conv_shape(g), partial,
+                                                                       dout, inp};
+                 pb.dy_image = int64_t(g.K) * pb.PQ, pb.x_image = int64_t(g.C) * pb.HW;
+                 pb.dy_vec = L > 1 && lanes && aligned(dout, L * sizeof(T));
+                 return pb;
+               });
 }
 
 // Runs `launch.template operator()<TILE>()` for the tile by shape (tile 0) or the one asked for.
@@ -481,7 +476,7 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
   }
   if (version == 2) {
     if (splits > 1) throw std::invalid_argument("conv2d_forward: version 2 does not split");
-    run_gemm(ConvForwardGemm<T>{out, inp, weight, bias, g}, tile, 1,
+    run_gemm(ConvForwardGemm<T>{{g}, out, inp, weight, bias}, tile, 1,
              "conv2d_implicit_gemm_kernel (forward)", stream);
     return;
   }
@@ -518,7 +513,7 @@ void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d&
   }
   if (version == 2) {
     if (splits > 1) throw std::invalid_argument("conv2d_backward_data: version 2 does not split");
-    run_gemm(ConvBackwardDataGemm<T>{dinp, dout, weight, g}, tile, 1,
+    run_gemm(ConvBackwardDataGemm<T>{{g}, dinp, dout, weight}, tile, 1,
              "conv2d_implicit_gemm_kernel (backward data)", stream);
     return;
   }
@@ -558,7 +553,7 @@ void conv2d_backward_weight(T* dweight, T* workspace, const T* dout, const T* in
     return;
   }
   if (version == 2)
-    run_gemm(ConvBackwardWeightGemm<T>{dst, dout, inp, g}, tile, splits,
+    run_gemm(ConvBackwardWeightGemm<T>{{g}, dst, dout, inp}, tile, splits,
              "conv2d_implicit_gemm_kernel (backward weight)", stream);
   else
     with_v3_tile(g, kConvBackwardWeight, tile, [&](auto t) {

@@ -20,33 +20,51 @@ __device__ __forceinline__ void divmod(int64_t a, int b, int64_t& n, int& r) {
   }
 }
 
-// A problem tells the GEMM kernel its sizes and how to read A, B and write the output. Row and Col
-// hold what a thread precomputes once for the row of A / column of B it loads every slice.
+// A problem tells the GEMM kernel its sizes (GemmShape) and how to read A, B and write the output.
+// Row and Col hold what a thread precomputes once for the row of A / column of B it loads every
+// slice: a pointer (Ptr), or an image's plane and where the pixel's window starts (PlanePos).
+template <int kPass>
+struct GemmShape {  // rows x cols, reduced over depth: the mapping in conv2d.cu's header
+  Conv2d g;
+  __host__ __device__ int64_t rows() const {
+    return pick(g.N * g.P * g.Q, g.N * g.H * g.W, g.K / g.G);
+  }
+  __host__ __device__ int64_t cols() const {
+    return pick(g.K / g.G, g.C / g.G, int64_t(g.C / g.G) * g.R * g.S);
+  }
+  __host__ __device__ int64_t depth() const {
+    return pick(int64_t(g.C / g.G) * g.R * g.S, int64_t(g.K / g.G) * g.R * g.S, g.N * g.P * g.Q);
+  }
+  // The forward's, backward data's or backward weight's value.
+  __host__ __device__ static int64_t pick(int64_t forward, int64_t data, int64_t weight) {
+    return kPass == kConvForward ? forward : kPass == kConvBackwardData ? data : weight;
+  }
+};
+template <class T>
+struct Ptr {
+  const T* p;
+};
+template <class T>
+struct PlanePos {
+  const T* p;  // the plane of channel 0 of the group
+  int h, w;
+};
+
 template <class T_>
-struct ConvForwardGemm {
+struct ConvForwardGemm : GemmShape<kConvForward> {
   using T = T_;
+  using Row = PlanePos<T>;  // x[n, grp·Cg], (p sh - ph, q sw - pw)
+  using Col = Ptr<T>;       // w[grp·Kg + j]
   T* out;
   const T* inp;
   const T* weight;
   const T* bias;
-  Conv2d g;
   static constexpr bool kALoadAlongM = true;   // consecutive q: consecutive x
   static constexpr bool kBLoadAlongJ = false;  // consecutive d: consecutive w
-  __host__ __device__ int64_t rows() const { return g.N * g.P * g.Q; }
-  __host__ __device__ int64_t cols() const { return g.K / g.G; }
-  __host__ __device__ int64_t depth() const { return int64_t(g.C / g.G) * g.R * g.S; }
-  struct Row {
-    const T* x;
-    int h0, w0;
-  };
-  struct Col {
-    const T* w;
-  };
   __device__ Row row(int grp, int64_t m) const {
-    const int q = int(m % g.Q), p = int(m / g.Q % g.P);
-    const int64_t n = m / ((int64_t)g.P * g.Q);
-    return {inp + (n * g.C + int64_t(grp) * (g.C / g.G)) * g.H * g.W, p * g.sh - g.ph,
-            q * g.sw - g.pw};
+    const RowPos o = decode_row(m, g.P, g.Q);
+    return {inp + (o.n * g.C + int64_t(grp) * (g.C / g.G)) * g.H * g.W, o.a * g.sh - g.ph,
+            o.b * g.sw - g.pw};
   }
   __device__ Col col(int grp, int64_t j) const {
     return {weight + (int64_t(grp) * cols() + j) * depth()};
@@ -54,10 +72,10 @@ struct ConvForwardGemm {
   __device__ T a(const Row& x, int64_t d64) const {
     const int d = int(d64);  // < Cg·R·S <= INT32_MAX: 32-bit division, much cheaper on a GPU
     const int s = d % g.S, r = d / g.S % g.R, c = d / (g.S * g.R);
-    const int h = x.h0 + r * g.dh, w = x.w0 + s * g.dw;
-    return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? x.x[(int64_t(c) * g.H + h) * g.W + w] : T(0);
+    const int h = x.h + r * g.dh, w = x.w + s * g.dw;
+    return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? x.p[(int64_t(c) * g.H + h) * g.W + w] : T(0);
   }
-  __device__ T b(const Col& w, int64_t d) const { return w.w[d]; }
+  __device__ T b(const Col& w, int64_t d) const { return w.p[d]; }
   __device__ void store(int grp, int, int64_t m, int64_t j, T v) const {
     const int64_t k = grp * cols() + j, n = m / ((int64_t)g.P * g.Q), pq = m % ((int64_t)g.P * g.Q);
     out[(n * g.K + k) * g.P * g.Q + pq] = bias ? v + bias[k] : v;
@@ -65,28 +83,18 @@ struct ConvForwardGemm {
 };
 
 template <class T_>
-struct ConvBackwardDataGemm {
+struct ConvBackwardDataGemm : GemmShape<kConvBackwardData> {
   using T = T_;
+  using Row = PlanePos<T>;  // dout[n, grp·Kg], (h + ph, w + pw)
+  using Col = Ptr<T>;       // w[grp·Kg, j]
   T* dinp;
   const T* dout;
   const T* weight;
-  Conv2d g;
   static constexpr bool kALoadAlongM = true;   // consecutive w: consecutive dout (stride 1)
   static constexpr bool kBLoadAlongJ = false;  // consecutive (r, s): consecutive w
-  __host__ __device__ int64_t rows() const { return g.N * g.H * g.W; }
-  __host__ __device__ int64_t cols() const { return g.C / g.G; }
-  __host__ __device__ int64_t depth() const { return int64_t(g.K / g.G) * g.R * g.S; }
-  struct Row {
-    const T* dy;
-    int h, w;
-  };
-  struct Col {
-    const T* w;
-  };
   __device__ Row row(int grp, int64_t m) const {
-    const int w = int(m % g.W), h = int(m / g.W % g.H);
-    const int64_t n = m / ((int64_t)g.H * g.W);
-    return {dout + (n * g.K + int64_t(grp) * (g.K / g.G)) * g.P * g.Q, h + g.ph, w + g.pw};
+    const RowPos o = decode_row(m, g.H, g.W);
+    return {dout + (o.n * g.K + int64_t(grp) * (g.K / g.G)) * g.P * g.Q, o.a + g.ph, o.b + g.pw};
   }
   __device__ Col col(int grp, int64_t j) const {
     return {weight + (int64_t(grp) * (g.K / g.G) * cols() + j) * g.R * g.S};
@@ -98,11 +106,11 @@ struct ConvBackwardDataGemm {
               wq = y.w - s * g.dw;  // = p sh and q sw if (h, w) is read by (p, q)
     if (hp < 0 || wq < 0 || hp % g.sh != 0 || wq % g.sw != 0) return T(0);
     const int p = hp / g.sh, q = wq / g.sw;
-    return (p < g.P && q < g.Q) ? y.dy[(int64_t(k) * g.P + p) * g.Q + q] : T(0);
+    return (p < g.P && q < g.Q) ? y.p[(int64_t(k) * g.P + p) * g.Q + q] : T(0);
   }
   __device__ T b(const Col& w, int64_t d64) const {
     const int d = int(d64), RS = g.R * g.S;
-    return w.w[int64_t(d / RS) * cols() * RS + d % RS];
+    return w.p[int64_t(d / RS) * cols() * RS + d % RS];
   }
   __device__ void store(int grp, int, int64_t m, int64_t j, T v) const {
     const int64_t n = m / ((int64_t)g.H * g.W), hw = m % ((int64_t)g.H * g.W);
@@ -111,24 +119,15 @@ struct ConvBackwardDataGemm {
 };
 
 template <class T_>
-struct ConvBackwardWeightGemm {
+struct ConvBackwardWeightGemm : GemmShape<kConvBackwardWeight> {
   using T = T_;
-  T* partial;  // (splits, K, Cg, R, S): dw itself when splits == 1
+  using Row = Ptr<T>;       // dout[0, grp·Kg + m]
+  using Col = PlanePos<T>;  // x[0, grp·Cg + c], (r dh - ph, s dw - pw)
+  T* partial;               // (splits, K, Cg, R, S): dw itself when splits == 1
   const T* dout;
   const T* inp;
-  Conv2d g;
   static constexpr bool kALoadAlongM = false;  // consecutive (p, q): consecutive dout
   static constexpr bool kBLoadAlongJ = false;  // consecutive (p, q): consecutive x (stride 1)
-  __host__ __device__ int64_t rows() const { return g.K / g.G; }
-  __host__ __device__ int64_t cols() const { return int64_t(g.C / g.G) * g.R * g.S; }
-  __host__ __device__ int64_t depth() const { return g.N * g.P * g.Q; }
-  struct Row {
-    const T* dy;
-  };
-  struct Col {
-    const T* x;
-    int h0, w0;
-  };
   __device__ Row row(int grp, int64_t m) const {
     return {dout + (int64_t(grp) * rows() + m) * g.P * g.Q};
   }
@@ -140,16 +139,16 @@ struct ConvBackwardWeightGemm {
     int64_t n;
     int pq;
     divmod(d, g.P * g.Q, n, pq);
-    return y.dy[n * g.K * g.P * g.Q + pq];
+    return y.p[n * g.K * g.P * g.Q + pq];
   }
   __device__ T b(const Col& x, int64_t d) const {
     int64_t n;
     int pq;
     divmod(d, g.P * g.Q, n, pq);
     const int p = pq / g.Q, q = pq % g.Q;
-    const int h = p * g.sh + x.h0, w = q * g.sw + x.w0;
+    const int h = p * g.sh + x.h, w = q * g.sw + x.w;
     return (h >= 0 && h < g.H && w >= 0 && w < g.W)
-               ? x.x[n * g.C * g.H * g.W + int64_t(h) * g.W + w]
+               ? x.p[n * g.C * g.H * g.W + int64_t(h) * g.W + w]
                : T(0);
   }
   __device__ void store(int grp, int split, int64_t m, int64_t j, T v) const {
@@ -171,6 +170,14 @@ struct ConvBackwardWeightGemm {
 // Thread t owns the micro-tile rows tm + i·BM/TM and columns tn·TN + j (tm = t % (BM/TM)), so a
 // warp reads As[l][...] at consecutive addresses and stores consecutive output rows (pixels).
 constexpr int kSmemPad = 4;
+
+// Where load e of a slice goes in a BX x BK operand tile (BX = BM for A, BN for B): its row (of A)
+// or column (of B) x and its reduction step d, consecutive e along x when kAlong, else along d.
+template <bool kAlong, int BX, int BK>
+__device__ __forceinline__ void load_slot(int e, int& x, int& d) {
+  x = kAlong ? e % BX : e / BK;
+  d = kAlong ? e / BX : e % BK;
+}
 
 template <class Problem, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN))
@@ -194,16 +201,12 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   typename Problem::Row arow[kALoads];
   typename Problem::Col bcol[kBLoads];
   for (int l = 0; l < kALoads; ++l) {
-    const int e = tid + l * kThreads;
-    a_m[l] = Problem::kALoadAlongM ? e % BM : e / BK;
-    a_d[l] = Problem::kALoadAlongM ? e / BM : e % BK;
+    load_slot<Problem::kALoadAlongM, BM, BK>(tid + l * kThreads, a_m[l], a_d[l]);
     a_ok[l] = m0 + a_m[l] < rows;
     arow[l] = pb.row(grp, a_ok[l] ? m0 + a_m[l] : 0);
   }
   for (int l = 0; l < kBLoads; ++l) {
-    const int e = tid + l * kThreads;
-    b_j[l] = Problem::kBLoadAlongJ ? e % BN : e / BK;
-    b_d[l] = Problem::kBLoadAlongJ ? e / BN : e % BK;
+    load_slot<Problem::kBLoadAlongJ, BN, BK>(tid + l * kThreads, b_j[l], b_d[l]);
     b_ok[l] = j0 + b_j[l] < cols;
     bcol[l] = pb.col(grp, b_ok[l] ? j0 + b_j[l] : 0);
   }

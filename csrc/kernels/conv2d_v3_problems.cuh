@@ -63,25 +63,14 @@ __device__ __forceinline__ void ldg_vec(double* r, const double* g) {
   }
 }
 
-// Output rows are (n, a, b) with extents (·, A, B); decoded once per group of rows, then stepped.
-struct RowPos {
-  int64_t n;
-  int a, b;
-};
-__device__ __forceinline__ RowPos decode_row(int64_t m, int A, int B) {
-  const int64_t plane = int64_t(A) * B;
-  RowPos o;
-  if (m <= INT32_MAX && plane <= INT32_MAX) {  // 32-bit division where it fits
-    o.n = int(m) / int(plane);
-    const int t = int(m) - int(o.n) * int(plane);
-    o.a = t / B, o.b = t - o.a * B;
-  } else {
-    o.n = m / plane;
-    const int t = int(m - o.n * plane);
-    o.a = t / B, o.b = t - o.a * B;
-  }
-  return o;
+// r[l] = p[at + l·stride] for l < L where ok, else 0 (through the read-only cache).
+template <int L, class T>
+__device__ __forceinline__ void ldg_strided(T (&r)[L], const T* p, int at, int stride, bool ok) {
+#pragma unroll
+  for (int l = 0; l < L; ++l) r[l] = ok ? __ldg(p + (at + l * stride)) : T(0);
 }
+
+// Output rows (n, a, b) (decode_row, common.cuh) are decoded once per group of rows, then stepped.
 __device__ __forceinline__ void step_row(RowPos& o, int A, int B) {
   if (++o.b == B) {
     o.b = 0;
@@ -129,6 +118,15 @@ struct BlockBase {
   }
 };
 
+// The geometry and the per-group sizes every version-3 problem reads (set by conv_shape).
+struct ConvShape {
+  Conv2d g;
+  int Cg, Kg, RS, HW, PQ;
+};
+inline ConvShape conv_shape(const Conv2d& g) {
+  return {g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
+}
+
 // How many reduction steps are left from d: the walk's in-range test (launchers keep a split's
 // chunk under 2^31).
 __device__ __forceinline__ int steps_left(int64_t d, int64_t d_end) {
@@ -140,15 +138,13 @@ __device__ __forceinline__ bool inside(int i, int n) {
 
 // ---- forward: out (N·P·Q x Kg) = im2col(x) (N·P·Q x R·S·Cg) · w^T, reduction d = (r S + s) Cg + c
 template <class T_, int L, bool kLanes>
-struct ForwardV3 {
+struct ForwardV3 : ConvShape {
   using T = T_;
   T* out;           // (N, K, P, Q), or (splits, N, K, P, Q) partials (bias then nullptr)
   const T* inp;     // (N, C, H, W)
   const T* weight;  // (K, Cg, R, S)
   const T* bias;    // (K,) or nullptr
-  Conv2d g;
-  int Cg, Kg, RS, HW, PQ;
-  bool w_vec;  // 1x1 kernel with aligned weights: B is one vector load
+  bool w_vec;       // 1x1 kernel with aligned weights: B is one vector load
   // kLanes: Cg % L == 0, a thread's L loads are L channels at one tap (else one by one)
   struct Block : BlockBase<T> {
     const T* bias;  // of the group, or nullptr
@@ -189,17 +185,13 @@ struct ForwardV3 {
       const bool in = s.left > 0;  // all L or none: depth and d are multiples of L
       const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
       const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
-      const int at = s.t.c * HW + h * g.W + w;  // in one image: C·H·W < 2^31 (the launcher checks)
-#pragma unroll
-      for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(s.x + (at + l * HW)) : T(0);
-      const bool b_ok = in;
-      const T* pw = weight + (s.w + s.t.c * RS + s.t.r * g.S + s.t.s);
-      if (w_vec && b_ok) {
-        ldg_vec<L>(rb, pw);
-      } else {
-#pragma unroll
-        for (int l = 0; l < L; ++l) rb[l] = b_ok ? __ldg(pw + l * RS) : T(0);
-      }
+      // in one image: C·H·W < 2^31 (the launcher checks)
+      ldg_strided(ra, s.x, s.t.c * HW + h * g.W + w, HW, a_ok);
+      const int wt = s.w + s.t.c * RS + s.t.r * g.S + s.t.s;
+      if (w_vec && in)
+        ldg_vec<L>(rb, weight + wt);
+      else
+        ldg_strided(rb, weight, wt, RS, in);
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // channels not a multiple of L (the RGB stem): one by one
@@ -236,13 +228,11 @@ struct PhaseTaps {
 //                                                  · w[k, c, r0 + tr rstep, s0 + ts sstep]
 // rows (n, i, j), columns c, reduction d = (tr Sv + ts) Kg + k over the phase's taps only.
 template <class T_, int L, bool kLanes>
-struct BackwardDataV3 {
+struct BackwardDataV3 : ConvShape {
   using T = T_;
   T* dinp;          // (N, C, H, W), or (splits, N, C, H, W) partials
   const T* dout;    // (N, K, P, Q)
   const T* weight;  // (K, Cg, R, S)
-  Conv2d g;
-  int Cg, Kg, RS, HW, PQ;
   int CgRS;
   int rstep, sstep, pstep, qstep;  // taps of a phase: r0 + t·rstep; dout rows: p0 - t·pstep
   // kLanes: Kg % L == 0 (else one by one)
@@ -291,13 +281,10 @@ struct BackwardDataV3 {
       const bool in = s.left > 0;
       const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
       const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
-      const int at = s.t.c * PQ + p * g.Q + q;  // in one image: K·P·Q < 2^31 (the launcher checks)
-#pragma unroll
-      for (int l = 0; l < L; ++l) ra[l] = a_ok ? __ldg(s.dy + (at + l * PQ)) : T(0);
-      const bool b_ok = in;
-      const int wt = s.t.c * CgRS + s.t.r * rstep * g.S + s.t.s * sstep;  // K·Cg·R·S < 2^31
-#pragma unroll
-      for (int l = 0; l < L; ++l) rb[l] = b_ok ? __ldg(weight + (s.w + wt + l * CgRS)) : T(0);
+      // in one image: K·P·Q < 2^31 (the launcher checks); weights: K·Cg·R·S < 2^31
+      ldg_strided(ra, s.dy, s.t.c * PQ + p * g.Q + q, PQ, a_ok);
+      const int wt = s.t.c * CgRS + s.t.r * rstep * g.S + s.t.s * sstep;
+      ldg_strided(rb, weight, s.w + wt, CgRS, in);
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // Kg not a multiple of L: one by one
@@ -335,13 +322,11 @@ struct PixelWalk {
 
 // ---- backward weight: dw (Kg x Cg·R·S) = dout (Kg x N·P·Q) · im2col(x) (N·P·Q x Cg·R·S)
 template <class T_, int L, bool kLanes>
-struct BackwardWeightV3 {
+struct BackwardWeightV3 : ConvShape {
   using T = T_;
-  T* partial;     // (splits, K, Cg, R, S): dw itself when splits == 1
-  const T* dout;  // (N, K, P, Q)
-  const T* inp;   // (N, C, H, W)
-  Conv2d g;
-  int Cg, Kg, RS, HW, PQ;
+  T* partial;                 // (splits, K, Cg, R, S): dw itself when splits == 1
+  const T* dout;              // (N, K, P, Q)
+  const T* inp;               // (N, C, H, W)
   int64_t dy_image, x_image;  // K·P·Q and C·H·W: from one image to the next
   bool dy_vec;                // kLanes and dout aligned: one vector load
   // kLanes: Q % L == 0, a thread's L pixels lie in one row of one image (else one by one)

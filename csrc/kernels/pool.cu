@@ -56,14 +56,6 @@ __device__ __forceinline__ int window_count(int start, int R, int n, int pad,
   return end - start;
 }
 
-// The output window index p along one axis whose offset r reads coordinate h, or -1 if none.
-__device__ __forceinline__ int window_reading(int h, int r, int stride, int pad, int dil, int P) {
-  int t = h + pad - r * dil;  // = p * stride
-  if (t < 0 || t % stride != 0) return -1;
-  int p = t / stride;
-  return p < P ? p : -1;
-}
-
 // Calls f(i, p, q, nc) for this thread's output pixel i = (n, c, p, q) of g, if it has one
 // (nc = n·C + c, the index of its plane).
 template <class F>
@@ -88,23 +80,17 @@ __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
                                           Pool2d g) {
   at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
     const T* plane = inp + nc * g.H * g.W;  // (H, W)
-    int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
+    const int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
     acc_t<T> best = -INFINITY;
     int64_t best_index =
         static_cast<int64_t>(first_inside(h_start, g.dh)) * g.W + first_inside(w_start, g.dw);
-    for (int r = 0; r < g.R; ++r) {
-      int h = h_start + r * g.dh;
-      if (h < 0 || h >= g.H) continue;
-      for (int s = 0; s < g.S; ++s) {
-        int w = w_start + s * g.dw;
-        if (w < 0 || w >= g.W) continue;
-        acc_t<T> v = to_acc(plane[h * g.W + w]);
-        if (v > best || is_nan(v)) {
-          best = v;
-          best_index = h * g.W + w;
-        }
+    for_window(g, p, q, g.dh, g.dw, [&](int, int, int h, int w) {
+      const acc_t<T> v = to_acc(plane[h * g.W + w]);
+      if (v > best || is_nan(v)) {
+        best = v;
+        best_index = h * g.W + w;
       }
-    }
+    });
     out[i] = from_acc<T>(best);
     argmax[i] = best_index;
   });
@@ -137,14 +123,9 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
     int64_t plane = nc * g.P * g.Q;  // start of (P, Q) plane
     int64_t self = static_cast<int64_t>(h) * g.W + w;
     acc_t<T> sum = 0;
-    for (int r = 0; r < g.R; ++r) {
-      int p = window_reading(h, r, g.sh, g.ph, g.dh, g.P);
-      if (p < 0) continue;
-      for (int s = 0; s < g.S; ++s) {
-        int q = window_reading(w, s, g.sw, g.pw, g.dw, g.Q);
-        if (q >= 0 && argmax[plane + p * g.Q + q] == self) sum += to_acc(dout[plane + p * g.Q + q]);
-      }
-    }
+    for_windows_reading(g, h, w, g.dh, g.dw, [&](int, int, int p, int q) {
+      if (argmax[plane + p * g.Q + q] == self) sum += to_acc(dout[plane + p * g.Q + q]);
+    });
     dinp[i] = from_acc<T>(sum);
   });
 }
@@ -165,18 +146,10 @@ __global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
                                           int64_t divisor_override) {
   at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
     const T* plane = inp + nc * g.H * g.W;  // (H, W)
-    int h_start = p * g.sh - g.ph, w_start = q * g.sw - g.pw;
-    acc_t<T> sum = 0;
-    for (int r = 0; r < g.R; ++r) {
-      int h = h_start + r;
-      if (h < 0 || h >= g.H) continue;
-      for (int s = 0; s < g.S; ++s) {
-        int w = w_start + s;
-        if (w >= 0 && w < g.W) sum += to_acc(plane[h * g.W + w]);
-      }
-    }
-    out[i] = from_acc<T>(
-        sum / avg_divisor<acc_t<T>>(h_start, w_start, g, count_include_pad, divisor_override));
+    acc_t<T> sum = 0;                       // no dilation: a window is R x S adjacent pixels
+    for_window(g, p, q, 1, 1, [&](int, int, int h, int w) { sum += to_acc(plane[h * g.W + w]); });
+    out[i] = from_acc<T>(sum / avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
+                                                     count_include_pad, divisor_override));
   });
 }
 
@@ -188,17 +161,11 @@ __global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
   at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
     const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
     acc_t<T> sum = 0;
-    for (int r = 0; r < g.R; ++r) {
-      int p = window_reading(h, r, g.sh, g.ph, 1, g.P);
-      if (p < 0) continue;
-      for (int s = 0; s < g.S; ++s) {
-        int q = window_reading(w, s, g.sw, g.pw, 1, g.Q);
-        if (q < 0) continue;
-        acc_t<T> divisor = avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
-                                                 count_include_pad, divisor_override);
-        sum += to_acc(dplane[p * g.Q + q]) / divisor;
-      }
-    }
+    for_windows_reading(g, h, w, 1, 1, [&](int, int, int p, int q) {
+      const acc_t<T> divisor = avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
+                                                     count_include_pad, divisor_override);
+      sum += to_acc(dplane[p * g.Q + q]) / divisor;
+    });
     dinp[i] = from_acc<T>(sum);
   });
 }
@@ -214,6 +181,20 @@ __device__ __forceinline__ int bin_end(int p, int n, int P) {
 __device__ __forceinline__ int2 bin(int p, int n, int P) {
   return make_int2(bin_start(p, n, P), bin_end(p, n, P));
 }
+// The input pixels output pixel (p, q) averages: rows [h.x, h.y) x columns [w.x, w.y).
+struct Bin {
+  int2 h, w;
+  __device__ bool holds(int row, int col) const {
+    return row >= h.x && row < h.y && col >= w.x && col < w.y;
+  }
+  template <class A>
+  __device__ A area() const {
+    return A(h.y - h.x) * A(w.y - w.x);
+  }
+};
+__device__ __forceinline__ Bin adaptive_bin(const Pool2d& g, int p, int q) {
+  return {bin(p, g.H, g.P), bin(q, g.W, g.Q)};
+}
 
 template <class T>
 __global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
@@ -221,12 +202,11 @@ __global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q
                                                    Pool2d g) {
   at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
     const T* plane = inp + nc * g.H * g.W;  // (H, W)
-    const int2 hb = bin(p, g.H, g.P), wb = bin(q, g.W, g.Q);
-    using A = acc_t<T>;
-    A sum = 0;
-    for (int h = hb.x; h < hb.y; ++h)
-      for (int w = wb.x; w < wb.y; ++w) sum += to_acc(plane[h * g.W + w]);
-    out[i] = from_acc<T>(sum / (A(hb.y - hb.x) * A(wb.y - wb.x)));
+    const Bin b = adaptive_bin(g, p, q);
+    acc_t<T> sum = 0;
+    for (int h = b.h.x; h < b.h.y; ++h)
+      for (int w = b.w.x; w < b.w.y; ++w) sum += to_acc(plane[h * g.W + w]);
+    out[i] = from_acc<T>(sum / b.area<acc_t<T>>());
   });
 }
 
@@ -238,17 +218,12 @@ __global__ void adaptive_avg_pool2d_backward_kernel(T* dinp,        // (N, C, H,
     const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
     // The bins holding row h are p in [floor(h*P/H), ceil((h+1)*P/H)) (columns alike).
     const int2 pb = bin(h, g.P, g.H), qb = bin(w, g.Q, g.W);
-    using A = acc_t<T>;
-    A sum = 0;
-    for (int p = pb.x; p < pb.y; ++p) {
-      const int2 hb = bin(p, g.H, g.P);
-      if (h < hb.x || h >= hb.y) continue;
+    acc_t<T> sum = 0;
+    for (int p = pb.x; p < pb.y; ++p)
       for (int q = qb.x; q < qb.y; ++q) {
-        const int2 wb = bin(q, g.W, g.Q);
-        if (w >= wb.x && w < wb.y)
-          sum += to_acc(dplane[p * g.Q + q]) / (A(hb.y - hb.x) * A(wb.y - wb.x));
+        const Bin b = adaptive_bin(g, p, q);
+        if (b.holds(h, w)) sum += to_acc(dplane[p * g.Q + q]) / b.area<acc_t<T>>();
       }
-    }
     dinp[i] = from_acc<T>(sum);
   });
 }
