@@ -131,33 +131,64 @@ void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> 
     if (p == 0) throw py::value_error(std::string(op) + ": a required buffer pointer is null");
 }
 
-int64_t inputs(const k::Pool2d& g) {
-  return g.N * g.C * g.H * g.W;
+// ---- pooling: buffers checked by name ------------------------------------------------------------
+// Where a pool launcher's arguments a... (named by names) hold buffers, each must be non-null when
+// its array has elements: inp and dinp the input's N·C·H·W, out, dout and argmax the output's
+// N·C·P·Q (the Pool2d among a... says).
+const k::Pool2d* geometry_in(const k::Pool2d& g, const k::Pool2d*) {
+  return &g;
 }
-int64_t outputs(const k::Pool2d& g) {
-  return g.N * g.C * g.P * g.Q;
+template <class X>
+const k::Pool2d* geometry_in(const X&, const k::Pool2d* g) {
+  return g;
+}
+void check_pool_buffer(const char* op, const std::string& name, uintptr_t p, const k::Pool2d& g) {
+  if (name == "inp" || name == "dinp") check_pointers(op, g.N * g.C * g.H * g.W, {p});
+  if (name == "out" || name == "dout" || name == "argmax")
+    check_pointers(op, g.N * g.C * g.P * g.Q, {p});
+}
+template <class X>
+void check_pool_buffer(const char*, const std::string&, const X&, const k::Pool2d&) {}
+
+// def_launcher for a pool launcher: its check is check_pool_buffer on every argument.
+template <class... A, class... F>
+void def_pool_launcher(py::module_& m, const char* op, std::array<const char*, sizeof...(A)> names,
+                       void (*f)(A...), F... more) {
+  auto check = [names](const char* op, const auto&... a) {
+    const k::Pool2d* g = nullptr;
+    ((g = geometry_in(a, g)), ...);
+    size_t i = 0;
+    (check_pool_buffer(op, names[i++], a, *g), ...);
+  };
+  def_launcher(m, op, names, check, f, more...);
 }
 
 // Bind the checked-geometry class Args as `name` (its fields added by fields(class)) and the
-// function `check_name`: geometry -> Args through check, std::invalid_argument -> ValueError.
-template <class Args, class Fields, class Check>
+// function `check_name`: a geometry (read by from) -> Args through check, std::invalid_argument ->
+// ValueError.
+template <class Args, class Geometry, class Fields>
 void bind_checked_geometry(py::module_& m, const char* name, const char* check_name,
-                           const char* check_doc, Fields fields, Check check) {
+                           const char* check_doc, Fields fields, Args (*check)(const Geometry&),
+                           Geometry (*from)(py::handle)) {
   const std::string doc =
       std::string("A checked geometry as the kernels take it; made by ") + check_name + ".";
   py::class_<Args> cls(m, name, py::module_local(), doc.c_str());
   fields(cls);
   m.def(
       check_name,
-      [check](py::object geometry) {
+      [check, from](py::object geometry) {
         try {
-          return check(geometry);
+          return check(from(geometry));
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
       },
       py::arg("geometry"), check_doc);
 }
+
+// In a fields function: field f of class G (geometry_py.h's X-macros list them) as a read-only
+// attribute of cls.
+#define MINICNN_READONLY(f) cls.def_readonly(#f, &G::f);
 
 // ---- the bindings, one family at a time ---------------------------------------------------------
 void bind_relu(py::module_& m) {
@@ -178,56 +209,29 @@ void bind_relu(py::module_& m) {
 }
 
 void bind_pool(py::module_& m) {
-  bind_checked_geometry<k::Pool2d>(
+  bind_checked_geometry(
       m, "Pool2dArgs", "pool2d_check",
       "The kernels' Pool2dArgs for a Pool2dGeometry; ValueError when they can't run it.",
       [](auto& cls) {
-#define MINICNN_FIELD(f) cls.def_readonly(#f, &k::Pool2d::f);
-        MINICNN_POOL2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
+        using G = k::Pool2d;
+        MINICNN_POOL2D_FIELDS(MINICNN_READONLY)
       },
-      [](py::object g) { return k::pool2d_check(minicnn::geometry_py::pool2d_geometry(g)); });
-  using G = const k::Pool2d&;
-  def_launcher(
-      m, "max_pool2d_forward", {"out", "argmax", "inp", "geometry", "stream"},
-      [](const char* op, uintptr_t out, uintptr_t argmax, uintptr_t inp, G g, auto) {
-        check_pointers(op, outputs(g), {out, argmax, inp});
-      },
-      MINICNN_ALL_DTYPES(k::max_pool2d_forward));
-  def_launcher(
-      m, "max_pool2d_backward", {"dinp", "dout", "argmax", "geometry", "version", "stream"},
-      [](const char* op, uintptr_t dinp, uintptr_t dout, uintptr_t argmax, G g, auto...) {
-        check_pointers(op, inputs(g), {dinp});
-        check_pointers(op, outputs(g), {dout, argmax});
-      },
-      MINICNN_ALL_DTYPES(k::max_pool2d_backward));
-  def_launcher(
-      m, "avg_pool2d_forward",
-      {"out", "inp", "geometry", "count_include_pad", "divisor_override", "stream"},
-      [](const char* op, uintptr_t out, uintptr_t inp, G g, auto...) {
-        check_pointers(op, outputs(g), {out, inp});
-      },
-      MINICNN_ALL_DTYPES(k::avg_pool2d_forward));
-  def_launcher(
-      m, "avg_pool2d_backward",
-      {"dinp", "dout", "geometry", "count_include_pad", "divisor_override", "stream"},
-      [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto...) {
-        check_pointers(op, inputs(g), {dinp, dout});
-      },
-      MINICNN_ALL_DTYPES(k::avg_pool2d_backward));
-  def_launcher(
-      m, "adaptive_avg_pool2d_forward", {"out", "inp", "geometry", "stream"},
-      [](const char* op, uintptr_t out, uintptr_t inp, G g, auto) {
-        check_pointers(op, outputs(g), {out, inp});
-      },
-      MINICNN_ALL_DTYPES(k::adaptive_avg_pool2d_forward));
-  def_launcher(
-      m, "adaptive_avg_pool2d_backward", {"dinp", "dout", "geometry", "stream"},
-      [](const char* op, uintptr_t dinp, uintptr_t dout, G g, auto) {
-        check_pointers(op, inputs(g), {dinp});
-        check_pointers(op, outputs(g), {dout});
-      },
-      MINICNN_ALL_DTYPES(k::adaptive_avg_pool2d_backward));
+      &k::pool2d_check, &minicnn::geometry_py::pool2d_geometry);
+  def_pool_launcher(m, "max_pool2d_forward", {"out", "argmax", "inp", "geometry", "stream"},
+                    MINICNN_ALL_DTYPES(k::max_pool2d_forward));
+  def_pool_launcher(m, "max_pool2d_backward",
+                    {"dinp", "dout", "argmax", "geometry", "version", "stream"},
+                    MINICNN_ALL_DTYPES(k::max_pool2d_backward));
+  def_pool_launcher(m, "avg_pool2d_forward",
+                    {"out", "inp", "geometry", "count_include_pad", "divisor_override", "stream"},
+                    MINICNN_ALL_DTYPES(k::avg_pool2d_forward));
+  def_pool_launcher(m, "avg_pool2d_backward",
+                    {"dinp", "dout", "geometry", "count_include_pad", "divisor_override", "stream"},
+                    MINICNN_ALL_DTYPES(k::avg_pool2d_backward));
+  def_pool_launcher(m, "adaptive_avg_pool2d_forward", {"out", "inp", "geometry", "stream"},
+                    MINICNN_ALL_DTYPES(k::adaptive_avg_pool2d_forward));
+  def_pool_launcher(m, "adaptive_avg_pool2d_backward", {"dinp", "dout", "geometry", "stream"},
+                    MINICNN_ALL_DTYPES(k::adaptive_avg_pool2d_backward));
 }
 
 void bind_lrn(py::module_& m) {
@@ -292,16 +296,15 @@ void bind_batchnorm(py::module_& m) {
 }
 
 void bind_conv2d(py::module_& m) {
-  bind_checked_geometry<k::Conv2d>(
+  bind_checked_geometry(
       m, "Conv2dArgs", "conv2d_check",
       "The kernels' Conv2dArgs for a Conv2dGeometry; ValueError when they can't run it (too large "
       "for their indices or grid). Nothing is allocated or launched.",
       [](auto& cls) {
-#define MINICNN_FIELD(f) cls.def_readonly(#f, &k::Conv2d::f);
-        MINICNN_CONV2D_FIELDS(MINICNN_FIELD)
-#undef MINICNN_FIELD
+        using G = k::Conv2d;
+        MINICNN_CONV2D_FIELDS(MINICNN_READONLY)
       },
-      [](py::object g) { return k::conv2d_check(minicnn::geometry_py::conv2d_geometry(g)); });
+      &k::conv2d_check, &minicnn::geometry_py::conv2d_geometry);
   m.def(
       "conv2d_backward_weight_splits",
       [](const k::Conv2d& g, int64_t tile) {  // std::invalid_argument -> ValueError (pybind11)
@@ -520,6 +523,19 @@ void check_table(const char* op, uintptr_t table, int64_t tensors, int64_t chunk
   check_pointers(op, tensors, {table});  // table_host 0: the device's table is current
 }
 
+// The table checks, then launcher f32 or f64 of an optimizer update by dtype.
+template <class Scalars>
+using UpdateLauncher = void (*)(int64_t*, const int64_t*, int, int64_t, Scalars, cudaStream_t);
+template <class Scalars>
+void run_update(const char* op, const std::string& dtype, UpdateLauncher<Scalars> f32,
+                UpdateLauncher<Scalars> f64, uintptr_t table, uintptr_t table_host, int64_t tensors,
+                int64_t chunks, Scalars s, uintptr_t stream) {
+  check_table(op, table, tensors, chunks);
+  dispatch(op, dtype, f32, f64, reinterpret_cast<int64_t*>(table),
+           reinterpret_cast<const int64_t*>(table_host), int(tensors), chunks, s,
+           reinterpret_cast<cudaStream_t>(stream));
+}
+
 void bind_random_and_optim(py::module_& m) {
   def_launcher(
       m, "dropout_mask", {"mask", "n", "threshold", "scale", "seed", "stream"},
@@ -549,13 +565,9 @@ void bind_random_and_optim(py::module_& m) {
       [](const std::string& dtype, uintptr_t table, uintptr_t table_host, int64_t tensors,
          int64_t chunks, double lr, double momentum, double one_minus_dampening,
          double weight_decay, bool nesterov, bool first_step, uintptr_t stream) {
-        check_table("sgd_update", table, tensors, chunks);
         k::SgdScalars s{lr, momentum, one_minus_dampening, weight_decay, nesterov, first_step};
-        auto* dev = reinterpret_cast<int64_t*>(table);
-        auto* host = reinterpret_cast<const int64_t*>(table_host);
-        auto st = reinterpret_cast<cudaStream_t>(stream);
-        dispatch("sgd_update", dtype, &k::sgd_update<float>, &k::sgd_update<double>, dev, host,
-                 int(tensors), chunks, s, st);
+        run_update("sgd_update", dtype, &k::sgd_update<float>, &k::sgd_update<double>, table,
+                   table_host, tensors, chunks, s, stream);
       },
       py::arg("dtype"), py::arg("table"), py::arg("table_host"), py::arg("tensors"),
       py::arg("chunks"), py::arg("lr"), py::arg("momentum"), py::arg("one_minus_dampening"),
@@ -566,15 +578,11 @@ void bind_random_and_optim(py::module_& m) {
          int64_t chunks, double step_size, double bias_correction2_sqrt, double beta1, double beta2,
          double eps, double weight_decay, bool decoupled, double decoupled_factor, bool amsgrad,
          uintptr_t stream) {
-        check_table("adam_update", table, tensors, chunks);
         k::AdamScalars s{
             step_size,    bias_correction2_sqrt, beta1,     beta2,  1 - beta1, 1 - beta2, eps,
             weight_decay, decoupled_factor,      decoupled, amsgrad};
-        auto* dev = reinterpret_cast<int64_t*>(table);
-        auto* host = reinterpret_cast<const int64_t*>(table_host);
-        auto st = reinterpret_cast<cudaStream_t>(stream);
-        dispatch("adam_update", dtype, &k::adam_update<float>, &k::adam_update<double>, dev, host,
-                 int(tensors), chunks, s, st);
+        run_update("adam_update", dtype, &k::adam_update<float>, &k::adam_update<double>, table,
+                   table_host, tensors, chunks, s, stream);
       },
       py::arg("dtype"), py::arg("table"), py::arg("table_host"), py::arg("tensors"),
       py::arg("chunks"), py::arg("step_size"), py::arg("bias_correction2_sqrt"), py::arg("beta1"),
