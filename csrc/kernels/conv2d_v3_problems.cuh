@@ -187,11 +187,11 @@ struct ForwardV3 : ConvShape {
       const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
       // in one image: C·H·W < 2^31 (the launcher checks)
       ldg_strided(ra, s.x, s.t.c * HW + h * g.W + w, HW, a_ok);
-      const int wt = s.w + s.t.c * RS + s.t.r * g.S + s.t.s;
+      const T* pw = weight + (s.w + s.t.c * RS + s.t.r * g.S + s.t.s);
       if (w_vec && in)
-        ldg_vec<L>(rb, weight + wt);
+        ldg_vec<L>(rb, pw);
       else
-        ldg_strided(rb, weight, wt, RS, in);
+        ldg_strided(rb, pw, 0, RS, in);
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // channels not a multiple of L (the RGB stem): one by one
@@ -230,11 +230,11 @@ struct PhaseTaps {
 template <class T_, int L, bool kLanes>
 struct BackwardDataV3 : ConvShape {
   using T = T_;
-  T* dinp;          // (N, C, H, W), or (splits, N, C, H, W) partials
-  const T* dout;    // (N, K, P, Q)
-  const T* weight;  // (K, Cg, R, S)
-  int CgRS;
+  T* dinp;                         // (N, C, H, W), or (splits, N, C, H, W) partials
+  const T* dout;                   // (N, K, P, Q)
+  const T* weight;                 // (K, Cg, R, S)
   int rstep, sstep, pstep, qstep;  // taps of a phase: r0 + t·rstep; dout rows: p0 - t·pstep
+  int CgRS;
   // kLanes: Kg % L == 0 (else one by one)
   struct Block : BlockBase<T> {
     PhaseTaps tr, ts;
