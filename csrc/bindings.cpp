@@ -131,7 +131,7 @@ void check_pointers(const char* op, int64_t n, std::initializer_list<uintptr_t> 
     if (p == 0) throw py::value_error(std::string(op) + ": a required buffer pointer is null");
 }
 
-// ---- pooling: buffers checked by name ------------------------------------------------------------
+// ---- pooling: buffers checked by name -----------------------------------------------------------
 // Where a pool launcher's arguments a... (named by names) hold buffers, each must be non-null when
 // its array has elements: inp and dinp the input's N·C·H·W, out, dout and argmax the output's
 // N·C·P·Q (the Pool2d among a... says).

@@ -57,7 +57,7 @@
 namespace minicnn {
 namespace kernels {
 
-// ---- version 1: naive forward, backward data, backward weight -------------------------------------------------------------------
+// ---- version 1: naive forward, backward data, backward weight -------------------------------
 template <class T>
 __global__ void conv2d_forward_naive_kernel(T* out,           // (N, K, P, Q)
                                             const T* inp,     // (N, C, H, W)

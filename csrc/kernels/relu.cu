@@ -20,7 +20,7 @@
 namespace minicnn {
 namespace kernels {
 
-// ---- kernels: the maps of map_kernel (common.cuh) -------------------------------------------------
+// ---- kernels: the maps of map_kernel (common.cuh) -----------------------------------------------
 template <class T>
 struct ReluForward {                                                                 // x -> y
   __device__ T operator()(T x) const { return to_acc(x) < 0 ? from_acc<T>(0) : x; }  // NaN passes
