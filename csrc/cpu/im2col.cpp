@@ -256,6 +256,27 @@ void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int
   }
 }
 
+template <typename T>
+void col2im_panel(const T* panel, T* x, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t n0,
+                  int64_t nn) {
+  const int64_t PQ = g.P * g.Q, RS = g.R * g.S, HW = g.H * g.W, width = nn * PQ;
+  const bool padded_runs = g.sw == 1 && RS > 1;
+  const bool pointwise = RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  std::vector<T> padded(padded_runs ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0);
+  for (int64_t n = n0; n < n0 + nn; ++n) {
+    for (int64_t c = 0; c < Cc; ++c) {
+      const T* rows = panel + c * RS * width + (n - n0) * PQ;
+      T* plane = x + (n * g.C + c0 + c) * HW;
+      if (pointwise)
+        std::memcpy(plane, rows, sizeof(T) * PQ);
+      else if (padded_runs)
+        col2im_plane_stride1(rows, width, padded.data(), plane, g);
+      else
+        col2im_plane(rows, width, plane, g);
+    }
+  }
+}
+
 template void im2col<float>(const float*, float*, const Conv2dGeometry&);
 template void im2col<double>(const double*, double*, const Conv2dGeometry&);
 template void col2im<float>(const float*, float*, const Conv2dGeometry&);
@@ -263,6 +284,10 @@ template void col2im<double>(const double*, double*, const Conv2dGeometry&);
 template void im2col_panel<float>(const float*, float*, const Conv2dGeometry&, int64_t, int64_t,
                                   int64_t, int64_t);
 template void im2col_panel<double>(const double*, double*, const Conv2dGeometry&, int64_t, int64_t,
+                                   int64_t, int64_t);
+template void col2im_panel<float>(const float*, float*, const Conv2dGeometry&, int64_t, int64_t,
+                                  int64_t, int64_t);
+template void col2im_panel<double>(const double*, double*, const Conv2dGeometry&, int64_t, int64_t,
                                    int64_t, int64_t);
 
 }  // namespace cpu
