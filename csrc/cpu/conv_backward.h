@@ -33,7 +33,9 @@ namespace cpu {
 
 constexpr int64_t kTasksWanted = 8;  // cut layers into at least this many tasks where they allow
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return b <= 0 ? 0 : (a + b - 1) / b; }
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return b <= 0 ? 0 : (a + b - 1) / b;
+}
 
 // Runs f() with the BLAS of this thread (and of the pool's threads, see body) single-threaded.
 template <typename F>
@@ -66,10 +68,10 @@ const T* dout_columns(const T* dout, std::vector<T>& buf, const Conv2dGeometry& 
 
 // ---- backward-weight ----------------------------------------------------------------------------
 struct WeightGradPlan {
-  int64_t cb, cblocks;              // input channels per task, blocks per group
-  int64_t width, panels;            // columns per panel (whole planes where planes are small)
-  int64_t per_slice, slices;        // panels per slice, slices of the columns
-  bool transposed;                  // GEMM as dw^T = cols · dy^T (see conv2d_backward_weight)
+  int64_t cb, cblocks;        // input channels per task, blocks per group
+  int64_t width, panels;      // columns per panel (whole planes where planes are small)
+  int64_t per_slice, slices;  // panels per slice, slices of the columns
+  bool transposed;            // GEMM as dw^T = cols · dy^T (see conv2d_backward_weight)
 };
 
 constexpr int64_t kTransposedMinColumns = 1024;  // _np_conv.TRANSPOSED_DW_MIN_COLUMNS
@@ -79,7 +81,8 @@ inline WeightGradPlan weight_grad_plan(const Conv2dGeometry& g, int64_t itemsize
   WeightGradPlan p;
   p.cb = channel_block(Cg, RS, ceil_div(kTasksWanted, g.G), 32);
   p.cblocks = ceil_div(Cg, p.cb);
-  int64_t width = std::max(kPanelMinWidth, kPanelBytes / std::max<int64_t>(1, p.cb * RS * itemsize));
+  int64_t width =
+      std::max(kPanelMinWidth, kPanelBytes / std::max<int64_t>(1, p.cb * RS * itemsize));
   if (PQ > 0 && PQ < width) width = width / PQ * PQ;  // whole planes: im2col's fast paths
   p.width = std::max<int64_t>(1, std::min(width, columns));
   p.panels = ceil_div(columns, p.width);

@@ -9,15 +9,14 @@
 #include <string>
 
 #include "../geometry_py.h"
+#include "arrays_py.h"
 #include "conv_backward.h"
 
 namespace minicnn {
 namespace cpu {
 namespace conv_py {
 namespace py = pybind11;
-
-template <typename T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using arrays_py::CArray;  // C-contiguous arrays of T (NumPy converts others)
 
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw py::value_error(message);

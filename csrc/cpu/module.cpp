@@ -29,6 +29,7 @@
 #include "blas.h"
 #include "conv.h"
 #include "conv_py.h"
+#include "pool_probe.h"
 #include "im2col.h"
 #include "layout.h"
 #include "optim_py.h"
@@ -449,6 +450,7 @@ PYBIND11_MODULE(_C_cpu, m) {
   minicnn::cpu::bind_optim(m);
   minicnn::cpu::bind_arrays(m);
   minicnn::cpu::bind_conv_backward(m);
+  minicnn::cpu::bind_pool_probe(m);
   m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("set_threads_local"),
         "Register CBLAS ?gemm functions (addresses; 0 = none) for the gemm_* kernels.");
   m.def("has_blas", [] { return minicnn::cpu::Blas::instance().sgemm != nullptr; });

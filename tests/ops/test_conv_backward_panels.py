@@ -52,7 +52,9 @@ def _args(case, dtype, seed=0):
 
 def _reference(dout, x, w, g):
     """(dw, dx) in float64 from the NumPy im2col/col2im (per-image layout)."""
-    cols = _np_conv.im2col_reference(x.astype(np.float64), g.R, g.S, g.stride, g.padding, g.dilation)
+    cols = _np_conv.im2col_reference(
+        x.astype(np.float64), g.R, g.S, g.stride, g.padding, g.dilation
+    )
     cols = cols.reshape(g.N, g.G, -1, g.P * g.Q)  # (N, G, Cg R S, PQ)
     d = dout.astype(np.float64).reshape(g.N, g.G, g.Kg, g.P * g.Q)  # (N, G, Kg, PQ)
     wg = w.astype(np.float64).reshape(g.G, g.Kg, -1)  # (G, Kg, Cg R S)
@@ -64,7 +66,9 @@ def _reference(dout, x, w, g):
 
 def _kernels(dtype):
     suffix = "f32" if dtype == np.float32 else "f64"
-    return getattr(_C, f"conv2d_backward_weight_{suffix}"), getattr(_C, f"conv2d_backward_data_{suffix}")
+    return getattr(_C, f"conv2d_backward_weight_{suffix}"), getattr(
+        _C, f"conv2d_backward_data_{suffix}"
+    )
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -108,9 +112,13 @@ def test_backward_panels_of_an_empty_batch_are_zero():
 def test_backward_panels_refuse_wrong_shapes():
     dout, x, w, g = _args(CASES["3x3, channel blocks"], np.float32)
     weight, data = _kernels(np.float32)
-    with pytest.raises(ValueError, match=r"conv2d_backward_weight: dout must have shape \(2, 8, 7, 9\)"):
+    with pytest.raises(
+        ValueError, match=r"conv2d_backward_weight: dout must have shape \(2, 8, 7, 9\)"
+    ):
         weight(dout[:, :3], x, g)
     with pytest.raises(ValueError, match=r"conv2d_backward_weight: x must have shape"):
         weight(dout, x[:1], g)
-    with pytest.raises(ValueError, match=r"conv2d_backward_data: w must have shape \(8, 16, 3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"conv2d_backward_data: w must have shape \(8, 16, 3, 3\)"
+    ):
         data(dout, w[:, :2], g)
