@@ -75,11 +75,12 @@ struct WeightGradPlan {
 };
 
 constexpr int64_t kTransposedMinColumns = 1024;  // _np_conv.TRANSPOSED_DW_MIN_COLUMNS
+constexpr int64_t kWeightGradMinRows = 128;  // rows of dw per task: narrower GEMMs pack dy often
 
 inline WeightGradPlan weight_grad_plan(const Conv2dGeometry& g, int64_t itemsize) {
   const int64_t Cg = g.C / g.G, RS = g.R * g.S, PQ = g.P * g.Q, columns = g.N * PQ;
   WeightGradPlan p;
-  p.cb = channel_block(Cg, RS, ceil_div(kTasksWanted, g.G), 32);
+  p.cb = channel_block(Cg, RS, ceil_div(kTasksWanted, g.G), kWeightGradMinRows);
   p.cblocks = ceil_div(Cg, p.cb);
   int64_t width =
       std::max(kPanelMinWidth, kPanelBytes / std::max<int64_t>(1, p.cb * RS * itemsize));

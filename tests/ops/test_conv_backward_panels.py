@@ -122,3 +122,9 @@ def test_backward_panels_refuse_wrong_shapes():
         ValueError, match=r"conv2d_backward_data: w must have shape \(8, 16, 3, 3\)"
     ):
         data(dout, w[:, :2], g)
+
+
+def test_pool_probe_reports_latency_and_joins():
+    with threads(2):
+        median, p90, mean, joined = _C.pool_probe(50, 5.0)
+    assert 0 <= median <= p90 and mean >= 0 and 0.0 <= joined <= 1.0
