@@ -53,8 +53,9 @@ inline void serial_blas_here() {
 
 // Input channels per task: about `blocks` blocks of Cg, each at least `min_rows` column rows.
 inline int64_t channel_block(int64_t Cg, int64_t RS, int64_t blocks, int64_t min_rows) {
-  const int64_t cb = std::max(ceil_div(Cg, std::max<int64_t>(blocks, 1)), ceil_div(min_rows, RS));
-  return std::clamp<int64_t>(cb, 1, std::max<int64_t>(Cg, 1));
+  const int64_t most = std::max(ceil_div(Cg, std::max<int64_t>(blocks, 1)), ceil_div(min_rows, RS));
+  const int64_t cb = std::clamp<int64_t>(most, 1, std::max<int64_t>(Cg, 1));
+  return std::max<int64_t>(1, ceil_div(Cg, ceil_div(Cg, cb)));  // even: 13 x 5, not 15 x 4 + 4
 }
 
 // dout (N, K, P, Q) as columns (K, N P Q): dout itself for one image, else unfolded into buf.
@@ -75,7 +76,7 @@ struct WeightGradPlan {
 };
 
 constexpr int64_t kTransposedMinColumns = 1024;  // _np_conv.TRANSPOSED_DW_MIN_COLUMNS
-constexpr int64_t kWeightGradMinRows = 128;  // rows of dw per task: narrower GEMMs pack dy often
+constexpr int64_t kWeightGradMinRows = 256;  // rows of dw per task: narrower GEMMs pack dy often
 
 inline WeightGradPlan weight_grad_plan(const Conv2dGeometry& g, int64_t itemsize) {
   const int64_t Cg = g.C / g.G, RS = g.R * g.S, PQ = g.P * g.Q, columns = g.N * PQ;

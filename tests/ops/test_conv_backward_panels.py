@@ -27,7 +27,7 @@ def threads(n):
 
 # (x shape, w shape, stride, padding, dilation, groups) and the path each one takes.
 CASES = {
-    "3x3, channel blocks": ((2, 16, 7, 9), (8, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    "3x3, channel blocks": ((2, 64, 7, 9), (8, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1),
     "2x2 maps, image blocks": ((16, 12, 2, 2), (6, 12, 3, 3), (1, 1), (1, 1), (1, 1), 1),
     "first layer, column slices": ((4, 3, 64, 64), (8, 3, 5, 5), (1, 1), (2, 2), (1, 1), 1),
     "1x1, columns are x": ((5, 24, 3, 3), (10, 24, 1, 1), (1, 1), (0, 0), (1, 1), 1),
@@ -119,7 +119,7 @@ def test_backward_panels_refuse_wrong_shapes():
     with pytest.raises(ValueError, match=r"conv2d_backward_weight: x must have shape"):
         weight(dout, x[:1], g)
     with pytest.raises(
-        ValueError, match=r"conv2d_backward_data: w must have shape \(8, 16, 3, 3\)"
+        ValueError, match=r"conv2d_backward_data: w must have shape \(8, 64, 3, 3\)"
     ):
         data(dout, w[:, :2], g)
 
