@@ -33,6 +33,7 @@
 #include "optim_py.h"
 #include "parallel.h"
 #include "pool.h"
+#include "lrn.h"
 #include "relu.h"
 #include "testing.h"
 
@@ -85,14 +86,22 @@ static void require_shape(const py::array& a, std::initializer_list<int64_t> sha
 
 // The geometry of a call, checked so that no loop reads or writes out of bounds (the sizes come
 // from Python, which computed P and Q; this checks signs and the window, not the formula).
-static Conv2dGeometry conv_geometry(py::handle obj, const char* op) {
-  Conv2dGeometry g = minicnn::geometry_py::conv2d_geometry(obj);
+template <typename Geometry>
+static Geometry checked_geometry(const Geometry& g, const char* op) {
   require(g.N >= 0 && g.C >= 0 && g.H >= 0 && g.W >= 0 && g.P >= 0 && g.Q >= 0,
           std::string(op) + ": sizes must be >= 0");
   require(g.R >= 1 && g.S >= 1 && g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 && g.dh >= 1 &&
               g.dw >= 1,
           std::string(op) + ": kernel, stride and dilation must be >= 1 and padding >= 0");
   return g;
+}
+
+static Conv2dGeometry conv_geometry(py::handle obj, const char* op) {
+  return checked_geometry(minicnn::geometry_py::conv2d_geometry(obj), op);
+}
+
+static Pool2dGeometry pool_geometry(py::handle obj, const char* op) {
+  return checked_geometry(minicnn::geometry_py::pool2d_geometry(obj), op);
 }
 
 template <typename T>
@@ -300,38 +309,54 @@ py::tuple batch_norm_stats(CArray<T> x) {
   return py::make_tuple(mean, var);
 }
 
+// ReLU's output as a mask for the fused backward (dy · [y > 0]): None or shaped like x.
+template <typename T>
+static const T* mask_data(const std::optional<CArray<T>>& mask, const py::array& x,
+                          const char* what) {
+  if (!mask) return nullptr;
+  require(mask->ndim() == 3 && mask->shape(0) == x.shape(0) && mask->shape(1) == x.shape(1) &&
+              mask->shape(2) == x.shape(2),
+          std::string(what) + ": mask must be shaped like x");
+  return mask->data();
+}
+
 template <typename T>
 py::array_t<T> channel_affine(CArray<T> x, std::optional<CArray<T>> center, CArray<T> scale,
-                              std::optional<CArray<T>> shift) {
+                              std::optional<CArray<T>> shift, std::optional<CArray<T>> mask,
+                              bool relu) {
   check_ncl(x, "channel_affine: x");
   const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
   check_channels(scale, C, "channel_affine: scale");
   if (center) check_channels(*center, C, "channel_affine: center");
   if (shift) check_channels(*shift, C, "channel_affine: shift");
+  const T* mk = mask_data(mask, x, "channel_affine");
   py::array_t<T> y({N, C, L});
   const T* m = center ? center->data() : nullptr;
   const T* s = shift ? shift->data() : nullptr;
   {
     py::gil_scoped_release release;
-    minicnn::cpu::channel_affine<T>(x.data(), m, scale.data(), s, y.mutable_data(), N, C, L);
+    minicnn::cpu::channel_affine<T>(x.data(), m, scale.data(), s, y.mutable_data(), N, C, L, mk,
+                                    relu);
   }
   return y;
 }
 
 template <typename T>
-py::tuple batch_norm_grad_sums(CArray<T> dout, CArray<T> x, CArray<T> mean, CArray<T> invstd) {
+py::tuple batch_norm_grad_sums(CArray<T> dout, CArray<T> x, CArray<T> mean, CArray<T> invstd,
+                               std::optional<CArray<T>> mask) {
   check_ncl(x, "batch_norm_grad_sums: x");
   const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
   require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
           "batch_norm_grad_sums: dout must be shaped like x");
   check_channels(mean, C, "batch_norm_grad_sums: mean");
   check_channels(invstd, C, "batch_norm_grad_sums: invstd");
+  const T* mk = mask_data(mask, x, "batch_norm_grad_sums");
   py::array_t<T> sum_dy(C), sum_dy_xhat(C);
   {
     py::gil_scoped_release release;
     minicnn::cpu::batch_norm_grad_sums<T>(dout.data(), x.data(), mean.data(), invstd.data(),
                                           sum_dy.mutable_data(), sum_dy_xhat.mutable_data(), N, C,
-                                          L);
+                                          L, mk);
   }
   return py::make_tuple(sum_dy, sum_dy_xhat);
 }
@@ -339,7 +364,7 @@ py::tuple batch_norm_grad_sums(CArray<T> dout, CArray<T> x, CArray<T> mean, CArr
 template <typename T>
 py::array_t<T> batch_norm_backward_data(CArray<T> dout, CArray<T> x, CArray<T> mean,
                                         CArray<T> invstd, CArray<T> g, CArray<T> sum_dy,
-                                        CArray<T> sum_dy_xhat) {
+                                        CArray<T> sum_dy_xhat, std::optional<CArray<T>> mask) {
   check_ncl(x, "batch_norm_backward_data: x");
   const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
   require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
@@ -347,27 +372,51 @@ py::array_t<T> batch_norm_backward_data(CArray<T> dout, CArray<T> x, CArray<T> m
   for (const py::array* v : {(py::array*)&mean, (py::array*)&invstd, (py::array*)&g,
                              (py::array*)&sum_dy, (py::array*)&sum_dy_xhat})
     check_channels(*v, C, "batch_norm_backward_data: per-channel vectors");
+  const T* mk = mask_data(mask, x, "batch_norm_backward_data");
   py::array_t<T> dx({N, C, L});
   {
     py::gil_scoped_release release;
     minicnn::cpu::batch_norm_backward_data<T>(dout.data(), x.data(), mean.data(), invstd.data(),
                                               g.data(), sum_dy.data(), sum_dy_xhat.data(),
-                                              dx.mutable_data(), N, C, L);
+                                              dx.mutable_data(), N, C, L, mk);
+  }
+  return dx;
+}
+
+// ---- local response normalization --------------------------------------------------------------
+template <typename T>
+py::tuple lrn_forward(CArray<T> x, int64_t size, double alpha, double beta, double k) {
+  check_ncl(x, "lrn_forward: x");
+  require(size >= 1, "lrn_forward: size must be >= 1, got " + std::to_string(size));
+  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+  py::array_t<T> y({N, C, L}), scale({N, C, L});
+  {
+    py::gil_scoped_release release;
+    minicnn::cpu::lrn_forward<T>(x.data(), y.mutable_data(), scale.mutable_data(), N, C, L, size,
+                                 alpha, beta, k);
+  }
+  return py::make_tuple(y, scale);
+}
+
+template <typename T>
+py::array_t<T> lrn_backward(CArray<T> dout, CArray<T> x, CArray<T> scale, int64_t size,
+                            double alpha, double beta) {
+  check_ncl(x, "lrn_backward: x");
+  require(size >= 1, "lrn_backward: size must be >= 1, got " + std::to_string(size));
+  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+  for (const py::array* a : {(py::array*)&dout, (py::array*)&scale})
+    require(a->ndim() == 3 && a->shape(0) == N && a->shape(1) == C && a->shape(2) == L,
+            "lrn_backward: dout and scale must be shaped like x");
+  py::array_t<T> dx({N, C, L});
+  {
+    py::gil_scoped_release release;
+    minicnn::cpu::lrn_backward<T>(dout.data(), x.data(), scale.data(), dx.mutable_data(), N, C, L,
+                                  size, alpha, beta);
   }
   return dx;
 }
 
 // ---- pooling ------------------------------------------------------------------------------------
-static Pool2dGeometry pool_geometry(py::handle obj, const char* op) {
-  Pool2dGeometry g = minicnn::geometry_py::pool2d_geometry(obj);
-  require(g.N >= 0 && g.C >= 0 && g.H >= 0 && g.W >= 0 && g.P >= 0 && g.Q >= 0,
-          std::string(op) + ": sizes must be >= 0");
-  require(g.R >= 1 && g.S >= 1 && g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 && g.dh >= 1 &&
-              g.dw >= 1,
-          std::string(op) + ": kernel, stride and dilation must be >= 1, padding >= 0");
-  return g;
-}
-
 template <typename T>
 py::tuple max_pool2d_forward(CArray<T> x, py::object geometry) {
   const Pool2dGeometry g = pool_geometry(geometry, "max_pool2d_forward");
@@ -470,12 +519,16 @@ PYBIND11_MODULE(_C_cpu, m) {
   DEF_BOTH("relu_backward", relu_backward, py::arg("dout"), py::arg("y"));
   DEF_BOTH("batch_norm_stats", batch_norm_stats, py::arg("x"));
   DEF_BOTH("channel_affine", channel_affine, py::arg("x"), py::arg("center"), py::arg("scale"),
-           py::arg("shift"));
+           py::arg("shift"), py::arg("mask") = none, py::arg("relu") = false);
   DEF_BOTH("batch_norm_grad_sums", batch_norm_grad_sums, py::arg("dout"), py::arg("x"),
-           py::arg("mean"), py::arg("invstd"));
+           py::arg("mean"), py::arg("invstd"), py::arg("mask") = none);
   DEF_BOTH("batch_norm_backward_data", batch_norm_backward_data, py::arg("dout"), py::arg("x"),
            py::arg("mean"), py::arg("invstd"), py::arg("g"), py::arg("sum_dy"),
-           py::arg("sum_dy_xhat"));
+           py::arg("sum_dy_xhat"), py::arg("mask") = none);
+  DEF_BOTH("lrn_forward", lrn_forward, py::arg("x"), py::arg("size"), py::arg("alpha"),
+           py::arg("beta"), py::arg("k"));
+  DEF_BOTH("lrn_backward", lrn_backward, py::arg("dout"), py::arg("x"), py::arg("scale"),
+           py::arg("size"), py::arg("alpha"), py::arg("beta"));
   DEF_BOTH("max_pool2d_forward", max_pool2d_forward, py::arg("x"), py::arg("geometry"));
   DEF_BOTH("max_pool2d_backward", max_pool2d_backward, py::arg("dout"), py::arg("argmax"),
            py::arg("geometry"));

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops.geometry import Pool2dGeometry
+from ._fused import ComposedBatchNormReLU
 from ._kernel_conv import KernelConvMixin
 from ._kernel_dtypes import FLOAT_DTYPES, acc_dtype
 from ._kernel_optim import KernelOptimMixin
@@ -30,7 +31,7 @@ from ._kernel_optim import KernelOptimMixin
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend(KernelConvMixin, KernelOptimMixin):
+class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:      the device ("emu", "cuda")
