@@ -151,7 +151,7 @@ class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
 
     # ---- generic array passes on the helpers' pool (csrc/cpu/arrays.h) -------------------------
     # The same numbers as NumPy's a + b and np.concatenate; used for big enough arrays only.
-    THREADED_MIN_SIZE = 1 << 15  # below this, NumPy's single pass costs less than the pool
+    THREADED_MIN_SIZE = 1 << 14  # below this, NumPy's single pass costs less than the pool
 
     def add(self, a, b):
         """a + b (NumPy semantics); threaded for same-shape, same-dtype float arrays."""

@@ -111,7 +111,8 @@ class Sequential(_ModuleSequence):
         modules = list(self)
         i = 0
         while i < len(modules):
-            if i + 1 < len(modules) and fusable_bn_relu(modules[i], modules[i + 1]):
+            pair = modules[i : i + 2]
+            if len(pair) == 2 and pair[1] is not None and fusable_bn_relu(*pair):
                 input = batch_norm_relu(modules[i], modules[i + 1], input)  # one fused op
                 i += 2
             else:

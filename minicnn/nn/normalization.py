@@ -171,18 +171,20 @@ def _hooked(module):
 
 
 def fusable_bn_relu(bn, relu) -> bool:
-    """Whether ``relu(bn(x))`` is exactly the fused op: a BatchNorm2d and a ReLU of these very
-    classes (a subclass may override forward) with no forward hooks on either."""
+    """Whether ``relu(bn(x))`` is exactly the fused op: a BatchNorm2d and a ReLU (None: the
+    functional F.relu) of these very classes (a subclass may override forward), no forward hooks."""
     from .activation import ReLU
 
-    return type(bn) is BatchNorm2d and type(relu) is ReLU and not (_hooked(bn) or _hooked(relu))
+    plain_relu = relu is None or (type(relu) is ReLU and not _hooked(relu))
+    return type(bn) is BatchNorm2d and not _hooked(bn) and plain_relu
 
 
-def batch_norm_relu(bn: Module, relu: Module, input: Tensor) -> Tensor:
-    """``relu(bn(input))``, through the fused F.batch_norm_relu (one pass over memory fewer
-    each way, the same numbers, state and gradients) when fusable_bn_relu(bn, relu), else the two
-    calls. For models' ``bn → relu`` pairs; nn.Sequential fuses its adjacent pairs itself."""
+def batch_norm_relu(bn: Module, relu: Optional[Module], input: Tensor) -> Tensor:
+    """``relu(bn(input))`` (``F.relu(bn(input))`` when relu is None), through the fused
+    F.batch_norm_relu (one pass over memory fewer each way, the same numbers, state and
+    gradients) when fusable_bn_relu(bn, relu), else the calls themselves. For models' bn → relu
+    pairs; nn.Sequential fuses its adjacent pairs itself."""
     if not fusable_bn_relu(bn, relu):
-        return relu(bn(input))
+        return F.relu(bn(input)) if relu is None else relu(bn(input))
     bn._check_input(input)
     return bn._batch_norm_4d(input, relu=True)

@@ -176,3 +176,33 @@ def test_hooks_and_subclasses_keep_the_two_calls():
     assert nn.normalization.fusable_bn_relu(nn.BatchNorm2d(4), nn.ReLU(inplace=True))
     fused = _block(0)(minicnn.randn(2, 3, 4, 4, requires_grad=True))
     assert fused._node.fn.__name__ == "BatchNormReLU"
+
+
+def _small_models():
+    from minicnn.models import get_model
+    from minicnn.models.densenet import DenseNet
+
+    yield "resnet20", get_model("resnet20", num_classes=3), (2, 3, 12, 12)
+    dense = DenseNet(4, (2, 2), 8, 2, num_classes=3, small_inputs=True)
+    yield "densenet", dense, (2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_models_train_the_same_with_the_fused_pairs(index, monkeypatch):
+    """A training step of resnet20 and a small DenseNet: the fused model's output, gradients and
+    running statistics equal the unfused model's bit for bit; the state_dict keys are the same."""
+    runs = []
+    for fuse in (True, False):
+        if not fuse:
+            monkeypatch.setattr(nn.normalization, "fusable_bn_relu", lambda bn, relu: False)
+        minicnn.manual_seed(0)
+        name, model, shape = list(_small_models())[index]
+        x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+        y = model.train()(minicnn.tensor(x))
+        (y * y).sum().backward()
+        grads = [p.grad.numpy() for p in model.parameters()]
+        runs.append((y.numpy(), grads, model.state_dict()))
+    (y1, g1, s1), (y2, g2, s2) = runs
+    assert np.array_equal(y1, y2) and list(s1) == list(s2)
+    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+    assert all(np.array_equal(s1[k], s2[k]) for k in s1)
