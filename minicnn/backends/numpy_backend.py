@@ -201,3 +201,25 @@ class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
         ):
             return None
         return fn
+
+
+def add_into(a, b):
+    """a += b, in place (the autograd engine's gradient sums): on the helpers' pool for
+    same-shape, same-dtype float arrays of THREADED_MIN_SIZE values or more (the same numbers as
+    NumPy's +=), else NumPy's +=. ``a`` may be any array type supporting +=."""
+    if (
+        isinstance(a, np.ndarray)
+        and isinstance(b, np.ndarray)
+        and a.size >= CpuBackend.THREADED_MIN_SIZE
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.flags.c_contiguous
+        and a.flags.writeable
+        and b.flags.c_contiguous
+    ):
+        fn = cpp_kernel(_C, "add_", a.dtype)
+        if fn is not None:
+            fn(a, b)
+            return a
+    a += b
+    return a
