@@ -102,22 +102,10 @@ class Backend(Protocol):
     def max_pool2d_backward(self, dout: Array, argmax: Array, g: Pool2dGeometry) -> Array:
         """dx[n, c, argmax[n,c,p,q]] += dout[n,c,p,q] over windows that hold an input pixel."""
 
-    def avg_pool2d_forward(
-        self,
-        x: Array,
-        g: Pool2dGeometry,
-        count_include_pad: bool = True,
-        divisor_override: Optional[int] = None,
-    ) -> Array:
-        """y[p, q] = Σ_window x / divisor[p, q] (padding reads 0)."""
+    def avg_pool2d_forward(self, x: Array, g: Pool2dGeometry) -> Array:
+        """y[p, q] = Σ_window x / divisor[p, q] (padding reads 0; the divisor options in g)."""
 
-    def avg_pool2d_backward(
-        self,
-        dout: Array,
-        g: Pool2dGeometry,
-        count_include_pad: bool = True,
-        divisor_override: Optional[int] = None,
-    ) -> Array:
+    def avg_pool2d_backward(self, dout: Array, g: Pool2dGeometry) -> Array:
         """dx[h, w] = Σ over the windows (p, q) reading (h, w) of dout[p, q] / divisor[p, q]."""
 
     def adaptive_avg_pool2d_forward(self, x: Array, g: Pool2dGeometry) -> Array:

@@ -95,15 +95,11 @@ class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry):
         return _np_pool.max_pool2d_backward(dout, argmax, g)
 
-    def avg_pool2d_forward(
-        self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
-    ):
-        return _np_pool.avg_pool2d_forward(x, g, count_include_pad, divisor_override)
+    def avg_pool2d_forward(self, x, g: Pool2dGeometry):
+        return _np_pool.avg_pool2d_forward(x, g)
 
-    def avg_pool2d_backward(
-        self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
-    ):
-        return _np_pool.avg_pool2d_backward(dout, g, count_include_pad, divisor_override)
+    def avg_pool2d_backward(self, dout, g: Pool2dGeometry):
+        return _np_pool.avg_pool2d_backward(dout, g)
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
         return _np_pool.adaptive_avg_pool2d_forward(x, g)
