@@ -1,6 +1,6 @@
 // Bindings of arrays.h for minicnn._C_cpu: add, add_ (in place), concat_channels (_f32/_f64).
-// The Python side (numpy_backend.py) calls them only for same-shape, same-dtype arrays; these check again
-// and raise ValueError naming the argument.
+// The Python side (numpy_backend.py) calls them only for same-shape, same-dtype arrays; these
+// check again and raise ValueError naming the argument.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
