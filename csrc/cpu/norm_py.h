@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "arrays_py.h"  // CArray
 #include "batchnorm.h"
 #include "lrn.h"
 #include "relu.h"
@@ -18,9 +19,7 @@ namespace minicnn {
 namespace cpu {
 namespace norm_py {
 namespace py = pybind11;
-
-template <typename T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using arrays_py::CArray;
 
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw py::value_error(message);
