@@ -206,3 +206,17 @@ def test_models_train_the_same_with_the_fused_pairs(index, monkeypatch):
     assert np.array_equal(y1, y2) and list(s1) == list(s2)
     assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
     assert all(np.array_equal(s1[k], s2[k]) for k in s1)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_matches_torch(training):
+    torch = pytest.importorskip("torch")
+    x, w, b, (rm, rv), dy = _leaves((4, 5, 3, 3), np.float64, 7)
+    tt = [torch.tensor(a.numpy(), requires_grad=a.requires_grad) for a in (x, w, b, rm, rv)]
+    y = F.batch_norm_relu(x, rm, rv, w, b, training, 0.1, 1e-5)
+    y.backward(minicnn.tensor(dy))
+    ty = torch.relu(torch.nn.functional.batch_norm(tt[0], tt[3], tt[4], tt[1], tt[2], training))
+    ty.backward(torch.tensor(dy))
+    pairs = [(y, ty), (rm, tt[3]), (rv, tt[4]), (x.grad, tt[0].grad), (w.grad, tt[1].grad)]
+    for ours, theirs in pairs + [(b.grad, tt[2].grad)]:
+        np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
