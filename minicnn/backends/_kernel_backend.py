@@ -26,6 +26,7 @@ import numpy as np
 
 from ..ops.geometry import Pool2dGeometry
 from . import _transfers
+from ._fused import ComposedBatchNormReLU
 from ._kernel_conv import KernelConvMixin
 from ._kernel_dtypes import FLOAT_DTYPES, acc_dtype
 from ._kernel_optim import KernelOptimMixin
@@ -33,7 +34,7 @@ from ._kernel_optim import KernelOptimMixin
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend(KernelConvMixin, KernelOptimMixin):
+class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:          the device ("emu", "cuda")

@@ -196,6 +196,32 @@ class Backend(Protocol):
     ) -> None:
         """In place, every tensor of one group: Adam's / AdamW's step (minicnn/optim/adam.py)."""
 
+    # ---- fused batch norm + ReLU (ops/norm.py's BatchNormReLU; composed in backends/_fused.py) --
+    def batch_norm_relu_forward(
+        self,
+        x: Array,
+        weight: Optional[Array],
+        bias: Optional[Array],
+        running_mean: Optional[Array],
+        running_var: Optional[Array],
+        training: bool,
+        momentum: float,
+        eps: float,
+    ) -> Tuple[Array, Array, Array]:
+        """(y, mean, invstd): y = max(0, batch_norm(x)), the statistics as batch_norm_forward_*."""
+
+    def batch_norm_relu_backward(
+        self,
+        dout: Array,
+        y: Array,
+        x: Array,
+        weight: Optional[Array],
+        mean: Array,
+        invstd: Array,
+        training: bool,
+    ) -> Tuple[Array, Array, Array]:
+        """(dx, dweight, dbias): batch_norm_backward_* of dout · [y > 0] (y: the fused output)."""
+
 
 def kernel_names() -> Tuple[str, ...]:
     """The names of every method of the interface (the test checks each backend against them)."""
