@@ -230,6 +230,14 @@ def _check(x_shape, w_shape, g):
     )
 
 
+def _panels_kernel(name, *arrays):
+    """The C++ panel kernel ``name`` for these arrays (csrc/cpu/conv.h, conv_backward.h), or None
+    (no extension, no usable BLAS, MINICNN_CONV_PANELS=0, mixed dtypes)."""
+    if not (CONV_PANELS and blas_usable()) or len({a.dtype for a in arrays}) != 1:
+        return None
+    return cpp_kernel(_C, name, arrays[0].dtype)
+
+
 def conv2d_forward(x, w, b, g: Conv2dGeometry):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None."""
     _check(x.shape, w.shape, g)
@@ -288,14 +296,6 @@ def _data_grad_as_conv(g: Conv2dGeometry):
     return Conv2dGeometry(
         g.N, g.K, g.P, g.Q, g.C, g.R, g.S, ph=ph, pw=pw, dh=g.dh, dw=g.dw, G=g.G, op=g.op
     )
-
-
-def _panels_kernel(name, *arrays):
-    """The C++ panel kernel ``name`` for these arrays (csrc/cpu/conv.h, conv_backward.h), or None
-    (no extension, no usable BLAS, MINICNN_CONV_PANELS=0, mixed dtypes)."""
-    if not (CONV_PANELS and blas_usable()) or len({a.dtype for a in arrays}) != 1:
-        return None
-    return cpp_kernel(_C, name, arrays[0].dtype)
 
 
 def conv2d_backward_data(dout, w, g: Conv2dGeometry):
