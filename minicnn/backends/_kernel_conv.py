@@ -10,7 +10,10 @@ float32 sums; read at every call, like ``torch.backends.cudnn.allow_tf32``), els
 
 from __future__ import annotations
 
+import math
 import sys
+
+import numpy as np
 
 from ..ops.geometry import Conv2dGeometry
 from ._kernel_dtypes import FLOAT32, HALF_DTYPES, acc_dtype
@@ -50,6 +53,16 @@ class KernelConvMixin:
         work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
         return int(splits), work
 
+    def _nhwc_workspace(self, conv_pass, g, dtype):
+        """Version 4's channels-last copies of both operands (csrc/kernels/conv2d_wmma_nhwc.cuh)
+        when the reduction's channels per group fill 16-byte vectors (its nhwc_fits); else None:
+        the kernels gather from NCHW."""
+        vec = 16 // np.dtype(dtype).itemsize
+        channels, first = (g.C, g.x_shape) if conv_pass == FORWARD else (g.K, g.y_shape)
+        if (channels // g.G) % vec:
+            return None
+        return self._empty((math.prod(first) + math.prod(g.w_shape) + vec,), dtype)
+
     def _conv_pass(self, op, conv_pass, g, out_shape, first, second, options, bias=None):
         """Run conv pass ``op`` on (first, second) -> a new ``out_shape`` array of their dtype.
 
@@ -63,6 +76,8 @@ class KernelConvMixin:
         splits, work = self._conv_workspace(
             op, args, conv_pass, version, options[1], options[2], out_shape, a.dtype
         )
+        if version == 4 and conv_pass != BACKWARD_WEIGHT:
+            work = self._nhwc_workspace(conv_pass, g, a.dtype)
         ptrs = [self._ptr(out), self._ptr(a), self._ptr(b)]
         if conv_pass == FORWARD:
             ptrs.append(self._ptr(self._optional(op, "bias", bias, a.dtype, (g.K,))))
