@@ -231,15 +231,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     __trap();  // the launcher refuses this GPU first (require_arch)
   }
 }
-}  // namespace tc
-}  // namespace kernels
-}  // namespace minicnn
-
-#include "conv2d_wmma_nhwc.cuh"  // the NHWC fast path, on the pieces above
-
-namespace minicnn {
-namespace kernels {
-namespace tc {
 
 // dw (K, Cg·R·S) = Σ over the splits of the float32 partials, in split order; dbias likewise.
 template <class T>
@@ -295,96 +286,16 @@ void launch(const char* op, const Problem& pb, int64_t rows, int64_t cols, int64
   ++g_launches;
 }
 
-// ---- the NHWC path (conv2d_wmma_nhwc.cuh) -------------------------------------------------------
-std::atomic<int64_t> g_nhwc_launches{0};
-
-// Whether L channels per group of the reduction allow 16-byte vectors (and the reduction L·R·S
-// an int): the NHWC path.
-template <class T>
-bool nhwc_fits(int L, int R, int S) {
-  return L % kVec<T> == 0 && int64_t(L) * R * S <= INT32_MAX - kBKv<T>;
-}
-
-// The workspace as T, checked for the 16-byte alignment of the vector loads.
-template <class T>
-T* nhwc_workspace(const char* op, T* workspace) {
-  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
-    throw std::invalid_argument(std::string(op) + ": the workspace must be 16-byte aligned");
-  return workspace;
-}
-
-// The second operand's place in the workspace: after the first's `n` elements, 16-byte aligned.
-template <class T>
-T* after(T* first, int64_t n) {
-  return first + (n + kVec<T> - 1) / kVec<T> * kVec<T>;
-}
-
-template <class T>
-void to_nhwc(T* out, const T* in, int64_t N, int C, int64_t HW, cudaStream_t stream) {
-  const int64_t n = N * C * HW;
-  if (n == 0) return;
-  LAUNCH((nhwc_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, in, N, C, HW);
-  CHECK_LAUNCH("nhwc_kernel");
-}
-
-template <class T, class Problem, bool Unit>
-void launch_nhwc(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t rows, int cols,
-                 int groups, cudaStream_t stream) {
-  if (rows == 0 || cols == 0) return;
-  const int64_t gx = (rows + kBM - 1) / kBM, gy = (cols + kBN - 1) / kBN;
-  if (gx > INT32_MAX || gy > 65535 || groups > 65535)
-    throw std::invalid_argument(std::string(op) + ": the tensor-core grid (" + std::to_string(gx) +
-                                ", " + std::to_string(gy) + ", " + std::to_string(groups) +
-                                ") is too large");
-  constexpr size_t smem = kNhwcBytes<T>;
-  static_assert(smem <= 48 * 1024 && kThreads / 32 * 16 * kLdS * 4 <= smem, "smem");
-  LAUNCH((conv2d_wmma_nhwc_kernel<T, Problem, Unit>),
-         dim3(unsigned(gx), unsigned(gy), unsigned(groups)), kThreads, smem, stream)(pb, nx);
-  CHECK_LAUNCH("conv2d_wmma_nhwc_kernel");
-  ++g_launches;
-  ++g_nhwc_launches;
-}
-
-// Forward on the NHWC path: x to (N, H, W, C) and w to (K, R, S, Cg) in the workspace.
-template <class T>
-void forward_nhwc(T* workspace, const Forward<T>& pb, cudaStream_t stream) {
-  const Conv2d& g = pb.g;
-  const int Cg = g.C / g.G;
-  T* xa = nhwc_workspace("conv2d_forward", workspace);
-  T* wb = after(xa, g.N * g.C * g.H * g.W);
-  to_nhwc(xa, pb.inp, g.N, g.C, int64_t(g.H) * g.W, stream);
-  to_nhwc(wb, pb.weight, g.K, Cg, g.R * g.S, stream);
-  const Nhwc<T> nx{xa,   wb,    g.H,   g.W,  g.C,  Cg, g.P, g.Q, g.sh,
-                   g.sw, -g.ph, -g.pw, g.dh, g.dw, 1,  1,   g.S};
-  launch_nhwc<T, Forward<T>, true>("conv2d_forward", pb, nx, g.N * g.P * g.Q, g.K / g.G, g.G,
-                                   stream);
-}
-
-// Backward data on the NHWC path: dy to (N, P, Q, K) and w to (C, R, S, Kg) in the workspace.
-template <class T>
-void backward_data_nhwc(T* workspace, const BackwardData<T, true>& pb, cudaStream_t stream) {
-  const Conv2d& g = pb.g;
-  const int Kg = g.K / g.G, Cg = g.C / g.G;
-  const char* op = "conv2d_backward_data";
-  T* dya = nhwc_workspace(op, workspace);
-  T* wt = after(dya, g.N * g.K * g.P * g.Q);
-  to_nhwc(dya, pb.dout, g.N, g.K, int64_t(g.P) * g.Q, stream);
-  const int64_t n = int64_t(g.K) * Cg * g.R * g.S;
-  if (n > 0) {
-    LAUNCH((krsc_transposed_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(wt, pb.weight, g.G,
-                                                                              Kg, Cg, g.R * g.S);
-    CHECK_LAUNCH("krsc_transposed_kernel");
-  }
-  const Nhwc<T> nx{dya, wt,   g.P,  g.Q,   g.K,   Kg,   g.H,  g.W, 1,
-                   1,   g.ph, g.pw, -g.dh, -g.dw, g.sh, g.sw, g.S};
-  const int64_t rows = g.N * g.H * g.W;
-  if (g.sh == 1 && g.sw == 1)
-    launch_nhwc<T, BackwardData<T, true>, true>(op, pb, nx, rows, Cg, g.G, stream);
-  else
-    launch_nhwc<T, BackwardData<T, true>, false>(op, pb, nx, rows, Cg, g.G, stream);
-}
-
 }  // namespace tc
+}  // namespace kernels
+}  // namespace minicnn
+
+// The NHWC fast path, on the pieces above: its kernels and launchers.
+#include "conv2d_wmma_nhwc.cuh"
+#include "conv2d_wmma_nhwc_bw.cuh"
+
+namespace minicnn {
+namespace kernels {
 
 int64_t conv2d_wmma_launches() {
   return tc::g_launches.load();
@@ -458,8 +369,11 @@ void conv2d_backward_weight_wmma(T* dweight, T* workspace, const T* dout, const 
     if (workspace == nullptr) throw std::invalid_argument(std::string(op) + ": needs a workspace");
     float* partial = reinterpret_cast<float*>(workspace);  // (splits, K, Cg·R·S) float32
     const int64_t cols = int64_t(g.C / g.G) * g.R * g.S, n = g.K * cols;
-    tc::launch<T>(op, tc::BackwardWeight<T>{partial, dout, inp, g, 0}, g.K / g.G, cols,
-                  g.N * g.P * g.Q, g.G, splits, stream);
+    if (tc::nhwc_bw_fits<T>(g))
+      tc::backward_weight_nhwc(partial, dout, inp, g, splits, stream);
+    else
+      tc::launch<T>(op, tc::BackwardWeight<T>{partial, dout, inp, g, 0}, g.K / g.G, cols,
+                    g.N * g.P * g.Q, g.G, splits, stream);
     if (n == 0) return;
     LAUNCH((tc::conv2d_wmma_reduce_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
         dweight, partial, n, splits);

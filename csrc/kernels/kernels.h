@@ -169,6 +169,8 @@ void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
 // the operation (bfloat16 and TF32 need sm_80), or splits > 1 in forward or backward data.
 // Forward's and backward data's workspace (16-byte aligned, or nullptr): room for channels-last
 // copies of both operands (conv2d_wmma_nhwc.cuh), used when their channels per group allow.
+// Backward weight's, when K/G and C/G are multiples of 16 bytes: the partials, then room for
+// channels-last dy and x (conv2d_wmma_nhwc_bw.cuh); minicnn/backends/_kernel_conv.py sizes both.
 template <class T>
 void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
                          int splits, cudaStream_t stream, T* workspace = nullptr);
