@@ -333,7 +333,7 @@ void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, c
   if constexpr (!std::is_same<T, double>::value) {
     require_arch("conv2d_forward", tc::Mma<T>::arch, tc::what<T>());
     const tc::Forward<T> pb{out, inp, weight, bias, g, 0};
-    if (workspace != nullptr && tc::nhwc_fits<T>(g.C / g.G, g.R, g.S))
+    if (workspace != nullptr && tc::nhwc_fits<T>(g.C / g.G, g.R, g.S, int64_t(g.H) * g.W * g.C))
       return tc::forward_nhwc(workspace, pb, stream);
     tc::launch<T>("conv2d_forward", pb, g.N * g.P * g.Q, g.K / g.G, int64_t(g.C / g.G) * g.R * g.S,
                   g.G, 1, stream);
@@ -346,7 +346,7 @@ void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Co
   check_runs<T>("conv2d_backward_data", splits, false);
   if constexpr (!std::is_same<T, double>::value) {
     require_arch("conv2d_backward_data", tc::Mma<T>::arch, tc::what<T>());
-    if (workspace != nullptr && tc::nhwc_fits<T>(g.K / g.G, g.R, g.S))
+    if (workspace != nullptr && tc::nhwc_fits<T>(g.K / g.G, g.R, g.S, int64_t(g.P) * g.Q * g.K))
       return tc::backward_data_nhwc(workspace, tc::BackwardData<T, true>{dinp, dout, weight, g, 0},
                                     stream);
     const int64_t rows = g.N * g.H * g.W, depth = int64_t(g.K / g.G) * g.R * g.S;

@@ -107,15 +107,15 @@ __device__ __forceinline__ void wait_copies() {
 struct Walk {
   int d, r, s, c;
   int dh, dw;
-  int64_t off;  // bytes: Unit: ((r·rh)·Wi + s·rw)·Ci + c; else c
+  int off;  // bytes: Unit: ((r·rh)·Wi + s·rw)·Ci + c; else c (an image has < 2^31 bytes)
 };
 
 template <class T, bool Unit>
 __device__ __forceinline__ void place(Walk& k, const Nhwc<T>& nx) {
   k.dh = k.r * nx.rh, k.dw = k.s * nx.rw;
-  int64_t off = k.c;
-  if constexpr (Unit) off += (int64_t(k.dh) * nx.Wi + k.dw) * nx.Ci;
-  k.off = off * int64_t(sizeof(T));
+  int off = k.c;
+  if constexpr (Unit) off += (k.dh * nx.Wi + k.dw) * nx.Ci;
+  k.off = off * int(sizeof(T));
 }
 
 // k.d += step.d, its digits carried (step's digits are in range: one carry per digit at most).
@@ -143,7 +143,7 @@ __device__ __forceinline__ void a_vector(T* dst, const Nhwc<T>& nx, const Row& f
                  q = uw / unsigned(nx.sw);
   const bool ok = valid & (h >= 0) & (w >= 0) & (p * nx.sh == uh) & (q * nx.sw == uw) &
                   in(int(p), nx.Hi) & in(int(q), nx.Wi);
-  const int64_t spot = (int64_t(p) * nx.Wi + q) * nx.Ci * int64_t(sizeof(T));
+  const int spot = (int(p) * nx.Wi + int(q)) * nx.Ci * int(sizeof(T));
   copy16(dst, f.addr + spot + k.off, ok);
 }
 
@@ -187,10 +187,11 @@ __global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem p
 #pragma unroll
     for (int i = 0; i < 2; ++i)
       rows[i] = row_of<T, Unit>(nx, m0 + u + kVecRows * i, pb.rows(), pb.grp);
-    // B's row j0 + u (bytes); row j0 + u + kVecRows is col_step further
-    const T* b = nx.b + (int64_t(pb.grp) * pb.cols() + j0 + u) * depth;
-    const int64_t col = int64_t(reinterpret_cast<uintptr_t>(b));
+    // B's row j0 + u at the thread's d (bytes); row j0 + u + kVecRows is col_step further
+    const T* b = nx.b + (int64_t(pb.grp) * pb.cols() + j0 + u) * depth + lane4 * kVec<T>;
+    int64_t col = int64_t(reinterpret_cast<uintptr_t>(b));
     const int64_t col_step = int64_t(kVecRows) * depth * int64_t(sizeof(T));
+    const bool col_ok[2] = {j0 + u < pb.cols(), j0 + u + kVecRows < pb.cols()};
     Acc<T> acc[kWM][kWN];
 #pragma unroll
     for (int i = 0; i < kWM; ++i)
@@ -205,8 +206,7 @@ __global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem p
       for (int i = 0; i < 2; ++i) {
         const int at = (u + kVecRows * i) * kLdV<T> + lane4 * kVec<T>;
         a_vector<T, Unit>(As + at, nx, rows[i], k, valid);
-        const bool ok = valid & (j0 + u + kVecRows * i < pb.cols());
-        copy16(As + kTile + at, col + col_step * i + k.d * int64_t(sizeof(T)), ok);
+        copy16(As + kTile + at, col + col_step * i, valid & col_ok[i]);
       }
     };
     fetch(tiles);
@@ -216,6 +216,7 @@ __global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem p
       const bool more = d0 + kBKv<T> < depth;
       if (more) {  // the next slice's copies, in flight during this slice's mma_sync
         advance(k, step, nx.S, nx.L);
+        col += kBKv<T> * int(sizeof(T));
         fetch(tiles + (buf ^ 1) * kSlice);
       }
       const T* As = tiles + buf * kSlice;
@@ -257,10 +258,11 @@ __global__ void krsc_transposed_kernel(T* out, const T* in, int G, int Kg, int C
 std::atomic<int64_t> g_nhwc_launches{0};
 
 // Whether L channels per group of the reduction allow 16-byte vectors (and the reduction L·R·S
-// an int): the NHWC path.
+// is an int, an image of the channels-last operand has < 2^31 bytes): the NHWC path.
 template <class T>
-bool nhwc_fits(int L, int R, int S) {
-  return L % kVec<T> == 0 && int64_t(L) * R * S <= INT32_MAX - kBKv<T>;
+bool nhwc_fits(int L, int R, int S, int64_t image) {
+  return L % kVec<T> == 0 && int64_t(L) * R * S <= INT32_MAX - kBKv<T> &&
+         image * int64_t(sizeof(T)) <= INT32_MAX;
 }
 
 // The workspace as T, checked for the 16-byte alignment of the vector loads.

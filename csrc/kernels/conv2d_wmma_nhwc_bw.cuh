@@ -1,12 +1,13 @@
 // The tensor-core conv's fast path for backward weight (conv2d_wmma.cu, version 4), on the
 // channels-last copies of dy and x (conv2d_wmma_nhwc.cuh converts them):
-//   A[m, d] = dy (N, P, Q, K)[n, p, q, g·Kg + m]                                 (rows m = k)
-//   B[d, j] = x (N, H, W, C)[n, p·sh - ph + r·dh, q·sw - pw + s·dw, g·Cg + c]    (j = (r, s, c))
+//   A[m, d] = dy (N, P, Q, K)[n, p, q, g·Kg + m]                              (rows m = k)
+//   B[d, j] = x (N, H, W, C)[n, p·sh - ph + r·dh, q·sw - pw + s·dw, g·Cg + c] (j = (r, s, c))
 // with the reduction d = (n, p, q). Both are contiguous along the tile's fixed index (k, c), so
 // here the 16-byte vectors run across a row of the reduction: A's with one address each, B's with
 // one spatial check each (the thread's j fixes (r, s, c) for the whole loop; the walk of d gives
 // (n, p, q)). Tiles hold rows of the reduction: As (BK, BM) is A column-major, Bs (BK, BN) is B
-// row-major. The float32 partials (splits, K, Cg·R·S) are written in the weights' (c, r, s) order.
+// row-major. The float32 partials (splits, K, Cg·R·S) are written in the weights' (c, r, s)
+// order.
 #pragma once
 
 #include "conv2d_wmma_nhwc.cuh"
