@@ -112,6 +112,14 @@ __device__ __forceinline__ Raw<T> operand(Raw<T> v) {
   return v;
 }
 
+template <class T>
+__device__ __forceinline__ void zero(Acc<T> (&acc)[kWM][kWN]) {
+#pragma unroll
+  for (int i = 0; i < kWM; ++i)
+#pragma unroll
+    for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+}
+
 // A Part from a shared table in one 16-byte load (field by field it is two 8-byte loads);
 // little-endian, as the GPU and the emulator's hosts are.
 __device__ __forceinline__ Part load_part(const Part* p) {
@@ -135,23 +143,33 @@ __device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, cons
     bs[kRowStep * i] = operand<T>(pb.b(load_part(fb + u + kRowStep * i), vb));
 }
 
-// acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice: each A fragment feeds kWN
-// mma_sync, each B fragment kWM.
-template <class T>
+// Where a slice's operands sit in shared memory: A[m, k] at As[m·kM + k·kKA] and B[k, n] at
+// Bs[n·kN + k·kKB]. One stride of each is 1: it fixes the layout (row- or column-major), and the
+// other is the leading dimension.
+template <int kM, int kKA, int kN, int kKB>
+struct SliceLayout {
+  static_assert((kM == 1 || kKA == 1) && (kN == 1 || kKB == 1), "one unit stride each");
+  static constexpr int m = kM, ka = kKA, n = kN, kb = kKB, lda = kM * kKA, ldb = kN * kKB;
+  using A = typename std::conditional<kKA == 1, wmma::row_major, wmma::col_major>::type;
+  using B = typename std::conditional<kN == 1, wmma::row_major, wmma::col_major>::type;
+};
+
+// acc[i][j] += A(warp rows i) · B(warp columns j) over a slice of kDepth: each A fragment feeds
+// kWN mma_sync, each B fragment kWM.
+template <class T, int kDepth, class L>
 __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm, int wn,
                                                Acc<T> (&acc)[kWM][kWN]) {
   using M = Mma<T>;
 #pragma unroll
-  for (int kk = 0; kk < kBK; kk += M::k) {
-    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, wmma::row_major> b[kWN];
+  for (int kk = 0; kk < kDepth; kk += M::k) {
+    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, typename L::B> b[kWN];
 #pragma unroll
-    for (int j = 0; j < kWN; ++j) {
-      wmma::load_matrix_sync(b[j], Bs + kk * kLdB + wn + 16 * j, kLdB);
-    }
+    for (int j = 0; j < kWN; ++j)
+      wmma::load_matrix_sync(b[j], Bs + (wn + 16 * j) * L::n + kk * L::kb, L::ldb);
 #pragma unroll
     for (int i = 0; i < kWM; ++i) {
-      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::row_major> a;
-      wmma::load_matrix_sync(a, As + (wm + 16 * i) * kLdA + kk, kLdA);
+      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, typename L::A> a;
+      wmma::load_matrix_sync(a, As + (wm + 16 * i) * L::m + kk * L::ka, L::lda);
 #pragma unroll
       for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
     }
@@ -201,10 +219,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       fb[e] = pb.b_fixed(j0 + e);
     }
     Acc<T> acc[kWM][kWN];
-#pragma unroll
-    for (int i = 0; i < kWM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    zero<T>(acc);
     const int ML = pb.radix_mid(), L = pb.radix_lo();
     const Digits step = split_digits(kBK, ML, L);
     int64_t d = d_begin + threadIdx.x % kBK;
@@ -222,7 +237,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         T* next = tiles + (buf ^ 1) * kSlice;
         load_slice(next, next + kBM * kLdA, pb, fa, fb, x, d < d_end);
       }
-      multiply_slice(As, As + kBM * kLdA, wm, wn, acc);
+      multiply_slice<T, kBK, SliceLayout<kLdA, 1, 1, kLdB>>(As, As + kBM * kLdA, wm, wn, acc);
     }
     __syncthreads();  // the tiles become the warps' output scratch
     float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
@@ -332,7 +347,7 @@ void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, c
   check_runs<T>("conv2d_forward", splits, false);
   if constexpr (!std::is_same<T, double>::value) {
     require_arch("conv2d_forward", tc::Mma<T>::arch, tc::what<T>());
-    const tc::Forward<T> pb{out, inp, weight, bias, g, 0};
+    const tc::Forward<T> pb{{g, 0}, out, inp, weight, bias};
     if (workspace != nullptr && tc::nhwc_fits<T>(g.C / g.G, g.R, g.S, int64_t(g.H) * g.W * g.C))
       return tc::forward_nhwc(workspace, pb, stream);
     tc::launch<T>("conv2d_forward", pb, g.N * g.P * g.Q, g.K / g.G, int64_t(g.C / g.G) * g.R * g.S,
@@ -347,15 +362,15 @@ void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Co
   if constexpr (!std::is_same<T, double>::value) {
     require_arch("conv2d_backward_data", tc::Mma<T>::arch, tc::what<T>());
     if (workspace != nullptr && tc::nhwc_fits<T>(g.K / g.G, g.R, g.S, int64_t(g.P) * g.Q * g.K))
-      return tc::backward_data_nhwc(workspace, tc::BackwardData<T, true>{dinp, dout, weight, g, 0},
-                                    stream);
+      return tc::backward_data_nhwc(workspace,
+                                    tc::BackwardData<T, true>{{g, 0}, dinp, dout, weight}, stream);
     const int64_t rows = g.N * g.H * g.W, depth = int64_t(g.K / g.G) * g.R * g.S;
     const char* op = "conv2d_backward_data";
     if (g.sh == 1 && g.sw == 1)  // no division per element
-      tc::launch<T>(op, tc::BackwardData<T, true>{dinp, dout, weight, g, 0}, rows, g.C / g.G, depth,
-                    g.G, 1, stream);
+      tc::launch<T>(op, tc::BackwardData<T, true>{{g, 0}, dinp, dout, weight}, rows, g.C / g.G,
+                    depth, g.G, 1, stream);
     else
-      tc::launch<T>(op, tc::BackwardData<T, false>{dinp, dout, weight, g, 0}, rows, g.C / g.G,
+      tc::launch<T>(op, tc::BackwardData<T, false>{{g, 0}, dinp, dout, weight}, rows, g.C / g.G,
                     depth, g.G, 1, stream);
   }
 }

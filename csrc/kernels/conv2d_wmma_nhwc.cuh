@@ -147,28 +147,6 @@ __device__ __forceinline__ void a_vector(T* dst, const Nhwc<T>& nx, const Row& f
   copy16(dst, f.addr + spot + k.off, ok);
 }
 
-// acc[i][j] += As(warp rows i) · Bs(warp columns j)ᵀ over the slice; both tiles hold rows of the
-// reduction (B's as a column-major (BK, BN) matrix).
-template <class T>
-__device__ __forceinline__ void multiply_nhwc(const T* As, const T* Bs, int wm, int wn,
-                                              Acc<T> (&acc)[kWM][kWN]) {
-  using M = Mma<T>;
-#pragma unroll
-  for (int kk = 0; kk < kBKv<T>; kk += M::k) {
-    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, wmma::col_major> b[kWN];
-#pragma unroll
-    for (int j = 0; j < kWN; ++j)
-      wmma::load_matrix_sync(b[j], Bs + (wn + 16 * j) * kLdV<T> + kk, kLdV<T>);
-#pragma unroll
-    for (int i = 0; i < kWM; ++i) {
-      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::row_major> a;
-      wmma::load_matrix_sync(a, As + (wm + 16 * i) * kLdV<T> + kk, kLdV<T>);
-#pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
-    }
-  }
-}
-
 // Grid (row tiles, column tiles, groups). Thread t loads the 16 bytes t % 4 of rows t / 4 and
 // t / 4 + kVecRows of each slice; the next slice's copies are issued before this slice's mma_sync.
 template <class T, class Problem, bool Unit>
@@ -193,10 +171,7 @@ __global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem p
     const int64_t col_step = int64_t(kVecRows) * depth * int64_t(sizeof(T));
     const bool col_ok[2] = {j0 + u < pb.cols(), j0 + u + kVecRows < pb.cols()};
     Acc<T> acc[kWM][kWN];
-#pragma unroll
-    for (int i = 0; i < kWM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    zero<T>(acc);
     const Walk step = walk_at(kBKv<T>, nx.S, nx.L);
     Walk k = walk_at(lane4 * kVec<T>, nx.S, nx.L);
     auto fetch = [&](T* As) {  // the slice at k into As (BM, kLdV) and Bs (BN, kLdV) after it
@@ -220,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem p
         fetch(tiles + (buf ^ 1) * kSlice);
       }
       const T* As = tiles + buf * kSlice;
-      multiply_nhwc<T>(As, As + kTile, wm, wn, acc);
+      multiply_slice<T, kBKv<T>, SliceLayout<kLdV<T>, 1, kLdV<T>, 1>>(As, As + kTile, wm, wn, acc);
       wait_copies();
       __syncthreads();  // the next slice is in; every warp is done with this one
     }

@@ -42,27 +42,6 @@ struct NhwcBackwardWeight {
   }
 };
 
-// acc[i][j] += As(warp rows i)ᵀ · Bs(warp columns j) over the slice.
-template <class T>
-__device__ __forceinline__ void multiply_bw(const T* As, const T* Bs, int wm, int wn,
-                                            Acc<T> (&acc)[kWM][kWN]) {
-  using M = Mma<T>;
-#pragma unroll
-  for (int kk = 0; kk < kBKv<T>; kk += M::k) {
-    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, wmma::row_major> b[kWN];
-#pragma unroll
-    for (int j = 0; j < kWN; ++j)
-      wmma::load_matrix_sync(b[j], Bs + kk * kLdW<T> + wn + 16 * j, kLdW<T>);
-#pragma unroll
-    for (int i = 0; i < kWM; ++i) {
-      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::col_major> a;
-      wmma::load_matrix_sync(a, As + kk * kLdW<T> + wm + 16 * i, kLdW<T>);
-#pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
-    }
-  }
-}
-
 // What a thread copies for its column vector of B: fixed (r, s, c) of its j.
 struct BwColumn {
   int64_t off;  // elements: ((r·dh)·W + s·dw)·C + g·Cg + c
@@ -98,10 +77,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const T* a = pb.dy + int64_t(pb.grp) * pb.rows() + m;
     const BwColumn col = bw_column(g, pb.grp, j0 + vec * kVec<T>);
     Acc<T> acc[kWM][kWN];
-#pragma unroll
-    for (int i = 0; i < kWM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    zero<T>(acc);
     const Walk step = walk_at(kBKv<T>, g.P, g.Q);
     Walk k[2] = {walk_at(d_begin + row, g.P, g.Q), walk_at(d_begin + row + kRowsPass<T>, g.P, g.Q)};
     auto fetch = [&](T* As) {  // the slice at k into As (BK, kLdW) and Bs (BK, kLdW) after it
@@ -128,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         fetch(tiles + (buf ^ 1) * kSlice);
       }
       const T* As = tiles + buf * kSlice;
-      multiply_bw<T>(As, As + kTile, wm, wn, acc);
+      multiply_slice<T, kBKv<T>, SliceLayout<1, kLdW<T>, 1, kLdW<T>>>(As, As + kTile, wm, wn, acc);
       wait_copies();
       __syncthreads();  // the next slice is in; every warp is done with this one
     }
