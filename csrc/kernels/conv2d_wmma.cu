@@ -156,6 +156,42 @@ struct SliceLayout {
 
 // acc[i][j] += A(warp rows i) · B(warp columns j) over a slice of kDepth: each A fragment feeds
 // kWN mma_sync, each B fragment kWM.
+// load_matrix_sync from shared memory. nvcc reads bfloat16 and tf32 fragments with generic loads
+// (4 LD.E with 64-bit addresses each, where float16's are one LDSM); the same PTX wmma.load with
+// the .shared state space keeps them shared loads. The fragment's registers are filled by that
+// instruction as mma.h's own call would fill them: nothing here depends on their layout.
+#define MINICNN_WMMA_LOAD(instruction)                          \
+  asm volatile(instruction " {%0, %1, %2, %3}, [%4], %5;\n"     \
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) \
+               : "r"(at), "r"(ldm))
+#define MINICNN_WMMA_LOADS(shape_type)                                                    \
+  constexpr bool a = std::is_same<Use, wmma::matrix_a>::value;                            \
+  constexpr bool row = std::is_same<Layout, wmma::row_major>::value;                      \
+  if constexpr (a && row) MINICNN_WMMA_LOAD("wmma.load.a.sync.aligned.row." shape_type);  \
+  if constexpr (a && !row) MINICNN_WMMA_LOAD("wmma.load.a.sync.aligned.col." shape_type); \
+  if constexpr (!a && row) MINICNN_WMMA_LOAD("wmma.load.b.sync.aligned.row." shape_type); \
+  if constexpr (!a && !row) MINICNN_WMMA_LOAD("wmma.load.b.sync.aligned.col." shape_type);
+
+template <class T, class Use, class Layout, class Frag>
+__device__ __forceinline__ void load_shared(Frag& f, const T* p, unsigned ldm) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (!std::is_same<T, __half>::value) {
+    static_assert(sizeof(f.x) == 16, "4 registers");
+    unsigned* r = reinterpret_cast<unsigned*>(f.x);
+    const unsigned at = unsigned(__cvta_generic_to_shared(p));
+    if constexpr (std::is_same<T, float>::value) {
+      MINICNN_WMMA_LOADS("m16n16k8.shared.tf32")
+    } else {
+      MINICNN_WMMA_LOADS("m16n16k16.shared.bf16")
+    }
+    return;
+  }
+#endif
+  wmma::load_matrix_sync(f, p, ldm);
+}
+#undef MINICNN_WMMA_LOADS
+#undef MINICNN_WMMA_LOAD
+
 template <class T, int kDepth, class L>
 __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm, int wn,
                                                Acc<T> (&acc)[kWM][kWN]) {
@@ -165,11 +201,13 @@ __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm,
     wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, typename L::B> b[kWN];
 #pragma unroll
     for (int j = 0; j < kWN; ++j)
-      wmma::load_matrix_sync(b[j], Bs + (wn + 16 * j) * L::n + kk * L::kb, L::ldb);
+      load_shared<T, wmma::matrix_b, typename L::B>(b[j], Bs + (wn + 16 * j) * L::n + kk * L::kb,
+                                                    L::ldb);
 #pragma unroll
     for (int i = 0; i < kWM; ++i) {
       wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, typename L::A> a;
-      wmma::load_matrix_sync(a, As + (wm + 16 * i) * L::m + kk * L::ka, L::lda);
+      load_shared<T, wmma::matrix_a, typename L::A>(a, As + (wm + 16 * i) * L::m + kk * L::ka,
+                                                    L::lda);
 #pragma unroll
       for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
     }
