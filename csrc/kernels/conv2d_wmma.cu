@@ -154,8 +154,6 @@ struct SliceLayout {
   using B = typename std::conditional<kN == 1, wmma::row_major, wmma::col_major>::type;
 };
 
-// acc[i][j] += A(warp rows i) · B(warp columns j) over a slice of kDepth: each A fragment feeds
-// kWN mma_sync, each B fragment kWM.
 // load_matrix_sync from shared memory. nvcc reads bfloat16 and tf32 fragments with generic loads
 // (4 LD.E with 64-bit addresses each, where float16's are one LDSM); the same PTX wmma.load with
 // the .shared state space keeps them shared loads. The fragment's registers are filled by that
@@ -192,6 +190,8 @@ __device__ __forceinline__ void load_shared(Frag& f, const T* p, unsigned ldm) {
 #undef MINICNN_WMMA_LOADS
 #undef MINICNN_WMMA_LOAD
 
+// acc[i][j] += A(warp rows i) · B(warp columns j) over a slice of kDepth: each A fragment feeds
+// kWN mma_sync, each B fragment kWM.
 template <class T, int kDepth, class L>
 __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm, int wn,
                                                Acc<T> (&acc)[kWM][kWN]) {
