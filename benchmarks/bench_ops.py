@@ -2,12 +2,16 @@
 
     python benchmarks/bench_ops.py [--batch 8] [--repeats 5] [--threads N] [--dtype float32]
     python benchmarks/bench_ops.py --model-convs [resnet18 …] [--batch 16] [--size 64]
+    python benchmarks/bench_ops.py --pool [--threads 2]
 
 minicnn and PyTorch run in this one process with the same thread count, alternating run by run,
 and the median of ``--repeats`` timed runs (after one warm-up) is reported with the ratio
 minicnn/PyTorch. ``--model-convs`` times every distinct conv layer shape of the benchmark models
 (bench_models.py's list, at its batch and input size) instead, and ends with the largest ratio and
-the time-weighted one. Speed is never asserted.
+the time-weighted one. ``--pool`` measures the C++ thread pool instead: the microseconds
+(median, p90, mean) of a tiny parallel_for after the caller was busy for 0-1000 us (how far apart
+a step's phases are), and how often a worker joined in time (MINICNN_SPIN_US sets how long idle
+workers spin). Speed is never asserted.
 """
 
 from __future__ import annotations
@@ -171,6 +175,32 @@ def _torch_step(op, arrays):
     return step
 
 
+def pool_probe(threads, calls=2000):
+    """The pool's dispatch + wake latency (csrc/cpu/pool_probe.h) after gaps of caller work."""
+    from minicnn.backends._cpp import load_cpu_extension
+
+    C = load_cpu_extension()
+    if C is None or not hasattr(C, "pool_probe"):
+        sys.exit("bench_ops: --pool needs minicnn._C_cpu (build the C++ helpers)")
+    C.set_num_threads(threads)
+    spin = os.environ.get("MINICNN_SPIN_US", "50 (default)")
+    print(f"tiny parallel_for, {threads} threads, MINICNN_SPIN_US={spin}, load {_loadavg()}")
+    for gap in (0, 20, 50, 100, 1000):
+        median, p90, mean, joined = C.pool_probe(calls if gap < 1000 else calls // 10, gap)
+        print(
+            f"after {gap:5d} us of caller work: us per call median {median:7.1f}, "
+            f"p90 {p90:7.1f}, mean {mean:7.1f}; a worker joined {joined:.0%}"
+        )
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,6 +217,7 @@ def main():
     )
     parser.add_argument("--size", type=int, default=64, help="input side for --model-convs")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
+    parser.add_argument("--pool", action="store_true", help="the thread pool's wake latency")
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -194,6 +225,8 @@ def main():
         help="cpu: process CPU time (steadier with --threads 1 on a busy machine)",
     )
     args = parser.parse_args()
+    if args.pool:
+        return pool_probe(args.threads)
     global CLOCK
     CLOCK = clock(args.clock)
     use_torch = torch is not None and not args.no_torch

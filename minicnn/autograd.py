@@ -29,6 +29,7 @@ import threading
 import numpy as np
 
 from .backends import common_device, get_backend
+from .backends.numpy_backend import add_into
 from .tensor import Tensor
 
 __all__ = [
@@ -129,13 +130,19 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        tensors = [a for a in args if isinstance(a, Tensor)]
+        tensors, needs, raw = [], [], []  # one pass over args (an op's own per-call cost)
+        for a in args:
+            if isinstance(a, Tensor):
+                tensors.append(a)
+                needs.append(a._requires_grad)
+                raw.append(a._data)
+            else:
+                needs.append(False)
+                raw.append(a)
         device = common_device(cls.__name__, tensors)
-        backend = get_backend(device)
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = is_grad_enabled() and any(needs)
-        ctx = Context(backend, needs)
-        raw = [a._data if isinstance(a, Tensor) else a for a in args]
+        needs = tuple(needs)
+        record = any(needs) and is_grad_enabled()
+        ctx = Context(get_backend(device), needs)
         out = cls.forward(ctx, *raw, **kwargs)
         if isinstance(out, np.generic):  # NumPy reductions return scalars; keep 0-d arrays
             out = np.asarray(out)
@@ -152,22 +159,30 @@ def _topological_order(root):
     """Nodes reachable from ``root`` (a Tensor), each after every tensor that consumes it."""
     order, visited = [], set()
     stack = [(root, False)]
+    push, pop, seen = stack.append, stack.pop, visited.add
     while stack:
-        t, processed = stack.pop()
+        t, processed = pop()
         if processed:
             order.append(t)
             continue
         if id(t) in visited:
             continue
-        visited.add(id(t))
-        stack.append((t, True))
-        if t._node is not None:
+        seen(id(t))
+        push((t, True))
+        node = t._node
+        if node is not None:
             # Leaves are pushed first, so popped last: each is processed right after its last
             # consumer, and its post-accumulate-grad hook (DDP's bucket) fires early in backward.
-            inputs = [i for i in t._node.inputs if i is not None and id(i) not in visited]
-            stack.extend((inp, False) for inp in inputs if inp._node is None)
-            stack.extend((inp, False) for inp in inputs if inp._node is not None)
-    return reversed(order)
+            inner = []
+            for i in node.inputs:
+                if i is not None and id(i) not in visited:
+                    if i._node is None:
+                        push((i, False))
+                    else:
+                        inner.append((i, False))
+            stack.extend(inner)
+    order.reverse()
+    return order
 
 
 def _refcount(a):
@@ -224,10 +239,9 @@ def _add_grad(grads, owned, key, ig, ig_is_ours):
         return
     same_dtype = cur.dtype == ig.dtype
     if key in owned and same_dtype:
-        cur += ig
+        add_into(cur, ig)  # cur += ig, on the cpu helpers' pool for big NumPy arrays
     elif ig_is_ours and same_dtype:
-        ig += cur
-        grads[key] = ig
+        grads[key] = add_into(ig, cur)
         owned.add(key)
     else:
         grads[key] = cur + ig
@@ -273,7 +287,7 @@ def backward(root, grad, retain_graph=False):
                 continue
             if isinstance(ig, np.generic):
                 ig = np.asarray(ig)
-            if ig.shape != inp.shape:
+            if ig.shape != inp._data.shape:
                 raise RuntimeError(
                     f"{node.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
                     f"for an input of shape {inp.shape}"

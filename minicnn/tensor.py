@@ -42,7 +42,11 @@ class Tensor:
 
     @classmethod
     def _wrap(cls, array, device):
-        return cls(array, device)
+        """What __init__(array, device) makes, without its checks (an op's result: no grad)."""
+        t = cls.__new__(cls)
+        t._data, t.device, t.grad, t._node = array, device, None, None
+        t._retains_grad = t._requires_grad = False
+        return t
 
     # ---- basic attributes ---------------------------------------------------------------------
     @property
@@ -159,7 +163,9 @@ class Tensor:
             data = g if owned and g.dtype == self.dtype else g.astype(self.dtype, copy=True)
             self.grad = Tensor(data, self.device)
         else:
-            self.grad._data += g
+            from .backends.numpy_backend import add_into  # tensor.py loads before the backends
+
+            add_into(self.grad._data, g)  # += (threaded for big NumPy arrays)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop ``.grad`` (or, with ``set_to_none=False``, fill it with zeros in place): what

@@ -1,6 +1,6 @@
-// Bindings of arrays.h for minicnn._C_cpu: add_f32/_f64 and concat_channels_f32/_f64. The Python
-// side (numpy_backend.py) calls them only for same-shape, same-dtype arrays; these check again
-// and raise ValueError naming the argument.
+// Bindings of arrays.h for minicnn._C_cpu: add, add_ (in place), concat_channels (_f32/_f64).
+// The Python side (numpy_backend.py) calls them only for same-shape, same-dtype arrays; these
+// check again and raise ValueError naming the argument.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -29,6 +29,22 @@ py::array_t<T> add(CArray<T> a, CArray<T> b) {
     minicnn::cpu::add<T>(a.data(), b.data(), y.mutable_data(), a.size());
   }
   return y;
+}
+
+// a += b in place (the autograd engine's gradient sums): a must be a writeable C-contiguous array
+// of T (never a silent copy), b of a's shape.
+template <typename T>
+void add_(py::array a, CArray<T> b) {
+  if (!py::isinstance<py::array_t<T>>(a) || !(a.flags() & py::array::c_style) || !a.writeable())
+    throw py::value_error("add_: a must be a writeable C-contiguous array of the dtype");
+  bool same = a.ndim() == b.ndim();
+  for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == b.shape(i);
+  if (!same) throw py::value_error("add_: a and b must have the same shape");
+  T* y = static_cast<T*>(a.mutable_data());
+  {
+    py::gil_scoped_release release;
+    minicnn::cpu::add<T>(y, b.data(), y, a.size());
+  }
 }
 
 // parts: arrays (N, C_i, ...) equal in every dim but 1 -> (N, ΣC_i, ...).
@@ -69,6 +85,8 @@ template <typename T>
 void bind_arrays_dtype(pybind11::module_& m, const std::string& suffix) {
   namespace py = pybind11;
   m.def(("add" + suffix).c_str(), &arrays_py::add<T>, "a + b of same-shape arrays, threaded",
+        py::arg("a"), py::arg("b"));
+  m.def(("add_" + suffix).c_str(), &arrays_py::add_<T>, "a += b of same-shape arrays, threaded",
         py::arg("a"), py::arg("b"));
   m.def(("concat_channels" + suffix).c_str(), &arrays_py::concat_channels<T>,
         "np.concatenate(parts, axis=1), threaded", py::arg("parts"));

@@ -136,26 +136,6 @@ static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row
            g.Q);
 }
 
-template <typename T>
-void im2col(const T* x, T* cols, const Conv2dGeometry& g) {
-  const int64_t HW = g.H * g.W;
-  const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
-  const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
-  parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
-    std::vector<T> padded(padded_runs ? padded_size : 0, T(0));  // the border stays zero
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / g.C, c = t % g.C;  // x's plane t
-      int64_t offset, row_stride;
-      rows_of(g, n, c, &offset, &row_stride);
-      const T* plane = x + (n * g.C + c) * HW;
-      if (padded_runs)
-        im2col_plane_stride1(plane, padded.data(), cols + offset, row_stride, g);
-      else
-        im2col_plane(plane, cols + offset, row_stride, g);
-    }
-  });
-}
-
 // col2im's stride-1 counterpart of im2col_plane_stride1: each row of each (r, s) is added to a
 // contiguous run of a zero-padded plane, then the inside is copied out. Same order of additions
 // as col2im_plane (r, then s, then p), so the results agree bit for bit.
@@ -180,23 +160,67 @@ static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T
     std::memcpy(plane + h * g.W, padded + (h + g.ph) * Wp + g.pw, sizeof(T) * g.W);
 }
 
+static inline bool pointwise(const Conv2dGeometry& g) {  // the columns are the plane itself
+  return g.R * g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+static inline bool padded_runs(const Conv2dGeometry& g) {
+  return g.sw == 1 && g.R * g.S > 1;
+}
+
+// The R*S column rows of one plane, by the fastest path for the layer; `padded` is a scratch
+// plane (H + 2 ph) x (W + 2 pw) with a zero border where padded_runs(g).
+template <typename T>
+static void im2col_one(const T* plane, T* padded, T* rows, int64_t row_stride,
+                       const Conv2dGeometry& g) {
+  if (pointwise(g))
+    std::memcpy(rows, plane, sizeof(T) * g.H * g.W);
+  else if (padded_runs(g))
+    im2col_plane_stride1(plane, padded, rows, row_stride, g);
+  else
+    im2col_plane(plane, rows, row_stride, g);
+}
+
+// The adjoint: the plane (overwritten) from its R*S column rows.
+template <typename T>
+static void col2im_one(const T* rows, int64_t row_stride, T* padded, T* plane,
+                       const Conv2dGeometry& g) {
+  if (pointwise(g))
+    std::memcpy(plane, rows, sizeof(T) * g.H * g.W);
+  else if (padded_runs(g))
+    col2im_plane_stride1(rows, row_stride, padded, plane, g);
+  else
+    col2im_plane(rows, row_stride, plane, g);
+}
+
+// f(plane index n C + c, where its rows start in cols, their stride, a zeroed scratch plane) for
+// every (n, c) plane, on the pool.
+template <typename T, typename F>
+static void for_each_plane(const Conv2dGeometry& g, const F& f) {
+  const int64_t padded_size = padded_runs(g) ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0;
+  parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(padded_size, T(0));  // im2col keeps the border zero
+    for (int64_t t = begin; t < end; ++t) {
+      int64_t offset, row_stride;
+      rows_of(g, t / g.C, t % g.C, &offset, &row_stride);
+      f(t, offset, row_stride, padded.data());
+    }
+  });
+}
+
+template <typename T>
+void im2col(const T* x, T* cols, const Conv2dGeometry& g) {
+  const int64_t HW = g.H * g.W;
+  for_each_plane<T>(g, [&](int64_t t, int64_t offset, int64_t row_stride, T* padded) {
+    im2col_one(x + t * HW, padded, cols + offset, row_stride, g);
+  });
+}
+
 template <typename T>
 void col2im(const T* cols, T* x, const Conv2dGeometry& g) {
   const int64_t HW = g.H * g.W;
-  const bool padded_runs = g.sw == 1 && g.R * g.S > 1;
-  const int64_t padded_size = (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
-  parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
-    std::vector<T> padded(padded_runs ? padded_size : 0);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / g.C, c = t % g.C;  // x's plane t
-      int64_t offset, row_stride;
-      rows_of(g, n, c, &offset, &row_stride);
-      T* plane = x + (n * g.C + c) * HW;
-      if (padded_runs)
-        col2im_plane_stride1(cols + offset, row_stride, padded.data(), plane, g);
-      else
-        col2im_plane(cols + offset, row_stride, plane, g);
-    }
+  for_each_plane<T>(g, [&](int64_t t, int64_t offset, int64_t row_stride, T* padded) {
+    col2im_one(cols + offset, row_stride, padded, x + t * HW, g);
   });
 }
 
@@ -227,24 +251,22 @@ static void tap_segment(const T* plane, T* out, const Conv2dGeometry& g, int64_t
 }
 
 template <typename T>
+static std::vector<T> scratch_plane(const Conv2dGeometry& g) {  // zeroed, for im2col_one
+  return std::vector<T>(padded_runs(g) ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0, T(0));
+}
+
+template <typename T>
 void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t j0,
                   int64_t width) {
   const int64_t PQ = g.P * g.Q, RS = g.R * g.S;
-  const bool padded_runs = g.sw == 1 && RS > 1;
-  const bool pointwise = RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-  std::vector<T> padded(padded_runs ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0, T(0));
+  std::vector<T> padded = scratch_plane<T>(g);
   for (int64_t j = j0; j < j0 + width;) {  // one image's part of the panel at a time
     const int64_t n = j / PQ, pq0 = j % PQ, pq1 = std::min(PQ, pq0 + (j0 + width - j));
     for (int64_t c = 0; c < Cc; ++c) {
       const T* plane = x + (n * g.C + c0 + c) * g.H * g.W;
       T* rows = panel + c * RS * width + (j - j0);
       if (pq0 == 0 && pq1 == PQ) {  // a whole plane: im2col's own paths
-        if (pointwise)
-          std::memcpy(rows, plane, sizeof(T) * PQ);
-        else if (padded_runs)
-          im2col_plane_stride1(plane, padded.data(), rows, width, g);
-        else
-          im2col_plane(plane, rows, width, g);
+        im2col_one(plane, padded.data(), rows, width, g);
         continue;
       }
       for_each_tap(g, [&](int64_t tap, int64_t hoff, int64_t woff, int64_t p_lo, int64_t p_hi,
@@ -256,6 +278,17 @@ void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int
   }
 }
 
+template <typename T>
+void col2im_panel(const T* panel, T* x, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t n0,
+                  int64_t nn) {
+  const int64_t PQ = g.P * g.Q, RS = g.R * g.S, width = nn * PQ;
+  std::vector<T> padded = scratch_plane<T>(g);
+  for (int64_t n = n0; n < n0 + nn; ++n)
+    for (int64_t c = 0; c < Cc; ++c)
+      col2im_one(panel + c * RS * width + (n - n0) * PQ, width, padded.data(),
+                 x + (n * g.C + c0 + c) * g.H * g.W, g);
+}
+
 template void im2col<float>(const float*, float*, const Conv2dGeometry&);
 template void im2col<double>(const double*, double*, const Conv2dGeometry&);
 template void col2im<float>(const float*, float*, const Conv2dGeometry&);
@@ -263,6 +296,10 @@ template void col2im<double>(const double*, double*, const Conv2dGeometry&);
 template void im2col_panel<float>(const float*, float*, const Conv2dGeometry&, int64_t, int64_t,
                                   int64_t, int64_t);
 template void im2col_panel<double>(const double*, double*, const Conv2dGeometry&, int64_t, int64_t,
+                                   int64_t, int64_t);
+template void col2im_panel<float>(const float*, float*, const Conv2dGeometry&, int64_t, int64_t,
+                                  int64_t, int64_t);
+template void col2im_panel<double>(const double*, double*, const Conv2dGeometry&, int64_t, int64_t,
                                    int64_t, int64_t);
 
 }  // namespace cpu

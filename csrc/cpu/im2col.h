@@ -36,5 +36,12 @@ template <typename T>
 void im2col_panel(const T* x, T* panel, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t j0,
                   int64_t width);
 
+// The adjoint of im2col_panel over whole images: panel (Cc*R*S, nn*P*Q) holds the columns of
+// channels [c0, c0 + Cc) of images [n0, n0 + nn); their planes of x are overwritten by the
+// scatter-added panel (col2im's sums, in the same order). Serial (the caller's task).
+template <typename T>
+void col2im_panel(const T* panel, T* x, const Conv2dGeometry& g, int64_t c0, int64_t Cc, int64_t n0,
+                  int64_t nn);
+
 }  // namespace cpu
 }  // namespace minicnn

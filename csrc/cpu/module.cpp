@@ -7,8 +7,8 @@
 // as <name>_f32 and <name>_f64 and runs without the GIL on the thread pool of parallel.h.
 //
 // Files: parallel.h (the thread pool), im2col.h/.cpp (conv columns), layout.h (batch moves,
-// transposes, channel sums), blas.h (GEMM through NumPy's BLAS on the pool), relu.h, batchnorm.h,
-// pool.h. Everything but im2col.cpp is header-only, so setup.py's two sources (module.cpp,
+// transposes, channel sums), blas.h (GEMM through NumPy's BLAS on the pool), relu.h, batchnorm.h
+// and lrn.h (bound in norm_py.h), pool.h. Everything but im2col.cpp is header-only, so setup.py's two sources (module.cpp,
 // im2col.cpp) build the whole module. No OpenMP: see parallel.h for why.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -25,15 +25,16 @@
 
 #include "../geometry_py.h"
 #include "arrays_py.h"
-#include "batchnorm.h"
 #include "blas.h"
 #include "conv.h"
+#include "conv_py.h"
+#include "pool_probe.h"
 #include "im2col.h"
 #include "layout.h"
+#include "norm_py.h"
 #include "optim_py.h"
 #include "parallel.h"
 #include "pool.h"
-#include "relu.h"
 #include "testing.h"
 
 namespace py = pybind11;
@@ -85,14 +86,22 @@ static void require_shape(const py::array& a, std::initializer_list<int64_t> sha
 
 // The geometry of a call, checked so that no loop reads or writes out of bounds (the sizes come
 // from Python, which computed P and Q; this checks signs and the window, not the formula).
-static Conv2dGeometry conv_geometry(py::handle obj, const char* op) {
-  Conv2dGeometry g = minicnn::geometry_py::conv2d_geometry(obj);
+template <typename Geometry>
+static Geometry checked_geometry(const Geometry& g, const char* op) {
   require(g.N >= 0 && g.C >= 0 && g.H >= 0 && g.W >= 0 && g.P >= 0 && g.Q >= 0,
           std::string(op) + ": sizes must be >= 0");
   require(g.R >= 1 && g.S >= 1 && g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 && g.dh >= 1 &&
               g.dw >= 1,
           std::string(op) + ": kernel, stride and dilation must be >= 1 and padding >= 0");
   return g;
+}
+
+static Conv2dGeometry conv_geometry(py::handle obj, const char* op) {
+  return checked_geometry(minicnn::geometry_py::conv2d_geometry(obj), op);
+}
+
+static Pool2dGeometry pool_geometry(py::handle obj, const char* op) {
+  return checked_geometry(minicnn::geometry_py::pool2d_geometry(obj), op);
 }
 
 template <typename T>
@@ -253,121 +262,7 @@ static void set_blas(uintptr_t sgemm, uintptr_t dgemm, uintptr_t set_threads_loc
   blas.set_threads_local = reinterpret_cast<minicnn::cpu::SetThreadsLocal>(set_threads_local);
 }
 
-// ---- relu ---------------------------------------------------------------------------------------
-static std::vector<py::ssize_t> shape_of(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
-template <typename T>
-py::array_t<T> relu_forward(CArray<T> x) {
-  py::array_t<T> y(shape_of(x));
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::relu_forward<T>(x.data(), y.mutable_data(), x.size());
-  }
-  return y;
-}
-
-template <typename T>
-py::array_t<T> relu_backward(CArray<T> dout, CArray<T> y) {
-  require(dout.size() == y.size(), "relu_backward: dout and y must have the same size");
-  py::array_t<T> dx(shape_of(dout));
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::relu_backward<T>(dout.data(), y.data(), dx.mutable_data(), dout.size());
-  }
-  return dx;
-}
-
-// ---- batch norm ---------------------------------------------------------------------------------
-static void check_ncl(const py::array& a, const char* what) {
-  require(a.ndim() == 3, std::string(what) + " must be (N, C, L)");
-}
-
-static void check_channels(const py::array& v, int64_t C, const char* what) {
-  require(v.ndim() == 1 && v.shape(0) == C, std::string(what) + " must be (C,)");
-}
-
-template <typename T>
-py::tuple batch_norm_stats(CArray<T> x) {
-  check_ncl(x, "batch_norm_stats: x");
-  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  py::array_t<T> mean(C), var(C);
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::batch_norm_stats<T>(x.data(), mean.mutable_data(), var.mutable_data(), N, C, L);
-  }
-  return py::make_tuple(mean, var);
-}
-
-template <typename T>
-py::array_t<T> channel_affine(CArray<T> x, std::optional<CArray<T>> center, CArray<T> scale,
-                              std::optional<CArray<T>> shift) {
-  check_ncl(x, "channel_affine: x");
-  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  check_channels(scale, C, "channel_affine: scale");
-  if (center) check_channels(*center, C, "channel_affine: center");
-  if (shift) check_channels(*shift, C, "channel_affine: shift");
-  py::array_t<T> y({N, C, L});
-  const T* m = center ? center->data() : nullptr;
-  const T* s = shift ? shift->data() : nullptr;
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::channel_affine<T>(x.data(), m, scale.data(), s, y.mutable_data(), N, C, L);
-  }
-  return y;
-}
-
-template <typename T>
-py::tuple batch_norm_grad_sums(CArray<T> dout, CArray<T> x, CArray<T> mean, CArray<T> invstd) {
-  check_ncl(x, "batch_norm_grad_sums: x");
-  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
-          "batch_norm_grad_sums: dout must be shaped like x");
-  check_channels(mean, C, "batch_norm_grad_sums: mean");
-  check_channels(invstd, C, "batch_norm_grad_sums: invstd");
-  py::array_t<T> sum_dy(C), sum_dy_xhat(C);
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::batch_norm_grad_sums<T>(dout.data(), x.data(), mean.data(), invstd.data(),
-                                          sum_dy.mutable_data(), sum_dy_xhat.mutable_data(), N, C,
-                                          L);
-  }
-  return py::make_tuple(sum_dy, sum_dy_xhat);
-}
-
-template <typename T>
-py::array_t<T> batch_norm_backward_data(CArray<T> dout, CArray<T> x, CArray<T> mean,
-                                        CArray<T> invstd, CArray<T> g, CArray<T> sum_dy,
-                                        CArray<T> sum_dy_xhat) {
-  check_ncl(x, "batch_norm_backward_data: x");
-  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
-          "batch_norm_backward_data: dout must be shaped like x");
-  for (const py::array* v : {(py::array*)&mean, (py::array*)&invstd, (py::array*)&g,
-                             (py::array*)&sum_dy, (py::array*)&sum_dy_xhat})
-    check_channels(*v, C, "batch_norm_backward_data: per-channel vectors");
-  py::array_t<T> dx({N, C, L});
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::batch_norm_backward_data<T>(dout.data(), x.data(), mean.data(), invstd.data(),
-                                              g.data(), sum_dy.data(), sum_dy_xhat.data(),
-                                              dx.mutable_data(), N, C, L);
-  }
-  return dx;
-}
-
 // ---- pooling ------------------------------------------------------------------------------------
-static Pool2dGeometry pool_geometry(py::handle obj, const char* op) {
-  Pool2dGeometry g = minicnn::geometry_py::pool2d_geometry(obj);
-  require(g.N >= 0 && g.C >= 0 && g.H >= 0 && g.W >= 0 && g.P >= 0 && g.Q >= 0,
-          std::string(op) + ": sizes must be >= 0");
-  require(g.R >= 1 && g.S >= 1 && g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 && g.dh >= 1 &&
-              g.dw >= 1,
-          std::string(op) + ": kernel, stride and dilation must be >= 1, padding >= 0");
-  return g;
-}
-
 template <typename T>
 py::tuple max_pool2d_forward(CArray<T> x, py::object geometry) {
   const Pool2dGeometry g = pool_geometry(geometry, "max_pool2d_forward");
@@ -447,6 +342,9 @@ PYBIND11_MODULE(_C_cpu, m) {
   minicnn::cpu::bind_testing(m);
   minicnn::cpu::bind_optim(m);
   minicnn::cpu::bind_arrays(m);
+  minicnn::cpu::bind_norm(m);
+  minicnn::cpu::bind_conv_backward(m);
+  minicnn::cpu::bind_pool_probe(m);
   m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("set_threads_local"),
         "Register CBLAS ?gemm functions (addresses; 0 = none) for the gemm_* kernels.");
   m.def("has_blas", [] { return minicnn::cpu::Blas::instance().sgemm != nullptr; });
@@ -466,16 +364,6 @@ PYBIND11_MODULE(_C_cpu, m) {
   DEF_BOTH("unfold_batch", unfold_batch, py::arg("a"), py::arg("out") = none);
   DEF_BOTH("fold_batch", fold_batch, py::arg("a"), py::arg("N"), py::arg("bias") = none,
            py::arg("out") = none);
-  DEF_BOTH("relu_forward", relu_forward, py::arg("x"));
-  DEF_BOTH("relu_backward", relu_backward, py::arg("dout"), py::arg("y"));
-  DEF_BOTH("batch_norm_stats", batch_norm_stats, py::arg("x"));
-  DEF_BOTH("channel_affine", channel_affine, py::arg("x"), py::arg("center"), py::arg("scale"),
-           py::arg("shift"));
-  DEF_BOTH("batch_norm_grad_sums", batch_norm_grad_sums, py::arg("dout"), py::arg("x"),
-           py::arg("mean"), py::arg("invstd"));
-  DEF_BOTH("batch_norm_backward_data", batch_norm_backward_data, py::arg("dout"), py::arg("x"),
-           py::arg("mean"), py::arg("invstd"), py::arg("g"), py::arg("sum_dy"),
-           py::arg("sum_dy_xhat"));
   DEF_BOTH("max_pool2d_forward", max_pool2d_forward, py::arg("x"), py::arg("geometry"));
   DEF_BOTH("max_pool2d_backward", max_pool2d_backward, py::arg("dout"), py::arg("argmax"),
            py::arg("geometry"));

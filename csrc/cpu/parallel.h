@@ -111,15 +111,14 @@ class ThreadPool {
     return inside;
   }
 
-  static void work(Job* job) {
+  // Runs chunks of the job until none is left, starting with chunk `b` if one was claimed.
+  static void work(Job* job, int64_t b = -1) {
     bool& inside = in_parallel_region();
     const bool was = inside;
     inside = true;
-    for (;;) {
-      const int64_t b = job->next.fetch_add(job->chunk, std::memory_order_relaxed);
-      if (b >= job->n) break;
+    if (b < 0) b = job->next.fetch_add(job->chunk, std::memory_order_relaxed);
+    for (; b < job->n; b = job->next.fetch_add(job->chunk, std::memory_order_relaxed))
       job->body(job->ctx, b, std::min(job->n, b + job->chunk));
-    }
     inside = was;
   }
 
@@ -179,9 +178,14 @@ class ThreadPool {
       if (s->job == nullptr || s->wanted <= 0) continue;
       --s->wanted;
       Job* job = s->job;
+      // The first chunk is claimed under the mutex, and only a worker that got one counts as
+      // active: the caller never waits for a late worker that finds the job done (a worker woken
+      // after the caller did all the chunks, then preempted, held calls up by milliseconds).
+      const int64_t first = job->next.fetch_add(job->chunk, std::memory_order_relaxed);
+      if (first >= job->n) continue;
       ++s->active;
       lock.unlock();
-      work(job);
+      work(job, first);
       lock.lock();
       if (--s->active == 0) s->done.notify_all();
     }

@@ -9,7 +9,8 @@
 namespace minicnn {
 namespace cpu {
 
-constexpr int64_t kElementwiseGrain = 1 << 15;
+// 8 Ki values per task: both cores have work from 16x512x2x2 (32 Ki values) up.
+constexpr int64_t kElementwiseGrain = 1 << 13;
 
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n) {

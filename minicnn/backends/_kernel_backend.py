@@ -20,9 +20,13 @@ output, R x S window.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from ..ops.geometry import Pool2dGeometry
+from . import _transfers
+from ._fused import ComposedBatchNormReLU
 from ._kernel_conv import KernelConvMixin
 from ._kernel_dtypes import FLOAT_DTYPES, acc_dtype
 from ._kernel_optim import KernelOptimMixin
@@ -30,19 +34,23 @@ from ._kernel_optim import KernelOptimMixin
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend(KernelConvMixin, KernelOptimMixin):
+class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
-    name:      the device ("emu", "cuda")
-    xp:        the array module (numpy, cupy)
-    C:         the pybind11 extension (minicnn._C_emu, minicnn._C_cuda)
-    _pointer:  array -> its data address as an int
-    _stream:   () -> the stream handle to launch on, as an int (0: the default stream)
+    name:          the device ("emu", "cuda")
+    xp:            the array module (numpy, cupy)
+    C:             the pybind11 extension (minicnn._C_emu, minicnn._C_cuda)
+    unavailable:   None when the device works here, else why not
+    _to_host:      array -> a NumPy array of its values (to_numpy)
+    _to_device:    NumPy array -> a C-contiguous array of this device (from_numpy)
+    _pointer:      array -> its data address as an int
+    _stream:       () -> the stream handle to launch on, as an int (0: the default stream)
     """
 
     name: str
     xp = None
     C = None
+    unavailable: Optional[str] = None
 
     def _pointer(self, a) -> int:
         raise NotImplementedError
@@ -50,9 +58,20 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
     def _stream(self) -> int:
         raise NotImplementedError
 
-    def __init__(self, xp, C):
-        self.xp, self.C = xp, C
+    def __init__(self):
         self._args = {}  # geometry -> its checked kernel arguments (forward and backward share)
+
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        return cls.unavailable
+
+    def to_numpy(self, a):
+        """A NumPy array of a's values; counted as a device→host read (backends/_transfers.py)."""
+        return _transfers.to_host(self.name, a, self._to_host)
+
+    def from_numpy(self, a):
+        """An array of this device holding a NumPy array's values, C-contiguous; counted."""
+        return _transfers.to_device(self.name, a, self._to_device)
 
     def _checked(self, g, check):
         """check(g), once per distinct geometry: a layer's forward and backward, every step."""
@@ -117,12 +136,19 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
     def _dtype_name(a):
         return a.dtype.name  # "float32", "float64", "float16", "bfloat16": the bindings' dispatch
 
+    def _launch(self, kernel, dtype_of, *args):
+        """``C.<kernel>(dtype, *args, stream)``, the kernel instantiated for ``dtype_of``'s dtype;
+        arrays in ``args`` are passed as data pointers (None as 0), other values as they are."""
+        xp = self.xp
+        args = [self._ptr(a) if a is None or isinstance(a, xp.ndarray) else a for a in args]
+        getattr(self.C, kernel)(self._dtype_name(dtype_of), *args, self._stream())
+
     # ---- relu ---------------------------------------------------------------------------------
     def relu_forward(self, x):
         """y = max(x, 0)."""
         x = self._array("relu_forward", "x", x)
         y = self._empty(x.shape, x.dtype)
-        self.C.relu_forward(self._dtype_name(x), self._ptr(y), self._ptr(x), x.size, self._stream())
+        self._launch("relu_forward", x, y, x, x.size)
         return y
 
     def relu_backward(self, dout, y):
@@ -131,14 +157,7 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         dout = self._array(op, "dout", dout)
         y = self._array(op, "y", y, dtype=dout.dtype, shape=dout.shape)
         dx = self._empty(dout.shape, dout.dtype)
-        self.C.relu_backward(
-            self._dtype_name(dout),
-            self._ptr(dx),
-            self._ptr(dout),
-            self._ptr(y),
-            dout.size,
-            self._stream(),
-        )
+        self._launch(op, dout, dx, dout, y, dout.size)
         return dx
 
     # ---- pooling ------------------------------------------------------------------------------
@@ -159,9 +178,7 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         x = self._pool_input(op, x, g)
         y = self._empty(g.y_shape, x.dtype)  # (N, C, P, Q)
         argmax = self._empty(g.y_shape, np.int64)  # (N, C, P, Q)
-        self.C.max_pool2d_forward(
-            self._dtype_name(x), self._ptr(y), self._ptr(argmax), self._ptr(x), args, self._stream()
-        )
+        self._launch(op, x, y, argmax, x, args)
         return y, argmax
 
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry, *, version=2):
@@ -171,60 +188,39 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         dout = self._pool_dout(op, dout, g)
         argmax = self._array(op, "argmax", argmax, dtype=np.int64, shape=dout.shape)
         dx = self._empty(g.x_shape, dout.dtype)  # (N, C, H, W)
-        self.C.max_pool2d_backward(
-            self._dtype_name(dout),
-            self._ptr(dx),
-            self._ptr(dout),
-            self._ptr(argmax),
-            args,
-            int(version),
-            self._stream(),
-        )
+        self._launch(op, dout, dx, dout, argmax, args, int(version))
         return dx
 
-    def avg_pool2d_forward(
-        self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
-    ):
+    def avg_pool2d_forward(self, x, g: Pool2dGeometry):
         """y = Σ_window x / divisor."""
-        op = "avg_pool2d_forward"
-        args = self._pool_args(op, g)
-        x = self._pool_input(op, x, g)
-        return self._pool_kernel(
-            op, x, g.y_shape, args, bool(count_include_pad), int(divisor_override or 0)
-        )
+        return self._pool_kernel("avg_pool2d_forward", x, g, *self._divisor(g))
 
-    def avg_pool2d_backward(
-        self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
-    ):
+    def avg_pool2d_backward(self, dout, g: Pool2dGeometry):
         """dx = Σ over the windows reading a pixel of dout / divisor."""
-        op = "avg_pool2d_backward"
-        args = self._pool_args(op, g)
-        dout = self._pool_dout(op, dout, g)
-        return self._pool_kernel(
-            op, dout, g.x_shape, args, bool(count_include_pad), int(divisor_override or 0)
-        )
+        return self._pool_kernel("avg_pool2d_backward", dout, g, *self._divisor(g))
 
-    def _pool_kernel(self, op, a, out_shape, args, *options):
-        """Run pooling kernel ``op``(dtype, out, a, args, *options, stream) into a new out_shape."""
-        out = self._empty(out_shape, a.dtype)
-        getattr(self.C, op)(
-            self._dtype_name(a), self._ptr(out), self._ptr(a), args, *options, self._stream()
-        )
+    @staticmethod
+    def _divisor(g: Pool2dGeometry):
+        """The kernels' divisor options: count_include_pad, divisor_override (0: none)."""
+        return g.count_include_pad, g.divisor_override or 0
+
+    def _pool_kernel(self, op, a, g: Pool2dGeometry, *options):
+        """Run the pooling kernel ``op``(dtype, out, a, args, *options, stream): a ``_forward``
+        of x into a new (N, C, P, Q) y, a ``_backward`` of dout into a new (N, C, H, W) dx."""
+        args = self._pool_args(op, g)
+        forward = op.endswith("_forward")
+        a = self._pool_input(op, a, g) if forward else self._pool_dout(op, a, g)
+        out = self._empty(g.y_shape if forward else g.x_shape, a.dtype)
+        self._launch(op, a, out, a, args, *options)
         return out
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
         """y[p, q] = mean of bin (p, q)."""
-        op = "adaptive_avg_pool2d_forward"
-        args = self._pool_args(op, g)
-        x = self._pool_input(op, x, g)
-        return self._pool_kernel(op, x, g.y_shape, args)  # (N, C, P, Q)
+        return self._pool_kernel("adaptive_avg_pool2d_forward", x, g)
 
     def adaptive_avg_pool2d_backward(self, dout, g: Pool2dGeometry):
         """dx = Σ over the bins holding a pixel of dout / bin area."""
-        op = "adaptive_avg_pool2d_backward"
-        args = self._pool_args(op, g)
-        dout = self._pool_dout(op, dout, g)
-        return self._pool_kernel(op, dout, g.x_shape, args)  # (N, C, H, W)
+        return self._pool_kernel("adaptive_avg_pool2d_backward", dout, g)
 
     # ---- local response normalization ------------------------------------------------------------
     @staticmethod
@@ -237,20 +233,9 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         """(y, scale): y = x · scale^-β, scale = k + α/size · Σ_window x²."""
         op = "local_response_norm_forward"
         x = self._array(op, "x", x, ndim=4)
-        y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        scale = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        self.C.local_response_norm_forward(
-            self._dtype_name(x),
-            self._ptr(y),
-            self._ptr(scale),
-            self._ptr(x),
-            *self._nchw(x.shape),
-            int(size),
-            float(alpha),
-            float(beta),
-            float(k),
-            self._stream(),
-        )
+        y, scale = self._empty(x.shape, x.dtype), self._empty(x.shape, x.dtype)  # (N, C, H, W)
+        hyper = int(size), float(alpha), float(beta), float(k)
+        self._launch(op, x, y, scale, x, *self._nchw(x.shape), *hyper)
         return y, scale
 
     def local_response_norm_backward(self, dout, x, scale, size, alpha, beta):
@@ -260,21 +245,17 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         x = self._array(op, "x", x, dtype=dout.dtype, shape=dout.shape)
         scale = self._array(op, "scale", scale, dtype=dout.dtype, shape=dout.shape)
         dx = self._empty(dout.shape, dout.dtype)  # (N, C, H, W)
-        self.C.local_response_norm_backward(
-            self._dtype_name(dout),
-            self._ptr(dx),
-            self._ptr(dout),
-            self._ptr(x),
-            self._ptr(scale),
-            *self._nchw(dout.shape),
-            int(size),
-            float(alpha),
-            float(beta),
-            self._stream(),
-        )
+        hyper = int(size), float(alpha), float(beta)
+        self._launch(op, dout, dx, dout, x, scale, *self._nchw(dout.shape), *hyper)
         return dx
 
     # ---- batch normalization ---------------------------------------------------------------------
+    def _batch_norm_outputs(self, x):
+        """A new array like x and two new (C,) arrays of acc_dtype(x.dtype): (y, mean, invstd) or
+        (dx, dweight, dbias)."""
+        C, acc = x.shape[1], acc_dtype(x.dtype)
+        return self._empty(x.shape, x.dtype), self._empty((C,), acc), self._empty((C,), acc)
+
     def _channel_vectors(self, op, x, **vectors):
         """Each (C,) vector converted to acc_dtype(x.dtype) and made contiguous (None stays None):
         float32 beside float16 / bfloat16 x (cuDNN's mixed batch norm)."""
@@ -314,24 +295,9 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         weight, bias = self._channel_vectors(op, x, weight=weight, bias=bias)
         rm = self._running(op, "running_mean", running_mean, x)
         rv = self._running(op, "running_var", running_var, x)
-        C = x.shape[1]
-        y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        mean, invstd = self._empty((C,), acc_dtype(x.dtype)), self._empty((C,), acc_dtype(x.dtype))
-        self.C.batch_norm_forward_training(
-            self._dtype_name(x),
-            self._ptr(y),
-            self._ptr(mean),
-            self._ptr(invstd),
-            self._ptr(rm),
-            self._ptr(rv),
-            self._ptr(x),
-            self._ptr(weight),
-            self._ptr(bias),
-            *self._nchw(x.shape),
-            float(momentum),
-            float(eps),
-            self._stream(),
-        )
+        y, mean, invstd = self._batch_norm_outputs(x)  # (N, C, H, W), (C,), (C,)
+        stats = float(momentum), float(eps)
+        self._launch(op, x, y, mean, invstd, rm, rv, x, weight, bias, *self._nchw(x.shape), *stats)
         self._write_back(running_mean, rm)
         self._write_back(running_var, rv)
         return y, mean, invstd
@@ -345,23 +311,9 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         )
         if rm is None or rv is None:
             raise ValueError(f"{op}: running_mean and running_var are required")
-        C = x.shape[1]
-        y = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        mean, invstd = self._empty((C,), acc_dtype(x.dtype)), self._empty((C,), acc_dtype(x.dtype))
-        self.C.batch_norm_forward_inference(
-            self._dtype_name(x),
-            self._ptr(y),
-            self._ptr(mean),
-            self._ptr(invstd),
-            self._ptr(x),
-            self._ptr(weight),
-            self._ptr(bias),
-            self._ptr(rm),
-            self._ptr(rv),
-            *self._nchw(x.shape),
-            float(eps),
-            self._stream(),
-        )
+        y, mean, invstd = self._batch_norm_outputs(x)  # (N, C, H, W), (C,), (C,)
+        inputs = x, weight, bias, rm, rv
+        self._launch(op, x, y, mean, invstd, *inputs, *self._nchw(x.shape), float(eps))
         return y, mean, invstd
 
     def _batch_norm_backward(self, op, dout, x, weight, mean, invstd, training):
@@ -370,26 +322,9 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin):
         weight, mean, invstd = self._channel_vectors(op, x, weight=weight, mean=mean, invstd=invstd)
         if mean is None or invstd is None:
             raise ValueError(f"{op}: mean and invstd (from the forward) are required")
-        C = x.shape[1]
-        dx = self._empty(x.shape, x.dtype)  # (N, C, H, W)
-        dweight, dbias = (
-            self._empty((C,), acc_dtype(x.dtype)),
-            self._empty((C,), acc_dtype(x.dtype)),
-        )
-        self.C.batch_norm_backward(
-            self._dtype_name(x),
-            self._ptr(dx),
-            self._ptr(dweight),
-            self._ptr(dbias),
-            self._ptr(dout),
-            self._ptr(x),
-            self._ptr(weight),
-            self._ptr(mean),
-            self._ptr(invstd),
-            *self._nchw(x.shape),
-            bool(training),
-            self._stream(),
-        )
+        dx, dweight, dbias = self._batch_norm_outputs(x)  # (N, C, H, W), (C,), (C,)
+        grads, saved = (dx, dweight, dbias), (dout, x, weight, mean, invstd)
+        self._launch("batch_norm_backward", x, *grads, *saved, *self._nchw(x.shape), bool(training))
         return dx, dweight, dbias
 
     def batch_norm_backward_training(self, dout, x, weight, mean, invstd):

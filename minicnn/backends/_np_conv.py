@@ -46,9 +46,9 @@ from ._np_blas import blas_usable, gemm
 _C = load_cpu_extension()  # None: the NumPy reference does the data movement
 
 COLS_BUDGET_BYTES = 8 << 20  # largest column buffer built at once (at least one image's)
-# conv2d_forward builds its columns in cache-sized panels inside C++ and multiplies each as it is
-# built (csrc/cpu/conv.h: one task per panel, no barrier between the phases); MINICNN_CONV_PANELS=0
-# goes back to the batch chunks below (conv2d_forward_chunks).
+# conv2d's forward and backward build their columns in cache-sized panels inside C++ and multiply
+# each as it is built (csrc/cpu/conv.h, conv_backward.h: no barrier between the phases);
+# MINICNN_CONV_PANELS=0 goes back to the batch chunks below (conv2d_*_chunks).
 CONV_PANELS = os.environ.get("MINICNN_CONV_PANELS") != "0"
 
 
@@ -230,11 +230,19 @@ def _check(x_shape, w_shape, g):
     )
 
 
+def _panels_kernel(name, *arrays):
+    """The C++ panel kernel ``name`` for these arrays (csrc/cpu/conv.h, conv_backward.h), or None
+    (no extension, no usable BLAS, MINICNN_CONV_PANELS=0, mixed dtypes)."""
+    if not (CONV_PANELS and blas_usable()) or len({a.dtype for a in arrays}) != 1:
+        return None
+    return cpp_kernel(_C, name, arrays[0].dtype)
+
+
 def conv2d_forward(x, w, b, g: Conv2dGeometry):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/G, R, S)) + b (K,) or None."""
     _check(x.shape, w.shape, g)
-    fused = cpp_kernel(_C, "conv2d_forward", x.dtype) if CONV_PANELS and blas_usable() else None
-    if fused is not None and w.dtype == x.dtype and (b is None or b.dtype == x.dtype):
+    fused = _panels_kernel("conv2d_forward", x, w, *(() if b is None else (b,)))
+    if fused is not None:
         return fused(x, w, b, g)  # columns in panels, multiplied as they are built
     return conv2d_forward_chunks(x, w, b, g)
 
@@ -295,10 +303,18 @@ def conv2d_backward_data(dout, w, g: Conv2dGeometry):
     equivalent convolution of dout (see _data_grad_as_conv)."""
     _check(g.x_shape, w.shape, g)
     assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
-    P, Q, R, S, G, Cg = g.P, g.Q, g.R, g.S, g.G, g.Cg
     as_conv = _data_grad_as_conv(g)
     if as_conv is not None:
-        return conv2d_forward(dout, _transposed_kernel(w, G), None, as_conv)
+        return conv2d_forward(dout, _transposed_kernel(w, g.G), None, as_conv)
+    fused = _panels_kernel("conv2d_backward_data", dout, w)
+    if fused is not None:
+        return fused(dout, w, g)  # panels of w^T @ dout, each scattered into its own dx planes
+    return conv2d_backward_data_chunks(dout, w, g)
+
+
+def conv2d_backward_data_chunks(dout, w, g: Conv2dGeometry):
+    """col2im(w^T @ dout) by batch chunks: the batch move, one GEMM per group, col2im."""
+    P, Q, R, S, G, Cg = g.P, g.Q, g.R, g.S, g.G, g.Cg
     wgT = w.reshape(G, g.Kg, Cg * R * S).transpose(0, 2, 1)  # (G, Cg*R*S, Kg)
     dx = np.empty(g.x_shape, dtype=dout.dtype)  # (N, C, H, W)
     d_buf, dcols_buf = _Buffer("dout", dout.dtype), _Buffer("cols", dout.dtype)
@@ -330,6 +346,14 @@ def conv2d_backward_weight(dout, x, g: Conv2dGeometry):
     """
     _check(x.shape, g.w_shape, g)
     assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+    fused = _panels_kernel("conv2d_backward_weight", dout, x)
+    if fused is not None:
+        return fused(dout, x, g)  # panels of columns, each used as it is built (conv_backward.h)
+    return conv2d_backward_weight_chunks(dout, x, g)
+
+
+def conv2d_backward_weight_chunks(dout, x, g: Conv2dGeometry):
+    """conv2d_backward_weight by batch chunks: im2col of a chunk, one GEMM per group."""
     P, Q, R, S, G, Cg, Kg = g.P, g.Q, g.R, g.S, g.G, g.Cg, g.Kg
     chunks = _chunks(x.shape, R, S, P * Q, x.itemsize)
     columns = (chunks[0].stop - chunks[0].start if chunks else 0) * P * Q  # per chunk

@@ -11,6 +11,8 @@ Arrays in, arrays out, shapes beside every buffer. Inputs are (N, C, H, W): the 
   per task, sums in double: statistics, then normalise + affine in one pass (forward); the two sums
   Σdy and Σdy·x̂, then dx in one pass (backward). The NumPy versions (``_reference`` suffix) are the
   readable definition and the fallback.
+- BatchNorm + ReLU fused (batch_norm_relu_*): the normalise pass clamps at 0, and the backward
+  passes read dy · [y > 0] through ReLU's output y, one pass each less than the two ops.
 """
 
 from __future__ import annotations
@@ -38,6 +40,26 @@ def _channel_window_sum(a, before, after):
 def local_response_norm_forward(x, size, alpha, beta, k):
     """y = x · scale^-β with scale = k + α/size · Σ_window x².  Returns (y, scale).
 
+    C++ (csrc/cpu/lrn.h, on the thread pool) when available, else local_response_norm_reference.
+    """
+    fn = cpp_kernel(_C, "lrn_forward", x.dtype)
+    if fn is None:
+        return local_response_norm_forward_reference(x, size, alpha, beta, k)
+    y, scale = fn(_ncl(x), size, alpha, beta, k)
+    return y.reshape(x.shape), scale.reshape(x.shape)
+
+
+def local_response_norm_backward(dout, x, scale, size, alpha, beta):
+    """dx of local_response_norm_backward_reference; C++ (csrc/cpu/lrn.h) when available."""
+    fn = cpp_kernel(_C, "lrn_backward", x.dtype)
+    if fn is None or dout.dtype != x.dtype or scale.dtype != x.dtype:
+        return local_response_norm_backward_reference(dout, x, scale, size, alpha, beta)
+    return fn(_ncl(dout), _ncl(x), _ncl(scale), size, alpha, beta).reshape(x.shape)
+
+
+def local_response_norm_forward_reference(x, size, alpha, beta, k):
+    """y = x · scale^-β with scale = k + α/size · Σ_window x².  Returns (y, scale).
+
     x, y, scale: (N, C, H, W); the window of channel c is [c - size//2, c + (size-1)//2].
     """
     scale = k + (alpha / size) * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
@@ -45,7 +67,7 @@ def local_response_norm_forward(x, size, alpha, beta, k):
     return y.astype(x.dtype, copy=False), scale.astype(x.dtype, copy=False)
 
 
-def local_response_norm_backward(dout, x, scale, size, alpha, beta):
+def local_response_norm_backward_reference(dout, x, scale, size, alpha, beta):
     """dx_i = dy_i · s_i^-β − (2αβ/size) · x_i · Σ_{c: i ∈ window(c)} dy_c · x_c · s_c^(-β-1),
     s = scale.
 
@@ -228,4 +250,42 @@ def batch_norm_backward_inference(dout, x, weight, mean, invstd):
     sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)
     g = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
     dx = affine(_ncl(dout), None, _vector(g, x.dtype), None)
+    return dx.reshape(x.shape), sum_dy_xhat, sum_dy
+
+
+# ---- batch norm + ReLU fused: C++ only (None: the caller composes the two ops) -----------------
+def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """(y, mean, invstd): y = max(0, batch_norm(x)) with relu folded into the normalise pass;
+    the same numbers as batch_norm_forward_* followed by relu. None without the C++ kernels."""
+    affine = cpp_kernel(_C, "channel_affine", x.dtype)
+    if affine is None:
+        return None
+    if training:
+        M = x.shape[0] * x.shape[2] * x.shape[3]
+        mean, var = cpp_kernel(_C, "batch_norm_stats", x.dtype)(_ncl(x))  # (C,), (C,)
+        _update_running(running_mean, running_var, mean, var, momentum, M)
+    else:
+        mean = np.array(running_mean, dtype=x.dtype)  # (C,) a copy
+        var = running_var
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
+    scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
+    y = affine(_ncl(x), mean, scale, _vector(bias, x.dtype), None, True)
+    return y.reshape(x.shape), mean, invstd
+
+
+def batch_norm_relu_backward(dout, y, x, weight, mean, invstd, training):
+    """(dx, dweight, dbias) of batch norm for the gradient dout · [y > 0], y = the fused output:
+    the mask is applied as the passes read dout. None without the C++ kernels."""
+    data = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
+    if data is None or dout.dtype != x.dtype or y.dtype != x.dtype:
+        return None
+    mask = _ncl(y)
+    mean, invstd = _vector(mean, x.dtype), _vector(invstd, x.dtype)
+    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
+    sum_dy, sum_dy_xhat = sums(_ncl(dout), _ncl(x), mean, invstd, mask)  # (C,), (C,)
+    g = invstd if weight is None else _vector(weight * invstd, x.dtype)
+    if training:
+        dx = data(_ncl(dout), _ncl(x), mean, invstd, g, sum_dy, sum_dy_xhat, mask)
+    else:
+        dx = cpp_kernel(_C, "channel_affine", x.dtype)(_ncl(dout), None, g, None, mask)
     return dx.reshape(x.shape), sum_dy_xhat, sum_dy

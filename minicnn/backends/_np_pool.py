@@ -228,45 +228,43 @@ def max_pool2d_backward(dout, argmax, g: Pool2dGeometry):
     return fn(dout, argmax, g)
 
 
-def avg_pool2d_forward(x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
-    """y[p, q] = Σ_window x / divisor (padding reads as 0)."""
+def _divisor_options(g: Pool2dGeometry):
+    return g.count_include_pad, g.divisor_override
+
+
+def avg_pool2d_forward(x, g: Pool2dGeometry):
+    """y[p, q] = Σ_window x / divisor (padding reads as 0; the divisor options in g)."""
     _check(x.shape, g)
     return _avg_pool2d(
         "avg_pool2d_forward",
         x,
         g,
-        count_include_pad,
-        divisor_override,
         lambda: avg_pool2d_forward_reference(
-            x, g.kernel_size, g.stride, g.padding, g.out_size, count_include_pad, divisor_override
+            x, g.kernel_size, g.stride, g.padding, g.out_size, *_divisor_options(g)
         ),
     )
 
 
-def avg_pool2d_backward(dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None):
+def avg_pool2d_backward(dout, g: Pool2dGeometry):
     """dx[h, w] = Σ over the windows reading (h, w) of dout[p, q] / divisor[p, q]."""
     _check(g.x_shape, g, dout.shape)
     return _avg_pool2d(
         "avg_pool2d_backward",
         dout,
         g,
-        count_include_pad,
-        divisor_override,
         lambda: avg_pool2d_backward_reference(
-            dout, g.x_shape, g.kernel_size, g.stride, g.padding, count_include_pad, divisor_override
+            dout, g.x_shape, g.kernel_size, g.stride, g.padding, *_divisor_options(g)
         ),
     )
 
 
-def _avg_pool2d(kernel, a, g: Pool2dGeometry, count_include_pad, divisor_override, reference):
+def _avg_pool2d(kernel, a, g: Pool2dGeometry, reference):
     """Run the C++ avg-pool ``kernel`` on ``a`` (x or dout) with its divisor, or ``reference()``."""
     fn = cpp_kernel(_C, kernel, a.dtype)
     if fn is None:
         return reference()
     window = (g.kernel_size, g.stride, g.padding)
-    divisor = _avg_divisor(
-        g.x_shape, g.out_size, window, (count_include_pad, divisor_override), a.dtype
-    )  # (P, Q)
+    divisor = _avg_divisor(g.x_shape, g.out_size, window, _divisor_options(g), a.dtype)  # (P, Q)
     return fn(a, divisor, g)
 
 

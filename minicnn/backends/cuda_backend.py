@@ -17,11 +17,9 @@ reason.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 
-from . import _transfers
 from ._kernel_backend import KernelBackend
 
 
@@ -74,35 +72,22 @@ def _probe():
 _cupy, _C, _unavailable = _probe()
 
 
-def _host_copy(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
 class CudaBackend(KernelBackend):
-    """The "cuda" device: CuPy arrays, device pointers, CuPy's current stream."""
+    """The "cuda" device: CuPy arrays, device pointers, CuPy's current stream.
 
-    name = "cuda"
+    to_numpy gives a NumPy copy of a CuPy array (NumPy arrays pass through); from_numpy a CuPy
+    copy of a NumPy array, C-contiguous.
+    """
 
-    def __init__(self):
-        super().__init__(_cupy, _C)
-
-    @classmethod
-    def unavailable_reason(cls) -> Optional[str]:
-        return _unavailable
+    name, xp, C, unavailable = "cuda", _cupy, _C, _unavailable
+    _to_host = staticmethod(lambda a: a.get() if hasattr(a, "get") else np.asarray(a))
+    _to_device = staticmethod(lambda a: _cupy.array(a, order="C"))
 
     def _pointer(self, a) -> int:
         return a.data.ptr
 
     def _stream(self) -> int:
         return _cupy.cuda.get_current_stream().ptr
-
-    def to_numpy(self, a):
-        """A NumPy copy of a CuPy array (NumPy arrays pass through)."""
-        return _transfers.to_host(self.name, a, _host_copy)
-
-    def from_numpy(self, a):
-        """A CuPy copy of a NumPy array, C-contiguous."""
-        return _transfers.to_device(self.name, a, lambda a: _cupy.array(a, order="C"))
 
     def synchronize(self) -> None:
         """Wait for the work queued on the current stream."""

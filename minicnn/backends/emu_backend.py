@@ -22,11 +22,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from typing import Optional
-
 import numpy as np
 
-from . import _transfers
 from ._kernel_backend import KernelBackend
 
 
@@ -52,40 +49,22 @@ except ImportError as e:
     )
 
 
-def _same(a):
-    return a
-
-
-def _contiguous_copy(a):
-    return np.array(a, copy=True, order="C")
-
-
 class EmuBackend(KernelBackend):
-    """The "emu" device: NumPy arrays, pointers are their data addresses, no stream (0)."""
+    """The "emu" device: NumPy arrays, pointers are their data addresses, no stream (0).
 
-    name = "emu"
-    xp = np
+    to_numpy gives the array itself (memory shared, as on "cpu"); from_numpy a C-contiguous copy,
+    so a tensor moved to "emu" never shares memory with the original.
+    """
 
-    def __init__(self):
-        super().__init__(np, _C)
-
-    @classmethod
-    def unavailable_reason(cls) -> Optional[str]:
-        return _unavailable
+    name, xp, C, unavailable = "emu", np, _C, _unavailable
+    _to_host = staticmethod(lambda a: a)
+    _to_device = staticmethod(lambda a: np.array(a, copy=True, order="C"))
 
     def _pointer(self, a) -> int:
         return a.ctypes.data
 
     def _stream(self) -> int:
         return 0
-
-    def to_numpy(self, a):
-        """The array itself (memory shared, as on "cpu"); counted as a device→host read."""
-        return _transfers.to_host(self.name, a, _same)
-
-    def from_numpy(self, a):
-        """A C-contiguous copy: a tensor moved to "emu" never shares memory with the original."""
-        return _transfers.to_device(self.name, a, _contiguous_copy)
 
     def synchronize(self) -> None:
         """Nothing to wait for: emulated launches finish before they return."""

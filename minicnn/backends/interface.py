@@ -102,22 +102,10 @@ class Backend(Protocol):
     def max_pool2d_backward(self, dout: Array, argmax: Array, g: Pool2dGeometry) -> Array:
         """dx[n, c, argmax[n,c,p,q]] += dout[n,c,p,q] over windows that hold an input pixel."""
 
-    def avg_pool2d_forward(
-        self,
-        x: Array,
-        g: Pool2dGeometry,
-        count_include_pad: bool = True,
-        divisor_override: Optional[int] = None,
-    ) -> Array:
-        """y[p, q] = Σ_window x / divisor[p, q] (padding reads 0)."""
+    def avg_pool2d_forward(self, x: Array, g: Pool2dGeometry) -> Array:
+        """y[p, q] = Σ_window x / divisor[p, q] (padding reads 0; the divisor options in g)."""
 
-    def avg_pool2d_backward(
-        self,
-        dout: Array,
-        g: Pool2dGeometry,
-        count_include_pad: bool = True,
-        divisor_override: Optional[int] = None,
-    ) -> Array:
+    def avg_pool2d_backward(self, dout: Array, g: Pool2dGeometry) -> Array:
         """dx[h, w] = Σ over the windows (p, q) reading (h, w) of dout[p, q] / divisor[p, q]."""
 
     def adaptive_avg_pool2d_forward(self, x: Array, g: Pool2dGeometry) -> Array:
@@ -207,6 +195,32 @@ class Backend(Protocol):
         max_exp_avg_sqs: Optional[List[Array]] = None,
     ) -> None:
         """In place, every tensor of one group: Adam's / AdamW's step (minicnn/optim/adam.py)."""
+
+    # ---- fused batch norm + ReLU (ops/norm.py's BatchNormReLU; composed in backends/_fused.py) --
+    def batch_norm_relu_forward(
+        self,
+        x: Array,
+        weight: Optional[Array],
+        bias: Optional[Array],
+        running_mean: Optional[Array],
+        running_var: Optional[Array],
+        training: bool,
+        momentum: float,
+        eps: float,
+    ) -> Tuple[Array, Array, Array]:
+        """(y, mean, invstd): y = max(0, batch_norm(x)), the statistics as batch_norm_forward_*."""
+
+    def batch_norm_relu_backward(
+        self,
+        dout: Array,
+        y: Array,
+        x: Array,
+        weight: Optional[Array],
+        mean: Array,
+        invstd: Array,
+        training: bool,
+    ) -> Tuple[Array, Array, Array]:
+        """(dx, dweight, dbias): batch_norm_backward_* of dout · [y > 0] (y: the fused output)."""
 
 
 def kernel_names() -> Tuple[str, ...]:

@@ -22,6 +22,7 @@ import numpy as np
 from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
 from . import _np_conv, _np_norm, _np_pool
 from ._cpp import cpp_kernel, load_cpu_extension
+from ._fused import ComposedBatchNormReLU
 from ._lowp import accept_half
 from ._np_optim import NumpyOptimMixin
 
@@ -29,7 +30,7 @@ _C = load_cpu_extension()  # None: NumPy does everything
 
 
 @accept_half  # float16/bfloat16: float32 kernels between an upcast and a rounding (_lowp.py)
-class CpuBackend(NumpyOptimMixin):
+class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
     """The "cpu" device: NumPy arrays; see the module docstring."""
 
     name = "cpu"
@@ -94,15 +95,11 @@ class CpuBackend(NumpyOptimMixin):
     def max_pool2d_backward(self, dout, argmax, g: Pool2dGeometry):
         return _np_pool.max_pool2d_backward(dout, argmax, g)
 
-    def avg_pool2d_forward(
-        self, x, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
-    ):
-        return _np_pool.avg_pool2d_forward(x, g, count_include_pad, divisor_override)
+    def avg_pool2d_forward(self, x, g: Pool2dGeometry):
+        return _np_pool.avg_pool2d_forward(x, g)
 
-    def avg_pool2d_backward(
-        self, dout, g: Pool2dGeometry, count_include_pad=True, divisor_override=None
-    ):
-        return _np_pool.avg_pool2d_backward(dout, g, count_include_pad, divisor_override)
+    def avg_pool2d_backward(self, dout, g: Pool2dGeometry):
+        return _np_pool.avg_pool2d_backward(dout, g)
 
     def adaptive_avg_pool2d_forward(self, x, g: Pool2dGeometry):
         return _np_pool.adaptive_avg_pool2d_forward(x, g)
@@ -135,9 +132,22 @@ class CpuBackend(NumpyOptimMixin):
     def batch_norm_backward_inference(self, dout, x, weight, mean, invstd):
         return _np_norm.batch_norm_backward_inference(dout, x, weight, mean, invstd)
 
+    def batch_norm_relu_forward(
+        self, x, weight, bias, running_mean, running_var, training, momentum, eps
+    ):
+        """One C++ pass fewer than batch norm then ReLU; composed where C++ is unavailable."""
+        args = (x, weight, bias, running_mean, running_var, training, momentum, eps)
+        fused = _np_norm.batch_norm_relu_forward(*args)
+        return super().batch_norm_relu_forward(*args) if fused is None else fused
+
+    def batch_norm_relu_backward(self, dout, y, x, weight, mean, invstd, training):
+        args = (dout, y, x, weight, mean, invstd, training)
+        fused = _np_norm.batch_norm_relu_backward(*args)
+        return super().batch_norm_relu_backward(*args) if fused is None else fused
+
     # ---- generic array passes on the helpers' pool (csrc/cpu/arrays.h) -------------------------
     # The same numbers as NumPy's a + b and np.concatenate; used for big enough arrays only.
-    THREADED_MIN_SIZE = 1 << 15  # below this, NumPy's single pass costs less than the pool
+    THREADED_MIN_SIZE = 1 << 14  # below this, NumPy's single pass costs less than the pool
 
     def add(self, a, b):
         """a + b (NumPy semantics); threaded for same-shape, same-dtype float arrays."""
@@ -187,3 +197,25 @@ class CpuBackend(NumpyOptimMixin):
         ):
             return None
         return fn
+
+
+def add_into(a, b):
+    """a += b, in place (the autograd engine's gradient sums): on the helpers' pool for
+    same-shape, same-dtype float arrays of THREADED_MIN_SIZE values or more (the same numbers as
+    NumPy's +=), else NumPy's +=. ``a`` may be any array type supporting +=."""
+    if (
+        isinstance(a, np.ndarray)
+        and isinstance(b, np.ndarray)
+        and a.size >= CpuBackend.THREADED_MIN_SIZE
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.flags.c_contiguous
+        and a.flags.writeable
+        and b.flags.c_contiguous
+    ):
+        fn = cpp_kernel(_C, "add_", a.dtype)
+        if fn is not None:
+            fn(a, b)
+            return a
+    a += b
+    return a

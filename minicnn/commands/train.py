@@ -12,6 +12,19 @@ from . import UsageError, plain_warnings
 __all__ = ["add_parser", "run", "without_nproc"]
 
 
+# numeric flags whose help is what they set and TrainConfig's default
+_NUMBERS = (
+    ("--epochs", int, ""),
+    ("--batch-size", int, ""),
+    ("--warmup-epochs", float, ""),
+    ("--weight-decay", float, ""),
+    ("--momentum", float, "SGD momentum, Nesterov"),
+    ("--label-smoothing", float, ""),
+    ("--workers", int, "data loader processes"),
+    ("--seed", int, ""),
+)
+
+
 def add_parser(sub):
     p = sub.add_parser(
         "train",
@@ -29,8 +42,10 @@ def add_parser(sub):
         metavar="DIR",
         help="a folder with train/<class>/… and val/<class>/… (default: the built-in dataset)",
     )
-    p.add_argument("--epochs", type=int, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    for flag, type_, what in _NUMBERS:
+        default = getattr(d, flag[2:].replace("-", "_"))
+        text = f"{what} (default {default})" if what else f"default {default}"
+        p.add_argument(flag, type=type_, help=text)
     p.add_argument(
         "--lr",
         type=float,
@@ -42,9 +57,6 @@ def add_parser(sub):
         choices=("cosine", "step", "multistep", "constant"),
         help=f"after --warmup-epochs of linear warm-up (default {d.schedule})",
     )
-    p.add_argument("--warmup-epochs", type=float, help=f"default {d.warmup_epochs}")
-    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
-    p.add_argument("--momentum", type=float, help=f"SGD momentum, Nesterov (default {d.momentum})")
     p.add_argument(
         "--decay-bn-bias",
         dest="no_decay_bn_bias",
@@ -52,7 +64,6 @@ def add_parser(sub):
         const=False,
         help="apply weight decay to biases and BatchNorm parameters too (default: exempt them)",
     )
-    p.add_argument("--label-smoothing", type=float, help=f"default {d.label_smoothing}")
     p.add_argument(
         "--image-size",
         type=int,
@@ -68,7 +79,6 @@ def add_parser(sub):
     p.add_argument(
         "--device", choices=("auto", *DEVICES), help="default auto: cuda when a GPU works"
     )
-    p.add_argument("--workers", type=int, help=f"data loader processes (default {d.workers})")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-DATE-TIME)")
     p.add_argument(
         "--resume",
@@ -77,7 +87,6 @@ def add_parser(sub):
         "(with --epochs N: extend it to N epochs)",
     )
     _add_finetune_options(p)
-    p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument(
         "--nproc",
         type=int,

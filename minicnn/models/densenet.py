@@ -24,6 +24,7 @@ from collections import OrderedDict
 
 from .. import functional as F
 from .. import nn
+from ..nn.normalization import batch_norm_relu
 from ..ops.shape import cat
 from ._common import check_input, init_bn_
 from ._registry import register_model
@@ -56,8 +57,8 @@ class _DenseLayer(nn.Module):
 
     def forward(self, x):
         """``x`` is the concatenation [x_0, …, x_{l-1}] (the block builds it)."""
-        out = self.conv1(self.relu1(self.norm1(x)))
-        out = self.conv2(self.relu2(self.norm2(out)))
+        out = self.conv1(batch_norm_relu(self.norm1, self.relu1, x))
+        out = self.conv2(batch_norm_relu(self.norm2, self.relu2, out))
         if self.drop_rate > 0:
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return out

@@ -39,6 +39,7 @@ from collections import namedtuple
 
 from .. import functional as F
 from .. import nn
+from ..nn.normalization import batch_norm_relu
 from ..ops.shape import cat
 from ._common import check_input, check_variant, init_bn_
 from ._registry import register_model
@@ -78,7 +79,7 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+        return batch_norm_relu(self.bn, None, self.conv(x))
 
 
 class ConvReLU(nn.Module):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from .. import nn
+from ..nn.normalization import batch_norm_relu
 from ..ops.shape import cat
 from ..tensor import zeros
 from ._common import check_input, check_variant, init_bn_
@@ -81,7 +82,7 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = batch_norm_relu(self.bn1, self.relu, self.conv1(x))
         out = self.bn2(self.conv2(out))
         if not self.residual:
             return self.relu(out)
@@ -106,8 +107,8 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = batch_norm_relu(self.bn1, self.relu, self.conv1(x))
+        out = batch_norm_relu(self.bn2, self.relu, self.conv2(out))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)  # after, as torchvision
         return self.relu(out + identity)
@@ -203,7 +204,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         check_input(self, x, self.min_input_size)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(batch_norm_relu(self.bn1, self.relu, self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x).flatten(1)
         return self.fc(x)
@@ -243,7 +244,7 @@ class CifarResNet(nn.Module):
 
     def forward(self, x):
         check_input(self, x, self.min_input_size)
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = batch_norm_relu(self.bn1, self.relu, self.conv1(x))
         x = self.layer3(self.layer2(self.layer1(x)))
         x = self.avgpool(x).flatten(1)
         return self.fc(x)

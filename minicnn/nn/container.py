@@ -106,8 +106,18 @@ class Sequential(_ModuleSequence):
         return self
 
     def forward(self, input):
-        for module in self:
-            input = module(input)
+        from .normalization import batch_norm_relu, fusable_bn_relu
+
+        modules = list(self)
+        i = 0
+        while i < len(modules):
+            pair = modules[i : i + 2]
+            if len(pair) == 2 and pair[1] is not None and fusable_bn_relu(*pair):
+                input = batch_norm_relu(modules[i], modules[i + 1], input)  # one fused op
+                i += 2
+            else:
+                input = modules[i](input)
+                i += 1
         return input
 
 

@@ -6,21 +6,14 @@ from ..amp.autocast import cast_inputs
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor, normalize_dim
+from .arith import Pointwise
 
 
-class ReLU(Function):
+class ReLU(Pointwise):
     """y = max(x, 0);  dx = dy · [y > 0]  (the subgradient at 0 is taken as 0, as PyTorch)."""
 
-    @staticmethod
-    def forward(ctx, x):
-        y = ctx.backend.relu_forward(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, dout):
-        (y,) = ctx.saved_tensors
-        return ctx.backend.relu_backward(dout, y)
+    f = staticmethod(lambda ctx, x: ctx.backend.relu_forward(x))
+    df = staticmethod(lambda ctx, dout, y: ctx.backend.relu_backward(dout, y))
 
 
 def _save_output(ctx, y, dim):

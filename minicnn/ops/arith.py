@@ -142,40 +142,39 @@ class Pow(Function):
         return dout * ctx.p * a ** (ctx.p - 1)
 
 
-class Exp(Function):
-    @staticmethod
-    def forward(ctx, a):
-        out = ctx.xp.exp(a)
-        ctx.save_for_backward(out)
-        return out
+class Pointwise(Function):
+    """y = f(x) elementwise, with dx = df(dy, saved): ``saved`` is y when ``saves_output``, else x.
 
-    @staticmethod
-    def backward(ctx, dout):
-        (out,) = ctx.saved_tensors
-        return dout * out
+    A subclass gives the formulas ``f(ctx, x)`` and ``df(ctx, dout, saved)``.
+    """
 
+    saves_output = True
 
-class Log(Function):
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return ctx.xp.log(a)
+    @classmethod
+    def forward(cls, ctx, x):
+        y = cls.f(ctx, x)
+        ctx.save_for_backward(y if cls.saves_output else x)
+        return y
 
-    @staticmethod
-    def backward(ctx, dout):
-        (a,) = ctx.saved_tensors
-        return dout / a
+    @classmethod
+    def backward(cls, ctx, dout):
+        (saved,) = ctx.saved_tensors
+        return cls.df(ctx, dout, saved)
 
 
-class Cast(Function):
-    @staticmethod
-    def forward(ctx, a, dtype):
-        ctx.dtype = a.dtype
-        return a.astype(dtype)
+class Exp(Pointwise):
+    """y = e^x;  dx = dy · y."""
 
-    @staticmethod
-    def backward(ctx, dout):
-        return dout.astype(ctx.dtype)
+    f = staticmethod(lambda ctx, x: ctx.xp.exp(x))
+    df = staticmethod(lambda ctx, dout, y: dout * y)
+
+
+class Log(Pointwise):
+    """y = ln x;  dx = dy / x."""
+
+    saves_output = False
+    f = staticmethod(lambda ctx, x: ctx.xp.log(x))
+    df = staticmethod(lambda ctx, dout, x: dout / x)
 
 
 class MatMul(Function):

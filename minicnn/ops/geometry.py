@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import cached_property
+from typing import Optional
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -53,14 +54,18 @@ def check_pool_padding(op: str, kernel_size, padding) -> None:
 
 
 def _check_ints(g, names: str) -> None:
-    """Each named field of ``g`` is an int (a NumPy integer is made a Python int)."""
+    """Each named field of ``g`` is an int, or a tuple of ints (NumPy integers are made Python
+    ints)."""
     for name in names.split():
         v = getattr(g, name)
         if type(v) is int:  # the common case, without the ABC checks below
             continue
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{g.op}: geometry field {name} must be an int, got {v!r}")
-        object.__setattr__(g, name, int(v))
+        items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+                raise TypeError(f"{g.op}: geometry field {name} must be an int, got {v!r}")
+        ints = tuple(int(item) for item in items)
+        object.__setattr__(g, name, ints if isinstance(v, (tuple, list)) else ints[0])
 
 
 def _check_index_sizes(op: str, shapes: dict, planes: dict, reductions: dict) -> None:
@@ -88,8 +93,56 @@ def _check_index_sizes(op: str, shapes: dict, planes: dict, reductions: dict) ->
             )
 
 
+def _window_fields(stride, padding, dilation) -> dict:
+    """The fields sh, sw, ph, pw, dh, dw from the (stride, padding, dilation) pairs."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    return dict(sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw)
+
+
 @dataclass(frozen=True)
-class Conv2dGeometry:
+class _Geometry2d:
+    """What both geometries hold: the input (N, C, H, W), the window's stride (sh, sw), padding
+    (ph, pw) and dilation (dh, dw), and the output size P x Q that a subclass computes."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    _: KW_ONLY
+    sh: int = 1
+    sw: int = 1
+    ph: int = 0
+    pw: int = 0
+    dh: int = 1
+    dw: int = 1
+    op: str = field(default="", compare=False, repr=False)  # errors name it; default_op if ""
+    P: int = field(init=False)
+    Q: int = field(init=False)
+
+    def _check_sizes(self, int_fields: str) -> None:
+        """The named fields are ints and the input sizes are >= 0 (first, op defaults)."""
+        if not self.op:
+            object.__setattr__(self, "op", self.default_op)
+        _check_ints(self, "N C H W sh sw ph pw dh dw " + int_fields)
+        if min(self.N, self.C, self.H, self.W) < 0:
+            raise ValueError(f"{self.op}: sizes must be >= 0, got input {self.x_shape}")
+
+    def _set_output(self, P, Q, shapes: dict, reductions: dict) -> None:
+        """Set P and Q, then check the index sizes of the input, the output and ``shapes``."""
+        object.__setattr__(self, "P", int(P))
+        object.__setattr__(self, "Q", int(Q))
+        planes = {"input": (self.x_shape, (self.H, self.W)), "output": (self.y_shape, (P, Q))}
+        shapes = {"input": self.x_shape, **shapes, "output": self.y_shape}
+        _check_index_sizes(self.op, shapes, planes, reductions)
+
+    stride = property(lambda self: (self.sh, self.sw))
+    padding = property(lambda self: (self.ph, self.pw))
+    dilation = property(lambda self: (self.dh, self.dw))
+    x_shape = property(lambda self: (self.N, self.C, self.H, self.W), doc="(N, C, H, W)")
+
+
+@dataclass(frozen=True)
+class Conv2dGeometry(_Geometry2d):
     """x (N, C, H, W) * w (K, C/G, R, S) -> y (N, K, P, Q), checked; P, Q are computed.
 
     Output pixel (p, q) reads input pixel (p sh - ph + r dh, q sw - pw + s dw) for kernel offset
@@ -98,25 +151,12 @@ class Conv2dGeometry:
     ``kernel_geometry``, the same convolution of the padded input with eh = ew = 0.
     """
 
-    N: int
-    C: int
-    H: int
-    W: int
     K: int
     R: int
     S: int
-    sh: int = 1
-    sw: int = 1
-    ph: int = 0
-    pw: int = 0
-    eh: int = 0
-    ew: int = 0
-    dh: int = 1
-    dw: int = 1
     G: int = 1
-    op: str = field(default="conv2d", compare=False, repr=False)
-    P: int = field(init=False)
-    Q: int = field(init=False)
+    extra: tuple = (0, 0)  # (eh, ew)
+    default_op = "conv2d"  # the name errors give when ``op`` is not given
 
     @classmethod
     def of(
@@ -138,7 +178,8 @@ class Conv2dGeometry:
                 f"{tuple(x_shape)} and {tuple(w_shape)}"
             )
         (N, C, H, W), (K, _, R, S) = (1, *x_shape) if len(x_shape) == 3 else x_shape, w_shape
-        g = cls(N, C, H, W, K, R, S, *stride, *padding, *extra, *dilation, groups, op=op)
+        window = _window_fields(stride, padding, dilation)
+        g = cls(N, C, H, W, K, R, S, G=groups, extra=tuple(extra), **window, op=op)
         if tuple(w_shape) != g.w_shape:
             raise ValueError(
                 f"{op}: input {tuple(x_shape)} has {C} channels but weight "
@@ -148,10 +189,8 @@ class Conv2dGeometry:
         return g
 
     def __post_init__(self):
+        self._check_sizes("K R S G extra")
         op = self.op
-        _check_ints(self, "N C H W K R S sh sw ph pw eh ew dh dw G")
-        if min(self.N, self.C, self.H, self.W) < 0:
-            raise ValueError(f"{op}: sizes must be >= 0, got input {self.x_shape}")
         if min(self.sh, self.sw, self.dh, self.dw) < 1:
             raise ValueError(
                 f"{op}: stride and dilation must be >= 1, got stride {self.stride}, "
@@ -170,17 +209,11 @@ class Conv2dGeometry:
             )
         P = conv2d_output_size(self.H + self.eh, self.R, self.sh, self.ph, self.dh)
         Q = conv2d_output_size(self.W + self.ew, self.S, self.sw, self.pw, self.dw)
-        object.__setattr__(self, "P", P)
-        object.__setattr__(self, "Q", Q)
-        _check_index_sizes(
-            op,
-            {"input": self.x_shape, "weight": self.w_shape, "output": self.y_shape},
-            {"input": (self.x_shape, (self.H, self.W)), "output": (self.y_shape, (self.P, self.Q))},
-            {
-                "input channels per group x kernel (C/G·R·S)": self.Cg * self.R * self.S,
-                "output channels per group x kernel (K/G·R·S)": self.Kg * self.R * self.S,
-            },
-        )
+        reductions = {
+            "input channels per group x kernel (C/G·R·S)": self.Cg * self.R * self.S,
+            "output channels per group x kernel (K/G·R·S)": self.Kg * self.R * self.S,
+        }
+        self._set_output(P, Q, {"weight": self.w_shape}, reductions)
 
     def _check_channels(self):
         op, K, G = self.op, self.K, self.G
@@ -204,12 +237,9 @@ class Conv2dGeometry:
     # ---- derived sizes ------------------------------------------------------------------------
     Cg = property(lambda self: self.C // self.G, doc="input channels per group")
     Kg = property(lambda self: self.K // self.G, doc="output channels per group")
-    stride = property(lambda self: (self.sh, self.sw))
-    padding = property(lambda self: (self.ph, self.pw))
-    extra = property(lambda self: (self.eh, self.ew))
-    dilation = property(lambda self: (self.dh, self.dw))
+    eh = property(lambda self: self.extra[0], doc="extra zero rows at the bottom")
+    ew = property(lambda self: self.extra[1], doc="extra zero columns at the right")
     groups = property(lambda self: self.G)
-    x_shape = property(lambda self: (self.N, self.C, self.H, self.W), doc="(N, C, H, W)")
     w_shape = property(
         lambda self: (self.K, self.C // self.G, self.R, self.S), doc="(K, C/G, R, S)"
     )
@@ -220,35 +250,28 @@ class Conv2dGeometry:
         """This convolution of x padded by ``extra``: symmetric padding only (what kernels take)."""
         if self.extra == (0, 0):
             return self
-        return replace(self, H=self.H + self.eh, W=self.W + self.ew, eh=0, ew=0)
+        return replace(self, H=self.H + self.eh, W=self.W + self.ew, extra=(0, 0))
 
 
 @dataclass(frozen=True)
-class Pool2dGeometry:
+class Pool2dGeometry(_Geometry2d):
     """x (N, C, H, W) pooled to y (N, C, P, Q) with window R x S: max and average pooling.
 
     Window (p, q) starts at input pixel (p sh - ph, q sw - pw); its offset (r, s) reads
     (p sh - ph + r dh, q sw - pw + s dw). ``ceil_mode`` keeps a last partial window (see
-    pool2d_output_size). Adaptive pooling (``Pool2dGeometry.adaptive``) uses N, C, H, W, P, Q only.
+    pool2d_output_size). Average pooling's divisor options (``count_include_pad``,
+    ``divisor_override``) travel here too. Adaptive pooling (``Pool2dGeometry.adaptive``) uses
+    N, C, H, W, P, Q only.
     """
 
-    N: int
-    C: int
-    H: int
-    W: int
     R: int = 1
     S: int = 1
-    sh: int = 1
-    sw: int = 1
-    ph: int = 0
-    pw: int = 0
-    dh: int = 1
-    dw: int = 1
+    _: KW_ONLY
     ceil_mode: bool = False
-    op: str = field(default="pool2d", compare=False, repr=False)
+    count_include_pad: bool = True
+    divisor_override: Optional[int] = None
+    default_op = "pool2d"
     out: tuple | None = field(default=None, repr=False)  # adaptive pooling: (P, Q) as given
-    P: int = field(init=False)
-    Q: int = field(init=False)
 
     @classmethod
     def of(
@@ -260,9 +283,12 @@ class Pool2dGeometry:
         dilation=(1, 1),
         ceil_mode=False,
         op="pool2d",
+        **divisor,
     ) -> Pool2dGeometry:
-        """The geometry of a max or average pooling of an (N, C, H, W) input, pairs given."""
-        return cls(*x_shape, *kernel_size, *stride, *padding, *dilation, bool(ceil_mode), op=op)
+        """The geometry of a max or average pooling of an (N, C, H, W) input, pairs given;
+        ``divisor``: average pooling's count_include_pad and divisor_override."""
+        window = _window_fields(stride, padding, dilation)
+        return cls(*x_shape, *kernel_size, **window, ceil_mode=bool(ceil_mode), **divisor, op=op)
 
     @classmethod
     def adaptive(cls, x_shape, out_size, op="adaptive_avg_pool2d") -> Pool2dGeometry:
@@ -270,22 +296,22 @@ class Pool2dGeometry:
         return cls(*x_shape, op=op, out=tuple(out_size))
 
     def __post_init__(self):
-        op = self.op
-        _check_ints(self, "N C H W R S sh sw ph pw dh dw")
-        if min(self.N, self.C, self.H, self.W) < 0:
-            raise ValueError(f"{op}: sizes must be >= 0, got input {self.x_shape}")
-        if self.out is not None:
-            P, Q = self.out
-        else:
-            P, Q = self._window_output()
-        object.__setattr__(self, "P", int(P))
-        object.__setattr__(self, "Q", int(Q))
-        _check_index_sizes(
-            op,
-            {"input": self.x_shape, "output": self.y_shape},
-            {"input": (self.x_shape, (self.H, self.W)), "output": (self.y_shape, (self.P, self.Q))},
-            {},
-        )
+        self._check_sizes("R S")
+        P, Q = self._window_output() if self.out is None else self.out
+        self._check_divisor()
+        self._set_output(P, Q, {}, {})
+
+    def _check_divisor(self):
+        """count_include_pad made a bool; divisor_override None or a non-zero int."""
+        op, d = self.op, self.divisor_override
+        object.__setattr__(self, "count_include_pad", bool(self.count_include_pad))
+        if d is None:
+            return
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"{op}: divisor_override must be an int or None, got {d!r}")
+        if d == 0:
+            raise ValueError(f"{op}: divisor_override must not be zero")
+        object.__setattr__(self, "divisor_override", int(d))
 
     def _window_output(self):
         op, kernel = self.op, (self.R, self.S)
@@ -311,9 +337,5 @@ class Pool2dGeometry:
         return out
 
     kernel_size = property(lambda self: (self.R, self.S))
-    stride = property(lambda self: (self.sh, self.sw))
-    padding = property(lambda self: (self.ph, self.pw))
-    dilation = property(lambda self: (self.dh, self.dw))
     out_size = property(lambda self: (self.P, self.Q))
-    x_shape = property(lambda self: (self.N, self.C, self.H, self.W), doc="(N, C, H, W)")
     y_shape = property(lambda self: (self.N, self.C, self.P, self.Q), doc="(N, C, P, Q)")

@@ -173,3 +173,66 @@ def _half_parameters(x, running_mean, running_var, weight, bias, training, momen
         if buffer is not None and value is not buffer:
             buffer._data[...] = value._data
     return y
+
+
+# ---- batch norm + ReLU, fused --------------------------------------------------------------------
+class BatchNormReLU(Function):
+    """y = max(0, batch_norm(x)): the models' ``bn → relu`` pairs as one op.
+
+    The same numbers as ``relu(batch_norm(x))`` (and the same running-buffer updates), one pass
+    over memory fewer each way on cpu: the normalise pass clamps at 0, and backward reads
+    dy · [y > 0] through the output y while it forms batch norm's sums and dx (Ioffe & Szegedy
+    2015, sec. 3, with ReLU's dx = dy · [y > 0]). The intermediate batch-norm output is never
+    stored. Kernels: backend.batch_norm_relu_forward / _backward (composed of the batch norm and
+    ReLU kernels on devices without a fused one).
+    """
+
+    @staticmethod
+    def forward(ctx, x, running_mean, running_var, weight, bias, training, momentum, eps):
+        x4 = x.reshape(_as_4d(x.shape))  # (N, C, H, W)
+        y, mean, invstd = ctx.backend.batch_norm_relu_forward(
+            x4, weight, bias, running_mean, running_var, training, momentum, eps
+        )
+        ctx.training = training
+        ctx.save_for_backward(y, x4, weight, mean, invstd)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        y, x4, weight, mean, invstd = ctx.saved_tensors
+        dx, dweight, dbias = ctx.backend.batch_norm_relu_backward(
+            dout.reshape(x4.shape), y, x4, weight, mean, invstd, ctx.training
+        )
+        needs = ctx.needs_input_grad
+        return (
+            dx.reshape(dout.shape) if needs[0] else None,
+            None,
+            None,
+            dweight if needs[3] else None,
+            dbias if needs[4] else None,
+        )
+
+
+def batch_norm_relu(
+    input: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """``relu(batch_norm(input, …))`` with batch_norm's arguments and checks, as one fused op."""
+    momentum, eps = _check_args(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
+    if input.numel() == 0 or input.dtype in HALF_DTYPES:
+        from .activation import relu
+
+        return relu(
+            batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+        )
+    return BatchNormReLU.apply(
+        input, running_mean, running_var, weight, bias, bool(training), momentum, eps
+    )

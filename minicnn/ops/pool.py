@@ -35,8 +35,11 @@ def _shape4(x):
     return (1, *x.shape) if x.ndim == 3 else x.shape
 
 
-def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode) -> Pool2dGeometry:
-    """The checked geometry of a max or average pooling of x."""
+def _pool_geometry(
+    op, x, kernel_size, stride, padding, dilation, ceil_mode, **divisor
+) -> Pool2dGeometry:
+    """The checked geometry of a max or average pooling of x (``divisor``: average pooling's
+    count_include_pad and divisor_override)."""
     _check_input(op, x)
     kernel = pair(op, "kernel_size", kernel_size, 1)
     stride = (
@@ -46,7 +49,9 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode) -> 
     )
     padding = pair(op, "padding", padding, 0)
     dilation = pair(op, "dilation", dilation, 1)
-    return Pool2dGeometry.of(_shape4(x), kernel, stride, padding, dilation, bool(ceil_mode), op)
+    return Pool2dGeometry.of(
+        _shape4(x), kernel, stride, padding, dilation, bool(ceil_mode), op, **divisor
+    )
 
 
 def _batched(x):
@@ -108,7 +113,24 @@ def max_pool2d(
 
 
 # ---- average pooling ----------------------------------------------------------------------------
-class AvgPool2d(Function):
+class _LinearPool2d(Function):
+    """A pooling linear in x: the backend's ``<kernel>_forward`` and ``<kernel>_backward``, each
+    given the geometry (which carries every option)."""
+
+    kernel: str
+
+    @classmethod
+    def forward(cls, ctx, x, geometry):
+        ctx.geometry, ctx.unbatched = geometry, x.ndim == 3
+        return _run(ctx.unbatched, getattr(ctx.backend, cls.kernel + "_forward"), x, geometry)
+
+    @classmethod
+    def backward(cls, ctx, dout):
+        kernel = getattr(ctx.backend, cls.kernel + "_backward")
+        return _run(ctx.unbatched, kernel, dout, ctx.geometry)
+
+
+class AvgPool2d(_LinearPool2d):
     """y[n, c, p, q] = Σ_{r<R, s<S} x[n, c, p·sh - ph + r, q·sw - pw + s] / divisor[p, q].
 
     divisor (torch's): ``divisor_override`` if given; else with count_include_pad the window area
@@ -116,15 +138,7 @@ class AvgPool2d(Function):
     of input pixels in the window. Backward: every pixel of a window gets dy / divisor.
     """
 
-    @staticmethod
-    def forward(ctx, x, geometry, count_include_pad, divisor_override):
-        ctx.args = (geometry, count_include_pad, divisor_override)
-        ctx.unbatched = x.ndim == 3
-        return _run(ctx.unbatched, ctx.backend.avg_pool2d_forward, x, *ctx.args)
-
-    @staticmethod
-    def backward(ctx, dout):
-        return _run(ctx.unbatched, ctx.backend.avg_pool2d_backward, dout, *ctx.args)
+    kernel = "avg_pool2d"
 
 
 def avg_pool2d(
@@ -137,38 +151,20 @@ def avg_pool2d(
     divisor_override: Optional[int] = None,
 ) -> Tensor:
     """Average pooling, torch.nn.functional.avg_pool2d (DenseNet's 2×2 transition pooling)."""
-    op = "avg_pool2d"
-    geometry = _pool_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None:
-        if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
-            raise TypeError(
-                f"{op}: divisor_override must be an int or None, got {divisor_override!r}"
-            )
-        if divisor_override == 0:
-            raise ValueError(f"{op}: divisor_override must not be zero")
-        divisor_override = int(divisor_override)
-    return AvgPool2d.apply(
-        input,
-        geometry=geometry,
-        count_include_pad=bool(count_include_pad),
-        divisor_override=divisor_override,
+    divisor = dict(count_include_pad=count_include_pad, divisor_override=divisor_override)
+    geometry = _pool_geometry(
+        "avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode, **divisor
     )
+    return AvgPool2d.apply(input, geometry=geometry)
 
 
 # ---- adaptive average pooling -------------------------------------------------------------------
-class AdaptiveAvgPool2d(Function):
+class AdaptiveAvgPool2d(_LinearPool2d):
     """y[n, c, i, j] = mean of x[n, c, a_i:b_i, c_j:d_j] with bins a_i = floor(i·H/P),
     b_i = ceil((i+1)·H/P) (and likewise along W): bins cover the input, overlap where P ∤ H, and
     repeat pixels where P > H. Backward: every pixel of a bin gets dy / (bin area)."""
 
-    @staticmethod
-    def forward(ctx, x, geometry):
-        ctx.geometry, ctx.unbatched = geometry, x.ndim == 3
-        return _run(ctx.unbatched, ctx.backend.adaptive_avg_pool2d_forward, x, geometry)
-
-    @staticmethod
-    def backward(ctx, dout):
-        return _run(ctx.unbatched, ctx.backend.adaptive_avg_pool2d_backward, dout, ctx.geometry)
+    kernel = "adaptive_avg_pool2d"
 
 
 def _adaptive_size(op, output_size, H, W):

@@ -10,29 +10,35 @@ from ..backends import DEVICES, canonical_device, common_device, get_backend
 from ..dtypes import FLOAT_DTYPES, as_dtype, result_type
 from ..tensor import Tensor
 from ._util import normalize_dim
-from .arith import Cast
 
 
-class Reshape(Function):
-    @staticmethod
-    def forward(ctx, a, shape):
-        ctx.shape = a.shape
-        return a.reshape(shape)
+class Invertible(Function):
+    """y = map(x, arg) for a map that moves or converts values one to one, so that
+    dx = map(dy, inverse(x, arg)). A subclass gives ``map`` and ``inverse``."""
 
-    @staticmethod
-    def backward(ctx, dout):
-        return dout.reshape(ctx.shape)
+    @classmethod
+    def forward(cls, ctx, a, arg):
+        ctx.inverse = cls.inverse(a, arg)
+        return cls.map(a, arg)
+
+    @classmethod
+    def backward(cls, ctx, dout):
+        return cls.map(dout, ctx.inverse)
 
 
-class Permute(Function):
-    @staticmethod
-    def forward(ctx, a, dims):
-        ctx.inverse = tuple(sorted(range(len(dims)), key=lambda i: dims[i]))
-        return a.transpose(dims)
+class Reshape(Invertible):
+    map = staticmethod(lambda a, shape: a.reshape(shape))
+    inverse = staticmethod(lambda a, shape: a.shape)
 
-    @staticmethod
-    def backward(ctx, dout):
-        return dout.transpose(ctx.inverse)
+
+class Permute(Invertible):
+    map = staticmethod(lambda a, dims: a.transpose(dims))
+    inverse = staticmethod(lambda a, dims: tuple(sorted(range(len(dims)), key=dims.__getitem__)))
+
+
+class Cast(Invertible):
+    map = staticmethod(lambda a, dtype: a.astype(dtype))
+    inverse = staticmethod(lambda a, dtype: a.dtype)
 
 
 class Cat(Function):

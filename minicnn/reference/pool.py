@@ -113,7 +113,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, 
 
 
 # ---- average pooling -----------------------------------------------------------------------------
-def _divisor(positions, H, W, padding, count_include_pad, divisor_override):
+def _divisor(positions, H, W, padding, count_include_pad=True, divisor_override=None):
     """torch's divisor: the override; else the window's positions inside the padded input
     [−ph, H + ph) × [−pw, W + pw) (a ceil_mode window may run past it); else those in the input."""
     if divisor_override:
@@ -124,55 +124,37 @@ def _divisor(positions, H, W, padding, count_include_pad, divisor_override):
     return sum(0 <= h < H and 0 <= v < W for h, v in positions)
 
 
-def _avg_windows(
-    x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-):
+def _avg_windows(x_shape, kernel_size, stride, padding, ceil_mode, divisor):
     """(p, q, the in-input positions, divisor) of every average-pooling window."""
     H, W = x_shape[-2:]
     for p, q, positions in _windows(x_shape, kernel_size, stride, padding, 1, ceil_mode):
         inside = [(h, v) for h, v in positions if 0 <= h < H and 0 <= v < W]
-        yield p, q, inside, _divisor(positions, H, W, padding, count_include_pad, divisor_override)
+        yield p, q, inside, _divisor(positions, H, W, padding, **divisor)
 
 
-def avg_pool2d_forward(
-    x,
-    kernel_size,
-    stride=None,
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
-    """y[n, c, p, q] = Σ_{(h, v) in window, inside the input} x[n, c, h, v] / divisor[p, q]."""
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, **divisor):
+    """y[n, c, p, q] = Σ_{(h, v) in window, inside the input} x[n, c, h, v] / divisor[p, q].
+
+    ``divisor``: torch's count_include_pad=True and divisor_override=None (see _divisor).
+    """
     x = f64(x)
     y = np.zeros(_out_shape(x.shape, kernel_size, stride, padding, 1, ceil_mode))
-    for p, q, inside, div in _avg_windows(
-        x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-    ):
-        for n, c in np.ndindex(*x.shape[:2]):
-            for h, v in inside:
-                y[n, c, p, q] += x[n, c, h, v] / div
+    windows = _avg_windows(x.shape, kernel_size, stride, padding, ceil_mode, divisor)
+    for p, q, inside, div in windows:
+        for h, v in inside:
+            y[:, :, p, q] += x[:, :, h, v] / div
     return y
 
 
 def avg_pool2d_backward(
-    dy,
-    x_shape,
-    kernel_size,
-    stride=None,
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
+    dy, x_shape, kernel_size, stride=None, padding=0, ceil_mode=False, **divisor
 ):
     """dx: every input pixel of a window gets dy / divisor (summed over the windows it is in)."""
     dy, dx = f64(dy), np.zeros(x_shape)
-    for p, q, inside, div in _avg_windows(
-        x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-    ):
-        for n, c in np.ndindex(*x_shape[:2]):
-            for h, v in inside:
-                dx[n, c, h, v] += dy[n, c, p, q] / div
+    windows = _avg_windows(x_shape, kernel_size, stride, padding, ceil_mode, divisor)
+    for p, q, inside, div in windows:
+        for h, v in inside:
+            dx[:, :, h, v] += dy[:, :, p, q] / div
     return dx
 
 

@@ -121,3 +121,25 @@ def test_pool_sizes_and_errors():
         Pool2dGeometry.of((1, 1, 4, 4), (2, 2), (1, 1), (2, 0), op="max_pool2d")
     with pytest.raises(ValueError, match=r"avg_pool2d: .* gives output size \(0, 0\)"):
         Pool2dGeometry.of((1, 1, 4, 4), (5, 5), (1, 1), op="avg_pool2d")
+
+
+def test_average_pooling_options_travel_in_the_geometry():
+    g = Pool2dGeometry.of((1, 1, 4, 4), (2, 2), (2, 2), divisor_override=np.int64(3))
+    assert (g.count_include_pad, g.divisor_override) == (True, 3)
+    assert type(g.divisor_override) is int  # a NumPy integer made a Python int, as the sizes
+    assert g != Pool2dGeometry.of((1, 1, 4, 4), (2, 2), (2, 2), count_include_pad=False)
+    with pytest.raises(ValueError, match="avg_pool2d: divisor_override must not be zero"):
+        Pool2dGeometry.of((1, 1, 4, 4), (2, 2), (2, 2), op="avg_pool2d", divisor_override=0)
+    with pytest.raises(TypeError, match=r"pool2d: divisor_override must be an int or None"):
+        Pool2dGeometry.of((1, 1, 4, 4), (2, 2), (2, 2), divisor_override=True)
+
+
+def test_a_geometry_built_directly_names_its_op_and_checks_every_field():
+    with pytest.raises(ValueError, match=r"^conv2d: kernel larger than the padded input"):
+        Conv2dGeometry(1, 1, 3, 3, 1, 5, 5)
+    with pytest.raises(TypeError, match=r"^conv2d: geometry field extra must be an int"):
+        Conv2dGeometry(1, 1, 3, 3, 1, 1, 1, extra=(0, 0.5))
+    with pytest.raises(ValueError, match=r"^pool2d: sizes must be >= 0"):
+        Pool2dGeometry(1, -1, 3, 3)
+    g = Conv2dGeometry(1, 1, 3, 3, 1, 2, 2, extra=[np.int64(1), 0])
+    assert g.extra == (1, 0) and (g.eh, g.ew) == (1, 0) and (g.P, g.Q) == (3, 2)

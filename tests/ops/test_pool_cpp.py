@@ -14,8 +14,9 @@ from conftest import assert_close
 from test_pool import pool_cases, random_input
 
 
-def geometry_of(case, x):
-    """The Pool2dGeometry the op would compute for a pool_cases() case."""
+def geometry_of(case, x, **divisor):
+    """The Pool2dGeometry the op would compute for a pool_cases() case (``divisor``: average
+    pooling's count_include_pad and divisor_override)."""
     g = Pool2dGeometry.of(
         x.shape,
         (case["R"], case["S"]),
@@ -23,6 +24,7 @@ def geometry_of(case, x):
         case["pad"],
         case.get("dil", (1, 1)),
         case["ceil_mode"],
+        **divisor,
     )
     assert g.out_size == (case["P"], case["Q"])
     return g
@@ -61,13 +63,13 @@ def test_hypothesis_cpp_avg_pool_matches_numpy_reference(case, dtype, include, o
     x = random_input(case, 5).astype(dtype)
     geo = ((case["R"], case["S"]), case["stride"], case["pad"])
     out_size = (case["P"], case["Q"])
-    g = geometry_of(case, x)
-    y = _np_pool.avg_pool2d_forward(x, g, include, override)
+    g = geometry_of(case, x, count_include_pad=include, divisor_override=override)
+    y = _np_pool.avg_pool2d_forward(x, g)
     assert_close(
         y, _np_pool.avg_pool2d_forward_reference(x, *geo, out_size, include, override), dtype
     )
     dout = np.random.default_rng(6).standard_normal(y.shape).astype(dtype)
-    dx = _np_pool.avg_pool2d_backward(dout, g, include, override)
+    dx = _np_pool.avg_pool2d_backward(dout, g)
     assert dx.dtype == dtype
     assert_close(
         dx, _np_pool.avg_pool2d_backward_reference(dout, x.shape, *geo, include, override), dtype

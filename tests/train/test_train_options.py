@@ -145,3 +145,22 @@ def test_a_single_class_folder_needs_val_split(tmp_path, capsys):
     folder = shapes_folder(tmp_path / "photos", per_class=2)
     assert main(["train", "--data", str(folder), "--out", str(tmp_path / "r")] + QUICK) == 2
     assert "add --val-split 0.1" in capsys.readouterr().err
+
+
+def test_numeric_flags_set_their_setting_and_name_its_default():
+    from minicnn.cli import build_parser
+    from minicnn.commands.train import _NUMBERS
+    from minicnn.train import TrainConfig
+
+    parser, defaults = build_parser(), TrainConfig()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    actions = {a.option_strings[0]: a for a in train._actions if a.option_strings}
+    for flag, type_, _ in _NUMBERS:
+        setting = flag[2:].replace("-", "_")
+        action = actions[flag]
+        assert action.dest == setting and action.type is type_
+        assert action.help.endswith(f"default {getattr(defaults, setting)})") or (
+            action.help == f"default {getattr(defaults, setting)}"
+        )
+    args = parser.parse_args(["train", "--epochs", "3", "--weight-decay", "0.5"])
+    assert (args.epochs, args.weight_decay, args.seed) == (3, 0.5, None)
