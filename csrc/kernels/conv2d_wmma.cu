@@ -26,9 +26,12 @@
 //      partials (splits, K, Cg·R·S) a second kernel adds in a fixed order (deterministic).
 //      Backward data with a stride > 1 pays one division per element (p = th / sh): a separate
 //      instantiation, so the unit-stride one has none.
-//      Not yet done: vector (8-element) loads where the layout is contiguous (forward's weights,
-//      backward weight's dy), cp.async (the emulator has none), NHWC, which tensor-core convs need
-//      for their gathers to stop dominating the main loop.
+//   3. (now, where channels allow) the NHWC path, conv2d_wmma_nhwc.cuh and _nhwc_bw.cuh: the
+//      operands converted to channels-last in a workspace, 16-byte vectors copied straight into
+//      shared memory (cp.async on sm_80+; a load and a store on the emulator and older GPUs), the
+//      kernel of version 2 (the NCHW gather) kept for the other channel counts (the RGB stem).
+//      Not yet done: warp tiles larger than 64 x 32 (the register budget of 2 blocks/SM) and TF32
+//      forward / backward data on NHWC (conv2d.cu does not pass them its workspace yet).
 //
 // Buffers: x, dx (N, C, H, W); w, dw (K, C/G, R, S); y, dy (N, K, P, Q); bias (K,), all T; the
 // backward-weight workspace is float32 (splits, K, C/G·R·S) whatever T is.
