@@ -16,15 +16,17 @@ where several tie. Every instruction in it counts once, taken paths or not (so a
 counts against it), except a nested loop that has FFMA itself (version 2's 8 k-steps of a slice,
 not unrolled), which counts 8 times. Reported: FFMA share, LDS.128 and LDS, LDG, LDL/STL counts.
 
-For the tensor-core conv (version 4, conv2d_wmma_kernel) the same, with HMMA
+For the tensor-core conv (version 4: conv2d_wmma_kernel, the NCHW gather, and
+conv2d_wmma_nhwc_kernel / conv2d_wmma_nhwc_bw_kernel, the NHWC path) the same, with HMMA
 (the tensor-core instruction; one m16n16k16 wmma::mma_sync is two HMMA.16816 on sm_90) in place of
 FFMA: the loop with the most HMMA per iteration, and its HMMA share.
 
 --check exits 1 unless the static targets of issue 11 hold for the float 128 tile of version 3 in
 all three passes: main loop >= 75% FFMA, no spills, >= 2 blocks per SM.
 
-cuobjdump comes with the CUDA toolkit or from PyPI (``pip install nvidia-cuda-cuobjdump``); this
-script looks on PATH, beside nvcc, and in that package.
+cuobjdump comes with the CUDA toolkit or from PyPI (``pip install nvidia-cuda-cuobjdump
+nvidia-cuda-nvdisasm``: it runs nvdisasm); this script looks on PATH, beside nvcc, and in that
+package.
 """
 
 from __future__ import annotations
@@ -186,6 +188,11 @@ def dynamic_smem(name: str) -> int:
         return 32 * size  # block_sum's scratch
     if "conv2d_wmma_kernel" in name:  # 2 slices of A (128, 16 + 8) and B (16, 128 + 8), 2 tables
         return 2 * (128 * 24 + 16 * 136) * (4 if "<float" in name else 2) + 2 * 128 * 16
+    if "conv2d_wmma_nhwc_kernel" in name:  # 2 slices of A and B, (128, 64 + 16 bytes) each
+        return 2 * 2 * 128 * 80
+    if "conv2d_wmma_nhwc_bw_kernel" in name:  # 2 slices of A and B, (64 bytes, 128 + 16 bytes)
+        size = 4 if "<float" in name else 2
+        return 2 * 2 * (64 // size) * (128 + 16 // size) * size
     return 0
 
 
@@ -209,6 +216,13 @@ def tool(name: str) -> str:
         f"bench_sass.py: {name} not found "
         f"(pip install nvidia-cuda-{name}, or put the CUDA toolkit on PATH)"
     )
+
+
+def tool_env(cuobjdump: str) -> dict:
+    """The environment for cuobjdump: its own folder on PATH too, where pip's
+    nvidia-cuda-nvdisasm puts the nvdisasm it runs."""
+    path = os.path.dirname(cuobjdump) + os.pathsep + os.environ.get("PATH", "")
+    return {**os.environ, "PATH": path}
 
 
 def compile_one(source: str, arch: str, out_dir: str) -> tuple[str, str]:
@@ -248,9 +262,10 @@ def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
         for cubin, log in pool.map(lambda s: compile_one(s, arch, tmp), sources):
             sass = parse_sass(
                 subprocess.run(
-                    [cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True
+                    [cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True,
+                    env=tool_env(cuobjdump),
                 ).stdout
-            )
+            )  # fmt: skip
             resources = parse_ptxas(log)
             names = demangle(sorted(resources))
             for mangled, res in sorted(resources.items(), key=lambda kv: names[kv[0]]):
@@ -284,6 +299,13 @@ def short(name: str) -> str:
         None,
     )
     dtype = "f64" if "double" in name else "f32"
+    halves = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "tf32"}
+    if m := re.search(r"conv2d_wmma_nhwc_kernel<(\w+), tc::(\w+)<[\w, ]+>, (\w+)>", name):
+        step = {"Forward": "fwd", "BackwardData": "bwd-data"}[m.group(2)]
+        strided = " strided" if m.group(3) == "false" else ""
+        return f"conv v4 (wmma) NHWC {step}{strided} {halves[m.group(1)]}"
+    if m := re.search(r"conv2d_wmma_nhwc_bw_kernel<(\w+)>", name):
+        return f"conv v4 (wmma) NHWC bwd-weight {halves[m.group(1)]}"
     if m := re.search(r"conv2d_wmma_kernel<(\w+), tc::(\w+)<", name):
         half = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "tf32"}[m.group(1)]
         step = {"Forward": "fwd", "BackwardData": "bwd-data", "BackwardWeight": "bwd-weight"}
@@ -385,7 +407,7 @@ def main(argv=None):
         if args.match in os.path.basename(s) and not s.endswith("selftest.cu")
     ]
     kernels = analyse(args.arch, sources, args.jobs)
-    conv = ("implicit_gemm", "wmma_kernel")
+    conv = ("implicit_gemm", "wmma_kernel", "wmma_nhwc")
     shown = [k for k in kernels if any(c in k.name for c in conv)] if args.conv_only else kernels
     print(
         f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at "

@@ -324,6 +324,8 @@ void bind_conv2d(py::module_& m) {
       "reduction into.");
   m.def("_conv2d_wmma_launches", &k::conv2d_wmma_launches,
         "Tensor-core (version 4) convolution launches so far in this process (tests).");
+  m.def("_conv2d_wmma_nhwc_launches", &k::conv2d_wmma_nhwc_launches,
+        "Those of them that ran on the NHWC path (tests).");
   // bias, workspace: 0 for none; tile 0: by shape.
   using G = const k::Conv2d&;
   def_launcher(

@@ -26,9 +26,12 @@
 //      partials (splits, K, Cg·R·S) a second kernel adds in a fixed order (deterministic).
 //      Backward data with a stride > 1 pays one division per element (p = th / sh): a separate
 //      instantiation, so the unit-stride one has none.
-//      Not yet done: vector (8-element) loads where the layout is contiguous (forward's weights,
-//      backward weight's dy), cp.async (the emulator has none), NHWC, which tensor-core convs need
-//      for their gathers to stop dominating the main loop.
+//   3. (now, where channels allow) the NHWC path, conv2d_wmma_nhwc.cuh and _nhwc_bw.cuh: the
+//      operands converted to channels-last in a workspace, 16-byte vectors copied straight into
+//      shared memory (cp.async on sm_80+; a load and a store on the emulator and older GPUs), the
+//      kernel of version 2 (the NCHW gather) kept for the other channel counts (the RGB stem).
+//      Not yet done: warp tiles larger than 64 x 32 (the register budget of 2 blocks/SM) and TF32
+//      forward / backward data on NHWC (conv2d.cu does not pass them its workspace yet).
 //
 // Buffers: x, dx (N, C, H, W); w, dw (K, C/G, R, S); y, dy (N, K, P, Q); bias (K,), all T; the
 // backward-weight workspace is float32 (splits, K, C/G·R·S) whatever T is.
@@ -112,6 +115,14 @@ __device__ __forceinline__ Raw<T> operand(Raw<T> v) {
   return v;
 }
 
+template <class T>
+__device__ __forceinline__ void zero(Acc<T> (&acc)[kWM][kWN]) {
+#pragma unroll
+  for (int i = 0; i < kWM; ++i)
+#pragma unroll
+    for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+}
+
 // A Part from a shared table in one 16-byte load (field by field it is two 8-byte loads);
 // little-endian, as the GPU and the emulator's hosts are.
 __device__ __forceinline__ Part load_part(const Part* p) {
@@ -135,23 +146,71 @@ __device__ __forceinline__ void load_slice(T* As, T* Bs, const Problem& pb, cons
     bs[kRowStep * i] = operand<T>(pb.b(load_part(fb + u + kRowStep * i), vb));
 }
 
-// acc[i][j] += As(warp rows i) · Bs(warp columns j) over the slice: each A fragment feeds kWN
-// mma_sync, each B fragment kWM.
-template <class T>
+// Where a slice's operands sit in shared memory: A[m, k] at As[m·kM + k·kKA] and B[k, n] at
+// Bs[n·kN + k·kKB]. One stride of each is 1: it fixes the layout (row- or column-major), and the
+// other is the leading dimension.
+template <int kM, int kKA, int kN, int kKB>
+struct SliceLayout {
+  static_assert((kM == 1 || kKA == 1) && (kN == 1 || kKB == 1), "one unit stride each");
+  static constexpr int m = kM, ka = kKA, n = kN, kb = kKB, lda = kM * kKA, ldb = kN * kKB;
+  using A = typename std::conditional<kKA == 1, wmma::row_major, wmma::col_major>::type;
+  using B = typename std::conditional<kN == 1, wmma::row_major, wmma::col_major>::type;
+};
+
+// load_matrix_sync from shared memory. nvcc reads bfloat16 and tf32 fragments with generic loads
+// (4 LD.E with 64-bit addresses each, where float16's are one LDSM); the same PTX wmma.load with
+// the .shared state space keeps them shared loads. The fragment's registers are filled by that
+// instruction as mma.h's own call would fill them: nothing here depends on their layout.
+#define MINICNN_WMMA_LOAD(instruction)                          \
+  asm volatile(instruction " {%0, %1, %2, %3}, [%4], %5;\n"     \
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) \
+               : "r"(at), "r"(ldm))
+#define MINICNN_WMMA_LOADS(shape_type)                                                    \
+  constexpr bool a = std::is_same<Use, wmma::matrix_a>::value;                            \
+  constexpr bool row = std::is_same<Layout, wmma::row_major>::value;                      \
+  if constexpr (a && row) MINICNN_WMMA_LOAD("wmma.load.a.sync.aligned.row." shape_type);  \
+  if constexpr (a && !row) MINICNN_WMMA_LOAD("wmma.load.a.sync.aligned.col." shape_type); \
+  if constexpr (!a && row) MINICNN_WMMA_LOAD("wmma.load.b.sync.aligned.row." shape_type); \
+  if constexpr (!a && !row) MINICNN_WMMA_LOAD("wmma.load.b.sync.aligned.col." shape_type);
+
+template <class T, class Use, class Layout, class Frag>
+__device__ __forceinline__ void load_shared(Frag& f, const T* p, unsigned ldm) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (!std::is_same<T, __half>::value) {
+    static_assert(sizeof(f.x) == 16, "4 registers");
+    unsigned* r = reinterpret_cast<unsigned*>(f.x);
+    const unsigned at = unsigned(__cvta_generic_to_shared(p));
+    if constexpr (std::is_same<T, float>::value) {
+      MINICNN_WMMA_LOADS("m16n16k8.shared.tf32")
+    } else {
+      MINICNN_WMMA_LOADS("m16n16k16.shared.bf16")
+    }
+    return;
+  }
+#endif
+  wmma::load_matrix_sync(f, p, ldm);
+}
+#undef MINICNN_WMMA_LOADS
+#undef MINICNN_WMMA_LOAD
+
+// acc[i][j] += A(warp rows i) · B(warp columns j) over a slice of kDepth: each A fragment feeds
+// kWN mma_sync, each B fragment kWM.
+template <class T, int kDepth, class L>
 __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm, int wn,
                                                Acc<T> (&acc)[kWM][kWN]) {
   using M = Mma<T>;
 #pragma unroll
-  for (int kk = 0; kk < kBK; kk += M::k) {
-    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, wmma::row_major> b[kWN];
+  for (int kk = 0; kk < kDepth; kk += M::k) {
+    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, typename L::B> b[kWN];
 #pragma unroll
-    for (int j = 0; j < kWN; ++j) {
-      wmma::load_matrix_sync(b[j], Bs + kk * kLdB + wn + 16 * j, kLdB);
-    }
+    for (int j = 0; j < kWN; ++j)
+      load_shared<T, wmma::matrix_b, typename L::B>(b[j], Bs + (wn + 16 * j) * L::n + kk * L::kb,
+                                                    L::ldb);
 #pragma unroll
     for (int i = 0; i < kWM; ++i) {
-      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, wmma::row_major> a;
-      wmma::load_matrix_sync(a, As + (wm + 16 * i) * kLdA + kk, kLdA);
+      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, typename L::A> a;
+      load_shared<T, wmma::matrix_a, typename L::A>(a, As + (wm + 16 * i) * L::m + kk * L::ka,
+                                                    L::lda);
 #pragma unroll
       for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
     }
@@ -201,10 +260,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       fb[e] = pb.b_fixed(j0 + e);
     }
     Acc<T> acc[kWM][kWN];
-#pragma unroll
-    for (int i = 0; i < kWM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    zero<T>(acc);
     const int ML = pb.radix_mid(), L = pb.radix_lo();
     const Digits step = split_digits(kBK, ML, L);
     int64_t d = d_begin + threadIdx.x % kBK;
@@ -222,7 +278,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         T* next = tiles + (buf ^ 1) * kSlice;
         load_slice(next, next + kBM * kLdA, pb, fa, fb, x, d < d_end);
       }
-      multiply_slice(As, As + kBM * kLdA, wm, wn, acc);
+      multiply_slice<T, kBK, SliceLayout<kLdA, 1, 1, kLdB>>(As, As + kBM * kLdA, wm, wn, acc);
     }
     __syncthreads();  // the tiles become the warps' output scratch
     float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
@@ -287,9 +343,22 @@ void launch(const char* op, const Problem& pb, int64_t rows, int64_t cols, int64
 }
 
 }  // namespace tc
+}  // namespace kernels
+}  // namespace minicnn
+
+// The NHWC fast path, on the pieces above: its kernels and launchers.
+#include "conv2d_wmma_nhwc.cuh"
+#include "conv2d_wmma_nhwc_bw.cuh"
+
+namespace minicnn {
+namespace kernels {
 
 int64_t conv2d_wmma_launches() {
   return tc::g_launches.load();
+}
+
+int64_t conv2d_wmma_nhwc_launches() {
+  return tc::g_nhwc_launches.load();
 }
 
 int conv2d_wmma_splits(const Conv2d& g, int pass) {
@@ -315,25 +384,34 @@ static void check_runs(const char* op, int splits, bool may_split) {
 
 template <class T>
 void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
-                         int splits, cudaStream_t stream) {
+                         int splits, cudaStream_t stream, T* workspace) {
   check_runs<T>("conv2d_forward", splits, false);
-  if constexpr (!std::is_same<T, double>::value)
-    tc::launch<T>("conv2d_forward", tc::Forward<T>{out, inp, weight, bias, g, 0}, g.N * g.P * g.Q,
-                  g.K / g.G, int64_t(g.C / g.G) * g.R * g.S, g.G, 1, stream);
+  if constexpr (!std::is_same<T, double>::value) {
+    require_arch("conv2d_forward", tc::Mma<T>::arch, tc::what<T>());
+    const tc::Forward<T> pb{{g, 0}, out, inp, weight, bias};
+    if (workspace != nullptr && tc::nhwc_fits<T>(g.C / g.G, g.R, g.S, int64_t(g.H) * g.W * g.C))
+      return tc::forward_nhwc(workspace, pb, stream);
+    tc::launch<T>("conv2d_forward", pb, g.N * g.P * g.Q, g.K / g.G, int64_t(g.C / g.G) * g.R * g.S,
+                  g.G, 1, stream);
+  }
 }
 
 template <class T>
 void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, T* workspace) {
   check_runs<T>("conv2d_backward_data", splits, false);
   if constexpr (!std::is_same<T, double>::value) {
+    require_arch("conv2d_backward_data", tc::Mma<T>::arch, tc::what<T>());
+    if (workspace != nullptr && tc::nhwc_fits<T>(g.K / g.G, g.R, g.S, int64_t(g.P) * g.Q * g.K))
+      return tc::backward_data_nhwc(workspace,
+                                    tc::BackwardData<T, true>{{g, 0}, dinp, dout, weight}, stream);
     const int64_t rows = g.N * g.H * g.W, depth = int64_t(g.K / g.G) * g.R * g.S;
     const char* op = "conv2d_backward_data";
     if (g.sh == 1 && g.sw == 1)  // no division per element
-      tc::launch<T>(op, tc::BackwardData<T, true>{dinp, dout, weight, g, 0}, rows, g.C / g.G, depth,
-                    g.G, 1, stream);
+      tc::launch<T>(op, tc::BackwardData<T, true>{{g, 0}, dinp, dout, weight}, rows, g.C / g.G,
+                    depth, g.G, 1, stream);
     else
-      tc::launch<T>(op, tc::BackwardData<T, false>{dinp, dout, weight, g, 0}, rows, g.C / g.G,
+      tc::launch<T>(op, tc::BackwardData<T, false>{{g, 0}, dinp, dout, weight}, rows, g.C / g.G,
                     depth, g.G, 1, stream);
   }
 }
@@ -347,8 +425,11 @@ void conv2d_backward_weight_wmma(T* dweight, T* workspace, const T* dout, const 
     if (workspace == nullptr) throw std::invalid_argument(std::string(op) + ": needs a workspace");
     float* partial = reinterpret_cast<float*>(workspace);  // (splits, K, Cg·R·S) float32
     const int64_t cols = int64_t(g.C / g.G) * g.R * g.S, n = g.K * cols;
-    tc::launch<T>(op, tc::BackwardWeight<T>{partial, dout, inp, g, 0}, g.K / g.G, cols,
-                  g.N * g.P * g.Q, g.G, splits, stream);
+    if (tc::nhwc_bw_fits<T>(g))
+      tc::backward_weight_nhwc(partial, dout, inp, g, splits, stream);
+    else
+      tc::launch<T>(op, tc::BackwardWeight<T>{partial, dout, inp, g, 0}, g.K / g.G, cols,
+                    g.N * g.P * g.Q, g.G, splits, stream);
     if (n == 0) return;
     LAUNCH((tc::conv2d_wmma_reduce_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(
         dweight, partial, n, splits);
@@ -368,15 +449,15 @@ static void check_version(const char* op, int version) {
 #define SPECIALIZE(T)                                                                            \
   template <>                                                                                    \
   void conv2d_forward<T>(T * out, const T* inp, const T* weight, const T* bias, const Conv2d& g, \
-                         int version, int, int splits, T*, cudaStream_t stream) {                \
+                         int version, int, int splits, T* work, cudaStream_t stream) {           \
     check_version("conv2d_forward", version);                                                    \
-    conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream);                              \
+    conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream, work);                        \
   }                                                                                              \
   template <>                                                                                    \
   void conv2d_backward_data<T>(T * dinp, const T* dout, const T* weight, const Conv2d& g,        \
-                               int version, int, int splits, T*, cudaStream_t stream) {          \
+                               int version, int, int splits, T* work, cudaStream_t stream) {     \
     check_version("conv2d_backward_data", version);                                              \
-    conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream);                            \
+    conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream, work);                      \
   }                                                                                              \
   template <>                                                                                    \
   void conv2d_backward_weight<T>(T * dweight, T * workspace, const T* dout, const T* inp,        \
@@ -399,9 +480,9 @@ SPECIALIZE(__nv_bfloat16)
 
 #define INSTANTIATE(T)                                                                         \
   template void conv2d_forward_wmma<T>(T*, const T*, const T*, const T*, const Conv2d&, int,   \
-                                       cudaStream_t);                                          \
+                                       cudaStream_t, T*);                                      \
   template void conv2d_backward_data_wmma<T>(T*, const T*, const T*, const Conv2d&, int,       \
-                                             cudaStream_t);                                    \
+                                             cudaStream_t, T*);                                \
   template void conv2d_backward_weight_wmma<T>(T*, T*, const T*, const T*, const Conv2d&, int, \
                                                cudaStream_t);
 MINICNN_FOR_EACH_DTYPE(INSTANTIATE)  // double: throws (no tensor cores)

@@ -93,25 +93,42 @@ __device__ __forceinline__ Raw<T> gather(const Part& f, const Part& v, int H, in
   return load_or_zero<T>(f.off + v.off, in(f.h + v.h, H) & in(f.w + v.w, W));
 }
 
+// Row m of an (N, plane) output: its image n and its index in the plane.
+struct PlaneIndex {
+  int64_t n;
+  int i;
+};
+
+__device__ __forceinline__ PlaneIndex plane_index(int64_t m, int plane) {
+  const int64_t n = m / plane;
+  return PlaneIndex{n, int(m - n * plane)};
+}
+
 // Forward: rows (n, p, q), columns k, reduction (c, r, s); digits of d: (c, r, s).
-template <class T>
-struct Forward {
-  T* out;
-  const T *inp, *weight, *bias;
+// The geometry and group of a pass whose reduction runs over (channels, r, s): forward's
+// (kData false: rows (n, p, q), columns k, channels c) and backward data's (rows (n, h, w),
+// columns c, channels k). The digits of d below the channels: r and s.
+template <bool kData>
+struct OverRS {
   Conv2d g;
   int grp;
-  __device__ int64_t rows() const { return g.N * g.P * g.Q; }
-  __device__ int cols() const { return g.K / g.G; }
-  __device__ int64_t depth() const { return int64_t(g.C / g.G) * g.R * g.S; }
+  __device__ int64_t rows() const { return kData ? g.N * g.H * g.W : g.N * g.P * g.Q; }
+  __device__ int cols() const { return kData ? g.C / g.G : g.K / g.G; }
+  __device__ int64_t depth() const { return int64_t(kData ? g.K / g.G : g.C / g.G) * g.R * g.S; }
   __device__ int radix_mid() const { return g.R; }
   __device__ int radix_lo() const { return g.S; }
+};
+
+template <class T>
+struct Forward : OverRS<false> {
+  T* out;
+  const T *inp, *weight, *bias;
   __device__ Part a_fixed(int64_t m) const {
     if (m >= rows()) return fixed(inp, 0, kOut, 0);
-    const int PQ = g.P * g.Q;
-    const int64_t n = m / PQ;
-    const int pq = int(m - n * PQ);
-    const int h = (pq / g.Q) * g.sh - g.ph, w = (pq % g.Q) * g.sw - g.pw;
-    return fixed(inp, (n * g.C + grp * (g.C / g.G)) * g.H * g.W + int64_t(h) * g.W + w, h, w);
+    const PlaneIndex at = plane_index(m, g.P * g.Q);
+    const int h = (at.i / g.Q) * g.sh - g.ph, w = (at.i % g.Q) * g.sw - g.pw;
+    const int64_t image = (at.n * g.C + grp * (g.C / g.G)) * g.H * g.W;
+    return fixed(inp, image + int64_t(h) * g.W + w, h, w);
   }
   __device__ Part a_walk(const Digits& x, bool valid) const {
     const int h = x.mid * g.dh, w = x.lo * g.dw;
@@ -126,10 +143,10 @@ struct Forward {
   }
   __device__ Raw<T> b(const Part& f, const Part& v) const { return gather<T>(f, v, 1, 1); }
   __device__ void store(int64_t m, int j, float v, int) const {
-    const int PQ = g.P * g.Q, k = grp * cols() + j;
-    const int64_t n = m / PQ;
+    const int k = grp * cols() + j;
+    const PlaneIndex at = plane_index(m, g.P * g.Q);
     if (bias != nullptr) v += to_acc(bias[k]);
-    out[(n * g.K + k) * PQ + (m - n * PQ)] = from_acc<T>(v);
+    out[(at.n * g.K + k) * g.P * g.Q + at.i] = from_acc<T>(v);
   }
 };
 
@@ -137,22 +154,14 @@ struct Forward {
 // dx[n, c, h, w] takes dy[n, k, p, q] where h + ph - r·dh = p·sh (and likewise w): Unit (both
 // strides 1) needs no division; otherwise one per element (p = th / sh).
 template <class T, bool Unit>
-struct BackwardData {
+struct BackwardData : OverRS<true> {
   T* dinp;
   const T *dout, *weight;
-  Conv2d g;
-  int grp;
-  __device__ int64_t rows() const { return g.N * g.H * g.W; }
-  __device__ int cols() const { return g.C / g.G; }
-  __device__ int64_t depth() const { return int64_t(g.K / g.G) * g.R * g.S; }
-  __device__ int radix_mid() const { return g.R; }
-  __device__ int radix_lo() const { return g.S; }
   __device__ Part a_fixed(int64_t m) const {
     if (m >= rows()) return fixed(dout, 0, kOut, 0);
-    const int HW = g.H * g.W;
-    const int64_t n = m / HW;
-    const int hw = int(m - n * HW);
-    return fixed(dout, (n * g.K + grp * (g.K / g.G)) * g.P * g.Q, hw / g.W + g.ph, hw % g.W + g.pw);
+    const PlaneIndex at = plane_index(m, g.H * g.W);
+    const int64_t image = (at.n * g.K + grp * (g.K / g.G)) * g.P * g.Q;
+    return fixed(dout, image, at.i / g.W + g.ph, at.i % g.W + g.pw);
   }
   __device__ Part a_walk(const Digits& x, bool valid) const {
     return walk<T>(x.hi * g.P * g.Q, valid ? -x.mid * g.dh : kOut, -x.lo * g.dw);
@@ -177,9 +186,8 @@ struct BackwardData {
   }
   __device__ Raw<T> b(const Part& f, const Part& v) const { return gather<T>(f, v, 1, 1); }
   __device__ void store(int64_t m, int j, float v, int) const {
-    const int HW = g.H * g.W;
-    const int64_t n = m / HW;
-    dinp[(n * g.C + grp * cols() + j) * HW + (m - n * HW)] = from_acc<T>(v);
+    const PlaneIndex at = plane_index(m, g.H * g.W);
+    dinp[(at.n * g.C + grp * cols() + j) * g.H * g.W + at.i] = from_acc<T>(v);
   }
 };
 

@@ -167,17 +167,22 @@ void conv2d_backward_bias(T* dbias, const T* dout, int64_t N, int K, int64_t PQ,
 // these for version 4 (float16 / bfloat16 have no other). Backward weight's workspace is float32
 // (splits, K, C/G·R·S) for every T, reinterpreted. Throws std::invalid_argument when the GPU lacks
 // the operation (bfloat16 and TF32 need sm_80), or splits > 1 in forward or backward data.
+// Forward's and backward data's workspace (16-byte aligned, or nullptr): room for channels-last
+// copies of both operands (conv2d_wmma_nhwc.cuh), used when their channels per group allow.
+// Backward weight's, when K/G and C/G are multiples of 16 bytes: the partials, then room for
+// channels-last dy and x (conv2d_wmma_nhwc_bw.cuh); minicnn/backends/_kernel_conv.py sizes both.
 template <class T>
 void conv2d_forward_wmma(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
-                         int splits, cudaStream_t stream);
+                         int splits, cudaStream_t stream, T* workspace = nullptr);
 template <class T>
 void conv2d_backward_data_wmma(T* dinp, const T* dout, const T* weight, const Conv2d& g, int splits,
-                               cudaStream_t stream);
+                               cudaStream_t stream, T* workspace = nullptr);
 template <class T>
 void conv2d_backward_weight_wmma(T* dweight, T* workspace, const T* dout, const T* inp,
                                  const Conv2d& g, int splits, cudaStream_t stream);
 int conv2d_wmma_splits(const Conv2d& g, int pass);
-int64_t conv2d_wmma_launches();  // tensor-core conv launches so far in this process (tests)
+int64_t conv2d_wmma_launches();       // tensor-core conv launches so far in this process (tests)
+int64_t conv2d_wmma_nhwc_launches();  // those of them on the NHWC path (tests)
 
 // ---- wmma_gemm.cu: D (M, N) = A (M, K) · B (K, N) + C on tensor cores (the wmma test) -----------
 // T = __half, __nv_bfloat16, float (as tf32); C, D float32 row-major; c may be nullptr (C = 0).

@@ -10,7 +10,10 @@ float32 sums; read at every call, like ``torch.backends.cudnn.allow_tf32``), els
 
 from __future__ import annotations
 
+import math
 import sys
+
+import numpy as np
 
 from ..ops.geometry import Conv2dGeometry
 from ._kernel_dtypes import FLOAT32, HALF_DTYPES, acc_dtype
@@ -37,7 +40,7 @@ class KernelConvMixin:
             raise ValueError(f"{op}: the kernels take symmetric padding; pass g.kernel_geometry")
         return self._checked(g, self.C.conv2d_check)
 
-    def _conv_workspace(self, op, args, conv_pass, version, tile, splits, out_shape, dtype):
+    def _conv_workspace(self, op, g, args, conv_pass, version, tile, splits, out_shape, dtype):
         """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and
         their partial outputs (splits, *out_shape); version 4's backward weight: always, float32."""
         if splits is None:
@@ -46,9 +49,33 @@ class KernelConvMixin:
             except ValueError as e:  # named for the op the caller called
                 raise ValueError(str(e).replace("conv2d_splits", op, 1)) from None
         if version == 4 and conv_pass == BACKWARD_WEIGHT:
-            return int(splits), self._empty((splits, *out_shape), acc_dtype(dtype))
+            return int(splits), self._empty(
+                (self._bw_workspace(g, splits, dtype),), acc_dtype(dtype)
+            )
         work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
         return int(splits), work
+
+    def _nhwc_workspace(self, conv_pass, g, dtype):
+        """Version 4's channels-last copies of both operands (csrc/kernels/conv2d_wmma_nhwc.cuh)
+        when the reduction's channels per group fill 16-byte vectors (its nhwc_fits); else None:
+        the kernels gather from NCHW."""
+        vec = 16 // np.dtype(dtype).itemsize
+        channels, first = (g.C, g.x_shape) if conv_pass == FORWARD else (g.K, g.y_shape)
+        if (channels // g.G) % vec:
+            return None
+        return self._empty((math.prod(first) + math.prod(g.w_shape) + vec,), dtype)
+
+    @staticmethod
+    def _bw_workspace(g, splits, dtype):
+        """float32 elements of version 4's backward-weight workspace: the partials (splits, K,
+        C/G·R·S), then, where K/G and C/G fill 16-byte vectors, channels-last dy and x
+        (csrc/kernels/conv2d_wmma_nhwc_bw.cuh) with room to align each."""
+        size = np.dtype(dtype).itemsize
+        partials = splits * math.prod(g.w_shape)
+        if (g.K // g.G) % (16 // size) or (g.C // g.G) % (16 // size):
+            return partials
+        copies = (math.prod(g.y_shape) + math.prod(g.x_shape)) * size + 48
+        return partials + 4 + copies // 4
 
     def _conv_pass(self, op, conv_pass, g, out_shape, first, second, options, bias=None):
         """Run conv pass ``op`` on (first, second) -> a new ``out_shape`` array of their dtype.
@@ -61,8 +88,10 @@ class KernelConvMixin:
         version = conv_version(a.dtype, options[0])
         out = self._empty(out_shape, a.dtype)
         splits, work = self._conv_workspace(
-            op, args, conv_pass, version, options[1], options[2], out_shape, a.dtype
+            op, g, args, conv_pass, version, options[1], options[2], out_shape, a.dtype
         )
+        if version == 4 and conv_pass != BACKWARD_WEIGHT:
+            work = self._nhwc_workspace(conv_pass, g, a.dtype)
         ptrs = [self._ptr(out), self._ptr(a), self._ptr(b)]
         if conv_pass == FORWARD:
             ptrs.append(self._ptr(self._optional(op, "bias", bias, a.dtype, (g.K,))))

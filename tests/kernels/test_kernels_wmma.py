@@ -260,3 +260,83 @@ def test_conv2d_tf32_tiled(device, case, monkeypatch):
     assert launches(device) == before + 3
     for have, want in zip(got, references(g, x, w, dy)):
         np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+# ---- the NHWC path (conv2d_wmma_nhwc.cuh) -------------------------------------------------------
+# Taken when the reduction's channels per group (forward: C/G, backward data: K/G) are a multiple
+# of 8 (16-byte vectors of a 16-bit dtype); the NCHW gather otherwise. Channel counts of 8, 16, 24
+# and 40 (several vectors a slice, a slice across (r, s), a partial last slice), stride, padding,
+# dilation, groups, and a tile with partial edge tiles in rows and columns.
+NHWC = [  # (x shape, K, (R, S), stride, padding, dilation, groups)
+    ((2, 8, 9, 7), 16, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((1, 16, 8, 8), 8, (1, 1), (2, 2), (0, 0), (1, 1), 1),
+    ((2, 16, 7, 9), 16, (3, 2), (2, 1), (1, 0), (2, 1), 2),
+    ((1, 24, 11, 11), 40, (5, 5), (3, 3), (2, 2), (1, 2), 1),
+    ((2, 40, 10, 10), 136, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+]
+
+
+def nhwc_launches(device):
+    return get_backend(device).C._conv2d_wmma_nhwc_launches()
+
+
+def checked_passes(device, g, dtype, seed, splits=None):
+    """The three passes of ``g`` in ``dtype`` against float64 references from the same rounded
+    inputs; how many of them ran on the NHWC path."""
+    b = get_backend(device)
+    x, w, dy = (
+        rounded(s, dtype, seed + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape))
+    )
+    before = nhwc_launches(device)
+    y = host(device, b.conv2d_forward(*on(device, x, w), None, g))
+    dx = host(device, b.conv2d_backward_data(*on(device, dy, w), g))
+    dw = host(device, b.conv2d_backward_weight(*on(device, dy, x), g, splits=splits))
+    ran = nhwc_launches(device) - before
+    for have, want in zip((y, dx, dw), references(g, x, w, dy)):
+        close(have, want, dtype)
+    return ran
+
+
+@devices
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("case", NHWC)
+def test_conv2d_half_nhwc_path(device, dtype, case):
+    assert checked_passes(device, geometry(case), dtype, 30) == 3
+
+
+@devices
+@pytest.mark.parametrize("splits", [2, 5])
+def test_conv2d_half_nhwc_backward_weight_splits(device, splits):
+    # 5 splits of N·P·Q = 126: slices of 32, the last split empty
+    assert checked_passes(device, geometry(NHWC[0]), F16, 35, splits=splits) == 3
+
+
+@devices
+@pytest.mark.parametrize("dtype", HALF)
+def test_conv2d_half_nchw_fallback(device, dtype):
+    # forward: C/G = 3 (the RGB stem); backward data: K/G = 12; neither a multiple of 8, and
+    # backward weight needs both
+    g = geometry(((2, 3, 9, 9), 12, (3, 3), (2, 2), (1, 1), (1, 1), 1))
+    assert checked_passes(device, g, dtype, 40) == 0
+    # forward on NHWC (C/G = 8), backward data and weight gather (K/G = 4); and forward and
+    # backward weight gather (C/G = 3) while backward data is on NHWC (K/G = 8)
+    assert checked_passes(device, geometry(((1, 16, 6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 2)),
+                          dtype, 50) == 1  # fmt: skip
+    assert checked_passes(device, geometry(((1, 6, 6, 6), 16, (3, 3), (1, 1), (1, 1), (1, 1), 2)),
+                          dtype, 60) == 1  # fmt: skip
+
+
+@devices
+@pytest.mark.parametrize("case", NHWC[::2])
+def test_conv2d_tf32_nhwc(device, case, monkeypatch):
+    # C/G and K/G multiples of 4: 16-byte vectors of float. Backward weight takes the NHWC path
+    # (its workspace comes through conv2d.cu); forward and backward data do once conv2d.cu hands
+    # them the workspace too.
+    monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
+    g = geometry(case)
+    x, w, dy = (rounded(s, "tf32", 70 + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape)))
+    before = nhwc_launches(device)
+    got = all_passes(device, g, x, w, dy)
+    assert nhwc_launches(device) - before >= 1
+    for have, want in zip(got, references(g, x, w, dy)):
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

@@ -1,0 +1,324 @@
+// The tensor-core conv's fast path (conv2d_wmma.cu, version 4): forward and backward data on
+// channels-last copies of their operands, so that 16 contiguous bytes of the reduction are one
+// 128-bit load and one 128-bit shared store.
+//
+// Forward:        A[m, d] = x (N, H, W, C)[n, p·sh - ph + r·dh, q·sw - pw + s·dw, g·Cg + c]
+//                 B[d, j] = w (K, R, S, Cg)[g·Kg + j, r, s, c]           (KRSC)
+// Backward data:  A[m, d] = dy (N, P, Q, K)[n, (h + ph - r·dh) / sh, (w + pw - s·dw) / sw,
+//                                            g·Kg + k]
+//                 B[d, j] = wt (C, R, S, Kg)[g·Cg + j, r, s, k]         (w transposed per group)
+// with rows m = (n, p, q) of the output (backward data: (n, h, w)), columns j its channels, and
+// the reduction d = (r, s, c) (backward data: (r, s, k)) in that order, channels fastest. When the
+// per-group channels of the reduction are a multiple of kVec (8 halves or 4 floats), each aligned
+// run of kVec values of d shares one (r, s): one spatial check and one address per 16 bytes.
+// The launcher converts the NCHW operands into a workspace first (nhwc_kernel, once per call, with
+// TF32 rounding there for float) and the kernel writes its output in NCHW, as version 4's gather
+// path does. Backward data with a stride > 1 divides per vector (Unit = false).
+//
+// Block tile 128 x 128, slices of 64 bytes of the reduction (32 halves or 16 floats); each thread
+// copies 2 vectors of A and 2 of B per slice straight into shared memory (cp.async on sm_80+)
+// while the tensor cores work on the slice before (double-buffered shared tiles, one barrier per
+// slice); the reduction walk (r, s, c) advances by digits with carries, no division in the loop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "conv2d_wmma_problems.cuh"
+
+namespace minicnn {
+namespace kernels {
+namespace tc {
+
+template <class T>
+constexpr int kVec = 16 / int(sizeof(T));  // elements of a 128-bit vector
+template <class T>
+constexpr int kBKv = 4 * kVec<T>;  // slice depth: 64 bytes
+template <class T>
+constexpr int kLdV = 5 * kVec<T>;       // shared row stride: 80 bytes (conflict-free 16-byte rows)
+constexpr int kVecRows = kThreads / 4;  // rows a pass of the block's threads loads
+// Two slices of As (BM, kLdV) and Bs (BN, kLdV), both rows of the reduction.
+template <class T>
+constexpr size_t kNhwcBytes = 2 * (kBM + kBN) * kLdV<T> * sizeof(T);
+
+// The NHWC operand and the reduction's geometry.
+template <class T>
+struct Nhwc {
+  const T* a;          // (N, Hi, Wi, Ci), channels last
+  const T* b;          // (G·cols, R, S, L): the weights, reduction contiguous
+  int Hi, Wi, Ci, L;   // L: channels of the reduction per group
+  int P, Q;            // rows m = (n, p, q) over (N, P, Q)
+  int mh, mw, oh, ow;  // (p, q) -> the window's origin (p·mh + oh, q·mw + ow)
+  int rh, rw;          // (r, s) -> origin + (r·rh, s·rw)
+  int sh, sw;          // backward data: the stride that divides the coordinate; else 1
+  int S;
+};
+
+// A row of A, fixed for the block: its image's first element (and channel group) and origin.
+struct Row {
+  int64_t addr;  // bytes: Unit: the element at the origin; else the image's element (0, 0)
+  int h, w;      // the origin, kOut past the last row
+};
+
+template <class T, bool Unit>
+__device__ __forceinline__ Row row_of(const Nhwc<T>& nx, int64_t m, int64_t rows, int grp) {
+  const int PQ = nx.P * nx.Q;
+  const int64_t n = m / PQ;
+  const int pq = int(m - n * PQ), h = (pq / nx.Q) * nx.mh + nx.oh, w = (pq % nx.Q) * nx.mw + nx.ow;
+  int64_t off = n * nx.Hi * nx.Wi * nx.Ci + int64_t(grp) * nx.L;
+  if constexpr (Unit) off += (int64_t(h) * nx.Wi + w) * nx.Ci;
+  const int64_t addr = int64_t(reinterpret_cast<uintptr_t>(nx.a)) + off * int64_t(sizeof(T));
+  return Row{addr, m < rows ? h : kOut, w};
+}
+
+// The 16 bytes at byte address src, or zeros (+0.0 in every T) when !ok, into shared dst: on
+// sm_80 and newer an asynchronous copy (cp.async, zero-filled when !ok: no address is read), to
+// wait for with wait_copies(); elsewhere (older GPUs, the emulator) a load and a store, done at
+// once.
+__device__ __forceinline__ void copy16(void* dst, int64_t src, bool ok) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned to = unsigned(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(src),
+               "r"(ok ? 16 : 0));
+#elif defined(__CUDA_ARCH__)
+  int4 v;
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %5, 0;\n mov.b32 %0, 0;\n mov.b32 %1, 0;\n"
+      " mov.b32 %2, 0;\n mov.b32 %3, 0;\n @p ld.global.nc.v4.b32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(src), "r"(int(ok)));
+  *reinterpret_cast<int4*>(dst) = v;
+#else
+  *reinterpret_cast<int4*>(dst) =
+      ok ? *reinterpret_cast<const int4*>(uintptr_t(src)) : make_int4(0, 0, 0, 0);
+#endif
+}
+
+// This thread's copy16 calls so far have landed (then a barrier makes them the block's).
+__device__ __forceinline__ void wait_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::);
+#endif
+}
+
+// The reduction walk of one thread: its index d = (r·S + s)·L + c and what it adds to a row.
+struct Walk {
+  int d, r, s, c;
+  int dh, dw;
+  int off;  // bytes: Unit: ((r·rh)·Wi + s·rw)·Ci + c; else c (an image has < 2^31 bytes)
+};
+
+template <class T, bool Unit>
+__device__ __forceinline__ void place(Walk& k, const Nhwc<T>& nx) {
+  k.dh = k.r * nx.rh, k.dw = k.s * nx.rw;
+  int off = k.c;
+  if constexpr (Unit) off += (k.dh * nx.Wi + k.dw) * nx.Ci;
+  k.off = off * int(sizeof(T));
+}
+
+// k.d += step.d, its digits carried (step's digits are in range: one carry per digit at most).
+__device__ __forceinline__ void advance(Walk& k, const Walk& step, int S, int L) {
+  k.d += step.d;
+  k.c += step.c;
+  if (k.c >= L) k.c -= L, ++k.s;
+  k.s += step.s;
+  if (k.s >= S) k.s -= S, ++k.r;
+  k.r += step.r;
+}
+
+__device__ __forceinline__ Walk walk_at(int d, int S, int L) {
+  return Walk{d, d / L / S, d / L % S, d % L, 0, 0, 0};
+}
+
+// A's vector of row f at the walk's position into dst (zeros outside the image or past the
+// reduction).
+template <class T, bool Unit>
+__device__ __forceinline__ void a_vector(T* dst, const Nhwc<T>& nx, const Row& f, const Walk& k,
+                                         bool valid) {
+  const int h = f.h + k.dh, w = f.w + k.dw;
+  if constexpr (Unit) return copy16(dst, f.addr + k.off, valid & in(h, nx.Hi) & in(w, nx.Wi));
+  const unsigned uh = unsigned(h), uw = unsigned(w), p = uh / unsigned(nx.sh),
+                 q = uw / unsigned(nx.sw);
+  const bool ok = valid & (h >= 0) & (w >= 0) & (p * nx.sh == uh) & (q * nx.sw == uw) &
+                  in(int(p), nx.Hi) & in(int(q), nx.Wi);
+  const int spot = (int(p) * nx.Wi + int(q)) * nx.Ci * int(sizeof(T));
+  copy16(dst, f.addr + spot + k.off, ok);
+}
+
+// Grid (row tiles, column tiles, groups). Thread t loads the 16 bytes t % 4 of rows t / 4 and
+// t / 4 + kVecRows of each slice; the next slice's copies are issued before this slice's mma_sync.
+template <class T, class Problem, bool Unit>
+__global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem pb, Nhwc<T> nx) {
+  if constexpr (kArch >= Mma<T>::arch) {
+    DYN_SHARED(unsigned char, smem);
+    T* tiles = reinterpret_cast<T*>(smem);
+    constexpr int kTile = kBM * kLdV<T>, kSlice = 2 * kTile;  // elements of As; of (As, Bs)
+    pb.grp = int(blockIdx.z);
+    const int64_t m0 = int64_t(blockIdx.x) * kBM;
+    const int depth = int(pb.depth());  // < 2^31 - kBKv (the launcher's check)
+    const int j0 = int(blockIdx.y) * kBN, warp = threadIdx.x / kWarpSize;
+    const int wm = (warp % kWarpsM) * kWM * 16, wn = (warp / kWarpsM) * kWN * 16;
+    const int u = threadIdx.x / 4, lane4 = threadIdx.x % 4;
+    Row rows[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      rows[i] = row_of<T, Unit>(nx, m0 + u + kVecRows * i, pb.rows(), pb.grp);
+    // B's row j0 + u at the thread's d (bytes); row j0 + u + kVecRows is col_step further
+    const T* b = nx.b + (int64_t(pb.grp) * pb.cols() + j0 + u) * depth + lane4 * kVec<T>;
+    int64_t col = int64_t(reinterpret_cast<uintptr_t>(b));
+    const int64_t col_step = int64_t(kVecRows) * depth * int64_t(sizeof(T));
+    const bool col_ok[2] = {j0 + u < pb.cols(), j0 + u + kVecRows < pb.cols()};
+    Acc<T> acc[kWM][kWN];
+    zero<T>(acc);
+    const Walk step = walk_at(kBKv<T>, nx.S, nx.L);
+    Walk k = walk_at(lane4 * kVec<T>, nx.S, nx.L);
+    auto fetch = [&](T* As) {  // the slice at k into As (BM, kLdV) and Bs (BN, kLdV) after it
+      place<T, Unit>(k, nx);
+      const bool valid = k.d < depth;
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int at = (u + kVecRows * i) * kLdV<T> + lane4 * kVec<T>;
+        a_vector<T, Unit>(As + at, nx, rows[i], k, valid);
+        copy16(As + kTile + at, col + col_step * i, valid & col_ok[i]);
+      }
+    };
+    fetch(tiles);
+    wait_copies();
+    __syncthreads();
+    for (int d0 = 0, buf = 0; d0 < depth; d0 += kBKv<T>, buf ^= 1) {
+      const bool more = d0 + kBKv<T> < depth;
+      if (more) {  // the next slice's copies, in flight during this slice's mma_sync
+        advance(k, step, nx.S, nx.L);
+        col += kBKv<T> * int(sizeof(T));
+        fetch(tiles + (buf ^ 1) * kSlice);
+      }
+      const T* As = tiles + buf * kSlice;
+      multiply_slice<T, kBKv<T>, SliceLayout<kLdV<T>, 1, kLdV<T>, 1>>(As, As + kTile, wm, wn, acc);
+      wait_copies();
+      __syncthreads();  // the next slice is in; every warp is done with this one
+    }
+    float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
+    store_tile<T>(pb, scratch, acc, m0 + wm, j0 + wn, 0);
+  } else {
+    __trap();  // the launcher refuses this GPU first (require_arch)
+  }
+}
+
+// out (N, HW, C) = in (N, C, HW), as the tensor cores read it (float: rounded to TF32).
+template <class T>
+__global__ void nhwc_kernel(T* out, const T* in, int64_t N, int C, int64_t HW) {
+  const int64_t i = global_index();
+  if (i >= N * HW * C) return;
+  const int c = int(i % C);
+  const int64_t t = i / C, hw = t % HW, n = t / HW;
+  reinterpret_cast<Raw<T>*>(out)[i] =
+      operand<T>(reinterpret_cast<const Raw<T>*>(in)[(n * C + c) * HW + hw]);
+}
+
+// out (G, Cg, RS, Kg) = in (G, Kg, Cg, RS): backward data's weights, reduction (r, s, k) last.
+template <class T>
+__global__ void krsc_transposed_kernel(T* out, const T* in, int G, int Kg, int Cg, int RS) {
+  const int64_t i = global_index();
+  if (i >= int64_t(G) * Kg * Cg * RS) return;
+  const int k = int(i % Kg);
+  const int64_t t = i / Kg;
+  const int rs = int(t % RS), c = int(t / RS % Cg), grp = int(t / RS / Cg);
+  reinterpret_cast<Raw<T>*>(out)[i] =
+      operand<T>(reinterpret_cast<const Raw<T>*>(in)[((int64_t(grp) * Kg + k) * Cg + c) * RS + rs]);
+}
+
+// ---- launchers -------------------------------------------------------
+std::atomic<int64_t> g_nhwc_launches{0};
+
+// Whether L channels per group of the reduction allow 16-byte vectors (and the reduction L·R·S
+// is an int, an image of the channels-last operand has < 2^31 bytes): the NHWC path.
+template <class T>
+bool nhwc_fits(int L, int R, int S, int64_t image) {
+  return L % kVec<T> == 0 && int64_t(L) * R * S <= INT32_MAX - kBKv<T> &&
+         image * int64_t(sizeof(T)) <= INT32_MAX;
+}
+
+// The workspace as T, checked for the 16-byte alignment of the vector loads.
+template <class T>
+T* nhwc_workspace(const char* op, T* workspace) {
+  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+    throw std::invalid_argument(std::string(op) + ": the workspace must be 16-byte aligned");
+  return workspace;
+}
+
+// The second operand's place in the workspace: after the first's `n` elements, 16-byte aligned.
+template <class T>
+T* after(T* first, int64_t n) {
+  return first + (n + kVec<T> - 1) / kVec<T> * kVec<T>;
+}
+
+template <class T>
+void to_nhwc(T* out, const T* in, int64_t N, int C, int64_t HW, cudaStream_t stream) {
+  const int64_t n = N * C * HW;
+  if (n == 0) return;
+  LAUNCH((nhwc_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(out, in, N, C, HW);
+  CHECK_LAUNCH("nhwc_kernel");
+}
+
+template <class T, class Problem, bool Unit>
+void launch_nhwc(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t rows, int cols,
+                 int groups, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;
+  const int64_t gx = (rows + kBM - 1) / kBM, gy = (cols + kBN - 1) / kBN;
+  if (gx > INT32_MAX || gy > 65535 || groups > 65535)
+    throw std::invalid_argument(std::string(op) + ": the tensor-core grid (" + std::to_string(gx) +
+                                ", " + std::to_string(gy) + ", " + std::to_string(groups) +
+                                ") is too large");
+  constexpr size_t smem = kNhwcBytes<T>;
+  static_assert(smem <= 48 * 1024 && kThreads / 32 * 16 * kLdS * 4 <= smem, "smem");
+  LAUNCH((conv2d_wmma_nhwc_kernel<T, Problem, Unit>),
+         dim3(unsigned(gx), unsigned(gy), unsigned(groups)), kThreads, smem, stream)(pb, nx);
+  CHECK_LAUNCH("conv2d_wmma_nhwc_kernel");
+  ++g_launches;
+  ++g_nhwc_launches;
+}
+
+// Forward on the NHWC path: x to (N, H, W, C) and w to (K, R, S, Cg) in the workspace.
+template <class T>
+void forward_nhwc(T* workspace, const Forward<T>& pb, cudaStream_t stream) {
+  const Conv2d& g = pb.g;
+  const int Cg = g.C / g.G;
+  T* xa = nhwc_workspace("conv2d_forward", workspace);
+  T* wb = after(xa, g.N * g.C * g.H * g.W);
+  to_nhwc(xa, pb.inp, g.N, g.C, int64_t(g.H) * g.W, stream);
+  to_nhwc(wb, pb.weight, g.K, Cg, g.R * g.S, stream);
+  const Nhwc<T> nx{xa,   wb,    g.H,   g.W,  g.C,  Cg, g.P, g.Q, g.sh,
+                   g.sw, -g.ph, -g.pw, g.dh, g.dw, 1,  1,   g.S};
+  launch_nhwc<T, Forward<T>, true>("conv2d_forward", pb, nx, g.N * g.P * g.Q, g.K / g.G, g.G,
+                                   stream);
+}
+
+// Backward data on the NHWC path: dy to (N, P, Q, K) and w to (C, R, S, Kg) in the workspace.
+template <class T>
+void backward_data_nhwc(T* workspace, const BackwardData<T, true>& pb, cudaStream_t stream) {
+  const Conv2d& g = pb.g;
+  const int Kg = g.K / g.G, Cg = g.C / g.G;
+  const char* op = "conv2d_backward_data";
+  T* dya = nhwc_workspace(op, workspace);
+  T* wt = after(dya, g.N * g.K * g.P * g.Q);
+  to_nhwc(dya, pb.dout, g.N, g.K, int64_t(g.P) * g.Q, stream);
+  const int64_t n = int64_t(g.K) * Cg * g.R * g.S;
+  if (n > 0) {
+    LAUNCH((krsc_transposed_kernel<T>), blocks_for(n), kBlockSize, 0, stream)(wt, pb.weight, g.G,
+                                                                              Kg, Cg, g.R * g.S);
+    CHECK_LAUNCH("krsc_transposed_kernel");
+  }
+  const Nhwc<T> nx{dya, wt,   g.P,  g.Q,   g.K,   Kg,   g.H,  g.W, 1,
+                   1,   g.ph, g.pw, -g.dh, -g.dw, g.sh, g.sw, g.S};
+  const int64_t rows = g.N * g.H * g.W;
+  if (g.sh == 1 && g.sw == 1)
+    launch_nhwc<T, BackwardData<T, true>, true>(op, pb, nx, rows, Cg, g.G, stream);
+  else
+    launch_nhwc<T, BackwardData<T, true>, false>(op, pb, nx, rows, Cg, g.G, stream);
+}
+
+}  // namespace tc
+}  // namespace kernels
+}  // namespace minicnn
