@@ -462,7 +462,8 @@ static void reduce_splits(T* dst, const T* partial, int64_t n, int splits, cudaS
 template <class T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2d& g,
                     int version, int tile, int splits, T* workspace, cudaStream_t stream) {
-  if (version == 4) return conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream);
+  if (version == 4)
+    return conv2d_forward_wmma(out, inp, weight, bias, g, splits, stream, workspace);
   check_tile(tile);
   check_splits("conv2d_forward", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;
@@ -499,7 +500,8 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 template <class T>
 void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const Conv2d& g, int version,
                           int tile, int splits, T* workspace, cudaStream_t stream) {
-  if (version == 4) return conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream);
+  if (version == 4)
+    return conv2d_backward_data_wmma(dinp, dout, weight, g, splits, stream, workspace);
   check_tile(tile);
   check_splits("conv2d_backward_data", version, splits, workspace);
   if (version == 3 && !v3_fits(g)) version = 2;

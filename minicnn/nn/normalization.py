@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import functional as F
+from ..ops.norm import normalize
 from ..tensor import Tensor, int64, ones, tensor, zeros
 from . import init
 from ._util import check_int, check_real, new_parameter
@@ -107,7 +108,8 @@ class _BatchNorm(Module):
         factor = self._momentum_for_this_step()
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats
-        return (F.batch_norm_relu if relu else F.batch_norm)(
+        return normalize(
+            relu,
             x,
             self.running_mean if use_running else None,
             self.running_var if use_running else None,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Optional
@@ -58,15 +59,16 @@ class BatchNorm(Function):
             if ctx.training
             else ctx.backend.batch_norm_backward_inference
         )
-        dx, dweight, dbias = kernel(dout.reshape(x4.shape), x4, weight, mean, invstd)
-        needs = ctx.needs_input_grad
-        return (
-            dx.reshape(dout.shape) if needs[0] else None,
-            None,
-            None,
-            dweight if needs[3] else None,
-            dbias if needs[4] else None,
-        )
+        grads = kernel(dout.reshape(x4.shape), x4, weight, mean, invstd)
+        return _input_grads(ctx, dout.shape, *grads)
+
+
+def _input_grads(ctx, shape, dx, dweight, dbias):
+    """(dx, -, -, dweight, dbias) for the inputs (x, running_mean, running_var, weight, bias),
+    None where a gradient is not needed."""
+    needs = ctx.needs_input_grad
+    dx = dx.reshape(shape) if needs[0] else None
+    return dx, None, None, dweight if needs[3] else None, dbias if needs[4] else None
 
 
 def _check_channel_vector(name, t, C):
@@ -145,20 +147,25 @@ def batch_norm(
     nothing; evaluation needs the running buffers (as PyTorch 2.x). An empty batch is returned as
     is and leaves the running buffers untouched.
     """
+    return normalize(False, input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def normalize(relu, input, running_mean, running_var, weight, bias, training, momentum, eps):
+    """batch_norm (then ReLU, fused, when ``relu``) with every argument given, checked once: what
+    F.batch_norm, F.batch_norm_relu and nn.BatchNorm2d run."""
     momentum, eps = _check_args(
         input, running_mean, running_var, weight, bias, training, momentum, eps
     )
+    args = (running_mean, running_var, weight, bias, bool(training), momentum, eps)
+    if relu and (input.numel() == 0 or input.dtype in HALF_DTYPES):
+        from .activation import relu as relu_op  # no fused half kernel: the two ops
+
+        return relu_op(normalize(False, input, *args))
     if input.numel() == 0:
         return input
-    if input.dtype in HALF_DTYPES and any(
-        t is not None and t.dtype != float32 for t in (running_mean, running_var, weight, bias)
-    ):
-        return _half_parameters(
-            input, running_mean, running_var, weight, bias, training, momentum, eps
-        )
-    return BatchNorm.apply(
-        input, running_mean, running_var, weight, bias, bool(training), momentum, eps
-    )
+    if input.dtype in HALF_DTYPES and any(t is not None and t.dtype != float32 for t in args[:4]):
+        return _half_parameters(input, *args)
+    return (BatchNormReLU if relu else BatchNorm).apply(input, *args)
 
 
 def _half_parameters(x, running_mean, running_var, weight, bias, training, momentum, eps):
@@ -200,39 +207,21 @@ class BatchNormReLU(Function):
     @staticmethod
     def backward(ctx, dout):
         y, x4, weight, mean, invstd = ctx.saved_tensors
-        dx, dweight, dbias = ctx.backend.batch_norm_relu_backward(
+        grads = ctx.backend.batch_norm_relu_backward(
             dout.reshape(x4.shape), y, x4, weight, mean, invstd, ctx.training
         )
-        needs = ctx.needs_input_grad
-        return (
-            dx.reshape(dout.shape) if needs[0] else None,
-            None,
-            None,
-            dweight if needs[3] else None,
-            dbias if needs[4] else None,
-        )
+        return _input_grads(ctx, dout.shape, *grads)
 
 
-def batch_norm_relu(
-    input: Tensor,
-    running_mean: Optional[Tensor],
-    running_var: Optional[Tensor],
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    training: bool = False,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> Tensor:
-    """``relu(batch_norm(input, …))`` with batch_norm's arguments and checks, as one fused op."""
-    momentum, eps = _check_args(
-        input, running_mean, running_var, weight, bias, training, momentum, eps
-    )
-    if input.numel() == 0 or input.dtype in HALF_DTYPES:
-        from .activation import relu
+def batch_norm_relu(*args, **kwargs) -> Tensor:
+    """``relu(batch_norm(*args, **kwargs))`` as one fused op: batch_norm's arguments (the same
+    names, order and defaults) and checks."""
+    try:
+        bound = _BATCH_NORM_ARGS.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"batch_norm_relu: {e}") from None
+    bound.apply_defaults()
+    return normalize(True, *bound.arguments.values())
 
-        return relu(
-            batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-        )
-    return BatchNormReLU.apply(
-        input, running_mean, running_var, weight, bias, bool(training), momentum, eps
-    )
+
+_BATCH_NORM_ARGS = inspect.signature(batch_norm)

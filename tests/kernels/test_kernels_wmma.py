@@ -329,14 +329,13 @@ def test_conv2d_half_nchw_fallback(device, dtype):
 @devices
 @pytest.mark.parametrize("case", NHWC[::2])
 def test_conv2d_tf32_nhwc(device, case, monkeypatch):
-    # C/G and K/G multiples of 4: 16-byte vectors of float. Backward weight takes the NHWC path
-    # (its workspace comes through conv2d.cu); forward and backward data do once conv2d.cu hands
-    # them the workspace too.
+    # C/G and K/G multiples of 4: 16-byte vectors of float, so all three passes take the NHWC path
+    # (conv2d.cu hands each its workspace).
     monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
     g = geometry(case)
     x, w, dy = (rounded(s, "tf32", 70 + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape)))
     before = nhwc_launches(device)
     got = all_passes(device, g, x, w, dy)
-    assert nhwc_launches(device) - before >= 1
+    assert nhwc_launches(device) - before == 3
     for have, want in zip(got, references(g, x, w, dy)):
         np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
