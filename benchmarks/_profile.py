@@ -82,6 +82,18 @@ class OpProfile:
 
         return timed
 
+    def _wrapped(self, fn, cls):
+        """fn (a staticmethod, or a classmethod that subclasses share) timed under its family."""
+        if isinstance(fn, classmethod):  # e.g. ops.shape.Invertible: the family of the subclass
+
+            def per_class(klass, *args, **kwargs):
+                timed = self._timed(fn.__func__, family(klass.__name__))
+                return timed(klass, *args, **kwargs)
+
+            return classmethod(per_class)
+        inner = fn.__func__ if isinstance(fn, staticmethod) else fn
+        return staticmethod(self._timed(inner, family(cls.__name__)))
+
     @contextlib.contextmanager
     def active(self, optimizer=None):
         """Time every Function's forward/backward (and ``optimizer.step``) inside the block."""
@@ -91,8 +103,7 @@ class OpProfile:
                 if attr in cls.__dict__:
                     fn = cls.__dict__[attr]
                     saved.append((cls, attr, fn))
-                    inner = fn.__func__ if isinstance(fn, staticmethod) else fn
-                    setattr(cls, attr, staticmethod(self._timed(inner, family(cls.__name__))))
+                    setattr(cls, attr, self._wrapped(fn, cls))
         if optimizer is not None:
             optimizer.step = self._timed(optimizer.step, OPTIMIZER)
         try:
