@@ -81,16 +81,18 @@ def layers(n):
     ]
 
 
-def _median_times(steps, repeats):
-    """Median seconds of each step, run alternately ``repeats`` times after one warm-up each."""
+def _median_times(steps, repeats, clock_name=None):
+    """Median seconds of each step, run alternately ``repeats`` times after one warm-up each
+    (``clock_name``: "wall" or "cpu", else --clock's)."""
+    now = CLOCK if clock_name is None else clock(clock_name)
     for step in steps:
         step()
     times = [[] for _ in steps]
     for _ in range(repeats):
         for step, ts in zip(steps, times):
-            start = CLOCK()
+            start = now()
             step()
-            ts.append(CLOCK() - start)
+            ts.append(now() - start)
     return [statistics.median(ts) for ts in times]
 
 
@@ -201,6 +203,54 @@ def _loadavg():
         return "unknown"
 
 
+def _pass_steps(xshape, pshapes, op, dtype, rng):
+    """(name, step) for conv2d's forward and each backward pass, on the NumPy backend's kernels."""
+    from minicnn.backends import _np_conv
+    from minicnn.ops.geometry import Conv2dGeometry
+
+    kw = op.__closure__[0].cell_contents  # model_conv_layers' conv2d keywords
+    g = Conv2dGeometry.of(
+        xshape, pshapes[0], kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
+    )
+    x, w = (rng.standard_normal(s).astype(dtype) for s in (xshape, pshapes[0]))
+    dy = rng.standard_normal(g.y_shape).astype(dtype)
+    return [
+        ("forward", lambda: _np_conv.conv2d_forward(x, w, None, g)),
+        ("data", lambda: _np_conv.conv2d_backward_data(dy, w, g)),
+        ("weight", lambda: _np_conv.conv2d_backward_weight(dy, x, g)),
+        ("bias", lambda: _np_conv.conv2d_backward_bias(dy)),
+    ]
+
+
+def pass_table(rows, threads, repeats, dtype):
+    """--passes: each conv pass's wall ms at 1 and ``threads`` threads, the speedup and the CPU
+    time at ``threads`` over that at 1 (about 1: the work splits without overhead)."""
+    from minicnn.backends import get_backend
+
+    backend, rng = get_backend("cpu"), np.random.default_rng(0)
+    totals = {}
+    print(f"per pass: wall ms at 1/{threads} threads (speedup, cpu ratio); load {_loadavg()}")
+    for name, xshape, pshapes, op, count in rows:
+        cells = []
+        for pass_name, step in _pass_steps(xshape, pshapes, op, dtype, rng):
+            figures = []
+            for n in (1, threads):
+                backend.set_num_threads(n)
+                figures += [
+                    _median_times([step], repeats, clock_name=c)[0] for c in ("wall", "cpu")
+                ]
+            w1, c1, wn, cn = figures
+            total = totals.setdefault(pass_name, [0.0, 0.0])
+            total[0], total[1] = total[0] + count * w1, total[1] + count * wn
+            cells.append(
+                f"{pass_name} {w1 * 1e3:.2f}/{wn * 1e3:.2f} ({w1 / wn:.2f}x, {cn / c1:.2f})"
+            )
+        print(f"{name:<44} " + " | ".join(cells), flush=True)
+    for pass_name, (w1, wn) in totals.items():
+        print(f"all layers {pass_name}: {w1 * 1e3:.1f} / {wn * 1e3:.1f} ms, {w1 / wn:.2f}x")
+    print(f"load {_loadavg()}")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -218,6 +268,11 @@ def main():
     parser.add_argument("--size", type=int, default=64, help="input side for --model-convs")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
     parser.add_argument("--pool", action="store_true", help="the thread pool's wake latency")
+    parser.add_argument(
+        "--passes",
+        action="store_true",
+        help="with --model-convs: each conv pass at 1 and --threads threads (minicnn only)",
+    )
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -245,6 +300,8 @@ def main():
     else:
         batch = args.batch or 8
         rows = [row + (1,) for row in layers(batch)]
+    if args.passes:
+        return pass_table(rows, args.threads, args.repeats, args.dtype)
     print(
         f"forward+backward, batch {batch}, {args.dtype}, {args.threads} threads, "
         f"median of {args.repeats}, {args.clock} clock; "

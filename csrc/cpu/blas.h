@@ -124,5 +124,11 @@ void parallel_gemm(int64_t M, int64_t N, int64_t K, T alpha, Operand<T> A, Opera
   if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
 }
 
+// A pool task's BLAS calls run on its own thread only (the pool supplies the parallelism).
+inline void serial_blas_here() {
+  const Blas& blas = Blas::instance();
+  if (blas.set_threads_local) blas.set_threads_local(1);
+}
+
 }  // namespace cpu
 }  // namespace minicnn

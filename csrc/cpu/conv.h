@@ -12,6 +12,8 @@
 // the size of the batch, and every task has all three kinds of work, so both cores are busy at
 // every layer size. The panel width depends on the layer only (not on the thread count), and each
 // output is one BLAS dot product over the whole Cg R S: results do not change with the threads.
+// A layer whose columns are one panel per group (2x2 and 4x4 maps) would be one task per group:
+// there, tasks are blocks of output channels instead (conv2d_forward_kblocks).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -56,6 +58,39 @@ void store_panel(const T* out, const T* bias, T* y, const Conv2dGeometry& g, int
   }
 }
 
+constexpr int64_t kMinBlockRows = 16;  // output channels per task where a layer is one panel
+
+// Blocks of output channels for a layer whose columns fit one panel per group (the small maps of
+// the last stages: 16 images of 2x2 are 64 columns): kblocks x G tasks instead of G.
+inline int64_t kernel_blocks(int64_t groups, int64_t panels, int64_t Kg) {
+  if (panels != 1 || groups >= kPanelsWanted) return 1;
+  const int64_t most = std::max<int64_t>(1, Kg / kMinBlockRows);
+  return std::min(most, (kPanelsWanted + groups - 1) / groups);
+}
+
+// The one-panel layers (see kernel_blocks): the columns of the batch are built once on the pool,
+// then each task multiplies a block of output channels of one group and stores it into y.
+template <typename T>
+void conv2d_forward_kblocks(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g,
+                            int64_t kblocks) {
+  const CblasGemm<T> gemm = Blas::instance().gemm<T>();
+  const int64_t columns = g.N * g.P * g.Q, Kg = g.K / g.G, rows = g.C / g.G * g.R * g.S;
+  const int64_t kb = (Kg + kblocks - 1) / kblocks;
+  std::vector<T> cols(g.G * rows * columns), out(g.K * columns);
+  im2col(x, cols.data(), g);  // (G rows, columns), on the pool
+  parallel_for(g.G * kblocks, 1, [&](int64_t t0, int64_t t1) {
+    serial_blas_here();
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t grp = t / kblocks, k0 = t % kblocks * kb, kk = std::min(kb, Kg - k0);
+      if (kk <= 0) continue;
+      T* o = out.data() + (grp * Kg + k0) * columns;
+      gemm(kRowMajor, kNoTrans, kNoTrans, kk, columns, rows, T(1), w + (grp * Kg + k0) * rows, rows,
+           cols.data() + grp * rows * columns, columns, T(0), o, columns);
+      store_panel(o, bias, y, g, grp * Kg + k0, kk, 0, columns);
+    }
+  });
+}
+
 // x (N, C, H, W), w (K, Cg, R, S), bias (K,) or null -> y (N, K, P, Q). Needs a registered BLAS.
 template <typename T>
 void conv2d_forward_panels(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g) {
@@ -67,6 +102,12 @@ void conv2d_forward_panels(const T* x, const T* w, const T* bias, T* y, const Co
   const int64_t panels = columns == 0 ? 0 : (columns + width - 1) / width;
   const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   int previous = blas.set_threads_local ? blas.set_threads_local(1) : -1;
+  const int64_t kblocks = kernel_blocks(g.G, panels, Kg);
+  if (kblocks > 1) {
+    conv2d_forward_kblocks(x, w, bias, y, g, kblocks);
+    if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
+    return;
+  }
   parallel_for(g.G * panels, 1, [&](int64_t t0, int64_t t1) {
     if (blas.set_threads_local) blas.set_threads_local(1);
     std::vector<T> panel, out;
