@@ -13,7 +13,7 @@
 // every layer size. The panel width depends on the layer only (not on the thread count), and each
 // output is one BLAS dot product over the whole Cg R S: results do not change with the threads.
 // A layer whose columns are one panel per group (2x2 and 4x4 maps) would be one task per group:
-// there, tasks are blocks of output channels instead (conv2d_forward_kblocks).
+// there, tasks are blocks of input channels instead (conv2d_forward_cblocks).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -58,35 +58,53 @@ void store_panel(const T* out, const T* bias, T* y, const Conv2dGeometry& g, int
   }
 }
 
-constexpr int64_t kMinBlockRows = 16;  // output channels per task where a layer is one panel
+constexpr int64_t kMinBlockRows = 512;  // column rows per task where a layer is one panel
+constexpr int64_t kMaxBlocks = 4;       // each block adds a partial product to sum: few, long ones
 
-// Blocks of output channels for a layer whose columns fit one panel per group (the small maps of
-// the last stages: 16 images of 2x2 are 64 columns): kblocks x G tasks instead of G.
-inline int64_t kernel_blocks(int64_t groups, int64_t panels, int64_t Kg) {
-  if (panels != 1 || groups >= kPanelsWanted) return 1;
-  const int64_t most = std::max<int64_t>(1, Kg / kMinBlockRows);
-  return std::min(most, (kPanelsWanted + groups - 1) / groups);
+// Blocks of input channels for a layer whose columns fit one panel per group (the small maps of
+// the last stages: 16 images of 2x2 are 64 columns): cblocks x G tasks instead of G, each over
+// at least kMinBlockRows rows of the reduction.
+inline int64_t reduction_blocks(int64_t groups, int64_t panels, int64_t Cg, int64_t RS) {
+  if (panels != 1 || groups >= kMaxBlocks) return 1;
+  const int64_t most = std::max<int64_t>(1, Cg * RS / kMinBlockRows);
+  return std::min({most, Cg, (kMaxBlocks + groups - 1) / groups});
 }
 
-// The one-panel layers (see kernel_blocks): the columns of the batch are built once on the pool,
-// then each task multiplies a block of output channels of one group and stores it into y.
+// The one-panel layers (see reduction_blocks): each task builds the columns of a block of input
+// channels and multiplies them by those channels' weights into its own partial product (each
+// operand is packed by BLAS once, as in one GEMM); the partials are then added in block order
+// (a fixed order: the same bits at any thread count) and stored into y.
 template <typename T>
-void conv2d_forward_kblocks(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g,
-                            int64_t kblocks) {
+void conv2d_forward_cblocks(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g,
+                            int64_t cblocks) {
   const CblasGemm<T> gemm = Blas::instance().gemm<T>();
-  const int64_t columns = g.N * g.P * g.Q, Kg = g.K / g.G, rows = g.C / g.G * g.R * g.S;
-  const int64_t kb = (Kg + kblocks - 1) / kblocks;
-  std::vector<T> cols(g.G * rows * columns), out(g.K * columns);
-  im2col(x, cols.data(), g);  // (G rows, columns), on the pool
-  parallel_for(g.G * kblocks, 1, [&](int64_t t0, int64_t t1) {
+  const int64_t columns = g.N * g.P * g.Q, Kg = g.K / g.G, Cg = g.C / g.G, RS = g.R * g.S;
+  const int64_t cb = (Cg + cblocks - 1) / cblocks, size = Kg * columns;
+  std::vector<T> partials(g.G * cblocks * size);
+  parallel_for(g.G * cblocks, 1, [&](int64_t t0, int64_t t1) {
     serial_blas_here();
+    std::vector<T> panel;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t grp = t / kblocks, k0 = t % kblocks * kb, kk = std::min(kb, Kg - k0);
-      if (kk <= 0) continue;
-      T* o = out.data() + (grp * Kg + k0) * columns;
-      gemm(kRowMajor, kNoTrans, kNoTrans, kk, columns, rows, T(1), w + (grp * Kg + k0) * rows, rows,
-           cols.data() + grp * rows * columns, columns, T(0), o, columns);
-      store_panel(o, bias, y, g, grp * Kg + k0, kk, 0, columns);
+      const int64_t grp = t / cblocks, c0 = t % cblocks * cb, cc = std::min(cb, Cg - c0);
+      T* part = partials.data() + t * size;
+      if (cc <= 0) {
+        std::fill(part, part + size, T(0));
+        continue;
+      }
+      panel.resize(cc * RS * columns);
+      im2col_panel(x, panel.data(), g, grp * Cg + c0, cc, 0, columns);
+      gemm(kRowMajor, kNoTrans, kNoTrans, Kg, columns, cc * RS, T(1),
+           w + grp * Kg * Cg * RS + c0 * RS, Cg * RS, panel.data(), columns, T(0), part, columns);
+    }
+  });
+  parallel_for(g.K, 1, [&](int64_t k0, int64_t k1) {  // output channels: sum, then store
+    std::vector<T> row(columns);
+    for (int64_t k = k0; k < k1; ++k) {
+      const T* first = partials.data() + (k / Kg * cblocks * Kg + k % Kg) * columns;
+      std::copy(first, first + columns, row.begin());
+      for (int64_t c = 1; c < cblocks; ++c)
+        for (int64_t j = 0; j < columns; ++j) row[j] += first[c * size + j];
+      store_panel(row.data(), bias, y, g, k, 1, 0, columns);
     }
   });
 }
@@ -102,9 +120,9 @@ void conv2d_forward_panels(const T* x, const T* w, const T* bias, T* y, const Co
   const int64_t panels = columns == 0 ? 0 : (columns + width - 1) / width;
   const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   int previous = blas.set_threads_local ? blas.set_threads_local(1) : -1;
-  const int64_t kblocks = kernel_blocks(g.G, panels, Kg);
-  if (kblocks > 1) {
-    conv2d_forward_kblocks(x, w, bias, y, g, kblocks);
+  const int64_t cblocks = reduction_blocks(g.G, panels, Cg, g.R * g.S);
+  if (cblocks > 1) {
+    conv2d_forward_cblocks(x, w, bias, y, g, cblocks);
     if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
     return;
   }

@@ -11,9 +11,7 @@
 //     once) and accumulates its block of dw in BLAS (beta = 1 after the first panel). Where the
 //     layer has fewer than kTasksWanted (group, channel block) pairs (a first layer's 3 input
 //     channels), the columns are cut into slices, each summed into its own partial dw, and the
-//     partials are added in slice order afterwards: a fixed reduction order. Layers still short
-//     of tasks (one panel, few channel blocks: the 1x1 convs on small maps) are also cut by
-//     blocks of output channels (WeightGradPlan::kblocks).
+//     partials are added in slice order afterwards: a fixed reduction order.
 //   - backward-data: one task = (group, block of input channels, block of images). It multiplies
 //     its rows of w^T by those images' dy and scatters the panel into its own planes of dx
 //     (col2im_panel): tasks never write the same dx value, so there are no races. Images are
@@ -69,7 +67,6 @@ struct WeightGradPlan {
   int64_t cb, cblocks;        // input channels per task, blocks per group
   int64_t width, panels;      // columns per panel (whole planes where planes are small)
   int64_t per_slice, slices;  // panels per slice, slices of the columns
-  int64_t kb, kblocks;        // output channels per task, blocks per group
   bool transposed;            // GEMM as dw^T = cols · dy^T (see conv2d_backward_weight)
 };
 
@@ -91,25 +88,16 @@ inline WeightGradPlan weight_grad_plan(const Conv2dGeometry& g, int64_t itemsize
   p.per_slice = std::max<int64_t>(1, ceil_div(p.panels, slices));
   p.slices = std::max<int64_t>(1, ceil_div(p.panels, p.per_slice));
   p.transposed = columns >= kTransposedMinColumns;
-  // Layers still short of tasks (a few wide channel blocks over one panel: DenseNet's 1x1 convs
-  // at 2x2) are cut by blocks of output channels too; each dw value still has one task.
-  const int64_t Kg = g.K / g.G, cut = tasks * p.slices;
-  p.kblocks = cut >= kTasksWanted ? 1
-                                  : std::clamp<int64_t>(ceil_div(kTasksWanted, cut), 1,
-                                                        std::max<int64_t>(1, Kg / kMinBlockRows));
-  p.kb = std::max<int64_t>(1, ceil_div(Kg, p.kblocks));
-  p.kblocks = std::max<int64_t>(1, ceil_div(Kg, p.kb));
   return p;
 }
 
-// One task's block of dw (Kg, cc R S) at dst (leading dimension ldd) over its panels [first, end),
-// with dy at the task's first output channel and Kg its output channels.
+// One task's block of dw (Kg, cc R S) at dst (leading dimension ldd) over its panels [first, end).
 template <typename T>
 void weight_grad_task(const T* x, const T* dy, T* dst, int64_t ldd, const Conv2dGeometry& g,
                       const WeightGradPlan& p, int64_t grp, int64_t c0, int64_t cc, int64_t first,
-                      int64_t end, int64_t Kg, std::vector<T>& panel, std::vector<T>& acc) {
+                      int64_t end, std::vector<T>& panel, std::vector<T>& acc) {
   const CblasGemm<T> gemm = Blas::instance().gemm<T>();
-  const int64_t PQ = g.P * g.Q, NPQ = g.N * PQ, Cg = g.C / g.G;
+  const int64_t PQ = g.P * g.Q, NPQ = g.N * PQ, Cg = g.C / g.G, Kg = g.K / g.G;
   const int64_t rows = cc * g.R * g.S;
   const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   if (p.transposed) acc.resize(rows * Kg);
@@ -123,7 +111,7 @@ void weight_grad_task(const T* x, const T* dy, T* dst, int64_t ldd, const Conv2d
       b = panel.data();
       ldb = n;
     }
-    const T* d = dy + j0;  // (Kg, n), leading dimension N P Q
+    const T* d = dy + grp * Kg * NPQ + j0;  // (Kg, n), leading dimension N P Q
     const T beta = i == first ? T(0) : T(1);
     if (p.transposed)
       gemm(kRowMajor, kNoTrans, kTrans, rows, Kg, n, T(1), b, ldb, d, NPQ, beta, acc.data(), Kg);
@@ -147,19 +135,16 @@ void conv2d_backward_weight_panels(const T* dout, const T* x, T* dw, const Conv2
   std::vector<T> dy_buf, partials(p.slices > 1 ? p.slices * size : 0);
   const T* dy = dout_columns(dout, dy_buf, g);
   with_serial_blas([&] {
-    const int64_t per_group = p.cblocks * p.kblocks * p.slices;
-    parallel_for(g.G * per_group, 1, [&](int64_t t0, int64_t t1) {
+    parallel_for(g.G * p.cblocks * p.slices, 1, [&](int64_t t0, int64_t t1) {
       serial_blas_here();
       std::vector<T> panel, acc;
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t grp = t / per_group, c0 = t / (p.kblocks * p.slices) % p.cblocks * p.cb;
-        const int64_t k0 = t / p.slices % p.kblocks * p.kb, kk = std::min(p.kb, Kg - k0);
+        const int64_t grp = t / (p.cblocks * p.slices), c0 = (t / p.slices) % p.cblocks * p.cb;
         const int64_t slice = t % p.slices, first = slice * p.per_slice;
         T* base = p.slices > 1 ? partials.data() + slice * size : dw;
-        T* dst = base + (grp * Kg + k0) * Cg * RS + c0 * RS;
-        const T* d = dy + (grp * Kg + k0) * g.N * g.P * g.Q;
-        weight_grad_task(x, d, dst, Cg * RS, g, p, grp, c0, std::min(p.cb, Cg - c0), first,
-                         std::min(p.panels, first + p.per_slice), kk, panel, acc);
+        T* dst = base + grp * Kg * Cg * RS + c0 * RS;
+        weight_grad_task(x, dy, dst, Cg * RS, g, p, grp, c0, std::min(p.cb, Cg - c0), first,
+                         std::min(p.panels, first + p.per_slice), panel, acc);
       }
     });
   });

@@ -1,7 +1,7 @@
-"""conv2d on the "cpu" device for layers whose columns fit one panel (the small maps of the last
-stages): the forward and backward-weight are cut by blocks of output channels so that every core
-has work (csrc/cpu/conv.h kernel_blocks, conv_backward.h WeightGradPlan::kblocks). Checked against
-float64 NumPy formulas, and for the same bits at 1, 2 and 3 threads."""
+"""conv2d's forward on the "cpu" device for layers whose columns fit one panel (the small maps
+of the last stages): it is cut by blocks of input channels, each task's partial product added in
+block order afterwards (csrc/cpu/conv.h reduction_blocks), so that every core has work. Checked
+against float64 NumPy formulas, and for the same bits at 1, 2 and 3 threads (backward too)."""
 
 import contextlib
 
@@ -14,13 +14,13 @@ from minicnn.ops.geometry import Conv2dGeometry
 _C = pytest.importorskip("minicnn._C_cpu")
 pytestmark = pytest.mark.skipif(_np_blas._BLAS_MODE is None, reason="NumPy's BLAS was not found")
 
-# (x shape, w shape, stride, padding, dilation, groups), each one panel per group with >= 32
-# output channels per group: 1x1 on 2x2 maps (3 blocks), grouped 3x3 (2 blocks of 20 per group),
-# strided 3x3 with an uneven cut (18 + 17).
+# (x shape, w shape, stride, padding, dilation, groups), each one panel per group: 1x1 on 2x2
+# maps (2 blocks of 512 channels), grouped 3x3 (2 blocks per group), strided 3x3 cut unevenly
+# (61 + 60 channels).
 CASES = [
-    ((4, 40, 2, 2), (48, 40, 1, 1), (1, 1), (0, 0), (1, 1), 1),
-    ((3, 8, 3, 3), (80, 4, 3, 3), (1, 1), (1, 1), (1, 1), 2),
-    ((2, 16, 5, 5), (35, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1),
+    ((4, 1024, 2, 2), (16, 1024, 1, 1), (1, 1), (0, 0), (1, 1), 1),
+    ((3, 256, 3, 3), (8, 128, 3, 3), (1, 1), (1, 1), (1, 1), 2),
+    ((2, 121, 5, 5), (6, 121, 3, 3), (2, 2), (1, 1), (1, 1), 1),
 ]
 
 
@@ -58,7 +58,7 @@ def _reference(x, w, b, dout, g):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_output_channel_blocks_match_numpy(case, dtype):
+def test_channel_blocks_match_numpy(case, dtype):
     x, w, b, dout, g = _args(case, dtype)
     suffix = "f32" if dtype == np.float32 else "f64"
     forward = getattr(_C, f"conv2d_forward_{suffix}")
@@ -72,7 +72,7 @@ def test_output_channel_blocks_match_numpy(case, dtype):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_output_channel_blocks_do_not_depend_on_the_thread_count(case):
+def test_channel_blocks_do_not_depend_on_the_thread_count(case):
     x, w, b, dout, g = _args(case, np.float32, seed=1)
     results = []
     for n in (1, 2, 3):
