@@ -29,7 +29,7 @@ import threading
 import numpy as np
 
 from .backends import common_device, get_backend
-from .backends.numpy_backend import add_into
+from .backends.numpy_backend import add_arrays, add_into
 from .tensor import Tensor
 
 __all__ = [
@@ -243,8 +243,8 @@ def _add_grad(grads, owned, key, ig, ig_is_ours):
     elif ig_is_ours and same_dtype:
         grads[key] = add_into(ig, cur)
         owned.add(key)
-    else:
-        grads[key] = cur + ig
+    else:  # threaded for Cat's channel slices too
+        grads[key] = add_arrays(cur, ig) if same_dtype else cur + ig
         owned.add(key)
 
 

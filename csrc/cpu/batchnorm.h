@@ -1,6 +1,7 @@
 // Batch normalization for the "cpu" device: per-channel passes over x (N, C, L), L = H*W, on the
 // thread pool with one channel per task (a channel's N*L values are then in this core's cache
-// for the passes that follow). Sums accumulate in double.
+// for the passes that follow). Sums of a row in T (the statistics in kLanes partial sums,
+// lane_sums), then in double.
 //
 //   batch_norm_stats     mean[c] = E[x], var[c] = E[(x - mean)²] over (N, L)   (two passes, biased)
 //   channel_affine       y = (x − center[c]) · scale[c] + shift[c]   (normalise + affine, one pass;
@@ -39,29 +40,41 @@ inline T masked(const T* mask, const T* v, int64_t i) {  // v[i] · [mask[i] > 0
   return mask && mask[i] <= T(0) ? T(0) : d;
 }
 
+// Σ term(l) over l < L in kLanes independent partial sums of T (element l into lane l % kLanes),
+// then the lanes in double: one long chain of dependent adds ran at one add per FP latency and
+// does not vectorise without reassociation. A fixed order: the same bits at any thread count.
+constexpr int kLanes = 8;
+
+template <typename T, typename F>
+inline void lane_sums(int64_t L, F term, double* s1, double* s2) {  // term(l, &a, &b): a += , b +=
+  T a[kLanes] = {}, b[kLanes] = {};
+  int64_t l = 0;
+  for (; l + kLanes <= L; l += kLanes)
+    for (int j = 0; j < kLanes; ++j) term(l + j, &a[j], &b[j]);
+  for (int j = 0; l < L; ++l, ++j) term(l, &a[j], &b[j]);
+  for (int j = 0; j < kLanes; ++j) *s1 += a[j], *s2 += b[j];
+}
+
 template <typename T>
 void batch_norm_stats(const T* x, T* mean, T* var, int64_t N, int64_t C, int64_t L) {
   const double M = static_cast<double>(N * L);
   parallel_for(C, channel_grain(N, L), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      double sum = 0;
+      double sum = 0, unused = 0;
       for (int64_t n = 0; n < N; ++n) {
         const T* row = x + (n * C + c) * L;
-        T part = 0;  // short runs in T vectorise; their sum in double
-        for (int64_t l = 0; l < L; ++l) part += row[l];
-        sum += part;
+        lane_sums<T>(L, [row](int64_t l, T* a, T*) { *a += row[l]; }, &sum, &unused);
       }
       const double m = sum / M;
       const T mt = static_cast<T>(m);
       double sq = 0;
       for (int64_t n = 0; n < N; ++n) {
         const T* row = x + (n * C + c) * L;
-        T part = 0;
-        for (int64_t l = 0; l < L; ++l) {
+        auto term = [row, mt](int64_t l, T* a, T*) {
           const T d = row[l] - mt;
-          part += d * d;
-        }
-        sq += part;
+          *a += d * d;
+        };
+        lane_sums<T>(L, term, &sq, &unused);
       }
       mean[c] = mt;
       var[c] = static_cast<T>(sq / M);
@@ -104,7 +117,7 @@ void batch_norm_grad_sums(const T* dout, const T* x, const T* mean, const T* inv
         const T* dy = dout + (n * C + c) * L;
         const T* in = x + (n * C + c) * L;
         const T* mk = mask ? mask + (n * C + c) * L : nullptr;
-        T part = 0, partx = 0;
+        T part = 0, partx = 0;  // one chain each: lane_sums was slower here (the mask select)
         for (int64_t l = 0; l < L; ++l) {
           const T d = masked(mk, dy, l);
           part += d;

@@ -151,19 +151,7 @@ class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
 
     def add(self, a, b):
         """a + b (NumPy semantics); threaded for same-shape, same-dtype float arrays."""
-        if (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.shape == b.shape
-            and a.dtype == b.dtype
-            and a.size >= self.THREADED_MIN_SIZE
-            and a.flags.c_contiguous
-            and b.flags.c_contiguous
-        ):
-            fn = cpp_kernel(_C, "add", a.dtype)
-            if fn is not None:
-                return fn(a, b)
-        return a + b
+        return add_arrays(a, b)
 
     def concatenate(self, arrays, axis):
         """np.concatenate(arrays, axis); threaded along the channels (axis 1) of float arrays."""
@@ -199,23 +187,46 @@ class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
         return fn
 
 
-def add_into(a, b):
-    """a += b, in place (the autograd engine's gradient sums): on the helpers' pool for
-    same-shape, same-dtype float arrays of THREADED_MIN_SIZE values or more (the same numbers as
-    NumPy's +=), else NumPy's +=. ``a`` may be any array type supporting +=."""
-    if (
+def _rows_contiguous(a):
+    """a is C-contiguous, or a slice of a C-contiguous array along dim 1 (Cat's backward hands
+    out dout[:, c0:c1]): the C++ adds read such arrays in place, row by row."""
+    if a.flags.c_contiguous:
+        return True
+    return (
+        a.ndim >= 2 and a.shape[0] > 0 and a[0].flags.c_contiguous and a.strides[0] >= a[0].nbytes
+    )
+
+
+def _threaded_add(a, b, name):
+    """_C_cpu's add/add_ for same-shape, same-dtype float arrays of THREADED_MIN_SIZE values or
+    more whose rows are contiguous (_rows_contiguous), else None."""
+    if not (
         isinstance(a, np.ndarray)
         and isinstance(b, np.ndarray)
         and a.size >= CpuBackend.THREADED_MIN_SIZE
         and a.shape == b.shape
         and a.dtype == b.dtype
-        and a.flags.c_contiguous
-        and a.flags.writeable
-        and b.flags.c_contiguous
+        and _rows_contiguous(a)
+        and _rows_contiguous(b)
     ):
-        fn = cpp_kernel(_C, "add_", a.dtype)
-        if fn is not None:
-            fn(a, b)
-            return a
+        return None
+    return cpp_kernel(_C, name, a.dtype)
+
+
+def add_arrays(a, b):
+    """a + b (NumPy semantics, a new array): on the helpers' pool for the arrays _threaded_add
+    takes (the same numbers as NumPy's +), else NumPy's +."""
+    fn = _threaded_add(a, b, "add")
+    return a + b if fn is None else fn(a, b)
+
+
+def add_into(a, b):
+    """a += b, in place (the autograd engine's gradient sums): on the helpers' pool for the
+    arrays _threaded_add takes with a C-contiguous and writeable (the same numbers as NumPy's
+    +=), else NumPy's +=. ``a`` may be any array type supporting +=."""
+    fn = _threaded_add(a, b, "add_")
+    if fn is not None and a.flags.c_contiguous and a.flags.writeable:
+        fn(a, b)
+        return a
     a += b
     return a
