@@ -5,6 +5,7 @@ MINICNN_KERNEL_DEVICES=cuda (comma-separated) restricts the kernel tests to thos
 reason get_backend gives.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -58,3 +59,16 @@ def host(device, result):
     if isinstance(result, tuple):
         return tuple(backend.to_numpy(r) for r in result)
     return backend.to_numpy(result)
+
+
+@contextlib.contextmanager
+def cpu_threads(n):
+    """Run the block with the cpu helpers' pool (minicnn._C_cpu) at n threads, then restore it."""
+    from minicnn import _C_cpu
+
+    before = _C_cpu.get_num_threads()
+    _C_cpu.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _C_cpu.set_num_threads(before)

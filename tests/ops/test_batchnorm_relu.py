@@ -2,8 +2,6 @@
 ``relu(batch_norm(x))``, bit for bit on cpu at any thread count; the nn layers take it exactly
 where it is the two modules' calls."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -12,19 +10,9 @@ import minicnn.functional as F
 from minicnn import nn
 from minicnn.backends import _np_norm
 from minicnn.backends._np_norm import batch_norm_forward_training_reference
-from tests.kernel_devices import KERNEL_DEVICES
+from tests.kernel_devices import KERNEL_DEVICES, cpu_threads as threads
 
 _C = pytest.importorskip("minicnn._C_cpu")
-
-
-@contextlib.contextmanager
-def threads(n):
-    before = _C.get_num_threads()
-    _C.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _C.set_num_threads(before)
 
 
 # small maps (2x2, 1x1), odd sizes, and shapes big enough for several tasks per pass

@@ -3,26 +3,15 @@ formulas and the batch-chunk path, for every way the layer is cut (channel block
 with partial sums, image blocks of small maps, 1x1 columns read from x), and the same bits at 1, 2
 and 3 threads (the README's promise)."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
 from minicnn.backends import _np_blas, _np_conv
 from minicnn.ops.geometry import Conv2dGeometry
+from tests.kernel_devices import cpu_threads as threads
 
 _C = pytest.importorskip("minicnn._C_cpu")
 pytestmark = pytest.mark.skipif(_np_blas._BLAS_MODE is None, reason="NumPy's BLAS was not found")
-
-
-@contextlib.contextmanager
-def threads(n):
-    before = _C.get_num_threads()
-    _C.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _C.set_num_threads(before)
 
 
 # (x shape, w shape, stride, padding, dilation, groups) and the path each one takes.

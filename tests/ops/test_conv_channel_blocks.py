@@ -3,13 +3,12 @@ of the last stages): it is cut by blocks of input channels, each task's partial 
 block order afterwards (csrc/cpu/conv.h reduction_blocks), so that every core has work. Checked
 against float64 NumPy formulas, and for the same bits at 1, 2 and 3 threads (backward too)."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
 from minicnn.backends import _np_blas, _np_conv
 from minicnn.ops.geometry import Conv2dGeometry
+from tests.kernel_devices import cpu_threads as threads
 
 _C = pytest.importorskip("minicnn._C_cpu")
 pytestmark = pytest.mark.skipif(_np_blas._BLAS_MODE is None, reason="NumPy's BLAS was not found")
@@ -22,16 +21,6 @@ CASES = [
     ((3, 256, 3, 3), (8, 128, 3, 3), (1, 1), (1, 1), (1, 1), 2),
     ((2, 121, 5, 5), (6, 121, 3, 3), (2, 2), (1, 1), (1, 1), 1),
 ]
-
-
-@contextlib.contextmanager
-def threads(n):
-    before = _C.get_num_threads()
-    _C.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _C.set_num_threads(before)
 
 
 def _args(case, dtype, seed=0):

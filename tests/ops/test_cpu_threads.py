@@ -1,26 +1,15 @@
 """The cpu device's threaded C++ passes (issue 16): each against a NumPy formula, and the same
 result bit for bit at any thread count (the README's promise)."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
 from minicnn.backends import _np_blas, _np_conv
 from minicnn.ops.geometry import Conv2dGeometry
+from tests.kernel_devices import cpu_threads as threads
 
 _C = pytest.importorskip("minicnn._C_cpu")
 needs_blas = pytest.mark.skipif(_np_blas._BLAS_MODE is None, reason="NumPy's BLAS was not found")
-
-
-@contextlib.contextmanager
-def threads(n):
-    before = _C.get_num_threads()
-    _C.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _C.set_num_threads(before)
 
 
 # (x shape, w shape, stride, padding, dilation, groups): odd maps, panels spanning images (2x2
