@@ -182,74 +182,71 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
     See batch_norm_forward_training_reference for the math (cuDNN's contract: biased variance to
     normalise, unbiased M/(M-1) into running_var). Returns (y, mean, invstd), each (C,) but y.
     """
-    stats = cpp_kernel(_C, "batch_norm_stats", x.dtype)
-    if stats is None:
+    if cpp_kernel(_C, "batch_norm_stats", x.dtype) is None:
         return batch_norm_forward_training_reference(
             x, weight, bias, running_mean, running_var, momentum, eps
         )
-    M = x.shape[0] * x.shape[2] * x.shape[3]
-    x3 = _ncl(x)  # (N, C, H*W)
-    mean, var = stats(x3)  # (C,), (C,)
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
-    _update_running(running_mean, running_var, mean, var, momentum, M)
-    scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    y = cpp_kernel(_C, "channel_affine", x.dtype)(x3, mean, scale, _vector(bias, x.dtype))
-    return y.reshape(x.shape), mean, invstd
+    return _forward(x, weight, bias, running_mean, running_var, True, momentum, eps)
 
 
 def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps):
     """y = weight · (x - running_mean) / sqrt(running_var + eps) + bias.
 
     Returns (y, mean, invstd)."""
-    affine = cpp_kernel(_C, "channel_affine", x.dtype)
-    if affine is None:
+    if cpp_kernel(_C, "channel_affine", x.dtype) is None:
         return batch_norm_forward_inference_reference(
             x, weight, bias, running_mean, running_var, eps
         )
-    mean = np.array(running_mean, dtype=x.dtype)  # (C,) a copy
-    invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)  # (C,)
+    return _forward(x, weight, bias, running_mean, running_var, False, None, eps)
+
+
+def _forward(x, weight, bias, running_mean, running_var, training, momentum, eps, relu=False):
+    """The C++ forward, batch statistics (updating the running ones) when training, else the
+    running ones; the normalise + affine pass clamps at 0 when ``relu``. (y, mean, invstd)."""
+    x3 = _ncl(x)  # (N, C, H*W)
+    if training:
+        mean, var = cpp_kernel(_C, "batch_norm_stats", x.dtype)(x3)  # (C,), (C,)
+        M = x.shape[0] * x.shape[2] * x.shape[3]
+        _update_running(running_mean, running_var, mean, var, momentum, M)
+    else:
+        mean, var = np.array(running_mean, dtype=x.dtype), running_var  # (C,) a copy, (C,)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
     scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    y = affine(_ncl(x), mean, scale, _vector(bias, x.dtype))
+    affine = cpp_kernel(_C, "channel_affine", x.dtype)
+    y = affine(x3, mean, scale, _vector(bias, x.dtype), None, relu)
     return y.reshape(x.shape), mean, invstd
-
-
-def _grad_sums(dout, x, mean, invstd):
-    """(Σ dy, Σ dy · x̂) per channel: dbias and dweight."""
-    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
-    return sums(_ncl(dout), _ncl(x), _vector(mean, x.dtype), _vector(invstd, x.dtype))
 
 
 def batch_norm_backward_training(dout, x, weight, mean, invstd):
     """dx = weight · invstd / M · (M·dy − Σdy − x̂ · Σ(dy·x̂)), M = N·H·W.
 
     Returns (dx, dweight, dbias)."""
-    fn = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
-    if fn is None:
+    if cpp_kernel(_C, "batch_norm_backward_data", x.dtype) is None:
         return batch_norm_backward_training_reference(dout, x, weight, mean, invstd)
-    dout = dout.astype(x.dtype, copy=False)
-    sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)  # (C,), (C,)
-    g = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    dx = fn(
-        _ncl(dout),
-        _ncl(x),
-        _vector(mean, x.dtype),
-        _vector(invstd, x.dtype),
-        _vector(g, x.dtype),
-        sum_dy,
-        sum_dy_xhat,
-    )
-    return dx.reshape(x.shape), sum_dy_xhat, sum_dy
+    return _backward(dout.astype(x.dtype, copy=False), x, weight, mean, invstd, True)
 
 
 def batch_norm_backward_inference(dout, x, weight, mean, invstd):
     """Fixed statistics: dx = dy · weight · invstd; returns (dx, dweight, dbias)."""
-    affine = cpp_kernel(_C, "channel_affine", x.dtype)
-    if affine is None:
+    if cpp_kernel(_C, "channel_affine", x.dtype) is None:
         return batch_norm_backward_inference_reference(dout, x, weight, mean, invstd)
-    dout = dout.astype(x.dtype, copy=False)
-    sum_dy, sum_dy_xhat = _grad_sums(dout, x, mean, invstd)
-    g = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    dx = affine(_ncl(dout), None, _vector(g, x.dtype), None)
+    return _backward(dout.astype(x.dtype, copy=False), x, weight, mean, invstd, False)
+
+
+def _backward(dout, x, weight, mean, invstd, training, mask=None):
+    """The C++ backward: the sums Σdy, Σdy·x̂ (dbias, dweight), then dx with the batch statistics'
+    terms when training, else dy · weight · invstd. With ``mask`` (ReLU's output y, (N, C, H*W))
+    every pass reads dy · [y > 0]. (dx, dweight, dbias)."""
+    dy, x3 = _ncl(dout), _ncl(x)
+    mean, invstd = _vector(mean, x.dtype), _vector(invstd, x.dtype)
+    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
+    sum_dy, sum_dy_xhat = sums(dy, x3, mean, invstd, mask)  # (C,), (C,)
+    g = invstd if weight is None else _vector(weight * invstd, x.dtype)
+    if training:
+        data = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
+        dx = data(dy, x3, mean, invstd, g, sum_dy, sum_dy_xhat, mask)
+    else:
+        dx = cpp_kernel(_C, "channel_affine", x.dtype)(dy, None, g, None, mask)
     return dx.reshape(x.shape), sum_dy_xhat, sum_dy
 
 
@@ -257,35 +254,16 @@ def batch_norm_backward_inference(dout, x, weight, mean, invstd):
 def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     """(y, mean, invstd): y = max(0, batch_norm(x)) with relu folded into the normalise pass;
     the same numbers as batch_norm_forward_* followed by relu. None without the C++ kernels."""
-    affine = cpp_kernel(_C, "channel_affine", x.dtype)
-    if affine is None:
+    if cpp_kernel(_C, "channel_affine", x.dtype) is None:
         return None
-    if training:
-        M = x.shape[0] * x.shape[2] * x.shape[3]
-        mean, var = cpp_kernel(_C, "batch_norm_stats", x.dtype)(_ncl(x))  # (C,), (C,)
-        _update_running(running_mean, running_var, mean, var, momentum, M)
-    else:
-        mean = np.array(running_mean, dtype=x.dtype)  # (C,) a copy
-        var = running_var
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
-    scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    y = affine(_ncl(x), mean, scale, _vector(bias, x.dtype), None, True)
-    return y.reshape(x.shape), mean, invstd
+    return _forward(x, weight, bias, running_mean, running_var, training, momentum, eps, True)
 
 
 def batch_norm_relu_backward(dout, y, x, weight, mean, invstd, training):
     """(dx, dweight, dbias) of batch norm for the gradient dout · [y > 0], y = the fused output:
     the mask is applied as the passes read dout. None without the C++ kernels."""
-    data = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
-    if data is None or dout.dtype != x.dtype or y.dtype != x.dtype:
+    if cpp_kernel(_C, "batch_norm_backward_data", x.dtype) is None:
         return None
-    mask = _ncl(y)
-    mean, invstd = _vector(mean, x.dtype), _vector(invstd, x.dtype)
-    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
-    sum_dy, sum_dy_xhat = sums(_ncl(dout), _ncl(x), mean, invstd, mask)  # (C,), (C,)
-    g = invstd if weight is None else _vector(weight * invstd, x.dtype)
-    if training:
-        dx = data(_ncl(dout), _ncl(x), mean, invstd, g, sum_dy, sum_dy_xhat, mask)
-    else:
-        dx = cpp_kernel(_C, "channel_affine", x.dtype)(_ncl(dout), None, g, None, mask)
-    return dx.reshape(x.shape), sum_dy_xhat, sum_dy
+    if dout.dtype != x.dtype or y.dtype != x.dtype:
+        return None
+    return _backward(dout, x, weight, mean, invstd, training, _ncl(y))
