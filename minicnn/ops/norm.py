@@ -12,6 +12,7 @@ from ..autograd import Function
 from ..dtypes import HALF_DTYPES, float32
 from ..tensor import Tensor
 from ._util import check_same_dtype, check_tensor
+from .activation import relu as relu_op
 
 
 def _as_4d(shape):
@@ -157,9 +158,7 @@ def normalize(relu, input, running_mean, running_var, weight, bias, training, mo
         input, running_mean, running_var, weight, bias, training, momentum, eps
     )
     args = (running_mean, running_var, weight, bias, bool(training), momentum, eps)
-    if relu and (input.numel() == 0 or input.dtype in HALF_DTYPES):
-        from .activation import relu as relu_op  # no fused half kernel: the two ops
-
+    if relu and (input.numel() == 0 or input.dtype in HALF_DTYPES):  # no fused half kernel
         return relu_op(normalize(False, input, *args))
     if input.numel() == 0:
         return input
