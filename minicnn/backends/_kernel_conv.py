@@ -42,7 +42,8 @@ class KernelConvMixin:
 
     def _conv_workspace(self, op, g, args, conv_pass, version, tile, splits, out_shape, dtype):
         """(splits, workspace or None): split-K slices (None: the kernels' choice by shape) and
-        their partial outputs (splits, *out_shape); version 4's backward weight: always, float32."""
+        their partial outputs (splits, *out_shape); version 4: its backward weight's float32
+        partials and channels-last copies (_bw_workspace), else _nhwc_workspace."""
         if splits is None:
             try:
                 splits = self.C.conv2d_splits(args, conv_pass, int(version), int(tile))
@@ -52,6 +53,8 @@ class KernelConvMixin:
             return int(splits), self._empty(
                 (self._bw_workspace(g, splits, dtype),), acc_dtype(dtype)
             )
+        if version == 4:  # forward, backward data: the channels-last copies (or None)
+            return int(splits), self._nhwc_workspace(conv_pass, g, dtype)
         work = self._empty((splits, *out_shape), dtype) if splits > 1 else None
         return int(splits), work
 
@@ -90,8 +93,6 @@ class KernelConvMixin:
         splits, work = self._conv_workspace(
             op, g, args, conv_pass, version, options[1], options[2], out_shape, a.dtype
         )
-        if version == 4 and conv_pass != BACKWARD_WEIGHT:
-            work = self._nhwc_workspace(conv_pass, g, a.dtype)
         ptrs = [self._ptr(out), self._ptr(a), self._ptr(b)]
         if conv_pass == FORWARD:
             ptrs.append(self._ptr(self._optional(op, "bias", bias, a.dtype, (g.K,))))
