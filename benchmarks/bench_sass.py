@@ -174,7 +174,7 @@ def blocks_per_sm(regs: int, smem: int, threads: int = THREADS) -> int:
 
 def threads_of(name: str) -> int:
     """Threads a block the launchers start for a kernel (demangled name)."""
-    return THREADS
+    return 128 if "conv2d_wmma_nhwc" in name else THREADS
 
 
 def dynamic_smem(name: str) -> int:
@@ -300,12 +300,16 @@ def short(name: str) -> str:
     )
     dtype = "f64" if "double" in name else "f32"
     halves = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "tf32"}
-    if m := re.search(r"conv2d_wmma_nhwc_kernel<(\w+), tc::(\w+)<[\w, ]+>, (\w+)>", name):
+    if m := re.search(r"conv2d_wmma_nhwc_kernel<(\w+), tc::(\w+)<[\w, ]+>, (\w+), (\d)>", name):
         step = {"Forward": "fwd", "BackwardData": "bwd-data"}[m.group(2)]
         strided = " strided" if m.group(3) == "false" else ""
-        return f"conv v4 (wmma) NHWC {step}{strided} {halves[m.group(1)]}"
-    if m := re.search(r"conv2d_wmma_nhwc_bw_kernel<(\w+)>", name):
-        return f"conv v4 (wmma) NHWC bwd-weight {halves[m.group(1)]}"
+        # kTpr 2: channels a multiple of the slice depth (one tap a slice); 4: any multiple of 8/4
+        any_c = " (any C/G)" if m.group(4) == "4" else ""
+        return f"conv v4 (wmma) NHWC {step}{strided} {halves[m.group(1)]}{any_c}"
+    if m := re.search(r"conv2d_wmma_nhwc_bw_kernel<(\w+), (\d)>", name):
+        # kVpt 2: K/G and C/G multiples of 2 vectors (32 bytes a copy); 1: of one vector
+        any_c = " (any C/G)" if m.group(2) == "1" else ""
+        return f"conv v4 (wmma) NHWC bwd-weight {halves[m.group(1)]}{any_c}"
     if m := re.search(r"conv2d_wmma_kernel<(\w+), tc::(\w+)<", name):
         half = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "tf32"}[m.group(1)]
         step = {"Forward": "fwd", "BackwardData": "bwd-data", "BackwardWeight": "bwd-weight"}

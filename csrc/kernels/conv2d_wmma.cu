@@ -115,12 +115,12 @@ __device__ __forceinline__ Raw<T> operand(Raw<T> v) {
   return v;
 }
 
-template <class T>
-__device__ __forceinline__ void zero(Acc<T> (&acc)[kWM][kWN]) {
+template <class T, int WM, int WN>
+__device__ __forceinline__ void zero(Acc<T> (&acc)[WM][WN]) {
 #pragma unroll
-  for (int i = 0; i < kWM; ++i)
+  for (int i = 0; i < WM; ++i)
 #pragma unroll
-    for (int j = 0; j < kWN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    for (int j = 0; j < WN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 }
 
 // A Part from a shared table in one 16-byte load (field by field it is two 8-byte loads);
@@ -194,37 +194,39 @@ __device__ __forceinline__ void load_shared(Frag& f, const T* p, unsigned ldm) {
 #undef MINICNN_WMMA_LOAD
 
 // acc[i][j] += A(warp rows i) · B(warp columns j) over a slice of kDepth: each A fragment feeds
-// kWN mma_sync, each B fragment kWM.
-template <class T, int kDepth, class L>
+// WN mma_sync, each B fragment WM.
+template <class T, int kDepth, class L, int WM, int WN>
 __device__ __forceinline__ void multiply_slice(const T* As, const T* Bs, int wm, int wn,
-                                               Acc<T> (&acc)[kWM][kWN]) {
+                                               Acc<T> (&acc)[WM][WN]) {
   using M = Mma<T>;
 #pragma unroll
   for (int kk = 0; kk < kDepth; kk += M::k) {
-    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, typename L::B> b[kWN];
+    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, typename L::B> b[WN];
 #pragma unroll
-    for (int j = 0; j < kWN; ++j)
+    for (int j = 0; j < WN; ++j)
       load_shared<T, wmma::matrix_b, typename L::B>(b[j], Bs + (wn + 16 * j) * L::n + kk * L::kb,
                                                     L::ldb);
 #pragma unroll
-    for (int i = 0; i < kWM; ++i) {
+    for (int i = 0; i < WM; ++i) {
       wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, typename L::A> a;
       load_shared<T, wmma::matrix_a, typename L::A>(a, As + (wm + 16 * i) * L::m + kk * L::ka,
                                                     L::lda);
 #pragma unroll
-      for (int j = 0; j < kWN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
+      for (int j = 0; j < WN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
     }
   }
 }
 
 // The warp's accumulators to the output, one fragment at a time through a 16 x 16 float scratch
 // (column-major: consecutive lanes store consecutive rows m).
-template <class T, class Problem>
-__device__ void store_tile(const Problem& pb, float* scratch, Acc<T> (&acc)[kWM][kWN], int64_t m0,
+template <class T, class Problem, int WM, int WN>
+__device__ void store_tile(const Problem& pb, float* scratch, Acc<T> (&acc)[WM][WN], int64_t m0,
                            int j0, int split) {
   const int lane = threadIdx.x % kWarpSize;
-  for (int i = 0; i < kWM; ++i)
-    for (int j = 0; j < kWN; ++j) {
+#pragma unroll
+  for (int i = 0; i < WM; ++i)
+#pragma unroll
+    for (int j = 0; j < WN; ++j) {
       wmma::store_matrix_sync(scratch, acc[i][j], kLdS, wmma::mem_col_major);
       __syncwarp();
       for (int e = lane; e < 256; e += kWarpSize) {

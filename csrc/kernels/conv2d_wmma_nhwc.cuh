@@ -37,8 +37,22 @@ constexpr int kVec = 16 / int(sizeof(T));  // elements of a 128-bit vector
 template <class T>
 constexpr int kBKv = 4 * kVec<T>;  // slice depth: 64 bytes
 template <class T>
-constexpr int kLdV = 5 * kVec<T>;       // shared row stride: 80 bytes (conflict-free 16-byte rows)
-constexpr int kVecRows = kThreads / 4;  // rows a pass of the block's threads loads
+constexpr int kLdV = 5 * kVec<T>;  // shared row stride: 80 bytes (conflict-free 16-byte rows)
+// 4 warps, 2 along m by 2 along n, each owning a 64 x 64 piece of the 128 x 128 tile: kWMv x kWNv
+// fragments, so that each fragment load feeds 4 mma_sync.
+constexpr int kThreadsV = 128, kWarpsMv = 2, kWMv = 4, kWNv = 4;
+static_assert(kWarpsMv * kWMv * 16 == kBM && (kThreadsV / 32 / kWarpsMv) * kWNv * 16 == kBN,
+              "tiling");
+// Copy mappings of a slice (4 vectors of each row): kTpr threads per row, each copying vectors
+// lane, lane + kTpr, ... of its rows. kTpr 4 (any L): a walk per thread, 4 rows a thread; kTpr 2
+// (L a multiple of kBKv, so a whole slice is one (r, s) tap): one spatial check for 2 vectors,
+// 2 rows a thread, and each copy instruction reads whole 32-byte sectors.
+template <int kTpr>
+constexpr int kVecRows = kThreadsV / kTpr;  // rows a pass of the block's threads loads
+template <int kTpr>
+constexpr int kPasses = kBM / kVecRows<kTpr>;  // passes over a slice: rows (and columns) a thread
+static_assert(kBM == kBN && kPasses<4> * kVecRows<4> == kBM && kPasses<2> * kVecRows<2> == kBM,
+              "A and B share the copy mapping");
 // Two slices of As (BM, kLdV) and Bs (BN, kLdV), both rows of the reduction.
 template <class T>
 constexpr size_t kNhwcBytes = 2 * (kBM + kBN) * kLdV<T> * sizeof(T);
@@ -132,73 +146,92 @@ __device__ __forceinline__ Walk walk_at(int d, int S, int L) {
   return Walk{d, d / L / S, d / L % S, d % L, 0, 0, 0};
 }
 
-// A's vector of row f at the walk's position into dst (zeros outside the image or past the
-// reduction).
-template <class T, bool Unit>
-__device__ __forceinline__ void a_vector(T* dst, const Nhwc<T>& nx, const Row& f, const Walk& k,
-                                         bool valid) {
+// A's vectors of row f at the walk's position (the first; each next 16·kTpr bytes further, the
+// same tap) into dst, dst + kTpr·kVec, ... (zeros outside the image or past the reduction).
+template <class T, bool Unit, int kTpr>
+__device__ __forceinline__ void a_vectors(T* dst, const Nhwc<T>& nx, const Row& f, const Walk& k,
+                                          bool valid) {
   const int h = f.h + k.dh, w = f.w + k.dw;
-  if constexpr (Unit) return copy16(dst, f.addr + k.off, valid & in(h, nx.Hi) & in(w, nx.Wi));
-  const unsigned uh = unsigned(h), uw = unsigned(w), p = uh / unsigned(nx.sh),
-                 q = uw / unsigned(nx.sw);
-  const bool ok = valid & (h >= 0) & (w >= 0) & (p * nx.sh == uh) & (q * nx.sw == uw) &
-                  in(int(p), nx.Hi) & in(int(q), nx.Wi);
-  const int spot = (int(p) * nx.Wi + int(q)) * nx.Ci * int(sizeof(T));
-  copy16(dst, f.addr + spot + k.off, ok);
+  int64_t src = f.addr + k.off;
+  bool ok = valid & in(h, nx.Hi) & in(w, nx.Wi);
+  if constexpr (!Unit) {
+    const unsigned uh = unsigned(h), uw = unsigned(w), p = uh / unsigned(nx.sh),
+                   q = uw / unsigned(nx.sw);
+    ok = valid & (h >= 0) & (w >= 0) & (p * nx.sh == uh) & (q * nx.sw == uw) & in(int(p), nx.Hi) &
+         in(int(q), nx.Wi);
+    src += (int(p) * nx.Wi + int(q)) * nx.Ci * int(sizeof(T));
+  }
+#pragma unroll
+  for (int v = 0; v < 4 / kTpr; ++v) copy16(dst + v * kTpr * kVec<T>, src + 16 * kTpr * v, ok);
 }
 
-// Grid (row tiles, column tiles, groups). Thread t loads the 16 bytes t % 4 of rows t / 4 and
-// t / 4 + kVecRows of each slice; the next slice's copies are issued before this slice's mma_sync.
-template <class T, class Problem, bool Unit>
-__global__ void __launch_bounds__(kThreads, 2) conv2d_wmma_nhwc_kernel(Problem pb, Nhwc<T> nx) {
+// B's vectors of a row likewise: src the first's byte address.
+template <class T, int kTpr>
+__device__ __forceinline__ void b_vectors(T* dst, int64_t src, bool ok) {
+#pragma unroll
+  for (int v = 0; v < 4 / kTpr; ++v) copy16(dst + v * kTpr * kVec<T>, src + 16 * kTpr * v, ok);
+}
+
+// Grid (row tiles, column tiles, groups). Thread t copies vectors t % kTpr + kTpr·v of rows
+// t / kTpr + i·kVecRows (i < kPasses) of each slice, of A and of B. Slices alternate between two
+// shared buffers (the loop unrolled by 2, so that buffer addresses are constants): the next
+// slice's copies are issued before this slice's mma_sync, one barrier a slice.
+template <class T, class Problem, bool Unit, int kTpr>
+__global__ void __launch_bounds__(kThreadsV, 2) conv2d_wmma_nhwc_kernel(Problem pb, Nhwc<T> nx) {
   if constexpr (kArch >= Mma<T>::arch) {
     DYN_SHARED(unsigned char, smem);
     T* tiles = reinterpret_cast<T*>(smem);
     constexpr int kTile = kBM * kLdV<T>, kSlice = 2 * kTile;  // elements of As; of (As, Bs)
+    constexpr int kRows = kVecRows<kTpr>, kN = kPasses<kTpr>;
     pb.grp = int(blockIdx.z);
     const int64_t m0 = int64_t(blockIdx.x) * kBM;
     const int depth = int(pb.depth());  // < 2^31 - kBKv (the launcher's check)
     const int j0 = int(blockIdx.y) * kBN, warp = threadIdx.x / kWarpSize;
-    const int wm = (warp % kWarpsM) * kWM * 16, wn = (warp / kWarpsM) * kWN * 16;
-    const int u = threadIdx.x / 4, lane4 = threadIdx.x % 4;
-    Row rows[2];
+    const int wm = (warp % kWarpsMv) * kWMv * 16, wn = (warp / kWarpsMv) * kWNv * 16;
+    const int u = threadIdx.x / kTpr, lane = threadIdx.x % kTpr;
+    Row rows[kN];
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
-      rows[i] = row_of<T, Unit>(nx, m0 + u + kVecRows * i, pb.rows(), pb.grp);
-    // B's row j0 + u at the thread's d (bytes); row j0 + u + kVecRows is col_step further
-    const T* b = nx.b + (int64_t(pb.grp) * pb.cols() + j0 + u) * depth + lane4 * kVec<T>;
+    for (int i = 0; i < kN; ++i)
+      rows[i] = row_of<T, Unit>(nx, m0 + u + kRows * i, pb.rows(), pb.grp);
+    // B's row j0 + u at the thread's d (bytes); row j0 + u + i·kRows is i·col_step further
+    const T* b = nx.b + (int64_t(pb.grp) * pb.cols() + j0 + u) * depth + lane * kVec<T>;
     int64_t col = int64_t(reinterpret_cast<uintptr_t>(b));
-    const int64_t col_step = int64_t(kVecRows) * depth * int64_t(sizeof(T));
-    const bool col_ok[2] = {j0 + u < pb.cols(), j0 + u + kVecRows < pb.cols()};
-    Acc<T> acc[kWM][kWN];
+    const int64_t col_step = int64_t(kRows) * depth * int64_t(sizeof(T));
+    const int cols_left = pb.cols() - j0 - u;  // row j0 + u + i·kRows exists: i·kRows < it
+    Acc<T> acc[kWMv][kWNv];
     zero<T>(acc);
     const Walk step = walk_at(kBKv<T>, nx.S, nx.L);
-    Walk k = walk_at(lane4 * kVec<T>, nx.S, nx.L);
+    Walk k = walk_at(lane * kVec<T>, nx.S, nx.L);
     auto fetch = [&](T* As) {  // the slice at k into As (BM, kLdV) and Bs (BN, kLdV) after it
       place<T, Unit>(k, nx);
       const bool valid = k.d < depth;
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int at = (u + kVecRows * i) * kLdV<T> + lane4 * kVec<T>;
-        a_vector<T, Unit>(As + at, nx, rows[i], k, valid);
-        copy16(As + kTile + at, col + col_step * i, valid & col_ok[i]);
+      for (int i = 0; i < kN; ++i) {
+        const int at = (u + kRows * i) * kLdV<T> + lane * kVec<T>;
+        a_vectors<T, Unit, kTpr>(As + at, nx, rows[i], k, valid);
+        b_vectors<T, kTpr>(As + kTile + at, col + col_step * i, valid & (kRows * i < cols_left));
       }
     };
-    fetch(tiles);
-    wait_copies();
-    __syncthreads();
-    for (int d0 = 0, buf = 0; d0 < depth; d0 += kBKv<T>, buf ^= 1) {
+    // One slice from buffer kBuf, the next one's copies into the other first; false at the end.
+    auto slice = [&](int d0, auto buffer) {
+      constexpr int kBuf = decltype(buffer)::value;
       const bool more = d0 + kBKv<T> < depth;
       if (more) {  // the next slice's copies, in flight during this slice's mma_sync
         advance(k, step, nx.S, nx.L);
         col += kBKv<T> * int(sizeof(T));
-        fetch(tiles + (buf ^ 1) * kSlice);
+        fetch(tiles + (kBuf ^ 1) * kSlice);
       }
-      const T* As = tiles + buf * kSlice;
+      const T* As = tiles + kBuf * kSlice;
       multiply_slice<T, kBKv<T>, SliceLayout<kLdV<T>, 1, kLdV<T>, 1>>(As, As + kTile, wm, wn, acc);
       wait_copies();
       __syncthreads();  // the next slice is in; every warp is done with this one
-    }
+      return more;
+    };
+    fetch(tiles);
+    wait_copies();
+    __syncthreads();
+    for (int d0 = 0; slice(d0, std::integral_constant<int, 0>()); d0 += 2 * kBKv<T>)
+      if (!slice(d0 + kBKv<T>, std::integral_constant<int, 1>())) break;
     float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
     store_tile<T>(pb, scratch, acc, m0 + wm, j0 + wn, 0);
   } else {
@@ -262,9 +295,9 @@ void to_nhwc(T* out, const T* in, int64_t N, int C, int64_t HW, cudaStream_t str
   CHECK_LAUNCH("nhwc_kernel");
 }
 
-template <class T, class Problem, bool Unit>
-void launch_nhwc(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t rows, int cols,
-                 int groups, cudaStream_t stream) {
+template <class T, class Problem, bool Unit, int kTpr>
+void launch_nhwc_tpr(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t rows, int cols,
+                     int groups, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   const int64_t gx = (rows + kBM - 1) / kBM, gy = (cols + kBN - 1) / kBN;
   if (gx > INT32_MAX || gy > 65535 || groups > 65535)
@@ -272,12 +305,21 @@ void launch_nhwc(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t r
                                 ", " + std::to_string(gy) + ", " + std::to_string(groups) +
                                 ") is too large");
   constexpr size_t smem = kNhwcBytes<T>;
-  static_assert(smem <= 48 * 1024 && kThreads / 32 * 16 * kLdS * 4 <= smem, "smem");
-  LAUNCH((conv2d_wmma_nhwc_kernel<T, Problem, Unit>),
-         dim3(unsigned(gx), unsigned(gy), unsigned(groups)), kThreads, smem, stream)(pb, nx);
+  static_assert(smem <= 48 * 1024 && kThreadsV / 32 * 16 * kLdS * 4 <= smem, "smem");
+  LAUNCH((conv2d_wmma_nhwc_kernel<T, Problem, Unit, kTpr>),
+         dim3(unsigned(gx), unsigned(gy), unsigned(groups)), kThreadsV, smem, stream)(pb, nx);
   CHECK_LAUNCH("conv2d_wmma_nhwc_kernel");
   ++g_launches;
   ++g_nhwc_launches;
+}
+
+// L channels a multiple of the slice depth: each slice is one tap (kTpr 2); else kTpr 4.
+template <class T, class Problem, bool Unit>
+void launch_nhwc(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t rows, int cols,
+                 int groups, cudaStream_t stream) {
+  if (nx.L % kBKv<T> == 0)
+    return launch_nhwc_tpr<T, Problem, Unit, 2>(op, pb, nx, rows, cols, groups, stream);
+  launch_nhwc_tpr<T, Problem, Unit, 4>(op, pb, nx, rows, cols, groups, stream);
 }
 
 // Forward on the NHWC path: x to (N, H, W, C) and w to (K, R, S, Cg) in the workspace.

@@ -20,12 +20,17 @@ template <class T>
 constexpr int kLdW = kBM + kVec<T>;  // shared row stride (elements): conflict-free 16-byte rows
 template <class T>
 constexpr int kRowVecs = kBM / kVec<T>;  // vectors in a row of a tile
-template <class T>
-constexpr int kRowsPass = kThreads / kRowVecs<T>;  // rows of a slice the block copies at once
+// Copy mappings: each thread copies kVpt adjacent vectors of a row of a slice (kVpt 2 when K/G
+// and C/G are multiples of 2 vectors: one address and one spatial check for 32 bytes).
+template <class T, int kVpt>
+constexpr int kRowsPass = kThreadsV * kVpt / kRowVecs<T>;  // rows of a slice copied at once
+template <class T, int kVpt>
+constexpr int kBwPasses = kBKv<T> / kRowsPass<T, kVpt>;  // passes that fill a slice
 template <class T>
 constexpr size_t kNhwcBwBytes = 2 * 2 * kBKv<T> * kLdW<T> * sizeof(T);  // 2 slices of As, Bs
-static_assert(2 * kRowsPass<float> == kBKv<float> && 2 * kRowsPass<__half> == kBKv<__half>,
-              "two passes fill a slice");
+static_assert(kBwPasses<float, 1> * kRowsPass<float, 1> == kBKv<float> &&
+                  kBwPasses<__half, 2> * kRowsPass<__half, 2> == kBKv<__half>,
+              "whole passes fill a slice");
 
 // Rows k, columns (r, s, c), reduction (n, p, q); float32 partials (splits, K, Cg·R·S).
 template <class T>
@@ -55,42 +60,51 @@ __device__ __forceinline__ BwColumn bw_column(const Conv2d& g, int grp, int j) {
 }
 
 // Grid (row tiles, column tiles, groups x splits); split s reduces [s·chunk, (s + 1)·chunk).
-// Thread t copies vector t % kRowVecs of rows t / kRowVecs and t / kRowVecs + kRowsPass of a
-// slice, in As and in Bs; walks k[i] give (n, p, q) of those rows (digits r, s, c of Walk).
-template <class T>
-__global__ void __launch_bounds__(kThreads, 2)
+// Thread t copies vectors kVpt·(t % (kRowVecs / kVpt)) + v (v < kVpt) of rows
+// t / (kRowVecs / kVpt) + i·kRowsPass (i < kBwPasses) of a slice, in As and in Bs; walks k[i]
+// give (n, p, q) of those rows (digits r, s, c of Walk).
+template <class T, int kVpt>
+__global__ void __launch_bounds__(kThreadsV, 2)
     conv2d_wmma_nhwc_bw_kernel(NhwcBackwardWeight<T> pb, int groups, int chunk) {
   if constexpr (kArch >= Mma<T>::arch) {
     DYN_SHARED(unsigned char, smem);
     T* tiles = reinterpret_cast<T*>(smem);
     constexpr int kTile = kBKv<T> * kLdW<T>, kSlice = 2 * kTile;
+    constexpr int kPass = kRowsPass<T, kVpt>, kN = kBwPasses<T, kVpt>;
     const Conv2d& g = pb.g;
     pb.grp = int(blockIdx.z % unsigned(groups));
     const int split = int(blockIdx.z / unsigned(groups)), all = int(g.N * g.P * g.Q);
     const int d_begin = split * chunk, d_end = d_begin + chunk < all ? d_begin + chunk : all;
     const int m0 = int(blockIdx.x) * kBM, j0 = int(blockIdx.y) * kBN;
     const int warp = threadIdx.x / kWarpSize;
-    const int wm = (warp % kWarpsM) * kWM * 16, wn = (warp / kWarpsM) * kWN * 16;
-    const int row = threadIdx.x / kRowVecs<T>, vec = threadIdx.x % kRowVecs<T>;
+    const int wm = (warp % kWarpsMv) * kWMv * 16, wn = (warp / kWarpsMv) * kWNv * 16;
+    constexpr int kRowThreads = kRowVecs<T> / kVpt;
+    const int row = threadIdx.x / kRowThreads, vec = threadIdx.x % kRowThreads * kVpt;
     const int m = m0 + vec * kVec<T>;
-    const bool m_ok = m < pb.rows();
+    const bool m_ok = m < pb.rows();  // kVpt 2: rows() a multiple of 2 vectors
     const T* a = pb.dy + int64_t(pb.grp) * pb.rows() + m;
-    const BwColumn col = bw_column(g, pb.grp, j0 + vec * kVec<T>);
-    Acc<T> acc[kWM][kWN];
+    const BwColumn col = bw_column(g, pb.grp, j0 + vec * kVec<T>);  // kVpt 2: one (r, s)
+    Acc<T> acc[kWMv][kWNv];
     zero<T>(acc);
     const Walk step = walk_at(kBKv<T>, g.P, g.Q);
-    Walk k[2] = {walk_at(d_begin + row, g.P, g.Q), walk_at(d_begin + row + kRowsPass<T>, g.P, g.Q)};
+    Walk k[kN];
+#pragma unroll
+    for (int i = 0; i < kN; ++i) k[i] = walk_at(d_begin + row + kPass * i, g.P, g.Q);
     auto fetch = [&](T* As) {  // the slice at k into As (BK, kLdW) and Bs (BK, kLdW) after it
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      for (int i = 0; i < kN; ++i) {
         const bool valid = k[i].d < d_end;
-        const int at = (row + kRowsPass<T> * i) * kLdW<T> + vec * kVec<T>;
-        copy16(As + at, int64_t(reinterpret_cast<uintptr_t>(a + int64_t(k[i].d) * g.K)),
-               valid & m_ok);
+        const int at = (row + kPass * i) * kLdW<T> + vec * kVec<T>;
+        const int64_t src = int64_t(reinterpret_cast<uintptr_t>(a + int64_t(k[i].d) * g.K));
         const int h0 = k[i].s * g.sh - g.ph, w0 = k[i].c * g.sw - g.pw;
         const bool ok = valid & col.ok & in(h0 + col.h, g.H) & in(w0 + col.w, g.W);
         const T* b = pb.x + ((int64_t(k[i].r) * g.H + h0) * g.W + w0) * g.C + col.off;
-        copy16(As + kTile + at, int64_t(reinterpret_cast<uintptr_t>(b)), ok);
+#pragma unroll
+        for (int v = 0; v < kVpt; ++v) {
+          copy16(As + at + v * kVec<T>, src + 16 * v, valid & m_ok);
+          copy16(As + kTile + at + v * kVec<T>, int64_t(reinterpret_cast<uintptr_t>(b)) + 16 * v,
+                 ok);
+        }
       }
     };
     fetch(tiles);
@@ -99,8 +113,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int d0 = d_begin, buf = 0; d0 < d_end; d0 += kBKv<T>, buf ^= 1) {
       const bool more = d0 + kBKv<T> < d_end;
       if (more) {  // the next slice's copies, in flight during this slice's mma_sync
-        advance(k[0], step, g.P, g.Q);
-        advance(k[1], step, g.P, g.Q);
+#pragma unroll
+        for (int i = 0; i < kN; ++i) advance(k[i], step, g.P, g.Q);
         fetch(tiles + (buf ^ 1) * kSlice);
       }
       const T* As = tiles + buf * kSlice;
@@ -143,9 +157,14 @@ void backward_weight_nhwc(float* partial, const T* dout, const T* inp, const Con
                                 ", " + std::to_string(gy) + ", " + std::to_string(gz) +
                                 ") is too large");
   constexpr size_t smem = kNhwcBwBytes<T>;
-  static_assert(smem <= 48 * 1024 && kThreads / 32 * 16 * kLdS * 4 <= smem, "smem");
-  LAUNCH((conv2d_wmma_nhwc_bw_kernel<T>), dim3(unsigned(gx), unsigned(gy), unsigned(gz)), kThreads,
-         smem, stream)(NhwcBackwardWeight<T>{partial, dya, xa, g, 0}, g.G, chunk);
+  static_assert(smem <= 48 * 1024 && kThreadsV / 32 * 16 * kLdS * 4 <= smem, "smem");
+  const dim3 grid{unsigned(gx), unsigned(gy), unsigned(gz)};
+  const NhwcBackwardWeight<T> pb{partial, dya, xa, g, 0};
+  if ((g.K / g.G) % (2 * kVec<T>) == 0 && (g.C / g.G) % (2 * kVec<T>) == 0) {
+    LAUNCH((conv2d_wmma_nhwc_bw_kernel<T, 2>), grid, kThreadsV, smem, stream)(pb, g.G, chunk);
+  } else {
+    LAUNCH((conv2d_wmma_nhwc_bw_kernel<T, 1>), grid, kThreadsV, smem, stream)(pb, g.G, chunk);
+  }
   CHECK_LAUNCH("conv2d_wmma_nhwc_bw_kernel");
   ++g_launches;
   ++g_nhwc_launches;

@@ -339,3 +339,35 @@ def test_conv2d_tf32_nhwc(device, case, monkeypatch):
     assert nhwc_launches(device) - before == 3
     for have, want in zip(got, references(g, x, w, dy)):
         np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+# Channel counts that take the NHWC kernels' wider copies: the reduction's channels per group a
+# multiple of the 64-byte slice (32 halves, 16 floats: each slice is one (r, s) tap; two vectors
+# a thread share one spatial check), and backward weight with K/G and C/G multiples of 2 vectors
+# (32-byte copies). Forward C/G = 32 and 64 (2 slices a tap), backward data K/G = 32 unit-stride
+# and strided with groups, next to the other mapping in the other passes; partial edge tiles.
+TAP = [  # (x shape, K, (R, S), stride, padding, dilation, groups)
+    ((1, 32, 6, 6), 32, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((1, 32, 7, 7), 64, (3, 3), (2, 2), (1, 1), (1, 1), 2),
+    ((1, 64, 5, 5), 24, (3, 3), (1, 1), (1, 1), (1, 2), 1),
+]
+
+
+@devices
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("case", TAP)
+def test_conv2d_half_nhwc_whole_tap_slices(device, dtype, case):
+    assert checked_passes(device, geometry(case), dtype, 80) == 3
+
+
+@devices
+@pytest.mark.parametrize("case", TAP[:2])
+def test_conv2d_tf32_nhwc_whole_tap_slices(device, case, monkeypatch):
+    monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
+    g = geometry(case)
+    x, w, dy = (rounded(s, "tf32", 90 + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape)))
+    before = nhwc_launches(device)
+    got = all_passes(device, g, x, w, dy)
+    assert nhwc_launches(device) - before == 3
+    for have, want in zip(got, references(g, x, w, dy)):
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
