@@ -57,6 +57,87 @@ static_assert(kBM == kBN && kPasses<4> * kVecRows<4> == kBM && kPasses<2> * kVec
 template <class T>
 constexpr size_t kNhwcBytes = 2 * (kBM + kBN) * kLdV<T> * sizeof(T);
 
+// ---- fragments at constant offsets ----------------------------------------------------------
+// f(integral_constant<int, 0>()), ..., f(integral_constant<int, N - 1>()): indices usable as
+// template arguments.
+template <class F, int... I>
+__device__ __forceinline__ void unrolled_seq(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>()), ...);
+}
+template <int N, class F>
+__device__ __forceinline__ void unrolled(F&& f) {
+  unrolled_seq(f, std::make_integer_sequence<int, N>());
+}
+
+// load_matrix_sync(f, base + kOff, kLd) from shared memory. On the GPU the PTX wmma.load with the
+// .shared state space and the offset as an immediate ([base+bytes]), so that one register (the
+// warp's tile base, loop-invariant) serves every fragment of every slice and buffer. The
+// fragment's registers are filled as mma.h's own call would fill them.
+#define MINICNN_LOAD4(ins)                                      \
+  asm volatile(ins " {%0, %1, %2, %3}, [%4+%5], %6;\n"          \
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) \
+               : "r"(at), "n"(kBytes), "n"(kLd))
+#define MINICNN_LOAD8(ins)                                                               \
+  asm volatile(ins " {%0, %1, %2, %3, %4, %5, %6, %7}, [%8+%9], %10;\n"                  \
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), \
+                 "=r"(r[6]), "=r"(r[7])                                                  \
+               : "r"(at), "n"(kBytes), "n"(kLd))
+#define MINICNN_LOADS(N, shape_type)                                                    \
+  if constexpr (a && row) MINICNN_LOAD##N("wmma.load.a.sync.aligned.row." shape_type);  \
+  if constexpr (a && !row) MINICNN_LOAD##N("wmma.load.a.sync.aligned.col." shape_type); \
+  if constexpr (!a && row) MINICNN_LOAD##N("wmma.load.b.sync.aligned.row." shape_type); \
+  if constexpr (!a && !row) MINICNN_LOAD##N("wmma.load.b.sync.aligned.col." shape_type);
+
+template <class T, class Use, class Layout, int kOff, int kLd, class Frag>
+__device__ __forceinline__ void load_at(Frag& f, const T* base) {
+#ifdef __CUDA_ARCH__
+  unsigned* r = reinterpret_cast<unsigned*>(f.x);
+  const unsigned at = unsigned(__cvta_generic_to_shared(base));
+  constexpr int kBytes = kOff * int(sizeof(T));
+  constexpr bool a = std::is_same<Use, wmma::matrix_a>::value;
+  constexpr bool row = std::is_same<Layout, wmma::row_major>::value;
+  if constexpr (std::is_same<T, __half>::value) {
+    static_assert(sizeof(f.x) == 32, "8 registers");
+    MINICNN_LOADS(8, "m16n16k16.shared.f16")
+  } else if constexpr (std::is_same<T, float>::value) {
+    static_assert(sizeof(f.x) == 16, "4 registers");
+    MINICNN_LOADS(4, "m16n16k8.shared.tf32")
+  } else {
+    static_assert(sizeof(f.x) == 16, "4 registers");
+    MINICNN_LOADS(4, "m16n16k16.shared.bf16")
+  }
+#else
+  wmma::load_matrix_sync(f, base + kOff, kLd);
+#endif
+}
+#undef MINICNN_LOADS
+#undef MINICNN_LOAD8
+#undef MINICNN_LOAD4
+
+// multiply_slice with the warp's tile bases As, Bs (A[m, k] of the warp's first row at As, B[k, n]
+// of its first column at Bs) and the slice kOff elements after them: every fragment address is a
+// constant offset from one of two registers.
+template <class T, int kDepth, class L, int kOff, int WM, int WN>
+__device__ __forceinline__ void multiply_slice_at(const T* As, const T* Bs, Acc<T> (&acc)[WM][WN]) {
+  using M = Mma<T>;
+  unrolled<kDepth / M::k>([&](auto step) {
+    constexpr int kk = decltype(step)::value * M::k;
+    wmma::fragment<wmma::matrix_b, 16, 16, M::k, typename M::type, typename L::B> b[WN];
+    unrolled<WN>([&](auto j) {
+      constexpr int kJ = decltype(j)::value;
+      load_at<T, wmma::matrix_b, typename L::B, kOff + 16 * kJ * L::n + kk * L::kb, L::ldb>(b[kJ],
+                                                                                            Bs);
+    });
+    unrolled<WM>([&](auto i) {
+      constexpr int kI = decltype(i)::value;
+      wmma::fragment<wmma::matrix_a, 16, 16, M::k, typename M::type, typename L::A> a;
+      load_at<T, wmma::matrix_a, typename L::A, kOff + 16 * kI * L::m + kk * L::ka, L::lda>(a, As);
+#pragma unroll
+      for (int j = 0; j < WN; ++j) wmma::mma_sync(acc[kI][j], a, b[j], acc[kI][j]);
+    });
+  });
+}
+
 // The NHWC operand and the reduction's geometry.
 template <class T>
 struct Nhwc {
@@ -146,6 +227,25 @@ __device__ __forceinline__ Walk walk_at(int d, int S, int L) {
   return Walk{d, d / L / S, d / L % S, d % L, 0, 0, 0};
 }
 
+// What a placed walk's off gains (bytes) when s, and then r, carries: next_s, next_r.
+template <class T, bool Unit>
+__device__ __forceinline__ int2 tap_steps(const Nhwc<T>& nx) {
+  const int size = int(sizeof(T));
+  if constexpr (!Unit) return make_int2(-nx.L * size, 0);
+  return make_int2((nx.rw * nx.Ci - nx.L) * size, (nx.rh * nx.Wi - nx.S * nx.rw) * nx.Ci * size);
+}
+
+// A placed walk one slice further when every slice is one tap (L a multiple of kBKv: c carries
+// by at most one tap a slice), by additions: k.r is not kept.
+template <class T>
+__device__ __forceinline__ void advance_tap(Walk& k, int S, int L, int rh, int rw, int2 steps) {
+  k.d += kBKv<T>, k.c += kBKv<T>, k.off += kBKv<T> * int(sizeof(T));
+  if (k.c >= L) {
+    k.c -= L, k.dw += rw, k.off += steps.x;
+    if (++k.s == S) k.s = 0, k.dw = 0, k.dh += rh, k.off += steps.y;
+  }
+}
+
 // A's vectors of row f at the walk's position (the first; each next 16·kTpr bytes further, the
 // same tap) into dst, dst + kTpr·kVec, ... (zeros outside the image or past the reduction).
 template <class T, bool Unit, int kTpr>
@@ -202,8 +302,9 @@ __global__ void __launch_bounds__(kThreadsV, 2) conv2d_wmma_nhwc_kernel(Problem 
     zero<T>(acc);
     const Walk step = walk_at(kBKv<T>, nx.S, nx.L);
     Walk k = walk_at(lane * kVec<T>, nx.S, nx.L);
+    place<T, Unit>(k, nx);
+    const int2 steps = tap_steps<T, Unit>(nx);
     auto fetch = [&](T* As) {  // the slice at k into As (BM, kLdV) and Bs (BN, kLdV) after it
-      place<T, Unit>(k, nx);
       const bool valid = k.d < depth;
 #pragma unroll
       for (int i = 0; i < kN; ++i) {
@@ -212,17 +313,24 @@ __global__ void __launch_bounds__(kThreadsV, 2) conv2d_wmma_nhwc_kernel(Problem 
         b_vectors<T, kTpr>(As + kTile + at, col + col_step * i, valid & (kRows * i < cols_left));
       }
     };
+    const T* a_warp = tiles + wm * kLdV<T>;          // the warp's first row of As (buffer 0)
+    const T* b_warp = tiles + kTile + wn * kLdV<T>;  // and of Bs
     // One slice from buffer kBuf, the next one's copies into the other first; false at the end.
     auto slice = [&](int d0, auto buffer) {
       constexpr int kBuf = decltype(buffer)::value;
       const bool more = d0 + kBKv<T> < depth;
       if (more) {  // the next slice's copies, in flight during this slice's mma_sync
-        advance(k, step, nx.S, nx.L);
+        if constexpr (kTpr == 2) {
+          advance_tap<T>(k, nx.S, nx.L, nx.rh, nx.rw, steps);
+        } else {
+          advance(k, step, nx.S, nx.L);
+          place<T, Unit>(k, nx);
+        }
         col += kBKv<T> * int(sizeof(T));
         fetch(tiles + (kBuf ^ 1) * kSlice);
       }
-      const T* As = tiles + kBuf * kSlice;
-      multiply_slice<T, kBKv<T>, SliceLayout<kLdV<T>, 1, kLdV<T>, 1>>(As, As + kTile, wm, wn, acc);
+      multiply_slice_at<T, kBKv<T>, SliceLayout<kLdV<T>, 1, kLdV<T>, 1>, kBuf * kSlice>(
+          a_warp, b_warp, acc);
       wait_copies();
       __syncthreads();  // the next slice is in; every warp is done with this one
       return more;
