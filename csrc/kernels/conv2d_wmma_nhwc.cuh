@@ -35,27 +35,32 @@ namespace tc {
 template <class T>
 constexpr int kVec = 16 / int(sizeof(T));  // elements of a 128-bit vector
 template <class T>
-constexpr int kBKv = 4 * kVec<T>;  // slice depth: 64 bytes
-template <class T>
-constexpr int kLdV = 5 * kVec<T>;  // shared row stride: 80 bytes (conflict-free 16-byte rows)
+constexpr int kBKv = 4 * kVec<T>;  // 64 bytes: backward weight's slice depth
 // 4 warps, 2 along m by 2 along n, each owning a 64 x 64 piece of the 128 x 128 tile: kWMv x kWNv
 // fragments, so that each fragment load feeds 4 mma_sync.
 constexpr int kThreadsV = 128, kWarpsMv = 2, kWMv = 4, kWNv = 4;
 static_assert(kWarpsMv * kWMv * 16 == kBM && (kThreadsV / 32 / kWarpsMv) * kWNv * 16 == kBN,
               "tiling");
-// Copy mappings of a slice (4 vectors of each row): kTpr threads per row, each copying vectors
-// lane, lane + kTpr, ... of its rows. kTpr 4 (any L): a walk per thread, 4 rows a thread; kTpr 2
-// (L a multiple of kBKv, so a whole slice is one (r, s) tap): one spatial check for 2 vectors,
-// 2 rows a thread, and each copy instruction reads whole 32-byte sectors.
+// Copy mappings of a slice: kTpr threads per row, each copying vectors lane, lane + kTpr, ... of
+// its rows. kTpr 4 (any L): 64-byte slices (4 vectors a row), a walk per thread, 4 rows a thread.
+// kTpr 2 (L a multiple of 128 bytes): 128-byte slices, each one (r, s) tap, so that one spatial
+// check serves the 4 vectors of a row a thread copies; 2 rows a thread, and each copy instruction
+// reads whole 32-byte sectors. Its 72 KiB of shared memory need the opt-in above 48 KiB.
+template <class T, int kTpr>
+constexpr int kDepthT = (kTpr == 2 ? 128 : 64) / int(sizeof(T));  // slice depth (elements)
+template <class T, int kTpr>
+constexpr int kLdT = kDepthT<T, kTpr> + kVec<T>;  // shared row stride: 16 bytes of padding
+template <class T, int kTpr>
+constexpr int kVpt = kDepthT<T, kTpr> / kVec<T> / kTpr;  // vectors a thread copies from a row
 template <int kTpr>
 constexpr int kVecRows = kThreadsV / kTpr;  // rows a pass of the block's threads loads
 template <int kTpr>
 constexpr int kPasses = kBM / kVecRows<kTpr>;  // passes over a slice: rows (and columns) a thread
 static_assert(kBM == kBN && kPasses<4> * kVecRows<4> == kBM && kPasses<2> * kVecRows<2> == kBM,
               "A and B share the copy mapping");
-// Two slices of As (BM, kLdV) and Bs (BN, kLdV), both rows of the reduction.
-template <class T>
-constexpr size_t kNhwcBytes = 2 * (kBM + kBN) * kLdV<T> * sizeof(T);
+// Two slices of As (BM, kLd) and Bs (BN, kLd), both rows of the reduction.
+template <class T, int kTpr>
+constexpr size_t kNhwcBytes = 2 * (kBM + kBN) * kLdT<T, kTpr> * sizeof(T);
 
 // ---- fragments at constant offsets ----------------------------------------------------------
 // f(integral_constant<int, 0>()), ..., f(integral_constant<int, N - 1>()): indices usable as
@@ -235,11 +240,11 @@ __device__ __forceinline__ int2 tap_steps(const Nhwc<T>& nx) {
   return make_int2((nx.rw * nx.Ci - nx.L) * size, (nx.rh * nx.Wi - nx.S * nx.rw) * nx.Ci * size);
 }
 
-// A placed walk one slice further when every slice is one tap (L a multiple of kBKv: c carries
+// A placed walk one slice further when every slice is one tap (L a multiple of kDepth: c carries
 // by at most one tap a slice), by additions: k.r is not kept.
-template <class T>
+template <class T, int kDepth>
 __device__ __forceinline__ void advance_tap(Walk& k, int S, int L, int rh, int rw, int2 steps) {
-  k.d += kBKv<T>, k.c += kBKv<T>, k.off += kBKv<T> * int(sizeof(T));
+  k.d += kDepth, k.c += kDepth, k.off += kDepth * int(sizeof(T));
   if (k.c >= L) {
     k.c -= L, k.dw += rw, k.off += steps.x;
     if (++k.s == S) k.s = 0, k.dw = 0, k.dh += rh, k.off += steps.y;
@@ -262,14 +267,14 @@ __device__ __forceinline__ void a_vectors(T* dst, const Nhwc<T>& nx, const Row& 
     src += (int(p) * nx.Wi + int(q)) * nx.Ci * int(sizeof(T));
   }
 #pragma unroll
-  for (int v = 0; v < 4 / kTpr; ++v) copy16(dst + v * kTpr * kVec<T>, src + 16 * kTpr * v, ok);
+  for (int v = 0; v < kVpt<T, kTpr>; ++v) copy16(dst + v * kTpr * kVec<T>, src + 16 * kTpr * v, ok);
 }
 
 // B's vectors of a row likewise: src the first's byte address.
 template <class T, int kTpr>
 __device__ __forceinline__ void b_vectors(T* dst, int64_t src, bool ok) {
 #pragma unroll
-  for (int v = 0; v < 4 / kTpr; ++v) copy16(dst + v * kTpr * kVec<T>, src + 16 * kTpr * v, ok);
+  for (int v = 0; v < kVpt<T, kTpr>; ++v) copy16(dst + v * kTpr * kVec<T>, src + 16 * kTpr * v, ok);
 }
 
 // Grid (row tiles, column tiles, groups). Thread t copies vectors t % kTpr + kTpr·v of rows
@@ -281,11 +286,12 @@ __global__ void __launch_bounds__(kThreadsV, 2) conv2d_wmma_nhwc_kernel(Problem 
   if constexpr (kArch >= Mma<T>::arch) {
     DYN_SHARED(unsigned char, smem);
     T* tiles = reinterpret_cast<T*>(smem);
-    constexpr int kTile = kBM * kLdV<T>, kSlice = 2 * kTile;  // elements of As; of (As, Bs)
+    constexpr int kDepth = kDepthT<T, kTpr>, kLd = kLdT<T, kTpr>;
+    constexpr int kTile = kBM * kLd, kSlice = 2 * kTile;  // elements of As; of (As, Bs)
     constexpr int kRows = kVecRows<kTpr>, kN = kPasses<kTpr>;
     pb.grp = int(blockIdx.z);
     const int64_t m0 = int64_t(blockIdx.x) * kBM;
-    const int depth = int(pb.depth());  // < 2^31 - kBKv (the launcher's check)
+    const int depth = int(pb.depth());  // < 2^31 - kDepth (the launcher's check)
     const int j0 = int(blockIdx.y) * kBN, warp = threadIdx.x / kWarpSize;
     const int wm = (warp % kWarpsMv) * kWMv * 16, wn = (warp / kWarpsMv) * kWNv * 16;
     const int u = threadIdx.x / kTpr, lane = threadIdx.x % kTpr;
@@ -300,37 +306,36 @@ __global__ void __launch_bounds__(kThreadsV, 2) conv2d_wmma_nhwc_kernel(Problem 
     const int cols_left = pb.cols() - j0 - u;  // row j0 + u + i·kRows exists: i·kRows < it
     Acc<T> acc[kWMv][kWNv];
     zero<T>(acc);
-    const Walk step = walk_at(kBKv<T>, nx.S, nx.L);
+    const Walk step = walk_at(kDepth, nx.S, nx.L);
     Walk k = walk_at(lane * kVec<T>, nx.S, nx.L);
     place<T, Unit>(k, nx);
     const int2 steps = tap_steps<T, Unit>(nx);
-    auto fetch = [&](T* As) {  // the slice at k into As (BM, kLdV) and Bs (BN, kLdV) after it
+    auto fetch = [&](T* As) {  // the slice at k into As (BM, kLd) and Bs (BN, kLd) after it
       const bool valid = k.d < depth;
 #pragma unroll
       for (int i = 0; i < kN; ++i) {
-        const int at = (u + kRows * i) * kLdV<T> + lane * kVec<T>;
+        const int at = (u + kRows * i) * kLd + lane * kVec<T>;
         a_vectors<T, Unit, kTpr>(As + at, nx, rows[i], k, valid);
         b_vectors<T, kTpr>(As + kTile + at, col + col_step * i, valid & (kRows * i < cols_left));
       }
     };
-    const T* a_warp = tiles + wm * kLdV<T>;          // the warp's first row of As (buffer 0)
-    const T* b_warp = tiles + kTile + wn * kLdV<T>;  // and of Bs
+    const T* a_warp = tiles + wm * kLd;          // the warp's first row of As (buffer 0)
+    const T* b_warp = tiles + kTile + wn * kLd;  // and of Bs
     // One slice from buffer kBuf, the next one's copies into the other first; false at the end.
     auto slice = [&](int d0, auto buffer) {
       constexpr int kBuf = decltype(buffer)::value;
-      const bool more = d0 + kBKv<T> < depth;
+      const bool more = d0 + kDepth < depth;
       if (more) {  // the next slice's copies, in flight during this slice's mma_sync
         if constexpr (kTpr == 2) {
-          advance_tap<T>(k, nx.S, nx.L, nx.rh, nx.rw, steps);
+          advance_tap<T, kDepth>(k, nx.S, nx.L, nx.rh, nx.rw, steps);
         } else {
           advance(k, step, nx.S, nx.L);
           place<T, Unit>(k, nx);
         }
-        col += kBKv<T> * int(sizeof(T));
+        col += kDepth * int(sizeof(T));
         fetch(tiles + (kBuf ^ 1) * kSlice);
       }
-      multiply_slice_at<T, kBKv<T>, SliceLayout<kLdV<T>, 1, kLdV<T>, 1>, kBuf * kSlice>(
-          a_warp, b_warp, acc);
+      multiply_slice_at<T, kDepth, SliceLayout<kLd, 1, kLd, 1>, kBuf * kSlice>(a_warp, b_warp, acc);
       wait_copies();
       __syncthreads();  // the next slice is in; every warp is done with this one
       return more;
@@ -338,8 +343,8 @@ __global__ void __launch_bounds__(kThreadsV, 2) conv2d_wmma_nhwc_kernel(Problem 
     fetch(tiles);
     wait_copies();
     __syncthreads();
-    for (int d0 = 0; slice(d0, std::integral_constant<int, 0>()); d0 += 2 * kBKv<T>)
-      if (!slice(d0 + kBKv<T>, std::integral_constant<int, 1>())) break;
+    for (int d0 = 0; slice(d0, std::integral_constant<int, 0>()); d0 += 2 * kDepth)
+      if (!slice(d0 + kDepth, std::integral_constant<int, 1>())) break;
     float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
     store_tile<T>(pb, scratch, acc, m0 + wm, j0 + wn, 0);
   } else {
@@ -373,11 +378,25 @@ __global__ void krsc_transposed_kernel(T* out, const T* in, int G, int Kg, int C
 // ---- launchers -------------------------------------------------------
 std::atomic<int64_t> g_nhwc_launches{0};
 
+// Shared memory a block of the 128-byte slices needs (the same in every T), and whether this GPU
+// grants it (sm_75 has 64 KiB a block; sm_80+ more than 160 KiB; the emulator 227 KiB).
+constexpr size_t kDeepSmem = 2 * (kBM + kBN) * (128 + 16);
+inline bool deep_slices_fit() {
+#ifdef __CUDACC__
+  int device = 0, most = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return size_t(most) >= kDeepSmem;
+#else
+  return true;
+#endif
+}
+
 // Whether L channels per group of the reduction allow 16-byte vectors (and the reduction L·R·S
 // is an int, an image of the channels-last operand has < 2^31 bytes): the NHWC path.
 template <class T>
 bool nhwc_fits(int L, int R, int S, int64_t image) {
-  return L % kVec<T> == 0 && int64_t(L) * R * S <= INT32_MAX - kBKv<T> &&
+  return L % kVec<T> == 0 && int64_t(L) * R * S <= INT32_MAX - 2 * kBKv<T> &&
          image * int64_t(sizeof(T)) <= INT32_MAX;
 }
 
@@ -412,8 +431,11 @@ void launch_nhwc_tpr(const char* op, const Problem& pb, const Nhwc<T>& nx, int64
     throw std::invalid_argument(std::string(op) + ": the tensor-core grid (" + std::to_string(gx) +
                                 ", " + std::to_string(gy) + ", " + std::to_string(groups) +
                                 ") is too large");
-  constexpr size_t smem = kNhwcBytes<T>;
-  static_assert(smem <= 48 * 1024 && kThreadsV / 32 * 16 * kLdS * 4 <= smem, "smem");
+  constexpr size_t smem = kNhwcBytes<T, kTpr>;
+  static_assert(smem <= kDeepSmem && kThreadsV / 32 * 16 * kLdS * 4 <= smem, "smem");
+  if (smem > 48 * 1024)
+    CUDA_CHECK(cudaFuncSetAttribute(conv2d_wmma_nhwc_kernel<T, Problem, Unit, kTpr>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   LAUNCH((conv2d_wmma_nhwc_kernel<T, Problem, Unit, kTpr>),
          dim3(unsigned(gx), unsigned(gy), unsigned(groups)), kThreadsV, smem, stream)(pb, nx);
   CHECK_LAUNCH("conv2d_wmma_nhwc_kernel");
@@ -421,11 +443,12 @@ void launch_nhwc_tpr(const char* op, const Problem& pb, const Nhwc<T>& nx, int64
   ++g_nhwc_launches;
 }
 
-// L channels a multiple of the slice depth: each slice is one tap (kTpr 2); else kTpr 4.
+// L channels a multiple of the 128-byte slice: each slice is one tap (kTpr 2), where the GPU
+// lets a block have its shared memory; else kTpr 4.
 template <class T, class Problem, bool Unit>
 void launch_nhwc(const char* op, const Problem& pb, const Nhwc<T>& nx, int64_t rows, int cols,
                  int groups, cudaStream_t stream) {
-  if (nx.L % kBKv<T> == 0)
+  if (nx.L % kDepthT<T, 2> == 0 && deep_slices_fit())
     return launch_nhwc_tpr<T, Problem, Unit, 2>(op, pb, nx, rows, cols, groups, stream);
   launch_nhwc_tpr<T, Problem, Unit, 4>(op, pb, nx, rows, cols, groups, stream);
 }

@@ -341,15 +341,16 @@ def test_conv2d_tf32_nhwc(device, case, monkeypatch):
         np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-# Channel counts that take the NHWC kernels' wider copies: the reduction's channels per group a
-# multiple of the 64-byte slice (32 halves, 16 floats: each slice is one (r, s) tap; two vectors
-# a thread share one spatial check), and backward weight with K/G and C/G multiples of 2 vectors
-# (32-byte copies). Forward C/G = 32 and 64 (2 slices a tap), backward data K/G = 32 unit-stride
-# and strided with groups, next to the other mapping in the other passes; partial edge tiles.
+# Channel counts that take the NHWC kernels' deep slices: the reduction's channels per group a
+# multiple of 128 bytes (64 halves, 32 floats: 128-byte slices, each one (r, s) tap; 4 vectors a
+# thread share one spatial check), and backward weight with K/G and C/G multiples of 2 vectors
+# (32-byte copies). Backward data K/G = 64 unit-stride and strided with groups, forward C/G = 128
+# (2 slices a tap in float16, 4 in TF32) and C/G = 32 (TF32 deep, float16 not), next to the other
+# mapping in the other passes; partial edge tiles in rows and columns.
 TAP = [  # (x shape, K, (R, S), stride, padding, dilation, groups)
-    ((1, 32, 6, 6), 32, (3, 3), (1, 1), (1, 1), (1, 1), 1),
-    ((1, 32, 7, 7), 64, (3, 3), (2, 2), (1, 1), (1, 1), 2),
-    ((1, 64, 5, 5), 24, (3, 3), (1, 1), (1, 1), (1, 2), 1),
+    ((1, 32, 6, 6), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((1, 32, 7, 7), 128, (3, 3), (2, 2), (1, 1), (1, 1), 2),
+    ((1, 128, 4, 4), 24, (3, 3), (1, 1), (1, 1), (1, 2), 1),
 ]
 
 
@@ -361,7 +362,7 @@ def test_conv2d_half_nhwc_whole_tap_slices(device, dtype, case):
 
 
 @devices
-@pytest.mark.parametrize("case", TAP[:2])
+@pytest.mark.parametrize("case", TAP)
 def test_conv2d_tf32_nhwc_whole_tap_slices(device, case, monkeypatch):
     monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
     g = geometry(case)
