@@ -20,8 +20,8 @@ template <class T>
 constexpr int kLdW = kBM + kVec<T>;  // shared row stride (elements): conflict-free 16-byte rows
 template <class T>
 constexpr int kRowVecs = kBM / kVec<T>;  // vectors in a row of a tile
-// Copy mappings: each thread copies kVpt adjacent vectors of a row of a slice (kVpt 2 when K/G
-// and C/G are multiples of 2 vectors: one address and one spatial check for 32 bytes).
+// Copy mappings: each thread copies kVpt adjacent vectors of a row of a slice (kVpt 4 when K/G
+// and C/G are multiples of 4 vectors: one walk, one address and one spatial check for 64 bytes).
 template <class T, int kVpt>
 constexpr int kRowsPass = kThreadsV * kVpt / kRowVecs<T>;  // rows of a slice copied at once
 template <class T, int kVpt>
@@ -29,7 +29,8 @@ constexpr int kBwPasses = kBKv<T> / kRowsPass<T, kVpt>;  // passes that fill a s
 template <class T>
 constexpr size_t kNhwcBwBytes = 2 * 2 * kBKv<T> * kLdW<T> * sizeof(T);  // 2 slices of As, Bs
 static_assert(kBwPasses<float, 1> * kRowsPass<float, 1> == kBKv<float> &&
-                  kBwPasses<__half, 2> * kRowsPass<__half, 2> == kBKv<__half>,
+                  kBwPasses<__half, 4> * kRowsPass<__half, 4> == kBKv<__half> &&
+                  kBwPasses<float, 4> * kRowsPass<float, 4> == kBKv<float>,
               "whole passes fill a slice");
 
 // Rows k, columns (r, s, c), reduction (n, p, q); float32 partials (splits, K, Cg·R·S).
@@ -81,27 +82,31 @@ __global__ void __launch_bounds__(kThreadsV, 2)
     constexpr int kRowThreads = kRowVecs<T> / kVpt;
     const int row = threadIdx.x / kRowThreads, vec = threadIdx.x % kRowThreads * kVpt;
     const int m = m0 + vec * kVec<T>;
-    const bool m_ok = m < pb.rows();  // kVpt 2: rows() a multiple of 2 vectors
+    const bool m_ok = m < pb.rows();  // kVpt 4: rows() a multiple of 4 vectors
     const T* a = pb.dy + int64_t(pb.grp) * pb.rows() + m;
-    const BwColumn col = bw_column(g, pb.grp, j0 + vec * kVec<T>);  // kVpt 2: one (r, s)
+    const BwColumn col = bw_column(g, pb.grp, j0 + vec * kVec<T>);  // kVpt 4: one (r, s)
     Acc<T> acc[kWMv][kWNv];
     zero<T>(acc);
     const Walk step = walk_at(kBKv<T>, g.P, g.Q);
     Walk k[kN];
+    int64_t a_src[kN];  // A's row k[i].d: byte address, kBKv rows further each slice
 #pragma unroll
-    for (int i = 0; i < kN; ++i) k[i] = walk_at(d_begin + row + kPass * i, g.P, g.Q);
+    for (int i = 0; i < kN; ++i) {
+      k[i] = walk_at(d_begin + row + kPass * i, g.P, g.Q);
+      a_src[i] = int64_t(reinterpret_cast<uintptr_t>(a + int64_t(k[i].d) * g.K));
+    }
+    const int64_t a_step = int64_t(kBKv<T>) * g.K * int64_t(sizeof(T));
     auto fetch = [&](T* As) {  // the slice at k into As (BK, kLdW) and Bs (BK, kLdW) after it
 #pragma unroll
       for (int i = 0; i < kN; ++i) {
         const bool valid = k[i].d < d_end;
         const int at = (row + kPass * i) * kLdW<T> + vec * kVec<T>;
-        const int64_t src = int64_t(reinterpret_cast<uintptr_t>(a + int64_t(k[i].d) * g.K));
         const int h0 = k[i].s * g.sh - g.ph, w0 = k[i].c * g.sw - g.pw;
         const bool ok = valid & col.ok & in(h0 + col.h, g.H) & in(w0 + col.w, g.W);
         const T* b = pb.x + ((int64_t(k[i].r) * g.H + h0) * g.W + w0) * g.C + col.off;
 #pragma unroll
         for (int v = 0; v < kVpt; ++v) {
-          copy16(As + at + v * kVec<T>, src + 16 * v, valid & m_ok);
+          copy16(As + at + v * kVec<T>, a_src[i] + 16 * v, valid & m_ok);
           copy16(As + kTile + at + v * kVec<T>, int64_t(reinterpret_cast<uintptr_t>(b)) + 16 * v,
                  ok);
         }
@@ -110,18 +115,26 @@ __global__ void __launch_bounds__(kThreadsV, 2)
     fetch(tiles);
     wait_copies();
     __syncthreads();
-    for (int d0 = d_begin, buf = 0; d0 < d_end; d0 += kBKv<T>, buf ^= 1) {
+    const T* a_warp = tiles + wm;          // the warp's first column of As (buffer 0)
+    const T* b_warp = tiles + kTile + wn;  // and of Bs
+    // One slice from buffer kBuf, the next one's copies into the other first; false at the end.
+    auto slice = [&](int d0, auto buffer) {
+      constexpr int kBuf = decltype(buffer)::value;
       const bool more = d0 + kBKv<T> < d_end;
       if (more) {  // the next slice's copies, in flight during this slice's mma_sync
 #pragma unroll
-        for (int i = 0; i < kN; ++i) advance(k[i], step, g.P, g.Q);
-        fetch(tiles + (buf ^ 1) * kSlice);
+        for (int i = 0; i < kN; ++i) advance(k[i], step, g.P, g.Q), a_src[i] += a_step;
+        fetch(tiles + (kBuf ^ 1) * kSlice);
       }
-      const T* As = tiles + buf * kSlice;
-      multiply_slice<T, kBKv<T>, SliceLayout<1, kLdW<T>, 1, kLdW<T>>>(As, As + kTile, wm, wn, acc);
+      multiply_slice_at<T, kBKv<T>, SliceLayout<1, kLdW<T>, 1, kLdW<T>>, kBuf * kSlice>(
+          a_warp, b_warp, acc);
       wait_copies();
       __syncthreads();  // the next slice is in; every warp is done with this one
-    }
+      return more;
+    };
+    if (d_begin < d_end)
+      for (int d0 = d_begin; slice(d0, std::integral_constant<int, 0>()); d0 += 2 * kBKv<T>)
+        if (!slice(d0 + kBKv<T>, std::integral_constant<int, 1>())) break;
     float* scratch = reinterpret_cast<float*>(smem) + warp * 16 * kLdS;
     store_tile<T>(pb, scratch, acc, m0 + wm, j0 + wn, split);
   } else {
@@ -160,8 +173,8 @@ void backward_weight_nhwc(float* partial, const T* dout, const T* inp, const Con
   static_assert(smem <= 48 * 1024 && kThreadsV / 32 * 16 * kLdS * 4 <= smem, "smem");
   const dim3 grid{unsigned(gx), unsigned(gy), unsigned(gz)};
   const NhwcBackwardWeight<T> pb{partial, dya, xa, g, 0};
-  if ((g.K / g.G) % (2 * kVec<T>) == 0 && (g.C / g.G) % (2 * kVec<T>) == 0) {
-    LAUNCH((conv2d_wmma_nhwc_bw_kernel<T, 2>), grid, kThreadsV, smem, stream)(pb, g.G, chunk);
+  if ((g.K / g.G) % (4 * kVec<T>) == 0 && (g.C / g.G) % (4 * kVec<T>) == 0) {
+    LAUNCH((conv2d_wmma_nhwc_bw_kernel<T, 4>), grid, kThreadsV, smem, stream)(pb, g.G, chunk);
   } else {
     LAUNCH((conv2d_wmma_nhwc_bw_kernel<T, 1>), grid, kThreadsV, smem, stream)(pb, g.G, chunk);
   }

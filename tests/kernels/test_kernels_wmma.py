@@ -372,3 +372,11 @@ def test_conv2d_tf32_nhwc_whole_tap_slices(device, case, monkeypatch):
     assert nhwc_launches(device) - before == 3
     for have, want in zip(got, references(g, x, w, dy)):
         np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@devices
+@pytest.mark.parametrize("splits", [2, 5])
+def test_conv2d_half_nhwc_backward_weight_deep_copies_splits(device, splits):
+    # K/G = 64, C/G = 32: 64-byte copies a thread; N·P·Q = 36 in chunks of one 32-row slice: a
+    # partial split, and with 5 splits three empty ones
+    assert checked_passes(device, geometry(TAP[0]), F16, 95, splits=splits) == 3
