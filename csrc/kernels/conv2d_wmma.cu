@@ -30,8 +30,8 @@
 //      operands converted to channels-last in a workspace, 16-byte vectors copied straight into
 //      shared memory (cp.async on sm_80+; a load and a store on the emulator and older GPUs), the
 //      kernel of version 2 (the NCHW gather) kept for the other channel counts (the RGB stem).
-//      Not yet done: warp tiles larger than 64 x 32 (the register budget of 2 blocks/SM) and TF32
-//      forward / backward data on NHWC (conv2d.cu does not pass them its workspace yet).
+//   4. (now) NHWC kernels of 4 warps with 64 x 64 warp tiles (128 threads), 128-byte one-tap slices
+//      where the channels allow, fragments read at constant offsets (conv2d_wmma_nhwc.cuh).
 //
 // Buffers: x, dx (N, C, H, W); w, dw (K, C/G, R, S); y, dy (N, K, P, Q); bias (K,), all T; the
 // backward-weight workspace is float32 (splits, K, C/G·R·S) whatever T is.
