@@ -7,7 +7,7 @@ For every kernel of csrc/kernels/*.cu: registers, spills and stack (``nvcc -Xptx
 memory (static, plus the dynamic amount its launcher asks for), and from those the theoretical
 blocks per SM and occupancy on an H100/H200 (65536 registers, 228 KB shared memory of which 1 KB is
 reserved per block, 2048 threads and 32 blocks per SM; registers are allocated per warp in units of
-256). Every minicnn launcher starts 256 threads a block.
+256). The launchers start 256 threads a block (the tensor-core NHWC kernels 128).
 
 For the conv GEMM kernels (versions 2 and 3) also the main loop's instruction mix, read from the
 SASS (``cuobjdump -sass``), per iteration of the main loop: the loop (a backward branch and the
@@ -19,7 +19,12 @@ not unrolled), which counts 8 times. Reported: FFMA share, LDS.128 and LDS, LDG,
 For the tensor-core conv (version 4: conv2d_wmma_kernel, the NCHW gather, and
 conv2d_wmma_nhwc_kernel / conv2d_wmma_nhwc_bw_kernel, the NHWC path) the same, with HMMA
 (the tensor-core instruction; one m16n16k16 wmma::mma_sync is two HMMA.16816 on sm_90) in place of
-FFMA: the loop with the most HMMA per iteration, and its HMMA share.
+FFMA: the loop with the most HMMA per iteration, and its HMMA share. The NHWC kernels' main loop
+is unrolled by 2 (two slices, one per shared buffer, per iteration), and they start 128 threads a
+block.
+
+--loop REGEX prints the main loop's SASS of the kernels whose demangled name matches REGEX
+(e.g. --loop 'nhwc_kernel<__half, .*Forward'), to see where the non-HMMA instructions go.
 
 --check exits 1 unless the static targets of issue 11 hold for the float 128 tile of version 3 in
 all three passes: main loop >= 75% FFMA, no spills, >= 2 blocks per SM.
@@ -188,8 +193,9 @@ def dynamic_smem(name: str) -> int:
         return 32 * size  # block_sum's scratch
     if "conv2d_wmma_kernel" in name:  # 2 slices of A (128, 16 + 8) and B (16, 128 + 8), 2 tables
         return 2 * (128 * 24 + 16 * 136) * (4 if "<float" in name else 2) + 2 * 128 * 16
-    if "conv2d_wmma_nhwc_kernel" in name:  # 2 slices of A and B, (128, 64 + 16 bytes) each
-        return 2 * 2 * 128 * 80
+    if m := re.search(r"conv2d_wmma_nhwc_kernel<.*, (\d)>\(", name):
+        # 2 slices of A and B, (128, depth + 16 bytes) each: 128-byte slices for kTpr 2, else 64
+        return 2 * 2 * 128 * ((128 if m.group(1) == "2" else 64) + 16)
     if "conv2d_wmma_nhwc_bw_kernel" in name:  # 2 slices of A and B, (64 bytes, 128 + 16 bytes)
         size = 4 if "<float" in name else 2
         return 2 * 2 * (64 // size) * (128 + 16 // size) * size
@@ -253,7 +259,16 @@ def demangle(names: list[str]) -> dict[str, str]:
     return dict(zip(names, out)) if len(out) == len(names) else {n: n for n in names}
 
 
-def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
+def print_loop(label: str, code: list[tuple[int, str, str]], loop: dict) -> None:
+    """The main loop's SASS, one instruction a line, under the kernel's label."""
+    first, last = (int(a, 16) for a in loop["span"].split("-"))
+    print(f"--- {label}: main loop {loop['span']}")
+    for address, op, operands in code:
+        if first <= address <= last:
+            print(f"  {address:05x}  {op} {operands}")
+
+
+def analyse(arch: str, sources: list[str], jobs: int, show_loop: str = "") -> list[Kernel]:
     cuobjdump = tool("cuobjdump")
     if not shutil.which("nvcc"):
         sys.exit("bench_sass.py: nvcc not found")
@@ -278,6 +293,8 @@ def analyse(arch: str, sources: list[str], jobs: int) -> list[Kernel]:
                     k.loop = main_loop(sass.get(mangled, []))
                 if "wmma" in k.name:
                     k.loop = main_loop(sass.get(mangled, []), "hmma")
+                if show_loop and re.search(show_loop, k.name) and k.loop:
+                    print_loop(short(k.name), sass.get(mangled, []), k.loop)
                 kernels.append(k)
     return kernels
 
@@ -404,18 +421,21 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--check", action="store_true", help="exit 1 unless the static targets hold")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--loop", default="", metavar="REGEX", help="print the main loop's SASS of these kernels"
+    )
     args = ap.parse_args(argv)
     sources = [
         s
         for s in sorted(glob.glob(os.path.join(ROOT, "csrc/kernels/*.cu")))
         if args.match in os.path.basename(s) and not s.endswith("selftest.cu")
     ]
-    kernels = analyse(args.arch, sources, args.jobs)
+    kernels = analyse(args.arch, sources, args.jobs, args.loop)
     conv = ("implicit_gemm", "wmma_kernel", "wmma_nhwc")
     shown = [k for k in kernels if any(c in k.name for c in conv)] if args.conv_only else kernels
     print(
         f"sm_{args.arch}: {len(kernels)} kernels; blocks/SM and occupancy for an H100/H200 at "
-        f"{THREADS} threads a block\n"
+        f"{THREADS} threads a block (NHWC tensor-core kernels: 128)\n"
     )
     print(table(shown))
     if args.json:
