@@ -1,7 +1,8 @@
 // Batch normalization for the "cpu" device: per-channel passes over x (N, C, L), L = H*W, on the
-// thread pool with whole channels per task (a channel's N*L values then stay in this core's cache
-// for the passes that follow, and one task does every pass of its channels: no barrier between
-// the statistics and the normalise pass, or between the gradient sums and dx).
+// thread pool with a block of whole channels per task (their N*L values each then stay in this
+// core's cache for the passes that follow, and one task does every pass of its channels: no
+// barrier between the statistics and the normalise pass, or between the gradient sums and dx).
+// A task walks its rows image by image (for_rows), in memory order.
 //
 //   batch_norm_forward   mean[c] = E[x], var[c] = E[(x - mean)²] over (N, L) (two passes, biased),
 //                        invstd = 1/sqrt(var + eps), then y = (x − mean)·scale + shift with
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "parallel.h"
 
@@ -93,34 +95,47 @@ struct LaneSums {
   }
 };
 
-// mean and biased variance of channel c, two passes over its N rows.
+// f(c, at) for the rows of channels [c0, c1), at = the row's offset: image by image, so a task
+// reads the contiguous span x[n, c0:c1] in order (the hardware prefetcher follows it; a channel's
+// rows alone are C·L values apart), and each channel still sees its rows in the order n = 0, 1, …
+template <typename F>
+inline void for_rows(int64_t c0, int64_t c1, int64_t N, int64_t C, int64_t L, const F& f) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = c0; c < c1; ++c) f(c, (n * C + c) * L);
+}
+
+// mean and biased variance of channels [c0, c1), two passes over their rows.
 template <typename T>
-void channel_moments(const T* x, int64_t c, int64_t N, int64_t C, int64_t L, T* mean, T* var) {
+void block_moments(const T* x, int64_t c0, int64_t c1, int64_t N, int64_t C, int64_t L, T* mean,
+                   T* var) {
   const double M = static_cast<double>(N * L);
-  LaneSums<T> sum;
-  for (int64_t n = 0; n < N; ++n) {
-    const T* row = x + (n * C + c) * L;
-    sum.row(L, [row](int64_t l, auto& a, auto&) {
+  std::vector<LaneSums<T>> acc(c1 - c0);
+  for_rows(c0, c1, N, C, L, [&](int64_t c, int64_t at) {
+    const T* row = x + at;
+    acc[c - c0].row(L, [row](int64_t l, auto& a, auto&) {
       std::decay_t<decltype(a)> v;
       load(&v, row + l);
       a += v;
     });
+  });
+  for (int64_t c = c0; c < c1; ++c) {
+    acc[c - c0].flush();
+    mean[c] = static_cast<T>(acc[c - c0].s1 / M);
+    acc[c - c0] = LaneSums<T>();
   }
-  sum.flush();
-  const T m = static_cast<T>(sum.s1 / M);
-  LaneSums<T> sq;
-  for (int64_t n = 0; n < N; ++n) {
-    const T* row = x + (n * C + c) * L;
-    sq.row(L, [row, m](int64_t l, auto& a, auto&) {
+  for_rows(c0, c1, N, C, L, [&](int64_t c, int64_t at) {
+    const T *row = x + at, m = mean[c];
+    acc[c - c0].row(L, [row, m](int64_t l, auto& a, auto&) {
       std::decay_t<decltype(a)> v;
       load(&v, row + l);
       v -= m;
       a += v * v;
     });
+  });
+  for (int64_t c = c0; c < c1; ++c) {
+    acc[c - c0].flush();
+    var[c] = static_cast<T>(acc[c - c0].s1 / M);
   }
-  sq.flush();
-  *mean = m;
-  *var = static_cast<T>(sq.s1 / M);
 }
 
 // out[l] = (in[l] − m) · a + s over one row, clamped at 0 when relu.
@@ -132,20 +147,21 @@ inline void affine_row(const T* in, T m, T a, T s, T* out, int64_t L, bool relu)
   }
 }
 
-// Training forward: statistics (mean, var, invstd out, (C,) each), then y, per channel.
-// weight and bias may be null (1 and 0).
+// Training forward: statistics (mean, var, invstd out, (C,) each), then y, per block of
+// channels. weight and bias may be null (1 and 0).
 template <typename T>
 void batch_norm_forward(const T* x, const T* weight, const T* bias, double eps, T* y, T* mean,
                         T* var, T* invstd, int64_t N, int64_t C, int64_t L, bool relu) {
   parallel_for(C, channel_grain(N, L), [&](int64_t c0, int64_t c1) {
+    block_moments(x, c0, c1, N, C, L, mean, var);
+    std::vector<T> scale(c1 - c0);
     for (int64_t c = c0; c < c1; ++c) {
-      channel_moments(x, c, N, C, L, &mean[c], &var[c]);
-      const T inv = T(1) / std::sqrt(var[c] + static_cast<T>(eps));
-      const T a = weight ? weight[c] * inv : inv, s = bias ? bias[c] : T(0);
-      invstd[c] = inv;
-      for (int64_t n = 0; n < N; ++n)
-        affine_row(x + (n * C + c) * L, mean[c], a, s, y + (n * C + c) * L, L, relu);
+      invstd[c] = T(1) / std::sqrt(var[c] + static_cast<T>(eps));
+      scale[c - c0] = weight ? weight[c] * invstd[c] : invstd[c];
     }
+    for_rows(c0, c1, N, C, L, [&](int64_t c, int64_t at) {
+      affine_row(x + at, mean[c], scale[c - c0], bias ? bias[c] : T(0), y + at, L, relu);
+    });
   });
 }
 
@@ -162,35 +178,27 @@ void channel_affine(const T* x, const T* center, const T* scale, const T* shift,
   });
 }
 
-// Σ dy and Σ dy·(x − m) over channel c's rows, dy read through the mask when one is given.
+// Adds one row's dy and dy·(x − m) to acc, dy read through the mask when one is given.
 template <typename T>
-void channel_grad_sums(const T* dout, const T* x, const T* mask, T m, int64_t c, int64_t N,
-                       int64_t C, int64_t L, double* s, double* sx) {
-  LaneSums<T> acc;
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t at = (n * C + c) * L;
-    const T *dy = dout + at, *in = x + at, *mk = mask ? mask + at : nullptr;
-    if (mk) {
-      acc.row(L, [dy, in, mk, m](int64_t l, auto& a, auto& b) {
-        using U = std::decay_t<decltype(a)>;
-        U v, on, xv;
-        load(&v, dy + l), load(&on, mk + l), load(&xv, in + l);
-        const U d = on <= U{} ? U{} : v;  // a select of both, branch-free
-        a += d;
-        b += d * (xv - m);
-      });
-    } else {
-      acc.row(L, [dy, in, m](int64_t l, auto& a, auto& b) {
-        using U = std::decay_t<decltype(a)>;
-        U d, xv;
-        load(&d, dy + l), load(&xv, in + l);
-        a += d;
-        b += d * (xv - m);
-      });
-    }
+inline void grad_sums_row(const T* dy, const T* in, const T* mk, T m, int64_t L, LaneSums<T>* acc) {
+  if (mk) {
+    acc->row(L, [dy, in, mk, m](int64_t l, auto& a, auto& b) {
+      using U = std::decay_t<decltype(a)>;
+      U v, on, xv;
+      load(&v, dy + l), load(&on, mk + l), load(&xv, in + l);
+      const U d = on <= U{} ? U{} : v;  // a select of both, branch-free
+      a += d;
+      b += d * (xv - m);
+    });
+  } else {
+    acc->row(L, [dy, in, m](int64_t l, auto& a, auto& b) {
+      using U = std::decay_t<decltype(a)>;
+      U d, xv;
+      load(&d, dy + l), load(&xv, in + l);
+      a += d;
+      b += d * (xv - m);
+    });
   }
-  acc.flush();
-  *s = acc.s1, *sx = acc.s2;
 }
 
 // dx of one row: a·dy' + k·(x − m) + d, dy' = dy · [mask > 0] (mask may be null); a·dy' alone
@@ -213,29 +221,33 @@ inline void backward_row(const T* dy, const T* in, const T* mk, T a, T k, T m, T
   }
 }
 
-// dx, sum_dy_xhat (dweight) and sum_dy (dbias), per channel; weight may be null. training: dx
-// through the batch statistics; else dx = weight · invstd · dy.
+// dx, sum_dy_xhat (dweight) and sum_dy (dbias), per block of channels; weight may be null.
+// training: dx through the batch statistics; else dx = weight · invstd · dy.
 template <typename T>
 void batch_norm_backward(const T* dout, const T* x, const T* mask, const T* mean, const T* invstd,
                          const T* weight, T* dx, T* sum_dy, T* sum_dy_xhat, int64_t N, int64_t C,
                          int64_t L, bool training) {
   const T inv_m = static_cast<T>(1.0 / static_cast<double>(N * L));
   parallel_for(C, channel_grain(N, L), [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const T m = mean[c], g = weight ? weight[c] * invstd[c] : invstd[c];
-      double s = 0, sx = 0;
-      channel_grad_sums(dout, x, mask, m, c, N, C, L, &s, &sx);
-      sum_dy[c] = static_cast<T>(s);
-      sum_dy_xhat[c] = static_cast<T>(sx * invstd[c]);
-      // dx = g·dy − g·mean(dy) − g·invstd·mean(dy·xhat)·(x − mean) = a·dy + k·(x − m) + d
-      const T k = training ? -g * invstd[c] * sum_dy_xhat[c] * inv_m : T(0);
-      const T d = training ? -g * sum_dy[c] * inv_m : T(0);
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t at = (n * C + c) * L;
-        backward_row(dout + at, training ? x + at : nullptr, mask ? mask + at : nullptr, g, k, m, d,
-                     dx + at, L);
-      }
+    std::vector<LaneSums<T>> acc(c1 - c0);
+    for_rows(c0, c1, N, C, L, [&](int64_t c, int64_t at) {
+      grad_sums_row(dout + at, x + at, mask ? mask + at : nullptr, mean[c], L, &acc[c - c0]);
+    });
+    std::vector<T> g(c1 - c0), k(c1 - c0), d(c1 - c0);
+    for (int64_t c = c0, i = 0; c < c1; ++c, ++i) {
+      acc[i].flush();
+      sum_dy[c] = static_cast<T>(acc[i].s1);
+      sum_dy_xhat[c] = static_cast<T>(acc[i].s2 * invstd[c]);
+      // dx = g·dy − g·mean(dy) − g·invstd·mean(dy·xhat)·(x − mean) = g·dy + k·(x − m) + d
+      g[i] = weight ? weight[c] * invstd[c] : invstd[c];
+      k[i] = training ? -g[i] * invstd[c] * sum_dy_xhat[c] * inv_m : T(0);
+      d[i] = training ? -g[i] * sum_dy[c] * inv_m : T(0);
     }
+    for_rows(c0, c1, N, C, L, [&](int64_t c, int64_t at) {
+      const int64_t i = c - c0;
+      backward_row(dout + at, training ? x + at : nullptr, mask ? mask + at : nullptr, g[i], k[i],
+                   mean[c], d[i], dx + at, L);
+    });
   });
 }
 
