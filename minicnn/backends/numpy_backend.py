@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
-from . import _np_conv, _np_norm, _np_pool
+from . import _malloc, _np_conv, _np_norm, _np_pool  # noqa: F401 (_malloc: glibc settings)
 from ._cpp import cpp_kernel, load_cpu_extension
 from ._fused import ComposedBatchNormReLU
 from ._lowp import accept_half
