@@ -2,7 +2,8 @@
 // the version-3 GEMM kernel (conv2d_v3.cuh) runs. A problem says, for one thread, where its loads
 // of A (one row) and B (one column) are for its reduction position, how that position advances by
 // one slice, and where an output element goes. Its Block is what the grid's z index selects: group,
-// split of the reduction and (backward data) output phase.
+// split of the reduction and (backward data) output phase. The kernel counts the reduction steps
+// `left` in the block's range from the thread's position (steps_left); fetch loads 0 past them.
 #pragma once
 
 #include <stdint.h>
@@ -106,11 +107,12 @@ struct TapWalk {
 };
 
 // What the grid's z index selects: the block's GEMM rows and columns, its output rows' extents
-// (n, a, b), its reduction range and where its output goes (group, split and phase folded in).
+// (n, a, b), its reduction range, its group and where its output goes (group, split and phase
+// folded in).
 template <class T>
 struct BlockBase {
   int64_t rows, d_begin, d_end;
-  int cols, A, B;
+  int cols, A, B, grp;
   T* dst;
   __device__ void range(int64_t chunk, int split, int64_t depth) {
     d_begin = split * chunk;
@@ -152,13 +154,13 @@ struct ForwardV3 : ConvShape {
   struct State {
     const T* x;  // this thread's A row: image n, channel grp·Cg
     int w;  // this thread's B column: the offset of output channel k's weights (K·Cg·R·S < 2^31)
-    int h0, w0, left;
+    int h0, w0;
     TapWalk t;
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
     const int grp = int(z % unsigned(g.G)), split = int(z / unsigned(g.G));
-    b.rows = g.N * PQ, b.cols = Kg, b.A = g.P, b.B = g.Q;
+    b.grp = grp, b.rows = g.N * PQ, b.cols = Kg, b.A = g.P, b.B = g.Q;
     b.range(chunk, split, int64_t(RS) * Cg);
     b.dst = out + (int64_t(split) * g.N * g.K + int64_t(grp) * Kg) * PQ;
     b.bias = bias ? bias + grp * Kg : nullptr;
@@ -167,22 +169,17 @@ struct ForwardV3 : ConvShape {
   __device__ State start(const Block& b, int64_t m, int64_t k, int64_t d) const {
     State s;
     const RowPos o = decode_row(m < b.rows ? m : 0, g.P, g.Q);
-    const int grp = int(blockIdx.z % unsigned(g.G));
-    s.x = inp + (o.n * g.C + int64_t(grp) * Cg) * HW;
+    s.x = inp + (o.n * g.C + int64_t(b.grp) * Cg) * HW;
     s.h0 = o.a * g.sh - g.ph, s.w0 = o.b * g.sw - g.pw;
-    s.w = (grp * Kg + (k < b.cols ? int(k) : 0)) * Cg * RS;
-    s.left = steps_left(d, b.d_end);
+    s.w = (b.grp * Kg + (k < b.cols ? int(k) : 0)) * Cg * RS;
     s.t.start(d, Cg, g.S);
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const {
-    s.left -= kBK;
-    s.t.advance(Cg, g.S);
-  }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
+  __device__ __forceinline__ void advance(State& s, const Block&) const { s.t.advance(Cg, g.S); }
+  __device__ __forceinline__ void fetch(const State& s, const Block&, int left, T (&ra)[L],
                                         T (&rb)[L]) const {
     if constexpr (kLanes) {
-      const bool in = s.left > 0;  // all L or none: depth and d are multiples of L
+      const bool in = left > 0;  // all L or none: depth and d are multiples of L
       const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
       const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
       // in one image: C·H·W < 2^31 (the launcher checks)
@@ -196,7 +193,7 @@ struct ForwardV3 : ConvShape {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // channels not a multiple of L (the RGB stem): one by one
         const TapWalk t = s.t.plus(l, Cg, g.S);
-        const bool in = l < s.left;
+        const bool in = l < left;
         const int h = s.h0 + t.r * g.dh, w = s.w0 + t.s * g.dw;
         const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
         ra[l] = a_ok ? __ldg(s.x + (t.c * HW + h * g.W + w)) : T(0);
@@ -243,7 +240,7 @@ struct BackwardDataV3 : ConvShape {
     const T* dy;  // dout[n, grp·Kg]
     int w;        // the offset of weight[grp·Kg, c, r0, s0] (K·Cg·R·S < 2^31)
     int pi, qj;   // the dout pixel of tap (0, 0): (i + p0, j + q0)
-    int Sv, left;
+    int Sv;
     TapWalk t;  // (c, r, s) = (k, tr, ts)
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
@@ -254,7 +251,7 @@ struct BackwardDataV3 : ConvShape {
     b.A = (g.H - hr + g.sh - 1) / g.sh, b.B = (g.W - wr + g.sw - 1) / g.sw;
     b.tr.find(hr, g.ph, g.dh, g.sh, g.R, rstep);
     b.ts.find(wr, g.pw, g.dw, g.sw, g.S, sstep);
-    b.rows = g.N * b.A * b.B, b.cols = Cg;
+    b.grp = grp, b.rows = g.N * b.A * b.B, b.cols = Cg;
     b.range(chunk, split, int64_t(b.tr.count) * b.ts.count * Kg);
     b.dst = dinp + (int64_t(split) * g.N * g.C + int64_t(grp) * Cg) * HW + hr * g.W + wr;
     return b;
@@ -262,23 +259,18 @@ struct BackwardDataV3 : ConvShape {
   __device__ State start(const Block& b, int64_t m, int64_t c, int64_t d) const {
     State s;
     const RowPos o = decode_row(m < b.rows ? m : 0, b.A, b.B);
-    const int grp = int(blockIdx.z % unsigned(g.G));
-    s.dy = dout + (o.n * g.K + int64_t(grp) * Kg) * PQ;
+    s.dy = dout + (o.n * g.K + int64_t(b.grp) * Kg) * PQ;
     s.pi = o.a + b.tr.p0, s.qj = o.b + b.ts.p0;
-    s.w = (grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
+    s.w = (b.grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
     s.Sv = b.ts.count > 0 ? b.ts.count : 1;
-    s.left = steps_left(d, b.d_end);
     s.t.start(d, Kg, s.Sv);
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const {
-    s.left -= kBK;
-    s.t.advance(Kg, s.Sv);
-  }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
+  __device__ __forceinline__ void advance(State& s, const Block&) const { s.t.advance(Kg, s.Sv); }
+  __device__ __forceinline__ void fetch(const State& s, const Block&, int left, T (&ra)[L],
                                         T (&rb)[L]) const {
     if constexpr (kLanes) {
-      const bool in = s.left > 0;
+      const bool in = left > 0;
       const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
       const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
       // in one image: K·P·Q < 2^31 (the launcher checks); weights: K·Cg·R·S < 2^31
@@ -289,7 +281,7 @@ struct BackwardDataV3 : ConvShape {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // Kg not a multiple of L: one by one
         const TapWalk t = s.t.plus(l, Kg, s.Sv);
-        const bool in = l < s.left;
+        const bool in = l < left;
         const int p = s.pi - t.r * pstep, q = s.qj - t.s * qstep;
         const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
         ra[l] = a_ok ? __ldg(s.dy + (t.c * PQ + p * g.Q + q)) : T(0);
@@ -333,37 +325,34 @@ struct BackwardWeightV3 : ConvShape {
   using Block = BlockBase<T>;
   struct State {
     PixelWalk<T> t;  // dy = dout[n, grp·Kg + k], x = x[n, grp·Cg + c]
-    int h0, w0, left;
+    int h0, w0;
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
     const int grp = int(z % unsigned(g.G)), split = int(z / unsigned(g.G));
-    b.rows = Kg, b.cols = Cg * RS, b.A = 1, b.B = Kg;
+    b.grp = grp, b.rows = Kg, b.cols = Cg * RS, b.A = 1, b.B = Kg;
     b.range(chunk, split, g.N * PQ);
     b.dst = partial + (int64_t(split) * g.K + int64_t(grp) * Kg) * Cg * RS;
     return b;
   }
   __device__ State start(const Block& b, int64_t k, int64_t j, int64_t d) const {
     State s;
-    const int grp = int(blockIdx.z % unsigned(g.G));
     const int jj = j < b.cols ? int(j) : 0, c = jj / RS, rs = jj - c * RS, r = rs / g.S;
     s.h0 = r * g.dh - g.ph, s.w0 = (rs - r * g.S) * g.dw - g.pw;
-    s.left = steps_left(d, b.d_end);
     const int64_t n = d / PQ;  // once per thread
     const int pq = int(d - n * PQ);
     s.t.p = pq / g.Q, s.t.q = pq - s.t.p * g.Q;
-    s.t.dy = dout + (n * g.K + int64_t(grp) * Kg + (k < b.rows ? k : 0)) * PQ;
-    s.t.x = inp + (n * g.C + int64_t(grp) * Cg + c) * HW;
+    s.t.dy = dout + (n * g.K + int64_t(b.grp) * Kg + (k < b.rows ? k : 0)) * PQ;
+    s.t.x = inp + (n * g.C + int64_t(b.grp) * Cg + c) * HW;
     return s;
   }
   __device__ __forceinline__ void advance(State& s, const Block&) const {
-    s.left -= kBK;
     s.t.advance(kBK, g, dy_image, x_image);
   }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
+  __device__ __forceinline__ void fetch(const State& s, const Block&, int left, T (&ra)[L],
                                         T (&rb)[L]) const {
-    if constexpr (kLanes) {        // Q % L == 0: the L pixels lie in one row of one image
-      const bool in = s.left > 0;  // all L or none: P·Q and d are multiples of L
+    if constexpr (kLanes) {      // Q % L == 0: the L pixels lie in one row of one image
+      const bool in = left > 0;  // all L or none: P·Q and d are multiples of L
       const T* pa = s.t.dy + s.t.p * g.Q + s.t.q;
       const bool a_ok = in;
       if (dy_vec && a_ok) {
@@ -389,7 +378,7 @@ struct BackwardWeightV3 : ConvShape {
 #pragma unroll
       for (int l = 0; l < L; ++l) {
         if (l > 0) t.advance(1, g, dy_image, x_image);
-        const bool in = l < s.left;
+        const bool in = l < left;
         ra[l] = in ? __ldg(t.dy + t.p * g.Q + t.q) : T(0);
         const int h = t.p * g.sh + s.h0, w = t.q * g.sw + s.w0;
         rb[l] = in && inside(h, g.H) && inside(w, g.W) ? __ldg(t.x + h * g.W + w) : T(0);
