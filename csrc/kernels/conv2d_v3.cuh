@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Problem::T) == 4 ? 2
   typename Problem::State st = pb.start(first, m0 + li, j0 + li, first.d_begin + dl);
   int left = steps_left(first.d_begin + dl, first.d_end);  // this thread's steps in the range
   T ra[L], rb[L];
-  pb.fetch(st, first, left, ra, rb);
+  pb.fetch(st, left, ra, rb);
   auto stash = [&](int stage) {  // this thread's loads into stage 0 or STAGE
     T* const at = smem + stage + dl * LD + li;
     for (int l = 0; l < L; ++l) at[l * LD] = ra[l], at[(kBK + l) * LD] = rb[l];
@@ -77,8 +77,8 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Problem::T) == 4 ? 2
     const bool more = slices > 1;
     if (more) {  // the next slice's global loads, in flight during this slice's math
       left -= kBK;
-      pb.advance(st, first);
-      pb.fetch(st, first, left, ra, rb);
+      pb.advance(st);
+      pb.fetch(st, left, ra, rb);
     }
 #pragma unroll
     for (int l = 0; l < kBK; ++l) {

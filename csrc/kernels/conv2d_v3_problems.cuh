@@ -79,29 +79,29 @@ __device__ __forceinline__ void step_row(RowPos& o, int A, int B) {
   }
 }
 
-// The walk over filter taps and channels, reduction index d = (r S + s) Cc + c, stepped by BK.
+// The walk over filter taps and channels, reduction index d = (r S + s) Cc + c (Cc channels a tap,
+// S taps a filter row), stepped by BK.
 struct TapWalk {
-  int c, r, s;
-  __device__ void start(int64_t d, int Cc, int S) {
+  int c, r, s, Cc, S;
+  __device__ void start(int64_t d, int channels, int taps_per_row) {
+    Cc = channels, S = taps_per_row;
     const int di = int(d);  // d < Cc·R·S, an int (conv2d_check)
     const int rs = di / Cc;
     c = di - rs * Cc, r = rs / S, s = rs - r * S;
   }
-  __device__ __forceinline__ void advance(int Cc, int S) {
-    c += kBK;
+  // The position `by` <= BK steps further.
+  __device__ __forceinline__ void step(int by) {
+    c += by;
     while (c >= Cc) {
       c -= Cc;
       if (++s == S) s = 0, ++r;
     }
   }
+  __device__ __forceinline__ void advance() { step(kBK); }
   // The position `l` steps further (l < L): for the per-element path.
-  __device__ __forceinline__ TapWalk plus(int l, int Cc, int S) const {
+  __device__ __forceinline__ TapWalk plus(int l) const {
     TapWalk t = *this;
-    t.c += l;
-    while (t.c >= Cc) {
-      t.c -= Cc;
-      if (++t.s == S) t.s = 0, ++t.r;
-    }
+    t.step(l);
     return t;
   }
 };
@@ -129,6 +129,14 @@ inline ConvShape conv_shape(const Conv2d& g) {
   return {g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
 }
 
+// Forward and backward data: their State's TapWalk `t` steps itself by one slice.
+struct TapProblem : ConvShape {
+  template <class State>
+  __device__ __forceinline__ void advance(State& s) const {
+    s.t.advance();
+  }
+};
+
 // How many reduction steps are left from d: the walk's in-range test (launchers keep a split's
 // chunk under 2^31).
 __device__ __forceinline__ int steps_left(int64_t d, int64_t d_end) {
@@ -140,7 +148,7 @@ __device__ __forceinline__ bool inside(int i, int n) {
 
 // ---- forward: out (N·P·Q x Kg) = im2col(x) (N·P·Q x R·S·Cg) · w^T, reduction d = (r S + s) Cg + c
 template <class T_, int L, bool kLanes>
-struct ForwardV3 : ConvShape {
+struct ForwardV3 : TapProblem {
   using T = T_;
   T* out;           // (N, K, P, Q), or (splits, N, K, P, Q) partials (bias then nullptr)
   const T* inp;     // (N, C, H, W)
@@ -175,9 +183,7 @@ struct ForwardV3 : ConvShape {
     s.t.start(d, Cg, g.S);
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const { s.t.advance(Cg, g.S); }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, int left, T (&ra)[L],
-                                        T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, int left, T (&ra)[L], T (&rb)[L]) const {
     if constexpr (kLanes) {
       const bool in = left > 0;  // all L or none: depth and d are multiples of L
       const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
@@ -192,7 +198,7 @@ struct ForwardV3 : ConvShape {
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // channels not a multiple of L (the RGB stem): one by one
-        const TapWalk t = s.t.plus(l, Cg, g.S);
+        const TapWalk t = s.t.plus(l);
         const bool in = l < left;
         const int h = s.h0 + t.r * g.dh, w = s.w0 + t.s * g.dw;
         const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
@@ -223,9 +229,10 @@ struct PhaseTaps {
 // ---- backward data, one output phase (hr, wr) = (h mod sh, w mod sw) per block:
 //   dx[n, c, hr + sh i, wr + sw j] = Σ_{tr, ts, k} dout[n, k, i + p0 - tr pstep, j + q0 - ts qstep]
 //                                                  · w[k, c, r0 + tr rstep, s0 + ts sstep]
-// rows (n, i, j), columns c, reduction d = (tr Sv + ts) Kg + k over the phase's taps only.
+// rows (n, i, j), columns c, reduction d = (tr Sv + ts) Kg + k over the phase's taps only (Sv:
+// its column taps).
 template <class T_, int L, bool kLanes>
-struct BackwardDataV3 : ConvShape {
+struct BackwardDataV3 : TapProblem {
   using T = T_;
   T* dinp;                         // (N, C, H, W), or (splits, N, C, H, W) partials
   const T* dout;                   // (N, K, P, Q)
@@ -240,8 +247,7 @@ struct BackwardDataV3 : ConvShape {
     const T* dy;  // dout[n, grp·Kg]
     int w;        // the offset of weight[grp·Kg, c, r0, s0] (K·Cg·R·S < 2^31)
     int pi, qj;   // the dout pixel of tap (0, 0): (i + p0, j + q0)
-    int Sv;
-    TapWalk t;  // (c, r, s) = (k, tr, ts)
+    TapWalk t;    // (c, r, s) = (k, tr, ts), S = the phase's column taps
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
@@ -262,13 +268,10 @@ struct BackwardDataV3 : ConvShape {
     s.dy = dout + (o.n * g.K + int64_t(b.grp) * Kg) * PQ;
     s.pi = o.a + b.tr.p0, s.qj = o.b + b.ts.p0;
     s.w = (b.grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
-    s.Sv = b.ts.count > 0 ? b.ts.count : 1;
-    s.t.start(d, Kg, s.Sv);
+    s.t.start(d, Kg, b.ts.count > 0 ? b.ts.count : 1);
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const { s.t.advance(Kg, s.Sv); }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, int left, T (&ra)[L],
-                                        T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, int left, T (&ra)[L], T (&rb)[L]) const {
     if constexpr (kLanes) {
       const bool in = left > 0;
       const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
@@ -280,7 +283,7 @@ struct BackwardDataV3 : ConvShape {
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // Kg not a multiple of L: one by one
-        const TapWalk t = s.t.plus(l, Kg, s.Sv);
+        const TapWalk t = s.t.plus(l);
         const bool in = l < left;
         const int p = s.pi - t.r * pstep, q = s.qj - t.s * qstep;
         const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
@@ -346,11 +349,10 @@ struct BackwardWeightV3 : ConvShape {
     s.t.x = inp + (n * g.C + int64_t(b.grp) * Cg + c) * HW;
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const {
+  __device__ __forceinline__ void advance(State& s) const {
     s.t.advance(kBK, g, dy_image, x_image);
   }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, int left, T (&ra)[L],
-                                        T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, int left, T (&ra)[L], T (&rb)[L]) const {
     if constexpr (kLanes) {      // Q % L == 0: the L pixels lie in one row of one image
       const bool in = left > 0;  // all L or none: P·Q and d are multiples of L
       const T* pa = s.t.dy + s.t.p * g.Q + s.t.q;
