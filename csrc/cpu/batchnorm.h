@@ -85,8 +85,13 @@ struct LaneSums {
   template <typename F>
   void row(int64_t L, const F& term) {
     int64_t l = 0;
-    for (; l + kLanes <= L; l += kLanes)
-      for (int k = 0; k < kVectors; ++k) term(l + k * kPer, a[k], b[k]);
+    if (L >= kLanes) {  // the sums in locals (registers) for the main loop, not in *this
+      V ra[kVectors], rb[kVectors];
+      for (int k = 0; k < kVectors; ++k) ra[k] = a[k], rb[k] = b[k];
+      for (; l + kLanes <= L; l += kLanes)
+        for (int k = 0; k < kVectors; ++k) term(l + k * kPer, ra[k], rb[k]);
+      for (int k = 0; k < kVectors; ++k) a[k] = ra[k], b[k] = rb[k];
+    }
     int k = 0;
     for (; l + kPer <= L; l += kPer, ++k) term(l, a[k], b[k]);
     for (int i = 0; l < L; ++l, ++i) one(l, k * kPer + i, term);
@@ -94,6 +99,17 @@ struct LaneSums {
     if (count >= kFlushValues) flush();
   }
 };
+
+// f(c0, c1) for blocks of about kChannelValues values (whole channels) on the pool: a chunk of
+// the pool (many blocks at one thread) is still done block by block, so the passes after a
+// block's first find its values in cache.
+template <typename F>
+void channel_blocks(int64_t N, int64_t C, int64_t L, const F& f) {
+  const int64_t grain = channel_grain(N, L);
+  parallel_for(C, grain, [&](int64_t b, int64_t e) {
+    for (int64_t c0 = b; c0 < e; c0 += grain) f(c0, std::min(e, c0 + grain));
+  });
+}
 
 // f(c, at) for the rows of channels [c0, c1), at = the row's offset: image by image, so a task
 // reads the contiguous span x[n, c0:c1] in order (the hardware prefetcher follows it; a channel's
@@ -152,7 +168,7 @@ inline void affine_row(const T* in, T m, T a, T s, T* out, int64_t L, bool relu)
 template <typename T>
 void batch_norm_forward(const T* x, const T* weight, const T* bias, double eps, T* y, T* mean,
                         T* var, T* invstd, int64_t N, int64_t C, int64_t L, bool relu) {
-  parallel_for(C, channel_grain(N, L), [&](int64_t c0, int64_t c1) {
+  channel_blocks(N, C, L, [&](int64_t c0, int64_t c1) {
     block_moments(x, c0, c1, N, C, L, mean, var);
     std::vector<T> scale(c1 - c0);
     for (int64_t c = c0; c < c1; ++c) {
@@ -228,7 +244,7 @@ void batch_norm_backward(const T* dout, const T* x, const T* mask, const T* mean
                          const T* weight, T* dx, T* sum_dy, T* sum_dy_xhat, int64_t N, int64_t C,
                          int64_t L, bool training) {
   const T inv_m = static_cast<T>(1.0 / static_cast<double>(N * L));
-  parallel_for(C, channel_grain(N, L), [&](int64_t c0, int64_t c1) {
+  channel_blocks(N, C, L, [&](int64_t c0, int64_t c1) {
     std::vector<LaneSums<T>> acc(c1 - c0);
     for_rows(c0, c1, N, C, L, [&](int64_t c, int64_t at) {
       grad_sums_row(dout + at, x + at, mask ? mask + at : nullptr, mean[c], L, &acc[c - c0]);
