@@ -114,15 +114,20 @@ inline int64_t output_block(int64_t tasks, int64_t Kg) {
   return std::min(Kg, ceil_div(ceil_div(Kg, blocks), 16) * 16);
 }
 
-constexpr int64_t kMinBlockRows = 512;  // column rows per task where a layer is one panel
-constexpr int64_t kMaxBlocks = 4;       // each block adds a partial product to sum: few, long ones
+constexpr int64_t kMinBlockRows = 512;      // column rows per task where a layer is one panel...
+constexpr int64_t kMinBlockRowsWide = 256;  // ... of >= kPanelMinWidth columns (4x4 maps)
+constexpr int64_t kMaxBlocks = 4;  // each block adds a partial product to sum: few, long ones
 
 // Blocks of input channels for a layer whose columns fit one panel per group (the small maps of
 // the last stages: 16 images of 2x2 are 64 columns): cblocks x G tasks instead of G, each over
 // at least kMinBlockRows rows of the reduction.
-inline int64_t reduction_blocks(int64_t groups, int64_t panels, int64_t Cg, int64_t RS) {
+inline int64_t reduction_blocks(int64_t groups, int64_t panels, int64_t Cg, int64_t RS,
+                                int64_t columns) {
   if (panels != 1 || groups >= kMaxBlocks) return 1;
-  const int64_t most = std::max<int64_t>(1, Cg * RS / kMinBlockRows);
+  // Each block's partial costs a pass over (Kg, columns): 256-row blocks are at parity at one
+  // thread with 256 columns (DenseNet's 1x1 ->128 @4), 10-20% slower with 64 (@2).
+  const int64_t min_rows = columns >= kPanelMinWidth ? kMinBlockRowsWide : kMinBlockRows;
+  const int64_t most = std::max<int64_t>(1, Cg * RS / min_rows);
   return std::min({most, Cg, (kMaxBlocks + groups - 1) / groups});
 }
 
@@ -215,7 +220,9 @@ struct ForwardJob : ConvJob<T> {
     kblocks = ceil_div(g.K / g.G, kb);
   }
   // Layers whose columns are one panel per group are cut by input channels instead.
-  int64_t reduction_cut() const { return reduction_blocks(g.G, panels, g.C / g.G, g.R * g.S); }
+  int64_t reduction_cut() const {
+    return reduction_blocks(g.G, panels, g.C / g.G, g.R * g.S, columns);
+  }
   int64_t tasks() const override { return g.G * panels * kblocks; }
   void run(int64_t t, std::vector<T>& panel, std::vector<T>& out) const override {
     const int64_t Kg = g.K / g.G, grp = t / (panels * kblocks), j0 = t / kblocks % panels * width;
