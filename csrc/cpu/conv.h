@@ -48,7 +48,7 @@ void run_jobs(std::initializer_list<const ConvJob<T>*> jobs) {
   for (const ConvJob<T>* job : list)
     ends.push_back((ends.empty() ? 0 : ends.back()) + job->tasks());
   with_serial_blas([&] {
-    parallel_for(ends.empty() ? 0 : ends.back(), 1, [&](int64_t t0, int64_t t1) {
+    parallel_tasks(ends.empty() ? 0 : ends.back(), [&](int64_t t0, int64_t t1) {
       serial_blas_here();
       std::vector<T> a, b;
       for (int64_t t = t0; t < t1; ++t) {
