@@ -2,13 +2,16 @@
 
     python benchmarks/bench_ops.py [--batch 8] [--repeats 5] [--threads N] [--dtype float32]
     python benchmarks/bench_ops.py --model-convs [resnet18 …] [--batch 16] [--size 64]
+    python benchmarks/bench_ops.py --model-convs [googlenet …] --passes --threads 2 [--no-torch]
     python benchmarks/bench_ops.py --pool [--threads 2]
 
 minicnn and PyTorch run in this one process with the same thread count, alternating run by run,
 and the median of ``--repeats`` timed runs (after one warm-up) is reported with the ratio
 minicnn/PyTorch. ``--model-convs`` times every distinct conv layer shape of the benchmark models
 (bench_models.py's list, at its batch and input size) instead, and ends with the largest ratio and
-the time-weighted one. ``--pool`` measures the C++ thread pool instead: the microseconds
+the time-weighted one; with ``--passes``, each conv pass (forward, dx, dw, bias, dx+dw as a step
+runs them) at 1 and --threads threads, and the passes losing the most time to idle cores.
+``--pool`` measures the C++ thread pool instead: the microseconds
 (median, p90, mean) of a tiny parallel_for after the caller was busy for 0-1000 us (how far apart
 a step's phases are), and how often a worker joined in time (MINICNN_SPIN_US sets how long idle
 workers spin). Speed is never asserted.
