@@ -2,7 +2,8 @@
 by _np_conv.conv2d_backward when both are needed): the same bits as the two passes alone, for
 every way dx is made (col2im of panels, the convolution of dout, one-panel layers that run the
 passes one by one), against float64 NumPy formulas, and the same bits at 1, 2 and 3 threads.
-Also the forward of 1x1 layers cut by output-channel blocks (csrc/cpu/conv.h output_block)."""
+Also the forward's cuts for small maps and its transposed GEMM for few output channels
+(csrc/cpu/conv.h output_block, kSkinnyRows)."""
 
 import numpy as np
 import pytest
@@ -106,25 +107,30 @@ def test_both_gradients_refuse_a_half_given_transposed_kernel():
         _C.conv2d_backward_f32(dout, x, w, g, wt, g)
 
 
-# 1x1 layers whose columns are one panel and too short to cut by input channels: cut by blocks
-# of >= 256 output channels (2 blocks over images of 2x2; 3 blocks in one image; 2 groups).
+# Forwards cut in the ways conv.h adds for the small maps: 1x1 layers whose columns are one
+# panel, too short to cut by input channels, cut by blocks of >= 256 output channels (2 blocks
+# over images of 2x2; 3 blocks in one image; 2 groups); and few output channels over a long
+# reduction, multiplied as out^T = cols^T w^T (a panel over two images; two panels in one).
 FORWARD_CASES = [
-    ((2, 32, 2, 2), (512, 32, 1, 1), 1),
-    ((1, 16, 4, 4), (768, 16, 1, 1), 1),
-    ((2, 64, 2, 2), (1024, 32, 1, 1), 2),
+    ((2, 32, 2, 2), (512, 32, 1, 1), (0, 0), 1),
+    ((1, 16, 4, 4), (768, 16, 1, 1), (0, 0), 1),
+    ((2, 64, 2, 2), (1024, 32, 1, 1), (0, 0), 2),
+    ((2, 64, 9, 9), (8, 64, 3, 3), (1, 1), 1),
+    ((1, 64, 20, 20), (32, 64, 3, 3), (1, 1), 1),
 ]
 
 
 @pytest.mark.parametrize("case", FORWARD_CASES)
-def test_forward_output_blocks_match_numpy_at_any_thread_count(case):
-    xs, ws, groups = case
+def test_forward_small_map_cuts_match_numpy_at_any_thread_count(case):
+    xs, ws, padding, groups = case
     rng = np.random.default_rng(2)
-    g = Conv2dGeometry.of(xs, ws, (1, 1), (0, 0), (1, 1), groups)
+    g = Conv2dGeometry.of(xs, ws, (1, 1), padding, (1, 1), groups)
     x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
-    xg = x.astype(np.float64).reshape(g.N, groups, g.Cg, -1)  # (N, G, Cg, HW)
-    wg = w.astype(np.float64).reshape(groups, g.Kg, g.Cg)  # (G, Kg, Cg)
-    y_ref = np.einsum("gkc,ngcp->ngkp", wg, xg).reshape(g.y_shape) + b.reshape(1, -1, 1, 1)
+    cols = _np_conv.im2col_reference(x.astype(np.float64), g.R, g.S, (1, 1), padding, (1, 1))
+    cols = cols.reshape(g.N, groups, -1, g.P * g.Q)  # (N, G, Cg R S, PQ)
+    wg = w.astype(np.float64).reshape(groups, g.Kg, -1)  # (G, Kg, Cg R S)
+    y_ref = np.einsum("gkr,ngrp->ngkp", wg, cols).reshape(g.y_shape) + b.reshape(1, -1, 1, 1)
     results = []
     for n in (1, 2, 3):
         with threads(n):
