@@ -129,7 +129,8 @@ build() {
 KERNEL_TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py
               tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_torch.py
               tests/kernels/test_kernels_conv.py tests/kernels/test_kernels_conv_v3.py
-              tests/kernels/test_kernels_batchnorm_chunks.py tests/kernels/test_kernels_half.py
+              tests/kernels/test_kernels_batchnorm_chunks.py tests/kernels/test_kernels_batchnorm_relu.py
+              tests/kernels/test_kernels_half.py
               tests/kernels/test_kernels_wmma.py tests/core/test_device_random.py
               tests/core/test_fused_optim.py tests/core/test_deferred_target_check.py
               tests/train/test_host_syncs.py)
