@@ -2,13 +2,16 @@
 
     python benchmarks/bench_ops.py [--batch 8] [--repeats 5] [--threads N] [--dtype float32]
     python benchmarks/bench_ops.py --model-convs [resnet18 …] [--batch 16] [--size 64]
+    python benchmarks/bench_ops.py --model-convs [googlenet …] --passes --threads 2 [--no-torch]
     python benchmarks/bench_ops.py --pool [--threads 2]
 
 minicnn and PyTorch run in this one process with the same thread count, alternating run by run,
 and the median of ``--repeats`` timed runs (after one warm-up) is reported with the ratio
 minicnn/PyTorch. ``--model-convs`` times every distinct conv layer shape of the benchmark models
 (bench_models.py's list, at its batch and input size) instead, and ends with the largest ratio and
-the time-weighted one. ``--pool`` measures the C++ thread pool instead: the microseconds
+the time-weighted one; with ``--passes``, each conv pass (forward, dx, dw, bias, dx+dw as a step
+runs them) at 1 and --threads threads, and the passes losing the most time to idle cores.
+``--pool`` measures the C++ thread pool instead: the microseconds
 (median, p90, mean) of a tiny parallel_for after the caller was busy for 0-1000 us (how far apart
 a step's phases are), and how often a worker joined in time (MINICNN_SPIN_US sets how long idle
 workers spin). Speed is never asserted.
@@ -204,7 +207,8 @@ def _loadavg():
 
 
 def _pass_steps(xshape, pshapes, op, dtype, rng):
-    """(name, step) for conv2d's forward and each backward pass, on the NumPy backend's kernels."""
+    """(name, step) for conv2d's forward, each backward pass and dx + dw together (as a training
+    step asks for them), on the NumPy backend's kernels."""
     from minicnn.backends import _np_conv
     from minicnn.ops.geometry import Conv2dGeometry
 
@@ -219,35 +223,49 @@ def _pass_steps(xshape, pshapes, op, dtype, rng):
         ("data", lambda: _np_conv.conv2d_backward_data(dy, w, g)),
         ("weight", lambda: _np_conv.conv2d_backward_weight(dy, x, g)),
         ("bias", lambda: _np_conv.conv2d_backward_bias(dy)),
+        ("dx+dw", lambda: _np_conv.conv2d_backward(dy, x, w, g, needs=(True, True, False))),
     ]
 
 
-def pass_table(rows, threads, repeats, dtype):
-    """--passes: each conv pass's wall ms at 1 and ``threads`` threads, the speedup and the CPU
-    time at ``threads`` over that at 1 (about 1: the work splits without overhead)."""
+def _pass_figures(step, threads, repeats, backend):
+    """(wall at 1, cpu at 1, wall at ``threads``, cpu at ``threads``) seconds of one pass."""
+    figures = []
+    for n in (1, threads):
+        backend.set_num_threads(n)
+        figures += [_median_times([step], repeats, clock_name=c)[0] for c in ("wall", "cpu")]
+    return figures
+
+
+def pass_table(rows, threads, repeats, dtype, top=12):
+    """--passes: each conv pass's wall ms at 1 and ``threads`` threads, the speedup, the CPU
+    time at ``threads`` over that at 1 (about 1: the work splits without overhead) and the ms
+    lost to idle cores (wall at ``threads`` - wall at 1 / ``threads``, times the layer's count);
+    then the passes that lose the most and the totals."""
     from minicnn.backends import get_backend
 
     backend, rng = get_backend("cpu"), np.random.default_rng(0)
-    totals = {}
+    totals, losses = {}, []
     print(f"per pass: wall ms at 1/{threads} threads (speedup, cpu ratio); load {_loadavg()}")
     for name, xshape, pshapes, op, count in rows:
         cells = []
         for pass_name, step in _pass_steps(xshape, pshapes, op, dtype, rng):
-            figures = []
-            for n in (1, threads):
-                backend.set_num_threads(n)
-                figures += [
-                    _median_times([step], repeats, clock_name=c)[0] for c in ("wall", "cpu")
-                ]
-            w1, c1, wn, cn = figures
-            total = totals.setdefault(pass_name, [0.0, 0.0])
-            total[0], total[1] = total[0] + count * w1, total[1] + count * wn
+            w1, c1, wn, cn = _pass_figures(step, threads, repeats, backend)
+            total = totals.setdefault(pass_name, [0.0, 0.0, 0.0])
+            for i, v in enumerate((w1, wn, c1)):
+                total[i] += count * v
+            losses.append((count * (wn - w1 / threads), f"{name} {pass_name}", w1, wn))
             cells.append(
                 f"{pass_name} {w1 * 1e3:.2f}/{wn * 1e3:.2f} ({w1 / wn:.2f}x, {cn / c1:.2f})"
             )
         print(f"{name:<44} " + " | ".join(cells), flush=True)
-    for pass_name, (w1, wn) in totals.items():
-        print(f"all layers {pass_name}: {w1 * 1e3:.1f} / {wn * 1e3:.1f} ms, {w1 / wn:.2f}x")
+    print(f"largest losses (count x (ms@{threads} - ms@1/{threads})):")
+    for lost, label, w1, wn in sorted(losses, reverse=True)[:top]:
+        print(f"  {lost * 1e3:7.2f} ms  {label}: {w1 * 1e3:.2f} / {wn * 1e3:.2f} ms")
+    for pass_name, (w1, wn, c1) in totals.items():
+        print(
+            f"all layers {pass_name}: {w1 * 1e3:.1f} / {wn * 1e3:.1f} ms, {w1 / wn:.2f}x "
+            f"(cpu at 1 thread {c1 * 1e3:.1f} ms)"
+        )
     print(f"load {_loadavg()}")
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one decisive run on a lent GPU (<= 8 minutes on an H200), or its dry run anywhere:
+# The one decisive run on a lent GPU (step limits: 8.5 minutes in all), or its dry run anywhere:
 #
 #   scripts/gpu_check.sh [--dry-run]
 #
@@ -19,13 +19,15 @@
 #                                         first step's losses equal
 #   7b. AMP training step (train_amp)     ResNet-50 img/s under autocast float16 + GradScaler, ours
 #                                         beside torch.autocast + torch.amp.GradScaler
+#   7c. bfloat16 AMP step (train_bf16)    ResNet-18 under autocast bfloat16 (sm_80+: bf16 tensor
+#                                         cores; CuPy >= 14 for bfloat16 in the generic array work)
 #   8. distributed smoke (distributed)    python -m minicnn.distributed.smoke: NCCL collectives and
 #                                         DDP steps in a world of one (exit 2 = NCCL/mpi4py missing)
 #
 # --dry-run does what needs no GPU: the SASS report (no _C_cuda build), the kernel tests on emu,
 # step 4 on emu at batch 2 and half-size images against the cpu conv, step 6b's check on emu in
 # float16 at batch 1 and quarter-size images, step 7 on emu at batch 2 and 32 px; steps 5 and 6
-# are skipped. CI runs it (about 2 minutes on 2 cores).
+# are skipped. CI runs it (about 3 minutes on 2 cores).
 #
 # Every step has a time limit (printed first); a failed step is recorded and the script goes on,
 # exiting 1 at the end if any failed. Nothing is installed (the GPU machine has no network): a
@@ -47,10 +49,10 @@ failures=0
 
 # name: seconds (real run / dry run)
 declare -A LIMIT=([facts]=15 [build]=110 [tests]=60 [large]=40 [sanitizer]=40 [speed]=45
-                  [speed16]=30 [train]=75 [train_amp]=45 [distributed]=20)
+                  [speed16]=30 [train]=75 [train_amp]=45 [train_bf16]=30 [distributed]=20)
 declare -A DRY_LIMIT=([facts]=20 [build]=90 [tests]=120 [large]=60 [sanitizer]=0 [speed]=0
-                      [speed16]=90 [train]=150 [train_amp]=120 [distributed]=60)
-STEPS=(facts build tests large sanitizer speed speed16 train train_amp distributed)
+                      [speed16]=90 [train]=150 [train_amp]=120 [train_bf16]=120 [distributed]=60)
+STEPS=(facts build tests large sanitizer speed speed16 train train_amp train_bf16 distributed)
 limit() { if ((DRY)); then echo "${DRY_LIMIT[$1]}"; else echo "${LIMIT[$1]}"; fi; }
 total=0
 for s in "${STEPS[@]}"; do total=$((total + $(limit "$s"))); done
@@ -127,7 +129,8 @@ build() {
 KERNEL_TESTS=(tests/kernels/test_kernels_emu.py tests/kernels/test_kernels_ops.py
               tests/kernels/test_kernels_errors.py tests/kernels/test_kernels_torch.py
               tests/kernels/test_kernels_conv.py tests/kernels/test_kernels_conv_v3.py
-              tests/kernels/test_kernels_batchnorm_chunks.py tests/kernels/test_kernels_half.py
+              tests/kernels/test_kernels_batchnorm_chunks.py tests/kernels/test_kernels_batchnorm_relu.py
+              tests/kernels/test_kernels_half.py
               tests/kernels/test_kernels_wmma.py tests/core/test_device_random.py
               tests/core/test_fused_optim.py tests/core/test_deferred_target_check.py
               tests/train/test_host_syncs.py)
@@ -167,6 +170,8 @@ if ((DRY)); then
     --json "$OUT_DIR/train.json"
   run train_amp "$PYTHON" benchmarks/bench_train_gpu.py --device emu --models resnet18 --batch 2 --size 32 \
     --steps 1 --warmup 0 --amp fp16 --json "$OUT_DIR/train_amp_fp16.json"
+  run train_bf16 "$PYTHON" benchmarks/bench_train_gpu.py --device emu --models resnet18 --batch 2 --size 32 \
+    --steps 1 --warmup 0 --amp bf16 --json "$OUT_DIR/train_amp_bf16.json"
   run distributed distributed_smoke cpu
 else
   run large "$PYTHON" benchmarks/bench_conv_gpu.py --batch 32 --repeats 0 --check 1e-3 --json "$OUT_DIR/conv_large.json"
@@ -178,6 +183,8 @@ else
     --json "$OUT_DIR/train.json"
   run train_amp "$PYTHON" benchmarks/bench_train_gpu.py --models resnet50 --batch 64 --size 224 --steps 5 \
     --warmup 2 --amp fp16 --json "$OUT_DIR/train_amp_fp16.json"
+  run train_bf16 "$PYTHON" benchmarks/bench_train_gpu.py --models resnet18 --batch 32 --size 64 --steps 3 \
+    --warmup 1 --amp bf16 --json "$OUT_DIR/train_amp_bf16.json"
   run distributed distributed_smoke cuda
 fi
 
@@ -188,7 +195,8 @@ out, dry = sys.argv[1], sys.argv[2] == "1"
 result = dict(dry_run=dry, steps=[json.loads(l) for l in open(os.path.join(out, "steps.jsonl")) if l.strip()])
 for key, name in [("facts", "facts.json"), ("sass", "sass.json"), ("conv_large", "conv_large.json"),
                   ("conv_speed", "conv_speed.json"), ("conv_speed_fp16", "conv_speed_fp16.json"),
-                  ("train", "train.json"), ("train_amp", "train_amp_fp16.json")]:
+                  ("train", "train.json"), ("train_amp", "train_amp_fp16.json"),
+                  ("train_bf16", "train_amp_bf16.json")]:
     path = os.path.join(out, name)
     if os.path.exists(path):
         result[key] = json.load(open(path))

@@ -130,5 +130,14 @@ inline void serial_blas_here() {
   if (blas.set_threads_local) blas.set_threads_local(1);
 }
 
+// Runs f() with the BLAS of this thread (and of the pool's threads, see body) single-threaded.
+template <typename F>
+void with_serial_blas(const F& f) {
+  const Blas& blas = Blas::instance();
+  const int previous = blas.set_threads_local ? blas.set_threads_local(1) : -1;
+  f();
+  if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
+}
+
 }  // namespace cpu
 }  // namespace minicnn

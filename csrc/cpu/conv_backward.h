@@ -16,6 +16,7 @@
 //     its rows of w^T by those images' dy and scatters the panel into its own planes of dx
 //     (col2im_panel): tasks never write the same dx value, so there are no races. Images are
 //     grouped where their maps are small (ResNet's 2x2 maps), so the GEMM has >= 256 columns.
+//   - both at once (conv2d_backward_panels): the tasks of the two passes in one parallel_for.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -30,21 +31,6 @@
 
 namespace minicnn {
 namespace cpu {
-
-constexpr int64_t kTasksWanted = 8;  // cut layers into at least this many tasks where they allow
-
-inline int64_t ceil_div(int64_t a, int64_t b) {
-  return b <= 0 ? 0 : (a + b - 1) / b;
-}
-
-// Runs f() with the BLAS of this thread (and of the pool's threads, see body) single-threaded.
-template <typename F>
-void with_serial_blas(const F& f) {
-  const Blas& blas = Blas::instance();
-  const int previous = blas.set_threads_local ? blas.set_threads_local(1) : -1;
-  f();
-  if (blas.set_threads_local && previous > 0) blas.set_threads_local(previous);
-}
 
 // Input channels per task: about `blocks` blocks of Cg, each at least `min_rows` column rows.
 inline int64_t channel_block(int64_t Cg, int64_t RS, int64_t blocks, int64_t min_rows) {
@@ -123,39 +109,55 @@ void weight_grad_task(const T* x, const T* dy, T* dst, int64_t ldd, const Conv2d
       for (int64_t r = 0; r < rows; ++r) dst[k * ldd + r] = acc[r * Kg + k];
 }
 
+// The weight gradient as (group, channel block, column slice) tasks over dy = dout's columns
+// (K, N P Q); finish() adds the slices' partials (in slice order) into dw.
+template <typename T>
+struct WeightGradJob : ConvJob<T> {
+  const T *dy, *x;
+  T* dw;
+  Conv2dGeometry g;
+  WeightGradPlan p;
+  int64_t size;
+  mutable std::vector<T> partials;  // (slices, K, Cg R S) where slices > 1; tasks own their parts
+
+  WeightGradJob(const T* dy_, const T* x_, T* dw_, const Conv2dGeometry& g_)
+      : dy(dy_), x(x_), dw(dw_), g(g_), p(weight_grad_plan(g_, sizeof(T))) {
+    size = g.K * (g.C / g.G) * g.R * g.S;
+    partials.resize(p.slices > 1 ? p.slices * size : 0);
+  }
+  int64_t tasks() const override { return g.G * p.cblocks * p.slices; }
+  void run(int64_t t, std::vector<T>& panel, std::vector<T>& acc) const override {
+    const int64_t RS = g.R * g.S, Cg = g.C / g.G, Kg = g.K / g.G;
+    const int64_t grp = t / (p.cblocks * p.slices), c0 = (t / p.slices) % p.cblocks * p.cb;
+    const int64_t slice = t % p.slices, first = slice * p.per_slice;
+    T* base = p.slices > 1 ? partials.data() + slice * size : dw;
+    T* dst = base + grp * Kg * Cg * RS + c0 * RS;
+    weight_grad_task(x, dy, dst, Cg * RS, g, p, grp, c0, std::min(p.cb, Cg - c0), first,
+                     std::min(p.panels, first + p.per_slice), panel, acc);
+  }
+  void finish() const {
+    if (p.slices == 1) return;
+    parallel_for(size, 4096, [&](int64_t b, int64_t e) {  // partials added in slice order
+      for (int64_t i = b; i < e; ++i) {
+        T sum = partials[i];
+        for (int64_t s = 1; s < p.slices; ++s) sum += partials[s * size + i];
+        dw[i] = sum;
+      }
+    });
+  }
+};
+
 // dout (N, K, P, Q), x (N, C, H, W) -> dw (K, Cg, R, S). Needs a registered BLAS.
 template <typename T>
 void conv2d_backward_weight_panels(const T* dout, const T* x, T* dw, const Conv2dGeometry& g) {
-  const int64_t RS = g.R * g.S, Cg = g.C / g.G, Kg = g.K / g.G, size = g.K * Cg * RS;
-  const WeightGradPlan p = weight_grad_plan(g, sizeof(T));
-  if (p.panels == 0) {
-    std::fill(dw, dw + size, T(0));
+  if (g.N * g.P * g.Q == 0) {
+    std::fill(dw, dw + g.K * (g.C / g.G) * g.R * g.S, T(0));
     return;
   }
-  std::vector<T> dy_buf, partials(p.slices > 1 ? p.slices * size : 0);
-  const T* dy = dout_columns(dout, dy_buf, g);
-  with_serial_blas([&] {
-    parallel_for(g.G * p.cblocks * p.slices, 1, [&](int64_t t0, int64_t t1) {
-      serial_blas_here();
-      std::vector<T> panel, acc;
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t grp = t / (p.cblocks * p.slices), c0 = (t / p.slices) % p.cblocks * p.cb;
-        const int64_t slice = t % p.slices, first = slice * p.per_slice;
-        T* base = p.slices > 1 ? partials.data() + slice * size : dw;
-        T* dst = base + grp * Kg * Cg * RS + c0 * RS;
-        weight_grad_task(x, dy, dst, Cg * RS, g, p, grp, c0, std::min(p.cb, Cg - c0), first,
-                         std::min(p.panels, first + p.per_slice), panel, acc);
-      }
-    });
-  });
-  if (p.slices == 1) return;
-  parallel_for(size, 4096, [&](int64_t b, int64_t e) {  // partials added in slice order
-    for (int64_t i = b; i < e; ++i) {
-      T sum = partials[i];
-      for (int64_t s = 1; s < p.slices; ++s) sum += partials[s * size + i];
-      dw[i] = sum;
-    }
-  });
+  std::vector<T> dy_buf;
+  const WeightGradJob<T> job(dout_columns(dout, dy_buf, g), x, dw, g);
+  run_jobs<T>({&job});
+  job.finish();
 }
 
 // ---- backward-data ------------------------------------------------------------------------------
@@ -177,42 +179,77 @@ inline DataGradPlan data_grad_plan(const Conv2dGeometry& g, int64_t itemsize) {
   return p;
 }
 
+// The input gradient as (group, channel block, image block) tasks: each multiplies its rows of
+// w^T by its images' dy (dout itself for one image, else dout's columns dy) into its own planes.
+template <typename T>
+struct DataGradJob : ConvJob<T> {
+  const T *dout, *dy, *w;
+  T* dx;
+  Conv2dGeometry g;
+  DataGradPlan p;
+
+  DataGradJob(const T* dout_, const T* dy_, const T* w_, T* dx_, const Conv2dGeometry& g_)
+      : dout(dout_), dy(dy_), w(w_), dx(dx_), g(g_), p(data_grad_plan(g_, sizeof(T))) {}
+  int64_t tasks() const override { return g.G * p.cblocks * p.nblocks; }
+  void run(int64_t t, std::vector<T>& panel, std::vector<T>&) const override {
+    const CblasGemm<T> gemm = Blas::instance().gemm<T>();
+    const int64_t PQ = g.P * g.Q, NPQ = g.N * PQ, RS = g.R * g.S, Cg = g.C / g.G, Kg = g.K / g.G;
+    const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+    const int64_t grp = t / (p.cblocks * p.nblocks), c0 = (t / p.nblocks) % p.cblocks * p.cb;
+    const int64_t n0 = t % p.nblocks * p.nb, nn = std::min(p.nb, g.N - n0);
+    const int64_t cc = std::min(p.cb, Cg - c0), rows = cc * RS, width = nn * PQ;
+    const T* d = nn == 1 ? dout + (n0 * g.K + grp * Kg) * PQ : dy + grp * Kg * NPQ + n0 * PQ;
+    const T* a = w + grp * Kg * Cg * RS + c0 * RS;  // (Kg, cc R S), leading dim Cg R S
+    const int64_t ldd = nn == 1 ? PQ : NPQ;
+    if (pointwise && nn == 1) {  // this image's dx planes are the GEMM's output
+      T* dst = dx + (n0 * g.C + grp * Cg + c0) * PQ;
+      gemm(kRowMajor, kTrans, kNoTrans, rows, width, Kg, T(1), a, Cg * RS, d, ldd, T(0), dst, PQ);
+      return;
+    }
+    panel.resize(rows * width);
+    gemm(kRowMajor, kTrans, kNoTrans, rows, width, Kg, T(1), a, Cg * RS, d, ldd, T(0), panel.data(),
+         width);
+    col2im_panel(panel.data(), dx, g, grp * Cg + c0, cc, n0, nn);
+  }
+};
+
 // dout (N, K, P, Q), w (K, Cg, R, S) -> dx (N, C, H, W) (overwritten). Needs a registered BLAS.
 template <typename T>
 void conv2d_backward_data_panels(const T* dout, const T* w, T* dx, const Conv2dGeometry& g) {
-  const CblasGemm<T> gemm = Blas::instance().gemm<T>();
-  const int64_t PQ = g.P * g.Q, NPQ = g.N * PQ, RS = g.R * g.S, Cg = g.C / g.G, Kg = g.K / g.G;
-  const DataGradPlan p = data_grad_plan(g, sizeof(T));
-  const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-  if (NPQ == 0) {  // no output positions: nothing flows back
+  if (g.N * g.P * g.Q == 0) {  // no output positions: nothing flows back
     std::fill(dx, dx + g.N * g.C * g.H * g.W, T(0));
     return;
   }
   std::vector<T> dy_buf;
-  const T* dy = p.nb > 1 ? dout_columns(dout, dy_buf, g) : dout;
-  with_serial_blas([&] {
-    parallel_for(g.G * p.cblocks * p.nblocks, 1, [&](int64_t t0, int64_t t1) {
-      serial_blas_here();
-      std::vector<T> panel;
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t grp = t / (p.cblocks * p.nblocks), c0 = (t / p.nblocks) % p.cblocks * p.cb;
-        const int64_t n0 = t % p.nblocks * p.nb, nn = std::min(p.nb, g.N - n0);
-        const int64_t cc = std::min(p.cb, Cg - c0), rows = cc * RS, width = nn * PQ;
-        const T* d = nn == 1 ? dout + (n0 * g.K + grp * Kg) * PQ : dy + grp * Kg * NPQ + n0 * PQ;
-        const T* a = w + grp * Kg * Cg * RS + c0 * RS;  // (Kg, cc R S), leading dim Cg R S
-        if (pointwise && nn == 1) {  // this image's dx planes are the GEMM's output
-          T* dst = dx + (n0 * g.C + grp * Cg + c0) * PQ;
-          gemm(kRowMajor, kTrans, kNoTrans, rows, width, Kg, T(1), a, Cg * RS, d,
-               nn == 1 ? PQ : NPQ, T(0), dst, PQ);
-          continue;
-        }
-        panel.resize(rows * width);
-        gemm(kRowMajor, kTrans, kNoTrans, rows, width, Kg, T(1), a, Cg * RS, d, nn == 1 ? PQ : NPQ,
-             T(0), panel.data(), width);
-        col2im_panel(panel.data(), dx, g, grp * Cg + c0, cc, n0, nn);
-      }
-    });
-  });
+  const DataGradJob<T> job(
+      dout, data_grad_plan(g, sizeof(T)).nb > 1 ? dout_columns(dout, dy_buf, g) : dout, w, dx, g);
+  run_jobs<T>({&job});
+}
+
+// ---- both gradients at once ---------------------------------------------------------------------
+// dw and dx of one layer in one parallel_for: the weight gradient's tasks first (the longest),
+// then the data gradient's, which fill the cores that a weight gradient of few tasks (1x1 layers
+// on small maps) leaves idle; dout's columns are built once for both. dx is either col2im of the
+// panels (wt null) or, where _np_conv._data_grad_as_conv says so, the convolution of dout with
+// wt (C, Kg, R, S) in geometry gt. The same tasks as the two passes alone: the same bits.
+template <typename T>
+void conv2d_backward_panels(const T* dout, const T* x, const T* w, const T* wt, T* dx, T* dw,
+                            const Conv2dGeometry& g, const Conv2dGeometry& gt) {
+  const ForwardJob<T> as_conv(dout, wt, nullptr, dx, gt);
+  if (g.N * g.P * g.Q == 0 || (wt && as_conv.reduction_cut() > 1)) {  // no task list: one by one
+    conv2d_backward_weight_panels(dout, x, dw, g);
+    if (wt)
+      conv2d_forward_panels(dout, wt, static_cast<const T*>(nullptr), dx, gt);
+    else
+      conv2d_backward_data_panels(dout, w, dx, g);
+    return;
+  }
+  std::vector<T> dy_buf;
+  const T* dy = dout_columns(dout, dy_buf, g);
+  const WeightGradJob<T> weight(dy, x, dw, g);
+  const DataGradJob<T> data(dout, dy, w, dx, g);
+  run_jobs<T>({&weight, wt ? static_cast<const ConvJob<T>*>(&as_conv) : &data});
+  weight.finish();
 }
 
 }  // namespace cpu

@@ -1,11 +1,14 @@
-// Bindings of conv_backward.h for minicnn._C_cpu: conv2d_backward_weight_f32/_f64 and
-// conv2d_backward_data_f32/_f64 (minicnn/backends/_np_conv.py calls them). Each checks the arrays
-// against the op's geometry and raises ValueError naming the argument and the expected shape.
+// Bindings of conv_backward.h for minicnn._C_cpu: conv2d_backward_weight_f32/_f64,
+// conv2d_backward_data_f32/_f64 and both at once, conv2d_backward_f32/_f64
+// (minicnn/backends/_np_conv.py calls them). Each checks the arrays against the op's geometry
+// and raises ValueError naming the argument and the expected shape.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "../geometry_py.h"
@@ -75,6 +78,34 @@ py::array_t<T> backward_data(CArray<T> dout, CArray<T> w, py::object geometry) {
   return dx;
 }
 
+// (dx, dw) in one pass over the tasks (conv2d_backward_panels); wt and geometry_t, both given or
+// both None: dx as the convolution of dout with wt (see _np_conv._data_grad_as_conv).
+template <typename T>
+py::tuple backward_both(CArray<T> dout, CArray<T> x, CArray<T> w, py::object geometry,
+                        std::optional<CArray<T>> wt, py::object geometry_t) {
+  const Conv2dGeometry g = checked<T>(geometry, "conv2d_backward");
+  require_shape(dout, {g.N, g.K, g.P, g.Q}, "conv2d_backward: dout");
+  require_shape(x, {g.N, g.C, g.H, g.W}, "conv2d_backward: x");
+  require_shape(w, {g.K, g.C / g.G, g.R, g.S}, "conv2d_backward: w");
+  require(wt.has_value() == !geometry_t.is_none(),
+          "conv2d_backward: wt and geometry_t must be given together");
+  Conv2dGeometry gt = g;
+  if (wt) {
+    gt = checked<T>(geometry_t, "conv2d_backward");
+    require(gt.N == g.N && gt.C == g.K && gt.H == g.P && gt.W == g.Q && gt.K == g.C &&
+                gt.P == g.H && gt.Q == g.W && gt.G == g.G,
+            "conv2d_backward: geometry_t must map dout's shape onto x's");
+    require_shape(*wt, {gt.K, gt.C / gt.G, gt.R, gt.S}, "conv2d_backward: wt");
+  }
+  py::array_t<T> dx({g.N, g.C, g.H, g.W}), dw({g.K, g.C / g.G, g.R, g.S});
+  {
+    py::gil_scoped_release release;
+    conv2d_backward_panels<T>(dout.data(), x.data(), w.data(), wt ? wt->data() : nullptr,
+                              dx.mutable_data(), dw.mutable_data(), g, gt);
+  }
+  return py::make_tuple(dx, dw);
+}
+
 }  // namespace conv_py
 
 inline void bind_conv_backward(pybind11::module_& m) {
@@ -87,6 +118,12 @@ inline void bind_conv_backward(pybind11::module_& m) {
         py::arg("geometry"));
   m.def("conv2d_backward_data_f64", &conv_py::backward_data<double>, py::arg("dout"), py::arg("w"),
         py::arg("geometry"));
+  m.def("conv2d_backward_f32", &conv_py::backward_both<float>, py::arg("dout"), py::arg("x"),
+        py::arg("w"), py::arg("geometry"), py::arg("wt") = py::none(),
+        py::arg("geometry_t") = py::none());
+  m.def("conv2d_backward_f64", &conv_py::backward_both<double>, py::arg("dout"), py::arg("x"),
+        py::arg("w"), py::arg("geometry"), py::arg("wt") = py::none(),
+        py::arg("geometry_t") = py::none());
 }
 
 }  // namespace cpu

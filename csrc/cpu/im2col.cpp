@@ -97,9 +97,20 @@ static inline int64_t plane_grain(const Conv2dGeometry& g) {
   return std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, g.R * g.S * g.P * g.Q));
 }
 
-// Stride-1 columns from a zero-padded copy of the plane: every row of every (r, s) is then one
-// contiguous run of Q values, copied with a length known at compile time for the common map
-// widths (a run of 2-16 values costs less than the bounds logic and library call per run above).
+static inline bool has_padding(const Conv2dGeometry& g) {
+  return g.ph > 0 || g.pw > 0;
+}
+
+// Stride-1 columns as runs (below): read from the plane itself when unpadded (a 1x1 layer's rows
+// are its plane), else from a zero-padded copy, which pays for itself over R*S > 1 taps.
+static inline bool padded_runs(const Conv2dGeometry& g) {
+  return g.sw == 1 && (g.R * g.S > 1 || !has_padding(g));
+}
+
+// Stride-1 columns from a zero-padded copy of the plane (or the unpadded plane): every row of
+// every (r, s) is then one contiguous run of Q values, copied with a length known at compile time
+// for the common map widths (a run of 2-16 values costs less than the bounds logic and library
+// call per run above).
 // pick(std::integral_constant<int64_t, Q>) for the common map widths Q (a run length known at
 // compile time), else pick(std::integral_constant<int64_t, 0>) (the length read at run time).
 using MapWidths = std::integer_sequence<int64_t, 2, 4, 7, 8, 14, 16, 28, 32>;
@@ -126,14 +137,17 @@ static void copy_runs(const T* src, int64_t src_stride, T* dst, int64_t P, int64
 template <typename T>
 static void im2col_plane_stride1(const T* plane, T* padded, T* rows, int64_t row_stride,
                                  const Conv2dGeometry& g) {
-  const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp), zero border
-  for (int64_t h = 0; h < g.H; ++h)
-    std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
+  const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp); the plane itself when unpadded
+  const T* src = plane;
+  if (has_padding(g)) {  // the inside of `padded` (its border stays zero)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::memcpy(padded + (h + g.ph) * Wp + g.pw, plane + h * g.W, sizeof(T) * g.W);
+    src = padded;
+  }
   const auto copy = for_width(g.Q, [](auto q) { return &copy_runs<T, decltype(q)::value>; });
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t s = 0; s < g.S; ++s)
-      copy(padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride, g.P,
-           g.Q);
+      copy(src + r * g.dh * Wp + s * g.dw, g.sh * Wp, rows + (r * g.S + s) * row_stride, g.P, g.Q);
 }
 
 // col2im's stride-1 counterpart of im2col_plane_stride1: each row of each (r, s) is added to a
@@ -149,33 +163,24 @@ static void add_runs(const T* src, T* dst, int64_t dst_stride, int64_t P, int64_
 template <typename T>
 static void col2im_plane_stride1(const T* rows, int64_t row_stride, T* padded, T* plane,
                                  const Conv2dGeometry& g) {
-  const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp)
-  std::fill(padded, padded + (g.H + 2 * g.ph) * Wp, T(0));
+  const int64_t Wp = g.W + 2 * g.pw;  // padded (H + 2 ph, Wp); the plane itself when unpadded
+  T* dst = has_padding(g) ? padded : plane;
+  std::fill(dst, dst + (g.H + 2 * g.ph) * Wp, T(0));
   const auto add = for_width(g.Q, [](auto q) { return &add_runs<T, decltype(q)::value>; });
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t s = 0; s < g.S; ++s)
-      add(rows + (r * g.S + s) * row_stride, padded + r * g.dh * Wp + s * g.dw, g.sh * Wp, g.P,
-          g.Q);
-  for (int64_t h = 0; h < g.H; ++h)
-    std::memcpy(plane + h * g.W, padded + (h + g.ph) * Wp + g.pw, sizeof(T) * g.W);
-}
-
-static inline bool pointwise(const Conv2dGeometry& g) {  // the columns are the plane itself
-  return g.R * g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-}
-
-static inline bool padded_runs(const Conv2dGeometry& g) {
-  return g.sw == 1 && g.R * g.S > 1;
+      add(rows + (r * g.S + s) * row_stride, dst + r * g.dh * Wp + s * g.dw, g.sh * Wp, g.P, g.Q);
+  if (has_padding(g))
+    for (int64_t h = 0; h < g.H; ++h)
+      std::memcpy(plane + h * g.W, padded + (h + g.ph) * Wp + g.pw, sizeof(T) * g.W);
 }
 
 // The R*S column rows of one plane, by the fastest path for the layer; `padded` is a scratch
-// plane (H + 2 ph) x (W + 2 pw) with a zero border where padded_runs(g).
+// plane of scratch_size(g) values with a zero border.
 template <typename T>
 static void im2col_one(const T* plane, T* padded, T* rows, int64_t row_stride,
                        const Conv2dGeometry& g) {
-  if (pointwise(g))
-    std::memcpy(rows, plane, sizeof(T) * g.H * g.W);
-  else if (padded_runs(g))
+  if (padded_runs(g))
     im2col_plane_stride1(plane, padded, rows, row_stride, g);
   else
     im2col_plane(plane, rows, row_stride, g);
@@ -185,19 +190,22 @@ static void im2col_one(const T* plane, T* padded, T* rows, int64_t row_stride,
 template <typename T>
 static void col2im_one(const T* rows, int64_t row_stride, T* padded, T* plane,
                        const Conv2dGeometry& g) {
-  if (pointwise(g))
-    std::memcpy(plane, rows, sizeof(T) * g.H * g.W);
-  else if (padded_runs(g))
+  if (padded_runs(g))
     col2im_plane_stride1(rows, row_stride, padded, plane, g);
   else
     col2im_plane(rows, row_stride, plane, g);
+}
+
+// The scratch plane im2col_one and col2im_one take: (H + 2 ph) x (W + 2 pw) values, or none.
+static inline int64_t scratch_size(const Conv2dGeometry& g) {
+  return padded_runs(g) && has_padding(g) ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0;
 }
 
 // f(plane index n C + c, where its rows start in cols, their stride, a zeroed scratch plane) for
 // every (n, c) plane, on the pool.
 template <typename T, typename F>
 static void for_each_plane(const Conv2dGeometry& g, const F& f) {
-  const int64_t padded_size = padded_runs(g) ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0;
+  const int64_t padded_size = scratch_size(g);
   parallel_for(g.N * g.C, plane_grain(g), [&](int64_t begin, int64_t end) {
     std::vector<T> padded(padded_size, T(0));  // im2col keeps the border zero
     for (int64_t t = begin; t < end; ++t) {
@@ -252,7 +260,7 @@ static void tap_segment(const T* plane, T* out, const Conv2dGeometry& g, int64_t
 
 template <typename T>
 static std::vector<T> scratch_plane(const Conv2dGeometry& g) {  // zeroed, for im2col_one
-  return std::vector<T>(padded_runs(g) ? (g.H + 2 * g.ph) * (g.W + 2 * g.pw) : 0, T(0));
+  return std::vector<T>(scratch_size(g), T(0));
 }
 
 template <typename T>

@@ -60,89 +60,74 @@ inline void check_channels(const py::array& v, int64_t C, const char* what) {
   require(v.ndim() == 1 && v.shape(0) == C, std::string(what) + " must be (C,)");
 }
 
-template <typename T>
-py::tuple batch_norm_stats(CArray<T> x) {
-  check_ncl(x, "batch_norm_stats: x");
-  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  py::array_t<T> mean(C), var(C);
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::batch_norm_stats<T>(x.data(), mean.mutable_data(), var.mutable_data(), N, C, L);
-  }
-  return py::make_tuple(mean, var);
+inline void check_like(const py::array& a, const py::array& x, const std::string& what) {
+  require(a.ndim() == 3 && a.shape(0) == x.shape(0) && a.shape(1) == x.shape(1) &&
+              a.shape(2) == x.shape(2),
+          what + " must be shaped like x");
 }
 
-// ReLU's output as a mask for the fused backward (dy · [y > 0]): None or shaped like x.
 template <typename T>
-const T* mask_data(const std::optional<CArray<T>>& mask, const py::array& x, const char* what) {
-  if (!mask) return nullptr;
-  require(mask->ndim() == 3 && mask->shape(0) == x.shape(0) && mask->shape(1) == x.shape(1) &&
-              mask->shape(2) == x.shape(2),
-          std::string(what) + ": mask must be shaped like x");
-  return mask->data();
+const T* optional_data(const std::optional<CArray<T>>& v) {
+  return v ? v->data() : nullptr;
+}
+
+// Training forward: (y, mean, var, invstd); weight and bias None or (C,).
+template <typename T>
+py::tuple batch_norm_forward(CArray<T> x, std::optional<CArray<T>> weight,
+                             std::optional<CArray<T>> bias, double eps, bool relu) {
+  check_ncl(x, "batch_norm_forward: x");
+  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
+  if (weight) check_channels(*weight, C, "batch_norm_forward: weight");
+  if (bias) check_channels(*bias, C, "batch_norm_forward: bias");
+  py::array_t<T> y({N, C, L}), mean(C), var(C), invstd(C);
+  {
+    py::gil_scoped_release release;
+    minicnn::cpu::batch_norm_forward<T>(x.data(), optional_data(weight), optional_data(bias), eps,
+                                        y.mutable_data(), mean.mutable_data(), var.mutable_data(),
+                                        invstd.mutable_data(), N, C, L, relu);
+  }
+  return py::make_tuple(y, mean, var, invstd);
 }
 
 template <typename T>
 py::array_t<T> channel_affine(CArray<T> x, std::optional<CArray<T>> center, CArray<T> scale,
-                              std::optional<CArray<T>> shift, std::optional<CArray<T>> mask,
-                              bool relu) {
+                              std::optional<CArray<T>> shift, bool relu) {
   check_ncl(x, "channel_affine: x");
   const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
   check_channels(scale, C, "channel_affine: scale");
   if (center) check_channels(*center, C, "channel_affine: center");
   if (shift) check_channels(*shift, C, "channel_affine: shift");
-  const T* mk = mask_data(mask, x, "channel_affine");
   py::array_t<T> y({N, C, L});
-  const T* m = center ? center->data() : nullptr;
-  const T* s = shift ? shift->data() : nullptr;
   {
     py::gil_scoped_release release;
-    minicnn::cpu::channel_affine<T>(x.data(), m, scale.data(), s, y.mutable_data(), N, C, L, mk,
-                                    relu);
+    minicnn::cpu::channel_affine<T>(x.data(), optional_data(center), scale.data(),
+                                    optional_data(shift), y.mutable_data(), N, C, L, relu);
   }
   return y;
 }
 
+// (dx, sum_dy_xhat, sum_dy): dx through the batch statistics when training, else the affine map;
+// dy read as dy · [mask > 0] when mask (ReLU's output) is given.
 template <typename T>
-py::tuple batch_norm_grad_sums(CArray<T> dout, CArray<T> x, CArray<T> mean, CArray<T> invstd,
-                               std::optional<CArray<T>> mask) {
-  check_ncl(x, "batch_norm_grad_sums: x");
+py::tuple batch_norm_backward(CArray<T> dout, CArray<T> x, CArray<T> mean, CArray<T> invstd,
+                              std::optional<CArray<T>> weight, std::optional<CArray<T>> mask,
+                              bool training) {
+  check_ncl(x, "batch_norm_backward: x");
   const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
-          "batch_norm_grad_sums: dout must be shaped like x");
-  check_channels(mean, C, "batch_norm_grad_sums: mean");
-  check_channels(invstd, C, "batch_norm_grad_sums: invstd");
-  const T* mk = mask_data(mask, x, "batch_norm_grad_sums");
-  py::array_t<T> sum_dy(C), sum_dy_xhat(C);
+  check_like(dout, x, "batch_norm_backward: dout");
+  if (mask) check_like(*mask, x, "batch_norm_backward: mask");
+  check_channels(mean, C, "batch_norm_backward: mean");
+  check_channels(invstd, C, "batch_norm_backward: invstd");
+  if (weight) check_channels(*weight, C, "batch_norm_backward: weight");
+  py::array_t<T> dx({N, C, L}), sum_dy(C), sum_dy_xhat(C);
   {
     py::gil_scoped_release release;
-    minicnn::cpu::batch_norm_grad_sums<T>(dout.data(), x.data(), mean.data(), invstd.data(),
-                                          sum_dy.mutable_data(), sum_dy_xhat.mutable_data(), N, C,
-                                          L, mk);
+    minicnn::cpu::batch_norm_backward<T>(dout.data(), x.data(), optional_data(mask), mean.data(),
+                                         invstd.data(), optional_data(weight), dx.mutable_data(),
+                                         sum_dy.mutable_data(), sum_dy_xhat.mutable_data(), N, C, L,
+                                         training);
   }
-  return py::make_tuple(sum_dy, sum_dy_xhat);
-}
-
-template <typename T>
-py::array_t<T> batch_norm_backward_data(CArray<T> dout, CArray<T> x, CArray<T> mean,
-                                        CArray<T> invstd, CArray<T> g, CArray<T> sum_dy,
-                                        CArray<T> sum_dy_xhat, std::optional<CArray<T>> mask) {
-  check_ncl(x, "batch_norm_backward_data: x");
-  const int64_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  require(dout.ndim() == 3 && dout.shape(0) == N && dout.shape(1) == C && dout.shape(2) == L,
-          "batch_norm_backward_data: dout must be shaped like x");
-  for (const py::array* v : {(py::array*)&mean, (py::array*)&invstd, (py::array*)&g,
-                             (py::array*)&sum_dy, (py::array*)&sum_dy_xhat})
-    check_channels(*v, C, "batch_norm_backward_data: per-channel vectors");
-  const T* mk = mask_data(mask, x, "batch_norm_backward_data");
-  py::array_t<T> dx({N, C, L});
-  {
-    py::gil_scoped_release release;
-    minicnn::cpu::batch_norm_backward_data<T>(dout.data(), x.data(), mean.data(), invstd.data(),
-                                              g.data(), sum_dy.data(), sum_dy_xhat.data(),
-                                              dx.mutable_data(), N, C, L, mk);
-  }
-  return dx;
+  return py::make_tuple(dx, sum_dy_xhat, sum_dy);
 }
 
 // ---- local response normalization --------------------------------------------------------------
@@ -189,14 +174,13 @@ inline void bind_norm(pybind11::module_& m) {
   const auto none = py::none();
   NORM_DEF("relu_forward", relu_forward, py::arg("x"));
   NORM_DEF("relu_backward", relu_backward, py::arg("dout"), py::arg("y"));
-  NORM_DEF("batch_norm_stats", batch_norm_stats, py::arg("x"));
+  NORM_DEF("batch_norm_forward", batch_norm_forward, py::arg("x"), py::arg("weight"),
+           py::arg("bias"), py::arg("eps"), py::arg("relu") = false);
   NORM_DEF("channel_affine", channel_affine, py::arg("x"), py::arg("center"), py::arg("scale"),
-           py::arg("shift"), py::arg("mask") = none, py::arg("relu") = false);
-  NORM_DEF("batch_norm_grad_sums", batch_norm_grad_sums, py::arg("dout"), py::arg("x"),
-           py::arg("mean"), py::arg("invstd"), py::arg("mask") = none);
-  NORM_DEF("batch_norm_backward_data", batch_norm_backward_data, py::arg("dout"), py::arg("x"),
-           py::arg("mean"), py::arg("invstd"), py::arg("g"), py::arg("sum_dy"),
-           py::arg("sum_dy_xhat"), py::arg("mask") = none);
+           py::arg("shift"), py::arg("relu") = false);
+  NORM_DEF("batch_norm_backward", batch_norm_backward, py::arg("dout"), py::arg("x"),
+           py::arg("mean"), py::arg("invstd"), py::arg("weight"), py::arg("mask") = none,
+           py::arg("training") = true);
   NORM_DEF("lrn_forward", lrn_forward, py::arg("x"), py::arg("size"), py::arg("alpha"),
            py::arg("beta"), py::arg("k"));
   NORM_DEF("lrn_backward", lrn_backward, py::arg("dout"), py::arg("x"), py::arg("scale"),

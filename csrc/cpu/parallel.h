@@ -46,8 +46,9 @@ class ThreadPool {
 
   void set_num_threads(int n) { requested_.store(std::max(1, n)); }
 
-  // Run body(ctx, b, e) over chunks [b, e) covering [0, n), each at least `grain` long.
-  void run(int64_t n, int64_t grain, Body body, void* ctx) {
+  // Run body(ctx, b, e) over chunks [b, e) covering [0, n), each at least `grain` long (exactly
+  // `grain` long with `fixed`: tasks of very different lengths, see parallel_tasks).
+  void run(int64_t n, int64_t grain, Body body, void* ctx, bool fixed = false) {
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);
     const int threads = static_cast<int>(std::min<int64_t>(num_threads(), (n + grain - 1) / grain));
@@ -60,7 +61,8 @@ class ThreadPool {
     ensure_workers(s, threads - 1);
     // ~4 chunks per thread: small enough to balance a descheduled thread, large enough that
     // the atomic counter is not contended.
-    const int64_t chunk = std::max<int64_t>(grain, (n + 4 * threads - 1) / (4 * threads));
+    const int64_t chunk =
+        fixed ? grain : std::max<int64_t>(grain, (n + 4 * threads - 1) / (4 * threads));
     Job job{body, ctx, n, chunk, {0}};
     {
       std::lock_guard<std::mutex> lock(s->mutex);
@@ -201,6 +203,15 @@ template <typename F>
 void parallel_for(int64_t n, int64_t grain, const F& f) {
   auto body = [](void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
   ThreadPool::instance().run(n, grain, body, const_cast<F*>(&f));
+}
+
+// parallel_tasks(n, f): f(begin, begin + 1) for each task of [0, n), handed out one at a time:
+// for a few tasks of very different lengths (conv2d's passes), where a chunk of several would
+// tie a long task to short ones (one core idle at the end).
+template <typename F>
+void parallel_tasks(int64_t n, const F& f) {
+  auto body = [](void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
+  ThreadPool::instance().run(n, 1, body, const_cast<F*>(&f), true);
 }
 
 }  // namespace cpu

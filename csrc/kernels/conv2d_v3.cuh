@@ -57,8 +57,9 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Problem::T) == 4 ? 2
   const int li = tid / (kBK / L),
             dl = (tid % (kBK / L)) * L;  // this thread's load row/column, depth
   typename Problem::State st = pb.start(first, m0 + li, j0 + li, first.d_begin + dl);
+  int left = steps_left(first.d_begin + dl, first.d_end);  // this thread's steps in the range
   T ra[L], rb[L];
-  pb.fetch(st, first, ra, rb);
+  pb.fetch(st, left, ra, rb);
   auto stash = [&](int stage) {  // this thread's loads into stage 0 or STAGE
     T* const at = smem + stage + dl * LD + li;
     for (int l = 0; l < L; ++l) at[l * LD] = ra[l], at[(kBK + l) * LD] = rb[l];
@@ -75,8 +76,9 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Problem::T) == 4 ? 2
   for (int slices = int((first.d_end - first.d_begin + kBK - 1) / kBK); slices > 0; --slices) {
     const bool more = slices > 1;
     if (more) {  // the next slice's global loads, in flight during this slice's math
-      pb.advance(st, first);
-      pb.fetch(st, first, ra, rb);
+      left -= kBK;
+      pb.advance(st);
+      pb.fetch(st, left, ra, rb);
     }
 #pragma unroll
     for (int l = 0; l < kBK; ++l) {

@@ -2,7 +2,8 @@
 // the version-3 GEMM kernel (conv2d_v3.cuh) runs. A problem says, for one thread, where its loads
 // of A (one row) and B (one column) are for its reduction position, how that position advances by
 // one slice, and where an output element goes. Its Block is what the grid's z index selects: group,
-// split of the reduction and (backward data) output phase.
+// split of the reduction and (backward data) output phase. The kernel counts the reduction steps
+// `left` in the block's range from the thread's position (steps_left); fetch loads 0 past them.
 #pragma once
 
 #include <stdint.h>
@@ -78,39 +79,40 @@ __device__ __forceinline__ void step_row(RowPos& o, int A, int B) {
   }
 }
 
-// The walk over filter taps and channels, reduction index d = (r S + s) Cc + c, stepped by BK.
+// The walk over filter taps and channels, reduction index d = (r S + s) Cc + c (Cc channels a tap,
+// S taps a filter row), stepped by BK.
 struct TapWalk {
-  int c, r, s;
-  __device__ void start(int64_t d, int Cc, int S) {
+  int c, r, s, Cc, S;
+  __device__ void start(int64_t d, int channels, int taps_per_row) {
+    Cc = channels, S = taps_per_row;
     const int di = int(d);  // d < Cc·R·S, an int (conv2d_check)
     const int rs = di / Cc;
     c = di - rs * Cc, r = rs / S, s = rs - r * S;
   }
-  __device__ __forceinline__ void advance(int Cc, int S) {
-    c += kBK;
+  // The position `by` <= BK steps further.
+  __device__ __forceinline__ void step(int by) {
+    c += by;
     while (c >= Cc) {
       c -= Cc;
       if (++s == S) s = 0, ++r;
     }
   }
+  __device__ __forceinline__ void advance() { step(kBK); }
   // The position `l` steps further (l < L): for the per-element path.
-  __device__ __forceinline__ TapWalk plus(int l, int Cc, int S) const {
+  __device__ __forceinline__ TapWalk plus(int l) const {
     TapWalk t = *this;
-    t.c += l;
-    while (t.c >= Cc) {
-      t.c -= Cc;
-      if (++t.s == S) t.s = 0, ++t.r;
-    }
+    t.step(l);
     return t;
   }
 };
 
 // What the grid's z index selects: the block's GEMM rows and columns, its output rows' extents
-// (n, a, b), its reduction range and where its output goes (group, split and phase folded in).
+// (n, a, b), its reduction range, its group and where its output goes (group, split and phase
+// folded in).
 template <class T>
 struct BlockBase {
   int64_t rows, d_begin, d_end;
-  int cols, A, B;
+  int cols, A, B, grp;
   T* dst;
   __device__ void range(int64_t chunk, int split, int64_t depth) {
     d_begin = split * chunk;
@@ -127,6 +129,14 @@ inline ConvShape conv_shape(const Conv2d& g) {
   return {g, g.C / g.G, g.K / g.G, g.R * g.S, g.H * g.W, g.P * g.Q};
 }
 
+// Forward and backward data: their State's TapWalk `t` steps itself by one slice.
+struct TapProblem : ConvShape {
+  template <class State>
+  __device__ __forceinline__ void advance(State& s) const {
+    s.t.advance();
+  }
+};
+
 // How many reduction steps are left from d: the walk's in-range test (launchers keep a split's
 // chunk under 2^31).
 __device__ __forceinline__ int steps_left(int64_t d, int64_t d_end) {
@@ -138,7 +148,7 @@ __device__ __forceinline__ bool inside(int i, int n) {
 
 // ---- forward: out (N·P·Q x Kg) = im2col(x) (N·P·Q x R·S·Cg) · w^T, reduction d = (r S + s) Cg + c
 template <class T_, int L, bool kLanes>
-struct ForwardV3 : ConvShape {
+struct ForwardV3 : TapProblem {
   using T = T_;
   T* out;           // (N, K, P, Q), or (splits, N, K, P, Q) partials (bias then nullptr)
   const T* inp;     // (N, C, H, W)
@@ -152,13 +162,13 @@ struct ForwardV3 : ConvShape {
   struct State {
     const T* x;  // this thread's A row: image n, channel grp·Cg
     int w;  // this thread's B column: the offset of output channel k's weights (K·Cg·R·S < 2^31)
-    int h0, w0, left;
+    int h0, w0;
     TapWalk t;
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
     const int grp = int(z % unsigned(g.G)), split = int(z / unsigned(g.G));
-    b.rows = g.N * PQ, b.cols = Kg, b.A = g.P, b.B = g.Q;
+    b.grp = grp, b.rows = g.N * PQ, b.cols = Kg, b.A = g.P, b.B = g.Q;
     b.range(chunk, split, int64_t(RS) * Cg);
     b.dst = out + (int64_t(split) * g.N * g.K + int64_t(grp) * Kg) * PQ;
     b.bias = bias ? bias + grp * Kg : nullptr;
@@ -167,22 +177,15 @@ struct ForwardV3 : ConvShape {
   __device__ State start(const Block& b, int64_t m, int64_t k, int64_t d) const {
     State s;
     const RowPos o = decode_row(m < b.rows ? m : 0, g.P, g.Q);
-    const int grp = int(blockIdx.z % unsigned(g.G));
-    s.x = inp + (o.n * g.C + int64_t(grp) * Cg) * HW;
+    s.x = inp + (o.n * g.C + int64_t(b.grp) * Cg) * HW;
     s.h0 = o.a * g.sh - g.ph, s.w0 = o.b * g.sw - g.pw;
-    s.w = (grp * Kg + (k < b.cols ? int(k) : 0)) * Cg * RS;
-    s.left = steps_left(d, b.d_end);
+    s.w = (b.grp * Kg + (k < b.cols ? int(k) : 0)) * Cg * RS;
     s.t.start(d, Cg, g.S);
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const {
-    s.left -= kBK;
-    s.t.advance(Cg, g.S);
-  }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
-                                        T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, int left, T (&ra)[L], T (&rb)[L]) const {
     if constexpr (kLanes) {
-      const bool in = s.left > 0;  // all L or none: depth and d are multiples of L
+      const bool in = left > 0;  // all L or none: depth and d are multiples of L
       const int h = s.h0 + s.t.r * g.dh, w = s.w0 + s.t.s * g.dw;
       const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
       // in one image: C·H·W < 2^31 (the launcher checks)
@@ -195,8 +198,8 @@ struct ForwardV3 : ConvShape {
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // channels not a multiple of L (the RGB stem): one by one
-        const TapWalk t = s.t.plus(l, Cg, g.S);
-        const bool in = l < s.left;
+        const TapWalk t = s.t.plus(l);
+        const bool in = l < left;
         const int h = s.h0 + t.r * g.dh, w = s.w0 + t.s * g.dw;
         const bool a_ok = in && inside(h, g.H) && inside(w, g.W);
         ra[l] = a_ok ? __ldg(s.x + (t.c * HW + h * g.W + w)) : T(0);
@@ -226,9 +229,10 @@ struct PhaseTaps {
 // ---- backward data, one output phase (hr, wr) = (h mod sh, w mod sw) per block:
 //   dx[n, c, hr + sh i, wr + sw j] = Σ_{tr, ts, k} dout[n, k, i + p0 - tr pstep, j + q0 - ts qstep]
 //                                                  · w[k, c, r0 + tr rstep, s0 + ts sstep]
-// rows (n, i, j), columns c, reduction d = (tr Sv + ts) Kg + k over the phase's taps only.
+// rows (n, i, j), columns c, reduction d = (tr Sv + ts) Kg + k over the phase's taps only (Sv:
+// its column taps).
 template <class T_, int L, bool kLanes>
-struct BackwardDataV3 : ConvShape {
+struct BackwardDataV3 : TapProblem {
   using T = T_;
   T* dinp;                         // (N, C, H, W), or (splits, N, C, H, W) partials
   const T* dout;                   // (N, K, P, Q)
@@ -243,8 +247,7 @@ struct BackwardDataV3 : ConvShape {
     const T* dy;  // dout[n, grp·Kg]
     int w;        // the offset of weight[grp·Kg, c, r0, s0] (K·Cg·R·S < 2^31)
     int pi, qj;   // the dout pixel of tap (0, 0): (i + p0, j + q0)
-    int Sv, left;
-    TapWalk t;  // (c, r, s) = (k, tr, ts)
+    TapWalk t;    // (c, r, s) = (k, tr, ts), S = the phase's column taps
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
@@ -254,7 +257,7 @@ struct BackwardDataV3 : ConvShape {
     b.A = (g.H - hr + g.sh - 1) / g.sh, b.B = (g.W - wr + g.sw - 1) / g.sw;
     b.tr.find(hr, g.ph, g.dh, g.sh, g.R, rstep);
     b.ts.find(wr, g.pw, g.dw, g.sw, g.S, sstep);
-    b.rows = g.N * b.A * b.B, b.cols = Cg;
+    b.grp = grp, b.rows = g.N * b.A * b.B, b.cols = Cg;
     b.range(chunk, split, int64_t(b.tr.count) * b.ts.count * Kg);
     b.dst = dinp + (int64_t(split) * g.N * g.C + int64_t(grp) * Cg) * HW + hr * g.W + wr;
     return b;
@@ -262,23 +265,15 @@ struct BackwardDataV3 : ConvShape {
   __device__ State start(const Block& b, int64_t m, int64_t c, int64_t d) const {
     State s;
     const RowPos o = decode_row(m < b.rows ? m : 0, b.A, b.B);
-    const int grp = int(blockIdx.z % unsigned(g.G));
-    s.dy = dout + (o.n * g.K + int64_t(grp) * Kg) * PQ;
+    s.dy = dout + (o.n * g.K + int64_t(b.grp) * Kg) * PQ;
     s.pi = o.a + b.tr.p0, s.qj = o.b + b.ts.p0;
-    s.w = (grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
-    s.Sv = b.ts.count > 0 ? b.ts.count : 1;
-    s.left = steps_left(d, b.d_end);
-    s.t.start(d, Kg, s.Sv);
+    s.w = (b.grp * Kg * Cg + (c < b.cols ? int(c) : 0)) * RS + b.tr.r0 * g.S + b.ts.r0;
+    s.t.start(d, Kg, b.ts.count > 0 ? b.ts.count : 1);
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const {
-    s.left -= kBK;
-    s.t.advance(Kg, s.Sv);
-  }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
-                                        T (&rb)[L]) const {
+  __device__ __forceinline__ void fetch(const State& s, int left, T (&ra)[L], T (&rb)[L]) const {
     if constexpr (kLanes) {
-      const bool in = s.left > 0;
+      const bool in = left > 0;
       const int p = s.pi - s.t.r * pstep, q = s.qj - s.t.s * qstep;
       const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
       // in one image: K·P·Q < 2^31 (the launcher checks); weights: K·Cg·R·S < 2^31
@@ -288,8 +283,8 @@ struct BackwardDataV3 : ConvShape {
     } else {
 #pragma unroll
       for (int l = 0; l < L; ++l) {  // Kg not a multiple of L: one by one
-        const TapWalk t = s.t.plus(l, Kg, s.Sv);
-        const bool in = l < s.left;
+        const TapWalk t = s.t.plus(l);
+        const bool in = l < left;
         const int p = s.pi - t.r * pstep, q = s.qj - t.s * qstep;
         const bool a_ok = in && inside(p, g.P) && inside(q, g.Q);
         ra[l] = a_ok ? __ldg(s.dy + (t.c * PQ + p * g.Q + q)) : T(0);
@@ -333,37 +328,33 @@ struct BackwardWeightV3 : ConvShape {
   using Block = BlockBase<T>;
   struct State {
     PixelWalk<T> t;  // dy = dout[n, grp·Kg + k], x = x[n, grp·Cg + c]
-    int h0, w0, left;
+    int h0, w0;
   };
   __device__ Block block(unsigned z, int64_t chunk) const {
     Block b;
     const int grp = int(z % unsigned(g.G)), split = int(z / unsigned(g.G));
-    b.rows = Kg, b.cols = Cg * RS, b.A = 1, b.B = Kg;
+    b.grp = grp, b.rows = Kg, b.cols = Cg * RS, b.A = 1, b.B = Kg;
     b.range(chunk, split, g.N * PQ);
     b.dst = partial + (int64_t(split) * g.K + int64_t(grp) * Kg) * Cg * RS;
     return b;
   }
   __device__ State start(const Block& b, int64_t k, int64_t j, int64_t d) const {
     State s;
-    const int grp = int(blockIdx.z % unsigned(g.G));
     const int jj = j < b.cols ? int(j) : 0, c = jj / RS, rs = jj - c * RS, r = rs / g.S;
     s.h0 = r * g.dh - g.ph, s.w0 = (rs - r * g.S) * g.dw - g.pw;
-    s.left = steps_left(d, b.d_end);
     const int64_t n = d / PQ;  // once per thread
     const int pq = int(d - n * PQ);
     s.t.p = pq / g.Q, s.t.q = pq - s.t.p * g.Q;
-    s.t.dy = dout + (n * g.K + int64_t(grp) * Kg + (k < b.rows ? k : 0)) * PQ;
-    s.t.x = inp + (n * g.C + int64_t(grp) * Cg + c) * HW;
+    s.t.dy = dout + (n * g.K + int64_t(b.grp) * Kg + (k < b.rows ? k : 0)) * PQ;
+    s.t.x = inp + (n * g.C + int64_t(b.grp) * Cg + c) * HW;
     return s;
   }
-  __device__ __forceinline__ void advance(State& s, const Block&) const {
-    s.left -= kBK;
+  __device__ __forceinline__ void advance(State& s) const {
     s.t.advance(kBK, g, dy_image, x_image);
   }
-  __device__ __forceinline__ void fetch(const State& s, const Block&, T (&ra)[L],
-                                        T (&rb)[L]) const {
-    if constexpr (kLanes) {        // Q % L == 0: the L pixels lie in one row of one image
-      const bool in = s.left > 0;  // all L or none: P·Q and d are multiples of L
+  __device__ __forceinline__ void fetch(const State& s, int left, T (&ra)[L], T (&rb)[L]) const {
+    if constexpr (kLanes) {      // Q % L == 0: the L pixels lie in one row of one image
+      const bool in = left > 0;  // all L or none: P·Q and d are multiples of L
       const T* pa = s.t.dy + s.t.p * g.Q + s.t.q;
       const bool a_ok = in;
       if (dy_vec && a_ok) {
@@ -389,7 +380,7 @@ struct BackwardWeightV3 : ConvShape {
 #pragma unroll
       for (int l = 0; l < L; ++l) {
         if (l > 0) t.advance(1, g, dy_image, x_image);
-        const bool in = l < s.left;
+        const bool in = l < left;
         ra[l] = in ? __ldg(t.dy + t.p * g.Q + t.q) : T(0);
         const int h = t.p * g.sh + s.h0, w = t.q * g.sw + s.w0;
         rb[l] = in && inside(h, g.H) && inside(w, g.W) ? __ldg(t.x + h * g.W + w) : T(0);

@@ -72,6 +72,22 @@ __device__ __forceinline__ void at_input_pixel(const Pool2d& g, F f) {
     f(i, int((i / g.W) % g.H), int(i % g.W), i / (static_cast<int64_t>(g.H) * g.W));
 }
 
+// The gather backward (max version 2, average), one thread per input pixel i = (n, c, h, w):
+// dx[i] = Σ over the windows (p, q) that read (h, w) with dilation (dh, dw) of
+// term(j, p, q, pixel), j the index of dy[n, c, p, q] and pixel = h·W + w; summed in acc_t<T>.
+template <class T, class F>
+__device__ __forceinline__ void gather_windows(T* dinp, const Pool2d& g, int dh, int dw, F term) {
+  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
+    const int64_t plane = nc * g.P * g.Q;  // start of the (P, Q) plane
+    const int64_t pixel = static_cast<int64_t>(h) * g.W + w;
+    acc_t<T> sum = 0;
+    for_windows_reading(g, h, w, dh, dw, [&](int, int, int p, int q) {
+      sum += term(plane + p * g.Q + q, p, q, pixel);
+    });
+    dinp[i] = from_acc<T>(sum);
+  });
+}
+
 // ---- max pooling ----------------------------------------------------------------------------------
 template <class T>
 __global__ void max_pool2d_forward_kernel(T* out,           // (N, C, P, Q)
@@ -119,54 +135,43 @@ __global__ void max_pool2d_backward_gather_kernel(T* dinp,                // (N,
                                                   const T* dout,          // (N, C, P, Q)
                                                   const int64_t* argmax,  // (N, C, P, Q)
                                                   Pool2d g) {
-  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
-    int64_t plane = nc * g.P * g.Q;  // start of (P, Q) plane
-    int64_t self = static_cast<int64_t>(h) * g.W + w;
-    acc_t<T> sum = 0;
-    for_windows_reading(g, h, w, g.dh, g.dw, [&](int, int, int p, int q) {
-      if (argmax[plane + p * g.Q + q] == self) sum += to_acc(dout[plane + p * g.Q + q]);
-    });
-    dinp[i] = from_acc<T>(sum);
+  gather_windows(dinp, g, g.dh, g.dw, [&](int64_t j, int, int, int64_t pixel) {
+    return argmax[j] == pixel ? to_acc(dout[j]) : acc_t<T>(0);
   });
 }
 
 // ---- average pooling ------------------------------------------------------------------------------
-template <class T>  // T: the arithmetic type
-__device__ __forceinline__ T avg_divisor(int h_start, int w_start, const Pool2d& g,
-                                         bool count_include_pad, int64_t divisor_override) {
-  if (divisor_override != 0) return T(divisor_override);
-  return T(window_count(h_start, g.R, g.H, g.ph, count_include_pad)) *
-         T(window_count(w_start, g.S, g.W, g.pw, count_include_pad));
-}
+// D[p, q], the divisor of window (p, q): divisor_override when nonzero, else the product of the
+// window's position counts along each axis (window_count), in the arithmetic type A.
+struct AvgDivisor {
+  bool count_include_pad;
+  int64_t divisor_override;  // 0: none
+  template <class A>
+  __device__ __forceinline__ A at(const Pool2d& g, int p, int q) const {
+    if (divisor_override != 0) return A(divisor_override);
+    return A(window_count(p * g.sh - g.ph, g.R, g.H, g.ph, count_include_pad)) *
+           A(window_count(q * g.sw - g.pw, g.S, g.W, g.pw, count_include_pad));
+  }
+};
 
 template <class T>
 __global__ void avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q)
                                           const T* inp,  // (N, C, H, W)
-                                          Pool2d g, bool count_include_pad,
-                                          int64_t divisor_override) {
+                                          Pool2d g, AvgDivisor divisor) {
   at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
     const T* plane = inp + nc * g.H * g.W;  // (H, W)
     acc_t<T> sum = 0;                       // no dilation: a window is R x S adjacent pixels
     for_window(g, p, q, 1, 1, [&](int, int, int h, int w) { sum += to_acc(plane[h * g.W + w]); });
-    out[i] = from_acc<T>(sum / avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
-                                                     count_include_pad, divisor_override));
+    out[i] = from_acc<T>(sum / divisor.at<acc_t<T>>(g, p, q));
   });
 }
 
 template <class T>
 __global__ void avg_pool2d_backward_kernel(T* dinp,        // (N, C, H, W)
                                            const T* dout,  // (N, C, P, Q)
-                                           Pool2d g, bool count_include_pad,
-                                           int64_t divisor_override) {
-  at_input_pixel(g, [&](int64_t i, int h, int w, int64_t nc) {
-    const T* dplane = dout + nc * g.P * g.Q;  // (P, Q)
-    acc_t<T> sum = 0;
-    for_windows_reading(g, h, w, 1, 1, [&](int, int, int p, int q) {
-      const acc_t<T> divisor = avg_divisor<acc_t<T>>(p * g.sh - g.ph, q * g.sw - g.pw, g,
-                                                     count_include_pad, divisor_override);
-      sum += to_acc(dplane[p * g.Q + q]) / divisor;
-    });
-    dinp[i] = from_acc<T>(sum);
+                                           Pool2d g, AvgDivisor divisor) {
+  gather_windows(dinp, g, 1, 1, [&](int64_t j, int p, int q, int64_t) {
+    return to_acc(dout[j]) / divisor.at<acc_t<T>>(g, p, q);
   });
 }
 
@@ -191,6 +196,14 @@ struct Bin {
   __device__ A area() const {
     return A(h.y - h.x) * A(w.y - w.x);
   }
+  // The mean of an (H, W) plane of width W over the bin, summed in acc_t<T>.
+  template <class T>
+  __device__ acc_t<T> mean(const T* plane, int W) const {
+    acc_t<T> sum = 0;
+    for (int row = h.x; row < h.y; ++row)
+      for (int col = w.x; col < w.y; ++col) sum += to_acc(plane[row * W + col]);
+    return sum / area<acc_t<T>>();
+  }
 };
 __device__ __forceinline__ Bin adaptive_bin(const Pool2d& g, int p, int q) {
   return {bin(p, g.H, g.P), bin(q, g.W, g.Q)};
@@ -201,12 +214,7 @@ __global__ void adaptive_avg_pool2d_forward_kernel(T* out,        // (N, C, P, Q
                                                    const T* inp,  // (N, C, H, W)
                                                    Pool2d g) {
   at_output_pixel(g, [&](int64_t i, int p, int q, int64_t nc) {
-    const T* plane = inp + nc * g.H * g.W;  // (H, W)
-    const Bin b = adaptive_bin(g, p, q);
-    acc_t<T> sum = 0;
-    for (int h = b.h.x; h < b.h.y; ++h)
-      for (int w = b.w.x; w < b.w.y; ++w) sum += to_acc(plane[h * g.W + w]);
-    out[i] = from_acc<T>(sum / b.area<acc_t<T>>());
+    out[i] = from_acc<T>(adaptive_bin(g, p, q).mean(inp + nc * g.H * g.W, g.W));
   });
 }
 
@@ -282,14 +290,14 @@ template <class T>
 void avg_pool2d_forward(T* out, const T* inp, const Pool2d& g, bool count_include_pad,
                         int64_t divisor_override, cudaStream_t stream) {
   LAUNCH_1D((avg_pool2d_forward_kernel<T>), output_pixels(g), stream, out, inp, g,
-            count_include_pad, divisor_override);
+            AvgDivisor{count_include_pad, divisor_override});
 }
 
 template <class T>
 void avg_pool2d_backward(T* dinp, const T* dout, const Pool2d& g, bool count_include_pad,
                          int64_t divisor_override, cudaStream_t stream) {
   LAUNCH_1D((avg_pool2d_backward_kernel<T>), input_pixels(g), stream, dinp, dout, g,
-            count_include_pad, divisor_override);
+            AvgDivisor{count_include_pad, divisor_override});
 }
 
 template <class T>

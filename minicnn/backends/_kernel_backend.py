@@ -26,7 +26,6 @@ import numpy as np
 
 from ..ops.geometry import Pool2dGeometry
 from . import _transfers
-from ._fused import ComposedBatchNormReLU
 from ._kernel_conv import KernelConvMixin
 from ._kernel_dtypes import FLOAT_DTYPES, acc_dtype
 from ._kernel_optim import KernelOptimMixin
@@ -34,7 +33,7 @@ from ._kernel_optim import KernelOptimMixin
 INT32_MAX = 2**31 - 1
 
 
-class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
+class KernelBackend(KernelConvMixin, KernelOptimMixin):
     """The kernels of a device that runs csrc/kernels/*.cu. A subclass sets
 
     name:          the device ("emu", "cuda")
@@ -287,9 +286,10 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
             buf[...] = work
 
     def batch_norm_forward_training(
-        self, x, weight, bias, running_mean, running_var, momentum, eps
+        self, x, weight, bias, running_mean, running_var, momentum, eps, relu=False
     ):
-        """(y, mean, invstd) with the batch statistics; running_mean/var updated in place."""
+        """(y, mean, invstd) with the batch statistics; running_mean/var updated in place; y then
+        goes through relu_forward when ``relu`` (no fused kernel here)."""
         op = "batch_norm_forward_training"
         x = self._array(op, "x", x, ndim=4)
         weight, bias = self._channel_vectors(op, x, weight=weight, bias=bias)
@@ -300,10 +300,13 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
         self._launch(op, x, y, mean, invstd, rm, rv, x, weight, bias, *self._nchw(x.shape), *stats)
         self._write_back(running_mean, rm)
         self._write_back(running_var, rv)
-        return y, mean, invstd
+        return (self.relu_forward(y) if relu else y), mean, invstd
 
-    def batch_norm_forward_inference(self, x, weight, bias, running_mean, running_var, eps):
-        """(y, mean, invstd) with the running statistics (mean, invstd: new (C,) arrays)."""
+    def batch_norm_forward_inference(
+        self, x, weight, bias, running_mean, running_var, eps, relu=False
+    ):
+        """(y, mean, invstd) with the running statistics (mean, invstd: new (C,) arrays); y then
+        goes through relu_forward when ``relu``."""
         op = "batch_norm_forward_inference"
         x = self._array(op, "x", x, ndim=4)
         weight, bias, rm, rv = self._channel_vectors(
@@ -314,9 +317,15 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
         y, mean, invstd = self._batch_norm_outputs(x)  # (N, C, H, W), (C,), (C,)
         inputs = x, weight, bias, rm, rv
         self._launch(op, x, y, mean, invstd, *inputs, *self._nchw(x.shape), float(eps))
-        return y, mean, invstd
+        return (self.relu_forward(y) if relu else y), mean, invstd
 
-    def _batch_norm_backward(self, op, dout, x, weight, mean, invstd, training):
+    def batch_norm_backward(self, dout, x, weight, mean, invstd, training, relu_output=None):
+        """(dx, dweight, dbias): through the batch statistics when ``training``, else with fixed
+        statistics (dx = dy · weight · invstd); dy = relu_backward(dout, relu_output) first when
+        the forward ran with relu (no fused kernel here)."""
+        op = "batch_norm_backward"
+        if relu_output is not None:
+            dout = self.relu_backward(dout, relu_output)
         dout = self._array(op, "dout", dout, ndim=4)
         x = self._array(op, "x", x, dtype=dout.dtype, shape=dout.shape)
         weight, mean, invstd = self._channel_vectors(op, x, weight=weight, mean=mean, invstd=invstd)
@@ -324,17 +333,5 @@ class KernelBackend(KernelConvMixin, KernelOptimMixin, ComposedBatchNormReLU):
             raise ValueError(f"{op}: mean and invstd (from the forward) are required")
         dx, dweight, dbias = self._batch_norm_outputs(x)  # (N, C, H, W), (C,), (C,)
         grads, saved = (dx, dweight, dbias), (dout, x, weight, mean, invstd)
-        self._launch("batch_norm_backward", x, *grads, *saved, *self._nchw(x.shape), bool(training))
+        self._launch(op, x, *grads, *saved, *self._nchw(x.shape), bool(training))
         return dx, dweight, dbias
-
-    def batch_norm_backward_training(self, dout, x, weight, mean, invstd):
-        """(dx, dweight, dbias) through the batch statistics."""
-        return self._batch_norm_backward(
-            "batch_norm_backward_training", dout, x, weight, mean, invstd, True
-        )
-
-    def batch_norm_backward_inference(self, dout, x, weight, mean, invstd):
-        """(dx, dweight, dbias) with fixed statistics: dx = dy · weight · invstd."""
-        return self._batch_norm_backward(
-            "batch_norm_backward_inference", dout, x, weight, mean, invstd, False
-        )

@@ -43,8 +43,7 @@ HALF_OUTPUTS = {
     "local_response_norm_backward": _ALL,
     "batch_norm_forward_training": (0,),
     "batch_norm_forward_inference": (0,),
-    "batch_norm_backward_training": (0,),
-    "batch_norm_backward_inference": (0,),
+    "batch_norm_backward": (0,),
 }
 
 

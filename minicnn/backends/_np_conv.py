@@ -380,9 +380,21 @@ def conv2d_backward_bias(dout):
 
 
 def conv2d_backward(dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
-    """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None)."""
+    """(dx, dw, db) for conv2d_forward, each computed only where ``needs`` says so (else None).
+
+    Where both dx and dw are needed, the C++ kernel runs the tasks of both in one parallel_for
+    (csrc/cpu/conv_backward.h conv2d_backward_panels): a weight gradient of few tasks (1x1
+    layers on small maps) no longer leaves a core idle. The same tasks, so the same bits."""
     dout = np.ascontiguousarray(dout)
-    dx = conv2d_backward_data(dout, w, g) if needs[0] else None
-    dw = conv2d_backward_weight(dout, x, g) if needs[1] else None
+    both = _panels_kernel("conv2d_backward", dout, x, w) if needs[0] and needs[1] else None
+    if both is not None:
+        _check(x.shape, w.shape, g)
+        assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+        as_conv = _data_grad_as_conv(g)
+        wt = None if as_conv is None else _transposed_kernel(w, g.G)
+        dx, dw = both(dout, x, w, g, wt, as_conv)
+    else:
+        dx = conv2d_backward_data(dout, w, g) if needs[0] else None
+        dw = conv2d_backward_weight(dout, x, g) if needs[1] else None
     db = conv2d_backward_bias(dout) if needs[2] else None
     return dx, dw, db

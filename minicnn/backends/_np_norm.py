@@ -7,9 +7,9 @@ Arrays in, arrays out, shapes beside every buffer. Inputs are (N, C, H, W): the 
   [c - size//2, c + (size-1)//2] ∩ [0, C). The window is a loop over at most 2C - 1 channel offsets
   of whole (N, H, W) slabs, exact (no prefix-sum cancellation).
 - BatchNorm over (N, H, W) per channel, two-pass statistics (mean, then mean of squared deviations).
-  With the C++ helper (csrc/cpu/batchnorm.h) each kernel is two or three passes over x, one channel
-  per task, sums in double: statistics, then normalise + affine in one pass (forward); the two sums
-  Σdy and Σdy·x̂, then dx in one pass (backward). The NumPy versions (``_reference`` suffix) are the
+  With the C++ helper (csrc/cpu/batchnorm.h) each direction is one threaded kernel, whole channels
+  per task, sums in vector lanes then double: statistics, then normalise + affine (forward); the
+  two sums Σdy and Σdy·x̂, then dx (backward). The NumPy versions (``_reference`` suffix) are the
   readable definition and the fallback.
 - BatchNorm + ReLU fused (batch_norm_relu_*): the normalise pass clamps at 0, and the backward
   passes read dy · [y > 0] through ReLU's output y, one pass each less than the two ops.
@@ -182,7 +182,7 @@ def batch_norm_forward_training(x, weight, bias, running_mean, running_var, mome
     See batch_norm_forward_training_reference for the math (cuDNN's contract: biased variance to
     normalise, unbiased M/(M-1) into running_var). Returns (y, mean, invstd), each (C,) but y.
     """
-    if cpp_kernel(_C, "batch_norm_stats", x.dtype) is None:
+    if cpp_kernel(_C, "batch_norm_forward", x.dtype) is None:
         return batch_norm_forward_training_reference(
             x, weight, bias, running_mean, running_var, momentum, eps
         )
@@ -204,16 +204,17 @@ def _forward(x, weight, bias, running_mean, running_var, training, momentum, eps
     """The C++ forward, batch statistics (updating the running ones) when training, else the
     running ones; the normalise + affine pass clamps at 0 when ``relu``. (y, mean, invstd)."""
     x3 = _ncl(x)  # (N, C, H*W)
-    if training:
-        mean, var = cpp_kernel(_C, "batch_norm_stats", x.dtype)(x3)  # (C,), (C,)
+    weight, bias = _vector(weight, x.dtype), _vector(bias, x.dtype)
+    if training:  # statistics and y in one threaded kernel
+        kernel = cpp_kernel(_C, "batch_norm_forward", x.dtype)
+        y, mean, var, invstd = kernel(x3, weight, bias, eps, relu)  # (N, C, L), (C,) ×3
         M = x.shape[0] * x.shape[2] * x.shape[3]
         _update_running(running_mean, running_var, mean, var, momentum, M)
-    else:
-        mean, var = np.array(running_mean, dtype=x.dtype), running_var  # (C,) a copy, (C,)
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)  # (C,)
-    scale = invstd if weight is None else (weight * invstd).astype(x.dtype, copy=False)
-    affine = cpp_kernel(_C, "channel_affine", x.dtype)
-    y = affine(x3, mean, scale, _vector(bias, x.dtype), None, relu)
+        return y.reshape(x.shape), mean, invstd
+    mean = np.array(running_mean, dtype=x.dtype)  # (C,) a copy
+    invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)  # (C,)
+    scale = invstd if weight is None else weight * invstd
+    y = cpp_kernel(_C, "channel_affine", x.dtype)(x3, mean, scale, bias, relu)
     return y.reshape(x.shape), mean, invstd
 
 
@@ -221,33 +222,28 @@ def batch_norm_backward_training(dout, x, weight, mean, invstd):
     """dx = weight · invstd / M · (M·dy − Σdy − x̂ · Σ(dy·x̂)), M = N·H·W.
 
     Returns (dx, dweight, dbias)."""
-    if cpp_kernel(_C, "batch_norm_backward_data", x.dtype) is None:
+    if cpp_kernel(_C, "batch_norm_backward", x.dtype) is None:
         return batch_norm_backward_training_reference(dout, x, weight, mean, invstd)
     return _backward(dout.astype(x.dtype, copy=False), x, weight, mean, invstd, True)
 
 
 def batch_norm_backward_inference(dout, x, weight, mean, invstd):
     """Fixed statistics: dx = dy · weight · invstd; returns (dx, dweight, dbias)."""
-    if cpp_kernel(_C, "channel_affine", x.dtype) is None:
+    if cpp_kernel(_C, "batch_norm_backward", x.dtype) is None:
         return batch_norm_backward_inference_reference(dout, x, weight, mean, invstd)
     return _backward(dout.astype(x.dtype, copy=False), x, weight, mean, invstd, False)
 
 
 def _backward(dout, x, weight, mean, invstd, training, mask=None):
-    """The C++ backward: the sums Σdy, Σdy·x̂ (dbias, dweight), then dx with the batch statistics'
-    terms when training, else dy · weight · invstd. With ``mask`` (ReLU's output y, (N, C, H*W))
-    every pass reads dy · [y > 0]. (dx, dweight, dbias)."""
-    dy, x3 = _ncl(dout), _ncl(x)
+    """The C++ backward, one threaded kernel: the sums Σdy, Σdy·x̂ (dbias, dweight), then dx with
+    the batch statistics' terms when training, else dy · weight · invstd. With ``mask`` (ReLU's
+    output y, (N, C, H*W)) every pass reads dy · [y > 0]. (dx, dweight, dbias)."""
     mean, invstd = _vector(mean, x.dtype), _vector(invstd, x.dtype)
-    sums = cpp_kernel(_C, "batch_norm_grad_sums", x.dtype)
-    sum_dy, sum_dy_xhat = sums(dy, x3, mean, invstd, mask)  # (C,), (C,)
-    g = invstd if weight is None else _vector(weight * invstd, x.dtype)
-    if training:
-        data = cpp_kernel(_C, "batch_norm_backward_data", x.dtype)
-        dx = data(dy, x3, mean, invstd, g, sum_dy, sum_dy_xhat, mask)
-    else:
-        dx = cpp_kernel(_C, "channel_affine", x.dtype)(dy, None, g, None, mask)
-    return dx.reshape(x.shape), sum_dy_xhat, sum_dy
+    kernel = cpp_kernel(_C, "batch_norm_backward", x.dtype)
+    dx, dweight, dbias = kernel(
+        _ncl(dout), _ncl(x), mean, invstd, _vector(weight, x.dtype), mask, training
+    )
+    return dx.reshape(x.shape), dweight, dbias
 
 
 # ---- batch norm + ReLU fused: C++ only (None: the caller composes the two ops) -----------------
@@ -262,7 +258,7 @@ def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training
 def batch_norm_relu_backward(dout, y, x, weight, mean, invstd, training):
     """(dx, dweight, dbias) of batch norm for the gradient dout · [y > 0], y = the fused output:
     the mask is applied as the passes read dout. None without the C++ kernels."""
-    if cpp_kernel(_C, "batch_norm_backward_data", x.dtype) is None:
+    if cpp_kernel(_C, "batch_norm_backward", x.dtype) is None:
         return None
     if dout.dtype != x.dtype or y.dtype != x.dtype:
         return None

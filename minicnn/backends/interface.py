@@ -135,8 +135,10 @@ class Backend(Protocol):
         running_var: Optional[Array],
         momentum: float,
         eps: float,
+        relu: bool = False,
     ) -> Tuple[Array, Array, Array]:
-        """(y, mean, invstd): y = weight (x − E[x]) / sqrt(Var[x] + eps) + bias; running: lerp."""
+        """(y, mean, invstd): y = weight (x − E[x]) / sqrt(Var[x] + eps) + bias, then max(0, y)
+        when ``relu`` (ops/norm.py's BatchNormReLU); running statistics: lerp."""
 
     def batch_norm_forward_inference(
         self,
@@ -146,18 +148,24 @@ class Backend(Protocol):
         running_mean: Array,
         running_var: Array,
         eps: float,
+        relu: bool = False,
     ) -> Tuple[Array, Array, Array]:
-        """(y, mean, invstd): y = weight (x − running_mean) / sqrt(running_var + eps) + bias."""
+        """(y, mean, invstd): y = weight (x − running_mean) / sqrt(running_var + eps) + bias,
+        then max(0, y) when ``relu``."""
 
-    def batch_norm_backward_training(
-        self, dout: Array, x: Array, weight: Optional[Array], mean: Array, invstd: Array
+    def batch_norm_backward(
+        self,
+        dout: Array,
+        x: Array,
+        weight: Optional[Array],
+        mean: Array,
+        invstd: Array,
+        training: bool,
+        relu_output: Optional[Array] = None,
     ) -> Tuple[Array, Array, Array]:
-        """(dx, dweight, dbias): dx = weight invstd (dy − mean(dy) − x̂ mean(dy x̂))."""
-
-    def batch_norm_backward_inference(
-        self, dout: Array, x: Array, weight: Optional[Array], mean: Array, invstd: Array
-    ) -> Tuple[Array, Array, Array]:
-        """(dx, dweight, dbias): dx = dy weight invstd (fixed statistics)."""
+        """(dx, dweight, dbias): training: dx = weight invstd (dy − mean(dy) − x̂ mean(dy x̂)),
+        else dx = dy weight invstd (fixed statistics); dy = dout, or dout · [y > 0] when
+        ``relu_output`` is the output y of a forward with relu=True."""
 
     # ---- random numbers, optimizer updates (no host round-trip on the device) -----------------
     def dropout_mask(self, shape: Tuple[int, ...], p: float, dtype: Any) -> Array:
@@ -195,32 +203,6 @@ class Backend(Protocol):
         max_exp_avg_sqs: Optional[List[Array]] = None,
     ) -> None:
         """In place, every tensor of one group: Adam's / AdamW's step (minicnn/optim/adam.py)."""
-
-    # ---- fused batch norm + ReLU (ops/norm.py's BatchNormReLU; composed in backends/_fused.py) --
-    def batch_norm_relu_forward(
-        self,
-        x: Array,
-        weight: Optional[Array],
-        bias: Optional[Array],
-        running_mean: Optional[Array],
-        running_var: Optional[Array],
-        training: bool,
-        momentum: float,
-        eps: float,
-    ) -> Tuple[Array, Array, Array]:
-        """(y, mean, invstd): y = max(0, batch_norm(x)), the statistics as batch_norm_forward_*."""
-
-    def batch_norm_relu_backward(
-        self,
-        dout: Array,
-        y: Array,
-        x: Array,
-        weight: Optional[Array],
-        mean: Array,
-        invstd: Array,
-        training: bool,
-    ) -> Tuple[Array, Array, Array]:
-        """(dx, dweight, dbias): batch_norm_backward_* of dout · [y > 0] (y: the fused output)."""
 
 
 def kernel_names() -> Tuple[str, ...]:

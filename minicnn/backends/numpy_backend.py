@@ -20,9 +20,8 @@ from typing import Optional
 import numpy as np
 
 from ..ops.geometry import Conv2dGeometry, Pool2dGeometry
-from . import _np_conv, _np_norm, _np_pool
+from . import _malloc, _np_conv, _np_norm, _np_pool  # noqa: F401 (_malloc: glibc settings)
 from ._cpp import cpp_kernel, load_cpu_extension
-from ._fused import ComposedBatchNormReLU
 from ._lowp import accept_half
 from ._np_optim import NumpyOptimMixin
 
@@ -30,7 +29,7 @@ _C = load_cpu_extension()  # None: NumPy does everything
 
 
 @accept_half  # float16/bfloat16: float32 kernels between an upcast and a rounding (_lowp.py)
-class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
+class CpuBackend(NumpyOptimMixin):
     """The "cpu" device: NumPy arrays; see the module docstring."""
 
     name = "cpu"
@@ -115,35 +114,38 @@ class CpuBackend(NumpyOptimMixin, ComposedBatchNormReLU):
         return _np_norm.local_response_norm_backward(dout, x, scale, size, alpha, beta)
 
     def batch_norm_forward_training(
-        self, x, weight, bias, running_mean, running_var, momentum, eps
+        self, x, weight, bias, running_mean, running_var, momentum, eps, relu=False
     ):
-        return _np_norm.batch_norm_forward_training(
-            x, weight, bias, running_mean, running_var, momentum, eps
-        )
+        args = (x, weight, bias, running_mean, running_var)
+        out = _np_norm.batch_norm_relu_forward(*args, True, momentum, eps) if relu else None
+        if out is None:  # no ReLU, or no fused C++ kernel for it: batch norm, then ReLU
+            out = self._then_relu(relu, _np_norm.batch_norm_forward_training(*args, momentum, eps))
+        return out
 
-    def batch_norm_forward_inference(self, x, weight, bias, running_mean, running_var, eps):
-        return _np_norm.batch_norm_forward_inference(
-            x, weight, bias, running_mean, running_var, eps
-        )
+    def batch_norm_forward_inference(
+        self, x, weight, bias, running_mean, running_var, eps, relu=False
+    ):
+        args = (x, weight, bias, running_mean, running_var)
+        out = _np_norm.batch_norm_relu_forward(*args, False, None, eps) if relu else None
+        if out is None:
+            out = self._then_relu(relu, _np_norm.batch_norm_forward_inference(*args, eps))
+        return out
 
-    def batch_norm_backward_training(self, dout, x, weight, mean, invstd):
-        return _np_norm.batch_norm_backward_training(dout, x, weight, mean, invstd)
+    def _then_relu(self, relu, out):
+        """batch norm's (y, mean, invstd), y through ReLU when ``relu``."""
+        y, mean, invstd = out
+        return (self.relu_forward(y) if relu else y), mean, invstd
 
-    def batch_norm_backward_inference(self, dout, x, weight, mean, invstd):
+    def batch_norm_backward(self, dout, x, weight, mean, invstd, training, relu_output=None):
+        if relu_output is not None:  # the mask applied as the C++ passes read dout
+            args = (dout, relu_output, x, weight, mean, invstd, training)
+            fused = _np_norm.batch_norm_relu_backward(*args)
+            if fused is not None:
+                return fused
+            dout = self.relu_backward(dout, relu_output)
+        if training:
+            return _np_norm.batch_norm_backward_training(dout, x, weight, mean, invstd)
         return _np_norm.batch_norm_backward_inference(dout, x, weight, mean, invstd)
-
-    def batch_norm_relu_forward(
-        self, x, weight, bias, running_mean, running_var, training, momentum, eps
-    ):
-        """One C++ pass fewer than batch norm then ReLU; composed where C++ is unavailable."""
-        args = (x, weight, bias, running_mean, running_var, training, momentum, eps)
-        fused = _np_norm.batch_norm_relu_forward(*args)
-        return super().batch_norm_relu_forward(*args) if fused is None else fused
-
-    def batch_norm_relu_backward(self, dout, y, x, weight, mean, invstd, training):
-        args = (dout, y, x, weight, mean, invstd, training)
-        fused = _np_norm.batch_norm_relu_backward(*args)
-        return super().batch_norm_relu_backward(*args) if fused is None else fused
 
     # ---- generic array passes on the helpers' pool (csrc/cpu/arrays.h) -------------------------
     # The same numbers as NumPy's a + b and np.concatenate; used for big enough arrays only.

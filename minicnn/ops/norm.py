@@ -33,35 +33,39 @@ class BatchNorm(Function):
         dx = weight / sqrt(σ² + eps) · (dy − mean(dy) − x̂ · mean(dy · x̂)),
         dweight = Σ dy · x̂,  dbias = Σ dy   (sums and means over N, H, W).
 
-    Kernels: backend.batch_norm_forward_training / _inference, batch_norm_backward_training /
-    _inference on (N, C, H, W).
+    Kernels: backend.batch_norm_forward_training / _inference and batch_norm_backward on
+    (N, C, H, W).
     """
 
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, training, momentum, eps):
-        x4 = x.reshape(_as_4d(x.shape))  # (N, C, H, W)
-        if training:
-            y, mean, invstd = ctx.backend.batch_norm_forward_training(
-                x4, weight, bias, running_mean, running_var, momentum, eps
-            )
-        else:
-            y, mean, invstd = ctx.backend.batch_norm_forward_inference(
-                x4, weight, bias, running_mean, running_var, eps
-            )
-        ctx.training = training
-        ctx.save_for_backward(x4, weight, mean, invstd)
-        return y.reshape(x.shape)
+        args = (running_mean, running_var, weight, bias, training, momentum, eps)
+        return _forward(ctx, False, x, *args)
 
     @staticmethod
     def backward(ctx, dout):
-        x4, weight, mean, invstd = ctx.saved_tensors
-        kernel = (
-            ctx.backend.batch_norm_backward_training
-            if ctx.training
-            else ctx.backend.batch_norm_backward_inference
+        x4, weight, mean, invstd, relu_output = ctx.saved_tensors
+        grads = ctx.backend.batch_norm_backward(
+            dout.reshape(x4.shape), x4, weight, mean, invstd, ctx.training, relu_output
         )
-        grads = kernel(dout.reshape(x4.shape), x4, weight, mean, invstd)
         return _input_grads(ctx, dout.shape, *grads)
+
+
+def _forward(ctx, relu, x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """BatchNorm's forward, and BatchNormReLU's (``relu``: the output y is saved for backward's
+    mask dy · [y > 0])."""
+    x4 = x.reshape(_as_4d(x.shape))  # (N, C, H, W)
+    if training:
+        y, mean, invstd = ctx.backend.batch_norm_forward_training(
+            x4, weight, bias, running_mean, running_var, momentum, eps, relu
+        )
+    else:
+        y, mean, invstd = ctx.backend.batch_norm_forward_inference(
+            x4, weight, bias, running_mean, running_var, eps, relu
+        )
+    ctx.training = training
+    ctx.save_for_backward(x4, weight, mean, invstd, y if relu else None)
+    return y.reshape(x.shape)
 
 
 def _input_grads(ctx, shape, dx, dweight, dbias):
@@ -182,34 +186,21 @@ def _half_parameters(x, running_mean, running_var, weight, bias, training, momen
 
 
 # ---- batch norm + ReLU, fused --------------------------------------------------------------------
-class BatchNormReLU(Function):
+class BatchNormReLU(BatchNorm):
     """y = max(0, batch_norm(x)): the models' ``bn → relu`` pairs as one op.
 
     The same numbers as ``relu(batch_norm(x))`` (and the same running-buffer updates), one pass
     over memory fewer each way on cpu: the normalise pass clamps at 0, and backward reads
     dy · [y > 0] through the output y while it forms batch norm's sums and dx (Ioffe & Szegedy
     2015, sec. 3, with ReLU's dx = dy · [y > 0]). The intermediate batch-norm output is never
-    stored. Kernels: backend.batch_norm_relu_forward / _backward (composed of the batch norm and
-    ReLU kernels on devices without a fused one).
+    stored. Kernels: BatchNorm's with relu=True / relu_output=y (composed of the batch norm and
+    ReLU kernels on devices without a fused one); backward is BatchNorm's.
     """
 
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, training, momentum, eps):
-        x4 = x.reshape(_as_4d(x.shape))  # (N, C, H, W)
-        y, mean, invstd = ctx.backend.batch_norm_relu_forward(
-            x4, weight, bias, running_mean, running_var, training, momentum, eps
-        )
-        ctx.training = training
-        ctx.save_for_backward(y, x4, weight, mean, invstd)
-        return y.reshape(x.shape)
-
-    @staticmethod
-    def backward(ctx, dout):
-        y, x4, weight, mean, invstd = ctx.saved_tensors
-        grads = ctx.backend.batch_norm_relu_backward(
-            dout.reshape(x4.shape), y, x4, weight, mean, invstd, ctx.training
-        )
-        return _input_grads(ctx, dout.shape, *grads)
+        args = (running_mean, running_var, weight, bias, training, momentum, eps)
+        return _forward(ctx, True, x, *args)
 
 
 def batch_norm_relu(*args, **kwargs) -> Tensor:

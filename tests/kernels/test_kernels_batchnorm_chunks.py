@@ -67,10 +67,10 @@ def test_training_forward_and_backward(device, dtype, offset, shape):
     M = x.size // x.shape[1]
     dx, dweight, dbias = host(
         device,
-        backend.batch_norm_backward_training(*on(device, dout, x, weight, mean_ref, invstd_ref)),
+        backend.batch_norm_backward(*on(device, dout, x, weight, mean_ref, invstd_ref), True),
     )
-    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_training(
-        dout, x, weight, mean_ref, invstd_ref
+    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward(
+        dout, x, weight, mean_ref, invstd_ref, True
     )
     close(dbias, dbias_ref, dtype, np.sqrt(M))
     close(dweight, dweight_ref, dtype, loose * np.sqrt(M))
@@ -90,10 +90,10 @@ def test_inference_forward_and_backward(device, dtype, shape):
     close(y, y_ref, dtype, np.abs(weight).max())
     dx, dweight, dbias = host(
         device,
-        backend.batch_norm_backward_inference(*on(device, dout, x, weight, mean_ref, invstd_ref)),
+        backend.batch_norm_backward(*on(device, dout, x, weight, mean_ref, invstd_ref), False),
     )
-    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward_inference(
-        dout, x, weight, mean_ref, invstd_ref
+    dx_ref, dweight_ref, dbias_ref = cpu.batch_norm_backward(
+        dout, x, weight, mean_ref, invstd_ref, False
     )
     M = x.size // x.shape[1]
     close(dx, dx_ref, dtype, np.abs(weight).max())

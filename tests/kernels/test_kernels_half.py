@@ -216,10 +216,10 @@ def test_batch_norm_training(device, dtype, shape):
     np.testing.assert_allclose(host(device, drv), rv32, rtol=1e-5)
     close(y, y32, dtype, 2)
     dy = rounded(shape, dtype, 14)
-    dx, dw, db = host(device, b.batch_norm_backward_training(
-        *on(device, dy, x, weight, mean, invstd)))  # fmt: skip
-    dx32, dw32, db32 = cpu.batch_norm_backward_training(dy.astype(np.float32), x32, weight, mean,
-                                                        invstd)  # fmt: skip
+    dx, dw, db = host(device, b.batch_norm_backward(
+        *on(device, dy, x, weight, mean, invstd), True))  # fmt: skip
+    dx32, dw32, db32 = cpu.batch_norm_backward(dy.astype(np.float32), x32, weight, mean, invstd,
+                                               True)  # fmt: skip
     assert dw.dtype == db.dtype == np.float32
     np.testing.assert_allclose(dw, dw32, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(db, db32, rtol=1e-4, atol=1e-4)
@@ -241,10 +241,10 @@ def test_batch_norm_inference(device, dtype):
     )
     close(y, y32, dtype, 2)
     np.testing.assert_allclose(invstd, invstd32, rtol=1e-6)
-    dx, dw, db = host(device, b.batch_norm_backward_inference(
-        *on(device, dy, x, params[0], mean, invstd)))  # fmt: skip
-    ref = cpu.batch_norm_backward_inference(
-        dy.astype(np.float32), x.astype(np.float32), params[0], mean32, invstd32
+    dx, dw, db = host(device, b.batch_norm_backward(
+        *on(device, dy, x, params[0], mean, invstd), False))  # fmt: skip
+    ref = cpu.batch_norm_backward(
+        dy.astype(np.float32), x.astype(np.float32), params[0], mean32, invstd32, False
     )
     close(dx, ref[0], dtype, 1)
     np.testing.assert_allclose(dw, ref[1], rtol=1e-4, atol=1e-4)

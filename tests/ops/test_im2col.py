@@ -28,6 +28,8 @@ CASES = [
     (1, 1, 3, 3, 3, 3, (1, 1), (4, 4), (1, 1)),  # padding larger than the kernel
     (3, 1, 1, 1, 1, 1, (2, 2), (0, 0), (1, 1)),  # a single pixel
     (1, 2, 5, 13, 5, 3, (1, 5), (0, 2), (1, 2)),  # odd sizes, stride > kernel in one axis only
+    (2, 3, 7, 9, 3, 2, (2, 1), (0, 0), (1, 2)),  # unpadded stride-1 columns: runs of the plane
+    (2, 3, 4, 5, 1, 1, (1, 1), (0, 1), (1, 1)),  # padded 1x1: element by element
 ]
 
 
