@@ -332,8 +332,14 @@ def test_conv2d_tf32_nhwc(device, case, monkeypatch):
     # C/G and K/G multiples of 4: 16-byte vectors of float, so all three passes take the NHWC path
     # (conv2d.cu hands each its workspace).
     monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
-    g = geometry(case)
-    x, w, dy = (rounded(s, "tf32", 70 + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape)))
+    check_tf32_nhwc(device, geometry(case), 70)
+
+
+def check_tf32_nhwc(device, g, seed):
+    """All three passes in TF32 on the NHWC kernels, against float32 of the same rounded inputs."""
+    x, w, dy = (
+        rounded(s, "tf32", seed + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape))
+    )
     before = nhwc_launches(device)
     got = all_passes(device, g, x, w, dy)
     assert nhwc_launches(device) - before == 3
@@ -365,13 +371,7 @@ def test_conv2d_half_nhwc_whole_tap_slices(device, dtype, case):
 @pytest.mark.parametrize("case", TAP)
 def test_conv2d_tf32_nhwc_whole_tap_slices(device, case, monkeypatch):
     monkeypatch.setattr(minicnn.backends, "allow_tf32", True)
-    g = geometry(case)
-    x, w, dy = (rounded(s, "tf32", 90 + i) for i, s in enumerate((g.x_shape, g.w_shape, g.y_shape)))
-    before = nhwc_launches(device)
-    got = all_passes(device, g, x, w, dy)
-    assert nhwc_launches(device) - before == 3
-    for have, want in zip(got, references(g, x, w, dy)):
-        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    check_tf32_nhwc(device, geometry(case), 90)
 
 
 @devices
