@@ -60,6 +60,11 @@ void run_jobs(std::initializer_list<const ConvJob<T>*> jobs) {
   });
 }
 
+// A 1x1, stride-1, unpadded layer: its columns are x itself (no im2col).
+inline bool pointwise(const Conv2dGeometry& g) {
+  return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
 constexpr int64_t kPanelBytes = 1 << 20;
 constexpr int64_t kPanelMinWidth = 256;  // narrower GEMMs waste BLAS's packing of the weights
 constexpr int64_t kPanelsWanted = 8;     // split smaller layers down to this many panels
@@ -185,11 +190,10 @@ void forward_task(const T* x, const T* wk, const T* bias, T* y, const Conv2dGeom
                   std::vector<T>& out) {
   const CblasGemm<T> gemm = Blas::instance().gemm<T>();
   const int64_t PQ = g.P * g.Q, Cg = g.C / g.G, rows = Cg * g.R * g.S;
-  const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   const bool one_image = j0 / PQ == (j0 + n - 1) / PQ;
   const T* b = x + (j0 / PQ * g.C + grp * Cg) * PQ + j0 % PQ;  // a 1x1 conv's columns are x
   int64_t ldb = PQ;
-  if (!pointwise || !one_image) {
+  if (!pointwise(g) || !one_image) {
     panel.resize(rows * n);
     im2col_panel(x, panel.data(), g, grp * Cg, Cg, j0, n);
     b = panel.data();
@@ -226,8 +230,7 @@ struct ForwardJob : ConvJob<T> {
     columns = g.N * g.P * g.Q;
     width = panel_width(rows, columns, g.P * g.Q, sizeof(T));
     panels = columns == 0 ? 0 : ceil_div(columns, width);
-    const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-    kb = pointwise ? output_block(g.G * panels, g.K / g.G) : g.K / g.G;  // else: im2col again
+    kb = pointwise(g) ? output_block(g.G * panels, g.K / g.G) : g.K / g.G;  // else: im2col again
     kblocks = ceil_div(g.K / g.G, kb);
   }
   // Layers whose columns are one panel per group are cut by input channels instead.

@@ -85,13 +85,12 @@ void weight_grad_task(const T* x, const T* dy, T* dst, int64_t ldd, const Conv2d
   const CblasGemm<T> gemm = Blas::instance().gemm<T>();
   const int64_t PQ = g.P * g.Q, NPQ = g.N * PQ, Cg = g.C / g.G, Kg = g.K / g.G;
   const int64_t rows = cc * g.R * g.S;
-  const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   if (p.transposed) acc.resize(rows * Kg);
   for (int64_t i = first; i < end; ++i) {
     const int64_t j0 = i * p.width, n = std::min(p.width, NPQ - j0);
     const T* b = x + ((j0 / PQ) * g.C + grp * Cg + c0) * PQ + j0 % PQ;  // a 1x1 conv's columns
     int64_t ldb = PQ;
-    if (!pointwise || j0 / PQ != (j0 + n - 1) / PQ) {
+    if (!pointwise(g) || j0 / PQ != (j0 + n - 1) / PQ) {
       panel.resize(rows * n);
       im2col_panel(x, panel.data(), g, grp * Cg + c0, cc, j0, n);
       b = panel.data();
@@ -194,14 +193,13 @@ struct DataGradJob : ConvJob<T> {
   void run(int64_t t, std::vector<T>& panel, std::vector<T>&) const override {
     const CblasGemm<T> gemm = Blas::instance().gemm<T>();
     const int64_t PQ = g.P * g.Q, NPQ = g.N * PQ, RS = g.R * g.S, Cg = g.C / g.G, Kg = g.K / g.G;
-    const bool pointwise = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
     const int64_t grp = t / (p.cblocks * p.nblocks), c0 = (t / p.nblocks) % p.cblocks * p.cb;
     const int64_t n0 = t % p.nblocks * p.nb, nn = std::min(p.nb, g.N - n0);
     const int64_t cc = std::min(p.cb, Cg - c0), rows = cc * RS, width = nn * PQ;
     const T* d = nn == 1 ? dout + (n0 * g.K + grp * Kg) * PQ : dy + grp * Kg * NPQ + n0 * PQ;
     const T* a = w + grp * Kg * Cg * RS + c0 * RS;  // (Kg, cc R S), leading dim Cg R S
     const int64_t ldd = nn == 1 ? PQ : NPQ;
-    if (pointwise && nn == 1) {  // this image's dx planes are the GEMM's output
+    if (pointwise(g) && nn == 1) {  // this image's dx planes are the GEMM's output
       T* dst = dx + (n0 * g.C + grp * Cg + c0) * PQ;
       gemm(kRowMajor, kTrans, kNoTrans, rows, width, Kg, T(1), a, Cg * RS, d, ldd, T(0), dst, PQ);
       return;
