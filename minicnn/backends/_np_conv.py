@@ -230,6 +230,12 @@ def _check(x_shape, w_shape, g):
     )
 
 
+def _check_backward(dout, x_shape, w_shape, g):
+    """_check, and dout's shape against the geometry's output."""
+    _check(x_shape, w_shape, g)
+    assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+
+
 def _panels_kernel(name, *arrays):
     """The C++ panel kernel ``name`` for these arrays (csrc/cpu/conv.h, conv_backward.h), or None
     (no extension, no usable BLAS, MINICNN_CONV_PANELS=0, mixed dtypes)."""
@@ -301,8 +307,7 @@ def _data_grad_as_conv(g: Conv2dGeometry):
 def conv2d_backward_data(dout, w, g: Conv2dGeometry):
     """dx (N, C, H, W) from dout (N, K, P, Q) and w (K, C/G, R, S): col2im(w^T @ dout), or the
     equivalent convolution of dout (see _data_grad_as_conv)."""
-    _check(g.x_shape, w.shape, g)
-    assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+    _check_backward(dout, g.x_shape, w.shape, g)
     as_conv = _data_grad_as_conv(g)
     if as_conv is not None:
         return conv2d_forward(dout, _transposed_kernel(w, g.G), None, as_conv)
@@ -344,8 +349,7 @@ def conv2d_backward_weight(dout, x, g: Conv2dGeometry):
     dw^T (Cg R S, Kg) = cols @ dout^T, and transposed back: OpenBLAS runs that orientation 10-20%
     faster for the short K of most layers, which pays for the transpose once the GEMM is long.
     """
-    _check(x.shape, g.w_shape, g)
-    assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+    _check_backward(dout, x.shape, g.w_shape, g)
     fused = _panels_kernel("conv2d_backward_weight", dout, x)
     if fused is not None:
         return fused(dout, x, g)  # panels of columns, each used as it is built (conv_backward.h)
@@ -388,8 +392,7 @@ def conv2d_backward(dout, x, w, g: Conv2dGeometry, needs=(True, True, True)):
     dout = np.ascontiguousarray(dout)
     both = _panels_kernel("conv2d_backward", dout, x, w) if needs[0] and needs[1] else None
     if both is not None:
-        _check(x.shape, w.shape, g)
-        assert tuple(dout.shape) == g.y_shape, f"conv2d: dout {dout.shape} does not match {g}"
+        _check_backward(dout, x.shape, w.shape, g)
         as_conv = _data_grad_as_conv(g)
         wt = None if as_conv is None else _transposed_kernel(w, g.G)
         dx, dw = both(dout, x, w, g, wt, as_conv)
