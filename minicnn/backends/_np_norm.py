@@ -250,8 +250,8 @@ def _backward(dout, x, weight, mean, invstd, training, mask=None):
 def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     """(y, mean, invstd): y = max(0, batch_norm(x)) with relu folded into the normalise pass;
     the same numbers as batch_norm_forward_* followed by relu. None without the C++ kernels."""
-    if cpp_kernel(_C, "channel_affine", x.dtype) is None:
-        return None
+    if cpp_kernel(_C, "batch_norm_forward" if training else "channel_affine", x.dtype) is None:
+        return None  # (the kernel _forward runs)
     return _forward(x, weight, bias, running_mean, running_var, training, momentum, eps, True)
 
 
